@@ -1,0 +1,55 @@
+"""Storing torch tensors in HDF5, including bfloat16 (kept as its raw 16 bits)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import h5py
+    import numpy as np
+    import torch
+
+#: How each torch dtype name is stored, as (numpy dtype, ``saetool_dtype`` attribute).
+STORAGE = {
+    "float32": ("float32", "float32"),
+    "float16": ("float16", "float16"),
+    "bfloat16": ("uint16", "bfloat16"),
+}
+
+
+def to_storage(tensor: "torch.Tensor", dtype: str) -> "np.ndarray":
+    """A tensor as the numpy array stored for ``dtype``."""
+    import torch
+
+    if dtype == "bfloat16":
+        return tensor.to(torch.bfloat16).contiguous().view(torch.int16).cpu().numpy().view("uint16")
+    return tensor.to(getattr(torch, dtype)).cpu().numpy()
+
+
+def from_storage(array: "np.ndarray", stored_dtype: str, *, as_dtype: "torch.dtype | None" = None) -> "torch.Tensor":
+    """The tensor back from a stored array (bfloat16 restored from its bits)."""
+    import numpy as np
+    import torch
+
+    if stored_dtype == "bfloat16":
+        tensor = torch.from_numpy(np.ascontiguousarray(array).view("int16")).view(torch.bfloat16)
+    else:
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor if as_dtype is None else tensor.to(as_dtype)
+
+
+def create_rows_dataset(group: "h5py.Group", name: str, width: int | None, dtype: str, *, chunk_rows: int = 256) -> "h5py.Dataset":
+    """A resizable ``[rows, width]`` (or ``[rows]``) dataset to append to."""
+    np_dtype, attr = STORAGE.get(dtype, (dtype, dtype))
+    shape = (0,) if width is None else (0, width)
+    maxshape = (None,) if width is None else (None, width)
+    chunks = (chunk_rows * 16,) if width is None else (chunk_rows, width)
+    ds = group.create_dataset(name, shape=shape, maxshape=maxshape, dtype=np_dtype, chunks=chunks)
+    ds.attrs["saetool_dtype"] = attr
+    return ds
+
+
+def append_rows(ds: "h5py.Dataset", rows: Any) -> None:
+    start = ds.shape[0]
+    ds.resize(start + len(rows), axis=0)
+    ds[start:] = rows

@@ -1,0 +1,272 @@
+"""Writing artifacts atomically and opening them with validation."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from saetool.console import log
+from saetool.errors import ArtifactError
+
+if TYPE_CHECKING:
+    import h5py
+
+PARTIAL_SUFFIX = ".partial"
+LOCK_SUFFIX = ".lock"
+
+
+def partial_path(path: str | Path) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + PARTIAL_SUFFIX)
+
+
+def check_output_path(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
+    """Validate an output path before any work starts; returns it as a Path."""
+    p = Path(path)
+    if p.exists() and p.is_dir():
+        raise ArtifactError(f"output {p} is a directory", hint="give a file name with --output")
+    if p.exists() and not overwrite:
+        raise ArtifactError(f"output {p} already exists", hint="pass --overwrite to replace it, or choose another --output")
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"cannot create folder {parent} for the output ({exc.strerror})", hint="choose another --output") from exc
+    if not os.access(parent, os.W_OK):
+        raise ArtifactError(f"cannot write to {parent}: permission denied", hint="choose a writable --output location")
+    if resume and not partial_path(p).exists():
+        raise ArtifactError(
+            f"nothing to resume: no partial run at {partial_path(p)}",
+            hint="run without --resume to start afresh",
+        )
+    return p
+
+
+class _Lock:
+    """An exclusive advisory lock on ``PATH.lock`` so two writers cannot collide."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(path.name + LOCK_SUFFIX)
+        self._fh: Any = None
+
+    def acquire(self, target: Path) -> None:
+        import fcntl
+
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.close()
+            self._fh = None
+            raise ArtifactError(
+                f"another saetool process is writing {target} (lock {self.path})",
+                hint="wait for it to finish, or choose another --output",
+            ) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(str(os.getpid()))
+        self._fh.flush()
+
+    def release(self) -> None:
+        if self._fh is None:
+            return
+        import fcntl
+
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+class ArtifactWriter:
+    """Write an artifact to ``PATH.partial`` and rename it to ``PATH`` on commit.
+
+    Use as a context manager. On an error the partial file is removed unless
+    the stage is resumable (``keep_partial_on_error``), in which case it stays
+    for ``--resume``. A lock file keeps a second writer of the same output out.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str,
+        provenance: dict[str, Any],
+        *,
+        overwrite: bool = False,
+        resume: bool = False,
+        keep_partial_on_error: bool = False,
+    ) -> None:
+        from saetool.artifacts.kinds import get_kind
+
+        self.path = Path(path)
+        self.kind = get_kind(kind)
+        self.provenance = provenance
+        self.overwrite = overwrite
+        self.resume = resume
+        self.keep_partial_on_error = keep_partial_on_error
+        self.partial = partial_path(self.path)
+        self._lock = _Lock(self.path)
+        self.file: h5py.File | None = None
+        self.resumed = False
+
+    def __enter__(self) -> "ArtifactWriter":
+        import h5py
+
+        check_output_path(self.path, overwrite=self.overwrite)
+        self._lock.acquire(self.path)
+        try:
+            if self.resume and self.partial.exists():
+                try:
+                    self.file = h5py.File(self.partial, "r+")
+                except OSError as exc:
+                    raise ArtifactError(
+                        f"the partial run {self.partial} is unreadable ({exc})",
+                        hint="delete it and run without --resume",
+                    ) from exc
+                if self.file.attrs.get("saetool_kind") != self.kind.name:
+                    raise ArtifactError(f"the partial run {self.partial} is not a {self.kind.name!r} artifact", hint="delete it and run without --resume")
+                self.resumed = True
+            else:
+                if self.partial.exists():
+                    log(f"[dim]discarding an earlier unfinished run at {self.partial} (use --resume to continue one)[/dim]")
+                self.file = h5py.File(self.partial, "w", libver="latest")
+                self.file.attrs["saetool_kind"] = self.kind.name
+                self.file.attrs["schema_version"] = self.kind.schema_version
+                self.file.attrs["complete"] = False
+            self.file.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
+        except BaseException:
+            if self.file is not None:
+                self.file.close()
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+            return
+        self._close()
+        interrupted = exc_type is KeyboardInterrupt
+        if self.keep_partial_on_error and (interrupted or not _is_user_error(exc)):
+            log(f"[yellow]unfinished run kept at {self.partial}; rerun the same command with --resume to continue[/yellow]")
+        else:
+            self.partial.unlink(missing_ok=True)
+        self._lock.release()
+
+    def flush(self) -> None:
+        assert self.file is not None
+        self.file.flush()
+
+    def commit(self) -> Path:
+        assert self.file is not None
+        self.file.attrs["complete"] = True
+        self._close()
+        os.replace(self.partial, self.path)
+        self._lock.release()
+        return self.path
+
+    def _close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _is_user_error(exc: BaseException | None) -> bool:
+    from saetool.errors import SaetoolError
+
+    return isinstance(exc, SaetoolError)
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """Kind, schema version and provenance of an artifact without validation."""
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        return {
+            "saetool_kind": _text(fh.attrs.get("saetool_kind")),
+            "schema_version": int(fh.attrs.get("schema_version", 0)),
+            "provenance": json.loads(_text(fh.attrs.get("provenance")) or "{}"),
+        }
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Artifact:
+    """An open, validated artifact (read-only). Use as a context manager."""
+
+    def __init__(self, path: Path, file: "h5py.File") -> None:
+        self.path = path
+        self.file = file
+        self.kind: str = _text(file.attrs["saetool_kind"])
+        self.schema_version = int(file.attrs["schema_version"])
+        self.provenance: dict[str, Any] = json.loads(_text(file.attrs.get("provenance")) or "{}")
+
+    @property
+    def attrs(self) -> Any:
+        return self.file.attrs
+
+    def __getitem__(self, name: str) -> Any:
+        return self.file[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.file
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "Artifact":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> Artifact:
+    """Open ``path`` read-only, refusing missing, corrupt, unknown, too-new or
+    wrong-kind files with a one-line :class:`ArtifactError`."""
+    import h5py
+
+    from saetool.artifacts.kinds import get_kind
+
+    p = Path(path)
+    if not p.exists():
+        raise ArtifactError(f"{p} does not exist", hint="check the path, or pipe the previous stage's output")
+    if p.is_dir():
+        raise ArtifactError(f"{p} is a directory, not an artifact file")
+    if not h5py.is_hdf5(p):
+        raise ArtifactError(f"{p} is not an HDF5 file (truncated or corrupt?)", hint="re-create it with the stage that wrote it")
+    try:
+        fh = h5py.File(p, "r")
+    except OSError as exc:
+        raise ArtifactError(f"{p} is corrupt or truncated ({exc})", hint="re-create it with the stage that wrote it") from exc
+    try:
+        if "saetool_kind" not in fh.attrs or "schema_version" not in fh.attrs:
+            raise ArtifactError(f"{p} is an HDF5 file but not a saetool artifact (no saetool_kind attribute)")
+        name = _text(fh.attrs["saetool_kind"])
+        spec = get_kind(name)
+        version = int(fh.attrs["schema_version"])
+        if version > spec.schema_version:
+            raise ArtifactError(
+                f"{p} has {name} schema version {version}, newer than this saetool reads ({spec.schema_version})",
+                hint="upgrade saetool",
+            )
+        if kind is not None:
+            wanted = (kind,) if isinstance(kind, str) else tuple(kind)
+            if name not in wanted:
+                raise ArtifactError(
+                    f"{p} is a {name!r} artifact, but this needs {' or '.join(repr(w) for w in wanted)}",
+                    hint="pass the output of the right stage",
+                )
+        for ds in spec.required_datasets:
+            if "{" not in ds and ds not in fh:
+                raise ArtifactError(f"{p} is missing dataset {ds!r} required for a {name!r} artifact (corrupt or hand-edited?)")
+        return Artifact(p, fh)
+    except BaseException:
+        fh.close()
+        raise

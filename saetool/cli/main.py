@@ -1,0 +1,114 @@
+"""``saetool``: the root command, global options and the error boundary."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import typer
+
+from saetool import __version__
+from saetool.console import configure, is_debug, stderr
+
+HELP = """\
+Sparse-autoencoder interpretability research from the command line.
+
+Stages read and write HDF5 artifacts and pass a one-line JSON manifest on
+stdout, so they pipe:
+
+    saetool extract --layers 15 | saetool inspect
+
+Progress, logs and tables go to stderr. Add `--debug` to see tracebacks.
+"""
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"saetool {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (also SAETOOL_DEBUG=1)."),
+) -> None:
+    configure(quiet=quiet, verbose=verbose, debug=debug or None)
+
+
+def build_app() -> typer.Typer:
+    """The root typer app with every registered command (built-in or plugin)."""
+    from saetool.plugins import host
+
+    app = typer.Typer(
+        name="saetool",
+        help=HELP,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="markdown",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    for reg in host().collect("commands").values():
+        obj = reg.obj
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=reg.name)
+        else:
+            app.command(name=reg.name, **reg.options)(obj)
+    return app
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console-script entry point: run the CLI and turn errors into exit codes."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:  # accept --debug anywhere, not only before the command
+        args.remove("--debug")
+        configure(debug=True)
+    command = typer.main.get_command(build_app())
+    try:
+        code: Any = command.main(args=args, prog_name="saetool", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        sub = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "saetool"
+        _fail(f"{exc.format_message()} (see `{sub} --help`)", exc.exit_code)
+        return
+    except click.exceptions.Abort:
+        _fail("aborted", 1)
+        return
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+        return
+    except Exception as exc:  # the error boundary
+        from saetool.errors import SaetoolError
+
+        if is_debug():
+            stderr().print_exception(show_locals=False)
+        if isinstance(exc, SaetoolError):
+            _fail(exc.one_line(), exc.exit_code)
+        elif isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError)):
+            _fail(f"{exc.strerror}: {exc.filename}", 2)
+        else:
+            _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please report it)", 1)
+        return
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    text = " ".join(message.split())
+    try:
+        from rich.text import Text
+
+        line = Text("error: ", style="bold red")
+        line.append(text)
+        stderr().print(line, soft_wrap=True)
+    except Exception:
+        sys.stderr.write(f"error: {text}\n")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""Options shared by stage commands, so every stage spells them the same way."""
+
+from __future__ import annotations
+
+import typer
+
+OUTPUT = typer.Option(None, "--output", "-o", help="Output artifact path (a sensible default name when omitted).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace the output if it exists.")
+RESUME = typer.Option(False, "--resume", help="Continue a killed run from its partial output.")
+JSON = typer.Option(False, "--json", help="Print JSON to stdout instead of a table.")

@@ -1,0 +1,1 @@
+"""Corpus sources (text documents) and packing them into token windows."""

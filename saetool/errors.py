@@ -1,0 +1,39 @@
+"""Errors the CLI turns into a one-line message and exit code 2."""
+
+from __future__ import annotations
+
+
+class SaetoolError(Exception):
+    """A problem with the user's input or environment.
+
+    The message names what is wrong and what to do about it; the CLI prints it
+    on one line and exits with :attr:`exit_code`, with no traceback unless
+    ``--debug`` is given.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}; {hint}")
+
+    def one_line(self) -> str:
+        text = self.message if self.hint is None else f"{self.message}; {self.hint}"
+        return " ".join(text.split())
+
+
+class ArtifactError(SaetoolError):
+    """An artifact file is missing, corrupt, of the wrong kind or too new."""
+
+
+class ModelError(SaetoolError):
+    """A model cannot be found, loaded or hooked as asked."""
+
+
+class CorpusError(SaetoolError):
+    """A corpus cannot be read, decoded or is empty."""
+
+
+class PluginError(SaetoolError):
+    """A plugin name is unknown or a plugin is misbehaving."""

@@ -1,0 +1,256 @@
+"""The Python API behind ``saetool extract``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from saetool.console import log, warn
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from saetool.artifacts.store import ArtifactWriter
+    from saetool.models.base import HookedModel
+
+KIND = "activations"
+
+#: Settings that must match for ``--resume`` to continue a partial file.
+RESUME_KEYS = (
+    "model", "backend", "corpus", "hooks", "context_size", "batch_size", "dtype",
+    "prepend_bos", "exclude_special", "text_column", "encoding",
+)
+
+
+@dataclass
+class ExtractConfig:
+    """What to extract. ``hooks`` wins over ``layers`` + ``site``; with neither,
+    the middle layer's residual stream is used."""
+
+    model: str = "smollm2-135m"
+    backend: str = "transformers"
+    corpus: str = "bbc-news"
+    hooks: list[str] | None = None
+    layers: str | None = None
+    site: str = "hook_resid_post"
+    num_tokens: int = 8192
+    context_size: int = 128
+    batch_size: int = 8
+    dtype: str = "float32"
+    device: str = "cpu"
+    prepend_bos: bool = True
+    exclude_special: bool = True
+    text_column: str = "text"
+    encoding: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.num_tokens <= 0:
+            raise SaetoolError(f"--num-tokens must be positive (got {self.num_tokens})")
+        if self.context_size < 2:
+            raise SaetoolError(f"--context-size must be at least 2 (got {self.context_size})")
+        if self.batch_size < 1:
+            raise SaetoolError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.dtype not in ("float32", "float16", "bfloat16"):
+            raise SaetoolError(f"unknown --dtype {self.dtype!r}", hint="choose float32, float16 or bfloat16")
+
+
+def default_output(config: ExtractConfig) -> Path:
+    slug = Path(config.model).name.replace("/", "-") or "model"
+    return Path(f"activations-{slug}.h5")
+
+
+def resolve_hooks(config: ExtractConfig, model: "HookedModel") -> list[str]:
+    from saetool.models.hooks import hooks_from_layers, parse_hooks
+
+    if config.hooks:
+        names = [h for h in config.hooks if h.strip()]
+    elif config.layers:
+        names = hooks_from_layers(config.layers, model.n_layers, config.site)
+    else:
+        names = hooks_from_layers(str(model.n_layers // 2), model.n_layers, config.site)
+    return [p.name for p in parse_hooks(names, model.n_layers, model.supported_sites)]
+
+
+def extract_activations(
+    config: ExtractConfig,
+    output: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    model: "HookedModel | None" = None,
+) -> Path:
+    """Run ``config.model`` over ``config.corpus`` and write an activations artifact.
+
+    Returns the output path. Memory stays flat in ``num_tokens``: windows are
+    tokenised, run and written one batch at a time. With ``resume`` a partial
+    file left by a killed run is continued, and the result equals an
+    uninterrupted run. Pass an already loaded ``model`` to skip loading.
+    """
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.artifacts.store import ArtifactWriter, check_output_path
+    from saetool.corpus.packing import pack_windows
+    from saetool.corpus.resolve import describe_corpus, iter_documents, resolve_corpus
+    from saetool.models.registry import load_model
+
+    config.validate()
+    out = check_output_path(output or default_output(config), overwrite=overwrite, resume=resume)
+    resolve_corpus(config.corpus)  # an unknown corpus fails before the model loads
+    first_doc = next(iter(iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)), None)
+    if first_doc is None:
+        raise SaetoolError(f"corpus {config.corpus!r} has no documents", hint="check the path or corpus name")
+
+    if model is None:
+        model = load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype)
+    hooks = resolve_hooks(config, model)
+    tokenizer = model.tokenizer
+    docs = iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)
+    windows = pack_windows(docs, tokenizer, config.context_size, prepend_bos=config.prepend_bos)
+
+    settings = {**asdict(config), "hooks": hooks}
+    settings.pop("extra", None)
+    provenance = build_provenance(
+        model=model.model_id,
+        backend=model.backend_name,
+        hooks=hooks,
+        corpus=describe_corpus(config.corpus),
+        extract=settings,
+    )
+    with ArtifactWriter(out, KIND, provenance, overwrite=overwrite, resume=resume, keep_partial_on_error=True) as writer:
+        if writer.resumed:
+            done_seq, done_tok = _reopen(writer, settings)
+            log(f"resuming {writer.partial}: {done_tok} tokens in {done_seq} windows already stored")
+            windows = itertools.islice(windows, done_seq, None)
+        else:
+            _create_layout(writer, settings, hooks, model)
+            done_seq, done_tok = 0, 0
+        _run(writer, model, hooks, windows, config, done_seq, done_tok, progress)
+    return out
+
+
+def _create_layout(writer: "ArtifactWriter", settings: dict[str, Any], hooks: list[str], model: "HookedModel") -> None:
+    from saetool.artifacts.arrays import create_rows_dataset
+
+    fh = writer.file
+    assert fh is not None
+    tok = model.tokenizer
+    fh.attrs["hooks"] = json.dumps(hooks)
+    fh.attrs["config"] = json.dumps(settings, sort_keys=True)
+    fh.attrs["context_size"] = settings["context_size"]
+    fh.attrs["n_tokens"] = 0
+    fh.attrs["n_sequences"] = 0
+    fh.attrs["model"] = model.model_id
+    fh.attrs["backend"] = model.backend_name
+    fh.attrs["dtype"] = settings["dtype"]
+    fh.attrs["bos_token_id"] = -1 if tok.bos_token_id is None else int(tok.bos_token_id)
+    fh.attrs["special_token_ids"] = json.dumps(sorted(int(i) for i in tok.all_special_ids))
+    acts = fh.create_group("activations")
+    for hook in hooks:
+        create_rows_dataset(acts, hook, model.hook_dim(hook), settings["dtype"])
+    tokens = fh.create_group("tokens")
+    create_rows_dataset(tokens, "token_ids", None, "int32")
+    create_rows_dataset(tokens, "seq_index", None, "int64")
+    create_rows_dataset(tokens, "position", None, "int32")
+    seqs = fh.create_group("sequences")
+    create_rows_dataset(seqs, "token_ids", settings["context_size"], "int32", chunk_rows=64)
+
+
+def _reopen(writer: "ArtifactWriter", settings: dict[str, Any]) -> tuple[int, int]:
+    """Check a partial file was made with the same settings; drop rows past its last commit."""
+    fh = writer.file
+    assert fh is not None
+    before = json.loads(fh.attrs.get("config", "{}"))
+    changed = [k for k in RESUME_KEYS if before.get(k) != settings.get(k)]
+    if changed:
+        raise SaetoolError(
+            f"cannot resume {writer.partial}: it was made with different {', '.join(changed)}",
+            hint="rerun with the original settings, or without --resume to start afresh",
+        )
+    done_seq = int(fh.attrs["n_sequences"])
+    done_tok = int(fh.attrs["n_tokens"])
+    for name in ("tokens/token_ids", "tokens/seq_index", "tokens/position"):
+        fh[name].resize(done_tok, axis=0)
+    for hook in settings["hooks"]:
+        fh[f"activations/{hook}"].resize(done_tok, axis=0)
+    fh["sequences/token_ids"].resize(done_seq, axis=0)
+    fh.attrs["config"] = json.dumps(settings, sort_keys=True)
+    return done_seq, done_tok
+
+
+def _batches(windows: Iterator["np.ndarray"], batch_size: int) -> Iterator["np.ndarray"]:
+    import numpy as np
+
+    while True:
+        chunk = list(itertools.islice(windows, batch_size))
+        if not chunk:
+            return
+        yield np.stack(chunk)
+
+
+def _run(
+    writer: "ArtifactWriter",
+    model: "HookedModel",
+    hooks: list[str],
+    windows: Iterator["np.ndarray"],
+    config: ExtractConfig,
+    done_seq: int,
+    done_tok: int,
+    show_progress: bool,
+) -> None:
+    import numpy as np
+    import torch
+
+    from saetool.artifacts.arrays import append_rows, to_storage
+    from saetool.progress import token_progress
+
+    fh = writer.file
+    assert fh is not None
+    special = np.array(json.loads(fh.attrs["special_token_ids"]), dtype=np.int64)
+    ctx = config.context_size
+    with token_progress("extract", total=config.num_tokens, completed=done_tok, enabled=show_progress) as advance:
+        for batch in _batches(windows, config.batch_size):
+            remaining = config.num_tokens - done_tok
+            if remaining <= 0:
+                break
+            keep = ~np.isin(batch, special) if config.exclude_special else np.ones(batch.shape, dtype=bool)
+            flat = np.flatnonzero(keep.reshape(-1))[:remaining]
+            if flat.size == 0:
+                continue
+            ids = torch.from_numpy(batch.astype(np.int64)).to(model.device)
+            with torch.inference_mode():
+                acts = model.run_with_cache(ids, hooks)
+            index = torch.from_numpy(flat).to(model.device)
+            for hook in hooks:
+                rows = acts[hook].reshape(batch.shape[0] * ctx, -1).index_select(0, index)
+                _check_finite(rows, hook, done_seq)
+                append_rows(fh[f"activations/{hook}"], to_storage(rows, config.dtype))
+            n_used = int(flat[-1] // ctx) + 1
+            append_rows(fh["tokens/token_ids"], batch.reshape(-1)[flat].astype(np.int32))
+            append_rows(fh["tokens/seq_index"], (done_seq + flat // ctx).astype(np.int64))
+            append_rows(fh["tokens/position"], (flat % ctx).astype(np.int32))
+            append_rows(fh["sequences/token_ids"], batch[:n_used].astype(np.int32))
+            done_seq += n_used
+            done_tok += int(flat.size)
+            fh.attrs["n_sequences"] = done_seq
+            fh.attrs["n_tokens"] = done_tok
+            writer.flush()
+            advance(int(flat.size))
+    if done_tok < config.num_tokens:
+        warn(f"corpus {config.corpus!r} ran out after {done_tok} tokens ({config.num_tokens} asked for)")
+    if done_tok == 0:
+        raise SaetoolError(f"corpus {config.corpus!r} produced no tokens to store", hint="use a larger corpus or --include-special")
+
+
+def _check_finite(rows: Any, hook: str, seq_offset: int) -> None:
+    import torch
+
+    if not torch.isfinite(rows).all():
+        raise SaetoolError(
+            f"the model produced NaN/inf activations at {hook} (near window {seq_offset})",
+            hint="try --dtype float32",
+        )

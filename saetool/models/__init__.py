@@ -1,0 +1,17 @@
+"""Model backends and named models: load a model, run it with TransformerLens-named hooks."""
+
+from saetool.models.base import HookedModel, ModelBackendType
+from saetool.models.hooks import HookPoint, hooks_from_layers, parse_hooks
+from saetool.models.registry import ModelSource, ModelSpec, load_model, resolve_model
+
+__all__ = [
+    "HookPoint",
+    "HookedModel",
+    "ModelBackendType",
+    "ModelSource",
+    "ModelSpec",
+    "hooks_from_layers",
+    "load_model",
+    "parse_hooks",
+    "resolve_model",
+]

