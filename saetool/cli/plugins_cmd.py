@@ -8,7 +8,7 @@ import typer
 
 from saetool.cli.options import JSON
 
-app = typer.Typer(help="List plugins and what they registered.", no_args_is_help=False)
+app = typer.Typer(no_args_is_help=False)
 
 
 @app.callback(invoke_without_command=True)

@@ -1,0 +1,39 @@
+"""Shared helpers for the test suite (run the real CLI in a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m saetool ARGS`` as a user would; stdout and stderr captured apart."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("COLUMNS", "200")
+    return subprocess.run(
+        [sys.executable, "-m", "saetool", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
+    """A one-line error on stderr, the given exit code, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error:"), err
+    error_lines = [line for line in lines if line.startswith("error:")]
+    assert len(error_lines) == 1, err
+    for needle in needles:
+        assert needle.lower() in error_lines[0].lower(), (needle, err)
+    return error_lines[0]

@@ -1,0 +1,187 @@
+"""The artifact layer: atomic writes, validation on read, locks, manifests, provenance."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from saetool.artifacts import ArtifactWriter, build_provenance, emit_manifest, open_artifact, resolve_input
+from saetool.artifacts.arrays import append_rows, create_rows_dataset, from_storage, to_storage
+from saetool.artifacts.manifest import read_manifests
+from saetool.artifacts.provenance import command_line, file_sha256
+from saetool.artifacts.store import partial_path
+from saetool.errors import ArtifactError, SaetoolError
+
+
+def write_sample(path, **kw):
+    prov = build_provenance(model="m", backend="b", hooks=["blocks.0.hook_resid_post"], corpus="c", argv=["saetool", "x"])
+    with ArtifactWriter(path, "activations", prov, **kw) as w:
+        w.file.attrs["hooks"] = json.dumps(["blocks.0.hook_resid_post"])
+        w.file.attrs["n_tokens"] = 3
+        w.file.attrs["context_size"] = 4
+        for name in ("tokens/token_ids", "tokens/seq_index", "tokens/position", "sequences/token_ids"):
+            w.file.create_dataset(name, data=np.arange(3))
+    return path
+
+
+def test_write_then_read_roundtrip(tmp_path):
+    out = write_sample(tmp_path / "a.h5")
+    assert out.exists() and not partial_path(out).exists()
+    assert not (tmp_path / "a.h5.lock").exists()
+    with open_artifact(out, kind="activations") as art:
+        assert art.kind == "activations"
+        assert art.schema_version == 1
+        assert art.attrs["complete"]
+        prov = art.provenance
+    assert prov["model"] == "m" and prov["hooks"] == ["blocks.0.hook_resid_post"]
+    assert prov["command"] == "saetool x"
+    assert prov["saetool_version"]
+    assert prov["created"].endswith("+00:00")
+
+
+def test_parent_hash_recorded(tmp_path):
+    parent = write_sample(tmp_path / "p.h5")
+    prov = build_provenance(parents=[parent], argv=["saetool"])
+    assert prov["parents"][0]["sha256"] == file_sha256(parent)
+    assert prov["parents"][0]["kind"] == "activations"
+    assert len(prov["parents"][0]["sha256"]) == 64
+
+
+def test_existing_output_refused_without_overwrite(tmp_path):
+    out = write_sample(tmp_path / "a.h5")
+    with pytest.raises(ArtifactError, match="already exists"):
+        write_sample(out)
+    write_sample(out, overwrite=True)
+
+
+def test_user_error_inside_writer_leaves_nothing(tmp_path):
+    out = tmp_path / "a.h5"
+    with pytest.raises(SaetoolError):
+        with ArtifactWriter(out, "activations", {}, keep_partial_on_error=True):
+            raise SaetoolError("bad input")
+    assert not out.exists() and not partial_path(out).exists()
+
+
+def test_crash_keeps_partial_for_resume_only_when_resumable(tmp_path):
+    out = tmp_path / "a.h5"
+    with pytest.raises(RuntimeError):
+        with ArtifactWriter(out, "activations", {}, keep_partial_on_error=True):
+            raise RuntimeError("crash")
+    assert not out.exists() and partial_path(out).exists()
+    with pytest.raises(RuntimeError):
+        with ArtifactWriter(tmp_path / "b.h5", "activations", {}):
+            raise RuntimeError("crash")
+    assert not partial_path(tmp_path / "b.h5").exists()
+
+
+def test_unknown_kind_newer_schema_wrong_kind_refused(tmp_path):
+    p = tmp_path / "x.h5"
+    with h5py.File(p, "w") as fh:
+        fh.attrs["saetool_kind"] = "martian"
+        fh.attrs["schema_version"] = 1
+    with pytest.raises(ArtifactError, match="unknown artifact kind 'martian'"):
+        open_artifact(p)
+    with h5py.File(p, "w") as fh:
+        fh.attrs["saetool_kind"] = "activations"
+        fh.attrs["schema_version"] = 99
+    with pytest.raises(ArtifactError, match="newer than this saetool reads"):
+        open_artifact(p)
+    good = write_sample(tmp_path / "g.h5")
+    with pytest.raises(ArtifactError, match="but this needs 'sae'"):
+        open_artifact(good, kind="sae")
+
+
+def test_not_hdf5_truncated_and_foreign_refused(tmp_path):
+    txt = tmp_path / "t.h5"
+    txt.write_text("hello")
+    with pytest.raises(ArtifactError, match="not an HDF5 file"):
+        open_artifact(txt)
+    good = write_sample(tmp_path / "g.h5")
+    data = good.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="corrupt|truncated|not an HDF5"):
+        open_artifact(cut)
+    foreign = tmp_path / "f.h5"
+    with h5py.File(foreign, "w") as fh:
+        fh["x"] = [1, 2]
+    with pytest.raises(ArtifactError, match="not a saetool artifact"):
+        open_artifact(foreign)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        open_artifact(tmp_path / "missing.h5")
+
+
+def test_missing_required_dataset_refused(tmp_path):
+    p = tmp_path / "x.h5"
+    with h5py.File(p, "w") as fh:
+        fh.attrs["saetool_kind"] = "activations"
+        fh.attrs["schema_version"] = 1
+    with pytest.raises(ArtifactError, match="missing dataset"):
+        open_artifact(p)
+
+
+def test_second_writer_is_refused_by_lock(tmp_path):
+    out = tmp_path / "a.h5"
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from saetool.artifacts import ArtifactWriter
+        with ArtifactWriter({str(out)!r}, "activations", {{}}):
+            print("locked", flush=True)
+            sys.stdin.readline()
+            raise SystemExit(3)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(ArtifactError, match="another saetool process is writing"):
+            with ArtifactWriter(out, "activations", {}):
+                pass
+        assert partial_path(out).exists()  # the first writer's file is untouched
+    finally:
+        proc.communicate("\n", timeout=60)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_tensor_storage_roundtrip(tmp_path, dtype):
+    t = torch.randn(5, 7).to(getattr(torch, dtype))
+    with h5py.File(tmp_path / "x.h5", "w") as fh:
+        ds = create_rows_dataset(fh, "a", 7, dtype)
+        append_rows(ds, to_storage(t[:2], dtype))
+        append_rows(ds, to_storage(t[2:], dtype))
+        back = from_storage(ds[:], ds.attrs["saetool_dtype"])
+    assert back.dtype == getattr(torch, dtype)
+    assert torch.equal(back, t)
+
+
+def test_manifest_roundtrip_and_resolve_input(tmp_path, capsys):
+    record = emit_manifest(tmp_path / "a.h5", "activations", force=True, n_tokens=3)
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1
+    assert json.loads(line) == record
+    assert record["path"] == str((tmp_path / "a.h5").resolve())
+    stream = io.StringIO("\n" + line)
+    assert read_manifests(stream)[0]["kind"] == "activations"
+    assert str(resolve_input("-", stream=io.StringIO(line))) == record["path"]
+    assert str(resolve_input(tmp_path / "b.h5")) == str(tmp_path / "b.h5")
+    with pytest.raises(SaetoolError, match="not a saetool manifest"):
+        resolve_input(None, stream=io.StringIO("garbage\n"))
+    with pytest.raises(SaetoolError, match="stdin was empty"):
+        resolve_input(None, stream=io.StringIO(""))
+
+
+def test_command_line_redacts_secrets():
+    line = command_line(["/usr/bin/saetool", "interpret", "--api-key", "sk-123", "--token=abc", "--layers", "3"])
+    assert "sk-123" not in line and "abc" not in line
+    assert line.startswith("saetool interpret --api-key '***'")
+    assert "--layers 3" in line

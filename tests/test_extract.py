@@ -1,0 +1,198 @@
+"""`saetool extract` on the real embedded SmolLM2 and real corpora."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from helpers import assert_clean_error, run_cli
+from saetool.artifacts.activations import ActivationsFile
+from saetool.artifacts.store import partial_path
+from saetool.extract import ExtractConfig, extract_activations
+
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. Sparse autoencoders find features in activations.\n\n"
+    "Language models write text one token at a time, and their residual stream carries what they know.\n\n"
+    "Researchers read features by looking at the contexts where they fire most strongly."
+)
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("corpus")
+    for i in range(6):
+        (d / f"doc{i}.txt").write_text(f"Document {i}. " + TEXT * (i + 1))
+    return d
+
+
+def small_config(corpus: Path, **kw) -> ExtractConfig:
+    base = dict(model="smollm2-135m", corpus=str(corpus), layers="2,4", num_tokens=300, context_size=32, batch_size=2)
+    base.update(kw)
+    return ExtractConfig(**base)
+
+
+def datasets_of(path: Path) -> dict[str, bytes]:
+    out = {}
+    with h5py.File(path, "r") as fh:
+        fh.visititems(lambda name, obj: out.__setitem__(name, obj[()].tobytes()) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_extract_stores_the_model_activations(tmp_path, smollm2, corpus_dir):
+    out = extract_activations(small_config(corpus_dir), tmp_path / "a.h5", model=smollm2, progress=False)
+    with ActivationsFile(out) as acts:
+        assert acts.hooks == ["blocks.2.hook_resid_post", "blocks.4.hook_resid_post"]
+        assert acts.n_tokens == 300
+        seqs, seq_index, pos, tok = acts.sequences(), acts.seq_index(), acts.positions(), acts.token_ids()
+        assert seqs.shape[1] == 32
+        assert np.array_equal(seqs[seq_index, pos], tok)
+        bos = smollm2.tokenizer.bos_token_id
+        assert (seqs[:, 0] == bos).all()
+        assert not np.isin(tok, smollm2.tokenizer.all_special_ids).any()  # special tokens left out
+        # recompute the first two windows and compare row by row
+        ids = torch.from_numpy(seqs[:2].astype(np.int64))
+        ref = smollm2.run_with_cache(ids, acts.hooks)
+        rows = np.flatnonzero(seq_index < 2)
+        for hook in acts.hooks:
+            got = acts.read(hook, 0, len(rows))
+            want = ref[hook][seq_index[rows], pos[rows]]
+            assert torch.allclose(got, want, atol=1e-5), hook
+        prov = acts.provenance
+    assert prov["model"] == "smollm2-135m" and prov["backend"] == "transformers"
+    assert prov["hooks"] == ["blocks.2.hook_resid_post", "blocks.4.hook_resid_post"]
+    assert prov["corpus"].endswith(str(corpus_dir))
+    assert prov["extract"]["context_size"] == 32
+
+
+def test_include_special_and_dtype(tmp_path, smollm2, corpus_dir):
+    cfg = small_config(corpus_dir, layers="1", num_tokens=64, exclude_special=False, dtype="bfloat16")
+    model = smollm2
+    out = extract_activations(cfg, tmp_path / "b.h5", progress=False)  # loads its own bf16 model
+    with ActivationsFile(out) as acts:
+        assert acts.token_ids()[0] == model.tokenizer.bos_token_id
+        assert acts.read("blocks.1.hook_resid_post").dtype == torch.bfloat16
+        with h5py.File(out) as fh:
+            assert fh["activations/blocks.1.hook_resid_post"].dtype == np.uint16
+
+
+class CrashAfter:
+    """Wraps a model and raises after n batches, as a crash mid-run would."""
+
+    def __init__(self, model, n: int) -> None:
+        self._model, self._left = model, n
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def run_with_cache(self, *args, **kw):
+        if self._left == 0:
+            raise RuntimeError("simulated crash")
+        self._left -= 1
+        return self._model.run_with_cache(*args, **kw)
+
+
+def test_resume_after_crash_equals_uninterrupted(tmp_path, smollm2, corpus_dir):
+    cfg = small_config(corpus_dir)
+    whole = extract_activations(cfg, tmp_path / "whole.h5", model=smollm2, progress=False)
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        extract_activations(cfg, out, model=CrashAfter(smollm2, 3), progress=False)
+    assert not out.exists() and partial_path(out).exists()
+    extract_activations(cfg, out, model=smollm2, resume=True, progress=False)
+    assert not partial_path(out).exists()
+    assert datasets_of(out) == datasets_of(whole)
+
+
+def test_resume_refuses_changed_settings(tmp_path, smollm2, corpus_dir):
+    out = tmp_path / "r.h5"
+    with pytest.raises(RuntimeError):
+        extract_activations(small_config(corpus_dir), out, model=CrashAfter(smollm2, 1), progress=False)
+    with pytest.raises(Exception, match="different context_size"):
+        extract_activations(small_config(corpus_dir, context_size=16), out, model=smollm2, resume=True, progress=False)
+
+
+def test_sigkill_then_resume_via_cli(tmp_path, smollm2, corpus_dir):
+    args = ["extract", "--corpus", str(corpus_dir), "--layers", "3", "-n", "1500", "--context-size", "48", "-b", "1"]
+    whole = tmp_path / "whole.h5"
+    extract_activations(
+        ExtractConfig(corpus=str(corpus_dir), layers="3", num_tokens=1500, context_size=48, batch_size=1),
+        whole, model=smollm2, progress=False,
+    )
+    out = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "saetool", *args, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    part = partial_path(out)
+    deadline = time.time() + 120
+    while time.time() < deadline and not part.exists():
+        time.sleep(0.1)
+    time.sleep(1.5)  # let it store a few batches
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "killed before finishing is the point of this test; make the run longer"
+    assert part.exists()
+    done = run_cli(*args, "-o", str(out), "--resume")
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stderr
+    assert datasets_of(out) == datasets_of(whole)
+
+
+def test_cli_pipe_into_inspect(tmp_path, corpus_dir):
+    out = tmp_path / "p.h5"
+    proc = run_cli("extract", "--corpus", str(corpus_dir), "--layers", "1", "-n", "64", "--context-size", "32", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert manifest["path"] == str(out.resolve()) and manifest["kind"] == "activations"
+    assert manifest["n_tokens"] == 64
+    assert "wrote" in proc.stderr
+    shown = run_cli("inspect", "--json", input=proc.stdout)
+    assert shown.returncode == 0, shown.stderr
+    info = json.loads(shown.stdout)
+    assert {"name": "activations/blocks.1.hook_resid_post", "shape": [64, 576], "dtype": "float32"} in info["datasets"]
+
+
+def bad_inputs(tmp_path: Path, corpus_dir: Path) -> dict[str, tuple[list[str], str]]:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.txt").write_text("")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9 cr\xe8me br\xfbl\xe9e ".encode("latin-1") * 50)
+    exists = tmp_path / "exists.h5"
+    exists.write_text("x")
+    base = ["--corpus", str(corpus_dir), "-n", "32", "--context-size", "16"]
+    return {
+        "unknown model": (["extract", "--model", "no/such-model-xyz", *base], "no/such-model-xyz"),
+        "hub model offline": (["extract", "--model", "gpt2", *base], "gpt2"),
+        "layer out of range": (["extract", "--layers", "99", *base], "out of range"),
+        "unknown hook": (["extract", "--hooks", "blocks.1.hook_nope", *base], "unknown hook"),
+        "empty corpus": (["extract", "--corpus", str(empty), "-n", "32"], "empty"),
+        "undecodable text": (["extract", "--corpus", str(latin), "-n", "32"], "utf-8"),
+        "unknown corpus": (["extract", "--corpus", "no-such-corpus", "-n", "32"], "no-such-corpus"),
+        "existing output": (["extract", *base, "-o", str(exists)], "already exists"),
+        "bad dtype": (["extract", *base, "--dtype", "float8"], "dtype"),
+    }
+
+
+CASES = ["unknown model", "hub model offline", "layer out of range", "unknown hook", "empty corpus",
+         "undecodable text", "unknown corpus", "existing output", "bad dtype"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, corpus_dir, case):
+    args, needle = bad_inputs(tmp_path, corpus_dir)[case]
+    out = tmp_path / "out.h5"
+    if "-o" not in args:
+        args = [*args, "-o", str(out)]
+    before = set(tmp_path.iterdir())
+    proc = run_cli(*args, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert_clean_error(proc, needle)
+    assert proc.stdout == ""
+    assert set(tmp_path.iterdir()) == before  # no output, no partial, no lock
