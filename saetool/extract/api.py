@@ -94,7 +94,7 @@ def extract_activations(
     """
     from saetool.artifacts.provenance import build_provenance
     from saetool.artifacts.store import ArtifactWriter, check_output_path
-    from saetool.corpus.packing import pack_windows
+    from saetool.corpus.packing import first_window, pack_windows
     from saetool.corpus.resolve import describe_corpus, iter_documents, resolve_corpus
     from saetool.models.registry import load_model
 
@@ -110,7 +110,8 @@ def extract_activations(
     hooks = resolve_hooks(config, model)
     tokenizer = model.tokenizer
     docs = iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)
-    windows = pack_windows(docs, tokenizer, config.context_size, prepend_bos=config.prepend_bos)
+    windows = pack_windows(docs, tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
+    _, windows = first_window(windows)  # an empty or too-short corpus fails before any file is made
 
     settings = {**asdict(config), "hooks": hooks}
     settings.pop("extra", None)

@@ -1,0 +1,178 @@
+"""Tokenising documents and packing them into fixed-length windows.
+
+SAE training data is a stream of windows of ``context_size`` token ids. The
+documents are tokenised in batches without special tokens (blank ones are
+skipped), joined with a separator token (EOS, else BOS) between consecutive
+documents, and cut into windows; with ``prepend_bos`` each window is ``[BOS] + context_size - 1``
+stream tokens. Only one batch of documents plus less than one window of
+tokens is held at a time, and the final incomplete window is dropped.
+"""
+
+from __future__ import annotations
+
+from itertools import chain, islice
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from saetool.errors import CorpusError, SaetoolError
+
+__all__ = ["pack_windows", "first_window", "special_token_mask", "batched", "bos_id", "separator_id"]
+
+
+def bos_id(tokenizer: Any) -> int | None:
+    """The id put at the start of each window: BOS, else EOS, else ``None``."""
+    for attr in ("bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if value is not None:
+            return int(value)
+    return None
+
+
+def separator_id(tokenizer: Any) -> int | None:
+    """The id put between documents: EOS, else BOS, else ``None`` (no separator)."""
+    for attr in ("eos_token_id", "bos_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if value is not None:
+            return int(value)
+    return None
+
+
+def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    try:
+        encoded = tokenizer(texts, add_special_tokens=False, verbose=False)
+    except TypeError:  # a tokenizer-like object without ``verbose``
+        encoded = tokenizer(texts, add_special_tokens=False)
+    ids = encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded
+    return list(ids)
+
+
+def pack_windows(
+    documents: Iterable[str],
+    tokenizer: Any,
+    context_size: int,
+    *,
+    prepend_bos: bool = True,
+    doc_batch: int = 32,
+    corpus_name: str | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield int64 arrays of length ``context_size`` packed from ``documents``.
+
+    Deterministic for the same documents and tokenizer. Raises
+    :class:`CorpusError` (when the iterator is first advanced past the end) if
+    the corpus yields no documents or fewer tokens than one window;
+    ``corpus_name`` is used in that message. Use :func:`first_window` to hit
+    that error before starting heavy work.
+    """
+    context_size = int(context_size)
+    if context_size < (2 if prepend_bos else 1):
+        raise SaetoolError(
+            f"context size {context_size} is too small",
+            hint=f"use at least {2 if prepend_bos else 1} tokens per window",
+        )
+    if doc_batch < 1:
+        raise SaetoolError(f"doc_batch must be at least 1, not {doc_batch}")
+    bos = bos_id(tokenizer) if prepend_bos else None
+    if prepend_bos and bos is None:
+        raise SaetoolError(
+            "the tokenizer has neither a BOS nor an EOS token to start each window with",
+            hint="turn off prepending BOS for this model",
+        )
+    return _pack(documents, tokenizer, context_size, bos, separator_id(tokenizer), doc_batch, corpus_name)
+
+
+def _pack(
+    documents: Iterable[str],
+    tokenizer: Any,
+    context_size: int,
+    bos: int | None,
+    sep: int | None,
+    doc_batch: int,
+    corpus_name: str | None,
+) -> Iterator[np.ndarray]:
+    stride = context_size - 1 if bos is not None else context_size
+    sep_arr = np.array([sep] if sep is not None else [], dtype=np.int64)
+    buffer = np.empty(0, dtype=np.int64)
+    n_docs = 0
+    n_tokens = 0
+    n_windows = 0
+    docs = iter(documents)
+    while True:
+        batch = [d for d in islice(docs, doc_batch) if d and not d.isspace()]
+        if not batch:
+            # islice returned nothing (exhausted) or only blank documents; tell apart.
+            peek = next(docs, None)
+            if peek is None:
+                break
+            docs = chain([peek], docs)
+            continue
+        pieces = [buffer]
+        for ids in _encode(tokenizer, batch):
+            if len(ids) == 0:
+                continue
+            if n_docs:
+                pieces.append(sep_arr)
+            pieces.append(np.asarray(ids, dtype=np.int64))
+            n_docs += 1
+            n_tokens += len(ids)
+        buffer = np.concatenate(pieces) if len(pieces) > 1 else buffer
+        n_full = len(buffer) // stride
+        for i in range(n_full):
+            chunk = buffer[i * stride : (i + 1) * stride]
+            if bos is not None:
+                window = np.empty(context_size, dtype=np.int64)
+                window[0] = bos
+                window[1:] = chunk
+            else:
+                window = chunk.copy()
+            n_windows += 1
+            yield window
+        if n_full:
+            buffer = buffer[n_full * stride :].copy()
+    if n_windows == 0:
+        label = f"corpus {corpus_name!r}" if corpus_name else "the corpus"
+        if n_docs == 0:
+            raise CorpusError(
+                f"{label} is empty (it yielded no documents with text)",
+                hint="check the --corpus path, category or --text-column",
+            )
+        raise CorpusError(
+            f"{label} is too short for one window of {context_size} tokens "
+            f"({n_docs} documents, {n_tokens} tokens)",
+            hint="use a larger corpus or a smaller --context-size",
+        )
+
+
+def first_window(windows: Iterable[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """Peek at the first window: ``(first, iterator over all windows including first)``.
+
+    Raises the packer's :class:`CorpusError` now if the corpus is empty or too
+    short, so a command can fail before loading a model or opening outputs.
+    """
+    it = iter(windows)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise CorpusError("the corpus yielded no windows", hint="use a larger corpus or a smaller --context-size") from None
+    return first, chain([first], it)
+
+
+def special_token_mask(window: np.ndarray, tokenizer: Any) -> np.ndarray:
+    """A bool array, True where ``window`` holds one of ``tokenizer.all_special_ids``."""
+    special = np.asarray(sorted(set(int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])), dtype=np.int64)
+    return np.isin(np.asarray(window), special)
+
+
+def batched(windows: Iterable[np.ndarray], batch_size: int, *, drop_last: bool = False) -> Iterator[np.ndarray]:
+    """Stack windows into ``[B, context_size]`` arrays of ``batch_size`` rows.
+
+    The last batch may be smaller unless ``drop_last``.
+    """
+    if batch_size < 1:
+        raise SaetoolError(f"batch size must be at least 1, not {batch_size}")
+    it = iter(windows)
+    while True:
+        rows = list(islice(it, batch_size))
+        if not rows or (drop_last and len(rows) < batch_size):
+            return
+        yield np.stack(rows)
