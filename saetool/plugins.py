@@ -124,9 +124,9 @@ class PluginHost:
     def _call(self, category: str) -> dict[str, Registration]:
         hook_caller = getattr(self.pm.hook, CATEGORIES[category])
         found: dict[str, Registration] = {}
-        # pluggy calls the last registered first; walk in registration order so
-        # built-ins come first and a third-party duplicate is the one refused.
-        for impl in reversed(hook_caller.get_hookimpls()):
+        # get_hookimpls() is in registration order (pluggy *calls* them in reverse):
+        # built-ins come first, so a third-party duplicate is the one refused.
+        for impl in hook_caller.get_hookimpls():
             plugin_name = impl.plugin_name
             pending: list[Registration] = []
 

@@ -133,7 +133,7 @@ class ArtifactWriter:
             else:
                 if self.partial.exists():
                     log(f"[dim]discarding an earlier unfinished run at {self.partial} (use --resume to continue one)[/dim]")
-                self.file = h5py.File(self.partial, "w", libver="latest")
+                self.file = h5py.File(self.partial, "w")  # default libver: no consistency flag left set by a crash, so --resume can reopen it
                 self.file.attrs["saetool_kind"] = self.kind.name
                 self.file.attrs["schema_version"] = self.kind.schema_version
                 self.file.attrs["complete"] = False

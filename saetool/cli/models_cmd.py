@@ -50,10 +50,10 @@ def models(ctx: typer.Context, as_json: bool = JSON) -> None:
     from saetool.console import stderr
 
     table = Table(title=f"models (cache: {models_cache_dir()})", title_justify="left")
-    for col in ("name", "family", "hf id", "installed", "cached", "description"):
-        table.add_column(col)
+    for col in ("name", "family", "hf id", "installed", "cached"):
+        table.add_column(col, no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], r["family"], r["hf_id"], _yes(r["installed"]), _yes(r["cached"]), r["description"])
+        table.add_row(r["name"], r["family"], r["hf_id"], _yes(r["installed"]), _yes(r["cached"]))
     stderr().print(table)
     stderr().print("Hub ids (e.g. gpt2) and local Hugging Face folders also work with --model when available.")
 

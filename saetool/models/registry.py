@@ -61,6 +61,7 @@ class ModelSpec:
             )
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         try:
             from saetool.console import log
 

@@ -1,0 +1,212 @@
+"""The ``transformer-lens`` backend: TransformerLens 3.x ``TransformerBridge``.
+
+The Hugging Face model is loaded through :meth:`ModelSource.load_hf` (so local
+and embedded models work offline) and wrapped with
+``TransformerBridge.boot_transformers(hf_id, hf_model=..., tokenizer=...)``.
+The bridge keeps the model's raw weights (no LayerNorm folding or centering),
+so activations match the transformers backend up to float rounding.
+
+Importing this module imports neither torch nor transformer_lens.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from saetool.errors import ModelError
+from saetool.models.base import HookedModel, HookFn, ModelBackendType
+from saetool.models.hf_backend import (
+    check_input_ids,
+    dtype_name,
+    eos_ids_of,
+    left_pad_mask,
+    pad_after_eos,
+    parse_edit_hooks,
+    seeded,
+)
+from saetool.models.hooks import SITES, parse_hooks
+from saetool.models.registry import first_line, torch_dtype_of
+
+if TYPE_CHECKING:
+    import torch
+
+    from saetool.models.registry import ModelSource
+
+
+class TransformerLensBackend(ModelBackendType):
+    """TransformerLens 3.x TransformerBridge around a Hugging Face model (raw weights, TL hook names)."""
+
+    name = "transformer-lens"
+    description = "TransformerLens 3.x TransformerBridge around a Hugging Face model (raw weights, TL hook names)"
+
+    def load(self, source: "ModelSource", *, device: str = "cpu", dtype: str = "float32") -> HookedModel:
+        torch_dtype = torch_dtype_of(dtype)
+        try:
+            from transformer_lens.model_bridge import TransformerBridge
+        except ImportError as exc:  # pragma: no cover - transformer-lens is a dependency
+            raise ModelError("transformer-lens is not installed", hint="pip install 'transformer-lens>=3,<4'") from exc
+
+        # The bridge wraps the model's modules in place: it must own its model.
+        model, tokenizer = source.load_hf(device=device, dtype=dtype)
+        try:
+            bridge = TransformerBridge.boot_transformers(
+                source.hf_id, hf_model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype
+            )
+        except Exception as exc:
+            model_type = getattr(model.config, "model_type", "?")
+            raise ModelError(
+                f"TransformerLens cannot wrap {source.model_id} (model_type {model_type}): {first_line(exc)}",
+                hint="use --backend transformers",
+            ) from exc
+        return TransformerLensModel(bridge, tokenizer, model_id=source.model_id)
+
+
+class TransformerLensModel(HookedModel):
+    """A ``TransformerBridge`` behind saetool's :class:`HookedModel` interface."""
+
+    backend_name = "transformer-lens"
+
+    def __init__(self, bridge: Any, tokenizer: Any, *, model_id: str) -> None:
+        self.bridge = bridge
+        self._tokenizer = tokenizer
+        self.model_id = model_id
+        cfg = bridge.cfg
+        self.n_layers = int(cfg.n_layers)
+        self.d_model = int(cfg.d_model)
+        self.n_heads = int(cfg.n_heads)
+        self.d_head = int(cfg.d_head)
+        hook_names = set(bridge.hook_dict)
+        self.supported_sites = tuple(s for s in SITES if f"blocks.0.{s}" in hook_names)
+        if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    # -- attributes -------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def device(self) -> "torch.device":
+        return next(self.bridge.original_model.parameters()).device
+
+    @property
+    def dtype(self) -> "torch.dtype":
+        return next(self.bridge.original_model.parameters()).dtype
+
+    def hook_dim(self, hook: str) -> int:
+        (point,) = parse_hooks([hook], self.n_layers, self.supported_sites)
+        return self.n_heads * self.d_head if point.site == "attn.hook_z" else self.d_model
+
+    def __repr__(self) -> str:
+        return f"TransformerLensModel({self.model_id!r}, layers={self.n_layers}, d_model={self.d_model}, {dtype_name(self.dtype)}, {self.device})"
+
+    # -- hooks ------------------------------------------------------------------
+    def _fwd_hooks(self, edits) -> list[tuple[str, Any]]:
+        def wrap(name: str, fn: HookFn):
+            def hook(tensor, hook=None):
+                replacement = fn(tensor)
+                if replacement is None:
+                    return tensor
+                if replacement.shape != tensor.shape:
+                    raise ModelError(f"edit hook for {name} returned shape {tuple(replacement.shape)}, expected {tuple(tensor.shape)}")
+                return replacement.to(dtype=tensor.dtype, device=tensor.device)
+
+            return hook
+
+        return [(point.name, wrap(point.name, fn)) for point, fn in sorted(edits.items())]
+
+    def _inputs(self, input_ids, attention_mask):
+        input_ids = input_ids.to(self.device)
+        kwargs: dict[str, Any] = {}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask.to(self.device)
+        return input_ids, kwargs
+
+    # -- HookedModel --------------------------------------------------------------
+    def run_with_cache(
+        self,
+        input_ids: "torch.Tensor",
+        hooks: Sequence[str],
+        attention_mask: "torch.Tensor | None" = None,
+        edit_hooks: Mapping[str, HookFn] | None = None,
+    ) -> dict[str, "torch.Tensor"]:
+        import torch
+
+        check_input_ids(input_ids, attention_mask)
+        points = parse_hooks(hooks, self.n_layers, self.supported_sites)
+        edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
+        last = max(p.layer for p in points)
+        edits = {p: fn for p, fn in edits.items() if p.layer <= last}
+        names = [p.name for p in points]
+        input_ids, kwargs = self._inputs(input_ids, attention_mask)
+        stop = last + 1 if last + 1 < self.n_layers else None
+        with torch.no_grad(), self.bridge.hooks(fwd_hooks=self._fwd_hooks(edits)):
+            _, cache = self.bridge.run_with_cache(
+                input_ids, names_filter=names, stop_at_layer=stop, return_cache_object=False, **kwargs
+            )
+        out: dict[str, torch.Tensor] = {}
+        for point in points:
+            act = cache[point.name].detach()
+            if point.site == "attn.hook_z":
+                act = act.reshape(*act.shape[:-2], self.n_heads * self.d_head)
+            out[point.name] = act
+        return out
+
+    def logits(
+        self,
+        input_ids: "torch.Tensor",
+        attention_mask: "torch.Tensor | None" = None,
+        edit_hooks: Mapping[str, HookFn] | None = None,
+    ) -> "torch.Tensor":
+        import torch
+
+        check_input_ids(input_ids, attention_mask)
+        edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
+        input_ids, kwargs = self._inputs(input_ids, attention_mask)
+        with torch.no_grad(), self.bridge.hooks(fwd_hooks=self._fwd_hooks(edits)):
+            return self.bridge(input_ids, return_type="logits", **kwargs).detach()
+
+    def generate(
+        self,
+        input_ids: "torch.Tensor",
+        attention_mask: "torch.Tensor | None" = None,
+        *,
+        edit_hooks: Mapping[str, HookFn] | None = None,
+        max_new_tokens: int = 32,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> "torch.Tensor":
+        import torch
+
+        check_input_ids(input_ids, attention_mask)
+        if max_new_tokens < 1:
+            raise ModelError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if do_sample and temperature <= 0:
+            raise ModelError(f"temperature must be positive when sampling, got {temperature}", hint="use do_sample=False for greedy decoding")
+        edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
+        pad_id = self.tokenizer.pad_token_id
+        eos_ids = eos_ids_of(self.tokenizer, self.bridge.original_model)
+        if pad_id is None:
+            pad_id = eos_ids[0] if eos_ids else 0
+        input_ids = input_ids.to(self.device)
+        if attention_mask is None:
+            attention_mask = left_pad_mask(input_ids, pad_id)
+        attention_mask = attention_mask.to(self.device)
+        with torch.no_grad(), seeded(seed, self.device), self.bridge.hooks(fwd_hooks=self._fwd_hooks(edits)):
+            sequences = self.bridge.generate(
+                input_ids,
+                max_new_tokens=max_new_tokens,
+                stop_at_eos=bool(eos_ids),
+                eos_token_id=eos_ids[0] if len(eos_ids) == 1 else (eos_ids or None),
+                do_sample=do_sample,
+                top_k=None,
+                top_p=float(top_p) if do_sample and top_p < 1.0 else None,
+                temperature=float(temperature) if do_sample else 1.0,
+                return_type="tokens",
+                verbose=False,
+                attention_mask=attention_mask,
+            )
+        new_tokens = sequences[:, input_ids.shape[1] :]
+        return pad_after_eos(new_tokens, max_new_tokens, eos_ids, pad_id)

