@@ -20,6 +20,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "saetool.builtins.models",
     "saetool.builtins.corpora",
     "saetool.builtins.artifacts",
+    "saetool.builtins.sae",
+    "saetool.builtins.sae_formats",
 )
 
 #: category name -> hook name; the order is the order ``saetool plugins`` shows.

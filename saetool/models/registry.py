@@ -101,6 +101,12 @@ class ModelSource:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from saetool.console import is_verbose
+
+        if not is_verbose():  # saetool draws its own progress; keep transformers' bars off stderr
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         torch_dtype = torch_dtype_of(dtype)
         where = str(self.path) if self.path is not None else self.hf_id
         try:

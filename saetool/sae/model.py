@@ -1,0 +1,77 @@
+"""The inference SAE: parameters plus encode/decode, no training state."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from saetool.errors import SaetoolError
+from saetool.sae.config import ACTIVATIONS, SAEConfig
+
+
+class SAE(nn.Module):
+    """``f = act(W_enc^T (x - b_dec?) + b_enc)``, ``x_hat = W_dec^T f + b_dec``.
+
+    Parameter shapes follow SAELens: ``W_enc [d_in, d_sae]``, ``b_enc [d_sae]``,
+    ``W_dec [d_sae, d_out]``, ``b_dec [d_out]`` and, for ``jumprelu``,
+    ``threshold [d_sae]``. For a transcoder ``d_out`` is the width of
+    ``hook_out`` and ``b_dec`` is not subtracted from the input.
+    """
+
+    def __init__(self, cfg: SAEConfig, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if cfg.activation not in ACTIVATIONS:
+            raise SaetoolError(f"unknown SAE activation {cfg.activation!r}", hint="one of: " + ", ".join(ACTIVATIONS))
+        if cfg.activation == "topk" and not (cfg.k and 0 < cfg.k <= cfg.d_sae):
+            raise SaetoolError(f"k must be between 1 and d_sae={cfg.d_sae} (got {cfg.k})")
+        self.cfg = cfg
+        kw = {"device": device, "dtype": dtype}
+        d_out = cfg.d_out or cfg.d_in
+        self.W_enc = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae, **kw))
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, **kw))
+        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, d_out, **kw))
+        self.b_dec = nn.Parameter(torch.zeros(d_out, **kw))
+        if cfg.activation == "jumprelu":
+            self.threshold = nn.Parameter(torch.zeros(cfg.d_sae, **kw))
+
+    # -- inference -------------------------------------------------------------
+    def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-activations ``[..., d_sae]``."""
+        if self.cfg.apply_b_dec_to_input and not self.cfg.is_transcoder:
+            x = x - self.b_dec
+        return x @ self.W_enc + self.b_enc
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        """The inference activation rule applied to pre-activations."""
+        act = self.cfg.activation
+        if act == "relu":
+            return torch.relu(pre)
+        if act == "jumprelu":
+            return pre * (pre > self.threshold)
+        values, idx = torch.topk(pre, self.cfg.k, dim=-1)  # type: ignore[arg-type]
+        return torch.zeros_like(pre).scatter_(-1, idx, torch.relu(values))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.encode_pre(x))
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        return f @ self.W_dec + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    # -- helpers ---------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.W_enc.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_enc.dtype
+
+    def check_input(self, d: int, hook: str | None = None, *, what: str = "activations") -> None:
+        """One-line error when ``d``/``hook`` do not match this SAE's input."""
+        if d != self.cfg.d_in:
+            raise SaetoolError(f"the SAE expects d_in={self.cfg.d_in} but the {what} have d={d}", hint="use activations from the SAE's model and hook")
+        if hook is not None and hook != self.cfg.hook:
+            raise SaetoolError(f"the SAE reads {self.cfg.hook} but the {what} are from {hook}", hint="extract that hook, or pass the matching SAE")
