@@ -96,8 +96,14 @@ class ModelSource:
     def model_id(self) -> str:
         return self.name if self.spec is not None else (str(self.path) if self.path else self.hf_id)
 
-    def load_hf(self, *, device: str = "cpu", dtype: str = "float32"):
-        """Return ``(model, tokenizer)`` as plain transformers objects, in eval mode."""
+    def load_hf(self, *, device: str = "cpu", dtype: str = "float32", attn_implementation: str | None = None):
+        """Return ``(model, tokenizer)`` as plain transformers objects, in eval mode.
+
+        ``attn_implementation="eager"`` computes attention exactly as
+        TransformerLens does (bit-identical activations); the default lets
+        transformers pick its faster fused kernel (sdpa), which differs by
+        float32 rounding.
+        """
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -111,7 +117,8 @@ class ModelSource:
         where = str(self.path) if self.path is not None else self.hf_id
         try:
             tokenizer = AutoTokenizer.from_pretrained(where)
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype)
+            extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **extra)
         except (OSError, ValueError) as exc:
             if self.path is not None:
                 raise ModelError(f"cannot load model from {self.path}: {first_line(exc)}", hint="check that it is a Hugging Face model folder") from exc
