@@ -502,3 +502,27 @@ def test_empty_load_plugins_leaves_the_csv_plugin_unloaded(installed_plugin, tmp
     result = _run_plugin_check(installed_plugin, csv_path, SAETOOL_LOAD_PLUGINS="")
     assert "csv" not in result["names"] and "csv" not in result["plugins"]
     assert "bbc-news" in result["names"]
+
+
+def test_installed_csv_plugin_through_the_cli(installed_plugin, tmp_path, saetool_cache):
+    """The entry point is found by the real CLI: listed by `saetool plugins`, usable by `extract`."""
+    csv_path = tmp_path / "rows.csv"
+    csv_path.write_text("id,body\n" + "".join(f"{i},Row number {i} talks about sparse features and language.\n" for i in range(40)), encoding="utf-8")
+    env = _subprocess_env(PYTHONPATH=os.pathsep.join([str(installed_plugin), str(REPO)]), SAETOOL_CACHE_DIR=str(saetool_cache))
+    listed = subprocess.run([sys.executable, "-m", "saetool", "plugins", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows["csv"]["builtin"] is False and rows["csv"]["version"]
+    assert rows["csv"]["registered"] == {"corpus_sources": ["csv"]}
+    out = tmp_path / "acts.h5"
+    run = subprocess.run(
+        [sys.executable, "-m", "saetool", "extract", "--corpus", f"csv:{csv_path}", "--text-column", "body",
+         "--layers", "1", "-n", "48", "--context-size", "16", "-o", str(out)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["n_tokens"] == 48
+    from saetool.artifacts.activations import ActivationsFile
+
+    with ActivationsFile(out) as acts:
+        assert acts.provenance["corpus"].startswith("csv:")
