@@ -1,9 +1,10 @@
 """Shared pytest fixtures.
 
 Model fixtures (``saetool_cache``, ``smollm2``, ``tiny_gpt2_dir``) load real
-models with no network: SmolLM2 is converted once from its PyPI GGUF into a
-persistent cache under ``.pytest_cache`` (about 30 s the first time, well under
-a second after that).
+models with no network. They use saetool's own model cache (``SAETOOL_CACHE_DIR``
+if set, else the platform cache that ``saetool models install`` fills), so a
+model converted by the quick start is not converted again (about 30 s the first
+time, well under a second after that). Tests only read the cache.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MODEL_TEST_CACHE = REPO_ROOT / ".pytest_cache" / "saetool-cache"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,12 +27,15 @@ def saetool_cache():
     """A persistent saetool cache for the test session, and Hugging Face offline mode."""
     names = ("SAETOOL_CACHE_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
     saved = {name: os.environ.get(name) for name in names}
-    MODEL_TEST_CACHE.mkdir(parents=True, exist_ok=True)
-    os.environ["SAETOOL_CACHE_DIR"] = str(MODEL_TEST_CACHE)
+    from saetool.paths import cache_dir
+
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    os.environ["SAETOOL_CACHE_DIR"] = str(cache)
     for name in names[1:]:
         os.environ[name] = "1"
     try:
-        yield MODEL_TEST_CACHE
+        yield cache
     finally:
         for name, value in saved.items():
             if value is None:
