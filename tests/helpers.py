@@ -10,9 +10,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m saetool ARGS`` as a user would; stdout and stderr captured apart."""
-    full_env = {**os.environ, **(env or {})}
+def run_cli(*args: str, input: str | None = None, env: dict[str, str | None] | None = None, cwd: str | Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m saetool ARGS`` as a user would; stdout and stderr captured apart.
+
+    ``env`` entries override the environment; a ``None`` value removes the variable.
+    """
+    full_env = {**os.environ, **{k: v for k, v in (env or {}).items() if v is not None}}
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
     full_env.setdefault("COLUMNS", "200")
     return subprocess.run(
         [sys.executable, "-m", "saetool", *args],

@@ -180,11 +180,18 @@ def bad_inputs(tmp_path: Path, corpus_dir: Path) -> dict[str, tuple[list[str], s
         "unknown corpus": (["extract", "--corpus", "no-such-corpus", "-n", "32"], "no-such-corpus"),
         "existing output": (["extract", *base, "-o", str(exists)], "already exists"),
         "bad dtype": (["extract", *base, "--dtype", "float8"], "dtype"),
+        "hub unreachable": (["extract", "--model", "gpt2", *base], "hub is unreachable"),
+        "hub corpus unreachable": (["extract", "--corpus", "hub:wikitext:wikitext-2-raw-v1", "-n", "32"], "hub is unreachable"),
     }
 
 
+# No offline variables, and a hub endpoint that refuses connections: what a user
+# without network sees (and nothing can download even on a connected machine).
+UNREACHABLE = {"HF_HUB_OFFLINE": None, "TRANSFORMERS_OFFLINE": None, "HF_DATASETS_OFFLINE": None, "HF_ENDPOINT": "http://127.0.0.1:9"}
+
+
 CASES = ["unknown model", "hub model offline", "layer out of range", "unknown hook", "empty corpus",
-         "undecodable text", "unknown corpus", "existing output", "bad dtype"]
+         "undecodable text", "unknown corpus", "existing output", "bad dtype", "hub unreachable", "hub corpus unreachable"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -194,7 +201,8 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, corpus_dir, c
     if "-o" not in args:
         args = [*args, "-o", str(out)]
     before = set(tmp_path.iterdir())
-    proc = run_cli(*args, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    env = UNREACHABLE if "unreachable" in case else {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = run_cli(*args, env=env)
     assert_clean_error(proc, needle)
     assert proc.stdout == ""
     assert set(tmp_path.iterdir()) == before  # no output, no partial, no lock

@@ -413,6 +413,13 @@ class HubSource(CorpusSource):
 
     def _iter(self, name: str, config: str | None, column: str) -> Iterator[str]:
         label = name if config is None else f"{name}:{config}"
+        from saetool.hub import hub_reachable, in_local_cache, offline_requested
+
+        if not offline_requested() and not hub_reachable() and not in_local_cache(name, "README.md", repo_type="dataset"):
+            raise CorpusError(
+                f"cannot reach dataset {label!r}: the hub is unreachable (offline?)",
+                hint="connect to the network, or download the data and give a local path to --corpus",
+            )
         try:
             from datasets import load_dataset
 

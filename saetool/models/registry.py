@@ -115,9 +115,20 @@ class ModelSource:
             hf_logging.disable_progress_bar()
         torch_dtype = torch_dtype_of(dtype)
         where = str(self.path) if self.path is not None else self.hf_id
+        extra: dict = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+        if self.path is None:
+            from saetool.hub import hub_reachable, in_local_cache, offline_requested
+
+            cached = in_local_cache(self.hf_id)
+            if not cached and not offline_requested() and not hub_reachable():
+                raise ModelError(
+                    f"model {self.hf_id!r} is not in the local Hugging Face cache and the hub is unreachable (offline?)",
+                    hint="connect to the network, pass a local model folder, or use an embedded model (see `saetool models`)",
+                )
+            if cached:
+                extra["local_files_only"] = True
         try:
-            tokenizer = AutoTokenizer.from_pretrained(where)
-            extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+            tokenizer = AutoTokenizer.from_pretrained(where, **({"local_files_only": True} if extra.get("local_files_only") else {}))
             model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **extra)
         except (OSError, ValueError) as exc:
             if self.path is not None:

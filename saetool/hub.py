@@ -1,0 +1,36 @@
+"""Is the Hugging Face hub reachable? Asked once, quickly, before anything retries."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from urllib.parse import urlparse
+
+
+def offline_requested() -> bool:
+    return any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+@lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True if a TCP connection to the hub endpoint opens within ``timeout`` seconds."""
+    if offline_requested():
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def in_local_cache(repo_id: str, filename: str = "config.json", repo_type: str = "model") -> bool:
+    """Whether ``filename`` of ``repo_id`` is already in the local Hugging Face cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, filename, repo_type=repo_type), str)
+    except Exception:
+        return False
