@@ -31,7 +31,12 @@ def convert_gguf(gguf_path: Path, folder: Path, hf_id: str) -> None:
     """De-quantize ``gguf_path`` to float32 and save a plain model + tokenizer in ``folder``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    from saetool.console import is_verbose
+
+    if not is_verbose():  # saetool says "converting ... (once)"; keep transformers' bars quiet
+        hf_logging.disable_progress_bar()
     gguf_path = Path(gguf_path)
     where, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
