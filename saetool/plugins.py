@@ -22,6 +22,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "saetool.builtins.artifacts",
     "saetool.builtins.sae",
     "saetool.builtins.sae_formats",
+    "saetool.builtins.steer",
 )
 
 #: category name -> hook name; the order is the order ``saetool plugins`` shows.
