@@ -1,22 +1,134 @@
 """Reading and writing SAEs: the ``sae`` HDF5 artifact, plus dispatch to other formats.
 
-INTERFACE STUB: the functions below are the contract between the trainer and
-the SAE file formats; their bodies are being written.
+The ``sae`` artifact (layout in ``docs/artifacts.md``) holds an SAE's
+configuration (``config`` attribute, JSON of :class:`~saetool.sae.config.SAEConfig`),
+its weights (``weights/*``), the training settings (``training`` attribute) and
+the per-step training history (``history/*``, one 1-D dataset per column).
+
+:func:`load_sae` reads any SAE saetool understands: a plugin's format (the
+``load_sae`` hook) first, then a saetool ``sae`` artifact, an SAELens folder and
+a sparsify folder.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from saetool.errors import ArtifactError, SaetoolError
 
 if TYPE_CHECKING:
     import h5py
     import numpy as np
     import pandas as pd
+    import torch
 
+    from saetool.sae.config import SAEConfig
     from saetool.sae.model import SAE
 
 KIND = "sae"
+SCHEMA_VERSION = 1
+
+#: The weights every ``sae`` artifact holds (``threshold`` too for ``jumprelu``).
+REQUIRED_WEIGHTS = ("W_enc", "W_dec", "b_enc", "b_dec")
+
+#: What :func:`load_sae` tries, in order (for error messages).
+FORMATS_TRIED = (
+    "plugin formats (load_sae hook)",
+    "saetool 'sae' artifact (.h5)",
+    "SAELens folder (cfg.json + sae_weights.safetensors)",
+    "sparsify folder (cfg.json + sae.safetensors, or a checkpoint folder with one hookpoint subfolder)",
+)
+
+
+# -- dtypes ---------------------------------------------------------------------
+def dtype_name(dtype: "torch.dtype") -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def torch_dtype(name: str) -> "torch.dtype":
+    """``"bfloat16"`` (or ``"torch.bfloat16"``) -> ``torch.bfloat16``, with a clear error."""
+    import torch
+
+    short = str(name).removeprefix("torch.")
+    dtype = getattr(torch, short, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise SaetoolError(f"unsupported SAE dtype {name!r}", hint="use float32, float16 or bfloat16")
+    return dtype
+
+
+# -- building an SAE from tensors ------------------------------------------------
+def build_sae(cfg: "SAEConfig", weights: Mapping[str, "torch.Tensor"], device: str = "cpu", *, source: str = "the SAE") -> "SAE":
+    """An inference :class:`~saetool.sae.model.SAE` with ``weights`` (W_enc, b_enc,
+    W_dec, b_dec, threshold for jumprelu), in ``cfg.dtype``, on ``device``.
+
+    Missing, unexpected or wrongly shaped weights are a one-line error naming ``source``.
+    """
+    import torch
+
+    from saetool.sae.model import SAE
+
+    dtype = torch_dtype(cfg.dtype)
+    sae = SAE(cfg, device="meta", dtype=dtype)
+    expected = dict(sae.state_dict())
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(missing))
+        if extra:
+            parts.append("unexpected " + ", ".join(extra))
+        raise ArtifactError(f"{source} has the wrong weights for a {cfg.activation} SAE ({'; '.join(parts)})", hint="the file is corrupt or not of this format")
+    state: dict[str, torch.Tensor] = {}
+    for name, ref in expected.items():
+        tensor = weights[name]
+        if tuple(tensor.shape) != tuple(ref.shape):
+            raise ArtifactError(
+                f"{source}: weight {name} has shape {list(tensor.shape)}, expected {list(ref.shape)} "
+                f"for d_in={cfg.d_in}, d_sae={cfg.d_sae}, d_out={cfg.d_out}",
+                hint="the config and the weights disagree (corrupt or hand-edited?)",
+            )
+        state[name] = tensor.detach().to(device=device, dtype=dtype).contiguous()
+    sae.load_state_dict(state, assign=True, strict=True)
+    return sae.eval()
+
+
+# -- writing ---------------------------------------------------------------------
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars/arrays, 0-d tensors
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _history_columns(history: Any) -> dict[str, "np.ndarray"]:
+    import numpy as np
+
+    if history is None:
+        return {}
+    if hasattr(history, "to_dict") and hasattr(history, "columns"):  # a DataFrame
+        history = {str(c): history[c].to_numpy() for c in history.columns}
+    columns: dict[str, np.ndarray] = {}
+    for name, values in dict(history).items():
+        if hasattr(values, "detach"):
+            values = values.detach().cpu().numpy()
+        array = np.asarray(values)
+        if array.ndim != 1:
+            raise SaetoolError(f"history column {name!r} must be 1-D (got shape {list(array.shape)})")
+        if array.dtype == object or array.dtype.kind not in "biuf":
+            raise SaetoolError(f"history column {name!r} must be numeric (got {array.dtype})")
+        if "/" in str(name):
+            raise SaetoolError(f"history column name {name!r} may not contain '/'")
+        columns[str(name)] = array
+    lengths = {len(a) for a in columns.values()}
+    if len(lengths) > 1:
+        detail = ", ".join(f"{n}={len(a)}" for n, a in columns.items())
+        raise SaetoolError(f"history columns have different lengths ({detail})", hint="log every column at every step")
+    return columns
 
 
 def write_sae_artifact(
@@ -25,27 +137,226 @@ def write_sae_artifact(
     *,
     provenance: dict[str, Any],
     training: dict[str, Any] | None = None,
-    history: "dict[str, np.ndarray] | None" = None,
+    history: "dict[str, np.ndarray] | pd.DataFrame | None" = None,
     write_extra: "Callable[[h5py.File], None] | None" = None,
     overwrite: bool = False,
 ) -> Path:
     """Write an ``sae`` artifact atomically: config, weights, training settings,
     per-step history; ``write_extra(file)`` may add groups (e.g. ``samples``)
-    before the file is committed."""
-    raise NotImplementedError
+    before the file is committed.
+
+    Weights are stored in the SAE's own dtype (bfloat16 as its raw bits, see
+    :mod:`saetool.artifacts.arrays`). ``history`` maps column names (``step``,
+    ``loss``, ``mse``, ``l0``, ...) to equal-length 1-D arrays (a DataFrame works
+    too). Returns the path written.
+    """
+    from saetool.artifacts.arrays import to_storage
+    from saetool.artifacts.store import ArtifactWriter
+
+    columns = _history_columns(history)  # validate before any file is created
+    dtype = dtype_name(sae.dtype)
+    config = sae.cfg.to_dict()
+    config["dtype"] = dtype
+    with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
+        fh = writer.file
+        assert fh is not None
+        fh.attrs["config"] = json.dumps(config, sort_keys=True, default=_json_default)
+        fh.attrs["training"] = json.dumps(training or {}, sort_keys=True, default=_json_default)
+        group = fh.create_group("weights")
+        for name, tensor in sae.state_dict().items():
+            ds = group.create_dataset(name, data=to_storage(tensor.detach(), dtype))
+            ds.attrs["saetool_dtype"] = dtype
+        hist = fh.create_group("history")
+        hist.attrs["columns"] = json.dumps(list(columns))
+        for name, array in columns.items():
+            ds = hist.create_dataset(name, data=array)
+            ds.attrs["saetool_dtype"] = str(array.dtype)
+        if write_extra is not None:
+            write_extra(fh)
+    return Path(path)
+
+
+# -- reading ---------------------------------------------------------------------
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class SAEArtifact:
     """An open ``sae`` artifact: ``.config`` (SAEConfig), ``.sae(device)``,
     ``.training`` (dict), ``.history`` (pandas DataFrame), ``.file`` (h5py),
-    ``.provenance``."""
+    ``.provenance``.
+
+    Use as a context manager (or call :meth:`close`)::
+
+        with read_sae_artifact("sae.h5") as art:
+            sae = art.sae("cpu")
+            print(art.history.tail())
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        from saetool.artifacts.store import open_artifact
+        from saetool.sae.config import SAEConfig
+
+        self._artifact = open_artifact(path, kind=KIND)
+        self.path: Path = self._artifact.path
+        self.file = self._artifact.file
+        self.provenance: dict[str, Any] = self._artifact.provenance
+        self.schema_version = self._artifact.schema_version
+        try:
+            raw = _text(self.file.attrs["config"])
+            self.config: SAEConfig = SAEConfig.from_dict(json.loads(raw))
+            self.training: dict[str, Any] = json.loads(_text(self.file.attrs.get("training")) or "{}")
+        except KeyError:
+            self.close()
+            raise ArtifactError(f"{self.path} has no 'config' attribute, required for an 'sae' artifact (corrupt or hand-edited?)") from None
+        except (ValueError, TypeError) as exc:
+            self.close()
+            raise ArtifactError(f"{self.path} has an unreadable SAE config ({exc})", hint="re-create it with the stage that wrote it") from None
+
+    # -- weights ---------------------------------------------------------------
+    def weights(self) -> dict[str, "torch.Tensor"]:
+        """Every tensor under ``weights/`` (in the stored dtype, on the CPU)."""
+        from saetool.artifacts.arrays import from_storage
+
+        group = self.file["weights"]
+        out = {}
+        for name in group:
+            ds = group[name]
+            stored = _text(ds.attrs.get("saetool_dtype", str(ds.dtype)))
+            out[name] = from_storage(ds[()], stored)
+        return out
+
+    def sae(self, device: str = "cpu") -> "SAE":
+        """The inference SAE with the stored weights, on ``device``."""
+        return build_sae(self.config, self.weights(), device, source=str(self.path))
+
+    # -- training record -------------------------------------------------------
+    @property
+    def history(self) -> "pd.DataFrame":
+        """Per-step training history, one column per logged quantity (empty if none)."""
+        import pandas as pd
+
+        if "history" not in self.file:
+            return pd.DataFrame()
+        group = self.file["history"]
+        try:
+            order = json.loads(_text(group.attrs.get("columns")) or "[]")
+        except ValueError:
+            order = []
+        names = [n for n in order if n in group] + sorted(n for n in group if n not in order)
+        return pd.DataFrame({name: group[name][()] for name in names})
+
+    # -- lifetime --------------------------------------------------------------
+    def close(self) -> None:
+        self._artifact.close()
+
+    def __enter__(self) -> "SAEArtifact":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"SAEArtifact({str(self.path)!r}, {c.activation}, d_in={c.d_in}, d_sae={c.d_sae}, hook={c.hook!r})"
 
 
 def read_sae_artifact(path: str | Path) -> SAEArtifact:
-    raise NotImplementedError
+    """Open a saetool ``sae`` artifact (read-only); close it when done."""
+    return SAEArtifact(path)
+
+
+# -- any format -------------------------------------------------------------------
+def _is_saelens_dir(p: Path) -> bool:
+    return (p / "cfg.json").is_file() and (p / "sae_weights.safetensors").is_file()
+
+
+def _is_sparsify_dir(p: Path) -> bool:
+    return (p / "cfg.json").is_file() and (p / "sae.safetensors").is_file()
+
+
+def _formats_hint() -> str:
+    return "tried: " + "; ".join(FORMATS_TRIED)
 
 
 def load_sae(path: str | Path, device: str = "cpu") -> "SAE":
     """Any supported SAE: plugin formats first (``load_sae`` hook), then a saetool
-    ``sae`` artifact, an SAELens directory, a sparsify directory."""
-    raise NotImplementedError
+    ``sae`` artifact, an SAELens directory, a sparsify directory (or a sparsify
+    checkpoint folder holding exactly one hookpoint folder)."""
+    from saetool.plugins import host
+
+    found = host().load_sae(str(path), device)
+    if found is not None:
+        return found
+
+    p = Path(path)
+    if not p.exists():
+        raise SaetoolError(f"no SAE at {p}: it does not exist", hint="check the path (an sae .h5 artifact, or an SAELens or sparsify folder)")
+    if p.is_file():
+        import h5py
+
+        if h5py.is_hdf5(p):
+            with read_sae_artifact(p) as art:
+                return art.sae(device)
+        if p.name in ("cfg.json", "sae_weights.safetensors", "sae.safetensors"):
+            p = p.parent
+        else:
+            raise SaetoolError(f"{p} is not an SAE saetool can read", hint=_formats_hint())
+
+    if _is_saelens_dir(p):
+        from saetool.sae.formats.saelens import load_saelens
+
+        return load_saelens(p, device)
+    if _is_sparsify_dir(p):
+        from saetool.sae.formats.sparsify import load_sparsify
+
+        return load_sparsify(p, device)
+
+    candidates = sorted(c for c in p.iterdir() if c.is_dir() and (_is_saelens_dir(c) or _is_sparsify_dir(c))) if p.is_dir() else []
+    if len(candidates) == 1:
+        return load_sae(candidates[0], device)
+    if len(candidates) > 1:
+        names = [c.name for c in candidates]
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        raise SaetoolError(
+            f"{p} holds {len(names)} SAEs ({shown})",
+            hint=f"pick one, e.g. {p / names[0]}",
+        )
+    raise SaetoolError(f"{p} is not an SAE saetool can read", hint=_formats_hint())
+
+
+# -- consistency checks --------------------------------------------------------------
+def _model_aliases(model: str) -> set[str]:
+    """Lower-cased names a model id is known by (registered short name, hub id, its last part)."""
+    text = str(model).strip().rstrip("/")
+    names = {text.lower(), text.lower().rsplit("/", 1)[-1]}
+    try:
+        from saetool.plugins import host
+
+        for reg in host().collect("models").values():
+            spec = reg.obj
+            known = {str(getattr(spec, "name", "")).lower(), str(getattr(spec, "hf_id", "")).lower()}
+            if names & (known - {""}):
+                names |= known - {""}
+                names.add(str(getattr(spec, "hf_id", "")).lower().rsplit("/", 1)[-1])
+    except Exception:  # a broken models plugin must not break a consistency check
+        pass
+    return names - {""}
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model ids (short names, hub ids or local folders) name the same model."""
+    return bool(_model_aliases(a) & _model_aliases(b))
+
+
+def check_sae_matches(sae: "SAE | SAEConfig", *, d_in: int | None = None, hook: str | None = None, model: str | None = None, what: str = "activations") -> None:
+    """One-line :class:`SaetoolError` when ``d_in``, ``hook`` or ``model`` (each
+    checked only when given, the model only when the SAE records one) do not
+    match the SAE's input."""
+    cfg = getattr(sae, "cfg", sae)
+    if d_in is not None and int(d_in) != cfg.d_in:
+        raise SaetoolError(f"the SAE expects d_in={cfg.d_in} but the {what} have d={d_in}", hint="use activations from the SAE's model and hook")
+    if hook is not None and hook != cfg.hook:
+        raise SaetoolError(f"the SAE reads {cfg.hook} but the {what} are from {hook}", hint="extract that hook, or pass the matching SAE")
+    if model is not None and cfg.model and not same_model(model, cfg.model):
+        raise SaetoolError(f"the SAE was trained on model {cfg.model!r} but the {what} are from {model!r}", hint="use the SAE's model, or pass an SAE trained on this one")

@@ -1,0 +1,66 @@
+"""Other libraries' SAE formats: SAELens (read and write) and sparsify (read).
+
+:func:`atomic_output_dir` is the folder counterpart of
+:class:`saetool.artifacts.store.ArtifactWriter`: write into a temporary sibling
+folder, rename it into place only once complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from saetool.errors import ArtifactError
+
+
+def check_output_dir(path: str | Path, *, overwrite: bool = False) -> Path:
+    """Validate an output folder before any work starts: it may not exist yet, or
+    be empty, or (with ``overwrite``) hold anything. Creates its parent."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ArtifactError(f"output {p} exists and is not a folder", hint="choose another --output")
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise ArtifactError(f"output folder {p} already exists and is not empty", hint="pass --overwrite to replace it, or choose another --output")
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"cannot create folder {parent} for the output ({exc.strerror})", hint="choose another --output") from exc
+    if not os.access(parent, os.W_OK):
+        raise ArtifactError(f"cannot write to {parent}: permission denied", hint="choose a writable --output location")
+    return p
+
+
+@contextmanager
+def atomic_output_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh (not yet existing) folder path next to ``path``; when the
+    block finishes without error, move it to ``path`` (replacing an empty or,
+    with ``overwrite``, any existing folder). On an error nothing is left behind
+    and ``path`` is untouched."""
+    target = check_output_dir(path, overwrite=overwrite)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    work = staging / target.name
+    try:
+        yield work
+        if not work.is_dir():
+            raise ArtifactError(f"nothing was written for {target}")
+        work.chmod(0o755)
+        if target.exists():
+            check_output_dir(target, overwrite=overwrite)  # it may have changed meanwhile
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / target.name)
+            try:
+                os.replace(work, target)
+            except BaseException:
+                os.replace(old / target.name, target)
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(work, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

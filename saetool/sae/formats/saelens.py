@@ -1,0 +1,334 @@
+"""SAELens folders: ``cfg.json`` + ``sae_weights.safetensors``.
+
+Written in the SAELens 6.x format, so ``sae_lens.SAE.load_from_disk(folder)``
+loads it; read from folders SAELens wrote (``SAE.save_model``,
+``TrainingSAE.save_model``/``save_inference_model``, and pre-6.0 configs).
+
+Architecture mapping (saetool activation -> SAELens ``architecture``):
+
+============  ===========  ==========================
+activation    SAE          transcoder (hook_out != hook)
+============  ===========  ==========================
+relu          standard     transcoder
+topk          topk (+k)    not in SAELens (refused)
+jumprelu      jumprelu     jumprelu_transcoder
+============  ===========  ==========================
+
+SAELens weights have the same names and shapes as saetool's (``W_enc [d_in,
+d_sae]``, ``b_enc``, ``W_dec [d_sae, d_out]``, ``b_dec``, ``threshold``).
+Differences handled when reading:
+
+- SAELens' JumpReLU is ``relu(pre) * (pre > threshold)``; saetool's is
+  ``pre * (pre > threshold)``. They agree for thresholds >= 0, so negative
+  thresholds are read as 0 (exact); exporting negative thresholds warns.
+- ``rescale_acts_by_decoder_norm`` (TopK/BatchTopK) is folded into the weights
+  as SAELens' own ``save_inference_model`` does (exact).
+- BatchTopK / Matryoshka BatchTopK training checkpoints become ``jumprelu``
+  with their learned ``topk_threshold``, as SAELens saves them for inference.
+- ``normalize_activations="expected_average_only_in"``: the scaling factor in
+  ``activation_scaler.json`` (a training checkpoint) is folded in; without one
+  the SAE is read as is, like ``SAE.load_from_disk`` does. ``layer_norm``,
+  ``constant_norm_rescale`` (per-input, not foldable) and
+  ``covariance_whitening`` are refused with a one-line error.
+- pre-6.0 configs: ``hook_point``/``activation_fn_str`` names, a
+  ``scaling_factor`` (finetuning) weight folded into ``W_dec``.
+- Gated, AbsTopK, temporal, matching-pursuit and skip-transcoder SAEs (unless
+  ``W_skip`` is all zeros) have no saetool equivalent and are refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from saetool.errors import ArtifactError, SaetoolError
+
+if TYPE_CHECKING:
+    import torch
+
+    from saetool.sae.model import SAE
+
+CFG_FILENAME = "cfg.json"
+WEIGHTS_FILENAME = "sae_weights.safetensors"
+ACTIVATION_SCALER_FILENAME = "activation_scaler.json"
+
+#: ``metadata.sae_lens_version`` written: the config format (SAELens >= 6.0 reads
+#: configs without it, or older, as pre-6.0 ones).
+SAELENS_FORMAT_VERSION = "6.0.0"
+
+#: saetool activation -> SAELens architecture, for SAEs and for transcoders.
+EXPORT_ARCHITECTURES = {
+    False: {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"},
+    True: {"relu": "transcoder", "jumprelu": "jumprelu_transcoder"},
+}
+
+#: SAELens architecture -> (saetool activation, is a transcoder).
+IMPORT_ARCHITECTURES = {
+    "standard": ("relu", False),
+    "topk": ("topk", False),
+    "jumprelu": ("jumprelu", False),
+    "batchtopk": ("jumprelu", False),
+    "matryoshka_batchtopk": ("jumprelu", False),
+    "transcoder": ("relu", True),
+    "skip_transcoder": ("relu", True),
+    "jumprelu_transcoder": ("jumprelu", True),
+    "jumprelu_skip_transcoder": ("jumprelu", True),
+}
+
+_KEY_RENAMES_PRE_6 = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index", "activation_fn_str": "activation_fn"}
+
+
+# -- export -------------------------------------------------------------------------
+def saelens_config(sae: "SAE", *, model_name: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``cfg.json`` dictionary SAELens 6.x reads for ``sae``."""
+    import saetool
+    from saetool.sae.io import dtype_name
+
+    cfg = sae.cfg
+    transcoder = cfg.is_transcoder
+    arch = EXPORT_ARCHITECTURES[transcoder].get(cfg.activation)
+    if arch is None:
+        kind = "transcoder" if transcoder else "SAE"
+        raise SaetoolError(
+            f"SAELens has no {cfg.activation} {kind} architecture",
+            hint="SAELens transcoders are relu or jumprelu; export a relu/jumprelu transcoder, or keep the saetool artifact",
+        )
+    meta: dict[str, Any] = {
+        "model_name": model_name or cfg.model,
+        "hook_name": cfg.hook,
+        "hook_head_index": None,
+        "prepend_bos": True,
+        "sae_lens_version": SAELENS_FORMAT_VERSION,
+        "sae_lens_training_version": SAELENS_FORMAT_VERSION,
+        "saetool_version": saetool.__version__,
+        "saetool_arch": cfg.arch,
+    }
+    if transcoder:
+        meta["hook_name_out"] = cfg.hook_out
+    meta.update({k: v for k, v in (metadata or {}).items() if v is not None})
+    out: dict[str, Any] = {
+        "architecture": arch,
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "dtype": dtype_name(sae.dtype),
+        "device": "cpu",
+        "apply_b_dec_to_input": bool(cfg.apply_b_dec_to_input) and not transcoder,
+        "normalize_activations": "none",
+        "reshape_activations": "hook_z" if cfg.hook.endswith("hook_z") else "none",
+        "metadata": meta,
+    }
+    if arch == "topk":
+        out["k"] = int(cfg.k)  # type: ignore[arg-type]
+        out["rescale_acts_by_decoder_norm"] = False
+    if transcoder:
+        out["d_out"] = cfg.d_out
+    return out
+
+
+def export_saelens(
+    sae: "SAE",
+    out_dir: str | Path,
+    *,
+    model_name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``sae`` as an SAELens folder (``cfg.json`` + ``sae_weights.safetensors``)
+    that ``sae_lens.SAE.load_from_disk(out_dir)`` loads with the same encode/decode.
+
+    ``model_name`` defaults to the SAE's ``cfg.model``; ``metadata`` adds SAELens
+    metadata keys (e.g. ``context_size``, ``prepend_bos``, ``dataset_path``). The
+    folder is written atomically; an existing non-empty one needs ``overwrite``.
+    """
+    from safetensors.torch import save_file
+
+    from saetool.console import warn
+    from saetool.sae.formats import atomic_output_dir
+
+    config = saelens_config(sae, model_name=model_name, metadata=metadata)
+    if sae.cfg.activation == "jumprelu" and bool((sae.threshold < 0).any()):
+        n = int((sae.threshold < 0).sum())
+        warn(
+            f"{n} jumprelu threshold(s) are negative; SAELens applies ReLU before the threshold, "
+            "so those features will not pass negative pre-activations as saetool does"
+        )
+    tensors = {name: t.detach().cpu().contiguous() for name, t in sae.state_dict().items()}
+    with atomic_output_dir(out_dir, overwrite=overwrite) as work:
+        work.mkdir()
+        save_file(tensors, str(work / WEIGHTS_FILENAME))
+        (work / CFG_FILENAME).write_text(json.dumps(config, indent=2) + "\n")
+    return Path(out_dir)
+
+
+# -- import -------------------------------------------------------------------------
+def _major(version: Any) -> int:
+    try:
+        return int(str(version).strip().lstrip("v").split(".")[0])
+    except (TypeError, ValueError):
+        return 0
+
+
+def _normalize_config(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, metadata) in the SAELens 6.x shape, from a 6.x or pre-6.0 cfg.json."""
+    metadata = dict(raw.get("metadata") or {})
+    version = raw.get("sae_lens_version") or metadata.get("sae_lens_version")
+    if version and _major(version) >= 6:
+        return dict(raw), metadata
+    cfg = {_KEY_RENAMES_PRE_6.get(k, k): v for k, v in raw.items()}
+    cfg.setdefault("apply_b_dec_to_input", True)
+    cfg.setdefault("architecture", "standard")
+    act = cfg.get("activation_fn", "relu")
+    kwargs = cfg.get("activation_fn_kwargs") or {}
+    if act == "topk" and kwargs.get("k") is not None:
+        cfg["architecture"] = "topk"
+        cfg["k"] = kwargs["k"]
+    elif act not in (None, "relu") and cfg["architecture"] == "standard":
+        raise SaetoolError(f"SAELens activation_fn {act!r} is not supported by saetool", hint="saetool reads relu, topk and jumprelu SAEs")
+    norm = cfg.get("normalize_activations")
+    if isinstance(norm, bool) or norm is None:
+        cfg["normalize_activations"] = "expected_average_only_in" if norm else "none"
+    for key in ("model_name", "hook_name", "hook_head_index", "context_size", "prepend_bos", "dataset_path", "hook_name_out"):
+        if key in cfg and key not in metadata:
+            metadata[key] = cfg[key]
+    return cfg, metadata
+
+
+def _fold_decoder_norm(w: dict[str, "torch.Tensor"]) -> None:
+    """``rescale_acts_by_decoder_norm``: topk on ``pre * |W_dec|``, decode ``f / |W_dec|``.
+    Folded exactly: ``W_enc, b_enc *= |W_dec|``, ``W_dec /= |W_dec|``."""
+    norm = w["W_dec"].norm(dim=-1)
+    w["W_enc"] = w["W_enc"] * norm
+    w["b_enc"] = w["b_enc"] * norm
+    w["W_dec"] = w["W_dec"] / norm.unsqueeze(1)
+
+
+def _fold_scaling_factor(w: dict[str, "torch.Tensor"], factor: float) -> None:
+    """The SAE was trained on ``x * factor``: as SAELens' ``fold_activation_norm_scaling_factor``."""
+    w["W_enc"] = w["W_enc"] * factor
+    w["W_dec"] = w["W_dec"] / factor
+    w["b_dec"] = w["b_dec"] / factor
+
+
+def load_saelens(path: str | Path, device: str = "cpu") -> "SAE":
+    """A saetool SAE from an SAELens folder, with SAELens' encode/decode."""
+    import torch
+    from safetensors.torch import load_file
+
+    from saetool.console import warn
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.io import build_sae, dtype_name
+
+    folder = Path(path)
+    try:
+        raw = json.loads((folder / CFG_FILENAME).read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read SAELens config {folder / CFG_FILENAME} ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ArtifactError(f"SAELens config {folder / CFG_FILENAME} is not a JSON object")
+    cfg, meta = _normalize_config(raw)
+    arch = str(cfg.get("architecture", "standard"))
+    if arch not in IMPORT_ARCHITECTURES:
+        raise SaetoolError(
+            f"{folder} is an SAELens {arch!r} SAE, which saetool cannot represent",
+            hint="saetool reads SAELens architectures: " + ", ".join(IMPORT_ARCHITECTURES),
+        )
+    activation, transcoder = IMPORT_ARCHITECTURES[arch]
+    try:
+        weights = {k: v.float() if v.dtype == torch.float64 else v for k, v in load_file(str(folder / WEIGHTS_FILENAME)).items()}
+        d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
+    except KeyError as exc:
+        raise ArtifactError(f"SAELens config {folder / CFG_FILENAME} has no {exc.args[0]!r}") from None
+    except Exception as exc:  # safetensors raises its own error types
+        raise ArtifactError(f"cannot read SAELens weights {folder / WEIGHTS_FILENAME} ({exc})") from None
+    missing = [k for k in ("W_enc", "W_dec", "b_dec") if k not in weights]
+    if missing:
+        raise ArtifactError(f"SAELens weights in {folder} lack {', '.join(missing)}", hint="the folder is corrupt or not an SAELens SAE")
+    src_dtype = weights["W_enc"].dtype
+    w = {k: v.to(torch.float32) for k, v in weights.items()}  # fold in float32, cast back at the end
+    w.setdefault("b_enc", torch.zeros(d_sae))
+
+    # normalisation of the input
+    norm = cfg.get("normalize_activations", "none") or "none"
+    if norm in ("layer_norm", "constant_norm_rescale"):
+        raise SaetoolError(
+            f"{folder} uses normalize_activations={norm!r}, a per-input normalisation saetool SAEs cannot represent",
+            hint="only SAEs with normalize_activations 'none' or 'expected_average_only_in' can be read",
+        )
+    if norm == "covariance_whitening":
+        raise SaetoolError(
+            f"{folder} uses normalize_activations='covariance_whitening' with the whitening not folded in",
+            hint="load it in SAELens, call sae.fold_activation_whitening(...) and save_model, then read that folder",
+        )
+
+    # pre-6.0 finetuning scaling factor: decode(f * s) == f @ (s[:, None] * W_dec)
+    for key in ("scaling_factor", "finetuning_scaling_factor"):
+        if key in w:
+            w["W_dec"] = w["W_dec"] * w.pop(key).reshape(-1, 1)
+
+    if cfg.get("rescale_acts_by_decoder_norm") and arch in ("topk", "batchtopk", "matryoshka_batchtopk"):
+        _fold_decoder_norm(w)
+    if arch in ("batchtopk", "matryoshka_batchtopk"):
+        if "topk_threshold" not in w:
+            raise ArtifactError(f"SAELens {arch} weights in {folder} lack topk_threshold", hint="save it with save_inference_model, or pass the inference folder")
+        w["threshold"] = torch.full((d_sae,), float(w.pop("topk_threshold")))
+    if "log_threshold" in w:  # older JumpReLU training checkpoints
+        w["threshold"] = torch.exp(w.pop("log_threshold"))
+    if activation == "jumprelu":
+        if "threshold" not in w:
+            raise ArtifactError(f"SAELens {arch} weights in {folder} lack threshold")
+        w["threshold"] = w["threshold"].clamp(min=0)  # SAELens: relu(pre) * (pre > threshold)
+    if "W_skip" in w:
+        if bool(w["W_skip"].abs().max() > 0):
+            raise SaetoolError(f"{folder} is an SAELens skip transcoder with a non-zero W_skip, which saetool SAEs cannot represent")
+        del w["W_skip"]
+
+    if norm == "expected_average_only_in":
+        scaler = folder / ACTIVATION_SCALER_FILENAME
+        factor = None
+        if scaler.is_file():
+            try:
+                factor = json.loads(scaler.read_text()).get("scaling_factor")
+            except (OSError, ValueError, AttributeError):
+                factor = None
+        if factor is not None:
+            _fold_scaling_factor(w, float(factor))
+        else:
+            warn(
+                f"{folder} has normalize_activations='expected_average_only_in' but no scaling factor "
+                "to fold in; reading it as is (as SAELens' load_from_disk does)"
+            )
+
+    hook = meta.get("hook_name") or cfg.get("hook_name")
+    if not hook:
+        raise ArtifactError(f"SAELens config {folder / CFG_FILENAME} names no hook_name")
+    hook_out = None
+    d_out = int(w["W_dec"].shape[-1])
+    if transcoder:
+        hook_out = meta.get("hook_name_out") or f"{hook}.out"
+        if hook_out == hook:
+            hook_out = f"{hook}.out"
+    k = None
+    if activation == "topk":
+        k = int(cfg.get("k", 100))
+    options = {"source_format": "saelens", "saelens_architecture": arch}
+    if meta.get("hook_head_index") is not None:
+        options["hook_head_index"] = meta["hook_head_index"]
+    for key in ("context_size", "prepend_bos", "dataset_path", "neuronpedia_id"):
+        if meta.get(key) is not None:
+            options[key] = meta[key]
+    sae_cfg = SAEConfig(
+        arch=arch,
+        d_in=d_in,
+        d_sae=d_sae,
+        hook=str(hook),
+        activation=activation,
+        hook_out=hook_out,
+        d_out=d_out,
+        k=k,
+        model=meta.get("model_name"),
+        apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)) and not transcoder,
+        dtype=dtype_name(src_dtype),
+        options=options,
+    )
+    return build_sae(sae_cfg, w, device, source=f"SAELens folder {folder}")

@@ -1,0 +1,148 @@
+"""EleutherAI sparsify folders (read only), without installing sparsify.
+
+On-disk layout (``sparsify/sparse_coder.py`` ``SparseCoder.save_to_disk`` and
+``sparsify/trainer.py`` ``Trainer._checkpoint`` in github.com/EleutherAI/sparsify):
+a training run writes ``{save_dir}/{run_name}/`` holding ``config.json`` (the
+run's TrainConfig, with ``model`` when run from the CLI), ``state.pt``,
+``optimizer_*.pt``, ``lr_scheduler_*.pt`` and one folder per hookpoint, named
+after the module (``layers.6``, ``layers.6.mlp``, ``embed_tokens``), each with
+
+- ``cfg.json``: the ``SparseCoderConfig`` fields (``activation`` ``"topk"`` or
+  ``"groupmax"``, ``expansion_factor``, ``normalize_decoder``, ``num_latents``,
+  ``k``, ``multi_topk``, ``skip_connection``, ``transcode``, ...) plus ``d_in``;
+- ``sae.safetensors``: ``encoder.weight [num_latents, d_in]``,
+  ``encoder.bias [num_latents]``, ``W_dec [num_latents, d_in]``,
+  ``b_dec [d_in]`` and, with ``skip_connection``, ``W_skip [d_in, d_in]``.
+
+Semantics (``SparseCoder.encode``/``decode`` and ``fused_encoder``):
+``x - b_dec`` unless ``transcode``; ``pre = relu(x @ encoder.weight.T +
+encoder.bias)``; keep the top ``k`` of ``pre``; ``y = acts @ W_dec + b_dec``.
+ReLU-then-top-k gives the same dense activations as saetool's top-k-then-ReLU
+(when fewer than ``k`` are positive both keep zeros), so the SAE maps onto a
+saetool ``topk`` SAE with ``W_enc = encoder.weight.T``, ``b_enc = encoder.bias``,
+``W_dec = W_dec``, ``b_dec = b_dec``, ``apply_b_dec_to_input = not transcode``.
+A transcoder (``transcode: true``) reads the hookpoint module's input and
+predicts its output. ``groupmax`` activations, non-zero skip connections and
+the experimental ``signed``/``embed_skip``/``gram_lookup`` options have no
+saetool equivalent and are refused.
+
+Hookpoint names become TransformerLens hook names where the mapping is clear:
+``layers.N`` -> ``blocks.N.hook_resid_post`` (a transcoder: from
+``blocks.N.hook_resid_pre``), ``layers.N.mlp`` -> ``blocks.N.hook_mlp_out``
+(transcoder input ``blocks.N.ln2.hook_normalized``), ``layers.N.self_attn`` ->
+``blocks.N.hook_attn_out``, ``embed_tokens`` -> ``hook_embed``; any prefix such
+as ``model.`` or ``gpt_neox.`` and the GPT-2 style ``h.N`` are accepted. Other
+names are kept as they are; the original is in ``cfg.options["hookpoint"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from saetool.errors import ArtifactError, SaetoolError
+
+if TYPE_CHECKING:
+    from saetool.sae.model import SAE
+
+CFG_FILENAME = "cfg.json"
+WEIGHTS_FILENAME = "sae.safetensors"
+RUN_CONFIG_FILENAME = "config.json"
+
+_LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)((?:\.[A-Za-z_][\w]*)*)$")
+_EMBED_NAMES = ("embed_tokens", "wte", "embed_in", "embeddings", "word_embeddings")
+
+
+def hookpoint_to_hooks(hookpoint: str, *, transcode: bool = False) -> tuple[str, str | None]:
+    """``(hook, hook_out)`` for a sparsify hookpoint name (``hook_out`` is ``None``
+    for an autoencoder)."""
+    m = _LAYER_RE.search(hookpoint)
+    if m:
+        layer, rest = int(m.group(1)), m.group(2)
+        if rest == "":
+            return (f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_post") if transcode else (f"blocks.{layer}.hook_resid_post", None)
+        if rest in (".mlp", ".feed_forward", ".ffn"):
+            return (f"blocks.{layer}.ln2.hook_normalized", f"blocks.{layer}.hook_mlp_out") if transcode else (f"blocks.{layer}.hook_mlp_out", None)
+        if rest in (".self_attn", ".attn", ".attention"):
+            return (f"blocks.{layer}.ln1.hook_normalized", f"blocks.{layer}.hook_attn_out") if transcode else (f"blocks.{layer}.hook_attn_out", None)
+    if hookpoint.rsplit(".", 1)[-1] in _EMBED_NAMES and not transcode:
+        return "hook_embed", None
+    return (f"{hookpoint}.in", f"{hookpoint}.out") if transcode else (hookpoint, None)
+
+
+def _run_model(folder: Path) -> str | None:
+    run_cfg = folder.parent / RUN_CONFIG_FILENAME
+    if not run_cfg.is_file():
+        return None
+    try:
+        data = json.loads(run_cfg.read_text())
+    except (OSError, ValueError):
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    return str(model) if model else None
+
+
+def load_sparsify(path: str | Path, device: str = "cpu") -> "SAE":
+    """A saetool ``topk`` SAE from a sparsify hookpoint folder (``cfg.json`` + ``sae.safetensors``)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.io import build_sae, dtype_name
+
+    folder = Path(path)
+    try:
+        cfg = json.loads((folder / CFG_FILENAME).read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read sparsify config {folder / CFG_FILENAME} ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise ArtifactError(f"sparsify config {folder / CFG_FILENAME} is not a JSON object")
+    activation = cfg.get("activation", "topk")
+    if activation != "topk":
+        raise SaetoolError(f"{folder} is a sparsify SAE with activation {activation!r}", hint="saetool reads sparsify SAEs with activation 'topk' only")
+    for flag in ("signed", "embed_skip", "gram_lookup"):
+        if cfg.get(flag):
+            raise SaetoolError(f"{folder} is a sparsify SAE with {flag}=true, which saetool SAEs cannot represent")
+    try:
+        weights = load_file(str(folder / WEIGHTS_FILENAME))
+    except Exception as exc:  # safetensors raises its own error types
+        raise ArtifactError(f"cannot read sparsify weights {folder / WEIGHTS_FILENAME} ({exc})") from None
+    missing = [k for k in ("encoder.weight", "encoder.bias", "W_dec", "b_dec") if k not in weights]
+    if missing:
+        raise ArtifactError(f"sparsify weights in {folder} lack {', '.join(missing)}", hint="save it with its decoder (SparseCoder.save_to_disk)")
+    if "W_skip" in weights and bool(weights["W_skip"].abs().max() > 0):
+        raise SaetoolError(f"{folder} is a sparsify SAE with a skip connection (W_skip), which saetool SAEs cannot represent")
+
+    enc = weights["encoder.weight"]
+    d_sae, d_in = int(enc.shape[0]), int(enc.shape[1])
+    if "d_in" in cfg and int(cfg["d_in"]) != d_in:
+        raise ArtifactError(f"sparsify folder {folder}: cfg.json says d_in={cfg['d_in']} but encoder.weight has {d_in} columns")
+    k = int(cfg.get("k", 32))
+    if not 0 < k <= d_sae:
+        raise ArtifactError(f"sparsify folder {folder}: k={k} is not between 1 and num_latents={d_sae}")
+    transcode = bool(cfg.get("transcode", False))
+    hook, hook_out = hookpoint_to_hooks(folder.name, transcode=transcode)
+    dtype = enc.dtype if enc.dtype != torch.float64 else torch.float32
+    sae_cfg = SAEConfig(
+        arch="topk",
+        d_in=d_in,
+        d_sae=d_sae,
+        hook=hook,
+        activation="topk",
+        hook_out=hook_out,
+        d_out=int(weights["W_dec"].shape[-1]),
+        k=k,
+        model=_run_model(folder),
+        apply_b_dec_to_input=not transcode,
+        dtype=dtype_name(dtype),
+        options={"source_format": "sparsify", "hookpoint": folder.name},
+    )
+    tensors = {
+        "W_enc": enc.T,
+        "b_enc": weights["encoder.bias"],
+        "W_dec": weights["W_dec"],
+        "b_dec": weights["b_dec"],
+    }
+    return build_sae(sae_cfg, tensors, device, source=f"sparsify folder {folder}")
