@@ -86,3 +86,9 @@ def test_docs_document_every_hook():
     text = DOCS.read_text()
     for name in hook_names():
         assert re.search(rf"^##+ `{name}", text, re.M), f"docs/plugins.md has no section for hook {name}"
+
+
+def test_docs_specify_every_artifact_kind():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "artifacts.md").read_text()
+    for name, reg in PluginHost(load_entry_points=False).collect("artifact_kinds").items():
+        assert re.search(rf"^### `{re.escape(name)}` \(schema {reg.obj.schema_version}\)", text, re.M), f"docs/artifacts.md does not specify kind {name}"
