@@ -32,11 +32,23 @@ def is_debug() -> bool:
     return _state["debug"] or os.environ.get("SAETOOL_DEBUG", "") not in ("", "0")
 
 
+def no_color() -> bool:
+    """``NO_COLOR`` is set to a non-empty value (https://no-color.org)."""
+    return os.environ.get("NO_COLOR", "") != ""
+
+
 @lru_cache(maxsize=1)
 def stderr() -> "Console":
-    """A rich console on stderr; honours NO_COLOR through rich itself."""
+    """A rich console on stderr.
+
+    With ``NO_COLOR`` set it writes no ANSI styling at all (no colour, and no
+    bold or italic either), even when ``FORCE_COLOR`` is set too; otherwise rich
+    decides from the terminal (and ``FORCE_COLOR``).
+    """
     from rich.console import Console
 
+    if no_color():
+        return Console(stderr=True, highlight=False, no_color=True, color_system=None)
     return Console(stderr=True, highlight=False)
 
 

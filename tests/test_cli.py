@@ -95,6 +95,6 @@ def test_plugins_json_lists_builtins():
     proc = run_cli("plugins", "--json", env={"SAETOOL_LOAD_PLUGINS": ""})
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
-    assert rows["saetool.builtins.commands"]["registered"]["commands"] == ["extract", "inspect", "models", "plugins"]
+    assert rows["saetool.builtins.commands"]["registered"]["commands"] == ["extract", "inspect", "models", "plugins", "doctor"]
     assert "bbc-news" in rows["saetool.builtins.corpora"]["registered"]["corpus_sources"]
     assert all(r["builtin"] for r in rows.values())

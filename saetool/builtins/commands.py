@@ -7,9 +7,10 @@ from saetool.hookspecs import hookimpl
 
 @hookimpl
 def register_commands(register):
-    from saetool.cli import artifacts_cmd, extract_cmd, models_cmd, plugins_cmd
+    from saetool.cli import artifacts_cmd, doctor_cmd, extract_cmd, models_cmd, plugins_cmd
 
     register(extract_cmd.extract, name="extract")
     register(artifacts_cmd.inspect, name="inspect")
     register(models_cmd.app, name="models")
     register(plugins_cmd.app, name="plugins")
+    register(doctor_cmd.doctor, name="doctor")

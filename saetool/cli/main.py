@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from saetool import __version__
 from saetool.console import configure, is_debug, stderr
+
+if TYPE_CHECKING:
+    from saetool.plugins import PluginHost
 
 HELP = """\
 Sparse-autoencoder interpretability research from the command line.
@@ -37,8 +40,13 @@ def _root(
     configure(quiet=quiet, verbose=verbose, debug=debug or None)
 
 
-def build_app() -> typer.Typer:
-    """The root typer app with every registered command (built-in or plugin)."""
+def build_app(plugin_host: Optional["PluginHost"] = None) -> typer.Typer:
+    """The root typer app with every command registered with ``plugin_host``.
+
+    ``plugin_host`` defaults to the process-wide host (built-ins plus the
+    third-party plugins ``SAETOOL_LOAD_PLUGINS`` allows); the CLI reference
+    generator passes one without entry points, so only built-ins appear.
+    """
     from saetool.plugins import host
 
     app = typer.Typer(
@@ -50,7 +58,7 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
-    for reg in host().collect("commands").values():
+    for reg in (plugin_host or host()).collect("commands").values():
         obj = reg.obj
         if isinstance(obj, typer.Typer):
             app.add_typer(obj, name=reg.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
@@ -50,3 +51,40 @@ def plugins(ctx: typer.Context, as_json: bool = JSON) -> None:
         kind = "built-in" if row["builtin"] else f"entry point {row['version'] or ''}".strip()
         table.add_row(row["name"], kind, what or "-")
     stderr().print(table)
+
+
+@app.command("new")
+def new(
+    name: str = typer.Argument(..., help="Plugin name: lowercase letters and digits, words joined by '-' or '_' (e.g. my-corpus)."),
+    directory: Path = typer.Option(Path("."), "--dir", "-d", help="Folder to create saetool-NAME/ in (created if missing)."),
+) -> None:
+    """Create a plugin package `saetool-NAME/` that works and passes its tests as it is.
+
+    It has a `pyproject.toml` with the `saetool` entry point, a package
+    `saetool_NAME/` whose `plugin.py` registers an example corpus source (NAME:
+    one document per line of a text file), a README and tests. Edit `plugin.py`
+    to add what your plugin provides (see docs/plugins.md). A NAME with '_'
+    gives a folder with '-': `my_corpus` makes `saetool-my-corpus/`.
+
+    Example:
+
+        saetool plugins new my-corpus --dir ~/src && pip install -e ~/src/saetool-my-corpus
+    """
+    from saetool.cli.scaffold import scaffold_plugin
+    from saetool.console import debug, is_quiet, stderr
+
+    made = scaffold_plugin(name, directory)
+    for rel in made.files:
+        debug(f"wrote {made.path / rel}")
+    if is_quiet():
+        return
+    n = made.names
+    for line in (
+        f"[green]created[/green] {made.path} (plugin {n.name!r}: package {n.package}, corpus source {n.name!r})",
+        "next steps:",
+        f"  pip install -e {made.path}",
+        f"  python -m pytest {made.path}",
+        f"  saetool plugins    # lists {n.name}",
+        f"  saetool extract --corpus {n.name}:notes.txt --layers 15 --num-tokens 4096 -o acts.h5",
+    ):
+        stderr().print(line, soft_wrap=True)  # commands stay on one line, to copy

@@ -1,0 +1,1 @@
+"""Templates for files that saetool writes (kept as Python strings so every install has them)."""
