@@ -1,0 +1,251 @@
+"""SAE architectures: how an SAE is shaped, initialised, trained and finalised.
+
+An :class:`SAEArchitecture` ties the inference SAE (:class:`~saetool.sae.model.SAE`,
+encode/decode only) to its training objective (:mod:`saetool.train.objectives`,
+losses and auxiliary losses). Built-ins are registered through the
+``register_sae_architectures`` hook like any plugin's; a plugin adds one by
+registering an instance of a subclass::
+
+    from saetool.hookspecs import hookimpl
+    from saetool.sae.architectures import SAEArchitecture
+
+    class MyArch(SAEArchitecture):
+        name = "my-arch"
+        description = "ReLU SAE with my penalty"
+        def objective(self, cfg, settings):
+            from my_package.losses import MyObjective
+            return MyObjective()
+
+    @hookimpl
+    def register_sae_architectures(register):
+        register(MyArch())
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import torch
+
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.model import SAE
+    from saetool.train.config import TrainConfig
+    from saetool.train.objectives import Objective
+
+
+class SAEArchitecture:
+    """Base class of SAE architectures (subclass it and register an instance).
+
+    Class attributes a subclass sets:
+
+    * ``name``, ``description``: as listed by ``saetool plugins`` and ``--arch``.
+    * ``activation``: the inference activation of the SAE being trained
+      (``relu``, ``topk`` or ``jumprelu``); :meth:`finalize` may change it.
+    * ``needs_k``: whether ``--k`` is required.
+    * ``unit_norm_decoder``: keep decoder rows at unit norm during training
+      (gradient component along each row removed, rows renormalised each step).
+    * ``default_lr``; ``default_sparsity_coeff`` (``None``: no sparsity
+      coefficient); ``sparsity_warmup_fraction`` of steps for the coefficient.
+    * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
+    """
+
+    name: str = ""
+    description: str = ""
+    activation: str = "relu"
+    needs_k: bool = False
+    unit_norm_decoder: bool = True
+    default_lr: float = 3e-4
+    default_sparsity_coeff: float | None = None
+    sparsity_warmup_fraction: float = 0.0
+    decoder_init_norm: float = 1.0
+    transcoder: bool = False
+
+    # -- configuration ------------------------------------------------------------
+    def options(self, settings: "TrainConfig", d_sae: int) -> dict[str, Any]:  # noqa: ARG002
+        """Architecture options stored in ``SAEConfig.options`` (e.g. Matryoshka prefixes)."""
+        return {}
+
+    def validate(self, cfg: "SAEConfig") -> None:
+        """Refuse configurations this architecture cannot train (one-line error)."""
+        if cfg.d_in < 1 or cfg.d_sae < 1:
+            raise SaetoolError(f"d_in and d_sae must be positive (got d_in={cfg.d_in}, d_sae={cfg.d_sae})")
+        if self.needs_k:
+            if cfg.k is None:
+                raise SaetoolError(f"--arch {self.name} needs --k (active features per token)")
+            if not 0 < cfg.k <= cfg.d_sae:
+                raise SaetoolError(f"--k must be between 1 and d_sae={cfg.d_sae} (got {cfg.k})", hint="lower --k or raise --d-sae")
+        if self.transcoder and not cfg.is_transcoder:
+            raise SaetoolError(f"--arch {self.name} reads one hook and reconstructs another", hint="pass --hook-out (e.g. blocks.3.hook_mlp_out with --hook blocks.3.hook_resid_mid)")
+
+    # -- weights ------------------------------------------------------------------
+    def init(self, cfg: "SAEConfig", generator: "torch.Generator") -> "SAE":
+        """A freshly initialised SAE (float32, CPU): random decoder rows of norm
+        ``decoder_init_norm``, the encoder its transpose (random unit columns for a
+        transcoder), zero biases."""
+        import torch
+
+        from saetool.sae.model import SAE
+
+        sae = SAE(cfg)
+        d_out = cfg.d_out or cfg.d_in
+        with torch.no_grad():
+            dec = torch.randn(cfg.d_sae, d_out, generator=generator)
+            dec = dec / dec.norm(dim=1, keepdim=True) * self.decoder_init_norm
+            sae.W_dec.copy_(dec)
+            if cfg.d_in == d_out and not cfg.is_transcoder:
+                sae.W_enc.copy_(dec.t())
+            else:
+                enc = torch.randn(cfg.d_in, cfg.d_sae, generator=generator)
+                sae.W_enc.copy_(enc / enc.norm(dim=0, keepdim=True))
+        return sae
+
+    def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
+        """The training objective (default: ReLU with a decoder-norm-weighted L1)."""
+        from saetool.train.objectives import ReLUObjective
+
+        return ReLUObjective()
+
+    def finalize(self, sae: "SAE", objective: "Objective") -> "SAE":  # noqa: ARG002
+        """The inference SAE to save once training ends (default: ``sae`` itself)."""
+        return sae
+
+    def __repr__(self) -> str:
+        return f"<SAE architecture {self.name!r}>"
+
+
+def with_jumprelu_threshold(sae: "SAE", threshold: "torch.Tensor | float") -> "SAE":
+    """A copy of ``sae`` whose inference activation is JumpReLU with ``threshold``."""
+    import torch
+
+    from saetool.sae.model import SAE
+
+    cfg = replace(sae.cfg, activation="jumprelu", options=dict(sae.cfg.options))
+    out = SAE(cfg, device=sae.device, dtype=sae.dtype)
+    with torch.no_grad():
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            getattr(out, name).copy_(getattr(sae, name))
+        out.threshold.copy_(torch.as_tensor(threshold, dtype=sae.dtype, device=sae.device).expand(cfg.d_sae))
+    return out
+
+
+# -- built-ins ------------------------------------------------------------------------
+class ReLUArchitecture(SAEArchitecture):
+    name = "relu"
+    description = "ReLU SAE with an L1 penalty weighted by decoder norm (Anthropic, April 2024)"
+    activation = "relu"
+    unit_norm_decoder = False
+    default_lr = 1e-4
+    default_sparsity_coeff = 5.0
+    sparsity_warmup_fraction = 0.05
+    decoder_init_norm = 0.1
+
+
+class TopKArchitecture(SAEArchitecture):
+    name = "topk"
+    description = "TopK SAE: k largest pre-activations per token, AuxK loss for dead features (Gao et al. 2024)"
+    activation = "topk"
+    needs_k = True
+
+    def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
+        from saetool.train.objectives import TopKObjective
+
+        return TopKObjective(cfg.k or 1, **_aux(cfg, settings))
+
+
+class BatchTopKArchitecture(SAEArchitecture):
+    name = "batchtopk"
+    description = "BatchTopK SAE: batch*k largest activations per batch; a learned threshold at inference (Bussmann et al. 2024)"
+    activation = "topk"
+    needs_k = True
+
+    def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
+        from saetool.train.objectives import BatchTopKObjective
+
+        return BatchTopKObjective(cfg.k or 1, threshold_lr=float(cfg.options.get("threshold_lr", 0.01)), **_aux(cfg, settings))
+
+    def finalize(self, sae: "SAE", objective: "Objective") -> "SAE":
+        return with_jumprelu_threshold(sae, objective.threshold)  # type: ignore[attr-defined]
+
+
+class MatryoshkaArchitecture(BatchTopKArchitecture):
+    name = "matryoshka"
+    description = "Matryoshka BatchTopK SAE: nested dictionary prefixes each reconstruct the input (Bussmann et al. 2025)"
+
+    def options(self, settings: "TrainConfig", d_sae: int) -> dict[str, Any]:
+        given = settings.options.get("prefixes")
+        if given:
+            prefixes = sorted({int(p) for p in given})
+        else:
+            prefixes = sorted({max(1, d_sae // div) for div in (16, 8, 4, 2)})
+        if not prefixes or prefixes[-1] != d_sae:
+            prefixes = [p for p in prefixes if p < d_sae] + [d_sae]
+        return {"prefixes": prefixes}
+
+    def validate(self, cfg: "SAEConfig") -> None:
+        super().validate(cfg)
+        prefixes = cfg.options.get("prefixes") or []
+        if not prefixes or any(p < 1 for p in prefixes) or prefixes[-1] != cfg.d_sae or list(prefixes) != sorted(set(prefixes)):
+            raise SaetoolError(f"Matryoshka prefixes must be increasing widths between 1 and d_sae={cfg.d_sae} (got {prefixes})")
+
+    def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
+        from saetool.train.objectives import MatryoshkaObjective
+
+        return MatryoshkaObjective(cfg.k or 1, prefixes=cfg.options["prefixes"], threshold_lr=float(cfg.options.get("threshold_lr", 0.01)), **_aux(cfg, settings))
+
+
+class JumpReLUArchitecture(SAEArchitecture):
+    name = "jumprelu"
+    description = "JumpReLU SAE: learned per-feature thresholds, straight-through gradients, L0 penalty (Rajamanoharan et al. 2024)"
+    activation = "jumprelu"
+    default_sparsity_coeff = 1.0
+    sparsity_warmup_fraction = 0.05
+
+    def init(self, cfg: "SAEConfig", generator: "torch.Generator") -> "SAE":
+        import torch
+
+        sae = super().init(cfg, generator)
+        with torch.no_grad():
+            sae.threshold.fill_(float(cfg.options.get("init_threshold", 0.01)))
+        return sae
+
+    def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
+        from saetool.train.objectives import JumpReLUObjective
+
+        return JumpReLUObjective(bandwidth=float(cfg.options.get("bandwidth", 0.05)))
+
+
+class TranscoderArchitecture(TopKArchitecture):
+    name = "transcoder"
+    description = "TopK transcoder: reads one hook (e.g. hook_resid_mid) and reconstructs another (e.g. hook_mlp_out)"
+    transcoder = True
+
+
+def _aux(cfg: "SAEConfig", settings: "TrainConfig") -> dict[str, Any]:
+    aux_k = settings.aux_k if settings.aux_k is not None else max(1, cfg.d_in // 2)
+    return {"aux_k": min(aux_k, cfg.d_sae), "aux_coeff": settings.aux_coeff, "dense": bool(cfg.options.get("dense", False))}
+
+
+BUILTIN_ARCHITECTURES: tuple[SAEArchitecture, ...] = (
+    ReLUArchitecture(),
+    TopKArchitecture(),
+    BatchTopKArchitecture(),
+    JumpReLUArchitecture(),
+    MatryoshkaArchitecture(),
+    TranscoderArchitecture(),
+)
+
+
+def get_architecture(name: str) -> SAEArchitecture:
+    """The registered architecture ``name`` (built-in or a plugin's), or a one-line error."""
+    from saetool.plugins import host
+
+    arch = host().get("sae_architectures", name)
+    if not isinstance(arch, SAEArchitecture):
+        raise SaetoolError(f"SAE architecture {name!r} is not an SAEArchitecture instance", hint="the plugin that registered it is broken")
+    return arch

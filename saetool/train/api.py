@@ -1,0 +1,222 @@
+"""The Python API behind ``saetool train``: activation artifacts in, an ``sae`` artifact out."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from saetool.console import log
+from saetool.errors import SaetoolError
+from saetool.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from saetool.sae.model import SAE
+    from saetool.train.source import ActivationSource
+    from saetool.train.trainer import StepInfo, TrainResult
+
+KIND = "sae"
+
+
+def default_output(config: TrainConfig, hook: str) -> Path:
+    return Path(f"sae-{config.arch}-{hook}.h5")
+
+
+def history_csv_path(output: str | Path) -> Path:
+    p = Path(output)
+    return p.with_name(p.name + ".history.csv")
+
+
+def train_sae(
+    config: TrainConfig,
+    inputs: Sequence[str | Path],
+    output: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: "Callable[[StepInfo], None] | None" = None,
+) -> "TrainResult":
+    """Train an SAE on activation artifacts and write it as an ``sae`` artifact.
+
+    Writes ``OUTPUT`` (config, weights, training record, history, and samples
+    with ``config.samples``), ``OUTPUT.history.csv``, and checkpoints in
+    ``OUTPUT.checkpoints/``. ``resume`` continues from the newest checkpoint and
+    ends with the same weights as an uninterrupted run. Every input problem is a
+    one-line :class:`SaetoolError` raised before anything is written; a user
+    error later on removes the checkpoints of a fresh run.
+    """
+    from saetool.artifacts.store import check_output_path
+    from saetool.sae.architectures import get_architecture
+    from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
+    from saetool.train.trainer import Trainer
+
+    config.validate()
+    get_architecture(config.arch)  # an unknown --arch fails before any file is opened
+    init_sae = _load_init(config)
+    if init_sae is not None and config.hook is None:
+        config = _default_hooks_from(init_sae, config, inputs)
+    with _open_source(config, inputs) as source:
+        out = check_output_path(output or default_output(config, source.hook), overwrite=overwrite)
+        if init_sae is not None:
+            _check_init(init_sae, source)
+        n_train = source.count_train_tokens()
+        if n_train == 0:
+            raise SaetoolError("no training rows: every sequence is held out for validation", hint="lower --val-fraction")
+        total_steps = _total_steps(config, n_train)
+        checkpoints = CheckpointDir(checkpoint_dir_for(out))
+        trainer = Trainer(
+            config,
+            d_in=source.d_in,
+            d_out=source.d_out if source.hook_out else None,
+            total_steps=total_steps,
+            hook=source.hook,
+            hook_out=source.hook_out,
+            model=source.model,
+            init_sae=init_sae,
+            checkpoints=checkpoints,
+        )
+        with checkpoints.locked():
+            if resume and not checkpoints.exists():
+                raise SaetoolError(f"nothing to resume: no checkpoint in {checkpoints.root}", hint="run without --resume to start afresh")
+            if not resume and checkpoints.root.exists():
+                log(f"[dim]discarding earlier checkpoints in {checkpoints.root} (use --resume to continue that run)[/dim]")
+                checkpoints.remove()
+            desc = source.describe()
+            log(
+                f"training a {trainer.arch.name} SAE: d_in={trainer.cfg.d_in}, d_sae={trainer.cfg.d_sae}"
+                + (f", k={trainer.cfg.k}" if trainer.cfg.k else "")
+                + f", {total_steps} steps x {config.batch_size} tokens on {source.hook}"
+                + (f" -> {source.hook_out}" if source.hook_out else "")
+                + f" ({n_train} training tokens in {len(source.files)} file(s))"
+            )
+            try:
+                val = source.validation()
+                result = trainer.fit(source.batches(), val, resume=resume, progress=progress, on_step=on_step)
+                result.training.update(desc)
+                _write(result, out, source, inputs, overwrite=overwrite)
+            except SaetoolError:
+                if not resume:
+                    checkpoints.remove()  # a user error: leave nothing half-written behind
+                raise
+            except BaseException:
+                if checkpoints.exists():
+                    log(f"[yellow]checkpoints kept in {checkpoints.root}; rerun the same command with --resume to continue[/yellow]")
+                raise
+    result.path = out
+    return result
+
+
+def _open_source(config: TrainConfig, inputs: Sequence[str | Path]) -> "ActivationSource":
+    """The activation files, validated. ``--arch transcoder`` without ``--hook-out``
+    reconstructs ``hook_mlp_out`` from ``hook_resid_mid`` of the same layer."""
+    from saetool.train.source import ActivationSource
+
+    def open_with(hook_out: str | None) -> ActivationSource:
+        return ActivationSource(
+            inputs,
+            hook=config.hook,
+            hook_out=hook_out,
+            batch_size=config.batch_size,
+            shuffle_buffer=config.shuffle_buffer,
+            val_fraction=config.val_fraction,
+            val_tokens=config.val_tokens,
+            seed=config.seed,
+        )
+
+    source = open_with(config.hook_out)
+    if config.hook_out or config.arch != "transcoder":
+        return source
+    hook = source.hook
+    guess = hook[: -len("hook_resid_mid")] + "hook_mlp_out" if hook.endswith("hook_resid_mid") else None
+    if guess is None or not all(guess in f.hooks for f in source.files):
+        source.close()
+        raise SaetoolError(f"--arch transcoder needs --hook-out (the hook to reconstruct from {hook})", hint="e.g. --hook blocks.3.hook_resid_mid --hook-out blocks.3.hook_mlp_out")
+    source.close()
+    log(f"transcoder: reconstructing {guess} from {hook}")
+    return open_with(guess)
+
+
+def _total_steps(config: TrainConfig, n_train: int) -> int:
+    if config.steps is not None:
+        return int(config.steps)
+    tokens = config.num_tokens if config.num_tokens is not None else n_train
+    return max(1, math.ceil(tokens / config.batch_size))
+
+
+def _load_init(config: TrainConfig) -> "SAE | None":
+    """The ``--init-from`` SAE (any format :func:`saetool.sae.io.load_sae` reads)."""
+    if config.init_from is None:
+        return None
+    from saetool.sae.io import load_sae
+
+    return load_sae(config.init_from, "cpu")
+
+
+def _default_hooks_from(sae: "SAE", config: TrainConfig, inputs: Sequence[str | Path]) -> TrainConfig:
+    """Without ``--hook``, read the hook(s) the pretrained SAE was trained on when the files have them."""
+    from dataclasses import replace
+
+    from saetool.artifacts.activations import ActivationsFile
+
+    with ActivationsFile(inputs[0]) as first:
+        hooks = first.hooks
+    if sae.cfg.hook not in hooks:
+        return config
+    hook_out = config.hook_out
+    if hook_out is None and sae.cfg.is_transcoder and sae.cfg.hook_out in hooks:
+        hook_out = sae.cfg.hook_out
+    return replace(config, hook=sae.cfg.hook, hook_out=hook_out)
+
+
+def _check_init(sae: "SAE", source: "ActivationSource") -> None:
+    """One-line errors when the pretrained SAE does not fit the activations (before any work)."""
+    from saetool.sae.io import check_sae_matches
+
+    check_sae_matches(sae, d_in=source.d_in, hook=source.hook if sae.cfg.hook else None, what=f"activations ({source.hook})")
+    if source.hook_out and (sae.cfg.d_out or sae.cfg.d_in) != source.d_out:
+        raise SaetoolError(f"the --init-from SAE reconstructs d_out={sae.cfg.d_out} but {source.hook_out} has d={source.d_out}")
+
+
+def _write(result: "TrainResult", out: Path, source: "ActivationSource", inputs: Sequence[str | Path], *, overwrite: bool) -> None:
+    """The ``sae`` artifact, then the history CSV next to it (both atomic)."""
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.sae.io import write_sae_artifact
+    from saetool.train.samples import write_samples
+
+    hooks = [source.hook] + ([source.hook_out] if source.hook_out else [])
+    provenance = build_provenance(model=source.model, hooks=hooks, corpus=result.training.get("corpus"), parents=list(inputs), train=result.config.to_dict())
+    samples = result.samples
+    extra = (lambda fh: write_samples(fh, samples, source, model=source.model)) if samples is not None else None
+
+    csv_path = history_csv_path(out)
+    tmp_csv = csv_path.with_name(csv_path.name + ".partial")
+    write_history_csv(result.history, tmp_csv)
+    try:
+        write_sae_artifact(out, result.sae, provenance=provenance, training=result.training, history=result.history, write_extra=extra, overwrite=overwrite)
+    except BaseException:
+        tmp_csv.unlink(missing_ok=True)
+        raise
+    os.replace(tmp_csv, csv_path)
+
+
+def write_history_csv(history: dict, path: str | Path) -> Path:
+    """The per-logging-step history as CSV (one row per logged step)."""
+    import csv
+
+    names = list(history)
+    n = len(next(iter(history.values()))) if history else 0
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(names)
+        for i in range(n):
+            writer.writerow([_cell(history[name][i]) for name in names])
+    return Path(path)
+
+
+def _cell(value: object) -> str:
+    f = float(value)  # type: ignore[arg-type]
+    if math.isnan(f):
+        return ""
+    return str(int(f)) if f.is_integer() and abs(f) < 2**53 else repr(f)

@@ -1,0 +1,140 @@
+"""Training checkpoints: tensors in safetensors, everything else in JSON (no pickle).
+
+A run writing ``OUT.h5`` keeps its checkpoints in ``OUT.h5.checkpoints/``::
+
+    step_000200/  state.safetensors  state.json    every --checkpoint-every steps (last 3 kept)
+    best/         ...                              lowest validation loss so far
+    final/        ...                              the end of training, before finalisation
+
+Each folder is written under a temporary name and renamed into place, so a
+crash never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT = "saetool-train-checkpoint"
+VERSION = 1
+TENSORS = "state.safetensors"
+META = "state.json"
+KEEP_STEPS = 3
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def checkpoint_dir_for(output: str | Path) -> Path:
+    p = Path(output)
+    return p.with_name(p.name + ".checkpoints")
+
+
+class CheckpointError(SaetoolError):
+    """A checkpoint is missing, corrupt or not a saetool training checkpoint."""
+
+
+class CheckpointDir:
+    """The checkpoint folder of one training run."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def save(self, name: str, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> Path:
+        """Write (or replace) checkpoint ``name`` atomically."""
+        from safetensors.torch import save_file
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / name
+        tmp = self.root / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS))
+        (tmp / META).write_text(json.dumps({"format": FORMAT, "version": VERSION, **meta}, sort_keys=True))
+        if target.exists():
+            old = self.root / f".{name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        return target
+
+    def save_step(self, step: int, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> Path:
+        path = self.save(f"step_{step:06d}", tensors, meta)
+        for old in self.step_dirs()[:-KEEP_STEPS]:
+            shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def step_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def latest(self) -> Path | None:
+        """The newest checkpoint (``final`` if there is one, else the highest step)."""
+        final = self.root / "final"
+        if final.is_dir():
+            return final
+        steps = self.step_dirs()
+        return steps[-1] if steps else None
+
+    def exists(self) -> bool:
+        return self.latest() is not None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold ``ROOT.lock`` so a second run cannot write the same checkpoints."""
+        import fcntl
+
+        lock = self.root.with_name(self.root.name + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise CheckpointError(f"another saetool process is training into {self.root}", hint="wait for it to finish, or choose another --output") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+    """``(tensors, meta)`` of one checkpoint folder, or a one-line :class:`CheckpointError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    meta_path, tensor_path = p / META, p / TENSORS
+    if not meta_path.is_file() or not tensor_path.is_file():
+        raise CheckpointError(f"{p} is not a saetool training checkpoint (no {META} / {TENSORS})", hint="delete the folder and run without --resume")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {p} is corrupt ({META} unreadable: {exc})", hint="delete the folder and run without --resume") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not a saetool training checkpoint (foreign {META})", hint="delete the folder and run without --resume")
+    if int(meta.get("version", 0)) > VERSION:
+        raise CheckpointError(f"checkpoint {p} has version {meta.get('version')}, newer than this saetool reads ({VERSION})", hint="upgrade saetool")
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {p} is corrupt ({TENSORS} unreadable: {' '.join(str(exc).split())[:120]})", hint="delete the folder and run without --resume") from None
+    return tensors, meta

@@ -1,0 +1,148 @@
+"""Settings of one SAE training run (what ``saetool train`` options map to)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from saetool.errors import SaetoolError
+
+B_DEC_INITS = ("geometric-median", "mean", "zeros")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class Targets:
+    """The seeds' validation checklist: targets a finished SAE is judged against."""
+
+    mse: float = 0.01
+    l0_min: float = 50.0
+    l0_max: float = 100.0
+    dead: float = 0.10
+
+    @classmethod
+    def parse_l0(cls, text: str) -> tuple[float, float]:
+        """``"50-100"`` -> ``(50.0, 100.0)``; a single number means at most that."""
+        parts = str(text).replace(" ", "").split("-")
+        try:
+            if len(parts) == 1:
+                return 0.0, float(parts[0])
+            if len(parts) == 2:
+                low, high = float(parts[0]), float(parts[1])
+                if low <= high:
+                    return low, high
+        except ValueError:
+            pass
+        raise SaetoolError(f"--target-l0 must look like MIN-MAX, e.g. 50-100 (got {text!r})")
+
+
+@dataclass
+class SampleSettings:
+    """Collect top-activating tokens per feature during training (seed 004)."""
+
+    every: int = 1000
+    per_feature: int = 20
+    context: int = 20
+    threshold: float = 0.1
+    features: int = 100  # how many features to store (most frequently active first); 0 = all
+
+    def validate(self) -> None:
+        for name in ("every", "per_feature", "context"):
+            if getattr(self, name) < 1:
+                raise SaetoolError(f"--sample-{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.features < 0:
+            raise SaetoolError(f"--sample-features must be 0 (all) or more (got {self.features})")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. ``None`` means "the architecture's
+    default" (learning rate, sparsity coefficient) or "derived" (the rest)."""
+
+    arch: str = "topk"
+    d_sae: int | None = None
+    expansion_factor: float | None = None
+    k: int | None = None
+    hook: str | None = None
+    hook_out: str | None = None
+    lr: float | None = None
+    batch_size: int = 4096
+    num_tokens: int | None = None
+    steps: int | None = None
+    sparsity_coeff: float | None = None
+    warmup_steps: int | None = None
+    sparsity_warmup_steps: int | None = None
+    grad_clip: float = 1.0
+    init_b_dec: str = "geometric-median"
+    normalize_inputs: bool = True
+    dead_tokens: int | None = None
+    aux_k: int | None = None
+    aux_coeff: float = 1 / 32
+    val_fraction: float = 0.05
+    val_tokens: int = 16384
+    shuffle_buffer: int = 65536
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    samples: SampleSettings | None = None
+    targets: Targets = field(default_factory=Targets)
+    init_from: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Settings errors that need no data (one-line :class:`SaetoolError`)."""
+        positive = {"batch_size": self.batch_size, "checkpoint_every": self.checkpoint_every, "log_every": self.log_every, "shuffle_buffer": self.shuffle_buffer}
+        for name, value in positive.items():
+            if value is None or value < 1:
+                raise SaetoolError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+        for name in ("d_sae", "k", "num_tokens", "steps", "aux_k", "dead_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SaetoolError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+        for name in ("warmup_steps", "sparsity_warmup_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise SaetoolError(f"--{name.replace('_', '-')} must be 0 or more (got {value})")
+        if self.d_sae is not None and self.expansion_factor is not None:
+            raise SaetoolError("give --d-sae or --expansion-factor, not both")
+        if self.expansion_factor is not None and not self.expansion_factor > 0:
+            raise SaetoolError(f"--expansion-factor must be positive (got {self.expansion_factor})")
+        if self.lr is not None and not (self.lr >= 0 and math.isfinite(self.lr)):
+            raise SaetoolError(f"--lr must be a non-negative number (got {self.lr})")
+        if self.sparsity_coeff is not None and not (self.sparsity_coeff >= 0 and math.isfinite(self.sparsity_coeff)):
+            raise SaetoolError(f"--l1-coeff must be a non-negative number (got {self.sparsity_coeff})")
+        if not self.grad_clip >= 0:
+            raise SaetoolError(f"--grad-clip must be 0 (off) or positive (got {self.grad_clip})")
+        if not 0 <= self.val_fraction < 1:
+            raise SaetoolError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
+        if self.val_tokens < 0:
+            raise SaetoolError(f"--val-tokens must be 0 or more (got {self.val_tokens})")
+        if self.init_b_dec not in B_DEC_INITS:
+            raise SaetoolError(f"unknown --init-b-dec {self.init_b_dec!r}", hint="choose one of: " + ", ".join(B_DEC_INITS))
+        if self.dtype not in DTYPES:
+            raise SaetoolError(f"unknown --dtype {self.dtype!r}", hint="choose one of: " + ", ".join(DTYPES))
+        if self.samples is not None:
+            self.samples.validate()
+        if self.steps is not None and self.num_tokens is not None:
+            raise SaetoolError("give --steps or --num-tokens, not both")
+
+    def d_sae_for(self, d_in: int) -> int:
+        if self.d_sae is not None:
+            return int(self.d_sae)
+        return max(1, int(round(d_in * (self.expansion_factor or 8.0))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        if isinstance(kw.get("samples"), dict):
+            kw["samples"] = SampleSettings(**kw["samples"])
+        if isinstance(kw.get("targets"), dict):
+            kw["targets"] = Targets(**kw["targets"])
+        return cls(**kw)

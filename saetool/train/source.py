@@ -1,0 +1,332 @@
+"""Training data: batches of activations, streamed from activation artifacts.
+
+The trainer takes any iterator of batches (tensors, ``(x, target)`` pairs or
+:class:`Batch`). :class:`ActivationSource` is the built-in one: it reads one or
+many ``activations`` artifacts in chunks, holds out whole sequences for
+validation (a fixed hash of ``(file, seq_index)``, so no sequence is in both
+sets and the split does not depend on the seed), and shuffles training rows
+through a buffer of bounded size. The stream is endless (epochs follow each
+other) and deterministic given the seed, which is what ``--resume`` replays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from saetool.console import warn
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from saetool.artifacts.activations import ActivationsFile
+
+CHUNK_ROWS = 8192
+_SPLIT_SALT = 0x5AE7001
+
+
+@dataclass
+class Batch:
+    """One batch: inputs ``x`` ``[n, d_in]``, the ``target`` to reconstruct
+    (``None``: ``x`` itself) and, from files, the global ``rows`` they came from."""
+
+    x: "torch.Tensor"
+    target: "torch.Tensor | None" = None
+    rows: "torch.Tensor | None" = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def as_batch(item: Any) -> Batch:
+    """A :class:`Batch` from a tensor, an ``(x, target)`` pair or a Batch."""
+    import torch
+
+    if isinstance(item, Batch):
+        return item
+    if isinstance(item, torch.Tensor):
+        return Batch(item)
+    if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, torch.Tensor) for t in item):
+        return Batch(item[0], item[1])
+    raise SaetoolError(f"a training batch must be a tensor, an (x, target) pair of tensors or a Batch (got {type(item).__name__})")
+
+
+def split_uniform(file_index: int, seq: "np.ndarray") -> "np.ndarray":
+    """A fixed pseudo-random number in [0, 1) for each ``(file_index, seq)`` (splitmix64)."""
+    import numpy as np
+
+    v = np.asarray(seq, dtype=np.uint64) + np.uint64((file_index << 40) + _SPLIT_SALT)
+    with np.errstate(over="ignore"):
+        v = (v ^ (v >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        v = (v ^ (v >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        v = v ^ (v >> np.uint64(31))
+    return (v >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+class ActivationSource:
+    """Shuffled training batches and a capped validation set from activation files."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        hook: str | None = None,
+        hook_out: str | None = None,
+        batch_size: int = 4096,
+        shuffle_buffer: int = 65536,
+        val_fraction: float = 0.05,
+        val_tokens: int = 16384,
+        seed: int = 0,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> None:
+        from saetool.artifacts.activations import ActivationsFile
+
+        if not paths:
+            raise SaetoolError("no activation artifact given", hint="pass a FILE argument or pipe `saetool extract` into this one")
+        self.paths = [Path(p) for p in paths]
+        self.files: list[ActivationsFile] = []
+        try:
+            for p in self.paths:
+                self.files.append(ActivationsFile(p))
+            self._check_files(hook, hook_out)
+        except BaseException:
+            self.close()
+            raise
+        first = self.files[0]
+        self.hook = hook or first.hooks[0]
+        self.hook_out = hook_out
+        self.d_in = first.d(self.hook)
+        self.d_out = first.d(hook_out) if hook_out else self.d_in
+        self.batch_size = int(batch_size)
+        self.chunk_rows = int(min(chunk_rows, max(1, shuffle_buffer)))
+        self.capacity = max(int(shuffle_buffer), 2 * self.batch_size)
+        self.val_fraction = float(val_fraction)
+        self.val_tokens = int(val_tokens)
+        self.seed = int(seed)
+        self.offsets = [0]
+        for f in self.files:
+            self.offsets.append(self.offsets[-1] + f.n_tokens)
+        self._val_seq = self._split()
+        self.peak_rows = 0  # most rows ever held in the shuffle buffer
+
+    # -- files -------------------------------------------------------------------
+    def _check_files(self, hook: str | None, hook_out: str | None) -> None:
+        first = self.files[0]
+        hook = hook or (first.hooks[0] if first.hooks else None)
+        for f in self.files:
+            if f.n_tokens == 0:
+                raise SaetoolError(f"{f.path} holds no activations (0 tokens)", hint="re-run `saetool extract` with a corpus that yields tokens")
+            for h in (hook, hook_out):
+                if h is not None and h not in f.hooks:
+                    raise SaetoolError(f"{f.path} has no activations for hook {h!r}", hint="it has: " + ", ".join(f.hooks))
+        models = {f.model for f in self.files}
+        if len(models) > 1:
+            warn(f"the activation files come from different models ({', '.join(sorted(str(m) for m in models))})")
+        for h in (hook, hook_out):
+            if h is None:
+                continue
+            dims = {f.d(h) for f in self.files}
+            if len(dims) > 1:
+                raise SaetoolError(f"the activation files disagree on the width of {h} ({sorted(dims)})", hint="train on files from one model")
+
+    @property
+    def n_tokens(self) -> int:
+        return self.offsets[-1]
+
+    @property
+    def model(self) -> str | None:
+        return self.files[0].model
+
+    def _n_sequences(self, f: "ActivationsFile") -> int:
+        n = f.artifact.file.attrs.get("n_sequences")
+        return int(n) if n is not None else int(f.artifact.file["sequences/token_ids"].shape[0])
+
+    def _split(self) -> list["np.ndarray"]:
+        """Per file, which sequences are held out for validation (at least one
+        sequence on each side when there are two or more and val_fraction > 0)."""
+        import numpy as np
+
+        us = [split_uniform(i, np.arange(self._n_sequences(f))) for i, f in enumerate(self.files)]
+        val = [u < self.val_fraction for u in us]
+        if self.val_fraction > 0:
+            flat = np.concatenate(us) if us else np.zeros(0)
+            if flat.size >= 2:
+                if not any(v.any() for v in val):
+                    low = flat.min()
+                    val = [v | (u == low) for v, u in zip(val, us)]
+                if all(v.all() for v in val):
+                    high = flat.max()
+                    val = [v & (u != high) for v, u in zip(val, us)]
+        return val
+
+    def is_val(self, file_index: int, seq: "np.ndarray") -> "np.ndarray":
+        import numpy as np
+
+        table = self._val_seq[file_index]
+        seq = np.asarray(seq, dtype=np.int64)
+        out = np.zeros(seq.shape, dtype=bool)
+        inside = (seq >= 0) & (seq < table.shape[0])
+        out[inside] = table[seq[inside]]
+        return out
+
+    def locate(self, rows: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
+        """``(file_index, local_row)`` of global row ids."""
+        import numpy as np
+
+        rows = np.asarray(rows, dtype=np.int64)
+        file_index = np.searchsorted(np.asarray(self.offsets[1:]), rows, side="right")
+        return file_index, rows - np.asarray(self.offsets)[file_index]
+
+    def count_train_tokens(self) -> int:
+        total = 0
+        for i, f in enumerate(self.files):
+            for start in range(0, f.n_tokens, 1 << 20):
+                seq = f.artifact.file["tokens/seq_index"][start : start + (1 << 20)]
+                total += int((~self.is_val(i, seq)).sum())
+        return total
+
+    # -- reading -----------------------------------------------------------------
+    def _chunks(self, *, val: bool) -> Iterator[tuple["torch.Tensor", "torch.Tensor | None", "torch.Tensor"]]:
+        """One pass over every file: ``(x, target, global_rows)`` of train (or val) rows."""
+        import numpy as np
+        import torch
+
+        for i, f in enumerate(self.files):
+            for start in range(0, f.n_tokens, self.chunk_rows):
+                stop = min(start + self.chunk_rows, f.n_tokens)
+                seq = f.artifact.file["tokens/seq_index"][start:stop]
+                keep = self.is_val(i, seq) if val else ~self.is_val(i, seq)
+                if not keep.any():
+                    continue
+                index = np.flatnonzero(keep)
+                if index.size < keep.size // 2:  # a few sequences: read just their rows
+                    runs = np.split(index, np.flatnonzero(np.diff(index) > 1) + 1)
+                    parts = [(start + int(r[0]), start + int(r[-1]) + 1) for r in runs]
+                    x = torch.cat([self._read_checked(i, self.hook, a, b) for a, b in parts])
+                    y = torch.cat([self._read_checked(i, self.hook_out, a, b) for a, b in parts]) if self.hook_out else None
+                else:
+                    sel = torch.from_numpy(index)
+                    x = self._read_checked(i, self.hook, start, stop).index_select(0, sel)
+                    y = self._read_checked(i, self.hook_out, start, stop).index_select(0, sel) if self.hook_out else None
+                yield x, y, torch.from_numpy(index) + (self.offsets[i] + start)
+
+    def _read_checked(self, file_index: int, hook: str, start: int, stop: int) -> "torch.Tensor":
+        import torch
+
+        f = self.files[file_index]
+        x = f.read(hook, start, stop, dtype=torch.float32)
+        if not bool(torch.isfinite(x).all()):
+            bad = self._nonfinite_rows(file_index, hook)
+            shown = ", ".join(str(r) for r in bad[:10]) + (", ..." if len(bad) > 10 else "")
+            raise SaetoolError(
+                f"{f.path} has NaN/inf activations at {hook} in {len(bad)} row(s): {shown}",
+                hint="re-extract with --dtype float32, or remove those rows",
+            )
+        return x
+
+    def _nonfinite_rows(self, file_index: int, hook: str) -> list[int]:
+        import torch
+
+        f = self.files[file_index]
+        bad: list[int] = []
+        for start in range(0, f.n_tokens, self.chunk_rows):
+            x = f.read(hook, start, start + self.chunk_rows, dtype=torch.float32)
+            bad.extend((start + torch.nonzero(~torch.isfinite(x).all(dim=1)).flatten()).tolist())
+        return bad
+
+    # -- batches -----------------------------------------------------------------
+    def validation(self) -> list[Batch]:
+        """Up to ``val_tokens`` rows of held-out sequences, in batches."""
+        import torch
+
+        if self.val_fraction <= 0 or self.val_tokens <= 0:
+            return []
+        xs, ys, rs, n = [], [], [], 0
+        for x, y, rows in self._chunks(val=True):
+            take = min(len(x), self.val_tokens - n)
+            xs.append(x[:take])
+            rs.append(rows[:take])
+            if y is not None:
+                ys.append(y[:take])
+            n += take
+            if n >= self.val_tokens:
+                break
+        if not xs:
+            return []
+        x, rows = torch.cat(xs), torch.cat(rs)
+        y = torch.cat(ys) if ys else None
+        b = self.batch_size
+        return [Batch(x[i : i + b], y[i : i + b] if y is not None else None, rows[i : i + b]) for i in range(0, len(x), b)]
+
+    def batches(self) -> Iterator[Batch]:
+        """Endless shuffled training batches (deterministic given the seed)."""
+        import torch
+
+        gen = torch.Generator().manual_seed(self.seed)
+        chunks = self._endless_train_chunks()
+        cap = self.capacity
+        size = cap + self.chunk_rows
+        buf_x = torch.empty(size, self.d_in)
+        buf_y = torch.empty(size, self.d_out) if self.hook_out else None
+        buf_r = torch.empty(size, dtype=torch.long)
+        n, b = 0, self.batch_size
+        while True:
+            while n < cap:
+                x, y, rows = next(chunks)
+                m = len(x)
+                buf_x[n : n + m] = x
+                if buf_y is not None:
+                    buf_y[n : n + m] = y
+                buf_r[n : n + m] = rows
+                n += m
+            self.peak_rows = max(self.peak_rows, n)
+            perm = torch.randperm(n, generator=gen)
+            emit = max(b, ((n - cap // 2) // b) * b)
+            for i in range(0, emit, b):
+                sel = perm[i : i + b]
+                yield Batch(buf_x[sel], buf_y[sel] if buf_y is not None else None, buf_r[sel])
+            keep = perm[emit:]
+            n = len(keep)
+            buf_x[:n] = buf_x[keep]
+            if buf_y is not None:
+                buf_y[:n] = buf_y[keep]
+            buf_r[:n] = buf_r[keep]
+
+    def _endless_train_chunks(self) -> Iterator[tuple["torch.Tensor", "torch.Tensor | None", "torch.Tensor"]]:
+        while True:
+            got = False
+            for chunk in self._chunks(val=False):
+                got = True
+                yield chunk
+            if not got:
+                raise SaetoolError("no training rows: every sequence is held out for validation", hint="lower --val-fraction")
+
+    # -- lifetime ----------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What the artifact's training record says about the data."""
+        first = self.files[0]
+        cfg = first.config
+        return {
+            "sources": [str(p.resolve()) for p in self.paths],
+            "n_tokens": self.n_tokens,
+            "hook": self.hook,
+            "hook_out": self.hook_out,
+            "model": self.model,
+            "context_size": first.context_size,
+            "prepend_bos": cfg.get("prepend_bos"),
+            "exclude_special_tokens": cfg.get("exclude_special"),
+            "corpus": cfg.get("corpus"),
+        }
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+    def __enter__(self) -> "ActivationSource":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

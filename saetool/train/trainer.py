@@ -1,0 +1,635 @@
+"""The training loop: any iterator of activation batches in, a trained SAE out.
+
+:class:`Trainer` owns the SAE being trained, its objective, Adam, the
+schedules, dead-feature tracking, history, validation, sample collection and
+checkpoints. It knows nothing about files; :mod:`saetool.train.api` feeds it
+from activation artifacts and writes the result. :func:`train_on_batches` is
+the entry point for batches you make yourself::
+
+    result = train_on_batches((torch.randn(256, 64) for _ in range(100)), TrainConfig(arch="topk", k=8, d_sae=256), steps=100)
+    result.sae.encode(x)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from saetool.console import log, warn
+from saetool.errors import SaetoolError
+from saetool.sae.architectures import SAEArchitecture, get_architecture
+from saetool.sae.config import SAEConfig
+from saetool.sae.model import SAE
+from saetool.train.adam import Adam
+from saetool.train.checklist import CheckItem, build_checklist
+from saetool.train.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
+from saetool.train.config import TrainConfig
+from saetool.train.initialize import from_pretrained, init_b_dec
+from saetool.train.samples import SampleCollector
+from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
+from saetool.train.schedules import lr_at, sparsity_at
+from saetool.train.source import Batch, as_batch
+
+if TYPE_CHECKING:
+    from saetool.train.objectives import Objective
+
+DEFAULT_K = 32
+SMALL_STEP = 1 << 23  # batch * d_in * d_sae below which one CPU thread is faster than several
+SCALE_ROWS = 32768  # rows used to estimate the input scale
+MEDIAN_ROWS = 16384  # rows used for the b_dec geometric median
+EVAL_ROWS = 1024  # rows per block when evaluating the final (dense-coded) SAE
+
+#: Settings a resumed run must share with the checkpoint it continues.
+RESUME_KEYS = (
+    "arch", "d_sae", "expansion_factor", "k", "hook", "hook_out", "lr", "batch_size", "sparsity_coeff",
+    "warmup_steps", "sparsity_warmup_steps", "grad_clip", "init_b_dec", "normalize_inputs", "dead_tokens",
+    "aux_k", "aux_coeff", "val_fraction", "val_tokens", "shuffle_buffer", "seed", "dtype", "samples", "init_from", "options",
+)
+#: History columns, in order.
+HISTORY = ("step", "tokens", "loss", "mse", "explained_variance", "l0", "dead_fraction", "lr", "sparsity_coeff", "aux_loss", "val_loss", "val_mse", "val_explained_variance", "val_l0")
+_ACC = ("loss", "mse", "explained_variance", "l0", "aux_loss")
+
+
+@dataclass
+class StepInfo:
+    """What an ``on_step`` callback sees after each step."""
+
+    step: int
+    total: int
+    tokens: int
+    loss: float
+
+
+@dataclass
+class TrainResult:
+    """A finished run. ``sae`` takes raw activations (scales folded in, finalised)."""
+
+    sae: SAE
+    config: TrainConfig
+    history: dict[str, np.ndarray]
+    checklist: list[CheckItem]
+    metrics: dict[str, float]
+    training: dict[str, Any]
+    in_scale: float
+    out_scale: float
+    samples: SampleCollector | None = None
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch device, or a one-line error when it is not available here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SaetoolError(f"unknown --device {name!r}", hint="use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SaetoolError(f"--device {name} asked for, but CUDA is not available", hint="use --device cpu")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise SaetoolError(f"--device {name} asked for, but MPS is not available", hint="use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise SaetoolError(f"unsupported --device {name!r}", hint="use cpu, cuda, cuda:N or mps")
+    return device
+
+
+class Trainer:
+    """Trains one SAE. Construct, then call :meth:`fit` with a batch iterator."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        d_in: int,
+        total_steps: int,
+        d_out: int | None = None,
+        hook: str = "activations",
+        hook_out: str | None = None,
+        model: str | None = None,
+        init_sae: SAE | None = None,
+        checkpoints: CheckpointDir | None = None,
+    ) -> None:
+        config.validate()
+        if total_steps < 1:
+            raise SaetoolError(f"nothing to train: {total_steps} steps", hint="give --steps or --num-tokens, or more data")
+        self.config = config
+        self.arch: SAEArchitecture = get_architecture(config.arch)
+        self.total_steps = int(total_steps)
+        self.device = resolve_device(config.device)
+        self.dtype = getattr(torch, config.dtype)  # compute dtype (autocast); weights and Adam stay float32
+        self.checkpoints = checkpoints
+        self.init_sae = init_sae
+        self.cfg = self._sae_config(d_in, d_out, hook, hook_out, model)
+        self.arch.validate(self.cfg)
+        self.transcoder = self.cfg.is_transcoder
+        self.lr = config.lr if config.lr is not None else self.arch.default_lr
+        self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
+        self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
+        self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
+        self.dead_tokens = config.dead_tokens or min(1_000_000, max(config.batch_size, (self.total_steps * config.batch_size) // 4))
+        # state filled by _start or _restore
+        self.sae: SAE
+        self.objective: Objective
+        self.optimizer: Adam
+        self.in_scale = 1.0
+        self.out_scale = 1.0
+        self.step = 0
+        self.tokens = 0
+        self.best_val = math.inf
+        self.best_step = -1
+        self.history: list[dict[str, float]] = []
+        self.acc = torch.zeros(len(_ACC) + 1, dtype=torch.float64)  # sums since the last history row, + step count
+        self.since_fired = torch.zeros(self.cfg.d_sae, dtype=torch.long, device=self.device)
+        self.collector = SampleCollector(self.cfg.d_sae, config.samples, self.device) if config.samples else None
+        self.last_batch: Batch | None = None
+        self._lr = self._coeff = 0.0  # of the latest step, for the history
+
+    def _sae_config(self, d_in: int, d_out: int | None, hook: str, hook_out: str | None, model: str | None) -> SAEConfig:
+        config, arch, init = self.config, self.arch, self.init_sae
+        if init is not None and config.d_sae is None and config.expansion_factor is None:
+            d_sae = init.cfg.d_sae
+        else:
+            d_sae = config.d_sae_for(d_in)
+        k = config.k
+        if k is None and arch.needs_k:
+            k = init.cfg.k if init is not None and init.cfg.k else DEFAULT_K
+        if k is not None and not arch.needs_k:
+            warn(f"--k is ignored by --arch {arch.name}")
+            k = None
+        options = {**config.options, **arch.options(config, d_sae)}
+        transcoder = hook_out is not None and hook_out != hook
+        return SAEConfig(
+            arch=arch.name, d_in=d_in, d_sae=d_sae, hook=hook, activation=arch.activation,
+            hook_out=hook_out if transcoder else None, d_out=d_out if transcoder else None,
+            k=k, model=model, dtype=config.dtype, options=options,
+        )
+
+    # -- setup ----------------------------------------------------------------------------
+    def _prepare(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x = batch.x.to(device=self.device, dtype=torch.float32, non_blocking=True) * self.in_scale
+        if not self.transcoder:
+            return x, x
+        if batch.target is None:
+            raise SaetoolError("a transcoder needs (input, target) batches")
+        return x, batch.target.to(device=self.device, dtype=torch.float32, non_blocking=True) * self.out_scale
+
+    def _start(self, stream: Iterator[Batch]) -> Iterator[Batch]:
+        """Scales and ``b_dec`` from the first batches (put back into the stream), fresh weights."""
+        peek: list[Batch] = []
+        rows = 0
+        for batch in stream:
+            self._check_batch(batch)
+            peek.append(batch)
+            rows += len(batch)
+            if rows >= SCALE_ROWS or len(peek) >= self.total_steps:
+                break
+        if not peek:
+            raise SaetoolError("no training batches: the data is empty")
+        if self.config.normalize_inputs:
+            self.in_scale = norm_scale(b.x for b in peek)
+            self.out_scale = norm_scale(b.target for b in peek if b.target is not None) if self.transcoder else self.in_scale
+        generator = torch.Generator().manual_seed(self.config.seed)
+        if self.init_sae is not None:
+            sae = unfold_scales(from_pretrained(self.init_sae, self.cfg, self.arch), self.in_scale, self.out_scale)
+        else:
+            sae = self.arch.init(self.cfg, generator)
+            targets = torch.cat([(b.target if self.transcoder else b.x).float() for b in peek])[:MEDIAN_ROWS] * self.out_scale
+            init_b_dec(sae, targets, self.config.init_b_dec)
+        self.sae = sae.to(device=self.device, dtype=torch.float32)
+        self.objective = self.arch.objective(self.cfg, self.config).to(self.device)
+        self.optimizer = self._make_optimizer()
+        return itertools.chain(peek, stream)
+
+    def _check_batch(self, batch: Batch) -> None:
+        if batch.x.ndim != 2 or batch.x.shape[1] != self.cfg.d_in:
+            raise SaetoolError(f"a batch has shape {list(batch.x.shape)}, expected [n, {self.cfg.d_in}]")
+        if self.transcoder and (batch.target is None or batch.target.shape[1] != self.cfg.d_out):
+            raise SaetoolError(f"a transcoder batch needs a target of width {self.cfg.d_out}")
+
+    def _autocast(self) -> Any:
+        """Mixed precision for ``--dtype bfloat16/float16`` (matmuls in that dtype)."""
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    def _params(self) -> list[torch.nn.Parameter]:
+        return list(self.sae.parameters()) + list(self.objective.parameters())
+
+    def _make_optimizer(self) -> Adam:
+        return Adam(self._params(), lr=self.lr, betas=(0.9, 0.999))
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors: dict[str, torch.Tensor] = {f"sae.{k}": v for k, v in self.sae.state_dict().items()}
+        tensors.update({f"objective.{k}": v for k, v in self.objective.state_dict().items()})
+        tensors.update({f"optim.{k}": v for k, v in self.optimizer.state().items()})
+        tensors["dead.since_fired"] = self.since_fired
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["acc"] = self.acc
+        if self.collector is not None:
+            tensors.update({f"samples.{k}": v for k, v in self.collector.state().items()})
+        meta = {
+            "step": self.step,
+            "tokens": self.tokens,
+            "total_steps": self.total_steps,
+            "best_val": self.best_val if math.isfinite(self.best_val) else None,
+            "best_step": self.best_step,
+            "history": self.history,
+            "in_scale": self.in_scale,
+            "out_scale": self.out_scale,
+            "sae_config": self.cfg.to_dict(),
+            "train_config": self.config.to_dict(),
+        }
+        return tensors, meta
+
+    def _save(self, name: str) -> None:
+        if self.checkpoints is None:
+            return
+        tensors, meta = self._state()
+        if name == "step":
+            self.checkpoints.save_step(self.step, tensors, meta)
+        else:
+            self.checkpoints.save(name, tensors, meta)
+
+    def _restore(self, path: Path) -> None:
+        tensors, meta = load_checkpoint(path)
+        try:
+            self._check_resumable(meta, path)
+            self.cfg = SAEConfig.from_dict(meta["sae_config"])
+            sae = SAE(self.cfg)
+            sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
+            self.sae = sae.to(device=self.device, dtype=torch.float32)
+            self.objective = self.arch.objective(self.cfg, self.config).to(self.device)
+            self.objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
+            self.optimizer = self._make_optimizer()
+            self.optimizer.load_state({k[6:]: v for k, v in tensors.items() if k.startswith("optim.")})
+            self.since_fired = tensors["dead.since_fired"].to(self.device)
+            torch.set_rng_state(tensors["rng.torch"])
+            self.acc = tensors["acc"].clone()
+            if self.collector is not None:
+                self.collector.load_state({k[8:]: v for k, v in tensors.items() if k.startswith("samples.")})
+            self.step, self.tokens = int(meta["step"]), int(meta["tokens"])
+            self.best_val = float(meta["best_val"]) if meta.get("best_val") is not None else math.inf
+            self.best_step = int(meta["best_step"])
+            self.history = list(meta["history"])
+            self.in_scale, self.out_scale = float(meta["in_scale"]), float(meta["out_scale"])
+        except SaetoolError:
+            raise
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})", hint="delete the folder and run without --resume") from None
+
+    def _check_resumable(self, meta: dict[str, Any], path: Path) -> None:
+        saved = SAEConfig.from_dict(meta["sae_config"])
+        if saved.d_in != self.cfg.d_in:
+            raise SaetoolError(f"the checkpoint's SAE expects d_in={saved.d_in} but the activations have d={self.cfg.d_in}", hint="resume with the activations it was trained on, or start afresh without --resume")
+        if self.transcoder and saved.d_out != self.cfg.d_out:
+            raise SaetoolError(f"the checkpoint's SAE reconstructs d_out={saved.d_out} but the target activations have d={self.cfg.d_out}")
+        before = meta["train_config"]
+        now = self.config.to_dict()
+        changed = [k for k in RESUME_KEYS if _norm(before.get(k)) != _norm(now.get(k))]
+        if int(meta["total_steps"]) != self.total_steps:
+            changed.append("steps")
+        if changed:
+            raise SaetoolError(
+                f"cannot resume from {path}: it was made with different {', '.join(changed)}",
+                hint="rerun with the original settings, or without --resume to start afresh",
+            )
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(
+        self,
+        batches: Iterable[Any],
+        val: Sequence[Batch] | None = None,
+        *,
+        resume: bool = False,
+        progress: bool = False,
+        on_step: Callable[[StepInfo], None] | None = None,
+    ) -> TrainResult:
+        """Train for ``total_steps`` batches (``resume``: continue from the newest
+        checkpoint, replaying the batch stream up to its step)."""
+        stream: Iterator[Batch] = (as_batch(b) for b in batches)
+        first = next(stream, None)
+        if first is None:
+            raise SaetoolError("no training batches: the data is empty")
+        small = self.device.type == "cpu" and len(first) * self.cfg.d_in * self.cfg.d_sae < SMALL_STEP
+        with _cpu_threads(1 if small else None):
+            return self._fit(itertools.chain([first], stream), val, resume=resume, progress=progress, on_step=on_step)
+
+    def _fit(self, stream: Iterator[Batch], val: Sequence[Batch] | None, *, resume: bool, progress: bool, on_step: Callable[[StepInfo], None] | None) -> TrainResult:
+        from saetool.train.progress import train_progress
+
+        latest = self.checkpoints.latest() if (resume and self.checkpoints is not None) else None
+        if resume and latest is None:
+            where = self.checkpoints.root if self.checkpoints is not None else "(no checkpoint folder)"
+            raise SaetoolError(f"nothing to resume: no checkpoint in {where}", hint="run without --resume to start afresh")
+        if latest is not None:
+            self._restore(latest)
+            log(f"resuming from {latest} (step {self.step} of {self.total_steps})")
+            for _ in range(self.step):  # replay the deterministic stream up to the checkpoint
+                if next(stream, None) is None:
+                    raise SaetoolError(f"the data ran out before step {self.step} of the checkpoint", hint="resume with the same activations")
+        else:
+            stream = self._start(stream)
+        val = [as_batch(b) for b in (val or [])]
+        val_mean = self._val_mean(val)
+        started, start_step = time.perf_counter(), self.step
+        params = self._params()
+        with train_progress(total=self.total_steps, completed=self.step, batch_size=self.config.batch_size, enabled=progress) as update:
+            while self.step < self.total_steps:
+                batch = next(stream, None)
+                if batch is None:
+                    warn(f"the batches ran out after {self.step} of {self.total_steps} steps")
+                    break
+                self._train_step(batch, params)
+                row = None
+                last = self.step == self.total_steps
+                at_checkpoint = self.step % self.config.checkpoint_every == 0
+                if self.step % self.config.log_every == 0 or at_checkpoint or last:
+                    row = self._history_row()
+                    if (at_checkpoint or last) and val:
+                        row.update(self._validate(val, val_mean))
+                        if row["val_loss"] < self.best_val:
+                            self.best_val, self.best_step = row["val_loss"], self.step
+                            self._save("best")
+                    self.history.append(row)
+                    update(0, loss=row["loss"], l0=row["l0"], dead=row["dead_fraction"])
+                if at_checkpoint and not last:
+                    self._save("step")
+                update(1)
+                if on_step is not None:
+                    on_step(StepInfo(self.step, self.total_steps, self.tokens, row["loss"] if row else math.nan))
+        self._save("final")
+        elapsed = time.perf_counter() - started
+        return self._result(val, elapsed, self.step - start_step)
+
+    def _train_step(self, batch: Batch, params: list[torch.nn.Parameter]) -> None:
+        x, y = self._prepare(batch)
+        step, n = self.step, x.shape[0]
+        lr = lr_at(step, total=self.total_steps, lr=self.lr, warmup=self.warmup)
+        self.optimizer.lr = lr
+        coeff = sparsity_at(step, coeff=self.coeff, warmup=self.sparsity_warmup)
+        dead = self.since_fired >= self.dead_tokens if self.objective.uses_dead_mask else None
+        with self._autocast():
+            out = self.objective(self.sae, x, y, sparsity_coeff=coeff, dead=dead)
+        self.optimizer.zero_grad()
+        out.loss.backward()
+        if self.arch.unit_norm_decoder:
+            _remove_parallel_grad(self.sae.W_dec)
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, foreach=True)
+        self.optimizer.step()
+        self.objective.after_step(self.sae)
+        if self.arch.unit_norm_decoder:
+            with torch.no_grad():
+                self.sae.W_dec.div_(torch.linalg.vector_norm(self.sae.W_dec, dim=1, keepdim=True).clamp_min_(1e-12))
+        self.since_fired += n
+        self.since_fired[out.fired] = 0
+        with torch.no_grad():
+            per_token = out.recon_loss if out.recon_loss is not None else (out.recon.detach().float() - y).pow(2).sum(-1).mean()
+            err = per_token.double() * n
+            flat = y.reshape(-1).double() if y.dtype != torch.float32 else y.reshape(-1)
+            var = torch.dot(flat, flat).double() - y.sum(0).double().pow(2).sum() / n
+            values = torch.stack([out.loss.detach().double(), err / y.numel(), 1 - err / var.clamp_min(1e-12), out.l0.double(), out.aux.double()])
+        self.acc[: len(_ACC)] += values.cpu()
+        self.acc[-1] += 1
+        self.step += 1
+        self.tokens += n
+        self.last_batch = batch
+        if self.collector is not None and batch.rows is not None and (self.step % self.config.samples.every == 0 or self.step == self.total_steps):  # type: ignore[union-attr]
+            self.collector.update(out.codes, batch.rows, scale=1.0 / self.out_scale)
+        self._lr, self._coeff = lr, coeff
+
+    def _history_row(self) -> dict[str, float]:
+        count = max(1.0, float(self.acc[-1]))
+        means = {name: float(self.acc[i]) / count for i, name in enumerate(_ACC)}
+        if not math.isfinite(means["loss"]):
+            raise SaetoolError(f"training diverged by step {self.step} (the loss is {means['loss']})", hint="lower --lr, or check the activations")
+        self.acc.zero_()
+        return {
+            "step": float(self.step),
+            "tokens": float(self.tokens),
+            **means,
+            "dead_fraction": self.dead_fraction(),
+            "lr": float(self._lr),
+            "sparsity_coeff": float(self._coeff),
+            "val_loss": math.nan,
+            "val_mse": math.nan,
+            "val_explained_variance": math.nan,
+            "val_l0": math.nan,
+        }
+
+    def dead_fraction(self) -> float:
+        return float((self.since_fired >= self.dead_tokens).float().mean())
+
+    def _val_mean(self, val: list[Batch]) -> torch.Tensor | None:
+        if not val:
+            return None
+        total = sum(((b.target if self.transcoder else b.x).double().sum(0) for b in val), torch.zeros(()))
+        return total / sum(len(b) for b in val)
+
+    def _validate(self, val: list[Batch], val_mean: torch.Tensor | None) -> dict[str, float]:
+        """Loss (with the full sparsity coefficient), MSE, explained variance and L0 on held-out rows."""
+        loss = sq = var = l0 = 0.0
+        rows = elems = 0
+        self.objective.eval()
+        try:
+            with torch.no_grad():
+                for batch in val:
+                    x, y = self._prepare(batch)
+                    with self._autocast():
+                        out = self.objective(self.sae, x, y, sparsity_coeff=self.coeff)
+                    n = x.shape[0]
+                    loss += float(out.loss) * n
+                    sq += float((out.recon - y).double().pow(2).sum())
+                    mean = (val_mean * self.out_scale).to(self.device) if val_mean is not None else y.double().mean(0)
+                    var += float((y.double() - mean).pow(2).sum())
+                    l0 += float(out.l0) * n
+                    rows += n
+                    elems += y.numel()
+        finally:
+            self.objective.train()
+        return {"val_loss": loss / rows, "val_mse": sq / elems, "val_explained_variance": 1 - sq / max(var, 1e-12), "val_l0": l0 / rows}
+
+    # -- the end --------------------------------------------------------------------------
+    def inference_sae(self) -> SAE:
+        """The finalised SAE on raw activations (a copy; training state untouched)."""
+        import copy
+
+        sae = self.arch.finalize(copy.deepcopy(self.sae), self.objective)
+        return fold_scales(sae, self.in_scale, self.out_scale).to(self.dtype).eval()
+
+    def final_metrics(self, sae: SAE, val: list[Batch]) -> dict[str, float]:
+        """Checklist metrics of the saved SAE on raw held-out activations (the last
+        training batch when there is no validation set). MSE is on the normalised
+        scale (raw MSE times ``out_scale**2``)."""
+        batches = val or ([self.last_batch] if self.last_batch is not None else [])
+        target = (lambda b: b.target) if self.transcoder else (lambda b: b.x)  # noqa: E731
+        rows = sum(len(b) for b in batches)
+        mean = sum((target(b).double().sum(0) for b in batches), torch.zeros(())) / max(rows, 1)
+        sq = var = l0 = 0.0
+        elems = 0
+        with torch.no_grad():
+            for batch, start in ((b, i) for b in batches for i in range(0, len(b), EVAL_ROWS)):  # small blocks: dense codes are big
+                x = batch.x[start : start + EVAL_ROWS].to(device=self.device, dtype=sae.dtype)
+                y = target(batch)[start : start + EVAL_ROWS].to(self.device).double()
+                f = sae.encode(x)
+                l0 += float((f > 0).sum())
+                recon = sae.decode(f).double()
+                del f
+                sq += float((recon - y).pow(2).sum())
+                var += float((y - mean.to(self.device)).pow(2).sum())
+                elems += y.numel()
+        rows = max(rows, 1)
+        return {
+            "mse": sq / max(elems, 1) * self.out_scale**2,
+            "explained_variance": 1 - sq / max(var, 1e-12),
+            "l0": l0 / rows,
+            "dead_fraction": self.dead_fraction(),
+        }
+
+    def _result(self, val: list[Batch], elapsed: float, steps_run: int) -> TrainResult:
+        sae = self.inference_sae()
+        metrics = self.final_metrics(sae, val)
+        checklist = build_checklist(metrics, self.config.targets)
+        history = {name: np.array([row[name] for row in self.history], dtype=np.float64) for name in HISTORY}
+        history["step"] = history["step"].astype(np.int64)
+        history["tokens"] = history["tokens"].astype(np.int64)
+        training = {
+            **self.config.to_dict(),
+            "arch": self.arch.name,
+            "d_sae": self.cfg.d_sae,
+            "k": self.cfg.k,
+            "lr": self.lr,
+            "sparsity_coeff": self.coeff,
+            "warmup_steps": self.warmup,
+            "sparsity_warmup_steps": self.sparsity_warmup,
+            "dead_tokens": self.dead_tokens,
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "tokens": self.tokens,
+            "input_scale": self.in_scale,
+            "output_scale": self.out_scale,
+            "best_step": self.best_step if self.best_step >= 0 else None,
+            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
+            "final": metrics,
+            "checklist": [item.to_dict() for item in checklist],
+            "seconds": elapsed,
+            "tokens_per_second": (steps_run * self.config.batch_size / elapsed) if elapsed > 0 and steps_run else None,
+            "checkpoints": str(self.checkpoints.root) if self.checkpoints is not None else None,
+        }
+        return TrainResult(sae, self.config, history, checklist, metrics, training, self.in_scale, self.out_scale, self.collector)
+
+
+@contextmanager
+def _cpu_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op CPU threads (``None``: leave as is). For small SAEs
+    the cost of waking threads (large on a busy machine) exceeds the work."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _remove_parallel_grad(W_dec: torch.nn.Parameter) -> None:
+    """Drop the part of each decoder row's gradient along the (unit) row itself."""
+    if W_dec.grad is None:
+        return
+    with torch.no_grad():
+        along = torch.einsum("ij,ij->i", W_dec.grad, W_dec)
+        W_dec.grad.addcmul_(along.unsqueeze(1), W_dec, value=-1.0)
+
+
+def _norm(value: Any) -> Any:
+    """Settings compared for --resume (JSON round trip: tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _as_val(val: Any, batch_size: int) -> list[Batch]:
+    if val is None:
+        return []
+    if isinstance(val, torch.Tensor):
+        return [Batch(val[i : i + batch_size]) for i in range(0, len(val), batch_size)]
+    return [as_batch(b) for b in val]
+
+
+def train_on_batches(
+    batches: Iterable[Any],
+    config: TrainConfig,
+    *,
+    steps: int | None = None,
+    val: Any = None,
+    hook: str = "activations",
+    hook_out: str | None = None,
+    model: str | None = None,
+    init_sae: SAE | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> TrainResult:
+    """Train an SAE on any iterable of batches: tensors ``[n, d_in]``, ``(x, target)``
+    pairs (a transcoder; pass ``hook_out``) or :class:`~saetool.train.source.Batch`.
+
+    ``steps`` (or ``config.steps``, or ``config.num_tokens / config.batch_size``,
+    or ``len(batches)``) sets the schedule's length. ``val``: held-out rows (a
+    tensor or batches). With ``checkpoint_dir``, checkpoints are written there
+    and ``resume`` continues from the newest (the same batches must be given again).
+    """
+    it = iter(batches)
+    first_item = next(it, None)
+    if first_item is None:
+        raise SaetoolError("no training batches: the iterator is empty")
+    first = as_batch(first_item)
+    total = steps or config.steps
+    if total is None and config.num_tokens is not None:
+        total = math.ceil(config.num_tokens / len(first))
+    if total is None and hasattr(batches, "__len__"):
+        total = len(batches)  # type: ignore[arg-type]
+    if total is None:
+        raise SaetoolError("the number of steps is unknown", hint="pass steps=..., or set config.steps or config.num_tokens")
+    d_out = int(first.target.shape[1]) if first.target is not None else None
+    trainer = Trainer(
+        config,
+        d_in=int(first.x.shape[1]),
+        d_out=d_out,
+        total_steps=int(total),
+        hook=hook,
+        hook_out=hook_out if hook_out is not None else ("target" if first.target is not None else None),
+        model=model,
+        init_sae=init_sae,
+        checkpoints=CheckpointDir(checkpoint_dir) if checkpoint_dir is not None else None,
+    )
+    return trainer.fit(itertools.chain([first], it), _as_val(val, len(first)), resume=resume, progress=progress, on_step=on_step)
+
+
+def sae_from_checkpoint(path: str | Path, device: str = "cpu") -> SAE:
+    """The inference SAE of a training checkpoint folder (e.g. ``OUT.h5.checkpoints/best``):
+    finalised and with the input scale folded in, as the run would have saved it."""
+    tensors, meta = load_checkpoint(path)
+    try:
+        cfg = SAEConfig.from_dict(meta["sae_config"])
+        config = TrainConfig.from_dict(meta["train_config"])
+        arch = get_architecture(cfg.arch)
+        sae = SAE(cfg)
+        sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
+        objective = arch.objective(cfg, config)
+        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
+        in_scale, out_scale = float(meta["in_scale"]), float(meta["out_scale"])
+    except SaetoolError:
+        raise
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({type(exc).__name__})") from None
+    sae = fold_scales(arch.finalize(sae, objective), in_scale, out_scale)
+    return sae.to(device=device, dtype=getattr(torch, config.dtype)).eval()

@@ -1,0 +1,123 @@
+"""Checkpoints and --resume: a crashed run resumed equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from saetool.errors import SaetoolError
+from saetool.train import SampleSettings, TrainConfig, train_sae
+from saetool.train.checkpoint import CheckpointDir, CheckpointError, checkpoint_dir_for, load_checkpoint
+from saetool.train.synthetic import sparse_dictionary_data, write_activations
+
+HOOK = "blocks.0.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def acts(tmp_path_factory):
+    x, _ = sparse_dictionary_data(6000, 16, 48, active=4, seed=2)
+    return write_activations(tmp_path_factory.mktemp("resume") / "acts.h5", {HOOK: x}, context_size=20)
+
+
+def config(arch: str, **kw) -> TrainConfig:
+    base = dict(arch=arch, d_sae=64, k=4, lr=3e-3, batch_size=128, steps=40, checkpoint_every=10, log_every=7, shuffle_buffer=512, dead_tokens=640, seed=3, samples=SampleSettings(every=5, per_feature=4, context=6, threshold=0.05, features=0))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def crash_at(step: int):
+    def on_step(info):
+        if info.step == step:
+            raise Crash(f"simulated crash at step {step}")
+
+    return on_step
+
+
+def artifact_contents(path) -> dict[str, bytes]:
+    out = {}
+    with h5py.File(path, "r") as fh:
+        for group in ("weights", "history", "samples"):
+            if group in fh:
+                for name, ds in fh[group].items():
+                    out[f"{group}/{name}"] = ds[()].tobytes()
+    return out
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu"])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, acts, arch):
+    whole = train_sae(config(arch), [acts], tmp_path / "whole.h5", progress=False)
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(Crash):
+        train_sae(config(arch), [acts], out, progress=False, on_step=crash_at(27))
+    assert not out.exists()
+    ckpts = CheckpointDir(checkpoint_dir_for(out))
+    assert [p.name for p in ckpts.step_dirs()] == ["step_000010", "step_000020"]
+    assert (ckpts.root / "best").is_dir()
+    resumed = train_sae(config(arch), [acts], out, resume=True, progress=False)
+    for name, tensor in whole.sae.state_dict().items():
+        assert torch.equal(tensor, resumed.sae.state_dict()[name]), name  # bit for bit
+    for col, values in whole.history.items():
+        assert np.array_equal(values, resumed.history[col], equal_nan=True), col
+    a, b = artifact_contents(tmp_path / "whole.h5"), artifact_contents(out)
+    assert a.keys() == b.keys() and "samples/values" in a
+    assert all(a[k] == b[k] for k in a), [k for k in a if a[k] != b[k]]
+    assert (ckpts.root / "final").is_dir()
+
+
+def test_resume_refuses_changed_settings_and_missing_checkpoints(tmp_path, acts):
+    out = tmp_path / "x.h5"
+    with pytest.raises(SaetoolError, match="nothing to resume"):
+        train_sae(config("topk"), [acts], out, resume=True, progress=False)
+    with pytest.raises(Crash):
+        train_sae(config("topk"), [acts], out, progress=False, on_step=crash_at(12))
+    with pytest.raises(SaetoolError, match="made with different lr, batch_size"):
+        train_sae(config("topk", lr=1e-3, batch_size=64), [acts], out, resume=True, progress=False)
+    with pytest.raises(SaetoolError, match="made with different steps"):
+        train_sae(config("topk", steps=50), [acts], out, resume=True, progress=False)
+    assert (checkpoint_dir_for(out) / "step_000010").is_dir()  # a refused resume leaves the checkpoints alone
+
+
+def test_checkpoints_are_safetensors_and_json(tmp_path, acts):
+    out = tmp_path / "c.h5"
+    train_sae(config("topk"), [acts], out, progress=False)
+    tensors, meta = load_checkpoint(checkpoint_dir_for(out) / "final")
+    assert meta["format"] == "saetool-train-checkpoint" and meta["step"] == 40
+    assert {"sae.W_enc", "sae.W_dec", "optim.0.exp_avg", "rng.torch", "dead.since_fired", "samples.values"} <= set(tensors)
+    assert not any(p.suffix in (".pt", ".pkl", ".bin") for p in checkpoint_dir_for(out).rglob("*"))
+
+
+def test_corrupt_and_foreign_checkpoints_are_refused(tmp_path):
+    good = tmp_path / "good"
+    CheckpointDir(tmp_path).save("good", {"a": torch.zeros(2)}, {"step": 1})
+    assert load_checkpoint(good)[1]["step"] == 1
+    (good / "state.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="is corrupt"):
+        load_checkpoint(good)
+    (good / "state.json").write_text(json.dumps({"format": "someone-else", "step": 3}))
+    with pytest.raises(CheckpointError, match="not a saetool training checkpoint"):
+        load_checkpoint(good)
+    (good / "state.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="is corrupt"):
+        load_checkpoint(good)
+
+
+def test_a_checkpoint_folder_loads_as_its_sae(tmp_path, acts):
+    from saetool.sae.io import load_sae
+
+    out = tmp_path / "s.h5"
+    result = train_sae(config("batchtopk", samples=None), [acts], out, progress=False)
+    final = load_sae(checkpoint_dir_for(out) / "final")
+    saved = load_sae(out)
+    assert final.cfg.activation == saved.cfg.activation == "jumprelu"
+    for name, tensor in saved.state_dict().items():
+        assert torch.equal(final.state_dict()[name], tensor), name
+    best = load_sae(checkpoint_dir_for(out) / "best")
+    assert best.cfg.d_sae == 64 and result.training["best_step"] in (10, 20, 30, 40)

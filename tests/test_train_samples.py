@@ -1,0 +1,127 @@
+"""Activation samples (seed 004): the vectorised running top-k equals brute force;
+stored contexts; the export folder layout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from saetool.errors import SaetoolError
+from saetool.train import SampleSettings, TrainConfig, train_sae
+from saetool.train.samples import SampleCollector, export_samples_dir, read_samples
+from saetool.train.source import ActivationSource
+from saetool.train.sparse import SparseCodes
+from saetool.train.synthetic import sparse_dictionary_data, write_activations
+
+HOOK = "blocks.0.hook_resid_post"
+
+
+def brute_force(acts: torch.Tensor, rows: torch.Tensor, m: int, threshold: float) -> list[list[tuple[int, float]]]:
+    """Per feature, the m (row, value) pairs with the largest values above threshold."""
+    out = []
+    for f in range(acts.shape[1]):
+        col = acts[:, f]
+        keep = torch.nonzero(col > threshold).flatten()
+        order = keep[torch.argsort(col[keep], descending=True)][:m]
+        out.append([(int(rows[i]), float(col[i])) for i in order])
+    return out
+
+
+def collected(c: SampleCollector) -> list[list[tuple[int, float]]]:
+    return [[(int(r), float(v)) for r, v in zip(c.rows[f], c.values[f]) if r >= 0] for f in range(c.d_sae)]
+
+
+def test_running_topk_equals_brute_force_over_all_tokens():
+    g = torch.Generator().manual_seed(0)
+    n, d_sae, m = 3000, 40, 7
+    acts = torch.rand(n, d_sae, generator=g) * (torch.rand(n, d_sae, generator=g) < 0.05)
+    acts[:, 3] = 0  # a feature that never fires
+    rows = torch.randperm(10**6, generator=g)[:n]
+    c = SampleCollector(d_sae, SampleSettings(per_feature=m, threshold=0.2))
+    for i in range(0, n, 256):  # dense and sparse batches alike
+        batch = acts[i : i + 256]
+        if i % 512:
+            nz = torch.nonzero(batch)
+            batch = SparseCodes(nz[:, 0], nz[:, 1], batch[nz[:, 0], nz[:, 1]], len(batch))
+        c.update(batch, rows[i : i + 256])
+    assert collected(c) == brute_force(acts, rows, m, 0.2)
+    above = acts > 0.2
+    assert torch.equal(c.count, above.sum(0))
+    assert torch.allclose(c.total.float(), (acts * above).sum(0), rtol=1e-5)
+    assert torch.equal(c.max, acts.max(0).values)
+    assert c.collections == 12 and c.tokens_seen == n
+    assert c.chosen_features().tolist()[0] == int(torch.argmax(above.sum(0)))
+    assert 3 not in c.chosen_features().tolist()
+
+
+def test_a_token_seen_twice_is_kept_once_with_its_newer_value():
+    c = SampleCollector(2, SampleSettings(per_feature=3, threshold=0.0))
+    c.update(torch.tensor([[0.9, 0.1], [0.5, 0.2]]), torch.tensor([10, 11]))
+    c.update(torch.tensor([[0.7, 0.3], [0.6, 0.0]]), torch.tensor([10, 12]))
+    assert collected(c)[0] == [(10, pytest.approx(0.7)), (12, pytest.approx(0.6)), (11, pytest.approx(0.5))]
+    assert collected(c)[1] == [(10, pytest.approx(0.3)), (11, pytest.approx(0.2))]
+
+
+def test_samples_collected_while_training_equal_brute_force_and_export(tmp_path):
+    x, _ = sparse_dictionary_data(4000, 12, 24, active=3, seed=4)
+    token_ids = np.arange(4000) % 997 + 3
+    path = write_activations(tmp_path / "acts.h5", {HOOK: x}, context_size=25, token_ids=token_ids)
+    settings = SampleSettings(every=1, per_feature=5, context=8, threshold=0.05, features=10)
+    cfg = TrainConfig(arch="topk", d_sae=32, k=3, lr=0.0, batch_size=100, steps=25, shuffle_buffer=400, val_fraction=0.1, samples=settings)
+    result = train_sae(cfg, [path], tmp_path / "sae.h5", progress=False)  # lr 0: the SAE stays as initialised
+
+    with ActivationSource([path], batch_size=100, shuffle_buffer=400, val_fraction=0.1, seed=0) as src:  # the same stream
+        stream = src.batches()
+        rows = torch.cat([next(stream).rows for _ in range(25)])
+    with torch.no_grad():
+        acts = result.sae.encode(x[rows])
+    reference = brute_force(acts, rows, 5, 0.05)
+    stored = read_samples(tmp_path / "sae.h5")
+    a = stored.arrays
+    counts = (acts > 0.05).sum(0)
+    expected_features = sorted(range(32), key=lambda f: (-int(counts[f]), -float(acts[:, f].max()), f))[:10]
+    assert a["feature_idx"].tolist() == expected_features
+    for i, feat in enumerate(a["feature_idx"].tolist()):
+        valid = ~np.isnan(a["values"][i])
+        got_rows = a["row"][i][valid].tolist()
+        assert got_rows == [r for r, _ in reference[feat]]
+        assert np.allclose(a["values"][i][valid], [v for _, v in reference[feat]], rtol=1e-4)
+        assert a["activation_count"][i] == int(counts[feat])
+        for j in np.flatnonzero(valid):
+            row = a["row"][i, j]
+            assert a["token_ids"][i, j] == token_ids[row]
+            assert a["seq_index"][i, j] == row // 25 and a["position"][i, j] == row % 25
+            ctx = a["context_tokens"][i, j]
+            assert ctx[a["context_position"][i, j]] == token_ids[row]
+            start = row - a["context_position"][i, j]
+            assert ctx.tolist() == token_ids[start : start + 8].tolist()
+
+    from saetool.models.embedded import SMOLLM2
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(SMOLLM2.ensure_cached()))
+    out = export_samples_dir(tmp_path / "sae.h5", tmp_path / "exported", tokenizer=tokenizer)
+    summary = json.loads((out / "collection_summary.json").read_text())
+    assert summary["num_features_saved"] == 10 and summary["total_features"] == 32
+    assert summary["max_samples_per_feature"] == 5 and summary["sample_context_size"] == 8
+    files = sorted(p.name for p in out.glob("feature_*_samples.json"))
+    assert files == sorted(f"feature_{f:05d}_samples.json" for f in expected_features)
+    record = json.loads((out / files[0]).read_text())
+    assert set(record) == {"statistics", "top_samples"}
+    assert set(record["statistics"]) == {"feature_idx", "max_activation", "mean_activation", "num_samples", "activation_count"}
+    sample = record["top_samples"][0]
+    assert {"feature_idx", "activation_value", "tokens", "text", "position", "context_tokens", "context_text"} <= set(sample)
+    assert sample["text"] == tokenizer.decode(sample["tokens"], skip_special_tokens=True)
+    values = [s["activation_value"] for s in record["top_samples"]]
+    assert values == sorted(values, reverse=True)
+
+
+def test_export_without_samples_is_a_clean_error(tmp_path):
+    x, _ = sparse_dictionary_data(600, 8, 16, seed=1)
+    path = write_activations(tmp_path / "acts.h5", {HOOK: x})
+    train_sae(TrainConfig(arch="topk", d_sae=16, k=2, batch_size=64, steps=5), [path], tmp_path / "sae.h5", progress=False)
+    with pytest.raises(SaetoolError, match="has no stored samples"):
+        export_samples_dir(tmp_path / "sae.h5", tmp_path / "out")
