@@ -3,3 +3,52 @@
 from __future__ import annotations
 
 from saetool.hookspecs import hookimpl
+
+
+@hookimpl
+def register_interventions(register):
+    from saetool.steer.interventions import BUILTIN_INTERVENTIONS
+
+    for intervention in BUILTIN_INTERVENTIONS:
+        register(intervention)
+
+
+@hookimpl
+def register_metrics(register):
+    from saetool.steer.metrics import BUILTIN_METRICS
+
+    for metric in BUILTIN_METRICS:
+        register(metric)
+
+
+@hookimpl
+def register_artifact_kinds(register):
+    from saetool.artifacts.kinds import ArtifactKind
+
+    register(
+        ArtifactKind(
+            name="vector",
+            schema_version=1,
+            description="A steering vector at one hook, with how it was made and the activation norm there",
+            required_datasets=("vector",),
+            required_attrs=("hook", "method", "d"),
+        )
+    )
+    register(
+        ArtifactKind(
+            name="completions",
+            schema_version=1,
+            description="Prompts with baseline and/or steered completions, per-completion metrics and settings",
+            required_datasets=("prompts", "completions/{condition}"),
+            required_attrs=("conditions", "settings"),
+        )
+    )
+
+
+@hookimpl
+def register_commands(register):
+    from saetool.cli import steer_cmd, sweep_cmd
+
+    register(steer_cmd.steer, name="steer")
+    register(steer_cmd.vector_app, name="vector")
+    register(sweep_cmd.sweep, name="sweep")

@@ -1,0 +1,285 @@
+"""The Python API behind ``saetool steer`` and ``saetool vector``."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from saetool.console import log, warn
+from saetool.errors import SaetoolError
+from saetool.steer.generation import GenerationSettings, Steering, generate_completions
+
+if TYPE_CHECKING:
+    from saetool.models.base import HookedModel
+    from saetool.sae.model import SAE
+    from saetool.steer.completions import Completions
+    from saetool.steer.vectors import SteeringVector
+
+DEFAULT_METRICS = ("refusal", "helpfulness", "coherence", "sentiment")
+
+
+@dataclass
+class SteerSource:
+    """What steers: a vector, or an SAE (+ feature), and where it came from."""
+
+    vector: "SteeringVector | None" = None
+    sae: "SAE | None" = None
+    sae_path: str | None = None
+    feature: int | None = None
+    parent: Path | None = None  # the artifact it was read from (for provenance)
+
+
+def resolve_source(
+    vector: str | Path | None = None,
+    sae: str | Path | None = None,
+    feature: int | None = None,
+    *,
+    layer: int | None = None,
+    site: str = "hook_resid_post",
+    device: str = "cpu",
+    stdin: Any = None,
+) -> SteerSource:
+    """A vector artifact, a raw vector file (.npy/.pt/.safetensors/.txt, needs ``layer``),
+    an SAE (artifact or folder, with ``feature``), or the last manifest on stdin."""
+    from saetool.artifacts.manifest import resolve_input
+    from saetool.steer.vectors import artifact_kind_of, import_vector, read_vector
+
+    if sae is not None:
+        return _sae_source(Path(sae), feature, device)
+    path = resolve_input(vector, what="steering vector or SAE", stream=stdin)
+    if not path.exists():
+        raise SaetoolError(f"{path} does not exist", hint="pass a vector artifact (saetool vector ...), an SAE, or a .npy/.pt file")
+    if path.is_dir():
+        return _sae_source(path, feature, device)
+    kind = artifact_kind_of(path)
+    if kind == "vector":
+        return SteerSource(vector=read_vector(path), parent=path)
+    if kind == "sae":
+        return _sae_source(path, feature, device)
+    if kind is not None:
+        raise SaetoolError(f"{path} is a {kind!r} artifact, not a steering vector or an SAE", hint="make one with `saetool vector ...`")
+    if layer is None:
+        raise SaetoolError(f"{path} is a raw vector file, so --layer is needed to know where to steer")
+    return SteerSource(vector=import_vector(path, f"blocks.{layer}.{site}"))
+
+
+def _sae_source(path: Path, feature: int | None, device: str) -> SteerSource:
+    from saetool.sae.io import load_sae
+
+    sae = load_sae(path, device)
+    return SteerSource(sae=sae, sae_path=str(path), feature=feature, parent=path if path.is_file() else None)
+
+
+@dataclass
+class SteerConfig:
+    """What ``saetool steer`` does. ``layer`` (with ``site``) overrides the hook
+    the vector was made at; ``alpha`` None means the intervention's default."""
+
+    prompts: str = ""
+    split: str | None = None
+    max_prompts: int | None = None
+    layer: int | None = None
+    site: str = "hook_resid_post"
+    intervention: str = "add"
+    alpha: float | None = None
+    scale: str = "unit"
+    positions: str = "all"
+    feature: int | None = None
+    model: str = "smollm2-135m"
+    backend: str = "transformers"
+    device: str = "cpu"
+    dtype: str = "float32"
+    chat: bool = True
+    system: str | None = None
+    baseline: bool = True
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def validate(self) -> None:
+        from saetool.steer.interventions import POSITIONS, SCALES
+
+        self.generation.validate()
+        if self.scale not in SCALES:
+            raise SaetoolError(f"unknown --scale {self.scale!r}", hint="choose one of: " + ", ".join(SCALES))
+        if self.positions not in POSITIONS:
+            raise SaetoolError(f"unknown --positions {self.positions!r}", hint="choose all or generated")
+        if self.alpha is not None and not math.isfinite(self.alpha):
+            raise SaetoolError(f"--alpha must be a finite number (got {self.alpha})")
+        if self.layer is not None and self.layer < 0:
+            raise SaetoolError(f"layer {self.layer} is out of range", hint="layers count from 0")
+
+
+@dataclass
+class SteerResult:
+    path: Path
+    completions: "Completions"
+    hook: str
+    alpha: float
+    seconds: float
+
+
+def build_steering(
+    model: "HookedModel",
+    source: SteerSource,
+    *,
+    intervention: str,
+    alpha: float | None,
+    layer: int | None,
+    site: str,
+    scale: str,
+    positions: str,
+    norm_texts: Sequence[str] = (),
+    chat: bool = True,
+    batch_size: int = 16,
+) -> tuple[Steering, dict[str, Any]]:
+    """Resolve the intervention, hook, alpha and scaled vector against a loaded model."""
+    from saetool.models.hooks import parse_hooks
+    from saetool.steer.interventions import get_intervention, scaled_vector
+    from saetool.steer.vectors import check_model_match, measure_norm, vector_from_sae
+
+    iv = get_intervention(intervention)
+    info: dict[str, Any] = {"intervention": iv.name, "scale": scale, "positions": positions}
+    sv = source.vector
+    if iv.needs_vector and sv is None:
+        if source.sae is None:
+            raise SaetoolError(f"intervention {iv.name!r} needs a steering vector")
+        if source.feature is None:
+            raise SaetoolError("steering with an SAE needs --feature N (which feature's decoder direction to use)")
+        sv = vector_from_sae(source.sae, source.feature, source=source.sae_path)
+    if iv.needs_sae and source.sae is None:
+        raise SaetoolError(f"intervention {iv.name!r} needs an SAE", hint="pass --sae FILE --feature N (or pipe an sae artifact)")
+    if iv.needs_sae and source.feature is None:
+        raise SaetoolError(f"intervention {iv.name!r} needs --feature N")
+
+    if layer is not None:
+        hook = f"blocks.{layer}.{site}"
+    elif iv.needs_sae and source.sae is not None:
+        hook = str(source.sae.cfg.hook)
+    elif sv is not None and sv.hook:
+        hook = sv.hook
+    else:
+        raise SaetoolError("the vector records no hook", hint="pass --layer")
+    (point,) = parse_hooks([hook], model.n_layers, model.supported_sites)  # layer out of range -> one line
+    hook = point.name
+    d = model.hook_dim(hook)
+    vec = sv.vector if (iv.needs_vector and sv is not None) else None
+    iv.check(d=d, vector=vec, sae=source.sae if iv.needs_sae else None, feature=source.feature, hook=hook)
+    if sv is not None and iv.needs_vector:
+        check_model_match(sv, model.model_id)
+        if sv.hook and sv.hook != hook:
+            warn(f"the vector was made at {sv.hook}; steering at {hook}")
+        info["vector"] = sv.describe()
+    if alpha is None:
+        if iv.default_alpha is None:
+            raise SaetoolError(f"intervention {iv.name!r} needs --alpha (for clamp: the value to clamp the feature to)")
+        alpha = iv.default_alpha
+    scaled = None
+    if vec is not None:
+        norm_ref = sv.resid_norm_mean if (sv is not None and sv.hook == hook) else None
+        if scale == "relative" and norm_ref is None:
+            if not norm_texts:
+                raise SaetoolError("--scale relative needs the mean activation norm at the hook", hint="use --scale unit or raw")
+            norm_ref = measure_norm(model, norm_texts, hook, chat=chat, batch_size=batch_size)
+            log(f"[dim]mean activation norm at {hook} over the prompts: {norm_ref:.1f}[/dim]")
+        scaled = scaled_vector(vec.to(model.device), scale, norm_ref)
+        info["norm_ref"] = norm_ref
+        info["added_norm"] = float(abs(alpha) * scaled.float().norm()) if iv.name == "add" else None
+    model_dtype = getattr(model, "dtype", None)
+    sae = source.sae if iv.needs_sae else None
+    if sae is not None and str(sae.device) != str(model.device):
+        sae = sae.to(model.device)
+    steering = Steering(iv, hook, float(alpha), vector=scaled if scaled is None else scaled.to(model_dtype or scaled.dtype), sae=sae, feature=source.feature, positions=positions)
+    info.update(hook=hook, layer=point.layer, alpha=float(alpha), feature=source.feature, sae=source.sae_path)
+    return steering, info
+
+
+def run_steer(
+    config: SteerConfig,
+    source: SteerSource,
+    output: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    model: "HookedModel | None" = None,
+    progress: bool = True,
+) -> SteerResult:
+    """Generate baseline and steered completions and write a ``completions`` artifact."""
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.artifacts.store import check_output_path
+    from saetool.models.registry import load_model
+    from saetool.progress import token_progress
+    from saetool.steer.completions import read_completions, write_completions
+    from saetool.steer.metrics import CompletionItem, MetricContext, get_metric, score_all
+    from saetool.steer.prompts import format_prompts, read_prompts
+
+    config.validate()
+    for name in config.metrics:
+        get_metric(name)  # unknown metric -> one line, before any work
+    prompts = read_prompts(config.prompts, split=config.split, max_prompts=config.max_prompts)
+    out = check_output_path(output or default_output(source), overwrite=overwrite)
+    if model is None:
+        model = load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype)
+    texts = format_prompts(model.tokenizer, [p.text for p in prompts], chat=config.chat, system=config.system)
+    steering, info = build_steering(
+        model,
+        source,
+        intervention=config.intervention,
+        alpha=config.alpha,
+        layer=config.layer,
+        site=config.site,
+        scale=config.scale,
+        positions=config.positions,
+        norm_texts=texts,
+        chat=config.chat,
+        batch_size=config.generation.batch_size,
+    )
+    start = time.perf_counter()
+    conditions: dict[str, list[str]] = {}
+    n_runs = 2 if config.baseline else 1
+    with token_progress("steer", total=n_runs * len(texts), enabled=progress, unit="completions") as advance:
+        if config.baseline:
+            conditions["baseline"] = generate_completions(model, texts, chat=config.chat, settings=config.generation, advance=advance)
+        conditions["steered"] = generate_completions(model, texts, chat=config.chat, settings=config.generation, steering=steering, advance=advance)
+    ctx = MetricContext(model=model, batch_size=config.generation.batch_size, chat=config.chat)
+    metrics = {}
+    for cond, comps in conditions.items():
+        items = [CompletionItem(p.text, c, p.split, t) for p, c, t in zip(prompts, comps, texts)]
+        metrics[cond] = score_all(config.metrics, items, ctx)
+    seconds = time.perf_counter() - start
+    settings = {
+        **info,
+        "prompts_file": str(Path(config.prompts).resolve()),
+        "split": config.split,
+        "chat": config.chat,
+        "system": config.system,
+        "generation": config.generation.to_dict(),
+        "model": model.model_id,
+        "seconds": round(seconds, 2),
+    }
+    parents = [source.parent] if source.parent is not None else []
+    provenance = build_provenance(model=model.model_id, backend=model.backend_name, hooks=[steering.hook], parents=parents, steer=settings)
+    write_completions(
+        out,
+        prompts=[p.text for p in prompts],
+        splits=[p.split for p in prompts],
+        texts=conditions,
+        metrics=metrics,
+        settings=settings,
+        provenance=provenance,
+        overwrite=overwrite,
+    )
+    return SteerResult(out, read_completions(out), steering.hook, steering.alpha, seconds)
+
+
+def default_output(source: SteerSource) -> Path:
+    if source.vector is not None and source.vector.path is not None:
+        stem = source.vector.path.stem
+    elif source.sae_path is not None:
+        stem = f"{Path(source.sae_path).stem}-f{source.feature}"
+    elif source.vector is not None:
+        stem = source.vector.method
+    else:
+        stem = "steer"
+    return Path(f"completions-{stem}.h5")

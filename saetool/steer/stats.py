@@ -1,0 +1,112 @@
+"""Statistics for steering results: Wilson intervals, Fisher's exact test, multiple-comparison corrections.
+
+Everything here is plain arithmetic over counts so it can be checked against
+independent formulas (``tests/test_sweep_stats.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+#: The two-sided 95% normal quantile.
+Z95 = 1.959963984540054
+
+
+def wilson_ci(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a rate ``k/n`` (NaN, NaN when ``n == 0``).
+
+    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``p = k/n``;
+    unlike the normal approximation it stays inside [0, 1] and behaves at 0/n and n/n.
+    """
+    if n <= 0:
+        return (math.nan, math.nan)
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k} must be between 0 and n={n}")
+    p = k / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    low = 0.0 if k == 0 else max(0.0, min(p, centre - half))
+    high = 1.0 if k == n else min(1.0, max(p, centre + half))
+    return (low, high)
+
+
+def fisher_exact_p(k1: int, n1: int, k2: int, n2: int, alternative: str = "two-sided") -> float:
+    """Fisher's exact test p-value for rates ``k1/n1`` vs ``k2/n2`` (``scipy.stats.fisher_exact``).
+
+    The table is ``[[k1, n1-k1], [k2, n2-k2]]``; ``alternative="greater"``
+    tests whether the first rate is higher. NaN when either group is empty.
+    """
+    if n1 <= 0 or n2 <= 0:
+        return math.nan
+    from scipy.stats import fisher_exact
+
+    res = fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative=alternative)
+    return float(res.pvalue if hasattr(res, "pvalue") else res[1])
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (step-down, family-wise error); NaNs stay NaN and are not counted."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
+    m = len(idx)
+    out = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda j: pvalues[j])):
+        adj = min(1.0, (m - rank) * pvalues[i])
+        running = max(running, adj)
+        out[i] = running
+    return out
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini–Hochberg adjusted p-values (step-up, false discovery rate); NaNs stay NaN."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
+    m = len(idx)
+    out = [math.nan] * len(pvalues)
+    running = 1.0
+    ordered = sorted(idx, key=lambda j: pvalues[j])
+    for rank in range(m - 1, -1, -1):
+        i = ordered[rank]
+        running = min(running, pvalues[i] * m / (rank + 1))
+        out[i] = min(1.0, running)
+    return out
+
+
+CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg, "none": lambda ps: [float(p) for p in ps]}
+
+
+def adjust(pvalues: Sequence[float], method: str) -> list[float]:
+    if method not in CORRECTIONS:
+        raise ValueError(f"unknown correction {method!r}")
+    return CORRECTIONS[method](pvalues)
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and a t-based confidence interval of the finite values (NaNs when there are none)."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(xs)
+    if n == 0:
+        return (math.nan, math.nan, math.nan)
+    mean = sum(xs) / n
+    if n == 1:
+        return (mean, math.nan, math.nan)
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return (mean, mean - half, mean + half)
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Welch's two-sample t-test p-value (two-sided, unequal variances) on the finite values; NaN if either has fewer than 2."""
+    xs = [float(v) for v in a if v is not None and math.isfinite(float(v))]
+    ys = [float(v) for v in b if v is not None and math.isfinite(float(v))]
+    if len(xs) < 2 or len(ys) < 2:
+        return math.nan
+    if len(set(xs)) == 1 and len(set(ys)) == 1:
+        return 1.0 if xs[0] == ys[0] else 0.0
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(xs, ys, equal_var=False).pvalue)

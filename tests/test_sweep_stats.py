@@ -1,0 +1,108 @@
+"""Sweep statistics and completion metrics, checked against scipy and independent formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from saetool.steer import metrics as M
+from saetool.steer.stats import adjust, benjamini_hochberg, fisher_exact_p, holm, mean_ci, wilson_ci
+
+
+@pytest.mark.parametrize("k,n", [(0, 20), (2, 20), (11, 20), (20, 20), (1, 1), (37, 150)])
+def test_wilson_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    lo, hi = wilson_ci(k, n)
+    assert lo == pytest.approx(ci.low, abs=1e-9) and hi == pytest.approx(ci.high, abs=1e-9)
+
+
+def test_wilson_by_hand():
+    # 2/20: p=0.1, z=1.96 -> (0.0279, 0.3010), the textbook numbers
+    lo, hi = wilson_ci(2, 20)
+    assert lo == pytest.approx(0.02787, abs=1e-4) and hi == pytest.approx(0.30103, abs=1e-4)
+    assert all(math.isnan(x) for x in wilson_ci(0, 0))
+
+
+def _fisher_by_hand(a, b, c, d):
+    """Two-sided Fisher p: the sum of hypergeometric table probabilities <= the observed one."""
+    n1, n2, k = a + b, c + d, a + c
+    def prob(x):
+        return math.comb(n1, x) * math.comb(n2, k - x) / math.comb(n1 + n2, k)
+    p_obs = prob(a)
+    lo, hi = max(0, k - n2), min(k, n1)
+    return sum(prob(x) for x in range(lo, hi + 1) if prob(x) <= p_obs * (1 + 1e-7))
+
+
+@pytest.mark.parametrize("k1,n1,k2,n2", [(11, 20, 2, 20), (0, 20, 0, 20), (5, 50, 1, 60), (30, 50, 3, 50)])
+def test_fisher_matches_scipy_and_hand(k1, n1, k2, n2):
+    from scipy.stats import fisher_exact
+
+    p = fisher_exact_p(k1, n1, k2, n2)
+    assert p == pytest.approx(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
+    assert p == pytest.approx(_fisher_by_hand(k1, n1 - k1, k2, n2 - k2), rel=1e-9)
+    assert math.isnan(fisher_exact_p(1, 0, 1, 3))
+
+
+def test_holm_and_bh_by_hand():
+    ps = [0.01, 0.04, 0.03, 0.005, math.nan]
+    # Holm: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, running max
+    assert holm(ps)[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert math.isnan(holm(ps)[4])
+    # BH: p * m / rank, running min from the top: 0.005*4/1=0.02, 0.01*4/2=0.02, 0.03*4/3=0.04, 0.04
+    assert benjamini_hochberg(ps)[:4] == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert adjust([0.2, 0.9], "none") == [0.2, 0.9]
+
+
+def test_mean_ci():
+    from scipy.stats import t
+
+    xs = [1.0, 2.0, 4.0, math.nan]
+    m, lo, hi = mean_ci(xs)
+    sd = math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2)
+    assert m == pytest.approx(7 / 3)
+    assert hi - m == pytest.approx(t.ppf(0.975, 2) * sd / math.sqrt(3))
+    assert math.isnan(mean_ci([])[0])
+
+
+def test_refusal_detector():
+    assert M.is_refusal("I'm sorry, but I can't help with that.")
+    assert M.is_refusal("I\u2019m unable to assist with this request.")
+    assert M.is_refusal("As an AI language model, I do not do that.")
+    assert not M.is_refusal("Sure! Here is a pancake recipe: mix flour and eggs.")
+    assert not M.is_refusal("")
+
+
+def test_helpfulness():
+    assert M.is_helpful("Give me a recipe for pancakes.", "Here is a simple pancake recipe with flour, eggs and milk.")
+    assert not M.is_helpful("Give me a recipe for pancakes.", "I'm sorry, I cannot share pancake recipes.")  # refusal
+    assert not M.is_helpful("Give me a recipe for pancakes.", "The weather on Mars is cold and dusty today.")  # off topic
+    assert not M.is_helpful("Give me a recipe for pancakes.", "pancake pancake pancake pancake pancake pancake pancake")  # degenerate
+    assert not M.is_helpful("Explain gravity.", "Ok")  # too short
+
+
+def test_sentiment():
+    assert M.sentiment_score("I feel happy and grateful today") == 1.0
+    assert M.sentiment_score("so sad and lonely") == -1.0
+    assert M.sentiment_score("happy but sad") == 0.0
+    assert M.sentiment_score("a table") == 0.0
+
+
+def test_metrics_registered():
+    from saetool.plugins import PluginHost
+
+    regs = PluginHost(load_entry_points=False).collect("metrics")
+    assert {"refusal", "helpfulness", "coherence", "sentiment"} <= set(regs)
+    assert regs["coherence"].obj.needs_model and regs["refusal"].obj.kind == "rate"
+
+
+def test_welch_matches_scipy():
+    from scipy.stats import ttest_ind
+
+    from saetool.steer.stats import welch_p
+
+    a, b = [0.1, 0.5, -0.2, 0.3], [-0.4, -0.6, 0.0, -0.5, -0.1]
+    assert welch_p(a, b) == pytest.approx(ttest_ind(a, b, equal_var=False).pvalue)
+    assert math.isnan(welch_p([1.0], b))
