@@ -22,6 +22,17 @@ def partial_path(path: str | Path) -> Path:
     return p.with_name(p.name + PARTIAL_SUFFIX)
 
 
+def ensure_writable_parent(path: Path) -> None:
+    """Create ``path``'s parent folder if needed; one-line error if it cannot be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"cannot create folder {parent} for the output ({exc.strerror})", hint="choose another --output") from exc
+    if not os.access(parent, os.W_OK):
+        raise ArtifactError(f"cannot write to {parent}: permission denied", hint="choose a writable --output location")
+
+
 def check_output_path(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
     """Validate an output path before any work starts; returns it as a Path."""
     p = Path(path)
@@ -29,13 +40,7 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, resume: bool
         raise ArtifactError(f"output {p} is a directory", hint="give a file name with --output")
     if p.exists() and not overwrite:
         raise ArtifactError(f"output {p} already exists", hint="pass --overwrite to replace it, or choose another --output")
-    parent = p.parent if str(p.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArtifactError(f"cannot create folder {parent} for the output ({exc.strerror})", hint="choose another --output") from exc
-    if not os.access(parent, os.W_OK):
-        raise ArtifactError(f"cannot write to {parent}: permission denied", hint="choose a writable --output location")
+    ensure_writable_parent(p)
     if resume and not partial_path(p).exists():
         raise ArtifactError(
             f"nothing to resume: no partial run at {partial_path(p)}",

@@ -104,6 +104,23 @@ def seeded(seed: int | None, device: "torch.device") -> Iterator[None]:
         yield
 
 
+def check_generation_settings(max_new_tokens: int, do_sample: bool, temperature: float) -> None:
+    """One-line errors for generation settings no backend can honour."""
+    if max_new_tokens < 1:
+        raise ModelError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if do_sample and temperature <= 0:
+        raise ModelError(f"temperature must be positive when sampling, got {temperature}", hint="use do_sample=False for greedy decoding")
+
+
+def pad_and_eos_ids(tokenizer: Any, model: Any) -> "tuple[int, list[int]]":
+    """The pad id to fill finished rows with (the first EOS id when the tokenizer has none) and the EOS ids."""
+    eos_ids = eos_ids_of(tokenizer, model)
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = eos_ids[0] if eos_ids else 0
+    return pad_id, eos_ids
+
+
 def check_input_ids(input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None") -> None:
     if input_ids.dim() != 2:
         raise ModelError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}", hint="add a batch dimension")
@@ -373,15 +390,9 @@ class TransformersModel(HookedModel):
         import torch
 
         check_input_ids(input_ids, attention_mask)
-        if max_new_tokens < 1:
-            raise ModelError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        if do_sample and temperature <= 0:
-            raise ModelError(f"temperature must be positive when sampling, got {temperature}", hint="use do_sample=False for greedy decoding")
+        check_generation_settings(max_new_tokens, do_sample, temperature)
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
-        pad_id = self.tokenizer.pad_token_id
-        eos_ids = eos_ids_of(self.tokenizer, self.model)
-        if pad_id is None:
-            pad_id = eos_ids[0] if eos_ids else 0
+        pad_id, eos_ids = pad_and_eos_ids(self.tokenizer, self.model)
         input_ids = input_ids.to(self.device)
         if attention_mask is None:
             attention_mask = left_pad_mask(input_ids, pad_id)

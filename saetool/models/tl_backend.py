@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from saetool.errors import ModelError
 from saetool.models.base import HookedModel, HookFn, ModelBackendType
 from saetool.models.hf_backend import (
+    check_generation_settings,
     check_input_ids,
     dtype_name,
-    eos_ids_of,
     left_pad_mask,
+    pad_and_eos_ids,
     pad_after_eos,
     parse_edit_hooks,
     seeded,
@@ -181,15 +182,9 @@ class TransformerLensModel(HookedModel):
         import torch
 
         check_input_ids(input_ids, attention_mask)
-        if max_new_tokens < 1:
-            raise ModelError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        if do_sample and temperature <= 0:
-            raise ModelError(f"temperature must be positive when sampling, got {temperature}", hint="use do_sample=False for greedy decoding")
+        check_generation_settings(max_new_tokens, do_sample, temperature)
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
-        pad_id = self.tokenizer.pad_token_id
-        eos_ids = eos_ids_of(self.tokenizer, self.bridge.original_model)
-        if pad_id is None:
-            pad_id = eos_ids[0] if eos_ids else 0
+        pad_id, eos_ids = pad_and_eos_ids(self.tokenizer, self.bridge.original_model)
         input_ids = input_ids.to(self.device)
         if attention_mask is None:
             attention_mask = left_pad_mask(input_ids, pad_id)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from saetool.artifacts.store import ensure_writable_parent
 from saetool.errors import ArtifactError
 
 
@@ -25,13 +26,7 @@ def check_output_dir(path: str | Path, *, overwrite: bool = False) -> Path:
         raise ArtifactError(f"output {p} exists and is not a folder", hint="choose another --output")
     if p.is_dir() and any(p.iterdir()) and not overwrite:
         raise ArtifactError(f"output folder {p} already exists and is not empty", hint="pass --overwrite to replace it, or choose another --output")
-    parent = p.parent if str(p.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArtifactError(f"cannot create folder {parent} for the output ({exc.strerror})", hint="choose another --output") from exc
-    if not os.access(parent, os.W_OK):
-        raise ArtifactError(f"cannot write to {parent}: permission denied", hint="choose a writable --output location")
+    ensure_writable_parent(p)
     return p
 
 
