@@ -157,6 +157,23 @@ def time_call(fn: Callable[[], Any]) -> Measurement:
     return Measurement(wall, cpu, interference, result)
 
 
+def wait_for_quiet(max_share: float, max_wait_s: float, probe_s: float = 1.0) -> float:
+    """Sleep until other processes use at most ``max_share`` of the CPUs over a
+    ``probe_s`` window, or ``max_wait_s`` has passed; return the last share seen
+    (nan where ``/proc/stat`` is unavailable)."""
+    deadline = time.monotonic() + max_wait_s
+    share = float("nan")
+    while True:
+        busy0, cpu0 = _machine_busy_seconds(), time.process_time()
+        time.sleep(probe_s)
+        busy1, cpu1 = _machine_busy_seconds(), time.process_time()
+        if busy0 is None or busy1 is None:
+            return share
+        share = max(0.0, (busy1 - busy0) - (cpu1 - cpu0)) / (probe_s * (os.cpu_count() or 1))
+        if share <= max_share or time.monotonic() >= deadline:
+            return share
+
+
 def time_once(fn: Callable[[], Any]) -> tuple[float, Any]:
     """``(wall seconds, result)`` of one call, by ``time.perf_counter``."""
     m = time_call(fn)
@@ -169,7 +186,7 @@ def run_interleaved(
     *,
     max_interference: float | None = None,
     retries: int = 0,
-    retry_pause_s: float = 5.0,
+    quiet_wait_s: float = 60.0,
     verbose: bool = True,
 ) -> dict[str, Timing]:
     """Time every case ``repeats`` times, one round at a time.
@@ -177,9 +194,10 @@ def run_interleaved(
     Round ``r`` runs the cases in the list's order rotated by ``r``, so no case
     always runs first (warm caches) or right after an expensive one. With
     ``max_interference``, a measurement during which other processes used more
-    than that share of the CPUs is repeated (after ``retry_pause_s``) up to
-    ``retries`` times; the least disturbed attempt is kept and the others are
-    recorded in ``Timing.discarded``, so nothing is hidden.
+    than that share of the CPUs is repeated up to ``retries`` times, each time
+    after waiting (at most ``quiet_wait_s``) for the other processes to calm
+    down; the least disturbed attempt is kept and the others are recorded in
+    ``Timing.discarded``, so nothing is hidden.
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
@@ -190,8 +208,8 @@ def run_interleaved(
         for case in order:
             attempts: list[Measurement] = []
             for attempt in range(retries + 1):
-                if attempt:
-                    time.sleep(retry_pause_s)
+                if attempt and max_interference is not None:
+                    wait_for_quiet(max_interference, quiet_wait_s)
                 state = case.setup()
                 m = time_call(lambda: case.run(state))
                 m.extra = case.teardown(state, m.result)
