@@ -23,6 +23,11 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "saetool.builtins.sae",
     "saetool.builtins.sae_formats",
     "saetool.builtins.steer",
+    "saetool.builtins.interpret",
+    "saetool.builtins.labelers",
+    "saetool.builtins.evaluate",
+    "saetool.builtins.analysis",
+    "saetool.builtins.pathways",
 )
 
 #: category name -> hook name; the order is the order ``saetool plugins`` shows.

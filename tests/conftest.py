@@ -83,3 +83,23 @@ def tiny_gpt2_dir(saetool_cache, tmp_path_factory):
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def smollm2_acts(smollm2, tmp_path_factory):
+    """A real activations artifact: 2048 tokens of BBC News through SmolLM2,
+    ``blocks.3.hook_resid_post``, context 64 (about 10 s on 2 CPU cores)."""
+    from saetool.extract.api import ExtractConfig, extract_activations
+
+    config = ExtractConfig(hooks=["blocks.3.hook_resid_post"], num_tokens=2048, context_size=64, batch_size=8)
+    return extract_activations(config, tmp_path_factory.mktemp("smollm2_acts") / "acts.h5", progress=False, model=smollm2)
+
+
+@pytest.fixture(scope="session")
+def smollm2_sae(smollm2_acts, tmp_path_factory):
+    """A small TopK SAE (d_sae 512, k 16) trained for 200 steps on :func:`smollm2_acts`."""
+    from saetool.train.api import train_sae
+    from saetool.train.config import TrainConfig
+
+    config = TrainConfig(arch="topk", d_sae=512, k=16, batch_size=256, steps=200, lr=2e-3, checkpoint_every=1000, log_every=10, val_fraction=0.1, seed=0)
+    return train_sae(config, [smollm2_acts], tmp_path_factory.mktemp("smollm2_sae") / "sae.h5", progress=False).path

@@ -1,0 +1,1 @@
+"""``saetool interpret``: what each SAE feature responds to (examples, statistics, labels)."""
