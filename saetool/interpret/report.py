@@ -1,0 +1,328 @@
+"""Interpretation results as text: a markdown report, a terminal report, a two-feature comparison.
+
+All three are pure functions of :class:`~saetool.interpret.records.FeatureRecord`
+lists. Corpus text (tokens, and labels, which may quote it) is made safe for
+where it goes: markdown-special characters are backslash-escaped in the report,
+control characters (terminal escape sequences included) are shown as visible
+escapes in the terminal text. The activating token of an example is marked
+``⟦like this⟧``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from saetool.interpret.records import Example, FeatureRecord
+
+MARK_OPEN, MARK_CLOSE = "⟦", "⟧"
+RULE = "=" * 80
+THIN_RULE = "-" * 80
+_SPARK = "▁▂▃▄▅▆▇█"
+# CommonMark lets a backslash escape any ASCII punctuation; these are the ones that can make
+# markup mid-line (emphasis, code, links, images, raw HTML, entities, table cells, strike-through,
+# math, heading closers). Corpus text never starts a line in the report, so line-start markup
+# (lists, block quotes, setext underlines) cannot form.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&$#])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary name and :func:`os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def visible(text: str) -> str:
+    """``text`` on one line with nothing a terminal interprets: newlines and tabs as ↵ and ⇥,
+    other control characters (ANSI escapes included) as ``\\xNN``-style escapes."""
+    text = text.replace("\r\n", "\n").replace("\n", "↵").replace("\t", "⇥")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def token_repr(token: str) -> str:
+    """A token quoted so that its leading and trailing spaces show: ``' cat'``."""
+    return "'" + visible(token).replace("'", "\\'") + "'"
+
+
+def md_escape(text: str) -> str:
+    """Corpus text as inert markdown on one line (table-cell safe)."""
+    return _MD_SPECIAL.sub(r"\\\1", visible(text))
+
+
+def fmt_num(x: float | None, digits: int = 4) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.{digits}g}"
+
+
+def fmt_density(d: float | None) -> str:
+    if d is None or not math.isfinite(d):
+        return "–"
+    return "0%" if d == 0 else f"{d * 100:.3g}%"
+
+
+def fmt_score(score: float | None) -> str:
+    return "–" if score is None or not math.isfinite(score) else f"{score:.2f}"
+
+
+def marked_context(ex: Example, *, markdown: bool = False) -> str:
+    """The example's window on one line, the activating token between ⟦ ⟧."""
+    esc = md_escape if markdown else visible
+    parts = []
+    for i, tok in enumerate(ex.tokens):
+        parts.append(f"{MARK_OPEN}{esc(tok)}{MARK_CLOSE}" if i == ex.position else esc(tok))
+    return "".join(parts)
+
+
+def sparkline(counts: Sequence[int]) -> str:
+    """One character per histogram bin, height proportional to the count (empty bins as spaces)."""
+    top = max(counts, default=0)
+    if top <= 0:
+        return ""
+    return "".join(" " if c <= 0 else _SPARK[min(len(_SPARK) - 1, int(c / top * (len(_SPARK) - 1) + 0.5))] for c in counts)
+
+
+def coarse_histogram(edges: Sequence[float], counts: Sequence[int], rows: int = 10) -> list[tuple[float, float, int]]:
+    """Merge adjacent bins so that at most ``rows`` remain: ``(low, high, count)`` each."""
+    n = len(counts)
+    if n == 0 or len(edges) != n + 1:
+        return []
+    step = max(1, math.ceil(n / rows))
+    return [(edges[i], edges[min(i + step, n)], int(sum(counts[i : i + step]))) for i in range(0, n, step)]
+
+
+def _label_line(record: FeatureRecord) -> tuple[str, str] | None:
+    if record.label is None:
+        return None
+    extra = [record.label.labeler] if record.label.labeler else []
+    if record.label.score is not None:
+        extra.append(f"detection score {fmt_score(record.label.score)}")
+    return record.label.text, ", ".join(extra)
+
+
+def _token_list(pairs: Sequence[tuple[str, int]], *, markdown: bool, limit: int) -> str:
+    if not pairs:
+        return "none"
+    quote = (lambda t: md_escape(token_repr(t))) if markdown else token_repr
+    return ", ".join(f"{quote(tok)} ({count})" for tok, count in pairs[:limit])
+
+
+# -- markdown report ----------------------------------------------------------------------------------
+def report_markdown(
+    records: Sequence[FeatureRecord],
+    *,
+    title: str = "saetool interpretability report",
+    meta: dict[str, Any] | None = None,
+    examples: int = 10,
+    tokens: int = 10,
+) -> str:
+    """The markdown report: a summary table, then one section per live feature; dead features listed."""
+    live = [r for r in records if not r.dead]
+    dead = [r for r in records if r.dead]
+    labelled = sum(r.label is not None for r in records)
+    out = [f"# {md_escape(title)}", ""]
+    shown_meta = {k: v for k, v in (meta or {}).items() if v is not None}
+    for key, value in shown_meta.items():
+        out.append(f"- **{md_escape(str(key))}**: {md_escape(str(value))}")
+    if shown_meta:
+        out.append("")
+    out += [
+        "## Summary",
+        "",
+        f"{len(records)} features: {len(live)} live, {len(dead)} dead; {labelled} labelled.",
+        "",
+        "| Feature | Label | Score | Density | Max | Mean | Top tokens |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
+    for r in records:
+        link = f"[{r.index}](#feature-{r.index})" if not r.dead else str(r.index)
+        label = "*dead*" if r.dead and r.label is None else (md_escape(r.label.text) if r.label else "")
+        score = fmt_score(r.label.score) if r.label else "–"
+        top = _token_list(r.top_tokens, markdown=True, limit=3) if r.top_tokens else ""
+        out.append(
+            f"| {link} | {label} | {score} | {fmt_density(r.density)} | {fmt_num(r.max_activation)} "
+            f"| {fmt_num(r.mean_activation)} | {top} |"
+        )
+    out.append("")
+    if dead:
+        out += ["**Dead features** (never active): " + ", ".join(str(r.index) for r in dead), ""]
+    sections = {r.index for r in live}
+    for r in live:
+        out += _feature_markdown(r, sections, examples=examples, tokens=tokens)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _feature_markdown(r: FeatureRecord, sections: set[int], *, examples: int, tokens: int) -> list[str]:
+    out = [f"## Feature {r.index}", ""]
+    label = _label_line(r)
+    if label:
+        text, extra = label
+        out += [f"**Label:** {md_escape(text)}" + (f" ({md_escape(extra)})" if extra else ""), ""]
+    else:
+        out += ["**Label:** none", ""]
+    out += [
+        "| Statistic | Value |",
+        "|---|---:|",
+        f"| Density (fraction of tokens active) | {fmt_density(r.density)} |",
+        f"| Max activation | {fmt_num(r.max_activation)} |",
+        f"| Mean activation (active tokens) | {fmt_num(r.mean_activation)} |",
+        "",
+    ]
+    spark = sparkline(r.histogram_counts)
+    if spark and len(r.histogram_edges) == len(r.histogram_counts) + 1:
+        lo, hi = r.histogram_edges[0], r.histogram_edges[-1]
+        out += [f"Activation histogram ({fmt_num(lo)} to {fmt_num(hi)}, {sum(r.histogram_counts)} activations): `{spark}`", ""]
+    if r.top_examples:
+        out += ["**Top activating examples**", "", "| # | Activation | Context |", "|---:|---:|---|"]
+        for i, ex in enumerate(r.top_examples[:examples], 1):
+            out.append(f"| {i} | {fmt_num(ex.activation)} | {marked_context(ex, markdown=True)} |")
+        out.append("")
+    if r.held_out:
+        out += ["**Held-out examples**", "", "| Activation | Context |", "|---:|---|"]
+        for ex in r.held_out[: max(1, examples // 2)]:
+            out.append(f"| {fmt_num(ex.activation)} | {marked_context(ex, markdown=True)} |")
+        out.append("")
+    out.append(f"**Top tokens:** {_token_list(r.top_tokens, markdown=True, limit=tokens)}  ")
+    out.append(f"**Context tokens:** {_token_list(r.context_tokens, markdown=True, limit=tokens)}")
+    if r.neighbours:
+        links = ", ".join((f"[{j}](#feature-{j})" if j in sections else str(j)) + f" ({c:.2f})" for j, c in r.neighbours)
+        out += ["", f"**Nearest features** (decoder cosine): {links}"]
+    out.append("")
+    return out
+
+
+def write_report(
+    records: Sequence[FeatureRecord],
+    path: str | Path,
+    *,
+    title: str = "saetool interpretability report",
+    meta: dict[str, Any] | None = None,
+    examples: int = 10,
+    tokens: int = 10,
+) -> Path:
+    """Write :func:`report_markdown` to ``path`` atomically; returns the path."""
+    return write_text_atomic(path, report_markdown(records, title=title, meta=meta, examples=examples, tokens=tokens))
+
+
+# -- terminal text ------------------------------------------------------------------------------------
+def feature_report_text(record: FeatureRecord, *, examples: int | None = None, tokens: int = 10) -> str:
+    """A plain-text report of one feature for the terminal (seed 004's ``print_feature_report``);
+    ``examples`` caps the top and held-out examples shown (default: all the record holds)."""
+    r = record
+    out = [RULE, f"FEATURE {r.index}" + (" (dead)" if r.dead else ""), RULE, ""]
+    label = _label_line(r)
+    out.append(f"Label: {visible(label[0])}" + (f" ({visible(label[1])})" if label[1] else "") if label else "Label: none")
+    out += [
+        "",
+        "Statistics:",
+        f"  Density: {fmt_density(r.density)} of tokens",
+        f"  Max activation: {fmt_num(r.max_activation)}",
+        f"  Mean activation (active tokens): {fmt_num(r.mean_activation)}",
+        f"  Dead: {'yes' if r.dead else 'no'}",
+    ]
+    rows = coarse_histogram(r.histogram_edges, r.histogram_counts)
+    if rows and any(c for _, _, c in rows):
+        top = max(c for _, _, c in rows)
+        out += ["", "Activation histogram:"]
+        for lo, hi, c in rows:
+            bar = "█" * (math.ceil(c / top * 40) if c else 0)
+            out.append(f"  {fmt_num(lo):>8} – {fmt_num(hi):<8} {bar} {c}")
+    for heading, exs, n in (("Top {n} Activating Examples", r.top_examples, examples), ("{n} Held-out Examples", r.held_out, examples)):
+        if not exs:
+            continue
+        shown = exs[:n]
+        out += ["", heading.format(n=len(shown)) + ":", THIN_RULE]
+        for i, ex in enumerate(shown, 1):
+            out += ["", f"[Example {i}] Activation: {fmt_num(ex.activation)}", f"  Activating text: {token_repr(ex.token)}", f"  Context: {marked_context(ex)}"]
+            if ex.token_position >= 0:
+                where = f"  Position in sequence: {ex.token_position}"
+                out.append(where + (f" (sequence {ex.seq_index})" if ex.seq_index >= 0 else ""))
+    out += ["", f"Top tokens: {_token_list(r.top_tokens, markdown=False, limit=tokens)}"]
+    out.append(f"Context tokens: {_token_list(r.context_tokens, markdown=False, limit=tokens)}")
+    if r.neighbours:
+        out.append("Nearest features (decoder cosine): " + ", ".join(f"{j} ({c:.3f})" for j, c in r.neighbours))
+    return "\n".join(out) + "\n"
+
+
+def _window(ex: Example) -> tuple[int, int, int] | None:
+    """``(sequence, first, stop)`` token positions the example's window covers, if known."""
+    if ex.seq_index < 0 or ex.token_position < 0:
+        return None
+    first = ex.token_position - ex.position
+    return ex.seq_index, first, first + len(ex.tokens)
+
+
+def example_overlap(a: Sequence[Example], b: Sequence[Example]) -> tuple[int, int]:
+    """``(same_token, overlapping)``: how many of ``a``'s examples sit on the very token of one of
+    ``b``'s, and how many have a window sharing tokens with one of ``b``'s. Examples without a
+    known place in the corpus are matched by their text and marked position instead."""
+    same = overlapping = 0
+    b_windows = [w for w in map(_window, b) if w is not None]
+    b_tokens = {(e.seq_index, e.token_position) for e in b if _window(e) is not None}
+    b_texts = {(tuple(e.tokens), e.position) for e in b if _window(e) is None}
+    for ex in a:
+        w = _window(ex)
+        if w is None:
+            hit = (tuple(ex.tokens), ex.position) in b_texts
+            same += hit
+            overlapping += hit
+            continue
+        same += (ex.seq_index, ex.token_position) in b_tokens
+        overlapping += any(s == w[0] and lo < w[2] and w[1] < hi for s, lo, hi in b_windows)
+    return same, overlapping
+
+
+def compare_text(a: FeatureRecord, b: FeatureRecord, cosine: float | None) -> str:
+    """Two features side by side: statistics, labels, shared top tokens, overlap of their top
+    example windows and the cosine similarity of their decoder directions."""
+    col = 24
+    out = [RULE, f"COMPARE FEATURE {a.index} AND FEATURE {b.index}", RULE, ""]
+
+    def row(name: str, x: str, y: str) -> str:
+        return f"  {name:<26}{x:<{col}}{y}"
+
+    out.append(row("", f"feature {a.index}", f"feature {b.index}"))
+
+    def label(r: FeatureRecord) -> str:
+        return "none" if r.label is None else visible(r.label.text)
+
+    def clip(s: str) -> str:
+        return s if len(s) < col - 1 else s[: col - 2] + "…"
+
+    out += [
+        row("label", clip(label(a)), label(b)),
+        row("detection score", fmt_score(a.label.score if a.label else None), fmt_score(b.label.score if b.label else None)),
+        row("density", fmt_density(a.density), fmt_density(b.density)),
+        row("max activation", fmt_num(a.max_activation), fmt_num(b.max_activation)),
+        row("mean activation", fmt_num(a.mean_activation), fmt_num(b.mean_activation)),
+        row("dead", "yes" if a.dead else "no", "yes" if b.dead else "no"),
+        "",
+        f"Decoder cosine similarity: {fmt_num(cosine, 4)}",
+    ]
+    ca, cb = dict(a.top_tokens), dict(b.top_tokens)
+    shared = [t for t, _ in a.top_tokens if t in cb]
+    union = set(ca) | set(cb)
+    jaccard = len(shared) / len(union) if union else 0.0
+    out.append(f"Shared top tokens: {len(shared)} of {len(ca)} / {len(cb)} (Jaccard {jaccard:.2f})")
+    for t in shared[:10]:
+        out.append(f"  {token_repr(t):<24}{ca[t]:>6} {cb[t]:>6}")
+    same, overlapping = example_overlap(a.top_examples, b.top_examples)
+    out.append(
+        f"Top examples: {same} of {len(a.top_examples)} at the same token as one of feature {b.index}'s "
+        f"{len(b.top_examples)}; {overlapping} with overlapping windows"
+    )
+    return "\n".join(out) + "\n"
