@@ -43,3 +43,21 @@ def assert_clean_error(proc: subprocess.CompletedProcess, *needles: str, code: i
     for needle in needles:
         assert needle.lower() in error_lines[0].lower(), (needle, err)
     return error_lines[0]
+
+
+def install_plugin_package(source: Path, base: Path, env: dict[str, str] | None = None) -> Path:
+    """Install a plugin package folder (e.g. ``plugins/saetool-csv``) with pip into
+    ``base/site`` (``--target``, no deps, no network) and return that folder, to
+    put on ``PYTHONPATH``. Builds from a copy so the checkout collects no build files."""
+    import shutil
+
+    src = base / "src"
+    shutil.copytree(source, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    target = base / "site"
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+         "--disable-pip-version-check", "--quiet", "--target", str(target), str(src)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return target

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import install_plugin_package
 from saetool.corpus.base import CorpusSource
 from saetool.corpus.packing import batched, first_window, pack_windows, special_token_mask
 from saetool.corpus.resolve import describe_corpus, iter_documents, resolve_corpus
@@ -454,17 +455,7 @@ PLUGIN_CHECK = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory):
-    base = tmp_path_factory.mktemp("csvplugin")
-    src = base / "src"
-    # Build from a copy so the checkout does not collect build/ and egg-info folders.
-    shutil.copytree(PLUGIN_DIR, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
-    target = base / "site"
-    out = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--quiet", "--target", str(target), str(src)],
-        capture_output=True, text=True, env=_subprocess_env(), timeout=300,
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    target = install_plugin_package(PLUGIN_DIR, tmp_path_factory.mktemp("csvplugin"), env=_subprocess_env())
     assert (target / "saetool_csv" / "plugin.py").is_file()
     return target
 

@@ -2,4 +2,12 @@
 
 from __future__ import annotations
 
-from saetool.hookspecs import hookimpl  # noqa: F401
+from saetool.hookspecs import hookimpl
+
+
+@hookimpl
+def register_labelers(register):
+    from saetool.interpret.labelers import LLMLabeler, TokensLabeler
+
+    register(TokensLabeler())
+    register(LLMLabeler())

@@ -121,6 +121,13 @@ class Labeler:
 
     name: str = ""
     description: str = ""
+    #: What the labeler describes: ``"features"`` (one label per FeatureRecord);
+    #: position labelers (transition texts) use ``"positions"``.
+    target: str = "features"
+
+    def check_options(self, options: dict[str, str]) -> Any:
+        """Check ``--labeler-option`` values before any work (one-line :class:`SaetoolError` on a bad one)."""
+        return None
 
     def label(self, records: Sequence[FeatureRecord], ctx: LabelContext) -> list[Label]:
         raise NotImplementedError

@@ -1,0 +1,365 @@
+"""The built-in feature labelers: ``tokens`` (no model) and ``llm`` (a chat model explains).
+
+Both score their label detection-style (:mod:`saetool.interpret.scoring`):
+the label predicts, for each held-out activating window and each
+non-activating window of the feature, whether the feature fires there, and
+the balanced accuracy of those predictions is :attr:`Label.score`. The
+windows ``interpret`` keeps are centred on one token (active for held-out
+windows, inactive for negatives), so by default (``scope=token``) a
+prediction is about that marked token; ``--labeler-option scope=window``
+asks about the whole window instead (stricter for features on common tokens,
+whose tokens appear in most windows).
+
+- ``tokens``: the feature's most frequent activating tokens, plus a bigram or
+  trigram ending at the activating token when one recurs in the top examples,
+  e.g. ``tokens: " the", " a" | bigram " of the"``. Tokens are shown quoted,
+  leading spaces kept, control and invisible characters escaped. It predicts
+  "fires" when one of those tokens or n-grams ends at the marked token (or,
+  with ``scope=window``, occurs anywhere in the window).
+- ``llm``: asks a chat model (:func:`saetool.interpret.llm.chat_lm`: the
+  embedded SmolLM2-135M-Instruct, or an OpenAI-compatible endpoint given by
+  ``url=``) for a short explanation of the top examples, with the activating
+  token marked ``<<like this>>``, then asks it, for each scoring window,
+  whether the marked token (or the window) fits the explanation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from saetool.errors import SaetoolError
+from saetool.interpret.records import Example, FeatureRecord, Label, LabelContext, Labeler
+from saetool.interpret.scoring import score_record
+
+
+# -- showing tokens ---------------------------------------------------------------------
+def show_token(text: str) -> str:
+    """A token quoted so whitespace is visible: ``" the"``, ``"\\n"``, ``"caf\u00e9"``.
+
+    JSON string escaping (quotes, backslashes, control characters), plus
+    ``\\uXXXX`` for invisible characters (non-breaking and zero-width spaces,
+    format characters); other unicode is kept as is.
+    """
+    quoted = json.dumps(text, ensure_ascii=False)
+    return "".join(
+        f"\\u{ord(ch):04x}" if ch != " " and unicodedata.category(ch) in ("Zs", "Zl", "Zp", "Cf", "Cc", "Co", "Cn") else ch
+        for ch in quoted
+    )
+
+
+# -- the tokens labeler -----------------------------------------------------------------
+@dataclass(frozen=True)
+class TokenPattern:
+    """A token or an n-gram (tokens in order) and how many top examples show it."""
+
+    tokens: tuple[str, ...]
+    count: int
+
+    @property
+    def n(self) -> int:
+        return len(self.tokens)
+
+    def shown(self) -> str:
+        return show_token("".join(self.tokens))
+
+    def found_in(self, tokens: Sequence[str]) -> bool:
+        """Whether ``tokens`` contain this pattern anywhere."""
+        n = self.n
+        return any(tuple(tokens[i : i + n]) == self.tokens for i in range(len(tokens) - n + 1))
+
+    def ends_at(self, tokens: Sequence[str], position: int) -> bool:
+        """Whether this pattern ends at ``tokens[position]``."""
+        start = position - self.n + 1
+        return start >= 0 and position < len(tokens) and tuple(tokens[start : position + 1]) == self.tokens
+
+
+def ngram_at(example: Example, n: int) -> tuple[str, ...] | None:
+    """The ``n`` tokens ending at the example's activating token, or ``None`` near the start."""
+    start = example.position - n + 1
+    if start < 0 or example.position >= len(example.tokens):
+        return None
+    return tuple(example.tokens[start : example.position + 1])
+
+
+def _ranked(counts: Counter, first_seen: dict[Any, int]) -> list[tuple[Any, int]]:
+    """Most common first; ties in order of first appearance (deterministic)."""
+    return sorted(counts.items(), key=lambda item: (-item[1], first_seen[item[0]]))
+
+
+def token_patterns(record: FeatureRecord, *, max_tokens: int = 3, min_share: float = 0.1, min_ngram_share: float = 0.3) -> list[TokenPattern]:
+    """The tokens and n-grams a ``tokens`` label names.
+
+    Tokens: the activating tokens of the top examples (``record.top_tokens``
+    when the examples are missing), most frequent first, at most
+    ``max_tokens``, each at least ``min_share`` of all counts (the first
+    always). N-grams: the most common bigram and trigram ending at the
+    activating token, kept when at least two and at least ``min_ngram_share``
+    of the top examples show it; a trigram as frequent as the bigram it
+    extends replaces it.
+    """
+    examples = [e for e in record.top_examples if 0 <= e.position < len(e.tokens)]
+    counts: Counter = Counter()
+    first_seen: dict[Any, int] = {}
+    if examples:
+        for i, example in enumerate(examples):
+            counts[example.token] += 1
+            first_seen.setdefault(example.token, i)
+    else:
+        for i, (token, count) in enumerate(record.top_tokens):
+            counts[token] += int(count)
+            first_seen.setdefault(token, i)
+    ranked = [(t, c) for t, c in _ranked(counts, first_seen) if c > 0]
+    if not ranked:
+        return []
+    total = sum(c for _, c in ranked)
+    patterns = [TokenPattern((ranked[0][0],), ranked[0][1])]
+    for token, count in ranked[1:max_tokens]:
+        if count / total >= min_share:
+            patterns.append(TokenPattern((token,), count))
+
+    needed = max(2, math.ceil(min_ngram_share * len(examples)))
+    best: dict[int, TokenPattern] = {}
+    for n in (2, 3):
+        grams: Counter = Counter()
+        seen: dict[Any, int] = {}
+        for i, example in enumerate(examples):
+            gram = ngram_at(example, n)
+            if gram is not None:
+                grams[gram] += 1
+                seen.setdefault(gram, i)
+        top = _ranked(grams, seen)
+        if top and top[0][1] >= needed:
+            best[n] = TokenPattern(top[0][0], top[0][1])
+    if 2 in best and 3 in best and best[3].count >= best[2].count and best[3].tokens[1:] == best[2].tokens:
+        del best[2]
+    patterns.extend(best[n] for n in sorted(best))
+    return patterns
+
+
+def tokens_label_text(patterns: Sequence[TokenPattern]) -> str:
+    """``tokens: " the", " a" | bigram " of the"`` (``(no activations)`` without patterns)."""
+    if not patterns:
+        return "(no activations)"
+    singles = [p.shown() for p in patterns if p.n == 1]
+    parts = ["tokens: " + ", ".join(singles)]
+    names = {2: "bigram", 3: "trigram"}
+    parts.extend(f"{names.get(p.n, f'{p.n}-gram')} {p.shown()}" for p in patterns if p.n > 1)
+    return " | ".join(parts)
+
+
+def patterns_predictor(patterns: Sequence[TokenPattern], scope: str = "token"):
+    """Predict "fires" from ``patterns`` (activations are never looked at).
+
+    ``scope="token"``: one of the patterns ends at the window's marked token;
+    ``scope="window"``: the window contains one of them anywhere.
+    """
+
+    def predict(example: Example) -> bool:
+        if scope == "window":
+            return any(p.found_in(example.tokens) for p in patterns)
+        return any(p.ends_at(example.tokens, example.position) for p in patterns)
+
+    return predict
+
+
+SCOPES = ("token", "window")
+
+
+def scope_option(options: Mapping[str, str]) -> str:
+    """The ``scope=`` labeler option: what a detection prediction is about (default ``token``)."""
+    scope = (options.get("scope") or "token").strip().lower()
+    if scope not in SCOPES:
+        raise SaetoolError(f"--labeler-option scope={options.get('scope')!r} is not one of {', '.join(SCOPES)}")
+    return scope
+
+
+class TokensLabeler(Labeler):
+    """Label a feature by its top activating tokens and recurring n-grams (no model)."""
+
+    name = "tokens"
+    description = "Top activating tokens and n-grams; scored by whether a window contains them (no model needed)"
+    target = "features"
+
+    def __init__(self, *, max_tokens: int = 3, min_share: float = 0.1, min_ngram_share: float = 0.3) -> None:
+        self.max_tokens = max_tokens
+        self.min_share = min_share
+        self.min_ngram_share = min_ngram_share
+
+    def label_one(self, record: FeatureRecord, *, scope: str = "token") -> Label:
+        patterns = token_patterns(record, max_tokens=self.max_tokens, min_share=self.min_share, min_ngram_share=self.min_ngram_share)
+        details: dict[str, Any] = {"patterns": [{"tokens": list(p.tokens), "count": p.count} for p in patterns]}
+        score = None
+        if patterns:
+            detection = score_record(record, patterns_predictor(patterns, scope))
+            details["detection"] = {**detection.details(), "scope": scope}
+            score = detection.score
+        return Label(text=tokens_label_text(patterns), labeler=self.name, score=score, details=details)
+
+    def check_options(self, options: Mapping[str, str]) -> str:
+        """The scope; other options are ignored (they are the failed labeler's when this is the fallback)."""
+        from saetool.interpret.llm import check_no_secrets
+
+        check_no_secrets(options)
+        return scope_option(options)
+
+    def label(self, records: Sequence[FeatureRecord], ctx: LabelContext) -> list[Label]:
+        scope = self.check_options(ctx.options)
+        return [self.label_one(record, scope=scope) for record in records]
+
+
+# -- the llm labeler --------------------------------------------------------------------
+EXPLAIN_SYSTEM = (
+    "You are an interpretability researcher. You read short text snippets in which one token "
+    "is marked like <<this>>, and say in a few words what the marked tokens have in common."
+)
+EXPLAIN_USER = "Snippets:\n{snippets}\n\nWhat do the marked tokens have in common? Answer with one short phrase."
+DETECT_SYSTEM = "You decide whether a text snippet fits a description. Answer only Yes or No."
+#: Detection questions by scope: about the marked token, or the whole snippet.
+DETECT_USER = {
+    "token": "Description: {explanation}\nSnippet: {snippet}\n\nDoes the token marked <<like this>> fit the description? Answer Yes or No.",
+    "window": "Description: {explanation}\nSnippet: {snippet}\n\nDoes the snippet contain something that fits the description? Answer Yes or No.",
+}
+
+#: ``--labeler-option`` keys of the ``llm`` labeler (besides the backend's, see :data:`saetool.interpret.llm.CHAT_OPTIONS`).
+LLM_OPTIONS = {
+    "n_examples": "top examples shown to the model (default 8)",
+    "n_score": "held-out and non-activating windows scored, each (default 10)",
+    "max_new_tokens": "length limit of the explanation (default 32)",
+    "before": "tokens shown before the activating token (default 12)",
+    "after": "tokens shown after it (default 4)",
+    "scope": "what the Yes/No questions ask about: the marked token (token, default) or the whole window",
+}
+
+
+def snippet(example: Example, *, before: int, after: int, mark: bool) -> str:
+    """The window's text around its activating token, the token marked ``<<...>>`` if ``mark``."""
+    pos = example.position
+    if not 0 <= pos < len(example.tokens):
+        return "".join(example.tokens).strip()
+    left = "".join(example.tokens[max(0, pos - before) : pos])
+    token = example.tokens[pos]
+    right = "".join(example.tokens[pos + 1 : pos + 1 + after])
+    if mark:
+        stripped = token.lstrip()
+        token = token[: len(token) - len(stripped)] + f"<<{stripped}>>"
+    return " ".join((left + token + right).split())
+
+
+_PREFIX = re.compile(
+    r"^(?:answer|explanation|description|label"
+    r"|(?:the )?(?:feature|model) (?:detects|fires on|responds to)"
+    r"|(?:all )?(?:the |these )?(?:marked |common )?(?:tokens?|words?)(?: that are marked)?(?: all)?"
+    r" (?:have (?:in common|a common (?:trait|theme|feature)(?: of being)?)|share|are all|are|is|refer to|represent)"
+    r"|they (?:all )?(?:are|refer to|represent)(?: all)?)\s*(?::|-|that|of being)?\s*",
+    re.IGNORECASE,
+)
+
+
+def clean_explanation(text: str, *, limit: int = 160) -> str:
+    """The first line of a reply, without "Answer:"-style prefixes, quotes, bullets or markers."""
+    line = next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
+    line = re.sub(r"^[\s\-*#>\d.)]+", "", line).strip()
+    for _ in range(2):
+        line = _PREFIX.sub("", line).strip()
+    line = line.replace("<<", "").replace(">>", "").strip().rstrip(".").strip()
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'`":
+        line = line[1:-1].strip()
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0].rstrip(",;: ") + "..."
+    return line
+
+
+def _int_option(options: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = options.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SaetoolError(f"--labeler-option {name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SaetoolError(f"--labeler-option {name}={raw} must be at least {minimum}")
+    return value
+
+
+class LLMLabeler(Labeler):
+    """Ask a chat model to explain the top examples; score the explanation by detection."""
+
+    name = "llm"
+    description = (
+        "A chat model explains the top examples (embedded SmolLM2-135M-Instruct, or an OpenAI-compatible "
+        "endpoint: url=, model=, key_env=); scored by asking it which held-out windows match"
+    )
+    target = "features"
+
+    def __init__(self, lm: Any = None) -> None:
+        self.lm = lm  # a ChatLM to use instead of chat_lm(options) (notebooks, tests)
+
+    def check_options(self, options: Mapping[str, str]) -> dict[str, Any]:
+        from saetool.interpret.llm import CHAT_OPTIONS, check_no_secrets
+
+        check_no_secrets(options)
+        unknown = sorted(set(options) - set(LLM_OPTIONS) - set(CHAT_OPTIONS))
+        if unknown:
+            raise SaetoolError(
+                f"the llm labeler has no option {', '.join(unknown)}",
+                hint="use " + ", ".join(sorted(set(LLM_OPTIONS) | set(CHAT_OPTIONS))),
+            )
+        return {
+            "n_examples": _int_option(options, "n_examples", 8, 1),
+            "n_score": _int_option(options, "n_score", 10, 0),
+            "max_new_tokens": _int_option(options, "max_new_tokens", 32, 1),
+            "before": _int_option(options, "before", 12, 0),
+            "after": _int_option(options, "after", 4, 0),
+            "scope": scope_option(options),
+        }
+
+    def label(self, records: Sequence[FeatureRecord], ctx: LabelContext) -> list[Label]:
+        from saetool.interpret.llm import chat_lm
+
+        from saetool.console import stderr
+        from saetool.progress import token_progress
+
+        settings = self.check_options(ctx.options)
+        lm = self.lm if self.lm is not None else chat_lm(ctx.options)
+        labels = []
+        with token_progress("llm labels", total=len(records), enabled=len(records) > 1 and stderr().is_terminal, unit="feat") as advance:
+            for record in records:
+                labels.append(self.label_one(record, lm, settings))
+                advance(1)
+        return labels
+
+    def label_one(self, record: FeatureRecord, lm: Any, settings: Mapping[str, Any]) -> Label:
+        before, after, scope = settings["before"], settings["after"], settings["scope"]
+        examples = record.top_examples[: settings["n_examples"]]
+        details: dict[str, Any] = {"model": lm.description, "n_examples": len(examples)}
+        if not examples:
+            return Label(text="(no activations)", labeler=self.name, score=None, details=details)
+        snippets = "\n".join(f"{i}. {snippet(e, before=before, after=after, mark=True)}" for i, e in enumerate(examples, 1))
+        messages = [{"role": "system", "content": EXPLAIN_SYSTEM}, {"role": "user", "content": EXPLAIN_USER.format(snippets=snippets)}]
+        reply = lm.complete(messages, max_new_tokens=settings["max_new_tokens"])
+        explanation = clean_explanation(reply)
+        if not explanation:
+            fallback = TokensLabeler().label_one(record, scope=scope)
+            fallback.details["fallback_from"] = {"labeler": self.name, "reason": "the model gave an empty explanation", **details}
+            return fallback
+
+        def predict_batch(windows: Sequence[Example]) -> list[float]:
+            batch = [
+                [
+                    {"role": "system", "content": DETECT_SYSTEM},
+                    {"role": "user", "content": DETECT_USER[scope].format(explanation=explanation, snippet=snippet(w, before=before, after=after, mark=scope == "token"))},
+                ]
+                for w in windows
+            ]
+            return [float(p) for p in lm.yes_probabilities(batch)]
+
+        detection = score_record(record, predict_batch=predict_batch, limit=settings["n_score"])
+        details["detection"] = {**detection.details(), "scope": scope}
+        return Label(text=explanation, labeler=self.name, score=detection.score, details=details)
