@@ -2,4 +2,37 @@
 
 from __future__ import annotations
 
-from saetool.hookspecs import hookimpl  # noqa: F401
+from saetool.hookspecs import hookimpl
+
+
+@hookimpl
+def register_artifact_kinds(register):
+    from saetool.artifacts.kinds import ArtifactKind
+
+    register(
+        ArtifactKind(
+            name="selection",
+            schema_version=1,
+            description="SAE features ranked by Cohen's d between two sets of activations, top N per layer",
+            required_datasets=("name", "layer", "feature", "d", "mean_a", "mean_b", "n_a", "n_b"),
+            required_attrs=("unit", "layers", "saes", "d_sae"),
+        )
+    )
+    register(
+        ArtifactKind(
+            name="token-associations",
+            schema_version=1,
+            description="Tokens over-represented in one of two text sets: counts, smoothed log-odds, chi-square and BH q-values",
+            required_datasets=("token_id", "token", "count_a", "count_b", "log_odds", "z", "p", "q"),
+            required_attrs=("labels", "n_tokens_a", "n_tokens_b", "prior", "alpha", "min_count"),
+        )
+    )
+
+
+@hookimpl
+def register_commands(register):
+    from saetool.cli import audit_cmd, select_cmd, tokens_cmd
+
+    register(select_cmd.select, name="select")
+    register(tokens_cmd.tokens, name="tokens")
+    register(audit_cmd.audit, name="audit")

@@ -1,0 +1,499 @@
+"""``saetool select``: the features that tell two sets of activations apart.
+
+For every SAE (one per layer) and every feature, Cohen's d between the
+feature's activations on set a and on set b (per token, or per sequence mean),
+then the top N features per layer by |d|, named ``L{layer}-{id}``, in a
+``selection`` artifact (layout in docs/artifacts.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from saetool.analysis.names import feature_name, parse_feature_name, require_layer
+from saetool.analysis.stats import Moments, cohens_d
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from saetool.sae.model import SAE
+
+KIND = "selection"
+SCHEMA_VERSION = 1
+UNITS = ("token", "sequence")
+COLUMNS = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b")
+
+
+@dataclass
+class SelectConfig:
+    """``top`` features per layer by |d|; ``unit`` ``token`` (every token is a
+    sample) or ``sequence`` (each sequence's mean activation is a sample);
+    ``features`` restricts the candidates (``L{layer}-{id}`` names)."""
+
+    top: int = 50
+    unit: str = "token"
+    features: list[str] | None = None
+    chunk_rows: int = 1024
+    device: str = "cpu"
+    labels: tuple[str, str] = ("a", "b")
+
+    def validate(self) -> None:
+        if self.top < 1:
+            raise SaetoolError(f"--top must be at least 1 (got {self.top})")
+        if self.unit not in UNITS:
+            raise SaetoolError(f"unknown --per {self.unit!r}", hint="choose token or sequence")
+        if self.chunk_rows < 1:
+            raise SaetoolError(f"the chunk size must be at least 1 (got {self.chunk_rows})")
+
+
+@dataclass
+class LayerSAE:
+    layer: int
+    path: str
+    sae: "SAE"
+
+    @property
+    def hook(self) -> str:
+        return self.sae.cfg.hook
+
+
+@dataclass
+class SelectionResult:
+    path: Path
+    table: "pd.DataFrame"
+    n_a: dict[int, int]
+    n_b: dict[int, int]
+    infinite: int = 0
+    exports: list[Path] = field(default_factory=list)
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def load_layer_saes(paths: Sequence[str | Path], device: str = "cpu") -> list[LayerSAE]:
+    """Load the SAEs, one per layer, all from one model; sorted by layer."""
+    from saetool.sae.io import load_sae, same_model
+
+    if not paths:
+        raise SaetoolError("no SAE given", hint="pass --sae FILE (once per layer)")
+    out: dict[int, LayerSAE] = {}
+    for p in paths:
+        sae = load_sae(p, device)
+        layer = require_layer(sae.cfg.hook, what=f"the SAE {p}")
+        if layer in out:
+            raise SaetoolError(f"two SAEs for layer {layer}: {out[layer].path} and {p}", hint="pass one SAE per layer")
+        out[layer] = LayerSAE(layer, str(p), sae)
+    models = {(x.sae.cfg.model or "") for x in out.values()} - {""}
+    first = next(iter(models), None)
+    for x in out.values():
+        if first and x.sae.cfg.model and not same_model(first, x.sae.cfg.model):
+            raise SaetoolError(
+                f"the SAEs come from different models ({', '.join(sorted(models))})",
+                hint="pass SAEs trained on one model",
+            )
+    return [out[k] for k in sorted(out)]
+
+
+def restrict_features(names: Sequence[str] | None, saes: Sequence[LayerSAE]) -> dict[int, "np.ndarray"] | None:
+    """``{layer: feature ids}`` from ``L{layer}-{id}`` names; one-line errors
+    for a layer with no SAE or an id past the SAE's width."""
+    import numpy as np
+
+    if not names:
+        return None
+    by_layer = {s.layer: s for s in saes}
+    chosen: dict[int, set[int]] = {}
+    for name in names:
+        layer, fid = parse_feature_name(name)
+        if layer not in by_layer:
+            raise SaetoolError(f"feature {name}: no SAE for layer {layer}", hint="layers with an SAE: " + ", ".join(str(k) for k in by_layer))
+        d_sae = by_layer[layer].sae.cfg.d_sae
+        if fid >= d_sae:
+            raise SaetoolError(f"feature {name} is out of range: the layer-{layer} SAE has {d_sae} features (ids 0-{d_sae - 1})")
+        chosen.setdefault(layer, set()).add(fid)
+    return {layer: np.array(sorted(ids), dtype=np.int64) for layer, ids in chosen.items()}
+
+
+class ActivationSet:
+    """One side of the comparison: rows of activations at some hooks, each with
+    the id of the sequence it belongs to. ``chunks()`` yields ``({hook: [rows, d]}, seq_ids)``."""
+
+    label: str
+    model: str | None
+    parents: list[Path]
+    description: str
+
+    def hooks(self) -> list[str]:
+        raise NotImplementedError
+
+    def width(self, hook: str) -> int:
+        raise NotImplementedError
+
+    def chunks(self, hooks: Sequence[str], rows: int) -> Iterator[tuple[dict[str, "torch.Tensor"], "np.ndarray"]]:
+        raise NotImplementedError
+
+
+class ActivationsArtifactSet(ActivationSet):
+    """An ``activations`` artifact written by ``saetool extract``."""
+
+    def __init__(self, path: str | Path, label: str) -> None:
+        from saetool.artifacts.activations import ActivationsFile
+
+        self.path = Path(path)
+        self.label = label
+        with ActivationsFile(self.path) as f:
+            self._hooks = list(f.hooks)
+            self._widths = {h: f.d(h) for h in f.hooks}
+            self.model = f.model
+            self.n_tokens = f.n_tokens
+        self.parents = [self.path]
+        self.description = str(self.path)
+
+    def hooks(self) -> list[str]:
+        return self._hooks
+
+    def width(self, hook: str) -> int:
+        return self._widths[hook]
+
+    def chunks(self, hooks, rows):
+        import torch
+
+        from saetool.artifacts.activations import ActivationsFile
+
+        with ActivationsFile(self.path) as f:
+            seq = f.seq_index()
+            for start in range(0, f.n_tokens, rows):
+                stop = min(start + rows, f.n_tokens)
+                yield {h: f.read(h, start, stop, dtype=torch.float32) for h in hooks}, seq[start:stop]
+
+
+class CompletionsSet(ActivationSet):
+    """One condition of a steer ``completions`` artifact, re-run through the
+    (unsteered) model: each prompt (chat template as in the steer run) plus its
+    completion; only the completion's tokens are rows, one sequence per prompt."""
+
+    def __init__(self, path: str | Path, condition: str, label: str, *, model: Any, batch_size: int = 8) -> None:
+        from saetool.steer.completions import read_completions
+
+        self.path = Path(path)
+        self.label = label
+        comp = read_completions(self.path)
+        if condition not in comp.texts:
+            raise SaetoolError(f"{self.path} has no condition {condition!r}", hint="its conditions: " + (", ".join(comp.texts) or "none"))
+        self.condition = condition
+        self.prompts = comp.prompts
+        self.texts = comp.texts[condition]
+        self.chat = bool(comp.settings.get("chat", True))
+        self.system = comp.settings.get("system")
+        self._model = model
+        self.model = model.model_id
+        self.batch_size = max(1, int(batch_size))
+        self.parents = [self.path]
+        self.description = f"{self.path}:{condition}"
+        if not any(t.strip() for t in self.texts):
+            raise SaetoolError(f"condition {condition!r} of {self.path} has only empty completions", hint="nothing to compare")
+        tok = model.tokenizer
+        self._comp_ids = [tok.encode(t, add_special_tokens=False) if t.strip() else [] for t in self.texts]
+        self.n_tokens = sum(len(c) for c in self._comp_ids)
+        if self.n_tokens == 0:
+            raise SaetoolError(f"the completions of condition {condition!r} in {self.path} tokenise to nothing")
+
+    def hooks(self) -> list[str]:
+        return []  # any hook the model has; check_inputs asks the model for widths
+
+    def width(self, hook: str) -> int:
+        return int(self._model.hook_dim(hook))
+
+    def chunks(self, hooks, rows):
+        import numpy as np
+        import torch
+
+        from saetool.steer.prompts import encode, format_prompts, left_pad, pad_id_of
+
+        tok = self._model.tokenizer
+        formatted = format_prompts(tok, self.prompts, chat=self.chat, system=self.system)
+        prompt_ids = encode(tok, formatted, chat=self.chat)
+        for start in range(0, len(self.texts), self.batch_size):
+            idx = [i for i in range(start, min(start + self.batch_size, len(self.texts))) if self._comp_ids[i]]
+            if not idx:
+                continue
+            comp_ids = [self._comp_ids[i] for i in idx]
+            full = [prompt_ids[i] + c for i, c in zip(idx, comp_ids)]
+            ids, mask = left_pad(full, pad_id_of(tok))
+            cache = self._model.run_with_cache(ids.to(self._model.device), hooks, attention_mask=mask.to(self._model.device))
+            width = ids.shape[1]
+            sel_b, sel_p, seq = [], [], []
+            for r, (i, c) in enumerate(zip(idx, comp_ids)):
+                sel_b += [r] * len(c)
+                sel_p += list(range(width - len(c), width))
+                seq += [i] * len(c)
+            if not seq:
+                continue
+            b = torch.tensor(sel_b)
+            p = torch.tensor(sel_p)
+            yield {h: cache[h][b, p].to("cpu", torch.float32) for h in hooks}, np.asarray(seq, dtype=np.int64)
+
+
+def check_inputs(sets: Sequence[ActivationSet], saes: Sequence[LayerSAE]) -> None:
+    """Every SAE's hook in every set, widths and models matching."""
+    from saetool.sae.io import check_sae_matches, same_model
+
+    a, b = sets
+    if a.model and b.model and not same_model(a.model, b.model):
+        raise SaetoolError(f"the two sets come from different models ({a.model!r} and {b.model!r})", hint="extract both with one model")
+    for s in sets:
+        for x in saes:
+            if isinstance(s, CompletionsSet):
+                check_sae_matches(x.sae, model=s.model, what=f"set {s.label} model")
+                check_sae_matches(x.sae, d_in=s.width(x.hook), what=f"set {s.label} model's {x.hook}")
+                continue
+            if x.hook not in s.hooks():
+                raise SaetoolError(
+                    f"set {s.label} ({s.description}) has no activations at {x.hook} (layer-{x.layer} SAE {x.path})",
+                    hint="it has: " + (", ".join(s.hooks()) or "none") + "; extract that hook too",
+                )
+            check_sae_matches(x.sae, d_in=s.width(x.hook), model=s.model, what=f"set {s.label} activations")
+
+
+# -- the statistic -----------------------------------------------------------------------------------
+class _SequenceMeans:
+    """Per-sequence mean activations fed into :class:`Moments` as sequences
+    complete (rows arrive grouped by sequence, as extract writes them)."""
+
+    def __init__(self, width: int) -> None:
+        import numpy as np
+
+        self.moments = Moments.empty(width)
+        self._id: int | None = None
+        self._sum = np.zeros(width)
+        self._n = 0
+
+    def update(self, f: "np.ndarray", seq: "np.ndarray") -> None:
+        import numpy as np
+
+        if len(seq) == 0:
+            return
+        starts = np.r_[0, np.flatnonzero(np.diff(seq)) + 1]
+        sums = np.add.reduceat(f.astype(np.float64), starts, axis=0)
+        counts = np.diff(np.r_[starts, len(seq)]).astype(np.float64)
+        ids = seq[starts]
+        if self._id is not None:
+            if ids[0] == self._id:
+                sums[0] += self._sum
+                counts[0] += self._n
+            else:
+                self.moments.update((self._sum / self._n)[None, :])
+        if len(ids) > 1:
+            self.moments.update(sums[:-1] / counts[:-1, None])
+        self._id, self._sum, self._n = int(ids[-1]), sums[-1], int(counts[-1])
+
+    def finish(self) -> Moments:
+        if self._id is not None:
+            self.moments.update((self._sum / self._n)[None, :])
+            self._id = None
+        return self.moments
+
+
+def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None) -> dict[int, Moments]:
+    """Moments of every feature of every SAE over one set (tokens or sequence means)."""
+    import torch
+
+    hooks = sorted({x.hook for x in saes})
+    accs: dict[int, Any] = {}
+    for x in saes:
+        accs[x.layer] = Moments.empty(x.sae.cfg.d_sae) if config.unit == "token" else _SequenceMeans(x.sae.cfg.d_sae)
+    with torch.no_grad():
+        for acts, seq in source.chunks(hooks, config.chunk_rows):
+            for x in saes:
+                f = x.sae.encode(acts[x.hook].to(device=x.sae.device, dtype=x.sae.dtype)).double().cpu().numpy()
+                if config.unit == "token":
+                    accs[x.layer].update(f)
+                else:
+                    accs[x.layer].update(f, seq)
+            if progress is not None:
+                progress(len(seq))
+    return {layer: acc if isinstance(acc, Moments) else acc.finish() for layer, acc in accs.items()}
+
+
+def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[LayerSAE], config: SelectConfig) -> "pd.DataFrame":
+    """The top ``config.top`` features per layer by |d| (ties: lower id first)."""
+    import numpy as np
+    import pandas as pd
+
+    allowed = restrict_features(config.features, saes)
+    frames = []
+    for x in saes:
+        ma, mb = a[x.layer], b[x.layer]
+        for label, m in zip(config.labels, (ma, mb)):
+            if m.n < 2:
+                raise SaetoolError(
+                    f"set {label} has {m.n} {config.unit}(s) at layer {x.layer}; Cohen's d needs at least 2 per set",
+                    hint="use more text" + (", or --per token" if config.unit == "sequence" else ""),
+                )
+        d = cohens_d(ma, mb)
+        ids = np.arange(x.sae.cfg.d_sae) if allowed is None else allowed.get(x.layer, np.zeros(0, dtype=np.int64))
+        if len(ids) == 0:
+            continue
+        order = ids[np.lexsort((ids, -np.abs(d[ids])))][: config.top]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "name": [feature_name(x.layer, i) for i in order],
+                    "layer": np.full(len(order), x.layer, dtype=np.int32),
+                    "feature": order.astype(np.int64),
+                    "rank": np.arange(1, len(order) + 1, dtype=np.int32),
+                    "d": d[order],
+                    "mean_a": ma.mean[order],
+                    "mean_b": mb.mean[order],
+                    "std_a": np.sqrt(ma.var[order]),
+                    "std_b": np.sqrt(mb.var[order]),
+                    "n_a": np.full(len(order), ma.n, dtype=np.int64),
+                    "n_b": np.full(len(order), mb.n, dtype=np.int64),
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame({c: [] for c in COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+# -- the artifact ------------------------------------------------------------------------------------
+def write_selection(path: str | Path, table: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
+    import h5py
+    import numpy as np
+
+    from saetool.artifacts.store import ArtifactWriter
+
+    with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
+        fh = writer.file
+        assert fh is not None
+        fh.create_dataset("name", data=np.array(list(table["name"]), dtype=object), dtype=h5py.string_dtype("utf-8"))
+        for col in COLUMNS[1:]:
+            arr = np.asarray(table[col])
+            ds = fh.create_dataset(col, data=arr)
+            ds.attrs["saetool_dtype"] = str(arr.dtype)
+        for key, value in attrs.items():
+            fh.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value, sort_keys=True)
+        fh.attrs["n_features"] = len(table)
+    return Path(path)
+
+
+def read_selection(path: str | Path) -> "pd.DataFrame":
+    """A ``selection`` artifact as a table (one row per selected feature); its
+    attributes are in ``.attrs`` (JSON ones decoded)."""
+    import pandas as pd
+
+    from saetool.artifacts.store import open_artifact
+
+    with open_artifact(path, kind=KIND) as art:
+        fh = art.file
+        data = {"name": list(fh["name"].asstr()[()])}
+        for col in COLUMNS[1:]:
+            if col in fh:
+                data[col] = fh[col][()]
+        table = pd.DataFrame(data)
+        table.attrs.update({k: _decode(v) for k, v in fh.attrs.items() if k != "provenance"})
+    return table
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value.item() if hasattr(value, "item") else value
+
+
+def export_table(table: "pd.DataFrame", path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``table`` as CSV (``.csv``) or JSON (anything else: ``{meta..., "rows": [...]}``);
+    non-finite numbers become null in JSON."""
+    import math
+
+    p = Path(path)
+    if p.suffix.lower() == ".csv":
+        table.to_csv(p, index=False)
+        return p
+    rows = []
+    for rec in table.to_dict(orient="records"):
+        rows.append({k: (None if isinstance(v, float) and not math.isfinite(v) else _plain(v)) for k, v in rec.items()})
+    p.write_text(json.dumps({**(meta or {}), "rows": rows}, indent=2) + "\n")
+    return p
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+# -- the API -----------------------------------------------------------------------------------------
+def default_output() -> Path:
+    return Path("selection.h5")
+
+
+def select_features(
+    set_a: ActivationSet,
+    set_b: ActivationSet,
+    sae_paths: Sequence[str | Path],
+    output: str | Path | None = None,
+    *,
+    config: SelectConfig | None = None,
+    exports: Sequence[str | Path] = (),
+    overwrite: bool = False,
+    progress: bool = False,
+) -> SelectionResult:
+    """Compute Cohen's d of every feature between the two sets and write the
+    top ``config.top`` per layer to a ``selection`` artifact (and ``exports``:
+    ``.csv`` or ``.json`` files). Inputs are checked before any work."""
+    import math
+
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.artifacts.store import check_output_path
+    from saetool.console import warn
+
+    config = config or SelectConfig()
+    config.validate()
+    out = check_output_path(output or default_output(), overwrite=overwrite)
+    export_paths = [check_output_path(e, overwrite=overwrite) for e in exports]
+    set_a.label, set_b.label = config.labels
+    saes = load_layer_saes(sae_paths, config.device)
+    restrict_features(config.features, saes)
+    check_inputs((set_a, set_b), saes)
+
+    from saetool.progress import token_progress
+
+    moments = []
+    for s in (set_a, set_b):
+        with token_progress(f"select {s.label}", total=int(getattr(s, "n_tokens", 0) or 0), enabled=progress) as advance:
+            moments.append(feature_moments(s, saes, config, progress=advance))
+    table = rank_features(moments[0], moments[1], saes, config)
+    infinite = int(sum(1 for v in table["d"] if not math.isfinite(v)))
+    if infinite:
+        warn(f"{infinite} selected feature(s) have zero variance in both sets but different means (d = ±inf)")
+
+    model = next((m for m in (saes[0].sae.cfg.model, set_a.model, set_b.model) if m), None)
+    attrs = {
+        "unit": config.unit,
+        "top": config.top,
+        "model": model or "",
+        "layers": [x.layer for x in saes],
+        "hooks": {str(x.layer): x.hook for x in saes},
+        "saes": {str(x.layer): str(Path(x.path).resolve()) for x in saes},
+        "d_sae": {str(x.layer): x.sae.cfg.d_sae for x in saes},
+        "sets": {config.labels[0]: set_a.description, config.labels[1]: set_b.description},
+        "labels": list(config.labels),
+        "n_a": {str(k): v.n for k, v in moments[0].items()},
+        "n_b": {str(k): v.n for k, v in moments[1].items()},
+        "features_filter": list(config.features or []),
+    }
+    parents = [*set_a.parents, *set_b.parents, *[x.path for x in saes if Path(x.path).is_file()]]
+    provenance = build_provenance(model=model, hooks=[x.hook for x in saes], parents=parents, select={**attrs, "chunk_rows": config.chunk_rows})
+    write_selection(out, table, attrs=attrs, provenance=provenance, overwrite=overwrite)
+    meta = {k: attrs[k] for k in ("unit", "top", "model", "layers", "labels", "sets", "n_a", "n_b")}
+    done = [export_table(table, e, meta=meta) for e in export_paths]
+    return SelectionResult(out, table, attrs["n_a"], attrs["n_b"], infinite, done)

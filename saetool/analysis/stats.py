@@ -1,0 +1,120 @@
+"""Statistics for the analysis stages: streaming moments and Cohen's d, the
+smoothed log-odds ratio with a Dirichlet prior, the 2x2 chi-square test and
+the Benjamini-Hochberg adjustment. Vectorised over features / tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Moments:
+    """Count, mean and sum of squared deviations per column, merged chunk by
+    chunk (Chan et al.'s parallel update, float64), so a pass over a large file
+    needs one chunk in memory and loses no precision to ``E[x²] - E[x]²``."""
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def empty(cls, width: int) -> "Moments":
+        return cls(0, np.zeros(width), np.zeros(width))
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[:, None]
+        nb = x.shape[0]
+        if nb == 0:
+            return
+        mean_b = x.mean(axis=0)
+        m2_b = ((x - mean_b) ** 2).sum(axis=0)
+        n = self.n + nb
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (nb / n)
+        self.m2 = self.m2 + m2_b + delta**2 * (self.n * nb / n)
+        self.n = n
+
+    @property
+    def var(self) -> np.ndarray:
+        """Sample variance (ddof 1); NaN with fewer than two rows."""
+        if self.n < 2:
+            return np.full_like(self.mean, np.nan)
+        return self.m2 / (self.n - 1)
+
+
+def cohens_d(a: Moments, b: Moments) -> np.ndarray:
+    """Cohen's d of set a against set b: ``(mean_a - mean_b) / s_pooled`` with
+    ``s_pooled² = ((n_a-1) s_a² + (n_b-1) s_b²) / (n_a + n_b - 2)``.
+
+    Zero pooled variance: 0 where the means are equal (a feature that never
+    varies, e.g. never fires), ±inf where they differ (perfect separation).
+    """
+    dof = a.n + b.n - 2
+    if a.n < 1 or b.n < 1 or dof < 1:
+        raise ValueError(f"Cohen's d needs at least one sample per set and three in all (got {a.n} and {b.n})")
+    pooled = np.sqrt((a.m2 + b.m2) / dof)
+    diff = a.mean - b.mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = diff / pooled
+    zero = pooled == 0
+    d[zero & (diff == 0)] = 0.0
+    d[zero & (diff != 0)] = np.sign(diff[zero & (diff != 0)]) * np.inf
+    return d
+
+
+def log_odds_dirichlet(count_a: np.ndarray, count_b: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed log-odds ratio of each token in a vs b and its z-score
+    (Monroe, Colaresi & Quinn 2008, "Fightin' Words", eq. 16-22).
+
+    ``prior`` holds the Dirichlet pseudo-count ``alpha_w`` of every token;
+    ``alpha_0 = sum(prior)``. ``delta_w = log((y_a+α_w)/(n_a+α_0-y_a-α_w)) -
+    log((y_b+α_w)/(n_b+α_0-y_b-α_w))``, ``var ≈ 1/(y_a+α_w) + 1/(y_b+α_w)``.
+    Positive: more typical of a. The vocabulary is the tokens passed in.
+    """
+    ya = np.asarray(count_a, dtype=np.float64)
+    yb = np.asarray(count_b, dtype=np.float64)
+    aw = np.asarray(prior, dtype=np.float64)
+    a0 = aw.sum()
+    na, nb = ya.sum(), yb.sum()
+    delta = np.log(ya + aw) - np.log(na + a0 - ya - aw) - np.log(yb + aw) + np.log(nb + a0 - yb - aw)
+    var = 1.0 / (ya + aw) + 1.0 / (yb + aw)
+    return delta, delta / np.sqrt(var)
+
+
+def chi2_2x2(count_a: np.ndarray, count_b: np.ndarray, n_a: int, n_b: int, *, yates: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson chi-square statistic and p-value (1 dof) of each token's 2x2
+    table ``[[count_a, n_a - count_a], [count_b, n_b - count_b]]``, in closed
+    form; with ``yates`` the continuity correction ``scipy.stats.chi2_contingency``
+    applies by default. A table with an empty margin gets chi2 0, p 1."""
+    from scipy.stats import chi2
+
+    a = np.asarray(count_a, dtype=np.float64)
+    c = np.asarray(count_b, dtype=np.float64)
+    b = n_a - a
+    d = n_b - c
+    n = float(n_a + n_b)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    diff = np.abs(a * d - b * c)
+    if yates:
+        diff = np.maximum(0.0, diff - n / 2.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = np.where(margins > 0, n * diff**2 / np.where(margins > 0, margins, 1.0), 0.0)
+    return stat, chi2.sf(stat, 1)
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values), capped at 1."""
+    p = np.asarray(p, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q_sorted = np.minimum.accumulate(ranked[::-1])[::-1]
+    q = np.empty(m)
+    q[order] = np.minimum(q_sorted, 1.0)
+    return q

@@ -1,0 +1,312 @@
+"""``saetool tokens``: which tokens one set of texts uses more than another.
+
+Both sets are tokenised with the model's own tokenizer (special tokens are
+neither added nor counted).
+Per token: counts, the smoothed log-odds ratio with an informative Dirichlet
+prior (Monroe et al. 2008) or add-alpha smoothing and its z-score, a 2x2
+chi-square test (token vs every other token, set a vs set b),
+Benjamini-Hochberg q-values over the tested tokens. Layout of the
+``token-associations`` artifact: docs/artifacts.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from saetool.analysis.stats import benjamini_hochberg, chi2_2x2, log_odds_dirichlet
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+KIND = "token-associations"
+SCHEMA_VERSION = 1
+PRIORS = ("dirichlet", "add")
+#: Default prior strength: dirichlet, a fraction of the tokens in both sets; add, a pseudo-count per token.
+DEFAULT_DIRICHLET_FRACTION = 0.1
+DEFAULT_ADD = 0.5
+COLUMNS = ("token_id", "token", "piece", "count_a", "count_b", "log_odds", "z", "chi2", "p", "q", "significant")
+
+
+@dataclass
+class TokensConfig:
+    """``prior``: ``dirichlet`` (pseudo-counts in proportion to each token's
+    frequency in both sets together, ``prior_strength`` of them in all;
+    default a tenth of the tokens in both sets) or ``add`` (``prior_strength``,
+    default 0.5, added to every observed token's count).
+    Tokens seen fewer than ``min_count`` times in both sets together are not
+    tested; ``alpha`` is the false-discovery rate of the BH procedure."""
+
+    min_count: int = 5
+    alpha: float = 0.05
+    prior: str = "dirichlet"
+    prior_strength: float | None = None
+    yates: bool = True
+    labels: tuple[str, str] = ("a", "b")
+
+    def validate(self) -> None:
+        if self.min_count < 1:
+            raise SaetoolError(f"--min-count must be at least 1 (got {self.min_count})")
+        if not 0 < self.alpha < 1:
+            raise SaetoolError(f"--alpha must be between 0 and 1 (got {self.alpha})")
+        if self.prior not in PRIORS:
+            raise SaetoolError(f"unknown --prior {self.prior!r}", hint="choose dirichlet or add")
+        if self.prior_strength is not None and not self.prior_strength > 0:
+            raise SaetoolError(f"--prior-strength must be positive (got {self.prior_strength})")
+        if self.labels[0] == self.labels[1]:
+            raise SaetoolError(f"the two sets have the same name {self.labels[0]!r}", hint="compare two different conditions or files")
+
+    def strength(self, n_total: int) -> float:
+        """The prior's strength for ``n_total`` tokens in both sets."""
+        if self.prior_strength is not None:
+            return float(self.prior_strength)
+        return DEFAULT_DIRICHLET_FRACTION * n_total if self.prior == "dirichlet" else DEFAULT_ADD
+
+
+@dataclass
+class TextSet:
+    label: str
+    texts: list[str]
+    source: str
+    parents: list[Path] = field(default_factory=list)
+    model: str | None = None
+
+
+@dataclass
+class TokensResult:
+    path: Path
+    table: "pd.DataFrame"
+    attrs: dict[str, Any]
+    exports: list[Path] = field(default_factory=list)
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def read_texts(path: str | Path, *, label: str, column: str = "text") -> TextSet:
+    """Texts from a file: ``.txt`` one per line, ``.jsonl`` one JSON string or
+    object (``column`` field) per line, ``.json`` a list of those. Blank texts
+    are dropped; a file with none left is an error."""
+    p = Path(path)
+    if not p.exists():
+        raise SaetoolError(f"text file {p} does not exist", hint="check the path")
+    if p.is_dir():
+        raise SaetoolError(f"{p} is a directory", hint="give a .txt, .jsonl or .json file")
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SaetoolError(f"text file {p} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if p.suffix == ".jsonl":
+        items = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise SaetoolError(f"{p} line {n} is not JSON ({exc.msg})") from None
+    elif p.suffix == ".json":
+        try:
+            items = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SaetoolError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        if not isinstance(items, list):
+            raise SaetoolError(f"{p} must hold a JSON list of texts")
+    else:
+        items = raw.splitlines()
+    texts = []
+    for n, item in enumerate(items, 1):
+        if isinstance(item, dict):
+            if column not in item:
+                raise SaetoolError(f"{p} item {n} has no {column!r} field", hint="use --text-column to name the field holding the text")
+            item = item[column]
+        if not isinstance(item, str):
+            raise SaetoolError(f"{p} item {n} is not a string")
+        if item.strip():
+            texts.append(item)
+    if not texts:
+        raise SaetoolError(f"text file {p} is empty (no non-blank texts)", hint="put one text per line")
+    return TextSet(label, texts, str(p))
+
+
+def texts_from_completions(path: str | Path, condition_a: str, condition_b: str) -> tuple[TextSet, TextSet]:
+    """Two conditions of a steer ``completions`` artifact (e.g. baseline vs steered)."""
+    from saetool.steer.completions import read_completions
+
+    comp = read_completions(path)
+    out = []
+    for cond in (condition_a, condition_b):
+        if cond not in comp.texts:
+            raise SaetoolError(f"{path} has no condition {cond!r}", hint="its conditions: " + (", ".join(comp.texts) or "none"))
+        texts = [t for t in comp.texts[cond] if t.strip()]
+        if not texts:
+            raise SaetoolError(f"condition {cond!r} of {path} has only empty completions", hint="nothing to count")
+        model = comp.settings.get("model") or comp.provenance.get("model")
+        out.append(TextSet(cond, texts, f"{path}:{cond}", [Path(path)], model))
+    return out[0], out[1]
+
+
+def load_tokenizer(model: str):
+    """The model's tokenizer (no weights loaded): an embedded model, a local folder or a cached hub id."""
+    from transformers import AutoTokenizer
+
+    from saetool.errors import ModelError
+    from saetool.models.registry import first_line, resolve_model
+
+    source = resolve_model(model)
+    where = str(source.path) if source.path is not None else source.hf_id
+    try:
+        return AutoTokenizer.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer of {model!r}: {first_line(exc)}", hint="pass an embedded model, a local folder, or a cached hub id") from exc
+
+
+def count_tokens(tokenizer: Any, texts: Sequence[str], *, what: str) -> tuple[Counter, int]:
+    """Token-id counts over ``texts`` and the total. No special tokens are
+    added, and special tokens written in the text (``<|endoftext|>``...) are
+    markup, not words: they are not counted."""
+    special = {int(i) for i in getattr(tokenizer, "all_special_ids", [])}
+    counts: Counter = Counter()
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        counts.update(int(i) for i in ids if int(i) not in special)
+    total = sum(counts.values())
+    if total == 0:
+        raise SaetoolError(f"the texts of {what} tokenise to nothing (no tokens besides special ones)", hint="check that it holds text the model's tokenizer reads")
+    return counts, total
+
+
+# -- the statistics ----------------------------------------------------------------------------------
+def associations(counts_a: Counter, counts_b: Counter, config: TokensConfig, tokenizer: Any = None) -> "pd.DataFrame":
+    """One row per tested token (seen at least ``min_count`` times in all),
+    sorted by z (most typical of a first, of b last)."""
+    import numpy as np
+    import pandas as pd
+
+    vocab = np.array(sorted(set(counts_a) | set(counts_b)), dtype=np.int64)
+    ya = np.array([counts_a.get(int(t), 0) for t in vocab], dtype=np.int64)
+    yb = np.array([counts_b.get(int(t), 0) for t in vocab], dtype=np.int64)
+    n_a, n_b = int(ya.sum()), int(yb.sum())
+    strength = config.strength(n_a + n_b)
+    if config.prior == "dirichlet":
+        prior = strength * (ya + yb) / float(n_a + n_b)
+    else:
+        prior = np.full(len(vocab), strength)
+    delta, z = log_odds_dirichlet(ya, yb, prior)
+    tested = (ya + yb) >= config.min_count
+    stat, p = chi2_2x2(ya[tested], yb[tested], n_a, n_b, yates=config.yates)
+    q = benjamini_hochberg(p)
+    ids = vocab[tested]
+    table = pd.DataFrame(
+        {
+            "token_id": ids,
+            "token": [tokenizer.decode([int(i)]) for i in ids] if tokenizer is not None else [""] * len(ids),
+            "piece": [str(x) for x in tokenizer.convert_ids_to_tokens([int(i) for i in ids])] if tokenizer is not None else [""] * len(ids),
+            "count_a": ya[tested],
+            "count_b": yb[tested],
+            "log_odds": delta[tested],
+            "z": z[tested],
+            "chi2": stat,
+            "p": p,
+            "q": q,
+            "significant": q <= config.alpha,
+        }
+    )
+    return table.sort_values(["z", "token_id"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+
+
+# -- the artifact ------------------------------------------------------------------------------------
+def write_associations(path: str | Path, table: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
+    import h5py
+    import numpy as np
+
+    from saetool.artifacts.store import ArtifactWriter
+
+    str_dt = h5py.string_dtype("utf-8")
+    with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
+        fh = writer.file
+        assert fh is not None
+        for col in COLUMNS:
+            if col in ("token", "piece"):
+                fh.create_dataset(col, data=np.array(list(table[col]), dtype=object), dtype=str_dt)
+                continue
+            arr = np.asarray(table[col])
+            if col == "significant":
+                arr = arr.astype("int8")
+            ds = fh.create_dataset(col, data=arr)
+            ds.attrs["saetool_dtype"] = str(arr.dtype)
+        for key, value in attrs.items():
+            fh.attrs[key] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value, sort_keys=True)
+    return Path(path)
+
+
+def read_associations(path: str | Path) -> "pd.DataFrame":
+    """A ``token-associations`` artifact as a table; attributes in ``.attrs``."""
+    import pandas as pd
+
+    from saetool.analysis.select import _decode
+    from saetool.artifacts.store import open_artifact
+
+    with open_artifact(path, kind=KIND) as art:
+        fh = art.file
+        data = {c: (list(fh[c].asstr()[()]) if c in ("token", "piece") else fh[c][()]) for c in COLUMNS if c in fh}
+        table = pd.DataFrame(data)
+        if "significant" in table:
+            table["significant"] = table["significant"].astype(bool)
+        table.attrs.update({k: _decode(v) for k, v in fh.attrs.items() if k != "provenance"})
+    return table
+
+
+# -- the API -----------------------------------------------------------------------------------------
+def default_output() -> Path:
+    return Path("tokens.h5")
+
+
+def token_associations(
+    set_a: TextSet,
+    set_b: TextSet,
+    output: str | Path | None = None,
+    *,
+    model: str = "smollm2-135m",
+    config: TokensConfig | None = None,
+    exports: Sequence[str | Path] = (),
+    overwrite: bool = False,
+) -> TokensResult:
+    """Count, test and write the token associations of ``set_a`` vs ``set_b``."""
+    from saetool.analysis.select import export_table
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.artifacts.store import check_output_path
+
+    config = config or TokensConfig(labels=(set_a.label, set_b.label))
+    config.validate()
+    out = check_output_path(output or default_output(), overwrite=overwrite)
+    export_paths = [check_output_path(e, overwrite=overwrite) for e in exports]
+    tokenizer = load_tokenizer(model)
+    counts_a, n_a = count_tokens(tokenizer, set_a.texts, what=f"set {set_a.label} ({set_a.source})")
+    counts_b, n_b = count_tokens(tokenizer, set_b.texts, what=f"set {set_b.label} ({set_b.source})")
+    table = associations(counts_a, counts_b, config, tokenizer)
+    sig = table[table["significant"]]
+    attrs = {
+        "labels": [set_a.label, set_b.label],
+        "sources": {set_a.label: set_a.source, set_b.label: set_b.source},
+        "model": model,
+        "n_texts_a": len(set_a.texts),
+        "n_texts_b": len(set_b.texts),
+        "n_tokens_a": n_a,
+        "n_tokens_b": n_b,
+        "n_types": len(set(counts_a) | set(counts_b)),
+        "n_tested": len(table),
+        "n_significant_a": int((sig["log_odds"] > 0).sum()),
+        "n_significant_b": int((sig["log_odds"] < 0).sum()),
+        "prior": config.prior,
+        "prior_strength": config.strength(n_a + n_b),
+        "min_count": config.min_count,
+        "alpha": config.alpha,
+        "yates": config.yates,
+        "test": "chi2 2x2 (token vs other tokens, a vs b)" + (" with Yates correction" if config.yates else "") + "; Benjamini-Hochberg q",
+    }
+    parents = [*set_a.parents, *set_b.parents]
+    provenance = build_provenance(model=model, parents=parents, tokens=attrs)
+    write_associations(out, table, attrs=attrs, provenance=provenance, overwrite=overwrite)
+    done = [export_table(table, e, meta=attrs) for e in export_paths]
+    return TokensResult(out, table, attrs, done)

@@ -1,0 +1,91 @@
+"""``saetool tokens``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from saetool.cli.options import OUTPUT, OVERWRITE
+
+
+def tokens(
+    file_a: Optional[Path] = typer.Argument(None, metavar="[A]", help="Texts of set a: .txt (one per line), .jsonl or .json (omit with --completions)."),
+    file_b: Optional[Path] = typer.Argument(None, metavar="[B]", help="Texts of set b (omit with --completions)."),
+    completions: Optional[Path] = typer.Option(None, "--completions", "-c", help="A steer `completions` artifact: compare two of its conditions."),
+    cond_a: str = typer.Option("baseline", "--a", help="With --completions: the condition of set a."),
+    cond_b: str = typer.Option("steered", "--b", help="With --completions: the condition of set b."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Whose tokenizer (default: the completions' model, else smollm2-135m); no weights are loaded."),
+    min_count: int = typer.Option(5, "--min-count", help="Test only tokens seen at least this often in both sets together."),
+    alpha: float = typer.Option(0.05, "--alpha", help="False-discovery rate for the Benjamini-Hochberg procedure."),
+    prior: str = typer.Option("dirichlet", "--prior", help="Log-odds smoothing: dirichlet (informative prior from both sets' frequencies) or add (add-alpha)."),
+    prior_strength: Optional[float] = typer.Option(None, "--prior-strength", help="dirichlet: pseudo-tokens in all (default: a tenth of the tokens in both sets); add: pseudo-count per token (default 0.5)."),
+    yates: bool = typer.Option(True, "--yates/--no-yates", help="Yates continuity correction in the chi-square test (scipy's default)."),
+    text_column: str = typer.Option("text", "--text-column", help="Field holding the text in .jsonl/.json files."),
+    export: List[Path] = typer.Option([], "--export", "-e", help="Also write the table to this .csv or .json file (repeatable)."),
+    show: int = typer.Option(15, "--show", help="Top tokens per side in the stderr table (0: none)."),
+    output: Optional[Path] = OUTPUT,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Tokens over-represented in one of two text sets (a `token-associations` artifact).
+
+    Counts with the model's tokenizer; smoothed log-odds ratio and z-score
+    (informative Dirichlet prior, Monroe et al. 2008); chi-square p-values on
+    each token's 2x2 table; Benjamini-Hochberg q-values.
+
+    Example:
+
+        saetool tokens --completions steer.h5 --a baseline --b steered --export tokens.csv
+        saetool tokens harm.txt benign.txt --min-count 3 -o tokens.h5
+    """
+    from saetool.analysis.token_stats import KIND, TokensConfig, read_texts, texts_from_completions, token_associations
+    from saetool.artifacts.manifest import emit_manifest
+    from saetool.console import log
+    from saetool.errors import SaetoolError
+
+    if completions is not None:
+        if file_a is not None or file_b is not None:
+            raise SaetoolError("give either two text files A B or --completions, not both")
+        set_a, set_b = texts_from_completions(completions, cond_a, cond_b)
+    else:
+        if file_a is None or file_b is None:
+            raise SaetoolError("tokens needs two text files A B", hint="or --completions FILE --a baseline --b steered")
+        set_a = read_texts(file_a, label="a", column=text_column)
+        set_b = read_texts(file_b, label="b", column=text_column)
+    config = TokensConfig(min_count=min_count, alpha=alpha, prior=prior, prior_strength=prior_strength, yates=yates, labels=(set_a.label, set_b.label))
+    config.validate()
+    name = model or set_a.model or "smollm2-135m"
+    result = token_associations(set_a, set_b, output, model=name, config=config, exports=export, overwrite=overwrite)
+    show_tokens(result.table, show, (set_a.label, set_b.label))
+    a = result.attrs
+    log(
+        f"[green]wrote[/green] {result.path} ({a['n_tested']} tokens tested of {a['n_types']}; "
+        f"significant at q≤{alpha:g}: {a['n_significant_a']} for {set_a.label}, {a['n_significant_b']} for {set_b.label})"
+    )
+    for e in result.exports:
+        log(f"[green]wrote[/green] {e}")
+    emit_manifest(
+        result.path, KIND, n_tested=a["n_tested"], n_significant_a=a["n_significant_a"], n_significant_b=a["n_significant_b"],
+        labels=a["labels"], model=name, exports=[str(e.resolve()) for e in result.exports],
+    )
+
+
+def show_tokens(table, rows: int, labels: tuple[str, str]) -> None:
+    """The most over-represented tokens of each side on stderr (* = significant)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from saetool.console import is_quiet, stderr
+
+    if is_quiet() or rows <= 0 or len(table) == 0:
+        return
+    sides = ((labels[0], table[table["log_odds"] > 0].head(rows)), (labels[1], table[table["log_odds"] < 0].iloc[::-1].head(rows)))
+    for label, part in sides:
+        out = Table(title=f"tokens over-represented in {label} (* q ≤ alpha)", title_justify="left")
+        for col in ("token", "id", f"n {labels[0]}", f"n {labels[1]}", "log-odds", "z", "p", "q"):
+            out.add_column(col, justify="left" if col == "token" else "right")
+        for _, r in part.iterrows():
+            mark = "*" if r["significant"] else ""
+            out.add_row(escape(repr(r["token"])) + mark, str(r["token_id"]), str(r["count_a"]), str(r["count_b"]), f"{r['log_odds']:+.2f}", f"{r['z']:+.2f}", f"{r['p']:.2g}", f"{r['q']:.2g}")
+        stderr().print(out)

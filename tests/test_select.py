@@ -1,0 +1,235 @@
+"""``saetool select``: Cohen's d per SAE feature between two activation sets,
+checked against scipy on real SmolLM2 activations and a trained SAE."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from saetool.analysis.select import (
+    ActivationsArtifactSet,
+    CompletionsSet,
+    SelectConfig,
+    read_selection,
+    select_features,
+)
+from saetool.analysis.stats import Moments, cohens_d
+from saetool.errors import SaetoolError
+from tests.helpers import assert_clean_error, run_cli
+
+HOOK3, HOOK4 = "blocks.3.hook_resid_post", "blocks.4.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def two_sets(smollm2, tmp_path_factory):
+    """News (bbc-news) and scripture (kjv) activations at layers 3 and 4, 512 tokens each."""
+    from saetool.extract.api import ExtractConfig, extract_activations
+
+    folder = tmp_path_factory.mktemp("select_sets")
+    out = {}
+    for name, corpus in (("news", "bbc-news"), ("kjv", "kjv")):
+        config = ExtractConfig(corpus=corpus, hooks=[HOOK3, HOOK4], num_tokens=512, context_size=64, batch_size=8)
+        out[name] = extract_activations(config, folder / f"{name}.h5", progress=False, model=smollm2)
+    return out
+
+
+def _edited_sae(src, dst, **changes):
+    """A copy of an sae artifact with config fields changed (a real file on disk)."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as fh:
+        cfg = json.loads(fh.attrs["config"])
+        cfg.update(changes)
+        fh.attrs["config"] = json.dumps(cfg)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def sae4(smollm2_sae, tmp_path_factory):
+    """The layer-3 SAE relabelled to read layer 4 (same width): a second layer to select on."""
+    return _edited_sae(smollm2_sae, tmp_path_factory.mktemp("sae4") / "sae4.h5", hook=HOOK4, hook_out=HOOK4)
+
+
+def _features(acts_path, hook, sae_path):
+    """Every token's feature activations, computed directly (the reference)."""
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.sae.io import load_sae
+
+    sae = load_sae(sae_path)
+    with ActivationsFile(acts_path) as f, torch.no_grad():
+        return sae.encode(f.read(hook, dtype=torch.float32)).double().numpy(), f.seq_index()
+
+
+def _reference_d(xa, xb):
+    """Cohen's d from scipy's equal-variance t statistic: d = t·sqrt(1/n_a + 1/n_b)."""
+    t = stats.ttest_ind(xa, xb, axis=0, equal_var=True).statistic
+    return t * np.sqrt(1 / len(xa) + 1 / len(xb))
+
+
+def test_moments_and_cohens_d_match_numpy_and_scipy():
+    rng = np.random.default_rng(0)
+    xa = rng.gamma(2.0, size=(301, 6))
+    xb = rng.gamma(2.5, size=(157, 6)) + 0.2
+    xa[:, 4] = 0.0  # a dead feature: zero variance, equal means
+    xb[:, 4] = 0.0
+    xa[:, 5] = 1.0  # constant in each set, different means: perfect separation
+    xb[:, 5] = 2.0
+    ma, mb = Moments.empty(6), Moments.empty(6)
+    for chunk in np.array_split(xa, 7):  # chunked merging must equal the one-shot numbers
+        ma.update(chunk)
+    for chunk in np.array_split(xb, 3):
+        mb.update(chunk)
+    np.testing.assert_allclose(ma.mean, xa.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(ma.var, xa.var(0, ddof=1), rtol=1e-10, atol=1e-15)
+    d = cohens_d(ma, mb)
+    pooled = np.sqrt(((len(xa) - 1) * xa.var(0, ddof=1) + (len(xb) - 1) * xb.var(0, ddof=1)) / (len(xa) + len(xb) - 2))
+    np.testing.assert_allclose(d[:4], (xa.mean(0) - xb.mean(0))[:4] / pooled[:4], rtol=1e-10)
+    np.testing.assert_allclose(d[:4], _reference_d(xa[:, :4], xb[:, :4]), rtol=1e-8)
+    assert d[4] == 0.0
+    assert d[5] == -np.inf
+
+
+def test_select_per_token_matches_scipy(two_sets, smollm2_sae, sae4, tmp_path):
+    a, b = ActivationsArtifactSet(two_sets["news"], "a"), ActivationsArtifactSet(two_sets["kjv"], "b")
+    config = SelectConfig(top=512, chunk_rows=100)  # all features; chunks that straddle sequences
+    result = select_features(a, b, [sae4, smollm2_sae], tmp_path / "sel.h5", config=config)
+    table = read_selection(result.path)
+    assert table.attrs["layers"] == [3, 4] and table.attrs["unit"] == "token"
+    for layer, hook, sae in ((3, HOOK3, smollm2_sae), (4, HOOK4, sae4)):
+        xa, _ = _features(two_sets["news"], hook, sae)
+        xb, _ = _features(two_sets["kjv"], hook, sae)
+        ref = _reference_d(xa, xb)
+        dead = (xa.std(0) == 0) & (xb.std(0) == 0) & (xa.mean(0) == xb.mean(0))
+        part = table[table["layer"] == layer].set_index("feature").sort_index()
+        assert len(part) == 512 and list(part.index) == list(range(512))
+        assert (part["n_a"] == 512).all() and (part["n_b"] == 512).all()
+        np.testing.assert_allclose(part["d"].to_numpy()[~dead], ref[~dead], rtol=1e-6, atol=1e-9)
+        assert (part["d"].to_numpy()[dead] == 0).all()
+        np.testing.assert_allclose(part["mean_a"], xa.mean(0), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(part["std_b"], xb.std(0, ddof=1), rtol=1e-6, atol=1e-9)
+        assert (part["name"] == [f"L{layer}-{i}" for i in part.index]).all()
+
+
+def test_select_per_sequence_matches_scipy(two_sets, smollm2_sae, tmp_path):
+    a, b = ActivationsArtifactSet(two_sets["news"], "a"), ActivationsArtifactSet(two_sets["kjv"], "b")
+    result = select_features(a, b, [smollm2_sae], tmp_path / "seq.h5", config=SelectConfig(top=512, unit="sequence", chunk_rows=50))
+    table = result.table.set_index("feature").sort_index()
+    means = []
+    for name in ("news", "kjv"):
+        x, seq = _features(two_sets[name], HOOK3, smollm2_sae)
+        means.append(pd.DataFrame(x).groupby(seq).mean().to_numpy())
+    assert table["n_a"].iloc[0] == len(means[0]) == len(np.unique(_features(two_sets["news"], HOOK3, smollm2_sae)[1]))
+    ref = _reference_d(*means)
+    ok = np.isfinite(ref)
+    assert ok.sum() > 400
+    np.testing.assert_allclose(table["d"].to_numpy()[ok], ref[ok], rtol=1e-6, atol=1e-9)
+
+
+def test_cli_top_n_exports_and_manifest(two_sets, smollm2_sae, tmp_path):
+    out, csv, js = tmp_path / "sel.h5", tmp_path / "top.csv", tmp_path / "top.json"
+    proc = run_cli("select", str(two_sets["news"]), str(two_sets["kjv"]), "--sae", str(smollm2_sae), "--top", "7", "-e", str(csv), "-e", str(js), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert manifest["kind"] == "selection" and manifest["n_features"] == 7 and manifest["layers"] == [3]
+    table = read_selection(out)
+    assert len(table) == 7 and list(table["rank"]) == list(range(1, 8))
+    assert (np.diff(np.abs(table["d"])) <= 0).all()
+    xa, _ = _features(two_sets["news"], HOOK3, smollm2_sae)
+    xb, _ = _features(two_sets["kjv"], HOOK3, smollm2_sae)
+    ref = np.nan_to_num(_reference_d(xa, xb))
+    top_ref = np.argsort(-np.abs(ref), kind="stable")[:7]
+    assert list(table["feature"]) == list(top_ref)
+    assert list(table["name"]) == [f"L3-{i}" for i in top_ref]
+    assert pd.read_csv(csv)["name"].tolist() == list(table["name"])
+    exported = json.loads(js.read_text())
+    assert [r["name"] for r in exported["rows"]] == list(table["name"])
+    assert exported["rows"][0]["d"] == pytest.approx(float(table["d"].iloc[0]))
+    assert "L3-" in proc.stderr  # the table
+
+
+def test_select_only_listed_features(two_sets, smollm2_sae, tmp_path):
+    a, b = ActivationsArtifactSet(two_sets["news"], "a"), ActivationsArtifactSet(two_sets["kjv"], "b")
+    result = select_features(a, b, [smollm2_sae], tmp_path / "f.h5", config=SelectConfig(top=2, features=["L3-5", "L3-9", "L3-100"]))
+    assert set(result.table["name"]) <= {"L3-5", "L3-9", "L3-100"} and len(result.table) == 2
+
+
+def test_select_on_completions_conditions_matches_direct_runs(smollm2, smollm2_sae, tmp_path):
+    """Two conditions of a completions artifact re-run through the model (batched,
+    left-padded) equal the same texts run one by one."""
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.sae.io import load_sae
+    from saetool.steer.completions import write_completions
+    from saetool.steer.prompts import encode, format_prompts
+
+    prompts = ["Tell me about the weather.", "What is a good book?", "Describe a city."]
+    texts = {
+        "baseline": ["It is sunny and warm today.", "Many people enjoy novels.", "The city has tall buildings and busy streets."],
+        "steered": ["And God said, let there be light.", "In the beginning was the Word.", ""],
+    }
+    path = write_completions(tmp_path / "c.h5", prompts=prompts, splits=[None] * 3, texts=texts, settings={"chat": True, "model": "smollm2-135m"}, provenance=build_provenance(model="smollm2-135m"))
+    sets = [CompletionsSet(path, c, c, model=smollm2, batch_size=2) for c in ("baseline", "steered")]
+    result = select_features(*sets, [smollm2_sae], tmp_path / "s.h5", config=SelectConfig(top=512, unit="sequence", labels=("baseline", "steered")))
+    sae = load_sae(smollm2_sae)
+    tok = smollm2.tokenizer
+    prompt_ids = encode(tok, format_prompts(tok, prompts, chat=True), chat=True)
+    per_seq = {}
+    for cond, values in texts.items():
+        rows = []
+        for i, text in enumerate(values):
+            if not text:
+                continue
+            comp = tok.encode(text, add_special_tokens=False)
+            ids = torch.tensor([prompt_ids[i] + comp])
+            with torch.no_grad():
+                acts = smollm2.run_with_cache(ids, [HOOK3])[HOOK3][0, -len(comp):]
+                rows.append(sae.encode(acts.float()).double().mean(0).numpy())
+        per_seq[cond] = np.stack(rows)
+    table = result.table.set_index("feature").sort_index()
+    assert table["n_a"].iloc[0] == 3 and table["n_b"].iloc[0] == 2  # the empty completion is left out
+    np.testing.assert_allclose(table["mean_a"], per_seq["baseline"].mean(0), rtol=1e-3, atol=1e-4)
+    ref = _reference_d(per_seq["baseline"], per_seq["steered"])
+    ok = np.isfinite(ref) & (np.abs(ref) < 1e3)
+    np.testing.assert_allclose(table["d"].to_numpy()[ok], ref[ok], rtol=1e-2, atol=1e-3)
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+def test_feature_out_of_range_is_a_clean_error(two_sets, smollm2_sae, tmp_path):
+    out = tmp_path / "x.h5"
+    proc = run_cli("select", str(two_sets["news"]), str(two_sets["kjv"]), "--sae", str(smollm2_sae), "--features", "L3-512", "-o", str(out))
+    assert_clean_error(proc, "L3-512", "out of range", "512 features")
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_saes_from_different_models_are_refused(two_sets, smollm2_sae, tmp_path):
+    other = _edited_sae(smollm2_sae, tmp_path / "gemma.h5", model="gemma3-270m", hook=HOOK4, hook_out=HOOK4)
+    out = tmp_path / "x.h5"
+    proc = run_cli("select", str(two_sets["news"]), str(two_sets["kjv"]), "--sae", str(smollm2_sae), "--sae", str(other), "-o", str(out))
+    assert_clean_error(proc, "different models")
+    assert not out.exists()
+
+
+def test_more_bad_input(two_sets, smollm2_acts, smollm2_sae, tmp_path):
+    a, b = ActivationsArtifactSet(two_sets["news"], "a"), ActivationsArtifactSet(two_sets["kjv"], "b")
+    with pytest.raises(SaetoolError, match="two SAEs for layer 3"):
+        select_features(a, b, [smollm2_sae, smollm2_sae], tmp_path / "x.h5")
+    with pytest.raises(SaetoolError, match="no SAE for layer 7"):
+        select_features(a, b, [smollm2_sae], tmp_path / "x.h5", config=SelectConfig(features=["L7-1"]))
+    with pytest.raises(SaetoolError, match="not a feature name"):
+        select_features(a, b, [smollm2_sae], tmp_path / "x.h5", config=SelectConfig(features=["feature 3"]))
+    only3 = ActivationsArtifactSet(smollm2_acts, "b")  # layer 3 only
+    with pytest.raises(SaetoolError, match="no activations at blocks.4"):
+        select_features(a, only3, [_edited_sae(smollm2_sae, tmp_path / "s4.h5", hook=HOOK4, hook_out=HOOK4)], tmp_path / "x.h5")
+    with pytest.raises(SaetoolError, match="--top"):
+        select_features(a, b, [smollm2_sae], tmp_path / "x.h5", config=SelectConfig(top=0))
+    assert not (tmp_path / "x.h5").exists()
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    proc = run_cli("select", str(empty), str(two_sets["kjv"]), "--sae", str(smollm2_sae), "-o", str(tmp_path / "y.h5"))
+    assert_clean_error(proc, "not an HDF5 file")
+    assert not (tmp_path / "y.h5").exists()
