@@ -1,0 +1,491 @@
+"""``saetool pathways``: which upstream SAE features drive a target feature.
+
+For targets ``L{layer}-{id}`` and SAEs at several layers of one model:
+
+1. **Attribution.** One forward pass per batch with every SAE spliced in
+   (``x -> decode(f) + error``, error detached; see
+   :mod:`saetool.analysis.pathways_splice`). The target's activation ``A`` is
+   its feature activation summed over the counted tokens (not padding, not
+   BOS/special tokens) of every text. Each upstream feature's attribution is
+   ``sum(f * dA/df)`` over the same tokens (activation x gradient), accumulated
+   over batches. Only ``[n_targets, d_sae]`` sums are kept per SAE, never
+   dense codes for the corpus.
+2. **Edges.** Per target, the ``top_k`` upstream features by ``|attribution|``
+   above ``threshold``. The predicted change of ``A`` when a source is scaled
+   by ``factor`` (0: ablated) is ``(factor - 1) * attribution``.
+3. **Replay.** A second pass reruns each batch clean (recording every SAE's
+   error term) and once per distinct source with that feature scaled at the
+   counted tokens, every error term held at its clean value, and measures the
+   actual change of each target's ``A``. Predicted and actual are compared per
+   edge and by Pearson and Spearman correlation (scipy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from saetool.analysis.names import feature_name, parse_feature_name
+from saetool.console import log, warn
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from saetool.analysis.select import LayerSAE
+    from saetool.models.base import HookedModel
+
+KIND = "pathways"
+SCHEMA_VERSION = 1
+EDGE_COLUMNS = (
+    "source", "target", "source_layer", "source_feature", "target_layer", "target_feature",
+    "rank", "attribution", "predicted", "actual",
+)
+
+
+@dataclass
+class PathwaysConfig:
+    """Settings of a pathways run (see the module docstring)."""
+
+    top_k: int = 10
+    threshold: float = 0.0
+    factor: float = 0.0
+    batch_size: int = 8
+    context_size: int = 64
+    replay: bool = True
+
+    def validate(self) -> None:
+        if self.top_k < 1:
+            raise SaetoolError(f"--top-k must be at least 1 (got {self.top_k})")
+        if not (math.isfinite(self.threshold) and self.threshold >= 0):
+            raise SaetoolError(f"--threshold must be a finite number >= 0 (got {self.threshold})")
+        if not math.isfinite(self.factor) or self.factor == 1.0:
+            raise SaetoolError(f"--factor must be finite and not 1 (got {self.factor})", hint="0 ablates the source; 2 doubles it")
+        if self.batch_size < 1:
+            raise SaetoolError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.context_size < 2:
+            raise SaetoolError(f"--context-size must be at least 2 (got {self.context_size})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    layer: int
+    feature: int
+    sae_index: int
+
+
+@dataclass
+class PathwaysResult:
+    path: Path
+    edges: "pd.DataFrame"
+    targets: "pd.DataFrame"
+    correlation: dict[str, Any]
+    n_texts: int
+    n_tokens: int
+    seconds: float = 0.0
+    exports: list[Path] = field(default_factory=list)
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def resolve_targets(names: Sequence[str], saes: Sequence["LayerSAE"]) -> list[Target]:
+    """Targets from ``L{layer}-{id}`` names: the layer must have an SAE with an
+    SAE upstream of it, and the id must be within that SAE's width."""
+    if not names:
+        raise SaetoolError("no target features given", hint="pass --target L{layer}-{id} (repeatable) or --selection FILE")
+    index = {s.layer: i for i, s in enumerate(saes)}
+    out: list[Target] = []
+    for name in dict.fromkeys(str(n).strip() for n in names):
+        layer, fid = parse_feature_name(name)
+        if layer not in index:
+            raise SaetoolError(f"target {name}: no SAE for layer {layer}", hint="SAEs given for layers " + ", ".join(str(s.layer) for s in saes))
+        d_sae = saes[index[layer]].sae.cfg.d_sae
+        if fid >= d_sae:
+            raise SaetoolError(f"target {name} is out of range: the layer-{layer} SAE has {d_sae} features (ids 0-{d_sae - 1})")
+        if index[layer] == 0:
+            raise SaetoolError(f"target {name} has no SAE upstream of it (its layer is the lowest SAE layer)", hint="add an SAE at an earlier layer with --sae")
+        out.append(Target(feature_name(layer, fid), layer, fid, index[layer]))
+    return out
+
+
+def selection_names(path: str | Path) -> list[str]:
+    """The feature names in a ``selection`` artifact (``saetool select``)."""
+    from saetool.analysis.select import read_selection
+
+    names = [str(n) for n in read_selection(path)["name"]]
+    if not names:
+        raise SaetoolError(f"the selection {path} holds no features")
+    return names
+
+
+def check_model(saes: Sequence["LayerSAE"], model: str | None) -> str:
+    """The model to run: ``model`` if given (it must match the SAEs'), else the SAEs' own."""
+    from saetool.sae.io import same_model
+
+    recorded = [s.sae.cfg.model for s in saes if s.sae.cfg.model]
+    if model is None:
+        if not recorded:
+            raise SaetoolError("the SAEs do not record which model they were trained on", hint="pass --model")
+        return str(recorded[0])
+    for s in saes:
+        if s.sae.cfg.model and not same_model(model, s.sae.cfg.model):
+            raise SaetoolError(f"the SAE {s.path} was trained on model {s.sae.cfg.model!r}, not {model!r}", hint="pass SAEs of the model you run, or drop --model")
+    return model
+
+
+def check_saes_fit(model: "HookedModel", saes: Sequence["LayerSAE"]) -> None:
+    from saetool.models.hooks import parse_hooks
+    from saetool.sae.io import check_sae_matches
+
+    for s in saes:
+        cfg = s.sae.cfg
+        if cfg.is_transcoder:
+            raise SaetoolError(f"the SAE {s.path} is a transcoder ({cfg.hook} -> {cfg.hook_out})", hint="pathways splices SAEs that reconstruct their own hook")
+        parse_hooks([cfg.hook], model.n_layers, model.supported_sites)
+        check_sae_matches(s.sae, d_in=model.hook_dim(cfg.hook), what=f"model's {cfg.hook} activations")
+
+
+# -- the two passes -----------------------------------------------------------------------------------
+def attribute(
+    model: "HookedModel",
+    saes: Sequence["LayerSAE"],
+    targets: Sequence[Target],
+    rows: Sequence[Sequence[int]],
+    batch_size: int,
+    advance: Callable[[int], None] = lambda n: None,
+) -> tuple[list[list["torch.Tensor | None"]], "np.ndarray", int]:
+    """Activation x gradient of every upstream feature for every target, summed over
+    counted tokens and texts: ``(attr[target][sae] -> [d_sae] float64 or None, A_clean[target], n_tokens)``."""
+    import numpy as np
+    import torch
+
+    from saetool.analysis.pathways_inputs import batch, batches, special_ids
+    from saetool.analysis.pathways_splice import Splice, forward_with_grad, frozen, torch_module
+    from saetool.steer.prompts import pad_id_of
+
+    top = max(t.sae_index for t in targets)
+    spliced = [s.sae for s in saes[: top + 1]]
+    stop_layer = saes[top].layer
+    special = special_ids(model.tokenizer)
+    pad = pad_id_of(model.tokenizer)
+    attr: list[list[torch.Tensor | None]] = [[None] * len(saes) for _ in targets]
+    for ti, t in enumerate(targets):
+        for i in range(t.sae_index):
+            attr[ti][i] = torch.zeros(saes[i].sae.cfg.d_sae, dtype=torch.float64)
+    clean = np.zeros(len(targets))
+    n_tokens = 0
+    with frozen(torch_module(model), *spliced):
+        for chunk in batches(rows, batch_size):
+            ids, mask, pos = batch(chunk, pad, special)
+            pos = pos.to(model.device)
+            splice = Splice(spliced, pos, grad=True)
+            forward_with_grad(model, ids.to(model.device), mask.to(model.device), splice.hooks(), stop_layer)
+            weight = pos.to(splice.codes[0].dtype)
+            n_tokens += int(pos.sum())
+            for ti, t in enumerate(targets):
+                a = (splice.codes[t.sae_index][..., t.feature] * weight).sum()
+                clean[ti] += float(a.detach())
+                ups = list(range(t.sae_index))
+                grads = torch.autograd.grad(a, [splice.codes[i] for i in ups], retain_graph=True, allow_unused=True)
+                for i, g in zip(ups, grads):
+                    if g is not None:
+                        contrib = (splice.codes[i].detach() * g * weight.unsqueeze(-1)).sum(dim=(0, 1))
+                        attr[ti][i] += contrib.double().cpu()
+            del splice
+            advance(len(chunk))
+    return attr, clean, n_tokens
+
+
+def choose_edges(attr: Sequence[Sequence["torch.Tensor | None"]], saes: Sequence["LayerSAE"], targets: Sequence[Target], *, top_k: int, threshold: float) -> list[dict[str, Any]]:
+    """The ``top_k`` sources per target by ``|attribution|`` (strictly above ``threshold``, never 0)."""
+    import torch
+
+    edges: list[dict[str, Any]] = []
+    for ti, t in enumerate(targets):
+        cands: list[tuple[float, int, int]] = []
+        for i, vec in enumerate(attr[ti]):
+            if vec is None:
+                continue
+            k = min(top_k, vec.numel())
+            vals, idx = torch.topk(vec.abs(), k)
+            for v, j in zip(vals.tolist(), idx.tolist()):
+                if v > threshold and v > 0:
+                    cands.append((v, i, j))
+        cands.sort(key=lambda c: (-c[0], c[1], c[2]))
+        for rank, (_, i, j) in enumerate(cands[:top_k], 1):
+            a = float(attr[ti][i][j])
+            edges.append({
+                "source": feature_name(saes[i].layer, j), "target": t.name,
+                "source_layer": saes[i].layer, "source_feature": j, "target_layer": t.layer, "target_feature": t.feature,
+                "rank": rank, "attribution": a, "_sae": i, "_target": ti,
+            })
+    return edges
+
+
+def replay(
+    model: "HookedModel",
+    saes: Sequence["LayerSAE"],
+    targets: Sequence[Target],
+    rows: Sequence[Sequence[int]],
+    edges: Sequence[dict[str, Any]],
+    *,
+    factor: float,
+    batch_size: int,
+    advance: Callable[[int], None] = lambda n: None,
+) -> tuple["np.ndarray", "np.ndarray"]:
+    """Measured change of each edge's target when its source is scaled by ``factor``
+    (every SAE error term fixed at its clean value): ``(actual[edge], A_clean[target])``."""
+    import numpy as np
+    import torch
+
+    from saetool.analysis.pathways_inputs import batch, batches, special_ids
+    from saetool.analysis.pathways_splice import Patch, Splice
+    from saetool.steer.prompts import pad_id_of
+
+    top = max(t.sae_index for t in targets)
+    spliced = [s.sae for s in saes[: top + 1]]
+    read_hooks = [str(saes[top].sae.cfg.hook)]
+    special = special_ids(model.tokenizer)
+    pad = pad_id_of(model.tokenizer)
+    sources = sorted({(e["_sae"], e["source_feature"]) for e in edges})
+    by_source: dict[tuple[int, int], list[int]] = {}
+    for n, e in enumerate(edges):
+        by_source.setdefault((e["_sae"], e["source_feature"]), []).append(n)
+    actual = np.zeros(len(edges))
+    clean_total = np.zeros(len(targets))
+
+    def target_sums(splice: Splice, weight: "torch.Tensor") -> np.ndarray:
+        return np.array([float((splice.codes[t.sae_index][..., t.feature] * weight).sum()) for t in targets])
+
+    with torch.no_grad():
+        for chunk in batches(rows, batch_size):
+            ids, mask, pos = batch(chunk, pad, special)
+            ids, mask, pos = ids.to(model.device), mask.to(model.device), pos.to(model.device)
+            clean = Splice(spliced, pos)
+            model.run_with_cache(ids, read_hooks, attention_mask=mask, edit_hooks=clean.hooks())
+            weight = pos.to(clean.codes[0].dtype)
+            base = target_sums(clean, weight)
+            clean_total += base
+            errors = [clean.captured_errors[i] for i in range(len(spliced))]
+            for src in sources:
+                patched = Splice(spliced, pos, errors=errors, patch=Patch(src[0], src[1], factor))
+                model.run_with_cache(ids, read_hooks, attention_mask=mask, edit_hooks=patched.hooks())
+                delta = target_sums(patched, weight) - base
+                for n in by_source[src]:
+                    actual[n] += delta[edges[n]["_target"]]
+            advance(len(chunk))
+    return actual, clean_total
+
+
+def correlation(predicted: Sequence[float], actual: Sequence[float]) -> dict[str, Any]:
+    """Pearson and Spearman correlation of predicted vs actual changes (NaN when undefined)."""
+    import numpy as np
+    from scipy import stats
+
+    p = np.asarray(predicted, dtype=float)
+    a = np.asarray(actual, dtype=float)
+    out: dict[str, Any] = {"n_edges": int(len(p)), "pearson": math.nan, "pearson_p": math.nan, "spearman": math.nan, "spearman_p": math.nan}
+    ok = np.isfinite(p) & np.isfinite(a)
+    p, a = p[ok], a[ok]
+    if len(p) >= 3 and np.ptp(p) > 0 and np.ptp(a) > 0:
+        r = stats.pearsonr(p, a)
+        s = stats.spearmanr(p, a)
+        out.update(pearson=float(r.statistic), pearson_p=float(r.pvalue), spearman=float(s.statistic), spearman_p=float(s.pvalue))
+    return out
+
+
+# -- the artifact --------------------------------------------------------------------------------------
+def write_pathways(path: str | Path, edges: "pd.DataFrame", targets: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
+    import h5py
+    import numpy as np
+
+    from saetool.artifacts.store import ArtifactWriter
+
+    strings = h5py.string_dtype("utf-8")
+    with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
+        fh = writer.file
+        assert fh is not None
+        for group, table in (("edges", edges), ("targets", targets)):
+            g = fh.create_group(group)
+            for col in table.columns:
+                values = table[col].to_numpy()
+                if values.dtype == object:
+                    g.create_dataset(col, data=np.array([str(v) for v in values], dtype=object), dtype=strings)
+                else:
+                    arr = values.astype(np.int64 if values.dtype.kind in "iu" else np.float64)
+                    ds = g.create_dataset(col, data=arr)
+                    ds.attrs["saetool_dtype"] = str(arr.dtype)
+        for key, value in attrs.items():
+            fh.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value, sort_keys=True)
+    return Path(path)
+
+
+def read_pathways(path: str | Path) -> tuple["pd.DataFrame", "pd.DataFrame", dict[str, Any]]:
+    """``(edges, targets, attrs)`` of a ``pathways`` artifact (JSON attributes decoded)."""
+    import pandas as pd
+
+    from saetool.artifacts.store import open_artifact
+
+    def table(group: Any) -> pd.DataFrame:
+        return pd.DataFrame({k: (group[k].asstr()[()] if group[k].dtype.kind == "O" else group[k][()]) for k in group})
+
+    with open_artifact(path, kind=KIND) as art:
+        edges = table(art.file["edges"])
+        targets = table(art.file["targets"])
+        attrs = {k: _decode(v) for k, v in art.file.attrs.items() if k not in ("provenance",)}
+    cols = [c for c in EDGE_COLUMNS if c in edges.columns]
+    return edges[cols], targets, attrs
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value.item() if hasattr(value, "item") else value
+
+
+def export_json(path: str | Path, result: PathwaysResult, meta: dict[str, Any]) -> Path:
+    """Edges, targets, correlation and settings as JSON (or the edges as CSV for ``.csv``)."""
+    p = Path(path)
+    if p.suffix.lower() == ".csv":
+        result.edges.to_csv(p, index=False)
+        return p
+
+    def clean(v: Any) -> Any:
+        v = v.item() if hasattr(v, "item") else v
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    data = {
+        **meta,
+        "correlation": {k: clean(v) for k, v in result.correlation.items()},
+        "targets": [{k: clean(v) for k, v in r.items()} for r in result.targets.to_dict(orient="records")],
+        "edges": [{k: clean(v) for k, v in r.items()} for r in result.edges.to_dict(orient="records")],
+    }
+    p.write_text(json.dumps(data, indent=2) + "\n")
+    return p
+
+
+# -- the API -----------------------------------------------------------------------------------------
+def default_output() -> Path:
+    return Path("pathways.h5")
+
+
+def run_pathways(
+    config: PathwaysConfig,
+    sae_paths: Sequence[str | Path],
+    target_names: Sequence[str],
+    *,
+    texts_file: str | Path | None = None,
+    corpus: str | None = None,
+    num_texts: int | None = None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    export: Sequence[str | Path] = (),
+    model_name: str | None = None,
+    backend: str = "transformers",
+    device: str = "cpu",
+    dtype: str = "float32",
+    model: "HookedModel | None" = None,
+    parents: Sequence[str | Path] = (),
+    progress: bool = True,
+) -> PathwaysResult:
+    """Attribute, choose edges, replay and write a ``pathways`` artifact (see the module docstring).
+
+    Texts come from ``texts_file`` (one per line / jsonl / json) or the first
+    ``num_texts`` windows of ``corpus``. Every input is checked before the
+    model runs; nothing is written on an error.
+    """
+    import pandas as pd
+
+    from saetool.analysis.pathways_inputs import check_rows, read_texts, rows_from_corpus, rows_from_texts
+    from saetool.analysis.select import load_layer_saes
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.artifacts.store import check_output_path, ensure_writable_parent
+    from saetool.progress import token_progress
+
+    config.validate()
+    if (texts_file is None) == (corpus is None):
+        raise SaetoolError("give the texts once: --texts FILE or --corpus SPEC")
+    saes = load_layer_saes([str(p) for p in sae_paths], device)
+    if len(saes) < 2:
+        raise SaetoolError("pathways needs SAEs at two or more layers", hint="pass --sae once per layer")
+    targets = resolve_targets(target_names, saes)
+    texts = read_texts(texts_file, max_texts=num_texts) if texts_file is not None else None
+    out = check_output_path(output or default_output(), overwrite=overwrite)
+    if isinstance(export, (str, Path)):
+        export = [export]
+    for e in export:
+        ensure_writable_parent(Path(e))
+    name = check_model(saes, model_name if model is None else (model_name or model.model_id))
+    if model is None:
+        from saetool.models.registry import load_model
+
+        model = load_model(name, backend=backend, device=device, dtype=dtype)
+    check_saes_fit(model, saes)
+    if texts is not None:
+        rows = rows_from_texts(model.tokenizer, texts, config.context_size)
+    else:
+        rows = rows_from_corpus(model.tokenizer, str(corpus), num_texts or 32, config.context_size)
+    check_rows(rows, model.tokenizer, source=str(texts_file) if texts is not None else f"corpus {corpus}")
+    for s in saes:
+        if str(s.sae.device) != str(model.device):
+            s.sae.to(model.device)
+
+    start = time.perf_counter()
+    passes = 2 if config.replay else 1
+    with token_progress("pathways", total=passes * len(rows), enabled=progress, unit="texts") as advance:
+        attr, clean, n_tokens = attribute(model, saes, targets, rows, config.batch_size, advance)
+        edges = choose_edges(attr, saes, targets, top_k=config.top_k, threshold=config.threshold)
+        if not edges:
+            raise SaetoolError(
+                "no upstream feature has a non-zero attribution to any target above the threshold",
+                hint="check that the targets are active on these texts (targets/activation), or lower --threshold",
+            )
+        predicted = [(config.factor - 1.0) * e["attribution"] for e in edges]
+        if config.replay:
+            actual, _ = replay(model, saes, targets, rows, edges, factor=config.factor, batch_size=config.batch_size, advance=advance)
+        else:
+            import numpy as np
+
+            actual = np.full(len(edges), math.nan)
+    seconds = time.perf_counter() - start
+    table = pd.DataFrame([{k: v for k, v in e.items() if not k.startswith("_")} for e in edges])
+    table["predicted"] = predicted
+    table["actual"] = list(actual)
+    table = table[list(EDGE_COLUMNS)]
+    tgt = pd.DataFrame({
+        "name": [t.name for t in targets], "layer": [t.layer for t in targets], "feature": [t.feature for t in targets],
+        "activation": list(clean), "n_edges": [int((table["target"] == t.name).sum()) for t in targets],
+    })
+    corr = correlation(table["predicted"], table["actual"]) if config.replay else correlation([], [])
+    settings = {**config.to_dict(), "texts": str(Path(texts_file).resolve()) if texts_file else None, "corpus": corpus,
+                "num_texts": len(rows), "model": model.model_id, "seconds": round(seconds, 2)}
+    result = PathwaysResult(out, table, tgt, corr, len(rows), n_tokens, seconds)
+    sae_info = [{"layer": s.layer, "hook": s.sae.cfg.hook, "path": str(Path(s.path).resolve()), "d_sae": s.sae.cfg.d_sae} for s in saes]
+    attrs = {"settings": settings, "correlation": corr, "saes": sae_info, "n_texts": len(rows), "n_tokens": n_tokens,
+             "n_edges": len(table), "model": model.model_id}
+    for t, n in zip(targets, tgt["n_edges"]):
+        if n == 0:
+            warn(f"target {t.name} has no upstream feature with a non-zero attribution (is it ever active on these texts?)")
+    sae_parents = [s.path for s in saes if Path(s.path).is_file()]
+    prov = build_provenance(model=model.model_id, backend=model.backend_name, hooks=[s.sae.cfg.hook for s in saes],
+                            corpus=corpus, parents=[*sae_parents, *parents], pathways=settings)
+    write_pathways(out, table, tgt, attrs=attrs, provenance=prov, overwrite=overwrite)
+    for e in export:
+        result.exports.append(export_json(e, result, {"kind": KIND, "model": model.model_id, "settings": settings, "saes": sae_info,
+                                                           "n_texts": len(rows), "n_tokens": n_tokens}))
+    log(f"[dim]pathways: {len(rows)} texts, {n_tokens} tokens, {len(targets)} target(s), {len(table)} edge(s), {seconds:.1f}s[/dim]")
+    return result

@@ -1,0 +1,435 @@
+"""``saetool transitions``: SAE features at the token where a text turns from negative to positive.
+
+1. **Texts.** Read from a file, or generated from base prompts with the model:
+   the prompt is continued (``max_new_tokens``), a bridge such as
+   ``" However,"`` is appended and the text is continued again.
+2. **Labels.** A position labeler (``register_labelers`` hook, ``target =
+   "positions"``; built-ins in :mod:`saetool.analysis.transitions_labelers`)
+   names the transition token of each text, as an index into the model
+   tokenizer's tokens (``[BOS] + tokens``); ``offset`` shifts it (-1: the token
+   before). Texts without one are skipped.
+3. **Features.** The activation at the SAE's hook at each labeled token goes
+   through the SAE: reconstruction quality there (MSE, explained variance,
+   cosine, L0; and the same over every token of the texts, for comparison) and
+   the features active across samples (count and share), top N by count.
+   Explained variance at the transition tokens is measured against the mean
+   activation over every token of the texts (the samples are often one
+   token, " However", whose own spread is tiny); ``explained_variance_within``
+   uses the samples' own mean.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from saetool.console import log, warn
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from saetool.models.base import HookedModel
+    from saetool.sae.model import SAE
+
+KIND = "transitions"
+SCHEMA_VERSION = 1
+DEFAULT_BRIDGE = " However,"
+
+
+@dataclass
+class TransitionsConfig:
+    """Settings of a transitions run (see the module docstring)."""
+
+    labeler: str = "transition-words"
+    labeler_options: dict[str, str] = field(default_factory=dict)
+    offset: int = 0
+    top: int = 20
+    batch_size: int = 8
+    context_size: int = 256
+    bridge: str = DEFAULT_BRIDGE
+    max_new_tokens: int = 24
+    do_sample: bool = False
+    temperature: float = 1.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.top < 1:
+            raise SaetoolError(f"--top must be at least 1 (got {self.top})")
+        if self.batch_size < 1:
+            raise SaetoolError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.context_size < 2:
+            raise SaetoolError(f"--context-size must be at least 2 (got {self.context_size})")
+        if self.max_new_tokens < 1:
+            raise SaetoolError(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
+        if self.do_sample and self.temperature <= 0:
+            raise SaetoolError(f"--temperature must be positive when sampling (got {self.temperature})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TransitionsResult:
+    path: Path | None
+    texts: list[str]
+    positions: list[int | None]
+    tokens: list[str]
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    common: "pd.DataFrame"
+    seconds: float = 0.0
+
+    @property
+    def n_samples(self) -> int:
+        return sum(p is not None for p in self.positions)
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def parse_options(pairs: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings to a dict (one-line error otherwise)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key.strip():
+            raise SaetoolError(f"labeler option {pair!r} is not KEY=VALUE", hint="e.g. --labeler-option words=but,however")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def get_position_labeler(name: str) -> Any:
+    """The registered labeler ``name``; it must label positions (``target = "positions"``)."""
+    from saetool.plugins import host
+
+    regs = host().collect("labelers")
+    choices = sorted(n for n, r in regs.items() if getattr(r.obj, "target", "features") == "positions")
+    if name not in regs:
+        raise SaetoolError(f"unknown labeler {name!r}", hint="position labelers: " + (", ".join(choices) or "none"))
+    obj = regs[name].obj
+    if getattr(obj, "target", "features") != "positions" or not hasattr(obj, "locate"):
+        raise SaetoolError(f"labeler {name!r} labels features, not token positions", hint="choose one of: " + ", ".join(choices))
+    return obj
+
+
+def generate_texts(model: "HookedModel", prompts: Sequence[str], config: TransitionsConfig) -> list[str]:
+    """Negative-to-positive texts: prompt + continuation (cut after its last whole
+    sentence, if any) + bridge + continuation (raw text, no chat template)."""
+    from saetool.steer.generation import GenerationSettings, generate_completions
+
+    settings = GenerationSettings(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                                  do_sample=config.do_sample, temperature=config.temperature, seed=config.seed)
+    first = generate_completions(model, prompts, chat=False, settings=settings)
+    texts = [_join(p, _whole_sentences(c) if config.bridge else c) for p, c in zip(prompts, first)]
+    if not config.bridge:
+        return texts
+    stems = [t + config.bridge for t in texts]
+    second = generate_completions(model, stems, chat=False, settings=settings, seed=config.seed + 10_007)
+    return [_join(s, c) for s, c in zip(stems, second)]
+
+
+def _whole_sentences(text: str) -> str:
+    """``text`` up to its last sentence end (. ! ?), or all of it when it has none."""
+    ends = [i for i, ch in enumerate(text) if ch in ".!?"]
+    return text[: ends[-1] + 1] if ends else text
+
+
+def _join(left: str, right: str) -> str:
+    right = right.strip()
+    if not right:
+        return left
+    return left + ("" if left.endswith((" ", "\n")) else " ") + right
+
+
+def label_positions(labeler: Any, texts: Sequence[str], rows: Sequence[Sequence[int]], tokenizer: Any, options: Mapping[str, str], offset: int) -> list[int | None]:
+    """The labeler's positions shifted by ``offset``; ``None`` where there is none or it
+    falls off the text or on a special token."""
+    from saetool.analysis.pathways_inputs import special_ids
+
+    found = labeler.locate(list(texts), [list(r) for r in rows], tokenizer, dict(options))
+    if len(found) != len(texts):
+        raise SaetoolError(f"labeler {getattr(labeler, 'name', '?')!r} returned {len(found)} positions for {len(texts)} texts")
+    special = special_ids(tokenizer)
+    out: list[int | None] = []
+    for pos, row in zip(found, rows):
+        if pos is None:
+            out.append(None)
+            continue
+        p = int(pos) + offset
+        out.append(p if 0 <= p < len(row) and int(row[p]) not in special else None)
+    return out
+
+
+# -- activations and the SAE ----------------------------------------------------------------------------
+def collect(model: "HookedModel", sae: "SAE", rows: Sequence[Sequence[int]], positions: Sequence[int | None], batch_size: int) -> tuple["torch.Tensor", "torch.Tensor", "_Totals"]:
+    """``(x at the labeled tokens [n, d], sample -> text index, reconstruction totals over all counted tokens)``."""
+    import torch
+
+    from saetool.analysis.pathways_inputs import batch, special_ids
+    from saetool.steer.prompts import pad_id_of
+
+    hook = str(sae.cfg.hook)
+    special = special_ids(model.tokenizer)
+    pad = pad_id_of(model.tokenizer)
+    picked: list[torch.Tensor] = []
+    which: list[int] = []
+    totals = _Totals()
+    for start in range(0, len(rows), batch_size):
+        chunk = list(rows[start : start + batch_size])
+        ids, mask, pos = batch(chunk, pad, special)
+        acts = model.run_with_cache(ids.to(model.device), [hook], attention_mask=mask.to(model.device))[hook]
+        acts = acts.reshape(*acts.shape[:2], -1).to(sae.dtype)
+        with torch.no_grad():
+            everything = acts[pos.to(acts.device)]
+            totals.add(everything, sae.decode(sae.encode(everything)), sae.encode(everything))
+        for r in range(len(chunk)):
+            p = positions[start + r]
+            if p is not None:
+                picked.append(acts[r, p])
+                which.append(start + r)
+    x = torch.stack(picked) if picked else torch.zeros(0, sae.cfg.d_in)
+    return x, torch.tensor(which, dtype=torch.long), totals
+
+
+class _Totals:
+    """Running sums for reconstruction metrics over many rows."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sq_err = 0.0
+        self.sum_x: Any = None
+        self.sum_sq = 0.0
+        self.cos = 0.0
+        self.l0 = 0.0
+        self.d = 0
+
+    def add(self, x: "torch.Tensor", x_hat: "torch.Tensor", f: "torch.Tensor") -> None:
+        import torch
+
+        if x.numel() == 0:
+            return
+        x, x_hat = x.double(), x_hat.double()
+        self.n += x.shape[0]
+        self.d = x.shape[1]
+        self.sq_err += float(((x - x_hat) ** 2).sum())
+        self.sum_x = x.sum(0) if self.sum_x is None else self.sum_x + x.sum(0)
+        self.sum_sq += float((x**2).sum())
+        self.cos += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).sum())
+        self.l0 += float((f > 0).sum())
+
+    def mean(self) -> Any:
+        """The mean row seen so far (float64), or ``None``."""
+        return None if self.sum_x is None else self.sum_x / self.n
+
+    def finish(self, reference: Any = None) -> dict[str, float]:
+        """Metrics; ``explained_variance`` is measured against ``reference`` (a mean
+        row; default this set's own mean), ``explained_variance_within`` against
+        this set's own mean."""
+        nan = math.nan
+        if self.n == 0:
+            return {"n": 0, "mse": nan, "explained_variance": nan, "explained_variance_within": nan, "cosine": nan, "l0": nan}
+        within = self.sum_sq - float((self.sum_x**2).sum()) / self.n
+        if reference is None:
+            total = within
+        else:
+            ref = reference.double().to(self.sum_x.device)
+            total = self.sum_sq - 2 * float((ref * self.sum_x).sum()) + self.n * float((ref**2).sum())
+
+        def ev(var: float) -> float:
+            return 1.0 - self.sq_err / var if var > 0 and (reference is not None or self.n > 1) else nan
+
+        return {
+            "n": self.n,
+            "mse": self.sq_err / (self.n * self.d),
+            "explained_variance": ev(total),
+            "explained_variance_within": ev(within) if self.n > 1 else nan,
+            "cosine": self.cos / self.n,
+            "l0": self.l0 / self.n,
+        }
+
+
+def reconstruction(sae: "SAE", x: "torch.Tensor", reference: Any = None) -> tuple[dict[str, float], "torch.Tensor"]:
+    """Metrics of the SAE on rows ``x`` (explained variance against the mean row
+    ``reference``, default ``x``'s own mean) and their codes ``f``."""
+    import torch
+
+    with torch.no_grad():
+        f = sae.encode(x)
+        totals = _Totals()
+        totals.add(x, sae.decode(f), f)
+    return totals.finish(reference), f
+
+
+def common_features(f: "torch.Tensor", top: int, layer: int | None) -> "pd.DataFrame":
+    """Features active (> 0) in the most samples: count, share of samples, mean activation when active."""
+    import pandas as pd
+    import torch
+
+    from saetool.analysis.names import feature_name
+
+    n = f.shape[0]
+    active = f > 0
+    count = active.sum(0)
+    mean = torch.where(count > 0, (f * active).sum(0) / count.clamp(min=1), torch.zeros_like(count, dtype=f.dtype))
+    order = sorted((i for i in range(f.shape[1]) if int(count[i]) > 0), key=lambda i: (-int(count[i]), -float(mean[i]), i))[:top]
+    return pd.DataFrame({
+        "feature": [int(i) for i in order],
+        "name": [feature_name(layer, i) if layer is not None else str(i) for i in order],
+        "count": [int(count[i]) for i in order],
+        "share": [int(count[i]) / n if n else math.nan for i in order],
+        "mean_activation": [float(mean[i]) for i in order],
+    })
+
+
+# -- the artifact --------------------------------------------------------------------------------------
+def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequence[Sequence[int]], x: "torch.Tensor", f: "torch.Tensor", which: "torch.Tensor",
+                      *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False, top_codes: int = 32) -> Path:
+    import h5py
+    import numpy as np
+    import torch
+
+    from saetool.artifacts.store import ArtifactWriter
+
+    strings = h5py.string_dtype("utf-8")
+
+    def put(group: Any, name: str, arr: np.ndarray) -> None:
+        ds = group.create_dataset(name, data=arr)
+        ds.attrs["saetool_dtype"] = str(arr.dtype)
+
+    with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
+        fh = writer.file
+        assert fh is not None
+        fh.create_dataset("texts", data=np.array(result.texts, dtype=object), dtype=strings)
+        fh.create_dataset("token", data=np.array(result.tokens, dtype=object), dtype=strings)
+        put(fh, "position", np.array([-1 if p is None else p for p in result.positions], dtype=np.int64))
+        put(fh, "token_ids", np.array([t for r in rows for t in r], dtype=np.int32))
+        put(fh, "token_offsets", np.cumsum([0] + [len(r) for r in rows]).astype(np.int64))
+        put(fh, "sample_text", which.numpy().astype(np.int64))
+        put(fh, "activations", x.float().cpu().numpy())
+        k = min(top_codes, f.shape[1])
+        vals, idx = torch.topk(f.float().cpu(), k, dim=-1) if f.shape[0] else (torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long))
+        codes = fh.create_group("codes")
+        put(codes, "index", idx.numpy().astype(np.int64))
+        put(codes, "value", vals.numpy().astype(np.float32))
+        common = fh.create_group("common")
+        for col in result.common.columns:
+            values = result.common[col].to_numpy()
+            if values.dtype == object:
+                common.create_dataset(col, data=np.array([str(v) for v in values], dtype=object), dtype=strings)
+            else:
+                put(common, col, values.astype(np.int64 if values.dtype.kind in "iu" else np.float64))
+        for key, value in attrs.items():
+            fh.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value, sort_keys=True)
+    return Path(path)
+
+
+def read_transitions(path: str | Path) -> dict[str, Any]:
+    """The datasets and (decoded) attributes of a ``transitions`` artifact, as plain Python/numpy."""
+    import pandas as pd
+
+    from saetool.analysis.pathways import _decode
+    from saetool.artifacts.store import open_artifact
+
+    with open_artifact(path, kind=KIND) as art:
+        fh = art.file
+        out: dict[str, Any] = {k: _decode(v) for k, v in fh.attrs.items() if k != "provenance"}
+        out["texts"] = list(fh["texts"].asstr()[()])
+        out["token"] = list(fh["token"].asstr()[()])
+        for name in ("position", "token_ids", "token_offsets", "sample_text", "activations"):
+            out[name] = fh[name][()]
+        out["codes"] = {k: fh["codes"][k][()] for k in fh["codes"]}
+        out["common"] = pd.DataFrame({k: (fh["common"][k].asstr()[()] if fh["common"][k].dtype.kind == "O" else fh["common"][k][()]) for k in fh["common"]})
+    return out
+
+
+# -- the API -----------------------------------------------------------------------------------------
+def default_output() -> Path:
+    return Path("transitions.h5")
+
+
+def run_transitions(
+    config: TransitionsConfig,
+    sae_path: str | Path,
+    *,
+    texts_file: str | Path | None = None,
+    prompts_file: str | Path | None = None,
+    max_texts: int | None = None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    model_name: str | None = None,
+    backend: str = "transformers",
+    device: str = "cpu",
+    dtype: str = "float32",
+    model: "HookedModel | None" = None,
+) -> TransitionsResult:
+    """Texts -> labeled transition tokens -> SAE features there; writes a ``transitions`` artifact."""
+    from saetool.analysis.names import layer_of_hook
+    from saetool.analysis.pathways_inputs import check_rows, read_texts, rows_from_texts
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.artifacts.store import check_output_path
+    from saetool.sae.io import check_sae_matches, load_sae
+
+    config.validate()
+    if (texts_file is None) == (prompts_file is None):
+        raise SaetoolError("give either --texts FILE (ready texts) or --prompts FILE (base prompts to generate from)")
+    labeler = get_position_labeler(config.labeler)
+    source = texts_file if texts_file is not None else prompts_file
+    inputs = read_texts(source, what="text file" if texts_file is not None else "prompt file", max_texts=max_texts)
+    out = check_output_path(output or default_output(), overwrite=overwrite)
+    sae = load_sae(sae_path, device)
+    if sae.cfg.is_transcoder:
+        raise SaetoolError(f"the SAE {sae_path} is a transcoder", hint="pass an SAE that reconstructs its own hook")
+    if model is None:
+        from saetool.models.registry import DEFAULT_MODEL, load_model
+
+        name = model_name or sae.cfg.model or DEFAULT_MODEL
+        check_sae_matches(sae, model=name, what="model's activations")
+        model = load_model(name, backend=backend, device=device, dtype=dtype)
+    else:
+        check_sae_matches(sae, model=model.model_id, what="model's activations")
+    from saetool.models.hooks import parse_hooks
+
+    parse_hooks([sae.cfg.hook], model.n_layers, model.supported_sites)
+    check_sae_matches(sae, d_in=model.hook_dim(sae.cfg.hook), what=f"model's {sae.cfg.hook} activations")
+    if str(sae.device) != str(model.device):
+        sae = sae.to(model.device)
+
+    start = time.perf_counter()
+    if prompts_file is not None:
+        log(f"[dim]generating {len(inputs)} transition text(s) with {model.model_id}...[/dim]")
+        texts = generate_texts(model, inputs, config)
+    else:
+        texts = inputs
+    rows = rows_from_texts(model.tokenizer, texts, config.context_size)
+    check_rows(rows, model.tokenizer, source=str(source))
+    positions = label_positions(labeler, texts, rows, model.tokenizer, config.labeler_options, config.offset)
+    n_found = sum(p is not None for p in positions)
+    if n_found == 0:
+        raise SaetoolError(
+            f"the {labeler.name} labeler found no transition token in any of the {len(texts)} text(s)",
+            hint="check the texts, or choose another --labeler / --labeler-option words=...",
+        )
+    if n_found < len(texts):
+        warn(f"no transition token in {len(texts) - n_found} of {len(texts)} text(s); they are left out")
+    x, which, all_tokens = collect(model, sae, rows, positions, config.batch_size)
+    baseline = all_tokens.finish()
+    metrics, f = reconstruction(sae, x, reference=all_tokens.mean())
+    layer = layer_of_hook(sae.cfg.hook)
+    common = common_features(f, config.top, layer)
+    tokens = [model.tokenizer.decode([int(r[p])]) if p is not None else "" for r, p in zip(rows, positions)]
+    seconds = time.perf_counter() - start
+    result = TransitionsResult(out, list(texts), positions, tokens, metrics, baseline, common, seconds)
+    settings = {**config.to_dict(), "texts_file": str(Path(texts_file).resolve()) if texts_file else None,
+                "prompts_file": str(Path(prompts_file).resolve()) if prompts_file else None, "generated": prompts_file is not None,
+                "model": model.model_id, "seconds": round(seconds, 2)}
+    attrs = {"settings": settings, "metrics": metrics, "baseline": baseline, "hook": str(sae.cfg.hook), "labeler": labeler.name,
+             "n_texts": len(texts), "n_samples": n_found, "model": model.model_id, "d_sae": sae.cfg.d_sae,
+             "sae": str(Path(sae_path).resolve())}
+    parents = [sae_path] if Path(sae_path).is_file() else []
+    prov = build_provenance(model=model.model_id, backend=model.backend_name, hooks=[str(sae.cfg.hook)], parents=parents, transitions=settings)
+    write_transitions(out, result, rows, x, f, which, attrs=attrs, provenance=prov, overwrite=overwrite)
+    return result

@@ -1,0 +1,100 @@
+"""``saetool pathways``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from saetool.cli.options import OUTPUT, OVERWRITE
+
+
+def pathways(
+    sae: List[Path] = typer.Option(..., "--sae", help="SAE (artifact or SAELens/sparsify folder), once per layer; all from one model."),
+    target: Optional[List[str]] = typer.Option(None, "--target", "-t", help="Target feature L{layer}-{id} (repeatable)."),
+    selection: Optional[Path] = typer.Option(None, "--selection", help="A `selection` artifact (saetool select): its features are the targets."),
+    texts: Optional[Path] = typer.Option(None, "--texts", help="Texts: .txt (one per line), .jsonl or .json."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", "-c", help="Or corpus windows: bbc-news[:CATEGORY], kjv, a path, ..."),
+    num_texts: Optional[int] = typer.Option(None, "--num-texts", "-n", help="At most this many texts (corpus windows: default 32)."),
+    context_size: int = typer.Option(64, "--context-size", help="Tokens per text (BOS included); longer texts are cut."),
+    top_k: int = typer.Option(10, "--top-k", "-k", help="Sources kept per target, by |attribution|."),
+    threshold: float = typer.Option(0.0, "--threshold", help="Keep only sources with |attribution| above this."),
+    factor: float = typer.Option(0.0, "--factor", help="Replay patch: scale the source feature by this (0 ablates it)."),
+    replay: bool = typer.Option(True, "--replay/--no-replay", help="Validate each edge by patching the source and rerunning."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Texts per forward pass."),
+    export: List[Path] = typer.Option([], "--export", "-e", help="Also write the edges, targets and correlation as JSON (.json) or the edges as CSV (.csv) (repeatable)."),
+    show: int = typer.Option(20, "--show", help="Edge rows in the table on stderr (0: none)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the one the SAEs record)."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers or transformer-lens."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, float16, bfloat16."),
+    output: Optional[Path] = OUTPUT,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Find the upstream SAE features that drive target features, and check them by patching (a `pathways` artifact).
+
+    With every SAE spliced into the forward pass (reconstruction plus a fixed
+    error term), each upstream feature is scored by activation x gradient of the
+    target's activation (summed over tokens and texts); the top --top-k per
+    target are then replayed: the source is scaled by --factor (0 ablates) and
+    the target's actual change is measured. Predicted and actual changes and
+    their Pearson/Spearman correlation are reported.
+
+    Example:
+
+        saetool pathways --sae sae-L3.h5 --sae sae-L9.h5 --target L9-120 --corpus bbc-news -n 64 -o pathways.h5 --export pathways.json
+    """
+    from saetool.analysis.pathways import KIND, PathwaysConfig, run_pathways, selection_names
+    from saetool.artifacts.manifest import emit_manifest
+    from saetool.console import log
+    from saetool.errors import SaetoolError
+
+    names = list(target or [])
+    parents: list[Path] = []
+    if selection is not None:
+        names += selection_names(selection)
+        parents.append(selection)
+    if not names:
+        raise SaetoolError("no target features given", hint="pass --target L{layer}-{id} (repeatable) or --selection FILE")
+    config = PathwaysConfig(top_k=top_k, threshold=threshold, factor=factor, batch_size=batch_size, context_size=context_size, replay=replay)
+    result = run_pathways(
+        config, [str(p) for p in sae], names, texts_file=texts, corpus=corpus, num_texts=num_texts, output=output,
+        overwrite=overwrite, export=export, model_name=model, backend=backend, device=device, dtype=dtype, parents=parents,
+    )
+    show_table(result, show)
+    log(f"[green]wrote[/green] {result.path} ({len(result.edges)} edges for {len(result.targets)} target(s))")
+    for p in result.exports:
+        log(f"[green]wrote[/green] {p}")
+    corr = result.correlation
+    emit_manifest(result.path, KIND, n_edges=len(result.edges), targets=list(result.targets["name"]),
+                  pearson=_num(corr.get("pearson")), spearman=_num(corr.get("spearman")))
+
+
+def _num(v: Any) -> Any:
+    import math
+
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 6)
+
+
+def show_table(result: Any, rows: int) -> None:
+    from rich.table import Table
+
+    from saetool.console import is_quiet, stderr
+
+    if is_quiet():
+        return
+    if rows > 0:
+        table = Table(title="pathways (change of the target's summed activation)", title_justify="left")
+        for col in ("target", "rank", "source", "attribution", "predicted", "actual"):
+            table.add_column(col, justify="left" if col in ("target", "source") else "right")
+        for rec in result.edges.head(rows).to_dict(orient="records"):
+            table.add_row(rec["target"], str(rec["rank"]), rec["source"], f"{rec['attribution']:.4g}", f"{rec['predicted']:.4g}", f"{rec['actual']:.4g}")
+        stderr().print(table)
+    corr = result.correlation
+    if corr.get("n_edges"):
+        pearson, spearman = _num(corr.get("pearson")), _num(corr.get("spearman"))
+        stderr().print(
+            f"predicted vs actual over {corr['n_edges']} edges: Pearson r = {'-' if pearson is None else f'{pearson:.3f}'}, "
+            f"Spearman rho = {'-' if spearman is None else f'{spearman:.3f}'}"
+        )

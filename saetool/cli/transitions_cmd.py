@@ -1,0 +1,103 @@
+"""``saetool transitions``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from saetool.cli.options import OUTPUT, OVERWRITE
+
+
+def transitions(
+    sae: Path = typer.Option(..., "--sae", help="SAE (artifact or SAELens/sparsify folder) whose hook the activations are read at."),
+    texts: Optional[Path] = typer.Option(None, "--texts", help="Ready texts: .txt (one per line), .jsonl ({\"text\": ...}) or .json."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="Or base prompts: each is continued, the --bridge appended, and continued again."),
+    max_texts: Optional[int] = typer.Option(None, "--max-texts", "-n", help="At most this many texts/prompts."),
+    labeler: str = typer.Option("transition-words", "--labeler", help="Position labeler: transition-words or llm-transition (or a plugin's)."),
+    labeler_option: Optional[List[str]] = typer.Option(None, "--labeler-option", help="KEY=VALUE for the labeler (repeatable), e.g. words=but,however or occurrence=last."),
+    offset: int = typer.Option(0, "--offset", help="Read the token this far from the labeled one (-1: the token before it)."),
+    top: int = typer.Option(20, "--top", help="Common features to report."),
+    bridge: str = typer.Option(" However,", "--bridge", help="Text appended after the first continuation when generating (empty: one continuation)."),
+    max_new_tokens: int = typer.Option(24, "--max-new-tokens", "-t", help="Tokens per continuation when generating."),
+    sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (with --seed) instead of greedy decoding."),
+    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature."),
+    seed: int = typer.Option(0, "--seed", help="Random seed for sampling."),
+    context_size: int = typer.Option(256, "--context-size", help="Tokens per text (BOS included); longer texts are cut."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Texts per forward pass / generate call."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the one the SAE records)."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers or transformer-lens."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, float16, bfloat16."),
+    output: Optional[Path] = OUTPUT,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """SAE features at the token where texts turn from negative to positive (a `transitions` artifact).
+
+    Texts are read (--texts) or generated from base prompts (--prompts); a
+    position labeler finds each text's transition token on the model's tokens;
+    the activations there go through the SAE. Reports reconstruction quality at
+    those tokens (and over all tokens, for comparison) and the features active
+    in most samples (count and share).
+
+    Example:
+
+        saetool transitions --sae sae-L15.h5 --prompts negative_starts.txt --bridge " However," -o transitions.h5
+    """
+    from saetool.analysis.transitions import KIND, TransitionsConfig, parse_options, run_transitions
+    from saetool.artifacts.manifest import emit_manifest
+    from saetool.console import log
+
+    config = TransitionsConfig(
+        labeler=labeler, labeler_options=parse_options(labeler_option or []), offset=offset, top=top, batch_size=batch_size,
+        context_size=context_size, bridge=bridge, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed,
+    )
+    result = run_transitions(config, sae, texts_file=texts, prompts_file=prompts, max_texts=max_texts, output=output,
+                             overwrite=overwrite, model_name=model, backend=backend, device=device, dtype=dtype)
+    show_table(result)
+    log(f"[green]wrote[/green] {result.path} ({result.n_samples} of {len(result.texts)} texts labeled)")
+    emit_manifest(result.path, KIND, n_texts=len(result.texts), n_samples=result.n_samples,
+                  explained_variance=_num(result.metrics.get("explained_variance")), cosine=_num(result.metrics.get("cosine")))
+
+
+def _num(v: Any) -> Any:
+    import math
+
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 6)
+
+
+def show_table(result: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from saetool.console import is_quiet, stderr
+
+    if is_quiet():
+        return
+    quality = Table(title="SAE reconstruction", title_justify="left")
+    quality.add_column("tokens")
+    for col in ("n", "MSE", "explained var.", "cosine", "L0"):
+        quality.add_column(col, justify="right")
+    for label, m in (("transition tokens", result.metrics), ("all tokens", result.baseline)):
+        quality.add_row(label, str(m["n"]), *(("-" if _num(m[k]) is None else f"{m[k]:.4g}") for k in ("mse", "explained_variance", "cosine", "l0")))
+    stderr().print(quality)
+    labeled = Table(title="labeled transition tokens (first 10 texts)", title_justify="left")
+    for col in ("#", "index", "token", "text"):
+        labeled.add_column(col, justify="right" if col in ("#", "index") else "left", overflow="fold")
+    for i, (text, pos, tok) in enumerate(list(zip(result.texts, result.positions, result.tokens))[:10]):
+        clipped = " ".join(text.split())
+        clipped = clipped if len(clipped) <= 100 else clipped[:99] + "…"
+        labeled.add_row(str(i), "-" if pos is None else str(pos), escape(repr(tok)) if pos is not None else "-", escape(clipped))
+    stderr().print(labeled)
+    tokens: dict[str, int] = {}
+    for t, p in zip(result.tokens, result.positions):
+        if p is not None:
+            tokens[t] = tokens.get(t, 0) + 1
+    stderr().print("transition tokens: " + ", ".join(f"{escape(repr(t))} x{n}" for t, n in sorted(tokens.items(), key=lambda kv: -kv[1])[:10]))
+    table = Table(title=f"features common at the transition ({result.n_samples} samples)", title_justify="left")
+    for col in ("feature", "count", "share", "mean act."):
+        table.add_column(col, justify="right" if col != "feature" else "left")
+    for rec in result.common.to_dict(orient="records"):
+        table.add_row(rec["name"], str(rec["count"]), f"{rec['share']:.0%}", f"{rec['mean_activation']:.3g}")
+    stderr().print(table)

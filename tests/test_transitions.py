@@ -1,0 +1,285 @@
+"""``saetool transitions``: transition labelers on real tokenizers, SAE features at the
+labeled tokens checked against independent computations, generation with SmolLM2,
+the LLM labeler through a real (local) OpenAI-style endpoint, and bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import assert_clean_error, run_cli
+
+TEXTS = [
+    "I lost my job and felt awful. However, a friend helped me find a new one.",
+    "The rain ruined our trip, but the hotel was lovely.",
+    "Everything went wrong today and luckily nobody was hurt.",
+    "It was a long, grey and tiring afternoon at the office.",  # no transition word
+]
+
+
+@pytest.fixture(scope="module")
+def smol_tokenizer(saetool_cache):
+    from transformers import AutoTokenizer
+
+    from saetool.models.embedded import SMOLLM2
+
+    return AutoTokenizer.from_pretrained(str(SMOLLM2.ensure_cached()))
+
+
+def _rows(tokenizer, texts):
+    from saetool.analysis.pathways_inputs import rows_from_texts
+
+    return rows_from_texts(tokenizer, texts, 256)
+
+
+# -- labelers ---------------------------------------------------------------------------------------
+def test_transition_words_are_found_on_the_tokenizers_tokens(smol_tokenizer):
+    from saetool.analysis.transitions_labelers import TransitionWords
+
+    tok = smol_tokenizer
+    rows = _rows(tok, TEXTS)
+    found = TransitionWords().locate(TEXTS, rows, tok)
+    # independent: the transition token sits right after the tokens of the text before it (plus BOS)
+    for i, prefix in ((0, "I lost my job and felt awful."), (1, "The rain ruined our trip,"), (2, "Everything went wrong today and")):
+        assert found[i] == 1 + len(tok(prefix, add_special_tokens=False)["input_ids"]), i
+    assert [tok.decode([rows[i][found[i]]]) for i in range(3)] == [" However", " but", " luck"]  # "luckily" is two tokens
+    assert found[3] is None
+    # whole words only, case-insensitive; "luck" and "button" are not transition words
+    more = ["Good luck with the button.", "BUT then it worked.", "It was unfortunately slow."]
+    assert TransitionWords().locate(more, _rows(tok, more), tok) == [None, 1, None]
+    text = ["Bad start, but then it got better, yet slowly."]
+    r = _rows(tok, text)
+    last = TransitionWords().locate(text, r, tok, {"occurrence": "last"})[0]
+    only_yet = TransitionWords().locate(text, r, tok, {"words": "yet"})[0]
+    assert tok.decode([r[0][last]]) == " slowly" and last == only_yet + 1
+
+
+def test_transition_words_on_a_sentencepiece_tokenizer(saetool_cache):
+    """Gemma's single-token decode drops the leading space; words are still split right."""
+    from transformers import AutoTokenizer
+
+    from saetool.analysis.transitions_labelers import TransitionWords, token_words
+    from saetool.models.embedded import GEMMA3
+
+    tok = AutoTokenizer.from_pretrained(str(GEMMA3.ensure_cached()))
+    rows = _rows(tok, TEXTS[:1])
+    words = [w for _, w in token_words(rows[0], tok)]
+    assert words[:6] == ["I", "lost", "my", "job", "and", "felt"]
+    (pos,) = TransitionWords().locate(TEXTS[:1], rows, tok)
+    assert tok.convert_ids_to_tokens(rows[0][pos]) == "▁However"
+
+
+def test_position_labelers_are_registered_through_the_labelers_hook():
+    from saetool.plugins import host
+
+    regs = host().collect("labelers")
+    for name in ("transition-words", "llm-transition"):
+        assert regs[name].obj.target == "positions" and callable(regs[name].obj.locate)
+        assert regs[name].plugin == "saetool.builtins.pathways"
+
+
+class _Endpoint(BaseHTTPRequestHandler):
+    """An OpenAI-style /chat/completions server that answers with a fixed word."""
+
+    answer = "However"
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append(body)
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": type(self).answer + "."}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def endpoint():
+    server = HTTPServer(("127.0.0.1", 0), _Endpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Endpoint.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_llm_transition_asks_the_endpoint_and_finds_its_word(smol_tokenizer, endpoint):
+    from saetool.analysis.transitions_labelers import LLMTransition, build_messages, parse_answer
+
+    tok = smol_tokenizer
+    rows = _rows(tok, TEXTS)
+    found = LLMTransition().locate(TEXTS, rows, tok, {"url": endpoint})
+    assert tok.decode([rows[0][found[0]]]) == " However"
+    assert found[1:] == [None, None, None]  # the word the LLM named is not in those texts
+    assert len(_Endpoint.seen) == 4
+    assert _Endpoint.seen[0]["messages"] == build_messages(TEXTS[0]) and TEXTS[0] in _Endpoint.seen[0]["messages"][1]["content"]
+    assert parse_answer(' "Luckily," ') == "luckily" and parse_answer("NONE") is None and parse_answer("") is None
+    assert parse_answer('The word "However" is the only word that starts the') == "however"
+    assert parse_answer("It turns at but.") == "but" and parse_answer("Suddenly") == "suddenly"
+
+
+def test_llm_transition_error_is_a_saetool_error():
+    from saetool.analysis.transitions_labelers import LLMTransition
+    from saetool.errors import SaetoolError
+
+    with pytest.raises(SaetoolError, match="127.0.0.1:9"):
+        LLMTransition().locate(["a but b"], [[1, 2]], None, {"url": "http://127.0.0.1:9/v1", "timeout": "5"})
+
+
+# -- the stage --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tiny_gpt2_dir, tmp_path_factory):
+    """The tiny GPT-2, a random ReLU SAE at blocks.1.hook_resid_post, and the texts on disk."""
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.models.registry import load_model
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.io import build_sae, write_sae_artifact
+
+    folder = tmp_path_factory.mktemp("transitions")
+    g = torch.Generator().manual_seed(0)
+    cfg = SAEConfig(arch="relu", d_in=64, d_sae=48, hook="blocks.1.hook_resid_post", activation="relu", model=str(tiny_gpt2_dir))
+    sae = build_sae(cfg, {"W_enc": torch.randn(64, 48, generator=g), "b_enc": torch.zeros(48),
+                          "W_dec": torch.randn(48, 64, generator=g) * 0.02, "b_dec": torch.zeros(64)})
+    path = write_sae_artifact(folder / "sae.h5", sae, provenance=build_provenance(model=cfg.model, hooks=[cfg.hook]))
+    texts = folder / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    return {"model": load_model(str(tiny_gpt2_dir)), "sae": path, "texts": texts, "folder": folder}
+
+
+def test_features_at_the_transition_tokens_match_an_independent_computation(tiny, tmp_path):
+    from saetool.analysis.transitions import TransitionsConfig, read_transitions, run_transitions
+    from saetool.sae.io import load_sae
+
+    model = tiny["model"]
+    out = tmp_path / "t.h5"
+    result = run_transitions(TransitionsConfig(top=5, batch_size=3), tiny["sae"], texts_file=tiny["texts"], output=out, model=model)
+    assert result.n_samples == 3 and result.positions[3] is None
+    assert result.tokens[:3] == [" However", " but", " luck"]
+    data = read_transitions(out)
+    assert list(data["position"]) == [p if p is not None else -1 for p in result.positions]
+    # activations: each text alone (no padding), through the public run_with_cache
+    hook = "blocks.1.hook_resid_post"
+    rows = _rows(model.tokenizer, TEXTS)
+    expected = torch.stack([
+        model.run_with_cache(torch.tensor([rows[i]]), [hook])[hook][0, result.positions[i]] for i in range(3)
+    ])
+    assert np.allclose(data["activations"], expected.numpy(), atol=1e-5)
+    assert list(data["sample_text"]) == [0, 1, 2]
+    # reconstruction metrics and feature counts recomputed with numpy
+    sae = load_sae(tiny["sae"])
+    x = expected.double().numpy()
+    f = sae.encode(expected).detach().double().numpy()
+    x_hat = f @ sae.W_dec.detach().double().numpy() + sae.b_dec.detach().double().numpy()
+    m = data["metrics"]
+    assert m["mse"] == pytest.approx(((x - x_hat) ** 2).mean(), rel=1e-5)
+    every = torch.cat([model.run_with_cache(torch.tensor([r]), [hook])[hook][0, 1:] for r in rows]).double().numpy()
+    assert m["explained_variance"] == pytest.approx(1 - ((x - x_hat) ** 2).sum() / ((x - every.mean(0)) ** 2).sum(), rel=1e-5)
+    assert m["explained_variance_within"] == pytest.approx(1 - ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum(), rel=1e-5)
+    f_all = sae.encode(torch.from_numpy(every).float()).detach().double().numpy()
+    e_hat = f_all @ sae.W_dec.detach().double().numpy()
+    assert data["baseline"]["explained_variance"] == pytest.approx(1 - ((every - e_hat) ** 2).sum() / ((every - every.mean(0)) ** 2).sum(), rel=1e-4)
+    cos = (x * x_hat).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(x_hat, axis=1)
+    assert m["cosine"] == pytest.approx(cos.mean(), rel=1e-5)
+    assert m["l0"] == pytest.approx((f > 0).sum(1).mean())
+    counts = (f > 0).sum(0)
+    common = data["common"]
+    assert len(common) == 5 and list(common["count"]) == sorted(counts, reverse=True)[:5]
+    for fid, count, share in zip(common["feature"], common["count"], common["share"]):
+        assert counts[fid] == count and share == pytest.approx(count / 3)
+    assert list(common["name"]) == [f"L1-{i}" for i in common["feature"]]
+    assert data["baseline"]["n"] == sum(len(r) - 1 for r in rows)  # every token but BOS
+    assert data["labeler"] == "transition-words" and data["n_texts"] == 4
+
+
+def test_offset_reads_the_token_before(tiny, tmp_path):
+    from saetool.analysis.transitions import TransitionsConfig, run_transitions
+
+    base = run_transitions(TransitionsConfig(), tiny["sae"], texts_file=tiny["texts"], output=tmp_path / "a.h5", model=tiny["model"])
+    before = run_transitions(TransitionsConfig(offset=-1), tiny["sae"], texts_file=tiny["texts"], output=tmp_path / "b.h5", model=tiny["model"])
+    assert [p - 1 if p is not None else None for p in base.positions] == before.positions
+    assert before.tokens[:3] == [".", ",", " and"]
+
+
+def test_generating_transition_texts_with_smollm2(smollm2, tmp_path):
+    """Two base prompts, short continuations, the bridge, and a hand-made SAE on SmolLM2's layer 3."""
+    from saetool.analysis.transitions import TransitionsConfig, read_transitions, run_transitions
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.io import build_sae, write_sae_artifact
+
+    g = torch.Generator().manual_seed(0)
+    cfg = SAEConfig(arch="relu", d_in=576, d_sae=64, hook="blocks.3.hook_resid_post", activation="relu", model="smollm2-135m")
+    sae = build_sae(cfg, {"W_enc": torch.randn(576, 64, generator=g) / 24, "b_enc": torch.zeros(64),
+                          "W_dec": torch.randn(64, 576, generator=g) / 8, "b_dec": torch.zeros(576)})
+    sae_path = write_sae_artifact(tmp_path / "sae.h5", sae, provenance=build_provenance(model="smollm2-135m", hooks=[cfg.hook]))
+    prompts = tmp_path / "prompts.txt"
+    bases = ["I'm having a tough day because", "Everything feels overwhelming when"]
+    prompts.write_text("\n".join(bases) + "\n")
+    out = tmp_path / "t.h5"
+    config = TransitionsConfig(max_new_tokens=6, labeler_options={"words": "however"})
+    result = run_transitions(config, sae_path, prompts_file=prompts, output=out, model=smollm2)
+    assert result.n_samples == 2
+    data = read_transitions(out)
+    assert all(t.startswith(p) and " However," in t for t, p in zip(data["texts"], bases))
+    assert data["token"] == [" However", " However"]
+    assert data["settings"]["generated"] is True and data["model"] == "smollm2-135m"
+    # the same texts read back from a file give the same activations
+    again = tmp_path / "again.jsonl"
+    again.write_text("".join(json.dumps({"text": t}) + "\n" for t in data["texts"]))
+    from_file = run_transitions(TransitionsConfig(), sae_path, texts_file=again, output=tmp_path / "u.h5", model=smollm2)
+    assert from_file.positions == result.positions
+    assert np.allclose(read_transitions(tmp_path / "u.h5")["activations"], data["activations"], atol=1e-5)
+
+
+def test_cli_writes_the_artifact_a_manifest_and_tables(tiny, tmp_path):
+    out = tmp_path / "t.h5"
+    proc = run_cli("transitions", "--sae", str(tiny["sae"]), "--texts", str(tiny["texts"]), "--top", "4", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert manifest["kind"] == "transitions" and manifest["path"] == str(out.resolve())
+    assert manifest["n_texts"] == 4 and manifest["n_samples"] == 3
+    assert "no transition token in 1 of 4" in proc.stderr
+    assert "features common at the transition" in proc.stderr and "explained var" in proc.stderr and "' However' x1" in proc.stderr
+    from saetool.artifacts.store import open_artifact
+
+    with open_artifact(out, kind="transitions") as art:
+        assert len(art["common/feature"]) == 4 and art.provenance["parents"][0]["kind"] == "sae"
+
+
+@pytest.mark.parametrize(
+    "case, needle",
+    [("no_transition", "no transition token"), ("no_tokens", "tokenise to nothing"), ("feature_labeler", "labels features")],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny, tmp_path, case, needle):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("A calm and ordinary afternoon.\nNothing happened at all.\n" if case != "no_tokens" else "<|im_end|>\n")
+    out = tmp_path / "t.h5"
+    extra = ["--labeler", "tokens"] if case == "feature_labeler" else []
+    proc = run_cli("transitions", "--sae", str(tiny["sae"]), "--texts", str(texts), "-o", str(out), *extra)
+    assert_clean_error(proc, needle)
+    assert proc.stdout == "" and not out.exists() and not Path(str(out) + ".partial").exists()
+
+
+def test_texts_and_prompts_are_exclusive(tiny, tmp_path):
+    from saetool.analysis.transitions import TransitionsConfig, run_transitions
+    from saetool.errors import SaetoolError
+
+    with pytest.raises(SaetoolError, match="either --texts"):
+        run_transitions(TransitionsConfig(), tiny["sae"], texts_file=tiny["texts"], prompts_file=tiny["texts"], output=tmp_path / "t.h5", model=tiny["model"])
+    with pytest.raises(SaetoolError, match="not KEY=VALUE"):
+        from saetool.analysis.transitions import parse_options
+
+        parse_options(["words"])
+    assert list(tmp_path.iterdir()) == []
