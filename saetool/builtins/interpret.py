@@ -1,5 +1,20 @@
-"""Built-in interpret command, features artifact kind."""
+"""Built-in interpret command, features command group, features artifact kind."""
 
 from __future__ import annotations
 
-from saetool.hookspecs import hookimpl  # noqa: F401
+from saetool.hookspecs import hookimpl
+
+
+@hookimpl
+def register_artifact_kinds(register):
+    from saetool.interpret.store import artifact_kind
+
+    register(artifact_kind())
+
+
+@hookimpl
+def register_commands(register):
+    from saetool.cli import features_cmd, interpret_cmd
+
+    register(interpret_cmd.interpret, name="interpret")
+    register(features_cmd.app, name="features")

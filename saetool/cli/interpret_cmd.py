@@ -1,0 +1,237 @@
+"""``saetool interpret``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from saetool.cli.options import OUTPUT, OVERWRITE, RESUME
+
+
+def interpret(
+    acts: Optional[Path] = typer.Argument(None, help="Activations artifact (or a features artifact to re-render); omit or '-' to read a manifest from stdin (extract's or train's)."),
+    sae: Optional[str] = typer.Option(None, "--sae", help="The SAE: an sae artifact, SAELens or sparsify folder (default: from a piped train manifest)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Re-run this model over --corpus instead of reading ACTS (stores the SAE's hook in a temporary file)."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", "-c", help="Corpus for --model (as in saetool extract)."),
+    num_tokens: int = typer.Option(8192, "--num-tokens", "-n", help="Tokens to run with --model/--corpus."),
+    context_size: int = typer.Option(128, "--context-size", help="Tokens per window with --model/--corpus."),
+    features: Optional[str] = typer.Option(None, "--features", help="Only these feature ids, e.g. 0,5,10-12."),
+    top: Optional[int] = typer.Option(None, "--top", help="Report the N most frequently active features (default: all)."),
+    examples: int = typer.Option(20, "--examples", "-k", help="Top-activating examples kept per feature."),
+    held_out: int = typer.Option(10, "--held-out", help="Random activating examples (not among the top) kept per feature, for scoring labels."),
+    negatives: int = typer.Option(10, "--negatives", help="Random windows where the feature is 0, kept per feature."),
+    context: int = typer.Option(24, "--context", help="Tokens in each example window (the activating token sits at 3/4)."),
+    bins: int = typer.Option(32, "--bins", help="Histogram bins over (0, max]."),
+    n_neighbours: int = typer.Option(10, "--neighbours", help="Nearest features by decoder cosine kept per feature."),
+    labeler: str = typer.Option("tokens", "--labeler", help="Labeler: tokens, llm or a plugin's; 'none' for no labels."),
+    labeler_option: Optional[List[str]] = typer.Option(None, "--labeler-option", help="KEY=VALUE passed to the labeler (repeatable)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write a markdown report here."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a static HTML feature browser here."),
+    show: int = typer.Option(10, "--show", help="Rows in the summary table on stderr."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the random held-out and negative examples."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    chunk_rows: Optional[int] = typer.Option(None, "--chunk-rows", help="Tokens encoded per chunk (default: about 64 MB of feature activations)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint every N chunks (default: every 30 s)."),
+    output: Optional[Path] = OUTPUT,
+    overwrite: bool = OVERWRITE,
+    resume: bool = RESUME,
+) -> None:
+    """Find what each SAE feature responds to: statistics, examples, labels (a `features` artifact).
+
+    Per feature: firing density, max and mean activation, a histogram, the
+    top-activating tokens in context, held-out and negative examples, common
+    tokens, nearest features by decoder cosine and a label. Given a features
+    artifact instead of activations, writes its --report/--html again.
+
+    Example:
+
+        saetool extract -n 20000 | saetool train --d-sae 2048 | saetool interpret --top 50 --report report.md --html features.html
+    """
+    import tempfile
+
+    from saetool.artifacts.manifest import emit_manifest
+    from saetool.artifacts.store import ensure_writable_parent
+    from saetool.errors import SaetoolError
+    from saetool.interpret.api import InterpretConfig, extract_for_sae, interpret as run, parse_features
+
+    for extra in (report, html):
+        if extra is not None:
+            if extra.is_dir():
+                raise SaetoolError(f"{extra} is a directory", hint="give a file name")
+            ensure_writable_parent(extra)
+    options = _parse_options(labeler_option or [])
+    acts_path, sae_path, kind = _resolve_inputs(acts, sae, from_model=model is not None or corpus is not None)
+    if kind == "features":
+        _rerender(acts_path, sae_path, report, html, show)
+        return
+    if sae_path is None:
+        raise SaetoolError("no SAE given", hint="pass --sae SAE, or pipe saetool train into interpret")
+    config = InterpretConfig(
+        features=parse_features(features),
+        top=top,
+        examples=examples,
+        held_out=held_out,
+        negatives=negatives,
+        context=context,
+        bins=bins,
+        neighbours=n_neighbours,
+        labeler=None if labeler.lower() == "none" else labeler,
+        labeler_options=options,
+        seed=seed,
+        device=device,
+        chunk_rows=chunk_rows,
+        checkpoint_every=checkpoint_every,
+    )
+    with tempfile.TemporaryDirectory(prefix="saetool-interpret-") as tmp:
+        if acts_path is None:
+            if not (model and corpus):
+                raise SaetoolError("--model and --corpus go together", hint="give both, or pass an activations artifact")
+            log_line(f"running {model} over {corpus} ({num_tokens} tokens) for the SAE's hook")
+            acts_path = extract_for_sae(sae_path, model, corpus, num_tokens, context_size, Path(tmp) / "activations.h5", device=device)
+        result = run(config, acts_path, sae_path, output, overwrite=overwrite, resume=resume)
+    model_name, hook = _model_of(result.path)
+    meta = {"sae": str(sae_path), "activations": str(acts_path), "model": model_name, "hook": hook, "d_sae": result.d_sae, "n_tokens": result.n_tokens, "dead": result.dead, "labeler": result.labeler, "features": str(result.path)}
+    print_summary(result.records, result.d_sae, result.dead, show)
+    written = _write_views(result.records, report, html, meta)
+    log_line(f"[green]wrote[/green] {result.path}: {len(result.records)} features of {result.d_sae} ({result.dead} dead) over {result.n_tokens} tokens" + "".join(f"; {w}" for w in written))
+    emit_manifest(result.path, "features", d_sae=result.d_sae, n_features=len(result.records), dead=result.dead, labeler=result.labeler, report=str(report) if report else None, html=str(html) if html else None)
+
+
+def log_line(message: str) -> None:
+    from saetool.console import log
+
+    log(message)
+
+
+def _parse_options(items: list[str]) -> dict[str, str]:
+    from saetool.errors import SaetoolError
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SaetoolError(f"--labeler-option must look like KEY=VALUE (got {item!r})")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+def _resolve_inputs(acts: Optional[Path], sae: Optional[str], *, from_model: bool) -> tuple[Optional[Path], Optional[str], str]:
+    """(activations path or None, SAE path or None, kind of the main input)."""
+    import sys
+
+    from saetool.artifacts.manifest import read_manifests
+    from saetool.artifacts.store import read_header
+    from saetool.errors import SaetoolError
+
+    if acts is not None and str(acts) != "-":
+        if not acts.exists():
+            raise SaetoolError(f"{acts} does not exist", hint="check the path, or pipe the previous stage's output")
+        kind = _kind(acts)
+        if kind == "sae":
+            return _acts_of_sae(acts), sae or str(acts), "activations"
+        if kind not in ("activations", "features"):
+            raise SaetoolError(f"{acts} is a {kind!r} artifact, but interpret needs activations (or a features artifact)")
+        return acts, sae, kind
+    if from_model:
+        return None, sae, "activations"
+    if sys.stdin is None or sys.stdin.isatty():
+        raise SaetoolError("no activations given", hint="pass ACTS and --sae, or pipe saetool extract | saetool train into this")
+    records = read_manifests(sys.stdin)
+    if not records:
+        raise SaetoolError("no activations given and stdin was empty", hint="pass ACTS and --sae, or pipe a saetool stage into this")
+    last = records[-1]
+    path = Path(last["path"])
+    kind = last.get("kind") or read_header(path)["saetool_kind"]
+    if kind == "sae":
+        return _acts_of_sae(path), sae or str(path), "activations"
+    if kind in ("activations", "features"):
+        return path, sae, kind
+    raise SaetoolError(f"stdin gave a {kind!r} artifact, but interpret needs activations or an SAE")
+
+
+def _kind(path: Path) -> str:
+    import h5py
+
+    from saetool.artifacts.store import read_header
+
+    if path.is_dir() or not h5py.is_hdf5(path):
+        return "sae-folder" if path.is_dir() else "unknown"
+    return read_header(path)["saetool_kind"] or "unknown"
+
+
+def _acts_of_sae(sae_path: Path) -> Path:
+    """The activations artifact an SAE was trained on (from its provenance parents)."""
+    from saetool.artifacts.store import read_header
+    from saetool.errors import SaetoolError
+
+    parents = read_header(sae_path)["provenance"].get("parents", [])
+    candidates = [Path(p["path"]) for p in parents if p.get("kind") == "activations"]
+    for p in candidates:
+        if p.exists():
+            return p
+    if candidates:
+        raise SaetoolError(f"the activations {sae_path} was trained on ({candidates[0]}) no longer exist", hint="pass an activations artifact as ACTS")
+    raise SaetoolError(f"{sae_path} does not record the activations it was trained on", hint="pass an activations artifact as ACTS")
+
+
+def _model_of(path: Path) -> tuple[Optional[str], str]:
+    from saetool.interpret.store import FeaturesFile
+
+    with FeaturesFile(path) as ff:
+        return ff.model, ff.hook
+
+
+def _rerender(path: Path, sae_path: Optional[str], report: Optional[Path], html: Optional[Path], show: int) -> None:
+    from saetool.artifacts.manifest import emit_manifest
+    from saetool.interpret.store import FeaturesFile
+
+    with FeaturesFile(path) as ff:
+        if sae_path is not None:
+            ff.check_sae(sae_path)
+        records = ff.records()
+        stats = ff.stats()
+        dead = int((stats["count"] == 0).sum())
+        meta = {"sae": (ff.provenance.get("parents") or [{}])[-1].get("path"), "model": ff.model, "hook": ff.hook, "d_sae": ff.d_sae, "n_tokens": ff.n_tokens, "dead": dead, "labeler": ff.labeler, "features": str(path)}
+        d_sae = ff.d_sae
+    print_summary(records, d_sae, dead, show)
+    written = _write_views(records, report, html, meta)
+    log_line(f"{path}: {len(records)} features" + "".join(f"; {w}" for w in written))
+    emit_manifest(path, "features", d_sae=d_sae, n_features=len(records), dead=dead, report=str(report) if report else None, html=str(html) if html else None)
+
+
+def _write_views(records: list, report: Optional[Path], html: Optional[Path], meta: dict[str, Any]) -> list[str]:
+    written = []
+    title = f"saetool features: {Path(str(meta.get('sae') or 'SAE')).name}"
+    if report is not None:
+        from saetool.interpret.report import write_report
+
+        write_report(records, report, title=title, meta=meta)
+        written.append(f"report {report}")
+    if html is not None:
+        from saetool.interpret.browser import write_browser
+
+        write_browser(records, html, title=title, meta=meta)
+        written.append(f"browser {html}")
+    return written
+
+
+def print_summary(records: list, d_sae: int, dead: int, show: int) -> None:
+    """A short table of the most active features on stderr."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from saetool.console import is_quiet, stderr
+
+    if is_quiet() or show <= 0:
+        return
+    table = Table(title=f"{len(records)} features reported, {dead} of {d_sae} dead", title_justify="left")
+    for col, just in (("feature", "right"), ("density", "right"), ("max", "right"), ("mean", "right"), ("label", "left"), ("score", "right"), ("top tokens", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in sorted(records, key=lambda r: (-r.density, r.index))[:show]:
+        label = r.label.text if r.label else ""
+        score = f"{r.label.score:.2f}" if r.label and r.label.score is not None else ""
+        toks = ", ".join(repr(t) for t, _ in r.top_tokens[:4])
+        table.add_row(str(r.index), f"{r.density:.4f}", f"{r.max_activation:.3g}", f"{r.mean_activation:.3g}", escape(label[:40]), score, escape(toks))
+    stderr().print(table)

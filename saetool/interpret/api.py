@@ -1,0 +1,544 @@
+"""The Python API behind ``saetool interpret``.
+
+:func:`interpret` streams an activations artifact through an SAE twice (pass 1:
+statistics and examples, pass 2: histograms), then gathers each example's
+context window, common tokens, decoder-cosine neighbours and a label, and
+writes a ``features`` artifact. Memory is bounded by one chunk of
+activations plus ``[d_sae, k]`` running tensors. The collector state is
+checkpointed into the partial artifact (two alternating slots, so a kill while
+writing one leaves the other intact); ``resume=True`` continues from it and
+gives the same arrays as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Sequence
+
+from saetool.console import log, warn
+from saetool.errors import SaetoolError
+from saetool.interpret.collect import CollectSettings, FeatureCollector
+from saetool.interpret.records import FeatureRecord, Label, LabelContext
+from saetool.interpret.store import KIND, ExampleArrays
+
+if TYPE_CHECKING:
+    import h5py
+    import numpy as np
+    import torch
+
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.sae.model import SAE
+
+#: Settings that must match for ``resume`` to continue a partial run.
+RESUME_KEYS = ("features", "examples", "held_out", "negatives", "bins", "seed", "chunk_rows", "hook")
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class InterpretConfig:
+    """What to collect. ``features`` restricts the run to those ids; ``top`` keeps
+    the ``top`` most frequently active features (default: every feature)."""
+
+    features: list[int] | None = None
+    top: int | None = None
+    examples: int = 20
+    held_out: int = 10
+    negatives: int = 10
+    context: int = 24
+    bins: int = 32
+    neighbours: int = 10
+    common_tokens: int = 10
+    labeler: str | None = "tokens"
+    labeler_options: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "cpu"
+    chunk_rows: int | None = None
+    checkpoint_every: int | None = None  # chunks; default: every 30 s
+    checkpoint_seconds: float = 30.0
+
+    def validate(self, d_sae: int) -> None:
+        for name in ("examples", "context", "bins"):
+            if getattr(self, name) < 1:
+                raise SaetoolError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("held_out", "negatives", "neighbours"):
+            if getattr(self, name) < 0:
+                raise SaetoolError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
+        if self.features is not None and self.top is not None:
+            raise SaetoolError("give --features or --top, not both")
+        if self.features is not None:
+            if not self.features:
+                raise SaetoolError("--features is empty")
+            bad = [f for f in self.features if not 0 <= f < d_sae]
+            if bad:
+                raise SaetoolError(f"feature {bad[0]} is out of range: the SAE has {d_sae} features (0..{d_sae - 1})")
+            if len(set(self.features)) != len(self.features):
+                raise SaetoolError("--features lists a feature twice")
+        if self.top is not None and not 1 <= self.top:
+            raise SaetoolError(f"--top must be at least 1 (got {self.top})")
+
+
+@dataclass
+class InterpretResult:
+    path: Path
+    records: list[FeatureRecord]
+    d_sae: int
+    n_tokens: int
+    dead: int
+    labeler: str | None
+
+
+def default_output(sae_path: str | Path) -> Path:
+    return Path(f"features-{Path(sae_path).stem}.h5")
+
+
+def parse_features(spec: str | None) -> list[int] | None:
+    """``"0,5,10-12"`` -> ``[0, 5, 10, 11, 12]`` (one-line error on junk)."""
+    if spec is None:
+        return None
+    out: list[int] = []
+    try:
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
+                out.extend(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise SaetoolError(f"--features must be comma-separated ids or ranges like 0,5,10-12 (got {spec!r})") from None
+    return out
+
+
+def check_compatible(sae: "SAE", acts: "ActivationsFile") -> str:
+    """The hook to read; one-line error when the SAE cannot read these activations."""
+    hook = sae.cfg.hook if sae.cfg.hook in acts.hooks else acts.hooks[0]
+    sae.check_input(acts.d(hook), hook, what=f"activations in {acts.path.name}")
+    return hook
+
+
+def interpret(
+    config: InterpretConfig,
+    activations: str | Path,
+    sae_path: str | Path,
+    output: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    tokenizer: Any = None,
+) -> InterpretResult:
+    """Collect statistics, examples and labels for an SAE's features; write a ``features`` artifact."""
+    import torch
+
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.artifacts.provenance import build_provenance, file_sha256
+    from saetool.artifacts.store import ArtifactWriter, check_output_path
+    from saetool.sae.io import load_sae
+
+    sae = load_sae(str(sae_path), config.device)
+    out = check_output_path(output or default_output(sae_path), overwrite=overwrite, resume=resume)
+    with ActivationsFile(activations) as acts:
+        hook = check_compatible(sae, acts)
+        d_sae = sae.cfg.d_sae
+        config.validate(d_sae)
+        if acts.n_tokens == 0:
+            raise SaetoolError(f"{acts.path} holds no tokens")
+        if config.labeler:
+            from saetool.plugins import host
+
+            host().get("labelers", config.labeler)  # unknown labeler: fail before any work
+        chunk_rows = config.chunk_rows or max(256, min(8192, (1 << 24) // d_sae))
+        settings = {**asdict(config), "chunk_rows": chunk_rows, "hook": hook}
+        sae_sha = file_sha256(sae_path) if Path(sae_path).is_file() else ""
+        model = acts.model or sae.cfg.model
+        provenance = build_provenance(model=model, hooks=[hook], parents=[activations] + ([sae_path] if Path(sae_path).is_file() else []), interpret=settings)
+        tracked = torch.tensor(config.features, dtype=torch.long) if config.features is not None else None
+        s = CollectSettings(examples=config.examples, held_out=config.held_out, negatives=config.negatives, bins=config.bins, seed=config.seed)
+        collectors = {"main": FeatureCollector(d_sae, s, tracked)}
+        if resume and not _check_resumable(out, settings, sae_sha):
+            resume = False
+        with ArtifactWriter(out, KIND, provenance, overwrite=overwrite, resume=resume, keep_partial_on_error=True) as writer:
+            fh = writer.file
+            assert fh is not None
+            start_pass, start_row = 1, 0
+            if writer.resumed:
+                start_pass, start_row = _load_checkpoint(fh, collectors)
+                log(f"resuming {writer.partial} at pass {start_pass}, token {start_row}")
+            fh.attrs["settings"] = json.dumps(settings, sort_keys=True, default=str)
+            fh.attrs["sae_sha256"] = sae_sha
+            ckpt = _Checkpointer(writer, collectors, config, sae_sha)
+            _stream(sae, acts, hook, collectors["main"], chunk_rows, start_pass, start_row, ckpt, progress)
+            main = all_stats = collectors["main"]
+            selected, sel_pos = _select(config, main, all_stats, tracked)
+            tok = tokenizer if tokenizer is not None else (_tokenizer(model) if model else None)
+            data = _finish(config, sae, acts, main, all_stats, selected, sel_pos, tok, hook=hook, model=model, sae_sha=sae_sha, settings=settings)
+            from saetool.interpret.store import records_from_h5, write_features, write_labels
+
+            write_features(fh, data)
+            records = records_from_h5(fh, [int(f) for f in selected])
+            used = None
+            if config.labeler and records:
+                labels, used = label_records(records, config.labeler, LabelContext(model=model, tokenizer=tok, options=dict(config.labeler_options)))
+                for rec, lab in zip(records, labels):
+                    rec.label = lab
+                write_labels(fh, labels, used, len(records))
+            if CHECKPOINT in fh:
+                del fh[CHECKPOINT]
+        dead = int((all_stats.count == 0).sum())
+        return InterpretResult(path=out, records=records, d_sae=d_sae, n_tokens=acts.n_tokens, dead=dead, labeler=used)
+
+
+def label_records(records: Sequence[FeatureRecord], name: str, ctx: LabelContext) -> tuple[list[Label], str]:
+    """Labels from labeler ``name``; on a :class:`SaetoolError` warn and use ``tokens``."""
+    from saetool.plugins import host
+
+    try:
+        labels = list(host().get("labelers", name).label(records, ctx))
+    except SaetoolError as exc:
+        if name == "tokens":
+            raise
+        warn(f"labeler {name} failed: {exc.one_line()}; using the tokens labeler")
+        name = "tokens"
+        labels = list(host().get("labelers", name).label(records, ctx))
+    if len(labels) != len(records):
+        raise SaetoolError(f"labeler {name} returned {len(labels)} labels for {len(records)} features")
+    return labels, name
+
+
+# -- streaming ----------------------------------------------------------------------------------
+def encode_chunk(sae: "SAE", x: "torch.Tensor") -> "torch.Tensor":
+    """Dense feature activations ``[n, d_sae]`` (float32, CPU)."""
+    import torch
+
+    with torch.no_grad():
+        return sae.encode(x.to(device=sae.device, dtype=sae.dtype)).float().cpu()
+
+
+def active_triples(sae: "SAE", x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """The active entries of ``sae.encode(x)`` as ``(token, feature, value)``; a TopK
+    SAE's come straight from its top-k, without the dense matrix."""
+    import torch
+
+    with torch.no_grad():
+        x = x.to(device=sae.device, dtype=sae.dtype)
+        if sae.cfg.activation == "topk":
+            vals, idx = torch.topk(sae.encode_pre(x), sae.cfg.k, dim=-1)  # type: ignore[arg-type]
+            vals = torch.relu(vals).float().cpu()
+            idx = idx.cpu()
+            tok = torch.arange(x.shape[0]).unsqueeze(1).expand_as(idx)
+            live = vals > 0
+            return tok[live], idx[live], vals[live]
+        f = sae.encode(x).float().cpu()
+        nz = (f > 0).nonzero()
+        return nz[:, 0], nz[:, 1], f[nz[:, 0], nz[:, 1]]
+
+
+def _stream(sae, acts, hook, col: FeatureCollector, chunk_rows, start_pass, start_row, ckpt, progress) -> None:
+    from saetool.progress import token_progress
+
+    n = acts.n_tokens
+    for pass_no in (1, 2):
+        if pass_no < start_pass:
+            continue
+        first = start_row if pass_no == start_pass else 0
+        what = "statistics and examples" if pass_no == 1 else "histograms"
+        with token_progress(f"interpret pass {pass_no}/2 ({what})", total=n, completed=first, enabled=progress) as advance:
+            for lo in range(first, n, chunk_rows):
+                hi = min(n, lo + chunk_rows)
+                tok, feat, val = active_triples(sae, acts.read(hook, lo, hi))
+                if pass_no == 1:
+                    col.update_sparse(tok + lo, feat, val, lo, hi - lo)
+                else:
+                    col.update_histogram_sparse(feat, val)
+                advance(hi - lo)
+                ckpt.maybe(pass_no, hi, final=hi == n)
+    ckpt.save(3, 0)
+
+
+class _Checkpointer:
+    """Writes the collectors' state into ``checkpoint/slot{0,1}`` of the partial file, alternating."""
+
+    def __init__(self, writer: Any, collectors: dict[str, FeatureCollector], config: InterpretConfig, sae_sha: str) -> None:
+        self.writer, self.collectors, self.config, self.sae_sha = writer, collectors, config, sae_sha
+        self.chunks = 0
+        self.last = time.monotonic()
+
+    def maybe(self, pass_no: int, next_row: int, *, final: bool = False) -> None:
+        self.chunks += 1
+        every = self.config.checkpoint_every
+        due = (self.chunks % every == 0) if every else (time.monotonic() - self.last >= self.config.checkpoint_seconds)
+        if due or final:
+            self.save(pass_no + 1 if final else pass_no, 0 if final else next_row)
+
+    def save(self, pass_no: int, next_row: int) -> None:
+        import numpy as np
+
+        fh = self.writer.file
+        g = fh.require_group(CHECKPOINT)
+        slot = 1 - int(g.attrs.get("current", 1))
+        sg = g.require_group(f"slot{slot}")
+        for cname, col in self.collectors.items():
+            for name, tensor in col.state().items():
+                arr = tensor.cpu().numpy()
+                key = f"{cname}/{name}"
+                if key in sg and sg[key].shape == arr.shape and sg[key].dtype == arr.dtype:
+                    sg[key][...] = arr
+                else:
+                    if key in sg:
+                        del sg[key]
+                    sg.create_dataset(key, data=arr)
+        sg.attrs["position"] = np.array([pass_no, next_row], np.int64)
+        fh.flush()
+        g.attrs["current"] = slot
+        fh.flush()
+        self.last = time.monotonic()
+
+
+def _check_resumable(out: Path, settings: dict[str, Any], sae_sha: str) -> bool:
+    """Whether the partial run can be continued: False (and it is removed) when it is
+    unreadable, i.e. killed before its first checkpoint; a one-line error (the partial
+    run kept) when it used other settings or another SAE."""
+    import h5py
+
+    from saetool.artifacts.store import partial_path
+
+    partial = partial_path(out)
+    _ensure_unlocked(out)
+    try:
+        with h5py.File(partial, "r") as fh:
+            old = json.loads(fh.attrs.get("settings", "{}") or "{}")
+            old_sha = fh.attrs.get("sae_sha256")
+    except OSError:
+        warn(f"the partial run {partial} is unreadable (killed before its first checkpoint?); starting afresh")
+        partial.unlink(missing_ok=True)
+        return False
+    if old.get("hook") is not None:
+        diff = [k for k in RESUME_KEYS if old.get(k) != settings.get(k)]
+        if diff:
+            raise SaetoolError(f"cannot resume: {', '.join(diff)} differ from the partial run", hint="use the same settings, or run without --resume")
+    if old_sha is not None and str(old_sha) != sae_sha:
+        raise SaetoolError("cannot resume: the partial run was made with another SAE (sha256 differs)", hint="pass the same --sae, or run without --resume")
+    return True
+
+
+def _ensure_unlocked(out: Path) -> None:
+    """One-line error when another process holds ``OUT.lock`` (is writing the partial run)."""
+    import fcntl
+
+    from saetool.artifacts.store import LOCK_SUFFIX
+
+    lock = out.with_name(out.name + LOCK_SUFFIX)
+    if not lock.exists():
+        return
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SaetoolError(f"another saetool process is writing {out} (lock {lock})", hint="wait for it to finish, or choose another --output") from None
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _load_checkpoint(fh: "h5py.File", collectors: dict[str, FeatureCollector]) -> tuple[int, int]:
+    if CHECKPOINT not in fh or "current" not in fh[CHECKPOINT].attrs:
+        return 1, 0
+    sg = fh[CHECKPOINT][f"slot{int(fh[CHECKPOINT].attrs['current'])}"]
+    for cname, col in collectors.items():
+        col.load_state({name: sg[f"{cname}/{name}"][()] for name in (*FeatureCollector.STATE, "counters")})
+    pass_no, row = (int(v) for v in sg.attrs["position"])
+    return pass_no, row
+
+
+# -- selection and finishing ---------------------------------------------------------------------
+def _select(config: InterpretConfig, main: FeatureCollector, all_stats: FeatureCollector, tracked: "torch.Tensor | None") -> tuple["np.ndarray", "np.ndarray"]:
+    """Feature ids to report and their columns in ``main``."""
+    import numpy as np
+
+    if tracked is not None:
+        return tracked.numpy(), np.arange(len(tracked))
+    count = main.count.numpy()
+    if config.top is None:
+        ids = np.arange(len(count))
+    else:
+        ids = np.lexsort((np.arange(len(count)), -main.max.numpy(), -count))[: config.top]
+        ids = ids[count[ids] > 0] if (count > 0).any() else ids
+    return ids, ids
+
+
+def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *, hook, model, sae_sha, settings) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from saetool.train.samples import _contexts
+
+    d_sae = sae.cfg.d_sae
+    pos = torch.as_tensor(sel_pos, dtype=torch.long)
+    held_r, _ = main.held_out()
+    groups = {
+        "top": (main.top_r[pos], main.top_v[pos]),
+        "held_out": (held_r[pos], None),
+        "negatives": (main.neg_r[pos], None),
+    }
+    source = SimpleNamespace(files=[acts])
+    examples: dict[str, ExampleArrays] = {}
+    all_ids: list[np.ndarray] = []
+    for g, (rows_t, vals_t) in groups.items():
+        rows = rows_t.numpy().astype(np.int64)
+        F, m = rows.shape
+        ex = ExampleArrays(
+            values=np.full((F, m), np.nan, np.float32),
+            row=rows.copy(),
+            seq_index=np.full((F, m), -1, np.int64),
+            token_position=np.full((F, m), -1, np.int64),
+            token_ids=np.full((F, m, config.context), -1, np.int32),
+            position=np.full((F, m), -1, np.int32),
+        )
+        valid = rows >= 0
+        if valid.any():
+            r = rows[valid]
+            _, seq, tpos, ctx, cpos = _contexts(source, np.zeros(len(r), np.int64), r, config.context)
+            ex.seq_index[valid], ex.token_position[valid], ex.token_ids[valid], ex.position[valid] = seq, tpos, ctx, cpos
+            if vals_t is not None:
+                ex.values[valid] = vals_t.numpy()[valid]
+            elif g == "negatives":
+                ex.values[valid] = 0.0
+        examples[g] = ex
+        all_ids.append(ex.token_ids.ravel())
+    if config.held_out:
+        _fill_values(sae, acts, hook, examples["held_out"], selected)
+    specials = set(getattr(tokenizer, "all_special_ids", []) or [])
+    common = _common_tokens(examples["top"], config.common_tokens, specials)
+    vocab_ids = np.unique(np.concatenate(all_ids + [common["top_token_ids"].ravel(), common["context_token_ids"].ravel()]))
+    vocab_ids = vocab_ids[vocab_ids >= 0]
+    vocab_text = _decode_each(tokenizer, vocab_ids)
+    nb_i, nb_c, directions = neighbours(sae, selected, config.neighbours)
+    n = acts.n_tokens
+    stats = {
+        "count": all_stats.count.numpy().astype(np.int64),
+        "density": (all_stats.count.double() / n).numpy(),
+        "max": all_stats.max.numpy().astype(np.float32),
+        "mean": all_stats.mean().numpy().astype(np.float32),
+        "std": all_stats.std().numpy().astype(np.float32),
+    }
+    assert len(stats["count"]) == d_sae
+    return {
+        "d_sae": d_sae,
+        "n_tokens": n,
+        "hook": hook,
+        "model": model or "",
+        "context": config.context,
+        "settings": settings,
+        "sae_sha256": sae_sha,
+        "stats": stats,
+        "index": np.asarray(selected, np.int64),
+        "hist_edges": main.histogram_edges()[pos].numpy(),
+        "hist_counts": main.hist[pos].numpy(),
+        "examples": examples,
+        "common": common,
+        "neighbours_index": nb_i,
+        "neighbours_cosine": nb_c,
+        "directions": directions,
+        "vocab_ids": vocab_ids,
+        "vocab_text": vocab_text,
+    }
+
+
+def _fill_values(sae: "SAE", acts: "ActivationsFile", hook: str, ex: ExampleArrays, selected: "np.ndarray") -> None:
+    """Activation values of the held-out examples (re-encoding just those rows)."""
+    import numpy as np
+    import torch
+
+    from saetool.train.samples import _read_sorted
+
+    valid = ex.row >= 0
+    if not valid.any():
+        return
+    rows = ex.row[valid]
+    uniq, inv = np.unique(rows, return_inverse=True)
+    ds = acts.artifact.file[f"activations/{hook}"]
+    feat = np.broadcast_to(np.asarray(selected)[:, None], ex.row.shape)[valid]
+    out = np.empty(len(rows), np.float32)
+    block = 4096
+    for b in range(0, len(uniq), block):
+        from saetool.artifacts.arrays import from_storage
+
+        x = from_storage(_read_sorted(ds, uniq[b : b + block]), ds.attrs.get("saetool_dtype", "float32"))
+        f = encode_chunk(sae, x)
+        sel = (inv >= b) & (inv < b + block)
+        out[sel] = f[torch.as_tensor(inv[sel] - b), torch.as_tensor(feat[sel])].numpy()
+    ex.values[valid] = out
+
+
+def _common_tokens(ex: ExampleArrays, m: int, specials: set[int]) -> dict[str, "np.ndarray"]:
+    """The ``m`` commonest marked tokens and context tokens over each feature's top examples."""
+    import numpy as np
+
+    F = ex.row.shape[0]
+    out = {name: np.full((F, m), -1 if name.endswith("ids") else 0, np.int64) for name in ("top_token_ids", "top_token_counts", "context_token_ids", "context_token_counts")}
+    W = ex.token_ids.shape[2]
+    for i in range(F):
+        valid = ex.row[i] >= 0
+        if not valid.any():
+            continue
+        toks = ex.token_ids[i][valid]
+        mark = ex.position[i][valid]
+        at = toks[np.arange(len(toks)), mark]
+        around = toks[np.arange(W)[None, :] != mark[:, None]]
+        around = around[(around >= 0) & ~np.isin(around, list(specials))] if specials else around[around >= 0]
+        for kind, arr in (("top_token", at), ("context_token", around)):
+            ids, counts = np.unique(arr, return_counts=True)
+            order = np.lexsort((ids, -counts))[:m]
+            out[f"{kind}_ids"][i, : len(order)] = ids[order]
+            out[f"{kind}_counts"][i, : len(order)] = counts[order]
+    return out
+
+
+def neighbours(sae: "SAE", features: Sequence[int], n: int, *, block: int = 1024) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+    """Nearest features of each of ``features`` by decoder cosine similarity (self excluded):
+    ``[F, n]`` ids and cosines, and the unit decoder rows ``[F, d_out]``."""
+    import numpy as np
+    import torch
+
+    with torch.no_grad():
+        W = sae.W_dec.detach().float().cpu()
+        Wn = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        feats = torch.as_tensor(np.asarray(features), dtype=torch.long)
+        n = min(n, Wn.shape[0] - 1)
+        idx = np.full((len(feats), max(n, 0)), -1, np.int64)
+        cos = np.zeros((len(feats), max(n, 0)), np.float32)
+        if n > 0:
+            for b in range(0, len(feats), block):
+                f = feats[b : b + block]
+                sims = Wn[f] @ Wn.T
+                sims[torch.arange(len(f)), f] = float("-inf")
+                v, i = sims.topk(n, dim=1)
+                idx[b : b + len(f)] = i.numpy()
+                cos[b : b + len(f)] = v.numpy()
+        return idx, cos, Wn[feats].numpy()
+
+
+def _tokenizer(model: str) -> Any:
+    from saetool.train.samples import _load_tokenizer
+
+    return _load_tokenizer(model)
+
+
+def _decode_each(tokenizer: Any, ids: "np.ndarray") -> list[str]:
+    if tokenizer is None:
+        return [f"<{int(i)}>" for i in ids]
+    return list(tokenizer.batch_decode([[int(i)] for i in ids]))
+
+
+def extract_for_sae(sae_path: str | Path, model: str, corpus: str, num_tokens: int, context_size: int, out: Path, *, device: str = "cpu") -> Path:
+    """Run ``model`` over ``corpus`` and store the SAE's hook (for ``--model/--corpus``)."""
+    from saetool.extract.api import ExtractConfig, extract_activations
+    from saetool.sae.io import load_sae
+
+    cfg = load_sae(str(sae_path), device).cfg
+    config = ExtractConfig(model=model, corpus=corpus, hooks=[cfg.hook], num_tokens=num_tokens, context_size=context_size, device=device)
+    return extract_activations(config, out, overwrite=True)

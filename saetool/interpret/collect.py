@@ -1,0 +1,198 @@
+"""Streaming per-feature statistics and example selection (vectorised, checkpointable).
+
+:class:`FeatureCollector` sees the nonzero feature activations of one chunk of
+tokens at a time, as flat ``(token row, feature, value)`` triples (a TopK SAE
+gives them without a dense ``[n, d_sae]`` matrix), and keeps, with torch ops
+only and in time linear in the triples:
+
+* ``count``/``total``/``total_sq``/``max`` for all ``d_sae`` features -- firing
+  counts (activation > 0), sums over active tokens, the largest value;
+* for the tracked features: a running top-k of activations
+  (:func:`saetool.train.samples.merge_topk_sparse`);
+* a uniform random sample of active tokens, kept as the top-k of random
+  priorities drawn per active (token, feature) -- ``k_top + k_held`` of them, so
+  that after removing those in the top-k at least ``k_held`` remain;
+* random inactive tokens (negatives): per chunk ``negatives`` random rows per
+  feature with random priorities, the active ones dropped, merged the same way
+  (every chunk of equal size has the same chance);
+* in a second pass, a histogram with ``bins`` equal bins over ``(0, max]``.
+
+Priorities come from a generator seeded by ``(seed, first row of the chunk)``,
+so the result depends only on the data and the seed, not on where a run was
+interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class CollectSettings:
+    """How many examples of each kind to keep per feature, and the histogram size."""
+
+    examples: int = 20
+    held_out: int = 10
+    negatives: int = 10
+    bins: int = 32
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+NEG_INF = float("-inf")
+
+
+class FeatureCollector:
+    """Statistics of ``d_sae`` features, examples and histograms of the ``tracked`` ones (default all)."""
+
+    #: Tensors saved by :meth:`state` (besides the counters).
+    STATE = ("count", "total", "total_sq", "max", "top_v", "top_r", "rnd_v", "rnd_r", "neg_v", "neg_r", "hist")
+
+    def __init__(self, d_sae: int, settings: CollectSettings, tracked: "torch.Tensor | None" = None) -> None:
+        import torch
+
+        self.d_sae = int(d_sae)
+        self.settings = s = settings
+        self.tracked = None if tracked is None else torch.as_tensor(tracked, dtype=torch.long)
+        F = self.d_sae if self.tracked is None else len(self.tracked)
+        self.n_features = F
+        self.column = None
+        if self.tracked is not None:
+            self.column = torch.full((self.d_sae,), -1, dtype=torch.long)
+            self.column[self.tracked] = torch.arange(F)
+        self.count = torch.zeros(self.d_sae, dtype=torch.long)
+        self.total = torch.zeros(self.d_sae, dtype=torch.float64)
+        self.total_sq = torch.zeros(self.d_sae, dtype=torch.float64)
+        self.max = torch.zeros(self.d_sae, dtype=torch.float32)
+        self.top_v, self.top_r = _empty(F, s.examples)
+        self.rnd_v, self.rnd_r = _empty(F, s.examples + s.held_out)
+        self.neg_v, self.neg_r = _empty(F, s.negatives)
+        self.hist = torch.zeros(F, s.bins, dtype=torch.long)
+        self.tokens_seen = 0
+
+    def _tracked_only(self, feat: "torch.Tensor", *others: "torch.Tensor") -> tuple["torch.Tensor", ...]:
+        """Triples of tracked features, with ``feat`` turned into their column."""
+        if self.column is None:
+            return (feat, *others)
+        col = self.column[feat]
+        keep = col >= 0
+        return (col[keep], *(o[keep] for o in others))
+
+    # -- pass 1 -------------------------------------------------------------------
+    def update_sparse(self, rows: "torch.Tensor", feat: "torch.Tensor", values: "torch.Tensor", first_row: int, n_rows: int) -> None:
+        """Merge one chunk of ``n_rows`` tokens (global rows ``first_row ...``) given
+        its active ``(row, feature, value)`` triples (values > 0)."""
+        import torch
+
+        from saetool.train.samples import merge_topk_sparse
+
+        s = self.settings
+        rows, feat, values = rows.long(), feat.long(), values.float()
+        self.count += torch.bincount(feat, minlength=self.d_sae)
+        self.total.index_add_(0, feat, values.double())
+        self.total_sq.index_add_(0, feat, values.double() ** 2)
+        self.max.scatter_reduce_(0, feat, values, reduce="amax")
+        col, r, v = self._tracked_only(feat, rows, values)
+        gen = torch.Generator().manual_seed(_chunk_seed(s.seed, first_row))
+        if s.examples:
+            self.top_v, self.top_r = merge_topk_sparse(self.top_v, self.top_r, col, v, r)
+        if s.examples + s.held_out:
+            prio = torch.rand(len(col), generator=gen)
+            self.rnd_v, self.rnd_r = merge_topk_sparse(self.rnd_v, self.rnd_r, col, prio, r)
+        if s.negatives and n_rows:
+            F, m = self.n_features, s.negatives
+            cand_f = torch.arange(F).repeat_interleave(m)
+            cand_r = first_row + torch.randint(0, n_rows, (F * m,), generator=gen)
+            prio = torch.rand(F * m, generator=gen)
+            key = cand_f * (first_row + n_rows) + cand_r
+            # drop rows where the feature is active, and a row drawn twice for one feature
+            active = col * (first_row + n_rows) + r
+            ok = ~torch.isin(key, active)
+            sorted_key, order = torch.sort(key, stable=True)
+            dup = torch.zeros_like(ok)
+            dup[order[1:]] = sorted_key[1:] == sorted_key[:-1]
+            ok &= ~dup
+            self.neg_v, self.neg_r = merge_topk_sparse(self.neg_v, self.neg_r, cand_f[ok], prio[ok], cand_r[ok])
+        self.tokens_seen += int(n_rows)
+
+    def update(self, acts: "torch.Tensor", rows: "torch.Tensor") -> None:
+        """:meth:`update_sparse` from a dense chunk ``acts [n, d_sae]`` at consecutive global ``rows``."""
+        nz = (acts > 0).nonzero()
+        self.update_sparse(rows[nz[:, 0]], nz[:, 1], acts[nz[:, 0], nz[:, 1]], int(rows[0]) if len(rows) else 0, len(rows))
+
+    # -- pass 2 -------------------------------------------------------------------
+    def update_histogram_sparse(self, feat: "torch.Tensor", values: "torch.Tensor") -> None:
+        """Count one chunk's active values into ``bins`` equal bins over ``(0, max]``."""
+        import torch
+
+        B = self.settings.bins
+        mx = self.max[feat.long()]
+        col, v, mx = self._tracked_only(feat.long(), values.float(), mx)
+        b = (v * (B / mx)).floor().long().clamp_(0, B - 1)
+        self.hist += torch.bincount(col * B + b, minlength=self.n_features * B).view(self.n_features, B)
+
+    def update_histogram(self, acts: "torch.Tensor") -> None:
+        nz = (acts > 0).nonzero()
+        self.update_histogram_sparse(nz[:, 1], acts[nz[:, 0], nz[:, 1]])
+
+    def tracked_max(self) -> "torch.Tensor":
+        return self.max if self.tracked is None else self.max[self.tracked]
+
+    def histogram_edges(self) -> "torch.Tensor":
+        """``[F, bins + 1]`` bin edges of the tracked features (all zero for a dead feature)."""
+        import torch
+
+        return self.tracked_max().unsqueeze(1) * torch.linspace(0, 1, self.settings.bins + 1).unsqueeze(0)
+
+    # -- results ------------------------------------------------------------------
+    def held_out(self) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """``[F, held_out]`` random active rows not among the top examples (-1: none), and their priorities."""
+        import torch
+
+        in_top = (self.rnd_r.unsqueeze(2) == self.top_r.unsqueeze(1)).any(2) & (self.rnd_r >= 0)
+        pr = torch.where(in_top | (self.rnd_r < 0), NEG_INF, self.rnd_v)
+        v, i = pr.topk(self.settings.held_out, dim=1)
+        return torch.where(v > NEG_INF, self.rnd_r.gather(1, i), -1), v
+
+    def mean(self) -> "torch.Tensor":
+        import torch
+
+        return torch.where(self.count > 0, self.total / self.count.clamp_min(1), 0.0)
+
+    def std(self) -> "torch.Tensor":
+        import torch
+
+        n = self.count.clamp_min(1).double()
+        var = (self.total_sq / n - (self.total / n) ** 2).clamp_min(0)
+        return torch.where(self.count > 0, var.sqrt(), 0.0)
+
+    # -- checkpoints --------------------------------------------------------------
+    def state(self) -> dict[str, "torch.Tensor"]:
+        import torch
+
+        out = {name: getattr(self, name) for name in self.STATE}
+        out["counters"] = torch.tensor([self.tokens_seen], dtype=torch.long)
+        return out
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        import torch
+
+        for name in self.STATE:
+            setattr(self, name, torch.as_tensor(state[name]).clone())
+        self.tokens_seen = int(torch.as_tensor(state["counters"])[0])
+
+
+def _empty(F: int, k: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    import torch
+
+    return torch.full((F, k), NEG_INF), torch.full((F, k), -1, dtype=torch.long)
+
+
+def _chunk_seed(seed: int, first_row: int) -> int:
+    return (int(seed) * 1_000_003 + int(first_row) * 7_919 + 12_345) % (2**63 - 1)

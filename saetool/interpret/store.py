@@ -1,0 +1,243 @@
+"""The ``features`` artifact: writing :class:`FeatureRecord` arrays and reading them back.
+
+Layout (see ``docs/artifacts.md``, "### `features` (schema 1)"): per-feature
+statistics for all ``d_sae`` features under ``stats/``; for the ``F``
+features in ``features/index``, the histogram, examples (``top``,
+``held_out``, ``negatives``), common tokens, nearest neighbours, unit decoder
+directions and labels; ``vocab/`` maps every stored token id to its text so
+reading needs no tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from saetool.errors import SaetoolError
+from saetool.interpret.records import Example, FeatureRecord, Label
+
+if TYPE_CHECKING:
+    import h5py
+    import numpy as np
+
+KIND = "features"
+SCHEMA_VERSION = 1
+EXAMPLE_GROUPS = ("top", "held_out", "negatives")
+REQUIRED_DATASETS = ("stats/density", "stats/max", "stats/mean", "features/index", "examples/top/values", "vocab/ids", "vocab/text")
+
+
+@dataclass
+class ExampleArrays:
+    """One kind of example for ``F`` features, ``m`` each (``row`` -1: none)."""
+
+    values: "np.ndarray"  # [F, m] float32, NaN where none
+    row: "np.ndarray"  # [F, m] int64 token row in the activations file
+    seq_index: "np.ndarray"  # [F, m]
+    token_position: "np.ndarray"  # [F, m] position in that window
+    token_ids: "np.ndarray"  # [F, m, W] int32, -1 padded
+    position: "np.ndarray"  # [F, m] index of the marked token in token_ids
+
+
+def _ds(group: "h5py.Group", name: str, array: Any, **kw: Any) -> None:
+    if name in group:
+        del group[name]
+    group.create_dataset(name, data=array, **kw)
+
+
+def write_features(fh: "h5py.File", data: dict[str, Any]) -> None:
+    """Write the arrays of a finished run into ``fh`` (an open partial artifact)."""
+    import h5py
+    import numpy as np
+
+    for key in ("d_sae", "n_tokens", "hook", "model", "context", "settings", "sae_sha256"):
+        fh.attrs[key] = data[key] if not isinstance(data[key], (dict, list)) else json.dumps(data[key], sort_keys=True)
+    for name, arr in data["stats"].items():
+        _ds(fh.require_group("stats"), name, arr)
+    _ds(fh.require_group("features"), "index", np.asarray(data["index"], np.int64))
+    h = fh.require_group("histogram")
+    _ds(h, "edges", data["hist_edges"].astype(np.float32))
+    _ds(h, "counts", data["hist_counts"].astype(np.int64))
+    for g in EXAMPLE_GROUPS:
+        ex: ExampleArrays = data["examples"][g]
+        grp = fh.require_group(f"examples/{g}")
+        for field in ("values", "row", "seq_index", "token_position", "token_ids", "position"):
+            _ds(grp, field, getattr(ex, field))
+    c = fh.require_group("common")
+    for name, arr in data["common"].items():
+        _ds(c, name, arr)
+    n = fh.require_group("neighbours")
+    _ds(n, "index", data["neighbours_index"].astype(np.int64))
+    _ds(n, "cosine", data["neighbours_cosine"].astype(np.float32))
+    _ds(fh.require_group("decoder"), "directions", data["directions"].astype(np.float32))
+    v = fh.require_group("vocab")
+    _ds(v, "ids", np.asarray(data["vocab_ids"], np.int64))
+    _ds(v, "text", np.asarray(data["vocab_text"], dtype=object), dtype=h5py.string_dtype())
+    write_labels(fh, data.get("labels"), data.get("labeler") or "", len(data["index"]))
+
+
+def write_labels(fh: "h5py.File", labels: Sequence[Label | None] | None, labeler: str, n: int) -> None:
+    """Store labels (``labels/text``, ``score`` NaN when none, ``details`` JSON)."""
+    import h5py
+    import numpy as np
+
+    labels = list(labels or [None] * n)
+    g = fh.require_group("labels")
+    g.attrs["labeler"] = labeler
+    _ds(g, "text", np.asarray([lab.text if lab else "" for lab in labels], dtype=object), dtype=h5py.string_dtype())
+    _ds(g, "labeler", np.asarray([lab.labeler if lab else "" for lab in labels], dtype=object), dtype=h5py.string_dtype())
+    _ds(g, "score", np.asarray([np.nan if lab is None or lab.score is None else lab.score for lab in labels], np.float32))
+    _ds(g, "details", np.asarray([json.dumps(lab.details if lab else {}, sort_keys=True, default=str) for lab in labels], dtype=object), dtype=h5py.string_dtype())
+
+
+class FeaturesFile:
+    """An open ``features`` artifact. Use as a context manager."""
+
+    def __init__(self, path: str | Path) -> None:
+        from saetool.artifacts.store import open_artifact
+
+        self.artifact = open_artifact(path, kind=KIND)
+        self.path = self.artifact.path
+        fh = self.artifact.file
+        self.d_sae = int(fh.attrs["d_sae"])
+        self.n_tokens = int(fh.attrs["n_tokens"])
+        self.hook = _text(fh.attrs["hook"])
+        self.model = _text(fh.attrs.get("model")) or None
+        self.settings: dict[str, Any] = json.loads(_text(fh.attrs.get("settings")) or "{}")
+        self.sae_sha256 = _text(fh.attrs.get("sae_sha256")) or ""
+        self.index = fh["features/index"][()]
+        self._pos = {int(f): i for i, f in enumerate(self.index.tolist())}
+        self.labeler = _text(fh["labels"].attrs.get("labeler", "")) if "labels" in fh else ""
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.artifact.provenance
+
+    def stats(self) -> dict[str, "np.ndarray"]:
+        """``count``, ``density``, ``max``, ``mean``, ``std`` for all ``d_sae`` features."""
+        g = self.artifact.file["stats"]
+        return {name: g[name][()] for name in g}
+
+    def check_features(self, features: Iterable[int]) -> list[int]:
+        """``features`` as ints; one-line error for ids out of range or not stored."""
+        out = []
+        for f in features:
+            f = int(f)
+            if not 0 <= f < self.d_sae:
+                raise SaetoolError(f"feature {f} is out of range: the SAE has {self.d_sae} features (0..{self.d_sae - 1})")
+            if f not in self._pos:
+                raise SaetoolError(f"feature {f} has no examples in {self.path} ({len(self.index)} features stored)", hint="rerun saetool interpret with --features including it")
+            out.append(f)
+        return out
+
+    def check_sae(self, sae_path: str | Path) -> None:
+        """One-line error unless ``sae_path`` is the SAE this file was made from (sha256)."""
+        from saetool.artifacts.provenance import file_sha256
+
+        p = Path(sae_path)
+        if not p.is_file():
+            return  # folders (SAELens, sparsify) have no single hash; nothing to compare
+        if self.sae_sha256 and file_sha256(p) != self.sae_sha256:
+            raise SaetoolError(f"{self.path} was not made from {p} (sha256 differs from its provenance)", hint="pass the SAE it came from, or rerun saetool interpret")
+
+    def directions(self, features: Sequence[int]) -> "np.ndarray":
+        import numpy as np
+
+        rows = [self._pos[int(f)] for f in features]
+        ds = self.artifact.file["decoder/directions"]
+        return np.stack([ds[r] for r in rows]) if rows else np.zeros((0, ds.shape[1]), np.float32)
+
+    def records(self, features: Sequence[int] | None = None) -> list[FeatureRecord]:
+        """:class:`FeatureRecord` objects for ``features`` (default: all stored)."""
+        feats = [int(f) for f in self.index.tolist()] if features is None else self.check_features(features)
+        return records_from_h5(self.artifact.file, feats)
+
+    def close(self) -> None:
+        self.artifact.close()
+
+    def __enter__(self) -> "FeaturesFile":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def read_features(path: str | Path, indices: Sequence[int] | None = None) -> list[FeatureRecord]:
+    """The records stored in a ``features`` artifact (``indices``: feature ids; default all stored)."""
+    with FeaturesFile(path) as ff:
+        return ff.records(indices)
+
+
+def records_from_h5(fh: "h5py.File | h5py.Group", feats: Sequence[int]) -> list[FeatureRecord]:
+    """Records for feature ids ``feats`` (all stored in ``fh``) from an open file, finished or partial."""
+    import numpy as np
+
+    index = fh["features/index"][()]
+    where = {int(f): i for i, f in enumerate(index.tolist())}
+    pos = [where[int(f)] for f in feats]
+    vocab = dict(zip(fh["vocab/ids"][()].tolist(), [_text(t) for t in fh["vocab/text"][()].tolist()]))
+    stats = {name: fh["stats"][name][()] for name in fh["stats"]}
+    edges, counts = fh["histogram/edges"][()], fh["histogram/counts"][()]
+    com = {name: fh[f"common/{name}"][()] for name in fh["common"]}
+    nb_i, nb_c = fh["neighbours/index"][()], fh["neighbours/cosine"][()]
+    ex = {g: {name: fh[f"examples/{g}/{name}"][()] for name in fh[f"examples/{g}"]} for g in EXAMPLE_GROUPS}
+    lab = fh["labels"] if "labels" in fh else None
+    out = []
+    for f, p in zip(feats, pos):
+        examples = {g: _examples(ex[g], p, vocab) for g in EXAMPLE_GROUPS}
+        label = None
+        if lab is not None and _text(lab["text"][p]):
+            score = float(lab["score"][p])
+            label = Label(text=_text(lab["text"][p]), labeler=_text(lab["labeler"][p]), score=None if np.isnan(score) else score, details=json.loads(_text(lab["details"][p]) or "{}"))
+        out.append(
+            FeatureRecord(
+                index=int(f),
+                density=float(stats["density"][f]),
+                max_activation=float(stats["max"][f]),
+                mean_activation=float(stats["mean"][f]),
+                histogram_edges=[float(x) for x in edges[p]],
+                histogram_counts=[int(x) for x in counts[p]],
+                top_examples=examples["top"],
+                held_out=examples["held_out"],
+                negatives=examples["negatives"],
+                top_tokens=_pairs(com["top_token_ids"][p], com["top_token_counts"][p], vocab),
+                context_tokens=_pairs(com["context_token_ids"][p], com["context_token_counts"][p], vocab),
+                neighbours=[(int(i), float(c)) for i, c in zip(nb_i[p], nb_c[p]) if i >= 0],
+                label=label,
+            )
+        )
+    return out
+
+
+def _examples(group: dict[str, Any], p: int, vocab: dict[int, str]) -> list[Example]:
+    import numpy as np
+
+    rows = group["row"][p]
+    vals, seq, tpos = group["values"][p], group["seq_index"][p], group["token_position"][p]
+    toks, mark = group["token_ids"][p], group["position"][p]
+    out = []
+    for j in np.flatnonzero(rows >= 0).tolist():
+        ids = [int(t) for t in toks[j] if t >= 0]
+        out.append(Example(activation=float(vals[j]), token_ids=ids, tokens=[vocab.get(t, f"<{t}>") for t in ids], position=int(mark[j]), seq_index=int(seq[j]), token_position=int(tpos[j])))
+    return out
+
+
+def _pairs(ids: "np.ndarray", counts: "np.ndarray", vocab: dict[int, str]) -> list[tuple[str, int]]:
+    return [(vocab.get(int(i), f"<{int(i)}>"), int(c)) for i, c in zip(ids, counts) if i >= 0 and c > 0]
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def artifact_kind() -> Any:
+    from saetool.artifacts.kinds import ArtifactKind
+
+    return ArtifactKind(
+        name=KIND,
+        schema_version=SCHEMA_VERSION,
+        description="Per-feature statistics, examples, histograms, neighbours and labels of an SAE (saetool interpret)",
+        required_datasets=REQUIRED_DATASETS,
+        required_attrs=("d_sae", "n_tokens", "hook", "settings", "sae_sha256"),
+    )

@@ -1,0 +1,252 @@
+"""``saetool interpret``: statistics and examples against a dense brute-force computation,
+the features artifact, the ``features`` commands, the pipe, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import assert_clean_error, run_cli
+
+K = 8
+
+
+@pytest.fixture(scope="module")
+def dense(smollm2_acts, smollm2_sae):
+    """Every feature activation ``[n_tokens, d_sae]`` computed in one go, and the token ids."""
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.sae.io import load_sae
+
+    sae = load_sae(str(smollm2_sae), "cpu")
+    with ActivationsFile(smollm2_acts) as acts:
+        x = acts.read("blocks.3.hook_resid_post")
+        tokens = acts.token_ids()
+        seqs, seq_index, positions = acts.sequences(), acts.seq_index(), acts.positions()
+    with torch.no_grad():
+        f = sae.encode(x).float()
+    return {"f": f, "tokens": tokens, "seqs": seqs, "seq_index": seq_index, "positions": positions, "W_dec": sae.W_dec.detach().float()}
+
+
+@pytest.fixture(scope="module")
+def result(smollm2_acts, smollm2_sae, tmp_path_factory):
+    from saetool.interpret.api import InterpretConfig, interpret
+
+    out = tmp_path_factory.mktemp("interpret") / "features.h5"
+    config = InterpretConfig(examples=K, held_out=5, negatives=4, context=12, bins=16, neighbours=6, labeler=None, chunk_rows=300)
+    return interpret(config, smollm2_acts, smollm2_sae, out, progress=False)
+
+
+def test_statistics_match_dense(result, dense):
+    f = dense["f"]
+    n, d_sae = f.shape
+    assert result.d_sae == d_sae == 512 and result.n_tokens == n
+    active = f > 0
+    density = active.double().mean(0)
+    mean = torch.where(active, f, 0).double().sum(0) / active.sum(0).clamp_min(1)
+    assert [r.index for r in result.records] == list(range(d_sae))
+    assert result.dead == int((active.sum(0) == 0).sum()) > 0
+    got = {name: np.array([getattr(r, name) for r in result.records]) for name in ("density", "max_activation", "mean_activation")}
+    np.testing.assert_allclose(got["density"], density.numpy(), rtol=0, atol=0)
+    np.testing.assert_array_equal(got["max_activation"], f.max(0).values.clamp_min(0).numpy())
+    np.testing.assert_allclose(got["mean_activation"], mean.numpy(), rtol=1e-5)
+    assert [r.dead for r in result.records] == (active.sum(0) == 0).tolist()
+
+
+def test_top_examples_equal_brute_force_topk(result, dense):
+    f, tokens = dense["f"], dense["tokens"]
+    top_v, top_i = f.topk(K, dim=0)  # [K, d_sae]
+    checked = 0
+    for r in result.records:
+        want = [v for v in top_v[:, r.index].tolist() if v > 0]
+        assert [e.activation for e in r.top_examples] == pytest.approx(want, rel=0, abs=0)
+        for e in r.top_examples:
+            # the example's window holds the activating token at the marked position
+            row = int(np.flatnonzero((dense["seq_index"] == e.seq_index) & (dense["positions"] == e.token_position))[0])
+            assert f[row, r.index].item() == e.activation
+            assert e.token_ids[e.position] == tokens[row]
+            assert dense["seqs"][e.seq_index][e.token_position] == tokens[row]
+            assert len(e.token_ids) == 12 and e.tokens[e.position] == e.token
+            checked += 1
+    assert checked > 1000
+
+
+def test_held_out_and_negatives(result, dense):
+    f = dense["f"]
+    where = {(int(s), int(p)): i for i, (s, p) in enumerate(zip(dense["seq_index"], dense["positions"]))}
+    n_held = 0
+    for r in result.records:
+        n_active = int((f[:, r.index] > 0).sum())
+        top_rows = {where[(e.seq_index, e.token_position)] for e in r.top_examples}
+        held_rows = [where[(e.seq_index, e.token_position)] for e in r.held_out]
+        assert len(held_rows) == min(5, max(0, n_active - len(top_rows)))
+        assert len(set(held_rows)) == len(held_rows) and not set(held_rows) & top_rows
+        for e, row in zip(r.held_out, held_rows):
+            assert e.activation == pytest.approx(f[row, r.index].item(), rel=1e-5) and e.activation > 0
+        neg_rows = [where[(e.seq_index, e.token_position)] for e in r.negatives]
+        assert len(neg_rows) == 4 and all(f[row, r.index].item() == 0 for row in neg_rows)
+        n_held += len(held_rows)
+    assert n_held > 1000
+
+
+def test_histogram_and_common_tokens(result, dense):
+    f = dense["f"]
+    for r in result.records[:64]:
+        col = f[:, r.index]
+        vals = col[col > 0].double().numpy()
+        assert sum(r.histogram_counts) == len(vals) and len(r.histogram_counts) == 16
+        if len(vals):
+            ref, _ = np.histogram(vals, bins=16, range=(0, r.max_activation))
+            assert np.abs(ref - np.array(r.histogram_counts)).sum() <= 2  # float rounding at bin edges only
+            assert r.histogram_edges[-1] == pytest.approx(r.max_activation)
+            counts: dict[str, int] = {}
+            for e in r.top_examples:
+                counts[e.token] = counts.get(e.token, 0) + 1
+            assert r.top_tokens[0][1] == max(counts.values())
+            assert sum(c for _, c in r.top_tokens) <= len(r.top_examples)
+
+
+def test_neighbours_match_cosine_matrix(result, dense):
+    W = dense["W_dec"]
+    Wn = W / W.norm(dim=1, keepdim=True)
+    cos = Wn @ Wn.T
+    cos.fill_diagonal_(float("-inf"))
+    want_v, want_i = cos.topk(6, dim=1)
+    for r in result.records[::7]:
+        assert [i for i, _ in r.neighbours] == want_i[r.index].tolist()
+        np.testing.assert_allclose([c for _, c in r.neighbours], want_v[r.index].numpy(), atol=1e-5)
+
+
+def test_read_features_round_trip(result):
+    from saetool.interpret.records import FeatureRecord
+    from saetool.interpret.store import FeaturesFile, read_features
+
+    back = read_features(result.path, [3, 1])
+    assert [r.index for r in back] == [3, 1]
+    assert back[1].to_json() == result.records[1].to_json()
+    assert FeatureRecord.from_json(back[0].to_json()) == back[0]
+    with FeaturesFile(result.path) as ff:
+        assert ff.d_sae == 512 and ff.hook == "blocks.3.hook_resid_post"
+        parents = ff.provenance["parents"]
+        assert {p["kind"] for p in parents} == {"activations", "sae"}
+        assert ff.sae_sha256 == next(p["sha256"] for p in parents if p["kind"] == "sae")
+        with pytest.raises(Exception, match="out of range"):
+            ff.check_features([512])
+
+
+def test_subset_and_top(smollm2_acts, smollm2_sae, result, tmp_path):
+    from saetool.interpret.api import InterpretConfig, interpret
+
+    sub = interpret(InterpretConfig(features=[7, 3, 300], examples=K, context=12, labeler=None, chunk_rows=300, held_out=5, negatives=4, bins=16, neighbours=6), smollm2_acts, smollm2_sae, tmp_path / "sub.h5", progress=False)
+    full = {r.index: r for r in result.records}
+    assert [r.index for r in sub.records] == [7, 3, 300]
+    for r in sub.records:
+        assert r.density == full[r.index].density and r.max_activation == full[r.index].max_activation
+        assert [e.activation for e in r.top_examples] == [e.activation for e in full[r.index].top_examples]
+        assert r.histogram_counts == full[r.index].histogram_counts
+    top = interpret(InterpretConfig(top=5, examples=2, labeler=None), smollm2_acts, smollm2_sae, tmp_path / "top.h5", progress=False)
+    densest = sorted(result.records, key=lambda r: (-r.density, -r.max_activation, r.index))[:5]
+    assert [r.index for r in top.records] == [r.index for r in densest]
+
+
+def test_features_commands(result, dense):
+    path = str(result.path)
+    proc = run_cli("features", "distribution", path, "10", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["count"] == int((dense["f"][:, 10] > 0).sum()) and sum(data["counts"]) == data["count"]
+    proc = run_cli("features", "similar", path, "10", "--top", "3", "--json")
+    assert [n["feature"] for n in json.loads(proc.stdout)["neighbours"]] == [i for i, _ in result.records[10].neighbours[:3]]
+    proc = run_cli("features", "compare", path, "10", "11", "--json")
+    W = dense["W_dec"]
+    want = float(torch.nn.functional.cosine_similarity(W[10], W[11], dim=0))
+    assert json.loads(proc.stdout)["cosine"] == pytest.approx(want, abs=1e-5)
+    proc = run_cli("features", "report", path, "--feature", "10", "--json", "--examples", "3")
+    rec = json.loads(proc.stdout)
+    assert rec["index"] == 10 and len(rec["top_examples"]) == min(3, len(result.records[10].top_examples))
+    proc = run_cli("features", "distribution", path, "10")
+    assert proc.returncode == 0 and proc.stdout == "" and "feature 10: active on" in proc.stderr
+    assert_clean_error(run_cli("features", "report", path, "--feature", "512"), "out of range")
+
+
+def test_pipe_extract_train_interpret(tmp_path):
+    extract = run_cli("extract", "--hooks", "blocks.1.hook_resid_post", "-n", "512", "--context-size", "32", "-o", str(tmp_path / "a.h5"))
+    assert extract.returncode == 0, extract.stderr
+    train = run_cli("train", "--d-sae", "64", "--k", "4", "--steps", "30", "-b", "128", "--val-fraction", "0.1", "-o", str(tmp_path / "s.h5"), input=extract.stdout)
+    assert train.returncode == 0, train.stderr
+    proc = run_cli("interpret", "--labeler", "none", "--examples", "3", "--top", "10", "-o", str(tmp_path / "f.h5"), input=train.stdout)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert manifest["kind"] == "features" and manifest["n_features"] == 10 and manifest["d_sae"] == 64
+    assert "features reported" in proc.stderr
+    from saetool.interpret.store import FeaturesFile
+
+    with FeaturesFile(manifest["path"]) as ff:
+        assert ff.hook == "blocks.1.hook_resid_post" and ff.n_tokens == 512
+        assert str(tmp_path / "a.h5") in [p["path"] for p in ff.provenance["parents"]]
+
+
+def test_bad_inputs(smollm2_acts, smollm2_sae, result, tmp_path):
+    from saetool.train.synthetic import write_activations
+
+    wrong_d = write_activations(tmp_path / "d.h5", {"blocks.3.hook_resid_post": torch.randn(64, 100)})
+    wrong_hook = write_activations(tmp_path / "h.h5", {"blocks.5.hook_resid_post": torch.randn(64, 576)})
+    out = tmp_path / "out.h5"
+    assert_clean_error(run_cli("interpret", str(wrong_d), "--sae", str(smollm2_sae), "-o", str(out)), "d_in=576")
+    assert_clean_error(run_cli("interpret", str(wrong_hook), "--sae", str(smollm2_sae), "-o", str(out)), "blocks.3.hook_resid_post", "blocks.5.hook_resid_post")
+    assert_clean_error(run_cli("interpret", str(smollm2_acts), "--sae", str(smollm2_sae), "--features", "3,512", "-o", str(out)), "out of range")
+    assert_clean_error(run_cli("interpret", str(smollm2_acts), "--sae", str(smollm2_sae), "--labeler", "nope", "-o", str(out)), "nope")
+    assert_clean_error(run_cli("interpret", str(smollm2_acts), "-o", str(out)), "no SAE")
+    # a features artifact with an SAE it did not come from
+    other = tmp_path / "other.h5"
+    other.write_bytes(smollm2_sae.read_bytes())
+    with __import__("h5py").File(other, "r+") as fh:
+        fh["weights/b_enc"][0] += 1.0
+    assert_clean_error(run_cli("interpret", str(result.path), "--sae", str(other)), "was not made from")
+    assert_clean_error(run_cli("features", "similar", str(result.path), "3", "--sae", str(other)), "was not made from")
+    assert not out.exists() and not list(tmp_path.glob("out.h5*"))
+    ok = run_cli("interpret", str(result.path), "--sae", str(smollm2_sae))
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_sparse_merge_equals_dense_merge():
+    from saetool.train.samples import batch_topk, merge_topk, merge_topk_sparse
+
+    gen = torch.Generator().manual_seed(3)
+    F, k = 37, 6
+    dense_v, dense_r = torch.full((F, k), float("-inf")), torch.full((F, k), -1, dtype=torch.long)
+    sparse_v, sparse_r = dense_v.clone(), dense_r.clone()
+    for c in range(12):
+        n = int(torch.randint(1, 90, (1,), generator=gen))
+        acts = torch.rand(n, F, generator=gen) * (torch.rand(n, F, generator=gen) < 0.1)
+        rows = torch.arange(c * 100, c * 100 + n)
+        v, r = batch_topk(acts, rows, k, threshold=0.0)
+        dense_v, dense_r = merge_topk(dense_v, dense_r, v, r, k)
+        nz = acts.nonzero()
+        sparse_v, sparse_r = merge_topk_sparse(sparse_v, sparse_r, nz[:, 1], acts[nz[:, 0], nz[:, 1]], rows[nz[:, 0]])
+        assert torch.equal(sparse_v, dense_v) and torch.equal(sparse_r, dense_r)
+    assert (dense_r >= 0).sum() > F * k // 2
+
+
+def test_labeler_fallback_report_and_browser(smollm2_acts, smollm2_sae, tmp_path):
+    out, report, html = tmp_path / "f.h5", tmp_path / "report.md", tmp_path / "browser.html"
+    proc = run_cli(
+        "interpret", str(smollm2_acts), "--sae", str(smollm2_sae), "--features", "3,10", "--examples", "5", "-o", str(out),
+        "--labeler", "llm", "--labeler-option", "url=http://127.0.0.1:9/v1", "--report", str(report), "--html", str(html),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "labeler llm failed" in proc.stderr and "using the tokens labeler" in proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert manifest["labeler"] == "tokens" and manifest["report"] == str(report)
+    from saetool.interpret.store import read_features
+
+    records = read_features(out)
+    assert [r.index for r in records] == [3, 10]
+    assert all(r.label is not None and r.label.labeler == "tokens" for r in records if not r.dead)
+    assert "10" in report.read_text() and html.stat().st_size > 1000
+    text = run_cli("features", "report", str(out), "--feature", "10")
+    assert text.returncode == 0 and text.stdout == "" and "10" in text.stderr, text.stderr
+    both = run_cli("features", "compare", str(out), "3", "10")
+    assert both.returncode == 0 and "3" in both.stderr and "10" in both.stderr, both.stderr
