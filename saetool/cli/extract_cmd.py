@@ -20,7 +20,8 @@ def extract(
     context_size: int = typer.Option(128, "--context-size", help="Tokens per window (including BOS)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Windows per forward pass."),
     dtype: str = typer.Option("float32", "--dtype", help="Model and storage dtype: float32, float16, bfloat16."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps (under torchrun, cuda means each rank's own GPU)."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="Spread a model too large for one device over all of them: auto (needs accelerate); --device is then ignored."),
     backend: str = typer.Option("transformers", "--backend", help="Model backend: transformers or transformer-lens (or a plugin's)."),
     prepend_bos: bool = typer.Option(True, "--bos/--no-bos", help="Start every window with the BOS token."),
     exclude_special: bool = typer.Option(True, "--exclude-special/--include-special", help="Leave BOS and other special tokens out of what is stored (their norms are huge)."),
@@ -35,6 +36,9 @@ def extract(
     Example:
 
         saetool extract --model smollm2-135m --layers 15 --num-tokens 4096 -o acts.h5
+
+    On several processes or machines: `torchrun --nproc-per-node 4 -m saetool extract ...`
+    (see docs/scaling.md).
     """
     from saetool.artifacts.manifest import emit_manifest
     from saetool.console import log
@@ -56,8 +60,13 @@ def extract(
         exclude_special=exclude_special,
         text_column=text_column,
         encoding=encoding,
+        device_map=device_map,
     )
     path = extract_activations(config, output, overwrite=overwrite, resume=resume)
+    from saetool.distributed import rank_info
+
+    if not rank_info().is_main:  # under torchrun only rank 0 reports (it wrote OUTPUT)
+        return
     from saetool.artifacts.activations import ActivationsFile
 
     with ActivationsFile(path) as acts:

@@ -62,6 +62,9 @@ def train(
     Example:
 
         saetool extract --layers 15 -n 200000 | saetool train --arch topk --d-sae 4608 --k 32 -o sae.h5
+
+    Data parallel over processes or machines: `torchrun --nproc-per-node 4 -m saetool train acts.h5 ...`
+    (--batch-size is per process; see docs/scaling.md).
     """
     from saetool.artifacts.manifest import emit_manifest, resolve_input
     from saetool.console import log
@@ -116,6 +119,10 @@ def train(
     from saetool.train.api import KIND, history_csv_path, train_sae
 
     result = train_sae(config, paths, output, overwrite=overwrite, resume=resume)
+    from saetool.distributed import rank_info
+
+    if not rank_info().is_main:  # under torchrun only rank 0 reports (it wrote OUTPUT)
+        return
     path = result.path
     assert path is not None
     print_checklist(result.checklist)

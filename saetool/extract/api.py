@@ -46,6 +46,7 @@ class ExtractConfig:
     exclude_special: bool = True
     text_column: str = "text"
     encoding: str | None = None
+    device_map: str | None = None  # e.g. "auto": spread the model over the devices (accelerate)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -91,7 +92,17 @@ def extract_activations(
     tokenised, run and written one batch at a time. With ``resume`` a partial
     file left by a killed run is continued, and the result equals an
     uninterrupted run. Pass an already loaded ``model`` to skip loading.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank extracts a contiguous
+    share of the windows into ``OUTPUT.shards/`` and rank 0 writes ``OUTPUT``
+    presenting them as one file (see :mod:`saetool.extract.sharded`).
     """
+    from saetool.distributed import rank_info
+
+    if rank_info().distributed:
+        from saetool.extract.sharded import extract_distributed
+
+        return extract_distributed(config, output, overwrite=overwrite, resume=resume, progress=progress, model=model)
     from saetool.artifacts.provenance import build_provenance
     from saetool.artifacts.store import ArtifactWriter, check_output_path
     from saetool.corpus.packing import first_window, pack_windows
@@ -106,15 +117,14 @@ def extract_activations(
         raise SaetoolError(f"corpus {config.corpus!r} has no documents", hint="check the path or corpus name")
 
     if model is None:
-        model = load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype)
+        model = load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype, **_device_map_kw(config))
     hooks = resolve_hooks(config, model)
     tokenizer = model.tokenizer
     docs = iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)
     windows = pack_windows(docs, tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
     _, windows = first_window(windows)  # an empty or too-short corpus fails before any file is made
 
-    settings = {**asdict(config), "hooks": hooks}
-    settings.pop("extra", None)
+    settings = extract_settings(config, hooks)
     provenance = build_provenance(
         model=model.model_id,
         backend=model.backend_name,
@@ -132,6 +142,19 @@ def extract_activations(
             done_seq, done_tok = 0, 0
         _run(writer, model, hooks, windows, config, done_seq, done_tok, progress)
     return out
+
+
+def extract_settings(config: ExtractConfig, hooks: list[str]) -> dict[str, Any]:
+    """The settings recorded in the file (``device_map`` only when one was used)."""
+    settings = {**asdict(config), "hooks": hooks}
+    settings.pop("extra", None)
+    if settings.get("device_map") is None:
+        settings.pop("device_map", None)
+    return settings
+
+
+def _device_map_kw(config: ExtractConfig) -> dict[str, Any]:
+    return {"device_map": config.device_map} if config.device_map else {}
 
 
 def _create_layout(writer: "ArtifactWriter", settings: dict[str, Any], hooks: list[str], model: "HookedModel") -> None:
@@ -202,6 +225,7 @@ def _run(
     done_seq: int,
     done_tok: int,
     show_progress: bool,
+    seq_offset: int = 0,
 ) -> None:
     import numpy as np
     import torch
@@ -225,14 +249,15 @@ def _run(
             ids = torch.from_numpy(batch.astype(np.int64)).to(model.device)
             with torch.inference_mode():
                 acts = model.run_with_cache(ids, hooks)
-            index = torch.from_numpy(flat).to(model.device)
+            index = torch.from_numpy(flat)
             for hook in hooks:
+                index = index.to(acts[hook].device)  # with --device-map, hooks may sit on different devices
                 rows = acts[hook].reshape(batch.shape[0] * ctx, -1).index_select(0, index)
                 _check_finite(rows, hook, done_seq)
                 append_rows(fh[f"activations/{hook}"], to_storage(rows, config.dtype))
             n_used = int(flat[-1] // ctx) + 1
             append_rows(fh["tokens/token_ids"], batch.reshape(-1)[flat].astype(np.int32))
-            append_rows(fh["tokens/seq_index"], (done_seq + flat // ctx).astype(np.int64))
+            append_rows(fh["tokens/seq_index"], (seq_offset + done_seq + flat // ctx).astype(np.int64))
             append_rows(fh["tokens/position"], (flat % ctx).astype(np.int32))
             append_rows(fh["sequences/token_ids"], batch[:n_used].astype(np.int32))
             done_seq += n_used

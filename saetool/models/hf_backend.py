@@ -144,10 +144,10 @@ class TransformersBackend(ModelBackendType):
     name = "transformers"
     description = "Plain Hugging Face transformers models with PyTorch hooks (LLaMA, Mistral, Qwen2/3, Gemma 1-3, GPT-2)"
 
-    def load(self, source: "ModelSource", *, device: str = "cpu", dtype: str = "float32") -> HookedModel:
+    def load(self, source: "ModelSource", *, device: str = "cpu", dtype: str = "float32", device_map: "str | dict | None" = None) -> HookedModel:
         from saetool.models.archs import arch_for
 
-        model, tokenizer = source.load_hf(device=device, dtype=dtype)
+        model, tokenizer = source.load_hf(device=device, dtype=dtype, device_map=device_map)
         arch_for(getattr(model.config, "model_type", None))  # fail early, before wrapping
         return TransformersModel(model, tokenizer, model_id=source.model_id)
 

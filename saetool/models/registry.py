@@ -96,14 +96,20 @@ class ModelSource:
     def model_id(self) -> str:
         return self.name if self.spec is not None else (str(self.path) if self.path else self.hf_id)
 
-    def load_hf(self, *, device: str = "cpu", dtype: str = "float32", attn_implementation: str | None = None):
+    def load_hf(self, *, device: str = "cpu", dtype: str = "float32", attn_implementation: str | None = None, device_map: "str | dict | None" = None):
         """Return ``(model, tokenizer)`` as plain transformers objects, in eval mode.
+
+        ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained`` so
+        accelerate places the layers over the available devices (a model too
+        large for one); ``device`` is then not used.
 
         ``attn_implementation="eager"`` computes attention exactly as
         TransformerLens does (bit-identical activations); the default lets
         transformers pick its faster fused kernel (sdpa), which differs by
         float32 rounding.
         """
+        import pickle
+
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -116,6 +122,9 @@ class ModelSource:
         torch_dtype = torch_dtype_of(dtype)
         where = str(self.path) if self.path is not None else self.hf_id
         extra: dict = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+        if device_map is not None:
+            _check_accelerate()
+            extra["device_map"] = device_map
         if self.path is None:
             from saetool.hub import hub_reachable, in_local_cache, offline_requested
 
@@ -130,6 +139,8 @@ class ModelSource:
         try:
             tokenizer = AutoTokenizer.from_pretrained(where, **({"local_files_only": True} if extra.get("local_files_only") else {}))
             model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **extra)
+        except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused a pickle that holds more than tensors
+            raise ModelError(f"refused to load the weights in {where}: a pickle holding more than tensors (it could run code)", hint="use a model saved as safetensors") from exc
         except (OSError, ValueError) as exc:
             if self.path is not None:
                 raise ModelError(f"cannot load model from {self.path}: {first_line(exc)}", hint="check that it is a Hugging Face model folder") from exc
@@ -137,11 +148,17 @@ class ModelSource:
                 f"cannot load model {self.hf_id!r} from the Hugging Face hub (offline, or no such model?)",
                 hint="connect to the network, pass a local model folder, or use an embedded model (see `saetool models`)",
             ) from exc
-        model.to(device)
+        if device_map is None:
+            model.to(device)
         model.eval()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model, tokenizer
+
+
+def _check_accelerate() -> None:
+    if importlib.util.find_spec("accelerate") is None:
+        raise ModelError("--device-map needs the accelerate package", hint="pip install accelerate")
 
 
 def first_line(exc: BaseException) -> str:
@@ -199,14 +216,27 @@ def load_model(
     backend: str = DEFAULT_BACKEND,
     device: str = "cpu",
     dtype: str = "float32",
+    device_map: "str | dict | None" = None,
 ) -> "HookedModel":
-    """Resolve ``name`` and load it with the named backend (the Python API behind ``--model``)."""
+    """Resolve ``name`` and load it with the named backend (the Python API behind ``--model``).
+
+    ``device_map`` (``"auto"``, ``"cpu"``, a dict) spreads the model over
+    devices with accelerate; only backends whose ``load`` takes a
+    ``device_map`` argument (the transformers backend) accept it.
+    """
+    import inspect
+
     from saetool.plugins import host
 
     backend_type = host().get("model_backends", backend)
     torch_dtype_of(dtype)
-    _check_device(device)
-    return backend_type.load(resolve_model(name), device=device, dtype=dtype)
+    if device_map is None:
+        _check_device(device)
+        return backend_type.load(resolve_model(name), device=device, dtype=dtype)
+    if "device_map" not in inspect.signature(backend_type.load).parameters:
+        raise ModelError(f"the {backend} backend cannot load with --device-map", hint="use --backend transformers")
+    _check_accelerate()
+    return backend_type.load(resolve_model(name), device=device, dtype=dtype, device_map=device_map)
 
 
 def _check_device(device: str) -> None:

@@ -46,7 +46,27 @@ def train_sae(
     ends with the same weights as an uninterrupted run. Every input problem is a
     one-line :class:`SaetoolError` raised before anything is written; a user
     error later on removes the checkpoints of a fresh run.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) this is data-parallel training: each
+    rank trains on its own share of the rows with ``batch_size`` rows per step
+    (``batch_size x WORLD_SIZE`` per step in all), gradients are averaged over
+    the ranks, and rank 0 alone writes checkpoints and ``OUTPUT``.
     """
+    from contextlib import nullcontext
+
+    from saetool.distributed import current, rank_info
+
+    if rank_info().distributed and current() is None:
+        from dataclasses import replace
+
+        from saetool.distributed import local_device, session
+
+        config.validate()
+        config = replace(config, device=local_device(config.device, rank_info()))
+        with session(config.device):
+            return train_sae(config, inputs, output, overwrite=overwrite, resume=resume, progress=progress, on_step=on_step)
+    group = current()
+    main = group is None or group.is_main
     from saetool.artifacts.store import check_output_path
     from saetool.sae.architectures import get_architecture
     from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
@@ -64,7 +84,7 @@ def train_sae(
         n_train = source.count_train_tokens()
         if n_train == 0:
             raise SaetoolError("no training rows: every sequence is held out for validation", hint="lower --val-fraction")
-        total_steps = _total_steps(config, n_train)
+        total_steps = _total_steps(config, n_train, group.world_size if group is not None else 1)
         checkpoints = CheckpointDir(checkpoint_dir_for(out))
         trainer = Trainer(
             config,
@@ -77,10 +97,10 @@ def train_sae(
             init_sae=init_sae,
             checkpoints=checkpoints,
         )
-        with checkpoints.locked():
+        with checkpoints.locked() if main else nullcontext():
             if resume and not checkpoints.exists():
                 raise SaetoolError(f"nothing to resume: no checkpoint in {checkpoints.root}", hint="run without --resume to start afresh")
-            if not resume and checkpoints.root.exists():
+            if main and not resume and checkpoints.root.exists():
                 log(f"[dim]discarding earlier checkpoints in {checkpoints.root} (use --resume to continue that run)[/dim]")
                 checkpoints.remove()
             desc = source.describe()
@@ -90,14 +110,20 @@ def train_sae(
                 + f", {total_steps} steps x {config.batch_size} tokens on {source.hook}"
                 + (f" -> {source.hook_out}" if source.hook_out else "")
                 + f" ({n_train} training tokens in {len(source.files)} file(s))"
+                + (f", data parallel on {group.world_size} processes ({group.backend}): {config.batch_size * group.world_size} tokens per step in all" if group is not None else "")
             )
+            if group is not None:
+                group.barrier()  # rank 0 has cleared old checkpoints
             try:
                 val = source.validation()
                 result = trainer.fit(source.batches(), val, resume=resume, progress=progress, on_step=on_step)
                 result.training.update(desc)
-                _write(result, out, source, inputs, overwrite=overwrite)
+                if main:
+                    _write(result, out, source, inputs, overwrite=overwrite)
+                if group is not None:
+                    group.barrier()  # the others wait until OUTPUT exists
             except SaetoolError:
-                if not resume:
+                if main and not resume:
                     checkpoints.remove()  # a user error: leave nothing half-written behind
                 raise
             except BaseException:
@@ -113,9 +139,15 @@ def _open_source(config: TrainConfig, inputs: Sequence[str | Path]) -> "Activati
     reconstructs ``hook_mlp_out`` from ``hook_resid_mid`` of the same layer."""
     from saetool.train.source import ActivationSource
 
+    from saetool.distributed import current
+
+    group = current()
+
     def open_with(hook_out: str | None) -> ActivationSource:
         return ActivationSource(
             inputs,
+            rank=group.rank if group is not None else 0,
+            world_size=group.world_size if group is not None else 1,
             hook=config.hook,
             hook_out=hook_out,
             batch_size=config.batch_size,
@@ -138,11 +170,11 @@ def _open_source(config: TrainConfig, inputs: Sequence[str | Path]) -> "Activati
     return open_with(guess)
 
 
-def _total_steps(config: TrainConfig, n_train: int) -> int:
+def _total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
     if config.steps is not None:
         return int(config.steps)
     tokens = config.num_tokens if config.num_tokens is not None else n_train
-    return max(1, math.ceil(tokens / config.batch_size))
+    return max(1, math.ceil(tokens / (config.batch_size * world_size)))
 
 
 def _load_init(config: TrainConfig) -> "SAE | None":

@@ -81,6 +81,8 @@ class ActivationSource:
         val_tokens: int = 16384,
         seed: int = 0,
         chunk_rows: int = CHUNK_ROWS,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         from saetool.artifacts.activations import ActivationsFile
 
@@ -106,6 +108,9 @@ class ActivationSource:
         self.val_fraction = float(val_fraction)
         self.val_tokens = int(val_tokens)
         self.seed = int(seed)
+        # data-parallel training: this rank reads its own contiguous part of every
+        # chunk (a disjoint share of the training rows) and shuffles it with its own seed
+        self.rank, self.world_size = int(rank), int(world_size)
         self.offsets = [0]
         for f in self.files:
             self.offsets.append(self.offsets[-1] + f.n_tokens)
@@ -197,6 +202,10 @@ class ActivationSource:
         for i, f in enumerate(self.files):
             for start in range(0, f.n_tokens, self.chunk_rows):
                 stop = min(start + self.chunk_rows, f.n_tokens)
+                if not val and self.world_size > 1:
+                    start, stop = start + (stop - start) * self.rank // self.world_size, start + (stop - start) * (self.rank + 1) // self.world_size
+                    if start >= stop:
+                        continue
                 seq = f.artifact.file["tokens/seq_index"][start:stop]
                 keep = self.is_val(i, seq) if val else ~self.is_val(i, seq)
                 if not keep.any():
@@ -265,7 +274,7 @@ class ActivationSource:
         """Endless shuffled training batches (deterministic given the seed)."""
         import torch
 
-        gen = torch.Generator().manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.seed + 7919 * self.rank)
         chunks = self._endless_train_chunks()
         cap = self.capacity
         size = cap + self.chunk_rows

@@ -126,6 +126,10 @@ class Trainer:
         self.dtype = getattr(torch, config.dtype)  # compute dtype (autocast); weights and Adam stay float32
         self.checkpoints = checkpoints
         self.init_sae = init_sae
+        from saetool.distributed import current
+
+        self.dp = current()  # the torchrun process group (data-parallel training), or None
+        self.world = self.dp.world_size if self.dp is not None else 1
         self.cfg = self._sae_config(d_in, d_out, hook, hook_out, model)
         self.arch.validate(self.cfg)
         self.transcoder = self.cfg.is_transcoder
@@ -133,7 +137,8 @@ class Trainer:
         self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
         self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
-        self.dead_tokens = config.dead_tokens or min(1_000_000, max(config.batch_size, (self.total_steps * config.batch_size) // 4))
+        batch = config.batch_size * self.world  # tokens per step over all ranks
+        self.dead_tokens = config.dead_tokens or min(1_000_000, max(batch, (self.total_steps * batch) // 4))
         # state filled by _start or _restore
         self.sae: SAE
         self.objective: Objective
@@ -204,6 +209,9 @@ class Trainer:
             init_b_dec(sae, targets, self.config.init_b_dec)
         self.sae = sae.to(device=self.device, dtype=torch.float32)
         self.objective = self.arch.objective(self.cfg, self.config).to(self.device)
+        if self.dp is not None:  # every rank starts from rank 0's weights and scales (as DDP does)
+            self.in_scale, self.out_scale = self.dp.broadcast_object((self.in_scale, self.out_scale))
+            self.dp.broadcast_([*self._params(), *self.objective.buffers()])
         self.optimizer = self._make_optimizer()
         return itertools.chain(peek, stream)
 
@@ -244,17 +252,23 @@ class Trainer:
             "out_scale": self.out_scale,
             "sae_config": self.cfg.to_dict(),
             "train_config": self.config.to_dict(),
+            "world_size": self.world,
         }
         return tensors, meta
 
     def _save(self, name: str) -> None:
         if self.checkpoints is None:
             return
+        if self.dp is not None and not self.dp.is_main:  # rank 0 writes; the others wait for it
+            self.dp.barrier()
+            return
         tensors, meta = self._state()
         if name == "step":
             self.checkpoints.save_step(self.step, tensors, meta)
         else:
             self.checkpoints.save(name, tensors, meta)
+        if self.dp is not None:
+            self.dp.barrier()
 
     def _restore(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path)
@@ -294,6 +308,8 @@ class Trainer:
         changed = [k for k in RESUME_KEYS if _norm(before.get(k)) != _norm(now.get(k))]
         if int(meta["total_steps"]) != self.total_steps:
             changed.append("steps")
+        if int(meta.get("world_size", 1)) != self.world:
+            changed.append(f"number of processes ({meta.get('world_size', 1)}, now {self.world})")
         if changed:
             raise SaetoolError(
                 f"cannot resume from {path}: it was made with different {', '.join(changed)}",
@@ -378,19 +394,27 @@ class Trainer:
             out = self.objective(self.sae, x, y, sparsity_coeff=coeff, dead=dead)
         self.optimizer.zero_grad()
         out.loss.backward()
+        if self.dp is not None:
+            fired = self._all_reduce_step(params, out.fired)
+            n *= self.world
+        else:
+            fired = out.fired
         if self.arch.unit_norm_decoder:
             _remove_parallel_grad(self.sae.W_dec)
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, foreach=True)
         self.optimizer.step()
         self.objective.after_step(self.sae)
+        if self.dp is not None:  # running statistics (e.g. BatchTopK's threshold): the ranks' mean
+            self.dp.average_([b for b in self.objective.buffers() if b.is_floating_point()])
         if self.arch.unit_norm_decoder:
             with torch.no_grad():
                 self.sae.W_dec.div_(torch.linalg.vector_norm(self.sae.W_dec, dim=1, keepdim=True).clamp_min_(1e-12))
         self.since_fired += n
-        self.since_fired[out.fired] = 0
+        self.since_fired[fired] = 0
         with torch.no_grad():
             per_token = out.recon_loss if out.recon_loss is not None else (out.recon.detach().float() - y).pow(2).sum(-1).mean()
+            n = x.shape[0]  # this rank's rows for its own metrics (averaged over ranks in the history)
             err = per_token.double() * n
             flat = y.reshape(-1).double() if y.dtype != torch.float32 else y.reshape(-1)
             var = torch.dot(flat, flat).double() - y.sum(0).double().pow(2).sum() / n
@@ -398,13 +422,29 @@ class Trainer:
         self.acc[: len(_ACC)] += values.cpu()
         self.acc[-1] += 1
         self.step += 1
-        self.tokens += n
+        self.tokens += n * self.world
         self.last_batch = batch
         if self.collector is not None and batch.rows is not None and (self.step % self.config.samples.every == 0 or self.step == self.total_steps):  # type: ignore[union-attr]
             self.collector.update(out.codes, batch.rows, scale=1.0 / self.out_scale)
         self._lr, self._coeff = lr, coeff
 
+    def _all_reduce_step(self, params: list[torch.nn.Parameter], fired: torch.Tensor) -> torch.Tensor:
+        """Data parallel: average the gradients over the ranks (the gradient of the
+        loss on the union of their batches) and merge which features fired."""
+        assert self.dp is not None
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.uint8)
+        self.dp.all_reduce_(has, "max")
+        for p, h in zip(params, has.tolist()):
+            if h and p.grad is None:  # a gradient on another rank only: zero here
+                p.grad = torch.zeros_like(p)
+        self.dp.average_([p.grad for p in params if p.grad is not None])
+        merged = fired.to(torch.uint8)
+        self.dp.all_reduce_(merged, "max")
+        return merged.bool()
+
     def _history_row(self) -> dict[str, float]:
+        if self.dp is not None:  # the history shows the mean over the ranks' batches
+            self.dp.all_reduce_(self.acc, "mean")
         count = max(1.0, float(self.acc[-1]))
         means = {name: float(self.acc[i]) / count for i, name in enumerate(_ACC)}
         if not math.isfinite(means["loss"]):
@@ -439,7 +479,7 @@ class Trainer:
         self.objective.eval()
         try:
             with torch.no_grad():
-                for batch in val:
+                for batch in (val[self.dp.rank :: self.world] if self.dp is not None else val):
                     x, y = self._prepare(batch)
                     with self._autocast():
                         out = self.objective(self.sae, x, y, sparsity_coeff=self.coeff)
@@ -453,6 +493,11 @@ class Trainer:
                     elems += y.numel()
         finally:
             self.objective.train()
+        if self.dp is not None:
+            sums = torch.tensor([loss, sq, var, l0, rows, elems], dtype=torch.float64)
+            self.dp.all_reduce_(sums, "sum")
+            loss, sq, var, l0 = (float(v) for v in sums[:4])
+            rows, elems = int(sums[4]), int(sums[5])
         return {"val_loss": loss / rows, "val_mse": sq / elems, "val_explained_variance": 1 - sq / max(var, 1e-12), "val_l0": l0 / rows}
 
     # -- the end --------------------------------------------------------------------------
@@ -519,9 +564,11 @@ class Trainer:
             "final": metrics,
             "checklist": [item.to_dict() for item in checklist],
             "seconds": elapsed,
-            "tokens_per_second": (steps_run * self.config.batch_size / elapsed) if elapsed > 0 and steps_run else None,
+            "tokens_per_second": (steps_run * self.config.batch_size * self.world / elapsed) if elapsed > 0 and steps_run else None,
             "checkpoints": str(self.checkpoints.root) if self.checkpoints is not None else None,
         }
+        if self.dp is not None:
+            training["distributed"] = {**self.dp.describe(), "batch_size_per_rank": self.config.batch_size, "effective_batch_size": self.config.batch_size * self.world}
         return TrainResult(sae, self.config, history, checklist, metrics, training, self.in_scale, self.out_scale, self.collector)
 
 
