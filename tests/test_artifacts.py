@@ -185,3 +185,13 @@ def test_command_line_redacts_secrets():
     assert "sk-123" not in line and "abc" not in line
     assert line.startswith("saetool interpret --api-key '***'")
     assert "--layers 3" in line
+
+
+def test_command_line_redacts_credentials_in_urls_and_key_value_options():
+    line = command_line([
+        "saetool", "interpret", "--labeler-option", "url=https://me:pw1@api.example.com:8443/v1?token=tk2#frag",
+        "--labeler-option", "api_key=sk-3", "--labeler-option", "model=gpt-4o", "--corpus", "hub:https://h.example/d?sig=s4",
+    ])
+    for secret in ("pw1", "tk2", "sk-3", "s4", "frag"):
+        assert secret not in line, secret
+    assert "url=https://api.example.com:8443/v1" in line and "model=gpt-4o" in line and "'api_key=***'" in line

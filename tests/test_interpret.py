@@ -198,6 +198,8 @@ def test_bad_inputs(smollm2_acts, smollm2_sae, result, tmp_path):
     assert_clean_error(run_cli("interpret", str(wrong_hook), "--sae", str(smollm2_sae), "-o", str(out)), "blocks.3.hook_resid_post", "blocks.5.hook_resid_post")
     assert_clean_error(run_cli("interpret", str(smollm2_acts), "--sae", str(smollm2_sae), "--features", "3,512", "-o", str(out)), "out of range")
     assert_clean_error(run_cli("interpret", str(smollm2_acts), "--sae", str(smollm2_sae), "--labeler", "nope", "-o", str(out)), "nope")
+    assert_clean_error(run_cli("interpret", str(smollm2_acts), "--sae", str(smollm2_sae), "--labeler", "transition-words", "-o", str(out)), "labels positions")
+    assert_clean_error(run_cli("interpret", str(smollm2_acts), "--sae", str(smollm2_sae), "--labeler", "llm", "--labeler-option", "api_key=abc", "-o", str(out)), "secret")
     assert_clean_error(run_cli("interpret", str(smollm2_acts), "-o", str(out)), "no SAE")
     # a features artifact with an SAE it did not come from
     other = tmp_path / "other.h5"
@@ -234,10 +236,11 @@ def test_labeler_fallback_report_and_browser(smollm2_acts, smollm2_sae, tmp_path
     out, report, html = tmp_path / "f.h5", tmp_path / "report.md", tmp_path / "browser.html"
     proc = run_cli(
         "interpret", str(smollm2_acts), "--sae", str(smollm2_sae), "--features", "3,10", "--examples", "5", "-o", str(out),
-        "--labeler", "llm", "--labeler-option", "url=http://127.0.0.1:9/v1", "--report", str(report), "--html", str(html),
+        "--labeler", "llm", "--labeler-option", "url=http://user:sekrit1@127.0.0.1:9/v1?token=sekrit2", "--report", str(report), "--html", str(html),
     )
     assert proc.returncode == 0, proc.stderr
-    assert "labeler llm failed" in proc.stderr and "using the tokens labeler" in proc.stderr
+    assert "labeler llm failed" in proc.stderr and "tokens label" in proc.stderr
+    assert "sekrit" not in proc.stderr + proc.stdout and b"sekrit" not in out.read_bytes()  # credentials in the URL are never stored
     manifest = json.loads(proc.stdout)
     assert manifest["labeler"] == "tokens" and manifest["report"] == str(report)
     from saetool.interpret.store import read_features

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import urlsplit, urlunsplit
 
 import saetool
 
@@ -27,8 +29,34 @@ def command_line(argv: list[str] | None = None) -> str:
     return " ".join(shlex.quote(a) for a in _redact(argv))
 
 
+_SECRET_WORDS = ("key", "token", "secret", "password")
+_NAME = re.compile(r"[A-Za-z_][\w.-]*")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL's user info, query and fragment removed (they may carry credentials)."""
+
+    def clean(match: re.Match) -> str:
+        try:
+            parts = urlsplit(match.group(0))
+            host = parts.hostname or ""
+            if parts.port is not None:
+                host = f"{host}:{parts.port}"
+        except ValueError:
+            return "***"
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+    return _URL.sub(clean, text)
+
+
+def redact_value(name: str, value: str) -> str:
+    """A ``NAME=VALUE`` setting made safe to store: secret-looking names blanked, URLs cleaned."""
+    return "***" if any(word in name.lower() for word in _SECRET_WORDS) else redact_urls(value)
+
+
 def _redact(argv: list[str]) -> list[str]:
-    """Blank the value of any option that looks like a secret."""
+    """Blank the value of any option that looks like a secret, and credentials in URLs."""
     out: list[str] = []
     hide_next = False
     for arg in argv:
@@ -37,14 +65,18 @@ def _redact(argv: list[str]) -> list[str]:
             hide_next = False
             continue
         lowered = arg.lower()
-        if any(word in lowered for word in ("key", "token=", "secret", "password")) and lowered.startswith("--"):
+        if lowered.startswith("--") and any(word in lowered for word in _SECRET_WORDS):
             if "=" in arg:
                 out.append(arg.split("=", 1)[0] + "=***")
             else:
                 out.append(arg)
                 hide_next = True
             continue
-        out.append(arg)
+        name, eq, value = arg.partition("=")
+        if eq and _NAME.fullmatch(name):  # KEY=VALUE option values (e.g. --labeler-option)
+            out.append(f"{name}={redact_value(name, value)}")
+            continue
+        out.append(redact_urls(arg))
     return out
 
 

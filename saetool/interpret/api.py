@@ -137,7 +137,7 @@ def interpret(
     import torch
 
     from saetool.artifacts.activations import ActivationsFile
-    from saetool.artifacts.provenance import build_provenance, file_sha256
+    from saetool.artifacts.provenance import build_provenance, file_sha256, redact_value
     from saetool.artifacts.store import ArtifactWriter, check_output_path
     from saetool.sae.io import load_sae
 
@@ -150,11 +150,10 @@ def interpret(
         if acts.n_tokens == 0:
             raise SaetoolError(f"{acts.path} holds no tokens")
         if config.labeler:
-            from saetool.plugins import host
-
-            host().get("labelers", config.labeler)  # unknown labeler: fail before any work
+            check_labeler(config.labeler, config.labeler_options)
         chunk_rows = config.chunk_rows or max(256, min(8192, (1 << 24) // d_sae))
         settings = {**asdict(config), "chunk_rows": chunk_rows, "hook": hook}
+        settings["labeler_options"] = {k: redact_value(k, v) for k, v in config.labeler_options.items()}
         sae_sha = file_sha256(sae_path) if Path(sae_path).is_file() else ""
         model = acts.model or sae.cfg.model
         provenance = build_provenance(model=model, hooks=[hook], parents=[activations] + ([sae_path] if Path(sae_path).is_file() else []), interpret=settings)
@@ -194,6 +193,21 @@ def interpret(
         return InterpretResult(path=out, records=records, d_sae=d_sae, n_tokens=acts.n_tokens, dead=dead, labeler=used)
 
 
+def check_labeler(name: str, options: dict[str, str]) -> None:
+    """Fail before any work on an unknown labeler, one that labels positions rather
+    than features, or options it refuses (e.g. a secret given on the command line)."""
+    from saetool.plugins import host
+
+    labeler = host().get("labelers", name)
+    target = getattr(labeler, "target", "features")
+    if target != "features":
+        features = sorted(n for n, r in host().collect("labelers").items() if getattr(r.obj, "target", "features") == "features")
+        raise SaetoolError(f"labeler {name!r} labels {target}, not features", hint="choose one of: " + ", ".join(features))
+    check = getattr(labeler, "check_options", None)
+    if check is not None:
+        check(dict(options))
+
+
 def label_records(records: Sequence[FeatureRecord], name: str, ctx: LabelContext) -> tuple[list[Label], str]:
     """Labels from labeler ``name``; on a :class:`SaetoolError` warn and use ``tokens``."""
     from saetool.plugins import host
@@ -203,7 +217,8 @@ def label_records(records: Sequence[FeatureRecord], name: str, ctx: LabelContext
     except SaetoolError as exc:
         if name == "tokens":
             raise
-        warn(f"labeler {name} failed: {exc.one_line()}; using the tokens labeler")
+        message = exc.one_line().removeprefix("error: ")
+        warn(f"labeler {name} failed: {message}" + ("" if "tokens label" in message else "; using the tokens labeler instead"))
         name = "tokens"
         labels = list(host().get("labelers", name).label(records, ctx))
     if len(labels) != len(records):
