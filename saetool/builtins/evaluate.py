@@ -1,5 +1,21 @@
-"""Built-in SAE-quality metrics, evaluate and check commands."""
+"""Built-in SAE-quality metrics, and the ``evaluate`` and ``check`` commands."""
 
 from __future__ import annotations
 
-from saetool.hookspecs import hookimpl  # noqa: F401
+from saetool.hookspecs import hookimpl
+
+
+@hookimpl
+def register_metrics(register):
+    from saetool.evaluate.metrics import BUILTIN_SAE_METRICS
+
+    for metric in BUILTIN_SAE_METRICS:
+        register(metric)
+
+
+@hookimpl
+def register_commands(register):
+    from saetool.cli import check_cmd, evaluate_cmd
+
+    register(evaluate_cmd.evaluate, name="evaluate")
+    register(check_cmd.check, name="check")

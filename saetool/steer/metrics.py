@@ -133,8 +133,10 @@ class MetricContext:
 
 
 class Metric:
-    """Base class for completion metrics."""
+    """Base class for completion metrics (``scope = "completions"``; SAE-quality
+    metrics for ``evaluate`` have ``scope = "sae"``)."""
 
+    scope: str = "completions"
     name: str = ""
     description: str = ""
     kind: str = "rate"  # "rate" (0/1 per item) or "mean"
@@ -261,10 +263,24 @@ class Coherence(Metric):
 BUILTIN_METRICS = (Refusal(), Helpfulness(), Coherence(), Sentiment())
 
 
-def get_metric(name: str) -> Metric:
+def completion_metrics() -> dict[str, Any]:
+    """Registered metrics that score completions (``scope == "completions"``), by name."""
     from saetool.plugins import host
 
-    return host().get("metrics", name)
+    return {n: reg for n, reg in host().collect("metrics").items() if getattr(reg.obj, "scope", "completions") == "completions"}
+
+
+def get_metric(name: str) -> Metric:
+    """A completion metric by name; an SAE metric or unknown name is a one-line error."""
+    from saetool.errors import PluginError
+
+    known = completion_metrics()
+    if name not in known:
+        from saetool.plugins import host
+
+        what = f"metric {name!r} is an SAE metric (saetool evaluate), not a completion metric" if name in host().collect("metrics") else f"unknown metric {name!r}"
+        raise PluginError(what, hint="choose one of: " + ", ".join(sorted(known)))
+    return known[name].obj
 
 
 def score_all(names: Sequence[str], items: Sequence[CompletionItem], ctx: MetricContext) -> dict[str, list[float]]:

@@ -1,0 +1,74 @@
+"""``saetool evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from saetool.cli.options import JSON
+
+SAE_ARG = typer.Argument(None, help="SAE: an `sae` artifact, or an SAELens/sparsify folder (omit or '-' to read a manifest from stdin).")
+ACTS_ARG = typer.Argument(None, help="Activations artifact with the SAE's hook (held-out tokens); its stored windows feed the model metrics.")
+MODEL = typer.Option(None, "--model", "-m", help="Model for CE loss / KL (default: the SAE's model).")
+CORPUS = typer.Option("bbc-news", "--corpus", "-c", help="Corpus for the model metrics when no activations are given.")
+NUM_TOKENS = typer.Option(4096, "--num-tokens", "-n", help="Tokens evaluated (activation rows; windows covering this many tokens for the model).")
+BATCH_SIZE = typer.Option(8, "--batch-size", "-b", help="Windows per forward pass (bounds memory).")
+CONTEXT = typer.Option(128, "--context-size", help="Window length when tokens come from --corpus.")
+BACKEND = typer.Option("transformers", "--backend", help="Model backend: transformers or transformer-lens.")
+DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps.")
+DEAD = typer.Option(0.0, "--dead-threshold", help="A feature is dead when it fires on at most this fraction of tokens.")
+DENSE = typer.Option(0.1, "--dense-threshold", help="A feature is dense when it fires on more than this fraction of tokens.")
+NO_MODEL = typer.Option(False, "--no-model", help="Skip the model metrics (CE loss, KL): activations only.")
+
+
+def eval_config(*, model: str | None, corpus: str, num_tokens: int, batch_size: int, context_size: int, backend: str, device: str,
+                dead_threshold: float, dense_threshold: float, no_model: bool, metrics: list[str] | None = None) -> Any:
+    from saetool.evaluate.api import EvalConfig
+
+    config = EvalConfig(model=model, backend=backend, corpus=corpus, context_size=context_size, num_tokens=num_tokens, batch_size=batch_size,
+                        device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, use_model=not no_model, metrics=metrics)
+    config.validate()
+    return config
+
+
+def evaluate(
+    sae: Optional[str] = SAE_ARG,
+    activations: Optional[Path] = ACTS_ARG,
+    model: Optional[str] = MODEL,
+    corpus: str = CORPUS,
+    num_tokens: int = NUM_TOKENS,
+    batch_size: int = BATCH_SIZE,
+    context_size: int = CONTEXT,
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="Only these SAE metrics (repeatable; default: all registered)."),
+    backend: str = BACKEND,
+    device: str = DEVICE,
+    dead_threshold: float = DEAD,
+    dense_threshold: float = DENSE,
+    no_model: bool = NO_MODEL,
+    as_json: bool = JSON,
+) -> None:
+    """Measure an SAE: reconstruction (MSE, normalised MSE, explained variance,
+    cosine), sparsity (L0, dead/dense features) and, with the model, CE loss
+    clean / SAE spliced in / hook zero-ablated, CE loss recovered and KL.
+
+    Tokens come from ACTIVATIONS (rows and their stored windows) or, without
+    it, from --corpus. BOS positions are left out of CE/KL and not spliced.
+    The table goes to stderr; --json prints the numbers to stdout.
+
+    Example:
+
+        saetool evaluate sae.h5 heldout.h5 --num-tokens 8192 --json
+    """
+    from saetool.artifacts.manifest import resolve_input
+    from saetool.evaluate.api import evaluate_sae, print_evaluation
+
+    config = eval_config(model=model, corpus=corpus, num_tokens=num_tokens, batch_size=batch_size, context_size=context_size, backend=backend,
+                         device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, no_model=no_model, metrics=metric or None)
+    path = resolve_input(sae, what="SAE")
+    ev = evaluate_sae(path, activations, config)
+    print_evaluation(ev)
+    if as_json:
+        typer.echo(json.dumps(ev.to_dict()))

@@ -1,0 +1,374 @@
+"""Evaluating an SAE: reconstruction metrics on held-out activations and
+downstream metrics with the SAE spliced into the model.
+
+Tokens come from an activations artifact (its stored rows for the
+reconstruction metrics, its stored context windows ``sequences/token_ids`` for
+the model metrics, so both see the same tokens) or, without one, from a corpus
+packed into windows like ``extract`` does (the reconstruction metrics then use
+the activations captured at the SAE's hook in the clean pass, special tokens
+left out as ``extract`` leaves them out). Pass activations the SAE was not
+trained on for a held-out estimate.
+
+BOS handling (the same for every model metric, and what
+``sae_lens.evals.get_recons_loss`` does with ``ignore_tokens=[bos]``): at
+positions holding the BOS id (the first token of every window) the SAE is not
+spliced in (the clean activation is kept: its norm is atypical and ``extract``
+stores no rows for it), and the next-token loss and KL predicted *from* those
+positions are left out of every mean, as is each window's last position (it
+predicts nothing). Zero ablation ablates every position, BOS included.
+
+For a transcoder (``cfg.hook_out != cfg.hook``) the SAE reads ``hook`` and its
+output replaces ``hook_out``; zero ablation zeroes ``hook_out``.
+
+Memory is bounded by ``batch_size`` windows per forward pass (a few
+``batch_size x context x vocab`` float32 logit tensors live at once) and by
+row chunks of at most 2**24 codes for the reconstruction metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from saetool.console import log, warn
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.models.base import HookedModel
+    from saetool.sae.model import SAE
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate on. ``model`` defaults to the SAE's model (then the
+    activations' model); ``use_model=False`` skips the model metrics."""
+
+    model: str | None = None
+    backend: str = "transformers"
+    corpus: str = "bbc-news"
+    context_size: int = 128
+    num_tokens: int = 4096
+    batch_size: int = 8
+    device: str = "cpu"
+    dtype: str = "float32"
+    dead_threshold: float = 0.0
+    dense_threshold: float = 0.1
+    use_model: bool = True
+    metrics: list[str] | None = None
+
+    def validate(self) -> None:
+        if self.num_tokens < 1:
+            raise SaetoolError(f"--num-tokens must be positive (got {self.num_tokens})")
+        if self.batch_size < 1:
+            raise SaetoolError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.context_size < 2:
+            raise SaetoolError(f"--context-size must be at least 2 (got {self.context_size})")
+        for name, value in (("--dead-threshold", self.dead_threshold), ("--dense-threshold", self.dense_threshold)):
+            if not 0 <= value <= 1:
+                raise SaetoolError(f"{name} must be a firing frequency in [0, 1] (got {value})")
+
+
+@dataclass
+class Evaluation:
+    """Metric values plus what they were measured on."""
+
+    metrics: dict[str, float]
+    sae: str
+    hook: str
+    hook_out: str
+    d_in: int
+    d_sae: int
+    activations: str | None = None
+    model: str | None = None
+    corpus: str | None = None
+    n_rows: int = 0
+    n_positions: int = 0
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("descriptions")
+        out["metrics"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.metrics.items()}
+        return out
+
+
+# -- setup -----------------------------------------------------------------------------
+def _model_name(config: EvalConfig, sae: "SAE", acts: "ActivationsFile | None") -> str | None:
+    return config.model or sae.cfg.model or (acts.model if acts is not None else None)
+
+
+def check_activations(sae: "SAE", acts: "ActivationsFile") -> None:
+    """The file must hold the SAE's hook (and ``hook_out`` for a transcoder) at the SAE's widths."""
+    from saetool.sae.io import check_sae_matches
+
+    cfg = sae.cfg
+    if cfg.hook not in acts.hooks:
+        raise SaetoolError(f"the SAE reads {cfg.hook} but {acts.path} has activations for {', '.join(acts.hooks)}", hint="extract that hook, or pass the matching SAE")
+    check_sae_matches(sae, d_in=acts.d(cfg.hook), hook=cfg.hook, model=acts.model, what=f"activations in {acts.path.name}")
+    if cfg.is_transcoder:
+        if cfg.hook_out not in acts.hooks:
+            raise SaetoolError(f"the transcoder reconstructs {cfg.hook_out} but {acts.path} has no activations for it", hint=f"extract --hooks {cfg.hook},{cfg.hook_out}")
+        if acts.d(cfg.hook_out) != cfg.d_out:
+            raise SaetoolError(f"the transcoder outputs d_out={cfg.d_out} but {cfg.hook_out} in {acts.path.name} has d={acts.d(cfg.hook_out)}")
+
+
+def check_model(sae: "SAE", model: "HookedModel") -> None:
+    """The model must have the SAE's hook(s) at the SAE's widths."""
+    from saetool.errors import ModelError
+    from saetool.models.hooks import parse_hooks
+    from saetool.sae.io import check_sae_matches
+
+    cfg = sae.cfg
+    for hook in dict.fromkeys([cfg.hook, cfg.hook_out]):
+        try:
+            parse_hooks([hook], model.n_layers, model.supported_sites)
+        except (ModelError, ValueError) as exc:
+            msg = exc.message if isinstance(exc, SaetoolError) else str(exc)
+            raise SaetoolError(f"the SAE's hook does not exist in {model.model_id}: {msg}", hint="pass the model the SAE was trained on (--model)") from exc
+    check_sae_matches(sae, d_in=model.hook_dim(cfg.hook), what=f"model {model.model_id} at {cfg.hook}")
+    if cfg.is_transcoder and model.hook_dim(cfg.hook_out) != cfg.d_out:
+        raise SaetoolError(f"the transcoder outputs d_out={cfg.d_out} but {model.model_id} has d={model.hook_dim(cfg.hook_out)} at {cfg.hook_out}")
+
+
+# -- batches ---------------------------------------------------------------------------
+def _row_chunk(d_sae: int) -> int:
+    return max(1, min(4096, (1 << 24) // max(d_sae, 1)))
+
+
+def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int) -> Iterator["Any"]:
+    """:class:`ReconBatch` es over the first ``num_rows`` rows of the file."""
+    import torch
+
+    from saetool.evaluate.metrics import ReconBatch
+
+    cfg = sae.cfg
+    stop = min(num_rows, acts.n_tokens)
+    step = _row_chunk(cfg.d_sae)
+    with torch.no_grad():
+        for start in range(0, stop, step):
+            end = min(start + step, stop)
+            x = acts.read(cfg.hook, start, end).to(device=sae.device, dtype=sae.dtype)
+            target = acts.read(cfg.hook_out, start, end).to(sae.device) if cfg.is_transcoder else x
+            codes = sae.encode(x)
+            yield ReconBatch(x=x, target=target, recon=sae.decode(codes), codes=codes)
+
+
+def recon_batches_from_rows(sae: "SAE", x: "torch.Tensor", target: "torch.Tensor") -> Iterator["Any"]:
+    import torch
+
+    from saetool.evaluate.metrics import ReconBatch
+
+    step = _row_chunk(sae.cfg.d_sae)
+    with torch.no_grad():
+        for start in range(0, x.shape[0], step):
+            xs = x[start : start + step].to(device=sae.device, dtype=sae.dtype)
+            codes = sae.encode(xs)
+            yield ReconBatch(x=xs, target=target[start : start + step].to(sae.device), recon=sae.decode(codes), codes=codes)
+
+
+def _log_probs(logits: "torch.Tensor") -> "torch.Tensor":
+    import torch
+
+    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
+
+
+def lm_batch(sae: "SAE", model: "HookedModel", ids: "torch.Tensor", bos: int | None, *, capture_special: "np.ndarray | None" = None) -> "tuple[Any, tuple[torch.Tensor, torch.Tensor] | None]":
+    """Clean, spliced and zero-ablated passes over ``ids`` ``[b, T]`` (full windows, no padding).
+
+    Returns the :class:`LMBatch` and, when ``capture_special`` (a bool mask of
+    positions to leave out) is given, the SAE input and target rows at the
+    other positions of the clean pass.
+    """
+    import torch
+
+    from saetool.evaluate.metrics import LMBatch
+
+    cfg = sae.cfg
+    ids = ids.to(model.device)
+    keep = ids != bos if bos is not None else torch.ones_like(ids, dtype=torch.bool)
+    seen: dict[str, torch.Tensor] = {}
+
+    def capture(name: str):
+        def fn(t):
+            seen[name] = t
+            return None
+
+        return fn
+
+    def splice(t):
+        x = seen["in"] if cfg.is_transcoder else t
+        recon = sae(x.to(device=sae.device, dtype=sae.dtype)).to(device=t.device, dtype=t.dtype)
+        return torch.where(keep[..., None], recon, t)
+
+    with torch.no_grad():
+        clean_hooks = {cfg.hook: capture("in")}
+        if cfg.is_transcoder:
+            clean_hooks[cfg.hook_out] = capture("out")
+        logp_clean = _log_probs(model.logits(ids, edit_hooks=clean_hooks))
+        rows = None
+        if capture_special is not None:
+            take = ~torch.as_tensor(capture_special, device=ids.device)
+            x_in = seen["in"][take]
+            rows = (x_in, seen["out"][take] if cfg.is_transcoder else x_in)
+        sae_hooks = {cfg.hook: capture("in"), cfg.hook_out: splice} if cfg.is_transcoder else {cfg.hook: splice}
+        logp_sae = _log_probs(model.logits(ids, edit_hooks=sae_hooks))
+        target = ids[:, 1:].unsqueeze(-1)
+        mask = keep[:, :-1]
+        p_clean = logp_clean.exp()
+        nll_clean = -logp_clean.gather(-1, target).squeeze(-1)[mask]
+        nll_sae = -logp_sae.gather(-1, target).squeeze(-1)[mask]
+        kl_sae = (p_clean * (logp_clean - logp_sae)).sum(-1)[mask]
+        del logp_sae
+        logp_zero = _log_probs(model.logits(ids, edit_hooks={cfg.hook_out: torch.zeros_like}))
+        nll_zero = -logp_zero.gather(-1, target).squeeze(-1)[mask]
+        kl_zero = (p_clean * (logp_clean - logp_zero)).sum(-1)[mask]
+    batch = LMBatch(
+        nll_clean=nll_clean.double().cpu(), nll_sae=nll_sae.double().cpu(), nll_zero=nll_zero.double().cpu(),
+        kl_sae=kl_sae.double().cpu(), kl_zero=kl_zero.double().cpu(),
+    )
+    return batch, rows
+
+
+def corpus_windows(corpus: str, tokenizer: Any, context_size: int, n_windows: int) -> "np.ndarray":
+    """The first ``n_windows`` windows of ``corpus``, packed as ``extract`` packs them (BOS first)."""
+    import itertools
+
+    import numpy as np
+
+    from saetool.corpus.packing import pack_windows
+    from saetool.corpus.resolve import iter_documents, resolve_corpus
+
+    resolve_corpus(corpus)
+    windows = list(itertools.islice(pack_windows(iter_documents(corpus), tokenizer, context_size, prepend_bos=True, corpus_name=corpus), n_windows))
+    if not windows:
+        raise SaetoolError(f"corpus {corpus!r} gave no {context_size}-token windows", hint="use a larger corpus or a smaller --context-size")
+    return np.stack(windows)
+
+
+# -- the evaluation ----------------------------------------------------------------------
+def evaluate_sae(
+    sae_path: str | Path,
+    activations: str | Path | None = None,
+    config: EvalConfig | None = None,
+    *,
+    sae: "SAE | None" = None,
+    model: "HookedModel | None" = None,
+) -> Evaluation:
+    """Evaluate the SAE at ``sae_path`` (or the loaded ``sae``) on ``activations``
+    and/or the model. Every input is checked before any metric is computed."""
+    import numpy as np
+    import torch
+
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.corpus.packing import bos_id, special_token_mask
+    from saetool.evaluate.metrics import EvalContext, sae_metrics
+    from saetool.models.registry import load_model
+    from saetool.sae.io import load_sae
+
+    config = config or EvalConfig()
+    config.validate()
+    metrics = sae_metrics(config.metrics)
+    if sae is None:
+        sae = load_sae(sae_path, config.device)
+    sae.eval()
+    cfg = sae.cfg
+    acts = ActivationsFile(activations) if activations is not None else None
+    try:
+        if acts is not None:
+            check_activations(sae, acts)
+        wants_model = config.use_model and any(m.source == "model" for m in metrics.values())
+        name = _model_name(config, sae, acts)
+        if acts is None and model is None and name is None:
+            raise SaetoolError("nothing to evaluate on: no activations and no model", hint="pass an activations artifact, or --model")
+        if wants_model or acts is None:
+            if model is None:
+                if name is None:
+                    warn("no model known for this SAE: skipping CE-loss and KL metrics (pass --model)")
+                else:
+                    model = load_model(name, backend=config.backend, device=config.device, dtype=config.dtype)
+            if model is not None:
+                check_model(sae, model)
+                if cfg.model:
+                    from saetool.sae.io import check_sae_matches
+
+                    check_sae_matches(sae, model=model.model_id, what=f"model {model.model_id}")
+        if not wants_model:
+            metrics = {k: m for k, m in metrics.items() if m.source != "model"}
+        if model is None:
+            metrics = {k: m for k, m in metrics.items() if m.source != "model"}
+
+        ctx = EvalContext(d_sae=cfg.d_sae, dead_threshold=config.dead_threshold, dense_threshold=config.dense_threshold)
+        states = {k: m.init(ctx) for k, m in metrics.items()}
+        recon = {k: m for k, m in metrics.items() if m.source == "activations"}
+        lm = {k: m for k, m in metrics.items() if m.source == "model"}
+        n_rows = n_pos = 0
+
+        if acts is not None and recon:
+            for batch in recon_batches_from_file(sae, acts, config.num_tokens):
+                n_rows += batch.x.shape[0]
+                for k, m in recon.items():
+                    m.update(states[k], batch)
+
+        if model is not None and (lm or (acts is None and recon)):
+            context = acts.context_size if acts is not None else config.context_size
+            n_windows = max(1, math.ceil(config.num_tokens / context))
+            if acts is not None:
+                windows = acts.artifact.file["sequences/token_ids"][:n_windows]
+            else:
+                windows = corpus_windows(config.corpus, model.tokenizer, context, n_windows)
+            bos = bos_id(model.tokenizer)
+            log(f"evaluating with {model.model_id}: {len(windows)} windows of {windows.shape[1]} tokens")
+            for start in range(0, len(windows), config.batch_size):
+                ids = torch.as_tensor(np.asarray(windows[start : start + config.batch_size], dtype=np.int64))
+                special = special_token_mask(ids.numpy(), model.tokenizer) if acts is None and recon else None
+                batch, rows = lm_batch(sae, model, ids, bos, capture_special=special)
+                n_pos += batch.nll_clean.numel()
+                for k, m in lm.items():
+                    m.update(states[k], batch)
+                if rows is not None:
+                    for rb in recon_batches_from_rows(sae, *rows):
+                        n_rows += rb.x.shape[0]
+                        for k, m in recon.items():
+                            m.update(states[k], rb)
+        values = {k: float(m.result(states[k])) for k, m in metrics.items()}
+        return Evaluation(
+            metrics=values,
+            sae=str(sae_path),
+            hook=cfg.hook,
+            hook_out=str(cfg.hook_out),
+            d_in=cfg.d_in,
+            d_sae=cfg.d_sae,
+            activations=str(acts.path) if acts is not None else None,
+            model=model.model_id if model is not None else None,
+            corpus=config.corpus if acts is None and model is not None else None,
+            n_rows=n_rows,
+            n_positions=n_pos,
+            descriptions={k: m.description for k, m in metrics.items()},
+        )
+    finally:
+        if acts is not None:
+            acts.close()
+
+
+def print_evaluation(ev: Evaluation, *, title: str = "SAE evaluation") -> None:
+    """The metrics as a table on stderr (not under ``--quiet``)."""
+    from rich.table import Table
+
+    from saetool.console import is_quiet, stderr
+
+    if is_quiet():
+        return
+    on = [f"{ev.n_rows} activation rows"] + ([f"{ev.n_positions} positions through {ev.model}"] if ev.n_positions else [])
+    table = Table(title=f"{title} ({', '.join(on)})", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("meaning")
+    for name, value in ev.metrics.items():
+        table.add_row(name, "n/a" if math.isnan(value) else f"{value:.4g}", ev.descriptions.get(name, ""))
+    stderr().print(table)
