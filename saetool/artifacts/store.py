@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -28,14 +29,42 @@ def ensure_writable_parent(path: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ArtifactError(f"cannot create folder {parent} for the output ({exc.strerror})", hint="choose another --output") from exc
+        blocker = next((q for q in (parent, *parent.parents) if q.exists() and not q.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror
+        raise ArtifactError(f"cannot create folder {parent} for the output ({reason})", hint="choose another --output") from exc
     if not os.access(parent, os.W_OK):
         raise ArtifactError(f"cannot write to {parent}: permission denied", hint="choose a writable --output location")
+    check_name_length(path)
+    try:  # os.access says yes to root even where writes fail (read-only mounts, /proc): try one
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".saetool-probe-")
+    except OSError as exc:
+        raise ArtifactError(f"cannot write to {parent} ({exc.strerror})", hint="choose a writable --output location") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+#: Room kept for the longest suffix a stage adds to an output name (``.checkpoints.lock``, ``.history.csv.partial``).
+_SUFFIX_ROOM = 24
+
+
+def check_name_length(path: Path) -> None:
+    """One-line error when an output name (plus the suffixes stages add) is longer than the file system allows."""
+    try:
+        name_max = os.pathconf(path.parent if str(path.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    size = len(os.fsencode(path.name))
+    if size + _SUFFIX_ROOM > name_max:
+        raise ArtifactError(
+            f"output file name {path.name[:40]}... is too long ({size} bytes; at most {name_max - _SUFFIX_ROOM} here)",
+            hint="choose a shorter --output name",
+        )
 
 
 def check_output_path(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
     """Validate an output path before any work starts; returns it as a Path."""
     p = Path(path)
+    check_name_length(p)  # before p.exists(), which raises for an over-long name
     if p.exists() and p.is_dir():
         raise ArtifactError(f"output {p} is a directory", hint="give a file name with --output")
     if p.exists() and not overwrite:

@@ -96,12 +96,21 @@ def main(argv: Optional[list[str]] = None) -> None:
             stderr().print_exception(show_locals=False)
         if isinstance(exc, SaetoolError):
             _fail(exc.one_line(), exc.exit_code)
-        elif isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError)):
+        elif isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
             _fail(f"{exc.strerror}: {exc.filename}", 2)
+        elif _is_path_error(exc):
+            _fail(f"{exc.strerror}: {exc.filename}; check the path", 2)  # type: ignore[attr-defined]
         else:
             _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please report it)", 1)
         return
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_path_error(exc: BaseException) -> bool:
+    """An OSError about a path the user gave (too long, a symlink loop, a read-only file system)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.filename is not None and exc.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS)
 
 
 def _is_usage_error(exc: BaseException) -> bool:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KIND = "completions"
 SCHEMA_VERSION = 1
@@ -69,11 +72,11 @@ def write_completions(
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
-        fh.create_dataset("prompts", data=np.array(list(prompts), dtype=object), dtype=str_dt)
-        fh.create_dataset("splits", data=np.array([s or "" for s in splits], dtype=object), dtype=str_dt)
+        fh.create_dataset("prompts", data=_texts(prompts), dtype=str_dt)
+        fh.create_dataset("splits", data=_texts(s or "" for s in splits), dtype=str_dt)
         group = fh.create_group("completions")
         for cond, values in texts.items():
-            group.create_dataset(cond, data=np.array(list(values), dtype=object), dtype=str_dt)
+            group.create_dataset(cond, data=_texts(values), dtype=str_dt)
         mgroup = fh.create_group("metrics")
         names: set[str] = set()
         for cond, per_metric in (metrics or {}).items():
@@ -86,9 +89,19 @@ def write_completions(
         fh.attrs["metrics"] = json.dumps(sorted(names))
         fh.attrs["settings"] = json.dumps(dict(settings or {}), sort_keys=True, default=str)
         fh.attrs["status"] = status
-        fh.attrs["error"] = error
+        fh.attrs["error"] = error.replace("\x00", NUL_SHOWN)
         fh.attrs["n_prompts"] = n
     return Path(path)
+
+
+#: HDF5 strings cannot hold NUL characters (a byte-level tokenizer can generate one): stored as U+2400 instead.
+NUL_SHOWN = "\u2400"
+
+
+def _texts(values: Iterable[str]) -> "np.ndarray":
+    import numpy as np
+
+    return np.array([str(v).replace("\x00", NUL_SHOWN) for v in values], dtype=object)
 
 
 def _t(v: Any) -> Any:

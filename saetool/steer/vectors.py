@@ -272,7 +272,11 @@ def measure_norm(model: "HookedModel", texts: Sequence[str], hook: str, *, chat:
 
 # -- from a file ------------------------------------------------------------------------------
 def load_vector_file(path: str | Path) -> "torch.Tensor":
-    """A 1-D vector from ``.npy``, ``.pt``/``.pth``, ``.safetensors`` (one tensor) or text (numbers)."""
+    """A 1-D vector from ``.npy``, ``.pt``/``.pth``, ``.safetensors`` (one tensor) or text (numbers).
+
+    Never unpickles code: ``.pt`` through ``torch.load(weights_only=True)``, ``.npy`` without pickle."""
+    import pickle
+
     import numpy as np
     import torch
 
@@ -294,6 +298,8 @@ def load_vector_file(path: str | Path) -> "torch.Tensor":
             arr = torch.tensor([float(x) for x in p.read_text().replace(",", " ").split()])
     except SaetoolError:
         raise
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused it
+        raise SaetoolError(f"refused to load {p}: a pickle holding more than tensors (it could run code)", hint="save the vector with torch.save(tensor), as .npy or as .safetensors") from None
     except Exception as exc:
         raise SaetoolError(f"cannot read a vector from {p} ({type(exc).__name__}: {exc})", hint="use .npy, .pt, .safetensors or a text file of numbers") from None
     arr = arr.float().squeeze()

@@ -204,9 +204,12 @@ def _default_hooks_from(sae: "SAE", config: TrainConfig, inputs: Sequence[str | 
 
 def _check_init(sae: "SAE", source: "ActivationSource") -> None:
     """One-line errors when the pretrained SAE does not fit the activations (before any work)."""
-    from saetool.sae.io import check_sae_matches
+    from saetool.console import warn
+    from saetool.sae.io import check_sae_matches, same_model
 
     check_sae_matches(sae, d_in=source.d_in, hook=source.hook if sae.cfg.hook else None, what=f"activations ({source.hook})")
+    if sae.cfg.model and source.model and not same_model(sae.cfg.model, source.model):  # same width: fine-tuning across models is legitimate
+        warn(f"the --init-from SAE was trained on model {sae.cfg.model!r} but the activations are from {source.model!r}; training goes on from its weights")
     if source.hook_out and (sae.cfg.d_out or sae.cfg.d_in) != source.d_out:
         raise SaetoolError(f"the --init-from SAE reconstructs d_out={sae.cfg.d_out} but {source.hook_out} has d={source.d_out}")
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from saetool.artifacts.store import ensure_writable_parent
+from saetool.artifacts.store import check_name_length, ensure_writable_parent
 from saetool.errors import ArtifactError
 
 
@@ -22,6 +22,7 @@ def check_output_dir(path: str | Path, *, overwrite: bool = False) -> Path:
     """Validate an output folder before any work starts: it may not exist yet, or
     be empty, or (with ``overwrite``) hold anything. Creates its parent."""
     p = Path(path)
+    check_name_length(p)
     if p.exists() and not p.is_dir():
         raise ArtifactError(f"output {p} exists and is not a folder", hint="choose another --output")
     if p.is_dir() and any(p.iterdir()) and not overwrite:

@@ -1,0 +1,231 @@
+"""The bad-input table of ``docs/errors.md``: every row is run through the real CLI.
+
+Each case runs ``saetool ARGS`` in a folder holding the files below and checks
+what the user sees: one line (``error: ...``), exit code 2, no traceback, and the
+folder listing unchanged (no output, partial or lock file left behind). The line
+must equal the row's "what you see" column in ``docs/errors.md``, and the doc must
+list exactly these cases, so the page and the tests cannot drift apart.
+
+Rows with exit code 0 are warnings (a misbehaving plugin, an SAE from another
+model): the command still runs. To print the rows after changing a message:
+``ERRORS_TABLE_OUT=rows.md pytest tests/test_errors_table.py`` writes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import pytest
+
+from helpers import REPO, assert_clean_error, run_cli
+from test_sweep import TINY, tiny_config
+
+DOC = REPO / "docs" / "errors.md"
+HOOK = "blocks.1.hook_resid_post"
+LONG = "x" * 300
+
+
+@dataclass
+class Case:
+    id: str
+    input: str  # the bad input, in words (the doc's second column)
+    command: str  # saetool arguments; MODEL stands for a small local model folder, LONG for 300 x's
+    needles: tuple[str, ...]
+    stdin: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    setup: Callable[[Path], None] | None = None
+    code: int = 2
+
+
+def _sweep(text: str) -> Callable[[Path], None]:
+    return lambda d: tiny_config(d, text).rename(d / "sweep.yaml")
+
+
+def _plugin(body: str) -> Callable[[Path], None]:
+    """An installed third-party plugin named ``bad`` (a dist-info entry point) in ``d/site``."""
+
+    def make(d: Path) -> None:
+        site = d / "site"
+        (site / "bad_plugin-0.1.dist-info").mkdir(parents=True)
+        (site / "bad_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-plugin\nVersion: 0.1\n")
+        (site / "bad_plugin-0.1.dist-info" / "entry_points.txt").write_text("[saetool]\nbad = bad_plugin\n")
+        (site / "bad_plugin.py").write_text(body)
+
+    return make
+
+
+RAISES = "from saetool.hookspecs import hookimpl\n\n@hookimpl\ndef register_commands(register):\n    raise RuntimeError('boom')\n"
+IMPORT_FAILS = "raise ImportError('bad_plugin needs a package that is not installed')\n"
+PLUGIN_ENV = {"PYTHONPATH": "site", "SAETOOL_LOAD_PLUGINS": "bad"}
+
+CASES: list[Case] = [
+    # artifacts given as input
+    Case("truncated-hdf5", "an artifact cut short (half its bytes)", "inspect trunc.h5", ("corrupt or truncated",)),
+    Case("corrupt-hdf5", "an .h5 file of random bytes", "train garbage.h5 -o out.h5", ("not an HDF5 file",)),
+    Case("not-an-artifact", "an HDF5 file no saetool stage wrote", "inspect plain.h5", ("not a saetool artifact",)),
+    Case("wrong-kind", "an `sae` artifact where activations are needed", "train sae.h5 -o out.h5", ("is a 'sae' artifact", "needs 'activations'")),
+    Case("newer-schema", "an artifact with a newer schema version", "train newer.h5 -o out.h5", ("newer than this saetool reads", "upgrade")),
+    Case("missing-input", "an input file that does not exist", "train nope.h5 -o out.h5", ("does not exist",)),
+    Case("input-too-long", "an input path longer than the file system allows", "inspect LONG.h5", ("file name too long",)),
+    Case("stdin-not-manifest", "text that is not a manifest piped into a stage", "train -o out.h5", ("not a saetool manifest",), stdin="garbage\n"),
+    # SAEs
+    Case("sae-d-in", "an SAE whose d_in differs from the activations", "train acts12.h5 --init-from sae.h5 -o out.h5", ("expects d_in=64", "d=12")),
+    Case("sae-hook", "an SAE trained at another hook", "train other_hook.h5 --init-from sae.h5 -o out.h5", ("reads blocks.1.hook_resid_post", "blocks.0.hook_resid_post")),
+    Case("vector-d-model", "a vector whose dimension differs from the model's", "steer vec12.txt --layer 1 --prompts p.txt --model MODEL -o out.h5", ("dimension 12", "d=64")),
+    Case("sae-model", "an SAE trained on another model of the same width (a warning: fine-tuning across models is legitimate)", "train other_model.h5 --init-from sae.h5 --steps 2 --batch-size 64 -o out.h5", ("trained on model 'synthetic'", "'gpt2'"), code=0),
+    Case("sae-feature", "a feature index past the SAE's width", "vector from-sae sae.h5 --feature 999 -o out.h5", ("feature 999 is out of range",)),
+    Case("not-an-sae", "a folder that holds no SAE", "export emptydir -o out", ("not an SAE saetool can read",)),
+    # activations
+    Case("nan-rows", "activations with NaN/inf rows", "train nan.h5 -o out.h5", ("NaN/inf", "2 row(s): 5, 1234")),
+    Case("empty-activations", "an activations file with 0 tokens", "train empty.h5 -o out.h5", ("holds no activations",)),
+    # corpora and prompts
+    Case("empty-corpus", "an empty corpus folder", "extract --model MODEL --corpus emptydir -n 32 -o out.h5", ("holds no",)),
+    Case("empty-corpus-file", "an empty corpus text file", "extract --model MODEL --corpus empty.txt -n 32 -o out.h5", ("has no documents",)),
+    Case("empty-prompts", "an empty prompt file", "vector diff-means --positive empty.txt --negative p.txt --layer 1 --model MODEL -o out.h5", ("has no prompts",)),
+    Case("missing-prompts", "a prompt file that does not exist", "steer vec12.txt --layer 1 --prompts nope.txt -o out.h5", ("does not exist",)),
+    # sweep configs
+    Case("invalid-yaml", "a sweep config that is not valid YAML", "sweep sweep.yaml --output-dir runs", ("not valid YAML",), setup=_sweep("name: x\nlayers: [1, 2\n")),
+    Case("unknown-config-key", "a misspelt key in a sweep config", "sweep sweep.yaml --output-dir runs", ("unknown key 'layer'", "did you mean 'layers'"), setup=_sweep(TINY.replace("layers:", "layer:"))),
+    Case("unknown-config-metric", "an unknown metric in a sweep config", "sweep sweep.yaml --output-dir runs", ("unknown metric 'refusel'",), setup=_sweep(TINY.replace("metrics: [refusal,", "metrics: [refusel,"))),
+    # names that plugins provide
+    Case("unknown-arch", "an unknown SAE architecture", "train acts.h5 --arch nope -o out.h5", ("unknown sae architecture 'nope'", "topk")),
+    Case("unknown-metric", "an unknown steering metric", "steer vec12.txt --layer 1 --prompts p.txt --metrics nope -o out.h5", ("unknown metric 'nope'", "refusal")),
+    Case("unknown-intervention", "an unknown intervention", "steer vec12.txt --layer 1 --prompts p.txt -i nope -o out.h5", ("unknown intervention 'nope'", "add")),
+    Case("unknown-corpus", "an unknown corpus source", "extract --model MODEL --corpus nope:thing -n 32 -o out.h5", ("unknown corpus 'nope'",)),
+    Case("unknown-model", "an unknown embedded model", "models install nope", ("unknown embedded model 'nope'",)),
+    Case("plugin-raises", "a plugin that raises while registering", "inspect acts.h5", ("raised while registering commands",), env=PLUGIN_ENV, setup=_plugin(RAISES), code=0),
+    Case("plugin-import-fails", "a plugin that fails to import", "inspect acts.h5", ("failed to load and was skipped",), env=PLUGIN_ENV, setup=_plugin(IMPORT_FAILS), code=0),
+    Case("plugin-not-installed", "SAETOOL_LOAD_PLUGINS naming a plugin that is not installed", "inspect acts.h5", ("which no installed package provides",), env={"SAETOOL_LOAD_PLUGINS": "nope"}, code=0),
+    # outputs and disk paths
+    Case("output-exists", "an output that exists", "train acts.h5 -o sae.h5", ("already exists", "--overwrite")),
+    Case("output-is-folder", "an output that is a folder", "train acts.h5 -o emptydir", ("is a directory",)),
+    Case("output-folder-is-file", "an export folder that is a file", "export sae.h5 -o p.txt", ("exists and is not a folder",)),
+    Case("output-under-file", "an output under a regular file", "train acts.h5 -o file.txt/out.h5", ("cannot create folder file.txt",)),
+    Case("output-not-writable", "an output in a folder no one can write (even root)", "train acts.h5 -o /proc/out.h5", ("cannot write to /proc",)),
+    Case("output-too-long", "an output name longer than the file system allows", "train acts.h5 -o LONG.h5", ("too long", "shorter")),
+    Case("resume-nothing", "--resume with nothing to resume", "train acts.h5 --resume -o out.h5", ("nothing to resume",)),
+    # usage
+    Case("unknown-option", "an unknown option", "train acts.h5 --stpes 5", ("no such option: --stpes", "--steps")),
+    Case("bad-option-value", "an option value out of range", "train acts.h5 --steps 0 -o out.h5", ("--steps must be at least 1",)),
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """The files the cases read (d_in 64 like the tiny model, hook blocks.1.hook_resid_post)."""
+    import torch
+
+    from saetool.train import TrainConfig, train_sae
+    from saetool.train.synthetic import sparse_dictionary_data, write_activations
+
+    d = tmp_path_factory.mktemp("inputs")
+    x, _ = sparse_dictionary_data(2000, 64, 32, active=3, seed=1)
+    write_activations(d / "acts.h5", {HOOK: x}, context_size=20)
+    write_activations(d / "acts12.h5", {HOOK: torch.randn(500, 12)}, context_size=20)
+    write_activations(d / "other_hook.h5", {"blocks.0.hook_resid_post": x[:500]}, context_size=20)
+    write_activations(d / "other_model.h5", {HOOK: x[:500]}, context_size=20, model="gpt2")
+    y = x.clone()
+    y[5, 3], y[1234, 0] = float("nan"), float("inf")
+    write_activations(d / "nan.h5", {HOOK: y}, context_size=20)
+    write_activations(d / "empty.h5", {HOOK: x[:0]}, context_size=20)
+    train_sae(TrainConfig(arch="topk", d_sae=32, k=3, batch_size=64, steps=5), [d / "acts.h5"], d / "sae.h5", progress=False)
+    shutil.rmtree(d / "sae.h5.checkpoints")
+    (d / "sae.h5.history.csv").unlink()
+    whole = (d / "acts.h5").read_bytes()
+    (d / "trunc.h5").write_bytes(whole[: len(whole) // 2])
+    (d / "garbage.h5").write_bytes(bytes(range(256)) * 16)
+    shutil.copy(d / "acts.h5", d / "newer.h5")
+    with h5py.File(d / "newer.h5", "r+") as fh:
+        fh.attrs["schema_version"] = 99
+    with h5py.File(d / "plain.h5", "w") as fh:
+        fh["x"] = [1, 2, 3]
+    (d / "vec12.txt").write_text(" ".join(str(i) for i in range(1, 13)))
+    (d / "p.txt").write_text("Hello there.\nName a fruit.\n")
+    (d / "empty.txt").write_text("")
+    (d / "file.txt").write_text("a regular file\n")
+    (d / "emptydir").mkdir()
+    return d
+
+
+def listing(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+
+
+def doc_rows() -> dict[str, tuple[str, str, str]]:
+    """``case id -> (input, command, what you see)`` from the tables in docs/errors.md."""
+    rows = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^\| `([a-z0-9-]+)` \|(.*)\|\s*$", line)
+        if m:
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", m.group(2))]
+            if len(cells) == 3 and cells[1].startswith("`` saetool "):  # a bad-input row (other tables have other shapes)
+                rows[m.group(1)] = tuple(_unspan(c) for c in cells)
+    return rows
+
+
+def _unspan(cell: str) -> str:
+    m = re.fullmatch(r"``? (.*) ``?|`([^`]*)`", cell)
+    return (m.group(1) if m.group(1) is not None else m.group(2)) if m else cell
+
+
+def _span(text: str) -> str:
+    return "`` " + text.replace("|", "\\|") + " ``"
+
+
+def format_row(case: Case, seen: str) -> str:
+    return f"| `{case.id}` | {case.input} | {_span('saetool ' + case.command)} | {_span(seen)} |"
+
+
+def test_the_doc_lists_exactly_these_cases():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
+    documented = doc_rows()
+    assert sorted(documented) == sorted(ids), set(documented) ^ set(ids)
+    for case in CASES:
+        assert documented[case.id][:2] == (case.input, "saetool " + case.command), case.id
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case, inputs, tmp_path, tiny_gpt2_dir):
+    work = tmp_path / "work"
+    shutil.copytree(inputs, work)
+    if case.setup:
+        case.setup(work)
+    before = listing(work)
+    args = [str(tiny_gpt2_dir) if a == "MODEL" else a.replace("LONG", LONG) for a in shlex.split(case.command)]
+    env = {**case.env}
+    if "PYTHONPATH" in env:
+        env["PYTHONPATH"] = os.pathsep.join([str(work / env["PYTHONPATH"]), *filter(None, [os.environ.get("PYTHONPATH")])])
+    proc = run_cli(*args, input=case.stdin, env=env, cwd=work)
+    if case.code == 0:  # a warning; the command still works
+        assert proc.returncode == 0, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        seen = lines[0]
+        for needle in case.needles:
+            assert needle in seen, (needle, seen)
+    else:
+        seen = assert_clean_error(proc, *case.needles, code=case.code)
+        assert proc.stdout == ""
+        assert listing(work) == before  # no output, no partial, no lock
+    seen = re.sub("x{40,}", "LONG", " ".join(seen.split()))
+    if os.environ.get("ERRORS_TABLE_OUT"):
+        with open(os.environ["ERRORS_TABLE_OUT"], "a", encoding="utf-8") as fh:
+            fh.write(format_row(case, seen) + "\n")
+        return
+    documented = doc_rows().get(case.id)
+    assert documented is not None, f"docs/errors.md has no row for {case.id}; add:\n{format_row(case, seen)}"
+    assert documented[2] == seen, f"docs/errors.md is out of date for {case.id}; the row is now:\n{format_row(case, seen)}"
+
+
+def test_debug_shows_the_traceback(inputs, tmp_path):
+    proc = run_cli("--debug", "inspect", str(inputs / "garbage.h5"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:")

@@ -1,0 +1,250 @@
+"""Property-based tests (hypothesis): artifact round-trips and CLI argument parsing.
+
+The numbers of examples are recorded in docs/errors.md ("Fuzzing"); keep them in
+step when changing ``max_examples`` (a test below checks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import REPO
+from saetool.artifacts import ArtifactWriter, open_artifact
+from saetool.artifacts.arrays import append_rows, create_rows_dataset, from_storage, to_storage
+from saetool.artifacts.store import partial_path
+
+EXAMPLES = {"tensors": 200, "integers": 100, "provenance": 200, "completions": 150, "cli": 600}
+FAST = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+FLOAT_DTYPES = ["float32", "float16", "bfloat16"]
+
+
+def required_layout(w: ArtifactWriter) -> None:
+    """The (empty) datasets an ``activations`` artifact must have, so open_artifact accepts it."""
+    create_rows_dataset(w.file, "tokens/token_ids", None, "int32")
+    create_rows_dataset(w.file, "tokens/seq_index", None, "int64")
+    create_rows_dataset(w.file, "tokens/position", None, "int32")
+    create_rows_dataset(w.file, "sequences/token_ids", 4, "int32")
+
+
+def bits(t: torch.Tensor) -> np.ndarray:
+    """Exact bit patterns (NaN-safe equality)."""
+    view = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}[t.dtype]
+    return t.contiguous().view(view).numpy()
+
+
+floats = st.floats(allow_nan=True, allow_infinity=True, width=32) | st.sampled_from([0.0, -0.0, 1e38, -3.4e38, 65504.0, 1e-45, 6e-8])
+
+
+@st.composite
+def tensors(draw):
+    rows = draw(st.integers(0, 40))
+    width = draw(st.integers(1, 6))
+    values = draw(st.lists(floats, min_size=rows * width, max_size=rows * width))
+    return torch.tensor(values, dtype=torch.float32).reshape(rows, width)
+
+
+@settings(max_examples=EXAMPLES["tensors"], **FAST)
+@given(x=tensors(), dtype=st.sampled_from(FLOAT_DTYPES), split=st.floats(0, 1))
+def test_tensor_rows_roundtrip_bit_exact(tmp_path_factory, x, dtype, split):
+    """Rows appended in two parts and read back are bit-identical to the cast tensor
+    (zero rows, inf, nan, -0.0, subnormals, values that overflow float16)."""
+    path = tmp_path_factory.mktemp("t") / "a.h5"
+    cut = int(split * len(x))
+    with ArtifactWriter(path, "activations", {"fuzz": True}) as w:
+        required_layout(w)
+        ds = create_rows_dataset(w.file, "rows", x.shape[1], dtype)
+        for part in (x[:cut], x[cut:]):
+            if len(part):
+                append_rows(ds, to_storage(part, dtype))
+    assert not partial_path(path).exists()
+    with open_artifact(path) as art:
+        ds = art["rows"]
+        back = from_storage(ds[()], ds.attrs["saetool_dtype"])
+    expected = x.to(getattr(torch, dtype))
+    assert back.dtype == expected.dtype and tuple(back.shape) == tuple(x.shape)
+    assert np.array_equal(bits(back), bits(expected))
+
+
+@settings(max_examples=EXAMPLES["integers"], **FAST)
+@given(dtype=st.sampled_from(["int32", "int64", "uint16", "int8"]), data=st.data())
+def test_integer_rows_roundtrip(tmp_path_factory, dtype, data):
+    info = np.iinfo(dtype)
+    values = data.draw(st.lists(st.integers(int(info.min), int(info.max)), max_size=300))
+    path = tmp_path_factory.mktemp("i") / "a.h5"
+    with ArtifactWriter(path, "activations", {}) as w:
+        required_layout(w)
+        ds = create_rows_dataset(w.file, "ids", None, dtype)
+        append_rows(ds, np.asarray(values, dtype=dtype))
+    with open_artifact(path) as art:
+        back = from_storage(art["ids"][()], art["ids"].attrs["saetool_dtype"])
+    assert back.numpy().dtype == np.dtype(dtype) and back.tolist() == values
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=EXAMPLES["provenance"], **FAST)
+@given(provenance=st.dictionaries(st.text(max_size=10), json_values, max_size=6), note=st.text(alphabet=st.characters(blacklist_characters="\x00")))
+def test_provenance_and_text_attributes_roundtrip(tmp_path_factory, provenance, note):
+    """Any JSON provenance (unicode, empty strings, NUL, huge ints) and any text
+    attribute (HDF5 attributes cannot hold NUL) come back unchanged."""
+    path = tmp_path_factory.mktemp("p") / "a.h5"
+    with ArtifactWriter(path, "vector", provenance) as w:
+        w.file["vector"] = np.zeros(3, dtype="float32")
+        w.file.attrs["note"] = note
+    with open_artifact(path, kind="vector") as art:
+        assert art.provenance == json.loads(json.dumps(provenance))
+        got = art.attrs["note"]
+        assert (got.decode() if isinstance(got, bytes) else got) == note
+
+
+@settings(max_examples=EXAMPLES["completions"], **FAST)
+@given(
+    rows=st.lists(st.tuples(st.text(max_size=30), st.text(max_size=30), st.floats(width=64)), max_size=6),
+    split=st.one_of(st.none(), st.text(max_size=5)),
+)
+def test_completions_roundtrip(tmp_path_factory, rows, split):
+    """Prompts and completions of any unicode (a generated NUL is stored as U+2400),
+    and any metric value (nan, inf, huge) round-trip through a completions artifact."""
+    from saetool.steer.completions import NUL_SHOWN, read_completions, write_completions
+
+    path = tmp_path_factory.mktemp("c") / "c.h5"
+    prompts = [r[0] for r in rows]
+    texts = {"baseline": [r[1] for r in rows], "steered": [r[1][::-1] for r in rows]}
+    values = [r[2] for r in rows]
+    write_completions(path, prompts=prompts, splits=[split] * len(rows), texts=texts, metrics={"steered": {"m": values}}, provenance={}, error="bad\x00")
+    back = read_completions(path)
+    shown = lambda xs: [x.replace("\x00", NUL_SHOWN) for x in xs]  # noqa: E731
+    assert back.prompts == shown(prompts)
+    assert back.texts == {k: shown(v) for k, v in texts.items()}
+    got = back.metrics["steered"]["m"]
+    assert len(got) == len(values) and all((math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(got, values))
+
+
+# -- the command line ----------------------------------------------------------------------
+COMMANDS = [
+    ["extract"], ["train"], ["export"], ["steer"], ["sweep"], ["inspect"], ["models"], ["plugins"],
+    ["vector", "from-sae"], ["vector", "diff-means"], ["vector", "words"], ["vector", "import"], ["vector"],
+]
+
+
+def _options() -> dict[str, list[str]]:
+    from saetool.cli.reference import context, root_command
+
+    root = root_command()
+    found = {}
+    for path in COMMANDS:
+        cmd, ctx = root, context(root, "saetool")
+        for name in path:
+            cmd = cmd.get_command(ctx, name)
+            ctx = context(cmd, name, ctx)
+        found[" ".join(path)] = sorted({o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")})
+    return found
+
+
+OPTIONS = _options()
+VALUES = st.sampled_from(
+    ["0", "-1", "1", "3", "99999999999999999999", "1e309", "nan", "-inf", "0.5", "", " ", "-", "--", "all", "none", "float8",
+     "cuda:9", "mps", "blocks.99.hook_nope", "topk", "nope", "x" * 300, "é😀", "a,b,,c", "2-1", "-3--1",
+     "missing.h5", "garbage.h5", "emptydir", "file.txt/sub.h5", "/proc/x.h5", "{}", "[", "key: [1"]
+) | st.text(max_size=12)
+
+
+@st.composite
+def argv(draw):
+    path = draw(st.sampled_from(COMMANDS))
+    names = OPTIONS[" ".join(path)] + ["--help", "--nope", "-Z", "--debug", "-q", "-v"]
+    args: list[str] = []
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.integers(0, 2))
+        if kind == 0:
+            args += [draw(st.sampled_from(names)), draw(VALUES)]
+        elif kind == 1:
+            args.append(draw(st.sampled_from(names)))
+        else:
+            args.append(draw(VALUES))
+    # a missing input for every stage that would otherwise run: parsing and validation are fuzzed, never a model
+    guard = {"train": ["missing.h5"], "export": ["missing.h5"], "inspect": ["missing.h5"], "steer": ["--prompts", "missing.txt"],
+             "sweep": ["missing.yaml"], "vector from-sae": ["missing.h5"], "vector import": ["missing.npy"],
+             "vector diff-means": ["--positive", "missing.txt", "--negative", "missing.txt"]}
+    return [*path, *args, *guard.get(" ".join(path), [])]
+
+
+class ModelLoadingDisabled(Exception):
+    pass
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """Run in a folder with a few bad files; loading a model or installing a package is refused."""
+    import saetool.models.registry as registry
+    from saetool.errors import SaetoolError
+
+    (tmp_path / "garbage.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 50)
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # nothing piped in
+
+    def refuse(*a, **k):
+        raise SaetoolError("fuzz: model loading is disabled")
+
+    monkeypatch.setattr(registry, "load_model", refuse)
+    return tmp_path
+
+
+def test_cli_arguments_never_crash(sandbox):
+    from saetool.cli.main import main
+    from saetool.console import _state
+
+    seen = {"runs": 0, "codes": {}}
+
+    @settings(max_examples=EXAMPLES["cli"], **FAST)
+    @given(args=argv())
+    def check(args):
+        _state.update(quiet=False, verbose=False, debug=False)
+        if "plugins" in args and "new" in args:
+            return
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main([a for a in args if a != "--debug"])
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        text = err.getvalue()
+        seen["runs"] += 1
+        seen["codes"][code] = seen["codes"].get(code, 0) + 1
+        assert "Traceback" not in text, (args, text)
+        assert "internal error" not in text, (args, text)
+        assert code in (0, 2), (args, code, text)
+        if code == 2:
+            lines = [line for line in text.splitlines() if line.strip()]
+            assert lines and lines[-1].startswith("error:"), (args, text)
+            assert sum(line.startswith("error:") for line in lines) == 1, (args, text)
+
+    check()
+    assert seen["runs"] >= EXAMPLES["cli"] // 2 and seen["codes"].get(2, 0) > 0, seen
+
+
+def test_docs_record_the_numbers_of_cases():
+    text = (REPO / "docs" / "errors.md").read_text(encoding="utf-8")
+    for name, n in EXAMPLES.items():
+        assert re.search(rf"\| `{name}` \| {n} \|", text), f"docs/errors.md must record {n} {name} examples"
