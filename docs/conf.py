@@ -12,10 +12,6 @@ them too). ``docs/cli.md`` is generated: refresh it with
 
 from __future__ import annotations
 
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-
 project = "saetool"
 author = "the saetool authors"
 copyright = "the saetool authors; Apache-2.0"
@@ -49,33 +45,3 @@ html_title = f"saetool {version}".strip()
 html_theme_options = {"description": "Sparse-autoencoder interpretability research from the command line"}
 html_static_path: list[str] = []
 html_show_sourcelink = False
-
-#: Pages that other work is still writing. ``index.md`` names them, and each is
-#: left out of the index (its toctree entry and its line in the page list)
-#: until its file exists, so the site builds with or without them.
-OPTIONAL_PAGES = ("errors", "scaling", "steering")
-
-
-def missing_optional_pages(srcdir: Path = HERE) -> list[str]:
-    return [page for page in OPTIONAL_PAGES if not (Path(srcdir) / f"{page}.md").exists()]
-
-
-def drop_missing_pages(text: str, missing: list[str]) -> str:
-    """``text`` (the index) without the toctree entries and links of ``missing`` pages."""
-    kept = []
-    for line in text.splitlines(keepends=True):
-        stripped = line.strip()
-        if any(stripped == page or f"]({page}.md" in line for page in missing):
-            continue
-        kept.append(line)
-    return "".join(kept)
-
-
-def _on_source_read(app, docname: str, source: list[str]) -> None:
-    if docname == root_doc:
-        source[0] = drop_missing_pages(source[0], missing_optional_pages(Path(app.srcdir)))
-
-
-def setup(app):
-    app.connect("source-read", _on_source_read)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}

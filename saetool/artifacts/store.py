@@ -14,6 +14,8 @@ from saetool.errors import ArtifactError
 if TYPE_CHECKING:
     import h5py
 
+    from saetool.locking import FileLock
+
 PARTIAL_SUFFIX = ".partial"
 LOCK_SUFFIX = ".lock"
 
@@ -78,42 +80,18 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, resume: bool
     return p
 
 
-class _Lock:
-    """An exclusive advisory lock on ``PATH.lock`` so two writers cannot collide."""
+def _writer_lock(path: Path) -> "FileLock":
+    """The lock on ``PATH.lock`` that keeps a second writer of ``path`` out."""
+    from saetool.locking import FileLock
 
-    def __init__(self, path: Path) -> None:
-        self.path = path.with_name(path.name + LOCK_SUFFIX)
-        self._fh: Any = None
-
-    def acquire(self, target: Path) -> None:
-        import fcntl
-
-        self._fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._fh.close()
-            self._fh = None
-            raise ArtifactError(
-                f"another saetool process is writing {target} (lock {self.path})",
-                hint="wait for it to finish, or choose another --output",
-            ) from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(str(os.getpid()))
-        self._fh.flush()
-
-    def release(self) -> None:
-        if self._fh is None:
-            return
-        import fcntl
-
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+    lock = path.with_name(path.name + LOCK_SUFFIX)
+    return FileLock(
+        lock,
+        lambda: ArtifactError(
+            f"another saetool process is writing {path} (lock {lock})",
+            hint="wait for it to finish, or choose another --output",
+        ),
+    )
 
 
 class ArtifactWriter:
@@ -143,7 +121,7 @@ class ArtifactWriter:
         self.resume = resume
         self.keep_partial_on_error = keep_partial_on_error
         self.partial = partial_path(self.path)
-        self._lock = _Lock(self.path)
+        self._lock = _writer_lock(self.path)
         self.file: h5py.File | None = None
         self.resumed = False
 
@@ -151,7 +129,7 @@ class ArtifactWriter:
         import h5py
 
         check_output_path(self.path, overwrite=self.overwrite)
-        self._lock.acquire(self.path)
+        self._lock.acquire()
         try:
             if self.resume and self.partial.exists():
                 try:

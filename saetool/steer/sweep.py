@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
+from saetool.locking import locked
 from saetool.steer.sweep_config import DEFAULT_SPLITS, SweepConfig, load_sweep_config
 
 if TYPE_CHECKING:
@@ -215,33 +216,6 @@ def fingerprint(cfg: SweepConfig, sets: PromptSets) -> dict[str, Any]:
     }
 
 
-class _RunLock:
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / ".sweep.lock"
-        self.fh: Any = None
-
-    def __enter__(self) -> "_RunLock":
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.fh.close()
-            raise SaetoolError(f"another sweep is running in {self.path.parent}", hint="wait for it, or use another name") from None
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        import fcntl
-
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
-            self.fh.close()
-
-
 def _check_run_json(run_dir: Path, fp: dict[str, Any]) -> None:
     path = run_dir / RUN_JSON
     if not path.exists():
@@ -307,7 +281,7 @@ def run_sweep(
     if model is not None:
         _validate_against_model(cfg, model, clamp_saes)
 
-    with _RunLock(run_dir):
+    with locked(run_dir / ".sweep.lock", lambda: SaetoolError(f"another sweep is running in {run_dir}", hint="wait for it, or use another name")):
         if overwrite:
             for sub in ("cells", "vectors", "plots"):
                 shutil.rmtree(run_dir / sub, ignore_errors=True)

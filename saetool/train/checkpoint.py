@@ -16,9 +16,8 @@ import json
 import os
 import re
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, ContextManager
 
 from saetool.errors import SaetoolError
 
@@ -95,25 +94,12 @@ class CheckpointDir:
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> "ContextManager[object]":
         """Hold ``ROOT.lock`` so a second run cannot write the same checkpoints."""
-        import fcntl
+        from saetool.locking import locked
 
-        lock = self.root.with_name(self.root.name + ".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            raise CheckpointError(f"another saetool process is training into {self.root}", hint="wait for it to finish, or choose another --output") from None
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            fh.close()
+        busy = lambda: CheckpointError(f"another saetool process is training into {self.root}", hint="wait for it to finish, or choose another --output")  # noqa: E731
+        return locked(self.root.with_name(self.root.name + ".lock"), busy)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
