@@ -195,3 +195,13 @@ def test_command_line_redacts_credentials_in_urls_and_key_value_options():
     for secret in ("pw1", "tk2", "sk-3", "s4", "frag"):
         assert secret not in line, secret
     assert "url=https://api.example.com:8443/v1" in line and "model=gpt-4o" in line and "'api_key=***'" in line
+
+
+def test_text_arrays_store_nul_as_a_visible_symbol(tmp_path):
+    import h5py
+
+    from saetool.artifacts.arrays import NUL_SHOWN, text_array
+
+    with h5py.File(tmp_path / "t.h5", "w") as fh:
+        fh.create_dataset("t", data=text_array(["a\x00b", "", "ü"]), dtype=h5py.string_dtype())
+        assert [v.decode() for v in fh["t"][()]] == [f"a{NUL_SHOWN}b", "", "ü"]

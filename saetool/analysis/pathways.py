@@ -308,6 +308,7 @@ def write_pathways(path: str | Path, edges: "pd.DataFrame", targets: "pd.DataFra
     import h5py
     import numpy as np
 
+    from saetool.artifacts.arrays import text_array
     from saetool.artifacts.store import ArtifactWriter
 
     strings = h5py.string_dtype("utf-8")
@@ -319,7 +320,7 @@ def write_pathways(path: str | Path, edges: "pd.DataFrame", targets: "pd.DataFra
             for col in table.columns:
                 values = table[col].to_numpy()
                 if values.dtype == object:
-                    g.create_dataset(col, data=np.array([str(v) for v in values], dtype=object), dtype=strings)
+                    g.create_dataset(col, data=text_array(values), dtype=strings)
                 else:
                     arr = values.astype(np.int64 if values.dtype.kind in "iu" else np.float64)
                     ds = g.create_dataset(col, data=arr)

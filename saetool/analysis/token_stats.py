@@ -220,6 +220,7 @@ def write_associations(path: str | Path, table: "pd.DataFrame", *, attrs: dict[s
     import h5py
     import numpy as np
 
+    from saetool.artifacts.arrays import text_array
     from saetool.artifacts.store import ArtifactWriter
 
     str_dt = h5py.string_dtype("utf-8")
@@ -228,7 +229,7 @@ def write_associations(path: str | Path, table: "pd.DataFrame", *, attrs: dict[s
         assert fh is not None
         for col in COLUMNS:
             if col in ("token", "piece"):
-                fh.create_dataset(col, data=np.array(list(table[col]), dtype=object), dtype=str_dt)
+                fh.create_dataset(col, data=text_array(table[col]), dtype=str_dt)
                 continue
             arr = np.asarray(table[col])
             if col == "significant":

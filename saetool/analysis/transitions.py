@@ -292,6 +292,7 @@ def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequenc
     import numpy as np
     import torch
 
+    from saetool.artifacts.arrays import text_array
     from saetool.artifacts.store import ArtifactWriter
 
     strings = h5py.string_dtype("utf-8")
@@ -303,8 +304,8 @@ def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequenc
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
-        fh.create_dataset("texts", data=np.array(result.texts, dtype=object), dtype=strings)
-        fh.create_dataset("token", data=np.array(result.tokens, dtype=object), dtype=strings)
+        fh.create_dataset("texts", data=text_array(result.texts), dtype=strings)
+        fh.create_dataset("token", data=text_array(result.tokens), dtype=strings)
         put(fh, "position", np.array([-1 if p is None else p for p in result.positions], dtype=np.int64))
         put(fh, "token_ids", np.array([t for r in rows for t in r], dtype=np.int32))
         put(fh, "token_offsets", np.cumsum([0] + [len(r) for r in rows]).astype(np.int64))
@@ -319,7 +320,7 @@ def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequenc
         for col in result.common.columns:
             values = result.common[col].to_numpy()
             if values.dtype == object:
-                common.create_dataset(col, data=np.array([str(v) for v in values], dtype=object), dtype=strings)
+                common.create_dataset(col, data=text_array(values), dtype=strings)
             else:
                 put(common, col, values.astype(np.int64 if values.dtype.kind in "iu" else np.float64))
         for key, value in attrs.items():

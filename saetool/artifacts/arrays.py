@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
     import h5py
@@ -53,3 +53,14 @@ def append_rows(ds: "h5py.Dataset", rows: Any) -> None:
     start = ds.shape[0]
     ds.resize(start + len(rows), axis=0)
     ds[start:] = rows
+
+
+#: HDF5 strings cannot hold NUL characters (a byte-level tokenizer can produce one): stored as U+2400.
+NUL_SHOWN = "\u2400"
+
+
+def text_array(values: "Iterable[object]") -> "np.ndarray":
+    """Strings ready for an HDF5 UTF-8 dataset (``dtype=h5py.string_dtype()``): NUL shown as U+2400."""
+    import numpy as np
+
+    return np.array([str(v).replace("\x00", NUL_SHOWN) for v in values], dtype=object)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from saetool.artifacts.arrays import text_array
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord, Label
 
@@ -73,7 +74,7 @@ def write_features(fh: "h5py.File", data: dict[str, Any]) -> None:
     _ds(fh.require_group("decoder"), "directions", data["directions"].astype(np.float32))
     v = fh.require_group("vocab")
     _ds(v, "ids", np.asarray(data["vocab_ids"], np.int64))
-    _ds(v, "text", np.asarray(data["vocab_text"], dtype=object), dtype=h5py.string_dtype())
+    _ds(v, "text", text_array(data["vocab_text"]), dtype=h5py.string_dtype())
     write_labels(fh, data.get("labels"), data.get("labeler") or "", len(data["index"]))
 
 
@@ -85,10 +86,10 @@ def write_labels(fh: "h5py.File", labels: Sequence[Label | None] | None, labeler
     labels = list(labels or [None] * n)
     g = fh.require_group("labels")
     g.attrs["labeler"] = labeler
-    _ds(g, "text", np.asarray([lab.text if lab else "" for lab in labels], dtype=object), dtype=h5py.string_dtype())
-    _ds(g, "labeler", np.asarray([lab.labeler if lab else "" for lab in labels], dtype=object), dtype=h5py.string_dtype())
+    _ds(g, "text", text_array(lab.text if lab else "" for lab in labels), dtype=h5py.string_dtype())
+    _ds(g, "labeler", text_array(lab.labeler if lab else "" for lab in labels), dtype=h5py.string_dtype())
     _ds(g, "score", np.asarray([np.nan if lab is None or lab.score is None else lab.score for lab in labels], np.float32))
-    _ds(g, "details", np.asarray([json.dumps(lab.details if lab else {}, sort_keys=True, default=str) for lab in labels], dtype=object), dtype=h5py.string_dtype())
+    _ds(g, "details", text_array(json.dumps(lab.details if lab else {}, sort_keys=True, default=str) for lab in labels), dtype=h5py.string_dtype())
 
 
 class FeaturesFile:

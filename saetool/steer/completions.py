@@ -62,6 +62,7 @@ def write_completions(
     import h5py
     import numpy as np
 
+    from saetool.artifacts.arrays import NUL_SHOWN, text_array
     from saetool.artifacts.store import ArtifactWriter
 
     n = len(prompts)
@@ -72,11 +73,11 @@ def write_completions(
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
-        fh.create_dataset("prompts", data=_texts(prompts), dtype=str_dt)
-        fh.create_dataset("splits", data=_texts(s or "" for s in splits), dtype=str_dt)
+        fh.create_dataset("prompts", data=text_array(prompts), dtype=str_dt)
+        fh.create_dataset("splits", data=text_array(s or "" for s in splits), dtype=str_dt)
         group = fh.create_group("completions")
         for cond, values in texts.items():
-            group.create_dataset(cond, data=_texts(values), dtype=str_dt)
+            group.create_dataset(cond, data=text_array(values), dtype=str_dt)
         mgroup = fh.create_group("metrics")
         names: set[str] = set()
         for cond, per_metric in (metrics or {}).items():
@@ -92,16 +93,6 @@ def write_completions(
         fh.attrs["error"] = error.replace("\x00", NUL_SHOWN)
         fh.attrs["n_prompts"] = n
     return Path(path)
-
-
-#: HDF5 strings cannot hold NUL characters (a byte-level tokenizer can generate one): stored as U+2400 instead.
-NUL_SHOWN = "\u2400"
-
-
-def _texts(values: Iterable[str]) -> "np.ndarray":
-    import numpy as np
-
-    return np.array([str(v).replace("\x00", NUL_SHOWN) for v in values], dtype=object)
 
 
 def _t(v: Any) -> Any:
