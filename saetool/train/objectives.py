@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import nn
 
-from saetool.train.sparse import SparseCodes, column_order, gather_preacts, sparse_decode, topk_codes
+from saetool.train.sparse import ColumnOrder, SparseCodes, column_order, gather_preacts, sparse_decode, topk_codes, wide_threads
 
 if TYPE_CHECKING:
     from saetool.sae.model import SAE
@@ -39,7 +39,34 @@ class StepOutput:
 def recon_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Squared error summed over dimensions, averaged over tokens (in float32 at least)."""
     dtype = torch.promote_types(torch.promote_types(recon.dtype, target.dtype), torch.float32)
+    if recon.requires_grad and not target.requires_grad and recon.dim() == 2 and torch.is_grad_enabled():
+        return _SquaredError.apply(recon, target, dtype)
     return (recon.to(dtype) - target.to(dtype)).pow(2).sum(-1).mean()
+
+
+class _SquaredError(torch.autograd.Function):
+    """``(recon - target).pow(2).sum(-1).mean()`` with a one-pass backward.
+
+    Autograd's backward of that expression makes three ``[batch, d]`` passes
+    (``diff.pow(1)``, times 2, times the upstream gradient); this one makes one,
+    ``diff * (2 * (g / n))``. The numbers are the same bit for bit: doubling is
+    exact, so both round the same product ``2 * fl(g / n) * diff`` once.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, recon: torch.Tensor, target: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        with wide_threads():  # [batch, d] passes: big enough for every thread
+            diff = recon.to(dtype) - target.to(dtype)
+            ctx.save_for_backward(diff)
+            ctx.recon_dtype = recon.dtype
+            return diff.pow(2).sum(-1).mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        (diff,) = ctx.saved_tensors
+        scale = (grad / diff.shape[0]) * 2  # the mean's 1/n first, as autograd does
+        with wide_threads():
+            return (diff * scale).to(ctx.recon_dtype), None, None
 
 
 def _zero(ref: torch.Tensor) -> torch.Tensor:
@@ -54,6 +81,9 @@ class Objective(nn.Module):
     """
 
     uses_dead_mask = False
+    # the trainer runs forward and backward under saetool.train.sparse.narrow_threads:
+    # for objectives made of many small ops that wrap their big ones in wide_threads
+    narrow_threads = False
 
     def forward(self, sae: "SAE", x: torch.Tensor, target: torch.Tensor, *, sparsity_coeff: float = 1.0, dead: torch.Tensor | None = None) -> StepOutput:  # noqa: ARG002
         raise NotImplementedError
@@ -170,42 +200,77 @@ class TopKObjective(Objective):
         self.aux_k = int(aux_k)
         self.aux_coeff = float(aux_coeff)
         self.dense = dense
+        self.narrow_threads = not dense  # the sparse path: small per-entry ops, big ones wrapped in wide_threads
+        self._scratch: dict[str, torch.Tensor] = {}  # reused step buffers (not state: never checkpointed)
+
+    def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` whose memory is reused from step to step.
+
+        The pre-activations (``[batch, d_sae]``, 75 MB at the benchmark's size)
+        and their dead-feature columns are larger than glibc's largest mmap
+        threshold (32 MB), so a fresh tensor is a fresh ``mmap``: every step
+        would page-fault and zero it again (about a fifth of the encoder
+        matmul's time). The storage only grows, so validation batches of other
+        sizes do not reallocate it.
+        """
+        numel = 1
+        for n in shape:
+            numel *= n
+        flat = self._scratch.get(name)
+        if flat is None or flat.numel() < numel or flat.dtype != like.dtype or flat.device != like.device:
+            flat = self._scratch[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return flat[:numel].view(shape)
 
     # which entries are active -------------------------------------------------------
     def select(self, pre: torch.Tensor) -> SparseCodes:
-        """The active entries of ``pre`` (values left empty), rows ascending."""
-        return topk_codes(pre.topk(self.k, dim=-1, sorted=False).indices)
+        """The active entries of ``pre`` (values: ``pre``'s there, or empty), rows ascending."""
+        with wide_threads():
+            values, idx = pre.topk(self.k, dim=-1, sorted=False)
+        return topk_codes(idx, values)  # the values spare gather_preacts a gather from pre
 
     def observe(self, values: torch.Tensor) -> None:
         """Called in training with the kept activations (BatchTopK tracks a threshold)."""
 
-    def reconstructions(self, sae: "SAE", codes: SparseCodes, order: Any = None) -> list[torch.Tensor]:
+    def reconstructions(self, sae: "SAE", codes: SparseCodes, order: ColumnOrder | None = None) -> list[torch.Tensor]:
         """Reconstructions whose losses are averaged (Matryoshka: one per prefix); the last is the full one."""
         return [self._decode(sae, codes, order) + sae.b_dec]
 
-    def _decode(self, sae: "SAE", codes: SparseCodes, order: Any = None) -> torch.Tensor:
+    def _decode(self, sae: "SAE", codes: SparseCodes, order: ColumnOrder | None = None) -> torch.Tensor:
         if self.dense:
             return codes.values.new_zeros(codes.n_rows, sae.cfg.d_sae).index_put((codes.rows, codes.cols), codes.values) @ sae.W_dec
         return sparse_decode(codes, sae.W_dec, order)
 
-    def _gather(self, sae: "SAE", x_in: torch.Tensor, pre: torch.Tensor, pre_full: torch.Tensor | None, codes: SparseCodes, order: Any = None) -> torch.Tensor:
+    def _gather(self, sae: "SAE", x_in: torch.Tensor, shift: torch.Tensor | None, pre: torch.Tensor, pre_full: torch.Tensor | None, codes: SparseCodes, order: ColumnOrder | None = None) -> torch.Tensor:
         if pre_full is not None:
             return pre_full[codes.rows, codes.cols]
-        return gather_preacts(x_in, sae.W_enc, sae.b_enc, pre, codes, order)
+        return gather_preacts(x_in, sae.W_enc, sae.b_enc, pre, codes, order, shift=shift)
 
     # the step -----------------------------------------------------------------------
     def forward(self, sae: "SAE", x: torch.Tensor, target: torch.Tensor, *, sparsity_coeff: float = 1.0, dead: torch.Tensor | None = None) -> StepOutput:  # noqa: ARG002
-        x_in = x - sae.b_dec if (sae.cfg.apply_b_dec_to_input and not sae.cfg.is_transcoder) else x
-        pre_full = None
+        subtract = sae.cfg.apply_b_dec_to_input and not sae.cfg.is_transcoder
+        pre_full = shift = None
         if self.dense:
+            x_in = x - sae.b_dec if subtract else x
             pre_full = x_in @ sae.W_enc + sae.b_enc
             pre = pre_full.detach()
         else:
-            with torch.no_grad():
-                pre = torch.addmm(sae.b_enc, x_in.detach(), sae.W_enc)
+            if subtract and not x.requires_grad:
+                # x_in without autograd: gather_preacts hands b_dec its gradient
+                # directly (``shift``), which is much cheaper than through x_in's rows
+                shift = sae.b_dec
+                with torch.no_grad():
+                    x_in = x - shift
+            else:
+                x_in = x - sae.b_dec if subtract else x
+            with torch.no_grad(), wide_threads():  # only the chosen entries need autograd (gather_preacts)
+                W_enc = sae.W_enc
+                if torch.is_autocast_enabled(x.device.type):  # autocast picks the dtype; out= would bypass it
+                    pre = torch.addmm(sae.b_enc, x_in.detach(), W_enc)
+                else:
+                    pre = torch.addmm(sae.b_enc, x_in.detach(), W_enc, out=self._buffer("pre", (x.shape[0], W_enc.shape[1]), W_enc))
         main = self.select(pre)
-        order = None if self.dense else column_order(main.cols, sae.cfg.d_sae)
-        codes = main.with_values(torch.relu(self._gather(sae, x_in, pre, pre_full, main, order)))
+        order = None if self.dense else column_order(main, sae.cfg.d_sae)
+        codes = main.with_values(torch.relu(self._gather(sae, x_in, shift, pre, pre_full, main, order)))
         if self.training:
             self.observe(codes.values.detach())
         recons = self.reconstructions(sae, codes, order)
@@ -215,10 +280,11 @@ class TopKObjective(Objective):
         aux = _zero(loss)
         dead_codes = self._dead_entries(pre, dead)
         if dead_codes is not None:
-            dead_codes = dead_codes.with_values(torch.relu(self._gather(sae, x_in, pre, pre_full, dead_codes)))
+            dead_order = None if self.dense else column_order(dead_codes, sae.cfg.d_sae)  # one sort for the gather and the decode
+            dead_codes = dead_codes.with_values(torch.relu(self._gather(sae, x_in, shift, pre, pre_full, dead_codes, dead_order)))
             residual = (target - recon).detach()
             scale = min(int(dead.sum()) / self.aux_k, 1.0)  # type: ignore[union-attr]
-            aux = self.aux_coeff * scale * recon_loss(self._decode(sae, dead_codes), residual)
+            aux = self.aux_coeff * scale * recon_loss(self._decode(sae, dead_codes, dead_order), residual)
             loss = loss + aux
         active = codes.values.detach() > 0
         fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=x.device)
@@ -233,8 +299,10 @@ class TopKObjective(Objective):
         if dead_idx.numel() == 0:
             return None
         k_aux = min(self.aux_k, int(dead_idx.numel()))
-        idx = pre.index_select(1, dead_idx).topk(k_aux, dim=-1, sorted=False).indices
-        return topk_codes(dead_idx[idx])
+        with wide_threads():
+            dead_pre = torch.index_select(pre, 1, dead_idx, out=self._buffer("dead_pre", (pre.shape[0], dead_idx.numel()), pre))
+            values, idx = dead_pre.topk(k_aux, dim=-1, sorted=False)
+        return topk_codes(dead_idx.index_select(0, idx.reshape(-1)).view(idx.shape), values)  # = dead_idx[idx], faster
 
 
 def batch_topk_entries(pre: torch.Tensor, k: int) -> SparseCodes:
@@ -247,17 +315,20 @@ def batch_topk_entries(pre: torch.Tensor, k: int) -> SparseCodes:
     n, d = pre.shape
     total = n * k
     width = min(d, 4 * k)
-    cand_vals, cand_idx = pre.topk(width, dim=-1, sorted=False)
+    with wide_threads():
+        cand_vals, cand_idx = pre.topk(width, dim=-1, sorted=False)
     if width < d:
         flat_vals = cand_vals.reshape(-1)
-        cut_vals, cut_pos = flat_vals.topk(total, sorted=False)
+        with wide_threads():
+            cut_vals, cut_pos = flat_vals.topk(total, sorted=False)
         cut = cut_vals.min()
         if bool((cand_vals.min(dim=-1).values < cut).all()):
             keep = torch.zeros(flat_vals.shape[0], dtype=torch.bool, device=pre.device)
             keep[cut_pos] = True
             pos = torch.nonzero(keep).flatten()  # ascending, so rows come out ascending
             return _codes(torch.div(pos, width, rounding_mode="floor"), cand_idx.reshape(-1)[pos], n)
-    flat_pos = pre.reshape(-1).topk(total, sorted=False).indices.sort().values
+    with wide_threads():
+        flat_pos = pre.reshape(-1).topk(total, sorted=False).indices.sort().values
     return _codes(torch.div(flat_pos, d, rounding_mode="floor"), flat_pos % d, n)
 
 
@@ -306,7 +377,7 @@ class MatryoshkaObjective(BatchTopKObjective):
         super().__init__(k, **kw)
         self.prefixes = [int(p) for p in prefixes]
 
-    def reconstructions(self, sae: "SAE", codes: SparseCodes, order: Any = None) -> list[torch.Tensor]:  # noqa: ARG002
+    def reconstructions(self, sae: "SAE", codes: SparseCodes, order: ColumnOrder | None = None) -> list[torch.Tensor]:  # noqa: ARG002
         group = torch.bucketize(codes.cols, torch.tensor(self.prefixes, device=codes.cols.device), right=True)
         out: list[torch.Tensor] = []
         running = sae.b_dec.expand(codes.n_rows, -1)

@@ -16,15 +16,75 @@ the work:
 
 Both backward passes are deterministic on the CPU (stable sorts, sequential
 bag sums), so a resumed run reproduces an uninterrupted one bit for bit.
+
+Where the time goes (one CPU step of the benchmark's TopK SAE, d_in 576,
+d_sae 4608, batch 4096, with the AuxK loss's 288 entries per token once
+features die): after the encoder matmul and the top-k selections, the
+per-entry work over ~1.3M entries dominates, so every pass over the entries
+counts. Hence :class:`ColumnOrder` sorts each code set once and keeps
+``rows[perm]`` for both backward passes, and :func:`gather_preacts` turns the
+gradient of ``x - b_dec`` (a ``[batch, d_in]`` sum over every entry) into one
+matrix-vector product (``shift``). The trainer runs the step under
+:func:`narrow_threads` (small ops on one CPU thread, :func:`wide_threads`
+around the big ones).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     import torch
+
+_wide: int | None = None  # the full CPU thread count while a step runs narrowed (narrow_threads)
+
+
+@contextmanager
+def narrow_threads(device: "torch.device", enabled: bool = True) -> Iterator[None]:
+    """Run a CPU training step's many small ops on one thread; :func:`wide_threads`
+    restores the full count around the few big ones (the encoder matmul, the
+    top-k selections, the per-entry kernels over every entry, ...).
+
+    A TopK step runs dozens of ops over ~1e5-1e6 elements (index, gather, relu
+    and its backward, sorts, per-entry weights). Each takes a millisecond or
+    less on one thread, but split over several it waits for every thread to be
+    scheduled: on a machine shared with other processes that wait is several
+    milliseconds per op, and the spinning threads steal time from the working
+    ones. One thread loses next to nothing on an idle machine. Results do not
+    depend on it: these ops give the same numbers on any number of threads
+    (entry-wise ops, sequential per-row/per-bag sums).
+    """
+    import torch
+
+    global _wide
+    if not enabled or device.type != "cpu" or _wide is not None or torch.get_num_threads() <= 1:
+        yield
+        return
+    _wide = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(_wide)
+        _wide = None
+
+
+@contextmanager
+def wide_threads() -> Iterator[None]:
+    """All CPU threads for one big op inside :func:`narrow_threads` (else a no-op)."""
+    import torch
+
+    if _wide is None:
+        yield
+        return
+    torch.set_num_threads(_wide)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
+
 
 @dataclass
 class SparseCodes:
@@ -81,19 +141,34 @@ def _offsets(rows: "torch.Tensor", n_rows: int, k: int | None = None) -> "torch.
     return torch.cumsum(counts, 0) - counts
 
 
-def column_order(cols: "torch.Tensor", n_cols: int) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """``(perm, offsets)``: entries grouped by column (stable), and where each column starts."""
+@dataclass
+class ColumnOrder:
+    """The entries of a :class:`SparseCodes` grouped by column (stable), for the
+    per-feature segment sums of the backward passes. Computed once per code set
+    and shared by :func:`gather_preacts` and :func:`sparse_decode`."""
+
+    perm: "torch.Tensor"  # entry indices, grouped by column, rows ascending within a column
+    offsets: "torch.Tensor"  # [n_cols] where each column's entries start in ``perm``
+    rows: "torch.Tensor"  # rows[perm]: the row of each grouped entry (the same for every segment sum)
+
+
+def column_order(codes: SparseCodes, n_cols: int) -> ColumnOrder:
+    """:class:`ColumnOrder` of ``codes`` over ``n_cols`` columns."""
     import torch
 
+    cols = codes.cols
     keys = cols.to(torch.int32) if n_cols < 2**31 else cols
 
-    def order() -> tuple["torch.Tensor", "torch.Tensor"]:
+    def order() -> ColumnOrder:
         sorted_keys, perm = torch.sort(keys, stable=True)
-        return perm, torch.searchsorted(sorted_keys, torch.arange(n_cols, dtype=keys.dtype, device=keys.device))
+        offsets = torch.searchsorted(sorted_keys, torch.arange(n_cols, dtype=keys.dtype, device=keys.device))
+        # k entries per row, rows ascending: entry e is in row e // k (cheaper than a gather)
+        rows = torch.div(perm, codes.k, rounding_mode="floor") if codes.k else codes.rows.index_select(0, perm)
+        return ColumnOrder(perm, offsets, rows)
 
     if cols.device.type == "cpu" and torch.get_num_threads() > 1:
-        # these ~1e5-element steps take a millisecond on one thread, but can stall
-        # for a hundred waiting for a second one on a busy machine
+        # these ~1e5-1e6-element steps take milliseconds on one thread, but can
+        # stall for a hundred waiting for a second one on a busy machine
         before = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -103,12 +178,13 @@ def column_order(cols: "torch.Tensor", n_cols: int) -> tuple["torch.Tensor", "to
     return order()
 
 
-def _segment_sum_by_col(order: tuple["torch.Tensor", "torch.Tensor"], rows: "torch.Tensor", weights: "torch.Tensor", table: "torch.Tensor") -> "torch.Tensor":
+def _segment_sum_by_col(order: ColumnOrder, weights: "torch.Tensor", table: "torch.Tensor") -> "torch.Tensor":
     """``out[c] = sum_{e: cols[e] == c} weights[e] * table[rows[e]]``, shape ``[n_cols, table.shape[1]]``."""
     import torch.nn.functional as F
 
-    perm, offsets = order
-    return F.embedding_bag(rows[perm], table, offsets, mode="sum", per_sample_weights=weights[perm].to(table.dtype))
+    with wide_threads():
+        per_entry = weights.index_select(0, order.perm).to(table.dtype)  # index_select: about twice as fast as weights[perm]
+        return F.embedding_bag(order.rows, table, order.offsets, mode="sum", per_sample_weights=per_entry)
 
 
 def _row_dots(rows: "torch.Tensor", cols: "torch.Tensor", left: "torch.Tensor", right: "torch.Tensor", n_rows: int, k: int | None = None) -> "torch.Tensor":
@@ -130,8 +206,10 @@ def _row_dots(rows: "torch.Tensor", cols: "torch.Tensor", left: "torch.Tensor", 
     crow[-1] = rows.shape[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        # zeros, not torch.empty: the CPU kernel multiplies them by beta=0, so garbage nan would propagate
         pattern = torch.sparse_csr_tensor(crow, cols, torch.zeros(cols.shape[0], dtype=work, device=cols.device), (n_rows, right.shape[0]))
-        out = torch.sparse.sampled_addmm(pattern, left.to(work), right.to(work).t(), beta=0.0).values()
+        with wide_threads():
+            out = torch.sparse.sampled_addmm(pattern, left.to(work), right.to(work).t(), beta=0.0).values()
     return out.to(left.dtype)
 
 
@@ -141,44 +219,57 @@ def _function_classes() -> tuple[Any, Any]:
 
     class GatherPreacts(torch.autograd.Function):
         @staticmethod
-        def forward(ctx: Any, x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, pre: torch.Tensor, codes: SparseCodes, order: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-            ctx.save_for_backward(x, W_enc, codes.rows, codes.cols, *order)
+        def forward(ctx: Any, x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, shift: torch.Tensor | None, pre: torch.Tensor, codes: SparseCodes, order: ColumnOrder) -> torch.Tensor:
+            ctx.save_for_backward(x, W_enc, codes.rows, codes.cols, order.perm, order.offsets, order.rows)
             ctx.n_rows, ctx.k = codes.n_rows, codes.k
+            if codes.values.shape[0] == codes.cols.shape[0]:  # pre's values, from the top-k that chose them
+                return codes.values.detach()
             if codes.k:
                 return pre.gather(1, codes.cols.view(-1, codes.k)).view(-1)
             return pre[codes.rows, codes.cols]
 
         @staticmethod
         def backward(ctx: Any, grad: torch.Tensor) -> Any:
-            x, W_enc, rows, cols, perm, col_offsets = ctx.saved_tensors
+            x, W_enc, rows, cols, perm, col_offsets, col_rows = ctx.saved_tensors
             d_sae = W_enc.shape[1]
-            grad_x = grad_W = grad_b = None
+            grad_x = grad_W = grad_b = grad_shift = None
             if ctx.needs_input_grad[0]:
-                grad_x = F.embedding_bag(cols, W_enc.t().contiguous(), _offsets(rows, ctx.n_rows, ctx.k), mode="sum", per_sample_weights=grad.to(W_enc.dtype))
+                with wide_threads():
+                    grad_x = F.embedding_bag(cols, W_enc.t().contiguous(), _offsets(rows, ctx.n_rows, ctx.k), mode="sum", per_sample_weights=grad.to(W_enc.dtype))
             if ctx.needs_input_grad[1]:
-                grad_W = _segment_sum_by_col((perm, col_offsets), rows, grad, x.to(W_enc.dtype)).t().contiguous()
-            if ctx.needs_input_grad[2]:
+                # a transposed view, not a copy: autograd first adds the main and AuxK
+                # contributions (in this layout), then copies once into W_enc's layout
+                grad_W = _segment_sum_by_col(ColumnOrder(perm, col_offsets, col_rows), grad, x.to(W_enc.dtype)).t()
+            if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
                 grad_b = torch.zeros(d_sae, dtype=W_enc.dtype, device=grad.device).index_add_(0, cols, grad.to(W_enc.dtype))
-            return grad_x, grad_W, grad_b, None, None, None
+            if ctx.needs_input_grad[3]:
+                # x = x_raw - shift, so d/d shift = -sum_rows d/dx = -W_enc @ (per-feature
+                # sum of grad) = -W_enc @ grad_b: one [d_in, d_sae] matvec instead
+                # of a [n_rows, d_in] embedding bag over every entry
+                grad_shift = -(W_enc @ grad_b)
+            return grad_x, grad_W, grad_b if ctx.needs_input_grad[2] else None, grad_shift, None, None, None
 
     class SparseDecode(torch.autograd.Function):
         @staticmethod
-        def forward(ctx: Any, values: torch.Tensor, W_dec: torch.Tensor, codes: SparseCodes, order: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-            ctx.save_for_backward(values, W_dec, codes.rows, codes.cols, *order)
+        def forward(ctx: Any, values: torch.Tensor, W_dec: torch.Tensor, codes: SparseCodes, order: ColumnOrder) -> torch.Tensor:
+            ctx.save_for_backward(values, W_dec, codes.rows, codes.cols, order.perm, order.offsets, order.rows)
             ctx.k = codes.k
             if codes.k:
-                return F.embedding_bag(codes.cols.view(-1, codes.k), W_dec, mode="sum", per_sample_weights=values.view(-1, codes.k).to(W_dec.dtype))
-            return F.embedding_bag(codes.cols, W_dec, codes.offsets(), mode="sum", per_sample_weights=values.to(W_dec.dtype))
+                with wide_threads():
+                    return F.embedding_bag(codes.cols.view(-1, codes.k), W_dec, mode="sum", per_sample_weights=values.view(-1, codes.k).to(W_dec.dtype))
+            offsets = codes.offsets()
+            with wide_threads():
+                return F.embedding_bag(codes.cols, W_dec, offsets, mode="sum", per_sample_weights=values.to(W_dec.dtype))
 
         @staticmethod
         def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
-            values, W_dec, rows, cols, perm, col_offsets = ctx.saved_tensors
+            values, W_dec, rows, cols, perm, col_offsets, col_rows = ctx.saved_tensors
             grad_out = grad_out.contiguous()
             grad_values = grad_W = None
             if ctx.needs_input_grad[0]:
                 grad_values = _row_dots(rows, cols, grad_out, W_dec, grad_out.shape[0], ctx.k).to(values.dtype)
             if ctx.needs_input_grad[1]:
-                grad_W = _segment_sum_by_col((perm, col_offsets), rows, values, grad_out)
+                grad_W = _segment_sum_by_col(ColumnOrder(perm, col_offsets, col_rows), values, grad_out)
             return grad_values, grad_W, None, None
 
     return GatherPreacts, SparseDecode
@@ -194,18 +285,28 @@ def _fns() -> tuple[Any, Any]:
     return _classes
 
 
-def gather_preacts(x: "torch.Tensor", W_enc: "torch.Tensor", b_enc: "torch.Tensor", pre: "torch.Tensor", codes: SparseCodes, order: "tuple[torch.Tensor, torch.Tensor] | None" = None) -> "torch.Tensor":
+def gather_preacts(
+    x: "torch.Tensor", W_enc: "torch.Tensor", b_enc: "torch.Tensor", pre: "torch.Tensor", codes: SparseCodes,
+    order: ColumnOrder | None = None, *, shift: "torch.Tensor | None" = None,
+) -> "torch.Tensor":
     """``pre[codes.rows, codes.cols]`` where ``pre = x @ W_enc + b_enc`` was computed
     without autograd; gradients reach ``x``, ``W_enc`` and ``b_enc`` through the
-    ``nnz`` chosen entries only. ``codes.values`` is ignored; ``order`` is
-    :func:`column_order` of ``codes.cols`` (computed when omitted)."""
+    ``nnz`` chosen entries only. ``codes.values``, when given for every entry,
+    must be ``pre``'s values there (the top-k that chose the entries returns
+    them): they are used as they are, which saves a random-access gather from
+    ``pre``. ``order`` is :func:`column_order` of ``codes`` (computed when omitted).
+
+    ``shift``: ``x`` was computed (without autograd) as ``x_raw - shift`` (the
+    SAE's ``b_dec`` subtracted from the input); its gradient is given to
+    ``shift`` directly, without the per-row gradient of ``x``.
+    """
     if order is None:
-        order = column_order(codes.cols, W_enc.shape[1])
-    return _fns()[0].apply(x, W_enc, b_enc, pre, codes, order)
+        order = column_order(codes, W_enc.shape[1])
+    return _fns()[0].apply(x, W_enc, b_enc, shift, pre, codes, order)
 
 
-def sparse_decode(codes: SparseCodes, W_dec: "torch.Tensor", order: "tuple[torch.Tensor, torch.Tensor] | None" = None) -> "torch.Tensor":
+def sparse_decode(codes: SparseCodes, W_dec: "torch.Tensor", order: ColumnOrder | None = None) -> "torch.Tensor":
     """``codes`` times ``W_dec`` (``[n_rows, d_out]``, no bias), with a sparse backward."""
     if order is None:
-        order = column_order(codes.cols, W_dec.shape[0])
+        order = column_order(codes, W_dec.shape[0])
     return _fns()[1].apply(codes.values, W_dec, codes, order)

@@ -37,6 +37,7 @@ from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
 from saetool.train.schedules import lr_at, sparsity_at
 from saetool.train.source import Batch, as_batch
+from saetool.train.sparse import narrow_threads
 
 if TYPE_CHECKING:
     from saetool.train.objectives import Objective
@@ -390,10 +391,11 @@ class Trainer:
         self.optimizer.lr = lr
         coeff = sparsity_at(step, coeff=self.coeff, warmup=self.sparsity_warmup)
         dead = self.since_fired >= self.dead_tokens if self.objective.uses_dead_mask else None
-        with self._autocast():
-            out = self.objective(self.sae, x, y, sparsity_coeff=coeff, dead=dead)
-        self.optimizer.zero_grad()
-        out.loss.backward()
+        with narrow_threads(self.device, getattr(self.objective, "narrow_threads", False)):  # sparse TopK: small ops on one CPU thread, big ones on all
+            with self._autocast():
+                out = self.objective(self.sae, x, y, sparsity_coeff=coeff, dead=dead)
+            self.optimizer.zero_grad()
+            out.loss.backward()
         if self.dp is not None:
             fired = self._all_reduce_step(params, out.fired)
             n *= self.world
@@ -402,7 +404,11 @@ class Trainer:
         if self.arch.unit_norm_decoder:
             _remove_parallel_grad(self.sae.W_dec)
         if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, foreach=True)
+            # clip_grad_norm_ in two halves: on the CPU, skip its multiplication by
+            # a clamped coefficient of exactly 1 (a no-op pass over every gradient)
+            total = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True)
+            if self.device.type != "cpu" or not bool(self.config.grad_clip / (total + 1e-6) >= 1.0):  # nan: clip, as clip_grad_norm_ does
+                torch.nn.utils.clip_grads_with_norm_(params, self.config.grad_clip, total, foreach=True)
         self.optimizer.step()
         self.objective.after_step(self.sae)
         if self.dp is not None:  # running statistics (e.g. BatchTopK's threshold): the ranks' mean
