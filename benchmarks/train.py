@@ -263,7 +263,6 @@ def run(args: argparse.Namespace, argv: list[str], tmp_root: Path) -> int:
     set_offline_env()
     os.environ.setdefault("TQDM_DISABLE", "1")
     wall_start = time.perf_counter()
-    import torch
 
     info = machine_info(packages=("torch", "sae-lens", "numpy", "h5py"))
     log(f"machine: {machine_line(info)}")

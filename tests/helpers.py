@@ -19,7 +19,7 @@ def run_cli(*args: str, input: str | None = None, env: dict[str, str | None] | N
     for key, value in (env or {}).items():
         if value is None:
             full_env.pop(key, None)
-    full_env.setdefault("COLUMNS", "200")
+    full_env["COLUMNS"] = (env or {}).get("COLUMNS") or "200"  # tables assert on whole rows: never wrap them
     return subprocess.run(
         [sys.executable, "-m", "saetool", *args],
         input=input,

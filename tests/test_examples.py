@@ -15,12 +15,31 @@ WORKFLOWS = REPO / "examples" / "workflows"
 BIN = Path(sys.executable).parent
 
 
-def run_example(command: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "SIZE": "ci", "OUT": str(tmp_path / "out"), "SAETOOL": str(BIN / "saetool"), "PYTHON": sys.executable,
-                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "COLUMNS": "160", **env}
-    proc = subprocess.run(command, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=900)
+#: name -> command, run once each by the fixture below.
+EXAMPLES = {
+    **{script.stem: ["bash", str(script)] for script in sorted(WORKFLOWS.glob("seed*.sh"))},
+    "pipeline_api": [sys.executable, str(REPO / "examples" / "pipeline_api.py"), "--num-tokens", "1024", "--steps", "40", "--out", "api"],
+}
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    cwd.mkdir(parents=True)
+    env = {**os.environ, "SIZE": "ci", "OUT": str(cwd / "out"), "SAETOOL": str(BIN / "saetool"), "PYTHON": sys.executable,
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "COLUMNS": "160"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """Every example, run once at SIZE=ci in its own folder."""
+    base = tmp_path_factory.mktemp("examples")
+    return {name: (_run(command, base / name), base / name) for name, command in EXAMPLES.items()}
+
+
+def example(ran, name: str) -> tuple[subprocess.CompletedProcess, Path]:
+    proc, folder = ran[name]
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+    return proc, folder
 
 
 def test_every_workflow_is_listed_in_the_examples_readme():
@@ -31,9 +50,9 @@ def test_every_workflow_is_listed_in_the_examples_readme():
         assert list(WORKFLOWS.glob(f"seed{seed}_*.sh")), f"no example for seed {seed}"
 
 
-def test_seed000_mini_pipeline(tmp_path):
-    run_example(["bash", str(WORKFLOWS / "seed000_mini_pipeline.sh")], tmp_path)
-    out = tmp_path / "out"
+def test_seed000_mini_pipeline(ran):
+    _, folder = example(ran, "seed000_mini_pipeline")
+    out = folder / "out"
     check = json.loads((out / "check.json").read_text())
     assert check["verdict"] in ("SCALE UP", "FIX ISSUES FIRST")
     assert (out / "features.html").stat().st_size > 1000 and "Feature" in (out / "report.md").read_text()
@@ -42,40 +61,40 @@ def test_seed000_mini_pipeline(tmp_path):
     assert read_header(out / "transitions.h5")["saetool_kind"] == "transitions"
 
 
-def test_seed001_steering_ladder(tmp_path):
-    run_example(["bash", str(WORKFLOWS / "seed001_steering_ladder.sh")], tmp_path)
-    rows = json.loads((tmp_path / "out.summary.json").read_text())
+def test_seed001_steering_ladder(ran):
+    _, folder = example(ran, "seed001_steering_ladder")
+    rows = json.loads((folder / "out.summary.json").read_text())
     assert {r["alpha"] for r in rows} == {0, 1.0} and all(r["n"] == 2 for r in rows)
 
 
-def test_seed002_train_sae(tmp_path):
-    run_example(["bash", str(WORKFLOWS / "seed002_train_sae.sh")], tmp_path)
-    out = tmp_path / "out"
+def test_seed002_train_sae(ran):
+    _, folder = example(ran, "seed002_train_sae")
+    out = folder / "out"
     for sae in ("topk", "jumprelu"):
         metrics = json.loads((out / f"{sae}.eval.json").read_text())["metrics"]
         assert 0 < metrics["ce_loss_recovered"] <= 1.5 and metrics["l0"] > 0
     assert (out / "topk-saelens" / "cfg.json").is_file()
 
 
-def test_seed003_pathways(tmp_path):
-    run_example(["bash", str(WORKFLOWS / "seed003_pathways.sh")], tmp_path)
-    out = tmp_path / "out"
+def test_seed003_pathways(ran):
+    _, folder = example(ran, "seed003_pathways")
+    out = folder / "out"
     assert json.loads((out / "audit.json").read_text())["ok"] is True
     edges = json.loads((out / "pathways.json").read_text())["edges"]
     assert edges and all(e["target"].startswith("L12-") and e["source"].startswith("L6-") for e in edges)
     assert (out / "tokens.csv").read_text().startswith("token")
 
 
-def test_seed004_activation_samples(tmp_path):
-    proc = run_example(["bash", str(WORKFLOWS / "seed004_activation_samples.sh")], tmp_path)
-    out = tmp_path / "out"
+def test_seed004_activation_samples(ran):
+    proc, folder = example(ran, "seed004_activation_samples")
+    out = folder / "out"
     summary = json.loads((out / "samples" / "collection_summary.json").read_text())
     assert summary["num_features_saved"] > 0 and len(list((out / "samples").glob("feature_*_samples.json"))) == summary["num_features_saved"]
     assert "decoder cosine" in proc.stderr and (out / "interpretability_report.md").is_file()
 
 
-def test_pipeline_api_script(tmp_path):
-    proc = run_example([sys.executable, str(REPO / "examples" / "pipeline_api.py"), "--num-tokens", "1024", "--steps", "40", "--out", str(tmp_path / "api")], tmp_path)
+def test_pipeline_api_script(ran):
+    proc, folder = example(ran, "pipeline_api")
     assert "ce_loss_recovered" in proc.stdout
     for name in ("acts.h5", "sae.h5", "features.h5", "report.md", "steer.h5"):
-        assert (tmp_path / "api" / name).is_file(), name
+        assert (folder / "api" / name).is_file(), name

@@ -253,3 +253,17 @@ def test_labeler_fallback_report_and_browser(smollm2_acts, smollm2_sae, tmp_path
     assert text.returncode == 0 and text.stdout == "" and "10" in text.stderr, text.stderr
     both = run_cli("features", "compare", str(out), "3", "10")
     assert both.returncode == 0 and "3" in both.stderr and "10" in both.stderr, both.stderr
+
+
+def test_model_and_corpus_mode_runs_the_model_for_the_sae_hook(smollm2_sae, tmp_path):
+    out = tmp_path / "f.h5"
+    proc = run_cli("interpret", "--sae", str(smollm2_sae), "--model", "smollm2-135m", "--corpus", "kjv", "-n", "256", "--context-size", "64",
+                   "--top", "3", "--labeler", "none", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    from saetool.interpret.store import FeaturesFile
+
+    with FeaturesFile(out) as ff:
+        assert ff.n_tokens == 256 and ff.hook == "blocks.3.hook_resid_post" and len(ff.index) == 3
+        assert int(ff.stats()["count"].sum()) > 0
+    assert_clean_error(run_cli("interpret", "--sae", str(smollm2_sae), "--model", "smollm2-135m", "-o", str(tmp_path / "g.h5")), "--corpus")
+    assert not list(tmp_path.glob("g.h5*"))

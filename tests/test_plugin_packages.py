@@ -56,3 +56,19 @@ def test_metric_scores_steered_completions(plugin_env, smollm2_sae, tmp_path):
             bigrams = list(zip(words, words[1:]))
             expected = len(set(bigrams)) / len(bigrams) if bigrams else math.nan
             assert score == pytest.approx(expected, nan_ok=True), (condition, text)
+
+
+def test_labeler_labels_features_in_interpret(plugin_env, smollm2_acts, smollm2_sae, tmp_path):
+    out = tmp_path / "f.h5"
+    proc = run_cli("interpret", str(smollm2_acts), "--sae", str(smollm2_sae), "--top", "5", "--examples", "6", "--labeler", "token-class", "-o", str(out), env=plugin_env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["labeler"] == "token-class"
+    from saetool.interpret.store import read_features
+
+    records = [r for r in read_features(out) if not r.dead]
+    assert records
+    classes = ("newline", "space", "number", "punctuation", "capitalised word", "word start", "word piece", "other")
+    for record in records:
+        assert record.label is not None and record.label.labeler == "token-class"
+        assert record.label.details["class"] in classes
+        assert record.label.score is None or 0.0 <= record.label.score <= 1.0

@@ -8,7 +8,7 @@
 #   phase 3  the SAE's top features interpreted (report + HTML browser)
 #   phase 5  the go/no-go check: SCALE UP or FIX ISSUES FIRST (exit 1 is a verdict here)
 #
-#   SIZE=ci    4,096 tokens, 4 prompts, 4 transitions   (about 2 min on 2 CPU cores)
+#   SIZE=ci    2,048 tokens, 2 prompts, 2 transitions   (about 1 min on 2 CPU cores)
 #   SIZE=small 16,384 tokens, 10 prompts, 10            (about 6 min)    <- default
 #   SIZE=full  131,072 tokens, 20 prompts, 50           (about an hour on a CPU)
 set -euo pipefail
@@ -17,7 +17,7 @@ OUT=${OUT:-runs/seed000}
 SAETOOL=${SAETOOL:-saetool}
 PROMPTS=$(cd "$(dirname "$0")/../prompts" && pwd)
 case "$SIZE" in
-  ci) TOKENS=4096; STEPS=100; N=4; NEW=12 ;;
+  ci) TOKENS=2048; STEPS=40; N=2; NEW=8 ;;
   small) TOKENS=16384; STEPS=300; N=10; NEW=24 ;;
   full) TOKENS=131072; STEPS=2000; N=50; NEW=40 ;;
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;

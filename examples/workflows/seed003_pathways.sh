@@ -5,7 +5,7 @@
 # selected ones, validated by patching (pathways); and which tokens the
 # steering made more or less frequent (tokens).
 #
-#   SIZE=ci    tiny SAEs, 4 texts          (about 2 min on 2 CPU cores)
+#   SIZE=ci    tiny SAEs, 2 texts          (about 1 min on 2 CPU cores)
 #   SIZE=small 8,192 tokens per layer      (about 6 min)    <- default
 #   SIZE=full  bigger SAEs and more texts  (an hour or more on a CPU)
 set -euo pipefail
@@ -15,7 +15,7 @@ SAETOOL=${SAETOOL:-saetool}
 PYTHON=${PYTHON:-python3}
 PROMPTS=$(cd "$(dirname "$0")/../prompts" && pwd)
 case "$SIZE" in
-  ci) TOKENS=2048; DSAE=512; STEPS=60; TEXTS=4; PROMPTS_N=4; NEW=8 ;;
+  ci) TOKENS=2048; DSAE=512; STEPS=30; TEXTS=2; PROMPTS_N=3; NEW=6 ;;
   small) TOKENS=8192; DSAE=2304; STEPS=200; TEXTS=16; PROMPTS_N=10; NEW=24 ;;
   full) TOKENS=200000; DSAE=4608; STEPS=2000; TEXTS=128; PROMPTS_N=50; NEW=48 ;;
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;

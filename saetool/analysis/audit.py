@@ -10,7 +10,6 @@ joinable count. Nothing raises for a bad file: it becomes a failed check.
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,15 +69,9 @@ def _text(v: Any) -> Any:
 
 
 def _json_attr(fh: Any, name: str, default: Any = None) -> Any:
-    if name not in fh.attrs:
-        return default
-    value = _text(fh.attrs[name])
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value.item() if hasattr(value, "item") else value
+    from saetool.artifacts.store import attr_value
+
+    return attr_value(fh.attrs[name]) if name in fh.attrs else default
 
 
 # -- one file ----------------------------------------------------------------------------------------

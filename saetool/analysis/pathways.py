@@ -334,7 +334,7 @@ def read_pathways(path: str | Path) -> tuple["pd.DataFrame", "pd.DataFrame", dic
     """``(edges, targets, attrs)`` of a ``pathways`` artifact (JSON attributes decoded)."""
     import pandas as pd
 
-    from saetool.artifacts.store import open_artifact
+    from saetool.artifacts.store import attr_value, open_artifact
 
     def table(group: Any) -> pd.DataFrame:
         return pd.DataFrame({k: (group[k].asstr()[()] if group[k].dtype.kind == "O" else group[k][()]) for k in group})
@@ -342,20 +342,9 @@ def read_pathways(path: str | Path) -> tuple["pd.DataFrame", "pd.DataFrame", dic
     with open_artifact(path, kind=KIND) as art:
         edges = table(art.file["edges"])
         targets = table(art.file["targets"])
-        attrs = {k: _decode(v) for k, v in art.file.attrs.items() if k not in ("provenance",)}
+        attrs = {k: attr_value(v) for k, v in art.file.attrs.items() if k not in ("provenance",)}
     cols = [c for c in EDGE_COLUMNS if c in edges.columns]
     return edges[cols], targets, attrs
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value.item() if hasattr(value, "item") else value
 
 
 def export_json(path: str | Path, result: PathwaysResult, meta: dict[str, Any]) -> Path:

@@ -387,7 +387,7 @@ def read_selection(path: str | Path) -> "pd.DataFrame":
     attributes are in ``.attrs`` (JSON ones decoded)."""
     import pandas as pd
 
-    from saetool.artifacts.store import open_artifact
+    from saetool.artifacts.store import attr_value, open_artifact
 
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
@@ -396,19 +396,8 @@ def read_selection(path: str | Path) -> "pd.DataFrame":
             if col in fh:
                 data[col] = fh[col][()]
         table = pd.DataFrame(data)
-        table.attrs.update({k: _decode(v) for k, v in fh.attrs.items() if k != "provenance"})
+        table.attrs.update({k: attr_value(v) for k, v in fh.attrs.items() if k != "provenance"})
     return table
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value.item() if hasattr(value, "item") else value
 
 
 def export_table(table: "pd.DataFrame", path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:

@@ -245,7 +245,7 @@ def read_associations(path: str | Path) -> "pd.DataFrame":
     """A ``token-associations`` artifact as a table; attributes in ``.attrs``."""
     import pandas as pd
 
-    from saetool.analysis.select import _decode
+    from saetool.artifacts.store import attr_value
     from saetool.artifacts.store import open_artifact
 
     with open_artifact(path, kind=KIND) as art:
@@ -254,7 +254,7 @@ def read_associations(path: str | Path) -> "pd.DataFrame":
         table = pd.DataFrame(data)
         if "significant" in table:
             table["significant"] = table["significant"].astype(bool)
-        table.attrs.update({k: _decode(v) for k, v in fh.attrs.items() if k != "provenance"})
+        table.attrs.update({k: attr_value(v) for k, v in fh.attrs.items() if k != "provenance"})
     return table
 
 

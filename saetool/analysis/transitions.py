@@ -332,12 +332,12 @@ def read_transitions(path: str | Path) -> dict[str, Any]:
     """The datasets and (decoded) attributes of a ``transitions`` artifact, as plain Python/numpy."""
     import pandas as pd
 
-    from saetool.analysis.pathways import _decode
+    from saetool.artifacts.store import attr_value
     from saetool.artifacts.store import open_artifact
 
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
-        out: dict[str, Any] = {k: _decode(v) for k, v in fh.attrs.items() if k != "provenance"}
+        out: dict[str, Any] = {k: attr_value(v) for k, v in fh.attrs.items() if k != "provenance"}
         out["texts"] = list(fh["texts"].asstr()[()])
         out["token"] = list(fh["token"].asstr()[()])
         for name in ("position", "token_ids", "token_offsets", "sample_text", "activations"):

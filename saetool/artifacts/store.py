@@ -209,6 +209,20 @@ def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def attr_value(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value: bytes decoded, JSON text parsed
+    (other text kept as it is), numpy scalars and arrays as Python numbers and lists."""
+    value = _text(value)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
 class Artifact:
     """An open, validated artifact (read-only). Use as a context manager."""
 

@@ -50,7 +50,9 @@ def describe(art: Any) -> dict[str, Any]:
             )
 
     art.file.visititems(visit)
-    attrs = {k: _plain(v) for k, v in art.attrs.items() if k not in ("provenance",)}
+    from saetool.artifacts.store import attr_value
+
+    attrs = {k: attr_value(v) for k, v in art.attrs.items() if k not in ("provenance",)}
     return {
         "path": str(art.path),
         "kind": art.kind,
@@ -59,19 +61,6 @@ def describe(art: Any) -> dict[str, Any]:
         "datasets": datasets,
         "provenance": art.provenance,
     }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
 
 
 def _print(info: dict[str, Any]) -> None:

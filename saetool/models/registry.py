@@ -110,7 +110,6 @@ class ModelSource:
         """
         import pickle
 
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from saetool.console import is_verbose

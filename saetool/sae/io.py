@@ -66,7 +66,6 @@ def build_sae(cfg: "SAEConfig", weights: Mapping[str, "torch.Tensor"], device: s
 
     Missing, unexpected or wrongly shaped weights are a one-line error naming ``source``.
     """
-    import torch
 
     from saetool.sae.model import SAE
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from saetool.errors import SaetoolError
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 KIND = "completions"
 SCHEMA_VERSION = 1

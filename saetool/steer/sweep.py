@@ -253,8 +253,6 @@ def run_sweep(
     Pass an already loaded ``model`` to skip loading. Cells whose files exist
     are skipped; the summary, ``completions.csv`` and plots are rebuilt.
     """
-    from saetool.plugins import host
-
     cfg = config if isinstance(config, SweepConfig) else load_sweep_config(config)
     sets = load_prompt_sets(cfg)
     splits = list(sets.eval)
