@@ -38,7 +38,7 @@ def _say(text: str) -> None:
 
     from saetool.console import stderr
 
-    stderr().print(escape(text))
+    stderr().print(escape(text), soft_wrap=True, highlight=False)  # contexts stay on one line each
 
 
 def _open(path: Path, sae: Optional[str]) -> Any:
