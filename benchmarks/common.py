@@ -47,6 +47,27 @@ run (interleaved repeats, medians).
 """
 
 
+def run_in_temp_dir(prefix: str, parent: str | None, run: Callable[[Path], int]) -> int:
+    """``run(folder)`` with a fresh temporary folder that is removed afterwards,
+    also when the benchmark is stopped with SIGTERM."""
+    import shutil
+    import signal
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+    def on_term(signum, frame):
+        # Clean up and leave at once: an exception raised here could land in a __del__ and be ignored.
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return run(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def set_offline_env() -> None:
     """Keep Hugging Face libraries offline (call before importing them)."""
     for key, value in OFFLINE_ENV.items():

@@ -38,10 +38,8 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +54,7 @@ from common import (  # noqa: E402
     machine_info,
     machine_line,
     markdown_table,
+    run_in_temp_dir,
     run_interleaved,
     run_peak_rss,
     set_offline_env,
@@ -152,18 +151,7 @@ def layer_output(base, layer_module, ids):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    tmp_root = Path(tempfile.mkdtemp(prefix="saetool-bench-extract-", dir=args.tmp_dir))
-
-    def on_term(signum, frame):
-        # Clean up and leave at once: an exception raised here could land in a __del__ and be ignored.
-        shutil.rmtree(tmp_root, ignore_errors=True)
-        os._exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        return run(args, argv, tmp_root)
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
+    return run_in_temp_dir("saetool-bench-extract-", args.tmp_dir, lambda folder: run(args, argv, folder))
 
 
 def run(args: argparse.Namespace, argv: list[str], tmp_root: Path) -> int:
@@ -357,15 +345,13 @@ def make_sae_lens_cases(args, source, hook, model, batches_np, n_fwd, tmp_root, 
     """sae-lens 6.x CacheActivationsRunner (+ its ActivationsStore alone) on the same windows."""
     from unittest import mock
 
+    import datasets
     import numpy as np
+    import sae_lens.cache_activations_runner as car
     import torch
     from datasets import Dataset, load_from_disk
-    from transformer_lens.model_bridge import TransformerBridge
-
-    import sae_lens.cache_activations_runner as car
     from sae_lens import CacheActivationsRunner, CacheActivationsRunnerConfig
-
-    import datasets
+    from transformer_lens.model_bridge import TransformerBridge
 
     datasets.disable_progress_bars()
     notes: list[str] = []

@@ -22,18 +22,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import OFFLINE_ENV, command_line, log, machine_info, machine_line, markdown_table  # noqa: E402
+from common import (  # noqa: E402
+    OFFLINE_ENV,
+    command_line,
+    log,
+    machine_info,
+    machine_line,
+    markdown_table,
+    run_in_temp_dir,
+)
 
 BEGIN, END = "<!-- scaling-benchmark:begin -->", "<!-- scaling-benchmark:end -->"
 
@@ -84,11 +90,7 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="saetool-bench-scaling-", dir=args.tmp_dir))
-    try:
-        return run(args, argv, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return run_in_temp_dir("saetool-bench-scaling-", args.tmp_dir, lambda folder: run(args, argv, folder))
 
 
 def run(args: argparse.Namespace, argv: list[str], tmp: Path) -> int:

@@ -31,11 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +47,7 @@ from common import (  # noqa: E402
     machine_info,
     machine_line,
     markdown_table,
+    run_in_temp_dir,
     run_interleaved,
     run_peak_rss,
     set_offline_env,
@@ -246,17 +244,7 @@ def measure_rss(args, x, tmp_root: Path) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    tmp_root = Path(tempfile.mkdtemp(prefix="saetool-bench-train-", dir=args.tmp_dir))
-
-    def on_term(signum, frame):
-        shutil.rmtree(tmp_root, ignore_errors=True)
-        os._exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        return run(args, argv, tmp_root)
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
+    return run_in_temp_dir("saetool-bench-train-", args.tmp_dir, lambda folder: run(args, argv, folder))
 
 
 def run(args: argparse.Namespace, argv: list[str], tmp_root: Path) -> int:
@@ -456,7 +444,7 @@ def summarise(args, argv, info, data_info, d_in, cases, timings, rss) -> dict[st
     lines.append("")
     lines.append("### train: cost vs d_sae")
     lines.append("")
-    lines.append(f"saetool's TopK sparse path at 1x, 2x and 4x d_sae (same batches, same k, in the interleaved rounds above); 'useful FLOP/s' as above (4 · B · d_in · d_sae per step).")
+    lines.append("saetool's TopK sparse path at 1x, 2x and 4x d_sae (same batches, same k, in the interleaved rounds above); 'useful FLOP/s' as above (4 · B · d_in · d_sae per step).")
     lines.append("")
     lines.append(scale_table)
     if rss:
