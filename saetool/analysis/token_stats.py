@@ -89,15 +89,9 @@ def read_texts(path: str | Path, *, label: str, column: str = "text") -> TextSet
     """Texts from a file: ``.txt`` one per line, ``.jsonl`` one JSON string or
     object (``column`` field) per line, ``.json`` a list of those. Blank texts
     are dropped; a file with none left is an error."""
-    p = Path(path)
-    if not p.exists():
-        raise SaetoolError(f"text file {p} does not exist", hint="check the path")
-    if p.is_dir():
-        raise SaetoolError(f"{p} is a directory", hint="give a .txt, .jsonl or .json file")
-    try:
-        raw = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SaetoolError(f"text file {p} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    from saetool.steer.prompts import read_text_file
+
+    p, raw = read_text_file(path, what="text file")
     if p.suffix == ".jsonl":
         items = []
         for n, line in enumerate(raw.splitlines(), 1):

@@ -27,17 +27,23 @@ class Prompt:
     split: str | None = None
 
 
-def read_prompts(path: str | Path, *, split: str | None = None, max_prompts: int | None = None, what: str = "prompt file") -> list[Prompt]:
-    """The prompts in ``path`` (optionally one ``split`` of them, at most ``max_prompts``)."""
+def read_text_file(path: str | Path, *, what: str) -> tuple[Path, str]:
+    """``(path, its text)`` for a .txt/.jsonl/.json input; one-line errors for a
+    missing file, a folder, or bytes that are not UTF-8 (``what`` names the file)."""
     p = Path(path)
     if not p.exists():
         raise SaetoolError(f"{what} {p} does not exist", hint="check the path")
     if p.is_dir():
         raise SaetoolError(f"{what} {p} is a directory", hint="give a .txt, .jsonl or .json file")
     try:
-        raw = p.read_text(encoding="utf-8")
+        return p, p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SaetoolError(f"{what} {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_prompts(path: str | Path, *, split: str | None = None, max_prompts: int | None = None, what: str = "prompt file") -> list[Prompt]:
+    """The prompts in ``path`` (optionally one ``split`` of them, at most ``max_prompts``)."""
+    p, raw = read_text_file(path, what=what)
     if p.suffix == ".jsonl":
         prompts = [_record(json_line(line, p, n), p, n) for n, line in enumerate(raw.splitlines(), 1) if line.strip()]
     elif p.suffix == ".json":
