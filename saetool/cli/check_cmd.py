@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from saetool.cli.evaluate_cmd import ACTS_ARG, BACKEND, BATCH_SIZE, CONTEXT, CORPUS, DEAD, DENSE, DEVICE, MODEL, NO_MODEL, NUM_TOKENS, SAE_ARG, eval_config
-from saetool.cli.options import JSON
+from saetool.cli.evaluate_cmd import ACTS_ARG, BATCH_SIZE, CONTEXT, CORPUS, DEAD, DENSE, MODEL, NO_MODEL, NUM_TOKENS, SAE_ARG, eval_config
+from saetool.cli.options import BACKEND, DEVICE, JSON
 
 
 def check(

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import JSON
+from saetool.cli.options import BACKEND, DEVICE, JSON
 
 SAE_ARG = typer.Argument(None, help="SAE: an `sae` artifact, or an SAELens/sparsify folder (omit or '-' to read a manifest from stdin).")
 ACTS_ARG = typer.Argument(None, help="Activations artifact with the SAE's hook (held-out tokens); its stored windows feed the model metrics.")
@@ -17,8 +17,6 @@ CORPUS = typer.Option("bbc-news", "--corpus", "-c", help="Corpus for the model m
 NUM_TOKENS = typer.Option(4096, "--num-tokens", "-n", help="Tokens evaluated (activation rows; windows covering this many tokens for the model).")
 BATCH_SIZE = typer.Option(8, "--batch-size", "-b", help="Windows per forward pass (bounds memory).")
 CONTEXT = typer.Option(128, "--context-size", help="Window length when tokens come from --corpus.")
-BACKEND = typer.Option("transformers", "--backend", help="Model backend: transformers or transformer-lens.")
-DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps.")
 DEAD = typer.Option(0.0, "--dead-threshold", help="A feature is dead when it fires on at most this fraction of tokens.")
 DENSE = typer.Option(0.1, "--dense-threshold", help="A feature is dense when it fires on more than this fraction of tokens.")
 NO_MODEL = typer.Option(False, "--no-model", help="Skip the model metrics (CE loss, KL): activations only.")

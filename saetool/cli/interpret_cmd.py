@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import OUTPUT, OVERWRITE, RESUME
+from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, RESUME
 
 
 def interpret(
@@ -31,7 +31,7 @@ def interpret(
     html: Optional[Path] = typer.Option(None, "--html", help="Also write a static HTML feature browser here."),
     show: int = typer.Option(10, "--show", help="Rows in the summary table on stderr."),
     seed: int = typer.Option(0, "--seed", help="Seed for the random held-out and negative examples."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     chunk_rows: Optional[int] = typer.Option(None, "--chunk-rows", help="Tokens encoded per chunk (default: about 64 MB of feature activations)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint every N chunks (default: every 30 s)."),
     output: Optional[Path] = OUTPUT,

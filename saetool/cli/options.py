@@ -8,3 +8,6 @@ OUTPUT = typer.Option(None, "--output", "-o", help="Output artifact path (a sens
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace the output if it exists.")
 RESUME = typer.Option(False, "--resume", help="Continue a killed run from its partial output.")
 JSON = typer.Option(False, "--json", help="Print JSON to stdout instead of a table.")
+BACKEND = typer.Option("transformers", "--backend", help="Model backend: transformers or transformer-lens (or a plugin's).")
+DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps.")
+DTYPE = typer.Option("float32", "--dtype", help="Model dtype: float32, float16, bfloat16.")

@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import OUTPUT, OVERWRITE
+from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE
 
 
 def pathways(
@@ -26,9 +26,9 @@ def pathways(
     export: List[Path] = typer.Option([], "--export", "-e", help="Also write the edges, targets and correlation as JSON (.json) or the edges as CSV (.csv) (repeatable)."),
     show: int = typer.Option(20, "--show", help="Edge rows in the table on stderr (0: none)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the one the SAEs record)."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers or transformer-lens."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, float16, bfloat16."),
+    backend: str = BACKEND,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from saetool.cli.options import OUTPUT, OVERWRITE
+from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE
 
 
 def select(
@@ -25,7 +25,7 @@ def select(
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="With --completions: texts per forward pass."),
     export: List[Path] = typer.Option([], "--export", "-e", help="Also write the table to this .csv or .json file (repeatable)."),
     show: int = typer.Option(10, "--show", help="Rows per layer in the stderr table (0: none)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
 ) -> None:

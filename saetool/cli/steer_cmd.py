@@ -7,12 +7,9 @@ from typing import Any, Optional
 
 import typer
 
-from saetool.cli.options import OUTPUT, OVERWRITE
+from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE
 
 MODEL = typer.Option("smollm2-135m", "--model", "-m", help="Embedded model name, local HF folder, or hub id (online).")
-BACKEND = typer.Option("transformers", "--backend", help="Model backend: transformers or transformer-lens (or a plugin's).")
-DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps.")
-DTYPE = typer.Option("float32", "--dtype", help="Model dtype: float32, float16, bfloat16.")
 CHAT = typer.Option(True, "--chat/--no-chat", help="Wrap prompts in the model's chat template (assistant turn opened).")
 SYSTEM = typer.Option(None, "--system", help="System message for the chat template (default: the template's own).")
 SITE = typer.Option("hook_resid_post", "--site", help="Hook site used with --layer: hook_resid_pre|mid|post, hook_mlp_out.")

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from saetool.cli.options import OUTPUT, OVERWRITE
+from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE
 
 
 def train(
@@ -38,7 +38,7 @@ def train(
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Write a checkpoint (and validate) every N steps."),
     log_every: int = typer.Option(50, "--log-every", help="Record a history row every N steps."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation and shuffling."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     dtype: str = typer.Option("float32", "--dtype", help="Training dtype: float32, bfloat16 or float16."),
     collect_samples: bool = typer.Option(False, "--collect-samples", help="Keep the top-activating tokens of each feature (stored in the SAE artifact)."),
     sample_every: int = typer.Option(1000, "--sample-every", help="Collect samples every N steps (and at the last step)."),

@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import OUTPUT, OVERWRITE
+from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE
 
 
 def transitions(
@@ -27,9 +27,9 @@ def transitions(
     context_size: int = typer.Option(256, "--context-size", help="Tokens per text (BOS included); longer texts are cut."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Texts per forward pass / generate call."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the one the SAE records)."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers or transformer-lens."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, float16, bfloat16."),
+    backend: str = BACKEND,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
 ) -> None:
