@@ -19,6 +19,7 @@ from saetool.artifacts.manifest import read_manifests
 from saetool.artifacts.provenance import command_line, file_sha256
 from saetool.artifacts.store import partial_path
 from saetool.errors import ArtifactError, SaetoolError
+from saetool.train.synthetic import write_activations
 
 
 def write_sample(path, **kw):
@@ -165,6 +166,7 @@ def test_tensor_storage_roundtrip(tmp_path, dtype):
 
 
 def test_manifest_roundtrip_and_resolve_input(tmp_path, capsys):
+    (tmp_path / "a.h5").write_bytes(b"")
     record = emit_manifest(tmp_path / "a.h5", "activations", force=True, n_tokens=3)
     line = capsys.readouterr().out
     assert line.count("\n") == 1
@@ -178,6 +180,31 @@ def test_manifest_roundtrip_and_resolve_input(tmp_path, capsys):
         resolve_input(None, stream=io.StringIO("garbage\n"))
     with pytest.raises(SaetoolError, match="stdin was empty"):
         resolve_input(None, stream=io.StringIO(""))
+
+
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        ('{"path": 123}', "'path' is 123, not a file path"),
+        ("null", "a JSON null, not an object"),
+        ("[1, 2]", "a JSON list, not an object"),
+        ('"a.h5"', "a JSON string, not an object"),
+        ('{"kind": "sae"}', "no 'path'"),
+        ('{"path": ""}', "not a file path"),
+        ('{"path": "ACTS", "kind": false}', "'kind' is false"),
+        ('{"path": "ACTS", "kind": ""}', "'kind' is \"\""),
+        ('{"path": "ACTS", "kind": "sae"}', "it says kind 'sae', but"),
+        ('{"path": "MISSING"}', "MISSING does not exist"),
+    ],
+)
+def test_a_malformed_upstream_manifest_is_one_clear_error(tmp_path, line, why):
+    acts = tmp_path / "acts.h5"
+    write_activations(acts, {"h": torch.zeros(4, 2)}, context_size=2)
+    gone = str(tmp_path / "gone.h5")
+    with pytest.raises(SaetoolError) as info:
+        resolve_input(None, stream=io.StringIO(line.replace("ACTS", str(acts)).replace("MISSING", gone) + "\n"))
+    assert info.value.message.startswith("the upstream manifest on stdin is malformed (")
+    assert why.replace("MISSING", gone) in info.value.message
 
 
 def test_command_line_redacts_secrets():

@@ -75,6 +75,10 @@ CASES: list[Case] = [
     Case("missing-input", "an input file that does not exist", "train nope.h5 -o out.h5", ("does not exist",)),
     Case("input-too-long", "an input path longer than the file system allows", "inspect LONG.h5", ("file name too long",)),
     Case("stdin-not-manifest", "text that is not a manifest piped into a stage", "train -o out.h5", ("not a saetool manifest",), stdin="garbage\n"),
+    Case("manifest-path-number", "a manifest whose path is a number", "train -o out.h5", ("upstream manifest on stdin is malformed", "'path' is 123"), stdin='{"path": 123}\n'),
+    Case("manifest-null", "a manifest that is JSON null", "train -o out.h5", ("upstream manifest on stdin is malformed", "null"), stdin="null\n"),
+    Case("manifest-false-kind", "a manifest whose kind is false", "train -o out.h5", ("upstream manifest on stdin is malformed", "'kind' is false"), stdin='{"path": "acts.h5", "kind": false}\n'),
+    Case("manifest-missing-file", "a manifest naming a file that does not exist", "train -o out.h5", ("upstream manifest on stdin is malformed", "does not exist"), stdin='{"path": "gone.h5", "kind": "activations"}\n'),
     # SAEs
     Case("sae-d-in", "an SAE whose d_in differs from the activations", "train acts12.h5 --init-from sae.h5 -o out.h5", ("expects d_in=64", "d=12")),
     Case("sae-hook", "an SAE trained at another hook", "train other_hook.h5 --init-from sae.h5 -o out.h5", ("reads blocks.1.hook_resid_post", "blocks.0.hook_resid_post")),

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -21,9 +22,11 @@ from hypothesis import strategies as st
 from helpers import REPO
 from saetool.artifacts import ArtifactWriter, open_artifact
 from saetool.artifacts.arrays import append_rows, create_rows_dataset, from_storage, to_storage
+from saetool.artifacts.manifest import read_manifests
 from saetool.artifacts.store import partial_path
+from saetool.errors import SaetoolError
 
-EXAMPLES = {"tensors": 200, "integers": 100, "provenance": 200, "completions": 150, "cli": 600}
+EXAMPLES = {"tensors": 200, "integers": 100, "provenance": 200, "completions": 150, "cli": 600, "manifests": 300}
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 FLOAT_DTYPES = ["float32", "float16", "bfloat16"]
@@ -241,6 +244,58 @@ def test_cli_arguments_never_crash(sandbox):
 
     check()
     assert seen["runs"] >= EXAMPLES["cli"] // 2 and seen["codes"].get(2, 0) > 0, seen
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def manifests(draw):
+    """A manifest line: mostly an object with a (maybe bad) path and kind, sometimes any JSON at all."""
+    if draw(st.integers(0, 4)) == 0:
+        return json.dumps(draw(json_values))
+    record = draw(st.dictionaries(st.sampled_from(["hooks", "n_tokens", "model"]), json_values, max_size=2))
+    path = draw(st.sampled_from(["ACTS", "MISSING", "DIR", "", "/dev/null", "x" * 300]) | json_values)
+    if draw(st.booleans()) or path == "ACTS":
+        record["path"] = path
+    if draw(st.booleans()):
+        record["kind"] = draw(st.sampled_from(["activations", "sae", "saelens", "", "nope"]) | json_values)
+    return json.dumps(record)
+
+
+def test_malformed_manifests_are_one_clear_error(tmp_path):
+    """Whatever JSON arrives on stdin, a stage either follows a manifest naming an
+    existing path of the kind it says, or stops with one of two one-line errors."""
+    from saetool.train.synthetic import write_activations
+
+    acts = tmp_path / "acts.h5"
+    write_activations(acts, {"h": torch.zeros(4, 2)}, context_size=2)
+    names = {"ACTS": str(acts), "MISSING": str(tmp_path / "gone.h5"), "DIR": str(tmp_path)}
+    seen = {"ok": 0, "refused": 0}
+
+    @settings(max_examples=EXAMPLES["manifests"], **FAST)
+    @given(line=manifests())
+    def check(line):
+        for key, value in names.items():
+            line = line.replace(f'"{key}"', json.dumps(value))
+        try:
+            records = read_manifests(io.StringIO(line + "\n"))
+        except SaetoolError as exc:
+            seen["refused"] += 1
+            assert "\n" not in exc.one_line()
+            assert exc.message.startswith(("the upstream manifest on stdin is malformed (", "stdin is not a saetool manifest")), exc.message
+            return
+        seen["ok"] += 1
+        (record,) = records
+        assert isinstance(record["path"], str) and os.path.exists(record["path"])
+        assert record.get("kind", "activations") == "activations" or record["path"] != str(acts)
+
+    check()
+    assert seen["ok"] and seen["refused"], seen
 
 
 def test_docs_record_the_numbers_of_cases():
