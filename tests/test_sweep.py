@@ -196,3 +196,87 @@ def test_cli_sweep_layer_out_of_range(tmp_path):
     cfg = tiny_config(tmp_path, TINY.replace("layers: [15]", "layers: [15, 99]"))
     assert_clean_error(run_cli("sweep", str(cfg), "--output-dir", str(runs)), "layer 99 is out of range")
     assert not runs.exists()
+
+
+# -- the best cell, layers: best, seed 001's column names (issue 17) ----------------------------------
+TINY_GPT2 = """\
+name: level2
+model: {model}
+chat: false
+prompts:
+  harm_train: h_train.txt
+  harm_test: h_test.txt
+  benign: benign.txt
+  benign_train: b_train.txt
+splits: [harm_test, benign]
+max_prompts: 2
+vector: {{method: diff-means, positive: harm_train, negative: benign_train}}
+layers: [0, 1]
+alphas: [0, 1.0, 4.0]
+interventions: [add]
+scale: raw
+generation: {{max_new_tokens: 3, batch_size: 4}}
+metrics: [refusal, helpfulness, coherence]
+"""
+
+
+def test_pick_best_follows_the_stated_rule():
+    import pandas as pd
+
+    from saetool.steer.best import pick_best
+
+    def row(split, layer, alpha, refusal, r_delta=0.0, r_p=1.0, h_delta=0.0, h_p=1.0):
+        return {"split": split, "layer": layer, "intervention": "add", "alpha": alpha, "is_baseline": alpha == 0, "status": "ok", "n": 50,
+                "refusal_rate": refusal, "refusal_delta": r_delta, "refusal_p_adj": r_p, "helpfulness_delta": h_delta, "helpfulness_p_adj": h_p}
+
+    summary = pd.DataFrame([
+        row("harm_test", 8, 0, 0.1), row("benign", 8, 0, 0.0),
+        row("harm_test", 8, 4, 0.9, 0.8, 0.001), row("benign", 8, 4, 0.5, 0.5, 0.001),        # best refusal, but benign refusal rises
+        row("harm_test", 12, 4, 0.7, 0.6, 0.001), row("benign", 12, 4, 0.1, 0.1, 0.5, -0.4, 0.01),  # significant helpfulness drop
+        row("harm_test", 12, 2, 0.6, 0.5, 0.002), row("benign", 12, 2, 0.05, 0.05, 0.9),      # eligible
+        row("harm_test", 16, 1, 0.6, 0.5, 0.002), row("benign", 16, 1, 0.0, 0.0, 1.0),       # eligible, same rate, smaller alpha
+        row("harm_test", 16, 2, 0.6, 0.5, 0.002), row("benign", 16, 2, 0.0, 0.0, 1.0),
+    ])
+    data = pick_best(summary, 0.05)
+    assert data["target_split"] == "harm_test" and data["side_effect_split"] == "benign"
+    assert data["candidates"] == 5 and data["eligible"] == 3
+    assert (data["best"]["layer"], data["best"]["alpha"]) == (16, 1.0) and data["best"]["significant"] is True
+    assert "not significant" in data["rule"] and "smaller |alpha|" in data["rule"]
+    none = pick_best(summary[summary["layer"] == 8], 0.05)
+    assert none["best"] is None and "side effect" in none["reason"]
+
+
+def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, tmp_path):
+    import pandas as pd
+
+    cfg = tiny_config(tmp_path, TINY_GPT2.format(model=tiny_gpt2_dir))
+    runs = tmp_path / "runs"
+    proc = run_cli("sweep", str(cfg), "--output-dir", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    best = json.loads((runs / "level2" / "best.json").read_text())
+    assert "best cell: layer" in " ".join(proc.stderr.split()) and "best.json" in proc.stderr
+    # the rule recomputed from summary.csv with pandas: eligible harm_test cells, highest refusal, then smaller alpha, ...
+    summary = pd.read_csv(runs / "level2" / "summary.csv")
+    steered = summary[~summary["is_baseline"]]
+    harm, benign = steered[steered["split"] == "harm_test"], steered[steered["split"] == "benign"]
+    merged = harm.merge(benign, on=["layer", "alpha", "intervention_type"], suffixes=("_harm", "_benign"))
+    side = ((merged["refusal_delta_benign"] > 0) & (merged["refusal_p_adj_benign"] < 0.05)) | ((merged["helpfulness_delta_benign"] < 0) & (merged["helpfulness_p_adj_benign"] < 0.05))
+    ok = merged[~side].assign(abs_alpha=lambda d: d["alpha"].abs())
+    top = ok.sort_values(["is_refusal_mean_harm", "abs_alpha", "is_refusal_mean_benign", "layer"], ascending=[False, True, True, True]).iloc[0]
+    assert (best["best"]["layer"], best["best"]["alpha"]) == (int(top["layer"]), float(top["alpha"]))
+    # seed 001's snippets run unchanged; the layer is an integer in both tables
+    picked = summary[(summary["split"] == "harm_test") & (summary["alpha"] == 4)].sort_values("is_refusal_mean", ascending=False)
+    assert list(picked[["layer", "is_refusal_mean", "is_helpful_mean"]].columns) == ["layer", "is_refusal_mean", "is_helpful_mean"]
+    assert summary["layer"].dtype.kind == "i" and (summary["is_refusal_mean"] == summary["refusal_rate"]).all()
+    layers = pd.read_csv(runs / "level2" / "completions.csv", dtype=str, keep_default_na=False)["layer"]
+    assert set(layers) == {"", "0", "1"}  # baselines have none; never "1.0"
+    # level 3 names the layer by reference
+    level3 = tmp_path / "level3.yaml"
+    level3.write_text(cfg.read_text().replace("name: level2", "name: level3\nbest_from: level2").replace("layers: [0, 1]", "layers: best").replace("alphas: [0, 1.0, 4.0]", "alphas: [0, 2.0]"))
+    proc = run_cli("sweep", str(level3), "--output-dir", str(runs), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert {r["layer"] for r in json.loads(proc.stdout)} == {best["best"]["layer"]}
+    assert f"layers: best -> layer {best['best']['layer']}" in proc.stderr
+    missing = tmp_path / "level3b.yaml"
+    missing.write_text(level3.read_text().replace("best_from: level2", "best_from: nope"))
+    assert_clean_error(run_cli("sweep", str(missing), "--output-dir", str(runs)), "does not exist", "first")

@@ -22,8 +22,12 @@ def sweep(
 
     Writes `artifacts/runs/NAME/`: one completions file per finished cell,
     `summary.csv` (rates with Wilson 95% CIs, Fisher tests against alpha 0 with
-    Holm or BH correction), `completions.csv` and PNG plots. Rerunning skips
-    finished cells, so a killed sweep resumes where it stopped.
+    Holm or BH correction; also under seed 001's column names such as
+    is_refusal_mean and intervention_type), `completions.csv`, PNG plots and
+    `best.json`: the best layer × intervention × alpha by a stated rule (highest
+    harm_test refusal without a significant benign helpfulness drop or refusal
+    rise), which a later config uses with `layers: best` and `best_from: NAME`.
+    Rerunning skips finished cells, so a killed sweep resumes where it stopped.
 
     Example:
 
@@ -66,6 +70,10 @@ def sweep(
         _print_summary(summary, cfg.metrics)
     for p in result.plots:
         log(f"plot: {p}")
+    if result.best is not None:
+        from saetool.steer.best import BEST_JSON, describe_best
+
+        log(describe_best(result.best) + f" -> {result.run_dir / BEST_JSON}")
     if as_json and summary is not None:
         rows = summary.to_dict(orient="records")
         clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from saetool.steer.vectors import SteeringVector
 
 SUMMARY = "summary.csv"
+#: summary.csv repeats these columns under seed 001's names, so its pandas snippets run unchanged.
+SEED_COLUMNS = {"intervention": "intervention_type", "refusal_rate": "is_refusal_mean", "helpfulness_rate": "is_helpful_mean",
+                "coherence_mean": "is_coherent_mean"}
 COMPLETIONS_CSV = "completions.csv"
 RUN_JSON = "run.json"
 
@@ -78,6 +81,7 @@ class SweepResult:
     summary: "pd.DataFrame | None" = None
     plots: list[Path] = field(default_factory=list)
     n_completions_pending: int = 0
+    best: dict[str, Any] | None = None  # best.json's content (see saetool.steer.best)
 
     @property
     def summary_path(self) -> Path:
@@ -253,7 +257,10 @@ def run_sweep(
     Pass an already loaded ``model`` to skip loading. Cells whose files exist
     are skipped; the summary, ``completions.csv`` and plots are rebuilt.
     """
+    from saetool.steer.best import resolve_best_layers, write_best
+
     cfg = config if isinstance(config, SweepConfig) else load_sweep_config(config)
+    resolve_best_layers(cfg, Path(output_dir or cfg.output_dir), dry_run=dry_run)
     sets = load_prompt_sets(cfg)
     splits = list(sets.eval)
     clamp_saes = _load_clamp_saes(cfg)
@@ -283,7 +290,7 @@ def run_sweep(
         if overwrite:
             for sub in ("cells", "vectors", "plots"):
                 shutil.rmtree(run_dir / sub, ignore_errors=True)
-            for name in (SUMMARY, COMPLETIONS_CSV, RUN_JSON):
+            for name in (SUMMARY, COMPLETIONS_CSV, RUN_JSON, "best.json"):
                 (run_dir / name).unlink(missing_ok=True)
         _write_atomic(
             run_dir / RUN_JSON,
@@ -297,6 +304,7 @@ def run_sweep(
             runner.run(pending, progress, result)
         result.summary = summarize(cfg, run_dir, grid, model=model)
         result.plots = write_outputs(cfg, run_dir, result.summary, cells)
+        result.best = write_best(run_dir, result.summary, cfg.statistics.level)
     return result
 
 
@@ -579,6 +587,10 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
         df["helpfulness_drop"] = 0.0 - df["helpfulness_delta"] + 0.0
     if "refusal" in metrics:
         df["significant"] = df["refusal_p_adj"] < cfg.statistics.level
+    for ours, seeds in SEED_COLUMNS.items():
+        if ours in df:
+            df[seeds] = df[ours]
+    df["layer"] = df["layer"].astype("Int64")
     return df
 
 
@@ -641,7 +653,11 @@ def write_outputs(cfg: SweepConfig, run_dir: Path, summary: "pd.DataFrame", cell
                 "completion": comp.texts.get(cond, [""] * comp.n)[i],
                 **{m: v[i] for m, v in mets.items()},
             })
-    _write_atomic(run_dir / COMPLETIONS_CSV, pd.DataFrame(rows).to_csv(index=False))
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["layer"] = table["layer"].astype("Int64")  # baselines have no layer: "", not "15.0" for the rest
+        table["intervention_type"] = table["intervention"]
+    _write_atomic(run_dir / COMPLETIONS_CSV, table.to_csv(index=False))
     plots_dir = run_dir / "plots"
     plots_dir.mkdir(exist_ok=True)
     out = []

@@ -19,7 +19,7 @@ from saetool.steer.generation import GenerationSettings
 TOP_KEYS = (
     "name", "description", "expected_time", "model", "backend", "device", "dtype", "chat", "system",
     "prompts", "splits", "max_prompts", "vector", "layers", "site", "alphas", "interventions", "scale",
-    "positions", "generation", "metrics", "statistics", "output_dir",
+    "positions", "generation", "metrics", "statistics", "output_dir", "best_from",
 )
 VECTOR_KEYS = ("method", "positive", "negative", "positions", "file", "sae", "feature", "template", "max_prompts")
 GENERATION_KEYS = ("max_new_tokens", "batch_size", "do_sample", "temperature", "top_p", "seed")
@@ -98,6 +98,8 @@ class SweepConfig:
     output_dir: str = "artifacts/runs"
     description: str = ""
     expected_time: str = ""
+    layers_best: bool = False  # ``layers: best``: the layer of best_from's best.json (resolved when the sweep runs)
+    best_from: str | None = None
     path: Path | None = None
 
     @property
@@ -225,7 +227,11 @@ def config_from_dict(data: dict[str, Any], *, path: Path | None = None) -> Sweep
     else:
         prompts = _str(prompts, "prompts", where)
 
-    layers = [_int(x, "layers", where, minimum=0) for x in _list(data["layers"], "layers", where)]
+    layers_best = data["layers"] == "best"
+    layers = [] if layers_best else [_int(x, "layers", where, minimum=0) for x in _list(data["layers"], "layers", where)]
+    best_from = _str(data["best_from"], "best_from", where) if data.get("best_from") is not None else None
+    if layers_best and best_from is None:
+        raise where.err("layers: best needs best_from: RUN (the earlier sweep whose best.json names the layer)", hint="e.g. best_from: layer_comparison")
     alphas = [_float(x, "alphas", where) for x in _list(data["alphas"], "alphas", where)]
     if len(set(alphas)) != len(alphas):
         raise where.err("alphas has duplicates")
@@ -351,6 +357,8 @@ def config_from_dict(data: dict[str, Any], *, path: Path | None = None) -> Sweep
         output_dir=_str(data.get("output_dir", "artifacts/runs"), "output_dir", where),
         description=str(data.get("description", "") or ""),
         expected_time=str(data.get("expected_time", "") or ""),
+        layers_best=layers_best,
+        best_from=best_from,
         path=path,
     )
     _check_plugins(cfg, where)

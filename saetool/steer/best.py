@@ -1,0 +1,147 @@
+"""The best cell of a sweep (seed 001's "Decision: pick best layer for Level 3")
+and ``layers: best`` in the next level's config.
+
+The rule (also written into ``best.json``): among the steered cells (not
+alpha 0, status ok) on the *target* split (``harm_test``, else the first split
+whose name starts with ``harm``, else the first split), keep those whose
+*side-effect* split (``benign``, else the first split starting with
+``benign``) shows neither a significant helpfulness drop nor a significant
+refusal rise (corrected p below the config's statistics.level, in the harmful
+direction); of those, the highest refusal rate on the target split wins; ties go
+to the smaller |alpha|, then the lower refusal rate on the side-effect split,
+then the lower layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from saetool.console import log
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from saetool.steer.sweep_config import SweepConfig
+
+BEST_JSON = "best.json"
+RULE = (
+    "highest refusal rate on {target} among steered cells whose {side} helpfulness drop and {side} refusal rise "
+    "are not significant (corrected p >= {level:g}); ties: smaller |alpha|, then lower {side} refusal, then lower layer"
+)
+
+
+def _pick_split(splits: list[str], preferred: str, prefix: str, fallback: bool) -> str | None:
+    if preferred in splits:
+        return preferred
+    return next((s for s in splits if s.startswith(prefix)), splits[0] if fallback and splits else None)
+
+
+def _num(v: Any) -> Any:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return v
+    return None if math.isnan(f) else f
+
+
+def _significant(row: Any, metric: str, harmful_sign: int, level: float) -> bool:
+    delta, p = _num(row.get(f"{metric}_delta")), _num(row.get(f"{metric}_p_adj"))
+    return delta is not None and p is not None and delta * harmful_sign > 0 and p < level
+
+
+def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
+    """``best.json``'s content: the rule, the splits, counts and the best cell (or ``None`` and why)."""
+    splits = list(dict.fromkeys(summary["split"])) if not summary.empty else []
+    target = _pick_split(splits, "harm_test", "harm", True)
+    side = _pick_split([s for s in splits if s != target], "benign", "benign", False)
+    out: dict[str, Any] = {"rule": RULE.format(target=target, side=side or "(no side-effect split)", level=level),
+                           "target_split": target, "side_effect_split": side, "level": level, "best": None}
+    if "refusal_rate" not in summary:
+        out["reason"] = "the sweep has no refusal metric"
+        return out
+    steered = summary[(~summary["is_baseline"].astype(bool)) & (summary["status"] == "ok")]
+    cands = steered[steered["split"] == target]
+    eligible = []
+    for _, row in cands.iterrows():
+        entry: dict[str, Any] = {"layer": int(row["layer"]), "intervention": str(row["intervention"]), "alpha": float(row["alpha"]),
+                                 "refusal_rate": _num(row["refusal_rate"]), "refusal_delta": _num(row.get("refusal_delta")),
+                                 "refusal_p_adj": _num(row.get("refusal_p_adj")), "n": int(row["n"])}
+        if side is not None:
+            match = steered[(steered["split"] == side) & (steered["layer"] == row["layer"]) & (steered["intervention"] == row["intervention"]) & (steered["alpha"] == row["alpha"])]
+            if match.empty:
+                continue
+            srow = match.iloc[0]
+            if _significant(srow, "refusal", +1, level) or ("helpfulness_delta" in srow and _significant(srow, "helpfulness", -1, level)):
+                continue
+            entry.update({f"{side}_refusal_rate": _num(srow["refusal_rate"]), f"{side}_refusal_delta": _num(srow.get("refusal_delta")),
+                          f"{side}_helpfulness_delta": _num(srow.get("helpfulness_delta"))})
+        eligible.append(entry)
+    out["candidates"], out["eligible"] = len(cands), len(eligible)
+    if not eligible:
+        out["reason"] = f"no steered cell on {target} without a significant side effect on {side}" if len(cands) else f"no finished steered cell on {target}"
+        return out
+
+    def key(e: dict[str, Any]) -> tuple:
+        side_rate = e.get(f"{side}_refusal_rate") if side else None
+        return (-(e["refusal_rate"] or 0.0), abs(e["alpha"]), side_rate if side_rate is not None else 0.0, e["layer"])
+
+    best = min(eligible, key=key)
+    best["significant"] = best["refusal_p_adj"] is not None and best["refusal_p_adj"] < level and (best["refusal_delta"] or 0) > 0
+    out["best"] = best
+    return out
+
+
+def write_best(run_dir: Path, summary: "pd.DataFrame", level: float) -> dict[str, Any]:
+    """Pick the best cell and write ``RUN/best.json`` (atomically)."""
+    import os
+
+    data = {"run": run_dir.name, **pick_best(summary, level)}
+    path = run_dir / BEST_JSON
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return data
+
+
+def describe_best(data: dict[str, Any]) -> str:
+    """One line for stderr."""
+    b = data.get("best")
+    if b is None:
+        return f"best cell: none ({data.get('reason', '')})"
+    sig = "significant" if b.get("significant") else "not significant vs alpha 0"
+    return (f"best cell: layer {b['layer']}, {b['intervention']}, alpha {b['alpha']:g} "
+            f"(refusal {b['refusal_rate']:.2f} on {data['target_split']}, {sig}); rule: {data['rule']}")
+
+
+def resolve_best_layers(cfg: "SweepConfig", output_dir: Path, *, dry_run: bool = False) -> None:
+    """Fill ``cfg.layers`` for ``layers: best`` from the ``best.json`` of ``best_from``
+    (a run name under ``output_dir``, a run folder or a best.json file)."""
+    if not cfg.layers_best:
+        return
+    if not cfg.best_from:
+        raise SaetoolError(f"{cfg.name}: layers: best needs best_from: RUN (the earlier sweep whose best.json names the layer)")
+    ref = Path(cfg.best_from).expanduser()
+    places = [ref, output_dir / cfg.best_from, cfg.resolve_path(cfg.best_from)]
+    path = next((p for q in places for p in (q, q / BEST_JSON) if p.is_file()), None)
+    if path is None:
+        if dry_run:
+            log(f"[dim]layers: best: {output_dir / cfg.best_from / BEST_JSON} does not exist yet; the plan counts one layer[/dim]")
+            cfg.layers = [0]
+            return
+        raise SaetoolError(f"{cfg.name}: layers: best but {output_dir / cfg.best_from / BEST_JSON} does not exist",
+                           hint=f"run the sweep {cfg.best_from!r} first (it writes best.json), or list the layers")
+    try:
+        best = json.loads(path.read_text(encoding="utf-8")).get("best")
+        layer = int(best["layer"]) if isinstance(best, dict) else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        raise SaetoolError(f"{path} is not a best.json written by saetool sweep", hint="rerun that sweep") from None
+    if layer is None:
+        raise SaetoolError(f"{path} picked no best cell, so layers: best has no layer", hint="see its reason, or list the layers")
+    cfg.layers = [layer]
+    log(f"layers: best -> layer {layer} (from {path})")
