@@ -266,3 +266,32 @@ def test_transformer_lens_backend_and_corpus_windows_and_a_selection(wired, tiny
                            num_texts=4, output=tmp_path / "c.h5", model=wired.model, progress=False)
     assert windows.n_texts == 4 and windows.n_tokens == 4 * 15  # BOS of each window is not counted
     assert windows.edges.iloc[0].source == "L0-3"
+
+
+def test_cli_selection_targets_at_the_lowest_layer_are_skipped_and_counted(wired, tmp_path):
+    """A selection made over the same SAEs holds layer-0 features too (issue 17): pathways
+    skips and counts them; an explicit --target there is still an error."""
+    import pandas as pd
+
+    from saetool.analysis.pathways import read_pathways
+    from saetool.analysis.select import COLUMNS, write_selection
+    from saetool.artifacts.provenance import build_provenance
+
+    table = pd.DataFrame({c: [0, 0, 0] for c in COLUMNS[1:]} | {"name": ["L0-3", f"L1-{T}", "L0-5"], "layer": [0, 1, 0], "feature": [3, T, 5]})
+    table = table.astype({c: float for c in ("d", "mean_a", "mean_b", "std_a", "std_b")})
+    sel = write_selection(tmp_path / "sel.h5", table[list(COLUMNS)], attrs={}, provenance=build_provenance())
+    out = tmp_path / "p.h5"
+    proc = run_cli("pathways", "--sae", str(wired.up), "--sae", str(wired.down), "--selection", str(sel), "--texts", str(wired.texts),
+                   "--top-k", "3", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert manifest["targets"] == [f"L1-{T}"] and manifest["skipped_targets"] == 2
+    assert "2 selected feature(s) at layer 0, the lowest SAE layer, are skipped" in " ".join(proc.stderr.split())
+    edges, targets, attrs = read_pathways(out)
+    assert list(targets["name"]) == [f"L1-{T}"] and attrs["skipped_targets"] == ["L0-3", "L0-5"]
+    assert edges.iloc[0].source == f"L0-{S}"
+    explicit = run_cli("pathways", "--sae", str(wired.up), "--sae", str(wired.down), "--target", "L0-3", "--texts", str(wired.texts), "-o", str(tmp_path / "q.h5"))
+    assert_clean_error(explicit, "no SAE upstream")
+    only_low = write_selection(tmp_path / "low.h5", table[table["layer"] == 0][list(COLUMNS)], attrs={}, provenance=build_provenance())
+    assert_clean_error(run_cli("pathways", "--sae", str(wired.up), "--sae", str(wired.down), "--selection", str(only_low), "--texts", str(wired.texts),
+                               "-o", str(tmp_path / "r.h5")), "lowest SAE layer")

@@ -94,16 +94,23 @@ class PathwaysResult:
     n_tokens: int
     seconds: float = 0.0
     exports: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # selected targets at the lowest SAE layer, left out
 
 
 # -- inputs ------------------------------------------------------------------------------------------
-def resolve_targets(names: Sequence[str], saes: Sequence["LayerSAE"]) -> list[Target]:
-    """Targets from ``L{layer}-{id}`` names: the layer must have an SAE with an
-    SAE upstream of it, and the id must be within that SAE's width."""
+def resolve_targets(names: Sequence[str], saes: Sequence["LayerSAE"], skippable: Sequence[str] = ()) -> tuple[list[Target], list[str]]:
+    """Targets from ``L{layer}-{id}`` names, and the ``skippable`` names left out.
+
+    The layer must have an SAE with an SAE upstream of it, and the id must be
+    within that SAE's width. A name in ``skippable`` (a ``--selection``'s
+    features) at the lowest SAE layer is left out instead of being an error,
+    since nothing upstream of it can be attributed."""
     if not names:
         raise SaetoolError("no target features given", hint="pass --target L{layer}-{id} (repeatable) or --selection FILE")
     index = {s.layer: i for i, s in enumerate(saes)}
+    lowest = {str(n).strip() for n in skippable}
     out: list[Target] = []
+    skipped: list[str] = []
     for name in dict.fromkeys(str(n).strip() for n in names):
         layer, fid = parse_feature_name(name)
         if layer not in index:
@@ -111,10 +118,17 @@ def resolve_targets(names: Sequence[str], saes: Sequence["LayerSAE"]) -> list[Ta
         d_sae = saes[index[layer]].sae.cfg.d_sae
         if fid >= d_sae:
             raise SaetoolError(f"target {name} is out of range: the layer-{layer} SAE has {d_sae} features (ids 0-{d_sae - 1})")
+        if index[layer] == 0 and name in lowest:
+            skipped.append(name)
+            continue
         if index[layer] == 0:
             raise SaetoolError(f"target {name} has no SAE upstream of it (its layer is the lowest SAE layer)", hint="add an SAE at an earlier layer with --sae")
         out.append(Target(feature_name(layer, fid), layer, fid, index[layer]))
-    return out
+    if skipped:
+        warn(f"{len(skipped)} selected feature(s) at layer {saes[0].layer}, the lowest SAE layer, are skipped: nothing upstream of them to attribute")
+    if not out:
+        raise SaetoolError(f"every target is at layer {saes[0].layer}, the lowest SAE layer: nothing upstream of them", hint="add an SAE at an earlier layer with --sae")
+    return out, skipped
 
 
 def selection_names(path: str | Path) -> list[str]:
@@ -391,12 +405,14 @@ def run_pathways(
     model: "HookedModel | None" = None,
     parents: Sequence[str | Path] = (),
     progress: bool = True,
+    selected: Sequence[str] = (),
 ) -> PathwaysResult:
     """Attribute, choose edges, replay and write a ``pathways`` artifact (see the module docstring).
 
     Texts come from ``texts_file`` (one per line / jsonl / json) or the first
     ``num_texts`` windows of ``corpus``. Every input is checked before the
-    model runs; nothing is written on an error.
+    model runs; nothing is written on an error. Names in ``selected`` (from a
+    selection) at the lowest SAE layer are skipped and counted, not errors.
     """
     import pandas as pd
 
@@ -412,7 +428,7 @@ def run_pathways(
     saes = load_layer_saes([str(p) for p in sae_paths], device)
     if len(saes) < 2:
         raise SaetoolError("pathways needs SAEs at two or more layers", hint="pass --sae once per layer")
-    targets = resolve_targets(target_names, saes)
+    targets, skipped = resolve_targets(target_names, saes, skippable=selected)
     texts = read_texts(texts_file, max_texts=num_texts) if texts_file is not None else None
     out = check_output_path(output or default_output(), overwrite=overwrite)
     if isinstance(export, (str, Path)):
@@ -463,10 +479,10 @@ def run_pathways(
     corr = correlation(table["predicted"], table["actual"]) if config.replay else correlation([], [])
     settings = {**config.to_dict(), "texts": str(Path(texts_file).resolve()) if texts_file else None, "corpus": corpus,
                 "num_texts": len(rows), "model": model.model_id, "seconds": round(seconds, 2)}
-    result = PathwaysResult(out, table, tgt, corr, len(rows), n_tokens, seconds)
+    result = PathwaysResult(out, table, tgt, corr, len(rows), n_tokens, seconds, skipped=skipped)
     sae_info = [{"layer": s.layer, "hook": s.sae.cfg.hook, "path": str(Path(s.path).resolve()), "d_sae": s.sae.cfg.d_sae} for s in saes]
     attrs = {"settings": settings, "correlation": corr, "saes": sae_info, "n_texts": len(rows), "n_tokens": n_tokens,
-             "n_edges": len(table), "model": model.model_id}
+             "n_edges": len(table), "model": model.model_id, "skipped_targets": skipped}
     for t, n in zip(targets, tgt["n_edges"]):
         if n == 0:
             warn(f"target {t.name} has no upstream feature with a non-zero attribution (is it ever active on these texts?)")

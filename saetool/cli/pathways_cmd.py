@@ -52,8 +52,10 @@ def pathways(
 
     names = list(target or [])
     parents: list[Path] = []
+    selected: list[str] = []
     if selection is not None:
-        names += selection_names(selection)
+        selected = selection_names(selection)
+        names += selected
         parents.append(selection)
     if not names:
         raise SaetoolError("no target features given", hint="pass --target L{layer}-{id} (repeatable) or --selection FILE")
@@ -61,13 +63,14 @@ def pathways(
     result = run_pathways(
         config, [str(p) for p in sae], names, texts_file=texts, corpus=corpus, num_texts=num_texts, output=output,
         overwrite=overwrite, export=export, model_name=model, backend=backend, device=device, dtype=dtype, parents=parents,
+        selected=selected,
     )
     show_table(result, show)
     log(f"[green]wrote[/green] {result.path} ({len(result.edges)} edges for {len(result.targets)} target(s))")
     for p in result.exports:
         log(f"[green]wrote[/green] {p}")
     corr = result.correlation
-    emit_manifest(result.path, KIND, n_edges=len(result.edges), targets=list(result.targets["name"]),
+    emit_manifest(result.path, KIND, n_edges=len(result.edges), targets=list(result.targets["name"]), skipped_targets=len(result.skipped),
                   pearson=_num(corr.get("pearson")), spearman=_num(corr.get("spearman")))
 
 
