@@ -156,3 +156,38 @@ def test_usage_errors_exit_2(tmp_path):
     existing = tmp_path / "r.json"
     existing.write_text("{}")
     assert_clean_error(run_cli("audit", str(sel), "-o", str(existing)), "already exists")
+
+
+def test_steering_through_a_vector_from_sae_joins_selected_to_steered(tiny_gpt2_dir, tmp_path):
+    """vector from-sae -> steer -> audit (issue 17): the completions record the SAE and
+    feature, so the selected feature joins the steered one; the vector says `from-sae`."""
+    import torch
+
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.io import build_sae, write_sae_artifact
+    from saetool.steer.completions import read_completions
+    from saetool.steer.vectors import read_vector
+
+    model = str(tiny_gpt2_dir)
+    g = torch.Generator().manual_seed(0)
+    cfg = SAEConfig(arch="relu", d_in=64, d_sae=16, hook="blocks.1.hook_resid_post", activation="relu", model=model)
+    sae = build_sae(cfg, {"W_enc": torch.randn(64, 16, generator=g), "b_enc": torch.zeros(16), "W_dec": torch.randn(16, 64, generator=g), "b_dec": torch.zeros(64)})
+    sae_path = write_sae_artifact(tmp_path / "sae.h5", sae, provenance=build_provenance(model=model, hooks=[cfg.hook]))
+    sel = _selection(tmp_path / "sel.h5", [(1, 5), (1, 9)], d_sae=16, model=model)
+    vec = tmp_path / "v.h5"
+    assert run_cli("vector", "from-sae", str(sae_path), "--feature", "5", "-o", str(vec)).returncode == 0
+    assert read_vector(vec).method == "from-sae"
+    with h5py.File(vec) as fh:
+        assert fh.attrs["method"] == "from-sae"
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("Hello there\nHow are you\n")
+    out = tmp_path / "steer.h5"
+    proc = run_cli("steer", str(vec), "--model", model, "--no-chat", "--prompts", str(prompts), "--max-new-tokens", "2", "--metrics", "refusal", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    settings = read_completions(out).settings
+    assert settings["feature"] == 5 and settings["feature_layer"] == 1 and settings["sae"] == str(sae_path)
+    proc = run_cli("audit", str(sel), str(sae_path), str(out))
+    assert proc.returncode == 0, proc.stderr
+    joins = {j["name"]: j for j in json.loads(proc.stdout)["joins"]}
+    steered = joins["selected features -> steered features"]
+    assert steered["joinable"] == 1 and steered["unmatched"] == ["L1-9"]

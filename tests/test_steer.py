@@ -48,7 +48,7 @@ def test_vector_from_sae_is_the_decoder_row(tmp_path):
     sae = random_sae(16, 8)
     sv = vector_from_sae(sae, 3, source="x")
     assert torch.equal(sv.vector, sae.W_dec[3].detach())
-    assert sv.hook == HOOK and sv.method == "sae-feature" and sv.details["feature"] == 3
+    assert sv.hook == HOOK and sv.method == "from-sae" and sv.details["feature"] == 3
     with pytest.raises(SaetoolError, match="out of range"):
         vector_from_sae(sae, 8)
 

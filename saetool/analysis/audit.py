@@ -198,6 +198,8 @@ def _check_completions(fh: Any, rep: FileReport) -> None:
     layer, feature = settings.get("layer"), settings.get("feature")
     if layer is None and settings.get("hook"):
         layer = layer_of_hook(settings["hook"])
+    if feature is not None and settings.get("feature_layer") is not None:
+        layer = settings["feature_layer"]  # steered with a `vector from-sae` file: the feature's own layer
     if feature is not None and layer is not None:
         rep.keys["steered"] = [feature_name(layer, feature)]
         rep.counts["steered_feature"] = feature_name(layer, feature)

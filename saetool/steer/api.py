@@ -138,7 +138,7 @@ def build_steering(
     """Resolve the intervention, hook, alpha and scaled vector against a loaded model."""
     from saetool.models.hooks import parse_hooks
     from saetool.steer.interventions import get_intervention, scaled_vector
-    from saetool.steer.vectors import check_model_match, measure_norm, vector_from_sae
+    from saetool.steer.vectors import FROM_SAE, check_model_match, measure_norm, vector_from_sae
 
     iv = get_intervention(intervention)
     info: dict[str, Any] = {"intervention": iv.name, "scale": scale, "positions": positions}
@@ -193,6 +193,9 @@ def build_steering(
         sae = sae.to(model.device)
     steering = Steering(iv, hook, float(alpha), vector=scaled if scaled is None else scaled.to(model_dtype or scaled.dtype), sae=sae, feature=source.feature, positions=positions)
     info.update(hook=hook, layer=point.layer, alpha=float(alpha), feature=source.feature, sae=source.sae_path)
+    if source.feature is None and sv is not None and iv.needs_vector and sv.method == FROM_SAE and sv.details.get("feature") is not None:
+        # a `vector from-sae` file: record its SAE and feature, so audit joins selected features to steered ones
+        info.update(feature=int(sv.details["feature"]), sae=sv.details.get("sae"), feature_layer=sv.layer)
     return steering, info
 
 

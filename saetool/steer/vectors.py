@@ -4,7 +4,7 @@ A ``vector`` artifact (HDF5, schema 1) holds:
 
 - ``vector`` ``[d]`` float32: the steering vector;
 - attributes ``hook`` (where it was made, e.g. ``blocks.15.hook_resid_post``),
-  ``layer``, ``model``, ``method`` (``sae-feature``, ``diff-means``,
+  ``layer``, ``model``, ``method`` (``from-sae``, ``diff-means``,
   ``words``, ``import``), ``d``, ``norm`` (its L2 norm),
   ``resid_norm_mean`` (mean activation norm at the hook over the prompts it
   was made from, leaving out each prompt's first token, whose norm is an
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 KIND = "vector"
 SCHEMA_VERSION = 1
+#: ``method`` of a vector made from an SAE feature (the command's name; files written before 0.x say "sae-feature").
+FROM_SAE = "from-sae"
 
 #: The seed's mini steering test (seed 000) word lists, used when none are given.
 DEFAULT_POSITIVE_WORDS = ("happy", "joy", "optimistic", "hopeful", "grateful")
@@ -121,7 +123,7 @@ def read_vector(path: str | Path) -> SteeringVector:
             vector=vec,
             hook=str(_text(fh.attrs.get("hook", ""))),
             model=str(_text(fh.attrs.get("model", ""))) or None,
-            method=str(_text(fh.attrs.get("method", "import"))),
+            method=FROM_SAE if _text(fh.attrs.get("method")) == "sae-feature" else str(_text(fh.attrs.get("method", "import"))),
             details=json.loads(_text(fh.attrs.get("details", "{}")) or "{}"),
             resid_norm_mean=ref if math.isfinite(ref) else None,
             positive_mean=pos,
@@ -141,7 +143,7 @@ def vector_from_sae(sae: "SAE", feature: int, *, source: str | None = None) -> S
         vector=vec,
         hook=str(cfg.hook_out),
         model=cfg.model,
-        method="sae-feature",
+        method=FROM_SAE,
         details={"sae": source, "feature": int(feature), "arch": cfg.arch, "d_sae": cfg.d_sae},
     )
 
