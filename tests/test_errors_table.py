@@ -13,6 +13,7 @@ model): the command still runs. To print the rows after changing a message:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -61,6 +62,21 @@ def _plugin(body: str) -> Callable[[Path], None]:
     return make
 
 
+def _model_with_code(d: Path) -> None:
+    """A model folder whose config.json asks transformers to import its evil.py (which would write CODE_RAN)."""
+    from saetool.models.embedded import SMOLLM2
+
+    folder = d / "evil"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (SMOLLM2.cache_path() / name).exists():
+            shutil.copy(SMOLLM2.cache_path() / name, folder / name)
+    config = {"model_type": "evilgpt", "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 49152,
+              "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "evil.py").write_text("open('CODE_RAN', 'w').write('ran')\n")
+
+
 RAISES = "from saetool.hookspecs import hookimpl\n\n@hookimpl\ndef register_commands(register):\n    raise RuntimeError('boom')\n"
 IMPORT_FAILS = "raise ImportError('bad_plugin needs a package that is not installed')\n"
 PLUGIN_ENV = {"PYTHONPATH": "site", "SAETOOL_LOAD_PLUGINS": "bad"}
@@ -94,6 +110,8 @@ CASES: list[Case] = [
     Case("empty-corpus-file", "an empty corpus text file", "extract --model MODEL --corpus empty.txt -n 32 -o out.h5", ("has no documents",)),
     Case("empty-prompts", "an empty prompt file", "vector diff-means --positive empty.txt --negative p.txt --layer 1 --model MODEL -o out.h5", ("has no prompts",)),
     Case("missing-prompts", "a prompt file that does not exist", "steer vec12.txt --layer 1 --prompts nope.txt -o out.h5", ("does not exist",)),
+    # model folders
+    Case("model-remote-code", "a model folder whose config.json asks to run its own code (`auto_map`)", "extract --model evil -n 32 -o out.h5", ("needs to run Python code it ships", "--trust-remote-code"), setup=_model_with_code),
     # sweep configs
     Case("invalid-yaml", "a sweep config that is not valid YAML", "sweep sweep.yaml --output-dir runs", ("not valid YAML",), setup=_sweep("name: x\nlayers: [1, 2\n")),
     Case("unknown-config-key", "a misspelt key in a sweep config", "sweep sweep.yaml --output-dir runs", ("unknown key 'layer'", "did you mean 'layers'"), setup=_sweep(TINY.replace("layers:", "layer:"))),

@@ -143,15 +143,12 @@ def texts_from_completions(path: str | Path, condition_a: str, condition_b: str)
 
 def load_tokenizer(model: str):
     """The model's tokenizer (no weights loaded): an embedded model, a local folder or a cached hub id."""
-    from transformers import AutoTokenizer
-
     from saetool.errors import ModelError
     from saetool.models.registry import first_line, resolve_model
 
     source = resolve_model(model)
-    where = str(source.path) if source.path is not None else source.hf_id
     try:
-        return AutoTokenizer.from_pretrained(where)
+        return source.load_tokenizer()
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the tokenizer of {model!r}: {first_line(exc)}", hint="pass an embedded model, a local folder, or a cached hub id") from exc
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from saetool.cli.evaluate_cmd import ACTS_ARG, BATCH_SIZE, CONTEXT, CORPUS, DEAD, DENSE, MODEL, NO_MODEL, NUM_TOKENS, SAE_ARG, eval_config
-from saetool.cli.options import BACKEND, DEVICE, JSON
+from saetool.cli.options import BACKEND, DEVICE, JSON, TRUST_REMOTE_CODE
 
 
 def check(
@@ -30,6 +30,7 @@ def check(
     dense_threshold: float = DENSE,
     no_model: bool = NO_MODEL,
     as_json: bool = JSON,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Go/no-go for building on an SAE (pretrained or trained): SCALE UP or FIX ISSUES FIRST.
 

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import BACKEND, DEVICE, JSON
+from saetool.cli.options import BACKEND, DEVICE, JSON, TRUST_REMOTE_CODE
 
 SAE_ARG = typer.Argument(None, help="SAE: an `sae` artifact, or an SAELens/sparsify folder (omit or '-' to read a manifest from stdin).")
 ACTS_ARG = typer.Argument(None, help="Activations artifact with the SAE's hook (held-out tokens); its stored windows feed the model metrics.")
@@ -47,6 +47,7 @@ def evaluate(
     dense_threshold: float = DENSE,
     no_model: bool = NO_MODEL,
     as_json: bool = JSON,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Measure an SAE: reconstruction (MSE, normalised MSE, explained variance,
     cosine), sparsity (L0, dead/dense features) and, with the model, CE loss

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from saetool.cli.options import OUTPUT, OVERWRITE, RESUME
+from saetool.cli.options import OUTPUT, OVERWRITE, RESUME, TRUST_REMOTE_CODE
 
 
 def extract(
@@ -30,6 +30,7 @@ def extract(
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
     resume: bool = RESUME,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Run a model over a corpus and store activations at hooks (an `activations` artifact).
 

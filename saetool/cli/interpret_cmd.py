@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, RESUME
+from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, RESUME, TRUST_REMOTE_CODE
 
 
 def interpret(
@@ -37,6 +37,7 @@ def interpret(
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
     resume: bool = RESUME,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Find what each SAE feature responds to: statistics, examples, labels (a `features` artifact).
 

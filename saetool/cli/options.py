@@ -11,3 +11,19 @@ JSON = typer.Option(False, "--json", help="Print JSON to stdout instead of a tab
 BACKEND = typer.Option("transformers", "--backend", help="Model backend: transformers or transformer-lens (or a plugin's).")
 DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps.")
 DTYPE = typer.Option("float32", "--dtype", help="Model dtype: float32, float16, bfloat16.")
+
+
+def _trust_remote_code(value: bool) -> bool:
+    """Set once per command, so every model, tokenizer and config it loads follows the flag."""
+    from saetool.models.registry import trust_remote_code
+
+    trust_remote_code(value)
+    return value
+
+
+TRUST_REMOTE_CODE = typer.Option(
+    False,
+    "--trust-remote-code",
+    callback=_trust_remote_code,
+    help="Let a model folder or hub repo run the Python code it ships (auto_map in its config). Off by default: such a model is refused.",
+)

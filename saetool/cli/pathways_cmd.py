@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE
+from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
 
 
 def pathways(
@@ -31,6 +31,7 @@ def pathways(
     dtype: str = DTYPE,
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Find the upstream SAE features that drive target features, and check them by patching (a `pathways` artifact).
 

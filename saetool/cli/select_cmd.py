@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE
+from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
 
 
 def select(
@@ -28,6 +28,7 @@ def select(
     device: str = DEVICE,
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Rank SAE features by Cohen's d between two sets of activations (a `selection` artifact).
 

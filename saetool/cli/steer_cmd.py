@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE
+from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
 
 MODEL = typer.Option("smollm2-135m", "--model", "-m", help="Embedded model name, local HF folder, or hub id (online).")
 CHAT = typer.Option(True, "--chat/--no-chat", help="Wrap prompts in the model's chat template (assistant turn opened).")
@@ -48,6 +48,7 @@ def steer(
     dtype: str = DTYPE,
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Generate baseline and steered completions side by side (a `completions` artifact).
 
@@ -254,6 +255,7 @@ def diff_means(
     dtype: str = DTYPE,
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Difference of mean activations between two prompt sets at a layer.
 
@@ -293,6 +295,7 @@ def words(
     dtype: str = DTYPE,
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Difference of mean activations between positive and negative words (seed 000's emotion vector).
 

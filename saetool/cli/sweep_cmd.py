@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from saetool.cli.options import TRUST_REMOTE_CODE
+
 
 def sweep(
     config: Path = typer.Argument(..., help="Sweep config (YAML); see examples/configs/."),
@@ -17,6 +19,7 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate the config and print the plan; generate nothing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard this run's earlier results and start afresh (default: resume, skipping finished cells)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary rows as JSON to stdout."),
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Run a grid of layers × alphas × interventions over prompt splits (resumable).
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from saetool.cli.options import OUTPUT, OVERWRITE
+from saetool.cli.options import OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
 
 
 def tokens(
@@ -27,6 +27,7 @@ def tokens(
     show: int = typer.Option(15, "--show", help="Top tokens per side in the stderr table (0: none)."),
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Tokens over-represented in one of two text sets (a `token-associations` artifact).
 

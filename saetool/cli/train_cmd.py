@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE
+from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
 
 
 def train(
@@ -53,6 +53,7 @@ def train(
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its newest checkpoint (same settings: same final weights)."),
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Train a sparse autoencoder (or transcoder) on stored activations (an `sae` artifact).
 

@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE
+from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
 
 
 def transitions(
@@ -32,6 +32,7 @@ def transitions(
     dtype: str = DTYPE,
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """SAE features at the token where texts turn from negative to positive (a `transitions` artifact).
 

@@ -39,8 +39,8 @@ def convert_gguf(gguf_path: Path, folder: Path, hf_id: str) -> None:
         hf_logging.disable_progress_bar()
     gguf_path = Path(gguf_path)
     where, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
-    quantized = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name, trust_remote_code=False)
+    quantized = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32, trust_remote_code=False)
 
     # The GGUF-loaded model carries quantization_config, which save_pretrained
     # and TransformerLens refuse: rebuild a plain model with the same weights.
@@ -52,7 +52,7 @@ def convert_gguf(gguf_path: Path, folder: Path, hf_id: str) -> None:
     cfg.pop("dtype", None)
     config_class = type(quantized.config)
     config = config_class.from_dict(cfg)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=False)
     plain.load_state_dict(quantized.state_dict(), strict=True)
     plain.eval()
     del quantized

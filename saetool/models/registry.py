@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -21,6 +22,18 @@ DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_BACKEND = "transformers"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+#: Whether a model folder or hub repo may run its own Python code (``auto_map``); only ``--trust-remote-code`` turns it on.
+_REMOTE_CODE = {"trusted": False}
+
+
+def trust_remote_code(trusted: bool = True) -> None:
+    """Let (or stop) models loaded from now on run the Python code they ship (``--trust-remote-code``)."""
+    _REMOTE_CODE["trusted"] = bool(trusted)
+
+
+def remote_code_trusted() -> bool:
+    return _REMOTE_CODE["trusted"]
 
 
 @dataclass
@@ -91,6 +104,7 @@ class ModelSource:
     path: Path | None = None
     family: str | None = None
     spec: ModelSpec | None = None
+    trust_remote_code: bool = False
 
     @property
     def model_id(self) -> str:
@@ -136,8 +150,9 @@ class ModelSource:
             if cached:
                 extra["local_files_only"] = True
         try:
-            tokenizer = AutoTokenizer.from_pretrained(where, **({"local_files_only": True} if extra.get("local_files_only") else {}))
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **extra)
+            tokenizer = self.load_tokenizer(**({"local_files_only": True} if extra.get("local_files_only") else {}))
+            with self._refusing_remote_code():
+                model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, trust_remote_code=self.trust_remote_code, **extra)
         except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused a pickle that holds more than tensors
             raise ModelError(f"refused to load the weights in {where}: a pickle holding more than tensors (it could run code)", hint="use a model saved as safetensors") from exc
         except (OSError, ValueError) as exc:
@@ -153,6 +168,30 @@ class ModelSource:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model, tokenizer
+
+    def load_tokenizer(self, **kwargs):
+        """The model's tokenizer (no weights), never running code from the model folder unless trusted."""
+        from transformers import AutoTokenizer
+
+        with self._refusing_remote_code():
+            return AutoTokenizer.from_pretrained(str(self.path) if self.path is not None else self.hf_id, trust_remote_code=self.trust_remote_code, **kwargs)
+
+    @contextlib.contextmanager
+    def _refusing_remote_code(self):
+        """Turn transformers' "contains custom code" refusal into one line naming the folder and the opt-in."""
+        try:
+            yield
+        except ValueError as exc:
+            if "trust_remote_code" not in str(exc):
+                raise
+            raise remote_code_error(str(self.path) if self.path is not None else self.hf_id) from exc
+
+
+def remote_code_error(where: str) -> ModelError:
+    return ModelError(
+        f"model {where} needs to run Python code it ships (auto_map in its config), which saetool does not do unless asked",
+        hint="pass --trust-remote-code if you trust that code, or use a model transformers supports natively",
+    )
 
 
 def _check_accelerate() -> None:
@@ -180,8 +219,13 @@ def model_specs() -> dict[str, ModelSpec]:
     return {name: reg.obj for name, reg in host().collect("models").items()}
 
 
-def resolve_model(name: str) -> ModelSource:
-    """A named (embedded) model, a local folder, or a hub id, in that order."""
+def resolve_model(name: str, *, trust_remote_code: bool | None = None) -> ModelSource:
+    """A named (embedded) model, a local folder, or a hub id, in that order.
+
+    ``trust_remote_code`` (default: :func:`remote_code_trusted`, off unless
+    ``--trust-remote-code``) lets the model run Python code it ships.
+    """
+    trusted = remote_code_trusted() if trust_remote_code is None else bool(trust_remote_code)
     specs = model_specs()
     if name in specs:
         spec = specs[name]
@@ -190,9 +234,9 @@ def resolve_model(name: str) -> ModelSource:
     if local.exists():
         if not (local / "config.json").exists():
             raise ModelError(f"{local} is not a Hugging Face model folder (no config.json)")
-        return ModelSource(name=str(local), hf_id=_hf_id_of_folder(local), path=local)
+        return ModelSource(name=str(local), hf_id=_hf_id_of_folder(local), path=local, trust_remote_code=trusted)
     if _HUB_ID.match(name):
-        return ModelSource(name=name, hf_id=name)
+        return ModelSource(name=name, hf_id=name, trust_remote_code=trusted)
     raise ModelError(
         f"unknown model {name!r}",
         hint="use an embedded model (" + ", ".join(sorted(specs)) + "), a local folder, or a hub id such as gpt2",

@@ -2,7 +2,7 @@
 
 The Hugging Face model is loaded through :meth:`ModelSource.load_hf` (so local
 and embedded models work offline) and wrapped with
-``TransformerBridge.boot_transformers(hf_id, hf_model=..., tokenizer=...)``.
+``TransformerBridge.boot_transformers(hf_id, hf_model=..., tokenizer=..., trust_remote_code=...)``.
 The bridge keeps the model's raw weights (no LayerNorm folding or centering),
 so activations match the transformers backend up to float rounding.
 
@@ -51,7 +51,7 @@ class TransformerLensBackend(ModelBackendType):
         model, tokenizer = source.load_hf(device=device, dtype=dtype)
         try:
             bridge = TransformerBridge.boot_transformers(
-                source.hf_id, hf_model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype
+                source.hf_id, hf_model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype, trust_remote_code=source.trust_remote_code
             )
         except Exception as exc:
             model_type = getattr(model.config, "model_type", "?")

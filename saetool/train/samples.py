@@ -371,12 +371,9 @@ def _text(value: Any) -> Any:
 
 def _load_tokenizer(model: str) -> Any:
     try:
-        from transformers import AutoTokenizer
-
         from saetool.models.registry import resolve_model
 
-        source = resolve_model(model)
-        return AutoTokenizer.from_pretrained(str(source.path) if source.path else source.hf_id)
+        return resolve_model(model).load_tokenizer()
     except Exception as exc:  # text is a convenience: export the token ids anyway
         warn(f"could not load the tokenizer of {model!r} ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); samples are written without text")
         return None
