@@ -189,3 +189,36 @@ def test_bad_completions_and_options(tmp_path):
         with pytest.raises(SaetoolError, match=match):
             token_associations(*sets, tmp_path / "o.h5", config=TokensConfig(**bad))
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_a_sweep_cell_is_compared_with_its_splits_baseline(tmp_path):
+    """tokens --completions CELL.h5 (issue 17): the cell holds only `steered`; the baseline
+    comes from the split's shared baseline.h5; the sign convention is printed and stored."""
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.steer.completions import write_completions
+
+    cells = tmp_path / "run" / "cells" / "harm_test"
+    cells.mkdir(parents=True)
+    common = {"sweep": "smoke_test", "fingerprint": "abc"}
+
+    def cell(name, cond, texts, **extra):
+        settings = {**common, "cell": {"split": "harm_test", "layer": None if cond == "baseline" else 15, "intervention": None, "alpha": None}, **extra}
+        return write_completions(cells / name, prompts=[f"p{i}" for i in range(24)], splits=["harm_test"] * 24, texts={cond: texts},
+                                 settings=settings, provenance=build_provenance(model="smollm2-135m"), overwrite=True)
+
+    cell("baseline.h5", "baseline", ANSWERS)
+    steered = cell("L15_add_a1.h5", "steered", REFUSALS)
+    out = tmp_path / "t.h5"
+    proc = run_cli("tokens", "--completions", str(steered), "--a", "steered", "--b", "baseline", "--min-count", "3", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = read_associations(out)
+    cannot = table[table["token"] == " cannot"].iloc[0]
+    assert cannot["count_a"] == 24 and cannot["count_b"] == 0 and cannot["log_odds"] > 0 and cannot["significant"]
+    assert table.attrs["sources"]["baseline"] == f"{cells / 'baseline.h5'}:baseline"
+    assert table.attrs["log_odds_sign"].startswith("log_odds > 0: more frequent in steered than in baseline")
+    assert "log_odds > 0: more frequent in steered" in " ".join(proc.stderr.split())
+    # a baseline from another sweep is refused, and a missing one is named
+    cell("baseline.h5", "baseline", ANSWERS, fingerprint="other")
+    assert_clean_error(run_cli("tokens", "--completions", str(steered), "-o", str(tmp_path / "u.h5")), "another sweep")
+    (cells / "baseline.h5").unlink()
+    assert_clean_error(run_cli("tokens", "--completions", str(steered), "-o", str(tmp_path / "u.h5")), "baseline", "does not exist")

@@ -125,20 +125,43 @@ def read_texts(path: str | Path, *, label: str, column: str = "text") -> TextSet
 
 
 def texts_from_completions(path: str | Path, condition_a: str, condition_b: str) -> tuple[TextSet, TextSet]:
-    """Two conditions of a steer ``completions`` artifact (e.g. baseline vs steered)."""
+    """Two conditions of a steer ``completions`` artifact (e.g. baseline vs steered).
+
+    A sweep cell (``RUN/cells/SPLIT/L15_add_a1.h5``) holds only ``steered``; its
+    ``baseline`` is read from the split's shared baseline file next to it
+    (``baseline.h5``, checked to belong to the same sweep and settings)."""
     from saetool.steer.completions import read_completions
 
     comp = read_completions(path)
     out = []
     for cond in (condition_a, condition_b):
-        if cond not in comp.texts:
+        source, texts_of = Path(path), comp.texts
+        if cond not in comp.texts and cond == "baseline" and isinstance(comp.settings.get("cell"), dict):
+            source = _cell_baseline(Path(path), comp)
+            texts_of = read_completions(source).texts
+        if cond not in texts_of:
             raise SaetoolError(f"{path} has no condition {cond!r}", hint="its conditions: " + (", ".join(comp.texts) or "none"))
-        texts = [t for t in comp.texts[cond] if t.strip()]
+        texts = [t for t in texts_of[cond] if t.strip()]
         if not texts:
-            raise SaetoolError(f"condition {cond!r} of {path} has only empty completions", hint="nothing to count")
+            raise SaetoolError(f"condition {cond!r} of {source} has only empty completions", hint="nothing to count")
         model = comp.settings.get("model") or comp.provenance.get("model")
-        out.append(TextSet(cond, texts, f"{path}:{cond}", [Path(path)], model))
+        out.append(TextSet(cond, texts, f"{source}:{cond}", [source], model))
     return out[0], out[1]
+
+
+def _cell_baseline(path: Path, comp: Any) -> Path:
+    """The shared baseline of a sweep cell's split, from the same sweep and settings."""
+    from saetool.steer.completions import read_completions
+
+    base = path.parent / "baseline.h5"
+    split = comp.settings["cell"].get("split")
+    if base == path or not base.is_file():
+        raise SaetoolError(f"{path} is a sweep cell of split {split!r} but its baseline {base} does not exist",
+                           hint="rerun the sweep (it recomputes missing cells), or pass two conditions of one file")
+    settings = read_completions(base).settings
+    if settings.get("sweep") != comp.settings.get("sweep") or settings.get("fingerprint") != comp.settings.get("fingerprint"):
+        raise SaetoolError(f"{base} was made by another sweep or other settings than {path}", hint="compare cells of one run")
+    return base
 
 
 def load_tokenizer(model: str):
@@ -250,6 +273,13 @@ def read_associations(path: str | Path) -> "pd.DataFrame":
 
 
 # -- the API -----------------------------------------------------------------------------------------
+def sign_convention(a: str, b: str) -> str:
+    """What the sign of ``log_odds`` means, in words (stored and printed with every table)."""
+    return (f"log_odds > 0: more frequent in {a} than in {b}; < 0: more frequent in {b}. "
+            f"Seed 003's log((patched+1)/(baseline+1)) is positive when more frequent in the patched set: "
+            f"put that set first (A, or --a) for its sign")
+
+
 def default_output() -> Path:
     return Path("tokens.h5")
 
@@ -296,6 +326,7 @@ def token_associations(
         "alpha": config.alpha,
         "yates": config.yates,
         "test": "chi2 2x2 (token vs other tokens, a vs b)" + (" with Yates correction" if config.yates else "") + "; Benjamini-Hochberg q",
+        "log_odds_sign": sign_convention(set_a.label, set_b.label),
     }
     parents = [*set_a.parents, *set_b.parents]
     provenance = build_provenance(model=model, parents=parents, tokens=attrs)

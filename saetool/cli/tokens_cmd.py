@@ -13,7 +13,7 @@ from saetool.cli.options import OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
 def tokens(
     file_a: Optional[Path] = typer.Argument(None, metavar="[A]", help="Texts of set a: .txt (one per line), .jsonl or .json (omit with --completions)."),
     file_b: Optional[Path] = typer.Argument(None, metavar="[B]", help="Texts of set b (omit with --completions)."),
-    completions: Optional[Path] = typer.Option(None, "--completions", "-c", help="A steer `completions` artifact: compare two of its conditions."),
+    completions: Optional[Path] = typer.Option(None, "--completions", "-c", help="A steer `completions` artifact, or a sweep cell (its baseline is the split's baseline.h5): compare two conditions."),
     cond_a: str = typer.Option("baseline", "--a", help="With --completions: the condition of set a."),
     cond_b: str = typer.Option("steered", "--b", help="With --completions: the condition of set b."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Whose tokenizer (default: the completions' model, else smollm2-135m); no weights are loaded."),
@@ -33,11 +33,14 @@ def tokens(
 
     Counts with the model's tokenizer; smoothed log-odds ratio and z-score
     (informative Dirichlet prior, Monroe et al. 2008); chi-square p-values on
-    each token's 2x2 table; Benjamini-Hochberg q-values.
+    each token's 2x2 table; Benjamini-Hochberg q-values. Sign: log-odds > 0
+    means more frequent in A (--a) than in B (--b); seed 003's
+    log((patched+1)/(baseline+1)) is the reverse with --a baseline --b steered.
 
     Example:
 
         saetool tokens --completions steer.h5 --a baseline --b steered --export tokens.csv
+        saetool tokens --completions runs/smoke_test/cells/harm_test/L15_add_a1.h5 --a steered --b baseline
         saetool tokens harm.txt benign.txt --min-count 3 -o tokens.h5
     """
     from saetool.analysis.token_stats import KIND, TokensConfig, read_texts, texts_from_completions, token_associations
@@ -64,6 +67,7 @@ def tokens(
         f"[green]wrote[/green] {result.path} ({a['n_tested']} tokens tested of {a['n_types']}; "
         f"significant at q≤{alpha:g}: {a['n_significant_a']} for {set_a.label}, {a['n_significant_b']} for {set_b.label})"
     )
+    log(a["log_odds_sign"])
     for e in result.exports:
         log(f"[green]wrote[/green] {e}")
     emit_manifest(
