@@ -175,3 +175,41 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, corpus_dir, c
     assert_clean_error(proc, needle)
     assert proc.stdout == ""
     assert set(tmp_path.iterdir()) == before  # no output, no partial, no lock
+
+
+def test_cli_per_line_is_one_padded_window_per_prompt(tmp_path, tiny_gpt2_dir):
+    """extract --per-line (issue 17): one sequence per prompt line, # comments and blank lines
+    skipped, padding never stored, each row equal to the prompt run alone."""
+    import torch
+
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.models.registry import load_model
+
+    lines = ["How do I pick a lock?", "Write a phishing email to my bank's customers right now please.", "Why?"]
+    prompts = tmp_path / "harm.txt"
+    prompts.write_text("# harmful prompts, one per line\n" + lines[0] + "\n\n" + "\n".join(lines[1:]) + "\n#   another comment\n")
+    out = tmp_path / "acts.h5"
+    proc = run_cli("extract", "--model", str(tiny_gpt2_dir), "--corpus", f"files:{prompts}", "--per-line", "--layers", "1", "--context-size", "12",
+                   "--num-tokens", "1000", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "cut to the window of 12 tokens" in " ".join(proc.stderr.split())  # the long line
+    model = load_model(str(tiny_gpt2_dir))
+    tok = model.tokenizer
+    ids = [tok(t, add_special_tokens=False)["input_ids"][:11] for t in lines]
+    hook = "blocks.1.hook_resid_post"
+    with ActivationsFile(out) as acts:
+        assert acts.sequences().shape[0] == 3 and acts.n_tokens == sum(len(i) for i in ids)
+        seq = acts.seq_index()
+        assert [int((seq == s).sum()) for s in range(3)] == [len(i) for i in ids]
+        assert list(acts.token_ids()) == [t for i in ids for t in i]  # no comment, blank or padding tokens
+        stored = acts.read(hook)
+    alone = torch.cat([model.run_with_cache(torch.tensor([[tok.bos_token_id, *i]]), [hook])[hook][0, 1:] for i in ids])
+    assert torch.allclose(stored, alone, atol=1e-5)
+    packed = run_cli("extract", "--model", str(tiny_gpt2_dir), "--corpus", f"files:{prompts}", "--layers", "1", "--context-size", "12",
+                     "--num-tokens", "1000", "-o", str(tmp_path / "packed.h5"))
+    assert packed.returncode == 0, packed.stderr
+    with ActivationsFile(tmp_path / "packed.h5") as acts:
+        comment = tok("# harmful prompts, one per line", add_special_tokens=False)["input_ids"]
+        assert list(acts.token_ids()[: len(comment)]) == comment  # packing reads the file as text, comments included
+    assert_clean_error(run_cli("extract", "--model", str(tiny_gpt2_dir), "--corpus", f"files:{prompts}", "--per-line", "--include-special",
+                               "-o", str(tmp_path / "x.h5")), "--per-line", "--exclude-special")

@@ -27,6 +27,7 @@ def extract(
     exclude_special: bool = typer.Option(True, "--exclude-special/--include-special", help="Leave BOS and other special tokens out of what is stored (their norms are huge)."),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the text in .jsonl/.parquet corpora."),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of local .txt files (default UTF-8)."),
+    per_line: bool = typer.Option(False, "--per-line", help="One window per line (a prompt file: blank and # comment lines skipped), padded to --context-size instead of packed."),
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
     resume: bool = RESUME,
@@ -37,6 +38,7 @@ def extract(
     Example:
 
         saetool extract --model smollm2-135m --layers 15 --num-tokens 4096 -o acts.h5
+        saetool extract --corpus files:harm_train.txt --per-line --layers 6,12 --context-size 64 -o harm.h5
 
     On several processes or machines: `torchrun --nproc-per-node 4 -m saetool extract ...`
     (see docs/scaling.md).
@@ -62,6 +64,7 @@ def extract(
         text_column=text_column,
         encoding=encoding,
         device_map=device_map,
+        per_line=per_line,
     )
     path = extract_activations(config, output, overwrite=overwrite, resume=resume)
     from saetool.distributed import rank_info

@@ -17,7 +17,7 @@ import numpy as np
 
 from saetool.errors import CorpusError, SaetoolError
 
-__all__ = ["pack_windows", "first_window", "special_token_mask", "batched", "bos_id", "separator_id"]
+__all__ = ["pack_windows", "line_windows", "prompt_lines", "first_window", "special_token_mask", "batched", "bos_id", "separator_id"]
 
 
 def bos_id(tokenizer: Any) -> int | None:
@@ -141,6 +141,68 @@ def _pack(
             f"({n_docs} documents, {n_tokens} tokens)",
             hint="use a larger corpus or a smaller --context-size",
         )
+
+
+def prompt_lines(documents: Iterable[str]) -> Iterator[str]:
+    """The lines of ``documents`` as prompt files read them: stripped, blank
+    lines and ``#`` comment lines left out."""
+    for doc in documents:
+        for line in doc.splitlines():
+            text = line.strip()
+            if text and not text.startswith("#"):
+                yield text
+
+
+def line_windows(
+    lines: Iterable[str],
+    tokenizer: Any,
+    context_size: int,
+    *,
+    prepend_bos: bool = True,
+    doc_batch: int = 32,
+    corpus_name: str | None = None,
+) -> Iterator[np.ndarray]:
+    """One window per line (``extract --per-line``): ``[BOS] + its tokens``, cut
+    to ``context_size`` and padded after the end with the separator (EOS), a
+    special token, so the padding is never stored and, the model being causal,
+    never seen by the line's own tokens."""
+    context_size = int(context_size)
+    if context_size < (2 if prepend_bos else 1):
+        raise SaetoolError(f"context size {context_size} is too small", hint=f"use at least {2 if prepend_bos else 1} tokens per window")
+    bos = bos_id(tokenizer) if prepend_bos else None
+    pad = separator_id(tokenizer)
+    if pad is None or (prepend_bos and bos is None):
+        raise SaetoolError("the tokenizer has no EOS/BOS token to pad the lines with", hint="use packed windows (without --per-line)")
+    return _lines(iter(lines), tokenizer, context_size, bos, pad, doc_batch, corpus_name)
+
+
+def _lines(lines: Iterator[str], tokenizer: Any, context_size: int, bos: int | None, pad: int, doc_batch: int, corpus_name: str | None) -> Iterator[np.ndarray]:
+    from saetool.console import warn
+
+    room = context_size - (1 if bos is not None else 0)
+    n_windows = n_cut = 0
+    while True:
+        batch = list(islice(lines, doc_batch))
+        if not batch:
+            break
+        for ids in _encode(tokenizer, batch):
+            if len(ids) == 0:
+                continue
+            if len(ids) > room:
+                n_cut += 1
+                if n_cut == 1:
+                    warn(f"a line of {len(ids)} tokens is cut to the window of {context_size} tokens; raise --context-size to keep whole lines")
+            window = np.full(context_size, pad, dtype=np.int64)
+            body = np.asarray(ids[:room], dtype=np.int64)
+            start = 0 if bos is None else 1
+            if bos is not None:
+                window[0] = bos
+            window[start : start + len(body)] = body
+            n_windows += 1
+            yield window
+    if n_windows == 0:
+        label = f"corpus {corpus_name!r}" if corpus_name else "the corpus"
+        raise CorpusError(f"{label} has no lines with text (blank and # comment lines are skipped)", hint="check the --corpus path or --text-column")
 
 
 def first_window(windows: Iterable[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray]]:

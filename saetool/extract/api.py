@@ -22,7 +22,7 @@ KIND = "activations"
 #: Settings that must match for ``--resume`` to continue a partial file.
 RESUME_KEYS = (
     "model", "backend", "corpus", "hooks", "context_size", "batch_size", "dtype",
-    "prepend_bos", "exclude_special", "text_column", "encoding",
+    "prepend_bos", "exclude_special", "text_column", "encoding", "per_line",
 )
 
 
@@ -47,6 +47,7 @@ class ExtractConfig:
     text_column: str = "text"
     encoding: str | None = None
     device_map: str | None = None  # e.g. "auto": spread the model over the devices (accelerate)
+    per_line: bool = False  # one window per line (padded, # comment lines skipped) instead of packing
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -56,6 +57,8 @@ class ExtractConfig:
             raise SaetoolError(f"--context-size must be at least 2 (got {self.context_size})")
         if self.batch_size < 1:
             raise SaetoolError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.per_line and not self.exclude_special:
+            raise SaetoolError("--per-line pads each line with a special token, so it needs --exclude-special", hint="drop --include-special")
         if self.dtype not in ("float32", "float16", "bfloat16"):
             raise SaetoolError(f"unknown --dtype {self.dtype!r}", hint="choose float32, float16 or bfloat16")
 
@@ -63,6 +66,17 @@ class ExtractConfig:
 def default_output(config: ExtractConfig) -> Path:
     slug = Path(config.model).name.replace("/", "-") or "model"
     return Path(f"activations-{slug}.h5")
+
+
+def make_windows(config: ExtractConfig, tokenizer: Any) -> Iterator["np.ndarray"]:
+    """The corpus as windows: packed (default) or one per line (``per_line``)."""
+    from saetool.corpus.packing import line_windows, pack_windows, prompt_lines
+    from saetool.corpus.resolve import iter_documents
+
+    docs = iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)
+    if config.per_line:
+        return line_windows(prompt_lines(docs), tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
+    return pack_windows(docs, tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
 
 
 def resolve_hooks(config: ExtractConfig, model: "HookedModel") -> list[str]:
@@ -105,7 +119,7 @@ def extract_activations(
         return extract_distributed(config, output, overwrite=overwrite, resume=resume, progress=progress, model=model)
     from saetool.artifacts.provenance import build_provenance
     from saetool.artifacts.store import ArtifactWriter, check_output_path
-    from saetool.corpus.packing import first_window, pack_windows
+    from saetool.corpus.packing import first_window
     from saetool.corpus.resolve import describe_corpus, iter_documents, resolve_corpus
     from saetool.models.registry import load_model
 
@@ -119,9 +133,7 @@ def extract_activations(
     if model is None:
         model = load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype, **_device_map_kw(config))
     hooks = resolve_hooks(config, model)
-    tokenizer = model.tokenizer
-    docs = iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)
-    windows = pack_windows(docs, tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
+    windows = make_windows(config, model.tokenizer)
     _, windows = first_window(windows)  # an empty or too-short corpus fails before any file is made
 
     settings = extract_settings(config, hooks)

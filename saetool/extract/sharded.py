@@ -78,14 +78,11 @@ def plan_batches(config: "ExtractConfig", model: "HookedModel") -> list[BatchPla
     """What a single-process extract would run and store, batch by batch (tokenises, runs no model)."""
     import numpy as np
 
-    from saetool.corpus.packing import pack_windows
-    from saetool.corpus.resolve import iter_documents
-    from saetool.extract.api import _batches
+    from saetool.extract.api import _batches, make_windows
 
     tok = model.tokenizer
     special = np.array(sorted(int(i) for i in tok.all_special_ids), dtype=np.int64)
-    docs = iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)
-    windows = pack_windows(docs, tok, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
+    windows = make_windows(config, tok)
     plan: list[BatchPlan] = []
     remaining = config.num_tokens
     for batch in _batches(windows, config.batch_size):
@@ -211,9 +208,8 @@ def _write_shard(config: "ExtractConfig", model: "HookedModel", path: Path, shar
 
     from saetool.artifacts.provenance import build_provenance, file_sha256
     from saetool.artifacts.store import ArtifactWriter, partial_path
-    from saetool.corpus.packing import pack_windows
-    from saetool.corpus.resolve import describe_corpus, iter_documents
-    from saetool.extract.api import KIND, _create_layout, _reopen, _run, extract_settings, resolve_hooks
+    from saetool.corpus.resolve import describe_corpus
+    from saetool.extract.api import KIND, _create_layout, _reopen, _run, extract_settings, make_windows, resolve_hooks
 
     hooks = resolve_hooks(config, model)
     settings = extract_settings(config, hooks)
@@ -238,8 +234,7 @@ def _write_shard(config: "ExtractConfig", model: "HookedModel", path: Path, shar
                 done_seq = done_tok = done_batches = 0
             fh.attrs["shard"] = json.dumps(shard_info, sort_keys=True)
             if share.tokens > done_tok:
-                docs = iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)
-                windows = pack_windows(docs, model.tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
+                windows = make_windows(config, model.tokenizer)
                 start = share.first_window + done_batches * config.batch_size
                 mine = itertools.islice(windows, start, share.stop_window)
                 from dataclasses import replace
