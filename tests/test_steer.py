@@ -226,3 +226,38 @@ def test_prompt_files(tmp_path):
         read_prompts(tmp_path / "p.jsonl", split="z")
     assert read_words("happy, joy") == ["happy", "joy"]
     assert not math.isnan(len(read_words("happy")))
+
+
+def test_cli_prompt_suffix_condition_and_vader_sentiment(tiny_gpt2_dir, tmp_path):
+    """--prompt-suffix (seed 000's "(thinking positively)", issue 17): a `prompted` condition
+    equal to running the suffixed prompts unsteered; sentiment is VADER's compound score."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from saetool.steer.completions import read_completions
+
+    model = str(tiny_gpt2_dir)
+    vec = tmp_path / "v.h5"
+    assert run_cli("vector", "words", "--layer", "1", "--model", model, "-o", str(vec)).returncode == 0
+    openings = ["Today I feel", "This morning I woke up and"]
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("# openings\n" + "\n".join(openings) + "\n")
+    out = tmp_path / "s.h5"
+    common = ["--model", model, "--no-chat", "--max-new-tokens", "4", "--metrics", "sentiment"]
+    proc = run_cli("steer", str(vec), "--prompts", str(prompts), "--alpha", "4", "--prompt-suffix", " (thinking positively)", *common, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    comp = read_completions(out)
+    assert list(comp.texts) == ["baseline", "steered", "prompted"]
+    assert comp.settings["prompt_suffixes"] == {"prompted": " (thinking positively)"}
+    suffixed = tmp_path / "q.txt"
+    suffixed.write_text("\n".join(o + " (thinking positively)" for o in openings) + "\n")
+    again = run_cli("steer", str(vec), "--prompts", str(suffixed), "--alpha", "4", *common, "-o", str(tmp_path / "t.h5"))
+    assert again.returncode == 0, again.stderr
+    assert read_completions(tmp_path / "t.h5").texts["baseline"] == comp.texts["prompted"]
+    vader = SentimentIntensityAnalyzer()
+    for cond in comp.texts:
+        assert comp.metrics[cond]["sentiment"] == pytest.approx([vader.polarity_scores(t)["compound"] for t in comp.texts[cond]])
+    two = run_cli("steer", str(vec), "--prompts", str(prompts), "--prompt-suffix", " (thinking positively)", "--prompt-suffix", " (feeling down)",
+                  "--no-baseline", *common, "-o", str(tmp_path / "u.h5"))
+    assert two.returncode == 0, two.stderr
+    assert list(read_completions(tmp_path / "u.h5").texts) == ["steered", "prompted-1", "prompted-2"]
+    assert_clean_error(run_cli("steer", str(vec), "--prompts", str(prompts), "--prompt-suffix", " ", *common, "-o", str(tmp_path / "w.h5")), "--prompt-suffix is empty")

@@ -84,10 +84,11 @@ def test_helpfulness():
 
 
 def test_sentiment():
-    assert M.sentiment_score("I feel happy and grateful today") == 1.0
-    assert M.sentiment_score("so sad and lonely") == -1.0
-    assert M.sentiment_score("happy but sad") == 0.0
+    assert M.sentiment_score("I feel happy and grateful today") > 0.5
+    assert M.sentiment_score("so sad and lonely") < -0.5
+    assert M.sentiment_score("happy but sad") < 0  # VADER weighs the clause after "but" more
     assert M.sentiment_score("a table") == 0.0
+    assert M.sentiment_score("I take pride in my accomplishment") > 0  # neutral for the old word list
 
 
 def test_metrics_registered():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -37,6 +37,7 @@ def steer(
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling threshold."),
     seed: int = typer.Option(0, "--seed", help="Random seed for sampling (baseline and steered use the same seed)."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also generate unsteered completions."),
+    prompt_suffix: Optional[List[str]] = typer.Option(None, "--prompt-suffix", help="Prompt-suffix steering: also continue each prompt + this text unsteered, as condition 'prompted' (repeatable: prompted-1, prompted-2, ...)."),
     metrics: str = typer.Option("refusal,helpfulness,coherence,sentiment", "--metrics", help="Comma-separated metrics (see `saetool plugins`)."),
     show: int = typer.Option(10, "--show", help="Rows of the side-by-side table (0: none)."),
     chat: bool = CHAT,
@@ -60,6 +61,11 @@ def steer(
 
         saetool vector diff-means --positive harm.txt --negative benign.txt --layer 15 -o refusal.h5
         saetool steer refusal.h5 --alpha 4 --layer 15 --prompts examples/prompts/harm_test.txt
+        saetool vector words --layer 15 | saetool steer --no-chat --alpha 8 --prompts openings.txt --prompt-suffix " (thinking positively)" --metrics sentiment
+
+    With --prompt-suffix, prompting is compared with steering (seed 000's
+    "(thinking positively)"): the suffixed prompts are continued unsteered as
+    condition `prompted`, scored with the same metrics.
     """
     from saetool.artifacts.manifest import emit_manifest
     from saetool.console import log
@@ -90,6 +96,7 @@ def steer(
         chat=chat,
         system=system,
         baseline=baseline,
+        prompt_suffixes=list(prompt_suffix or []),
         metrics=[m.strip() for m in metrics.split(",") if m.strip()],
         generation=GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=sample, temperature=temperature, top_p=top_p, seed=seed),
     )

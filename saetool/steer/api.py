@@ -95,6 +95,9 @@ class SteerConfig:
     chat: bool = True
     system: str | None = None
     baseline: bool = True
+    #: prompt-suffix steering (seed 000's "(thinking positively)"): each suffix is appended to every
+    #: prompt and the model continues it unsteered, as one more condition (see :func:`suffix_conditions`)
+    prompt_suffixes: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     generation: GenerationSettings = field(default_factory=GenerationSettings)
 
@@ -110,6 +113,16 @@ class SteerConfig:
             raise SaetoolError(f"--alpha must be a finite number (got {self.alpha})")
         if self.layer is not None and self.layer < 0:
             raise SaetoolError(f"layer {self.layer} is out of range", hint="layers count from 0")
+        for suffix in self.prompt_suffixes:
+            if not suffix.strip():
+                raise SaetoolError("--prompt-suffix is empty", hint='give the text to append, e.g. --prompt-suffix " (thinking positively)"')
+
+
+def suffix_conditions(suffixes: Sequence[str]) -> dict[str, str]:
+    """Condition name -> suffix: ``prompted`` for one suffix, ``prompted-1``, ``prompted-2``, ... for several."""
+    if len(suffixes) == 1:
+        return {"prompted": suffixes[0]}
+    return {f"prompted-{i}": s for i, s in enumerate(suffixes, 1)}
 
 
 @dataclass
@@ -240,15 +253,21 @@ def run_steer(
     )
     start = time.perf_counter()
     conditions: dict[str, list[str]] = {}
-    n_runs = 2 if config.baseline else 1
+    suffixes = suffix_conditions(config.prompt_suffixes)
+    formatted = {"baseline": texts, "steered": texts}
+    for cond, suffix in suffixes.items():
+        formatted[cond] = format_prompts(model.tokenizer, [p.text + suffix for p in prompts], chat=config.chat, system=config.system)
+    n_runs = (2 if config.baseline else 1) + len(suffixes)
     with token_progress("steer", total=n_runs * len(texts), enabled=progress, unit="completions") as advance:
         if config.baseline:
             conditions["baseline"] = generate_completions(model, texts, chat=config.chat, settings=config.generation, advance=advance)
         conditions["steered"] = generate_completions(model, texts, chat=config.chat, settings=config.generation, steering=steering, advance=advance)
+        for cond in suffixes:
+            conditions[cond] = generate_completions(model, formatted[cond], chat=config.chat, settings=config.generation, advance=advance)
     ctx = MetricContext(model=model, batch_size=config.generation.batch_size, chat=config.chat)
     metrics = {}
     for cond, comps in conditions.items():
-        items = [CompletionItem(p.text, c, p.split, t) for p, c, t in zip(prompts, comps, texts)]
+        items = [CompletionItem(p.text, c, p.split, t) for p, c, t in zip(prompts, comps, formatted[cond])]
         metrics[cond] = score_all(config.metrics, items, ctx)
     seconds = time.perf_counter() - start
     settings = {
@@ -261,6 +280,8 @@ def run_steer(
         "model": model.model_id,
         "seconds": round(seconds, 2),
     }
+    if suffixes:
+        settings["prompt_suffixes"] = suffixes
     parents = [source.parent] if source.parent is not None else []
     provenance = build_provenance(model=model.model_id, backend=model.backend_name, hooks=[steering.hook], parents=parents, steer=settings)
     write_completions(

@@ -22,13 +22,14 @@ Built-ins:
     of the completion's tokens, given the formatted prompt. Steering that
     breaks the language raises it.
 ``sentiment`` (mean, -1..1)
-    Lexicon-based: ``(positive - negative) / (positive + negative)`` word
-    counts over :data:`POSITIVE_WORDS` and :data:`NEGATIVE_WORDS` (0 when
-    neither occurs), for seed 000's emotion steering.
+    VADER's compound score (the maintained ``vaderSentiment`` lexicon of about
+    7,500 rated words and its rules for negation, intensifiers and "but"), 0
+    for neutral text, for seed 000's emotion steering.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -93,23 +94,6 @@ STOP_WORDS = frozenset(
     you your yours yourself yourselves give tell write explain describe make help want need please like know think show
     way ways best good some someone something thing things using into being could would should might must shall""".split()
 )
-
-POSITIVE_WORDS = frozenset(
-    """happy happier happiest happiness joy joyful joyous glad delighted delight cheerful cheer optimistic optimism hopeful hope
-    hopes grateful gratitude thankful love loved loving lovely wonderful great excellent amazing awesome fantastic beautiful
-    good better best calm peaceful relaxed content satisfied proud excited exciting enjoy enjoyed enjoying fun smile smiling
-    laugh laughing bright brighter warm kind kindness success successful win winning blessed bliss thrilled pleased pleasure
-    confident strong encouraging inspired inspiring positive comfort comfortable relief relieved energetic vibrant grateful""".split()
-)
-
-NEGATIVE_WORDS = frozenset(
-    """sad sadder saddest sadness unhappy hopeless hopelessness depressed depression depressing worthless empty lonely alone
-    miserable misery cry crying cried tears pain painful hurt hurting awful terrible horrible bad worse worst anxious anxiety
-    afraid fear scared angry anger hate hated hating upset stressed stress overwhelmed overwhelming tired exhausted broken
-    despair desperate grief grieving lost failure fail failed useless helpless guilty shame ashamed regret sorrow gloomy dark
-    negative bitter lonely suffering suffer weak disappointed disappointing disappointment frustrated frustrating""".split()
-)
-
 
 @dataclass
 class CompletionItem:
@@ -177,11 +161,17 @@ def is_helpful(prompt: str, completion: str) -> bool:
     return not topic or bool(topic & _content_stems(completion))
 
 
+@functools.lru_cache(maxsize=1)
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
 def sentiment_score(text: str) -> float:
-    ws = words_of(text)
-    pos = sum(w in POSITIVE_WORDS for w in ws)
-    neg = sum(w in NEGATIVE_WORDS for w in ws)
-    return 0.0 if pos + neg == 0 else (pos - neg) / (pos + neg)
+    """VADER's compound sentiment of ``text`` in [-1, 1] (a maintained lexicon
+    rather than a hand-made word list: "pride" and "accomplishment" count)."""
+    return float(_vader().polarity_scores(str(text))["compound"])
 
 
 class Refusal(Metric):
@@ -208,10 +198,10 @@ class Helpfulness(Metric):
 
 
 class Sentiment(Metric):
-    """Lexicon-based sentiment in [-1, 1]."""
+    """VADER compound sentiment in [-1, 1]."""
 
     name = "sentiment"
-    description = "Lexicon sentiment (pos - neg) / (pos + neg) in [-1, 1]"
+    description = "VADER compound sentiment (vaderSentiment lexicon and rules) in [-1, 1]"
     kind = "mean"
     higher_is_better = None
 
