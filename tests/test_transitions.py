@@ -283,3 +283,35 @@ def test_texts_and_prompts_are_exclusive(tiny, tmp_path):
 
         parse_options(["words"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_generated_texts_prefer_the_bridge_and_join_cleanly(tiny, tiny_gpt2_dir, tmp_path):
+    """transitions --prompts (issue 17): the bridge is labeled even after a " but" in the
+    negative part; continuations are joined as generated (no stray space); the bridge starts
+    a sentence."""
+    import re
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from saetool.analysis.transitions import read_transitions
+
+    bases = ["I tried hard but failed and", "It rained all day but"]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(bases) + "\n")
+    out = tmp_path / "t.h5"
+    proc = run_cli("transitions", "--sae", str(tiny["sae"]), "--prompts", str(prompts), "--bridge", " However,", "--max-new-tokens", "5", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = read_transitions(out)
+    assert data["token"] == [" However", " However"]
+    # independent: greedy continuation with plain transformers, decoded without stripping
+    tok = AutoTokenizer.from_pretrained(str(tiny_gpt2_dir))
+    lm = AutoModelForCausalLM.from_pretrained(str(tiny_gpt2_dir))
+    for base, text in zip(bases, data["texts"]):
+        ids = tok(base, return_tensors="pt")
+        new = lm.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)[0, ids["input_ids"].shape[1]:]
+        first = tok.decode(new, skip_special_tokens=True)
+        ends = [i for i, ch in enumerate(first) if ch in ".!?"]
+        head = base + (first[: ends[-1] + 1] if ends else first.rstrip().rstrip(",;:-–— "))
+        assert text.startswith(head), (text, head)
+        assert re.match(r"^[.!?]?\"? However,", text[len(head):]), text
+    assert read_transitions(out)["settings"]["labeler_options"] == {"prefer": "however"}

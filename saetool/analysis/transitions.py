@@ -118,18 +118,21 @@ def get_position_labeler(name: str) -> Any:
 
 def generate_texts(model: "HookedModel", prompts: Sequence[str], config: TransitionsConfig) -> list[str]:
     """Negative-to-positive texts: prompt + continuation (cut after its last whole
-    sentence, if any) + bridge + continuation (raw text, no chat template)."""
+    sentence; ended with a full stop when it has none, so the bridge starts a
+    sentence) + bridge + continuation (raw text, no chat template).
+
+    Continuations are joined exactly as generated (their own leading space, if
+    any), so a continuation "'m sad" gives "I'm sad", never "I 'm sad"."""
     from saetool.steer.generation import GenerationSettings, generate_completions
 
     settings = GenerationSettings(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                                   do_sample=config.do_sample, temperature=config.temperature, seed=config.seed)
-    first = generate_completions(model, prompts, chat=False, settings=settings)
-    texts = [_join(p, _whole_sentences(c) if config.bridge else c) for p, c in zip(prompts, first)]
+    first = generate_completions(model, prompts, chat=False, settings=settings, strip=False)
     if not config.bridge:
-        return texts
-    stems = [t + config.bridge for t in texts]
-    second = generate_completions(model, stems, chat=False, settings=settings, seed=config.seed + 10_007)
-    return [_join(s, c) for s, c in zip(stems, second)]
+        return [(p + c).rstrip() for p, c in zip(prompts, first)]
+    stems = [end_sentence(p + _whole_sentences(c)) + config.bridge for p, c in zip(prompts, first)]
+    second = generate_completions(model, stems, chat=False, settings=settings, seed=config.seed + 10_007, strip=False)
+    return [(s + c).rstrip() for s, c in zip(stems, second)]
 
 
 def _whole_sentences(text: str) -> str:
@@ -138,11 +141,12 @@ def _whole_sentences(text: str) -> str:
     return text[: ends[-1] + 1] if ends else text
 
 
-def _join(left: str, right: str) -> str:
-    right = right.strip()
-    if not right:
-        return left
-    return left + ("" if left.endswith((" ", "\n")) else " ") + right
+def end_sentence(text: str) -> str:
+    """``text`` without trailing space, ending in . ! or ? (a full stop replaces a trailing , ; : or dash)."""
+    text = text.rstrip()
+    if text.endswith((".", "!", "?", '."', '!"', '?"')):
+        return text
+    return text.rstrip(",;:-–— ") + "."
 
 
 def label_positions(labeler: Any, texts: Sequence[str], rows: Sequence[Sequence[int]], tokenizer: Any, options: Mapping[str, str], offset: int) -> list[int | None]:
@@ -162,6 +166,12 @@ def label_positions(labeler: Any, texts: Sequence[str], rows: Sequence[Sequence[
         p = int(pos) + offset
         out.append(p if 0 <= p < len(row) and int(row[p]) not in special else None)
     return out
+
+
+def _words_of(text: str) -> list[str]:
+    import re
+
+    return [w.lower() for w in re.findall(r"[A-Za-z0-9']+", text)][:1]
 
 
 # -- activations and the SAE ----------------------------------------------------------------------------
@@ -378,6 +388,9 @@ def run_transitions(
     if (texts_file is None) == (prompts_file is None):
         raise SaetoolError("give either --texts FILE (ready texts) or --prompts FILE (base prompts to generate from)")
     labeler = get_position_labeler(config.labeler)
+    if prompts_file is not None and config.bridge.strip() and labeler.name == "transition-words" and "prefer" not in config.labeler_options:
+        # generated texts: the bridge is the transition, so it wins over a " but" in the negative part
+        config.labeler_options = {**config.labeler_options, "prefer": ",".join(_words_of(config.bridge))}
     source = texts_file if texts_file is not None else prompts_file
     inputs = read_texts(source, what="text file" if texts_file is not None else "prompt file", max_texts=max_texts)
     out = check_output_path(output or default_output(), overwrite=overwrite)

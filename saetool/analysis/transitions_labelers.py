@@ -109,19 +109,41 @@ def _occurrence(options: Mapping[str, str]) -> str:
     return occ
 
 
+#: Looked for before the other transition words (seed 000 looks for "However" first).
+DEFAULT_PREFER = ("however",)
+
+
+def _prefer(options: Mapping[str, str]) -> list[str]:
+    raw = options.get("prefer")
+    if raw is None:
+        return [] if "words" in options else list(DEFAULT_PREFER)
+    return [w.strip().lower() for w in str(raw).split(",") if w.strip()]
+
+
 class TransitionWords(PositionLabeler):
-    """The first transition word ("but", "however", "fortunately", ...) on the model's tokens."""
+    """The first transition word on the model's tokens, preferred words first:
+    ``prefer`` (default "however"; ``transitions --prompts`` uses the bridge's
+    word) wins wherever it is, so a "but" inside the negative part does not."""
 
     name = "transition-words"
-    description = "The first transition word (but, however, yet, fortunately, ...) matched on the model tokenizer's tokens"
+    description = "The first transition word (however first, then but, yet, fortunately, ...) matched on the model tokenizer's tokens"
 
     def locate(self, texts, token_lists, tokenizer, options=None):
         options = dict(options or {})
-        unknown = set(options) - {"words", "occurrence"}
+        unknown = set(options) - {"words", "occurrence", "prefer"}
         if unknown:
-            raise SaetoolError(f"unknown option(s) for the transition-words labeler: {', '.join(sorted(unknown))}", hint="it takes words=a,b,c and occurrence=first|last")
-        words, occ = _word_list(options), _occurrence(options)
-        return [find_word(ids, tokenizer, words, occurrence=occ) for ids in token_lists]
+            raise SaetoolError(f"unknown option(s) for the transition-words labeler: {', '.join(sorted(unknown))}",
+                               hint="it takes words=a,b,c, prefer=a,b and occurrence=first|last")
+        words, occ, prefer = _word_list(options), _occurrence(options), _prefer(options)
+        out = []
+        for ids in token_lists:
+            found = None
+            for word in prefer:
+                found = find_word(ids, tokenizer, {word}, occurrence=occ)
+                if found is not None:
+                    break
+            out.append(found if found is not None else find_word(ids, tokenizer, words, occurrence=occ))
+        return out
 
 
 SYSTEM_PROMPT = (

@@ -16,7 +16,7 @@ def transitions(
     prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="Or base prompts: each is continued, the --bridge appended, and continued again."),
     max_texts: Optional[int] = typer.Option(None, "--max-texts", "-n", help="At most this many texts/prompts."),
     labeler: str = typer.Option("transition-words", "--labeler", help="Position labeler: transition-words or llm-transition (or a plugin's)."),
-    labeler_option: Optional[List[str]] = typer.Option(None, "--labeler-option", help="KEY=VALUE for the labeler (repeatable), e.g. words=but,however or occurrence=last."),
+    labeler_option: Optional[List[str]] = typer.Option(None, "--labeler-option", help="KEY=VALUE for the labeler (repeatable), e.g. words=but,however, prefer=however (looked for first; default: the bridge word) or occurrence=last."),
     offset: int = typer.Option(0, "--offset", help="Read the token this far from the labeled one (-1: the token before it)."),
     top: int = typer.Option(20, "--top", help="Common features to report."),
     bridge: str = typer.Option(" However,", "--bridge", help="Text appended after the first continuation when generating (empty: one continuation)."),

@@ -83,8 +83,12 @@ def generate_completions(
     steering: Steering | None = None,
     seed: int | None = None,
     advance: Callable[[int], None] | None = None,
+    strip: bool = True,
 ) -> list[str]:
     """Completions (new text only) for already formatted prompts ``texts``, in order.
+
+    ``strip=False`` keeps the completion's leading space (and trailing
+    whitespace), so ``prompt + completion`` is the text the model saw.
 
     Prompts are batched by length (left-padded); sampling is seeded per batch
     from ``seed`` (default ``settings.seed``), so a rerun gives the same text.
@@ -118,7 +122,8 @@ def generate_completions(
             seed=(base_seed + b) if settings.do_sample else None,
         )
         for row, i in enumerate(chunk):
-            out[i] = tok.decode(new[row].tolist(), skip_special_tokens=True).strip()
+            text = tok.decode(new[row].tolist(), skip_special_tokens=True)
+            out[i] = text.strip() if strip else text
         if advance is not None:
             advance(len(chunk))
     return out
