@@ -60,6 +60,17 @@ def register_labelers(register: Register) -> None:
 
 
 @hookspec
+def register_scorers(register: Register) -> None:
+    """Add label scorers: ``register(scorer)`` (used by ``interpret --scorers``).
+
+    A :class:`saetool.interpret.scoring.Scorer` asks a labeler's judge
+    questions about a feature's windows and returns a balanced accuracy with
+    its chance level and confidence interval. Built-ins: ``detection``,
+    ``fuzzing``.
+    """
+
+
+@hookspec
 def register_metrics(register: Register) -> None:
     """Add metrics: ``register(metric)`` (used by ``evaluate`` and ``sweep``)."""
 

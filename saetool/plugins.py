@@ -36,6 +36,7 @@ CATEGORIES: dict[str, str] = {
     "models": "register_models",
     "sae_architectures": "register_sae_architectures",
     "labelers": "register_labelers",
+    "scorers": "register_scorers",
     "metrics": "register_metrics",
     "interventions": "register_interventions",
     "corpus_sources": "register_corpus_sources",

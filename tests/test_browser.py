@@ -190,7 +190,7 @@ def test_search_and_feature_view(page, tmp_path):
 
     # examples: the activating token marked, tokens shaded by their values
     sections = pg.eval_on_selector_all("#view h3", "els => els.map(e => e.textContent)")
-    assert sections == ["Activation histogram", "Top activating examples", "Held-out examples", "Top tokens", "Context tokens", "Nearest features (decoder cosine)"]
+    assert sections == ["Activation histogram", "Logit effects", "Top activating examples", "Examples by activation interval (weakest first)", "Held-out examples", "Top tokens", "Context tokens", "Nearest features (decoder cosine)"]
     top = pg.locator("ol.examples").nth(0)
     assert top.locator("li").count() == 3
     assert top.locator(".tok.hit").all_text_contents() == [" cat", " chat", " cat"]

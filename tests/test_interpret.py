@@ -57,10 +57,13 @@ def test_statistics_match_dense(result, dense):
 
 def test_top_examples_equal_brute_force_topk(result, dense):
     f, tokens = dense["f"], dense["tokens"]
-    top_v, top_i = f.topk(K, dim=0)  # [K, d_sae]
+    where = {(int(s), int(p)): i for i, (s, p) in enumerate(zip(dense["seq_index"], dense["positions"]))}
     checked = 0
     for r in result.records:
-        want = [v for v in top_v[:, r.index].tolist() if v > 0]
+        # a feature with fewer than K + 5 active tokens has half of them held out, and removed from the top
+        held = {where[(e.seq_index, e.token_position)] for e in r.held_out}
+        top_v, top_i = f[:, r.index].topk(K)
+        want = [v for v, i in zip(top_v.tolist(), top_i.tolist()) if v > 0 and i not in held]
         assert [e.activation for e in r.top_examples] == pytest.approx(want, rel=0, abs=0)
         for e in r.top_examples:
             # the example's window holds the activating token at the marked position
@@ -73,6 +76,59 @@ def test_top_examples_equal_brute_force_topk(result, dense):
     assert checked > 1000
 
 
+def test_shading_values_equal_the_activations(result, dense):
+    """Every token of every shown window carries the feature's activation there, equal to the
+    dense encoding (tokens left out of extraction, e.g. BOS, have none)."""
+    f = dense["f"]
+    where = {(int(s), int(p)): i for i, (s, p) in enumerate(zip(dense["seq_index"], dense["positions"]))}
+    checked = 0
+    for r in result.records[::5]:
+        for e in r.top_examples + r.held_out + r.interval_examples:
+            assert e.values is not None and len(e.values) == len(e.tokens)
+            assert e.values[e.position] == e.activation
+            first = e.token_position - e.position
+            for j, v in enumerate(e.values):
+                row = where.get((e.seq_index, first + j))
+                if row is None:
+                    assert v is None
+                else:
+                    assert v == pytest.approx(f[row, r.index].item(), rel=1e-5, abs=1e-6)
+                    checked += 1
+        for e in r.interval_examples:  # weak to strong, each in its interval of (0, max]
+            assert 0 < e.activation <= r.interval_edges[-1] + 1e-6
+        assert [e.activation > 0 for e in r.interval_examples] == [True] * len(r.interval_examples)
+    assert checked > 5000
+
+
+def test_logit_effects_against_the_model_weights(result, smollm2):
+    """W_U (g * d): the unembedding, the final RMSNorm's weight g and the raw decoder row d,
+    read straight from the model's parameters."""
+    from saetool.sae.io import load_sae
+
+    hf = smollm2.model
+    W_U = hf.lm_head.weight.detach().float()
+    g = hf.model.norm.weight.detach().float()
+    sae = load_sae(_sae_of(result.path), "cpu")
+    tok = smollm2.tokenizer
+    for r in result.records[:40:7]:
+        if r.dead:
+            continue
+        logits = W_U @ (g * sae.W_dec.detach()[r.index].float())
+        top = logits.topk(10)
+        bottom = (-logits).topk(10)
+        assert [t for t, _ in r.logits_positive] == [tok.decode([i]) for i in top.indices.tolist()]
+        assert [t for t, _ in r.logits_negative] == [tok.decode([i]) for i in bottom.indices.tolist()]
+        np.testing.assert_allclose([v for _, v in r.logits_positive], top.values.numpy(), rtol=1e-4)
+        np.testing.assert_allclose([v for _, v in r.logits_negative], (-bottom.values).numpy(), rtol=1e-4)
+
+
+def _sae_of(features_path):
+    from saetool.interpret.store import FeaturesFile
+
+    with FeaturesFile(features_path) as ff:
+        return next(p["path"] for p in ff.provenance["parents"] if p["kind"] == "sae")
+
+
 def test_held_out_and_negatives(result, dense):
     f = dense["f"]
     where = {(int(s), int(p)): i for i, (s, p) in enumerate(zip(dense["seq_index"], dense["positions"]))}
@@ -81,7 +137,8 @@ def test_held_out_and_negatives(result, dense):
         n_active = int((f[:, r.index] > 0).sum())
         top_rows = {where[(e.seq_index, e.token_position)] for e in r.top_examples}
         held_rows = [where[(e.seq_index, e.token_position)] for e in r.held_out]
-        assert len(held_rows) == min(5, max(0, n_active - len(top_rows)))
+        small = n_active < K + 5  # too few for both: a random half held out, the rest the top examples
+        assert len(held_rows) == (min(5, n_active // 2) if small else min(5, max(0, n_active - len(top_rows))))
         assert len(set(held_rows)) == len(held_rows) and not set(held_rows) & top_rows
         for e, row in zip(r.held_out, held_rows):
             assert e.activation == pytest.approx(f[row, r.index].item(), rel=1e-5) and e.activation > 0
@@ -146,7 +203,7 @@ def test_subset_and_top(smollm2_acts, smollm2_sae, result, tmp_path):
         assert r.density == full[r.index].density and r.max_activation == full[r.index].max_activation
         assert [e.activation for e in r.top_examples] == [e.activation for e in full[r.index].top_examples]
         assert r.histogram_counts == full[r.index].histogram_counts
-    top = interpret(InterpretConfig(top=5, examples=2, labeler=None), smollm2_acts, smollm2_sae, tmp_path / "top.h5", progress=False)
+    top = interpret(InterpretConfig(top=5, order="density", examples=2, labeler=None), smollm2_acts, smollm2_sae, tmp_path / "top.h5", progress=False)
     densest = sorted(result.records, key=lambda r: (-r.density, -r.max_activation, r.index))[:5]
     assert [r.index for r in top.records] == [r.index for r in densest]
 

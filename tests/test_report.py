@@ -104,17 +104,17 @@ def test_report_summary_and_sections(tmp_path):
     assert md.startswith("# SmolLM2 layer 3\n")
     assert "- **model**: smollm2-135m\n- **hook**: blocks.3.hook\\_resid\\_post\n\n## Summary" in md  # None left out
     assert "5 features: 4 live, 1 dead; 2 labelled." in md
-    assert "| [3](#feature-3) | the word cat and other pets | 0.81 | 1.23% | 4.512 | 1.25 |" in md
-    assert "| 99 | *dead* | – | 0% | 0 | 0 |" in md
+    assert "| [3](#feature-3) | the word cat and other pets | 0.81 | – | 1.23% | 4.512 | 1.25 |" in md
+    assert "| 99 | *dead* | – | – | 0% | 0 | 0 |" in md
     assert "**Dead features** (never active): 99" in md
     # one section per live feature, in order, none for the dead one
     assert re.findall(r"^## Feature (\d+)$", md, flags=re.M) == ["3", "7", "42", "120"]
     cat = md.split("## Feature 3\n")[1].split("## Feature 7\n")[0]
     assert "**Label:** the word cat and other pets (tokens, detection score 0.81)" in cat
     assert "| Density (fraction of tokens active) | 1.23% |" in cat
-    assert "| 1 | 4.512 |  the fluffy⟦ cat⟧ sat on the mat |" in cat
-    assert "| 2 | 3.9 |  un⟦ chat⟧ au café 🙂↵Le |" in cat
-    assert "| 1.75 |  my⟦ cat⟧ is grey |" in cat
+    assert "| 1 | 4.512 |  the⟨ fluffy·0.3⟩⟦ cat⟧⟨ sat·1.1⟩ on the⟨ mat·0.2⟩ |" in cat
+    assert "| 2 | 3.9 |  un⟦ chat⟧⟨ au·0.4⟩ café 🙂↵Le |" in cat
+    assert "| 1.75 |  my⟦ cat⟧⟨ is·0.1⟩ grey |" in cat
     assert "**Top tokens:** ' cat' (12), ' chat' (3), '猫' (2), 's' (1)" in cat
     assert "**Nearest features** (decoder cosine): [7](#feature-7) (0.83), 9999 (0.41)" in cat  # no section, no link
     # counts 40 22 13 8 5 3 2 1 1 on eight levels: round(c / 40 * 7) -> 7 4 2 1 1 1 0 0 0
@@ -133,7 +133,8 @@ def test_report_escapes_corpus_text():
     rows = re.findall(r"<tr>\s*<td[^>]*>(\d+)</td>\s*<td[^>]*>([^<]*)</td>\s*<td[^>]*>(.*?)</td>\s*</tr>", section, flags=re.S)
     # each table row kept its three cells (the corpus '|' did not split one) and shows the text literally
     assert [r[0] for r in rows] == ["1", "2"]
-    assert text_of(rows[0][2]) == "⟦<script>⟧window.__pwned=1</script> | a *b* _c_ [d](e) `f` &amp; $x$ ~~g~~ #h"
+    # other active tokens are shaded in text as ⟨token·value⟩
+    assert text_of(rows[0][2]) == "⟦<script>⟧⟨window·0.1⟩.__pwned=1⟨</script>·0.2⟩ | a *b* _c_ [d](e) `f` &amp; $x$ ~~g~~ #h"
     assert text_of(rows[1][2]) == '<img src=x⟦ onerror="window.__pwned=2">⟧\\x1b[31mred\\u2028end'
     assert "'&lt;script&gt;' (3), '&lt;/script&gt;' (2), 'a|b' (1)" in section
 
@@ -157,7 +158,7 @@ def test_feature_report_text():
         "Top 2 Activating Examples:",
         "[Example 1] Activation: 4.512",
         "  Activating text: ' cat'",
-        "  Context:  the fluffy⟦ cat⟧ sat on the mat",
+        "  Context:  the⟨ fluffy·0.3⟩⟦ cat⟧⟨ sat·1.1⟩ on the⟨ mat·0.2⟩",
         "  Position in sequence: 17 (sequence 4)",
         "1 Held-out Examples:",
         "Top tokens: ' cat' (12), ' chat' (3), '猫' (2), 's' (1)",

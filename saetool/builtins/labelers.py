@@ -1,4 +1,4 @@
-"""Built-in labelers (tokens, llm)."""
+"""Built-in labelers (tokens, llm) and label scorers (detection, fuzzing)."""
 
 from __future__ import annotations
 
@@ -11,3 +11,11 @@ def register_labelers(register):
 
     register(TokensLabeler())
     register(LLMLabeler())
+
+
+@hookimpl
+def register_scorers(register):
+    from saetool.interpret.scoring import DetectionScorer, FuzzingScorer
+
+    register(DetectionScorer())
+    register(FuzzingScorer())

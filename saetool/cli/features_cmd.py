@@ -12,7 +12,7 @@ from saetool.cli.options import JSON
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="""Read a `features` artifact from `saetool interpret`: one feature's report, two features compared, nearest features, activation distribution.
+    help="""Read a `features` artifact from `saetool interpret`, or seed 004's samples folder: one feature's report, two features compared, nearest features, activation distribution.
 
 Human text goes to stderr; --json prints data to stdout.
 
@@ -22,7 +22,7 @@ Example:
 """,
 )
 
-FEATURES_ARG = typer.Argument(..., help="A features artifact (from saetool interpret).")
+FEATURES_ARG = typer.Argument(..., help="A features artifact (from saetool interpret), a samples folder (saetool export --format samples) or an SAE artifact with stored samples (train --collect-samples).")
 SAE_OPT = typer.Option(None, "--sae", help="The SAE the artifact came from (checked by sha256; lets `similar` look beyond the stored neighbours).")
 
 
@@ -42,8 +42,11 @@ def _say(text: str) -> None:
 
 
 def _open(path: Path, sae: Optional[str]) -> Any:
+    from saetool.interpret.samples_view import SamplesSource
     from saetool.interpret.store import FeaturesFile
 
+    if path.is_dir() or _is_sae_artifact(path):
+        return SamplesSource(path)
     ff = FeaturesFile(path)
     try:
         if sae is not None:
@@ -52,6 +55,23 @@ def _open(path: Path, sae: Optional[str]) -> Any:
         ff.close()
         raise
     return ff
+
+
+def _is_sae_artifact(path: Path) -> bool:
+    import h5py
+
+    from saetool.artifacts.store import read_header
+
+    try:
+        return path.is_file() and h5py.is_hdf5(path) and read_header(path)["saetool_kind"] == "sae"
+    except Exception:  # not an artifact at all: FeaturesFile says what is wrong
+        return False
+
+
+def _directions(ff: Any, features: list, sae: Optional[str]) -> Any:
+    from saetool.interpret.samples_view import SamplesSource
+
+    return ff.directions(features, sae) if isinstance(ff, SamplesSource) else ff.directions(features)
 
 
 @app.command("report")
@@ -95,7 +115,7 @@ def compare(
     """
     with _open(features, sae) as ff:
         ra, rb = ff.records([a, b])
-        da, db = ff.directions([a, b])
+        da, db = _directions(ff, [a, b], sae)
     cosine = float((da * db).sum())
     if as_json:
         shared = sorted(set(t for t, _ in ra.top_tokens) & set(t for t, _ in rb.top_tokens))
@@ -125,13 +145,14 @@ def similar(
     with _open(features, sae) as ff:
         (record,) = ff.records([feature])
         pairs = record.neighbours
+        sae_path = sae if sae is not None else (str(ff.sae_path) if getattr(ff, "sae_path", None) is not None and Path(ff.sae_path).exists() else None)
         if top > len(pairs):
-            if sae is None:
+            if sae_path is None:
                 raise SaetoolError(f"{features} stores {len(pairs)} neighbours per feature, fewer than --top {top}", hint="pass --sae SAE to compute more")
             from saetool.interpret.api import neighbours
             from saetool.sae.io import load_sae
 
-            idx, cos, _ = neighbours(load_sae(str(sae), "cpu"), [feature], top)
+            idx, cos, _ = neighbours(load_sae(str(sae_path), "cpu"), [feature], top)
             pairs = [(int(i), float(c)) for i, c in zip(idx[0], cos[0])]
         pairs = pairs[:top]
         stats = ff.stats()
@@ -143,7 +164,8 @@ def similar(
         return
     lines = [f"features nearest to {feature} (decoder cosine):"]
     for r in rows:
-        lines.append(f"  {r['feature']:>6}  cos {r['cosine']:+.4f}  density {r['density']:.4f}  max {r['max']:.3g}" + (f"  {r['label']}" if r["label"] else ""))
+        stats_text = "not stored" if r["density"] != r["density"] else f"density {r['density']:.4f}  max {r['max']:.3g}"
+        lines.append(f"  {r['feature']:>6}  cos {r['cosine']:+.4f}  {stats_text}" + (f"  {r['label']}" if r["label"] else ""))
     _say("\n".join(lines))
 
 
@@ -152,19 +174,24 @@ def distribution(
     features: Path = FEATURES_ARG,
     feature: int = typer.Argument(..., help="Feature id."),
     width: int = typer.Option(40, "--width", help="Width of the longest bar."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also draw the histogram as a PNG image here."),
     sae: Optional[str] = SAE_OPT,
     as_json: bool = JSON,
 ) -> None:
-    """A feature's activation histogram (over the tokens where it is active) and statistics.
+    """A feature's activation histogram (over the tokens where it is active; for a samples
+    folder, over its stored top samples) and statistics.
 
     Example:
 
         saetool features distribution features.h5 42
     """
+    from saetool.interpret.samples_view import SamplesSource
+
     with _open(features, sae) as ff:
         (record,) = ff.records([feature])
         stats = ff.stats()
         n_tokens = ff.n_tokens
+        from_samples = isinstance(ff, SamplesSource)
     data = {
         "feature": feature,
         "n_tokens": n_tokens,
@@ -176,6 +203,11 @@ def distribution(
         "edges": record.histogram_edges,
         "counts": record.histogram_counts,
     }
+    if png is not None:
+        from saetool.interpret.plots import distribution_png
+
+        distribution_png(record, png, n_tokens=n_tokens, samples_only=from_samples)
+        data["png"] = str(png)
     if as_json:
         _emit(data)
         return
@@ -185,6 +217,8 @@ def distribution(
     ]
     if data["count"] == 0:
         lines.append("  dead: never active")
+    if png is not None:
+        lines.append(f"  histogram drawn in {png}")
     for lo, hi, c in zip(record.histogram_edges[:-1], record.histogram_edges[1:], record.histogram_counts):
         lines.append(f"  {lo:9.3g} - {hi:9.3g} | {'#' * round(width * c / peak):<{width}} {c}")
     _say("\n".join(lines))

@@ -18,7 +18,14 @@ def interpret(
     num_tokens: int = typer.Option(8192, "--num-tokens", "-n", help="Tokens to run with --model/--corpus."),
     context_size: int = typer.Option(128, "--context-size", help="Tokens per window with --model/--corpus."),
     features: Optional[str] = typer.Option(None, "--features", help="Only these feature ids, e.g. 0,5,10-12."),
-    top: Optional[int] = typer.Option(None, "--top", help="Report the N most frequently active features (default: all)."),
+    top: Optional[int] = typer.Option(None, "--top", help="Report N features chosen by --order (default: all)."),
+    order: str = typer.Option("bands", "--order", help="Which features --top keeps and the report's order: bands (sampled evenly across log10-density bands, dense and dead ones listed apart), density, max, score (bands, shown best score first), index or random."),
+    dense_threshold: float = typer.Option(0.1, "--dense-threshold", help="A feature active on more than this fraction of tokens is dense: listed apart, not sampled by --order bands."),
+    intervals: int = typer.Option(5, "--intervals", help="Equal intervals of (0, max] to show random activating examples from (weak to strong)."),
+    per_interval: int = typer.Option(2, "--per-interval", help="Examples kept per interval."),
+    logit_tokens: int = typer.Option(10, "--logit-tokens", help="Tokens each feature most promotes and suppresses through the unembedding (0: none, no model loaded)."),
+    scorers: str = typer.Option("detection,fuzzing", "--scorers", help="Label scorers, comma-separated (detection, fuzzing or a plugin's); the first gives the label's score."),
+    json_dir: Optional[Path] = typer.Option(None, "--json-dir", help="Also write seed 002's layer_{L}_interpretations.json into this folder."),
     examples: int = typer.Option(20, "--examples", "-k", help="Top-activating examples kept per feature."),
     held_out: int = typer.Option(10, "--held-out", help="Random activating examples (not among the top) kept per feature, for scoring labels."),
     negatives: int = typer.Option(10, "--negatives", help="Random windows where the feature is 0, kept per feature."),
@@ -62,16 +69,24 @@ def interpret(
             if extra.is_dir():
                 raise SaetoolError(f"{extra} is a directory", hint="give a file name")
             ensure_writable_parent(extra)
+    if json_dir is not None and json_dir.exists() and not json_dir.is_dir():
+        raise SaetoolError(f"{json_dir} is not a folder", hint="give --json-dir a folder (created if missing)")
     options = _parse_options(labeler_option or [])
     acts_path, sae_path, kind = _resolve_inputs(acts, sae, from_model=model is not None or corpus is not None)
     if kind == "features":
-        _rerender(acts_path, sae_path, report, html, show)
+        _rerender(acts_path, sae_path, report, html, show, json_dir)
         return
     if sae_path is None:
         raise SaetoolError("no SAE given", hint="pass --sae SAE, or pipe saetool train into interpret")
     config = InterpretConfig(
         features=parse_features(features),
         top=top,
+        order=order,
+        dense_threshold=dense_threshold,
+        intervals=intervals,
+        per_interval=per_interval,
+        logit_tokens=logit_tokens,
+        scorers=[x.strip() for x in scorers.split(",") if x.strip()],
         examples=examples,
         held_out=held_out,
         negatives=negatives,
@@ -92,10 +107,11 @@ def interpret(
             log_line(f"running {model} over {corpus} ({num_tokens} tokens) for the SAE's hook")
             acts_path = extract_for_sae(sae_path, model, corpus, num_tokens, context_size, Path(tmp) / "activations.h5", device=device)
         result = run(config, acts_path, sae_path, output, overwrite=overwrite, resume=resume)
-    model_name, hook = _model_of(result.path)
+    model_name, hook, summary = _model_of(result.path)
     meta = {"sae": str(sae_path), "activations": str(acts_path), "model": model_name, "hook": hook, "d_sae": result.d_sae, "n_tokens": result.n_tokens, "dead": result.dead, "labeler": result.labeler, "features": str(result.path)}
-    print_summary(result.records, result.d_sae, result.dead, show)
-    written = _write_views(result.records, report, html, meta)
+    records = ordered(result.records, order)
+    print_summary(records, result.d_sae, result.dead, show, summary)
+    written = _write_views(records, report, html, meta, summary, json_dir, result.path)
     log_line(f"[green]wrote[/green] {result.path}: {len(result.records)} features of {result.d_sae} ({result.dead} dead) over {result.n_tokens} tokens" + "".join(f"; {w}" for w in written))
     emit_manifest(result.path, "features", d_sae=result.d_sae, n_features=len(result.records), dead=result.dead, labeler=result.labeler, report=str(report) if report else None, html=str(html) if html else None)
 
@@ -177,60 +193,79 @@ def _acts_of_sae(sae_path: Path) -> Path:
     raise SaetoolError(f"{sae_path} does not record the activations it was trained on", hint="pass an activations artifact as ACTS")
 
 
-def _model_of(path: Path) -> tuple[Optional[str], str]:
+def _model_of(path: Path) -> tuple[Optional[str], str, Any]:
     from saetool.interpret.store import FeaturesFile
 
     with FeaturesFile(path) as ff:
-        return ff.model, ff.hook
+        return ff.model, ff.hook, ff.summary()
 
 
-def _rerender(path: Path, sae_path: Optional[str], report: Optional[Path], html: Optional[Path], show: int) -> None:
+def ordered(records: list, order: str) -> list:
+    """``--order score``: best detection score first (unscored last); otherwise as selected."""
+    if order != "score":
+        return list(records)
+    return sorted(records, key=lambda r: (r.label is None or r.label.score is None, -(r.label.score or 0) if r.label else 0, r.index))
+
+
+def _rerender(path: Path, sae_path: Optional[str], report: Optional[Path], html: Optional[Path], show: int, json_dir: Optional[Path] = None) -> None:
     from saetool.artifacts.manifest import emit_manifest
     from saetool.interpret.store import FeaturesFile
 
     with FeaturesFile(path) as ff:
         if sae_path is not None:
             ff.check_sae(sae_path)
-        records = ff.records()
+        records = ordered(ff.records(), str(ff.settings.get("order", "bands")))
+        summary = ff.summary()
         stats = ff.stats()
         dead = int((stats["count"] == 0).sum())
         meta = {"sae": (ff.provenance.get("parents") or [{}])[-1].get("path"), "model": ff.model, "hook": ff.hook, "d_sae": ff.d_sae, "n_tokens": ff.n_tokens, "dead": dead, "labeler": ff.labeler, "features": str(path)}
         d_sae = ff.d_sae
-    print_summary(records, d_sae, dead, show)
-    written = _write_views(records, report, html, meta)
+    print_summary(records, d_sae, dead, show, summary)
+    written = _write_views(records, report, html, meta, summary, json_dir, path)
     log_line(f"{path}: {len(records)} features" + "".join(f"; {w}" for w in written))
     emit_manifest(path, "features", d_sae=d_sae, n_features=len(records), dead=dead, report=str(report) if report else None, html=str(html) if html else None)
 
 
-def _write_views(records: list, report: Optional[Path], html: Optional[Path], meta: dict[str, Any]) -> list[str]:
+def _write_views(records: list, report: Optional[Path], html: Optional[Path], meta: dict[str, Any], summary: Any = None, json_dir: Optional[Path] = None, features_path: Optional[Path] = None) -> list[str]:
     written = []
     title = f"saetool features: {Path(str(meta.get('sae') or 'SAE')).name}"
     if report is not None:
         from saetool.interpret.report import write_report
 
-        write_report(records, report, title=title, meta=meta)
+        write_report(records, report, title=title, meta=meta, summary=summary)
         written.append(f"report {report}")
     if html is not None:
         from saetool.interpret.browser import write_browser
 
-        write_browser(records, html, title=title, meta=meta)
+        write_browser(records, html, title=title, meta=meta, summary=summary)
         written.append(f"browser {html}")
+    if json_dir is not None and features_path is not None:
+        from saetool.interpret.seed_json import write_interpretations_json
+
+        out = write_interpretations_json(features_path, json_dir)
+        written.append(f"interpretations {out}")
     return written
 
 
-def print_summary(records: list, d_sae: int, dead: int, show: int) -> None:
-    """A short table of the most active features on stderr."""
+def print_summary(records: list, d_sae: int, dead: int, show: int, summary: Any = None) -> None:
+    """The density summary of all features, mean scores, and the first reported features on stderr."""
     from rich.markup import escape
     from rich.table import Table
 
     from saetool.console import is_quiet, stderr
+    from saetool.interpret.report import density_histogram_lines, mean_scores_text, summary_lines
 
     if is_quiet() or show <= 0:
         return
+    if summary is not None:
+        lines = summary_lines(summary) + ["feature density (log10 of the fraction of tokens active):"] + ["  " + x for x in density_histogram_lines(summary, width=30)]
+        stderr().print(escape("\n".join(lines)), highlight=False)
+    for line in mean_scores_text(records):
+        stderr().print(escape(line), highlight=False)
     table = Table(title=f"{len(records)} features reported, {dead} of {d_sae} dead", title_justify="left")
     for col, just in (("feature", "right"), ("density", "right"), ("max", "right"), ("mean", "right"), ("label", "left"), ("score", "right"), ("top tokens", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for r in sorted(records, key=lambda r: (-r.density, r.index))[:show]:
+    for r in records[:show]:
         label = r.label.text if r.label else ""
         score = f"{r.label.score:.2f}" if r.label and r.label.score is not None else ""
         toks = ", ".join(repr(t) for t, _ in r.top_tokens[:4])

@@ -34,17 +34,24 @@ if TYPE_CHECKING:
     from saetool.sae.model import SAE
 
 #: Settings that must match for ``resume`` to continue a partial run.
-RESUME_KEYS = ("features", "examples", "held_out", "negatives", "bins", "seed", "chunk_rows", "hook")
+RESUME_KEYS = ("features", "examples", "held_out", "negatives", "bins", "seed", "chunk_rows", "hook", "intervals", "per_interval")
 CHECKPOINT = "checkpoint"
 
 
 @dataclass
 class InterpretConfig:
     """What to collect. ``features`` restricts the run to those ids; ``top`` keeps
-    the ``top`` most frequently active features (default: every feature)."""
+    ``top`` features chosen by ``order`` (:mod:`saetool.interpret.selection`:
+    by default sampled across log-density bands, dense features listed apart)."""
 
     features: list[int] | None = None
     top: int | None = None
+    order: str = "bands"
+    dense_threshold: float = 0.1
+    intervals: int = 5
+    per_interval: int = 2
+    logit_tokens: int = 10
+    scorers: list[str] | None = field(default_factory=lambda: ["detection", "fuzzing"])
     examples: int = 20
     held_out: int = 10
     negatives: int = 10
@@ -79,6 +86,14 @@ class InterpretConfig:
                 raise SaetoolError("--features lists a feature twice")
         if self.top is not None and not 1 <= self.top:
             raise SaetoolError(f"--top must be at least 1 (got {self.top})")
+        from saetool.interpret.selection import check_order
+
+        check_order(self.order)
+        if not 0 < self.dense_threshold <= 1:
+            raise SaetoolError(f"--dense-threshold must be in (0, 1] (got {self.dense_threshold})")
+        for name in ("intervals", "per_interval", "logit_tokens"):
+            if getattr(self, name) < 0:
+                raise SaetoolError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
 
 
 @dataclass
@@ -151,6 +166,9 @@ def interpret(
             raise SaetoolError(f"{acts.path} holds no tokens")
         if config.labeler:
             check_labeler(config.labeler, config.labeler_options)
+            from saetool.interpret.scoring import parse_scorers
+
+            config.scorers = parse_scorers(config.scorers)
         chunk_rows = config.chunk_rows or max(256, min(8192, (1 << 24) // d_sae))
         settings = {**asdict(config), "chunk_rows": chunk_rows, "hook": hook}
         settings["labeler_options"] = {k: redact_value(k, v) for k, v in config.labeler_options.items()}
@@ -158,7 +176,7 @@ def interpret(
         model = acts.model or sae.cfg.model
         provenance = build_provenance(model=model, hooks=[hook], parents=[activations] + ([sae_path] if Path(sae_path).is_file() else []), interpret=settings)
         tracked = torch.tensor(config.features, dtype=torch.long) if config.features is not None else None
-        s = CollectSettings(examples=config.examples, held_out=config.held_out, negatives=config.negatives, bins=config.bins, seed=config.seed)
+        s = CollectSettings(examples=config.examples, held_out=config.held_out, negatives=config.negatives, bins=config.bins, seed=config.seed, intervals=config.intervals, per_interval=config.per_interval)
         collectors = {"main": FeatureCollector(d_sae, s, tracked)}
         if resume and not _check_resumable(out, settings, sae_sha):
             resume = False
@@ -174,7 +192,7 @@ def interpret(
             ckpt = _Checkpointer(writer, collectors, config, sae_sha)
             _stream(sae, acts, hook, collectors["main"], chunk_rows, start_pass, start_row, ckpt, progress)
             main = all_stats = collectors["main"]
-            selected, sel_pos = _select(config, main, all_stats, tracked)
+            selected, sel_pos = _select(config, main, all_stats, tracked, acts.n_tokens)
             tok = tokenizer if tokenizer is not None else (_tokenizer(model) if model else None)
             data = _finish(config, sae, acts, main, all_stats, selected, sel_pos, tok, hook=hook, model=model, sae_sha=sae_sha, settings=settings)
             from saetool.interpret.store import records_from_h5, write_features, write_labels
@@ -183,7 +201,7 @@ def interpret(
             records = records_from_h5(fh, [int(f) for f in selected])
             used = None
             if config.labeler and records:
-                labels, used = label_records(records, config.labeler, LabelContext(model=model, tokenizer=tok, options=dict(config.labeler_options)))
+                labels, used = label_records(records, config.labeler, LabelContext(model=model, tokenizer=tok, options=dict(config.labeler_options), scorers=config.scorers))
                 for rec, lab in zip(records, labels):
                     rec.label = lab
                 write_labels(fh, labels, used, len(records))
@@ -270,7 +288,7 @@ def _stream(sae, acts, hook, col: FeatureCollector, chunk_rows, start_pass, star
                 if pass_no == 1:
                     col.update_sparse(tok + lo, feat, val, lo, hi - lo)
                 else:
-                    col.update_histogram_sparse(feat, val)
+                    col.update_histogram_sparse(feat, val, tok + lo, lo)
                 advance(hi - lo)
                 ckpt.maybe(pass_no, hi, final=hi == n)
     ckpt.save(3, 0)
@@ -364,24 +382,24 @@ def _load_checkpoint(fh: "h5py.File", collectors: dict[str, FeatureCollector]) -
         return 1, 0
     sg = fh[CHECKPOINT][f"slot{int(fh[CHECKPOINT].attrs['current'])}"]
     for cname, col in collectors.items():
-        col.load_state({name: sg[f"{cname}/{name}"][()] for name in (*FeatureCollector.STATE, "counters")})
+        col.load_state({name: sg[f"{cname}/{name}"][()] for name in (*FeatureCollector.STATE, "counters") if f"{cname}/{name}" in sg})
     pass_no, row = (int(v) for v in sg.attrs["position"])
     return pass_no, row
 
 
 # -- selection and finishing ---------------------------------------------------------------------
-def _select(config: InterpretConfig, main: FeatureCollector, all_stats: FeatureCollector, tracked: "torch.Tensor | None") -> tuple["np.ndarray", "np.ndarray"]:
+def _select(config: InterpretConfig, main: FeatureCollector, all_stats: FeatureCollector, tracked: "torch.Tensor | None", n_tokens: int) -> tuple["np.ndarray", "np.ndarray"]:
     """Feature ids to report and their columns in ``main``."""
     import numpy as np
 
+    from saetool.interpret.selection import select_features
+
     if tracked is not None:
         return tracked.numpy(), np.arange(len(tracked))
-    count = main.count.numpy()
-    if config.top is None:
-        ids = np.arange(len(count))
-    else:
-        ids = np.lexsort((np.arange(len(count)), -main.max.numpy(), -count))[: config.top]
-        ids = ids[count[ids] > 0] if (count > 0).any() else ids
+    if config.top is None and config.order in ("bands", "score", "index"):
+        ids = np.arange(len(main.count))  # every feature, by id; the report lists dense and dead ones apart
+        return ids, ids
+    ids = select_features(main.count.numpy(), main.max.numpy(), n_tokens, top=config.top, order=config.order, dense_threshold=config.dense_threshold, seed=config.seed)
     return ids, ids
 
 
@@ -393,11 +411,12 @@ def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *,
 
     d_sae = sae.cfg.d_sae
     pos = torch.as_tensor(sel_pos, dtype=torch.long)
-    held_r, _ = main.held_out()
+    held_r, top_r, top_v = main.split_examples()
     groups = {
-        "top": (main.top_r[pos], main.top_v[pos]),
+        "top": (top_r[pos], top_v[pos]),
         "held_out": (held_r[pos], None),
         "negatives": (main.neg_r[pos], None),
+        "intervals": (main.interval_rows()[pos], None),
     }
     source = SimpleNamespace(files=[acts])
     examples: dict[str, ExampleArrays] = {}
@@ -424,11 +443,15 @@ def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *,
                 ex.values[valid] = 0.0
         examples[g] = ex
         all_ids.append(ex.token_ids.ravel())
-    if config.held_out:
-        _fill_values(sae, acts, hook, examples["held_out"], selected)
+    window_values(sae, acts, hook, examples, selected)
+    from saetool.interpret.logits import logit_effects
+
+    logits = logit_effects(sae, selected, model, config.logit_tokens, device=config.device) if config.logit_tokens else None
+    if logits is not None:
+        all_ids += [logits["positive_ids"].ravel(), logits["negative_ids"].ravel()]
     specials = set(getattr(tokenizer, "all_special_ids", []) or [])
     common = _common_tokens(examples["top"], config.common_tokens, specials)
-    vocab_ids = np.unique(np.concatenate(all_ids + [common["top_token_ids"].ravel(), common["context_token_ids"].ravel()]))
+    vocab_ids = np.unique(np.concatenate([a.astype(np.int64) for a in all_ids] + [common["top_token_ids"].ravel(), common["context_token_ids"].ravel()]))
     vocab_ids = vocab_ids[vocab_ids >= 0]
     vocab_text = _decode_each(tokenizer, vocab_ids)
     nb_i, nb_c, directions = neighbours(sae, selected, config.neighbours)
@@ -441,7 +464,10 @@ def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *,
         "std": all_stats.std().numpy().astype(np.float32),
     }
     assert len(stats["count"]) == d_sae
+    from saetool.interpret.selection import density_summary
+
     return {
+        "summary": density_summary(stats["count"], n, config.dense_threshold).to_json(),
         "d_sae": d_sae,
         "n_tokens": n,
         "hook": hook,
@@ -460,33 +486,49 @@ def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *,
         "directions": directions,
         "vocab_ids": vocab_ids,
         "vocab_text": vocab_text,
+        "logits": logits,
+        "interval_edges": main.tracked_max()[pos].numpy()[:, None] * np.linspace(0, 1, config.intervals + 1)[None, :],
     }
 
 
-def _fill_values(sae: "SAE", acts: "ActivationsFile", hook: str, ex: ExampleArrays, selected: "np.ndarray") -> None:
-    """Activation values of the held-out examples (re-encoding just those rows)."""
+def window_values(sae: "SAE", acts: "ActivationsFile", hook: str, examples: dict[str, ExampleArrays], selected: "np.ndarray") -> None:
+    """Each example window's per-token activations of its feature (``token_values``, NaN where
+    a token has no stored activation, e.g. a BOS token left out of extraction), and each
+    example's ``values`` set from the marked token (re-encoding just the rows the windows cover)."""
     import numpy as np
-    import torch
 
-    from saetool.train.samples import _read_sorted
+    fh = acts.artifact.file
+    keys_all = fh["tokens/seq_index"][()].astype(np.int64) * (1 << 32) + fh["tokens/position"][()].astype(np.int64)
+    pairs_r, pairs_f, where = [], [], []
+    for g, ex in examples.items():
+        F, m, W = ex.token_ids.shape
+        ex.token_values = np.full((F, m, W), np.nan, np.float32)
+        valid = ex.row >= 0
+        if not valid.any():
+            continue
+        fi, mi = np.nonzero(valid)
+        start = ex.token_position[fi, mi] - ex.position[fi, mi]
+        pos = start[:, None] + np.arange(W)[None, :]
+        want = ex.seq_index[fi, mi][:, None] * (1 << 32) + pos
+        rows = np.searchsorted(keys_all, want).clip(0, len(keys_all) - 1)
+        ok = (keys_all[rows] == want) & (ex.token_ids[fi, mi] >= 0)
+        k, w = np.nonzero(ok)
+        pairs_r.append(rows[k, w])
+        pairs_f.append(np.asarray(selected)[fi[k]])
+        where.append((g, fi[k], mi[k], w))
+    if pairs_r:
+        from saetool.train.samples import values_at
 
-    valid = ex.row >= 0
-    if not valid.any():
-        return
-    rows = ex.row[valid]
-    uniq, inv = np.unique(rows, return_inverse=True)
-    ds = acts.artifact.file[f"activations/{hook}"]
-    feat = np.broadcast_to(np.asarray(selected)[:, None], ex.row.shape)[valid]
-    out = np.empty(len(rows), np.float32)
-    block = 4096
-    for b in range(0, len(uniq), block):
-        from saetool.artifacts.arrays import from_storage
-
-        x = from_storage(_read_sorted(ds, uniq[b : b + block]), ds.attrs.get("saetool_dtype", "float32"))
-        f = encode_chunk(sae, x)
-        sel = (inv >= b) & (inv < b + block)
-        out[sel] = f[torch.as_tensor(inv[sel] - b), torch.as_tensor(feat[sel])].numpy()
-    ex.values[valid] = out
+        vals = values_at(sae, acts, hook, np.concatenate(pairs_r), np.concatenate(pairs_f))
+        off = 0
+        for g, fi, mi, w in where:
+            examples[g].token_values[fi, mi, w] = vals[off : off + len(fi)]
+            off += len(fi)
+    for g, ex in examples.items():
+        valid = ex.row >= 0
+        if g != "top" and valid.any():  # the top values are the collector's (the same numbers)
+            fi, mi = np.nonzero(valid)
+            ex.values[fi, mi] = ex.token_values[fi, mi, ex.position[fi, mi]]
 
 
 def _common_tokens(ex: ExampleArrays, m: int, specials: set[int]) -> dict[str, "np.ndarray"]:

@@ -27,7 +27,7 @@ from saetool.interpret.report import write_text_atomic
 SCHEMA = 1
 _JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
-_EXAMPLE_FIELDS = ("top_examples", "held_out")
+_EXAMPLE_FIELDS = ("top_examples", "held_out", "interval_examples")
 _LEFT_OUT = ("negatives",)
 
 
@@ -76,7 +76,7 @@ def _example(e: Example) -> dict[str, Any]:
         "position": int(e.position),
         "seq_index": int(e.seq_index),
         "token_position": int(e.token_position),
-        "values": None if e.values is None else [_num(v) for v in e.values],
+        "values": None if e.values is None else [None if v is None else _num(v) for v in e.values],
     }
 
 
@@ -91,7 +91,7 @@ def _feature(r: FeatureRecord) -> dict[str, Any]:
     return out
 
 
-def browser_data(records: Sequence[FeatureRecord], *, title: str, meta: dict[str, Any] | None) -> dict[str, Any]:
+def browser_data(records: Sequence[FeatureRecord], *, title: str, meta: dict[str, Any] | None, summary: Any = None) -> dict[str, Any]:
     """What the page embeds, as plain JSON data: the records as in :meth:`FeatureRecord.to_json`,
     less ``negatives`` (only used for scoring) and the examples' ``token_ids``."""
     seen: set[int] = set()
@@ -101,10 +101,16 @@ def browser_data(records: Sequence[FeatureRecord], *, title: str, meta: dict[str
         if r.index in seen:
             raise SaetoolError(f"feature {r.index} appears twice in the records", hint="pass each feature once")
         seen.add(r.index)
-    return {"schema": SCHEMA, "title": str(title), "meta": _plain(dict(meta or {})), "features": [_feature(r) for r in records]}
+    from saetool.interpret.report import mean_scores
+
+    scores = {name: {"mean": m, "ci95": ci, "n": n, "chance": 0.5} for name, (m, ci, n) in mean_scores(records).items() if m is not None}
+    out = {"schema": SCHEMA, "title": str(title), "meta": _plain(dict(meta or {})), "features": [_feature(r) for r in records], "scores": _plain(scores)}
+    if summary is not None:
+        out["summary"] = _plain(summary.to_json())
+    return out
 
 
-def render_browser(records: Sequence[FeatureRecord], *, title: str = "saetool features", meta: dict[str, Any] | None = None) -> str:
+def render_browser(records: Sequence[FeatureRecord], *, title: str = "saetool features", meta: dict[str, Any] | None = None, summary: Any = None) -> str:
     """The browser page as one HTML string."""
     from saetool import __version__
 
@@ -118,7 +124,7 @@ def render_browser(records: Sequence[FeatureRecord], *, title: str = "saetool fe
         "css": _asset("browser.css"),
         "js": js,
         "script_hash": f"sha256-{digest}",
-        "data": _script_json(browser_data(records, title=title, meta=meta)),
+        "data": _script_json(browser_data(records, title=title, meta=meta, summary=summary)),
     }
     # One pass, so text inserted for one placeholder is never scanned for another.
     return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _asset("browser.html"))
@@ -130,6 +136,7 @@ def write_browser(
     *,
     title: str = "saetool features",
     meta: dict[str, Any] | None = None,
+    summary: Any = None,
 ) -> Path:
     """Write one self-contained HTML file that browses ``records`` offline; returns its path.
 
@@ -138,4 +145,4 @@ def write_browser(
     path = Path(path)
     if path.is_dir():
         raise SaetoolError(f"{path} is a directory", hint="give a file name for the browser, e.g. features.html")
-    return write_text_atomic(path, render_browser(records, title=title, meta=meta))
+    return write_text_atomic(path, render_browser(records, title=title, meta=meta, summary=summary))

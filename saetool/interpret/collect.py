@@ -15,7 +15,10 @@ only and in time linear in the triples:
 * random inactive tokens (negatives): per chunk ``negatives`` random rows per
   feature with random priorities, the active ones dropped, merged the same way
   (every chunk of equal size has the same chance);
-* in a second pass, a histogram with ``bins`` equal bins over ``(0, max]``.
+* in a second pass, a histogram with ``bins`` equal bins over ``(0, max]``,
+  and a uniform random sample of ``per_interval`` active tokens in each of
+  ``intervals`` equal intervals of ``(0, max]`` (examples of weak, medium
+  and strong activations, as SAEDashboard shows them).
 
 Priorities come from a generator seeded by ``(seed, first row of the chunk)``,
 so the result depends only on the data and the seed, not on where a run was
@@ -40,6 +43,8 @@ class CollectSettings:
     negatives: int = 10
     bins: int = 32
     seed: int = 0
+    intervals: int = 5
+    per_interval: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +57,7 @@ class FeatureCollector:
     """Statistics of ``d_sae`` features, examples and histograms of the ``tracked`` ones (default all)."""
 
     #: Tensors saved by :meth:`state` (besides the counters).
-    STATE = ("count", "total", "total_sq", "max", "top_v", "top_r", "rnd_v", "rnd_r", "neg_v", "neg_r", "hist")
+    STATE = ("count", "total", "total_sq", "max", "top_v", "top_r", "rnd_v", "rnd_r", "neg_v", "neg_r", "hist", "iv_v", "iv_r")
 
     def __init__(self, d_sae: int, settings: CollectSettings, tracked: "torch.Tensor | None" = None) -> None:
         import torch
@@ -74,6 +79,7 @@ class FeatureCollector:
         self.rnd_v, self.rnd_r = _empty(F, s.examples + s.held_out)
         self.neg_v, self.neg_r = _empty(F, s.negatives)
         self.hist = torch.zeros(F, s.bins, dtype=torch.long)
+        self.iv_v, self.iv_r = _empty(F * s.intervals, s.per_interval)
         self.tokens_seen = 0
 
     def _tracked_only(self, feat: "torch.Tensor", *others: "torch.Tensor") -> tuple["torch.Tensor", ...]:
@@ -127,19 +133,35 @@ class FeatureCollector:
         self.update_sparse(rows[nz[:, 0]], nz[:, 1], acts[nz[:, 0], nz[:, 1]], int(rows[0]) if len(rows) else 0, len(rows))
 
     # -- pass 2 -------------------------------------------------------------------
-    def update_histogram_sparse(self, feat: "torch.Tensor", values: "torch.Tensor") -> None:
-        """Count one chunk's active values into ``bins`` equal bins over ``(0, max]``."""
+    def update_histogram_sparse(self, feat: "torch.Tensor", values: "torch.Tensor", rows: "torch.Tensor | None" = None, first_row: int = 0) -> None:
+        """Count one chunk's active values into ``bins`` equal bins over ``(0, max]``; with
+        their global ``rows``, also sample tokens per activation interval."""
         import torch
 
-        B = self.settings.bins
+        from saetool.train.samples import merge_topk_sparse
+
+        s = self.settings
+        B = s.bins
         mx = self.max[feat.long()]
-        col, v, mx = self._tracked_only(feat.long(), values.float(), mx)
+        r = rows.long() if rows is not None else torch.zeros_like(feat, dtype=torch.long)
+        col, v, mx, r = self._tracked_only(feat.long(), values.float(), mx, r)
         b = (v * (B / mx)).floor().long().clamp_(0, B - 1)
         self.hist += torch.bincount(col * B + b, minlength=self.n_features * B).view(self.n_features, B)
+        if rows is not None and s.intervals and s.per_interval and len(col):
+            Q = s.intervals
+            q = (v * (Q / mx)).floor().long().clamp_(0, Q - 1)
+            gen = torch.Generator().manual_seed(_chunk_seed(s.seed + 7919, first_row))
+            prio = torch.rand(len(col), generator=gen)
+            self.iv_v, self.iv_r = merge_topk_sparse(self.iv_v, self.iv_r, col * Q + q, prio, r)
 
-    def update_histogram(self, acts: "torch.Tensor") -> None:
+    def update_histogram(self, acts: "torch.Tensor", rows: "torch.Tensor | None" = None) -> None:
         nz = (acts > 0).nonzero()
-        self.update_histogram_sparse(nz[:, 1], acts[nz[:, 0], nz[:, 1]])
+        self.update_histogram_sparse(nz[:, 1], acts[nz[:, 0], nz[:, 1]], None if rows is None else rows[nz[:, 0]], int(rows[0]) if rows is not None and len(rows) else 0)
+
+    def interval_rows(self) -> "torch.Tensor":
+        """``[F, intervals * per_interval]`` sampled rows, weakest interval first (-1: none)."""
+        s = self.settings
+        return self.iv_r.view(self.n_features, s.intervals * s.per_interval)
 
     def tracked_max(self) -> "torch.Tensor":
         return self.max if self.tracked is None else self.max[self.tracked]
@@ -159,6 +181,33 @@ class FeatureCollector:
         pr = torch.where(in_top | (self.rnd_r < 0), NEG_INF, self.rnd_v)
         v, i = pr.topk(self.settings.held_out, dim=1)
         return torch.where(v > NEG_INF, self.rnd_r.gather(1, i), -1), v
+
+    def split_examples(self) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+        """``(held_out rows, top rows, top values)``. A feature with fewer active tokens than
+        ``examples + held_out`` would have no held-out examples left to score its label on:
+        a random half of its active tokens (at most ``held_out``) is held out and removed from
+        its top examples instead, so labels are never scored on the windows they came from."""
+        import torch
+
+        s = self.settings
+        held_r, _ = self.held_out()
+        top_v, top_r = self.top_v.clone(), self.top_r.clone()
+        count = self.count if self.tracked is None else self.count[self.tracked]
+        small = torch.nonzero((count < s.examples + s.held_out) & (count >= 2)).flatten()
+        if not len(small) or not s.held_out or not s.examples:
+            return held_r, top_r, top_v
+        n_h = torch.clamp(count[small] // 2, max=s.held_out)
+        pr = torch.where(self.rnd_r[small] >= 0, self.rnd_v[small], NEG_INF)
+        v, i = pr.topk(s.held_out, dim=1)
+        rows = torch.where((v > NEG_INF) & (torch.arange(s.held_out)[None, :] < n_h[:, None]), self.rnd_r[small].gather(1, i), -1)
+        held_r = held_r.clone()
+        held_r[small] = rows
+        gone = (top_r[small].unsqueeze(2) == rows.unsqueeze(1)).any(2) & (top_r[small] >= 0)
+        tv = torch.where(gone, NEG_INF, top_v[small])
+        tv, order = tv.sort(dim=1, descending=True)
+        top_v[small] = tv
+        top_r[small] = torch.where(tv > NEG_INF, top_r[small].gather(1, order), -1)
+        return held_r, top_r, top_v
 
     def mean(self) -> "torch.Tensor":
         import torch
@@ -184,7 +233,8 @@ class FeatureCollector:
         import torch
 
         for name in self.STATE:
-            setattr(self, name, torch.as_tensor(state[name]).clone())
+            if name in state:  # a checkpoint from before interval samples keeps the empty ones
+                setattr(self, name, torch.as_tensor(state[name]).clone())
         self.tokens_seen = int(torch.as_tensor(state["counters"])[0])
 
 

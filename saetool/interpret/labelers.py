@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord, Label, LabelContext, Labeler
-from saetool.interpret.scoring import score_record
+from saetool.interpret.scoring import apply_scorers
 
 
 # -- showing tokens ---------------------------------------------------------------------
@@ -168,6 +168,22 @@ def patterns_predictor(patterns: Sequence[TokenPattern], scope: str = "token"):
     return predict
 
 
+class PatternJudge:
+    """The :class:`~saetool.interpret.scoring.Judge` of a ``tokens`` label: a window
+    fires when a pattern ends at its marked token (``scope=window``: occurs in it);
+    marks are right when a pattern ends at every marked token."""
+
+    def __init__(self, patterns: Sequence[TokenPattern], scope: str = "token") -> None:
+        self.patterns, self.scope = list(patterns), scope
+        self._predict = patterns_predictor(self.patterns, scope)
+
+    def detect(self, windows: Sequence[Example]) -> list[bool]:
+        return [bool(self._predict(w)) for w in windows]
+
+    def fuzz(self, windows: Sequence[Example], marks: Sequence[Sequence[int]]) -> list[bool]:
+        return [bool(m) and all(any(p.ends_at(w.tokens, i) for p in self.patterns) for i in m) for w, m in zip(windows, marks)]
+
+
 SCOPES = ("token", "window")
 
 
@@ -191,15 +207,13 @@ class TokensLabeler(Labeler):
         self.min_share = min_share
         self.min_ngram_share = min_ngram_share
 
-    def label_one(self, record: FeatureRecord, *, scope: str = "token") -> Label:
+    def label_one(self, record: FeatureRecord, *, scope: str = "token", scorers: Sequence[str] | None = None) -> Label:
         patterns = token_patterns(record, max_tokens=self.max_tokens, min_share=self.min_share, min_ngram_share=self.min_ngram_share)
         details: dict[str, Any] = {"patterns": [{"tokens": list(p.tokens), "count": p.count} for p in patterns]}
-        score = None
+        label = Label(text=tokens_label_text(patterns), labeler=self.name, score=None, details=details)
         if patterns:
-            detection = score_record(record, patterns_predictor(patterns, scope))
-            details["detection"] = {**detection.details(), "scope": scope}
-            score = detection.score
-        return Label(text=tokens_label_text(patterns), labeler=self.name, score=score, details=details)
+            apply_scorers(record, label, PatternJudge(patterns, scope), scorers, extra={"scope": scope})
+        return label
 
     def check_options(self, options: Mapping[str, str]) -> str:
         """The scope; other options are ignored (they are the failed labeler's when this is the fallback)."""
@@ -210,7 +224,7 @@ class TokensLabeler(Labeler):
 
     def label(self, records: Sequence[FeatureRecord], ctx: LabelContext) -> list[Label]:
         scope = self.check_options(ctx.options)
-        return [self.label_one(record, scope=scope) for record in records]
+        return [self.label_one(record, scope=scope, scorers=ctx.scorers) for record in records]
 
 
 # -- the llm labeler --------------------------------------------------------------------
@@ -225,6 +239,8 @@ DETECT_USER = {
     "token": "Description: {explanation}\nSnippet: {snippet}\n\nDoes the token marked <<like this>> fit the description? Answer Yes or No.",
     "window": "Description: {explanation}\nSnippet: {snippet}\n\nDoes the snippet contain something that fits the description? Answer Yes or No.",
 }
+#: The fuzzing question: are the marked tokens (possibly several) the ones described?
+FUZZ_USER = "Description: {explanation}\nSnippet: {snippet}\n\nDo all the tokens marked <<like this>> fit the description? Answer Yes or No."
 
 #: ``--labeler-option`` keys of the ``llm`` labeler (besides the backend's, see :data:`saetool.interpret.llm.CHAT_OPTIONS`).
 LLM_OPTIONS = {
@@ -249,6 +265,36 @@ def snippet(example: Example, *, before: int, after: int, mark: bool) -> str:
         stripped = token.lstrip()
         token = token[: len(token) - len(stripped)] + f"<<{stripped}>>"
     return " ".join((left + token + right).split())
+
+
+def marked_window(example: Example, marks: Sequence[int]) -> str:
+    """The whole window with each token at ``marks`` marked ``<<...>>`` (for fuzzing)."""
+    chosen = set(marks)
+    parts = []
+    for i, token in enumerate(example.tokens):
+        if i in chosen:
+            stripped = token.lstrip()
+            token = token[: len(token) - len(stripped)] + f"<<{stripped}>>"
+        parts.append(token)
+    return " ".join("".join(parts).split())
+
+
+class ChatJudge:
+    """The judge of an ``llm`` label: the chat model answers Yes/No questions about windows."""
+
+    def __init__(self, lm: Any, explanation: str, settings: Mapping[str, Any]) -> None:
+        self.lm, self.explanation, self.settings = lm, explanation, settings
+
+    def _ask(self, questions: Sequence[str]) -> list[float]:
+        batch = [[{"role": "system", "content": DETECT_SYSTEM}, {"role": "user", "content": q}] for q in questions]
+        return [float(p) for p in self.lm.yes_probabilities(batch)]
+
+    def detect(self, windows: Sequence[Example]) -> list[float]:
+        s = self.settings
+        return self._ask([DETECT_USER[s["scope"]].format(explanation=self.explanation, snippet=snippet(w, before=s["before"], after=s["after"], mark=s["scope"] == "token")) for w in windows])
+
+    def fuzz(self, windows: Sequence[Example], marks: Sequence[Sequence[int]]) -> list[float]:
+        return self._ask([FUZZ_USER.format(explanation=self.explanation, snippet=marked_window(w, m)) for w, m in zip(windows, marks)])
 
 
 _PREFIX = re.compile(
@@ -326,7 +372,7 @@ class LLMLabeler(Labeler):
         from saetool.console import stderr
         from saetool.progress import token_progress
 
-        settings = self.check_options(ctx.options)
+        settings = {**self.check_options(ctx.options), "scorers": ctx.scorers}
         lm = self.lm if self.lm is not None else chat_lm(ctx.options)
         labels = []
         with token_progress("llm labels", total=len(records), enabled=len(records) > 1 and stderr().is_terminal, unit="feat") as advance:
@@ -346,20 +392,8 @@ class LLMLabeler(Labeler):
         reply = lm.complete(messages, max_new_tokens=settings["max_new_tokens"])
         explanation = clean_explanation(reply)
         if not explanation:
-            fallback = TokensLabeler().label_one(record, scope=scope)
+            fallback = TokensLabeler().label_one(record, scope=scope, scorers=settings.get("scorers"))
             fallback.details["fallback_from"] = {"labeler": self.name, "reason": "the model gave an empty explanation", **details}
             return fallback
-
-        def predict_batch(windows: Sequence[Example]) -> list[float]:
-            batch = [
-                [
-                    {"role": "system", "content": DETECT_SYSTEM},
-                    {"role": "user", "content": DETECT_USER[scope].format(explanation=explanation, snippet=snippet(w, before=before, after=after, mark=scope == "token"))},
-                ]
-                for w in windows
-            ]
-            return [float(p) for p in lm.yes_probabilities(batch)]
-
-        detection = score_record(record, predict_batch=predict_batch, limit=settings["n_score"])
-        details["detection"] = {**detection.details(), "scope": scope}
-        return Label(text=explanation, labeler=self.name, score=detection.score, details=details)
+        label = Label(text=explanation, labeler=self.name, score=None, details=details)
+        return apply_scorers(record, label, ChatJudge(lm, explanation, settings), settings.get("scorers"), limit=settings["n_score"], extra={"scope": scope})

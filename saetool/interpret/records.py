@@ -42,7 +42,9 @@ class Label:
 
     ``score`` is the detection score in [0, 1] (balanced accuracy of telling
     held-out activating windows from non-activating ones using the label; 0.5
-    is chance), or ``None`` when it could not be computed.
+    is chance), or ``None`` when it could not be computed. ``details`` holds
+    each scorer's result under its name (``detection``, ``fuzzing``: score,
+    ``chance``, ``ci95``, counts).
     """
 
     text: str
@@ -61,7 +63,12 @@ class FeatureRecord:
     among them and ``negatives`` random windows where the feature is 0 (both
     used to score labels). ``top_tokens`` counts the activating token itself,
     ``context_tokens`` the tokens around it; ``neighbours`` are the nearest
-    features by decoder cosine similarity.
+    features by decoder cosine similarity. ``interval_examples`` are random
+    activating windows from equal intervals of ``(0, max]`` (``interval_edges``),
+    weakest first; an example's ``values`` are the feature's activation at each
+    of its tokens. ``logits_positive``/``logits_negative``: the tokens whose
+    logits the decoder direction raises/lowers most through the model's final
+    norm and unembedding, with the logit change per unit of activation.
     """
 
     index: int
@@ -77,6 +84,10 @@ class FeatureRecord:
     context_tokens: list[tuple[str, int]] = field(default_factory=list)
     neighbours: list[tuple[int, float]] = field(default_factory=list)
     label: Label | None = None
+    interval_examples: list[Example] = field(default_factory=list)
+    interval_edges: list[float] = field(default_factory=list)
+    logits_positive: list[tuple[str, float]] = field(default_factory=list)
+    logits_negative: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def dead(self) -> bool:
@@ -90,9 +101,9 @@ class FeatureRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "FeatureRecord":
         data = {k: v for k, v in data.items() if k != "dead"}
-        for key in ("top_examples", "held_out", "negatives"):
+        for key in ("top_examples", "held_out", "negatives", "interval_examples"):
             data[key] = [Example(**e) for e in data.get(key, [])]
-        for key in ("top_tokens", "context_tokens", "neighbours"):
+        for key in ("top_tokens", "context_tokens", "neighbours", "logits_positive", "logits_negative"):
             data[key] = [tuple(pair) for pair in data.get(key, [])]
         if data.get("label"):
             data["label"] = Label(**data["label"])
@@ -102,12 +113,14 @@ class FeatureRecord:
 @dataclass
 class LabelContext:
     """What a labeler may use besides the records: the model name the SAE reads,
-    its tokenizer (or ``None``), and labeler options from the command line
-    (``--labeler-option KEY=VALUE``)."""
+    its tokenizer (or ``None``), labeler options from the command line
+    (``--labeler-option KEY=VALUE``) and the scorers to run on each label
+    (``None``: detection and fuzzing)."""
 
     model: str | None = None
     tokenizer: Any = None
     options: dict[str, str] = field(default_factory=dict)
+    scorers: list[str] | None = None
 
 
 class Labeler:

@@ -80,12 +80,82 @@ def fmt_score(score: float | None) -> str:
 
 
 def marked_context(ex: Example, *, markdown: bool = False) -> str:
-    """The example's window on one line, the activating token between ⟦ ⟧."""
+    """The example's window on one line, the activating token between ⟦ ⟧ and every other
+    token where the feature is active shaded in text: ``⟨token·value⟩``."""
     esc = md_escape if markdown else visible
+    values = ex.values if ex.values is not None and len(ex.values) == len(ex.tokens) else None
     parts = []
     for i, tok in enumerate(ex.tokens):
-        parts.append(f"{MARK_OPEN}{esc(tok)}{MARK_CLOSE}" if i == ex.position else esc(tok))
+        if i == ex.position:
+            parts.append(f"{MARK_OPEN}{esc(tok)}{MARK_CLOSE}")
+        elif values is not None and values[i] is not None and values[i] > 0:
+            parts.append(f"⟨{esc(tok)}·{fmt_num(values[i], 3)}⟩")
+        else:
+            parts.append(esc(tok))
     return "".join(parts)
+
+
+def score_text(label: Any, name: str) -> str:
+    """``detection 0.85 [0.70, 0.95], chance 0.50`` from a label's details ('' when absent)."""
+    d = (label.details or {}).get(name) if label is not None else None
+    if not isinstance(d, dict) or d.get("score") is None:
+        return ""
+    ci = d.get("ci95")
+    interval = f" [{fmt_score(ci[0])}, {fmt_score(ci[1])}]" if ci else ""
+    return f"{name} {fmt_score(d['score'])}{interval}, chance {fmt_score(d.get('chance', 0.5))}"
+
+
+def mean_scores(records: Sequence[FeatureRecord], names: Sequence[str] = ("detection", "fuzzing")) -> dict[str, tuple[float | None, tuple[float, float] | None, int]]:
+    """Per scorer, the mean score over the records' labels with its 95% interval and count."""
+    from saetool.interpret.scoring import mean_ci
+
+    out = {}
+    for name in names:
+        vals = [((r.label.details or {}).get(name) or {}).get("score") for r in records if r.label is not None]
+        out[name] = mean_ci(vals)
+    return out
+
+
+def mean_scores_text(records: Sequence[FeatureRecord]) -> list[str]:
+    """One line per scorer: ``mean detection score 0.71 (95% CI 0.66-0.76, chance 0.50) over 40 features``."""
+    lines = []
+    for name, (mean, ci, n) in mean_scores(records).items():
+        if mean is None:
+            continue
+        interval = f"95% CI {fmt_score(ci[0])}–{fmt_score(ci[1])}, " if ci else ""
+        lines.append(f"mean {name} score {fmt_score(mean)} ({interval}chance 0.50) over {n} features")
+    return lines
+
+
+def density_histogram_lines(summary: Any, width: int = 40) -> list[str]:
+    """The log10 density histogram of a :class:`~saetool.interpret.selection.DensitySummary` as text rows."""
+    top = max(summary.counts, default=0) or 1
+    rows = []
+    for lo, hi, c in zip(summary.edges[:-1], summary.edges[1:], summary.counts):
+        rows.append(f"{lo:6.2f} to {hi:6.2f} | {'#' * math.ceil(c / top * width) if c else '':<{width}} {c}")
+    return rows
+
+
+def summary_lines(summary: Any) -> list[str]:
+    """Dead and dense counts of all features, one line."""
+    return [
+        f"{summary.d_sae} features over {summary.n_tokens} tokens: {summary.live} live, {len(summary.dead)} dead (never active), "
+        f"{len(summary.dense)} dense (active on more than {fmt_density(summary.dense_threshold)} of tokens)"
+    ]
+
+
+def _logit_list(pairs: Sequence[tuple[str, float]], *, markdown: bool, limit: int = 10) -> str:
+    quote = (lambda t: md_escape(token_repr(t))) if markdown else token_repr
+    return ", ".join(f"{quote(t)} ({v:+.3g})" for t, v in pairs[:limit]) if pairs else "none"
+
+
+def _interval_name(r: FeatureRecord, ex: Example) -> str:
+    edges = r.interval_edges
+    if len(edges) < 2 or not edges[-1] > 0:
+        return ""
+    n = len(edges) - 1
+    i = min(n - 1, max(0, int(ex.activation / edges[-1] * n)))
+    return f"{i * 100 // n}–{(i + 1) * 100 // n}% of max"
 
 
 def sparkline(counts: Sequence[int]) -> str:
@@ -109,7 +179,10 @@ def _label_line(record: FeatureRecord) -> tuple[str, str] | None:
     if record.label is None:
         return None
     extra = [record.label.labeler] if record.label.labeler else []
-    if record.label.score is not None:
+    scored = [t for t in (score_text(record.label, n) for n in ("detection", "fuzzing")) if t]
+    if scored:
+        extra += scored
+    elif record.label.score is not None:
         extra.append(f"detection score {fmt_score(record.label.score)}")
     return record.label.text, ", ".join(extra)
 
@@ -129,8 +202,11 @@ def report_markdown(
     meta: dict[str, Any] | None = None,
     examples: int = 10,
     tokens: int = 10,
+    summary: Any = None,
 ) -> str:
-    """The markdown report: a summary table, then one section per live feature; dead features listed."""
+    """The markdown report: the feature-density summary of all features (with ``summary``, a
+    :class:`~saetool.interpret.selection.DensitySummary`), a table of the reported features
+    with their mean scores, then one section per live feature; dead ones listed."""
     live = [r for r in records if not r.dead]
     dead = [r for r in records if r.dead]
     labelled = sum(r.label is not None for r in records)
@@ -140,26 +216,42 @@ def report_markdown(
         out.append(f"- **{md_escape(str(key))}**: {md_escape(str(value))}")
     if shown_meta:
         out.append("")
+    out += ["## Summary", ""]
+    if summary is not None:
+        out += [md_escape(line) for line in summary_lines(summary)] + [""]
+        out += ["Feature density over all features (log10 of the fraction of tokens each live feature is active on):", "", "```text"]
+        out += density_histogram_lines(summary) + ["```", ""]
+    dense_ids = {f for f, _ in summary.dense} if summary is not None else set()
+    out += [f"{len(records)} features: {len(live)} live, {len(dead)} dead; {labelled} labelled."]
+    scores = mean_scores_text(records)
+    out += ([""] + [f"**{line[0].upper() + line[1:]}.**" for line in scores]) if scores else []
     out += [
-        "## Summary",
         "",
-        f"{len(records)} features: {len(live)} live, {len(dead)} dead; {labelled} labelled.",
-        "",
-        "| Feature | Label | Score | Density | Max | Mean | Top tokens |",
-        "|---:|---|---:|---:|---:|---:|---|",
+        "| Feature | Label | Detection | Fuzzing | Density | Max | Mean | Top tokens |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in records:
         link = f"[{r.index}](#feature-{r.index})" if not r.dead else str(r.index)
         label = "*dead*" if r.dead and r.label is None else (md_escape(r.label.text) if r.label else "")
-        score = fmt_score(r.label.score) if r.label else "–"
+        det = fmt_score(r.label.score) if r.label else "–"
+        fuzz = fmt_score(((r.label.details or {}).get("fuzzing") or {}).get("score")) if r.label else "–"
         top = _token_list(r.top_tokens, markdown=True, limit=3) if r.top_tokens else ""
+        dense = " (dense)" if r.index in dense_ids else ""
         out.append(
-            f"| {link} | {label} | {score} | {fmt_density(r.density)} | {fmt_num(r.max_activation)} "
+            f"| {link} | {label} | {det} | {fuzz} | {fmt_density(r.density)}{dense} | {fmt_num(r.max_activation)} "
             f"| {fmt_num(r.mean_activation)} | {top} |"
         )
     out.append("")
     if dead:
         out += ["**Dead features** (never active): " + ", ".join(str(r.index) for r in dead), ""]
+    if summary is not None and summary.dense:
+        shown = ", ".join(f"{f} ({fmt_density(d)})" for f, d in summary.dense[:50])
+        more = f" and {len(summary.dense) - 50} more" if len(summary.dense) > 50 else ""
+        out += [f"**Dense features** (active on more than {fmt_density(summary.dense_threshold)} of tokens; not sampled for this report): {shown}{more}", ""]
+    if summary is not None and summary.dead and not dead:
+        shown = ", ".join(str(f) for f in summary.dead[:50])
+        more = f" and {len(summary.dead) - 50} more" if len(summary.dead) > 50 else ""
+        out += [f"**Dead features** (never active): {shown}{more}", ""]
     sections = {r.index for r in live}
     for r in live:
         out += _feature_markdown(r, sections, examples=examples, tokens=tokens)
@@ -186,10 +278,22 @@ def _feature_markdown(r: FeatureRecord, sections: set[int], *, examples: int, to
     if spark and len(r.histogram_edges) == len(r.histogram_counts) + 1:
         lo, hi = r.histogram_edges[0], r.histogram_edges[-1]
         out += [f"Activation histogram ({fmt_num(lo)} to {fmt_num(hi)}, {sum(r.histogram_counts)} activations): `{spark}`", ""]
+    if r.logits_positive or r.logits_negative:
+        out += [
+            "**Logit effects** (decoder direction through the final norm's scale and the unembedding; logit change per unit of activation)  ",
+            f"Promoted: {_logit_list(r.logits_positive, markdown=True)}  ",
+            f"Suppressed: {_logit_list(r.logits_negative, markdown=True)}",
+            "",
+        ]
     if r.top_examples:
-        out += ["**Top activating examples**", "", "| # | Activation | Context |", "|---:|---:|---|"]
+        out += ["**Top activating examples** (⟦activating token⟧, ⟨other active token·activation⟩)", "", "| # | Activation | Context |", "|---:|---:|---|"]
         for i, ex in enumerate(r.top_examples[:examples], 1):
             out.append(f"| {i} | {fmt_num(ex.activation)} | {marked_context(ex, markdown=True)} |")
+        out.append("")
+    if r.interval_examples:
+        out += ["**Examples by activation interval** (random activating tokens, weakest first)", "", "| Interval | Activation | Context |", "|---|---:|---|"]
+        for ex in r.interval_examples:
+            out.append(f"| {_interval_name(r, ex)} | {fmt_num(ex.activation)} | {marked_context(ex, markdown=True)} |")
         out.append("")
     if r.held_out:
         out += ["**Held-out examples**", "", "| Activation | Context |", "|---:|---|"]
@@ -213,9 +317,10 @@ def write_report(
     meta: dict[str, Any] | None = None,
     examples: int = 10,
     tokens: int = 10,
+    summary: Any = None,
 ) -> Path:
     """Write :func:`report_markdown` to ``path`` atomically; returns the path."""
-    return write_text_atomic(path, report_markdown(records, title=title, meta=meta, examples=examples, tokens=tokens))
+    return write_text_atomic(path, report_markdown(records, title=title, meta=meta, examples=examples, tokens=tokens, summary=summary))
 
 
 # -- terminal text ------------------------------------------------------------------------------------
@@ -241,13 +346,16 @@ def feature_report_text(record: FeatureRecord, *, examples: int | None = None, t
         for lo, hi, c in rows:
             bar = "█" * (math.ceil(c / top * 40) if c else 0)
             out.append(f"  {fmt_num(lo):>8} – {fmt_num(hi):<8} {bar} {c}")
-    for heading, exs, n in (("Top {n} Activating Examples", r.top_examples, examples), ("{n} Held-out Examples", r.held_out, examples)):
+    if r.logits_positive or r.logits_negative:
+        out += ["", "Logit effects (per unit of activation):", f"  Promoted: {_logit_list(r.logits_positive, markdown=False)}", f"  Suppressed: {_logit_list(r.logits_negative, markdown=False)}"]
+    for heading, exs, n in (("Top {n} Activating Examples", r.top_examples, examples), ("{n} Held-out Examples", r.held_out, examples), ("{n} Examples by Activation Interval", r.interval_examples, examples)):
         if not exs:
             continue
         shown = exs[:n]
         out += ["", heading.format(n=len(shown)) + ":", THIN_RULE]
         for i, ex in enumerate(shown, 1):
-            out += ["", f"[Example {i}] Activation: {fmt_num(ex.activation)}", f"  Activating text: {token_repr(ex.token)}", f"  Context: {marked_context(ex)}"]
+            where_in = f" ({_interval_name(r, ex)})" if exs is r.interval_examples else ""
+            out += ["", f"[Example {i}] Activation: {fmt_num(ex.activation)}{where_in}", f"  Activating text: {token_repr(ex.token)}", f"  Context: {marked_context(ex)}"]
             if ex.token_position >= 0:
                 where = f"  Position in sequence: {ex.token_position}"
                 out.append(where + (f" (sequence {ex.seq_index})" if ex.seq_index >= 0 else ""))

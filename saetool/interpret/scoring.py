@@ -1,28 +1,46 @@
-"""Detection scoring: how well a label tells activating windows from non-activating ones.
+"""Scoring labels: how well a label predicts where its feature fires (after delphi's scorers).
 
-A predictor looks at one :class:`~saetool.interpret.records.Example` (never
-at its activation) and says whether the feature fires there: ``True``/``False``
-or a probability. :func:`detection_score` runs it over a feature's held-out
-activating windows (positives) and its non-activating windows (negatives) and
-reports the balanced accuracy (mean of the true-positive and true-negative
-rates, 0.5 = chance) at threshold 0.5, plus the AUROC when the predictor gives
-probabilities.
+A labeler gives, per feature, a :class:`Judge`: something that reads windows
+(never their activations) and answers questions about them from the label
+alone. Scorers (``register_scorers`` hook; built-ins ``detection`` and
+``fuzzing``) ask the questions and compare the answers with the truth:
+
+* ``detection``: does the feature fire on the marked token of this window?
+  Asked of held-out activating windows (not among those the label was made
+  from) and of random windows where the feature is 0.
+* ``fuzzing``: in this held-out activating window, are the marked tokens the
+  ones the label describes? Each window is shown twice, once with its
+  activating tokens marked and once with as many non-activating tokens marked
+  at random.
+
+Every score is a balanced accuracy (mean of the true-positive and
+true-negative rates at threshold 0.5) with its **chance level** (0.5: a judge
+that ignores the text, or always says yes, gets exactly 0.5) and a 95%
+**confidence interval** (Agresti-Caffo: each rate with one success and one
+failure added, normal approximation); the AUROC too when the judge gives
+probabilities. :func:`mean_ci` summarises a score over many features.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+import math
+import random
+from typing import Any, Callable, Protocol, Sequence
 
-from saetool.interpret.records import Example, FeatureRecord
+from saetool.interpret.records import Example, FeatureRecord, Label
 
 Predictor = Callable[[Example], "bool | float"]
 BatchPredictor = Callable[[Sequence[Example]], Sequence["bool | float"]]
 
 
+#: Two-sided 95% normal quantile.
+Z95 = 1.959963984540054
+
+
 @dataclass
 class Detection:
-    """A detection score and what it was computed from."""
+    """A balanced-accuracy score (detection, fuzzing or a plugin's) and what it was computed from."""
 
     balanced_accuracy: float | None
     auroc: float | None
@@ -30,16 +48,29 @@ class Detection:
     n_negative: int
     true_positive_rate: float | None
     true_negative_rate: float | None
+    name: str = "detection"
+    chance: float = 0.5
 
     @property
     def score(self) -> float | None:
         """The label's score: the balanced accuracy (``None`` without both classes)."""
         return self.balanced_accuracy
 
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """95% confidence interval of the balanced accuracy (Agresti-Caffo), or ``None``."""
+        if self.balanced_accuracy is None or self.true_positive_rate is None or self.true_negative_rate is None:
+            return None
+        return balanced_accuracy_ci(self.true_positive_rate, self.n_positive, self.true_negative_rate, self.n_negative)
+
     def details(self) -> dict[str, Any]:
         """JSON-ready fields for :attr:`Label.details`."""
+        ci = self.ci
         out: dict[str, Any] = {
-            "metric": "detection balanced accuracy",
+            "metric": f"{self.name} balanced accuracy",
+            "chance": self.chance,
+            "ci95": None if ci is None else [_round(ci[0]), _round(ci[1])],
+            "score": _round(self.balanced_accuracy),
             "n_positive": self.n_positive,
             "n_negative": self.n_negative,
             "true_positive_rate": _round(self.true_positive_rate),
@@ -48,6 +79,37 @@ class Detection:
         if self.auroc is not None:
             out["auroc"] = _round(self.auroc)
         return out
+
+
+def balanced_accuracy_ci(tpr: float, n_pos: int, tnr: float, n_neg: int, z: float = Z95) -> tuple[float, float]:
+    """Agresti-Caffo interval of ``(tpr + tnr) / 2``: each rate with one success and one failure
+    added (so an all-correct small sample does not get a zero-width interval), clipped to [0, 1]."""
+    p1 = (tpr * n_pos + 1) / (n_pos + 2)
+    p2 = (tnr * n_neg + 1) / (n_neg + 2)
+    centre = (p1 + p2) / 2
+    half = z * 0.5 * math.sqrt(p1 * (1 - p1) / (n_pos + 2) + p2 * (1 - p2) / (n_neg + 2))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_ci(values: Sequence[float | None], z: float = Z95) -> tuple[float | None, tuple[float, float] | None, int]:
+    """``(mean, 95% interval, n)`` of the scores that are not ``None`` (Student t when scipy is
+    there, else normal; no interval below two scores)."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
+    n = len(xs)
+    if not n:
+        return None, None, 0
+    mean = sum(xs) / n
+    if n < 2:
+        return mean, None, n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    try:
+        from scipy.stats import t
+
+        q = float(t.ppf(0.975, n - 1))
+    except ImportError:  # pragma: no cover - scipy ships with the test and default installs
+        q = z
+    half = q * sd / math.sqrt(n)
+    return mean, (mean - half, mean + half), n
 
 
 def _round(value: float | None) -> float | None:
@@ -129,3 +191,122 @@ def score_record(record: FeatureRecord, predict: Predictor | None = None, *, pre
     positives = record.held_out[:limit] if limit is not None else record.held_out
     negatives = record.negatives[:limit] if limit is not None else record.negatives
     return detection_score(predict, positives, negatives, predict_batch=predict_batch)
+
+
+# -- judges and scorers ---------------------------------------------------------------------------
+class Judge(Protocol):
+    """What a labeler's label says about windows (activations are never shown to it).
+
+    ``detect``: for each window, whether (or how likely) the feature fires on
+    its marked token. ``fuzz``: for each window and list of token positions,
+    whether the marked tokens are the ones the label describes.
+    """
+
+    def detect(self, windows: Sequence[Example]) -> Sequence["bool | float"]: ...
+
+    def fuzz(self, windows: Sequence[Example], marks: Sequence[Sequence[int]]) -> Sequence["bool | float"]: ...
+
+
+class Scorer:
+    """Base class for label scorers (``register_scorers`` hook).
+
+    ``score`` returns a :class:`Detection` (a balanced accuracy with its
+    ``chance`` level and confidence interval), or ``None`` when the record has
+    too little data. ``limit`` caps the windows of each kind.
+    """
+
+    name: str = ""
+    description: str = ""
+    chance: float = 0.5
+
+    def score(self, record: FeatureRecord, label: Label, judge: Judge, *, limit: int | None = None, seed: int = 0) -> Detection | None:
+        raise NotImplementedError
+
+
+class DetectionScorer(Scorer):
+    name = "detection"
+    description = "Does the feature fire on the marked token? Held-out activating windows vs windows where it is 0"
+
+    def score(self, record: FeatureRecord, label: Label, judge: Judge, *, limit: int | None = None, seed: int = 0) -> Detection | None:
+        return score_record(record, predict_batch=judge.detect, limit=limit)
+
+
+def fuzz_marks(example: Example, rng: random.Random) -> tuple[list[int], list[int]] | None:
+    """``(right, wrong)`` marks of a window: its activating tokens, and as many of its
+    non-activating tokens drawn at random; ``None`` without per-token values or when
+    either kind of token is missing."""
+    if example.values is None or len(example.values) != len(example.tokens):
+        return None
+    right = [i for i, v in enumerate(example.values) if v is not None and v > 0]
+    other = [i for i, v in enumerate(example.values) if v is not None and not v > 0]
+    if not right or len(other) < len(right):
+        return None
+    return right, sorted(rng.sample(other, len(right)))
+
+
+class FuzzingScorer(Scorer):
+    name = "fuzzing"
+    description = "Are the marked tokens the ones the label describes? Each held-out window with its activating tokens marked, and with as many other tokens marked at random"
+
+    def score(self, record: FeatureRecord, label: Label, judge: Judge, *, limit: int | None = None, seed: int = 0) -> Detection | None:
+        rng = random.Random(seed * 1_000_003 + record.index)
+        windows, right, wrong = [], [], []
+        for ex in record.held_out[:limit] if limit is not None else record.held_out:
+            marks = fuzz_marks(ex, rng)
+            if marks is not None:
+                windows.append(ex)
+                right.append(marks[0])
+                wrong.append(marks[1])
+        if not windows:
+            return None
+        raw = list(judge.fuzz(windows + windows, right + wrong))
+        if len(raw) != 2 * len(windows):
+            raise ValueError(f"the judge returned {len(raw)} answers for {2 * len(windows)} marked windows")
+        return _from_predictions(raw, len(windows), name=self.name)
+
+
+def _from_predictions(raw: Sequence["bool | float"], n_pos: int, *, name: str, threshold: float = 0.5) -> Detection:
+    """Balanced accuracy of answers whose first ``n_pos`` should be yes and the rest no."""
+    n_neg = len(raw) - n_pos
+    values = [float(p) for p in raw]
+    decisions = [v >= threshold for v in values]
+    tpr = sum(decisions[:n_pos]) / n_pos
+    tnr = sum(not d for d in decisions[n_pos:]) / n_neg
+    probabilistic = any(not _is_bool(p) for p in raw)
+    area = auroc(values[:n_pos], values[n_pos:]) if probabilistic else None
+    return Detection((tpr + tnr) / 2, area, n_pos, n_neg, tpr, tnr, name=name)
+
+
+#: Scorers run by default, in this order; the first gives :attr:`Label.score`.
+DEFAULT_SCORERS = ("detection", "fuzzing")
+
+
+def parse_scorers(spec: "str | Sequence[str] | None") -> list[str]:
+    """Scorer names from ``"detection,fuzzing"`` (checked against the registered ones)."""
+    from saetool.errors import SaetoolError
+    from saetool.plugins import host
+
+    names = list(DEFAULT_SCORERS) if spec is None else [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    known = host().collect("scorers")
+    for n in names:
+        if n not in known:
+            raise SaetoolError(f"unknown scorer {n!r}", hint="choose from: " + ", ".join(sorted(known)))
+    return names
+
+
+def apply_scorers(record: FeatureRecord, label: Label, judge: Judge, names: Sequence[str] | None = None, *, limit: int | None = None, seed: int = 0, extra: dict[str, Any] | None = None) -> Label:
+    """Run the scorers on ``label``: each result under ``label.details[name]`` (with
+    ``extra`` fields), and ``label.score`` the first scorer's value (detection by default)."""
+    from saetool.plugins import host
+
+    first = True
+    for name in names if names is not None else DEFAULT_SCORERS:
+        scorer = host().get("scorers", name)
+        result = scorer.score(record, label, judge, limit=limit, seed=seed)
+        if result is not None:
+            result.chance = getattr(scorer, "chance", result.chance)
+            label.details[name] = {**result.details(), **(extra or {})}
+        if first:
+            label.score = None if result is None else result.score
+            first = False
+    return label

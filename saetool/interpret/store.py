@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 KIND = "features"
 SCHEMA_VERSION = 1
-EXAMPLE_GROUPS = ("top", "held_out", "negatives")
+EXAMPLE_GROUPS = ("top", "held_out", "negatives", "intervals")
 REQUIRED_DATASETS = ("stats/density", "stats/max", "stats/mean", "features/index", "examples/top/values", "vocab/ids", "vocab/text")
 
 
@@ -39,6 +39,7 @@ class ExampleArrays:
     token_position: "np.ndarray"  # [F, m] position in that window
     token_ids: "np.ndarray"  # [F, m, W] int32, -1 padded
     position: "np.ndarray"  # [F, m] index of the marked token in token_ids
+    token_values: "np.ndarray | None" = None  # [F, m, W] float32 the feature's activation at each token (NaN: unknown)
 
 
 def _ds(group: "h5py.Group", name: str, array: Any, **kw: Any) -> None:
@@ -63,8 +64,9 @@ def write_features(fh: "h5py.File", data: dict[str, Any]) -> None:
     for g in EXAMPLE_GROUPS:
         ex: ExampleArrays = data["examples"][g]
         grp = fh.require_group(f"examples/{g}")
-        for field in ("values", "row", "seq_index", "token_position", "token_ids", "position"):
-            _ds(grp, field, getattr(ex, field))
+        for field in ("values", "row", "seq_index", "token_position", "token_ids", "position", "token_values"):
+            if getattr(ex, field) is not None:
+                _ds(grp, field, getattr(ex, field))
     c = fh.require_group("common")
     for name, arr in data["common"].items():
         _ds(c, name, arr)
@@ -72,6 +74,14 @@ def write_features(fh: "h5py.File", data: dict[str, Any]) -> None:
     _ds(n, "index", data["neighbours_index"].astype(np.int64))
     _ds(n, "cosine", data["neighbours_cosine"].astype(np.float32))
     _ds(fh.require_group("decoder"), "directions", data["directions"].astype(np.float32))
+    if data.get("interval_edges") is not None:
+        _ds(fh["examples/intervals"], "edges", np.asarray(data["interval_edges"], np.float32))
+    if data.get("logits") is not None:
+        lg = fh.require_group("logits")
+        for name, arr in data["logits"].items():
+            _ds(lg, name, arr)
+    if data.get("summary") is not None:
+        fh.attrs["summary"] = json.dumps(data["summary"], sort_keys=True)
     v = fh.require_group("vocab")
     _ds(v, "ids", np.asarray(data["vocab_ids"], np.int64))
     _ds(v, "text", text_array(data["vocab_text"]), dtype=h5py.string_dtype())
@@ -119,6 +129,15 @@ class FeaturesFile:
         """``count``, ``density``, ``max``, ``mean``, ``std`` for all ``d_sae`` features."""
         g = self.artifact.file["stats"]
         return {name: g[name][()] for name in g}
+
+    def summary(self) -> Any:
+        """The :class:`~saetool.interpret.selection.DensitySummary` of all features."""
+        from saetool.interpret.selection import DENSE_THRESHOLD, DensitySummary, density_summary
+
+        raw = _text(self.artifact.file.attrs.get("summary"))
+        if raw:
+            return DensitySummary.from_json(json.loads(raw))
+        return density_summary(self.stats()["count"], self.n_tokens, float(self.settings.get("dense_threshold", DENSE_THRESHOLD)))
 
     def check_features(self, features: Iterable[int]) -> list[int]:
         """``features`` as ints; one-line error for ids out of range or not stored."""
@@ -182,11 +201,13 @@ def records_from_h5(fh: "h5py.File | h5py.Group", feats: Sequence[int]) -> list[
     edges, counts = fh["histogram/edges"][()], fh["histogram/counts"][()]
     com = {name: fh[f"common/{name}"][()] for name in fh["common"]}
     nb_i, nb_c = fh["neighbours/index"][()], fh["neighbours/cosine"][()]
-    ex = {g: {name: fh[f"examples/{g}/{name}"][()] for name in fh[f"examples/{g}"]} for g in EXAMPLE_GROUPS}
+    groups = [g for g in EXAMPLE_GROUPS if f"examples/{g}" in fh]
+    ex = {g: {name: fh[f"examples/{g}/{name}"][()] for name in fh[f"examples/{g}"]} for g in groups}
+    lg = {name: fh[f"logits/{name}"][()] for name in fh["logits"]} if "logits" in fh else None
     lab = fh["labels"] if "labels" in fh else None
     out = []
     for f, p in zip(feats, pos):
-        examples = {g: _examples(ex[g], p, vocab) for g in EXAMPLE_GROUPS}
+        examples = {g: _examples(ex[g], p, vocab) if g in ex else [] for g in EXAMPLE_GROUPS}
         label = None
         if lab is not None and _text(lab["text"][p]):
             score = float(lab["score"][p])
@@ -206,6 +227,10 @@ def records_from_h5(fh: "h5py.File | h5py.Group", feats: Sequence[int]) -> list[
                 context_tokens=_pairs(com["context_token_ids"][p], com["context_token_counts"][p], vocab),
                 neighbours=[(int(i), float(c)) for i, c in zip(nb_i[p], nb_c[p]) if i >= 0],
                 label=label,
+                interval_examples=examples["intervals"],
+                interval_edges=[float(x) for x in ex["intervals"]["edges"][p]] if "intervals" in ex and "edges" in ex["intervals"] else [],
+                logits_positive=_logit_pairs(lg, "positive", p, vocab),
+                logits_negative=_logit_pairs(lg, "negative", p, vocab),
             )
         )
     return out
@@ -217,11 +242,20 @@ def _examples(group: dict[str, Any], p: int, vocab: dict[int, str]) -> list[Exam
     rows = group["row"][p]
     vals, seq, tpos = group["values"][p], group["seq_index"][p], group["token_position"][p]
     toks, mark = group["token_ids"][p], group["position"][p]
+    tv = group["token_values"][p] if "token_values" in group else None
     out = []
     for j in np.flatnonzero(rows >= 0).tolist():
-        ids = [int(t) for t in toks[j] if t >= 0]
-        out.append(Example(activation=float(vals[j]), token_ids=ids, tokens=[vocab.get(t, f"<{t}>") for t in ids], position=int(mark[j]), seq_index=int(seq[j]), token_position=int(tpos[j])))
+        keep = toks[j] >= 0
+        ids = [int(t) for t in toks[j][keep]]
+        values = None if tv is None else [None if np.isnan(v) else float(v) for v in tv[j][keep]]
+        out.append(Example(activation=float(vals[j]), token_ids=ids, tokens=[vocab.get(t, f"<{t}>") for t in ids], position=int(mark[j]), seq_index=int(seq[j]), token_position=int(tpos[j]), values=values))
     return out
+
+
+def _logit_pairs(lg: dict[str, Any] | None, side: str, p: int, vocab: dict[int, str]) -> list[tuple[str, float]]:
+    if lg is None or f"{side}_ids" not in lg:
+        return []
+    return [(vocab.get(int(i), f"<{int(i)}>"), float(v)) for i, v in zip(lg[f"{side}_ids"][p], lg[f"{side}_values"][p]) if i >= 0]
 
 
 def _pairs(ids: "np.ndarray", counts: "np.ndarray", vocab: dict[int, str]) -> list[tuple[str, int]]:

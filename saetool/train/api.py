@@ -223,7 +223,7 @@ def _write(result: "TrainResult", out: Path, source: "ActivationSource", inputs:
     hooks = [source.hook] + ([source.hook_out] if source.hook_out else [])
     provenance = build_provenance(model=source.model, hooks=hooks, corpus=result.training.get("corpus"), parents=list(inputs), train=result.config.to_dict())
     samples = result.samples
-    extra = (lambda fh: write_samples(fh, samples, source, model=source.model)) if samples is not None else None
+    extra = (lambda fh: write_samples(fh, samples, source, model=source.model, sae=result.sae)) if samples is not None else None
 
     csv_path = history_csv_path(out)
     tmp_csv = csv_path.with_name(csv_path.name + ".partial")

@@ -192,8 +192,56 @@ def merge_topk_sparse(values: "torch.Tensor", rows: "torch.Tensor", feat: "torch
     return merge_topk(values, rows, block_v, block_r, k)
 
 
-def write_samples(fh: "h5py.File", collector: SampleCollector, source: "ActivationSource", *, scale: float = 1.0, model: str | None = None) -> None:
-    """Store the collector's chosen features, with contexts, as ``fh['samples']``."""
+def values_at(sae: Any, acts: Any, hook: str, rows: "np.ndarray", feats: "np.ndarray") -> "np.ndarray":
+    """``sae.encode(x[rows])[feats]`` pairwise for an activations file, encoding each distinct
+    row once, in blocks of 4096."""
+    import numpy as np
+    import torch
+
+    from saetool.artifacts.arrays import from_storage
+
+    out = np.empty(len(rows), np.float32)
+    if not len(rows):
+        return out
+    uniq, inv = np.unique(rows, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    bounds = np.searchsorted(inv[order], np.arange(0, len(uniq) + 4096, 4096))
+    ds = acts.artifact.file[f"activations/{hook}"]
+    for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if lo == hi:
+            continue
+        x = from_storage(_read_sorted(ds, uniq[b * 4096 : (b + 1) * 4096]), ds.attrs.get("saetool_dtype", "float32"))
+        with torch.no_grad():
+            f = sae.encode(x.to(device=sae.device, dtype=sae.dtype)).float().cpu()
+        sel = order[lo:hi]
+        out[sel] = f[torch.as_tensor(inv[sel] - b * 4096), torch.as_tensor(np.asarray(feats)[sel])].numpy()
+    return out
+
+
+def final_values(sae: Any, source: "ActivationSource", feats: "np.ndarray", rows: "np.ndarray") -> "np.ndarray":
+    """The final SAE's activations ``[F, m]`` of features ``feats`` at global ``rows`` (-1: NaN)."""
+    import numpy as np
+
+    out = np.full(rows.shape, np.nan, np.float32)
+    valid = rows >= 0
+    if valid.any():
+        fi, mi = np.nonzero(valid)
+        file_idx, local = source.locate(rows[valid])
+        vals = np.empty(len(fi), np.float32)
+        for i, f in enumerate(source.files):
+            sel = np.flatnonzero(file_idx == i)
+            if sel.size:
+                vals[sel] = values_at(sae, f, source.hook, local[sel], np.asarray(feats)[fi[sel]])
+        out[fi, mi] = vals
+    return out
+
+
+def write_samples(fh: "h5py.File", collector: SampleCollector, source: "ActivationSource", *, scale: float = 1.0, model: str | None = None, sae: Any = None) -> None:
+    """Store the collector's chosen features, with contexts, as ``fh['samples']``.
+
+    With the final ``sae``, each stored token's value is recomputed with it (the
+    collector saw the SAE of the step it collected at) and the samples re-sorted;
+    ``values_from`` says which. Counts and means stay those of the collection steps."""
     import numpy as np
 
     feats = collector.chosen_features()
@@ -203,6 +251,11 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
     valid = rows >= 0
     values[~valid] = np.nan
     values *= scale
+    if sae is not None:
+        values = final_values(sae, source, feats, rows)
+        order = np.argsort(np.where(np.isnan(values), np.inf, -values), axis=1, kind="stable")
+        values, rows = np.take_along_axis(values, order, 1), np.take_along_axis(rows, order, 1)
+        valid = rows >= 0
     F = len(feats)
     out = {
         "token_ids": np.full((F, m), -1, np.int32),
@@ -232,10 +285,15 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
     g.attrs["d_sae"] = collector.d_sae
     g.attrs["collections"] = collector.collections
     g.attrs["tokens_seen"] = collector.tokens_seen
+    g.attrs["values_from"] = "final SAE" if sae is not None else "collection steps"
+    g.attrs["statistics_from"] = "collection steps"
     _dataset(g, "feature_idx", np.asarray(feats, np.int64))
     _dataset(g, "activation_count", count.astype(np.int64))
     _dataset(g, "mean_activation", (np.where(count > 0, total / np.maximum(count, 1), 0.0) * scale).astype(np.float32))
-    _dataset(g, "max_activation", (collector.max[feats].cpu().numpy() * scale).astype(np.float32))
+    mx = collector.max[feats].cpu().numpy() * scale
+    if sae is not None:  # the largest stored value is the final SAE's; the collection maximum may be an earlier step's
+        mx = np.where(np.isnan(values).all(1), 0.0, np.nanmax(np.where(np.isnan(values), -np.inf, values), axis=1))
+    _dataset(g, "max_activation", mx.astype(np.float32))
     _dataset(g, "values", values)
     for name, array in out.items():
         _dataset(g, name, array)
@@ -329,6 +387,7 @@ class StoredSamples:
                         "position": int(a["position"][i, j]),
                         "context_tokens": ctx,
                         "context_text": decode(ctx) if decode else None,
+                        "context_token_texts": [decode([t]) for t in ctx] if decode else None,
                         "context_position": int(a["context_position"][i, j]),
                         "seq_index": int(a["seq_index"][i, j]),
                         "source": self.sources[int(a["source"][i, j])] if 0 <= int(a["source"][i, j]) < len(self.sources) else None,
@@ -355,7 +414,7 @@ def read_samples(path: str | Path) -> StoredSamples:
         g = art.file[GROUP]
         arrays = {name: g[name][()] for name in g}
         return StoredSamples(
-            settings=json.loads(_text(g.attrs.get("settings")) or "{}"),
+            settings={**json.loads(_text(g.attrs.get("settings")) or "{}"), "values_from": _text(g.attrs.get("values_from")) or "collection steps"},
             sources=json.loads(_text(g.attrs.get("sources")) or "[]"),
             model=_text(g.attrs.get("model")) or "",
             d_sae=int(g.attrs.get("d_sae", 0)),
@@ -405,9 +464,13 @@ def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, token
         "sample_context_size": s.get("context"),
         "sample_activation_threshold": s.get("threshold"),
         "collections": stored.collections,
+        "values_from": stored.settings.get("values_from"),
         "tokens_seen": stored.tokens_seen,
         "sources": stored.sources,
         "features": [rec["statistics"] for rec in records],
     }
     (out / "collection_summary.json").write_text(json.dumps(summary, indent=2))
+    from saetool.interpret.samples_view import write_samples_report
+
+    write_samples_report(out)
     return out

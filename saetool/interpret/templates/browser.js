@@ -178,6 +178,52 @@
     parent.appendChild(ol);
   }
 
+  function logitTables(parent, f) {
+    var pos = f.logits_positive || [], neg = f.logits_negative || [];
+    if (!pos.length && !neg.length) { parent.appendChild(el("p", "muted", "Not computed (no model, or the SAE does not write into the residual stream).")); return; }
+    parent.appendChild(el("p", "muted", "Decoder direction through the final norm's scale and the unembedding: logit change per unit of activation."));
+    var box = el("div", "logits");
+    [["Promoted", pos, "pos"], ["Suppressed", neg, "neg"]].forEach(function (side) {
+      var col = el("table", "logit " + side[2]);
+      var head = el("tr");
+      head.appendChild(el("th", null, side[0]));
+      head.appendChild(el("th", null, "logit"));
+      col.appendChild(head);
+      side[1].forEach(function (p) {
+        var tr = el("tr");
+        tr.appendChild(el("td", "tt", quoted(p[0])));
+        tr.appendChild(el("td", "n", (p[1] > 0 ? "+" : "") + num(p[1], 3)));
+        col.appendChild(tr);
+      });
+      box.appendChild(col);
+    });
+    parent.appendChild(box);
+  }
+
+  function densityHistogram(s) {
+    var counts = s.log10_density_counts, edges = s.log10_density_edges;
+    var W = 640, H = 160, L = 44, B = 22, T = 8, R = 8;
+    var top = Math.max.apply(null, counts.concat([1]));
+    var bw = (W - L - R) / counts.length;
+    var root = svg("svg", { "class": "hist density", viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "feature density histogram" });
+    counts.forEach(function (c, i) {
+      var h = (c / top) * (H - B - T);
+      var dense = edges[i] >= Math.log10(s.dense_threshold) - 1e-9;
+      var bar = svg("rect", { "class": dense ? "bar dense" : "bar", x: L + i * bw + 0.5, y: H - B - h, width: Math.max(bw - 1, 0.5), height: h });
+      var tip = svg("title");
+      tip.textContent = "log10 density " + num(edges[i], 3) + " to " + num(edges[i + 1], 3) + ": " + c + " features";
+      bar.appendChild(tip);
+      root.appendChild(bar);
+    });
+    root.appendChild(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B }));
+    [[L, H - 6, "start", num(edges[0], 3)], [W - R, H - 6, "end", num(edges[edges.length - 1], 3) + " (log10 density)"], [L - 4, T + 8, "end", num(top)], [L - 4, H - B, "end", "0"]].forEach(function (l) {
+      var t = svg("text", { x: l[0], y: l[1], "text-anchor": l[2] });
+      t.textContent = l[3];
+      root.appendChild(t);
+    });
+    return root;
+  }
+
   function tokenChips(parent, pairs) {
     if (!pairs || !pairs.length) { parent.appendChild(el("p", "muted", "None.")); return; }
     var box = el("div", "chips");
@@ -201,6 +247,14 @@
       var info = [f.label.labeler + " labeler"];
       if (f.label.score !== null && f.label.score !== undefined) info.push("detection score " + num(f.label.score, 2));
       view.appendChild(el("div", "label-info", info.join(" · ")));
+      var scored = el("div", "scores");
+      ["detection", "fuzzing"].forEach(function (name) {
+        var d = f.label.details && f.label.details[name];
+        if (!d || d.score === null || d.score === undefined) return;
+        var ci = d.ci95 ? " [" + d.ci95[0].toFixed(2) + ", " + d.ci95[1].toFixed(2) + "]" : "";
+        scored.appendChild(el("span", "score", name + " " + Number(d.score).toFixed(2) + ci + " · chance " + Number(d.chance === undefined ? 0.5 : d.chance).toFixed(2) + " · n " + d.n_positive + "+" + d.n_negative));
+      });
+      if (scored.childNodes.length) view.appendChild(scored);
     } else {
       view.appendChild(el("div", "label muted", "No label."));
     }
@@ -223,7 +277,9 @@
     toggle.appendChild(document.createTextNode(" log scale"));
     hist.appendChild(toggle);
     hist.appendChild(histogram(f));
+    logitTables(section(view, "Logit effects"), f);
     examples(section(view, "Top activating examples"), f.top_examples, f, "No examples.");
+    examples(section(view, "Examples by activation interval (weakest first)"), f.interval_examples, f, "No examples.");
     examples(section(view, "Held-out examples"), f.held_out, f, "No held-out examples.");
     tokenChips(section(view, "Top tokens"), f.top_tokens);
     tokenChips(section(view, "Context tokens"), f.context_tokens);
@@ -259,6 +315,30 @@
       table.appendChild(tr);
     });
     view.appendChild(table);
+    Object.keys(DATA.scores || {}).forEach(function (name) {
+      var sc = DATA.scores[name];
+      var ci = sc.ci95 ? " (95% CI " + sc.ci95[0].toFixed(2) + "–" + sc.ci95[1].toFixed(2) + ", chance " + Number(sc.chance).toFixed(2) + ")" : "";
+      view.appendChild(el("p", "mean-score", "Mean " + name + " score " + Number(sc.mean).toFixed(2) + ci + " over " + sc.n + " features"));
+    });
+    var s = DATA.summary;
+    if (s) {
+      view.appendChild(el("h3", null, "Feature density (all " + s.d_sae + " features)"));
+      view.appendChild(el("p", "muted", (s.d_sae - s.dead.length) + " live, " + s.dead.length + " dead, " + s.dense.length + " dense (active on more than " + pct(s.dense_threshold) + " of " + s.n_tokens + " tokens); log10 of the fraction of tokens each live feature is active on."));
+      view.appendChild(densityHistogram(s));
+      if (s.dense.length) {
+        view.appendChild(el("h3", null, "Dense features"));
+        var chips = el("div", "chips");
+        s.dense.slice(0, 100).forEach(function (p) {
+          var chip = el("span", "chip");
+          var a = el("a", BY_INDEX.has(p[0]) ? null : "missing", "Feature " + p[0]);
+          a.href = featureLink(p[0]);
+          chip.appendChild(a);
+          chip.appendChild(el("span", "n", pct(p[1])));
+          chips.appendChild(chip);
+        });
+        view.appendChild(chips);
+      }
+    }
     view.appendChild(el("p", "muted", "Pick a feature from the list, or search by feature id or label."));
   }
 

@@ -1,0 +1,173 @@
+"""Label scores: chance levels, confidence intervals, fuzzing, the scorer hook and feature selection.
+
+Features are constructed from real SmolLM2 tokenizations whose activations are
+known exactly (e.g. "the token is ' India'"), so the right score is known.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from saetool.interpret.labelers import TokensLabeler
+from saetool.interpret.records import Example, FeatureRecord, LabelContext
+from saetool.interpret.scoring import FuzzingScorer, apply_scorers, balanced_accuracy_ci, fuzz_marks, mean_ci
+from saetool.interpret.selection import band_edges, density_summary, select_features
+
+TEXTS = [
+    "India and Pakistan agreed to resume talks in Delhi next month.",
+    "Exports from India rose by 12% last year, the ministry said.",
+    "The World Bank said India would grow faster than China.",
+    "Cricket fans in India celebrated the win over England.",
+    "Shares in Tata rose after India cut interest rates.",
+    "Police said the road would stay closed until Monday.",
+    "The film won three awards at the festival in Berlin.",
+    "Ministers met union leaders to discuss pay and pensions.",
+    "Oil prices fell as supplies from Russia increased.",
+    "The club signed a new striker from a Spanish team.",
+    "Growth in India slowed in the third quarter.",
+    "Voters in India go to the polls in April.",
+    "Tea from India is sold across Europe.",
+    "Airlines in India ordered new planes from Airbus.",
+    "The prime minister of India visited Japan.",
+    "Rain in India delayed the harvest by weeks.",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenized(saetool_cache):
+    from transformers import AutoTokenizer
+
+    from saetool.models.embedded import SMOLLM2
+
+    tok = AutoTokenizer.from_pretrained(str(SMOLLM2.ensure_cached()))
+    return [[tok.decode([i]) for i in tok.encode(t, add_special_tokens=False)] for t in TEXTS]
+
+
+def constructed_feature(tokenized, active, *, width=8, index=0) -> FeatureRecord:
+    """A feature whose activation at token ``i`` of text ``s`` is ``active(s, tokens, i)``
+    (a float); windows centred on every token, split into top / held-out / negatives."""
+    pos, neg = [], []
+    for s, toks in enumerate(tokenized):
+        values = [float(active(s, toks, i)) for i in range(len(toks))]
+        for i in range(len(toks)):
+            lo, hi = max(0, i - width), min(len(toks), i + 3)
+            e = Example(activation=values[i], token_ids=list(range(lo, hi)), tokens=toks[lo:hi], position=i - lo, seq_index=s, token_position=i, values=values[lo:hi])
+            (pos if values[i] > 0 else neg).append(e)
+    rng = random.Random(index)
+    rng.shuffle(pos)
+    rng.shuffle(neg)
+    top = sorted(pos[: len(pos) // 2], key=lambda e: -e.activation)
+    return FeatureRecord(index=index, density=len(pos) / (len(pos) + len(neg)), max_activation=max(e.activation for e in pos), mean_activation=1.0, top_examples=top, held_out=pos[len(pos) // 2 :], negatives=neg[: len(pos)])
+
+
+def test_tokens_label_of_a_token_feature_is_far_above_chance(tokenized):
+    india = constructed_feature(tokenized, lambda s, t, i: 3.0 + s * 0.1 if t[i] == " India" else 0.0)
+    assert len(india.held_out) >= 4 and len(india.negatives) >= 4
+    label = TokensLabeler().label([india], LabelContext())[0]
+    assert "India" in label.text
+    det, fuzz = label.details["detection"], label.details["fuzzing"]
+    assert label.score == det["score"] == 1.0 and fuzz["score"] == 1.0
+    assert det["chance"] == fuzz["chance"] == 0.5
+    assert det["ci95"][0] > 0.5 and fuzz["ci95"][0] > 0.5  # clearly above chance, by its own interval
+    assert det["ci95"] == pytest.approx(list(balanced_accuracy_ci(1.0, det["n_positive"], 1.0, det["n_negative"])), abs=1e-6)
+
+
+def test_fuzzing_is_at_chance_on_a_text_independent_feature(tokenized):
+    """Activations drawn at random, independent of the text: any label's marks are no better
+    than chance, and a judge that ignores the text scores exactly 0.5."""
+    rng = random.Random(3)
+    draws = {(s, i): (rng.random() < 0.3) * 2.0 for s, toks in enumerate(tokenized) for i in range(len(toks))}
+    feature = constructed_feature(tokenized, lambda s, t, i: draws[(s, i)], index=5)
+
+    class Constant:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def detect(self, windows):
+            return [self.answer] * len(windows)
+
+        def fuzz(self, windows, marks):
+            return [self.answer] * len(windows)
+
+    for answer in (True, False, 0.5):
+        result = FuzzingScorer().score(feature, None, Constant(answer))
+        assert result.score == 0.5 and result.chance == 0.5
+        assert result.ci[0] < 0.5 < result.ci[1]
+    label = TokensLabeler().label([feature], LabelContext())[0]
+    fuzz = label.details["fuzzing"]
+    assert fuzz["ci95"][0] <= 0.5 <= fuzz["ci95"][1]
+    assert abs(fuzz["score"] - 0.5) <= 0.15
+
+
+def test_fuzz_marks_are_the_activating_tokens_and_as_many_others():
+    ex = Example(activation=2.0, token_ids=[1, 2, 3, 4, 5], tokens=list("abcde"), position=1, values=[0.0, 2.0, None, 1.5, 0.0])
+    right, wrong = fuzz_marks(ex, random.Random(0))
+    assert right == [1, 3] and sorted(wrong) == [0, 4]
+    assert fuzz_marks(Example(activation=1.0, token_ids=[1], tokens=["a"], position=0, values=None), random.Random(0)) is None
+
+
+def test_confidence_intervals_against_independent_computations():
+    lo, hi = balanced_accuracy_ci(0.8, 10, 0.6, 10)
+    p1, p2 = 9 / 12, 7 / 12  # one success and one failure added to each rate
+    half = 1.959964 * 0.5 * np.sqrt(p1 * (1 - p1) / 12 + p2 * (1 - p2) / 12)
+    assert (lo, hi) == pytest.approx(((p1 + p2) / 2 - half, (p1 + p2) / 2 + half), abs=1e-6)
+    from scipy import stats
+
+    xs = [0.5, 0.7, 0.9, 0.65, 0.8]
+    mean, (a, b), n = mean_ci(xs + [None])
+    want = stats.t.interval(0.95, len(xs) - 1, loc=np.mean(xs), scale=stats.sem(xs))
+    assert n == 5 and mean == pytest.approx(np.mean(xs)) and (a, b) == pytest.approx(want)
+    assert mean_ci([None]) == (None, None, 0)
+
+
+def test_scorers_are_registered_through_the_hook(tokenized):
+    from saetool.hookspecs import hookimpl
+    from saetool.interpret.scoring import Detection, Scorer
+    from saetool.plugins import PluginHost
+
+    class Always(Scorer):
+        name = "always-one"
+        description = "test scorer"
+        chance = 0.25
+
+        def score(self, record, label, judge, *, limit=None, seed=0):
+            return Detection(1.0, None, 1, 1, 1.0, 1.0, name=self.name)
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_scorers(register):
+            register(Always())
+
+    host = PluginHost(load_entry_points=False)
+    host.pm.register(Plugin(), name="test-scorer")
+    regs = host.collect("scorers")
+    assert {"detection", "fuzzing", "always-one"} <= set(regs) and regs["detection"].plugin.startswith("saetool")
+    feature = constructed_feature(tokenized, lambda s, t, i: 1.0 if t[i] == " India" else 0.0)
+    assert regs["always-one"].obj.score(feature, None, None).score == 1.0
+    only = TokensLabeler().label([feature], LabelContext(scorers=["detection"]))[0]
+    assert "detection" in only.details and "fuzzing" not in only.details
+
+
+def test_selection_samples_across_density_bands_and_lists_dense_and_dead():
+    n_tokens = 10_000
+    rng = np.random.default_rng(0)
+    count = np.concatenate([np.zeros(20, int), rng.integers(1, 10, 200), rng.integers(10, 100, 200), rng.integers(100, 1000, 200), rng.integers(2000, 9000, 30)])
+    ids = select_features(count, count * 1.0, n_tokens, top=40, order="bands", dense_threshold=0.1)
+    density = count / n_tokens
+    assert len(ids) == 40 and len(set(ids.tolist())) == 40
+    assert (density[ids] > 0).all() and (density[ids] <= 0.1).all()  # no dead, no dense
+    assert list(density[ids]) == sorted(density[ids], reverse=True)
+    edges = band_edges(n_tokens, 0.1)
+    bands = np.searchsorted(edges, np.log10(density[ids]), side="right") - 1
+    per_band = np.bincount(bands.clip(0, len(edges) - 2), minlength=len(edges) - 1)
+    assert per_band.min() >= 40 // (len(edges) - 1) - 1  # spread evenly, not the densest 40
+    assert select_features(count, count * 1.0, n_tokens, top=5, order="density").tolist() == np.argsort(-count, kind="stable")[:5].tolist()
+    s = density_summary(count, n_tokens, 0.1)
+    assert len(s.dead) == 20 and len(s.dense) == 30 and sum(s.counts) == len(count) - 20
+    assert s.dense[0][1] == max(density) and s.live == len(count) - 20
+    with pytest.raises(Exception, match="--order"):
+        select_features(count, count, n_tokens, top=5, order="loudest")
