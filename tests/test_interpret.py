@@ -324,3 +324,19 @@ def test_model_and_corpus_mode_runs_the_model_for_the_sae_hook(smollm2_sae, tmp_
         assert int(ff.stats()["count"].sum()) > 0
     assert_clean_error(run_cli("interpret", "--sae", str(smollm2_sae), "--model", "smollm2-135m", "-o", str(tmp_path / "g.h5")), "--corpus")
     assert not list(tmp_path.glob("g.h5*"))
+
+
+def test_json_dir_writes_seed_002_interpretations(result, tmp_path):
+    proc = run_cli("interpret", str(result.path), "--json-dir", str(tmp_path / "interp"), "--show", "0")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "interp" / "layer_3_interpretations.json").read_text())
+    assert data["layer"] == 3 and data["hook"] == "blocks.3.hook_resid_post" and data["n_features"] == 512
+    assert data["dead_features"] == [r.index for r in result.records if r.dead]
+    r = result.records[10]
+    feat = data["features"]["10"]
+    assert feat["feature_id"] == 10 and feat["is_dead"] == r.dead and feat["activation_frequency"] == r.density
+    assert [e["activation"] for e in feat["top_examples"]] == [e.activation for e in r.top_examples]
+    assert [e["text"] for e in feat["top_examples"]] == [e.text for e in r.top_examples]
+    assert feat["common_tokens"] == [[t, c] for t, c in r.top_tokens]
+    (tmp_path / "file").write_text("x")
+    assert_clean_error(run_cli("interpret", str(result.path), "--json-dir", str(tmp_path / "file")), "is not a folder")

@@ -125,3 +125,45 @@ def test_export_without_samples_is_a_clean_error(tmp_path):
     train_sae(TrainConfig(arch="topk", d_sae=16, k=2, batch_size=64, steps=5), [path], tmp_path / "sae.h5", progress=False)
     with pytest.raises(SaetoolError, match="has no stored samples"):
         export_samples_dir(tmp_path / "sae.h5", tmp_path / "out")
+
+
+def test_stored_samples_are_the_final_sae_activations_and_round_trip_through_features(tmp_path):
+    """Trained with a real learning rate, the collector saw earlier SAEs; the stored values are
+    the final SAE's at the stored tokens, and the exported folder (seed 004's file names) reads
+    back through `saetool features`."""
+    from tests.helpers import assert_clean_error, run_cli
+
+    x, _ = sparse_dictionary_data(3000, 12, 24, active=3, seed=5)
+    path = write_activations(tmp_path / "acts.h5", {HOOK: x}, context_size=25, token_ids=np.arange(3000) % 997 + 3)
+    settings = SampleSettings(every=1, per_feature=4, context=8, threshold=0.05, features=6)
+    cfg = TrainConfig(arch="topk", d_sae=32, k=3, lr=3e-2, batch_size=100, steps=20, shuffle_buffer=400, val_fraction=0.1, samples=settings)
+    result = train_sae(cfg, [path], tmp_path / "sae.h5", progress=False)
+    a = read_samples(tmp_path / "sae.h5").arrays
+    with torch.no_grad():
+        final = result.sae.encode(x).numpy()
+    for i, feat in enumerate(a["feature_idx"].tolist()):
+        valid = ~np.isnan(a["values"][i])
+        np.testing.assert_allclose(a["values"][i][valid], final[a["row"][i][valid], feat], rtol=1e-5)
+        assert list(a["values"][i][valid]) == sorted(a["values"][i][valid], reverse=True)
+        assert a["max_activation"][i] == pytest.approx(np.nanmax(a["values"][i]))
+    out = export_samples_dir(tmp_path / "sae.h5", tmp_path / "samples", tokenizer=None)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["collection_summary.json", "interpretability_report.md"] + [f"feature_{f:05d}_samples.json" for f in a["feature_idx"].tolist()])
+    assert json.loads((out / "collection_summary.json").read_text())["values_from"] == "final SAE"
+    report = (out / "interpretability_report.md").read_text()
+    first = int(a["feature_idx"][0])
+    assert f"## Feature {first}" in report and "final SAE" in report
+    for source in (out, tmp_path / "sae.h5"):
+        proc = run_cli("features", "report", str(source), "--feature", str(first), "--json")
+        assert proc.returncode == 0, proc.stderr
+        rec = json.loads(proc.stdout)
+        valid = ~np.isnan(a["values"][0])
+        assert [e["activation"] for e in rec["top_examples"]] == pytest.approx(a["values"][0][valid].tolist(), rel=1e-6)
+    png = tmp_path / "dist.png"
+    proc = run_cli("features", "distribution", str(out), str(first), "--png", str(png))
+    assert proc.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    proc = run_cli("features", "compare", str(out), str(first), str(int(a["feature_idx"][1])), "--json")
+    W = result.sae.W_dec.detach().float()
+    want = float(torch.nn.functional.cosine_similarity(W[first], W[int(a["feature_idx"][1])], dim=0))
+    assert json.loads(proc.stdout)["cosine"] == pytest.approx(want, abs=1e-5)
+    assert_clean_error(run_cli("features", "report", str(tmp_path), "--feature", "0"), "without collection_summary.json")
