@@ -119,7 +119,10 @@ def browser():
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):
-    path = write_browser(browser_records(), tmp_path_factory.mktemp("browser") / "features.html", title="SmolLM2 layer 3 </script>", meta=META)
+    from saetool.interpret.selection import density_summary
+
+    summary = density_summary([0, 0, 1, 5, 40, 300, 900, 1500], 2048, 0.1)  # 2 dead, 3 dense
+    path = write_browser(browser_records(), tmp_path_factory.mktemp("browser") / "features.html", title="SmolLM2 layer 3 </script>", meta=META, summary=summary)
     return path.as_uri()
 
 
@@ -248,6 +251,12 @@ def test_dead_unlabelled_and_overview(page):
     pg = page
     overview = dict(zip(texts(pg, ".summary th"), texts(pg, ".summary td")))
     assert overview == {"features": "5", "live": "4", "dead": "1", "labelled": "3"}
+    # the density histogram of all the SAE's features: one bar per bin, dense bins marked
+    bars = pg.eval_on_selector_all("svg.density rect.bar", "els => els.map(e => [e.getAttribute('class'), parseFloat(e.getAttribute('height'))])")
+    # log10(1 / 2048) = -3.31: bins of 0.25 from -3.5 to 0
+    assert len(bars) == 14 and sum(h > 0 for _, h in bars) == 6 and [c for c, _ in bars].count("bar dense") == 4
+    assert "6 live, 2 dead, 3 dense (active on more than 10% of 2048 tokens)" in pg.text_content("#view")
+    assert texts(pg, ".chip a")[:2] == ["Feature 7", "Feature 6"]  # the dense ones, densest first
     pg.click("#list a[data-index='99']")
     pg.wait_for_function("location.hash === '#feature-99'")
     assert pg.text_content("#view h2") == "Feature 99dead"
