@@ -88,3 +88,113 @@ def test_bad_input_exits_2(smollm2_sae, smollm2_acts, tiny_gpt2_dir, tmp_path):
     assert_clean_error(run_cli("check", str(wrong), str(smollm2_acts), "--no-model"), "d_in=100")
     assert_clean_error(run_cli("check", str(smollm2_sae), "--model", str(tiny_gpt2_dir), "--corpus", "bbc-news"), "blocks.3.hook_resid_post")
     assert_clean_error(run_cli("check", str(smollm2_sae), str(smollm2_acts), "--l0", "50-10"), "--l0")
+
+
+# -- --criteria seed000 (issue 17) ---------------------------------------------------------------------
+TRANSITION_TEXTS = [
+    "I lost my job and felt awful. However, a friend helped me find a new one.",
+    "The rain ruined our trip. However, the hotel was lovely.",
+    "Everything went wrong today. However, nobody was hurt.",
+    "I failed the exam twice. However, I passed it on the third try.",
+    "My phone broke this morning. However, the repair was cheap.",
+    "We missed the last train home. However, a kind driver gave us a lift.",
+]
+
+
+@pytest.fixture(scope="module")
+def seed000_set(tiny_gpt2_dir, tmp_path_factory):
+    """Ordinary-text activations and an SAE trained on them (tiny GPT-2), and the transitions through the CLI."""
+    folder = tmp_path_factory.mktemp("seed000")
+    model = str(tiny_gpt2_dir)
+    acts, sae, trans = folder / "acts.h5", folder / "sae.h5", folder / "transitions.h5"
+    for args in (("extract", "--model", model, "--layers", "1", "--num-tokens", "2048", "--context-size", "64", "-o", str(acts)),
+                 ("train", str(acts), "--arch", "topk", "--d-sae", "128", "--k", "8", "--batch-size", "256", "--steps", "150", "-o", str(sae))):
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr
+    texts = folder / "texts.txt"
+    texts.write_text("\n".join(TRANSITION_TEXTS) + "\n")
+    proc = run_cli("transitions", "--sae", str(sae), "--texts", str(texts), "-o", str(trans))
+    assert proc.returncode == 0, proc.stderr
+    return {"acts": acts, "sae": sae, "transitions": trans, "folder": folder}
+
+
+def _steer_result(path, baseline, steered):
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.steer.completions import write_completions
+
+    n = len(baseline)
+    return write_completions(path, prompts=[f"p{i}" for i in range(n)], splits=[""] * n, texts={"baseline": ["x"] * n, "steered": ["y"] * n},
+                             metrics={"baseline": {"sentiment": baseline}, "steered": {"sentiment": steered}},
+                             settings={"alpha": 8.0, "intervention": "add"}, provenance=build_provenance())
+
+
+def test_cli_seed000_criteria_each_with_a_reason(seed000_set, tmp_path):
+    import numpy as np
+    import torch
+    from scipy import stats
+
+    from saetool.analysis.transitions import read_transitions
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.sae.io import load_sae
+
+    s = seed000_set
+    works = _steer_result(tmp_path / "works.h5", [-0.5, -0.4, -0.6, -0.5, -0.3, -0.45], [0.5, 0.6, 0.4, 0.55, 0.7, 0.5])
+    base = ["check", str(s["sae"]), str(s["acts"]), "--no-model", "--criteria", "seed000", "--num-tokens", "2048", "--json"]
+    proc = run_cli(*base, "--transitions", str(s["transitions"]), "--steering", str(works), "--min-cosine", "0.5", "--min-lift", "1.5")
+    report = json.loads(proc.stdout)
+    rows = {r["check"]: r for r in report["checks"]}
+    assert report["criteria"] == "seed000"
+    # independent: cosine at the transition tokens, and transition-specific features against their density on ordinary text
+    sae = load_sae(s["sae"])
+    x = torch.from_numpy(read_transitions(s["transitions"])["activations"])
+    with torch.no_grad():
+        f = sae.encode(x)
+        cos = torch.nn.functional.cosine_similarity(x.double(), sae.decode(f).double(), dim=-1).mean().item()
+        with ActivationsFile(s["acts"]) as acts:
+            density = (sae.encode(acts.read("blocks.1.hook_resid_post")) > 0).double().mean(0).numpy()
+    share = (f > 0).double().mean(0).numpy()
+    specific = int(((share >= 0.5) & ((f > 0).sum(0).numpy() >= 2) & (share >= 1.5 * density)).sum())
+    cosine_row = rows["SAE reconstruction (cosine)"]
+    assert cosine_row["value"] == pytest.approx(cos, rel=1e-5) and cosine_row["passed"] == (cos > 0.5)
+    assert "at 6 transition token(s)" in cosine_row["reason"]
+    common = rows["common features at the transition"]
+    assert common["value"] == specific and common["passed"] == (specific >= 2) and "specific to the transition" in common["reason"]
+    steering = rows["steering effectiveness"]
+    p = stats.ttest_ind([0.5, 0.6, 0.4, 0.55, 0.7, 0.5], [-0.5, -0.4, -0.6, -0.5, -0.3, -0.45], equal_var=False).pvalue
+    assert steering["passed"] is True and f"p {p:.3g}" in steering["reason"] and "sentiment +1.000" in steering["reason"]
+    assert rows["pipeline completeness"]["passed"] is True and rows["pipeline completeness"]["reason"].startswith("6 transition text(s), 6 labeled")
+    four = [rows[k]["passed"] for k in ("SAE reconstruction (cosine)", "common features at the transition", "steering effectiveness", "pipeline completeness")]
+    assert report["verdict"] == ("SCALE UP" if all(four) else "FIX ISSUES FIRST") and proc.returncode == (0 if all(four) else 1)
+    assert "explained variance" in rows and rows["explained variance"]["passed"] is None  # the default profile's numbers, as information
+    assert "reason" in proc.stderr and "seed000 criteria" in proc.stderr
+
+    # "common" that fires everywhere is not specific: an impossible lift leaves none; no steering effect fails
+    flat = _steer_result(tmp_path / "flat.h5", [0.1, -0.1, 0.0, 0.2, -0.2, 0.0], [0.0, 0.1, -0.1, 0.1, -0.1, 0.05])
+    proc = run_cli(*base, "--transitions", str(s["transitions"]), "--steering", str(flat), "--min-lift", "1e9")
+    rows = {r["check"]: r for r in json.loads(proc.stdout)["checks"]}
+    assert proc.returncode == 1 and rows["common features at the transition"]["value"] == 0
+    assert rows["steering effectiveness"]["passed"] is False and rows["steering effectiveness"]["value"] == "no effect"
+    # without the optional inputs the criteria are not measured, each saying what to pass
+    proc = run_cli(*base)
+    report = json.loads(proc.stdout)
+    rows = {r["check"]: r for r in report["checks"]}
+    assert proc.returncode == 1 and report["verdict"] == "FIX ISSUES FIRST"
+    assert "not measured: pass --transitions" in rows["common features at the transition"]["reason"]
+    assert "not measured: pass --steering" in rows["steering effectiveness"]["reason"]
+    assert "over 2048 activation rows" in rows["SAE reconstruction (cosine)"]["reason"]
+    assert "missing --transitions and --steering" in rows["pipeline completeness"]["reason"]
+    # a sweep's summary.csv as the steering result: its best cell, significant or not
+    import pandas as pd
+
+    summary = pd.DataFrame([
+        {"split": "harm_test", "layer": 15, "intervention": "add", "alpha": a, "is_baseline": a == 0, "status": "ok", "n": 50, "refusal_rate": r,
+         "refusal_delta": r - 0.1, "refusal_p_adj": pv, "helpfulness_delta": 0.0, "helpfulness_p_adj": 1.0}
+        for a, r, pv in ((0.0, 0.1, np.nan), (1.0, 0.6, 0.001))
+    ] + [{"split": "benign", "layer": 15, "intervention": "add", "alpha": a, "is_baseline": a == 0, "status": "ok", "n": 60, "refusal_rate": 0.0,
+          "refusal_delta": 0.0, "refusal_p_adj": 1.0, "helpfulness_delta": 0.0, "helpfulness_p_adj": 1.0} for a in (0.0, 1.0)])
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    proc = run_cli(*base, "--steering", str(tmp_path / "summary.csv"))
+    row = {r["check"]: r for r in json.loads(proc.stdout)["checks"]}["steering effectiveness"]
+    assert row["passed"] is True and "best cell layer 15 add alpha 1" in row["reason"]
+    assert_clean_error(run_cli("check", str(s["sae"]), str(s["acts"]), "--no-model", "--criteria", "seed001"), "unknown --criteria")
+    assert_clean_error(run_cli("check", str(s["sae"]), str(s["acts"]), "--no-model", "--steering", str(works)), "--criteria seed000")

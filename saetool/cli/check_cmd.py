@@ -21,6 +21,13 @@ def check(
     min_ce_recovered: float = typer.Option(0.8, "--min-ce-recovered", help="Pass when the fraction of CE loss recovered is at least this."),
     l0: str = typer.Option("5-200", "--l0", help="Pass when active features per token lie in MIN-MAX."),
     max_dead: float = typer.Option(0.1, "--max-dead", help="Pass when at most this fraction of features is dead."),
+    criteria: str = typer.Option("default", "--criteria", help="Profile: default (explained variance, CE recovered, L0, dead) or seed000 (seed 000's cosine, common features, steering, completeness)."),
+    transitions: Optional[Path] = typer.Option(None, "--transitions", help="seed000: a `transitions` artifact (saetool transitions with this SAE)."),
+    steering: Optional[Path] = typer.Option(None, "--steering", help="seed000: a steer `completions` artifact, or a sweep folder / its summary.csv / best.json."),
+    min_cosine: float = typer.Option(0.9, "--min-cosine", help="seed000: pass when the reconstruction cosine is above this."),
+    min_common: int = typer.Option(2, "--min-common", help="seed000: pass with at least this many transition-specific common features."),
+    min_share: float = typer.Option(0.5, "--min-share", help="seed000: a common feature fires in at least this share of the transition samples."),
+    min_lift: float = typer.Option(2.0, "--min-lift", help="seed000: ... and at least this many times as often as on ordinary text (ACTIVATIONS)."),
     num_tokens: int = NUM_TOKENS,
     batch_size: int = BATCH_SIZE,
     context_size: int = CONTEXT,
@@ -39,21 +46,44 @@ def check(
     recovered, L0 and dead fraction against the thresholds, prints the table
     with a fix for each failed row, and exits 0 (SCALE UP) or 1 (FIX ISSUES FIRST).
 
+    With --criteria seed000 the verdict follows seed 000's own four criteria,
+    each with its reason: reconstruction cosine > 0.9 at the transition tokens
+    (--transitions), at least 2 common features at the transition that are
+    specific to it (share of samples vs density on ACTIVATIONS), steering that
+    works (--steering: significant vs baseline), and a complete pipeline. A
+    criterion without its input is not measured and does not pass.
+
     Example:
 
         saetool check my-saelens-sae/ --model smollm2-135m --corpus bbc-news --min-ev 0.85 --l0 20-120
+        saetool check sae.h5 acts.h5 --criteria seed000 --transitions transitions.h5 --steering steer.h5
     """
     from saetool.artifacts.manifest import resolve_input
+    from saetool.errors import SaetoolError
     from saetool.evaluate.api import evaluate_sae
-    from saetool.evaluate.check import Thresholds, build_check, parse_range, print_check
+    from saetool.evaluate.check import Thresholds, build_check, build_seed000_check, parse_range, print_check
+    from saetool.evaluate.criteria import PROFILES, Seed000Thresholds
 
+    if criteria not in PROFILES:
+        raise SaetoolError(f"unknown --criteria {criteria!r}", hint="choose one of: " + ", ".join(PROFILES))
+    if criteria != "seed000" and (transitions is not None or steering is not None):
+        raise SaetoolError("--transitions and --steering belong to --criteria seed000", hint="add --criteria seed000")
     lo, hi = parse_range(l0)
     thresholds = Thresholds(min_ev=min_ev, min_ce_recovered=min_ce_recovered, l0_min=lo, l0_max=hi, max_dead=max_dead)
     thresholds.validate()
+    seed_th = Seed000Thresholds(min_cosine=min_cosine, min_common=min_common, min_share=min_share, min_lift=min_lift)
+    seed_th.validate()
+    for p, what in ((transitions, "--transitions"), (steering, "--steering")):
+        if p is not None and not p.exists():
+            raise SaetoolError(f"{what} {p} does not exist")
     config = eval_config(model=model, corpus=corpus, num_tokens=num_tokens, batch_size=batch_size, context_size=context_size, backend=backend,
                          device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, no_model=no_model)
     path = resolve_input(sae, what="SAE")
-    report = build_check(evaluate_sae(path, activations, config), thresholds)
+    ev = evaluate_sae(path, activations, config)
+    if criteria == "seed000":
+        report = build_seed000_check(ev, path, seed_th, transitions=transitions, steering=steering, max_rows=num_tokens, device=device)
+    else:
+        report = build_check(ev, thresholds)
     print_check(report)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))

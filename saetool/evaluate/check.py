@@ -1,6 +1,15 @@
 """``saetool check``: a go/no-go verdict for building on an SAE (seed 000's
 "SCALE UP" / "FIX ISSUES FIRST").
 
+Two criteria profiles. ``default`` (below) judges the SAE as a model
+component; ``seed000`` (:mod:`saetool.evaluate.criteria`) judges seed 000's
+mini pipeline on the seed's own four criteria. The default stays the default:
+cosine > 0.9 is a weak test of an SAE (residual activations share a large
+mean direction, so a reconstruction can keep cosine 0.94 while explaining
+little of the variance and hurting the model's loss), and the seed's other
+criteria need inputs (transitions, a steering result) that only that workflow
+has.
+
 Rows: compatibility (d_in and hook against the model or activations; a
 mismatch never gets here, it is a one-line error), explained variance,
 CE loss recovered, L0 and dead fraction, each against a threshold, plus
@@ -11,6 +20,7 @@ comes with the usual fixes.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +75,7 @@ class CheckRow:
     target: str
     passed: bool | None  # None: informational or not measured
     fix: str = ""
+    reason: str = ""  # why it passed or failed, in words (the seed000 criteria)
 
 
 @dataclass
@@ -72,7 +83,9 @@ class CheckReport:
     rows: list[CheckRow]
     verdict: str
     evaluation: Evaluation
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    thresholds: Any = field(default_factory=Thresholds)
+    criteria: str = "default"
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -85,7 +98,16 @@ class CheckReport:
             if isinstance(d["value"], float) and math.isnan(d["value"]):
                 d["value"] = None
             rows.append(d)
-        return {"verdict": self.verdict, "checks": rows, "thresholds": asdict(self.thresholds), "evaluation": self.evaluation.to_dict()}
+        out = {"verdict": self.verdict, "criteria": self.criteria, "checks": rows, "thresholds": asdict(self.thresholds), "evaluation": self.evaluation.to_dict()}
+        if self.details:
+            out["details"] = json.loads(json.dumps(self.details, default=_plain))
+        return out
+
+
+def _plain(v: Any) -> Any:
+    """JSON for numpy scalars and infinities in the details."""
+    v = v.item() if hasattr(v, "item") else v
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _measured(value: float | None) -> bool:
@@ -119,8 +141,25 @@ def build_check(ev: Evaluation, th: Thresholds) -> CheckReport:
     return CheckReport(rows=rows, verdict=FIX_FIRST if failed else SCALE_UP, evaluation=ev, thresholds=th)
 
 
+def build_seed000_check(ev: Evaluation, sae_path: str | Path, th: Any, *, transitions: str | Path | None, steering: str | Path | None,
+                        max_rows: int, device: str = "cpu") -> CheckReport:
+    """Seed 000's four criteria (:mod:`saetool.evaluate.criteria`) decide; the default
+    profile's measurements follow as information."""
+    from saetool.evaluate.criteria import seed000_rows
+    from saetool.sae.io import load_sae
+
+    rows, details = seed000_rows(ev, load_sae(sae_path, device), th, transitions=transitions, steering=steering, max_rows=max_rows)
+    verdict = SCALE_UP if all(r.passed for r in rows) else FIX_FIRST
+    for key, label in (("explained_variance", "explained variance"), ("ce_loss_recovered", "CE loss recovered"), ("l0", "L0 (active features/token)"),
+                       ("dead_fraction", "dead features (fraction)")):
+        if _measured(ev.metrics.get(key)):
+            rows.append(CheckRow(label, ev.metrics[key], "", None))
+    return CheckReport(rows=rows, verdict=verdict, evaluation=ev, thresholds=th, criteria="seed000", details=details)
+
+
 def print_check(report: CheckReport) -> None:
     """The table, verdict and fixes on stderr (not under ``--quiet``)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from saetool.console import is_quiet, stderr
@@ -129,9 +168,10 @@ def print_check(report: CheckReport) -> None:
         return
     ev = report.evaluation
     on = f"{ev.n_rows} activation rows" + (f", {ev.n_positions} positions through {ev.model}" if ev.n_positions else "")
-    table = Table(title=f"SAE check: {ev.sae} ({on})", title_justify="left")
-    for col, just in (("check", "left"), ("value", "right"), ("target", "right"), ("result", "left")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    table = Table(title=f"SAE check ({report.criteria} criteria): {ev.sae} ({on})", title_justify="left")
+    reasons = any(r.reason for r in report.rows)
+    for col, just in (("check", "left"), ("value", "right"), ("target", "right"), ("result", "left"), *((("reason", "left"),) if reasons else ())):
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for r in report.rows:
         if isinstance(r.value, float):
             value = "n/a" if math.isnan(r.value) else f"{r.value:.4g}"
@@ -141,12 +181,12 @@ def print_check(report: CheckReport) -> None:
             result = f"[dim]skipped ({r.fix})[/dim]" if r.target else ""
         else:
             result = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
-        table.add_row(r.check, value, r.target or "-", result)
+        table.add_row(r.check, value, r.target or "-", result, *((escape(r.reason),) if reasons else ()))
     con = stderr()
     con.print(table)
     colour = "green" if report.verdict == SCALE_UP else "red"
     con.print(f"[bold {colour}]{report.verdict}[/bold {colour}]")
-    fixes = [r for r in report.rows if r.passed is False]
+    fixes = [r for r in report.rows if r.passed is False and r.fix]
     if fixes:
         con.print("Recommended fixes:")
         for r in fixes:

@@ -1,0 +1,260 @@
+"""``saetool check --criteria seed000``: seed 000's go/no-go on its own four criteria.
+
+1. **SAE reconstruction**: mean cosine between the activations and their
+   reconstruction > ``min_cosine`` (0.9), at the transition tokens of a
+   ``transitions`` artifact (where the seed measures it), else on the
+   activations given to ``check``.
+2. **Feature coherence**: at least ``min_common`` (2) features common at the
+   transition token *and specific to it*: active in at least ``min_share`` of
+   the labeled samples (and in two or more) and at least ``min_lift`` times as
+   often there as on ordinary text (their density over the activations given
+   to ``check``). A feature that fires everywhere is common but says nothing.
+3. **Steering effectiveness**: a ``completions`` artifact (``steer``): the
+   steered condition (and any ``prompted`` one) against ``baseline`` on
+   ``sentiment`` (else ``refusal``), Welch's t-test (Fisher's exact test for a
+   rate) below ``level`` in the direction of alpha; or a sweep (its folder,
+   ``summary.csv`` or ``best.json``): its best cell beats alpha 0
+   significantly (see :mod:`saetool.steer.best`).
+4. **Pipeline completeness**: at least 5 transition texts, at least 3 of them
+   labeled, and a steering result (the seed's "Transitions generated" and
+   "Activations extracted" rows).
+
+A criterion whose input is missing is not measured and does not pass: the
+verdict is SCALE UP only when all four pass. Every row carries its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from saetool.errors import SaetoolError
+
+if TYPE_CHECKING:
+    import torch
+
+    from saetool.evaluate.api import Evaluation
+    from saetool.evaluate.check import CheckRow
+    from saetool.sae.model import SAE
+
+PROFILES = ("default", "seed000")
+MIN_TEXTS, MIN_SAMPLES = 5, 3
+
+
+@dataclass
+class Seed000Thresholds:
+    min_cosine: float = 0.9
+    min_common: int = 2
+    min_share: float = 0.5
+    min_lift: float = 2.0
+    level: float = 0.05
+
+    def validate(self) -> None:
+        if not 0 < self.min_share <= 1:
+            raise SaetoolError(f"--min-share must be a fraction in (0, 1] (got {self.min_share})")
+        if self.min_lift < 1:
+            raise SaetoolError(f"--min-lift must be at least 1 (got {self.min_lift})")
+        if self.min_common < 1:
+            raise SaetoolError(f"--min-common must be at least 1 (got {self.min_common})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def feature_density(sae: "SAE", activations: str | Path, max_rows: int) -> "torch.Tensor":
+    """Per-feature firing frequency (> 0) over up to ``max_rows`` rows of an activations artifact."""
+    import torch
+
+    from saetool.artifacts.activations import ActivationsFile
+
+    counts = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+    seen = 0
+    with ActivationsFile(activations) as acts, torch.no_grad():
+        for x in acts.iter_chunks(str(sae.cfg.hook), 4096, dtype=sae.dtype):
+            x = x[: max_rows - seen].to(sae.device)
+            counts += (sae.encode(x) > 0).sum(0).double().cpu()
+            seen += x.shape[0]
+            if seen >= max_rows:
+                break
+    return counts / max(seen, 1)
+
+
+def transition_codes(sae: "SAE", path: str | Path) -> tuple[dict[str, Any], "torch.Tensor", "torch.Tensor"]:
+    """``(transitions data, activations at the labeled tokens, their codes under this SAE)``."""
+    import torch
+
+    from saetool.analysis.transitions import read_transitions
+
+    data = read_transitions(path)
+    if data.get("hook") != str(sae.cfg.hook):
+        raise SaetoolError(f"the transitions in {path} were read at {data.get('hook')} but the SAE reads {sae.cfg.hook}",
+                           hint="run saetool transitions with this SAE")
+    x = torch.from_numpy(data["activations"]).to(device=sae.device, dtype=sae.dtype)
+    with torch.no_grad():
+        return data, x, sae.encode(x)
+
+
+def _cosine(sae: "SAE", x: "torch.Tensor", f: "torch.Tensor") -> float:
+    import torch
+
+    with torch.no_grad():
+        return float(torch.nn.functional.cosine_similarity(x.double(), sae.decode(f).double(), dim=-1).mean())
+
+
+def specific_features(f: "torch.Tensor", density: "torch.Tensor", th: Seed000Thresholds, layer: int | None) -> list[dict[str, Any]]:
+    """Features common at the transition and specific to it, strongest lift first."""
+    from saetool.analysis.names import feature_name
+
+    n = f.shape[0]
+    count = (f > 0).sum(0).cpu()
+    out = []
+    for i in range(f.shape[1]):
+        c = int(count[i])
+        share = c / n if n else 0.0
+        if c < 2 or share < th.min_share:
+            continue
+        base = float(density[i])
+        lift = share / base if base > 0 else math.inf
+        if lift >= th.min_lift:
+            out.append({"feature": i, "name": feature_name(layer, i) if layer is not None else str(i), "count": c, "share": share,
+                        "density": base, "lift": lift})
+    return sorted(out, key=lambda r: (-r["lift"], -r["share"], r["feature"]))
+
+
+def steering_effect(path: str | Path, level: float) -> tuple[bool, str, dict[str, Any]]:
+    """``(works, reason, details)`` from a completions artifact or a sweep (folder, summary.csv, best.json)."""
+    p = Path(path)
+    if not p.exists():
+        raise SaetoolError(f"steering result {p} does not exist", hint="pass a steer completions .h5, a sweep folder, its summary.csv or best.json")
+    if p.is_dir() or p.suffix.lower() in (".csv", ".json"):
+        return _sweep_effect(p, level)
+    return _completions_effect(p, level)
+
+
+def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
+    from saetool.steer.best import BEST_JSON, pick_best
+
+    if p.is_dir():
+        p = p / "summary.csv"
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(p.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or "rule" not in data:
+                raise ValueError
+        else:
+            import pandas as pd
+
+            data = pick_best(pd.read_csv(p), level)
+    except (OSError, ValueError, KeyError):
+        raise SaetoolError(f"{p} is not a sweep's summary.csv or {BEST_JSON}", hint="pass the sweep's run folder") from None
+    best = data.get("best")
+    if not best:
+        return False, f"the sweep has no eligible best cell ({data.get('reason', 'none')})", data
+    works = bool(best.get("significant"))
+    where = f"layer {best['layer']} {best['intervention']} alpha {best['alpha']:g}: refusal {best['refusal_rate']:.2f} on {data['target_split']}"
+    p_adj = best.get("refusal_p_adj")
+    p_text = f"p_adj {p_adj:.3g}" if isinstance(p_adj, (int, float)) else "p_adj n/a"
+    return works, f"best cell {where} ({'significant' if works else 'not significant'} vs alpha 0, {p_text})", data
+
+
+def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
+    from saetool.steer.completions import read_completions
+    from saetool.steer.metrics import get_metric
+    from saetool.steer.stats import fisher_exact_p, welch_p
+
+    comp = read_completions(p)
+    base = comp.metrics.get("baseline", {})
+    metric = next((m for m in ("sentiment", "refusal") if m in base), None)
+    if metric is None:
+        raise SaetoolError(f"{p} has no baseline with a sentiment or refusal score", hint="steer with --baseline and --metrics sentiment (or refusal)")
+    alpha = comp.settings.get("alpha")
+    sign = 1 if (alpha is None or float(alpha) >= 0 or comp.settings.get("intervention") != "add") else -1
+    b = [v for v in base[metric] if not math.isnan(v)]
+    results = []
+    for cond in [c for c in comp.metrics if c != "baseline"]:
+        v = [x for x in comp.metrics[cond].get(metric, []) if not math.isnan(x)]
+        if not v or not b:
+            continue
+        delta = sum(v) / len(v) - sum(b) / len(b)
+        if get_metric(metric).kind == "rate":
+            pv = fisher_exact_p(int(round(sum(v))), len(v), int(round(sum(b))), len(b))
+        else:
+            pv = welch_p(v, b)
+        results.append({"condition": cond, "metric": metric, "delta": delta, "p": pv, "n": len(v),
+                        "works": bool(delta * sign > 0 and not math.isnan(pv) and pv < level)})
+    if not results:
+        raise SaetoolError(f"{p} has no condition to compare with its baseline")
+    text = "; ".join(f"{r['condition']} {r['metric']} {r['delta']:+.3f} vs baseline (p {r['p']:.3g}, n {r['n']})" for r in results)
+    return any(r["works"] for r in results), text, {"metric": metric, "alpha": alpha, "conditions": results}
+
+
+# -- the rows ----------------------------------------------------------------------------------------
+def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transitions: str | Path | None, steering: str | Path | None,
+                 max_rows: int) -> tuple[list["CheckRow"], dict[str, Any]]:
+    """The four criteria as check rows (``passed`` False when not measured), and their details."""
+    from saetool.analysis.names import layer_of_hook
+    from saetool.evaluate.check import CheckRow
+
+    rows: list[CheckRow] = []
+    details: dict[str, Any] = {}
+    data = x = f = None
+    if transitions is not None:
+        data, x, f = transition_codes(sae, transitions)
+
+    # 1. reconstruction
+    target = f"> {th.min_cosine:g}"
+    if x is not None and len(x):
+        cos = _cosine(sae, x, f)
+        where = f"at {len(x)} transition token(s)"
+    else:
+        cos, where = ev.metrics.get("cosine_similarity", math.nan), f"over {ev.n_rows} activation rows (no --transitions)"
+    if math.isnan(cos):
+        rows.append(CheckRow("SAE reconstruction (cosine)", math.nan, target, False, reason="not measured: pass --transitions FILE or ACTIVATIONS"))
+    else:
+        ok = cos > th.min_cosine
+        rows.append(CheckRow("SAE reconstruction (cosine)", cos, target, ok, "" if ok else "train a custom SAE or find a better pretrained one",
+                             reason=f"cosine {cos:.3f} {where} {'>' if ok else '<='} {th.min_cosine:g}"))
+
+    # 2. feature coherence
+    target = f">= {th.min_common} features, share >= {th.min_share:g}, lift >= {th.min_lift:g}"
+    if f is None or not len(f):
+        rows.append(CheckRow("common features at the transition", math.nan, target, False, reason="not measured: pass --transitions FILE (saetool transitions)"))
+    elif not ev.activations:
+        rows.append(CheckRow("common features at the transition", math.nan, target, False, reason="not measured: the base rate needs ACTIVATIONS of ordinary text"))
+    else:
+        density = feature_density(sae, ev.activations, max_rows)
+        found = specific_features(f, density, th, layer_of_hook(str(sae.cfg.hook)))
+        n_common = int(((f > 0).sum(0) >= max(2, math.ceil(th.min_share * len(f)))).sum())
+        details["specific_features"] = found[:20]
+        ok = len(found) >= th.min_common
+        shown = ", ".join(f"{r['name']} ({r['share']:.0%} vs {r['density']:.1%})" for r in found[:3])
+        rows.append(CheckRow("common features at the transition", len(found), target, ok, "" if ok else "improve transition quality or labeling, or use more samples",
+                             reason=f"{len(found)} of {n_common} common feature(s) are specific to the transition (share vs density on {Path(ev.activations).name})"
+                             + (f": {shown}" if shown else "")))
+
+    # 3. steering
+    target = f"significant (p < {th.level:g}) in the steered direction"
+    if steering is None:
+        rows.append(CheckRow("steering effectiveness", math.nan, target, False, reason="not measured: pass --steering FILE (steer completions or a sweep)"))
+    else:
+        works, reason, info = steering_effect(steering, th.level)
+        details["steering"] = info
+        rows.append(CheckRow("steering effectiveness", "works" if works else "no effect", target, works,
+                             "" if works else "develop better steering vectors (layer, alpha, more prompts)", reason=reason))
+
+    # 4. pipeline completeness
+    target = f">= {MIN_TEXTS} transitions, >= {MIN_SAMPLES} labeled, a steering result"
+    n_texts = int(data["n_texts"]) if data is not None else 0
+    n_samples = int(data["n_samples"]) if data is not None else 0
+    missing = [m for m, bad in (("--transitions", data is None), ("--steering", steering is None)) if bad]
+    ok = not missing and n_texts >= MIN_TEXTS and n_samples >= MIN_SAMPLES
+    reason = f"{n_texts} transition text(s), {n_samples} labeled" + (", steering result given" if steering is not None else "")
+    if missing:
+        reason += "; missing " + " and ".join(missing)
+    fix = "" if ok else f"generate at least {MIN_TEXTS} transitions with {MIN_SAMPLES}+ labeled, and steer"
+    rows.append(CheckRow("pipeline completeness", f"{n_texts} texts, {n_samples} labeled", target, ok, fix, reason=reason))
+    return rows, details
