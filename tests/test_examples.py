@@ -91,6 +91,8 @@ def test_seed004_activation_samples(ran):
     summary = json.loads((out / "samples" / "collection_summary.json").read_text())
     assert summary["num_features_saved"] > 0 and len(list((out / "samples").glob("feature_*_samples.json"))) == summary["num_features_saved"]
     assert "decoder cosine" in proc.stderr and (out / "interpretability_report.md").is_file()
+    assert (out / "samples" / "interpretability_report.md").read_text().startswith("# Interpretability report")
+    assert len(list((out / "samples").glob("feature_*_distribution.png"))) == 1
 
 
 def test_pipeline_api_script(ran):

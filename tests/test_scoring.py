@@ -169,5 +169,7 @@ def test_selection_samples_across_density_bands_and_lists_dense_and_dead():
     s = density_summary(count, n_tokens, 0.1)
     assert len(s.dead) == 20 and len(s.dense) == 30 and sum(s.counts) == len(count) - 20
     assert s.dense[0][1] == max(density) and s.live == len(count) - 20
+    all_dense = np.array([0, 5000, 6000, 7000])
+    assert select_features(all_dense, all_dense * 1.0, n_tokens, top=2, order="bands").tolist() == [3, 2]
     with pytest.raises(Exception, match="--order"):
         select_features(count, count, n_tokens, top=5, order="loudest")

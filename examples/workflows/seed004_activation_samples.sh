@@ -26,6 +26,11 @@ $SAETOOL extract --layers 15 --num-tokens "$TOKENS" -o "$OUT/acts.h5" --overwrit
       --collect-samples --sample-every "$EVERY" --samples-per-feature 20 --sample-context 20 --sample-features 100 \
       -o "$OUT/sae.h5" --overwrite > /dev/null
 $SAETOOL export "$OUT/sae.h5" --format samples -o "$OUT/samples" --overwrite > /dev/null
+# the folder holds collection_summary.json, feature_XXXXX_samples.json and interpretability_report.md;
+# the analyzer reads it directly (values are the final SAE's activations at the collected tokens)
+SAMPLED=$($PYTHON -c "import json, sys; print(json.load(open(sys.argv[1]))['features'][0]['feature_idx'])" "$OUT/samples/collection_summary.json")
+$SAETOOL features report "$OUT/samples" --feature "$SAMPLED" --examples 3
+$SAETOOL features distribution "$OUT/samples" "$SAMPLED" --png "$OUT/samples/feature_${SAMPLED}_distribution.png" > /dev/null
 
 $SAETOOL interpret "$OUT/acts.h5" --sae "$OUT/sae.h5" --top 50 --examples 10 \
   --report "$OUT/interpretability_report.md" --html "$OUT/features.html" -o "$OUT/features.h5" --overwrite > /dev/null

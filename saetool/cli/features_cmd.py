@@ -96,7 +96,7 @@ def report(
         return
     from saetool.interpret.report import feature_report_text
 
-    _say(feature_report_text(record))
+    _say(feature_report_text(record, examples=examples))
 
 
 @app.command("compare")

@@ -43,6 +43,7 @@ def select_features(count: "np.ndarray", max_act: "np.ndarray", n_tokens: int, *
     bands; without, every live non-dense feature; densest first either way.
     ``density``/``max``/``index``/``random``: every feature (dead and dense ones
     included) in that order, the first ``top`` of them (live ones only when there are).
+    When every feature is dense or dead, ``bands`` falls back to ``density``.
     """
     import numpy as np
 
@@ -51,11 +52,11 @@ def select_features(count: "np.ndarray", max_act: "np.ndarray", n_tokens: int, *
     ids = np.arange(len(count))
     density = count / max(1, n_tokens)
     rng = np.random.default_rng(seed)
-    if order in ("bands", "score"):
-        pool = ids[(count > 0) & (density <= dense_threshold)]
+    pool = ids[(count > 0) & (density <= dense_threshold)]
+    if order in ("bands", "score") and len(pool):
         chosen = pool if top is None or top >= len(pool) else _sample_bands(pool, density, n_tokens, dense_threshold, top, rng)
         return chosen[np.lexsort((chosen, -density[chosen]))]
-    if order == "density":
+    if order in ("density", "bands", "score"):  # bands with every feature dense or dead: the densest
         ranked = np.lexsort((ids, -np.asarray(max_act), -count))
     elif order == "max":
         ranked = np.lexsort((ids, -np.asarray(max_act)))
