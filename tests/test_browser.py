@@ -257,6 +257,7 @@ def test_dead_unlabelled_and_overview(page):
     assert len(bars) == 14 and sum(h > 0 for _, h in bars) == 6 and [c for c, _ in bars].count("bar dense") == 4
     assert "6 live, 2 dead, 3 dense (active on more than 10% of 2048 tokens)" in pg.text_content("#view")
     assert texts(pg, ".chip a")[:2] == ["Feature 7", "Feature 6"]  # the dense ones, densest first
+    assert "Dead features0, 1" in pg.text_content("#view")
     pg.click("#list a[data-index='99']")
     pg.wait_for_function("location.hash === '#feature-99'")
     assert pg.text_content("#view h2") == "Feature 99dead"

@@ -65,6 +65,8 @@ def record_from_sample_json(data: dict[str, Any], *, tokens_seen: int, decode: A
     count = int(stats.get("activation_count", 0))
     tokens = [e.token for e in examples]
     ranked = sorted(set(tokens), key=lambda t: (-tokens.count(t), tokens.index(t)))
+    around = [t for e in examples for j, t in enumerate(e.tokens) if j != e.position]
+    ranked_around = sorted(set(around), key=lambda t: (-around.count(t), around.index(t)))
     return FeatureRecord(
         index=int(stats["feature_idx"]),
         density=count / tokens_seen if tokens_seen else float("nan"),
@@ -74,6 +76,7 @@ def record_from_sample_json(data: dict[str, Any], *, tokens_seen: int, decode: A
         histogram_counts=[int(c) for c in counts],
         top_examples=examples,
         top_tokens=[(t, tokens.count(t)) for t in ranked[:10]],
+        context_tokens=[(t, around.count(t)) for t in ranked_around[:10]],
     )
 
 

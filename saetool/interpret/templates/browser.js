@@ -339,6 +339,10 @@
         view.appendChild(chips);
       }
     }
+    if (s && s.dead.length) {
+      view.appendChild(el("h3", null, "Dead features"));
+      view.appendChild(el("p", "muted", s.dead.slice(0, 200).join(", ") + (s.dead.length > 200 ? " and " + (s.dead.length - 200) + " more" : "")));
+    }
     view.appendChild(el("p", "muted", "Pick a feature from the list, or search by feature id or label."));
   }
 
