@@ -233,7 +233,7 @@ def test_pipe_extract_train_interpret(tmp_path):
     assert extract.returncode == 0, extract.stderr
     train = run_cli("train", "--d-sae", "64", "--k", "4", "--steps", "30", "-b", "128", "--val-fraction", "0.1", "-o", str(tmp_path / "s.h5"), input=extract.stdout)
     assert train.returncode == 0, train.stderr
-    proc = run_cli("interpret", "--labeler", "none", "--examples", "3", "--top", "10", "-o", str(tmp_path / "f.h5"), input=train.stdout)
+    proc = run_cli("interpret", "--examples", "3", "--held-out", "4", "--top", "10", "-o", str(tmp_path / "f.h5"), input=train.stdout)
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(proc.stdout)
     assert manifest["kind"] == "features" and manifest["n_features"] == 10 and manifest["d_sae"] == 64
@@ -243,6 +243,12 @@ def test_pipe_extract_train_interpret(tmp_path):
     with FeaturesFile(manifest["path"]) as ff:
         assert ff.hook == "blocks.1.hook_resid_post" and ff.n_tokens == 512
         assert str(tmp_path / "a.h5") in [p["path"] for p in ff.provenance["parents"]]
+        scores = [r.label.score for r in ff.records() if r.label and r.label.score is not None]
+    # the mean detection score of the reported labels, with its interval and chance level, in the manifest and on stderr
+    det = manifest["scores"]["detection"]
+    assert det["n"] == len(scores) > 1 and det["mean"] == pytest.approx(float(np.mean(scores))) and det["chance"] == 0.5
+    assert det["ci95"][0] <= det["mean"] <= det["ci95"][1]
+    assert f"mean detection score {det['mean']:.2f} (95% CI" in proc.stderr
 
 
 def test_bad_inputs(smollm2_acts, smollm2_sae, result, tmp_path):

@@ -113,7 +113,14 @@ def interpret(
     print_summary(records, result.d_sae, result.dead, show, summary)
     written = _write_views(records, report, html, meta, summary, json_dir, result.path)
     log_line(f"[green]wrote[/green] {result.path}: {len(result.records)} features of {result.d_sae} ({result.dead} dead) over {result.n_tokens} tokens" + "".join(f"; {w}" for w in written))
-    emit_manifest(result.path, "features", d_sae=result.d_sae, n_features=len(result.records), dead=result.dead, labeler=result.labeler, report=str(report) if report else None, html=str(html) if html else None)
+    emit_manifest(result.path, "features", d_sae=result.d_sae, n_features=len(result.records), dead=result.dead, labeler=result.labeler, scores=_score_means(records), report=str(report) if report else None, html=str(html) if html else None)
+
+
+def _score_means(records: list) -> dict[str, Any]:
+    """Each scorer's mean over the reported labels, its 95% interval and count (for the manifest)."""
+    from saetool.interpret.report import mean_scores
+
+    return {name: {"mean": m, "ci95": list(ci) if ci else None, "n": n, "chance": 0.5} for name, (m, ci, n) in mean_scores(records).items() if m is not None}
 
 
 def log_line(message: str) -> None:
