@@ -13,7 +13,7 @@ import pytest
 
 from saetool.interpret.labelers import TokensLabeler
 from saetool.interpret.records import Example, FeatureRecord, LabelContext
-from saetool.interpret.scoring import FuzzingScorer, apply_scorers, balanced_accuracy_ci, fuzz_marks, mean_ci
+from saetool.interpret.scoring import FuzzingScorer, balanced_accuracy_ci, fuzz_marks, mean_ci
 from saetool.interpret.selection import band_edges, density_summary, select_features
 
 TEXTS = [
