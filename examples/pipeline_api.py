@@ -43,7 +43,7 @@ trained = train_sae(TrainConfig(arch="topk", d_sae=1152, k=32, batch_size=512, s
 for item in trained.checklist:
     print(f"{item.name:<32} {item.value!s:>12}  {'pass' if item.passed else 'FAIL' if item.passed is False else ''}")
 
-# %% interpret: statistics, examples and token labels of the 20 most active features
+# %% interpret: statistics, examples and token labels of 20 features sampled across density bands
 from saetool.interpret.api import InterpretConfig, interpret
 from saetool.interpret.report import feature_report_text, write_report
 

@@ -39,7 +39,7 @@ $SAETOOL steer "$OUT/emotion.h5" --no-chat --alpha 8 --prompts "$OUT/openings.tx
 # phase 2: transitions generated from the openings, labeled, through the SAE
 $SAETOOL transitions --sae "$SAE" --prompts "$OUT/openings.txt" --bridge " However," --max-new-tokens "$NEW" -o "$OUT/transitions.h5" --overwrite > /dev/null
 
-# phase 3: what the SAE's most active features respond to
+# phase 3: what the SAE's features respond to (20 sampled across density bands)
 $SAETOOL interpret "$OUT/acts.h5" --sae "$SAE" --top 20 --report "$OUT/report.md" --html "$OUT/features.html" -o "$OUT/features.h5" --overwrite > /dev/null
 
 # phase 5: go / no-go
