@@ -189,3 +189,88 @@ def test_unknown_architecture_lists_choices():
 
     with pytest.raises(SaetoolError, match="choose one of: batchtopk, jumprelu, matryoshka, relu, topk, transcoder"):
         get_architecture("nope")
+
+
+# -- short runs: the saved SAE is the one the trainer reported (issue 14) ---------------
+def _saved_vs_trained(result) -> tuple[float, float, float, float]:
+    """Trainer's L0/EV on the last step vs the saved SAE's on that step's batch (no val set)."""
+    h = result.history
+    return float(h["l0"][-1]), float(h["explained_variance"][-1]), result.metrics["l0"], result.metrics["explained_variance"]
+
+
+@pytest.mark.parametrize("steps", [12, 150])
+@pytest.mark.parametrize("arch", ["batchtopk", "matryoshka"])
+def test_saved_batchtopk_gives_the_trained_l0_and_ev(arch, steps, data):
+    x, _ = data
+    cfg = TrainConfig(arch=arch, d_sae=96, k=6, log_every=1)
+    result = train_on_batches(batches(x[:20000]), cfg, steps=steps)
+    l0_t, ev_t, l0_s, ev_s = _saved_vs_trained(result)
+    assert l0_t == pytest.approx(6, abs=0.01)
+    assert l0_s == pytest.approx(l0_t, rel=0.1), (l0_t, l0_s)
+    assert ev_s == pytest.approx(ev_t, rel=0.1), (ev_t, ev_s)
+    assert l0(result.sae, x[20000:]) == pytest.approx(6, rel=0.1)  # and on held-out rows
+
+
+@pytest.mark.parametrize("steps", [12, 150])
+def test_saved_transcoder_gives_the_trained_l0_and_ev(steps):
+    g = torch.Generator().manual_seed(5)
+    codes = (torch.rand(8000, 48, generator=g) < 0.08) * torch.rand(8000, 48, generator=g)
+    x, y = codes @ torch.randn(48, 20, generator=g), codes @ torch.randn(48, 12, generator=g)
+    pairs = ((x[i : i + 256], y[i : i + 256]) for _ in range(1000) for i in range(0, 8000 - 255, 256))
+    result = train_on_batches(pairs, TrainConfig(arch="transcoder", d_sae=96, k=6, log_every=1), steps=steps, hook_out="out")
+    l0_t, ev_t, l0_s, ev_s = _saved_vs_trained(result)
+    assert l0_s == pytest.approx(l0_t, rel=0.1)
+    assert ev_s == pytest.approx(ev_t, rel=0.1), (ev_t, ev_s)
+
+
+# -- JumpReLU: L0 follows the coefficient; --target-l0 steers it (issue 14) -------------
+@pytest.fixture(scope="module")
+def wide_data():
+    """Denser synthetic activations (about 20 of 256 features per token) in d=64."""
+    x, _ = sparse_dictionary_data(16384, 64, 256, active=20, seed=1)
+    return x
+
+
+def test_jumprelu_l0_follows_the_coefficient_at_default_lr(wide_data):
+    l0s = []
+    for coeff in (0.1, 10.0):
+        cfg = TrainConfig(arch="jumprelu", d_sae=256, batch_size=512, sparsity_coeff=coeff, log_every=50)
+        l0s.append(l0(train_on_batches(batches(wide_data[:15000], 512), cfg, steps=200).sae, wide_data[15000:]))
+    assert l0s[1] < 0.5 * l0s[0], l0s
+
+
+@pytest.mark.parametrize("target", [8, 40])
+def test_jumprelu_target_l0_is_reached(target, wide_data):
+    cfg = TrainConfig(arch="jumprelu", d_sae=256, batch_size=512, target_l0=target, log_every=10)
+    result = train_on_batches(batches(wide_data[:15000], 512), cfg, steps=200)
+    assert l0(result.sae, wide_data[15000:]) == pytest.approx(target, rel=0.2)
+    assert result.training["sparsity_coeff"] != pytest.approx(1.0)  # the coefficient was steered
+    assert result.training["convergence_warning"] is None or "target" not in result.training["convergence_warning"]
+
+
+def test_target_l0_is_k_for_the_topk_family(data):
+    x, _ = data
+    result = train_on_batches(batches(x[:20000]), TrainConfig(arch="topk", d_sae=96, target_l0=7), steps=5)
+    assert result.sae.cfg.k == 7
+    from saetool.errors import SaetoolError
+
+    with pytest.raises(SaetoolError, match="disagree"):
+        train_on_batches(batches(x[:20000]), TrainConfig(arch="topk", d_sae=96, k=5, target_l0=7), steps=5)
+
+
+def test_convergence_warning_flags_curves_still_falling():
+    from saetool.train.convergence import convergence_warning
+
+    steps = np.arange(200)
+    falling = list(0.2 + 0.8 * np.exp(-steps / 150))  # still falling ~8% per tenth at 60-80%
+    settled = list(0.2 + 0.8 * np.exp(-steps / 15))
+    flat_l0 = [30.0] * 200
+    message = convergence_warning(falling, flat_l0, learned_l0=False)
+    assert message is not None and "FVU still fell" in message and "more --num-tokens" in message and "\n" not in message
+    assert convergence_warning(settled, flat_l0, learned_l0=False) is None
+    moving_l0 = list(100 * np.exp(-steps / 100))
+    assert "L0 still moved" in convergence_warning(settled, moving_l0, learned_l0=True)
+    assert convergence_warning(settled, moving_l0, learned_l0=False) is None  # TopK: L0 is k by construction
+    assert "--target-l0 40" in convergence_warning(settled, flat_l0, learned_l0=True, target_l0=40)
+    assert convergence_warning(settled, flat_l0, learned_l0=True, target_l0=33) is None
+    assert "only 5 steps" in convergence_warning(settled[:5], flat_l0[:5], learned_l0=False)

@@ -92,7 +92,8 @@ def test_checklist_marks_pass_and_fail():
     assert [(i.name.split(" ")[0], i.passed) for i in items] == [("reconstruction", True), ("active", False), ("dead", True), ("explained", None)]
     items = build_checklist({"mse": 0.5, "l0": 32.0, "dead_fraction": 0.2}, Targets(mse=1.0, l0_min=30, l0_max=34, dead=0.1))
     assert [i.passed for i in items] == [True, True, False]
-    assert Targets.parse_l0("20-40") == (20.0, 40.0) and Targets.parse_l0("64") == (0.0, 64.0)
+    assert Targets.parse_l0("20-40") == (20.0, 40.0) and Targets.parse_l0("64") == pytest.approx((51.2, 76.8))  # N: +-20%
+    assert Targets.steering_l0("64") == 64.0 and Targets.steering_l0("20-40") is None
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -23,11 +23,13 @@ NO_MODEL = typer.Option(False, "--no-model", help="Skip the model metrics (CE lo
 
 
 def eval_config(*, model: str | None, corpus: str, num_tokens: int, batch_size: int, context_size: int, backend: str, device: str,
-                dead_threshold: float, dense_threshold: float, no_model: bool, metrics: list[str] | None = None) -> Any:
+                dead_threshold: float, dense_threshold: float, no_model: bool, metrics: list[str] | None = None, max_norm_ratio: float | None = None) -> Any:
     from saetool.evaluate.api import EvalConfig
 
     config = EvalConfig(model=model, backend=backend, corpus=corpus, context_size=context_size, num_tokens=num_tokens, batch_size=batch_size,
                         device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, use_model=not no_model, metrics=metrics)
+    if max_norm_ratio is not None:
+        config.max_norm_ratio = max_norm_ratio
     config.validate()
     return config
 
@@ -46,6 +48,7 @@ def evaluate(
     dead_threshold: float = DEAD,
     dense_threshold: float = DENSE,
     no_model: bool = NO_MODEL,
+    max_norm_ratio: Optional[float] = typer.Option(None, "--max-norm-ratio", help="Also report the reconstruction metrics without massive-activation rows: norm above this x the median (default 10)."),
     as_json: bool = JSON,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
@@ -55,7 +58,9 @@ def evaluate(
 
     Tokens come from ACTIVATIONS (rows and their stored windows) or, without
     it, from --corpus. BOS positions are left out of CE/KL and not spliced.
-    The table goes to stderr; --json prints the numbers to stdout.
+    With ACTIVATIONS the reconstruction metrics are also shown without the
+    massive-activation rows (norm above --max-norm-ratio x the median; see
+    docs/tutorial.md). The table goes to stderr; --json prints the numbers to stdout.
 
     Example:
 
@@ -65,7 +70,8 @@ def evaluate(
     from saetool.evaluate.api import evaluate_sae, print_evaluation
 
     config = eval_config(model=model, corpus=corpus, num_tokens=num_tokens, batch_size=batch_size, context_size=context_size, backend=backend,
-                         device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, no_model=no_model, metrics=metric or None)
+                         device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, no_model=no_model, metrics=metric or None,
+                         max_norm_ratio=max_norm_ratio)
     path = resolve_input(sae, what="SAE")
     ev = evaluate_sae(path, activations, config)
     print_evaluation(ev)

@@ -32,6 +32,7 @@ def train(
     dead_steps: Optional[int] = typer.Option(None, "--dead-steps", help="The same in steps (x --batch-size tokens)."),
     aux_k: Optional[int] = typer.Option(None, "--aux-k", help="Dead features used by the AuxK loss (default: d_in/2)."),
     aux_coeff: float = typer.Option(1 / 32, "--aux-coeff", help="Weight of the AuxK loss (TopK family)."),
+    max_norm_ratio: Optional[float] = typer.Option(None, "--max-norm-ratio", help="Leave out massive-activation tokens: norm above this x the median norm (counted on stderr and in the artifact; see docs/tutorial.md). Default: keep every token."),
     val_fraction: float = typer.Option(0.05, "--val-fraction", help="Fraction of sequences held out for validation."),
     val_tokens: int = typer.Option(16384, "--val-tokens", help="At most this many held-out tokens are evaluated."),
     shuffle_buffer: int = typer.Option(65536, "--shuffle-buffer", help="Rows held in the shuffle buffer (bounds memory)."),
@@ -48,7 +49,7 @@ def train(
     sample_features: int = typer.Option(100, "--sample-features", help="Store samples of this many features, most active first (0: all)."),
     init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from a pretrained SAE (an sae artifact, SAELens or sparsify folder)."),
     target_mse: float = typer.Option(0.01, "--target-mse", help="Checklist: reconstruction loss (MSE on normalised activations) below this."),
-    target_l0: str = typer.Option("50-100", "--target-l0", help="Checklist: active features per token in MIN-MAX."),
+    target_l0: str = typer.Option("50-100", "--target-l0", help="Active features per token: N steers training to N (the sparsity coefficient and JumpReLU thresholds; k for topk/batchtopk/matryoshka/transcoder) and the checklist expects N +-20%; MIN-MAX only sets the checklist range."),
     target_dead: float = typer.Option(0.10, "--target-dead", help="Checklist: fraction of dead features below this."),
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
@@ -78,6 +79,7 @@ def train(
         paths = [resolve_input(None, what="activation artifact")]
     if dead_tokens is not None and dead_steps is not None:
         raise SaetoolError("give --dead-tokens or --dead-steps, not both")
+    steer = Targets.steering_l0(target_l0)
     low, high = Targets.parse_l0(target_l0)
     options = {}
     if prefixes:
@@ -90,6 +92,7 @@ def train(
         d_sae=d_sae,
         expansion_factor=expansion_factor,
         k=k,
+        target_l0=steer,
         hook=hook,
         hook_out=hook_out,
         lr=lr,
@@ -104,6 +107,7 @@ def train(
         dead_tokens=dead_tokens if dead_steps is None else dead_steps * batch_size,
         aux_k=aux_k,
         aux_coeff=aux_coeff,
+        max_norm_ratio=max_norm_ratio,
         val_fraction=val_fraction,
         val_tokens=val_tokens,
         shuffle_buffer=shuffle_buffer,

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
 
@@ -61,6 +62,7 @@ class EvalConfig:
     dense_threshold: float = 0.1
     use_model: bool = True
     metrics: list[str] | None = None
+    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO  # reconstruction metrics are also reported without rows above this x the median norm
 
     def validate(self) -> None:
         if self.num_tokens < 1:
@@ -72,6 +74,8 @@ class EvalConfig:
         for name, value in (("--dead-threshold", self.dead_threshold), ("--dense-threshold", self.dense_threshold)):
             if not 0 <= value <= 1:
                 raise SaetoolError(f"{name} must be a firing frequency in [0, 1] (got {value})")
+        if not (self.max_norm_ratio > 0 and math.isfinite(self.max_norm_ratio)):
+            raise SaetoolError(f"--max-norm-ratio must be a positive number (got {self.max_norm_ratio})")
 
 
 @dataclass
@@ -90,11 +94,16 @@ class Evaluation:
     n_rows: int = 0
     n_positions: int = 0
     descriptions: dict[str, str] = field(default_factory=dict)
+    #: the reconstruction metrics again without the massive-activation rows (norm above
+    #: ``norm_filter["norm_cutoff"]``; ``norm_filter["massive_rows"]`` of them), from an activations file
+    metrics_ordinary: dict[str, float] = field(default_factory=dict)
+    norm_filter: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("descriptions")
-        out["metrics"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.metrics.items()}
+        for key in ("metrics", "metrics_ordinary"):
+            out[key] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out[key].items()}
         return out
 
 
@@ -267,7 +276,7 @@ def evaluate_sae(
 
     from saetool.artifacts.activations import ActivationsFile
     from saetool.corpus.packing import bos_id, special_token_mask
-    from saetool.evaluate.metrics import EvalContext, sae_metrics
+    from saetool.evaluate.metrics import EvalContext, ReconBatch, sae_metrics
     from saetool.models.registry import load_model
     from saetool.sae.io import load_sae
 
@@ -308,12 +317,25 @@ def evaluate_sae(
         recon = {k: m for k, m in metrics.items() if m.source == "activations"}
         lm = {k: m for k, m in metrics.items() if m.source == "model"}
         n_rows = n_pos = 0
+        ordinary: dict[str, Any] = {}
+        norm_filter = None
 
         if acts is not None and recon:
+            from saetool.artifacts.norms import NormFilter, file_norms, row_norms
+
+            rule = NormFilter.from_norms(file_norms(acts, cfg.hook)[: config.num_tokens], config.max_norm_ratio)
+            ordinary = {k: m.init(ctx) for k, m in recon.items()}
+            massive = 0
             for batch in recon_batches_from_file(sae, acts, config.num_tokens):
                 n_rows += batch.x.shape[0]
+                keep = rule.keep(row_norms(batch.x))
+                massive += int((~keep).sum())
+                kept = ReconBatch(batch.x[keep], batch.target[keep], batch.recon[keep], batch.codes[keep])
                 for k, m in recon.items():
                     m.update(states[k], batch)
+                    if kept.x.shape[0]:
+                        m.update(ordinary[k], kept)
+            norm_filter = {**rule.to_dict(), "massive_rows": massive}
 
         if model is not None and (lm or (acts is None and recon)):
             context = acts.context_size if acts is not None else config.context_size
@@ -350,6 +372,8 @@ def evaluate_sae(
             n_rows=n_rows,
             n_positions=n_pos,
             descriptions={k: m.description for k, m in metrics.items()},
+            metrics_ordinary={k: float(recon[k].result(st)) for k, st in ordinary.items()},
+            norm_filter=norm_filter,
         )
     finally:
         if acts is not None:
@@ -368,7 +392,19 @@ def print_evaluation(ev: Evaluation, *, title: str = "SAE evaluation") -> None:
     table = Table(title=f"{title} ({', '.join(on)})", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    nf = ev.norm_filter
+    if nf is not None:
+        table.add_column(f"without {nf['massive_rows']} massive", justify="right")
     table.add_column("meaning")
     for name, value in ev.metrics.items():
-        table.add_row(name, "n/a" if math.isnan(value) else f"{value:.4g}", ev.descriptions.get(name, ""))
+        cells = [name, _fmt(value)]
+        if nf is not None:
+            cells.append(_fmt(ev.metrics_ordinary[name]) if name in ev.metrics_ordinary else "")
+        table.add_row(*cells, ev.descriptions.get(name, ""))
     stderr().print(table)
+    if nf is not None:
+        stderr().print(f"massive: rows with a norm above {nf['norm_cutoff']:.4g} ({nf['max_norm_ratio']:g} x the median {nf['median_norm']:.4g}; --max-norm-ratio)")
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4g}"

@@ -186,8 +186,10 @@ def _create_layout(writer: "ArtifactWriter", settings: dict[str, Any], hooks: li
     fh.attrs["bos_token_id"] = -1 if tok.bos_token_id is None else int(tok.bos_token_id)
     fh.attrs["special_token_ids"] = json.dumps(sorted(int(i) for i in tok.all_special_ids))
     acts = fh.create_group("activations")
+    norms = fh.create_group("norms")
     for hook in hooks:
         create_rows_dataset(acts, hook, model.hook_dim(hook), settings["dtype"])
+        create_rows_dataset(norms, hook, None, "float32")
     tokens = fh.create_group("tokens")
     create_rows_dataset(tokens, "token_ids", None, "int32")
     create_rows_dataset(tokens, "seq_index", None, "int64")
@@ -213,6 +215,8 @@ def _reopen(writer: "ArtifactWriter", settings: dict[str, Any]) -> tuple[int, in
         fh[name].resize(done_tok, axis=0)
     for hook in settings["hooks"]:
         fh[f"activations/{hook}"].resize(done_tok, axis=0)
+        if f"norms/{hook}" in fh:
+            fh[f"norms/{hook}"].resize(done_tok, axis=0)
     fh["sequences/token_ids"].resize(done_seq, axis=0)
     fh.attrs["config"] = json.dumps(settings, sort_keys=True)
     return done_seq, done_tok
@@ -243,6 +247,7 @@ def _run(
     import torch
 
     from saetool.artifacts.arrays import append_rows, to_storage
+    from saetool.artifacts.norms import row_norms
     from saetool.progress import token_progress
 
     fh = writer.file
@@ -267,6 +272,7 @@ def _run(
                 rows = acts[hook].reshape(batch.shape[0] * ctx, -1).index_select(0, index)
                 _check_finite(rows, hook, done_seq)
                 append_rows(fh[f"activations/{hook}"], to_storage(rows, config.dtype))
+                append_rows(fh[f"norms/{hook}"], to_storage(row_norms(rows), "float32"))
             n_used = int(flat[-1] // ctx) + 1
             append_rows(fh["tokens/token_ids"], batch.reshape(-1)[flat].astype(np.int32))
             append_rows(fh["tokens/seq_index"], (seq_offset + done_seq + flat // ctx).astype(np.int64))

@@ -324,6 +324,9 @@ def _write_merged(out: Path, records: list[dict[str, Any]], group: "Group", *, o
             fill = np.array(np.nan, dtype=dt) if dt.kind == "f" else np.array(0x7FC0, dtype=dt)  # NaN (bfloat16 bits when stored as uint16)
             ds = virtual(acts, hook, f"activations/{hook}", (first["dims"][hook],), dt, "n_tokens", fill)
             ds.attrs["saetool_dtype"] = first["saetool_dtype"][hook]
+        norms = fh.create_group("norms")
+        for hook in hooks:
+            virtual(norms, hook, f"norms/{hook}", (), np.dtype("float32"), "n_tokens", np.array(np.nan, dtype="float32")).attrs["saetool_dtype"] = "float32"
         tokens = fh.create_group("tokens")
         for name, dt in (("token_ids", "int32"), ("seq_index", "int64"), ("position", "int32")):
             virtual(tokens, name, f"tokens/{name}", (), np.dtype(dt), "n_tokens", -1).attrs["saetool_dtype"] = dt

@@ -53,6 +53,8 @@ class SAEArchitecture:
     * ``default_lr``; ``default_sparsity_coeff`` (``None``: no sparsity
       coefficient); ``sparsity_warmup_fraction`` of steps for the coefficient.
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
+    * ``param_lr_scales``: learning-rate multipliers for single SAE parameters
+      (by name, e.g. ``{"threshold": 30.0}``).
     """
 
     name: str = ""
@@ -65,6 +67,7 @@ class SAEArchitecture:
     sparsity_warmup_fraction: float = 0.0
     decoder_init_norm: float = 1.0
     transcoder: bool = False
+    param_lr_scales: dict[str, float] = {}
 
     # -- configuration ------------------------------------------------------------
     def options(self, settings: "TrainConfig", d_sae: int) -> dict[str, Any]:  # noqa: ARG002
@@ -167,7 +170,7 @@ class BatchTopKArchitecture(SAEArchitecture):
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
         from saetool.train.objectives import BatchTopKObjective
 
-        return BatchTopKObjective(cfg.k or 1, threshold_lr=float(cfg.options.get("threshold_lr", 0.01)), **_aux(cfg, settings))
+        return BatchTopKObjective(cfg.k or 1, threshold_lr=float(cfg.options.get("threshold_lr", 0.1)), **_aux(cfg, settings))
 
     def finalize(self, sae: "SAE", objective: "Objective") -> "SAE":
         return with_jumprelu_threshold(sae, objective.threshold)  # type: ignore[attr-defined]
@@ -196,7 +199,13 @@ class MatryoshkaArchitecture(BatchTopKArchitecture):
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
         from saetool.train.objectives import MatryoshkaObjective
 
-        return MatryoshkaObjective(cfg.k or 1, prefixes=cfg.options["prefixes"], threshold_lr=float(cfg.options.get("threshold_lr", 0.01)), **_aux(cfg, settings))
+        return MatryoshkaObjective(cfg.k or 1, prefixes=cfg.options["prefixes"], threshold_lr=float(cfg.options.get("threshold_lr", 0.1)), **_aux(cfg, settings))
+
+
+#: JumpReLU thresholds start where about this many features fire per token (or at --target-l0).
+JUMPRELU_INIT_L0 = 64
+#: JumpReLU thresholds learn this many times faster than the weights (see the tutorial's measurements).
+JUMPRELU_THRESHOLD_LR_SCALE = 100.0
 
 
 class JumpReLUArchitecture(SAEArchitecture):
@@ -205,6 +214,7 @@ class JumpReLUArchitecture(SAEArchitecture):
     activation = "jumprelu"
     default_sparsity_coeff = 1.0
     sparsity_warmup_fraction = 0.05
+    param_lr_scales = {"threshold": JUMPRELU_THRESHOLD_LR_SCALE}
 
     def init(self, cfg: "SAEConfig", generator: "torch.Generator") -> "SAE":
         import torch
@@ -217,7 +227,8 @@ class JumpReLUArchitecture(SAEArchitecture):
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
         from saetool.train.objectives import JumpReLUObjective
 
-        return JumpReLUObjective(bandwidth=float(cfg.options.get("bandwidth", 0.05)))
+        init_l0 = settings.target_l0 or cfg.options.get("init_l0", JUMPRELU_INIT_L0)
+        return JumpReLUObjective(bandwidth=float(cfg.options.get("bandwidth", 0.05)), init_l0=min(float(init_l0), cfg.d_sae / 2) if init_l0 else None)
 
 
 class TranscoderArchitecture(TopKArchitecture):

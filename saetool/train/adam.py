@@ -16,13 +16,20 @@ if TYPE_CHECKING:
 
 
 class Adam:
-    """Adam without weight decay over a fixed list of parameters."""
+    """Adam without weight decay over a fixed list of parameters.
 
-    def __init__(self, params: Sequence["torch.nn.Parameter"], *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    ``lr_scales`` (one per parameter, default 1) multiply ``lr`` for single
+    parameters, e.g. JumpReLU thresholds, whose natural step is larger.
+    """
+
+    def __init__(self, params: Sequence["torch.nn.Parameter"], *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, lr_scales: Sequence[float] | None = None) -> None:
         import torch
 
         self.params = list(params)
         self.lr = float(lr)
+        self.lr_scales = [float(s) for s in lr_scales] if lr_scales is not None else [1.0] * len(self.params)
+        if len(self.lr_scales) != len(self.params):
+            raise ValueError(f"{len(self.lr_scales)} lr_scales for {len(self.params)} parameters")
         self.beta1, self.beta2 = (float(b) for b in betas)
         self.eps = float(eps)
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
@@ -36,9 +43,13 @@ class Adam:
 
     def step(self) -> None:
         """One update of every parameter that has a gradient."""
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        for scale in sorted({self.lr_scales[i] for i in live}):
+            self._step([i for i in live if self.lr_scales[i] == scale], self.lr * scale)
+
+    def _step(self, live: list[int], lr: float) -> None:
         import torch
 
-        live = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not live:
             return
         params = [self.params[i] for i in live]
@@ -49,7 +60,7 @@ class Adam:
         with torch.no_grad():
             torch._foreach_add_(steps, 1)
             if self._fused:
-                torch._fused_adam_(params, grads, m, v, [], steps, lr=self.lr, beta1=self.beta1, beta2=self.beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+                torch._fused_adam_(params, grads, m, v, [], steps, lr=lr, beta1=self.beta1, beta2=self.beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
                 return
             torch._foreach_lerp_(m, grads, 1 - self.beta1)
             torch._foreach_mul_(v, self.beta2)
@@ -57,7 +68,7 @@ class Adam:
             for p, mi, vi, s in zip(params, m, v, steps):
                 t = float(s)
                 denom = (vi.sqrt() / (1 - self.beta2**t) ** 0.5).add_(self.eps)
-                p.addcdiv_(mi, denom, value=-self.lr / (1 - self.beta1**t))
+                p.addcdiv_(mi, denom, value=-lr / (1 - self.beta1**t))
 
     # -- checkpoints ---------------------------------------------------------------
     def state(self) -> dict[str, "torch.Tensor"]:

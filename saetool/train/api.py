@@ -112,6 +112,7 @@ def train_sae(
                 + f" ({n_train} training tokens in {len(source.files)} file(s))"
                 + (f", data parallel on {group.world_size} processes ({group.backend}): {config.batch_size * group.world_size} tokens per step in all" if group is not None else "")
             )
+            _log_norm_filter(source)
             if group is not None:
                 group.barrier()  # rank 0 has cleared old checkpoints
             try:
@@ -132,6 +133,18 @@ def train_sae(
                 raise
     result.path = out
     return result
+
+
+def _log_norm_filter(source: "ActivationSource") -> None:
+    rule = source.norm_filter
+    if rule is None:
+        return
+    ex = source.excluded_tokens()
+    n_train = source.count_train_tokens() + ex["train"]
+    log(
+        f"--max-norm-ratio {rule.ratio:g}: leaving out {ex['train']} of {n_train} training tokens ({100 * ex['train'] / max(n_train, 1):.2f}%)"
+        f" and {ex['validation']} validation tokens with a norm above {rule.cutoff:.4g} ({rule.ratio:g} x the median {rule.median:.4g})"
+    )
 
 
 def _open_source(config: TrainConfig, inputs: Sequence[str | Path]) -> "ActivationSource":
@@ -155,6 +168,7 @@ def _open_source(config: TrainConfig, inputs: Sequence[str | Path]) -> "Activati
             val_fraction=config.val_fraction,
             val_tokens=config.val_tokens,
             seed=config.seed,
+            max_norm_ratio=config.max_norm_ratio,
         )
 
     source = open_with(config.hook_out)

@@ -21,13 +21,25 @@ class Targets:
     l0_max: float = 100.0
     dead: float = 0.10
 
+    @staticmethod
+    def steering_l0(text: str) -> float | None:
+        """``"64"`` -> ``64.0`` (a single number steers training to it); ``"50-100"`` -> ``None``."""
+        parts = str(text).replace(" ", "").split("-")
+        if len(parts) != 1:
+            return None
+        try:
+            return float(parts[0])
+        except ValueError:
+            return None
+
     @classmethod
     def parse_l0(cls, text: str) -> tuple[float, float]:
-        """``"50-100"`` -> ``(50.0, 100.0)``; a single number means at most that."""
+        """``"50-100"`` -> ``(50.0, 100.0)``; a single number ``N`` -> ``N`` +-20%."""
         parts = str(text).replace(" ", "").split("-")
         try:
             if len(parts) == 1:
-                return 0.0, float(parts[0])
+                n = float(parts[0])
+                return 0.8 * n, 1.2 * n
             if len(parts) == 2:
                 low, high = float(parts[0]), float(parts[1])
                 if low <= high:
@@ -64,6 +76,7 @@ class TrainConfig:
     d_sae: int | None = None
     expansion_factor: float | None = None
     k: int | None = None
+    target_l0: float | None = None  # steer the sparsity coefficient (or set k) to reach this L0
     hook: str | None = None
     hook_out: str | None = None
     lr: float | None = None
@@ -79,6 +92,7 @@ class TrainConfig:
     dead_tokens: int | None = None
     aux_k: int | None = None
     aux_coeff: float = 1 / 32
+    max_norm_ratio: float | None = None  # leave out tokens whose norm is above this x the median
     val_fraction: float = 0.05
     val_tokens: int = 16384
     shuffle_buffer: int = 65536
@@ -106,6 +120,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise SaetoolError(f"--{name.replace('_', '-')} must be 0 or more (got {value})")
+        if self.target_l0 is not None and not (self.target_l0 > 0 and math.isfinite(self.target_l0)):
+            raise SaetoolError(f"--target-l0 must be a positive number of features (got {self.target_l0})")
         if self.d_sae is not None and self.expansion_factor is not None:
             raise SaetoolError("give --d-sae or --expansion-factor, not both")
         if self.expansion_factor is not None and not self.expansion_factor > 0:
@@ -116,6 +132,8 @@ class TrainConfig:
             raise SaetoolError(f"--l1-coeff must be a non-negative number (got {self.sparsity_coeff})")
         if not self.grad_clip >= 0:
             raise SaetoolError(f"--grad-clip must be 0 (off) or positive (got {self.grad_clip})")
+        if self.max_norm_ratio is not None and not (self.max_norm_ratio > 0 and math.isfinite(self.max_norm_ratio)):
+            raise SaetoolError(f"--max-norm-ratio must be a positive number (got {self.max_norm_ratio})")
         if not 0 <= self.val_fraction < 1:
             raise SaetoolError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
         if self.val_tokens < 0:

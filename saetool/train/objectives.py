@@ -91,6 +91,14 @@ class Objective(nn.Module):
     def after_step(self, sae: "SAE") -> None:
         """Constraints applied after each optimizer step (default: none)."""
 
+    def steer_l0(self, sae: "SAE", factor: float) -> None:  # noqa: ARG002
+        """``--target-l0``: make firing harder by ``factor`` (> 1: fewer features fire). Default:
+        nothing (the sparsity coefficient, steered by the trainer, is the only lever)."""
+
+    def calibrate(self, sae: "SAE", x: torch.Tensor) -> None:  # noqa: ARG002
+        """Called once after the last step with that step's (scaled) inputs: fit
+        inference-only state to the final weights (BatchTopK's threshold). Default: nothing."""
+
 
 # -- dense objectives (ReLU, JumpReLU, and a base for plugins) ------------------------
 class DenseObjective(Objective):
@@ -165,14 +173,32 @@ class _Step(torch.autograd.Function):
 class JumpReLUObjective(DenseObjective):
     """JumpReLU (Rajamanoharan et al. 2024): a learned per-feature threshold trained
     with straight-through estimators (rectangle kernel of width ``bandwidth``) and
-    an L0 penalty. The SAE's own ``threshold`` parameter is the one trained."""
+    an L0 penalty. The SAE's own ``threshold`` parameter is the one trained.
 
-    def __init__(self, bandwidth: float = 0.05) -> None:
+    With ``init_l0`` the thresholds are set from the first training batch so that
+    each feature fires on ``init_l0 / d_sae`` of its tokens (about ``init_l0``
+    features per token): training starts at a sensible sparsity instead of half
+    the features firing, and short runs need not climb there first.
+    """
+
+    def __init__(self, bandwidth: float = 0.05, *, init_l0: float | None = None) -> None:
         super().__init__()
         self.bandwidth = float(bandwidth)
+        self.init_l0 = init_l0
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.long))
 
     def activate(self, sae: "SAE", pre: torch.Tensor) -> torch.Tensor:
+        if self.training and self.init_l0 is not None and not int(self.initialized):
+            self._init_thresholds(sae, pre.detach())
         return _JumpReLU.apply(pre, sae.threshold, self.bandwidth)
+
+    def _init_thresholds(self, sae: "SAE", pre: torch.Tensor) -> None:
+        n, d = pre.shape
+        fires = min(n - 1, max(1, round(n * float(self.init_l0) / d)))  # tokens each feature fires on
+        with torch.no_grad():
+            cut = pre.float().kthvalue(n - fires, dim=0).values  # the (n - fires)-th smallest: ``fires`` values lie above
+            sae.threshold.copy_(cut.clamp_min(1e-3).to(sae.threshold.dtype))
+        self.initialized.fill_(1)
 
     def penalty(self, sae: "SAE", pre: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         return _Step.apply(pre, sae.threshold, self.bandwidth).sum(-1).mean()
@@ -180,6 +206,10 @@ class JumpReLUObjective(DenseObjective):
     def after_step(self, sae: "SAE") -> None:
         with torch.no_grad():
             sae.threshold.clamp_(min=0.0)
+
+    def steer_l0(self, sae: "SAE", factor: float) -> None:
+        with torch.no_grad():
+            sae.threshold.mul_(factor)
 
 
 # -- TopK family ------------------------------------------------------------------
@@ -338,11 +368,15 @@ def _codes(rows: torch.Tensor, cols: torch.Tensor, n: int) -> SparseCodes:
 
 class BatchTopKObjective(TopKObjective):
     """BatchTopK (Bussmann et al. 2024): the ``batch * k`` largest activations of the
-    whole batch are kept, so tokens use a variable number of features. A running
-    threshold (an EMA of the smallest kept positive activation) becomes the
-    JumpReLU threshold used at inference."""
+    whole batch are kept, so tokens use a variable number of features. At
+    inference one threshold replaces the batch rule: the smallest kept
+    activation (the batch's cut), tracked during training by a bias-corrected
+    moving average over about ``1 / threshold_lr`` steps (used by validation and
+    intermediate checkpoints) and set exactly from the final weights on the
+    last training batch when the run ends (:meth:`calibrate`), so the saved SAE
+    keeps ``k`` features per token on average at any run length."""
 
-    def __init__(self, k: int, *, threshold_lr: float = 0.01, **kw: Any) -> None:
+    def __init__(self, k: int, *, threshold_lr: float = 0.1, **kw: Any) -> None:
         super().__init__(k, **kw)
         self.threshold_lr = float(threshold_lr)
         self.register_buffer("threshold", torch.zeros(()))
@@ -360,11 +394,22 @@ class BatchTopKObjective(TopKObjective):
         if positive.numel() == 0:
             return
         low = positive.min().to(self.threshold.dtype)
-        if int(self.threshold_seen) == 0:
-            self.threshold.copy_(low)
-        else:
-            self.threshold.mul_(1 - self.threshold_lr).add_(self.threshold_lr * low)
         self.threshold_seen.add_(1)
+        # bias-corrected EMA: weight max(lr, 1/seen) on the newest cut, so early
+        # (untrained) cuts are forgotten within ~1/lr steps instead of lingering
+        rate = max(self.threshold_lr, 1.0 / float(self.threshold_seen))
+        self.threshold.mul_(1 - rate).add_(rate * low)
+
+    def calibrate(self, sae: "SAE", x: torch.Tensor) -> None:
+        with torch.no_grad():
+            subtract = sae.cfg.apply_b_dec_to_input and not sae.cfg.is_transcoder
+            pre = (x - sae.b_dec if subtract else x) @ sae.W_enc + sae.b_enc
+            codes = batch_topk_entries(pre, self.k)
+            values = pre[codes.rows, codes.cols]
+            positive = values[values > 0]
+            if positive.numel():
+                self.threshold.copy_(positive.min().to(self.threshold.dtype))
+                self.threshold_seen.clamp_(min=1)
 
 
 class MatryoshkaObjective(BatchTopKObjective):

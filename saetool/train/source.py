@@ -83,6 +83,7 @@ class ActivationSource:
         chunk_rows: int = CHUNK_ROWS,
         rank: int = 0,
         world_size: int = 1,
+        max_norm_ratio: float | None = None,
     ) -> None:
         from saetool.artifacts.activations import ActivationsFile
 
@@ -116,6 +117,7 @@ class ActivationSource:
             self.offsets.append(self.offsets[-1] + f.n_tokens)
         self._val_seq = self._split()
         self.peak_rows = 0  # most rows ever held in the shuffle buffer
+        self.norm_filter, self._ordinary = self._norm_filter(max_norm_ratio)
 
     # -- files -------------------------------------------------------------------
     def _check_files(self, hook: str | None, hook_out: str | None) -> None:
@@ -167,6 +169,34 @@ class ActivationSource:
                     val = [v & (u != high) for v, u in zip(val, us)]
         return val
 
+    def _norm_filter(self, ratio: float | None) -> tuple[Any, list["np.ndarray"] | None]:
+        """``--max-norm-ratio``: the rule (median over every file's rows) and, per file, which rows are kept."""
+        if ratio is None:
+            return None, None
+        import numpy as np
+
+        from saetool.artifacts.norms import NormFilter, file_norms
+
+        if not ratio > 0:
+            raise SaetoolError(f"--max-norm-ratio must be positive (got {ratio})")
+        norms = [file_norms(f, self.hook) for f in self.files]
+        rule = NormFilter.from_norms(np.concatenate(norms), ratio)
+        return rule, [rule.keep(n) for n in norms]
+
+    def excluded_tokens(self) -> dict[str, int]:
+        """How many training and validation tokens ``--max-norm-ratio`` leaves out."""
+        import numpy as np
+
+        out = {"train": 0, "validation": 0}
+        if self._ordinary is None:
+            return out
+        for i, (f, keep) in enumerate(zip(self.files, self._ordinary)):
+            seq = f.artifact.file["tokens/seq_index"][: f.n_tokens]
+            val = self.is_val(i, seq)
+            out["train"] += int(np.count_nonzero(~keep & ~val))
+            out["validation"] += int(np.count_nonzero(~keep & val))
+        return out
+
     def is_val(self, file_index: int, seq: "np.ndarray") -> "np.ndarray":
         import numpy as np
 
@@ -190,7 +220,10 @@ class ActivationSource:
         for i, f in enumerate(self.files):
             for start in range(0, f.n_tokens, 1 << 20):
                 seq = f.artifact.file["tokens/seq_index"][start : start + (1 << 20)]
-                total += int((~self.is_val(i, seq)).sum())
+                train = ~self.is_val(i, seq)
+                if self._ordinary is not None:
+                    train &= self._ordinary[i][start : start + len(seq)]
+                total += int(train.sum())
         return total
 
     # -- reading -----------------------------------------------------------------
@@ -208,6 +241,8 @@ class ActivationSource:
                         continue
                 seq = f.artifact.file["tokens/seq_index"][start:stop]
                 keep = self.is_val(i, seq) if val else ~self.is_val(i, seq)
+                if self._ordinary is not None:
+                    keep &= self._ordinary[i][start:stop]
                 if not keep.any():
                     continue
                 index = np.flatnonzero(keep)
@@ -328,6 +363,7 @@ class ActivationSource:
             "prepend_bos": cfg.get("prepend_bos"),
             "exclude_special_tokens": cfg.get("exclude_special"),
             "corpus": cfg.get("corpus"),
+            **({"norm_filter": {**self.norm_filter.to_dict(), "excluded_tokens": self.excluded_tokens()}} if self.norm_filter is not None else {}),
         }
 
     def close(self) -> None:

@@ -43,6 +43,7 @@ def write_activations(
     import numpy as np
 
     from saetool.artifacts.arrays import create_rows_dataset, to_storage
+    from saetool.artifacts.norms import row_norms
     from saetool.artifacts.provenance import build_provenance
     from saetool.artifacts.store import ArtifactWriter
 
@@ -61,11 +62,15 @@ def write_activations(
         assert fh is not None
         fh.attrs.update({"hooks": json.dumps(hooks), "config": json.dumps(settings), "context_size": context_size, "n_tokens": n, "n_sequences": n_seq, "model": model, "backend": "synthetic", "dtype": dtype, "bos_token_id": -1, "special_token_ids": "[]"})
         acts = fh.create_group("activations")
+        norms = fh.create_group("norms")
         for hook, tensor in activations.items():
             ds = create_rows_dataset(acts, hook, int(tensor.shape[1]), dtype)
             ds.resize(n, axis=0)
+            nds = create_rows_dataset(norms, hook, None, "float32")
+            nds.resize(n, axis=0)
             if n:
                 ds[:] = to_storage(tensor, dtype)
+                nds[:] = to_storage(row_norms(tensor), "float32")
         tokens = fh.create_group("tokens")
         for name, values, kind in (("token_ids", token_ids, "int32"), ("seq_index", np.arange(n) // context_size, "int64"), ("position", np.arange(n) % context_size, "int32")):
             ds = create_rows_dataset(tokens, name, None, kind)

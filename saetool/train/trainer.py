@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from array import array
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from saetool.train.config import TrainConfig
 from saetool.train.initialize import from_pretrained, init_b_dec
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import lr_at, sparsity_at
+from saetool.train.schedules import L0Controller, lr_at, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
@@ -50,9 +51,9 @@ EVAL_ROWS = 1024  # rows per block when evaluating the final (dense-coded) SAE
 
 #: Settings a resumed run must share with the checkpoint it continues.
 RESUME_KEYS = (
-    "arch", "d_sae", "expansion_factor", "k", "hook", "hook_out", "lr", "batch_size", "sparsity_coeff",
+    "arch", "d_sae", "expansion_factor", "k", "target_l0", "hook", "hook_out", "lr", "batch_size", "sparsity_coeff",
     "warmup_steps", "sparsity_warmup_steps", "grad_clip", "init_b_dec", "normalize_inputs", "dead_tokens",
-    "aux_k", "aux_coeff", "val_fraction", "val_tokens", "shuffle_buffer", "seed", "dtype", "samples", "init_from", "options",
+    "aux_k", "aux_coeff", "max_norm_ratio", "val_fraction", "val_tokens", "shuffle_buffer", "seed", "dtype", "samples", "init_from", "options",
 )
 #: History columns, in order.
 HISTORY = ("step", "tokens", "loss", "mse", "explained_variance", "l0", "dead_fraction", "lr", "sparsity_coeff", "aux_loss", "val_loss", "val_mse", "val_explained_variance", "val_l0")
@@ -140,6 +141,8 @@ class Trainer:
         self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
         batch = config.batch_size * self.world  # tokens per step over all ranks
         self.dead_tokens = config.dead_tokens or min(1_000_000, max(batch, (self.total_steps * batch) // 4))
+        self.controller = self._controller()
+        self.short_run: str | None = None  # the convergence warning, if any
         # state filled by _start or _restore
         self.sae: SAE
         self.objective: Objective
@@ -155,7 +158,19 @@ class Trainer:
         self.since_fired = torch.zeros(self.cfg.d_sae, dtype=torch.long, device=self.device)
         self.collector = SampleCollector(self.cfg.d_sae, config.samples, self.device) if config.samples else None
         self.last_batch: Batch | None = None
+        self.curves: tuple[array, array] = (array("d"), array("d"))  # per-step training FVU and L0 (this process, not checkpointed)
         self._lr = self._coeff = 0.0  # of the latest step, for the history
+
+    def _controller(self) -> L0Controller | None:
+        """``--target-l0`` steers the sparsity coefficient (architectures without ``k``)."""
+        target = self.config.target_l0
+        if target is None or self.arch.needs_k:
+            return None
+        if self.arch.default_sparsity_coeff is None:
+            raise SaetoolError(f"--target-l0 steers the sparsity coefficient, and --arch {self.arch.name} has none", hint="drop --target-l0")
+        if target > self.cfg.d_sae:
+            raise SaetoolError(f"--target-l0 {target:g} is more than d_sae={self.cfg.d_sae} features")
+        return L0Controller(target, self.coeff)
 
     def _sae_config(self, d_in: int, d_out: int | None, hook: str, hook_out: str | None, model: str | None) -> SAEConfig:
         config, arch, init = self.config, self.arch, self.init_sae
@@ -164,6 +179,11 @@ class Trainer:
         else:
             d_sae = config.d_sae_for(d_in)
         k = config.k
+        target = config.target_l0
+        if arch.needs_k and target is not None:  # --target-l0 N is k = N for the TopK family
+            if k is not None and k != round(target):
+                raise SaetoolError(f"--k {k} and --target-l0 {target:g} disagree (for --arch {arch.name} the L0 is k)", hint="give one of them")
+            k = max(1, round(target))
         if k is None and arch.needs_k:
             k = init.cfg.k if init is not None and init.cfg.k else DEFAULT_K
         if k is not None and not arch.needs_k:
@@ -230,7 +250,9 @@ class Trainer:
         return list(self.sae.parameters()) + list(self.objective.parameters())
 
     def _make_optimizer(self) -> Adam:
-        return Adam(self._params(), lr=self.lr, betas=(0.9, 0.999))
+        scales = [self.arch.param_lr_scales.get(name, 1.0) for name, _ in self.sae.named_parameters()]
+        scales += [1.0] * len(list(self.objective.parameters()))
+        return Adam(self._params(), lr=self.lr, betas=(0.9, 0.999), lr_scales=scales)
 
     # -- checkpoints ----------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -254,6 +276,7 @@ class Trainer:
             "sae_config": self.cfg.to_dict(),
             "train_config": self.config.to_dict(),
             "world_size": self.world,
+            "log_sparsity_coeff": self.controller.log_coeff if self.controller is not None else None,
         }
         return tensors, meta
 
@@ -293,6 +316,8 @@ class Trainer:
             self.best_step = int(meta["best_step"])
             self.history = list(meta["history"])
             self.in_scale, self.out_scale = float(meta["in_scale"]), float(meta["out_scale"])
+            if self.controller is not None:
+                self.controller.log_coeff = float(meta["log_sparsity_coeff"])
         except SaetoolError:
             raise
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
@@ -380,7 +405,10 @@ class Trainer:
                 update(1)
                 if on_step is not None:
                     on_step(StepInfo(self.step, self.total_steps, self.tokens, row["loss"] if row else math.nan))
+        self._calibrate()
         self._save("final")
+        if self.step == self.total_steps and (self.dp is None or self.dp.is_main):
+            self._warn_if_short()
         elapsed = time.perf_counter() - started
         return self._result(val, elapsed, self.step - start_step)
 
@@ -389,7 +417,7 @@ class Trainer:
         step, n = self.step, x.shape[0]
         lr = lr_at(step, total=self.total_steps, lr=self.lr, warmup=self.warmup)
         self.optimizer.lr = lr
-        coeff = sparsity_at(step, coeff=self.coeff, warmup=self.sparsity_warmup)
+        coeff = self.controller.coeff if self.controller is not None else sparsity_at(step, coeff=self.coeff, warmup=self.sparsity_warmup)
         dead = self.since_fired >= self.dead_tokens if self.objective.uses_dead_mask else None
         with narrow_threads(self.device, getattr(self.objective, "narrow_threads", False)):  # sparse TopK: small ops on one CPU thread, big ones on all
             with self._autocast():
@@ -425,7 +453,15 @@ class Trainer:
             flat = y.reshape(-1).double() if y.dtype != torch.float32 else y.reshape(-1)
             var = torch.dot(flat, flat).double() - y.sum(0).double().pow(2).sum() / n
             values = torch.stack([out.loss.detach().double(), err / y.numel(), 1 - err / var.clamp_min(1e-12), out.l0.double(), out.aux.double()])
-        self.acc[: len(_ACC)] += values.cpu()
+        values = values.cpu()
+        self.curves[0].append(1.0 - float(values[2]))
+        self.curves[1].append(float(values[3]))
+        if self.controller is not None:
+            factor = self.controller.update(float(values[3]))  # this rank's L0 (under torchrun: the thresholds are averaged below)
+            self.objective.steer_l0(self.sae, factor)
+            if self.dp is not None and hasattr(self.sae, "threshold"):
+                self.dp.average_([self.sae.threshold.data])
+        self.acc[: len(_ACC)] += values
         self.acc[-1] += 1
         self.step += 1
         self.tokens += n * self.world
@@ -433,6 +469,27 @@ class Trainer:
         if self.collector is not None and batch.rows is not None and (self.step % self.config.samples.every == 0 or self.step == self.total_steps):  # type: ignore[union-attr]
             self.collector.update(out.codes, batch.rows, scale=1.0 / self.out_scale)
         self._lr, self._coeff = lr, coeff
+
+    def _warn_if_short(self) -> None:
+        from saetool.train.convergence import convergence_warning
+
+        fvu, l0 = self.curves
+        if len(fvu) < self.total_steps:  # resumed: the curves before the checkpoint are gone
+            return
+        message = convergence_warning(fvu, l0, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None)
+        if message:
+            warn(message)
+            self.short_run = message
+
+    def _calibrate(self) -> None:
+        """Fit the objective's inference-only state (e.g. BatchTopK's threshold) to the final weights."""
+        if self.last_batch is None:
+            return
+        x, _ = self._prepare(self.last_batch)
+        with self._autocast():
+            self.objective.calibrate(self.sae, x)
+        if self.dp is not None:
+            self.dp.average_([b for b in self.objective.buffers() if b.is_floating_point()])
 
     def _all_reduce_step(self, params: list[torch.nn.Parameter], fired: torch.Tensor) -> torch.Tensor:
         """Data parallel: average the gradients over the ranks (the gradient of the
@@ -556,7 +613,7 @@ class Trainer:
             "d_sae": self.cfg.d_sae,
             "k": self.cfg.k,
             "lr": self.lr,
-            "sparsity_coeff": self.coeff,
+            "sparsity_coeff": self.controller.coeff if self.controller is not None else self.coeff,
             "warmup_steps": self.warmup,
             "sparsity_warmup_steps": self.sparsity_warmup,
             "dead_tokens": self.dead_tokens,
@@ -572,6 +629,7 @@ class Trainer:
             "seconds": elapsed,
             "tokens_per_second": (steps_run * self.config.batch_size * self.world / elapsed) if elapsed > 0 and steps_run else None,
             "checkpoints": str(self.checkpoints.root) if self.checkpoints is not None else None,
+            "convergence_warning": self.short_run,
         }
         if self.dp is not None:
             training["distributed"] = {**self.dp.describe(), "batch_size_per_rank": self.config.batch_size, "effective_batch_size": self.config.batch_size * self.world}

@@ -1,0 +1,56 @@
+"""Is a finished run too short to have converged? One warning line, with the fix.
+
+Judged on the per-step training curves (FVU = 1 - explained variance, and L0)
+at 60-70% and 70-80% of the run: before the last fifth, where a decaying
+learning rate flattens (or, for warmup-stable-decay, steepens) every curve
+whatever its state. A run is flagged when, over that tenth of its steps,
+
+- the FVU still fell by more than :data:`FVU_DROP` of its value, or
+- L0 still moved by more than :data:`L0_MOVE` (architectures whose L0 is
+  learned: ReLU, JumpReLU), or
+- the final L0 is more than :data:`TARGET_TOLERANCE` away from ``--target-l0``.
+
+The thresholds come from short SmolLM2 runs (docs/tutorial.md): runs that
+still gained markedly with 4x the tokens are flagged, runs that did not are not.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+FVU_DROP = 0.05
+L0_MOVE = 0.10
+TARGET_TOLERANCE = 0.20
+MIN_STEPS = 20  # fewer: too few steps to judge a trend; always flagged
+
+
+def _window_mean(values: Sequence[float], lo: float, hi: float) -> float:
+    n = len(values)
+    a, b = int(n * lo), max(int(n * lo) + 1, int(n * hi))
+    part = values[a:b]
+    return sum(part) / len(part)
+
+
+def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0: bool, target_l0: float | None = None) -> str | None:
+    """The warning text for per-step curves ``fvu`` and ``l0``, or ``None`` when the run looks converged."""
+    n = len(fvu)
+    if n == 0:
+        return None
+    reasons = []
+    if n < MIN_STEPS:
+        reasons.append(f"only {n} steps")
+    else:
+        before, after = _window_mean(fvu, 0.6, 0.7), _window_mean(fvu, 0.7, 0.8)
+        if before > 0 and (before - after) / before > FVU_DROP:
+            reasons.append(f"the training FVU still fell {100 * (before - after) / before:.0f}% between 60-70% and 70-80% of the steps ({before:.3g} -> {after:.3g})")
+        if learned_l0:
+            l_before, l_after = _window_mean(l0, 0.6, 0.7), _window_mean(l0, 0.7, 0.8)
+            if l_before > 0 and abs(l_after - l_before) / l_before > L0_MOVE:
+                reasons.append(f"L0 still moved {100 * abs(l_after - l_before) / l_before:.0f}% ({l_before:.0f} -> {l_after:.0f})")
+    if target_l0 is not None and l0:
+        final = _window_mean(l0, 0.95, 1.0)
+        if abs(final / target_l0 - 1) > TARGET_TOLERANCE:
+            reasons.append(f"L0 ended at {final:.0f}, not within {100 * TARGET_TOLERANCE:.0f}% of --target-l0 {target_l0:g}")
+    if not reasons:
+        return None
+    return "this run looks too short to converge (" + "; ".join(reasons) + "); train longer: more --num-tokens (or --steps)"

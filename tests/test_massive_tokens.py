@@ -1,0 +1,94 @@
+"""Massive-activation tokens (issue 14): extract stores per-token norms, `train
+--max-norm-ratio` leaves out exactly the rows above R x the median norm and says
+how many, `evaluate` reports the reconstruction metrics with and without them."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from helpers import run_cli
+from saetool.train.source import split_uniform
+from saetool.train.synthetic import sparse_dictionary_data, write_activations
+
+HOOK = "blocks.0.hook_resid_post"
+CONTEXT = 20
+MASSIVE_ROWS = np.arange(1, 4000, CONTEXT * 7)  # position 1 of every 7th window, as in SmolLM2
+
+
+@pytest.fixture(scope="module")
+def massive_file(tmp_path_factory):
+    """4,000 rows in d=16; rows MASSIVE_ROWS scaled to 40x their norm."""
+    x, _ = sparse_dictionary_data(4000, 16, 32, active=4, seed=3)
+    x = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))  # no all-zero rows
+    x[MASSIVE_ROWS] *= 40 * x.norm(dim=1).median() / x[MASSIVE_ROWS].norm(dim=1, keepdim=True)
+    return write_activations(tmp_path_factory.mktemp("massive") / "acts.h5", {HOOK: x}, context_size=CONTEXT), x
+
+
+def test_extract_stores_every_rows_norm(smollm2_acts):
+    with h5py.File(smollm2_acts) as fh:
+        x = fh["activations/blocks.3.hook_resid_post"][:]
+        norms = fh["norms/blocks.3.hook_resid_post"][:]
+    assert norms.dtype == np.float32 and norms.shape == (x.shape[0],)
+    np.testing.assert_allclose(norms, np.linalg.norm(x.astype(np.float64), axis=1), rtol=1e-5)
+
+
+def test_train_leaves_out_exactly_the_massive_rows(massive_file, tmp_path):
+    path, x = massive_file
+    out = tmp_path / "sae.h5"
+    proc = run_cli("train", str(path), "--arch", "topk", "--d-sae", "32", "--k", "4", "--batch-size", "256", "--steps", "30",
+                   "--val-fraction", "0.2", "--max-norm-ratio", "10", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    val = split_uniform(0, MASSIVE_ROWS // CONTEXT) < 0.2
+    n_val_rows = int((split_uniform(0, np.arange(4000 // CONTEXT)) < 0.2).sum()) * CONTEXT
+    n_train = 4000 - n_val_rows
+    expected = {"train": int((~val).sum()), "validation": int(val.sum())}
+    assert 0 < expected["train"] and 0 < expected["validation"]
+    assert f"leaving out {expected['train']} of {n_train} training tokens" in " ".join(proc.stderr.split())
+    from saetool.sae.io import read_sae_artifact
+
+    with read_sae_artifact(out) as art:
+        record = art.training["norm_filter"]
+    assert record["excluded_tokens"] == expected
+    median = float(x.norm(dim=1).median())
+    assert record["median_norm"] == pytest.approx(median, rel=1e-3) and record["norm_cutoff"] == pytest.approx(10 * median, rel=1e-3)
+
+
+def test_train_without_the_option_keeps_every_row(massive_file, tmp_path):
+    path, _ = massive_file
+    proc = run_cli("train", str(path), "--arch", "topk", "--d-sae", "32", "--k", "4", "--batch-size", "256", "--steps", "5", "-o", str(tmp_path / "s.h5"))
+    assert proc.returncode == 0, proc.stderr
+    assert "leaving out" not in proc.stderr
+
+
+def test_evaluate_reports_metrics_with_and_without_massive_rows(massive_file, tmp_path):
+    from saetool.evaluate.api import EvalConfig, evaluate_sae
+    from saetool.sae.io import load_sae
+    from saetool.train import TrainConfig, train_sae
+
+    path, x = massive_file
+    train_sae(TrainConfig(arch="topk", d_sae=32, k=4, batch_size=256, steps=40, val_fraction=0.1), [path], tmp_path / "sae.h5", progress=False)
+    ev = evaluate_sae(tmp_path / "sae.h5", path, EvalConfig(use_model=False, num_tokens=4000, max_norm_ratio=10))
+    assert ev.norm_filter["massive_rows"] == len(MASSIVE_ROWS)
+    sae = load_sae(tmp_path / "sae.h5")
+    keep = np.ones(4000, bool)
+    keep[MASSIVE_ROWS] = False
+
+    def fvu(rows: torch.Tensor) -> float:
+        with torch.no_grad():
+            recon = sae(rows)
+        return float((recon - rows).double().pow(2).sum() / (rows - rows.mean(0)).double().pow(2).sum())
+
+    assert 1 - ev.metrics["explained_variance"] == pytest.approx(fvu(x), rel=1e-4)
+    assert 1 - ev.metrics_ordinary["explained_variance"] == pytest.approx(fvu(x[torch.from_numpy(keep)]), rel=1e-4)
+    assert ev.metrics_ordinary["explained_variance"] != pytest.approx(ev.metrics["explained_variance"], rel=0.05)  # the massive rows matter
+    proc = run_cli("evaluate", str(tmp_path / "sae.h5"), str(path), "--no-model", "--json", "--max-norm-ratio", "10")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["norm_filter"]["massive_rows"] == len(MASSIVE_ROWS)
+    assert out["metrics_ordinary"]["explained_variance"] == pytest.approx(ev.metrics_ordinary["explained_variance"], rel=1e-6)
+    assert f"without {len(MASSIVE_ROWS)} massive" in proc.stderr
