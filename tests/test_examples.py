@@ -54,7 +54,12 @@ def test_seed000_mini_pipeline(ran):
     _, folder = example(ran, "seed000_mini_pipeline")
     out = folder / "out"
     check = json.loads((out / "check.json").read_text())
-    assert check["verdict"] in ("SCALE UP", "FIX ISSUES FIRST")
+    assert check["verdict"] in ("SCALE UP", "FIX ISSUES FIRST") and check["criteria"] == "seed000"
+    rows = {r["check"]: r for r in check["checks"]}
+    for criterion in ("SAE reconstruction (cosine)", "common features at the transition", "steering effectiveness", "pipeline completeness"):
+        assert rows[criterion]["passed"] in (True, False) and rows[criterion]["reason"], criterion
+    assert rows["pipeline completeness"]["reason"].startswith("5 transition text(s)")  # the seed's five base prompts
+    assert "at 5 transition token(s)" in rows["SAE reconstruction (cosine)"]["reason"]
     assert (out / "features.html").stat().st_size > 1000 and "Feature" in (out / "report.md").read_text()
     from saetool.artifacts.store import read_header
 
@@ -63,8 +68,12 @@ def test_seed000_mini_pipeline(ran):
 
 def test_seed001_steering_ladder(ran):
     _, folder = example(ran, "seed001_steering_ladder")
+    proc, _ = example(ran, "seed001_steering_ladder")
     rows = json.loads((folder / "out.summary.json").read_text())
     assert {r["alpha"] for r in rows} == {0, 1.0} and all(r["n"] == 2 for r in rows)
+    best = json.loads((folder / "out" / "layer_comparison" / "best.json").read_text())
+    assert best["best"]["layer"] in (10, 15, 20) and "Best layer:" in proc.stderr
+    assert f"layers: best -> layer {best['best']['layer']}" in proc.stderr
 
 
 def test_seed002_train_sae(ran):
@@ -79,7 +88,10 @@ def test_seed002_train_sae(ran):
 def test_seed003_pathways(ran):
     _, folder = example(ran, "seed003_pathways")
     out = folder / "out"
-    assert json.loads((out / "audit.json").read_text())["ok"] is True
+    audit = json.loads((out / "audit.json").read_text())
+    assert audit["ok"] is True
+    steered = next(j for j in audit["joins"] if j["name"] == "selected features -> steered features")
+    assert steered["joinable"] == 1  # the steered feature is one of the selected ones
     edges = json.loads((out / "pathways.json").read_text())["edges"]
     assert edges and all(e["target"].startswith("L12-") and e["source"].startswith("L6-") for e in edges)
     assert (out / "tokens.csv").read_text().startswith("token")

@@ -2,24 +2,30 @@
 # Seed 000: the small-scale testing strategy, end to end on the embedded model.
 #   phase 1  an SAE (pass SAE=path to a pretrained SAELens/sparsify folder, or
 #            one is trained here), checked against the model; emotion steering
-#            with seed 000's positive/negative words on 10 openings
-#   phase 2  negative->positive transition texts generated from base prompts,
-#            the transition token labeled, activations there through the SAE
+#            with seed 000's positive/negative words on the openings, and the
+#            seed's prompting variant "(thinking positively)" beside it
+#   phase 2  negative->positive transition texts generated from the seed's five
+#            base prompts with the bridge " However,", the transition token
+#            labeled, activations there through the SAE
 #   phase 3  the SAE's top features interpreted (report + HTML browser)
-#   phase 5  the go/no-go check: SCALE UP or FIX ISSUES FIRST (exit 1 is a verdict here)
+#   phase 5  the go/no-go on the seed's own criteria (check --criteria seed000:
+#            cosine > 0.9 at the transitions, >= 2 transition-specific common
+#            features, steering works, pipeline complete): SCALE UP or
+#            FIX ISSUES FIRST (exit 1 is a verdict here), a reason per criterion
 #
-#   SIZE=ci    2,048 tokens, 2 prompts, 2 transitions   (about 1 min on 2 CPU cores)
-#   SIZE=small 16,384 tokens, 10 prompts, 10            (about 6 min)    <- default
-#   SIZE=full  131,072 tokens, 20 prompts, 50           (about an hour on a CPU)
+#   SIZE=ci    2,048 tokens, 2 openings, 5 transitions     (about 5 min on 2 CPU cores: 8 saetool
+#              runs, each loading torch and the model; measured 4 min 40 s wall, 4 min 56 s CPU)
+#   SIZE=small 16,384 tokens, 10 openings, 10 transitions  (about 10 min; estimated)    <- default
+#   SIZE=full  131,072 tokens, 20 openings, 50 transitions (about an hour on a CPU)
 set -euo pipefail
 SIZE=${SIZE:-small}
 OUT=${OUT:-runs/seed000}
 SAETOOL=${SAETOOL:-saetool}
 PROMPTS=$(cd "$(dirname "$0")/../prompts" && pwd)
 case "$SIZE" in
-  ci) TOKENS=2048; STEPS=40; N=2; NEW=8 ;;
-  small) TOKENS=16384; STEPS=300; N=10; NEW=24 ;;
-  full) TOKENS=131072; STEPS=2000; N=50; NEW=40 ;;
+  ci) TOKENS=2048; STEPS=40; N=2; NEW=8; REPEAT=1 ;;
+  small) TOKENS=16384; STEPS=300; N=10; NEW=24; REPEAT=2 ;;
+  full) TOKENS=131072; STEPS=2000; N=20; NEW=40; REPEAT=10 ;;
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
@@ -31,20 +37,27 @@ if [ -z "${SAE:-}" ]; then
   SAE="$OUT/sae.h5"
 fi
 
-# phase 1.2: mini steering test (seed 000's words, completion-style openings)
+# phase 1.2: mini steering test (seed 000's words, completion-style openings), with the
+# seed's prompting variant beside it as condition "prompted"
 grep -v '^#' "$PROMPTS/emotion.txt" | head -n "$N" > "$OUT/openings.txt"
 $SAETOOL vector words --layer 15 -o "$OUT/emotion.h5" --overwrite > /dev/null
-$SAETOOL steer "$OUT/emotion.h5" --no-chat --alpha 8 --prompts "$OUT/openings.txt" --max-new-tokens "$NEW" --metrics sentiment,coherence -o "$OUT/steer.h5" --overwrite > /dev/null
+$SAETOOL steer "$OUT/emotion.h5" --no-chat --alpha 8 --prompts "$OUT/openings.txt" --max-new-tokens "$NEW" \
+  --prompt-suffix " (thinking positively)" --metrics sentiment,coherence -o "$OUT/steer.h5" --overwrite > /dev/null
 
-# phase 2: transitions generated from the openings, labeled, through the SAE
-$SAETOOL transitions --sae "$SAE" --prompts "$OUT/openings.txt" --bridge " However," --max-new-tokens "$NEW" -o "$OUT/transitions.h5" --overwrite > /dev/null
+# phase 2: transitions from the seed's five negative base prompts (sampled REPEAT times each
+# beyond SIZE=ci), the bridge " However," labeled, activations there through the SAE
+grep -v '^#' "$PROMPTS/emotion.txt" | sed -n 2,6p > "$OUT/base_prompts.txt"
+for _ in $(seq "$REPEAT"); do cat "$OUT/base_prompts.txt"; done > "$OUT/transition_prompts.txt"
+SAMPLE=(); [ "$REPEAT" -gt 1 ] && SAMPLE=(--sample --temperature 0.8)
+$SAETOOL transitions --sae "$SAE" --prompts "$OUT/transition_prompts.txt" --bridge " However," --max-new-tokens "$NEW" "${SAMPLE[@]}" \
+  -o "$OUT/transitions.h5" --overwrite > /dev/null
 
 # phase 3: what the SAE's features respond to (20 sampled across density bands)
 $SAETOOL interpret "$OUT/acts.h5" --sae "$SAE" --top 20 --report "$OUT/report.md" --html "$OUT/features.html" -o "$OUT/features.h5" --overwrite > /dev/null
 
-# phase 5: go / no-go
+# phase 5: go / no-go on the seed's criteria (the default profile's numbers come along as information)
 set +e
-$SAETOOL check "$SAE" "$OUT/acts.h5" --l0 16-64 --json > "$OUT/check.json"
+$SAETOOL check "$SAE" "$OUT/acts.h5" --criteria seed000 --transitions "$OUT/transitions.h5" --steering "$OUT/steer.h5" --json > "$OUT/check.json"
 verdict=$?
 set -e
 [ "$verdict" -le 1 ] || exit "$verdict"

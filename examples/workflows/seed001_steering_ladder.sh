@@ -2,24 +2,40 @@
 # Seed 001: the steering-reliability ladder. Level 1 (smoke) runs the whole
 # loop: a refusal direction from diff-means on harm_train vs benign_train,
 # baseline vs alpha 1 on harm_train/harm_test/benign, refusal/helpfulness/
-# coherence with Wilson CIs and Fisher tests, plots. Then the layer test
-# (level 2) as a dry run: the plan and its cost, without generating.
+# coherence with Wilson CIs and Fisher tests, plots. Level 2 (layer test)
+# compares layers 10/15/20 and picks the best cell by a stated rule
+# (best.json); the seed's pandas snippet reads its summary.csv unchanged.
+# Level 3 (alpha sweep, `layers: best`) is planned with --dry-run on that layer.
 #
-#   SIZE=ci    2 prompts per split   (about 1 min on 2 CPU cores)
-#   SIZE=small 20 prompts per split  (about 3 min)    <- default
+#   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (about 2 min on 2 CPU cores)
+#   SIZE=small 20 prompts per split, 5 at level 2             (about 8 min)    <- default
 #   SIZE=full  the configs' own sizes; levels 2-4 take hours on a CPU
 set -euo pipefail
 SIZE=${SIZE:-small}
 OUT=${OUT:-runs/seed001}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 SAETOOL=${SAETOOL:-saetool}
+PYTHON=${PYTHON:-python3}
 case "$SIZE" in
-  ci) N=(--max-prompts 2) ;;
-  small) N=(--max-prompts 20) ;;
-  full) N=() ;;
+  ci) N=(--max-prompts 2); N2=(--max-prompts 1) ;;
+  small) N=(--max-prompts 20); N2=(--max-prompts 5) ;;
+  full) N=(); N2=() ;;
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;
 esac
 
 $SAETOOL sweep "$HERE/configs/smoke.yaml" --output-dir "$OUT" "${N[@]}" --overwrite --json > "$OUT.summary.json"
-$SAETOOL sweep "$HERE/configs/layer_test.yaml" --output-dir "$OUT" --dry-run
-echo "summary: $OUT/smoke_test/summary.csv, plots in $OUT/smoke_test/" >&2
+# level 2: which layer? best.json records the decision ("pick best layer for Level 3")
+$SAETOOL sweep "$HERE/configs/layer_test.yaml" --output-dir "$OUT" "${N2[@]}" --overwrite > /dev/null
+$PYTHON - "$OUT/layer_comparison/summary.csv" <<'PY' >&2
+import sys
+
+import pandas as pd
+
+summary = pd.read_csv(sys.argv[1])  # seed 001's "After Layer Test" snippet, unchanged but for the alpha
+best = summary[(summary['split'] == 'harm_test') & (summary['alpha'] == 1)].sort_values('is_refusal_mean', ascending=False)
+print("Best layer:")
+print(best[['layer', 'is_refusal_mean', 'is_helpful_mean']].head(1))
+PY
+# level 3 reads that layer (layers: best, best_from: layer_comparison); planned here
+$SAETOOL sweep "$HERE/configs/alpha_sweep.yaml" --output-dir "$OUT" --dry-run
+echo "summaries: $OUT/smoke_test/summary.csv, $OUT/layer_comparison/summary.csv and best.json; plots beside them" >&2

@@ -22,30 +22,32 @@ case "$SIZE" in
 esac
 mkdir -p "$OUT"
 
-# SAEs at layers 6 and 12 of the embedded model
+# SAEs at layers 6 and 12 of the embedded model (ordinary text)
 $SAETOOL extract --layers 6,12 --num-tokens "$TOKENS" -o "$OUT/acts.h5" --overwrite > /dev/null
 for L in 6 12; do
   $SAETOOL train "$OUT/acts.h5" --hook "blocks.$L.hook_resid_post" --arch topk --d-sae "$DSAE" --k 16 --batch-size 256 --steps "$STEPS" --target-l0 8-32 -o "$OUT/sae-L$L.h5" --overwrite > /dev/null
 done
 
-# step 1: features that separate harmful from benign prompts
-$SAETOOL extract --corpus "files:$PROMPTS/harm_train.txt" --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/harm.h5" --overwrite > /dev/null
-$SAETOOL extract --corpus "files:$PROMPTS/benign_train.txt" --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/benign.h5" --overwrite > /dev/null
-$SAETOOL select "$OUT/harm.h5" "$OUT/benign.h5" --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --top 5 --export "$OUT/selection.json" -o "$OUT/selection.h5" --overwrite > /dev/null
-# the layer-12 features, strongest first (layer 6 has no SAE upstream of it)
-L12=$($PYTHON -c "import json,sys; print(' '.join(r['name'] for r in json.load(open(sys.argv[1]))['rows'] if r['layer']==12))" "$OUT/selection.json")
-TOP=${L12%% *}; TOP=${TOP#L12-}
-TARGETS=(); for name in $L12; do TARGETS+=(--target "$name"); done
+# step 1: features that separate harmful from benign prompts, one sequence per prompt
+# (--per-line: padded, # comment lines skipped), Cohen's d over prompts (--per sequence)
+$SAETOOL extract --corpus "files:$PROMPTS/harm_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/harm.h5" --overwrite > /dev/null
+$SAETOOL extract --corpus "files:$PROMPTS/benign_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/benign.h5" --overwrite > /dev/null
+$SAETOOL select "$OUT/harm.h5" "$OUT/benign.h5" --per sequence --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --top 5 --export "$OUT/selection.json" -o "$OUT/selection.h5" --overwrite > /dev/null
+# the strongest layer-12 feature steers
+TOP=$($PYTHON -c "import json,sys; print(next(r['feature'] for r in json.load(open(sys.argv[1]))['rows'] if r['layer']==12))" "$OUT/selection.json")
 
-# steer with the top layer-12 feature, then check that everything joins up (step 0)
+# steer with the top layer-12 feature (vector from-sae records the SAE and feature), then
+# check that everything joins up, selected features to the steered one included (step 0)
 head -n "$PROMPTS_N" "$PROMPTS/harm_test.txt" > "$OUT/prompts.txt"
 $SAETOOL vector from-sae "$OUT/sae-L12.h5" --feature "$TOP" -o "$OUT/vector.h5" --overwrite > /dev/null
 $SAETOOL steer "$OUT/vector.h5" --prompts "$OUT/prompts.txt" --alpha 8 --max-new-tokens "$NEW" -o "$OUT/steer.h5" --overwrite > /dev/null
 $SAETOOL audit "$OUT/selection.h5" "$OUT/sae-L6.h5" "$OUT/sae-L12.h5" "$OUT/steer.h5" -o "$OUT/audit.json" --overwrite > /dev/null
 
-# steps 2-3: upstream features driving the selected layer-12 features, validated by patching
-$SAETOOL pathways --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" "${TARGETS[@]}" --texts "$PROMPTS/harm_test.txt" -n "$TEXTS" --top-k 5 -o "$OUT/pathways.h5" --export "$OUT/pathways.json" --overwrite > /dev/null
+# steps 2-3: upstream features driving the selected features, validated by patching
+# (the selected layer-6 features have no SAE upstream: pathways skips and counts them)
+$SAETOOL pathways --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --selection "$OUT/selection.h5" --texts "$PROMPTS/harm_test.txt" -n "$TEXTS" --top-k 5 -o "$OUT/pathways.h5" --export "$OUT/pathways.json" --overwrite > /dev/null
 
-# step 4: tokens the steering made more or less frequent
-$SAETOOL tokens --completions "$OUT/steer.h5" --a baseline --b steered --min-count 2 --export "$OUT/tokens.csv" -o "$OUT/tokens.h5" --overwrite > /dev/null
+# step 4: tokens the steering made more or less frequent; --a steered --b baseline gives the
+# seed's sign (log-odds > 0: more frequent in the steered text)
+$SAETOOL tokens --completions "$OUT/steer.h5" --a steered --b baseline --min-count 2 --export "$OUT/tokens.csv" -o "$OUT/tokens.h5" --overwrite > /dev/null
 echo "results in $OUT: selection.json, audit.json, pathways.json, tokens.csv" >&2
