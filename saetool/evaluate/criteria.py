@@ -93,6 +93,9 @@ def transition_codes(sae: "SAE", path: str | Path) -> tuple[dict[str, Any], "tor
     if data.get("hook") != str(sae.cfg.hook):
         raise SaetoolError(f"the transitions in {path} were read at {data.get('hook')} but the SAE reads {sae.cfg.hook}",
                            hint="run saetool transitions with this SAE")
+    if data["activations"].ndim != 2 or (len(data["activations"]) and data["activations"].shape[1] != sae.cfg.d_in):
+        raise SaetoolError(f"the transitions in {path} hold activations of width {data['activations'].shape[-1]}, the SAE reads d_in={sae.cfg.d_in}",
+                           hint="run saetool transitions with this SAE")
     x = torch.from_numpy(data["activations"]).to(device=sae.device, dtype=sae.dtype)
     with torch.no_grad():
         return data, x, sae.encode(x)
