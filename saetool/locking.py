@@ -1,12 +1,18 @@
 """One exclusive, advisory lock file per output, shared by every stage.
 
 ``flock`` on ``PATH`` (non-blocking): a second process asking for the same
-lock gets an error at once instead of waiting. The lock file holds the owner's
+lock gets an error at once instead of waiting. The file is opened with
+``O_NOFOLLOW``: a symbolic link planted at ``PATH`` is refused, never written
+through. The lock file holds the owner's
 PID and is removed on release. Because a waiting process may have opened the
 file just before the owner removed it, a lock counts only if, once held, the
 path still names the very file that was locked; otherwise the attempt is
 repeated on the new file. A killed owner's lock is released by the kernel; the
 file it leaves behind is reused by the next run.
+
+Not the ``filelock`` package: its flock lock leaves ``PATH`` behind on release
+(so waiters share one inode), and saetool promises no lock file is left next
+to an output; removing it ourselves would bring back the race handled here.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 from saetool.errors import SaetoolError
 
@@ -32,14 +38,14 @@ class FileLock:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fh = open(self.path, "a+")
+            fh = self._open()
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 fh.close()
                 raise self.busy() from None
             try:
-                same = os.path.samestat(os.fstat(fh.fileno()), os.stat(self.path))
+                same = os.path.samestat(os.fstat(fh.fileno()), os.lstat(self.path))
             except FileNotFoundError:
                 same = False
             if same:
@@ -50,6 +56,22 @@ class FileLock:
         fh.write(str(os.getpid()))
         fh.flush()
         self._fh = fh
+
+    def _open(self) -> IO[str]:
+        """Open (or create) the lock file, never through a symbolic link planted there."""
+        import errno
+
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or self.path.is_symlink():
+                raise SaetoolError(
+                    f"{self.path} is a symbolic link where saetool keeps its lock file; saetool will not write through it",
+                    hint="remove the link, or choose another --output",
+                ) from None
+            raise
+        return os.fdopen(fd, "r+")
 
     def release(self) -> None:
         if self._fh is None:

@@ -49,6 +49,11 @@ def _sweep(text: str) -> Callable[[Path], None]:
     return lambda d: tiny_config(d, text).rename(d / "sweep.yaml")
 
 
+def _link(name: str, target: str) -> Callable[[Path], None]:
+    """A symbolic link ``name`` -> ``target`` planted in the folder beforehand."""
+    return lambda d: (d / name).symlink_to(target)
+
+
 def _plugin(body: str) -> Callable[[Path], None]:
     """An installed third-party plugin named ``bad`` (a dist-info entry point) in ``d/site``."""
 
@@ -112,6 +117,10 @@ CASES: list[Case] = [
     Case("missing-prompts", "a prompt file that does not exist", "steer vec12.txt --layer 1 --prompts nope.txt -o out.h5", ("does not exist",)),
     # model folders
     Case("model-remote-code", "a model folder whose config.json asks to run its own code (`auto_map`)", "extract --model evil -n 32 -o out.h5", ("needs to run Python code it ships", "--trust-remote-code"), setup=_model_with_code),
+    # sizes past the model's limits (MODEL takes 256 positions)
+    Case("context-size-too-long", "--context-size beyond the model's positions", "extract --model MODEL --corpus p.txt -n 32 --context-size 1000 -o out.h5", ("--context-size 1000", "at most 256")),
+    Case("max-new-tokens-too-many", "more new tokens than the model's positions", "steer vec64.txt --layer 1 --prompts p.txt --model MODEL -t 100000 -o out.h5", ("--max-new-tokens 100000", "at most 256")),
+    Case("sweep-max-new-tokens", "a sweep generating more tokens than the model's positions", "sweep sweep.yaml --output-dir runs", ("generation.max_new_tokens 100000000", "at most 8192"), setup=_sweep(TINY.replace("max_new_tokens: 3", "max_new_tokens: 100000000"))),
     # sweep configs
     Case("invalid-yaml", "a sweep config that is not valid YAML", "sweep sweep.yaml --output-dir runs", ("not valid YAML",), setup=_sweep("name: x\nlayers: [1, 2\n")),
     Case("unknown-config-key", "a misspelt key in a sweep config", "sweep sweep.yaml --output-dir runs", ("unknown key 'layer'", "did you mean 'layers'"), setup=_sweep(TINY.replace("layers:", "layer:"))),
@@ -132,6 +141,15 @@ CASES: list[Case] = [
     Case("output-under-file", "an output under a regular file", "train acts.h5 -o file.txt/out.h5", ("cannot create folder file.txt",)),
     Case("output-not-writable", "an output in a folder no one can write (even root)", "train acts.h5 -o /proc/out.h5", ("cannot write to /proc",)),
     Case("output-too-long", "an output name longer than the file system allows", "train acts.h5 -o LONG.h5", ("too long", "shorter")),
+    Case("partial-symlink", "a symbolic link planted where saetool writes its partial output", "vector from-sae sae.h5 --feature 1 -o out.h5", ("out.h5.partial is a symbolic link",), setup=_link("out.h5.partial", "file.txt")),
+    Case("lock-symlink", "a symbolic link planted where saetool keeps its lock file", "vector from-sae sae.h5 --feature 1 -o out.h5", ("out.h5.lock is a symbolic link",), setup=_link("out.h5.lock", "file.txt")),
+    Case("checkpoints-symlink", "a symbolic link planted where training keeps its checkpoints", "train acts.h5 --steps 2 --batch-size 64 -o out.h5", ("out.h5.checkpoints is a symbolic link",), setup=_link("out.h5.checkpoints", "emptydir")),
+    Case("history-partial-symlink", "a symbolic link planted where training writes its history CSV", "train acts.h5 --steps 2 --batch-size 64 -o out.h5", ("out.h5.history.csv.partial is a symbolic link",), setup=_link("out.h5.history.csv.partial", "file.txt")),
+    Case("output-is-input", "an output that is the input (with --overwrite)", "train acts.h5 --overwrite -o ./acts.h5", ("is also an input",)),
+    Case("report-is-input", "a --report path that is the input activations", "interpret acts.h5 --sae sae.h5 --report acts.h5 --overwrite", ("--report acts.h5 is also an input",)),
+    Case("html-is-output", "--html and -o naming the same file", "interpret acts.h5 --sae sae.h5 --html f.h5 -o f.h5", ("name the same file",)),
+    Case("report-exists", "a --report file that exists (without --overwrite)", "interpret acts.h5 --sae sae.h5 --report p.txt", ("already exists", "--report")),
+    Case("export-holds-input", "an export folder that holds the input SAE (with --overwrite)", "export sae.h5 -o . --overwrite", ("holds the input",)),
     Case("resume-nothing", "--resume with nothing to resume", "train acts.h5 --resume -o out.h5", ("nothing to resume",)),
     # usage
     Case("unknown-option", "an unknown option", "train acts.h5 --stpes 5", ("no such option: --stpes", "--steps")),
@@ -169,6 +187,7 @@ def inputs(tmp_path_factory) -> Path:
     with h5py.File(d / "plain.h5", "w") as fh:
         fh["x"] = [1, 2, 3]
     (d / "vec12.txt").write_text(" ".join(str(i) for i in range(1, 13)))
+    (d / "vec64.txt").write_text(" ".join(str(i % 7 - 3) for i in range(64)))
     (d / "p.txt").write_text("Hello there.\nName a fruit.\n")
     (d / "empty.txt").write_text("")
     (d / "file.txt").write_text("a regular file\n")

@@ -26,7 +26,7 @@ from saetool.artifacts.manifest import read_manifests
 from saetool.artifacts.store import partial_path
 from saetool.errors import SaetoolError
 
-EXAMPLES = {"tensors": 200, "integers": 100, "provenance": 200, "completions": 150, "cli": 600, "manifests": 300}
+EXAMPLES = {"tensors": 200, "integers": 100, "provenance": 200, "completions": 150, "cli": 600, "manifests": 300, "write-failures": 80, "outputs": 300}
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 FLOAT_DTYPES = ["float32", "float16", "bfloat16"]
@@ -296,6 +296,108 @@ def test_malformed_manifests_are_one_clear_error(tmp_path):
 
     check()
     assert seen["ok"] and seen["refused"], seen
+
+
+WRITE_FAILURES = ["write", "flush", "freed", "fsync"]
+
+
+@settings(max_examples=EXAMPLES["write-failures"], **FAST)
+@given(batches=st.integers(1, 6), fail_at=st.integers(0, 6), how=st.sampled_from(WRITE_FAILURES), keep=st.booleans())
+def test_a_failed_write_is_never_committed(tmp_path_factory, monkeypatch, batches, fail_at, how, keep):
+    """ENOSPC at any point of an artifact's life (a write, a flush, an error h5py can only
+    report while freeing an object, the final fsync): one line naming the output, nothing left."""
+    import errno
+    import os
+    import sys
+
+    import saetool.artifacts.store as store
+    from saetool.artifacts import files
+    from saetool.errors import ArtifactError
+
+    d = tmp_path_factory.mktemp("wf")
+    out = d / "a.h5"
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    hooks = (sys.unraisablehook, sys.excepthook)
+
+    def fail_fsync(path):
+        raise full
+
+    fails = how == "fsync" or fail_at < batches
+    with monkeypatch.context() as m:
+        if how == "fsync":
+            m.setattr(store, "fsync_path", fail_fsync)
+        try:
+            with ArtifactWriter(out, "activations", {}, keep_partial_on_error=keep) as w:
+                required_layout(w)
+                ds = create_rows_dataset(w.file, "activations/h", 4, "float32")
+                for i in range(batches):
+                    if i == fail_at and how == "write":
+                        raise OSError(errno.ENOSPC, "Can't synchronously write data (errno = 28)")
+                    if i == fail_at and how == "freed":
+                        u = type("U", (), {"exc_type": RuntimeError, "exc_value": RuntimeError("Can't close dataset (file write failed: errno = 28)"), "exc_traceback": None, "err_msg": None, "object": "h5py._objects.ObjectID.__dealloc__"})
+                        sys.unraisablehook(u)
+                    if i == fail_at and how == "flush":
+                        m.setattr(type(w.file).__mro__[1], "flush", lambda self: (_ for _ in ()).throw(full))
+                    append_rows(ds, np.ones((3, 4), np.float32))
+                    w.flush()
+        except ArtifactError as exc:
+            assert fails, exc
+            assert exc.one_line() == f"no space left on device writing {out}; free space or choose another --output"
+        else:
+            assert not fails
+    while files._ABANDONED:  # a simulated error: the file itself is fine to close
+        files._ABANDONED.pop().close()
+    assert (sys.unraisablehook, sys.excepthook) == hooks
+    names = sorted(p.name for p in d.iterdir())
+    assert names == ([] if fails else ["a.h5"]), names
+    if not fails:
+        with open_artifact(out) as art:
+            assert art["activations/h"].shape == (3 * batches, 4)
+
+
+ALIASES = ["a", "./a", "sub/../a", "link", "hard", "b", "new", "./new", "sub/../new", "other"]
+
+
+@pytest.fixture(scope="module")
+def alias_dir(tmp_path_factory):
+    import os
+
+    d = tmp_path_factory.mktemp("aliases")
+    (d / "a").write_text("a")
+    (d / "b").write_text("b")
+    (d / "sub").mkdir()
+    (d / "link").symlink_to("a")
+    os.link(d / "a", d / "hard")
+    return d
+
+
+def _identity(d, name):
+    """What a name really is: the inode of an existing file, else its normalised path."""
+    import os
+
+    p = os.path.join(d, name)
+    return os.stat(p).st_ino if os.path.exists(p) else os.path.normpath(p)
+
+
+@settings(max_examples=EXAMPLES["outputs"], **FAST)
+@given(outs=st.lists(st.sampled_from(ALIASES), min_size=1, max_size=4), ins=st.lists(st.sampled_from(["a", "b", "./b", "link", None, "-", "kjv"]), max_size=3))
+def test_outputs_never_name_an_input_or_each_other(alias_dir, outs, ins):
+    """Any mix of spellings of the same file (./, .., a symlink, a hard link): refused
+    exactly when an output is an input or two outputs are one file."""
+    from saetool.artifacts.outputs import check_outputs
+    from saetool.errors import ArtifactError
+
+    d = alias_dir
+    in_ids = {_identity(d, i) for i in ins if i not in (None, "-", "kjv")}
+    out_ids = [_identity(d, o) for o in outs]
+    clash = any(o in in_ids for o in out_ids) or len(set(out_ids)) < len(out_ids)
+    try:
+        check_outputs([(f"-o{k}", d / o) for k, o in enumerate(outs)], [None if i in (None, "-", "kjv") else d / i for i in ins] + ["kjv"], overwrite=True)
+    except ArtifactError as exc:
+        assert clash, exc
+        assert ("is also an input" in str(exc)) or ("name the same file" in str(exc))
+    else:
+        assert not clash, (outs, ins)
 
 
 def test_docs_record_the_numbers_of_cases():

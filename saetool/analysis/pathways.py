@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from saetool.artifacts.files import write_atomic
 from saetool.analysis.names import feature_name, parse_feature_name
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
@@ -365,7 +366,7 @@ def export_json(path: str | Path, result: PathwaysResult, meta: dict[str, Any]) 
     """Edges, targets, correlation and settings as JSON (or the edges as CSV for ``.csv``)."""
     p = Path(path)
     if p.suffix.lower() == ".csv":
-        result.edges.to_csv(p, index=False)
+        write_atomic(p, result.edges.to_csv(index=False))
         return p
 
     def clean(v: Any) -> Any:
@@ -378,7 +379,7 @@ def export_json(path: str | Path, result: PathwaysResult, meta: dict[str, Any]) 
         "targets": [{k: clean(v) for k, v in r.items()} for r in result.targets.to_dict(orient="records")],
         "edges": [{k: clean(v) for k, v in r.items()} for r in result.edges.to_dict(orient="records")],
     }
-    p.write_text(json.dumps(data, indent=2) + "\n")
+    write_atomic(p, json.dumps(data, indent=2) + "\n")
     return p
 
 
@@ -419,7 +420,8 @@ def run_pathways(
     from saetool.analysis.pathways_inputs import check_rows, read_texts, rows_from_corpus, rows_from_texts
     from saetool.analysis.select import load_layer_saes
     from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.store import check_output_path, ensure_writable_parent
+    from saetool.artifacts.outputs import check_outputs
+    from saetool.artifacts.store import check_output_path
     from saetool.progress import token_progress
 
     config.validate()
@@ -430,11 +432,13 @@ def run_pathways(
         raise SaetoolError("pathways needs SAEs at two or more layers", hint="pass --sae once per layer")
     targets, skipped = resolve_targets(target_names, saes, skippable=selected)
     texts = read_texts(texts_file, max_texts=num_texts) if texts_file is not None else None
-    out = check_output_path(output or default_output(), overwrite=overwrite)
     if isinstance(export, (str, Path)):
         export = [export]
+    ins = [*sae_paths, texts_file, corpus]
+    out = check_output_path(output or default_output(), overwrite=overwrite, inputs=ins)
+    check_outputs([("--output", out), *(("--export", Path(e)) for e in export)], ins, overwrite=True)
     for e in export:
-        ensure_writable_parent(Path(e))
+        check_output_path(e, overwrite=overwrite, inputs=ins, option="--export")
     name = check_model(saes, model_name if model is None else (model_name or model.model_id))
     if model is None:
         from saetool.models.registry import load_model

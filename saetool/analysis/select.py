@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from saetool.artifacts.files import write_atomic
 from saetool.analysis.names import feature_name, parse_feature_name, require_layer
 from saetool.analysis.stats import Moments, cohens_d
 from saetool.errors import SaetoolError
@@ -407,12 +408,12 @@ def export_table(table: "pd.DataFrame", path: str | Path, *, meta: dict[str, Any
 
     p = Path(path)
     if p.suffix.lower() == ".csv":
-        table.to_csv(p, index=False)
+        write_atomic(p, table.to_csv(index=False))
         return p
     rows = []
     for rec in table.to_dict(orient="records"):
         rows.append({k: (None if isinstance(v, float) and not math.isfinite(v) else _plain(v)) for k, v in rec.items()})
-    p.write_text(json.dumps({**(meta or {}), "rows": rows}, indent=2) + "\n")
+    write_atomic(p, json.dumps({**(meta or {}), "rows": rows}, indent=2) + "\n")
     return p
 
 
@@ -442,13 +443,16 @@ def select_features(
     import math
 
     from saetool.artifacts.provenance import build_provenance
+    from saetool.artifacts.outputs import check_outputs
     from saetool.artifacts.store import check_output_path
     from saetool.console import warn
 
     config = config or SelectConfig()
     config.validate()
-    out = check_output_path(output or default_output(), overwrite=overwrite)
-    export_paths = [check_output_path(e, overwrite=overwrite) for e in exports]
+    ins = [*sae_paths, *set_a.parents, *set_b.parents]
+    out = check_output_path(output or default_output(), overwrite=overwrite, inputs=ins)
+    export_paths = [check_output_path(e, overwrite=overwrite, inputs=ins, option="--export") for e in exports]
+    check_outputs([("--output", out), *(("--export", e) for e in export_paths)], overwrite=True)
     set_a.label, set_b.label = config.labels
     saes = load_layer_saes(sae_paths, config.device)
     restrict_features(config.features, saes)

@@ -297,12 +297,15 @@ def token_associations(
     """Count, test and write the token associations of ``set_a`` vs ``set_b``."""
     from saetool.analysis.select import export_table
     from saetool.artifacts.provenance import build_provenance
+    from saetool.artifacts.outputs import check_outputs
     from saetool.artifacts.store import check_output_path
 
     config = config or TokensConfig(labels=(set_a.label, set_b.label))
     config.validate()
-    out = check_output_path(output or default_output(), overwrite=overwrite)
-    export_paths = [check_output_path(e, overwrite=overwrite) for e in exports]
+    ins = [set_a.source, set_b.source, *set_a.parents, *set_b.parents]
+    out = check_output_path(output or default_output(), overwrite=overwrite, inputs=ins)
+    export_paths = [check_output_path(e, overwrite=overwrite, inputs=ins, option="--export") for e in exports]
+    check_outputs([("--output", out), *(("--export", e) for e in export_paths)], overwrite=True)
     tokenizer = load_tokenizer(model)
     counts_a, n_a = count_tokens(tokenizer, set_a.texts, what=f"set {set_a.label} ({set_a.source})")
     counts_b, n_b = count_tokens(tokenizer, set_b.texts, what=f"set {set_b.label} ({set_b.source})")

@@ -393,7 +393,7 @@ def run_transitions(
         config.labeler_options = {**config.labeler_options, "prefer": ",".join(_words_of(config.bridge))}
     source = texts_file if texts_file is not None else prompts_file
     inputs = read_texts(source, what="text file" if texts_file is not None else "prompt file", max_texts=max_texts)
-    out = check_output_path(output or default_output(), overwrite=overwrite)
+    out = check_output_path(output or default_output(), overwrite=overwrite, inputs=[source, sae_path])
     sae = load_sae(sae_path, device)
     if sae.cfg.is_transcoder:
         raise SaetoolError(f"the SAE {sae_path} is a transcoder", hint="pass an SAE that reconstructs its own hook")

@@ -8,6 +8,16 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from saetool.artifacts.files import (
+    PARTIAL_SUFFIX,
+    DeferredErrors,
+    abandon,
+    claim_temporary,
+    fsync_path,
+    is_write_failure,
+    write_error,
+    write_errors_as_one_line,
+)
 from saetool.console import log
 from saetool.errors import ArtifactError
 
@@ -16,7 +26,6 @@ if TYPE_CHECKING:
 
     from saetool.locking import FileLock
 
-PARTIAL_SUFFIX = ".partial"
 LOCK_SUFFIX = ".lock"
 
 
@@ -63,10 +72,14 @@ def check_name_length(path: Path) -> None:
         )
 
 
-def check_output_path(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
-    """Validate an output path before any work starts; returns it as a Path."""
+def check_output_path(path: str | Path, *, overwrite: bool = False, resume: bool = False, inputs: Iterable[Any] = (), option: str = "--output") -> Path:
+    """Validate an output path before any work starts (it may not be one of
+    ``inputs``, even with ``overwrite``); returns it as a Path."""
+    from saetool.artifacts.outputs import check_outputs
+
     p = Path(path)
     check_name_length(p)  # before p.exists(), which raises for an over-long name
+    check_outputs({option: p}, inputs, overwrite=True)
     if p.exists() and p.is_dir():
         raise ArtifactError(f"output {p} is a directory", hint="give a file name with --output")
     if p.exists() and not overwrite:
@@ -100,6 +113,15 @@ class ArtifactWriter:
     Use as a context manager. On an error the partial file is removed unless
     the stage is resumable (``keep_partial_on_error``), in which case it stays
     for ``--resume``. A lock file keeps a second writer of the same output out.
+
+    A failed write (a full disk) is never committed: every write, flush, close
+    and ``fsync`` is checked, and the errors h5py can only report while freeing
+    an object are caught too (:class:`~saetool.artifacts.files.DeferredErrors`);
+    the partial file is then removed (its rows cannot be trusted for
+    ``--resume``) and the error is one line naming ``PATH``. The file is opened
+    without a chunk cache, so a full disk raises where rows are written rather
+    than later, as h5py frees a dataset. ``PATH.partial`` is created with
+    ``O_EXCL`` and a symbolic link there is refused.
     """
 
     def __init__(
@@ -124,67 +146,152 @@ class ArtifactWriter:
         self._lock = _writer_lock(self.path)
         self.file: h5py.File | None = None
         self.resumed = False
+        self._deferred = DeferredErrors(self.path)
+        self._opened = False  # the partial file is ours (created or reopened by us)
 
     def __enter__(self) -> "ArtifactWriter":
-        import h5py
-
         check_output_path(self.path, overwrite=self.overwrite)
         self._lock.acquire()
+        self._deferred.__enter__()
         try:
-            if self.resume and self.partial.exists():
-                try:
-                    self.file = h5py.File(self.partial, "r+")
-                except OSError as exc:
-                    raise ArtifactError(
-                        f"the partial run {self.partial} is unreadable ({exc})",
-                        hint="delete it and run without --resume",
-                    ) from exc
-                if self.file.attrs.get("saetool_kind") != self.kind.name:
-                    raise ArtifactError(f"the partial run {self.partial} is not a {self.kind.name!r} artifact", hint="delete it and run without --resume")
-                self.resumed = True
-            else:
-                if self.partial.exists():
-                    log(f"[dim]discarding an earlier unfinished run at {self.partial} (use --resume to continue one)[/dim]")
-                self.file = h5py.File(self.partial, "w")  # default libver: no consistency flag left set by a crash, so --resume can reopen it
-                self.file.attrs["saetool_kind"] = self.kind.name
-                self.file.attrs["schema_version"] = self.kind.schema_version
-                self.file.attrs["complete"] = False
-            self.file.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
+            with write_errors_as_one_line(self.path):
+                self._open()
         except BaseException:
-            if self.file is not None:
-                self.file.close()
-            self._lock.release()
+            self._discard()
             raise
         return self
+
+    def _open(self) -> None:
+        if self.resume and self.partial.exists() and not self.partial.is_symlink():
+            try:
+                self.file = _checked_file(self.partial, "r+", self._deferred)
+                self._opened = True
+            except OSError as exc:
+                raise ArtifactError(
+                    f"the partial run {self.partial} is unreadable ({exc})",
+                    hint="delete it and run without --resume",
+                ) from exc
+            if self.file.attrs.get("saetool_kind") != self.kind.name:
+                raise ArtifactError(f"the partial run {self.partial} is not a {self.kind.name!r} artifact", hint="delete it and run without --resume")
+            self.resumed = True
+        else:
+            if self.partial.exists() and not self.partial.is_symlink():
+                log(f"[dim]discarding an earlier unfinished run at {self.partial} (use --resume to continue one)[/dim]")
+            claim_temporary(self.partial, what="partial output")
+            # "w-" creates with O_EXCL: never through a link planted meanwhile. Default
+            # libver: no consistency flag left set by a crash, so --resume can reopen it.
+            self.file = _checked_file(self.partial, "w-", self._deferred)
+            self._opened = True
+            self.file.attrs["saetool_kind"] = self.kind.name
+            self.file.attrs["schema_version"] = self.kind.schema_version
+            self.file.attrs["complete"] = False
+        self.file.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
             self.commit()
             return
-        self._close()
+        failed = self._write_failure(exc)
         interrupted = exc_type is KeyboardInterrupt
-        if self.keep_partial_on_error and (interrupted or not _is_user_error(exc)):
+        keep = failed is None and self.keep_partial_on_error and (interrupted or not _is_user_error(exc))
+        self._discard(keep=keep)
+        if keep:
             log(f"[yellow]unfinished run kept at {self.partial}; rerun the same command with --resume to continue[/yellow]")
-        else:
-            self.partial.unlink(missing_ok=True)
-        self._lock.release()
+        if failed is not None and failed is not exc:
+            raise failed from exc
 
     def flush(self) -> None:
+        """Write what is buffered to disk; a failed write (now or freed earlier) raises one line."""
         assert self.file is not None
         self.file.flush()
 
     def commit(self) -> Path:
+        """Mark the file complete and rename it into place, only if every write,
+        the flush, the close and the ``fsync`` succeeded; otherwise remove it."""
         assert self.file is not None
-        self.file.attrs["complete"] = True
-        self._close()
-        os.replace(self.partial, self.path)
-        self._lock.release()
+        try:
+            with write_errors_as_one_line(self.path):
+                self._deferred.check()
+                self.file.attrs["complete"] = True
+                self.flush()
+                self._close()
+                self._deferred.check()
+                fsync_path(self.partial)
+                os.replace(self.partial, self.path)
+        except BaseException as exc:
+            self._discard()
+            failed = self._write_failure(exc)
+            if failed is not None and failed is not exc:
+                raise failed from exc
+            raise
+        self._release()
         return self.path
+
+    def _write_failure(self, exc: BaseException) -> ArtifactError | None:
+        """The one-line error for a failed write (raised or deferred), else None."""
+        if is_write_failure(exc):
+            return exc  # type: ignore[return-value]
+        try:
+            self._deferred.check()
+        except ArtifactError as deferred:
+            return deferred
+        return write_error(exc, self.path)
+
+    def _discard(self, *, keep: bool = False) -> None:
+        """Close (errors of a failing file are of no more use), remove the partial
+        file unless ``keep``, release the lock."""
+        mine = self._opened and not self.partial.is_symlink()
+        if mine and not keep:
+            # Free its space first: on a full disk HDF5 can only close a file once
+            # its buffers can be written (a file it fails to close crashes the
+            # interpreter at exit).
+            try:
+                os.truncate(self.partial, 0)
+            except OSError:
+                pass
+        if self._deferred.errors and self.file is not None:
+            abandon(self.file)  # HDF5 failed to close a dataset of it: it would crash closing the file
+            self.file = None
+        try:
+            self._close()
+        except Exception:
+            pass
+        if mine and not keep:
+            self.partial.unlink(missing_ok=True)
+        self._release()
+
+    def _release(self) -> None:
+        self._deferred.__exit__()
+        self._lock.release()
 
     def _close(self) -> None:
         if self.file is not None:
-            self.file.close()
-            self.file = None
+            file, self.file = self.file, None
+            file.close()
+
+
+_CHECKED: list[Any] = []
+
+
+def _checked_file(path: Path, mode: str, deferred: DeferredErrors) -> "h5py.File":
+    """``h5py.File(path, mode)`` whose ``flush()`` (also called by the stages
+    directly) raises write errors deferred since, before HDF5 touches the file:
+    HDF5 crashes flushing a dataset it failed to close. Opened without a chunk
+    cache (see :class:`ArtifactWriter`)."""
+    if not _CHECKED:
+        import h5py
+
+        class CheckedFile(h5py.File):
+            def flush(self) -> None:
+                self._saetool_deferred.check()
+                with write_errors_as_one_line(self._saetool_deferred.path):
+                    super().flush()
+                self._saetool_deferred.check()
+
+        _CHECKED.append(CheckedFile)
+    fh = _CHECKED[0](path, mode, rdcc_nbytes=0)
+    fh._saetool_deferred = deferred
+    return fh
 
 
 def _is_user_error(exc: BaseException | None) -> bool:

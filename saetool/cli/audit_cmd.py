@@ -33,12 +33,14 @@ def audit(
 
         if output.suffix.lower() != ".json":
             raise SaetoolError(f"--output {output} should be a .json file")
-        check_output_path(output, overwrite=overwrite)
+        check_output_path(output, overwrite=overwrite, inputs=files)
     conds = [c.strip() for c in expect_conditions.split(",") if c.strip()] if expect_conditions else []
     report = run_audit(files, strict=strict, expect_conditions=conds)
     text = json.dumps(report, indent=2, default=str)
     if output is not None:
-        output.write_text(text + "\n")
+        from saetool.artifacts.files import write_atomic
+
+        write_atomic(output, text + "\n")
     typer.echo(text)
     show_report(report)
     if not report["ok"]:

@@ -35,7 +35,7 @@ def export(
         raise SaetoolError(f"unknown export format {fmt!r}", hint="choose one of: " + ", ".join(FORMATS))
     path = resolve_input(sae, what="SAE")
     out = output if output is not None else _default_output(path, fmt)
-    check_output_dir(out, overwrite=overwrite)  # fail before loading anything
+    check_output_dir(out, overwrite=overwrite, inputs=[path])  # fail before loading anything
 
     if fmt == "saelens":
         from saetool.sae.formats.saelens import export_saelens

@@ -73,6 +73,11 @@ def interpret(
         raise SaetoolError(f"{json_dir} is not a folder", hint="give --json-dir a folder (created if missing)")
     options = _parse_options(labeler_option or [])
     acts_path, sae_path, kind = _resolve_inputs(acts, sae, from_model=model is not None or corpus is not None)
+    from saetool.artifacts.outputs import check_outputs
+    from saetool.interpret.api import default_output
+
+    main_out = None if kind == "features" else (output or (default_output(sae_path) if sae_path else None))
+    check_outputs({"--output": main_out, "--report": report, "--html": html}, [acts_path, sae_path], overwrite=overwrite)
     if kind == "features":
         _rerender(acts_path, sae_path, report, html, show, json_dir)
         return

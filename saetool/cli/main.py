@@ -94,6 +94,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             return
         if is_debug():
             stderr().print_exception(show_locals=False)
+        if not isinstance(exc, SaetoolError):  # a failed write no stage turned into its one line
+            from saetool.artifacts.files import write_error
+
+            exc = write_error(exc, getattr(exc, "filename", None) or "the output") or exc
         if isinstance(exc, SaetoolError):
             _fail(exc.one_line(), exc.exit_code)
         elif isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
@@ -127,6 +131,9 @@ def _fail(message: str, code: int) -> None:
         stderr().print(line, soft_wrap=True)
     except Exception:
         sys.stderr.write(f"error: {text}\n")
+    from saetool.artifacts.files import exit_if_abandoned
+
+    exit_if_abandoned(code)  # an HDF5 file that failed mid-write: skip HDF5's clean-up, which would crash
     sys.exit(code)
 
 

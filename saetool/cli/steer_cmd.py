@@ -182,7 +182,7 @@ def _finish_vector(sv: Any, output: Optional[Path], default: str, overwrite: boo
     from saetool.console import log
     from saetool.steer.vectors import KIND, write_vector
 
-    out = check_output_path(output or Path(default), overwrite=overwrite)
+    out = check_output_path(output or Path(default), overwrite=overwrite, inputs=parents)
     prov = build_provenance(model=sv.model, hooks=[sv.hook], parents=parents, vector={"method": sv.method, **extra})
     write_vector(out, sv, provenance=prov, overwrite=overwrite)
     log(f"[green]wrote[/green] {out}: {sv.describe()}")

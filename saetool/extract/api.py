@@ -124,7 +124,7 @@ def extract_activations(
     from saetool.models.registry import load_model
 
     config.validate()
-    out = check_output_path(output or default_output(config), overwrite=overwrite, resume=resume)
+    out = check_output_path(output or default_output(config), overwrite=overwrite, resume=resume, inputs=[config.corpus, config.model])
     resolve_corpus(config.corpus)  # an unknown corpus fails before the model loads
     first_doc = next(iter(iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)), None)
     if first_doc is None:
@@ -133,6 +133,7 @@ def extract_activations(
     if model is None:
         model = load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype, **_device_map_kw(config))
     hooks = resolve_hooks(config, model)
+    check_context_size(config, model)
     windows = make_windows(config, model.tokenizer)
     _, windows = first_window(windows)  # an empty or too-short corpus fails before any file is made
 
@@ -154,6 +155,11 @@ def extract_activations(
             done_seq, done_tok = 0, 0
         _run(writer, model, hooks, windows, config, done_seq, done_tok, progress)
     return out
+
+
+def check_context_size(config: ExtractConfig, model: "HookedModel") -> None:
+    """Windows longer than the model's positions fail before any file is made."""
+    model.check_positions(config.context_size, f"--context-size {config.context_size}", f"use --context-size {model.max_positions} or less")
 
 
 def extract_settings(config: ExtractConfig, hooks: list[str]) -> dict[str, Any]:

@@ -209,9 +209,10 @@ def _write_shard(config: "ExtractConfig", model: "HookedModel", path: Path, shar
     from saetool.artifacts.provenance import build_provenance, file_sha256
     from saetool.artifacts.store import ArtifactWriter, partial_path
     from saetool.corpus.resolve import describe_corpus
-    from saetool.extract.api import KIND, _create_layout, _reopen, _run, extract_settings, make_windows, resolve_hooks
+    from saetool.extract.api import KIND, _create_layout, _reopen, _run, check_context_size, extract_settings, make_windows, resolve_hooks
 
     hooks = resolve_hooks(config, model)
+    check_context_size(config, model)
     settings = extract_settings(config, hooks)
     shard_info = {"rank": group.rank, "world_size": group.world_size, "host": socket.gethostname(),
                   "first_window": share.first_window, "stop_window": share.stop_window,

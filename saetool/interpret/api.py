@@ -157,7 +157,7 @@ def interpret(
     from saetool.sae.io import load_sae
 
     sae = load_sae(str(sae_path), config.device)
-    out = check_output_path(output or default_output(sae_path), overwrite=overwrite, resume=resume)
+    out = check_output_path(output or default_output(sae_path), overwrite=overwrite, resume=resume, inputs=[activations, sae_path])
     with ActivationsFile(activations) as acts:
         hook = check_compatible(sae, acts)
         d_sae = sae.cfg.d_sae
@@ -367,7 +367,7 @@ def _ensure_unlocked(out: Path) -> None:
     from saetool.artifacts.store import LOCK_SUFFIX
 
     lock = out.with_name(out.name + LOCK_SUFFIX)
-    if not lock.exists():
+    if not lock.exists() or lock.is_symlink():  # a planted link is refused when the lock is taken
         return
     with open(lock, "a+") as fh:
         try:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from saetool.artifacts.files import atomic_file
 from saetool.interpret.records import FeatureRecord
 
 
 def distribution_png(record: FeatureRecord, path: str | Path, *, n_tokens: int, samples_only: bool = False) -> Path:
     """Draw a feature's activation histogram into ``path`` (written atomically)."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,11 +27,9 @@ def distribution_png(record: FeatureRecord, path: str | Path, *, n_tokens: int, 
     ax.set_title(f"Feature {record.index}: activations {what}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_file(path, "wb") as fh:
+            fig.savefig(fh, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path

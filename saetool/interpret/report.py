@@ -11,11 +11,11 @@ escapes in the terminal text. The activating token of an example is marked
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from saetool.artifacts.files import write_atomic
 from saetool.interpret.records import Example, FeatureRecord
 
 MARK_OPEN, MARK_CLOSE = "⟦", "⟧"
@@ -32,18 +32,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 # -- small helpers ------------------------------------------------------------------------------------
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary name and :func:`os.replace`."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`saetool.artifacts.files.write_atomic`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text)
 
 
 def visible(text: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +29,17 @@ class HookedModel(ABC):
     n_layers: int
     d_model: int
     supported_sites: tuple[str, ...]
+    #: The most positions one sequence may have (prompt plus generated tokens), from
+    #: the model's config; None when the config names no limit.
+    max_positions: int | None = None
+
+    def check_positions(self, n: int, what: str, hint: str) -> None:
+        """One-line :class:`ModelError` when a sequence of ``n`` positions (``what``,
+        e.g. "--context-size 4096") does not fit the model, before any work."""
+        if self.max_positions is not None and n > self.max_positions:
+            from saetool.errors import ModelError
+
+            raise ModelError(f"{what} needs {n} positions but the model takes at most {self.max_positions}", hint=hint)
 
     @property
     @abstractmethod
@@ -100,3 +111,12 @@ class ModelBackendType(ABC):
     @abstractmethod
     def load(self, source: "ModelSource", *, device: str = "cpu", dtype: str = "float32") -> HookedModel:
         """Load ``source`` on ``device`` in ``dtype`` (float32, float16 or bfloat16)."""
+
+
+def max_positions_of(config: Any) -> int | None:
+    """The position limit a Hugging Face or TransformerLens config declares, if any."""
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None

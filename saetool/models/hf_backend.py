@@ -11,7 +11,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from saetool.errors import ModelError
-from saetool.models.base import HookedModel, HookFn, ModelBackendType
+from saetool.models.base import HookedModel, HookFn, ModelBackendType, max_positions_of
 from saetool.models.hooks import SITES, HookPoint, parse_hooks
 
 if TYPE_CHECKING:
@@ -172,6 +172,7 @@ class TransformersModel(HookedModel):
         self.n_heads = dims.n_heads
         self.d_head = dims.d_head
         self.supported_sites = SITES
+        self.max_positions = max_positions_of(model.config)
         if len(self.layers) != self.n_layers:
             raise ModelError(
                 f"{type(model).__name__} has {len(self.layers)} layers but its config says {self.n_layers}",
@@ -344,6 +345,7 @@ class TransformersModel(HookedModel):
         import torch
 
         check_input_ids(input_ids, attention_mask)
+        self.check_positions(input_ids.shape[1], f"a sequence of {input_ids.shape[1]} tokens", "use shorter windows (--context-size)")
         points = parse_hooks(hooks, self.n_layers, self.supported_sites)
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
         stop_layer = max(p.layer for p in points)
@@ -371,6 +373,7 @@ class TransformersModel(HookedModel):
         import torch
 
         check_input_ids(input_ids, attention_mask)
+        self.check_positions(input_ids.shape[1], f"a sequence of {input_ids.shape[1]} tokens", "use shorter windows (--context-size)")
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
         with torch.no_grad(), self._hooked((), edits):
             return self._forward(input_ids, attention_mask).logits.detach()
@@ -391,6 +394,7 @@ class TransformersModel(HookedModel):
 
         check_input_ids(input_ids, attention_mask)
         check_generation_settings(max_new_tokens, do_sample, temperature)
+        self.check_positions(input_ids.shape[1] + max_new_tokens, f"{input_ids.shape[1]} prompt tokens plus {max_new_tokens} new ones", "shorten the prompts or generate fewer tokens (--max-new-tokens)")
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
         pad_id, eos_ids = pad_and_eos_ids(self.tokenizer, self.model)
         input_ids = input_ids.to(self.device)

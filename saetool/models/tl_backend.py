@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from saetool.errors import ModelError
-from saetool.models.base import HookedModel, HookFn, ModelBackendType
+from saetool.models.base import HookedModel, HookFn, ModelBackendType, max_positions_of
 from saetool.models.hf_backend import (
     check_generation_settings,
     check_input_ids,
@@ -76,6 +76,7 @@ class TransformerLensModel(HookedModel):
         self.d_model = int(cfg.d_model)
         self.n_heads = int(cfg.n_heads)
         self.d_head = int(cfg.d_head)
+        self.max_positions = max_positions_of(cfg)
         hook_names = set(bridge.hook_dict)
         self.supported_sites = tuple(s for s in SITES if f"blocks.0.{s}" in hook_names)
         if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
@@ -134,6 +135,7 @@ class TransformerLensModel(HookedModel):
         import torch
 
         check_input_ids(input_ids, attention_mask)
+        self.check_positions(input_ids.shape[1], f"a sequence of {input_ids.shape[1]} tokens", "use shorter windows (--context-size)")
         points = parse_hooks(hooks, self.n_layers, self.supported_sites)
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
         last = max(p.layer for p in points)
@@ -162,6 +164,7 @@ class TransformerLensModel(HookedModel):
         import torch
 
         check_input_ids(input_ids, attention_mask)
+        self.check_positions(input_ids.shape[1], f"a sequence of {input_ids.shape[1]} tokens", "use shorter windows (--context-size)")
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
         input_ids, kwargs = self._inputs(input_ids, attention_mask)
         with torch.no_grad(), self.bridge.hooks(fwd_hooks=self._fwd_hooks(edits)):
@@ -183,6 +186,7 @@ class TransformerLensModel(HookedModel):
 
         check_input_ids(input_ids, attention_mask)
         check_generation_settings(max_new_tokens, do_sample, temperature)
+        self.check_positions(input_ids.shape[1] + max_new_tokens, f"{input_ids.shape[1]} prompt tokens plus {max_new_tokens} new ones", "shorten the prompts or generate fewer tokens (--max-new-tokens)")
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
         pad_id, eos_ids = pad_and_eos_ids(self.tokenizer, self.bridge.original_model)
         input_ids = input_ids.to(self.device)

@@ -234,7 +234,7 @@ def run_steer(
     for name in config.metrics:
         get_metric(name)  # unknown metric -> one line, before any work
     prompts = read_prompts(config.prompts, split=config.split, max_prompts=config.max_prompts)
-    out = check_output_path(output or default_output(source), overwrite=overwrite)
+    out = check_output_path(output or default_output(source), overwrite=overwrite, inputs=[config.prompts, source.sae_path, source.parent])
     if model is None:
         model = load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype)
     texts = format_prompts(model.tokenizer, [p.text for p in prompts], chat=config.chat, system=config.system)

@@ -99,13 +99,10 @@ def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
 
 def write_best(run_dir: Path, summary: "pd.DataFrame", level: float) -> dict[str, Any]:
     """Pick the best cell and write ``RUN/best.json`` (atomically)."""
-    import os
+    from saetool.artifacts.files import write_atomic
 
     data = {"run": run_dir.name, **pick_best(summary, level)}
-    path = run_dir / BEST_JSON
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(run_dir / BEST_JSON, json.dumps(data, indent=2, sort_keys=True))
     return data
 
 

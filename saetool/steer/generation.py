@@ -103,6 +103,14 @@ def generate_completions(
     base_seed = settings.seed if seed is None else seed
     out: list[str] = [""] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    if rows and model.max_positions is not None:  # before the first batch, not an IndexError midway
+        longest = len(rows[order[-1]])
+        room = max(model.max_positions - longest, 0)
+        model.check_positions(
+            longest + settings.max_new_tokens,
+            f"--max-new-tokens {settings.max_new_tokens} after the longest prompt ({longest} tokens)",
+            f"generate at most {room} tokens, or shorten the prompts" if room else "shorten the prompts",
+        )
     last_hook = f"blocks.{model.n_layers - 1}.hook_resid_post"
     for b, chunk in enumerate(batches(order, settings.batch_size)):
         ids, mask = left_pad([rows[i] for i in chunk], pad)

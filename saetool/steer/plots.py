@@ -67,8 +67,7 @@ def plot_metric_vs_alpha(summary: "pd.DataFrame", path: Path, metric: str, *, ti
     what = f"{metric} vs alpha" + ("\n" if len(splits) == 1 else " ") + "(* = significant after correction)"
     fig.suptitle(f"{title}: {what}" if title else what, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -97,6 +96,18 @@ def plot_tradeoff(summary: "pd.DataFrame", path: Path, *, title: str = "") -> Pa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path)
     return path
+
+
+def _save(fig: object, path: Path) -> None:
+    """Save ``fig`` as PNG atomically (a full disk is one line), then free it."""
+    import matplotlib.pyplot as plt
+
+    from saetool.artifacts.files import atomic_file
+
+    try:
+        with atomic_file(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=90)  # type: ignore[attr-defined]
+    finally:
+        plt.close(fig)  # type: ignore[arg-type]

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from saetool.artifacts.files import write_atomic
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
 from saetool.locking import locked
@@ -236,12 +236,6 @@ def _check_run_json(run_dir: Path, fp: dict[str, Any]) -> None:
         )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # -- running ------------------------------------------------------------------------------------------
 def run_sweep(
     config: SweepConfig | str | Path,
@@ -271,6 +265,7 @@ def run_sweep(
     result = SweepResult(run_dir, cells)
     if run_dir.exists() and not run_dir.is_dir():
         raise SaetoolError(f"{run_dir} exists and is not a folder")
+    _check_inputs_outside(cfg, run_dir)
     if not overwrite and run_dir.exists():
         _check_run_json(run_dir, fp)
     pending = [c for c in cells if overwrite or not (run_dir / c.relpath).exists()]
@@ -292,12 +287,12 @@ def run_sweep(
                 shutil.rmtree(run_dir / sub, ignore_errors=True)
             for name in (SUMMARY, COMPLETIONS_CSV, RUN_JSON, "best.json"):
                 (run_dir / name).unlink(missing_ok=True)
-        _write_atomic(
+        write_atomic(
             run_dir / RUN_JSON,
             json.dumps({"name": cfg.name, "config": cfg.to_dict(), "config_file": str(cfg.path.resolve()) if cfg.path else None, "fingerprint": fp}, indent=2, sort_keys=True, default=str),
         )
         if cfg.path is not None:
-            shutil.copyfile(cfg.path, run_dir / "config.yaml")
+            write_atomic(run_dir / "config.yaml", cfg.path.read_bytes())
         if pending:
             assert model is not None
             runner = _Runner(cfg, model, sets, run_dir, fp, clamp_saes)
@@ -323,10 +318,23 @@ def _load_clamp_saes(cfg: SweepConfig) -> dict[str, Any]:
     return out
 
 
+def _check_inputs_outside(cfg: SweepConfig, run_dir: Path) -> None:
+    """No input (the config, prompt files, vectors, SAEs) is among what the run writes or replaces."""
+    from saetool.artifacts.outputs import check_outputs
+
+    named = list(cfg.prompts.values()) if isinstance(cfg.prompts, dict) else [cfg.prompts]
+    named += [v for spec in (cfg.vector, *cfg.interventions) for v in (getattr(spec, "file", None), getattr(spec, "sae", None)) if isinstance(v, str)]
+    inputs = [cfg.path, *(cfg.resolve_path(p) for p in named)]
+    written = [run_dir / name for name in (RUN_JSON, SUMMARY, COMPLETIONS_CSV, "cells", "vectors", "plots")]
+    check_outputs([("--output-dir", p) for p in written], inputs, overwrite=True, folders=["--output-dir"])
+
+
 def _validate_against_model(cfg: SweepConfig, model: "HookedModel", clamp_saes: dict[str, Any]) -> None:
     from saetool.models.hooks import parse_hooks
     from saetool.steer.interventions import get_intervention
 
+    n = cfg.generation.max_new_tokens
+    model.check_positions(n, f"generation.max_new_tokens {n}", f"generate fewer than {model.max_positions} tokens")
     for layer in cfg.layers:
         if not 0 <= layer < model.n_layers:
             raise SaetoolError(f"layer {layer} is out of range", hint=f"{model.model_id} has layers 0-{model.n_layers - 1}")
@@ -633,7 +641,7 @@ def write_outputs(cfg: SweepConfig, run_dir: Path, summary: "pd.DataFrame", cell
     from saetool.steer.completions import read_completions
     from saetool.steer.plots import plot_metric_vs_alpha, plot_tradeoff
 
-    _write_atomic(run_dir / SUMMARY, summary.to_csv(index=False))
+    write_atomic(run_dir / SUMMARY, summary.to_csv(index=False))
     rows = []
     for cell in cells:
         path = run_dir / cell.relpath
@@ -657,7 +665,7 @@ def write_outputs(cfg: SweepConfig, run_dir: Path, summary: "pd.DataFrame", cell
     if not table.empty:
         table["layer"] = table["layer"].astype("Int64")  # baselines have no layer: "", not "15.0" for the rest
         table["intervention_type"] = table["intervention"]
-    _write_atomic(run_dir / COMPLETIONS_CSV, table.to_csv(index=False))
+    write_atomic(run_dir / COMPLETIONS_CSV, table.to_csv(index=False))
     plots_dir = run_dir / "plots"
     plots_dir.mkdir(exist_ok=True)
     out = []

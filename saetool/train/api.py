@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from saetool.artifacts.files import atomic_file, is_write_failure
 from saetool.console import log
 from saetool.errors import SaetoolError
 from saetool.train.config import TrainConfig
@@ -67,6 +67,7 @@ def train_sae(
             return train_sae(config, inputs, output, overwrite=overwrite, resume=resume, progress=progress, on_step=on_step)
     group = current()
     main = group is None or group.is_main
+    from saetool.artifacts.outputs import check_outputs
     from saetool.artifacts.store import check_output_path
     from saetool.sae.architectures import get_architecture
     from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
@@ -78,7 +79,8 @@ def train_sae(
     if init_sae is not None and config.hook is None:
         config = _default_hooks_from(init_sae, config, inputs)
     with _open_source(config, inputs) as source:
-        out = check_output_path(output or default_output(config, source.hook), overwrite=overwrite)
+        out = check_output_path(output or default_output(config, source.hook), overwrite=overwrite, inputs=[*inputs, config.init_from])
+        check_outputs({"--output": out, "history CSV": history_csv_path(out)}, [*inputs, config.init_from], overwrite=True)
         if init_sae is not None:
             _check_init(init_sae, source)
         n_train = source.count_train_tokens()
@@ -123,9 +125,11 @@ def train_sae(
                     _write(result, out, source, inputs, overwrite=overwrite)
                 if group is not None:
                     group.barrier()  # the others wait until OUTPUT exists
-            except SaetoolError:
-                if main and not resume:
+            except SaetoolError as exc:
+                if main and not resume and not (is_write_failure(exc) and checkpoints.exists()):
                     checkpoints.remove()  # a user error: leave nothing half-written behind
+                elif checkpoints.exists():  # a full disk: the training is in the checkpoints
+                    log(f"[yellow]checkpoints kept in {checkpoints.root}; rerun the same command with --resume to continue[/yellow]")
                 raise
             except BaseException:
                 if checkpoints.exists():
@@ -239,29 +243,28 @@ def _write(result: "TrainResult", out: Path, source: "ActivationSource", inputs:
     samples = result.samples
     extra = (lambda fh: write_samples(fh, samples, source, model=source.model, sae=result.sae)) if samples is not None else None
 
-    csv_path = history_csv_path(out)
-    tmp_csv = csv_path.with_name(csv_path.name + ".partial")
-    write_history_csv(result.history, tmp_csv)
-    try:
+    # The CSV goes to OUT.history.csv.partial first and is renamed only after the artifact is committed.
+    with atomic_file(history_csv_path(out), "w", newline="") as fh:
+        _history_rows(result.history, fh)
         write_sae_artifact(out, result.sae, provenance=provenance, training=result.training, history=result.history, write_extra=extra, overwrite=overwrite)
-    except BaseException:
-        tmp_csv.unlink(missing_ok=True)
-        raise
-    os.replace(tmp_csv, csv_path)
 
 
 def write_history_csv(history: dict, path: str | Path) -> Path:
-    """The per-logging-step history as CSV (one row per logged step)."""
+    """The per-logging-step history as CSV (one row per logged step), written atomically."""
+    with atomic_file(path, "w", newline="") as fh:
+        _history_rows(history, fh)
+    return Path(path)
+
+
+def _history_rows(history: dict, fh: Any) -> None:
     import csv
 
     names = list(history)
     n = len(next(iter(history.values()))) if history else 0
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(names)
-        for i in range(n):
-            writer.writerow([_cell(history[name][i]) for name in names])
-    return Path(path)
+    writer = csv.writer(fh)
+    writer.writerow(names)
+    for i in range(n):
+        writer.writerow([_cell(history[name][i]) for name in names])
 
 
 def _cell(value: object) -> str:

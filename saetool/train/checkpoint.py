@@ -51,22 +51,42 @@ class CheckpointDir:
         """Write (or replace) checkpoint ``name`` atomically."""
         from safetensors.torch import save_file
 
+        from saetool.artifacts.files import claim_temporary, create_new, fsync_path, write_errors_as_one_line
+
+        self.check_not_linked()
         self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / name
-        tmp = self.root / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS))
-        (tmp / META).write_text(json.dumps({"format": FORMAT, "version": VERSION, **meta}, sort_keys=True))
-        if target.exists():
-            old = self.root / f".{name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        tmp = claim_temporary(self.root / f".{name}.tmp", what="checkpoint staging folder")
+        with write_errors_as_one_line(self.root):
+            try:
+                tmp.mkdir()
+                save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS))
+                fsync_path(tmp / TENSORS)
+                with create_new(tmp / META) as fh:
+                    fh.write(json.dumps({"format": FORMAT, "version": VERSION, **meta}, sort_keys=True))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                if target.is_symlink():
+                    target.unlink()
+                if target.exists():
+                    old = claim_temporary(self.root / f".{name}.old", what="checkpoint staging folder")
+                    os.replace(target, old)
+                    os.replace(tmp, target)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    os.replace(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return target
+
+    def check_not_linked(self) -> None:
+        """Refuse a symbolic link where the checkpoint folder goes (saetool writes and deletes in it)."""
+        if self.root.is_symlink():
+            raise CheckpointError(
+                f"{self.root} is a symbolic link where saetool keeps its checkpoint folder; saetool will not write through it",
+                hint="remove the link, or choose another --output",
+            )
 
     def save_step(self, step: int, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> Path:
         path = self.save(f"step_{step:06d}", tensors, meta)
@@ -98,6 +118,7 @@ class CheckpointDir:
         """Hold ``ROOT.lock`` so a second run cannot write the same checkpoints."""
         from saetool.locking import locked
 
+        self.check_not_linked()
         busy = lambda: CheckpointError(f"another saetool process is training into {self.root}", hint="wait for it to finish, or choose another --output")  # noqa: E731
         return locked(self.root.with_name(self.root.name + ".lock"), busy)
 

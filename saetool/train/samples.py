@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from saetool.artifacts.files import write_atomic
 from saetool.console import warn
 from saetool.errors import SaetoolError
 
@@ -452,7 +453,7 @@ def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, token
     records = stored.features(decode)
     for rec in records:
         feat = rec["statistics"]["feature_idx"]
-        (out / f"feature_{feat:05d}_samples.json").write_text(json.dumps(rec, indent=2))
+        write_atomic(out / f"feature_{feat:05d}_samples.json", json.dumps(rec, indent=2))
     s = stored.settings
     summary = {
         "sae": str(Path(sae_artifact_path).resolve()),
@@ -469,7 +470,7 @@ def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, token
         "sources": stored.sources,
         "features": [rec["statistics"] for rec in records],
     }
-    (out / "collection_summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "collection_summary.json", json.dumps(summary, indent=2))
     from saetool.interpret.samples_view import write_samples_report
 
     write_samples_report(out)

@@ -12,17 +12,21 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from saetool.artifacts.files import write_errors_as_one_line
 from saetool.artifacts.store import check_name_length, ensure_writable_parent
 from saetool.errors import ArtifactError
 
 
-def check_output_dir(path: str | Path, *, overwrite: bool = False) -> Path:
+def check_output_dir(path: str | Path, *, overwrite: bool = False, inputs: Iterable[object] = ()) -> Path:
     """Validate an output folder before any work starts: it may not exist yet, or
-    be empty, or (with ``overwrite``) hold anything. Creates its parent."""
+    be empty, or (with ``overwrite``) hold anything but one of ``inputs``. Creates its parent."""
+    from saetool.artifacts.outputs import check_outputs
+
     p = Path(path)
     check_name_length(p)
+    check_outputs({"--output": p}, inputs, folders=["--output"])
     if p.exists() and not p.is_dir():
         raise ArtifactError(f"output {p} exists and is not a folder", hint="choose another --output")
     if p.is_dir() and any(p.iterdir()) and not overwrite:
@@ -41,7 +45,8 @@ def atomic_output_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     work = staging / target.name
     try:
-        yield work
+        with write_errors_as_one_line(target):
+            yield work
         if not work.is_dir():
             raise ArtifactError(f"nothing was written for {target}")
         work.chmod(0o755)

@@ -1,0 +1,80 @@
+"""Outputs that are inputs: one check, before any work, for every command.
+
+:func:`check_outputs` compares every output a command will write (``-o``,
+``--report``, ``--html``, ``--export``, an export or sweep folder) with every
+input it reads and with the other outputs, after resolving links and ``..``
+(``os.path.realpath``, and ``os.path.samefile`` for hard links). An output
+never replaces an input, even with ``--overwrite``; an existing output file is
+replaced only with ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from saetool.errors import ArtifactError
+
+PathLike = str | os.PathLike | None
+
+
+def _real(p: PathLike) -> str | None:
+    if p is None or str(p) in ("", "-"):
+        return None
+    return os.path.realpath(os.fspath(p))
+
+
+def _same(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def check_outputs(
+    outputs: Mapping[str, PathLike] | Iterable[tuple[str, PathLike]],
+    inputs: Iterable[PathLike] = (),
+    *,
+    overwrite: bool = False,
+    folders: Iterable[str] = (),
+) -> None:
+    """One-line :class:`ArtifactError` when an output names an input (or, for an
+    output folder in ``folders``, holds one), when two outputs name the same
+    path, or when an output file exists and ``overwrite`` is not given.
+
+    ``outputs`` maps the option (``"--report"``) to its path (None: not given;
+    pairs allow an option given twice);
+    ``inputs`` are paths read (names that are not existing paths, such as a
+    corpus or model name, are ignored).
+    """
+    ins = [(p, r) for p in inputs if (r := _real(p)) is not None and os.path.exists(r)]
+    seen: list[tuple[str, PathLike, str]] = []
+    for option, path in (outputs.items() if isinstance(outputs, Mapping) else outputs):
+        real = _real(path)
+        if real is None:
+            continue
+        for given, inp in ins:
+            if _same(real, inp) or (option in folders and _inside(inp, real)):
+                what = "holds the input" if option in folders and not _same(real, inp) else "is also an input"
+                raise ArtifactError(
+                    f"{option} {path} {what} ({given}); writing it would destroy that input",
+                    hint=f"choose another {option}",
+                )
+        for other, other_path, other_real in seen:
+            if _same(real, other_real):
+                raise ArtifactError(f"{other} {other_path} and {option} {path} name the same file", hint="give each output its own name")
+        seen.append((option, path, real))
+        if option not in folders and os.path.isfile(real) and not overwrite:
+            raise ArtifactError(f"output {path} already exists", hint=f"pass --overwrite to replace it, or choose another {option}")
+
+
+def as_paths(values: Iterable[PathLike]) -> list[Path]:
+    """The given values as paths (None and '-' dropped)."""
+    return [Path(v) for v in values if v is not None and str(v) not in ("", "-")]
