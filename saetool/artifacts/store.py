@@ -150,6 +150,8 @@ class ArtifactWriter:
         self._opened = False  # the partial file is ours (created or reopened by us)
 
     def __enter__(self) -> "ArtifactWriter":
+        import h5py  # noqa: F401  (imported before the lock is taken: holding it stays short)
+
         check_output_path(self.path, overwrite=self.overwrite)
         self._lock.acquire()
         self._deferred.__enter__()
