@@ -7,8 +7,8 @@
 # (best.json); the seed's pandas snippet reads its summary.csv unchanged.
 # Level 3 (alpha sweep, `layers: best`) is planned with --dry-run on that layer.
 #
-#   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (about 2 min on 2 CPU cores)
-#   SIZE=small 20 prompts per split, 5 at level 2             (about 8 min)    <- default
+#   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (about 3 min on 2 CPU cores; estimated)
+#   SIZE=small 20 prompts per split, 5 at level 2             (about 8 min; estimated)    <- default
 #   SIZE=full  the configs' own sizes; levels 2-4 take hours on a CPU
 set -euo pipefail
 SIZE=${SIZE:-small}
