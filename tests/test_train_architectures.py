@@ -274,3 +274,4 @@ def test_convergence_warning_flags_curves_still_falling():
     assert "--target-l0 40" in convergence_warning(settled, flat_l0, learned_l0=True, target_l0=40)
     assert convergence_warning(settled, flat_l0, learned_l0=True, target_l0=33) is None
     assert "only 5 steps" in convergence_warning(settled[:5], flat_l0[:5], learned_l0=False)
+    assert "explains only -0.04" in convergence_warning([1.04] * 60, flat_l0[:60], learned_l0=False)  # flat, but not learning

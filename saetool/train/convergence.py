@@ -8,7 +8,9 @@ whatever its state. A run is flagged when, over that tenth of its steps,
 - the FVU still fell by more than :data:`FVU_DROP` of its value, or
 - L0 still moved by more than :data:`L0_MOVE` (architectures whose L0 is
   learned: ReLU, JumpReLU), or
-- the final L0 is more than :data:`TARGET_TOLERANCE` away from ``--target-l0``.
+- the final L0 is more than :data:`TARGET_TOLERANCE` away from ``--target-l0``, or
+- the SAE still explains less than :data:`MIN_EV` of the training variance at
+  the end (a curve that has not started to fall: e.g. a transcoder after 60 steps).
 
 The thresholds come from short SmolLM2 runs (docs/tutorial.md): runs that
 still gained markedly with 4x the tokens are flagged, runs that did not are not.
@@ -21,6 +23,7 @@ from typing import Sequence
 FVU_DROP = 0.05
 L0_MOVE = 0.10
 TARGET_TOLERANCE = 0.20
+MIN_EV = 0.10
 MIN_STEPS = 20  # fewer: too few steps to judge a trend; always flagged
 
 
@@ -47,6 +50,9 @@ def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0
             l_before, l_after = _window_mean(l0, 0.6, 0.7), _window_mean(l0, 0.7, 0.8)
             if l_before > 0 and abs(l_after - l_before) / l_before > L0_MOVE:
                 reasons.append(f"L0 still moved {100 * abs(l_after - l_before) / l_before:.0f}% ({l_before:.0f} -> {l_after:.0f})")
+    final_fvu = _window_mean(fvu, 0.9, 1.0)
+    if 1 - final_fvu < MIN_EV:
+        reasons.append(f"it explains only {1 - final_fvu:.2f} of the training variance")
     if target_l0 is not None and l0:
         final = _window_mean(l0, 0.95, 1.0)
         if abs(final / target_l0 - 1) > TARGET_TOLERANCE:
