@@ -141,7 +141,7 @@ def saetool_case(name: str, batches, args, d_sae: int, dense: bool) -> Case:
         stamps, training = out
         if len(stamps) != args.steps:
             raise SystemExit(f"{name}: ran {len(stamps)} of {args.steps} steps")
-        return {**loop_seconds(stamps), "final_mse": training["final"]["mse"], "final_l0": training["final"]["l0"]}
+        return {**loop_seconds(stamps), "final_mse": training["final"]["scaled_mse"], "final_l0": training["final"]["l0"]}
 
     return Case(name, run, teardown=teardown, info={"d_sae": d_sae, "dense": dense, "impl": "saetool"})
 

@@ -12,7 +12,7 @@ from tests.helpers import assert_clean_error, run_cli
 def _evaluation(**metrics):
     from saetool.evaluate.api import Evaluation
 
-    base = {"explained_variance": 0.9, "normalized_mse": 0.1, "ce_loss_recovered": 0.95, "l0": 40.0, "dead_fraction": 0.02}
+    base = {"explained_variance": 0.9, "fvu": 0.1, "ce_loss_recovered": 0.95, "l0": 40.0, "dead_fraction": 0.02}
     base.update(metrics)
     return Evaluation(metrics=base, sae="s", hook="blocks.3.hook_resid_post", hook_out="blocks.3.hook_resid_post", d_in=576, d_sae=512, model="m", n_rows=10)
 
@@ -76,7 +76,9 @@ def test_scale_up_on_saelens_folder_with_model_and_corpus(smollm2_sae, tmp_path)
     ev = report["evaluation"]
     assert ev["model"] == "smollm2-135m" and ev["corpus"] == "bbc-news" and ev["activations"] is None
     assert ev["n_positions"] == 2 * 62 and ev["n_rows"] > 100  # 2 windows; rows skip special tokens
-    assert ev["metrics"]["ce_loss_clean"] < ev["metrics"]["ce_loss_sae"] < ev["metrics"]["ce_loss_zero"]
+    m = ev["metrics"]
+    assert max(m["ce_loss_clean"], m["ce_loss_sae"]) < m["ce_loss_zero"]  # on 124 positions a good SAE may even beat clean
+    assert abs(m["ce_loss_sae"] - m["ce_loss_clean"]) < 0.5 * (m["ce_loss_zero"] - m["ce_loss_clean"])
     assert all(r["passed"] in (True, None) for r in report["checks"])
 
 

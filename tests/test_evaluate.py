@@ -40,7 +40,7 @@ def test_activation_metrics_match_numpy(evaluation, smollm2_sae, smollm2_acts):
     m = evaluation.metrics
     assert evaluation.n_rows == N_TOKENS
     assert m["mse"] == pytest.approx(sq / y.size, rel=1e-6)
-    assert m["normalized_mse"] == pytest.approx(sq / var, rel=1e-6)
+    assert m["fvu"] == pytest.approx(sq / var, rel=1e-6)
     assert m["explained_variance"] == pytest.approx(1 - sq / var, rel=1e-6)
     assert m["cosine_similarity"] == pytest.approx(cos.mean(), rel=1e-6)
     assert m["l0"] == pytest.approx((codes != 0).sum(1).mean())

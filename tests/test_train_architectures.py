@@ -48,7 +48,7 @@ def test_trains_from_a_plain_generator_of_tensors(data):
     cfg = TrainConfig(arch="topk", d_sae=128, k=5, lr=3e-3, log_every=20)
     result = train_on_batches(batches(x[:20000]), cfg, steps=300, val=x[20000:])
     h = result.history
-    assert h["mse"][-1] < 0.4 * h["mse"][0]
+    assert h["scaled_mse"][-1] < 0.4 * h["scaled_mse"][0]
     assert np.allclose(h["l0"], 5, atol=0.05)  # TopK: every token uses k features
     assert l0(result.sae, x[20000:]) == pytest.approx(5, abs=0.05)
     assert explained_variance(result.sae, x[20000:]) > 0.8
@@ -62,9 +62,9 @@ def test_every_architecture_reduces_mse(arch, data):
     cfg = TrainConfig(arch=arch, d_sae=96, k=6, lr=3e-3, log_every=25, sparsity_coeff={"relu": 1.0, "jumprelu": 0.3}.get(arch))
     result = train_on_batches(batches(x[:20000]), cfg, steps=300, val=x[20000:])
     h = result.history
-    assert h["mse"][-1] < 0.5 * h["mse"][0], (arch, h["mse"])
+    assert h["scaled_mse"][-1] < 0.5 * h["scaled_mse"][0], (arch, h["scaled_mse"])
     assert explained_variance(result.sae, x[20000:]) > 0.6, arch
-    assert h["dead_fraction"][-1] < 0.5
+    assert h["dead_fraction_train"][-1] < 0.5
     assert result.sae.cfg.arch == arch
     if arch in ("batchtopk", "matryoshka"):
         assert np.allclose(h["l0"], 6, atol=0.05)  # batch * k activations per batch: k per token on average
@@ -174,7 +174,7 @@ def test_a_plugin_adds_an_architecture(toy_plugin, data, tmp_path):
     x, _ = data
     result = train_on_batches(batches(x[:20000]), TrainConfig(arch="toy-l1", d_sae=64, lr=3e-3), steps=200)
     assert result.sae.cfg.arch == "toy-l1"
-    assert result.history["mse"][-1] < 0.5 * result.history["mse"][0]
+    assert result.history["scaled_mse"][-1] < 0.5 * result.history["scaled_mse"][0]
     norms = result.sae.W_dec.norm(dim=1)
     assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)  # the base class keeps decoder rows at unit norm
 

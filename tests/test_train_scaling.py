@@ -12,10 +12,11 @@ from saetool.sae.config import SAEConfig
 from saetool.sae.model import SAE
 from saetool.train import TrainConfig
 from saetool.train.checklist import build_checklist
+from saetool.errors import SaetoolError
 from saetool.train.config import Targets
 from saetool.train.initialize import geometric_median
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import lr_at, sparsity_at
+from saetool.train.schedules import default_lr, lr_at, sparsity_at
 from saetool.train.source import Batch
 from saetool.train.trainer import Trainer
 
@@ -78,7 +79,7 @@ def test_geometric_median_beats_the_mean_and_resists_outliers():
 
 
 def test_lr_warmup_then_cosine_and_sparsity_warmup():
-    lrs = [lr_at(s, total=100, lr=1.0, warmup=10) for s in range(100)]
+    lrs = [lr_at(s, total=100, lr=1.0, warmup=10, schedule="cosine") for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[10] == pytest.approx(1.0) and 0 < lrs[-1] < 0.01
@@ -87,13 +88,36 @@ def test_lr_warmup_then_cosine_and_sparsity_warmup():
     assert sparsity_at(0, coeff=2.0, warmup=0) == 2.0
 
 
+def test_wsd_holds_the_rate_then_decays_linearly_over_the_last_fraction():
+    lrs = [lr_at(s, total=100, lr=1.0, warmup=5) for s in range(100)]  # wsd is the default
+    assert lrs[0] == pytest.approx(0.2) and lrs[4] == pytest.approx(1.0)
+    assert lrs[5:80] == [1.0] * 75  # stable until the last 20%
+    assert lrs[80] == pytest.approx(1.0) and lrs[90] == pytest.approx(0.5) and lrs[99] == pytest.approx(0.05)
+    assert all(a > b for a, b in zip(lrs[80:], lrs[81:]))
+    assert [lr_at(s, total=10, lr=1.0, warmup=0, decay_fraction=0.5) for s in (4, 5, 9)] == [1.0, 1.0, pytest.approx(0.2)]
+    assert [lr_at(s, total=50, lr=2.0, warmup=0, schedule="constant") for s in (0, 49)] == [2.0, 2.0]
+    assert lr_at(3, total=50, lr=1.0, warmup=0, decay_fraction=0.0) == 1.0
+
+
+def test_default_lr_scales_with_the_inverse_square_root_of_the_width():
+    assert default_lr(2e-4, 1 << 14) == pytest.approx(2e-4)
+    assert default_lr(2e-4, 1 << 12) == pytest.approx(4e-4)
+    assert default_lr(2e-4, 1 << 16) == pytest.approx(1e-4)
+
+
 def test_checklist_marks_pass_and_fail():
-    items = build_checklist({"mse": 0.005, "l0": 120.0, "dead_fraction": 0.05, "explained_variance": 0.9}, Targets())
-    assert [(i.name.split(" ")[0], i.passed) for i in items] == [("reconstruction", True), ("active", False), ("dead", True), ("explained", None)]
-    items = build_checklist({"mse": 0.5, "l0": 32.0, "dead_fraction": 0.2}, Targets(mse=1.0, l0_min=30, l0_max=34, dead=0.1))
-    assert [i.passed for i in items] == [True, True, False]
+    base = {"fvu": 0.2, "explained_variance": 0.8, "scaled_mse": 0.005, "l0": 120.0, "dead_fraction_train": 0.05, "dead_fraction": 0.3}
+    items = build_checklist(base, Targets())
+    assert [(i.key, i.passed) for i in items] == [("fvu", True), ("explained_variance", None), ("l0", True), ("dead_fraction_train", True), ("dead_fraction", None)]
+    items = build_checklist({**base, "fvu": 0.5, "dead_fraction_train": 0.2}, Targets())
+    assert [i.passed for i in items if i.passed is not None] == [False, True, False]
+    seed002 = build_checklist(base, Targets.preset("seed002"))
+    assert [(i.key, i.passed) for i in seed002 if i.passed is not None] == [("scaled_mse", True), ("l0", False), ("dead_fraction_train", True)]
+    assert seed002[0].target == "" and seed002[2].target == "< 0.01" and seed002[3].target == "50-100"
     assert Targets.parse_l0("20-40") == (20.0, 40.0) and Targets.parse_l0("64") == pytest.approx((51.2, 76.8))  # N: +-20%
     assert Targets.steering_l0("64") == 64.0 and Targets.steering_l0("20-40") is None
+    with pytest.raises(SaetoolError, match="--checklist"):
+        Targets.preset("seed003")
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -52,7 +52,7 @@ def evaluate(
     as_json: bool = JSON,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
-    """Measure an SAE: reconstruction (MSE, normalised MSE, explained variance,
+    """Measure an SAE: reconstruction (MSE, FVU, explained variance,
     cosine), sparsity (L0, dead/dense features) and, with the model, CE loss
     clean / SAE spliced in / hook zero-ablated, CE loss recovered and KL.
 

@@ -19,12 +19,14 @@ def train(
     hook: Optional[str] = typer.Option(None, "--hook", help="Hook to read (default: the file's first hook)."),
     hook_out: Optional[str] = typer.Option(None, "--hook-out", help="Hook to reconstruct (a transcoder), e.g. blocks.3.hook_mlp_out."),
     prefixes: Optional[str] = typer.Option(None, "--prefixes", help="Matryoshka prefix widths, e.g. 256,1024,4608 (default: d_sae/16, /8, /4, /2, all)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: the architecture's, e.g. 3e-4 for topk)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: 1e-3 x sqrt(16384 / d_sae) for the TopK family, e.g. 2.7e-3 at 2,304 features; relu 1e-4, jumprelu 3e-4 at 16384)."),
+    lr_schedule: str = typer.Option("wsd", "--lr-schedule", help="wsd (warmup, constant, linear decay to 0 over the last --decay-fraction), cosine (warmup, cosine decay to 0) or constant."),
+    decay_fraction: float = typer.Option(0.2, "--decay-fraction", help="Share of the steps over which the wsd schedule decays the learning rate to 0."),
     batch_size: int = typer.Option(4096, "--batch-size", "-b", help="Tokens per step."),
     num_tokens: Optional[int] = typer.Option(None, "--num-tokens", "-n", help="Training tokens (default: one pass over the training rows)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (instead of --num-tokens)."),
     l1_coeff: Optional[float] = typer.Option(None, "--l1-coeff", help="Sparsity coefficient: L1 (relu) or L0 (jumprelu) penalty weight (default 5 / 1)."),
-    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear LR warmup steps before the cosine decay (default: 5% of steps, at most 1000)."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear LR warmup steps (default: 5% of steps, at most 1000)."),
     sparsity_warmup_steps: Optional[int] = typer.Option(None, "--sparsity-warmup-steps", help="Steps to ramp the sparsity coefficient up from 0 (default: 5% of steps for relu/jumprelu)."),
     grad_clip: float = typer.Option(1.0, "--grad-clip", help="Clip the gradient norm to this (0: off)."),
     init_b_dec: str = typer.Option("geometric-median", "--init-b-dec", help="Initial decoder bias: geometric-median, mean or zeros."),
@@ -48,9 +50,11 @@ def train(
     sample_threshold: float = typer.Option(0.1, "--sample-threshold", help="Only activations above this are kept."),
     sample_features: int = typer.Option(100, "--sample-features", help="Store samples of this many features, most active first (0: all)."),
     init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from a pretrained SAE (an sae artifact, SAELens or sparsify folder)."),
-    target_mse: float = typer.Option(0.01, "--target-mse", help="Checklist: reconstruction loss (MSE on normalised activations) below this."),
-    target_l0: str = typer.Option("50-100", "--target-l0", help="Active features per token: N steers training to N (the sparsity coefficient and JumpReLU thresholds; k for topk/batchtopk/matryoshka/transcoder) and the checklist expects N +-20%; MIN-MAX only sets the checklist range."),
-    target_dead: float = typer.Option(0.10, "--target-dead", help="Checklist: fraction of dead features below this."),
+    checklist: str = typer.Option("default", "--checklist", help="Checklist targets: default (FVU < 0.35, L0 5-200, dead < 10%) or seed002 (MSE on scaled inputs < 0.01, L0 50-100, dead < 10%)."),
+    target_fvu: Optional[float] = typer.Option(None, "--target-fvu", help="Checklist: held-out FVU (1 - explained variance) below this (default: the --checklist's)."),
+    target_mse: Optional[float] = typer.Option(None, "--target-mse", help="Checklist: held-out per-element MSE on the trainer's scaled inputs below this (seed 002's reconstruction loss)."),
+    target_l0: Optional[str] = typer.Option(None, "--target-l0", help="Active features per token: N steers training to N (the sparsity coefficient and JumpReLU thresholds; k for topk/batchtopk/matryoshka/transcoder) and the checklist expects N +-20% on the held-out rows; MIN-MAX only sets the checklist range (default: the --checklist's)."),
+    target_dead: Optional[float] = typer.Option(None, "--target-dead", help="Checklist: fraction of features dead in training below this (default: the --checklist's)."),
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its newest checkpoint (same settings: same final weights)."),
@@ -58,8 +62,9 @@ def train(
 ) -> None:
     """Train a sparse autoencoder (or transcoder) on stored activations (an `sae` artifact).
 
-    Prints the validation checklist (reconstruction loss, active features per
-    token, dead features against --target-*) and writes OUTPUT.history.csv.
+    Prints the validation checklist on the held-out rows (FVU, explained
+    variance, L0 and dead features, with `saetool evaluate`'s definitions,
+    against --checklist / --target-*) and writes OUTPUT.history.csv.
 
     Example:
 
@@ -79,8 +84,13 @@ def train(
         paths = [resolve_input(None, what="activation artifact")]
     if dead_tokens is not None and dead_steps is not None:
         raise SaetoolError("give --dead-tokens or --dead-steps, not both")
-    steer = Targets.steering_l0(target_l0)
-    low, high = Targets.parse_l0(target_l0)
+    steer = Targets.steering_l0(target_l0) if target_l0 is not None else None
+    targets = Targets.preset(checklist)
+    if target_l0 is not None:
+        targets.l0_min, targets.l0_max = Targets.parse_l0(target_l0)
+    for name, value in (("fvu", target_fvu), ("scaled_mse", target_mse), ("dead", target_dead)):
+        if value is not None:
+            setattr(targets, name, value)
     options = {}
     if prefixes:
         try:
@@ -96,6 +106,8 @@ def train(
         hook=hook,
         hook_out=hook_out,
         lr=lr,
+        lr_schedule=lr_schedule,
+        decay_fraction=decay_fraction,
         batch_size=batch_size,
         num_tokens=num_tokens,
         steps=steps,
@@ -117,7 +129,7 @@ def train(
         device=device,
         dtype=dtype,
         samples=SampleSettings(every=sample_every, per_feature=samples_per_feature, context=sample_context, threshold=sample_threshold, features=sample_features) if collect_samples else None,
-        targets=Targets(mse=target_mse, l0_min=low, l0_max=high, dead=target_dead),
+        targets=targets,
         init_from=init_from,
         options=options,
     )
@@ -130,7 +142,8 @@ def train(
         return
     path = result.path
     assert path is not None
-    print_checklist(result.checklist)
+    rows = int(result.metrics.get("rows", 0))
+    print_checklist(result.checklist, title=f"validation checklist ({rows:,} held-out rows)" if result.metrics.get("heldout") else "validation checklist (no held-out rows: the last training batch)")
     c = result.sae.cfg
     log(f"[green]wrote[/green] {path}: {c.arch} SAE, d_in={c.d_in}, d_sae={c.d_sae}, hook {c.hook}" + (f" -> {c.hook_out}" if c.is_transcoder else "") + f"; history in {history_csv_path(path)}")
     emit_manifest(

@@ -1,7 +1,7 @@
 """Evaluating SAEs: quality metrics (plugins with ``scope = "sae"``), ``evaluate`` and ``check``.
 
 - :mod:`saetool.evaluate.metrics` -- the metric interface and built-ins (MSE,
-  normalised MSE, explained variance, cosine similarity, L0, dead/dense
+  FVU, explained variance, cosine similarity, L0, dead/dense
   fractions, CE loss clean/spliced/ablated, CE loss recovered, KL);
 - :mod:`saetool.evaluate.api` -- :func:`evaluate_sae` (held-out activations
   and/or the model with the SAE spliced in);

@@ -13,7 +13,7 @@ has.
 Rows: compatibility (d_in and hook against the model or activations; a
 mismatch never gets here, it is a one-line error), explained variance,
 CE loss recovered, L0 and dead fraction, each against a threshold, plus
-informational rows (normalised MSE, cosine similarity, dense fraction, KL).
+informational rows (FVU, cosine similarity, dense fraction, KL).
 The verdict is SCALE UP when every measured row passes; each failed row
 comes with the usual fixes.
 """
@@ -134,7 +134,7 @@ def build_check(ev: Evaluation, th: Thresholds) -> CheckReport:
     thresholded("L0 (active features/token)", "l0", f"{th.l0_min:g}-{th.l0_max:g}", lambda v: th.l0_min <= v <= th.l0_max,
                 FIXES["l0_high"] if _measured(l0) and l0 > th.l0_max else FIXES["l0_low"])
     thresholded("dead features (fraction)", "dead_fraction", f"<= {th.max_dead:g}", lambda v: v <= th.max_dead, FIXES["dead_fraction"])
-    for key, label in (("normalized_mse", "normalised MSE"), ("cosine_similarity", "cosine similarity"), ("dense_fraction", "dense features (fraction)"), ("kl_div_sae", "KL to clean model (nats)")):
+    for key, label in (("fvu", "FVU (1 - explained variance)"), ("cosine_similarity", "cosine similarity"), ("dense_fraction", "dense features (fraction)"), ("kl_div_sae", "KL to clean model (nats)")):
         if _measured(m.get(key)):
             rows.append(CheckRow(label, m[key], "", None))
     failed = any(r.passed is False for r in rows)

@@ -16,10 +16,10 @@ Completion metrics for ``steer``/``sweep`` (:mod:`saetool.steer.metrics`) have
 Built-ins (sums are accumulated in float64):
 
 - ``mse``: mean squared error per element, ``sum ||y - y_hat||^2 / (n d)``.
-- ``normalized_mse``: ``sum ||y - y_hat||^2 / sum ||y - mean(y)||^2`` (the mean
-  over the evaluated rows).
-- ``explained_variance``: ``1 - normalized_mse`` (the definition ``train`` and
-  SAELens use).
+- ``fvu``: the fraction of variance unexplained, ``sum ||y - y_hat||^2 / sum
+  ||y - mean(y)||^2`` (the mean over the evaluated rows); what SAELens calls
+  normalised MSE.
+- ``explained_variance``: ``1 - fvu`` (the definition ``train`` and SAELens use).
 - ``cosine_similarity``: mean over rows of ``cos(y, y_hat)``.
 - ``l0``: mean number of non-zero features per row.
 - ``dead_fraction``: fraction of features firing on at most ``dead_threshold``
@@ -131,9 +131,9 @@ class MSE(_Residual):
         return _ratio(state.get("sq", 0.0), state.get("elems", 0.0))
 
 
-class NormalizedMSE(_Residual):
-    name = "normalized_mse"
-    description = "Squared error / total variance of the target around its mean"
+class FVU(_Residual):
+    name = "fvu"
+    description = "Fraction of variance unexplained: squared error / variance around the mean (1 - explained variance)"
     higher_is_better = False
 
     def result(self, state):
@@ -142,7 +142,7 @@ class NormalizedMSE(_Residual):
 
 class ExplainedVariance(_Residual):
     name = "explained_variance"
-    description = "1 - normalized MSE"
+    description = "1 - FVU"
     higher_is_better = True
 
     def result(self, state):
@@ -286,7 +286,7 @@ class CELossRecovered(SAEMetric):
 
 BUILTIN_SAE_METRICS: tuple[SAEMetric, ...] = (
     MSE(),
-    NormalizedMSE(),
+    FVU(),
     ExplainedVariance(),
     CosineSimilarity(),
     L0(),

@@ -50,7 +50,9 @@ class SAEArchitecture:
     * ``needs_k``: whether ``--k`` is required.
     * ``unit_norm_decoder``: keep decoder rows at unit norm during training
       (gradient component along each row removed, rows renormalised each step).
-    * ``default_lr``; ``default_sparsity_coeff`` (``None``: no sparsity
+    * ``default_lr``: the learning rate at ``d_sae = 2**14``; the trainer scales it
+      by ``sqrt(2**14 / d_sae)`` (:func:`saetool.train.schedules.default_lr`);
+      ``default_sparsity_coeff`` (``None``: no sparsity
       coefficient); ``sparsity_warmup_fraction`` of steps for the coefficient.
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
     * ``param_lr_scales``: learning-rate multipliers for single SAE parameters
@@ -62,7 +64,7 @@ class SAEArchitecture:
     activation: str = "relu"
     needs_k: bool = False
     unit_norm_decoder: bool = True
-    default_lr: float = 3e-4
+    default_lr: float = 1e-3  # measured: benchmarks/train_quality.py (docs/benchmarks.md)
     default_sparsity_coeff: float | None = None
     sparsity_warmup_fraction: float = 0.0
     decoder_init_norm: float = 1.0
@@ -212,6 +214,7 @@ class JumpReLUArchitecture(SAEArchitecture):
     name = "jumprelu"
     description = "JumpReLU SAE: learned per-feature thresholds, straight-through gradients, L0 penalty (Rajamanoharan et al. 2024)"
     activation = "jumprelu"
+    default_lr = 3e-4  # not measured by benchmarks/train_quality.py (TopK only): the former flat rate, now at d_sae 2**14
     default_sparsity_coeff = 1.0
     sparsity_warmup_fraction = 0.05
     param_lr_scales = {"threshold": JUMPRELU_THRESHOLD_LR_SCALE}

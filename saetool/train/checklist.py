@@ -1,5 +1,7 @@
-"""The seeds' validation checklist for a trained SAE: reconstruction loss, active
-features per token and dead fraction, each against a target, pass or fail."""
+"""The training checklist for a trained SAE: reconstruction, active features per
+token and dead features, each against a target (pass/fail) or shown for
+information. Figures come from held-out rows and carry ``saetool evaluate``'s
+metric names (``key``), so the two agree for the same SAE and rows."""
 
 from __future__ import annotations
 
@@ -15,22 +17,34 @@ class CheckItem:
     value: float
     target: str
     passed: bool | None  # None: informational, no target
+    key: str = ""  # the metric's name in ``saetool evaluate`` / the training record
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def build_checklist(metrics: dict[str, float], targets: Targets) -> list[CheckItem]:
-    """``metrics``: ``mse`` (on normalised activations), ``l0``, ``dead_fraction``,
-    and optionally ``explained_variance`` (shown without a target)."""
-    mse, l0, dead = metrics["mse"], metrics["l0"], metrics["dead_fraction"]
-    items = [
-        CheckItem("reconstruction loss (MSE, normalised)", mse, f"< {targets.mse:g}", bool(mse < targets.mse)),
-        CheckItem("active features per token (L0)", l0, f"{targets.l0_min:g}-{targets.l0_max:g}", bool(targets.l0_min <= l0 <= targets.l0_max)),
-        CheckItem("dead features (fraction)", dead, f"< {targets.dead:g}", bool(dead < targets.dead)),
-    ]
-    if "explained_variance" in metrics:
-        items.append(CheckItem("explained variance", metrics["explained_variance"], "", None))
+    """``metrics``: ``fvu``, ``explained_variance``, ``l0``, ``dead_fraction`` (never
+    active on the evaluated rows) as ``saetool evaluate`` computes them,
+    ``dead_fraction_train`` (no firing over the trainer's dead window) and
+    ``scaled_mse`` (per-element MSE on the trainer's scaled inputs)."""
+    items: list[CheckItem] = []
+
+    def add(key: str, name: str, target: str = "", passed: bool | None = None) -> None:
+        if key in metrics:
+            items.append(CheckItem(name, float(metrics[key]), target, passed, key))
+
+    fvu, l0, dead = metrics["fvu"], metrics["l0"], metrics["dead_fraction_train"]
+    if targets.fvu is not None:
+        add("fvu", "FVU (1 - explained variance)", f"< {targets.fvu:g}", bool(fvu < targets.fvu))
+    else:
+        add("fvu", "FVU (1 - explained variance)")
+    add("explained_variance", "explained variance")
+    if targets.scaled_mse is not None:
+        add("scaled_mse", "MSE on scaled inputs (reconstruction loss)", f"< {targets.scaled_mse:g}", bool(metrics["scaled_mse"] < targets.scaled_mse))
+    add("l0", "active features per token (L0)", f"{targets.l0_min:g}-{targets.l0_max:g}", bool(targets.l0_min <= l0 <= targets.l0_max))
+    add("dead_fraction_train", "dead in training (fraction)", f"< {targets.dead:g}", bool(dead < targets.dead))
+    add("dead_fraction", "never active on these rows (fraction)")
     return items
 
 

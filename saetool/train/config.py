@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from saetool.errors import SaetoolError
+from saetool.train.schedules import LR_SCHEDULES
 
 B_DEC_INITS = ("geometric-median", "mean", "zeros")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -14,11 +15,14 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 @dataclass
 class Targets:
-    """The seeds' validation checklist: targets a finished SAE is judged against."""
+    """What the training checklist judges a finished SAE against (``None``: shown
+    without a target). The default preset comes from measurement
+    (docs/benchmarks.md, train quality); ``seed002`` is seed 002's list."""
 
-    mse: float = 0.01
-    l0_min: float = 50.0
-    l0_max: float = 100.0
+    fvu: float | None = 0.35
+    scaled_mse: float | None = None
+    l0_min: float = 5.0
+    l0_max: float = 200.0
     dead: float = 0.10
 
     @staticmethod
@@ -31,6 +35,16 @@ class Targets:
             return float(parts[0])
         except ValueError:
             return None
+
+    @classmethod
+    def preset(cls, name: str) -> "Targets":
+        """``default`` or ``seed002`` (reconstruction loss < 0.01 as per-element MSE
+        on scaled inputs, L0 50-100, dead < 10%)."""
+        if name == "default":
+            return cls()
+        if name == "seed002":
+            return cls(fvu=None, scaled_mse=0.01, l0_min=50.0, l0_max=100.0, dead=0.10)
+        raise SaetoolError(f"unknown --checklist {name!r}", hint="choose one of: " + ", ".join(CHECKLISTS))
 
     @classmethod
     def parse_l0(cls, text: str) -> tuple[float, float]:
@@ -47,6 +61,9 @@ class Targets:
         except ValueError:
             pass
         raise SaetoolError(f"--target-l0 must look like MIN-MAX, e.g. 50-100 (got {text!r})")
+
+
+CHECKLISTS = ("default", "seed002")
 
 
 @dataclass
@@ -80,6 +97,8 @@ class TrainConfig:
     hook: str | None = None
     hook_out: str | None = None
     lr: float | None = None
+    lr_schedule: str = "wsd"
+    decay_fraction: float = 0.2
     batch_size: int = 4096
     num_tokens: int | None = None
     steps: int | None = None
@@ -128,6 +147,10 @@ class TrainConfig:
             raise SaetoolError(f"--expansion-factor must be positive (got {self.expansion_factor})")
         if self.lr is not None and not (self.lr >= 0 and math.isfinite(self.lr)):
             raise SaetoolError(f"--lr must be a non-negative number (got {self.lr})")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise SaetoolError(f"unknown --lr-schedule {self.lr_schedule!r}", hint="choose one of: " + ", ".join(LR_SCHEDULES))
+        if not 0 <= self.decay_fraction <= 1:
+            raise SaetoolError(f"--decay-fraction must be in [0, 1] (got {self.decay_fraction})")
         if self.sparsity_coeff is not None and not (self.sparsity_coeff >= 0 and math.isfinite(self.sparsity_coeff)):
             raise SaetoolError(f"--l1-coeff must be a non-negative number (got {self.sparsity_coeff})")
         if not self.grad_clip >= 0:
@@ -162,5 +185,9 @@ class TrainConfig:
         if isinstance(kw.get("samples"), dict):
             kw["samples"] = SampleSettings(**kw["samples"])
         if isinstance(kw.get("targets"), dict):
-            kw["targets"] = Targets(**kw["targets"])
+            given = dict(kw["targets"])
+            if "mse" in given:  # records written before the rename call the scaled MSE "mse"
+                given.setdefault("scaled_mse", given.pop("mse"))
+            names = {f.name for f in fields(Targets)}
+            kw["targets"] = Targets(**{k: v for k, v in given.items() if k in names})
         return cls(**kw)

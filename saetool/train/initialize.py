@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from saetool.sae.model import SAE
 
 
+def init_seed(seed: int, hook: str, hook_out: str | None = None) -> int:
+    """The seed of a run's random initialisation: a stable hash (BLAKE2b, the same
+    on every machine and Python, unlike ``hash()``) of the base ``seed`` and the
+    hook(s), so SAEs trained on different hooks with one ``--seed`` start from
+    different matrices and the same hook always from the same ones."""
+    import hashlib
+
+    key = f"{int(seed)}\0{hook}\0{hook_out or ''}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
 def geometric_median(points: "torch.Tensor", *, iters: int = 100, tol: float = 1e-6) -> "torch.Tensor":
     """The point minimising the sum of Euclidean distances to ``points`` (Weiszfeld)."""
     pts = points.double()

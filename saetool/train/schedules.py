@@ -1,19 +1,42 @@
-"""Learning-rate and sparsity-coefficient schedules (pure functions of the step)."""
+"""Learning-rate and sparsity-coefficient schedules (pure functions of the step).
+
+``wsd`` (warmup-stable-decay, the default): linear warmup, the full rate, then a
+linear decay to 0 over the last ``decay_fraction`` of the steps. ``cosine``:
+warmup, then cosine decay to 0 over all remaining steps. ``constant``: warmup,
+then the full rate to the end.
+"""
 
 from __future__ import annotations
 
 import math
 
+LR_SCHEDULES = ("wsd", "cosine", "constant")
+REFERENCE_WIDTH = 1 << 14  # d_sae at which an architecture's ``default_lr`` applies
 
-def lr_at(step: int, *, total: int, lr: float, warmup: int, final_fraction: float = 0.0) -> float:
-    """Linear warmup over ``warmup`` steps, then cosine decay to ``final_fraction * lr``
-    at the last step. ``step`` counts from 0."""
+
+def default_lr(reference: float, d_sae: int) -> float:
+    """The default learning rate: ``reference`` at ``d_sae = 2**14``, scaled by
+    ``1 / sqrt(d_sae / 2**14)`` (wider SAEs take smaller steps)."""
+    return reference / math.sqrt(max(1, d_sae) / REFERENCE_WIDTH)
+
+
+def lr_at(step: int, *, total: int, lr: float, warmup: int, schedule: str = "wsd", decay_fraction: float = 0.2) -> float:
+    """The learning rate at ``step`` (counted from 0) of a ``total``-step run."""
     if warmup > 0 and step < warmup:
         return lr * (step + 1) / warmup
-    span = max(1, total - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    low = lr * final_fraction
-    return low + (lr - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        span = max(1, total - warmup)
+        progress = min(1.0, (step - warmup) / span)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "wsd":
+        decay = max(1, round(total * decay_fraction)) if decay_fraction > 0 else 0
+        start = max(warmup, total - decay)
+        if step < start:
+            return lr
+        return lr * max(0.0, (total - step) / max(1, total - start))
+    raise ValueError(f"unknown schedule {schedule!r}")
 
 
 def sparsity_at(step: int, *, coeff: float, warmup: int) -> float:

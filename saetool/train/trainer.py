@@ -33,10 +33,10 @@ from saetool.train.adam import Adam
 from saetool.train.checklist import CheckItem, build_checklist
 from saetool.train.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
 from saetool.train.config import TrainConfig
-from saetool.train.initialize import from_pretrained, init_b_dec
+from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import L0Controller, lr_at, sparsity_at
+from saetool.train.schedules import L0Controller, default_lr, lr_at, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
@@ -47,17 +47,18 @@ DEFAULT_K = 32
 SMALL_STEP = 1 << 23  # batch * d_in * d_sae below which one CPU thread is faster than several
 SCALE_ROWS = 32768  # rows used to estimate the input scale
 MEDIAN_ROWS = 16384  # rows used for the b_dec geometric median
-EVAL_ROWS = 1024  # rows per block when evaluating the final (dense-coded) SAE
+#: ``saetool evaluate`` metrics the checklist shows (same names, same code).
+FINAL_METRICS = ("fvu", "explained_variance", "mse", "l0", "dead_fraction")
 
 #: Settings a resumed run must share with the checkpoint it continues.
 RESUME_KEYS = (
-    "arch", "d_sae", "expansion_factor", "k", "target_l0", "hook", "hook_out", "lr", "batch_size", "sparsity_coeff",
+    "arch", "d_sae", "expansion_factor", "k", "target_l0", "hook", "hook_out", "lr", "lr_schedule", "decay_fraction", "batch_size", "sparsity_coeff",
     "warmup_steps", "sparsity_warmup_steps", "grad_clip", "init_b_dec", "normalize_inputs", "dead_tokens",
     "aux_k", "aux_coeff", "max_norm_ratio", "val_fraction", "val_tokens", "shuffle_buffer", "seed", "dtype", "samples", "init_from", "options",
 )
 #: History columns, in order.
-HISTORY = ("step", "tokens", "loss", "mse", "explained_variance", "l0", "dead_fraction", "lr", "sparsity_coeff", "aux_loss", "val_loss", "val_mse", "val_explained_variance", "val_l0")
-_ACC = ("loss", "mse", "explained_variance", "l0", "aux_loss")
+HISTORY = ("step", "tokens", "loss", "scaled_mse", "explained_variance", "l0", "dead_fraction_train", "lr", "sparsity_coeff", "aux_loss", "val_loss", "val_scaled_mse", "val_explained_variance", "val_l0")
+_ACC = ("loss", "scaled_mse", "explained_variance", "l0", "aux_loss")
 
 
 @dataclass
@@ -135,7 +136,7 @@ class Trainer:
         self.cfg = self._sae_config(d_in, d_out, hook, hook_out, model)
         self.arch.validate(self.cfg)
         self.transcoder = self.cfg.is_transcoder
-        self.lr = config.lr if config.lr is not None else self.arch.default_lr
+        self.lr = config.lr if config.lr is not None else default_lr(self.arch.default_lr, self.cfg.d_sae)
         self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
         self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
@@ -221,7 +222,7 @@ class Trainer:
         if self.config.normalize_inputs:
             self.in_scale = norm_scale(b.x for b in peek)
             self.out_scale = norm_scale(b.target for b in peek if b.target is not None) if self.transcoder else self.in_scale
-        generator = torch.Generator().manual_seed(self.config.seed)
+        generator = torch.Generator().manual_seed(init_seed(self.config.seed, self.cfg.hook, self.cfg.hook_out))
         if self.init_sae is not None:
             sae = unfold_scales(from_pretrained(self.init_sae, self.cfg, self.arch), self.in_scale, self.out_scale)
         else:
@@ -399,7 +400,7 @@ class Trainer:
                             self.best_val, self.best_step = row["val_loss"], self.step
                             self._save("best")
                     self.history.append(row)
-                    update(0, loss=row["loss"], l0=row["l0"], dead=row["dead_fraction"])
+                    update(0, loss=row["loss"], l0=row["l0"], dead=row["dead_fraction_train"])
                 if at_checkpoint and not last:
                     self._save("step")
                 update(1)
@@ -415,7 +416,7 @@ class Trainer:
     def _train_step(self, batch: Batch, params: list[torch.nn.Parameter]) -> None:
         x, y = self._prepare(batch)
         step, n = self.step, x.shape[0]
-        lr = lr_at(step, total=self.total_steps, lr=self.lr, warmup=self.warmup)
+        lr = lr_at(step, total=self.total_steps, lr=self.lr, warmup=self.warmup, schedule=self.config.lr_schedule, decay_fraction=self.config.decay_fraction)
         self.optimizer.lr = lr
         coeff = self.controller.coeff if self.controller is not None else sparsity_at(step, coeff=self.coeff, warmup=self.sparsity_warmup)
         dead = self.since_fired >= self.dead_tokens if self.objective.uses_dead_mask else None
@@ -517,11 +518,11 @@ class Trainer:
             "step": float(self.step),
             "tokens": float(self.tokens),
             **means,
-            "dead_fraction": self.dead_fraction(),
+            "dead_fraction_train": self.dead_fraction(),
             "lr": float(self._lr),
             "sparsity_coeff": float(self._coeff),
             "val_loss": math.nan,
-            "val_mse": math.nan,
+            "val_scaled_mse": math.nan,
             "val_explained_variance": math.nan,
             "val_l0": math.nan,
         }
@@ -561,7 +562,7 @@ class Trainer:
             self.dp.all_reduce_(sums, "sum")
             loss, sq, var, l0 = (float(v) for v in sums[:4])
             rows, elems = int(sums[4]), int(sums[5])
-        return {"val_loss": loss / rows, "val_mse": sq / elems, "val_explained_variance": 1 - sq / max(var, 1e-12), "val_l0": l0 / rows}
+        return {"val_loss": loss / rows, "val_scaled_mse": sq / elems, "val_explained_variance": 1 - sq / max(var, 1e-12), "val_l0": l0 / rows}
 
     # -- the end --------------------------------------------------------------------------
     def inference_sae(self) -> SAE:
@@ -572,33 +573,32 @@ class Trainer:
         return fold_scales(sae, self.in_scale, self.out_scale).to(self.dtype).eval()
 
     def final_metrics(self, sae: SAE, val: list[Batch]) -> dict[str, float]:
-        """Checklist metrics of the saved SAE on raw held-out activations (the last
-        training batch when there is no validation set). MSE is on the normalised
-        scale (raw MSE times ``out_scale**2``)."""
+        """Checklist metrics of the saved SAE on the raw held-out rows (the last
+        training batch when there are none: ``heldout`` is then 0), computed by
+        ``saetool evaluate``'s own metrics so the two agree: ``fvu``,
+        ``explained_variance``, ``mse``, ``l0``, ``dead_fraction`` (never active on
+        those rows). Plus ``scaled_mse`` (``mse`` on the trainer's scaled inputs,
+        times ``out_scale**2``) and ``dead_fraction_train`` (no firing over the
+        last ``dead_tokens`` training tokens)."""
+        from saetool.evaluate.api import recon_batches_from_rows
+        from saetool.evaluate.metrics import EvalContext, sae_metrics
+
         batches = val or ([self.last_batch] if self.last_batch is not None else [])
-        target = (lambda b: b.target) if self.transcoder else (lambda b: b.x)  # noqa: E731
-        rows = sum(len(b) for b in batches)
-        mean = sum((target(b).double().sum(0) for b in batches), torch.zeros(())) / max(rows, 1)
-        sq = var = l0 = 0.0
-        elems = 0
-        with torch.no_grad():
-            for batch, start in ((b, i) for b in batches for i in range(0, len(b), EVAL_ROWS)):  # small blocks: dense codes are big
-                x = batch.x[start : start + EVAL_ROWS].to(device=self.device, dtype=sae.dtype)
-                y = target(batch)[start : start + EVAL_ROWS].to(self.device).double()
-                f = sae.encode(x)
-                l0 += float((f > 0).sum())
-                recon = sae.decode(f).double()
-                del f
-                sq += float((recon - y).pow(2).sum())
-                var += float((y - mean.to(self.device)).pow(2).sum())
-                elems += y.numel()
-        rows = max(rows, 1)
-        return {
-            "mse": sq / max(elems, 1) * self.out_scale**2,
-            "explained_variance": 1 - sq / max(var, 1e-12),
-            "l0": l0 / rows,
-            "dead_fraction": self.dead_fraction(),
-        }
+        metrics = sae_metrics(list(FINAL_METRICS))
+        states = {k: m.init(EvalContext(d_sae=self.cfg.d_sae)) for k, m in metrics.items()}
+        rows = 0
+        for batch in batches:
+            target = batch.target if self.transcoder else batch.x
+            for rb in recon_batches_from_rows(sae, batch.x.to(self.device), target.to(self.device)):
+                rows += rb.x.shape[0]
+                for k, m in metrics.items():
+                    m.update(states[k], rb)
+        out = {k: float(m.result(states[k])) for k, m in metrics.items()}
+        out["scaled_mse"] = out["mse"] * self.out_scale**2
+        out["dead_fraction_train"] = self.dead_fraction()
+        out["rows"] = float(rows)
+        out["heldout"] = float(bool(val))
+        return out
 
     def _result(self, val: list[Batch], elapsed: float, steps_run: int) -> TrainResult:
         sae = self.inference_sae()
@@ -613,6 +613,7 @@ class Trainer:
             "d_sae": self.cfg.d_sae,
             "k": self.cfg.k,
             "lr": self.lr,
+            "init_seed": init_seed(self.config.seed, self.cfg.hook, self.cfg.hook_out),
             "sparsity_coeff": self.controller.coeff if self.controller is not None else self.coeff,
             "warmup_steps": self.warmup,
             "sparsity_warmup_steps": self.sparsity_warmup,

@@ -1,0 +1,405 @@
+#!/usr/bin/env python
+"""Benchmark SAE quality for the training defaults: held-out FVU over a grid of
+learning rate x schedule at several budgets and widths, dictionary recovery on
+synthetic data, and wall time to a held-out explained variance vs sae-lens.
+
+Three parts, in one run:
+
+1. **Grid on real activations.** TopK SAEs (k ``--k``) at widths ``--widths``
+   x d_model and budgets ``--budgets`` steps of ``--batch-size`` rows, trained
+   with ``saetool.train.train_on_batches`` at every learning rate in
+   ``--lr-multipliers`` x saetool's default learning rate for that width and every
+   schedule in ``--schedules`` (other settings: saetool's defaults). Each SAE is
+   scored on held-out rows: the last ``--heldout-rows`` rows of the activation
+   file, whole sequences the SAE never trained on (it trains on the first
+   ``--train-rows`` rows). FVU = squared error / total variance around the
+   held-out mean (= 1 - explained variance, what ``saetool evaluate`` reports).
+   A cell passes when the defaults (no ``lr``, no schedule given) are within
+   ``--tolerance`` of the best FVU in that cell.
+2. **Grid on synthetic data** (``saetool.train.synthetic.sparse_dictionary_data``:
+   ``--syn-features`` unit directions in ``--syn-d`` dimensions, about
+   ``--syn-active`` active per token): the same grid at the same budgets, one
+   width (d_sae = the number of true features), with the mean max cosine of the
+   true directions to the learned decoder rows.
+3. **Time to quality.** saetool's defaults vs sae-lens's (``TopKTrainingSAE``
+   and ``SAETrainer`` with their default settings: lr 3e-4 constant, no warmup,
+   no input normalisation), both TopK with the same width, k and batches:
+   wall seconds of training until held-out explained variance reaches
+   ``--ev-goal`` (held-out EV is measured every ``--eval-every`` steps; that time
+   is not counted).
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/train_quality.py                       # extracts the activations itself
+    .venv/bin/python benchmarks/train_quality.py --activations acts.h5  # saetool extract --layers 15 -n 73728 -o acts.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import command_line, log, machine_info, machine_line, markdown_table, run_in_temp_dir, set_offline_env, update_section  # noqa: E402
+
+SECTION = "## train quality"
+DEFAULT = "defaults"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--activations", default=None, help="activations artifact (first hook); default: extract --extract-tokens rows of SmolLM2 layer 15 into a temp folder")
+    p.add_argument("--extract-tokens", type=int, default=73728, help="rows to extract without --activations (default: %(default)s)")
+    p.add_argument("--train-rows", type=int, default=65536, help="training rows: the file's first rows (default: %(default)s)")
+    p.add_argument("--heldout-rows", type=int, default=8192, help="held-out rows: the file's last rows (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=1024, help="rows per step, every run (default: %(default)s)")
+    p.add_argument("--k", type=int, default=32, help="TopK k on real activations (default: %(default)s)")
+    p.add_argument("--budgets", default="64,256,1024", help="training steps (default: %(default)s)")
+    p.add_argument("--widths", default="4,16", help="d_sae as multiples of d_model (default: %(default)s)")
+    p.add_argument("--lr-multipliers", default="0.5,1,2,4", help="learning rates as multiples of the default for the width (default: %(default)s)")
+    p.add_argument("--schedules", default="wsd,cosine,constant", help="(default: %(default)s)")
+    p.add_argument("--full-grid", action="store_true", help="every lr multiplier with every schedule (default: the multipliers with wsd, the other schedules at 1x)")
+    p.add_argument("--section", default=SECTION, help="the markdown section to rewrite (default: %(default)s)")
+    p.add_argument("--tolerance", type=float, default=0.05, help="the defaults pass a cell within this relative margin of its best FVU (default: %(default)s)")
+    p.add_argument("--syn-d", type=int, default=64, help="synthetic data: dimensions (default: %(default)s)")
+    p.add_argument("--syn-features", type=int, default=256, help="synthetic data: true features = d_sae (default: %(default)s)")
+    p.add_argument("--syn-active", type=float, default=5.0, help="synthetic data: mean active features per token (default: %(default)s)")
+    p.add_argument("--syn-k", type=int, default=8, help="synthetic data: TopK k (default: %(default)s)")
+    p.add_argument("--syn-batch-size", type=int, default=4096, help="synthetic data: rows per step (default: %(default)s)")
+    p.add_argument("--ev-goal", type=float, default=0.8, help="time to quality: held-out explained variance to reach (default: %(default)s)")
+    p.add_argument("--ttq-width", type=int, default=4, help="time to quality: d_sae as a multiple of d_model (default: %(default)s)")
+    p.add_argument("--ttq-max-steps", type=int, default=1024, help="time to quality: give up after this many steps (default: %(default)s)")
+    p.add_argument("--eval-every", type=int, default=16, help="time to quality: steps between held-out evaluations (default: %(default)s)")
+    p.add_argument("--skip", default="", help="comma list of parts to leave out: real,synthetic,ttq")
+    p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file whose section is rewritten; '' to skip (default: %(default)s)")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the raw numbers as JSON to PATH")
+    p.add_argument("--tmp-dir", default=None, help="where extracted activations go (default: the system temp folder)")
+    return p.parse_args(argv)
+
+
+def ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+# -- data -----------------------------------------------------------------------------
+
+
+def load_real(args, tmp: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(train rows, held-out rows, description): the first and last rows of the file."""
+    import h5py
+    import torch
+
+    path = args.activations
+    if path is None:
+        path = str(tmp / "acts.h5")
+        cmd = [sys.executable, "-m", "saetool", "extract", "--layers", "15", "-n", str(args.extract_tokens), "-o", path, "--quiet"]
+        log("extracting: " + " ".join(cmd[2:]))
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with h5py.File(path, "r") as fh:
+        hooks = json.loads(fh.attrs["hooks"])
+        ds = fh[f"activations/{hooks[0]}"]
+        n = int(ds.shape[0])
+        if n < args.train_rows + args.heldout_rows:
+            raise SystemExit(f"{path} has {n} rows; need --train-rows + --heldout-rows = {args.train_rows + args.heldout_rows}")
+        train = torch.from_numpy(ds[: args.train_rows].astype("float32"))
+        held = torch.from_numpy(ds[n - args.heldout_rows :].astype("float32"))
+        info = {"kind": "real", "path": str(path), "model": str(fh.attrs.get("model", "?")), "hook": hooks[0], "rows": n,
+                "context_size": int(fh.attrs.get("context_size", 0))}
+    return train, held, info
+
+
+def batches(x, batch_size: int, seed: int = 0) -> Iterator[Any]:
+    """Endless batches of ``x``: a fresh random permutation every epoch."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(x.shape[0], generator=g)
+        for i in range(0, x.shape[0] - batch_size + 1, batch_size):
+            yield x[perm[i : i + batch_size]]
+
+
+def heldout_scores(encode: Callable[[Any], Any], decode: Callable[[Any], Any], held, d_sae: int) -> dict[str, float]:
+    """FVU, L0 and the fraction of features never active on the held-out rows."""
+    import torch
+
+    mean = held.double().mean(0)
+    sq = var = l0 = 0.0
+    fired = torch.zeros(d_sae, dtype=torch.bool)
+    with torch.no_grad():
+        for i in range(0, held.shape[0], 1024):
+            x = held[i : i + 1024]
+            f = encode(x)
+            recon = decode(f).double()
+            sq += float((recon - x.double()).pow(2).sum())
+            var += float((x.double() - mean).pow(2).sum())
+            active = f != 0
+            l0 += float(active.sum())
+            fired |= active.any(0)
+    return {"fvu": sq / var, "l0": l0 / held.shape[0], "never_fired": float((~fired).double().mean())}
+
+
+def mean_max_cosine(W_dec, dictionary) -> float:
+    """For every true direction, the best cosine to a learned decoder row; the mean."""
+    import torch
+
+    dec = torch.nn.functional.normalize(W_dec.detach().float(), dim=1)
+    return float((dictionary.float() @ dec.t()).max(1).values.mean())
+
+
+# -- the grid -------------------------------------------------------------------------
+
+
+def grid_configs(args) -> list[tuple[str, float | None, str | None]]:
+    """(label, lr multiplier or None, schedule or None) for every run of a cell; the
+    defaults first. Every multiplier with every schedule (``--full-grid``), or every
+    multiplier with wsd plus every other schedule at 1x."""
+    out: list[tuple[str, float | None, str | None]] = [(DEFAULT, None, None)]
+    for schedule in args.schedules.split(","):
+        for m in floats(args.lr_multipliers):
+            if (m == 1 and schedule == "wsd") or not (args.full_grid or schedule == "wsd" or m == 1):
+                continue
+            out.append((f"{m:g}x lr, {schedule}", m, schedule))
+    return out
+
+
+def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None):
+    from saetool.sae.architectures import get_architecture
+    from saetool.train import TrainConfig, train_on_batches
+    from saetool.train.schedules import default_lr
+
+    kw: dict[str, Any] = {}
+    if multiplier is not None:
+        kw["lr"] = multiplier * default_lr(get_architecture("topk").default_lr, d_sae)
+    if schedule is not None:
+        kw["lr_schedule"] = schedule
+    config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **kw)
+    started = time.perf_counter()
+    result = train_on_batches(batches(x_train, batch_size), config, steps=steps)
+    return result, time.perf_counter() - started
+
+
+def run_grid(name: str, x_train, held, widths: list[int], args, *, k: int, batch_size: int, dictionary=None) -> list[dict[str, Any]]:
+    d_in = int(x_train.shape[1])
+    rows = []
+    for d_sae in widths:
+        for steps in ints(args.budgets):
+            cell = []
+            for label, m, schedule in grid_configs(args):
+                result, seconds = train_one(x_train, d_sae, k, steps, batch_size, m, schedule)
+                sae = result.sae
+                scores = heldout_scores(sae.encode, sae.decode, held, d_sae)
+                if dictionary is not None:
+                    scores["mmcs"] = mean_max_cosine(sae.W_dec, dictionary)
+                cell.append({"label": label, "lr": result.training["lr"], "schedule": result.config.lr_schedule, "seconds": seconds, **scores})
+            best = min(cell, key=lambda r: r["fvu"])
+            default = cell[0]
+            row = {"data": name, "d_sae": d_sae, "width": d_sae / d_in, "steps": steps, "runs": cell, "best": best, "default": default,
+                   "ratio": default["fvu"] / best["fvu"], "passed": default["fvu"] <= best["fvu"] * (1 + args.tolerance)}
+            log(f"{name} d_sae {d_sae} {steps} steps: default FVU {default['fvu']:.4f} (lr {default['lr']:.2e}), best {best['fvu']:.4f} ({best['label']}), "
+                + ("pass" if row["passed"] else "FAIL"))
+            rows.append(row)
+    return rows
+
+
+# -- time to quality ------------------------------------------------------------------
+
+
+def time_to_quality_saetool(x_train, held, d_sae: int, args) -> dict[str, Any]:
+    """Shortest budget (doubling, then halfway back) at which a run with saetool's
+    defaults ends at held-out EV >= goal: a decaying schedule is judged where it
+    ends, as a user would run it. Wall time of that one run."""
+    tried: list[dict[str, Any]] = []
+
+    def attempt(steps: int) -> dict[str, Any]:
+        result, seconds = train_one(x_train, d_sae, args.k, steps, args.batch_size, None, None)
+        ev = 1 - heldout_scores(result.sae.encode, result.sae.decode, held, d_sae)["fvu"]
+        row = {"steps": steps, "seconds": seconds, "ev": ev, "lr": result.training["lr"]}
+        log(f"time to quality, saetool defaults: {steps} steps, {seconds:.1f} s, held-out EV {ev:.3f}")
+        tried.append(row)
+        return row
+
+    steps, below = 16, 0
+    while steps <= args.ttq_max_steps:
+        row = attempt(steps)
+        if row["ev"] >= args.ev_goal:
+            if below and steps - below > 8:
+                mid = attempt((below + steps) // 2)
+                if mid["ev"] >= args.ev_goal:
+                    row = mid
+            return {"reached": True, "steps": row["steps"], "seconds": row["seconds"], "ev": row["ev"], "tried": tried}
+        below, steps = steps, steps * 2
+    return {"reached": False, "steps": None, "seconds": None, "tried": tried}
+
+
+def time_to_quality_sae_lens(x_train, held, d_sae: int, args) -> dict[str, Any]:
+    """sae-lens's TopK SAE and trainer with their defaults (constant lr 3e-4), the
+    same batches; held-out EV every --eval-every steps (not timed)."""
+    import torch
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    torch.manual_seed(0)
+    d_in = int(x_train.shape[1])
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=args.k, dtype="float32", device="cpu"))
+    defaults = SAETrainerConfig.__dataclass_fields__
+    lr = defaults["lr"].default  # 3e-4, constant; lr_end as sae-lens's runner config sets it (unused by a constant schedule)
+    cfg = SAETrainerConfig(total_training_samples=args.batch_size * args.ttq_max_steps, train_batch_size_samples=args.batch_size, lr_end=lr / 10, device="cpu", autocast=False)
+    trainer = SAETrainer(cfg, sae, data_provider=iter(()))
+    stream = batches(x_train, args.batch_size)
+    seconds, curve = 0.0, []
+    for step in range(1, args.ttq_max_steps + 1):
+        batch = next(stream)
+        t0 = time.perf_counter()
+        trainer.step(batch)
+        trainer.n_training_steps += 1
+        seconds += time.perf_counter() - t0
+        if step % args.eval_every == 0:
+            sae.eval()
+            ev = 1 - heldout_scores(sae.encode, sae.decode, held, d_sae)["fvu"]
+            sae.train()
+            curve.append({"steps": step, "seconds": seconds, "ev": ev})
+            if step % (8 * args.eval_every) == 0:
+                log(f"time to quality, sae-lens defaults: {step} steps, {seconds:.1f} s, held-out EV {ev:.3f}")
+            if ev >= args.ev_goal:
+                return {"reached": True, "steps": step, "seconds": seconds, "ev": ev, "curve": curve}
+    return {"reached": False, "steps": None, "seconds": seconds, "ev": curve[-1]["ev"] if curve else None, "curve": curve, "max_steps": args.ttq_max_steps}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    return run_in_temp_dir("saetool-bench-train-quality-", args.tmp_dir, lambda folder: run(args, argv, folder))
+
+
+def run(args: argparse.Namespace, argv: list[str], tmp: Path) -> int:
+    set_offline_env()
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    started = time.perf_counter()
+    info = machine_info(packages=("torch", "sae-lens"))
+    log(f"machine: {machine_line(info)}")
+    skip = set(args.skip.split(","))
+    out: dict[str, Any] = {"info": info, "argv": argv, "grid": []}
+    if not {"real", "ttq"} <= skip:
+        x_train, held, data = load_real(args, tmp)
+        out["data"] = data
+        d_in = int(x_train.shape[1])
+        log(f"real activations: {data['hook']} of {data['model']}, train on the first {len(x_train):,} rows, held out the last {len(held):,}")
+        if "real" not in skip:
+            out["grid"] += run_grid("SmolLM2", x_train, held, [w * d_in for w in ints(args.widths)], args, k=args.k, batch_size=args.batch_size)
+        if "ttq" not in skip:
+            d_sae = args.ttq_width * d_in
+            out["ttq"] = {"d_sae": d_sae, "saetool": time_to_quality_saetool(x_train, held, d_sae, args), "sae_lens": time_to_quality_sae_lens(x_train, held, d_sae, args)}
+    if "synthetic" not in skip:
+        from saetool.train.synthetic import sparse_dictionary_data
+
+        n_train = args.syn_batch_size * 64
+        x, dictionary = sparse_dictionary_data(n_train + 8192, args.syn_d, args.syn_features, active=args.syn_active, seed=0)
+        out["synthetic"] = {"d": args.syn_d, "features": args.syn_features, "active": args.syn_active, "k": args.syn_k, "rows": n_train}
+        out["grid"] += run_grid("synthetic", x[:n_train], x[n_train:], [args.syn_features], args, k=args.syn_k, batch_size=args.syn_batch_size, dictionary=dictionary)
+    out["seconds"] = time.perf_counter() - started
+    info["load_average_after"] = os.getloadavg()
+    markdown = summarise(args, argv, out)
+    print(markdown)
+    if args.output_md:
+        update_section(args.output_md, args.section, markdown)
+        log(f"updated the '{args.section}' section of {args.output_md}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
+    log(f"benchmark took {out['seconds']:.0f} s")
+    return 0
+
+
+def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
+    info = out["info"]
+    load = lambda la: ", ".join(f"{v:.2f}" for v in la) if la else "?"  # noqa: E731
+    lines = [
+        f"_Written by `benchmarks/train_quality.py` on {info['date']} in {out['seconds'] / 60:.0f} min; rerun it to refresh this section._",
+        "",
+        "Reproduce (from the repository root):",
+        "",
+        "```bash",
+        command_line(__file__, argv),
+        "```",
+        "",
+        f"Machine: {machine_line(info)}. Load average (1, 5, 15 min) before: {load(info.get('load_average'))}; after: {load(info.get('load_average_after'))}.",
+        "",
+    ]
+    grid = out["grid"]
+    if grid:
+        configs = [label for label, _, _ in grid_configs(args)]
+        data = out.get("data")
+        if data:
+            lines += [
+                f"**Held-out FVU** (squared error / variance around the mean, = 1 - explained variance; lower is better) of TopK SAEs on "
+                f"`{data['hook']}` of `{data['model']}`: trained on the first {args.train_rows:,} rows of `saetool extract --layers 15 -n {data['rows']}` "
+                f"(BBC News), scored on the last {args.heldout_rows:,} rows (other sequences of the corpus, never trained on); k {args.k}, "
+                f"{args.batch_size:,} rows per step, every other setting saetool's default. "
+            ]
+        syn = out.get("synthetic")
+        if syn:
+            lines[-1] += (f"Synthetic: {syn['features']} random unit directions in d={syn['d']}, about {syn['active']:g} active per token "
+                          f"(`saetool.train.synthetic`), d_sae {syn['features']}, k {syn['k']}, {args.syn_batch_size:,} rows per step, "
+                          f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
+        lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd, lr = the topk reference x sqrt(2^14 / d_sae)); "
+                      f"'Nx lr' multiplies that learning rate. A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+        lines.append("")
+        headers = ["data", "d_sae", "steps"] + configs + ["best", "defaults ÷ best", "pass"]
+        table = []
+        for row in grid:
+            by = {r["label"]: r for r in row["runs"]}
+            cells = []
+            for c in configs:
+                r = by[c]
+                text = f"{r['fvu']:.3f}"
+                if "mmcs" in r:
+                    text += f" ({r['mmcs']:.3f})"
+                cells.append(f"**{text}**" if r is row["best"] else text)
+            table.append([row["data"], f"{row['d_sae']:,} ({row['width']:g}x)", row["steps"], *cells, row["best"]["label"], f"{row['ratio']:.3f}", "yes" if row["passed"] else "**no**"])
+        lines += [markdown_table(headers, table, "lrr" + "r" * len(configs) + "lrl"), ""]
+        default_rows = [[row["data"], f"{row['d_sae']:,}", row["steps"], f"{row['default']['lr']:.2e}", f"{1 - row['default']['fvu']:.3f}",
+                         f"{row['default']['l0']:.1f}", f"{row['default']['never_fired']:.1%}", f"{row['default']['seconds']:.1f}"] for row in grid]
+        lines += ["The default runs (L0 and never-fired features on the held-out rows; seconds of training, not the score):", "",
+                  markdown_table(["data", "d_sae", "steps", "default lr", "held-out EV", "L0", "never fired", "train s"], default_rows, "lrrrrrrr"), ""]
+        passed = sum(r["passed"] for r in grid)
+        lines.append(f"Defaults within {args.tolerance:.0%} of the best: **{passed} of {len(grid)} cells**.")
+        lines.append("")
+    ttq = out.get("ttq")
+    if ttq:
+        ours, theirs = ttq["saetool"], ttq["sae_lens"]
+        fmt = lambda r: (f"{r['seconds']:.1f} s ({r['steps']} steps, EV {r['ev']:.3f})" if r["reached"] else "not reached")  # noqa: E731
+        if ours["reached"] and theirs["reached"]:
+            verdict = f"saetool is **{theirs['seconds'] / ours['seconds']:.1f}x** faster to EV {args.ev_goal:g} (goal: 5x)."
+        elif ours["reached"]:
+            verdict = (f"sae-lens did not reach EV {args.ev_goal:g} in {theirs['max_steps']} steps ({theirs['seconds']:.1f} s of training, EV {theirs['ev']:.3f} at the end): "
+                       f"saetool is more than **{theirs['seconds'] / ours['seconds']:.1f}x** faster (goal: 5x).")
+        else:
+            verdict = "saetool's defaults did not reach the goal."
+        tried = ", ".join(f"{t['steps']} steps: EV {t['ev']:.3f} in {t['seconds']:.1f} s" for t in ours["tried"])
+        lines += [
+            f"**Time to quality**: wall seconds of training until held-out explained variance reaches {args.ev_goal:g}, TopK d_sae {ttq['d_sae']:,}, k {args.k}, "
+            f"{args.batch_size:,} rows per step, the same shuffled batches for both. saetool: default settings at the shortest budget whose final SAE "
+            f"reaches the goal (budgets doubling from 16; tried {tried}). sae-lens {info['packages'].get('sae-lens') or ''}: `TopKTrainingSAE` + `SAETrainer` "
+            f"with their defaults (lr 3e-4, constant, no warmup, no input normalisation), held-out EV measured every {args.eval_every} steps (not timed).",
+            "",
+            markdown_table(["trainer", f"time to EV {args.ev_goal:g}"], [["saetool defaults", fmt(ours)], ["sae-lens defaults", fmt(theirs)]], "lr"),
+            "",
+            verdict,
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
