@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ev-goal", type=float, default=0.8, help="time to quality: held-out explained variance to reach (default: %(default)s)")
     p.add_argument("--ttq-width", type=int, default=4, help="time to quality: d_sae as a multiple of d_model (default: %(default)s)")
     p.add_argument("--ttq-max-steps", type=int, default=1024, help="time to quality: give up after this many steps (default: %(default)s)")
+    p.add_argument("--ttq-start-steps", type=int, default=16, help="time to quality: saetool's first budget (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=16, help="time to quality: steps between held-out evaluations (default: %(default)s)")
     p.add_argument("--skip", default="", help="comma list of parts to leave out: real,synthetic,ttq")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file whose section is rewritten; '' to skip (default: %(default)s)")
@@ -230,7 +231,7 @@ def time_to_quality_saetool(x_train, held, d_sae: int, args) -> dict[str, Any]:
         tried.append(row)
         return row
 
-    steps, below = 16, 0
+    steps, below = args.ttq_start_steps, 0
     while steps <= args.ttq_max_steps:
         row = attempt(steps)
         if row["ev"] >= args.ev_goal:
@@ -340,14 +341,15 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
     grid = out["grid"]
     if grid:
         configs = [label for label, _, _ in grid_configs(args)]
-        data = out.get("data")
+        data = out.get("data") if "real" not in args.skip.split(",") else None
+        lines.append("")
         if data:
-            lines += [
+            lines[-1] = (
                 f"**Held-out FVU** (squared error / variance around the mean, = 1 - explained variance; lower is better) of TopK SAEs on "
                 f"`{data['hook']}` of `{data['model']}`: trained on the first {args.train_rows:,} rows of `saetool extract --layers 15 -n {data['rows']}` "
                 f"(BBC News), scored on the last {args.heldout_rows:,} rows (other sequences of the corpus, never trained on); k {args.k}, "
                 f"{args.batch_size:,} rows per step, every other setting saetool's default. "
-            ]
+            )
         syn = out.get("synthetic")
         if syn:
             lines[-1] += (f"Synthetic: {syn['features']} random unit directions in d={syn['d']}, about {syn['active']:g} active per token "
@@ -391,7 +393,7 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
         lines += [
             f"**Time to quality**: wall seconds of training until held-out explained variance reaches {args.ev_goal:g}, TopK d_sae {ttq['d_sae']:,}, k {args.k}, "
             f"{args.batch_size:,} rows per step, the same shuffled batches for both. saetool: default settings at the shortest budget whose final SAE "
-            f"reaches the goal (budgets doubling from 16; tried {tried}). sae-lens {info['packages'].get('sae-lens') or ''}: `TopKTrainingSAE` + `SAETrainer` "
+            f"reaches the goal (budgets doubling from {args.ttq_start_steps}; tried {tried}). sae-lens {info['packages'].get('sae-lens') or ''}: `TopKTrainingSAE` + `SAETrainer` "
             f"with their defaults (lr 3e-4, constant, no warmup, no input normalisation), held-out EV measured every {args.eval_every} steps (not timed).",
             "",
             markdown_table(["trainer", f"time to EV {args.ev_goal:g}"], [["saetool defaults", fmt(ours)], ["sae-lens defaults", fmt(theirs)]], "lr"),

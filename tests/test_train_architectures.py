@@ -45,7 +45,7 @@ def l0(sae, x: torch.Tensor) -> float:
 
 def test_trains_from_a_plain_generator_of_tensors(data):
     x, _ = data
-    cfg = TrainConfig(arch="topk", d_sae=128, k=5, lr=3e-3, log_every=20)
+    cfg = TrainConfig(arch="topk", d_sae=128, k=5, log_every=20)  # the default lr and schedule
     result = train_on_batches(batches(x[:20000]), cfg, steps=300, val=x[20000:])
     h = result.history
     assert h["scaled_mse"][-1] < 0.4 * h["scaled_mse"][0]
@@ -217,7 +217,7 @@ def test_saved_transcoder_gives_the_trained_l0_and_ev(steps):
     codes = (torch.rand(8000, 48, generator=g) < 0.08) * torch.rand(8000, 48, generator=g)
     x, y = codes @ torch.randn(48, 20, generator=g), codes @ torch.randn(48, 12, generator=g)
     pairs = ((x[i : i + 256], y[i : i + 256]) for _ in range(1000) for i in range(0, 8000 - 255, 256))
-    result = train_on_batches(pairs, TrainConfig(arch="transcoder", d_sae=96, k=6, log_every=1), steps=steps, hook_out="out")
+    result = train_on_batches(pairs, TrainConfig(arch="transcoder", d_sae=96, k=6, log_every=1, lr=3e-4), steps=steps, hook_out="out")  # the rate this check was written at
     l0_t, ev_t, l0_s, ev_s = _saved_vs_trained(result)
     assert l0_s == pytest.approx(l0_t, rel=0.1)
     assert ev_s == pytest.approx(ev_t, rel=0.1), (ev_t, ev_s)
