@@ -18,3 +18,21 @@ def cache_dir() -> Path:
 
 def models_cache_dir() -> Path:
     return cache_dir() / "models"
+
+
+def special_file_kind(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder
+    (``"character device"``, ``"FIFO"``, ``"socket"``, ``"block device"``), else None.
+
+    Reading such a path never ends (/dev/zero) or blocks (a FIFO), so inputs are refused.
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, name in ((stat.S_ISCHR, "character device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return None

@@ -28,8 +28,10 @@ def write_sample(path, **kw):
         w.file.attrs["hooks"] = json.dumps(["blocks.0.hook_resid_post"])
         w.file.attrs["n_tokens"] = 3
         w.file.attrs["context_size"] = 4
-        for name in ("tokens/token_ids", "tokens/seq_index", "tokens/position", "sequences/token_ids"):
+        for name in ("tokens/token_ids", "tokens/seq_index", "tokens/position"):
             w.file.create_dataset(name, data=np.arange(3))
+        w.file.create_dataset("sequences/token_ids", data=np.arange(4).reshape(1, 4))
+        w.file.create_dataset("activations/blocks.0.hook_resid_post", data=np.zeros((3, 2), np.float32))
     return path
 
 
@@ -125,7 +127,7 @@ def test_missing_required_dataset_refused(tmp_path):
     with h5py.File(p, "w") as fh:
         fh.attrs["saetool_kind"] = "activations"
         fh.attrs["schema_version"] = 1
-    with pytest.raises(ArtifactError, match="missing dataset"):
+    with pytest.raises(ArtifactError, match="has no dataset"):
         open_artifact(p)
 
 

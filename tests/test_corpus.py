@@ -347,6 +347,27 @@ def test_windows_have_the_right_length_and_start_with_bos(tokenizer):
     assert len(windows) == len(stream) // 15  # the incomplete tail is dropped
 
 
+def test_a_long_one_line_document_is_tokenised_lazily_in_pieces_with_the_same_ids(tokenizer, monkeypatch):
+    """A long document (an 8 MB one-line file) is tokenised a piece at a time, cut before a
+    space: memory stays bounded, the first window comes before the rest is tokenised, and
+    the windows equal those of the document tokenised whole."""
+    import saetool.corpus.packing as packing
+
+    words = " ".join(DOCS).split()
+    doc = " ".join(words[i % len(words)] for i in range(4000))
+    whole = list(pack_windows([doc, "A second document."], tokenizer, 16))
+    monkeypatch.setattr(packing, "PIECE_CHARS", 400)
+    seen: list[int] = []
+    real = packing._encode
+    monkeypatch.setattr(packing, "_encode", lambda tok, texts: seen.extend(map(len, texts)) or real(tok, texts))
+    stream = pack_windows([doc, "A second document."], tokenizer, 16, doc_batch=1)
+    first = next(stream)
+    assert len(seen) == 1 and seen[0] <= 400  # one piece tokenised for the first window
+    pieces = [next(stream) for _ in range(len(whole) - 1)]
+    assert max(seen) <= 400 and len(seen) > len(doc) // 400
+    assert all(np.array_equal(a, b) for a, b in zip(whole, [first, *pieces], strict=True))
+
+
 def test_windows_preserve_the_concatenation_order(tokenizer):
     docs = [d for d in DOCS if d.strip()]
     windows = list(pack_windows(docs, tokenizer, 8))

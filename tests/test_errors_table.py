@@ -110,9 +110,31 @@ CASES: list[Case] = [
     # activations
     Case("nan-rows", "activations with NaN/inf rows", "train nan.h5 -o out.h5", ("NaN/inf", "2 row(s): 5, 1234")),
     Case("empty-activations", "an activations file with 0 tokens", "train empty.h5 -o out.h5", ("holds no activations",)),
+    Case("nan-rows-evaluate", "activations with NaN/inf rows, evaluated", "evaluate sae.h5 nan.h5 --no-model", ("NaN/inf", "2 row(s): 5, 1234")),
+    Case("nan-rows-interpret", "activations with NaN/inf rows, interpreted", "interpret nan.h5 --sae sae.h5 -o out.h5", ("NaN/inf", "2 row(s): 5, 1234")),
+    # files that lie or are malformed (every artifact is checked when opened)
+    Case("lying-n-tokens", "an `n_tokens` attribute of 1e9 over 2,000 stored rows", "train lie_n.h5 -o out.h5", ("'n_tokens' says 1000000000 rows", "has 2000")),
+    Case("negative-n-tokens", "a negative `n_tokens` attribute", "train neg_n.h5 -o out.h5", ("'n_tokens' is -5",)),
+    Case("huge-dataset", "datasets that declare 1e10 rows but store 2,000", "train huge.h5 -o out.h5", ("declares 10000000000 rows but stores data for fewer",)),
+    Case("dangling-link", "a dangling soft link in place of a dataset", "train soft.h5 -o out.h5", ("soft link", "no links")),
+    Case("external-link", "an external link to /etc/passwd", "inspect external.h5", ("external link to /etc/passwd", "no links")),
+    Case("lying-dtype", "a `saetool_dtype` attribute of bfloat16 on float32 data", "train lie_dtype.h5 -o out.h5", ("says saetool_dtype 'bfloat16' but is stored as float32",)),
+    Case("bad-provenance", "a `provenance` attribute that is not JSON", "inspect bad_prov.h5", ("'provenance' is not valid JSON",)),
+    Case("bad-hooks", "a `hooks` attribute that is not JSON", "train bad_hooks.h5 -o out.h5", ("'hooks' is not valid JSON",)),
+    Case("schema-not-integer", "a `schema_version` that is not an integer", "inspect bad_schema.h5", ("'schema_version' is 'one', not an integer",)),
+    Case("string-activations", "activations stored as strings", "train str_acts.h5 -o out.h5", ("holds object values, not floating-point numbers",)),
+    Case("sae-negative-d-in", "an SAE config with d_in -64", "vector from-sae neg_d_in.h5 --feature 0 -o out.h5", ("SAE config field d_in is -64",)),
+    Case("sae-d-sae-zero", "an SAE config with d_sae 0", "vector from-sae zero_d_sae.h5 --feature 0 -o out.h5", ("SAE config field d_sae is 0",)),
+    Case("saelens-disagree", "an SAELens folder whose cfg.json says d_in 32 over weights for 64", "vector from-sae saelens_bad --feature 0 -o out.h5", ("cfg.json and the weights disagree",)),
+    Case("sae-nan-weights", "an SAE whose weights hold NaN, evaluated", "evaluate nan_sae.h5 acts.h5 --no-model", ("weight W_enc holds 1 NaN/inf value(s)", "pass another SAE")),
+    Case("sae-nan-init-from", "an SAE whose weights hold NaN, as --init-from", "train acts.h5 --init-from nan_sae.h5 -o out.h5", ("weight W_enc holds 1 NaN/inf value(s)", "pass another SAE")),
+    Case("sae-nan-vector", "an SAE whose weights hold NaN, as a vector source", "vector from-sae nan_sae.h5 --feature 0 -o out.h5", ("weight W_enc holds 1 NaN/inf value(s)",)),
+    Case("sae-string-weights", "SAE weights stored as strings", "vector from-sae str_weights.h5 --feature 0 -o out.h5", ("weights/b_dec holds object values",)),
     # corpora and prompts
     Case("empty-corpus", "an empty corpus folder", "extract --model MODEL --corpus emptydir -n 32 -o out.h5", ("holds no",)),
     Case("empty-corpus-file", "an empty corpus text file", "extract --model MODEL --corpus empty.txt -n 32 -o out.h5", ("has no documents",)),
+    Case("corpus-device", "a corpus path that is /dev/zero", "extract --model MODEL --corpus /dev/zero -n 32 -o out.h5", ("is a character device, not a regular file",)),
+    Case("prompts-fifo", "a prompt file that is a FIFO", "steer vec12.txt --layer 1 --prompts fifo -o out.h5", ("prompt file fifo is a FIFO, not a regular file",), setup=lambda d: os.mkfifo(d / "fifo")),
     Case("empty-prompts", "an empty prompt file", "vector diff-means --positive empty.txt --negative p.txt --layer 1 --model MODEL -o out.h5", ("has no prompts",)),
     Case("missing-prompts", "a prompt file that does not exist", "steer vec12.txt --layer 1 --prompts nope.txt -o out.h5", ("does not exist",)),
     # model folders
@@ -124,6 +146,7 @@ CASES: list[Case] = [
     # sweep configs
     Case("invalid-yaml", "a sweep config that is not valid YAML", "sweep sweep.yaml --output-dir runs", ("not valid YAML",), setup=_sweep("name: x\nlayers: [1, 2\n")),
     Case("unknown-config-key", "a misspelt key in a sweep config", "sweep sweep.yaml --output-dir runs", ("unknown key 'layer'", "did you mean 'layers'"), setup=_sweep(TINY.replace("layers:", "layer:"))),
+    Case("duplicate-config-key", "a key given twice in a sweep config", "sweep sweep.yaml --output-dir runs", ("key 'alphas' appears twice",), setup=_sweep(TINY + "alphas: [0, 2.0]\n")),
     Case("unknown-config-metric", "an unknown metric in a sweep config", "sweep sweep.yaml --output-dir runs", ("unknown metric 'refusel'",), setup=_sweep(TINY.replace("metrics: [refusal,", "metrics: [refusel,"))),
     # names that plugins provide
     Case("unknown-arch", "an unknown SAE architecture", "train acts.h5 --arch nope -o out.h5", ("unknown sae architecture 'nope'", "topk")),
@@ -178,6 +201,7 @@ def inputs(tmp_path_factory) -> Path:
     train_sae(TrainConfig(arch="topk", d_sae=32, k=3, batch_size=64, steps=5), [d / "acts.h5"], d / "sae.h5", progress=False)
     shutil.rmtree(d / "sae.h5.checkpoints")
     (d / "sae.h5.history.csv").unlink()
+    _lying_files(d)
     whole = (d / "acts.h5").read_bytes()
     (d / "trunc.h5").write_bytes(whole[: len(whole) // 2])
     (d / "garbage.h5").write_bytes(bytes(range(256)) * 16)
@@ -193,6 +217,57 @@ def inputs(tmp_path_factory) -> Path:
     (d / "file.txt").write_text("a regular file\n")
     (d / "emptydir").mkdir()
     return d
+
+
+def _edit(d: Path, src: str, dst: str, change: Callable[[h5py.File], None]) -> None:
+    shutil.copy(d / src, d / dst)
+    with h5py.File(d / dst, "r+") as fh:
+        change(fh)
+
+
+def _replace(name: str, value: object) -> Callable[[h5py.File], None]:
+    def change(fh: h5py.File) -> None:
+        del fh[name]
+        fh[name] = value
+
+    return change
+
+
+def _sae_config(**fields: object) -> Callable[[h5py.File], None]:
+    def change(fh: h5py.File) -> None:
+        fh.attrs["config"] = json.dumps({**json.loads(fh.attrs["config"]), **fields})
+
+    return change
+
+
+def _grow(fh: h5py.File) -> None:
+    for name in ("tokens/token_ids", "tokens/seq_index", "tokens/position", f"activations/{HOOK}"):
+        fh[name].resize(10**10, axis=0)
+    fh.attrs["n_tokens"] = 10**10
+
+
+def _lying_files(d: Path) -> None:
+    """Copies of acts.h5 and sae.h5 whose attributes, links or datasets lie."""
+    _edit(d, "acts.h5", "lie_n.h5", lambda fh: fh.attrs.__setitem__("n_tokens", 10**9))
+    _edit(d, "acts.h5", "neg_n.h5", lambda fh: fh.attrs.__setitem__("n_tokens", -5))
+    _edit(d, "acts.h5", "huge.h5", _grow)
+    _edit(d, "acts.h5", "soft.h5", _replace("tokens/position", h5py.SoftLink("/nowhere")))
+    _edit(d, "acts.h5", "external.h5", _replace("tokens/position", h5py.ExternalLink("/etc/passwd", "/")))
+    _edit(d, "acts.h5", "lie_dtype.h5", lambda fh: fh[f"activations/{HOOK}"].attrs.__setitem__("saetool_dtype", "bfloat16"))
+    _edit(d, "acts.h5", "bad_prov.h5", lambda fh: fh.attrs.__setitem__("provenance", "{not json"))
+    _edit(d, "acts.h5", "bad_hooks.h5", lambda fh: fh.attrs.__setitem__("hooks", "blocks.1"))
+    _edit(d, "acts.h5", "bad_schema.h5", lambda fh: fh.attrs.__setitem__("schema_version", "one"))
+    _edit(d, "acts.h5", "str_acts.h5", _replace(f"activations/{HOOK}", [["a"] * 4] * 2000))
+    _edit(d, "sae.h5", "neg_d_in.h5", _sae_config(d_in=-64))
+    _edit(d, "sae.h5", "zero_d_sae.h5", _sae_config(d_sae=0))
+    _edit(d, "sae.h5", "str_weights.h5", _replace("weights/b_dec", ["x"] * 3))
+    _edit(d, "sae.h5", "nan_sae.h5", lambda fh: fh["weights/W_enc"].__setitem__((0, 0), float("nan")))
+    from saetool.sae.formats.saelens import export_saelens
+    from saetool.sae.io import load_sae
+
+    export_saelens(load_sae(d / "sae.h5"), d / "saelens_bad")
+    cfg = json.loads((d / "saelens_bad" / "cfg.json").read_text())
+    (d / "saelens_bad" / "cfg.json").write_text(json.dumps({**cfg, "d_in": 32}))
 
 
 def listing(d: Path) -> list[str]:

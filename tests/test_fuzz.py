@@ -13,6 +13,7 @@ import math
 import os
 import re
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -26,14 +27,16 @@ from saetool.artifacts.manifest import read_manifests
 from saetool.artifacts.store import partial_path
 from saetool.errors import SaetoolError
 
-EXAMPLES = {"tensors": 200, "integers": 100, "provenance": 200, "completions": 150, "cli": 600, "manifests": 300, "write-failures": 80, "outputs": 300}
+EXAMPLES = {"tensors": 200, "integers": 100, "provenance": 200, "completions": 150, "cli": 600, "manifests": 300, "write-failures": 80, "outputs": 300,
+            "lying-activations": 250, "lying-saes": 150}
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 FLOAT_DTYPES = ["float32", "float16", "bfloat16"]
 
 
 def required_layout(w: ArtifactWriter) -> None:
-    """The (empty) datasets an ``activations`` artifact must have, so open_artifact accepts it."""
+    """The (empty) datasets and attributes an ``activations`` artifact must have, so open_artifact accepts it."""
+    w.file.attrs.update({"hooks": "[]", "n_tokens": 0, "context_size": 4})
     create_rows_dataset(w.file, "tokens/token_ids", None, "int32")
     create_rows_dataset(w.file, "tokens/seq_index", None, "int64")
     create_rows_dataset(w.file, "tokens/position", None, "int32")
@@ -109,6 +112,7 @@ def test_provenance_and_text_attributes_roundtrip(tmp_path_factory, provenance, 
     path = tmp_path_factory.mktemp("p") / "a.h5"
     with ArtifactWriter(path, "vector", provenance) as w:
         w.file["vector"] = np.zeros(3, dtype="float32")
+        w.file.attrs.update({"hook": "blocks.0.hook_resid_post", "method": "import", "d": 3})
         w.file.attrs["note"] = note
     with open_artifact(path, kind="vector") as art:
         assert art.provenance == json.loads(json.dumps(provenance))
@@ -398,6 +402,140 @@ def test_outputs_never_name_an_input_or_each_other(alias_dir, outs, ins):
         assert ("is also an input" in str(exc)) or ("name the same file" in str(exc))
     else:
         assert not clash, (outs, ins)
+
+
+HOOK = "blocks.1.hook_resid_post"
+ACT_ATTRS = ["n_tokens", "n_sequences", "context_size", "hooks", "config", "provenance", "schema_version", "saetool_kind"]
+ACT_DATASETS = ["tokens/token_ids", "tokens/seq_index", "tokens/position", "sequences/token_ids", f"activations/{HOOK}"]
+attr_values = (
+    st.integers(-(2**63), 2**63 - 1)
+    | st.sampled_from([0, -1, 10**9, 10**10, 1e9, float("nan"), float("inf"), True, "", "one", "[]", "{}", "null", "[1, 2]", f'["{HOOK}"]', '{"model": 1}', "not json{"])
+    | st.text(max_size=12)
+    | st.lists(st.integers(-3, 3), min_size=1, max_size=3).map(np.array)
+)
+
+
+@st.composite
+def arrays(draw):
+    """An array of any rank (0-3), small sizes (0 included) and any of several dtypes, strings too."""
+    shape = tuple(draw(st.lists(st.integers(0, 5), max_size=3)))
+    dtype = draw(st.sampled_from(["float32", "float16", "int32", "int64", "uint16", "bool", "S3"]))
+    return np.zeros(shape, dtype=dtype) if dtype != "S3" else np.full(shape, b"abc", dtype="S3")
+
+
+@st.composite
+def mutations(draw, attrs, datasets):
+    """1-3 changes to a valid artifact: an attribute set to anything, a dataset replaced by
+    any array, a soft, dangling or external link, a lying ``saetool_dtype``, a dataset
+    resized to 1e10 rows, or a weight full of NaN."""
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        what = draw(st.sampled_from(["attr", "array", "link", "dtype", "grow", "nan"]))
+        if what == "attr":
+            out.append(("attr", draw(st.sampled_from(attrs)), draw(attr_values)))
+        elif what == "link":
+            target = draw(st.sampled_from([h5py.SoftLink("/nowhere"), h5py.SoftLink("/" + datasets[0]), h5py.ExternalLink("/etc/passwd", "/"), h5py.ExternalLink("other.h5", "/x")]))
+            out.append(("link", draw(st.sampled_from(datasets)), target))
+        elif what == "dtype":
+            out.append(("dtype", draw(st.sampled_from(datasets)), draw(st.sampled_from(["bfloat16", "float16", "int8", "", "nope"]))))
+        else:
+            out.append((what, draw(st.sampled_from(datasets)), draw(arrays()) if what == "array" else None))
+    return out
+
+
+def mutate(path, changes) -> None:
+    with h5py.File(path, "r+") as fh:
+        for what, name, value in changes:
+            if what == "attr":
+                fh.attrs[name] = value
+            elif name not in fh or not isinstance(fh.get(name, getlink=True), h5py.HardLink) or not isinstance(fh[name], h5py.Dataset):
+                continue
+            elif what in ("array", "link"):
+                del fh[name]
+                fh[name] = value
+            elif what == "dtype":
+                fh[name].attrs["saetool_dtype"] = value
+            elif what == "grow" and fh[name].maxshape[:1] == (None,):
+                fh[name].resize(10**10, axis=0)
+            elif what == "nan" and fh[name].dtype.kind == "f":
+                fh[name][...] = np.nan
+
+
+def expect_clean(read, path, changes) -> str:
+    """``read(path)`` either works or raises one SaetoolError; any other exception is a crash."""
+    try:
+        read(path)
+    except SaetoolError as exc:
+        assert "\n" not in exc.one_line(), (changes, exc.one_line())
+        return "refused"
+    return "read"
+
+
+def _read_activations(path) -> None:
+    from saetool.artifacts.activations import ActivationsFile
+
+    with ActivationsFile(path) as acts:
+        rows = 0
+        for hook in acts.hooks:
+            for chunk in acts.iter_chunks(hook, chunk_rows=16):
+                assert chunk.ndim == 2 and chunk.dtype.is_floating_point
+                rows += len(chunk)
+        assert rows == acts.n_tokens * len(acts.hooks)
+        assert len(acts.token_ids()) == len(acts.seq_index()) == len(acts.positions()) == acts.n_tokens
+        assert acts.sequences().shape[1] == acts.context_size
+
+
+def test_lying_activations_are_refused_or_read_within_the_data(tmp_path):
+    """Any mix of malformed attributes, shapes, dtypes, links and oversized datasets in an
+    activations file: opening and reading it all either works (every loop bounded by the
+    rows really there) or stops with one SaetoolError line, never another exception."""
+    from saetool.train.synthetic import write_activations
+
+    good = tmp_path / "good.h5"
+    write_activations(good, {HOOK: torch.randn(40, 4)}, context_size=8)
+    seen = {"read": 0, "refused": 0}
+
+    @settings(max_examples=EXAMPLES["lying-activations"], **FAST)
+    @given(changes=mutations(ACT_ATTRS, ACT_DATASETS))
+    def check(changes):
+        path = tmp_path / "x.h5"
+        path.write_bytes(good.read_bytes())
+        mutate(path, changes)
+        seen[expect_clean(_read_activations, path, changes)] += 1
+
+    check()
+    assert seen["refused"] and seen["read"], seen
+
+
+def test_lying_saes_are_refused_or_load(tmp_path):
+    """Malformed SAE configs (any value for d_in, d_sae, d_out, k, activation, dtype),
+    weights of any shape or dtype, NaN weights, links: load_sae works or stops with one line."""
+    from saetool.sae.io import load_sae
+    from saetool.train import TrainConfig, train_sae
+    from saetool.train.synthetic import write_activations
+
+    write_activations(tmp_path / "acts.h5", {HOOK: torch.randn(200, 4)}, context_size=8)
+    good = tmp_path / "good.h5"
+    train_sae(TrainConfig(arch="topk", d_sae=6, k=2, batch_size=32, steps=2), [tmp_path / "acts.h5"], good, progress=False)
+    fields = ["d_in", "d_sae", "d_out", "k", "activation", "dtype", "hook", "apply_b_dec_to_input", "options"]
+    weights = ["weights/W_enc", "weights/W_dec", "weights/b_enc", "weights/b_dec"]
+    seen = {"read": 0, "refused": 0}
+
+    @settings(max_examples=EXAMPLES["lying-saes"], **FAST)
+    @given(changes=mutations(["config", "training", "provenance"], weights), field=st.sampled_from(fields), value=attr_values.filter(lambda v: not isinstance(v, np.ndarray)))
+    def check(changes, field, value):
+        path = tmp_path / "x.h5"
+        path.write_bytes(good.read_bytes())
+        with h5py.File(path, "r+") as fh:
+            config = json.loads(fh.attrs["config"])
+            config[field] = value
+            fh.attrs["config"] = json.dumps(config)
+        if changes[0][0] != "attr":  # keep some files with only the config changed
+            mutate(path, changes)
+        seen[expect_clean(load_sae, path, changes)] += 1
+
+    check()
+    assert seen["refused"], seen
 
 
 def test_docs_record_the_numbers_of_cases():

@@ -168,7 +168,7 @@ def test_wrong_kind_and_missing_weights(tmp_path):
     path = write_sae_artifact(tmp_path / "sae.h5", make_sae(), provenance=PROV)
     with h5py.File(path, "r+") as fh:
         del fh["weights/W_dec"]
-    with pytest.raises(ArtifactError, match="missing dataset 'weights/W_dec'"):
+    with pytest.raises(ArtifactError, match="has no dataset 'weights/W_dec'"):
         load_sae(path)
 
 

@@ -280,3 +280,11 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     missing = tmp_path / "level3b.yaml"
     missing.write_text(level3.read_text().replace("best_from: level2", "best_from: nope"))
     assert_clean_error(run_cli("sweep", str(missing), "--output-dir", str(runs)), "does not exist", "first")
+
+
+def test_yaml_1_2_floats_and_repeated_keys(tmp_path):
+    """``1e300`` and ``1e-3`` are numbers (PyYAML alone reads them as text); a key given twice is refused."""
+    cfg = load_sweep_config(tiny_config(tmp_path, TINY.replace("alphas: [0, 1.0, 1.0e+39]", "alphas: [0, 1e-3, 1e300]")))
+    assert cfg.alphas == [0, 0.001, 1e300]
+    with pytest.raises(SaetoolError, match=r"key 'layers' appears twice \(first on line 10\)"):
+        load_sweep_config(tiny_config(tmp_path, TINY + "layers: [3]\n"))

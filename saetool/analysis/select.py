@@ -169,7 +169,7 @@ class ActivationsArtifactSet(ActivationSet):
             seq = f.seq_index()
             for start in range(0, f.n_tokens, rows):
                 stop = min(start + rows, f.n_tokens)
-                yield {h: f.read(h, start, stop, dtype=torch.float32) for h in hooks}, seq[start:stop]
+                yield {h: f.read_finite(h, start, stop, dtype=torch.float32) for h in hooks}, seq[start:stop]
 
 
 class CompletionsSet(ActivationSet):

@@ -17,6 +17,19 @@ if TYPE_CHECKING:
 KIND = "activations"
 
 
+def validate_activations_file(fh: Any, path: Path) -> None:
+    """The ``activations`` kind's own check (after its attribute and dataset rules):
+    every listed hook has its activations, and the windows are ``context_size`` wide."""
+    from saetool.artifacts.validate import bad
+
+    for hook in json.loads(fh.attrs["hooks"]):
+        if f"activations/{hook}" not in fh:
+            raise bad(path, f"it lists hook {hook!r} but has no activations for it")
+    width = fh["sequences/token_ids"].shape[1]
+    if width != int(fh.attrs["context_size"]):
+        raise bad(path, f"attribute 'context_size' says {int(fh.attrs['context_size'])} but the windows in sequences/token_ids are {width} wide")
+
+
 class ActivationsFile:
     """An open activations artifact: per-hook ``[n_tokens, d]`` activations plus
     the token id, sequence index and position of every stored row."""
@@ -28,10 +41,7 @@ class ActivationsFile:
         self.hooks: list[str] = json.loads(fh.attrs["hooks"])
         self.n_tokens = int(fh.attrs["n_tokens"])
         self.context_size = int(fh.attrs["context_size"])
-        self.config: dict[str, Any] = json.loads(fh.attrs.get("config", "{}"))
-        for hook in self.hooks:
-            if f"activations/{hook}" not in fh:
-                raise ArtifactError(f"{self.path} lists hook {hook!r} but has no activations for it (corrupt?)")
+        self.config: dict[str, Any] = json.loads(fh.attrs.get("config", "{}"))  # all checked by open_artifact
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -54,6 +64,30 @@ class ActivationsFile:
         ds = self._ds(hook)
         stop = self.n_tokens if stop is None else min(stop, self.n_tokens)
         return from_storage(ds[start:stop], ds.attrs.get("saetool_dtype", "float32"), as_dtype=dtype)
+
+    def read_finite(self, hook: str, start: int = 0, stop: int | None = None, *, dtype: "torch.dtype | None" = None) -> "torch.Tensor":
+        """:meth:`read`, refusing NaN/inf rows with one line that lists them (every stage that computes on activations reads this way)."""
+        import torch
+
+        x = self.read(hook, start, stop, dtype=dtype)
+        if not bool(torch.isfinite(x).all()):
+            bad = self.nonfinite_rows(hook)
+            shown = ", ".join(str(r) for r in bad[:10]) + (", ..." if len(bad) > 10 else "")
+            raise ArtifactError(
+                f"{self.path} has NaN/inf activations at {hook} in {len(bad)} row(s): {shown}",
+                hint="re-extract with --dtype float32, or remove those rows",
+            )
+        return x
+
+    def nonfinite_rows(self, hook: str, chunk_rows: int = 8192) -> list[int]:
+        """The indices of the rows of ``hook`` holding NaN or inf."""
+        import torch
+
+        bad: list[int] = []
+        for start in range(0, self.n_tokens, chunk_rows):
+            x = self.read(hook, start, start + chunk_rows, dtype=torch.float32)
+            bad.extend((start + torch.nonzero(~torch.isfinite(x).all(dim=1)).flatten()).tolist())
+        return bad
 
     def iter_chunks(self, hook: str, chunk_rows: int = 8192, *, dtype: "torch.dtype | None" = None) -> Iterator["torch.Tensor"]:
         for start in range(0, self.n_tokens, chunk_rows):

@@ -303,14 +303,19 @@ def _is_user_error(exc: BaseException | None) -> bool:
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
-    """Kind, schema version and provenance of an artifact without validation."""
+    """Kind, schema version and provenance of an artifact, without the kind's own checks
+    (a malformed header is a one-line :class:`ArtifactError`)."""
     import h5py
 
-    with h5py.File(path, "r") as fh:
+    from saetool.artifacts.validate import integer, json_attr
+
+    p = Path(path)
+    with h5py.File(p, "r") as fh:
+        kind = _text(fh.attrs.get("saetool_kind"))
         return {
-            "saetool_kind": _text(fh.attrs.get("saetool_kind")),
-            "schema_version": int(fh.attrs.get("schema_version", 0)),
-            "provenance": json.loads(_text(fh.attrs.get("provenance")) or "{}"),
+            "saetool_kind": kind if isinstance(kind, str) else None,
+            "schema_version": integer(fh.attrs.get("schema_version", 0), p, "schema_version"),
+            "provenance": json_attr(fh.attrs.get("provenance", "{}"), p, "provenance", dict),
         }
 
 
@@ -336,11 +341,13 @@ class Artifact:
     """An open, validated artifact (read-only). Use as a context manager."""
 
     def __init__(self, path: Path, file: "h5py.File") -> None:
+        from saetool.artifacts.validate import integer, json_attr
+
         self.path = path
         self.file = file
         self.kind: str = _text(file.attrs["saetool_kind"])
-        self.schema_version = int(file.attrs["schema_version"])
-        self.provenance: dict[str, Any] = json.loads(_text(file.attrs.get("provenance")) or "{}")
+        self.schema_version = integer(file.attrs["schema_version"], path, "schema_version")
+        self.provenance: dict[str, Any] = json_attr(file.attrs.get("provenance", "{}"), path, "provenance", dict)
 
     @property
     def attrs(self) -> Any:
@@ -368,6 +375,7 @@ def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> 
     import h5py
 
     from saetool.artifacts.kinds import get_kind
+    from saetool.artifacts.validate import bad, integer, validate
 
     p = Path(path)
     if not p.exists():
@@ -384,8 +392,10 @@ def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> 
         if "saetool_kind" not in fh.attrs or "schema_version" not in fh.attrs:
             raise ArtifactError(f"{p} is an HDF5 file but not a saetool artifact (no saetool_kind attribute)")
         name = _text(fh.attrs["saetool_kind"])
+        if not isinstance(name, str):
+            raise bad(p, f"attribute 'saetool_kind' is {name!r}, not text")
         spec = get_kind(name)
-        version = int(fh.attrs["schema_version"])
+        version = integer(fh.attrs["schema_version"], p, "schema_version")
         if version > spec.schema_version:
             raise ArtifactError(
                 f"{p} has {name} schema version {version}, newer than this saetool reads ({spec.schema_version})",
@@ -398,9 +408,10 @@ def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> 
                     f"{p} is a {name!r} artifact, but this needs {' or '.join(repr(w) for w in wanted)}",
                     hint="pass the output of the right stage",
                 )
-        for ds in spec.required_datasets:
-            if "{" not in ds and ds not in fh:
-                raise ArtifactError(f"{p} is missing dataset {ds!r} required for a {name!r} artifact (corrupt or hand-edited?)")
+        try:
+            validate(fh, p, spec)
+        except (OSError, KeyError, TypeError, ValueError) as exc:  # h5py cannot even read a member: as corrupt
+            raise bad(p, f"unreadable ({' '.join(str(exc).split())[:120]})") from exc
         return Artifact(p, fh)
     except BaseException:
         fh.close()

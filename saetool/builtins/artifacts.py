@@ -7,7 +7,8 @@ from saetool.hookspecs import hookimpl
 
 @hookimpl
 def register_artifact_kinds(register):
-    from saetool.artifacts.kinds import ArtifactKind
+    from saetool.artifacts.activations import validate_activations_file
+    from saetool.artifacts.kinds import ArtifactKind, Rows
 
     register(
         ArtifactKind(
@@ -21,5 +22,14 @@ def register_artifact_kinds(register):
                 "sequences/token_ids",
             ),
             required_attrs=("context_size", "hooks", "n_tokens"),
+            attrs={"n_tokens": "count", "n_sequences": "count", "context_size": "positive", "hooks": "json-text-list", "config": "json-object"},
+            datasets={
+                "tokens/token_ids": Rows("n_tokens", 1, "int"),
+                "tokens/seq_index": Rows("n_tokens", 1, "int"),
+                "tokens/position": Rows("n_tokens", 1, "int"),
+                "sequences/token_ids": Rows("n_sequences", 2, "int"),
+                "activations/{hook}": Rows("n_tokens", 2, "float"),
+            },
+            validate=validate_activations_file,
         )
     )

@@ -7,7 +7,8 @@ from saetool.hookspecs import hookimpl
 
 @hookimpl
 def register_artifact_kinds(register):
-    from saetool.artifacts.kinds import ArtifactKind
+    from saetool.artifacts.kinds import ArtifactKind, Rows
+    from saetool.sae.io import validate_sae_file
 
     register(
         ArtifactKind(
@@ -21,6 +22,9 @@ def register_artifact_kinds(register):
                 "weights/b_dec",
             ),
             required_attrs=("config",),
+            attrs={"config": "json-object", "training": "json-object"},
+            datasets={"weights/{name}": Rows(ndim=None, dtype="float"), "history/{column}": Rows(ndim=1, dtype="number")},
+            validate=validate_sae_file,
         )
     )
 

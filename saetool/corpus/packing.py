@@ -5,7 +5,8 @@ documents are tokenised in batches without special tokens (blank ones are
 skipped), joined with a separator token (EOS, else BOS) between consecutive
 documents, and cut into windows; with ``prepend_bos`` each window is ``[BOS] + context_size - 1``
 stream tokens. Only one batch of documents plus less than one window of
-tokens is held at a time, and the final incomplete window is dropped.
+tokens is held at a time (a long document is tokenised in pieces), and the final
+incomplete window is dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +37,42 @@ def separator_id(tokenizer: Any) -> int | None:
         if value is not None:
             return int(value)
     return None
+
+
+#: The longest text tokenised in one call: longer documents (an 8 MB single-line
+#: file) are tokenised in pieces cut before a space, so memory stays bounded.
+PIECE_CHARS = 1 << 16
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """``text`` in pieces of at most :data:`PIECE_CHARS` characters, each cut just before a
+    space where there is one (a byte-level BPE tokeniser then gives the same ids as for the whole)."""
+    size = PIECE_CHARS
+    start = 0
+    while len(text) - start > size:
+        cut = text.rfind(" ", start + size // 2, start + size)
+        cut = cut if cut > start else start + size
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def _token_pieces(docs: Iterator[str], tokenizer: Any, doc_batch: int) -> Iterator[tuple[bool, np.ndarray]]:
+    """``(starts a document, token ids)`` for the documents' text, tokenised ``doc_batch``
+    pieces at a time (blank documents skipped), so a long document is never held as tokens whole."""
+    while True:
+        batch = [d for d in islice(docs, doc_batch) if d and not d.isspace()]
+        if not batch:
+            # islice returned nothing (exhausted) or only blank documents; tell apart.
+            peek = next(docs, None)
+            if peek is None:
+                return
+            docs = chain([peek], docs)
+            continue
+        flat = ((j == 0, piece) for doc in batch for j, piece in enumerate(_pieces(doc)))
+        while group := list(islice(flat, doc_batch)):
+            for (first, _), ids in zip(group, _encode(tokenizer, [piece for _, piece in group])):
+                yield first, np.asarray(ids, dtype=np.int64)
 
 
 def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
@@ -96,26 +133,17 @@ def _pack(
     n_docs = 0
     n_tokens = 0
     n_windows = 0
-    docs = iter(documents)
-    while True:
-        batch = [d for d in islice(docs, doc_batch) if d and not d.isspace()]
-        if not batch:
-            # islice returned nothing (exhausted) or only blank documents; tell apart.
-            peek = next(docs, None)
-            if peek is None:
-                break
-            docs = chain([peek], docs)
+    for first, ids in _token_pieces(iter(documents), tokenizer, doc_batch):
+        if len(ids) == 0:
             continue
         pieces = [buffer]
-        for ids in _encode(tokenizer, batch):
-            if len(ids) == 0:
-                continue
+        if first:
             if n_docs:
                 pieces.append(sep_arr)
-            pieces.append(np.asarray(ids, dtype=np.int64))
             n_docs += 1
-            n_tokens += len(ids)
-        buffer = np.concatenate(pieces) if len(pieces) > 1 else buffer
+        pieces.append(ids)
+        n_tokens += len(ids)
+        buffer = np.concatenate(pieces)
         n_full = len(buffer) // stride
         for i in range(n_full):
             chunk = buffer[i * stride : (i + 1) * stride]

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator
 
 from saetool.corpus.base import CorpusSource
 from saetool.errors import CorpusError
+from saetool.paths import special_file_kind
 
 __all__ = [
     "BUILTIN_SOURCES",
@@ -256,6 +257,9 @@ def _list_files(arg: str | None) -> list[Path]:
                 hint=f"use one of {supported} (a csv plugin adds .csv/.tsv: pip install saetool-csv)",
             )
         return [root.resolve()]
+    special = special_file_kind(root)
+    if special is not None:
+        raise CorpusError(f"{str(root)!r} is a {special}, not a regular file or folder", hint=f"give --corpus a {supported} file or a folder of them")
     raise CorpusError(f"no such file or folder: {str(root)!r}", hint="check the path given to --corpus")
 
 

@@ -162,8 +162,8 @@ def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int) 
     with torch.no_grad():
         for start in range(0, stop, step):
             end = min(start + step, stop)
-            x = acts.read(cfg.hook, start, end).to(device=sae.device, dtype=sae.dtype)
-            target = acts.read(cfg.hook_out, start, end).to(sae.device) if cfg.is_transcoder else x
+            x = acts.read_finite(cfg.hook, start, end).to(device=sae.device, dtype=sae.dtype)
+            target = acts.read_finite(cfg.hook_out, start, end).to(sae.device) if cfg.is_transcoder else x
             codes = sae.encode(x)
             yield ReconBatch(x=x, target=target, recon=sae.decode(codes), codes=codes)
 

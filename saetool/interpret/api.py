@@ -284,7 +284,7 @@ def _stream(sae, acts, hook, col: FeatureCollector, chunk_rows, start_pass, star
         with token_progress(f"interpret pass {pass_no}/2 ({what})", total=n, completed=first, enabled=progress) as advance:
             for lo in range(first, n, chunk_rows):
                 hi = min(n, lo + chunk_rows)
-                tok, feat, val = active_triples(sae, acts.read(hook, lo, hi))
+                tok, feat, val = active_triples(sae, acts.read_finite(hook, lo, hi))
                 if pass_no == 1:
                     col.update_sparse(tok + lo, feat, val, lo, hi - lo)
                 else:

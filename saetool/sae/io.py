@@ -67,6 +67,8 @@ def build_sae(cfg: "SAEConfig", weights: Mapping[str, "torch.Tensor"], device: s
     Missing, unexpected or wrongly shaped weights are a one-line error naming ``source``.
     """
 
+    import torch
+
     from saetool.sae.model import SAE
 
     dtype = torch_dtype(cfg.dtype)
@@ -90,7 +92,15 @@ def build_sae(cfg: "SAEConfig", weights: Mapping[str, "torch.Tensor"], device: s
                 f"for d_in={cfg.d_in}, d_sae={cfg.d_sae}, d_out={cfg.d_out}",
                 hint="the config and the weights disagree (corrupt or hand-edited?)",
             )
+        if not tensor.is_floating_point():
+            raise ArtifactError(f"{source}: weight {name} holds {str(tensor.dtype).removeprefix('torch.')} values, not floating-point numbers", hint="the file is corrupt or not of this format")
         state[name] = tensor.detach().to(device=device, dtype=dtype).contiguous()
+        bad = int((~torch.isfinite(state[name])).sum())
+        if bad:
+            raise ArtifactError(
+                f"{source}: weight {name} holds {bad} NaN/inf value(s) of {state[name].numel()}",
+                hint="pass another SAE (did its training diverge?)",
+            )
     sae.load_state_dict(state, assign=True, strict=True)
     return sae.eval()
 
@@ -180,6 +190,33 @@ def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def validate_sae_file(fh: "h5py.File", path: Path) -> None:
+    """The ``sae`` kind's own check (run by :func:`~saetool.artifacts.store.open_artifact`):
+    a valid config, and exactly its weights, each of the shape it implies."""
+    import h5py
+
+    from saetool.artifacts.validate import bad, json_attr
+    from saetool.sae.config import SAEConfig
+
+    try:
+        cfg = SAEConfig.from_dict(json_attr(fh.attrs["config"], path, "config", dict), source=str(path))
+    except SaetoolError as exc:
+        raise ArtifactError(exc.message, hint=exc.hint) from None
+    group = fh["weights"]
+    if not isinstance(group, h5py.Group):
+        raise bad(path, "weights is not a group")
+    expected = cfg.weight_shapes()
+    extra = sorted(set(group) - set(expected))
+    if extra:
+        raise bad(path, f"weights/{extra[0]} is not a weight of a {cfg.activation} SAE")
+    for name, shape in expected.items():
+        ds = group.get(name)
+        if not isinstance(ds, h5py.Dataset):
+            raise bad(path, f"it has no dataset 'weights/{name}', required for a {cfg.activation} SAE")
+        if tuple(ds.shape) != shape:
+            raise bad(path, f"weights/{name} has shape {list(ds.shape)}, but the config (d_in={cfg.d_in}, d_sae={cfg.d_sae}, d_out={cfg.d_out}) implies {list(shape)}")
+
+
 class SAEArtifact:
     """An open ``sae`` artifact: ``.config`` (SAEConfig), ``.sae(device)``,
     ``.training`` (dict), ``.history`` (pandas DataFrame), ``.file`` (h5py),
@@ -201,16 +238,9 @@ class SAEArtifact:
         self.file = self._artifact.file
         self.provenance: dict[str, Any] = self._artifact.provenance
         self.schema_version = self._artifact.schema_version
-        try:
-            raw = _text(self.file.attrs["config"])
-            self.config: SAEConfig = SAEConfig.from_dict(json.loads(raw))
-            self.training: dict[str, Any] = json.loads(_text(self.file.attrs.get("training")) or "{}")
-        except KeyError:
-            self.close()
-            raise ArtifactError(f"{self.path} has no 'config' attribute, required for an 'sae' artifact (corrupt or hand-edited?)") from None
-        except (ValueError, TypeError) as exc:
-            self.close()
-            raise ArtifactError(f"{self.path} has an unreadable SAE config ({exc})", hint="re-create it with the stage that wrote it") from None
+        # open_artifact has checked both (the kind's attrs rules and validate_sae_file)
+        self.config: SAEConfig = SAEConfig.from_dict(json.loads(_text(self.file.attrs["config"])), source=str(self.path))
+        self.training: dict[str, Any] = json.loads(_text(self.file.attrs.get("training")) or "{}")
 
     # -- weights ---------------------------------------------------------------
     def weights(self) -> dict[str, "torch.Tensor"]:

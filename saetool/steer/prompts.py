@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from saetool.errors import SaetoolError
+from saetool.paths import special_file_kind
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +36,9 @@ def read_text_file(path: str | Path, *, what: str) -> tuple[Path, str]:
         raise SaetoolError(f"{what} {p} does not exist", hint="check the path")
     if p.is_dir():
         raise SaetoolError(f"{what} {p} is a directory", hint="give a .txt, .jsonl or .json file")
+    special = special_file_kind(p)
+    if special is not None:
+        raise SaetoolError(f"{what} {p} is a {special}, not a regular file", hint="give a .txt, .jsonl or .json file")
     try:
         return p, p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -93,8 +97,8 @@ def _record(item, path: Path, n: int) -> Prompt:
 def read_words(spec: str | Path, *, what: str = "word list") -> list[str]:
     """Words from a file (one per line or comma-separated) or an inline ``a,b,c`` list."""
     p = Path(str(spec))
-    if p.exists() and p.is_file():
-        text = p.read_text(encoding="utf-8")
+    if p.exists() and not p.is_dir():
+        _, text = read_text_file(p, what=what)
         words = [w.strip() for line in text.splitlines() if not line.lstrip().startswith("#") for w in line.split(",")]
     elif "," in str(spec) or (str(spec).strip() and "/" not in str(spec) and not str(spec).endswith(".txt")):
         words = [w.strip() for w in str(spec).split(",")]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from saetool.errors import SaetoolError
+from saetool.paths import special_file_kind
 from saetool.steer.generation import GenerationSettings
 
 TOP_KEYS = (
@@ -184,6 +185,38 @@ def _choice(v: Any, key: str, choices: tuple[str, ...], where: _Where) -> str:
 
 
 # -- loading ------------------------------------------------------------------------------------
+#: YAML 1.2 floats: PyYAML (YAML 1.1) reads ``1e300`` and ``1e-3`` (no dot, or no exponent sign) as text.
+_FLOAT = r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+
+
+def _strict_loader() -> type:
+    """A safe YAML loader that reads YAML 1.2 floats and refuses a key given twice in one mapping."""
+    import re
+
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: SafeLoader says so
+                    break
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice (first on line {first.line + 1}); keep one", key_node.start_mark
+                    )
+            return super().construct_mapping(node, deep=deep)
+
+    resolvers = StrictLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for first in "-+.0123456789":
+        resolvers[first] = [r for r in resolvers.get(first, []) if r[0] != "tag:yaml.org,2002:float"]
+    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT), list("-+.0123456789"))
+    return StrictLoader
+
+
 def load_sweep_config(path: str | Path) -> SweepConfig:
     """Read and validate a sweep YAML file (one-line errors for every problem)."""
     import yaml
@@ -193,8 +226,15 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
         raise SaetoolError(f"sweep config {p} does not exist", hint="see examples/configs/ for examples")
     if p.is_dir():
         raise SaetoolError(f"sweep config {p} is a directory", hint="pass a .yaml file")
+    special = special_file_kind(p)
+    if special is not None:
+        raise SaetoolError(f"sweep config {p} is a {special}, not a regular file", hint="pass a .yaml file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        loader = _strict_loader()(p.read_text(encoding="utf-8"))  # a SafeLoader subclass
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

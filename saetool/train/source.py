@@ -260,26 +260,7 @@ class ActivationSource:
     def _read_checked(self, file_index: int, hook: str, start: int, stop: int) -> "torch.Tensor":
         import torch
 
-        f = self.files[file_index]
-        x = f.read(hook, start, stop, dtype=torch.float32)
-        if not bool(torch.isfinite(x).all()):
-            bad = self._nonfinite_rows(file_index, hook)
-            shown = ", ".join(str(r) for r in bad[:10]) + (", ..." if len(bad) > 10 else "")
-            raise SaetoolError(
-                f"{f.path} has NaN/inf activations at {hook} in {len(bad)} row(s): {shown}",
-                hint="re-extract with --dtype float32, or remove those rows",
-            )
-        return x
-
-    def _nonfinite_rows(self, file_index: int, hook: str) -> list[int]:
-        import torch
-
-        f = self.files[file_index]
-        bad: list[int] = []
-        for start in range(0, f.n_tokens, self.chunk_rows):
-            x = f.read(hook, start, start + self.chunk_rows, dtype=torch.float32)
-            bad.extend((start + torch.nonzero(~torch.isfinite(x).all(dim=1)).flatten()).tolist())
-        return bad
+        return self.files[file_index].read_finite(hook, start, stop, dtype=torch.float32)
 
     # -- batches -----------------------------------------------------------------
     def validation(self) -> list[Batch]:

@@ -210,6 +210,43 @@ def _fold_scaling_factor(w: dict[str, "torch.Tensor"], factor: float) -> None:
     w["b_dec"] = w["b_dec"] / factor
 
 
+def _check_weights(folder: Path, weights: dict[str, "torch.Tensor"], cfg: "SAEConfig") -> None:
+    """Every tensor SAELens may save has the shape ``cfg.json`` implies and holds
+    floating-point numbers: one line naming the file and the tensor otherwise."""
+    missing = [k for k in ("W_enc", "W_dec", "b_dec") if k not in weights]
+    if missing:
+        raise ArtifactError(f"SAELens weights in {folder} lack {', '.join(missing)}", hint="the folder is corrupt or not an SAELens SAE")
+    d_out = int(cfg.d_out or cfg.d_in)
+    shapes = {**cfg.weight_shapes(), "threshold": (cfg.d_sae,), "log_threshold": (cfg.d_sae,), "topk_threshold": (),
+              "scaling_factor": (cfg.d_sae,), "finetuning_scaling_factor": (cfg.d_sae,), "W_skip": (cfg.d_in, d_out)}
+    for name, tensor in weights.items():
+        expected = shapes.get(name)
+        if not tensor.is_floating_point():
+            raise ArtifactError(f"{folder / WEIGHTS_FILENAME}: {name} holds {str(tensor.dtype).removeprefix('torch.')} values, not floating-point numbers", hint="the folder is corrupt or not an SAELens SAE")
+        if expected is not None and tuple(tensor.shape) != expected and not (expected == () and tensor.numel() == 1):
+            raise ArtifactError(
+                f"{folder / WEIGHTS_FILENAME}: {name} has shape {list(tensor.shape)}, but {CFG_FILENAME} (d_in={cfg.d_in}, d_sae={cfg.d_sae}, d_out={d_out}) implies {list(expected)}",
+                hint="cfg.json and the weights disagree (corrupt or hand-edited?)",
+            )
+
+
+def _scaling_factor(scaler: Path) -> float | None:
+    """The ``scaling_factor`` in ``activation_scaler.json``: None without one, a one-line error when it is not a positive number."""
+    import math
+
+    if not scaler.is_file():
+        return None
+    try:
+        factor = json.loads(scaler.read_text()).get("scaling_factor")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if factor is None:
+        return None
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+        raise ArtifactError(f"{scaler}: scaling_factor is {json.dumps(factor)[:40]}, expected a positive number", hint="the file is corrupt or hand-edited")
+    return float(factor)
+
+
 def load_saelens(path: str | Path, device: str = "cpu") -> "SAE":
     """A saetool SAE from an SAELens folder, with SAELens' encode/decode."""
     import torch
@@ -234,19 +271,49 @@ def load_saelens(path: str | Path, device: str = "cpu") -> "SAE":
             hint="saetool reads SAELens architectures: " + ", ".join(IMPORT_ARCHITECTURES),
         )
     activation, transcoder = IMPORT_ARCHITECTURES[arch]
+    cfg_file = folder / CFG_FILENAME
+    hook = meta.get("hook_name") or cfg.get("hook_name")
+    if not hook:
+        raise ArtifactError(f"SAELens config {cfg_file} names no hook_name")
+    hook_out = None
+    if transcoder:
+        hook_out = meta.get("hook_name_out") or f"{hook}.out"
+        if hook_out == hook:
+            hook_out = f"{hook}.out"
+    options = {"source_format": "saelens", "saelens_architecture": arch}
+    if meta.get("hook_head_index") is not None:
+        options["hook_head_index"] = meta["hook_head_index"]
+    for key in ("context_size", "prepend_bos", "dataset_path", "neuronpedia_id"):
+        if meta.get(key) is not None:
+            options[key] = meta[key]
+    for key in ("d_in", "d_sae"):
+        if key not in cfg:
+            raise ArtifactError(f"SAELens config {cfg_file} has no {key!r}")
+    try:  # SAEConfig checks every field (d_in, d_sae, d_out, k: positive integers)
+        sae_cfg = SAEConfig(
+            arch=arch,
+            d_in=cfg["d_in"],
+            d_sae=cfg["d_sae"],
+            hook=str(hook),
+            activation=activation,
+            hook_out=hook_out,
+            d_out=cfg.get("d_out") if transcoder else None,
+            k=cfg.get("k", 100) if activation == "topk" else None,
+            model=meta.get("model_name"),
+            apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)) and not transcoder,
+            options=options,
+        )
+    except SaetoolError as exc:
+        raise ArtifactError(f"{cfg_file}: {exc.message}", hint=exc.hint) from None
     try:
-        weights = {k: v.float() if v.dtype == torch.float64 else v for k, v in load_file(str(folder / WEIGHTS_FILENAME)).items()}
-        d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
-    except KeyError as exc:
-        raise ArtifactError(f"SAELens config {folder / CFG_FILENAME} has no {exc.args[0]!r}") from None
+        weights = load_file(str(folder / WEIGHTS_FILENAME))
     except Exception as exc:  # safetensors raises its own error types
         raise ArtifactError(f"cannot read SAELens weights {folder / WEIGHTS_FILENAME} ({exc})") from None
-    missing = [k for k in ("W_enc", "W_dec", "b_dec") if k not in weights]
-    if missing:
-        raise ArtifactError(f"SAELens weights in {folder} lack {', '.join(missing)}", hint="the folder is corrupt or not an SAELens SAE")
-    src_dtype = weights["W_enc"].dtype
+    _check_weights(folder, weights, sae_cfg)
+    src_dtype = weights["W_enc"].dtype if weights["W_enc"].dtype != torch.float64 else torch.float32
+    sae_cfg.dtype = dtype_name(src_dtype)
     w = {k: v.to(torch.float32) for k, v in weights.items()}  # fold in float32, cast back at the end
-    w.setdefault("b_enc", torch.zeros(d_sae))
+    w.setdefault("b_enc", torch.zeros(sae_cfg.d_sae))
 
     # normalisation of the input
     norm = cfg.get("normalize_activations", "none") or "none"
@@ -271,7 +338,7 @@ def load_saelens(path: str | Path, device: str = "cpu") -> "SAE":
     if arch in ("batchtopk", "matryoshka_batchtopk"):
         if "topk_threshold" not in w:
             raise ArtifactError(f"SAELens {arch} weights in {folder} lack topk_threshold", hint="save it with save_inference_model, or pass the inference folder")
-        w["threshold"] = torch.full((d_sae,), float(w.pop("topk_threshold")))
+        w["threshold"] = torch.full((sae_cfg.d_sae,), float(w.pop("topk_threshold")))
     if "log_threshold" in w:  # older JumpReLU training checkpoints
         w["threshold"] = torch.exp(w.pop("log_threshold"))
     if activation == "jumprelu":
@@ -284,51 +351,13 @@ def load_saelens(path: str | Path, device: str = "cpu") -> "SAE":
         del w["W_skip"]
 
     if norm == "expected_average_only_in":
-        scaler = folder / ACTIVATION_SCALER_FILENAME
-        factor = None
-        if scaler.is_file():
-            try:
-                factor = json.loads(scaler.read_text()).get("scaling_factor")
-            except (OSError, ValueError, AttributeError):
-                factor = None
+        factor = _scaling_factor(folder / ACTIVATION_SCALER_FILENAME)
         if factor is not None:
-            _fold_scaling_factor(w, float(factor))
+            _fold_scaling_factor(w, factor)
         else:
             warn(
                 f"{folder} has normalize_activations='expected_average_only_in' but no scaling factor "
                 "to fold in; reading it as is (as SAELens' load_from_disk does)"
             )
 
-    hook = meta.get("hook_name") or cfg.get("hook_name")
-    if not hook:
-        raise ArtifactError(f"SAELens config {folder / CFG_FILENAME} names no hook_name")
-    hook_out = None
-    d_out = int(w["W_dec"].shape[-1])
-    if transcoder:
-        hook_out = meta.get("hook_name_out") or f"{hook}.out"
-        if hook_out == hook:
-            hook_out = f"{hook}.out"
-    k = None
-    if activation == "topk":
-        k = int(cfg.get("k", 100))
-    options = {"source_format": "saelens", "saelens_architecture": arch}
-    if meta.get("hook_head_index") is not None:
-        options["hook_head_index"] = meta["hook_head_index"]
-    for key in ("context_size", "prepend_bos", "dataset_path", "neuronpedia_id"):
-        if meta.get(key) is not None:
-            options[key] = meta[key]
-    sae_cfg = SAEConfig(
-        arch=arch,
-        d_in=d_in,
-        d_sae=d_sae,
-        hook=str(hook),
-        activation=activation,
-        hook_out=hook_out,
-        d_out=d_out,
-        k=k,
-        model=meta.get("model_name"),
-        apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)) and not transcoder,
-        dtype=dtype_name(src_dtype),
-        options=options,
-    )
     return build_sae(sae_cfg, w, device, source=f"SAELens folder {folder}")

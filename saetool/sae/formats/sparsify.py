@@ -116,12 +116,14 @@ def load_sparsify(path: str | Path, device: str = "cpu") -> "SAE":
         raise SaetoolError(f"{folder} is a sparsify SAE with a skip connection (W_skip), which saetool SAEs cannot represent")
 
     enc = weights["encoder.weight"]
+    if enc.ndim != 2 or not enc.is_floating_point():
+        raise ArtifactError(f"sparsify folder {folder}: encoder.weight has shape {list(enc.shape)} and dtype {enc.dtype}, expected a 2-D float matrix", hint="the folder is corrupt or hand-edited")
     d_sae, d_in = int(enc.shape[0]), int(enc.shape[1])
-    if "d_in" in cfg and int(cfg["d_in"]) != d_in:
-        raise ArtifactError(f"sparsify folder {folder}: cfg.json says d_in={cfg['d_in']} but encoder.weight has {d_in} columns")
-    k = int(cfg.get("k", 32))
-    if not 0 < k <= d_sae:
-        raise ArtifactError(f"sparsify folder {folder}: k={k} is not between 1 and num_latents={d_sae}")
+    if "d_in" in cfg and cfg["d_in"] != d_in:
+        raise ArtifactError(f"sparsify folder {folder}: cfg.json says d_in={json.dumps(cfg['d_in'])[:40]} but encoder.weight has {d_in} columns")
+    k = cfg.get("k", 32)
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= d_sae:
+        raise ArtifactError(f"sparsify folder {folder}: k={json.dumps(k)[:40]} is not an integer between 1 and num_latents={d_sae}")
     transcode = bool(cfg.get("transcode", False))
     hook, hook_out = hookpoint_to_hooks(folder.name, transcode=transcode)
     dtype = enc.dtype if enc.dtype != torch.float64 else torch.float32
@@ -132,7 +134,7 @@ def load_sparsify(path: str | Path, device: str = "cpu") -> "SAE":
         hook=hook,
         activation="topk",
         hook_out=hook_out,
-        d_out=int(weights["W_dec"].shape[-1]),
+        d_out=int(weights["W_dec"].shape[-1]) if weights["W_dec"].ndim == 2 else d_in,  # build_sae refuses a wrong shape
         k=k,
         model=_run_model(folder),
         apply_b_dec_to_input=not transcode,
