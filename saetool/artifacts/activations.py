@@ -43,6 +43,12 @@ class ActivationsFile:
         self.context_size = int(fh.attrs["context_size"])
         self.config: dict[str, Any] = json.loads(fh.attrs.get("config", "{}"))  # all checked by open_artifact
 
+    def require_tokens(self) -> "ActivationsFile":
+        """Self, or a one-line error when the file holds no rows (nothing to train on, measure or interpret)."""
+        if self.n_tokens == 0:
+            raise ArtifactError(f"{self.path} holds no activations (0 tokens)", hint="re-run `saetool extract` with a corpus that yields tokens")
+        return self
+
     @property
     def provenance(self) -> dict[str, Any]:
         return self.artifact.provenance

@@ -287,7 +287,7 @@ def evaluate_sae(
         sae = load_sae(sae_path, config.device)
     sae.eval()
     cfg = sae.cfg
-    acts = ActivationsFile(activations) if activations is not None else None
+    acts = ActivationsFile(activations).require_tokens() if activations is not None else None
     try:
         if acts is not None:
             check_activations(sae, acts)

@@ -162,8 +162,7 @@ def interpret(
         hook = check_compatible(sae, acts)
         d_sae = sae.cfg.d_sae
         config.validate(d_sae)
-        if acts.n_tokens == 0:
-            raise SaetoolError(f"{acts.path} holds no tokens")
+        acts.require_tokens()
         if config.labeler:
             check_labeler(config.labeler, config.labeler_options)
             from saetool.interpret.scoring import parse_scorers

@@ -124,8 +124,7 @@ class ActivationSource:
         first = self.files[0]
         hook = hook or (first.hooks[0] if first.hooks else None)
         for f in self.files:
-            if f.n_tokens == 0:
-                raise SaetoolError(f"{f.path} holds no activations (0 tokens)", hint="re-run `saetool extract` with a corpus that yields tokens")
+            f.require_tokens()
             for h in (hook, hook_out):
                 if h is not None and h not in f.hooks:
                     raise SaetoolError(f"{f.path} has no activations for hook {h!r}", hint="it has: " + ", ".join(f.hooks))
