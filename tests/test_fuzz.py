@@ -333,7 +333,7 @@ def test_a_failed_write_is_never_committed(tmp_path_factory, monkeypatch, batche
         try:
             with ArtifactWriter(out, "activations", {}, keep_partial_on_error=keep) as w:
                 required_layout(w)
-                ds = create_rows_dataset(w.file, "activations/h", 4, "float32")
+                ds = create_rows_dataset(w.file, "rows/h", 4, "float32")
                 for i in range(batches):
                     if i == fail_at and how == "write":
                         raise OSError(errno.ENOSPC, "Can't synchronously write data (errno = 28)")
@@ -356,7 +356,7 @@ def test_a_failed_write_is_never_committed(tmp_path_factory, monkeypatch, batche
     assert names == ([] if fails else ["a.h5"]), names
     if not fails:
         with open_artifact(out) as art:
-            assert art["activations/h"].shape == (3 * batches, 4)
+            assert art["rows/h"].shape == (3 * batches, 4)
 
 
 ALIASES = ["a", "./a", "sub/../a", "link", "hard", "b", "new", "./new", "sub/../new", "other"]

@@ -23,7 +23,7 @@ def register_metrics(register):
 
 @hookimpl
 def register_artifact_kinds(register):
-    from saetool.artifacts.kinds import ArtifactKind
+    from saetool.artifacts.kinds import ArtifactKind, Rows
 
     register(
         ArtifactKind(
@@ -32,6 +32,8 @@ def register_artifact_kinds(register):
             description="A steering vector at one hook, with how it was made and the activation norm there",
             required_datasets=("vector",),
             required_attrs=("hook", "method", "d"),
+            attrs={"d": "positive", "hook": "text", "method": "text", "details": "json-object"},
+            datasets={"vector": Rows("d", 1, "float"), "means/{which}": Rows("d", 1, "float")},
         )
     )
     register(

@@ -266,8 +266,18 @@ def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _validate(fh: "h5py.File", path: Path) -> None:
+    """The ``features`` kind's own check: every feature in ``features/index`` is one of the SAE's ``d_sae``."""
+    from saetool.artifacts.validate import bad
+
+    index = fh["features/index"][()]
+    d_sae = int(fh.attrs["d_sae"])
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= d_sae):
+        raise bad(path, f"features/index holds feature ids outside 0-{d_sae - 1} (attribute 'd_sae' is {d_sae})")
+
+
 def artifact_kind() -> Any:
-    from saetool.artifacts.kinds import ArtifactKind
+    from saetool.artifacts.kinds import ArtifactKind, Rows
 
     return ArtifactKind(
         name=KIND,
@@ -275,4 +285,7 @@ def artifact_kind() -> Any:
         description="Per-feature statistics, examples, histograms, neighbours and labels of an SAE (saetool interpret)",
         required_datasets=REQUIRED_DATASETS,
         required_attrs=("d_sae", "n_tokens", "hook", "settings", "sae_sha256"),
+        attrs={"d_sae": "positive", "n_tokens": "count", "hook": "text", "settings": "json-object"},
+        datasets={"stats/{name}": Rows("d_sae", 1, "number"), "features/index": Rows(None, 1, "int")},
+        validate=_validate,
     )
