@@ -164,15 +164,21 @@ def exit_if_abandoned(code: int) -> None:
         os._exit(code)
 
 
-def claim_temporary(path: str | Path, *, what: str = "temporary file") -> Path:
-    """Make ``path`` (a name saetool creates for its own use) free to create:
-    refuse a symbolic link there, remove a stale file or folder."""
+def refuse_link(path: str | Path, *, what: str) -> Path:
+    """One-line error when ``path``, a name saetool makes for its own use (``what``), is a symbolic link."""
     p = Path(path)
     if p.is_symlink():
         raise ArtifactError(
             f"{p} is a symbolic link where saetool keeps its {what}; saetool will not write through it",
             hint="remove the link, or choose another --output",
         )
+    return p
+
+
+def claim_temporary(path: str | Path, *, what: str = "temporary file") -> Path:
+    """Make ``path`` (a name saetool creates for its own use) free to create:
+    refuse a symbolic link there, remove a stale file or folder."""
+    p = refuse_link(path, what=what)
     if p.is_dir():
         shutil.rmtree(p)
     elif p.exists():

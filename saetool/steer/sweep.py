@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from saetool.artifacts.files import write_atomic
+from saetool.artifacts.files import refuse_link, write_atomic
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
 from saetool.locking import locked
@@ -281,6 +281,8 @@ def run_sweep(
     if model is not None:
         _validate_against_model(cfg, model, clamp_saes)
 
+    for sub in ("cells", "vectors", "plots"):  # folders the run writes into (and --overwrite deletes)
+        refuse_link(run_dir / sub, what="sweep results")
     with locked(run_dir / ".sweep.lock", lambda: SaetoolError(f"another sweep is running in {run_dir}", hint="wait for it, or use another name")):
         if overwrite:
             for sub in ("cells", "vectors", "plots"):

@@ -82,11 +82,9 @@ class CheckpointDir:
 
     def check_not_linked(self) -> None:
         """Refuse a symbolic link where the checkpoint folder goes (saetool writes and deletes in it)."""
-        if self.root.is_symlink():
-            raise CheckpointError(
-                f"{self.root} is a symbolic link where saetool keeps its checkpoint folder; saetool will not write through it",
-                hint="remove the link, or choose another --output",
-            )
+        from saetool.artifacts.files import refuse_link
+
+        refuse_link(self.root, what="checkpoint folder")
 
     def save_step(self, step: int, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> Path:
         path = self.save(f"step_{step:06d}", tensors, meta)
