@@ -4,6 +4,7 @@ the features artifact, the ``features`` commands, the pipe, and bad input."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -244,11 +245,27 @@ def test_pipe_extract_train_interpret(tmp_path):
         assert ff.hook == "blocks.1.hook_resid_post" and ff.n_tokens == 512
         assert str(tmp_path / "a.h5") in [p["path"] for p in ff.provenance["parents"]]
         scores = [r.label.score for r in ff.records() if r.label and r.label.score is not None]
+        # labels chosen from the windows' per-token activations, not by counting top tokens (that is
+        # the fallback when every activation in the top windows is inside a scoring window)
+        chosen = Counter(r.label.details["chosen_by"] for r in ff.records() if r.label and r.label.details.get("patterns"))
+        assert chosen["specificity"] > chosen["frequency"], chosen
     # the mean detection score of the reported labels, with its interval and chance level, in the manifest and on stderr
     det = manifest["scores"]["detection"]
     assert det["n"] == len(scores) > 1 and det["mean"] == pytest.approx(float(np.mean(scores))) and det["chance"] == 0.5
     assert det["ci95"][0] <= det["mean"] <= det["ci95"][1]
     assert f"mean detection score {det['mean']:.2f} (95% CI" in proc.stderr
+
+
+def test_token_counts_of_the_corpus(smollm2_acts):
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.interpret.api import _decode_each, _tokenizer, token_counts
+
+    with ActivationsFile(smollm2_acts) as acts:
+        tok = _tokenizer(acts.model)
+        counts = token_counts(acts, tok, chunk_rows=100)  # several chunks
+        ids = acts.token_ids()
+    expected = Counter(_decode_each(tok, ids))
+    assert counts == dict(expected) and sum(counts.values()) == len(ids)
 
 
 def test_bad_inputs(smollm2_acts, smollm2_sae, result, tmp_path):

@@ -7,6 +7,7 @@ known exactly (e.g. "the token is ' India'"), so the right score is known.
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -37,13 +38,21 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def tokenized(saetool_cache):
+def tok(saetool_cache):
     from transformers import AutoTokenizer
 
     from saetool.models.embedded import SMOLLM2
 
-    tok = AutoTokenizer.from_pretrained(str(SMOLLM2.ensure_cached()))
-    return [[tok.decode([i]) for i in tok.encode(t, add_special_tokens=False)] for t in TEXTS]
+    return AutoTokenizer.from_pretrained(str(SMOLLM2.ensure_cached()))
+
+
+def tokenize_all(tok, texts):
+    return [[tok.decode([i]) for i in tok.encode(t, add_special_tokens=False)] for t in texts]
+
+
+@pytest.fixture(scope="module")
+def tokenized(tok):
+    return tokenize_all(tok, TEXTS)
 
 
 def constructed_feature(tokenized, active, *, width=8, index=0) -> FeatureRecord:
@@ -73,6 +82,56 @@ def test_tokens_label_of_a_token_feature_is_far_above_chance(tokenized):
     assert det["chance"] == fuzz["chance"] == 0.5
     assert det["ci95"][0] > 0.5 and fuzz["ci95"][0] > 0.5  # clearly above chance, by its own interval
     assert det["ci95"] == pytest.approx(list(balanced_accuracy_ci(1.0, det["n_positive"], 1.0, det["n_negative"])), abs=1e-6)
+
+
+MARKET_TEXTS = [
+    "The bond market and the oil market fell but the stock market rose.",
+    "The car market was slow, the gold market calm and the stock market up.",
+    "The housing market and the labour market cooled; the stock market did not.",
+    "In every market, the fish market and the stock market had a bad day.",
+    "The gold market and the art market lost while the stock market gained.",
+    "Every market, the jobs market too, watched the stock market closely.",
+    "The farm market and the export market shrank as the stock market moved.",
+    "The metals market rose and the bread market held; the stock market fell.",
+]
+
+
+def test_tokens_label_of_a_token_after_a_token_is_the_bigram(tok):
+    """The feature fires on " market" only after " stock": " market" alone is wrong on
+    most of its occurrences in the top windows, so the label is the bigram."""
+    texts = tokenize_all(tok, MARKET_TEXTS)
+    feature = constructed_feature(texts, lambda s, t, i: 2.0 if t[i] == " market" and i and t[i - 1] == " stock" else 0.0, index=2)
+    counts = dict(Counter(x for toks in texts for x in toks))
+    label = TokensLabeler().label([feature], LabelContext(token_counts=counts, n_tokens=sum(counts.values())))[0]
+    assert label.details["chosen_by"] == "specificity"
+    assert [p["tokens"] for p in label.details["patterns"]] == [[" stock", " market"]]
+    assert label.text.endswith('bigram " stock market"') and '" market"' not in label.text
+    det = label.details["detection"]
+    assert det["true_positive_rate"] == 1.0 and det["true_negative_rate"] == 1.0  # negatives include other markets
+
+
+def test_tokens_label_does_not_name_a_frequent_unspecific_token(tok):
+    """The feature fires on every " India" and, more strongly, on the first " the" of each
+    text only: " the" is common in the top examples but silent on most of its occurrences there."""
+    texts = tokenize_all(tok, [t.replace(" in ", " in the north of the east of the west of ") for t in TEXTS])
+
+    def active(s, t, i):
+        if t[i] == " India":
+            return 1.0
+        return 5.0 if t[i] == " the" and t.index(" the") == i else 0.0
+
+    feature = constructed_feature(texts, active, index=4)
+    assert feature.top_examples[0].token == " the"
+    from saetool.interpret.labelers import specific_patterns, token_patterns
+
+    tops = [e.token for e in feature.top_examples]
+    assert tops.count(" the") >= 3 and tops.count(" India") >= 3
+    assert (" the",) in [p.tokens for p in token_patterns(feature)]  # counting top tokens names it
+    patterns = specific_patterns(feature)
+    # " India" first; " the" only where the windows show it firing: after " in" ("in the north")
+    assert [p.tokens for p in patterns] == [(" India",), (" in", " the")]
+    label = TokensLabeler().label([feature], LabelContext())[0]
+    assert label.text == 'tokens: " India" | bigram " in the"'
 
 
 def test_fuzzing_is_at_chance_on_a_text_independent_feature(tokenized):

@@ -200,7 +200,9 @@ def interpret(
             records = records_from_h5(fh, [int(f) for f in selected])
             used = None
             if config.labeler and records:
-                labels, used = label_records(records, config.labeler, LabelContext(model=model, tokenizer=tok, options=dict(config.labeler_options), scorers=config.scorers))
+                ctx = LabelContext(model=model, tokenizer=tok, options=dict(config.labeler_options), scorers=config.scorers,
+                                   token_counts=token_counts(acts, tok), n_tokens=acts.n_tokens)
+                labels, used = label_records(records, config.labeler, ctx)
                 for rec, lab in zip(records, labels):
                     rec.label = lab
                 write_labels(fh, labels, used, len(records))
@@ -576,6 +578,26 @@ def neighbours(sae: "SAE", features: Sequence[int], n: int, *, block: int = 1024
                 idx[b : b + len(f)] = i.numpy()
                 cos[b : b + len(f)] = v.numpy()
         return idx, cos, Wn[feats].numpy()
+
+
+def token_counts(acts: "ActivationsFile", tokenizer: Any, chunk_rows: int = 1 << 22) -> dict[str, int]:
+    """How often each token (as text) occurs among the activations' tokens (read in chunks)."""
+    import numpy as np
+
+    ds = acts.artifact.file["tokens/token_ids"]
+    counts = np.zeros(0, np.int64)
+    for start in range(0, acts.n_tokens, chunk_rows):
+        ids = ds[start : min(start + chunk_rows, acts.n_tokens)].astype(np.int64)
+        ids = ids[ids >= 0]
+        part = np.bincount(ids)
+        if len(part) > len(counts):
+            counts = np.pad(counts, (0, len(part) - len(counts)))
+        counts[: len(part)] += part
+    ids = np.flatnonzero(counts)
+    out: dict[str, int] = {}
+    for text, n in zip(_decode_each(tokenizer, ids), counts[ids].tolist()):
+        out[text] = out.get(text, 0) + int(n)
+    return out
 
 
 def _tokenizer(model: str) -> Any:

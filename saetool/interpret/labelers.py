@@ -10,9 +10,13 @@ prediction is about that marked token; ``--labeler-option scope=window``
 asks about the whole window instead (stricter for features on common tokens,
 whose tokens appear in most windows).
 
-- ``tokens``: the feature's most frequent activating tokens, plus a bigram or
-  trigram ending at the activating token when one recurs in the top examples,
-  e.g. ``tokens: " the", " a" | bigram " of the"``. Tokens are shown quoted,
+- ``tokens``: the tokens, and bigrams ending at a token, that are evidence of
+  the feature firing (:func:`specific_patterns`: fitted on the per-token
+  activations of the top and interval windows, ranked by how much more of the
+  feature's activations they account for than of all tokens, kept when the
+  feature fires on most of their occurrences), e.g.
+  ``tokens: " the", " a" | bigram " of the"``; without per-token activations,
+  the most frequent activating tokens and a recurring bigram or trigram. Tokens are shown quoted,
   leading spaces kept, control and invisible characters escaped. It predicts
   "fires" when one of those tokens or n-grams ends at the marked token (or,
   with ``scope=window``, occurs anywhere in the window).
@@ -142,6 +146,88 @@ def token_patterns(record: FeatureRecord, *, max_tokens: int = 3, min_share: flo
     return patterns
 
 
+def _training_positions(record: FeatureRecord) -> list[tuple[str, str | None, bool]]:
+    """``(token, previous token, active)`` at each position of the record's top and interval
+    windows that have per-token activations, each corpus position once, leaving out every
+    position inside a held-out or negative window (the scorers' windows)."""
+    scored = set()
+    for e in (*record.held_out, *record.negatives):
+        if e.seq_index >= 0 and e.token_position >= 0:
+            start = e.token_position - e.position
+            scored.update((e.seq_index, start + k) for k in range(len(e.tokens)))
+    seen: set = set()
+    out = []
+    for n, e in enumerate((*record.top_examples, *record.interval_examples)):
+        if e.values is None or len(e.values) != len(e.tokens):
+            continue
+        located = e.seq_index >= 0 and e.token_position >= 0
+        for k, (token, value) in enumerate(zip(e.tokens, e.values)):
+            key = (e.seq_index, e.token_position - e.position + k) if located else (-1 - n, k)
+            if value is None or key in seen or key in scored:
+                continue
+            seen.add(key)
+            out.append((token, e.tokens[k - 1] if k else None, value > 0))
+    return out
+
+
+def specific_patterns(
+    record: FeatureRecord,
+    token_counts: Mapping[str, int] | None = None,
+    n_tokens: int = 0,
+    *,
+    max_tokens: int = 5,
+    max_bigrams: int = 2,
+    min_precision: float = 0.5,
+) -> list[TokenPattern] | None:
+    """The tokens and bigrams (previous token, token) that are *evidence* of the feature firing.
+
+    Fitted on the activations at every token of the top and interval windows
+    (never the held-out or negative windows the scorers use). A candidate is
+    kept when the feature fires on at least ``min_precision`` of its
+    occurrences in those windows and its share of the activations exceeds its share of all tokens (``token_counts`` over
+    ``n_tokens``, the corpus interpret read; a bigram's share is estimated as
+    its token's, scaled by how often the token follows that token in the
+    windows). Candidates are ranked by that difference, the expected gain in
+    balanced accuracy, so a frequent token the feature ignores most of the
+    time is not named however often it appears in the top examples; a bigram
+    is named only for a token not named alone. ``None`` when no window has
+    per-token activations (then :func:`token_patterns` counts top tokens).
+    """
+    positions = _training_positions(record)
+    n_active = sum(active for _, _, active in positions)
+    if not n_active:
+        return None
+    seen_tok: Counter = Counter()
+    fired_tok: Counter = Counter()
+    seen_big: Counter = Counter()
+    fired_big: Counter = Counter()
+    order: dict[Any, int] = {}
+    for i, (token, prev, active) in enumerate(positions):
+        seen_tok[token] += 1
+        fired_tok[token] += active
+        order.setdefault(token, i)
+        if prev is not None:
+            seen_big[prev, token] += 1
+            fired_big[prev, token] += active
+            order.setdefault((prev, token), i)
+
+    def base(token: str) -> float:
+        return token_counts.get(token, 0) / n_tokens if token_counts and n_tokens else 0.0
+
+    def ranked(fired: Counter, seen: Counter, share_of) -> list[tuple[Any, int]]:
+        keep = [(key, a, a / n_active - share_of(key)) for key, a in fired.items() if a / seen[key] >= min_precision]
+        keep = [item for item in keep if item[2] > 0]
+        return [(key, a) for key, a, _ in sorted(keep, key=lambda item: (-item[2], -item[1], order[item[0]]))]
+
+    singles = ranked(fired_tok, seen_tok, base)[:max_tokens]
+    named = {token for token, _ in singles}
+    bigrams = [(key, a) for key, a in ranked(fired_big, seen_big, lambda key: base(key[1]) * seen_big[key] / seen_tok[key[1]]) if key[1] not in named][:max_bigrams]
+    if not singles and not bigrams:  # nothing specific: the most frequent activating token, as before
+        token, count = _ranked(fired_tok, order)[0]
+        return [TokenPattern((token,), count)]
+    return [TokenPattern((token,), count) for token, count in singles] + [TokenPattern(key, count) for key, count in bigrams]
+
+
 def tokens_label_text(patterns: Sequence[TokenPattern]) -> str:
     """``tokens: " the", " a" | bigram " of the"`` (``(no activations)`` without patterns)."""
     if not patterns:
@@ -207,9 +293,14 @@ class TokensLabeler(Labeler):
         self.min_share = min_share
         self.min_ngram_share = min_ngram_share
 
-    def label_one(self, record: FeatureRecord, *, scope: str = "token", scorers: Sequence[str] | None = None) -> Label:
-        patterns = token_patterns(record, max_tokens=self.max_tokens, min_share=self.min_share, min_ngram_share=self.min_ngram_share)
-        details: dict[str, Any] = {"patterns": [{"tokens": list(p.tokens), "count": p.count} for p in patterns]}
+    def label_one(self, record: FeatureRecord, *, scope: str = "token", scorers: Sequence[str] | None = None,
+                  token_counts: Mapping[str, int] | None = None, n_tokens: int = 0) -> Label:
+        patterns = specific_patterns(record, token_counts, n_tokens)
+        chosen_by = "specificity"
+        if patterns is None:
+            patterns = token_patterns(record, max_tokens=self.max_tokens, min_share=self.min_share, min_ngram_share=self.min_ngram_share)
+            chosen_by = "frequency"
+        details: dict[str, Any] = {"patterns": [{"tokens": list(p.tokens), "count": p.count} for p in patterns], "chosen_by": chosen_by}
         label = Label(text=tokens_label_text(patterns), labeler=self.name, score=None, details=details)
         if patterns:
             apply_scorers(record, label, PatternJudge(patterns, scope), scorers, extra={"scope": scope})
@@ -224,7 +315,7 @@ class TokensLabeler(Labeler):
 
     def label(self, records: Sequence[FeatureRecord], ctx: LabelContext) -> list[Label]:
         scope = self.check_options(ctx.options)
-        return [self.label_one(record, scope=scope, scorers=ctx.scorers) for record in records]
+        return [self.label_one(record, scope=scope, scorers=ctx.scorers, token_counts=ctx.token_counts, n_tokens=ctx.n_tokens) for record in records]
 
 
 # -- the llm labeler --------------------------------------------------------------------

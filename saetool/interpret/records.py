@@ -114,13 +114,16 @@ class FeatureRecord:
 class LabelContext:
     """What a labeler may use besides the records: the model name the SAE reads,
     its tokenizer (or ``None``), labeler options from the command line
-    (``--labeler-option KEY=VALUE``) and the scorers to run on each label
-    (``None``: detection and fuzzing)."""
+    (``--labeler-option KEY=VALUE``), the scorers to run on each label
+    (``None``: detection and fuzzing), and how often each token (text) occurs
+    among the ``n_tokens`` tokens interpret read (``None``: unknown)."""
 
     model: str | None = None
     tokenizer: Any = None
     options: dict[str, str] = field(default_factory=dict)
     scorers: list[str] | None = None
+    token_counts: dict[str, int] | None = None
+    n_tokens: int = 0
 
 
 class Labeler:
