@@ -190,6 +190,8 @@ class Trainer:
         if k is not None and not arch.needs_k:
             warn(f"--k is ignored by --arch {arch.name}")
             k = None
+        if k is not None and not 0 < k <= d_sae:  # before SAEConfig, whose own check speaks of files, not flags
+            raise SaetoolError(f"--k must be between 1 and d_sae={d_sae} (got {k})", hint="lower --k or raise --d-sae")
         options = {**config.options, **arch.options(config, d_sae)}
         transcoder = hook_out is not None and hook_out != hook
         return SAEConfig(
