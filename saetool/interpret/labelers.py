@@ -285,7 +285,7 @@ class TokensLabeler(Labeler):
     """Label a feature by its top activating tokens and recurring n-grams (no model)."""
 
     name = "tokens"
-    description = "Top activating tokens and n-grams; scored by whether a window contains them (no model needed)"
+    description = "The tokens and bigrams the feature is specific to (fires on most of their occurrences); scored by whether they end at the marked token (no model needed)"
     target = "features"
 
     def __init__(self, *, max_tokens: int = 3, min_share: float = 0.1, min_ngram_share: float = 0.3) -> None:
