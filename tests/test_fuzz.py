@@ -457,7 +457,7 @@ def mutate(path, changes) -> None:
                 fh[name].attrs["saetool_dtype"] = value
             elif what == "grow" and fh[name].maxshape[:1] == (None,):
                 fh[name].resize(10**10, axis=0)
-            elif what == "nan" and fh[name].dtype.kind == "f":
+            elif what == "nan" and fh[name].dtype.kind == "f" and fh[name].size <= 10**6:  # never fill a grown (1e10-row) dataset
                 fh[name][...] = np.nan
 
 
