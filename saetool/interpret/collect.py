@@ -20,9 +20,10 @@ only and in time linear in the triples:
   ``intervals`` equal intervals of ``(0, max]`` (examples of weak, medium
   and strong activations, as SAEDashboard shows them).
 
-Priorities come from a generator seeded by ``(seed, first row of the chunk)``,
-so the result depends only on the data and the seed, not on where a run was
-interrupted and resumed.
+Sampling priorities of active tokens are a hash of ``(seed, row, feature)``, and
+negatives come from a generator seeded by ``(seed, first row of the chunk)``, so
+the result depends only on the data and the seed, not on where a run was
+interrupted and resumed, nor (for active tokens) on which other features are tracked.
 """
 
 from __future__ import annotations
@@ -104,12 +105,12 @@ class FeatureCollector:
         self.total.index_add_(0, feat, values.double())
         self.total_sq.index_add_(0, feat, values.double() ** 2)
         self.max.scatter_reduce_(0, feat, values, reduce="amax")
-        col, r, v = self._tracked_only(feat, rows, values)
+        col, r, v, gfeat = self._tracked_only(feat, rows, values, feat)
         gen = torch.Generator().manual_seed(_chunk_seed(s.seed, first_row))
         if s.examples:
             self.top_v, self.top_r = merge_topk_sparse(self.top_v, self.top_r, col, v, r)
         if s.examples + s.held_out:
-            prio = torch.rand(len(col), generator=gen)
+            prio = _priorities(s.seed, r, gfeat)
             self.rnd_v, self.rnd_r = merge_topk_sparse(self.rnd_v, self.rnd_r, col, prio, r)
         if s.negatives and n_rows:
             F, m = self.n_features, s.negatives
@@ -144,14 +145,13 @@ class FeatureCollector:
         B = s.bins
         mx = self.max[feat.long()]
         r = rows.long() if rows is not None else torch.zeros_like(feat, dtype=torch.long)
-        col, v, mx, r = self._tracked_only(feat.long(), values.float(), mx, r)
+        col, v, mx, r, gfeat = self._tracked_only(feat.long(), values.float(), mx, r, feat.long())
         b = (v * (B / mx)).floor().long().clamp_(0, B - 1)
         self.hist += torch.bincount(col * B + b, minlength=self.n_features * B).view(self.n_features, B)
         if rows is not None and s.intervals and s.per_interval and len(col):
             Q = s.intervals
             q = (v * (Q / mx)).floor().long().clamp_(0, Q - 1)
-            gen = torch.Generator().manual_seed(_chunk_seed(s.seed + 7919, first_row))
-            prio = torch.rand(len(col), generator=gen)
+            prio = _priorities(s.seed + 7919, r, gfeat)
             self.iv_v, self.iv_r = merge_topk_sparse(self.iv_v, self.iv_r, col * Q + q, prio, r)
 
     def update_histogram(self, acts: "torch.Tensor", rows: "torch.Tensor | None" = None) -> None:
@@ -242,6 +242,15 @@ def _empty(F: int, k: int) -> tuple["torch.Tensor", "torch.Tensor"]:
     import torch
 
     return torch.full((F, k), NEG_INF), torch.full((F, k), -1, dtype=torch.long)
+
+
+def _priorities(seed: int, rows: "torch.Tensor", feats: "torch.Tensor") -> "torch.Tensor":
+    """Uniform [0, 1) sampling priorities fixed by ``(seed, global row, global feature)``:
+    a feature's sampled examples do not depend on which other features are tracked."""
+    x = rows.long() * 0x9E3779B1 + feats.long() * 0x85EBCA77 + (int(seed) * 0xC2B2AE3D + 0x27D4EB2F) % (2**61)
+    for shift, mult in ((15, 0x2C1B3C6D), (12, 0x297A2D39), (15, 0x165667B1)):
+        x = (x ^ (x >> shift)) * mult
+    return (x & ((1 << 52) - 1)).double() / float(1 << 52)
 
 
 def _chunk_seed(seed: int, first_row: int) -> int:
