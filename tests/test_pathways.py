@@ -238,6 +238,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(wired, tmp_path, case, 
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("p.")) == []
 
 
+#: The attributes every `selection` artifact carries (what `saetool select` writes), for hand-made tables.
+SELECTION_ATTRS = {"unit": "token", "layers": [0, 1], "saes": {}, "d_sae": {}}
+
+
 def test_transformer_lens_backend_and_corpus_windows_and_a_selection(wired, tiny_gpt2_dir, tmp_path):
     """The TransformerLens backend takes the same gradients; targets can come from a
     `selection` artifact; texts can be corpus windows."""
@@ -250,7 +254,7 @@ def test_transformer_lens_backend_and_corpus_windows_and_a_selection(wired, tiny
 
     table = pd.DataFrame({c: [0, 0] for c in COLUMNS[1:]} | {"name": ["L1-2", "L1-0"], "layer": [1, 1], "feature": [2, 0]})
     table = table.astype({c: float for c in ("d", "mean_a", "mean_b", "std_a", "std_b")})
-    sel = write_selection(tmp_path / "sel.h5", table[list(COLUMNS)], attrs={}, provenance=build_provenance())
+    sel = write_selection(tmp_path / "sel.h5", table[list(COLUMNS)], attrs=SELECTION_ATTRS, provenance=build_provenance())
     names = selection_names(sel)
     assert names == ["L1-2", "L1-0"]
     hf = _run(wired, tmp_path / "hf.h5", targets=names, top_k=3).edges
@@ -279,7 +283,7 @@ def test_cli_selection_targets_at_the_lowest_layer_are_skipped_and_counted(wired
 
     table = pd.DataFrame({c: [0, 0, 0] for c in COLUMNS[1:]} | {"name": ["L0-3", f"L1-{T}", "L0-5"], "layer": [0, 1, 0], "feature": [3, T, 5]})
     table = table.astype({c: float for c in ("d", "mean_a", "mean_b", "std_a", "std_b")})
-    sel = write_selection(tmp_path / "sel.h5", table[list(COLUMNS)], attrs={}, provenance=build_provenance())
+    sel = write_selection(tmp_path / "sel.h5", table[list(COLUMNS)], attrs=SELECTION_ATTRS, provenance=build_provenance())
     out = tmp_path / "p.h5"
     proc = run_cli("pathways", "--sae", str(wired.up), "--sae", str(wired.down), "--selection", str(sel), "--texts", str(wired.texts),
                    "--top-k", "3", "-o", str(out))
@@ -292,6 +296,6 @@ def test_cli_selection_targets_at_the_lowest_layer_are_skipped_and_counted(wired
     assert edges.iloc[0].source == f"L0-{S}"
     explicit = run_cli("pathways", "--sae", str(wired.up), "--sae", str(wired.down), "--target", "L0-3", "--texts", str(wired.texts), "-o", str(tmp_path / "q.h5"))
     assert_clean_error(explicit, "no SAE upstream")
-    only_low = write_selection(tmp_path / "low.h5", table[table["layer"] == 0][list(COLUMNS)], attrs={}, provenance=build_provenance())
+    only_low = write_selection(tmp_path / "low.h5", table[table["layer"] == 0][list(COLUMNS)], attrs=SELECTION_ATTRS, provenance=build_provenance())
     assert_clean_error(run_cli("pathways", "--sae", str(wired.up), "--sae", str(wired.down), "--selection", str(only_low), "--texts", str(wired.texts),
                                "-o", str(tmp_path / "r.h5")), "lowest SAE layer")

@@ -63,9 +63,9 @@ def test_apply_b_dec_to_input_and_transcoder_shapes():
 
 
 def test_bad_configs_and_input_checks():
-    with pytest.raises(SaetoolError, match="k must be between 1 and d_sae=10"):
+    with pytest.raises(SaetoolError, match=r"k is 11, expected an integer from 1 to d_sae \(10\)"):
         make("topk", k=11)
-    with pytest.raises(SaetoolError, match="unknown SAE activation"):
+    with pytest.raises(SaetoolError, match="activation is .gelu., expected one of relu, topk, jumprelu"):
         make("gelu")
     sae = make("relu")
     sae.check_input(6, "blocks.0.hook_resid_post")
