@@ -81,10 +81,8 @@ class SAEArchitecture:
         if cfg.d_in < 1 or cfg.d_sae < 1:
             raise SaetoolError(f"d_in and d_sae must be positive (got d_in={cfg.d_in}, d_sae={cfg.d_sae})")
         if self.needs_k:
-            if cfg.k is None:
+            if cfg.k is None:  # its range is checked by the trainer (naming --k) and by SAEConfig itself
                 raise SaetoolError(f"--arch {self.name} needs --k (active features per token)")
-            if not 0 < cfg.k <= cfg.d_sae:
-                raise SaetoolError(f"--k must be between 1 and d_sae={cfg.d_sae} (got {cfg.k})", hint="lower --k or raise --d-sae")
         if self.transcoder and not cfg.is_transcoder:
             raise SaetoolError(f"--arch {self.name} reads one hook and reconstructs another", hint="pass --hook-out (e.g. blocks.3.hook_mlp_out with --hook blocks.3.hook_resid_mid)")
 
