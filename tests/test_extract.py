@@ -149,6 +149,7 @@ def bad_inputs(tmp_path: Path, corpus_dir: Path) -> dict[str, tuple[list[str], s
         "unknown corpus": (["extract", "--corpus", "no-such-corpus", "-n", "32"], "no-such-corpus"),
         "existing output": (["extract", *base, "-o", str(exists)], "already exists"),
         "bad dtype": (["extract", *base, "--dtype", "float8"], "dtype"),
+        "unknown encoding": (["extract", *base, "--encoding", "--backend"], "unknown --encoding '--backend'"),
         "hub unreachable": (["extract", "--model", "gpt2", *base], "hub is unreachable"),
         "hub corpus unreachable": (["extract", "--corpus", "hub:wikitext:wikitext-2-raw-v1", "-n", "32"], "hub is unreachable"),
     }
@@ -160,7 +161,7 @@ UNREACHABLE = {"HF_HUB_OFFLINE": None, "TRANSFORMERS_OFFLINE": None, "HF_DATASET
 
 
 CASES = ["unknown model", "hub model offline", "layer out of range", "unknown hook", "empty corpus",
-         "undecodable text", "unknown corpus", "existing output", "bad dtype", "hub unreachable", "hub corpus unreachable"]
+         "undecodable text", "unknown corpus", "existing output", "bad dtype", "unknown encoding", "hub unreachable", "hub corpus unreachable"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -410,7 +410,7 @@ ACT_DATASETS = ["tokens/token_ids", "tokens/seq_index", "tokens/position", "sequ
 attr_values = (
     st.integers(-(2**63), 2**63 - 1)
     | st.sampled_from([0, -1, 10**9, 10**10, 1e9, float("nan"), float("inf"), True, "", "one", "[]", "{}", "null", "[1, 2]", f'["{HOOK}"]', '{"model": 1}', "not json{"])
-    | st.text(max_size=12)
+    | st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)  # h5py cannot store NUL in a string attribute
     | st.lists(st.integers(-3, 3), min_size=1, max_size=3).map(np.array)
 )
 

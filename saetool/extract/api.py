@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,11 @@ class ExtractConfig:
             raise SaetoolError("--per-line pads each line with a special token, so it needs --exclude-special", hint="drop --include-special")
         if self.dtype not in ("float32", "float16", "bfloat16"):
             raise SaetoolError(f"unknown --dtype {self.dtype!r}", hint="choose float32, float16 or bfloat16")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise SaetoolError(f"unknown --encoding {self.encoding!r}", hint="name a Python codec such as utf-8, latin-1 or cp1252") from None
 
 
 def default_output(config: ExtractConfig) -> Path:
