@@ -176,7 +176,7 @@ def grid_configs(args) -> list[tuple[str, float | None, str | None]]:
 
 
 def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None):
-    from saetool.sae.architectures import get_architecture
+    from saetool.train.architectures import get_architecture
     from saetool.train import TrainConfig, train_on_batches
     from saetool.train.schedules import default_lr
 

@@ -9,7 +9,7 @@ import torch
 
 from saetool.hookspecs import hookimpl
 from saetool.plugins import host, reset_host
-from saetool.sae.architectures import SAEArchitecture
+from saetool.train.architectures import SAEArchitecture
 from saetool.train import TrainConfig, train_on_batches, train_sae
 from saetool.train.objectives import DenseObjective
 from saetool.train.synthetic import sparse_dictionary_data, write_activations
@@ -185,7 +185,7 @@ def test_a_plugin_adds_an_architecture(toy_plugin, data, tmp_path):
 
 def test_unknown_architecture_lists_choices():
     from saetool.errors import SaetoolError
-    from saetool.sae.architectures import get_architecture
+    from saetool.train.architectures import get_architecture
 
     with pytest.raises(SaetoolError, match="choose one of: batchtopk, jumprelu, matryoshka, relu, topk, transcoder"):
         get_architecture("nope")

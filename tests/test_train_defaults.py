@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import assert_clean_error, run_cli
-from saetool.sae.architectures import get_architecture
+from saetool.train.architectures import get_architecture
 from saetool.train import TrainConfig, train_on_batches
 from saetool.train.initialize import init_seed
 from saetool.train.schedules import default_lr

@@ -7,7 +7,7 @@ from saetool.hookspecs import hookimpl
 
 @hookimpl
 def register_sae_architectures(register):
-    from saetool.sae.architectures import BUILTIN_ARCHITECTURES
+    from saetool.train.architectures import BUILTIN_ARCHITECTURES
 
     for arch in BUILTIN_ARCHITECTURES:
         register(arch)

@@ -69,7 +69,7 @@ def train_sae(
     main = group is None or group.is_main
     from saetool.artifacts.outputs import check_outputs
     from saetool.artifacts.store import check_output_path
-    from saetool.sae.architectures import get_architecture
+    from saetool.train.architectures import get_architecture
     from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
     from saetool.train.trainer import Trainer
 

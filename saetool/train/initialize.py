@@ -11,7 +11,7 @@ from saetool.errors import SaetoolError
 if TYPE_CHECKING:
     import torch
 
-    from saetool.sae.architectures import SAEArchitecture
+    from saetool.train.architectures import SAEArchitecture
     from saetool.sae.config import SAEConfig
     from saetool.sae.model import SAE
 

@@ -26,7 +26,7 @@ import torch
 
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
-from saetool.sae.architectures import SAEArchitecture, get_architecture
+from saetool.train.architectures import SAEArchitecture, get_architecture
 from saetool.sae.config import SAEConfig
 from saetool.sae.model import SAE
 from saetool.train.adam import Adam

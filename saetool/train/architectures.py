@@ -7,7 +7,7 @@ losses and auxiliary losses). Built-ins are registered through the
 registering an instance of a subclass::
 
     from saetool.hookspecs import hookimpl
-    from saetool.sae.architectures import SAEArchitecture
+    from saetool.train.architectures import SAEArchitecture
 
     class MyArch(SAEArchitecture):
         name = "my-arch"
