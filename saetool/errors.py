@@ -23,6 +23,15 @@ class SaetoolError(Exception):
         return " ".join(text.split())
 
 
+class ConfigError(SaetoolError):
+    """A setting of a config dataclass has a bad value.
+
+    The message names settings by field, backticked (``"`sparsity_coeff` must be
+    ..."``); a command built from the config (:mod:`saetool.cli.config_options`)
+    puts its flags in their place (``--l1-coeff``).
+    """
+
+
 class ArtifactError(SaetoolError):
     """An artifact file is missing, corrupt, of the wrong kind or too new."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from saetool.console import log, warn
-from saetool.errors import SaetoolError
+from saetool.errors import ConfigError, SaetoolError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,40 +33,58 @@ class ExtractConfig:
     the middle layer's residual stream is used."""
 
     model: str = "smollm2-135m"
+    """Embedded model name, local HF folder, or hub id (online)."""
     backend: str = "transformers"
+    """Model backend: transformers or transformer-lens (or a plugin's)."""
     corpus: str = "bbc-news"
+    """Corpus: bbc-news[:CATEGORY], kjv, a file/folder path, hub:NAME, or a plugin's source."""
     hooks: list[str] | None = None
+    """Comma-separated hook names, e.g. blocks.15.hook_resid_post."""
     layers: str | None = None
+    """Layers for `site`: 15, 3,5, 2-4 or all (default: the middle layer)."""
     site: str = "hook_resid_post"
+    """Hook site used with `layers`: hook_resid_pre|mid|post, hook_mlp_out, attn.hook_z."""
     num_tokens: int = 8192
+    """Activation rows to store."""
     context_size: int = 128
+    """Tokens per window (including BOS)."""
     batch_size: int = 8
+    """Windows per forward pass."""
     dtype: str = "float32"
+    """Model and storage dtype: float32, float16, bfloat16."""
     device: str = "cpu"
+    """cpu, cuda, cuda:N or mps (under torchrun, cuda means each rank's own GPU)."""
     prepend_bos: bool = True
+    """Start every window with the BOS token."""
     exclude_special: bool = True
+    """Leave BOS and other special tokens out of what is stored (their norms are huge)."""
     text_column: str = "text"
+    """Column holding the text in .jsonl/.parquet corpora."""
     encoding: str | None = None
-    device_map: str | None = None  # e.g. "auto": spread the model over the devices (accelerate)
-    per_line: bool = False  # one window per line (padded, # comment lines skipped) instead of packing
+    """Text encoding of local .txt files (default UTF-8)."""
+    device_map: str | None = None
+    """Spread a model too large for one device over all of them: auto (needs accelerate); `device` is then ignored."""
+    per_line: bool = False
+    """One window per line (a prompt file: blank and # comment lines skipped), padded to `context_size` instead of packed."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form settings stored with the run (no built-in reads them)."""
 
     def validate(self) -> None:
         if self.num_tokens <= 0:
-            raise SaetoolError(f"--num-tokens must be positive (got {self.num_tokens})")
+            raise ConfigError(f"`num_tokens` must be positive (got {self.num_tokens})")
         if self.context_size < 2:
-            raise SaetoolError(f"--context-size must be at least 2 (got {self.context_size})")
+            raise ConfigError(f"`context_size` must be at least 2 (got {self.context_size})")
         if self.batch_size < 1:
-            raise SaetoolError(f"--batch-size must be at least 1 (got {self.batch_size})")
+            raise ConfigError(f"`batch_size` must be at least 1 (got {self.batch_size})")
         if self.per_line and not self.exclude_special:
-            raise SaetoolError("--per-line pads each line with a special token, so it needs --exclude-special", hint="drop --include-special")
+            raise ConfigError("`per_line` pads each line with a special token, so it needs `exclude_special`", hint="drop --include-special")
         if self.dtype not in ("float32", "float16", "bfloat16"):
-            raise SaetoolError(f"unknown --dtype {self.dtype!r}", hint="choose float32, float16 or bfloat16")
+            raise ConfigError(f"unknown `dtype` {self.dtype!r}", hint="choose float32, float16 or bfloat16")
         if self.encoding is not None:
             try:
                 codecs.lookup(self.encoding)
             except LookupError:
-                raise SaetoolError(f"unknown --encoding {self.encoding!r}", hint="name a Python codec such as utf-8, latin-1 or cp1252") from None
+                raise ConfigError(f"unknown `encoding` {self.encoding!r}", hint="name a Python codec such as utf-8, latin-1 or cp1252") from None
 
 
 def default_output(config: ExtractConfig) -> Path:

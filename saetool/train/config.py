@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from saetool.errors import SaetoolError
+from saetool.errors import ConfigError, SaetoolError
 from saetool.train.schedules import LR_SCHEDULES
 
 B_DEC_INITS = ("geometric-median", "mean", "zeros")
@@ -20,10 +20,15 @@ class Targets:
     (docs/benchmarks.md, train quality); ``seed002`` is seed 002's list."""
 
     fvu: float | None = 0.35
+    """held-out FVU (1 - explained variance) below this"""
     scaled_mse: float | None = None
+    """held-out per-element MSE on the trainer's scaled inputs below this, seed 002's reconstruction loss"""
     l0_min: float = 5.0
+    """Fewest active features per token on the held-out rows."""
     l0_max: float = 200.0
+    """Most active features per token on the held-out rows."""
     dead: float = 0.10
+    """fraction of features dead in training below this"""
 
     @staticmethod
     def steering_l0(text: str) -> float | None:
@@ -71,17 +76,22 @@ class SampleSettings:
     """Collect top-activating tokens per feature during training (seed 004)."""
 
     every: int = 1000
+    """Collect samples every N steps (and at the last step)."""
     per_feature: int = 20
+    """Samples kept per feature."""
     context: int = 20
+    """Tokens of context stored around each sample."""
     threshold: float = 0.1
-    features: int = 100  # how many features to store (most frequently active first); 0 = all
+    """Only activations above this are kept."""
+    features: int = 100
+    """Store samples of this many features, most active first (0: all)."""
 
     def validate(self) -> None:
         for name in ("every", "per_feature", "context"):
             if getattr(self, name) < 1:
-                raise SaetoolError(f"--sample-{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+                raise ConfigError(f"`samples.{name}` must be at least 1 (got {getattr(self, name)})")
         if self.features < 0:
-            raise SaetoolError(f"--sample-features must be 0 (all) or more (got {self.features})")
+            raise ConfigError(f"`samples.features` must be 0 (all) or more (got {self.features})")
 
 
 @dataclass
@@ -90,85 +100,120 @@ class TrainConfig:
     default" (learning rate, sparsity coefficient) or "derived" (the rest)."""
 
     arch: str = "topk"
+    """Architecture: relu, topk, batchtopk, jumprelu, matryoshka, transcoder (or a plugin's)."""
     d_sae: int | None = None
+    """Number of features (default: 8 x d_in)."""
     expansion_factor: float | None = None
+    """Features per input dimension (instead of `d_sae`)."""
     k: int | None = None
-    target_l0: float | None = None  # steer the sparsity coefficient (or set k) to reach this L0
+    """Active features per token for topk/batchtopk/matryoshka/transcoder (default 32)."""
+    target_l0: float | None = None
+    """Steer the sparsity coefficient (or set k) to reach this L0."""
     hook: str | None = None
+    """Hook to read (default: the file's first hook)."""
     hook_out: str | None = None
+    """Hook to reconstruct (a transcoder), e.g. blocks.3.hook_mlp_out."""
     lr: float | None = None
+    """Adam learning rate (default: 1e-3 x sqrt(16384 / d_sae) for the TopK family, e.g. 2.7e-3 at 2,304 features; relu 1e-4, jumprelu 3e-4 at 16384)."""
     lr_schedule: str = "wsd"
+    """wsd (warmup, constant, linear decay to 0 over the last `decay_fraction`), cosine (warmup, cosine decay to 0) or constant."""
     decay_fraction: float = 0.2
+    """Share of the steps over which the wsd schedule decays the learning rate to 0."""
     batch_size: int = 4096
+    """Tokens per step."""
     num_tokens: int | None = None
+    """Training tokens (default: one pass over the training rows)."""
     steps: int | None = None
+    """Training steps (instead of `num_tokens`)."""
     sparsity_coeff: float | None = None
+    """Sparsity coefficient: L1 (relu) or L0 (jumprelu) penalty weight (default 5 / 1)."""
     warmup_steps: int | None = None
+    """Linear LR warmup steps (default: 5% of steps, at most 1000)."""
     sparsity_warmup_steps: int | None = None
+    """Steps to ramp the sparsity coefficient up from 0 (default: 5% of steps for relu/jumprelu)."""
     grad_clip: float = 1.0
+    """Clip the gradient norm to this (0: off)."""
     init_b_dec: str = "geometric-median"
+    """Initial decoder bias: geometric-median, mean or zeros."""
     normalize_inputs: bool = True
+    """Scale the inputs by a constant estimated from the data before training."""
     dead_tokens: int | None = None
+    """Tokens without firing after which a feature counts as dead (default: min(1M, a quarter of training))."""
     aux_k: int | None = None
+    """Dead features used by the AuxK loss (default: d_in/2)."""
     aux_coeff: float = 1 / 32
-    max_norm_ratio: float | None = None  # leave out tokens whose norm is above this x the median
+    """Weight of the AuxK loss (TopK family)."""
+    max_norm_ratio: float | None = None
+    """Leave out massive-activation tokens: norm above this x the median norm (counted on stderr and in the artifact; see docs/tutorial.md). Default: keep every token."""
     val_fraction: float = 0.05
+    """Fraction of sequences held out for validation."""
     val_tokens: int = 16384
+    """At most this many held-out tokens are evaluated."""
     shuffle_buffer: int = 65536
+    """Rows held in the shuffle buffer (bounds memory)."""
     checkpoint_every: int = 1000
+    """Write a checkpoint (and validate) every N steps."""
     log_every: int = 50
+    """Record a history row every N steps."""
     seed: int = 0
+    """Seed for initialisation and shuffling."""
     device: str = "cpu"
+    """cpu, cuda, cuda:N or mps."""
     dtype: str = "float32"
+    """Training dtype: float32, bfloat16 or float16."""
     samples: SampleSettings | None = None
+    """Keep the top-activating tokens of each feature (``None``: off)."""
     targets: Targets = field(default_factory=Targets)
+    """What the checklist judges the finished SAE against."""
     init_from: str | None = None
+    """Start from a pretrained SAE (an sae artifact, SAELens or sparsify folder)."""
     options: dict[str, Any] = field(default_factory=dict)
+    """Architecture options (stored in the SAE's config)."""
 
     def validate(self) -> None:
         """Settings errors that need no data (one-line :class:`SaetoolError`)."""
         positive = {"batch_size": self.batch_size, "checkpoint_every": self.checkpoint_every, "log_every": self.log_every, "shuffle_buffer": self.shuffle_buffer}
         for name, value in positive.items():
             if value is None or value < 1:
-                raise SaetoolError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+                raise ConfigError(f"`{name}` must be at least 1 (got {value})")
         for name in ("d_sae", "k", "num_tokens", "steps", "aux_k", "dead_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise SaetoolError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+                raise ConfigError(f"`{name}` must be at least 1 (got {value})")
         for name in ("warmup_steps", "sparsity_warmup_steps"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise SaetoolError(f"--{name.replace('_', '-')} must be 0 or more (got {value})")
+                raise ConfigError(f"`{name}` must be 0 or more (got {value})")
         if self.target_l0 is not None and not (self.target_l0 > 0 and math.isfinite(self.target_l0)):
-            raise SaetoolError(f"--target-l0 must be a positive number of features (got {self.target_l0})")
+            raise ConfigError(f"`target_l0` must be a positive number of features (got {self.target_l0})")
         if self.d_sae is not None and self.expansion_factor is not None:
-            raise SaetoolError("give --d-sae or --expansion-factor, not both")
+            raise ConfigError("give `d_sae` or `expansion_factor`, not both")
         if self.expansion_factor is not None and not self.expansion_factor > 0:
-            raise SaetoolError(f"--expansion-factor must be positive (got {self.expansion_factor})")
+            raise ConfigError(f"`expansion_factor` must be positive (got {self.expansion_factor})")
         if self.lr is not None and not (self.lr >= 0 and math.isfinite(self.lr)):
-            raise SaetoolError(f"--lr must be a non-negative number (got {self.lr})")
+            raise ConfigError(f"`lr` must be a non-negative number (got {self.lr})")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise SaetoolError(f"unknown --lr-schedule {self.lr_schedule!r}", hint="choose one of: " + ", ".join(LR_SCHEDULES))
+            raise ConfigError(f"unknown `lr_schedule` {self.lr_schedule!r}", hint="choose one of: " + ", ".join(LR_SCHEDULES))
         if not 0 <= self.decay_fraction <= 1:
-            raise SaetoolError(f"--decay-fraction must be in [0, 1] (got {self.decay_fraction})")
+            raise ConfigError(f"`decay_fraction` must be in [0, 1] (got {self.decay_fraction})")
         if self.sparsity_coeff is not None and not (self.sparsity_coeff >= 0 and math.isfinite(self.sparsity_coeff)):
-            raise SaetoolError(f"--l1-coeff must be a non-negative number (got {self.sparsity_coeff})")
+            raise ConfigError(f"`sparsity_coeff` must be a non-negative number (got {self.sparsity_coeff})")
         if not self.grad_clip >= 0:
-            raise SaetoolError(f"--grad-clip must be 0 (off) or positive (got {self.grad_clip})")
+            raise ConfigError(f"`grad_clip` must be 0 (off) or positive (got {self.grad_clip})")
         if self.max_norm_ratio is not None and not (self.max_norm_ratio > 0 and math.isfinite(self.max_norm_ratio)):
-            raise SaetoolError(f"--max-norm-ratio must be a positive number (got {self.max_norm_ratio})")
+            raise ConfigError(f"`max_norm_ratio` must be a positive number (got {self.max_norm_ratio})")
         if not 0 <= self.val_fraction < 1:
-            raise SaetoolError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
+            raise ConfigError(f"`val_fraction` must be in [0, 1) (got {self.val_fraction})")
         if self.val_tokens < 0:
-            raise SaetoolError(f"--val-tokens must be 0 or more (got {self.val_tokens})")
+            raise ConfigError(f"`val_tokens` must be 0 or more (got {self.val_tokens})")
         if self.init_b_dec not in B_DEC_INITS:
-            raise SaetoolError(f"unknown --init-b-dec {self.init_b_dec!r}", hint="choose one of: " + ", ".join(B_DEC_INITS))
+            raise ConfigError(f"unknown `init_b_dec` {self.init_b_dec!r}", hint="choose one of: " + ", ".join(B_DEC_INITS))
         if self.dtype not in DTYPES:
-            raise SaetoolError(f"unknown --dtype {self.dtype!r}", hint="choose one of: " + ", ".join(DTYPES))
+            raise ConfigError(f"unknown `dtype` {self.dtype!r}", hint="choose one of: " + ", ".join(DTYPES))
         if self.samples is not None:
             self.samples.validate()
         if self.steps is not None and self.num_tokens is not None:
-            raise SaetoolError("give --steps or --num-tokens, not both")
+            raise ConfigError("give `steps` or `num_tokens`, not both")
 
     def d_sae_for(self, d_in: int) -> int:
         if self.d_sae is not None:
