@@ -248,7 +248,7 @@ def test_pipe_extract_train_interpret(tmp_path):
         # labels chosen from the windows' per-token activations, not by counting top tokens (that is
         # the fallback when every activation in the top windows is inside a scoring window)
         chosen = Counter(r.label.details["chosen_by"] for r in ff.records() if r.label and r.label.details.get("patterns"))
-        assert chosen["specificity"] > chosen["frequency"], chosen
+        assert chosen["balanced accuracy"] > chosen["frequency"], chosen
     # the mean detection score of the reported labels, with its interval and chance level, in the manifest and on stderr
     det = manifest["scores"]["detection"]
     assert det["n"] == len(scores) > 1 and det["mean"] == pytest.approx(float(np.mean(scores))) and det["chance"] == 0.5

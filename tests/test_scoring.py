@@ -103,7 +103,7 @@ def test_tokens_label_of_a_token_after_a_token_is_the_bigram(tok):
     feature = constructed_feature(texts, lambda s, t, i: 2.0 if t[i] == " market" and i and t[i - 1] == " stock" else 0.0, index=2)
     counts = dict(Counter(x for toks in texts for x in toks))
     label = TokensLabeler().label([feature], LabelContext(token_counts=counts, n_tokens=sum(counts.values())))[0]
-    assert label.details["chosen_by"] == "specificity"
+    assert label.details["chosen_by"] == "balanced accuracy"
     assert [p["tokens"] for p in label.details["patterns"]] == [[" stock", " market"]]
     assert label.text.endswith('bigram " stock market"') and '" market"' not in label.text
     det = label.details["detection"]
@@ -122,16 +122,73 @@ def test_tokens_label_does_not_name_a_frequent_unspecific_token(tok):
 
     feature = constructed_feature(texts, active, index=4)
     assert feature.top_examples[0].token == " the"
-    from saetool.interpret.labelers import specific_patterns, token_patterns
+    from saetool.interpret.labelers import fit_patterns, token_patterns
 
     tops = [e.token for e in feature.top_examples]
     assert tops.count(" the") >= 3 and tops.count(" India") >= 3
     assert (" the",) in [p.tokens for p in token_patterns(feature)]  # counting top tokens names it
-    patterns = specific_patterns(feature)
+    patterns = fit_patterns(feature)
     # " India" first; " the" only where the windows show it firing: after " in" ("in the north")
     assert [p.tokens for p in patterns] == [(" India",), (" in", " the")]
     label = TokensLabeler().label([feature], LabelContext())[0]
     assert label.text == 'tokens: " India" | bigram " in the"'
+
+
+def split_feature(tokenized, values, n_fit, *, index=0) -> FeatureRecord:
+    """A feature with activations ``values[s][i]`` at token ``i`` of text ``s``: windows on the
+    active tokens of the first ``n_fit`` texts are its top examples (what the label is fitted on),
+    those of the other texts its held-out windows, and their silent tokens its negatives."""
+    top, held, neg = [], [], []
+    for s, (toks, vals) in enumerate(zip(tokenized, values)):
+        for i, v in enumerate(vals):
+            lo, hi = max(0, i - 8), min(len(toks), i + 3)
+            e = Example(activation=v, token_ids=list(range(lo, hi)), tokens=toks[lo:hi], position=i - lo, seq_index=s, token_position=i, values=vals[lo:hi])
+            if s >= n_fit:
+                (held if v > 0 else neg).append(e)
+            elif v > 0:
+                top.append(e)
+    n = sum(len(v) for v in values)
+    density = sum(v > 0 for vals in values for v in vals) / n
+    return FeatureRecord(index=index, density=density, max_activation=max(e.activation for e in top), mean_activation=1.0,
+                         top_examples=sorted(top, key=lambda e: -e.activation), held_out=held, negatives=neg)
+
+
+def test_tokens_label_names_a_token_the_feature_often_skips_when_it_carries_the_activations(tok):
+    """The feature fires on every " stock" and on every third " market" (which third is not in
+    the text): " market" carries about half the activations and is rare among silent tokens, so
+    naming it raises the expected balanced accuracy although the feature skips most of its
+    occurrences (the former rule, "fires on most occurrences", named " stock" alone)."""
+    from saetool.interpret.labelers import PatternJudge, TokenPattern, fit_patterns
+    from saetool.interpret.records import Label
+    from saetool.interpret.scoring import apply_scorers
+
+    texts = tokenize_all(tok, MARKET_TEXTS)
+    markets = iter(range(1000))
+    values = [[2.0 if t == " stock" or (t == " market" and next(markets) % 3 == 0) else 0.0 for t in toks] for toks in texts]
+    feature = split_feature(texts, values, 6, index=6)
+    assert [p.tokens for p in fit_patterns(feature)] == [(" stock",), (" market",)]  # largest gain first
+    counts = dict(Counter(x for toks in texts for x in toks))
+    label = TokensLabeler().label([feature], LabelContext(token_counts=counts, n_tokens=sum(counts.values())))[0]
+    assert label.text == 'tokens: " stock", " market"'
+    det = label.details["detection"]
+    assert det["true_positive_rate"] == 1.0 and det["true_negative_rate"] < 1.0  # some negatives are silent " market"s
+    stock_only = apply_scorers(feature, Label(text='tokens: " stock"', labeler="tokens"), PatternJudge([TokenPattern((" stock",), 1)]))
+    assert stock_only.details["detection"]["true_negative_rate"] == 1.0
+    assert label.score > stock_only.score + 0.1
+
+
+def test_tokens_label_stops_at_a_readable_length_and_leaves_out_silent_tokens(tokenized):
+    """A feature on every capitalised word (dozens of distinct tokens): the label names the
+    12 that cover most activations, " India" (the commonest) first, and no token the feature
+    is silent on."""
+    from saetool.interpret.labelers import fit_patterns
+
+    values = [[1.0 if t.strip()[:1].isupper() else 0.0 for t in toks] for toks in tokenized]
+    feature = split_feature(tokenized, values, 12, index=8)
+    patterns = fit_patterns(feature)
+    assert len(patterns) == 12 and patterns[0].tokens == (" India",)
+    assert all(p.n == 1 and p.tokens[0].strip()[:1].isupper() for p in patterns)
+    assert len(fit_patterns(feature, max_items=3)) == 3
 
 
 def test_fuzzing_is_at_chance_on_a_text_independent_feature(tokenized):

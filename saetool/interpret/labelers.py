@@ -10,11 +10,11 @@ prediction is about that marked token; ``--labeler-option scope=window``
 asks about the whole window instead (stricter for features on common tokens,
 whose tokens appear in most windows).
 
-- ``tokens``: the tokens, and bigrams ending at a token, that are evidence of
-  the feature firing (:func:`specific_patterns`: fitted on the per-token
-  activations of the top and interval windows, ranked by how much more of the
-  feature's activations they account for than of all tokens, kept when the
-  feature fires on most of their occurrences), e.g.
+- ``tokens``: the tokens, and bigrams ending at a token, that best predict
+  where the feature fires (:func:`fit_patterns`: fitted on the per-token
+  activations of the top and interval windows, added greedily while the
+  activations a pattern covers outweigh the silent positions it matches,
+  at most 12), e.g.
   ``tokens: " the", " a" | bigram " of the"``; without per-token activations,
   the most frequent activating tokens and a recurring bigram or trigram. Tokens are shown quoted,
   leading spaces kept, control and invisible characters escaped. It predicts
@@ -170,62 +170,77 @@ def _training_positions(record: FeatureRecord) -> list[tuple[str, str | None, bo
     return out
 
 
-def specific_patterns(
+def fit_patterns(
     record: FeatureRecord,
     token_counts: Mapping[str, int] | None = None,
     n_tokens: int = 0,
     *,
-    max_tokens: int = 5,
-    max_bigrams: int = 2,
-    min_precision: float = 0.5,
+    max_items: int = 12,
+    min_gain: float = 0.0,
+    min_bigram: int = 2,
 ) -> list[TokenPattern] | None:
-    """The tokens and bigrams (previous token, token) that are *evidence* of the feature firing.
+    """The tokens and bigrams (previous token, token) whose naming maximises the label's
+    expected balanced accuracy, chosen greedily.
 
     Fitted on the activations at every token of the top and interval windows
-    (never the held-out or negative windows the scorers use). A candidate is
-    kept when the feature fires on at least ``min_precision`` of its
-    occurrences in those windows and its share of the activations exceeds its share of all tokens (``token_counts`` over
-    ``n_tokens``, the corpus interpret read; a bigram's share is estimated as
-    its token's, scaled by how often the token follows that token in the
-    windows). Candidates are ranked by that difference, the expected gain in
-    balanced accuracy, so a frequent token the feature ignores most of the
-    time is not named however often it appears in the top examples; a bigram
-    is named only for a token not named alone. ``None`` when no window has
+    (never the held-out or negative windows the scorers use). The detection
+    score is ``(TPR + TNR) / 2``, so adding a pattern gains the share of the
+    feature's activations it newly covers (the true-positive rate, estimated
+    from the windows) and loses the share of positions where the feature is 0
+    that it matches (the false-positive rate: the larger of its share of the
+    windows' inactive positions and, given ``token_counts`` over ``n_tokens``,
+    its corpus share times the fraction of its window occurrences where the
+    feature is silent, with one success and one failure added). Each step adds
+    the pattern with the largest gain, until ``max_items`` patterns (a readable
+    label) or no gain above ``min_gain``. A bigram needs ``min_bigram``
+    activating occurrences (one is a coincidence of the windows) and is
+    dropped once its last token is named alone. ``None`` when no window has
     per-token activations (then :func:`token_patterns` counts top tokens).
     """
     positions = _training_positions(record)
     n_active = sum(active for _, _, active in positions)
     if not n_active:
         return None
-    seen_tok: Counter = Counter()
-    fired_tok: Counter = Counter()
-    seen_big: Counter = Counter()
-    fired_big: Counter = Counter()
-    order: dict[Any, int] = {}
+    n_silent_windows = max(1, len(positions) - n_active)
+    n_silent_corpus = n_tokens * (1 - min(max(record.density, 0.0), 1.0))
+    seen: Counter = Counter()
+    fired: Counter = Counter()
+    covers: dict[tuple[str, ...], set[int]] = {}
     for i, (token, prev, active) in enumerate(positions):
-        seen_tok[token] += 1
-        fired_tok[token] += active
-        order.setdefault(token, i)
-        if prev is not None:
-            seen_big[prev, token] += 1
-            fired_big[prev, token] += active
-            order.setdefault((prev, token), i)
+        for key in ((token,), (prev, token)) if prev is not None else ((token,),):
+            seen[key] += 1
+            fired[key] += active
+            if active:
+                covers.setdefault(key, set()).add(i)
 
-    def base(token: str) -> float:
-        return token_counts.get(token, 0) / n_tokens if token_counts and n_tokens else 0.0
+    def false_positive_rate(key: tuple[str, ...]) -> float:
+        rate = (seen[key] - fired[key]) / n_silent_windows
+        if token_counts and n_silent_corpus > 0:
+            count = token_counts.get(key[-1], 0) * (seen[key] / seen[key[-1],] if len(key) > 1 else 1.0)
+            silent = 1 - (fired[key] + 1) / (seen[key] + 2)
+            rate = max(rate, count * silent / n_silent_corpus)
+        return rate
 
-    def ranked(fired: Counter, seen: Counter, share_of) -> list[tuple[Any, int]]:
-        keep = [(key, a, a / n_active - share_of(key)) for key, a in fired.items() if a / seen[key] >= min_precision]
-        keep = [item for item in keep if item[2] > 0]
-        return [(key, a) for key, a, _ in sorted(keep, key=lambda item: (-item[2], -item[1], order[item[0]]))]
-
-    singles = ranked(fired_tok, seen_tok, base)[:max_tokens]
-    named = {token for token, _ in singles}
-    bigrams = [(key, a) for key, a in ranked(fired_big, seen_big, lambda key: base(key[1]) * seen_big[key] / seen_tok[key[1]]) if key[1] not in named][:max_bigrams]
-    if not singles and not bigrams:  # nothing specific: the most frequent activating token, as before
-        token, count = _ranked(fired_tok, order)[0]
+    cost = {key: false_positive_rate(key) for key in covers if len(key) == 1 or len(covers[key]) >= min_bigram}
+    chosen: list[tuple[str, ...]] = []
+    covered: set[int] = set()
+    while len(chosen) < max_items:
+        best, best_gain = None, min_gain
+        for key in cost:  # insertion order: first seen first, so ties are deterministic
+            if key in chosen or (len(key) > 1 and (key[-1],) in chosen):
+                continue
+            gain = len(covers[key] - covered) / n_active - cost[key]
+            if gain > best_gain:
+                best, best_gain = key, gain
+        if best is None:
+            break
+        chosen = [k for k in chosen if not (len(best) == 1 and len(k) > 1 and k[-1] == best[0])] + [best]
+        covered |= covers[best]
+    if not chosen:  # nothing gains: the most frequent activating token, as before
+        token, count = Counter(token for token, _, active in positions if active).most_common(1)[0]
         return [TokenPattern((token,), count)]
-    return [TokenPattern((token,), count) for token, count in singles] + [TokenPattern(key, count) for key, count in bigrams]
+    singles = [k for k in chosen if len(k) == 1]
+    return [TokenPattern(k, fired[k]) for k in singles + [k for k in chosen if len(k) > 1]]
 
 
 def tokens_label_text(patterns: Sequence[TokenPattern]) -> str:
@@ -285,7 +300,7 @@ class TokensLabeler(Labeler):
     """Label a feature by its top activating tokens and recurring n-grams (no model)."""
 
     name = "tokens"
-    description = "The tokens and bigrams the feature is specific to (fires on most of their occurrences); scored by whether they end at the marked token (no model needed)"
+    description = "The tokens and bigrams that best predict where the feature fires (fitted for balanced accuracy on the top and interval windows, at most 12); scored by whether they end at the marked token (no model needed)"
     target = "features"
 
     def __init__(self, *, max_tokens: int = 3, min_share: float = 0.1, min_ngram_share: float = 0.3) -> None:
@@ -295,8 +310,8 @@ class TokensLabeler(Labeler):
 
     def label_one(self, record: FeatureRecord, *, scope: str = "token", scorers: Sequence[str] | None = None,
                   token_counts: Mapping[str, int] | None = None, n_tokens: int = 0) -> Label:
-        patterns = specific_patterns(record, token_counts, n_tokens)
-        chosen_by = "specificity"
+        patterns = fit_patterns(record, token_counts, n_tokens)
+        chosen_by = "balanced accuracy"
         if patterns is None:
             patterns = token_patterns(record, max_tokens=self.max_tokens, min_share=self.min_share, min_ngram_share=self.min_ngram_share)
             chosen_by = "frequency"
