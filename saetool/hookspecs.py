@@ -55,8 +55,42 @@ def register_sae_architectures(register: Register) -> None:
 
 
 @hookspec
-def register_labelers(register: Register) -> None:
-    """Add feature labelers: ``register(labeler)`` (used by ``interpret``)."""
+def register_sae_readers(register: Register) -> None:
+    """Add SAE readers: ``register(reader)`` (used by every ``--sae`` and ``export``).
+
+    A :class:`saetool.sae.format_api.SAEReader` says whether it can read a
+    path (``can_read(path)``, cheap, no weights loaded) and reads it into an
+    inference SAE (``read(path, device)``). Third-party readers are asked before
+    the built-ins: ``checkpoint``, ``saetool``, ``saelens``, ``sparsify``.
+    """
+
+
+@hookspec
+def register_exporters(register: Register) -> None:
+    """Add export formats: ``register(exporter)`` (used by ``export --format NAME``).
+
+    A :class:`saetool.sae.format_api.SAEExporter` writes an SAE into a new
+    folder. Built-ins: ``saelens``, ``samples``.
+    """
+
+
+@hookspec
+def register_feature_labelers(register: Register) -> None:
+    """Add feature labelers: ``register(labeler)`` (used by ``interpret --labeler``).
+
+    A :class:`saetool.interpret.records.Labeler` labels features from their
+    examples. Built-ins: ``tokens``, ``llm``.
+    """
+
+
+@hookspec
+def register_position_labelers(register: Register) -> None:
+    """Add position labelers: ``register(labeler)`` (used by ``transitions --labeler``).
+
+    A :class:`saetool.analysis.transitions_labelers.PositionLabeler` finds the
+    token of a text where something happens. Built-ins: ``transition-words``,
+    ``llm-transition``.
+    """
 
 
 @hookspec
@@ -71,8 +105,22 @@ def register_scorers(register: Register) -> None:
 
 
 @hookspec
-def register_metrics(register: Register) -> None:
-    """Add metrics: ``register(metric)`` (used by ``evaluate`` and ``sweep``)."""
+def register_sae_metrics(register: Register) -> None:
+    """Add SAE-quality metrics: ``register(metric)`` (used by ``evaluate`` and ``check``).
+
+    A :class:`saetool.evaluate.metrics.SAEMetric` accumulates over
+    reconstruction or language-model batches. Built-ins: ``mse``, ``fvu``,
+    ``l0``, ``ce_loss_recovered``, ...
+    """
+
+
+@hookspec
+def register_completion_metrics(register: Register) -> None:
+    """Add completion metrics: ``register(metric)`` (used by ``steer`` and ``sweep``).
+
+    A :class:`saetool.steer.metrics.Metric` scores generated completions.
+    Built-ins: ``refusal``, ``helpfulness``, ``coherence``, ``sentiment``.
+    """
 
 
 @hookspec
@@ -110,10 +158,22 @@ def register_commands(register: Register) -> None:
     """
 
 
+# -- deprecated: still accepted from plugins, with a warning ------------------------
+@hookspec
+def register_labelers(register: Register) -> None:
+    """Deprecated: use :func:`register_feature_labelers` or
+    :func:`register_position_labelers`. Each labeler goes where its ``target``
+    (``"features"``, the default, or ``"positions"``) says."""
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Deprecated: use :func:`register_sae_metrics` or
+    :func:`register_completion_metrics`. Each metric goes where its ``scope``
+    (``"completions"``, the default, or ``"sae"``) says."""
+
+
 @hookspec(firstresult=True)
 def load_sae(path: str, device: str) -> Any:
-    """Load an SAE stored at ``path`` in a foreign format, or return ``None``.
-
-    The first plugin that recognises the path returns an inference SAE; saetool
-    tries this hook before its own formats.
-    """
+    """Deprecated: use :func:`register_sae_readers`. Return an inference SAE
+    for ``path``, or ``None``; asked before the built-in readers."""

@@ -96,11 +96,11 @@ def digit_feature(tokenizer) -> FeatureRecord:
 def test_builtin_labelers_are_registered():
     from saetool.plugins import host
 
-    regs = host().collect("labelers")
-    assert {"tokens", "llm"} <= set(regs)
+    regs = host().collect("feature_labelers")
+    assert {"tokens", "llm"} <= set(regs) and not {"tokens", "llm"} & set(host().collect("position_labelers"))
     for name in ("tokens", "llm"):
         obj = regs[name].obj
-        assert obj.name == name and obj.target == "features" and obj.description
+        assert obj.name == name and obj.description
         assert regs[name].plugin == "saetool.builtins.labelers"
 
 

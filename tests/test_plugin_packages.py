@@ -29,7 +29,7 @@ def test_listed_by_saetool_plugins(plugin_env):
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert rows["textstats"]["builtin"] is False and rows["textstats"]["version"] == "0.1.0"
-    assert rows["textstats"]["registered"] == {"labelers": ["token-class"], "metrics": ["distinct-n"]}
+    assert rows["textstats"]["registered"] == {"feature_labelers": ["token-class"], "completion_metrics": ["distinct-n"]}
     hidden = run_cli("plugins", "--json", env={**plugin_env, "SAETOOL_LOAD_PLUGINS": "csv"})
     assert "textstats" not in {r["name"] for r in json.loads(hidden.stdout)}
 

@@ -11,7 +11,7 @@ import pytest
 from saetool import hookspecs
 from saetool.errors import PluginError
 from saetool.hookspecs import hookimpl
-from saetool.plugins import BUILTIN_PLUGINS, CATEGORIES, PluginHost
+from saetool.plugins import BUILTIN_PLUGINS, CATEGORIES, DEPRECATED_HOOKS, LOAD_SAE_HOOK, PluginHost
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
@@ -20,10 +20,10 @@ def hook_names() -> list[str]:
     return [name for name, fn in vars(hookspecs).items() if pyinspect.isfunction(fn) and hasattr(fn, "saetool_spec")]
 
 
-def test_every_category_has_a_hook_and_every_hook_a_category_or_firstresult():
+def test_every_category_has_a_hook_and_every_other_hook_is_deprecated():
     names = set(hook_names())
     assert set(CATEGORIES.values()) <= names
-    assert names - set(CATEGORIES.values()) == {"load_sae"}
+    assert names - set(CATEGORIES.values()) == set(DEPRECATED_HOOKS) | {LOAD_SAE_HOOK}
 
 
 def test_builtins_register_through_the_hooks():
@@ -69,11 +69,66 @@ def test_a_raising_plugin_is_named_and_the_rest_still_work(capsys):
     assert h.plugins["broken"].error == "RuntimeError: boom"
 
 
-def test_firstresult_load_sae_hook():
+def test_sae_formats_are_registered_through_the_hooks():
+    h = PluginHost(load_entry_points=False)
+    readers = h.collect("sae_readers")
+    assert list(readers) == ["checkpoint", "saetool", "saelens", "sparsify"]  # the order load_sae asks them
+    assert all(reg.plugin in BUILTIN_PLUGINS and reg.description for reg in readers.values())
+    assert set(h.collect("exporters")) == {"saelens", "samples"}
+
+
+def test_the_deprecated_load_sae_hook_becomes_a_reader(capsys):
     h = PluginHost(load_entry_points=False)
     h.register_plugin(Extra(), "extra")
-    assert h.load_sae("x.extra", "cpu") == ("extra", "x.extra")
-    assert h.load_sae("x.other", "cpu") is None
+    reader = h.collect("sae_readers")["extra:load_sae"].obj
+    assert reader.read(Path("x.extra"), "cpu") == ("extra", "x.extra")
+    assert reader.read(Path("x.other"), "cpu") is None
+    assert "implements the deprecated hook load_sae" in capsys.readouterr().err
+
+
+class OldStyle:
+    """A plugin written for the hooks that served two interfaces each."""
+
+    class Sae:
+        name, scope = "old-sae-metric", "sae"
+
+    class Completion:
+        name = "old-completion-metric"  # no scope: a completion metric, as before
+
+    class Positions:
+        name, target = "old-positions", "positions"
+
+    class Features:
+        name = "old-features"
+
+    class Odd:
+        name, scope = "odd-metric", "tokens"
+
+    @hookimpl
+    def register_metrics(self, register):
+        register(self.Sae())
+        register(self.Completion())
+        register(self.Odd())
+
+    @hookimpl
+    def register_labelers(self, register):
+        register(self.Positions())
+        register(self.Features())
+
+
+def test_deprecated_hooks_are_split_by_scope_and_target_with_one_warning_each(capsys):
+    h = PluginHost(load_entry_points=False)
+    h.register_plugin(OldStyle(), "old")
+    assert "old-sae-metric" in h.collect("sae_metrics") and "old-sae-metric" not in h.collect("completion_metrics")
+    assert h.collect("completion_metrics")["old-completion-metric"].plugin == "old"
+    assert "refusal" in h.collect("completion_metrics") and "mse" in h.collect("sae_metrics")
+    assert set(h.collect("position_labelers")) >= {"old-positions"} and "old-positions" not in h.collect("feature_labelers")
+    assert "old-features" in h.collect("feature_labelers") and "odd-metric" not in {**h.collect("sae_metrics"), **h.collect("completion_metrics")}
+    err = capsys.readouterr().err
+    assert err.count("deprecated hook register_metrics") == 1 and err.count("deprecated hook register_labelers") == 1
+    assert "register_completion_metrics or register_sae_metrics" in err
+    assert "register_feature_labelers or register_position_labelers" in err
+    assert "scope='tokens'" in err  # neither interface: named and skipped
 
 
 def test_unknown_name_lists_choices():

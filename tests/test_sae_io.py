@@ -217,6 +217,81 @@ def test_plugin_load_sae_hook_wins(tmp_path, fake_plugin):
     assert fake_plugin.calls[-1] == (str(other), "cpu")
 
 
+class NpzFormat:
+    """A plugin format through the current hooks: ``.npz`` files read, written by ``export --format npz``."""
+
+    def __init__(self) -> None:
+        self.asked: list[Path] = []
+
+    class Reader:
+        name, description = "npz", "numpy .npz of the four weights"
+
+        def __init__(self, asked: list[Path]) -> None:
+            self.asked = asked
+
+        def can_read(self, path):
+            self.asked.append(path)
+            return path.suffix == ".npz"
+
+        def read(self, path, device):
+            if not path.exists():  # a reader may resolve names of its own
+                return make_sae("topk", seed=7)
+            sae = make_sae()
+            sae.load_state_dict({k: torch.from_numpy(v) for k, v in np.load(path).items()})
+            return sae
+
+    class Exporter:
+        name, description = "npz", "the four weights as one .npz in a folder"
+
+        def check(self, sae):
+            if sae.suffix != ".h5":
+                raise SaetoolError(f"{sae} is not an .h5 file")
+
+        def export(self, sae, out, settings):
+            out.mkdir()
+            weights = load_sae(sae, settings.device).state_dict()
+            np.savez(out / "weights.npz", **{k: v.numpy() for k, v in weights.items()})
+            return f"npz of {sae.name}"
+
+    @hookimpl
+    def register_sae_readers(self, register):
+        register(self.Reader(self.asked))
+
+    @hookimpl
+    def register_exporters(self, register):
+        register(self.Exporter())
+
+
+@pytest.fixture
+def npz_plugin():
+    from saetool.plugins import host, reset_host
+
+    reset_host()
+    plugin = NpzFormat()
+    host().register_plugin(plugin, "npz-format")
+    try:
+        yield plugin
+    finally:
+        reset_host()
+
+
+def test_a_plugin_reader_and_exporter_round_trip(tmp_path, npz_plugin, capsys):
+    from saetool.cli.export_cmd import export
+
+    src = write_sae_artifact(tmp_path / "sae.h5", make_sae(seed=3), provenance=PROV)
+    export(src, "npz", tmp_path / "out", None, "cpu", False)
+    assert json.loads(capsys.readouterr().out) == {"path": str((tmp_path / "out").resolve()), "kind": "npz"}
+    assert_same_sae(load_sae(tmp_path / "out" / "weights.npz"), make_sae(seed=3))
+    assert npz_plugin.asked[0] == tmp_path / "sae.h5"  # asked before the built-in readers, and said no
+    assert_same_sae(load_sae("hub/name.npz"), make_sae("topk", seed=7))  # need not exist on disk
+    with pytest.raises(SaetoolError, match="is not an .h5 file"):
+        export(tmp_path / "out" / "weights.npz", "npz", tmp_path / "again", None, "cpu", False)
+    assert not (tmp_path / "again").exists()
+    with pytest.raises(SaetoolError, match="not an SAE saetool can read") as exc:
+        load_sae(tmp_path / "out")  # a folder holding no SAE a reader takes as a folder
+    assert "numpy .npz of the four weights; saetool training checkpoint folder" in exc.value.one_line()
+
+
 def test_unknown_paths_are_one_line_errors(tmp_path):
     with pytest.raises(SaetoolError, match="does not exist") as exc:
         load_sae(tmp_path / "nope")

@@ -94,8 +94,10 @@ def test_sentiment():
 def test_metrics_registered():
     from saetool.plugins import PluginHost
 
-    regs = PluginHost(load_entry_points=False).collect("metrics")
-    assert {"refusal", "helpfulness", "coherence", "sentiment"} <= set(regs)
+    h = PluginHost(load_entry_points=False)
+    regs = h.collect("completion_metrics")
+    assert {"refusal", "helpfulness", "coherence", "sentiment"} == set(regs)
+    assert {"mse", "fvu", "l0"} <= set(h.collect("sae_metrics")) and not set(regs) & set(h.collect("sae_metrics"))
     assert regs["coherence"].obj.needs_model and regs["refusal"].obj.kind == "rate"
 
 

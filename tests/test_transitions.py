@@ -75,12 +75,12 @@ def test_transition_words_on_a_sentencepiece_tokenizer(saetool_cache):
     assert tok.convert_ids_to_tokens(rows[0][pos]) == "▁However"
 
 
-def test_position_labelers_are_registered_through_the_labelers_hook():
+def test_position_labelers_are_registered_through_their_hook():
     from saetool.plugins import host
 
-    regs = host().collect("labelers")
+    regs = host().collect("position_labelers")
     for name in ("transition-words", "llm-transition"):
-        assert regs[name].obj.target == "positions" and callable(regs[name].obj.locate)
+        assert callable(regs[name].obj.locate) and name not in host().collect("feature_labelers")
         assert regs[name].plugin == "saetool.builtins.pathways"
 
 

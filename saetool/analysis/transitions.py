@@ -3,8 +3,7 @@
 1. **Texts.** Read from a file, or generated from base prompts with the model:
    the prompt is continued (``max_new_tokens``), a bridge such as
    ``" However,"`` is appended and the text is continued again.
-2. **Labels.** A position labeler (``register_labelers`` hook, ``target =
-   "positions"``; built-ins in :mod:`saetool.analysis.transitions_labelers`)
+2. **Labels.** A position labeler (``register_position_labelers`` hook; built-ins in :mod:`saetool.analysis.transitions_labelers`)
    names the transition token of each text, as an index into the model
    tokenizer's tokens (``[BOS] + tokens``); ``offset`` shifts it (-1: the token
    before). Texts without one are skipped.
@@ -103,17 +102,16 @@ def parse_options(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def get_position_labeler(name: str) -> Any:
-    """The registered labeler ``name``; it must label positions (``target = "positions"``)."""
+    """The registered position labeler ``name`` (one-line error otherwise)."""
     from saetool.plugins import host
 
-    regs = host().collect("labelers")
-    choices = sorted(n for n, r in regs.items() if getattr(r.obj, "target", "features") == "positions")
+    regs = host().collect("position_labelers")
+    choices = sorted(regs)
+    if name in host().collect("feature_labelers"):
+        raise SaetoolError(f"labeler {name!r} labels features, not token positions", hint="choose one of: " + ", ".join(choices))
     if name not in regs:
         raise SaetoolError(f"unknown labeler {name!r}", hint="position labelers: " + (", ".join(choices) or "none"))
-    obj = regs[name].obj
-    if getattr(obj, "target", "features") != "positions" or not hasattr(obj, "locate"):
-        raise SaetoolError(f"labeler {name!r} labels features, not token positions", hint="choose one of: " + ", ".join(choices))
-    return obj
+    return regs[name].obj
 
 
 def generate_texts(model: "HookedModel", prompts: Sequence[str], config: TransitionsConfig) -> list[str]:

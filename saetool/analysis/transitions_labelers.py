@@ -1,9 +1,8 @@
 """Position labelers: which token of a text starts its negative-to-positive turn.
 
-A position labeler is registered through the ``register_labelers`` hook like a
-feature labeler, but has ``target = "positions"`` (feature labelers have
-``"features"``) and a :meth:`PositionLabeler.locate` method instead of
-``label``. Built-ins: ``transition-words`` (a word list matched on the
+A position labeler is registered through the ``register_position_labelers``
+hook and has a :meth:`PositionLabeler.locate` method (feature labelers, another
+interface, have ``label``). Built-ins: ``transition-words`` (a word list matched on the
 model tokenizer's tokens) and ``llm-transition`` (asks an LLM through
 ``saetool.interpret.llm``).
 """
@@ -31,7 +30,7 @@ class PositionLabeler:
 
     name: str = ""
     description: str = ""
-    target: str = "positions"
+    target: str = "positions"  # routes it under the deprecated register_labelers hook
 
     def locate(self, texts: Sequence[str], token_lists: Sequence[Sequence[int]], tokenizer: Any, options: Mapping[str, str] | None = None) -> list[int | None]:
         raise NotImplementedError

@@ -6,7 +6,7 @@ from saetool.hookspecs import hookimpl
 
 
 @hookimpl
-def register_metrics(register):
+def register_sae_metrics(register):
     from saetool.evaluate.metrics import BUILTIN_SAE_METRICS
 
     for metric in BUILTIN_SAE_METRICS:

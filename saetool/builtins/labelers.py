@@ -6,7 +6,7 @@ from saetool.hookspecs import hookimpl
 
 
 @hookimpl
-def register_labelers(register):
+def register_feature_labelers(register):
     from saetool.interpret.labelers import LLMLabeler, TokensLabeler
 
     register(TokensLabeler())

@@ -14,7 +14,7 @@ def register_commands(register):
 
 
 @hookimpl
-def register_labelers(register):
+def register_position_labelers(register):
     from saetool.analysis.transitions_labelers import BUILTIN_POSITION_LABELERS
 
     for labeler in BUILTIN_POSITION_LABELERS:

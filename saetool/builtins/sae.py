@@ -1,4 +1,4 @@
-"""Built-in SAE architectures and the ``train`` command."""
+"""Built-in SAE architectures, the ``train`` command, the training-checkpoint reader and the samples exporter."""
 
 from __future__ import annotations
 
@@ -21,22 +21,14 @@ def register_commands(register):
 
 
 @hookimpl
-def load_sae(path, device):
-    """A training checkpoint folder (``OUT.h5.checkpoints/best`` etc.) loads as the SAE it holds."""
-    from pathlib import Path
+def register_sae_readers(register):
+    from saetool.train.checkpoint import CheckpointReader
 
-    from saetool.train.checkpoint import FORMAT, META, TENSORS
+    register(CheckpointReader())
 
-    p = Path(path)
-    if not (p.is_dir() and (p / META).is_file() and (p / TENSORS).is_file()):
-        return None
-    try:
-        import json
 
-        if json.loads((p / META).read_text()).get("format") != FORMAT:
-            return None
-    except (OSError, ValueError):
-        return None
-    from saetool.train.trainer import sae_from_checkpoint
+@hookimpl
+def register_exporters(register):
+    from saetool.train.samples import SamplesExporter
 
-    return sae_from_checkpoint(p, device)
+    register(SamplesExporter())

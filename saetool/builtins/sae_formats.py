@@ -1,4 +1,4 @@
-"""The ``sae`` artifact kind, SAE file formats and the ``export`` command."""
+"""The ``sae`` artifact kind, SAE readers and exporters (saetool, SAELens, sparsify) and the ``export`` command."""
 
 from __future__ import annotations
 
@@ -27,6 +27,24 @@ def register_artifact_kinds(register):
             validate=validate_sae_file,
         )
     )
+
+
+@hookimpl
+def register_sae_readers(register):
+    from saetool.sae.formats.saelens import SAELensReader
+    from saetool.sae.formats.sparsify import SparsifyReader
+    from saetool.sae.io import SAEArtifactReader
+
+    register(SAEArtifactReader())
+    register(SAELensReader())
+    register(SparsifyReader())
+
+
+@hookimpl
+def register_exporters(register):
+    from saetool.sae.formats.saelens import SAELensExporter
+
+    register(SAELensExporter())
 
 
 @hookimpl

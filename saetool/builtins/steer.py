@@ -14,7 +14,7 @@ def register_interventions(register):
 
 
 @hookimpl
-def register_metrics(register):
+def register_completion_metrics(register):
     from saetool.steer.metrics import BUILTIN_METRICS
 
     for metric in BUILTIN_METRICS:

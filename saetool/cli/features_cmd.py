@@ -44,8 +44,9 @@ def _say(text: str) -> None:
 def _open(path: Path, sae: Optional[str]) -> Any:
     from saetool.interpret.samples_view import SamplesSource
     from saetool.interpret.store import FeaturesFile
+    from saetool.sae.io import is_sae_artifact
 
-    if path.is_dir() or _is_sae_artifact(path):
+    if path.is_dir() or is_sae_artifact(path):
         return SamplesSource(path)
     ff = FeaturesFile(path)
     try:
@@ -55,17 +56,6 @@ def _open(path: Path, sae: Optional[str]) -> Any:
         ff.close()
         raise
     return ff
-
-
-def _is_sae_artifact(path: Path) -> bool:
-    import h5py
-
-    from saetool.artifacts.store import read_header
-
-    try:
-        return path.is_file() and h5py.is_hdf5(path) and read_header(path)["saetool_kind"] == "sae"
-    except Exception:  # not an artifact at all: FeaturesFile says what is wrong
-        return False
 
 
 def _directions(ff: Any, features: list, sae: Optional[str]) -> Any:

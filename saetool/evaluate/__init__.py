@@ -1,4 +1,4 @@
-"""Evaluating SAEs: quality metrics (plugins with ``scope = "sae"``), ``evaluate`` and ``check``.
+"""Evaluating SAEs: quality metrics (``register_sae_metrics`` plugins), ``evaluate`` and ``check``.
 
 - :mod:`saetool.evaluate.metrics` -- the metric interface and built-ins (MSE,
   FVU, explained variance, cosine similarity, L0, dead/dense

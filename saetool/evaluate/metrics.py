@@ -1,4 +1,4 @@
-"""SAE-quality metrics (``scope = "sae"``), registered through ``register_metrics``.
+"""SAE-quality metrics, registered through ``register_sae_metrics``.
 
 A metric keeps a running state over batches: :meth:`SAEMetric.init` makes it,
 :meth:`SAEMetric.update` folds in one batch and :meth:`SAEMetric.result` turns
@@ -10,8 +10,8 @@ it into a float. ``source`` says which batches a metric reads:
     clean, with the SAE spliced in at its hook and with the hook zero-ablated,
     plus the KL divergence of the spliced model to the clean one.
 
-Completion metrics for ``steer``/``sweep`` (:mod:`saetool.steer.metrics`) have
-``scope = "completions"``; each command only accepts its own scope.
+Completion metrics for ``steer``/``sweep`` (:mod:`saetool.steer.metrics`) are
+another interface with a hook of its own; each command accepts only its own.
 
 Built-ins (sums are accumulated in float64):
 
@@ -77,7 +77,7 @@ class LMBatch:
 class SAEMetric:
     """Base class for SAE-quality metrics (``saetool evaluate`` / ``check``)."""
 
-    scope: str = "sae"
+    scope: str = "sae"  # routes it under the deprecated register_metrics hook
     name: str = ""
     description: str = ""
     source: str = "activations"  # or "model"
@@ -302,19 +302,18 @@ BUILTIN_SAE_METRICS: tuple[SAEMetric, ...] = (
 
 
 def sae_metrics(names: "list[str] | None" = None) -> dict[str, SAEMetric]:
-    """Registered ``scope == "sae"`` metrics (all, or ``names`` in order; unknown or
-    wrong-scope names are a one-line error)."""
+    """Registered SAE metrics (all, or ``names`` in order; unknown names and
+    completion metrics are a one-line error)."""
     from saetool.errors import SaetoolError
     from saetool.plugins import host
 
-    regs = host().collect("metrics")
-    ours = {name: reg.obj for name, reg in regs.items() if getattr(reg.obj, "scope", None) == "sae"}
+    ours = {name: reg.obj for name, reg in host().collect("sae_metrics").items()}
     if names is None:
         return ours
     out: dict[str, SAEMetric] = {}
     for name in names:
         if name not in ours:
-            why = "is a completion metric (steer/sweep)" if name in regs else "is not a registered metric"
+            why = "is a completion metric (steer/sweep)" if name in host().collect("completion_metrics") else "is not a registered metric"
             raise SaetoolError(f"metric {name!r} {why}", hint="SAE metrics: " + ", ".join(sorted(ours)))
         out[name] = ours[name]
     return out

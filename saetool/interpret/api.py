@@ -217,12 +217,11 @@ def check_labeler(name: str, options: dict[str, str]) -> None:
     than features, or options it refuses (e.g. a secret given on the command line)."""
     from saetool.plugins import host
 
-    labeler = host().get("labelers", name)
-    target = getattr(labeler, "target", "features")
-    if target != "features":
-        features = sorted(n for n, r in host().collect("labelers").items() if getattr(r.obj, "target", "features") == "features")
-        raise SaetoolError(f"labeler {name!r} labels {target}, not features", hint="choose one of: " + ", ".join(features))
-    check = getattr(labeler, "check_options", None)
+    features = host().collect("feature_labelers")
+    if name not in features:
+        what = f"labeler {name!r} labels positions, not features" if name in host().collect("position_labelers") else f"unknown labeler {name!r}"
+        raise SaetoolError(what, hint="choose one of: " + ", ".join(sorted(features)))
+    check = getattr(features[name].obj, "check_options", None)
     if check is not None:
         check(dict(options))
 
@@ -232,14 +231,14 @@ def label_records(records: Sequence[FeatureRecord], name: str, ctx: LabelContext
     from saetool.plugins import host
 
     try:
-        labels = list(host().get("labelers", name).label(records, ctx))
+        labels = list(host().get("feature_labelers", name).label(records, ctx))
     except SaetoolError as exc:
         if name == "tokens":
             raise
         message = exc.one_line().removeprefix("error: ")
         warn(f"labeler {name} failed: {message}" + ("" if "tokens label" in message else "; using the tokens labeler instead"))
         name = "tokens"
-        labels = list(host().get("labelers", name).label(records, ctx))
+        labels = list(host().get("feature_labelers", name).label(records, ctx))
     if len(labels) != len(records):
         raise SaetoolError(f"labeler {name} returned {len(labels)} labels for {len(records)} features")
     return labels, name

@@ -4,7 +4,7 @@
 the ``features`` artifact stores the same fields as arrays, and
 :meth:`FeatureRecord.to_json` is the JSON the HTML browser and the markdown
 report are made from. A labeler (:class:`Labeler`, registered through the
-``register_labelers`` hook) turns records into :class:`Label` objects.
+``register_feature_labelers`` hook) turns records into :class:`Label` objects.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class LabelContext:
 
 
 class Labeler:
-    """Base class for labelers (``register_labelers`` hook).
+    """Base class for feature labelers (``register_feature_labelers`` hook).
 
     ``label`` returns one :class:`Label` per record, in order, each with its
     detection score when the labeler can compute one. A labeler that cannot
@@ -137,8 +137,7 @@ class Labeler:
 
     name: str = ""
     description: str = ""
-    #: What the labeler describes: ``"features"`` (one label per FeatureRecord);
-    #: position labelers (transition texts) use ``"positions"``.
+    #: Routes it under the deprecated ``register_labelers`` hook (position labelers: ``"positions"``).
     target: str = "features"
 
     def check_options(self, options: dict[str, str]) -> Any:

@@ -5,9 +5,9 @@ configuration (``config`` attribute, JSON of :class:`~saetool.sae.config.SAEConf
 its weights (``weights/*``), the training settings (``training`` attribute) and
 the per-step training history (``history/*``, one 1-D dataset per column).
 
-:func:`load_sae` reads any SAE saetool understands: a plugin's format (the
-``load_sae`` hook) first, then a saetool ``sae`` artifact, an SAELens folder and
-a sparsify folder.
+:func:`load_sae` reads any SAE a registered reader (``register_sae_readers``)
+understands: a plugin's formats first, then saetool's own (a training
+checkpoint folder, the ``sae`` artifact, SAELens and sparsify folders).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from saetool.errors import ArtifactError, SaetoolError
+from saetool.sae.format_api import SAEReader
 
 if TYPE_CHECKING:
     import h5py
@@ -32,15 +33,6 @@ SCHEMA_VERSION = 1
 
 #: The weights every ``sae`` artifact holds (``threshold`` too for ``jumprelu``).
 REQUIRED_WEIGHTS = ("W_enc", "W_dec", "b_enc", "b_dec")
-
-#: What :func:`load_sae` tries, in order (for error messages).
-FORMATS_TRIED = (
-    "plugin formats (load_sae hook)",
-    "saetool 'sae' artifact (.h5)",
-    "SAELens folder (cfg.json + sae_weights.safetensors)",
-    "sparsify folder (cfg.json + sae.safetensors, or a checkpoint folder with one hookpoint subfolder)",
-)
-
 
 # -- dtypes ---------------------------------------------------------------------
 def dtype_name(dtype: "torch.dtype") -> str:
@@ -296,52 +288,65 @@ def read_sae_artifact(path: str | Path) -> SAEArtifact:
 
 
 # -- any format -------------------------------------------------------------------
-def _is_saelens_dir(p: Path) -> bool:
-    return (p / "cfg.json").is_file() and (p / "sae_weights.safetensors").is_file()
+def is_sae_artifact(path: Path) -> bool:
+    """Whether ``path`` is a saetool ``sae`` artifact (by its header; nothing validated)."""
+    import h5py
+
+    from saetool.artifacts.store import read_header
+
+    try:
+        return path.is_file() and h5py.is_hdf5(path) and read_header(path)["saetool_kind"] == KIND
+    except Exception:  # not an artifact at all
+        return False
 
 
-def _is_sparsify_dir(p: Path) -> bool:
-    return (p / "cfg.json").is_file() and (p / "sae.safetensors").is_file()
+class SAEArtifactReader(SAEReader):
+    """saetool's own ``sae`` artifact: any HDF5 file (one of another kind is refused by name)."""
+
+    name = "saetool"
+    description = "saetool 'sae' artifact (.h5)"
+
+    def can_read(self, path: Path) -> bool:
+        import h5py
+
+        return path.is_file() and h5py.is_hdf5(path)
+
+    def read(self, path: Path, device: str) -> "SAE":
+        with read_sae_artifact(path) as art:
+            return art.sae(device)
 
 
-def _formats_hint() -> str:
-    return "tried: " + "; ".join(FORMATS_TRIED)
+def sae_readers() -> list[SAEReader]:
+    """Registered readers in the order :func:`load_sae` asks them: plugins' first, then the built-ins."""
+    from saetool.plugins import host
+
+    regs = list(host().collect("sae_readers").values())
+    return [r.obj for r in regs if not host().is_builtin(r.plugin)] + [r.obj for r in regs if host().is_builtin(r.plugin)]
+
+
+def _formats_hint(readers: list[SAEReader]) -> str:
+    return "tried: " + "; ".join(r.description or r.name for r in readers) + ", or a folder holding one of these; plugins add formats (register_sae_readers)"
 
 
 def load_sae(path: str | Path, device: str = "cpu") -> "SAE":
-    """Any supported SAE: plugin formats first (``load_sae`` hook), then a saetool
-    ``sae`` artifact, an SAELens directory, a sparsify directory (or a sparsify
-    checkpoint folder holding exactly one hookpoint folder)."""
-    from saetool.plugins import host
+    """The SAE at ``path``, read by the first registered reader that can read it.
 
-    found = host().load_sae(str(path), device)
-    if found is not None:
-        return found
-
+    A folder no reader reads that holds exactly one subfolder a reader reads
+    (e.g. a sparsify run with one hookpoint) loads that one; several are a
+    one-line error naming them."""
+    readers = sae_readers()
     p = Path(path)
+    for reader in readers:
+        if reader.can_read(p):
+            sae = reader.read(p, device)
+            if sae is not None:  # only a deprecated load_sae hook passes a path on
+                return sae
     if not p.exists():
         raise SaetoolError(f"no SAE at {p}: it does not exist", hint="check the path (an sae .h5 artifact, or an SAELens or sparsify folder)")
-    if p.is_file():
-        import h5py
+    from saetool.plugins import LoadSAEHookReader
 
-        if h5py.is_hdf5(p):
-            with read_sae_artifact(p) as art:
-                return art.sae(device)
-        if p.name in ("cfg.json", "sae_weights.safetensors", "sae.safetensors"):
-            p = p.parent
-        else:
-            raise SaetoolError(f"{p} is not an SAE saetool can read", hint=_formats_hint())
-
-    if _is_saelens_dir(p):
-        from saetool.sae.formats.saelens import load_saelens
-
-        return load_saelens(p, device)
-    if _is_sparsify_dir(p):
-        from saetool.sae.formats.sparsify import load_sparsify
-
-        return load_sparsify(p, device)
-
-    candidates = sorted(c for c in p.iterdir() if c.is_dir() and (_is_saelens_dir(c) or _is_sparsify_dir(c))) if p.is_dir() else []
+    real = [r for r in readers if not isinstance(r, LoadSAEHookReader)]  # it cannot say "yes" without reading
+    candidates = sorted(c for c in p.iterdir() if c.is_dir() and any(r.can_read(c) for r in real)) if p.is_dir() else []
     if len(candidates) == 1:
         return load_sae(candidates[0], device)
     if len(candidates) > 1:
@@ -351,7 +356,7 @@ def load_sae(path: str | Path, device: str = "cpu") -> "SAE":
             f"{p} holds {len(names)} SAEs ({shown})",
             hint=f"pick one, e.g. {p / names[0]}",
         )
-    raise SaetoolError(f"{p} is not an SAE saetool can read", hint=_formats_hint())
+    raise SaetoolError(f"{p} is not an SAE saetool can read", hint=_formats_hint(readers))
 
 
 # -- consistency checks --------------------------------------------------------------

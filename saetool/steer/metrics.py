@@ -1,4 +1,4 @@
-"""Completion metrics for ``steer`` and ``sweep`` (registered through ``register_metrics``).
+"""Completion metrics for ``steer`` and ``sweep`` (registered through ``register_completion_metrics``).
 
 A metric scores a list of :class:`CompletionItem` and returns one float per
 item. ``kind = "rate"`` metrics return 0/1 (the sweep reports the rate with a
@@ -117,10 +117,10 @@ class MetricContext:
 
 
 class Metric:
-    """Base class for completion metrics (``scope = "completions"``; SAE-quality
-    metrics for ``evaluate`` have ``scope = "sae"``)."""
+    """Base class for completion metrics (SAE-quality metrics for ``evaluate``
+    are :class:`saetool.evaluate.metrics.SAEMetric`)."""
 
-    scope: str = "completions"
+    scope: str = "completions"  # routes it under the deprecated register_metrics hook
     name: str = ""
     description: str = ""
     kind: str = "rate"  # "rate" (0/1 per item) or "mean"
@@ -254,10 +254,10 @@ BUILTIN_METRICS = (Refusal(), Helpfulness(), Coherence(), Sentiment())
 
 
 def completion_metrics() -> dict[str, Any]:
-    """Registered metrics that score completions (``scope == "completions"``), by name."""
+    """Registered completion metrics, by name."""
     from saetool.plugins import host
 
-    return {n: reg for n, reg in host().collect("metrics").items() if getattr(reg.obj, "scope", "completions") == "completions"}
+    return host().collect("completion_metrics")
 
 
 def get_metric(name: str) -> Metric:
@@ -268,7 +268,7 @@ def get_metric(name: str) -> Metric:
     if name not in known:
         from saetool.plugins import host
 
-        what = f"metric {name!r} is an SAE metric (saetool evaluate), not a completion metric" if name in host().collect("metrics") else f"unknown metric {name!r}"
+        what = f"metric {name!r} is an SAE metric (saetool evaluate), not a completion metric" if name in host().collect("sae_metrics") else f"unknown metric {name!r}"
         raise PluginError(what, hint="choose one of: " + ", ".join(sorted(known)))
     return known[name].obj
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager
 
 from saetool.errors import SaetoolError
+from saetool.sae.format_api import SAEReader
 
 if TYPE_CHECKING:
     import torch
@@ -143,3 +144,24 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[s
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {p} is corrupt ({TENSORS} unreadable: {' '.join(str(exc).split())[:120]})", hint="delete the folder and run without --resume") from None
     return tensors, meta
+
+
+class CheckpointReader(SAEReader):
+    """A checkpoint folder (``OUT.h5.checkpoints/best`` etc.) read as the SAE it holds
+    (registered in saetool.builtins.sae)."""
+
+    name = "checkpoint"
+    description = "saetool training checkpoint folder (state.json + state.safetensors)"
+
+    def can_read(self, path: Path) -> bool:
+        if not (path.is_dir() and (path / META).is_file() and (path / TENSORS).is_file()):
+            return False
+        try:
+            return json.loads((path / META).read_text()).get("format") == FORMAT
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def read(self, path: Path, device: str) -> Any:
+        from saetool.train.trainer import sae_from_checkpoint
+
+        return sae_from_checkpoint(path, device)

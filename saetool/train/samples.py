@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from saetool.artifacts.files import write_atomic
 from saetool.console import warn
 from saetool.errors import SaetoolError
+from saetool.sae.format_api import ExportSettings, SAEExporter
 
 if TYPE_CHECKING:
     import h5py
@@ -475,3 +476,20 @@ def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, token
 
     write_samples_report(out)
     return out
+
+
+class SamplesExporter(SAEExporter):
+    """``export --format samples`` (registered in saetool.builtins.sae)."""
+
+    name = "samples"
+    description = "the samples stored in a saetool 'sae' artifact, as a folder of JSON files and a report"
+
+    def check(self, sae: Path) -> None:
+        from saetool.sae.io import is_sae_artifact
+
+        if not is_sae_artifact(sae):
+            raise SaetoolError(f"--format samples needs a saetool 'sae' artifact, and {sae} is not one", hint="pass the .h5 file `saetool train` wrote")
+
+    def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
+        export_samples_dir(sae, out)
+        return f"samples of {sae}"

@@ -56,7 +56,6 @@ class TokenClassLabeler(Labeler):
 
     name = "token-class"
     description = "The kind of token a feature fires on (punctuation, numbers, word starts, ...), scored on held-out windows"
-    target = "features"
 
     def label(self, records: Sequence[FeatureRecord], ctx: LabelContext) -> list[Label]:  # noqa: ARG002
         labels = []

@@ -10,14 +10,14 @@ from saetool.hookspecs import hookimpl
 
 
 @hookimpl
-def register_metrics(register):
+def register_completion_metrics(register):
     from saetool_textstats.metric import DistinctN
 
     register(DistinctN())
 
 
 @hookimpl
-def register_labelers(register):
+def register_feature_labelers(register):
     from saetool_textstats.labeler import TokenClassLabeler
 
     register(TokenClassLabeler())

@@ -43,7 +43,7 @@ def test_distinct_ratio_counts_repeated_bigrams():
 def test_metric_scores_each_completion():
     items = [CompletionItem("p", "a b a b a b"), CompletionItem("p", "one two three")]
     assert DistinctN().score(items, MetricContext()) == [pytest.approx(2 / 5), 1.0]
-    assert DistinctN.kind == "mean" and DistinctN().scope == "completions"
+    assert DistinctN.kind == "mean"
 
 
 def test_labeler_names_the_class_and_scores_it_on_held_out_windows():
@@ -71,6 +71,7 @@ def test_hooks_register_the_metric_and_the_labeler():
 
     host = PluginHost(load_entry_points=False)
     host.register_plugin(plugin, name="textstats")
-    assert host.collect("metrics")["distinct-n"].plugin == "textstats"
-    assert host.collect("labelers")["token-class"].plugin == "textstats"
-    assert "refusal" in host.collect("metrics")  # built-ins still there
+    assert host.collect("completion_metrics")["distinct-n"].plugin == "textstats"
+    assert host.collect("feature_labelers")["token-class"].plugin == "textstats"
+    assert "distinct-n" not in host.collect("sae_metrics") and "token-class" not in host.collect("position_labelers")
+    assert "refusal" in host.collect("completion_metrics")  # built-ins still there

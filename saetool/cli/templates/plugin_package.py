@@ -66,8 +66,11 @@ __NAME__ = "__PACKAGE__.plugin"
 ```
 
 and `__PACKAGE__/plugin.py` implements the `register_corpus_sources` hook.
-Change it, or add other hooks (model backends, named models, SAE
-architectures, labelers, metrics, interventions, artifact kinds, commands):
+Change it, or add other hooks (one per interface: `register_model_backends`,
+`register_models`, `register_sae_architectures`, `register_sae_readers`,
+`register_exporters`, `register_feature_labelers`, `register_position_labelers`,
+`register_scorers`, `register_sae_metrics`, `register_completion_metrics`,
+`register_interventions`, `register_artifact_kinds`, `register_commands`):
 saetool's plugin author's guide (`docs/plugins.md`) describes every one.
 `SAETOOL_LOAD_PLUGINS=__NAME__` loads only this plugin,
 `SAETOOL_LOAD_PLUGINS=""` none.

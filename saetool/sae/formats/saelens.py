@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saetool.errors import ArtifactError, SaetoolError
+from saetool.sae.format_api import ExportSettings, SAEExporter, SAEReader, format_folder
 
 if TYPE_CHECKING:
     import torch
@@ -361,3 +362,46 @@ def load_saelens(path: str | Path, device: str = "cpu") -> "SAE":
             )
 
     return build_sae(sae_cfg, w, device, source=f"SAELens folder {folder}")
+
+
+# -- the format's reader and exporter (registered in saetool.builtins.sae_formats) -----------
+class SAELensReader(SAEReader):
+    name = "saelens"
+    description = "SAELens folder (cfg.json + sae_weights.safetensors)"
+
+    def can_read(self, path: Path) -> bool:
+        folder = format_folder(path, (CFG_FILENAME, WEIGHTS_FILENAME))
+        return (folder / CFG_FILENAME).is_file() and (folder / WEIGHTS_FILENAME).is_file()
+
+    def read(self, path: Path, device: str) -> "SAE":
+        return load_saelens(format_folder(path, (CFG_FILENAME, WEIGHTS_FILENAME)), device)
+
+
+class SAELensExporter(SAEExporter):
+    name = "saelens"
+    description = "an SAELens folder (cfg.json + sae_weights.safetensors) that sae_lens.SAE.load_from_disk loads"
+
+    def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
+        from saetool.sae.io import load_sae
+
+        model = load_sae(sae, settings.device)
+        export_saelens(model, out, model_name=settings.model_name, metadata=artifact_metadata(sae))
+        c = model.cfg
+        return f"SAELens {c.activation} SAE, d_in={c.d_in}, d_sae={c.d_sae}, hook {c.hook}"
+
+
+def artifact_metadata(path: Path) -> dict[str, Any]:
+    """SAELens metadata taken from a saetool artifact's training settings, when known."""
+    from saetool.sae.io import is_sae_artifact, read_sae_artifact
+
+    if not is_sae_artifact(path):
+        return {}
+    with read_sae_artifact(path) as art:
+        training = art.training
+    meta: dict[str, Any] = {}
+    for key in ("context_size", "prepend_bos", "exclude_special_tokens"):
+        if training.get(key) is not None:
+            meta[key] = training[key]
+    if training.get("corpus") is not None:
+        meta["dataset_path"] = str(training["corpus"])
+    return meta

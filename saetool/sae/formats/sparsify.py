@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saetool.errors import ArtifactError, SaetoolError
+from saetool.sae.format_api import SAEReader, format_folder
 
 if TYPE_CHECKING:
     from saetool.sae.model import SAE
@@ -148,3 +149,17 @@ def load_sparsify(path: str | Path, device: str = "cpu") -> "SAE":
         "b_dec": weights["b_dec"],
     }
     return build_sae(sae_cfg, tensors, device, source=f"sparsify folder {folder}")
+
+
+class SparsifyReader(SAEReader):
+    """A sparsify hookpoint folder (registered in saetool.builtins.sae_formats)."""
+
+    name = "sparsify"
+    description = "sparsify hookpoint folder (cfg.json + sae.safetensors)"
+
+    def can_read(self, path: Path) -> bool:
+        folder = format_folder(path, (CFG_FILENAME, WEIGHTS_FILENAME))
+        return (folder / CFG_FILENAME).is_file() and (folder / WEIGHTS_FILENAME).is_file()
+
+    def read(self, path: Path, device: str) -> "SAE":
+        return load_sparsify(format_folder(path, (CFG_FILENAME, WEIGHTS_FILENAME)), device)
