@@ -258,7 +258,7 @@ def one_thread():
 def test_llm_labeler_with_the_embedded_smollm2(tokenizer, one_thread):
     from saetool.plugins import host
 
-    labeler = host().get("labelers", "llm")
+    labeler = host().get("feature_labelers", "llm")
     feature = digit_feature(tokenizer)
     ctx = LabelContext(model="smollm2-135m", options={"n_examples": "4", "n_score": "3", "max_new_tokens": "12"})
     (label,) = labeler.label([feature], ctx)
