@@ -9,7 +9,8 @@ import pytest
 import typer
 
 from helpers import run_cli
-from saetool.cli.config_options import Group, field_docs, flag_text, from_config
+from saetool.cli.config_options import Group, flag_text, from_config
+from saetool.fielddocs import field_docs
 from saetool.errors import ConfigError
 from saetool.extract.api import ExtractConfig
 from saetool.train.config import SampleSettings, TrainConfig

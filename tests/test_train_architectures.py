@@ -97,7 +97,7 @@ def test_matryoshka_prefixes_each_reconstruct(data):
     held = x[20000:]
     evs = {}
     for arch in ("matryoshka", "batchtopk"):
-        cfg = TrainConfig(arch=arch, d_sae=96, k=6, lr=3e-3, options={"prefixes": [12, 24, 48, 96]})
+        cfg = TrainConfig(arch=arch, d_sae=96, k=6, lr=3e-3, options={"prefixes": [12, 24, 48, 96]} if arch == "matryoshka" else {})
         sae = train_on_batches(batches(x[:20000]), cfg, steps=300).sae
         evs[arch] = [prefix_ev(sae, held, m) for m in (12, 24, 48, 96)]
     mat = evs["matryoshka"]

@@ -6,20 +6,17 @@ written under the field. In help and in :class:`~saetool.errors.ConfigError`
 messages a backticked setting (``` `d_sae` ```) becomes its flag (``--d-sae``),
 so the library names its settings and only this layer knows the flags.
 
-Reading the docstrings parses the config's module with :mod:`ast` (a few
-milliseconds, no import), so ``saetool --help`` stays light.
+The docstrings are read by :func:`saetool.fielddocs.field_docs` (the module's
+syntax tree, a few milliseconds, no import), so ``saetool --help`` stays light.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import functools
 import inspect
 import re
-import sys
-import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +26,7 @@ import typer
 from typer.models import ParameterInfo
 
 from saetool.errors import ConfigError, SaetoolError
+from saetool.fielddocs import field_docs
 
 F = TypeVar("F", bound=Callable[..., Any])
 _BACKTICKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*)`")
@@ -69,39 +67,6 @@ class Group:
 
     def fields(self) -> list[dataclasses.Field]:
         return [f for f in dataclasses.fields(self.cls) if f.name not in self.skip]
-
-
-@functools.lru_cache(maxsize=None)
-def field_docs(cls: type) -> dict[str, str]:
-    """``{field: docstring}`` of a dataclass: the string literal under each field."""
-    node = _class_node(cls)
-    docs = {}
-    for field_node, after in zip(node.body, node.body[1:]):
-        if isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
-            docs[field_node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
-    return docs
-
-
-def _class_node(cls: type) -> ast.ClassDef:
-    """The class's syntax tree: found by name in its module's file (fast), else by :func:`inspect.getsource`."""
-    if "<locals>" not in cls.__qualname__:
-        body: list[ast.stmt] = _module_tree(sys.modules[cls.__module__].__file__ or "").body
-        for part in cls.__qualname__.split("."):
-            found = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
-            if found is None:
-                break
-            body = found.body
-        else:
-            return found  # type: ignore[return-value]
-    node = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
-    assert isinstance(node, ast.ClassDef)
-    return node
-
-
-@functools.lru_cache(maxsize=None)
-def _module_tree(path: str) -> ast.Module:
-    with open(path, encoding="utf-8") as f:
-        return ast.parse(f.read())
 
 
 def _cli_type(annotation: Any, optional: bool) -> tuple[Any, Callable[[Any], Any]]:

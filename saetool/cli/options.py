@@ -27,3 +27,16 @@ TRUST_REMOTE_CODE = typer.Option(
     callback=_trust_remote_code,
     help="Let a model folder or hub repo run the Python code it ships (auto_map in its config). Off by default: such a model is refused.",
 )
+
+
+def key_values(items: list[str], flag: str, *, example: str) -> dict[str, str]:
+    """``["a=1", "b=x,y"]`` -> ``{"a": "1", "b": "x,y"}`` (a later KEY wins); one-line error for an item without ``=``."""
+    from saetool.errors import SaetoolError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SaetoolError(f"{flag} must look like KEY=VALUE (got {item!r})", hint=f"e.g. {flag} {example}")
+        out[key.strip()] = value.strip()
+    return out

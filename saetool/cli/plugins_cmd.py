@@ -32,7 +32,11 @@ def plugins(ctx: typer.Context, as_json: bool = JSON) -> None:
         for reg in regs:
             if reg.plugin == name:
                 registered.setdefault(reg.category, []).append(reg.name)
-        rows.append({"name": name, "builtin": info.builtin, "version": info.version, "error": info.error, "registered": registered})
+        row = {"name": name, "builtin": info.builtin, "version": info.version, "error": info.error, "registered": registered}
+        options = _architecture_options([reg for reg in regs if reg.plugin == name])
+        if options:
+            row["architecture_options"] = options
+        rows.append(row)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -51,6 +55,28 @@ def plugins(ctx: typer.Context, as_json: bool = JSON) -> None:
         kind = "built-in" if row["builtin"] else f"entry point {row['version'] or ''}".strip()
         table.add_row(row["name"], kind, what or "-")
     stderr().print(table)
+    options = Table(title="SAE architecture options (saetool train --arch NAME --arch-option KEY=VALUE)", title_justify="left")
+    for column in ("architecture", "option", "type", "default", "description"):
+        options.add_column(column)
+    for row in rows:
+        for arch, described in row.get("architecture_options", {}).items():
+            for option in described:
+                options.add_row(arch, option["name"], option["type"], repr(option["default"]), option["help"])
+    if options.row_count:
+        stderr().print(options)
+
+
+def _architecture_options(regs: list) -> dict[str, list[dict]]:
+    """``{architecture: [option, ...]}`` for the SAE architectures among ``regs`` that declare options."""
+    from saetool.train.arch_options import describe
+
+    out = {}
+    for reg in regs:
+        if reg.category == "sae_architectures":
+            described = describe(getattr(reg.obj, "options_class", None))
+            if described:
+                out[reg.name] = described
+    return out
 
 
 @app.command("new")

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from saetool.cli.config_options import Group, from_config
-from saetool.cli.options import OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
+from saetool.cli.options import OUTPUT, OVERWRITE, TRUST_REMOTE_CODE, key_values
 from saetool.train.config import SampleSettings, Targets, TrainConfig
 
 
@@ -19,10 +19,11 @@ TRAIN_OPTIONS = (
 )
 
 
-@from_config(*TRAIN_OPTIONS, after={"prefixes": "hook_out", "dead_steps": "dead_tokens", "collect_samples": "dtype", "init_from": "samples__features", "checklist": "init_from", "target_l0": "targets__scaled_mse"})
+@from_config(*TRAIN_OPTIONS, after={"options": "hook_out", "prefixes": "options", "dead_steps": "dead_tokens", "collect_samples": "dtype", "init_from": "samples__features", "checklist": "init_from", "target_l0": "targets__scaled_mse"})
 def train(
     inputs: Optional[List[Path]] = typer.Argument(None, help="Activation artifact(s) from `saetool extract` (omit or '-' to read a manifest from stdin)."),
-    prefixes: Optional[str] = typer.Option(None, "--prefixes", help="Matryoshka prefix widths, e.g. 256,1024,4608 (default: d_sae/16, /8, /4, /2, all)."),
+    options: Optional[List[str]] = typer.Option(None, "--arch-option", help="KEY=VALUE for the architecture (repeatable), e.g. prefixes=256,1024,4608 or threshold_lr=0.05; `saetool plugins` lists each architecture's options."),
+    prefixes: Optional[str] = typer.Option(None, "--prefixes", help="Matryoshka prefix widths, e.g. 256,1024,4608 (default: d_sae/16, /8, /4, /2, all); the same as --arch-option prefixes=..."),
     dead_steps: Optional[int] = typer.Option(None, "--dead-steps", help="The same in steps (x `batch_size` tokens)."),
     collect_samples: bool = typer.Option(False, "--collect-samples", help="Keep the top-activating tokens of each feature (stored in the SAE artifact)."),
     checklist: str = typer.Option("default", "--checklist", help="Checklist targets: default (FVU < 0.35, L0 5-200, dead < 10%) or seed002 (MSE on scaled inputs < 0.01, L0 50-100, dead < 10%)."),
@@ -67,10 +68,12 @@ def train(
     for name, value in targets.items():
         if value is not None:
             setattr(chosen, name, value)
-    options = {}
+    arch_options = key_values(options or [], "--arch-option", example="prefixes=256,1024")
     if prefixes:
+        if "prefixes" in arch_options:
+            raise SaetoolError("give --prefixes or --arch-option prefixes=..., not both")
         try:
-            options["prefixes"] = [int(p) for p in prefixes.split(",") if p.strip()]
+            arch_options["prefixes"] = [int(p) for p in prefixes.split(",") if p.strip()]
         except ValueError:
             raise SaetoolError(f"--prefixes must be comma-separated integers (got {prefixes!r})") from None
     settings = TrainConfig(
@@ -78,7 +81,7 @@ def train(
         target_l0=Targets.steering_l0(target_l0) if target_l0 is not None else None,
         samples=SampleSettings(**samples) if collect_samples else None,
         targets=chosen,
-        options=options,
+        options=arch_options,
     )
     from saetool.train.api import KIND, history_csv_path, train_sae
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -57,8 +58,6 @@ def train_sae(
     from saetool.distributed import current, rank_info
 
     if rank_info().distributed and current() is None:
-        from dataclasses import replace
-
         from saetool.distributed import local_device, session
 
         config.validate()
@@ -74,7 +73,8 @@ def train_sae(
     from saetool.train.trainer import Trainer
 
     config.validate()
-    get_architecture(config.arch)  # an unknown --arch fails before any file is opened
+    # an unknown --arch or architecture option fails before any file is opened; the record keeps typed values
+    config = replace(config, options=get_architecture(config.arch).check_options(config.options))
     init_sae = _load_init(config)
     if init_sae is not None and config.hook is None:
         config = _default_hooks_from(init_sae, config, inputs)

@@ -20,15 +20,21 @@ registering an instance of a subclass::
     def register_sae_architectures(register):
         register(MyArch())
 
+An architecture with settings of its own declares them as a dataclass in
+``options_class`` (each field with a default and a docstring); ``saetool train
+--arch-option KEY=VALUE`` sets them, ``saetool plugins`` lists them, and
+:meth:`SAEArchitecture.settings` reads them back from a stored SAE config.
+
 Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from saetool.errors import SaetoolError
+from saetool.train.arch_options import convert_options, read_options
 
 if TYPE_CHECKING:
     import torch
@@ -57,6 +63,9 @@ class SAEArchitecture:
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
     * ``param_lr_scales``: learning-rate multipliers for single SAE parameters
       (by name, e.g. ``{"threshold": 30.0}``).
+    * ``options_class``: a dataclass of the architecture's own settings
+      (``--arch-option KEY=VALUE``; ``None``: options pass unchecked, for
+      plugins written before this existed).
     """
 
     name: str = ""
@@ -70,11 +79,24 @@ class SAEArchitecture:
     decoder_init_norm: float = 1.0
     transcoder: bool = False
     param_lr_scales: dict[str, float] = {}
+    options_class: type | None = None
 
     # -- configuration ------------------------------------------------------------
     def options(self, settings: "TrainConfig", d_sae: int) -> dict[str, Any]:  # noqa: ARG002
-        """Architecture options stored in ``SAEConfig.options`` (e.g. Matryoshka prefixes)."""
-        return {}
+        """Architecture options stored in ``SAEConfig.options``: the ones given in
+        ``settings.options`` (:meth:`check_options`); a subclass may add derived
+        ones (e.g. Matryoshka prefixes)."""
+        return self.check_options(settings.options)
+
+    def check_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        """``given`` checked against ``options_class`` and converted to its types (one-line :class:`ConfigError`)."""
+        return convert_options(self.options_class, given, self.name)
+
+    def settings(self, cfg: "SAEConfig") -> Any:
+        """This architecture's options for ``cfg`` (an ``options_class`` instance; defaults where not stored)."""
+        if self.options_class is None:
+            raise TypeError(f"architecture {self.name!r} has no options_class")
+        return read_options(self.options_class, cfg.options)
 
     def validate(self, cfg: "SAEConfig") -> None:
         """Refuse configurations this architecture cannot train (one-line error)."""
@@ -138,6 +160,53 @@ def with_jumprelu_threshold(sae: "SAE", threshold: "torch.Tensor | float") -> "S
 
 
 # -- built-ins ------------------------------------------------------------------------
+@dataclass
+class NoOptions:
+    """An architecture without options of its own."""
+
+
+@dataclass
+class TopKOptions:
+    """Options of the TopK family (topk, batchtopk, matryoshka, transcoder)."""
+
+    dense: bool = False
+    """Train with the dense reference step instead of the sparse one (same numbers, slower)."""
+
+
+@dataclass
+class BatchTopKOptions(TopKOptions):
+    """Options of BatchTopK (and Matryoshka)."""
+
+    threshold_lr: float = 0.1
+    """Rate of the moving average that tracks the inference threshold (about 1/threshold_lr steps)."""
+
+
+@dataclass
+class MatryoshkaOptions(BatchTopKOptions):
+    """Options of Matryoshka BatchTopK."""
+
+    prefixes: list[int] | None = None
+    """Prefix widths, e.g. 256,1024,4608 (default: d_sae/16, /8, /4, /2, all)."""
+
+
+#: JumpReLU thresholds start where about this many features fire per token (or at --target-l0).
+JUMPRELU_INIT_L0 = 64
+#: JumpReLU thresholds learn this many times faster than the weights (see the tutorial's measurements).
+JUMPRELU_THRESHOLD_LR_SCALE = 100.0
+
+
+@dataclass
+class JumpReLUOptions:
+    """Options of JumpReLU."""
+
+    bandwidth: float = 0.05
+    """Width of the rectangle kernel of the straight-through threshold gradients."""
+    init_threshold: float = 0.01
+    """Initial threshold of every feature (before init_l0 sets them from the data)."""
+    init_l0: float = JUMPRELU_INIT_L0
+    """Set the thresholds from the first batch so that about this many features fire per token (0: keep init_threshold; target_l0 wins)."""
+
+
 class ReLUArchitecture(SAEArchitecture):
     name = "relu"
     description = "ReLU SAE with an L1 penalty weighted by decoder norm (Anthropic, April 2024)"
@@ -147,6 +216,7 @@ class ReLUArchitecture(SAEArchitecture):
     default_sparsity_coeff = 5.0
     sparsity_warmup_fraction = 0.05
     decoder_init_norm = 0.1
+    options_class = NoOptions
 
 
 class TopKArchitecture(SAEArchitecture):
@@ -154,11 +224,12 @@ class TopKArchitecture(SAEArchitecture):
     description = "TopK SAE: k largest pre-activations per token, AuxK loss for dead features (Gao et al. 2024)"
     activation = "topk"
     needs_k = True
+    options_class = TopKOptions
 
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
         from saetool.train.objectives import TopKObjective
 
-        return TopKObjective(cfg.k or 1, **_aux(cfg, settings))
+        return TopKObjective(cfg.k or 1, **_aux(self, cfg, settings))
 
 
 class BatchTopKArchitecture(SAEArchitecture):
@@ -166,11 +237,12 @@ class BatchTopKArchitecture(SAEArchitecture):
     description = "BatchTopK SAE: batch*k largest activations per batch; a learned threshold at inference (Bussmann et al. 2024)"
     activation = "topk"
     needs_k = True
+    options_class: type = BatchTopKOptions
 
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
         from saetool.train.objectives import BatchTopKObjective
 
-        return BatchTopKObjective(cfg.k or 1, threshold_lr=float(cfg.options.get("threshold_lr", 0.1)), **_aux(cfg, settings))
+        return BatchTopKObjective(cfg.k or 1, threshold_lr=self.settings(cfg).threshold_lr, **_aux(self, cfg, settings))
 
     def finalize(self, sae: "SAE", objective: "Objective") -> "SAE":
         return with_jumprelu_threshold(sae, objective.threshold)  # type: ignore[attr-defined]
@@ -179,16 +251,18 @@ class BatchTopKArchitecture(SAEArchitecture):
 class MatryoshkaArchitecture(BatchTopKArchitecture):
     name = "matryoshka"
     description = "Matryoshka BatchTopK SAE: nested dictionary prefixes each reconstruct the input (Bussmann et al. 2025)"
+    options_class = MatryoshkaOptions
 
     def options(self, settings: "TrainConfig", d_sae: int) -> dict[str, Any]:
-        given = settings.options.get("prefixes")
+        options = super().options(settings, d_sae)
+        given = options.get("prefixes")
         if given:
             prefixes = sorted({int(p) for p in given})
         else:
             prefixes = sorted({max(1, d_sae // div) for div in (16, 8, 4, 2)})
         if not prefixes or prefixes[-1] != d_sae:
             prefixes = [p for p in prefixes if p < d_sae] + [d_sae]
-        return {"prefixes": prefixes}
+        return {**options, "prefixes": prefixes}
 
     def validate(self, cfg: "SAEConfig") -> None:
         super().validate(cfg)
@@ -199,13 +273,7 @@ class MatryoshkaArchitecture(BatchTopKArchitecture):
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
         from saetool.train.objectives import MatryoshkaObjective
 
-        return MatryoshkaObjective(cfg.k or 1, prefixes=cfg.options["prefixes"], threshold_lr=float(cfg.options.get("threshold_lr", 0.1)), **_aux(cfg, settings))
-
-
-#: JumpReLU thresholds start where about this many features fire per token (or at --target-l0).
-JUMPRELU_INIT_L0 = 64
-#: JumpReLU thresholds learn this many times faster than the weights (see the tutorial's measurements).
-JUMPRELU_THRESHOLD_LR_SCALE = 100.0
+        return MatryoshkaObjective(cfg.k or 1, prefixes=cfg.options["prefixes"], threshold_lr=self.settings(cfg).threshold_lr, **_aux(self, cfg, settings))
 
 
 class JumpReLUArchitecture(SAEArchitecture):
@@ -216,20 +284,22 @@ class JumpReLUArchitecture(SAEArchitecture):
     default_sparsity_coeff = 1.0
     sparsity_warmup_fraction = 0.05
     param_lr_scales = {"threshold": JUMPRELU_THRESHOLD_LR_SCALE}
+    options_class = JumpReLUOptions
 
     def init(self, cfg: "SAEConfig", generator: "torch.Generator") -> "SAE":
         import torch
 
         sae = super().init(cfg, generator)
         with torch.no_grad():
-            sae.threshold.fill_(float(cfg.options.get("init_threshold", 0.01)))
+            sae.threshold.fill_(float(self.settings(cfg).init_threshold))
         return sae
 
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
         from saetool.train.objectives import JumpReLUObjective
 
-        init_l0 = settings.target_l0 or cfg.options.get("init_l0", JUMPRELU_INIT_L0)
-        return JumpReLUObjective(bandwidth=float(cfg.options.get("bandwidth", 0.05)), init_l0=min(float(init_l0), cfg.d_sae / 2) if init_l0 else None)
+        options = self.settings(cfg)
+        init_l0 = settings.target_l0 or options.init_l0
+        return JumpReLUObjective(bandwidth=float(options.bandwidth), init_l0=min(float(init_l0), cfg.d_sae / 2) if init_l0 else None)
 
 
 class TranscoderArchitecture(TopKArchitecture):
@@ -238,9 +308,9 @@ class TranscoderArchitecture(TopKArchitecture):
     transcoder = True
 
 
-def _aux(cfg: "SAEConfig", settings: "TrainConfig") -> dict[str, Any]:
+def _aux(arch: SAEArchitecture, cfg: "SAEConfig", settings: "TrainConfig") -> dict[str, Any]:
     aux_k = settings.aux_k if settings.aux_k is not None else max(1, cfg.d_in // 2)
-    return {"aux_k": min(aux_k, cfg.d_sae), "aux_coeff": settings.aux_coeff, "dense": bool(cfg.options.get("dense", False))}
+    return {"aux_k": min(aux_k, cfg.d_sae), "aux_coeff": settings.aux_coeff, "dense": bool(arch.settings(cfg).dense)}
 
 
 BUILTIN_ARCHITECTURES: tuple[SAEArchitecture, ...] = (
