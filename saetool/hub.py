@@ -8,8 +8,18 @@ from functools import lru_cache
 from urllib.parse import urlparse
 
 
+def env_true(value: str | None) -> bool:
+    """huggingface_hub's reading of a yes/no variable: 1, ON, YES or TRUE, in any case."""
+    from huggingface_hub.constants import ENV_VARS_TRUE_VALUES
+
+    return value is not None and value.upper() in ENV_VARS_TRUE_VALUES
+
+
 def offline_requested() -> bool:
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"))
+    """Whether the user asked for offline mode, by huggingface_hub's rule (``HF_HUB_OFFLINE``,
+    else ``TRANSFORMERS_OFFLINE``) or datasets' (``HF_DATASETS_OFFLINE``), read now:
+    the libraries read the variables once, when first imported."""
+    return env_true(os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")) or env_true(os.environ.get("HF_DATASETS_OFFLINE"))
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,35 @@ def test_wilson_matches_scipy(k, n):
     assert lo == pytest.approx(ci.low, abs=1e-9) and hi == pytest.approx(ci.high, abs=1e-9)
 
 
+def _wilson_formula(k, n, z=1.959963984540054):
+    """The score interval written out (the former hand-written version)."""
+    p, z2 = k / n, z * z
+    denom = 1 + z2 / n
+    centre, half = (p + z2 / (2 * n)) / denom, z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return (0.0 if k == 0 else centre - half, 1.0 if k == n else centre + half)
+
+
+@pytest.mark.parametrize("k,n,z", [(0, 20, 1.959963984540054), (2, 20, 1.959963984540054), (37, 150, 1.959963984540054), (150, 150, 1.959963984540054), (7, 30, 2.5758293035489004), (3, 9, 1.0)])
+def test_wilson_equals_the_formula_at_any_level(k, n, z):
+    assert wilson_ci(k, n, z) == pytest.approx(_wilson_formula(k, n, z), abs=1e-12)
+
+
+def test_bh_equals_the_former_step_up():
+    import random
+
+    rng = random.Random(3)
+    ps = [rng.random() ** 3 for _ in range(40)] + [math.nan, 0.5, 0.5, 1.0]
+    finite = sorted((p, i) for i, p in enumerate(ps) if not math.isnan(p))
+    m, running, expected = len(finite), 1.0, {}
+    for rank in range(m - 1, -1, -1):
+        p, i = finite[rank]
+        running = min(running, p * m / (rank + 1))
+        expected[i] = min(1.0, running)
+    got = benjamini_hochberg(ps)
+    assert [got[i] for i in sorted(expected)] == pytest.approx([expected[i] for i in sorted(expected)], rel=1e-12)
+    assert math.isnan(got[40]) and benjamini_hochberg([math.nan]) == [pytest.approx(math.nan, nan_ok=True)]
+
+
 def test_wilson_by_hand():
     # 2/20: p=0.1, z=1.96 -> (0.0279, 0.3010), the textbook numbers
     lo, hi = wilson_ci(2, 20)

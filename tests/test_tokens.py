@@ -67,6 +67,11 @@ def test_benjamini_hochberg_matches_scipy():
     p = np.r_[rng.uniform(size=300), rng.uniform(0, 1e-4, 20), 0.5, 0.5, 1.0]
     np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p, method="bh"), rtol=1e-12)
     assert benjamini_hochberg(np.array([])).size == 0
+    # the former hand-written step-up (p * m / rank, running minimum from the top, capped at 1) gives the same numbers
+    order = np.argsort(p)
+    by_hand = np.empty(p.size)
+    by_hand[order] = np.minimum(np.minimum.accumulate((p[order] * p.size / np.arange(1, p.size + 1))[::-1])[::-1], 1.0)
+    np.testing.assert_allclose(benjamini_hochberg(p), by_hand, rtol=1e-12)
 
 
 def test_add_alpha_log_odds_is_the_smoothed_table_odds_ratio():

@@ -107,14 +107,8 @@ def chi2_2x2(count_a: np.ndarray, count_b: np.ndarray, n_a: int, n_b: int, *, ya
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values), capped at 1."""
+    """Benjamini-Hochberg adjusted p-values (q-values), capped at 1 (``scipy.stats.false_discovery_control``)."""
+    from scipy.stats import false_discovery_control
+
     p = np.asarray(p, dtype=np.float64)
-    m = p.size
-    if m == 0:
-        return p.copy()
-    order = np.argsort(p)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q_sorted = np.minimum.accumulate(ranked[::-1])[::-1]
-    q = np.empty(m)
-    q[order] = np.minimum(q_sorted, 1.0)
-    return q
+    return false_discovery_control(p, method="bh") if p.size else p.copy()

@@ -207,13 +207,13 @@ def _plugins(problems: list[str]) -> list[dict[str, Any]]:
 
 
 def _offline(hints: list[str]) -> dict[str, Any]:
-    from saetool.hub import offline_requested
+    from saetool.hub import env_true, offline_requested
 
     value = os.environ.get("HF_HUB_OFFLINE")
     offline = offline_requested()
     if not offline:
-        hints.append("HF_HUB_OFFLINE is not set: hub models and datasets may be downloaded; set HF_HUB_OFFLINE=1 to stay offline")
-    return {"HF_HUB_OFFLINE": value, "hf_hub_offline_set": value not in (None, "", "0"), "offline": offline}
+        hints.append("HF_HUB_OFFLINE is not set to 1: hub models and datasets may be downloaded; set HF_HUB_OFFLINE=1 to stay offline")
+    return {"HF_HUB_OFFLINE": value, "hf_hub_offline_set": env_true(value), "offline": offline}
 
 
 def _size(n: float) -> str:

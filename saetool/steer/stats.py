@@ -1,7 +1,7 @@
 """Statistics for steering results: Wilson intervals, Fisher's exact test, multiple-comparison corrections.
 
-Everything here is plain arithmetic over counts so it can be checked against
-independent formulas (``tests/test_sweep_stats.py``).
+Wilson intervals, Fisher's test and Benjamini-Hochberg are scipy's; Holm is a
+few lines here. ``tests/test_sweep_stats.py`` checks them against independent formulas.
 """
 
 from __future__ import annotations
@@ -14,23 +14,20 @@ Z95 = 1.959963984540054
 
 
 def wilson_ci(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a rate ``k/n`` (NaN, NaN when ``n == 0``).
+    """Wilson score interval for a rate ``k/n`` (NaN, NaN when ``n == 0``), from
+    ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")`` at the
+    confidence level of the normal quantile ``z``.
 
-    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``p = k/n``;
-    unlike the normal approximation it stays inside [0, 1] and behaves at 0/n and n/n.
+    Unlike the normal approximation it stays inside [0, 1] and behaves at 0/n and n/n.
     """
     if n <= 0:
         return (math.nan, math.nan)
     if not 0 <= k <= n:
         raise ValueError(f"k={k} must be between 0 and n={n}")
-    p = k / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    low = 0.0 if k == 0 else max(0.0, min(p, centre - half))
-    high = 1.0 if k == n else min(1.0, max(p, centre + half))
-    return (low, high)
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=math.erf(z / math.sqrt(2)), method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def fisher_exact_p(k1: int, n1: int, k2: int, n2: int, alternative: str = "two-sided") -> float:
@@ -61,16 +58,15 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
-    """Benjamini–Hochberg adjusted p-values (step-up, false discovery rate); NaNs stay NaN."""
+    """Benjamini–Hochberg adjusted p-values (step-up, false discovery rate;
+    ``scipy.stats.false_discovery_control``); NaNs stay NaN and are not counted."""
     idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
-    m = len(idx)
     out = [math.nan] * len(pvalues)
-    running = 1.0
-    ordered = sorted(idx, key=lambda j: pvalues[j])
-    for rank in range(m - 1, -1, -1):
-        i = ordered[rank]
-        running = min(running, pvalues[i] * m / (rank + 1))
-        out[i] = min(1.0, running)
+    if idx:
+        from scipy.stats import false_discovery_control
+
+        for i, q in zip(idx, false_discovery_control([pvalues[i] for i in idx], method="bh")):
+            out[i] = float(q)
     return out
 
 
