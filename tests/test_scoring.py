@@ -104,8 +104,8 @@ def test_tokens_label_of_a_token_after_a_token_is_the_bigram(tok):
     counts = dict(Counter(x for toks in texts for x in toks))
     label = TokensLabeler().label([feature], LabelContext(token_counts=counts, n_tokens=sum(counts.values())))[0]
     assert label.details["chosen_by"] == "balanced accuracy"
-    assert [p["tokens"] for p in label.details["patterns"]] == [[" stock", " market"]]
-    assert label.text.endswith('bigram " stock market"') and '" market"' not in label.text
+    assert [p["tokens"] for p in label.details["patterns"]] == [["stock", "market"]]  # compared in any case
+    assert label.text.endswith('bigram "stock market"') and '"market"' not in label.text
     det = label.details["detection"]
     assert det["true_positive_rate"] == 1.0 and det["true_negative_rate"] == 1.0  # negatives include other markets
 
@@ -129,9 +129,9 @@ def test_tokens_label_does_not_name_a_frequent_unspecific_token(tok):
     assert (" the",) in [p.tokens for p in token_patterns(feature)]  # counting top tokens names it
     patterns = fit_patterns(feature)
     # " India" first; " the" only where the windows show it firing: after " in" ("in the north")
-    assert [p.tokens for p in patterns] == [(" India",), (" in", " the")]
+    assert [p.tokens for p in patterns] == [("india",), ("in", "the")]
     label = TokensLabeler().label([feature], LabelContext())[0]
-    assert label.text == 'tokens: " India" | bigram " in the"'
+    assert label.text == 'tokens (any case): "India" | bigram "in the"'
 
 
 def split_feature(tokenized, values, n_fit, *, index=0) -> FeatureRecord:
@@ -166,10 +166,10 @@ def test_tokens_label_names_a_token_the_feature_often_skips_when_it_carries_the_
     markets = iter(range(1000))
     values = [[2.0 if t == " stock" or (t == " market" and next(markets) % 3 == 0) else 0.0 for t in toks] for toks in texts]
     feature = split_feature(texts, values, 6, index=6)
-    assert [p.tokens for p in fit_patterns(feature)] == [(" stock",), (" market",)]  # largest gain first
+    assert [p.tokens for p in fit_patterns(feature)] == [("stock",), ("market",)]  # largest gain first
     counts = dict(Counter(x for toks in texts for x in toks))
     label = TokensLabeler().label([feature], LabelContext(token_counts=counts, n_tokens=sum(counts.values())))[0]
-    assert label.text == 'tokens: " stock", " market"'
+    assert label.text == 'tokens (any case): "stock", "market"'
     det = label.details["detection"]
     assert det["true_positive_rate"] == 1.0 and det["true_negative_rate"] < 1.0  # some negatives are silent " market"s
     stock_only = apply_scorers(feature, Label(text='tokens: " stock"', labeler="tokens"), PatternJudge([TokenPattern((" stock",), 1)]))
@@ -177,18 +177,33 @@ def test_tokens_label_names_a_token_the_feature_often_skips_when_it_carries_the_
     assert label.score > stock_only.score + 0.1
 
 
-def test_tokens_label_stops_at_a_readable_length_and_leaves_out_silent_tokens(tokenized):
+def test_tokens_label_stops_at_a_readable_length(tokenized):
     """A feature on every capitalised word (dozens of distinct tokens): the label names the
-    12 that cover most activations, " India" (the commonest) first, and no token the feature
-    is silent on."""
+    12 that cover most activations, " India" (the commonest) first, shown as it reads."""
     from saetool.interpret.labelers import fit_patterns
 
     values = [[1.0 if t.strip()[:1].isupper() else 0.0 for t in toks] for toks in tokenized]
     feature = split_feature(tokenized, values, 12, index=8)
     patterns = fit_patterns(feature)
-    assert len(patterns) == 12 and patterns[0].tokens == (" India",)
-    assert all(p.n == 1 and p.tokens[0].strip()[:1].isupper() for p in patterns)
+    assert len(patterns) == 12 and patterns[0].tokens == ("india",) and patterns[0].shown() == '"India"'
     assert len(fit_patterns(feature, max_items=3)) == 3
+
+
+def test_tokens_label_compares_tokens_in_any_case_with_or_without_the_space(tokenized):
+    """" India" and "India" (a text's first token) are one word to a reader: the folded label
+    names it once and predicts both; the exact label needs both tokens."""
+    from saetool.interpret.labelers import fit_patterns
+
+    texts = [["India"] + toks[1:] if toks[0] == "India" else toks for toks in tokenized]
+    assert any(t[0] == "India" for t in texts) and any(" India" in t for t in texts)
+    values = [[1.0 if t.strip() == "India" else 0.0 for t in toks] for toks in texts]
+    feature = split_feature(texts, values, 8, index=10)
+    folded = fit_patterns(feature)
+    assert [p.tokens for p in folded] == [("india",)]
+    assert all(folded[0].ends_at(e.tokens, e.position) for e in feature.held_out)
+    assert not any(folded[0].ends_at(e.tokens, e.position) for e in feature.negatives)
+    exact = fit_patterns(feature, folded=False)
+    assert sorted(p.tokens for p in exact) == [(" India",), ("India",)]
 
 
 def test_fuzzing_is_at_chance_on_a_text_independent_feature(tokenized):

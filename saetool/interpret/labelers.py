@@ -14,10 +14,11 @@ whose tokens appear in most windows).
   where the feature fires (:func:`fit_patterns`: fitted on the per-token
   activations of the top and interval windows, added greedily while the
   activations a pattern covers outweigh the silent positions it matches,
-  at most 12), e.g.
-  ``tokens: " the", " a" | bigram " of the"``; without per-token activations,
-  the most frequent activating tokens and a recurring bigram or trigram. Tokens are shown quoted,
-  leading spaces kept, control and invisible characters escaped. It predicts
+  at most 12, compared in any case and with or without the leading space),
+  e.g. ``tokens (any case): "the", "a" | bigram "of the"``; without per-token activations,
+  the most frequent activating tokens and a recurring bigram or trigram, exactly
+  (``tokens: " the"``, leading spaces kept). Tokens are shown quoted, control and
+  invisible characters escaped. It predicts
   "fires" when one of those tokens or n-grams ends at the marked token (or,
   with ``scope=window``, occurs anywhere in the window).
 - ``llm``: asks a chat model (:func:`saetool.interpret.llm.chat_lm`: the
@@ -58,29 +59,47 @@ def show_token(text: str) -> str:
 
 
 # -- the tokens labeler -----------------------------------------------------------------
+def fold(token: str) -> str:
+    """A token as a reader compares it: lower case, without surrounding whitespace
+    (a whitespace-only token stays as it is), so " The", "the" and " THE" are one word."""
+    return token.strip().lower() or token
+
+
 @dataclass(frozen=True)
 class TokenPattern:
-    """A token or an n-gram (tokens in order) and how many top examples show it."""
+    """A token or an n-gram (tokens in order) and how many top examples show it.
+
+    ``folded``: ``tokens`` are :func:`fold` ed and match any case, with or without
+    the leading space; ``surface`` is how the pattern most often reads in the windows."""
 
     tokens: tuple[str, ...]
     count: int
+    folded: bool = False
+    surface: tuple[str, ...] | None = None
 
     @property
     def n(self) -> int:
         return len(self.tokens)
 
     def shown(self) -> str:
-        return show_token("".join(self.tokens))
+        """The pattern quoted; a folded one without the leading space of its first token."""
+        parts = list(self.surface or self.tokens)
+        if self.folded and parts:
+            parts[0] = parts[0].strip() or parts[0]
+        return show_token("".join(parts))
+
+    def _key(self, tokens: Sequence[str]) -> tuple[str, ...]:
+        return tuple(fold(t) for t in tokens) if self.folded else tuple(tokens)
 
     def found_in(self, tokens: Sequence[str]) -> bool:
         """Whether ``tokens`` contain this pattern anywhere."""
         n = self.n
-        return any(tuple(tokens[i : i + n]) == self.tokens for i in range(len(tokens) - n + 1))
+        return any(self._key(tokens[i : i + n]) == self.tokens for i in range(len(tokens) - n + 1))
 
     def ends_at(self, tokens: Sequence[str], position: int) -> bool:
         """Whether this pattern ends at ``tokens[position]``."""
         start = position - self.n + 1
-        return start >= 0 and position < len(tokens) and tuple(tokens[start : position + 1]) == self.tokens
+        return start >= 0 and position < len(tokens) and self._key(tokens[start : position + 1]) == self.tokens
 
 
 def ngram_at(example: Example, n: int) -> tuple[str, ...] | None:
@@ -178,6 +197,7 @@ def fit_patterns(
     max_items: int = 12,
     min_gain: float = 0.0,
     min_bigram: int = 2,
+    folded: bool = True,
 ) -> list[TokenPattern] | None:
     """The tokens and bigrams (previous token, token) whose naming maximises the label's
     expected balanced accuracy, chosen greedily.
@@ -194,10 +214,20 @@ def fit_patterns(
     the pattern with the largest gain, until ``max_items`` patterns (a readable
     label) or no gain above ``min_gain``. A bigram needs ``min_bigram``
     activating occurrences (one is a coincidence of the windows) and is
-    dropped once its last token is named alone. ``None`` when no window has
-    per-token activations (then :func:`token_patterns` counts top tokens).
+    dropped once its last token is named alone. With ``folded`` (the default)
+    tokens are compared as a reader compares words, in any case and with or
+    without the leading space (:func:`fold`): " The" and "the" count as one.
+    ``None`` when no window has per-token activations (then
+    :func:`token_patterns` counts top tokens).
     """
-    positions = _training_positions(record)
+    raw = _training_positions(record)
+    key_of = fold if folded else (lambda token: token)
+    positions = [(key_of(token), None if prev is None else key_of(prev), active) for token, prev, active in raw]
+    if folded and token_counts:
+        counts: Counter = Counter()
+        for token, count in token_counts.items():
+            counts[fold(token)] += count
+        token_counts = counts
     n_active = sum(active for _, _, active in positions)
     if not n_active:
         return None
@@ -206,12 +236,14 @@ def fit_patterns(
     seen: Counter = Counter()
     fired: Counter = Counter()
     covers: dict[tuple[str, ...], set[int]] = {}
-    for i, (token, prev, active) in enumerate(positions):
-        for key in ((token,), (prev, token)) if prev is not None else ((token,),):
+    surfaces: dict[tuple[str, ...], Counter] = {}
+    for i, ((token, prev, active), (raw_token, raw_prev, _)) in enumerate(zip(positions, raw)):
+        for key, text in (((token,), (raw_token,)), ((prev, token), (raw_prev, raw_token))) if prev is not None else (((token,), (raw_token,)),):
             seen[key] += 1
             fired[key] += active
             if active:
                 covers.setdefault(key, set()).add(i)
+                surfaces.setdefault(key, Counter())[text] += 1
 
     def false_positive_rate(key: tuple[str, ...]) -> float:
         rate = (seen[key] - fired[key]) / n_silent_windows
@@ -238,17 +270,18 @@ def fit_patterns(
         covered |= covers[best]
     if not chosen:  # nothing gains: the most frequent activating token, as before
         token, count = Counter(token for token, _, active in positions if active).most_common(1)[0]
-        return [TokenPattern((token,), count)]
+        chosen = [(token,)]
     singles = [k for k in chosen if len(k) == 1]
-    return [TokenPattern(k, fired[k]) for k in singles + [k for k in chosen if len(k) > 1]]
+    return [TokenPattern(k, fired[k], folded, surfaces[k].most_common(1)[0][0]) for k in singles + [k for k in chosen if len(k) > 1]]
 
 
 def tokens_label_text(patterns: Sequence[TokenPattern]) -> str:
-    """``tokens: " the", " a" | bigram " of the"`` (``(no activations)`` without patterns)."""
+    """``tokens (any case): "the", "a" | bigram "of the"`` (folded patterns) or
+    ``tokens: " the", " a" | bigram " of the"`` (exact ones); ``(no activations)`` without patterns."""
     if not patterns:
         return "(no activations)"
     singles = [p.shown() for p in patterns if p.n == 1]
-    parts = ["tokens: " + ", ".join(singles)]
+    parts = [("tokens (any case): " if any(p.folded for p in patterns) else "tokens: ") + ", ".join(singles)]
     names = {2: "bigram", 3: "trigram"}
     parts.extend(f"{names.get(p.n, f'{p.n}-gram')} {p.shown()}" for p in patterns if p.n > 1)
     return " | ".join(parts)
@@ -315,7 +348,7 @@ class TokensLabeler(Labeler):
         if patterns is None:
             patterns = token_patterns(record, max_tokens=self.max_tokens, min_share=self.min_share, min_ngram_share=self.min_ngram_share)
             chosen_by = "frequency"
-        details: dict[str, Any] = {"patterns": [{"tokens": list(p.tokens), "count": p.count} for p in patterns], "chosen_by": chosen_by}
+        details: dict[str, Any] = {"patterns": [{"tokens": list(p.tokens), "count": p.count, **({"shown": list(p.surface or p.tokens), "any_case": True} if p.folded else {})} for p in patterns], "chosen_by": chosen_by}
         label = Label(text=tokens_label_text(patterns), labeler=self.name, score=None, details=details)
         if patterns:
             apply_scorers(record, label, PatternJudge(patterns, scope), scorers, extra={"scope": scope})
