@@ -73,6 +73,24 @@ class FileLock:
             raise
         return os.fdopen(fd, "r+")
 
+    def check(self) -> None:
+        """Raise ``busy()`` when another process holds the lock; takes nothing.
+        No file (or a link, refused when the lock is taken) counts as free."""
+        import fcntl
+
+        if not self.path.exists() or self.path.is_symlink():
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        except (FileNotFoundError, IsADirectoryError):
+            return
+        with os.fdopen(fd) as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise self.busy() from None
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
     def release(self) -> None:
         if self._fh is None:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -234,3 +235,19 @@ def test_text_arrays_store_nul_as_a_visible_symbol(tmp_path):
     with h5py.File(tmp_path / "t.h5", "w") as fh:
         fh.create_dataset("t", data=text_array(["a\x00b", "", "ü"]), dtype=h5py.string_dtype())
         assert [v.decode() for v in fh["t"][()]] == [f"a{NUL_SHOWN}b", "", "ü"]
+
+
+def test_check_not_being_written_probes_the_writer_lock_without_taking_it(tmp_path):
+    from saetool.artifacts.store import check_not_being_written
+    from saetool.locking import FileLock
+
+    out = tmp_path / "f.h5"
+    check_not_being_written(out)  # no lock file: free, and none is made
+    assert not (tmp_path / "f.h5.lock").exists()
+    lock = FileLock(tmp_path / "f.h5.lock", lambda: ArtifactError("busy"))
+    with lock:
+        with pytest.raises(ArtifactError, match=f"another saetool process is writing {out}"):
+            check_not_being_written(out)
+        assert (tmp_path / "f.h5.lock").read_text() == str(os.getpid())  # the owner's file untouched
+    (tmp_path / "f.h5.lock").write_text("123")  # a killed owner's leftover: free
+    check_not_being_written(out)

@@ -281,7 +281,7 @@ def test_generate_sampling_reproducible_with_seed(smollm2):
 
 
 def test_generate_pads_after_eos(smollm2):
-    from saetool.models.hf_backend import pad_after_eos
+    from saetool.models.generation import pad_after_eos
 
     tokens = torch.tensor([[5, 2, 7, 8], [5, 6, 7, 8]])
     out = pad_after_eos(tokens, 6, eos_ids=[2], pad_id=0)

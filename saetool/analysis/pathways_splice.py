@@ -118,7 +118,8 @@ def forward_with_grad(
     """
     import torch
 
-    from saetool.models.hf_backend import TransformersModel, _StopForward, parse_edit_hooks
+    from saetool.models.generation import parse_edit_hooks
+    from saetool.models.hf_backend import TransformersModel, _StopForward
 
     edits = parse_edit_hooks(edit_hooks, model.n_layers, model.supported_sites)
     with torch.enable_grad():

@@ -107,6 +107,11 @@ def _writer_lock(path: Path) -> "FileLock":
     )
 
 
+def check_not_being_written(path: str | Path) -> None:
+    """One-line error when another process holds ``PATH.lock`` (is writing ``path``)."""
+    _writer_lock(Path(path)).check()
+
+
 class ArtifactWriter:
     """Write an artifact to ``PATH.partial`` and rename it to ``PATH`` on commit.
 

@@ -339,10 +339,10 @@ def _check_resumable(out: Path, settings: dict[str, Any], sae_sha: str) -> bool:
     run kept) when it used other settings or another SAE."""
     import h5py
 
-    from saetool.artifacts.store import partial_path
+    from saetool.artifacts.store import check_not_being_written, partial_path
 
     partial = partial_path(out)
-    _ensure_unlocked(out)
+    check_not_being_written(out)
     try:
         with h5py.File(partial, "r") as fh:
             old = json.loads(fh.attrs.get("settings", "{}") or "{}")
@@ -358,23 +358,6 @@ def _check_resumable(out: Path, settings: dict[str, Any], sae_sha: str) -> bool:
     if old_sha is not None and str(old_sha) != sae_sha:
         raise SaetoolError("cannot resume: the partial run was made with another SAE (sha256 differs)", hint="pass the same --sae, or run without --resume")
     return True
-
-
-def _ensure_unlocked(out: Path) -> None:
-    """One-line error when another process holds ``OUT.lock`` (is writing the partial run)."""
-    import fcntl
-
-    from saetool.artifacts.store import LOCK_SUFFIX
-
-    lock = out.with_name(out.name + LOCK_SUFFIX)
-    if not lock.exists() or lock.is_symlink():  # a planted link is refused when the lock is taken
-        return
-    with open(lock, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise SaetoolError(f"another saetool process is writing {out} (lock {lock})", hint="wait for it to finish, or choose another --output") from None
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _load_checkpoint(fh: "h5py.File", collectors: dict[str, FeatureCollector]) -> tuple[int, int]:

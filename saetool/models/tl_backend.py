@@ -15,16 +15,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from saetool.errors import ModelError
 from saetool.models.base import HookedModel, HookFn, ModelBackendType, max_positions_of
-from saetool.models.hf_backend import (
-    check_generation_settings,
-    check_input_ids,
-    dtype_name,
-    left_pad_mask,
-    pad_and_eos_ids,
-    pad_after_eos,
-    parse_edit_hooks,
-    seeded,
-)
+from saetool.models.generation import check_input_ids, parse_edit_hooks, prepare_generation, seeded
+from saetool.models.hf_backend import dtype_name
 from saetool.models.hooks import SITES, parse_hooks
 from saetool.models.registry import first_line, torch_dtype_of
 
@@ -184,18 +176,11 @@ class TransformerLensModel(HookedModel):
     ) -> "torch.Tensor":
         import torch
 
-        check_input_ids(input_ids, attention_mask)
-        check_generation_settings(max_new_tokens, do_sample, temperature)
-        self.check_positions(input_ids.shape[1] + max_new_tokens, f"{input_ids.shape[1]} prompt tokens plus {max_new_tokens} new ones", "shorten the prompts or generate fewer tokens (--max-new-tokens)")
-        edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
-        pad_id, eos_ids = pad_and_eos_ids(self.tokenizer, self.bridge.original_model)
-        input_ids = input_ids.to(self.device)
-        if attention_mask is None:
-            attention_mask = left_pad_mask(input_ids, pad_id)
-        attention_mask = attention_mask.to(self.device)
-        with torch.no_grad(), seeded(seed, self.device), self.bridge.hooks(fwd_hooks=self._fwd_hooks(edits)):
+        req = prepare_generation(self, self.bridge.original_model, input_ids, attention_mask, edit_hooks, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature)
+        eos_ids = req.eos_ids
+        with torch.no_grad(), seeded(seed, self.device), self.bridge.hooks(fwd_hooks=self._fwd_hooks(req.edits)):
             sequences = self.bridge.generate(
-                input_ids,
+                req.input_ids,
                 max_new_tokens=max_new_tokens,
                 stop_at_eos=bool(eos_ids),
                 eos_token_id=eos_ids[0] if len(eos_ids) == 1 else (eos_ids or None),
@@ -205,7 +190,6 @@ class TransformerLensModel(HookedModel):
                 temperature=float(temperature) if do_sample else 1.0,
                 return_type="tokens",
                 verbose=False,
-                attention_mask=attention_mask,
+                attention_mask=req.attention_mask,
             )
-        new_tokens = sequences[:, input_ids.shape[1] :]
-        return pad_after_eos(new_tokens, max_new_tokens, eos_ids, pad_id)
+        return req.new_tokens(sequences)

@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
@@ -134,6 +134,45 @@ class SteerResult:
     seconds: float
 
 
+def make_steering(
+    model: "HookedModel",
+    iv: Any,
+    hook: str,
+    alpha: float,
+    *,
+    vector: "SteeringVector | None" = None,
+    sae: "SAE | None" = None,
+    feature: int | None = None,
+    scale: str = "unit",
+    positions: str = "all",
+    measure_norm: Callable[[str], float] | None = None,
+) -> tuple[Steering, float | None]:
+    """The :class:`Steering` of intervention ``iv`` at ``hook`` (a checked hook name),
+    shared by ``steer`` and ``sweep``: the intervention checks the model's width there,
+    the vector (when ``iv`` needs one) is scaled per ``scale`` and moved to the
+    model's device and dtype, the SAE (when ``iv`` needs one) to its device.
+    ``relative`` scaling uses the norm the vector recorded at this hook, else
+    ``measure_norm(hook)``. Returns the steering and that reference norm."""
+    from saetool.steer.interventions import scaled_vector
+
+    vec = vector.vector if (iv.needs_vector and vector is not None) else None
+    sae = sae if iv.needs_sae else None
+    iv.check(d=model.hook_dim(hook), vector=vec, sae=sae, feature=feature, hook=hook)
+    scaled, norm_ref = None, None
+    if vec is not None:
+        assert vector is not None
+        norm_ref = vector.resid_norm_mean if vector.hook == hook else None
+        if scale == "relative" and not norm_ref:
+            if measure_norm is None:
+                raise SaetoolError("--scale relative needs the mean activation norm at the hook", hint="use --scale unit or raw")
+            norm_ref = measure_norm(hook)
+        scaled = scaled_vector(vec.to(model.device), scale, norm_ref)
+        scaled = scaled.to(getattr(model, "dtype", None) or scaled.dtype)
+    if sae is not None and str(sae.device) != str(model.device):
+        sae = sae.to(model.device)
+    return Steering(iv, hook, float(alpha), vector=scaled, sae=sae, feature=feature, positions=positions), norm_ref
+
+
 def build_steering(
     model: "HookedModel",
     source: SteerSource,
@@ -150,7 +189,7 @@ def build_steering(
 ) -> tuple[Steering, dict[str, Any]]:
     """Resolve the intervention, hook, alpha and scaled vector against a loaded model."""
     from saetool.models.hooks import parse_hooks
-    from saetool.steer.interventions import get_intervention, scaled_vector
+    from saetool.steer.interventions import get_intervention
     from saetool.steer.vectors import FROM_SAE, check_model_match, measure_norm, vector_from_sae
 
     iv = get_intervention(intervention)
@@ -177,9 +216,6 @@ def build_steering(
         raise SaetoolError("the vector records no hook", hint="pass --layer")
     (point,) = parse_hooks([hook], model.n_layers, model.supported_sites)  # layer out of range -> one line
     hook = point.name
-    d = model.hook_dim(hook)
-    vec = sv.vector if (iv.needs_vector and sv is not None) else None
-    iv.check(d=d, vector=vec, sae=source.sae if iv.needs_sae else None, feature=source.feature, hook=hook)
     if sv is not None and iv.needs_vector:
         check_model_match(sv, model.model_id)
         if sv.hook and sv.hook != hook:
@@ -189,22 +225,18 @@ def build_steering(
         if iv.default_alpha is None:
             raise SaetoolError(f"intervention {iv.name!r} needs --alpha (for clamp: the value to clamp the feature to)")
         alpha = iv.default_alpha
-    scaled = None
-    if vec is not None:
-        norm_ref = sv.resid_norm_mean if (sv is not None and sv.hook == hook) else None
-        if scale == "relative" and norm_ref is None:
-            if not norm_texts:
-                raise SaetoolError("--scale relative needs the mean activation norm at the hook", hint="use --scale unit or raw")
-            norm_ref = measure_norm(model, norm_texts, hook, chat=chat, batch_size=batch_size)
-            log(f"[dim]mean activation norm at {hook} over the prompts: {norm_ref:.1f}[/dim]")
-        scaled = scaled_vector(vec.to(model.device), scale, norm_ref)
+
+    def measure(at: str) -> float:
+        if not norm_texts:
+            raise SaetoolError("--scale relative needs the mean activation norm at the hook", hint="use --scale unit or raw")
+        norm = measure_norm(model, norm_texts, at, chat=chat, batch_size=batch_size)
+        log(f"[dim]mean activation norm at {at} over the prompts: {norm:.1f}[/dim]")
+        return norm
+
+    steering, norm_ref = make_steering(model, iv, hook, alpha, vector=sv, sae=source.sae, feature=source.feature, scale=scale, positions=positions, measure_norm=measure)
+    if steering.vector is not None:
         info["norm_ref"] = norm_ref
-        info["added_norm"] = float(abs(alpha) * scaled.float().norm()) if iv.name == "add" else None
-    model_dtype = getattr(model, "dtype", None)
-    sae = source.sae if iv.needs_sae else None
-    if sae is not None and str(sae.device) != str(model.device):
-        sae = sae.to(model.device)
-    steering = Steering(iv, hook, float(alpha), vector=scaled if scaled is None else scaled.to(model_dtype or scaled.dtype), sae=sae, feature=source.feature, positions=positions)
+        info["added_norm"] = float(abs(alpha) * steering.vector.float().norm()) if iv.name == "add" else None
     info.update(hook=hook, layer=point.layer, alpha=float(alpha), feature=source.feature, sae=source.sae_path)
     if source.feature is None and sv is not None and iv.needs_vector and sv.method == FROM_SAE and sv.details.get("feature") is not None:
         # a `vector from-sae` file: record its SAE and feature, so audit joins selected features to steered ones

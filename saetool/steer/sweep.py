@@ -461,23 +461,20 @@ class _Runner:
                     debug(f"{cell.label()} done in {time.perf_counter() - start:.1f}s")
 
     def steering_for(self, cell: Cell, pending_layers: list[int]):
-        from saetool.steer.generation import Steering
-        from saetool.steer.interventions import get_intervention, scaled_vector
+        from saetool.steer.api import make_steering
+        from saetool.steer.interventions import get_intervention
 
         spec = next(s for s in self.cfg.interventions if s.key == cell.intervention)
         iv = get_intervention(spec.name)
         assert cell.layer is not None and cell.alpha is not None
-        hook = f"blocks.{cell.layer}.{self.cfg.site}"
         if iv.needs_sae:
             sae = self.clamp_saes[spec.key]
-            return Steering(iv, str(sae.cfg.hook), cell.alpha, sae=sae, feature=spec.feature, positions=self.cfg.positions), None
+            steering, _ = make_steering(self.model, iv, str(sae.cfg.hook), cell.alpha, sae=sae, feature=spec.feature, positions=self.cfg.positions)
+            return steering, None
+        hook = f"blocks.{cell.layer}.{self.cfg.site}"
         sv = self.vector_for(cell.layer, pending_layers)
-        iv.check(d=self.model.hook_dim(hook), vector=sv.vector, hook=hook)
-        norm_ref = None
-        if self.cfg.scale == "relative":
-            norm_ref = sv.resid_norm_mean if sv.hook == hook and sv.resid_norm_mean else self.norm_at(hook)
-        scaled = scaled_vector(sv.vector.to(self.model.device), self.cfg.scale, norm_ref).to(self.model.dtype)
-        return Steering(iv, hook, cell.alpha, vector=scaled, positions=self.cfg.positions), sv
+        steering, _ = make_steering(self.model, iv, hook, cell.alpha, vector=sv, scale=self.cfg.scale, positions=self.cfg.positions, measure_norm=self.norm_at)
+        return steering, sv
 
     def run_cell(self, cell: Cell, pending_layers: list[int], advance) -> str:
         from saetool.artifacts.provenance import build_provenance

@@ -366,7 +366,7 @@ class Trainer:
             return self._fit(itertools.chain([first], stream), val, resume=resume, progress=progress, on_step=on_step)
 
     def _fit(self, stream: Iterator[Batch], val: Sequence[Batch] | None, *, resume: bool, progress: bool, on_step: Callable[[StepInfo], None] | None) -> TrainResult:
-        from saetool.train.progress import train_progress
+        from saetool.progress import token_progress
 
         latest = self.checkpoints.latest() if (resume and self.checkpoints is not None) else None
         if resume and latest is None:
@@ -384,7 +384,7 @@ class Trainer:
         val_mean = self._val_mean(val)
         started, start_step = time.perf_counter(), self.step
         params = self._params()
-        with train_progress(total=self.total_steps, completed=self.step, batch_size=self.config.batch_size, enabled=progress) as update:
+        with token_progress("train", total=self.total_steps, completed=self.step, per_step=self.config.batch_size, enabled=progress) as update:
             while self.step < self.total_steps:
                 batch = next(stream, None)
                 if batch is None:
@@ -402,7 +402,7 @@ class Trainer:
                             self.best_val, self.best_step = row["val_loss"], self.step
                             self._save("best")
                     self.history.append(row)
-                    update(0, loss=row["loss"], l0=row["l0"], dead=row["dead_fraction_train"])
+                    update(0, note=f"loss {row['loss']:.4g}  L0 {row['l0']:.1f}  dead {100 * (row['dead_fraction_train'] or 0):.1f}%")
                 if at_checkpoint and not last:
                     self._save("step")
                 update(1)
