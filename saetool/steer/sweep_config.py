@@ -419,7 +419,7 @@ def _check_plugins(cfg: SweepConfig, where: _Where) -> None:
             raise where.err(f"intervention {spec.name!r} needs sae and feature", hint=f"write it as {{name: {spec.name}, sae: PATH, feature: N}}")
     from saetool.steer.metrics import completion_metrics
 
-    known_m = completion_metrics()  # scope "completions" only: SAE metrics belong to evaluate
+    known_m = completion_metrics()  # SAE metrics (register_sae_metrics) belong to evaluate
     for m in cfg.metrics:
         if m not in known_m:
             close = difflib.get_close_matches(m, list(known_m), n=1, cutoff=0.5)
