@@ -105,7 +105,7 @@ def test_tokens_label_of_a_token_after_a_token_is_the_bigram(tok):
     label = TokensLabeler().label([feature], LabelContext(token_counts=counts, n_tokens=sum(counts.values())))[0]
     assert label.details["chosen_by"] == "balanced accuracy"
     assert [p["tokens"] for p in label.details["patterns"]] == [["stock", "market"]]  # compared in any case
-    assert label.text.endswith('bigram "stock market"') and '"market"' not in label.text
+    assert label.text.endswith('bigram "stock market" (any case)') and '"market"' not in label.text
     det = label.details["detection"]
     assert det["true_positive_rate"] == 1.0 and det["true_negative_rate"] == 1.0  # negatives include other markets
 
@@ -131,7 +131,7 @@ def test_tokens_label_does_not_name_a_frequent_unspecific_token(tok):
     # " India" first; " the" only where the windows show it firing: after " in" ("in the north")
     assert [p.tokens for p in patterns] == [("india",), ("in", "the")]
     label = TokensLabeler().label([feature], LabelContext())[0]
-    assert label.text == 'tokens (any case): "India" | bigram "in the"'
+    assert label.text == 'tokens: "India" | bigram "in the" (any case)'
 
 
 def split_feature(tokenized, values, n_fit, *, index=0) -> FeatureRecord:
@@ -169,7 +169,7 @@ def test_tokens_label_names_a_token_the_feature_often_skips_when_it_carries_the_
     assert [p.tokens for p in fit_patterns(feature)] == [("stock",), ("market",)]  # largest gain first
     counts = dict(Counter(x for toks in texts for x in toks))
     label = TokensLabeler().label([feature], LabelContext(token_counts=counts, n_tokens=sum(counts.values())))[0]
-    assert label.text == 'tokens (any case): "stock", "market"'
+    assert label.text == 'tokens: "stock", "market" (any case)'
     det = label.details["detection"]
     assert det["true_positive_rate"] == 1.0 and det["true_negative_rate"] < 1.0  # some negatives are silent " market"s
     stock_only = apply_scorers(feature, Label(text='tokens: " stock"', labeler="tokens"), PatternJudge([TokenPattern((" stock",), 1)]))

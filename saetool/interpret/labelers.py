@@ -15,7 +15,7 @@ whose tokens appear in most windows).
   activations of the top and interval windows, added greedily while the
   activations a pattern covers outweigh the silent positions it matches,
   at most 12, compared in any case and with or without the leading space),
-  e.g. ``tokens (any case): "the", "a" | bigram "of the"``; without per-token activations,
+  e.g. ``tokens: "the", "a" | bigram "of the" (any case)``; without per-token activations,
   the most frequent activating tokens and a recurring bigram or trigram, exactly
   (``tokens: " the"``, leading spaces kept). Tokens are shown quoted, control and
   invisible characters escaped. It predicts
@@ -276,15 +276,15 @@ def fit_patterns(
 
 
 def tokens_label_text(patterns: Sequence[TokenPattern]) -> str:
-    """``tokens (any case): "the", "a" | bigram "of the"`` (folded patterns) or
+    """``tokens: "the", "a" | bigram "of the" (any case)`` (folded patterns) or
     ``tokens: " the", " a" | bigram " of the"`` (exact ones); ``(no activations)`` without patterns."""
     if not patterns:
         return "(no activations)"
     singles = [p.shown() for p in patterns if p.n == 1]
-    parts = [("tokens (any case): " if any(p.folded for p in patterns) else "tokens: ") + ", ".join(singles)]
+    parts = ["tokens: " + ", ".join(singles)]
     names = {2: "bigram", 3: "trigram"}
     parts.extend(f"{names.get(p.n, f'{p.n}-gram')} {p.shown()}" for p in patterns if p.n > 1)
-    return " | ".join(parts)
+    return " | ".join(parts) + (" (any case)" if any(p.folded for p in patterns) else "")
 
 
 def patterns_predictor(patterns: Sequence[TokenPattern], scope: str = "token"):
