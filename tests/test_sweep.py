@@ -78,6 +78,39 @@ def test_invalid_configs(tmp_path, text, needle):
     assert needle in info.value.one_line()
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("max_prompts: 2", "max_prompts: {harm_test: 0}"), "tiny.yaml: max_prompts.harm_test must be at least 1 (got 0)"),
+        (("  benign_train: b_train.txt", "  benign_train: ''"), "tiny.yaml: prompts.benign_train must be a non-empty string (got '')"),
+        (("alphas: [0, 1.0, 1.0e+39]", "alphas: [0, .inf]"), "tiny.yaml: alphas must be a finite number (got inf)"),
+        (("alphas: [0, 1.0, 1.0e+39]", "alphas: [0, true]"), "tiny.yaml: alphas must be a number (got True)"),
+        (("interventions: [add]", "interventions: [{nam: add}]"), "tiny.yaml: unknown key 'nam' in an interventions entry; did you mean 'name'?"),
+        (("interventions: [add]", "interventions: [{label: x}]"), "tiny.yaml: an interventions entry has no 'name'"),
+        (("scale: raw", "scale: [raw]"), "tiny.yaml: scale ['raw'] is not one of unit, raw, relative; did you mean 'raw'?"),
+        (("generation: {max_new_tokens: 3, batch_size: 4}", "generation: {max_new_tokens: 3.5}"), "tiny.yaml: generation.max_new_tokens must be an integer (got 3.5)"),
+        (("generation: {max_new_tokens: 3, batch_size: 4}", "generation: {do_sample: maybe}"), "tiny.yaml: generation.do_sample must be true or false (got 'maybe')"),
+        (("generation: {max_new_tokens: 3, batch_size: 4}", "generation: {top_p: 0}"), "tiny.yaml: generation: top_p must be in (0, 1] (got 0.0)"),
+        (("generation: {max_new_tokens: 3, batch_size: 4}", "statistics: {correction: bhh}"), "tiny.yaml: statistics.correction 'bhh' is not one of holm, bh, none; did you mean 'bh'?"),
+        (("generation: {max_new_tokens: 3, batch_size: 4}", "statistics: {level: 2}"), "tiny.yaml: statistics.level must be between 0 and 1 (got 2.0)"),
+        (("vector: {method: diff-means, positive: harm_train, negative: benign_train}", "vector: {method: sae, sae: x.h5, feature: -1}"), "tiny.yaml: vector.feature must be at least 0 (got -1)"),
+        (("vector: {method: diff-means, positive: harm_train, negative: benign_train}", "vector: [diff-means]"), "tiny.yaml: vector must be a mapping (method, positive, negative, ...)"),
+        (("layers: [15]", "layers: best"), "tiny.yaml: layers: best needs best_from: RUN (the earlier sweep whose best.json names the layer); e.g. best_from: layer_comparison"),
+        (("name: tiny", "name: null"), "tiny.yaml: name must be a non-empty string (got None)"),
+    ],
+)
+def test_schema_errors_are_one_line_in_the_files_terms(tmp_path, edit, message):
+    assert edit[0] in TINY
+    with pytest.raises(SaetoolError) as info:
+        load_sweep_config(tiny_config(tmp_path, TINY.replace(*edit)))
+    assert info.value.one_line() == message
+
+
+def test_an_empty_section_takes_its_defaults(tmp_path):
+    cfg = load_sweep_config(tiny_config(tmp_path, TINY.replace("generation: {max_new_tokens: 3, batch_size: 4}", "generation: {}\nstatistics:")))
+    assert cfg.generation.max_new_tokens == 32 and cfg.statistics.correction == "holm"
+
+
 def test_shipped_configs_validate_and_plan():
     from saetool.steer.sweep import run_sweep
 

@@ -1,31 +1,25 @@
 """The ``saetool sweep`` configuration file: schema, validation and defaults.
 
-Validation happens on load, before any model is touched: an unknown key is an
-error that names the nearest valid key (``difflib``), a value of the wrong type
-names the key and what was expected.
+Validation happens on load, before any model is touched. The file's keys and
+types are pydantic models with ``extra="forbid"`` (:class:`_SweepFile`); their
+errors become saetool's one-line messages: an unknown key names the nearest
+valid key (``difflib``), a value of the wrong type names the key and what was
+expected. Rules that span keys follow in :func:`config_from_dict`.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Sequence
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from saetool.errors import SaetoolError
 from saetool.paths import special_file_kind
 from saetool.steer.generation import GenerationSettings
 
-TOP_KEYS = (
-    "name", "description", "expected_time", "model", "backend", "device", "dtype", "chat", "system",
-    "prompts", "splits", "max_prompts", "vector", "layers", "site", "alphas", "interventions", "scale",
-    "positions", "generation", "metrics", "statistics", "output_dir", "best_from",
-)
-VECTOR_KEYS = ("method", "positive", "negative", "positions", "file", "sae", "feature", "template", "max_prompts")
-GENERATION_KEYS = ("max_new_tokens", "batch_size", "do_sample", "temperature", "top_p", "seed")
-STATISTICS_KEYS = ("test", "correction", "level")
-INTERVENTION_KEYS = ("name", "sae", "feature", "label")
 VECTOR_METHODS = ("diff-means", "words", "file", "sae")
 CORRECTIONS = ("holm", "bh", "none")
 DEFAULT_SPLITS = ("harm_train", "harm_test", "benign")
@@ -122,7 +116,6 @@ class SweepConfig:
         return d
 
 
-# -- validation helpers ---------------------------------------------------------------------
 class _Where:
     def __init__(self, path: Path | None) -> None:
         self.file = path.name if path is not None else "the sweep config"
@@ -131,57 +124,212 @@ class _Where:
         return SaetoolError(f"{self.file}: {message}", hint=hint)
 
 
-def _check_keys(data: dict, allowed: tuple[str, ...], section: str, where: _Where) -> None:
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
-            place = f" in {section}" if section else ""
-            hint = f"did you mean {close[0]!r}?" if close else "valid keys: " + ", ".join(allowed)
-            raise where.err(f"unknown key {key!r}{place}", hint=hint)
+# -- the file's schema (pydantic) ---------------------------------------------------------------
+class _Bad(ValueError):
+    """A validator's complete one-line message (and hint)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
 
 
-def _int(v: Any, key: str, where: _Where, *, minimum: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise where.err(f"{key} must be an integer (got {v!r})")
-    if minimum is not None and v < minimum:
-        raise where.err(f"{key} must be at least {minimum} (got {v})")
-    return v
+def _nearest(value: Any, choices: Sequence[str]) -> str | None:
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}?" if close else None
 
 
-def _float(v: Any, key: str, where: _Where) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise where.err(f"{key} must be a number (got {v!r})")
-    if not math.isfinite(float(v)):
-        raise where.err(f"{key} must be a finite number (got {v!r})")
-    return float(v)
+def _choice(key: str, choices: Sequence[str]) -> Any:
+    """A validator: the value must be one of ``choices`` (the nearest suggested)."""
+
+    def check(value: Any) -> Any:
+        if value not in choices:
+            raise _Bad(f"{key} {value!r} is not one of {', '.join(choices)}", _nearest(value, choices) or "choose one of: " + ", ".join(choices))
+        return value
+
+    return AfterValidator(check)
 
 
-def _bool(v: Any, key: str, where: _Where) -> bool:
-    if not isinstance(v, bool):
-        raise where.err(f"{key} must be true or false (got {v!r})")
-    return v
+def _one_or_list(value: Any) -> Any:
+    """A single number or string stands for a one-item list."""
+    return [value] if isinstance(value, (int, float, str)) and not isinstance(value, bool) else value
 
 
-def _str(v: Any, key: str, where: _Where) -> str:
-    if not isinstance(v, str) or not v.strip():
-        raise where.err(f"{key} must be a non-empty string (got {v!r})")
-    return v
+def _lazy_choice(key: str, name: str) -> Any:
+    """:func:`_choice` over a tuple of :mod:`saetool.steer.interventions` (which imports torch: looked up when used)."""
+
+    def check(value: Any) -> Any:
+        from saetool.steer import interventions
+
+        return _choice(key, getattr(interventions, name)).func(value)
+
+    return AfterValidator(check)
 
 
-def _list(v: Any, key: str, where: _Where) -> list:
-    if isinstance(v, (int, float, str)) and not isinstance(v, bool):
-        v = [v]
-    if not isinstance(v, list) or not v:
-        raise where.err(f"{key} must be a non-empty list (got {v!r})")
-    return v
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("empty")
+    return value
 
 
-def _choice(v: Any, key: str, choices: tuple[str, ...], where: _Where) -> str:
-    if v not in choices:
-        close = difflib.get_close_matches(str(v), choices, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else "choose one of: " + ", ".join(choices)
-        raise where.err(f"{key} {v!r} is not one of {', '.join(choices)}", hint=hint)
-    return v
+Text = Annotated[StrictStr, AfterValidator(_non_empty)]
+Count = Annotated[StrictInt, Field(ge=1)]
+Index = Annotated[StrictInt, Field(ge=0)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+OneOrMore = BeforeValidator(_one_or_list)
+Absent = BeforeValidator(lambda value: value or None)  # a section given as null, 0, "" or [] takes its defaults
+_FORBID = ConfigDict(extra="forbid")
+
+
+class _Vector(BaseModel):
+    model_config = _FORBID
+    method: Annotated[Any, _choice("vector.method", VECTOR_METHODS)] = "diff-means"
+    positive: Text | None = None
+    negative: Text | None = None
+    positions: Any = None
+    file: Text | None = None
+    sae: Text | None = None
+    feature: Index | None = None
+    template: Text | None = None
+    max_prompts: Count | None = None
+
+
+class _Intervention(BaseModel):
+    model_config = _FORBID
+    name: Text
+    sae: Text | None = None
+    feature: Index | None = None
+    label: Text | None = None
+
+
+class _Generation(BaseModel):
+    model_config = _FORBID
+    max_new_tokens: Count | None = None
+    batch_size: Count | None = None
+    do_sample: StrictBool | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    seed: Index | None = None
+
+
+class _Statistics(BaseModel):
+    model_config = _FORBID
+    test: Annotated[Any, _choice("statistics.test", ("fisher",))] = "fisher"
+    correction: Annotated[Any, _choice("statistics.correction", CORRECTIONS)] = "holm"
+    level: Number = 0.05
+
+
+def _each(key: str, value: Any, kind: Any) -> Any:
+    """``value`` validated as ``kind`` alone, its error named ``key``."""
+    try:
+        return TypeAdapter(kind).validate_python(value)
+    except ValidationError as exc:
+        raise _Bad(_message(exc.errors(include_url=False)[0], [key])) from None
+
+
+def _prompts(value: Any) -> Any:
+    """One prompt file, or split names to prompt files."""
+    if isinstance(value, dict):
+        if not value:
+            raise _Bad("prompts must name at least one split")
+        return {str(k): _each(f"prompts.{k}", v, Text) for k, v in value.items()}
+    return _each("prompts", value, Text)
+
+
+def _max_prompts(value: Any) -> Any:
+    """A cap for every split, or one per split."""
+    if isinstance(value, dict):
+        return {str(k): _each(f"max_prompts.{k}", v, Count) for k, v in value.items()}
+    return None if value is None else _each("max_prompts", value, Count)
+
+
+def _interventions(value: Any) -> Any:
+    value = _one_or_list(value)
+    if isinstance(value, list):
+        return [_Intervention.model_construct(name=v) if isinstance(v, str) else v for v in value]  # a bare name is checked against the registry later
+    return value
+
+
+class _SweepFile(BaseModel):
+    """The keys of a sweep YAML file and their types; what needs more than one key is checked after."""
+
+    model_config = _FORBID
+    name: Text = None  # type: ignore[assignment]  # None: the file's name; an explicit null is an error
+    description: Any = ""
+    expected_time: Any = ""
+    model: Text = "smollm2-135m"
+    backend: Text = "transformers"
+    device: Text = "cpu"
+    dtype: Annotated[Any, _choice("dtype", ("float32", "float16", "bfloat16"))] = "float32"
+    chat: StrictBool = True
+    system: Any = None
+    prompts: Annotated[Any, AfterValidator(_prompts)]
+    splits: Annotated[list[Text], OneOrMore, Field(min_length=1)] | None = None
+    max_prompts: Annotated[Any, AfterValidator(_max_prompts)] = None
+    vector: Annotated[_Vector | None, Absent] = None
+    layers: Annotated[list[Index], OneOrMore, Field(min_length=1)]
+    site: Text = "hook_resid_post"
+    alphas: Annotated[list[Number], OneOrMore, Field(min_length=1)]
+    interventions: Annotated[list[_Intervention], BeforeValidator(_interventions), Field(min_length=1)] = [_Intervention(name="add")]
+    scale: Annotated[Any, _lazy_choice("scale", "SCALES")] = "unit"
+    positions: Annotated[Any, _lazy_choice("positions", "POSITIONS")] = "all"
+    generation: Annotated[_Generation | None, Absent] = None
+    metrics: Annotated[list[Text], OneOrMore, Field(min_length=1)] = ["refusal", "helpfulness", "coherence"]
+    statistics: Annotated[_Statistics | None, Absent] = None
+    output_dir: Text = "artifacts/runs"
+    best_from: Text | None = None
+
+
+#: What each kind of pydantic error says, in the file's own terms.
+_MESSAGES = {
+    "int_type": "{key} must be an integer (got {input!r})",
+    "int_from_float": "{key} must be an integer (got {input!r})",
+    "greater_than_equal": "{key} must be at least {ge} (got {input})",
+    "float_type": "{key} must be a number (got {input!r})",
+    "finite_number": "{key} must be a finite number (got {input!r})",
+    "bool_type": "{key} must be true or false (got {input!r})",
+    "string_type": "{key} must be a non-empty string (got {input!r})",
+    "value_error": "{key} must be a non-empty string (got {input!r})",
+    "list_type": "{key} must be a non-empty list (got {input!r})",
+    "too_short": "{key} must be a non-empty list (got {input!r})",
+    "model_type": "{key} must be a mapping",
+    "dict_type": "{key} must be a mapping",
+}
+_SECTIONS = {"vector": _Vector, "generation": _Generation, "statistics": _Statistics, "interventions": _Intervention}
+
+
+def _error(exc: ValidationError, where: _Where) -> SaetoolError:
+    """The first problem pydantic found, as saetool's one-line error."""
+    errors = exc.errors(include_url=False)  # an unknown key first, then a missing one, then values, in file order
+    err = min(errors, key=lambda e: {"extra_forbidden": 0, "missing": 1}.get(e["type"], 2))
+    loc = [str(part) for part in err["loc"] if not isinstance(part, int)]
+    kind, given = err["type"], err.get("input")
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, _Bad):
+        return where.err(cause.message, hint=cause.hint)
+    section = loc[0] if len(loc) > 1 else ""
+    if kind == "extra_forbidden":
+        model = _SECTIONS.get(section, _SweepFile)
+        place = {"": "", "interventions": " in an interventions entry"}.get(section, f" in {section}")
+        keys = list(model.model_fields)
+        return where.err(f"unknown key {loc[-1]!r}{place}", hint=_nearest(loc[-1], keys) or "valid keys: " + ", ".join(keys))
+    if kind == "missing":
+        if section == "interventions":
+            return where.err("an interventions entry has no 'name'")
+        return where.err(f"missing key {loc[-1]!r}", hint="see examples/configs/smoke.yaml")
+    if kind in ("model_type", "model_attributes_type") and loc == ["vector"]:
+        return where.err("vector must be a mapping (method, positive, negative, ...)")
+    if kind in ("model_type", "model_attributes_type") and loc[:1] == ["interventions"]:
+        return where.err(f"interventions entries must be names or mappings (got {given!r})")
+    return where.err(_message(err, loc))
+
+
+def _message(err: Any, loc: list[str]) -> str:
+    """One pydantic error about the value at ``loc``, in the file's own terms."""
+    kind = "model_type" if err["type"] == "model_attributes_type" else err["type"]
+    template = _MESSAGES.get(kind)
+    if template is None:  # a kind not mapped above: pydantic's own words, still one line
+        return f"{'.'.join(loc)}: {err['msg']}"
+    return template.format(key=".".join(loc), input=err.get("input"), **(err.get("ctx") or {}))
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -250,155 +398,79 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
 
 
 def config_from_dict(data: dict[str, Any], *, path: Path | None = None) -> SweepConfig:
+    """Validate the file's settings (:class:`_SweepFile`, then the rules that span keys) into a :class:`SweepConfig`."""
     where = _Where(path)
-    _check_keys(data, TOP_KEYS, "", where)
-    for required in ("prompts", "layers", "alphas"):
-        if required not in data:
-            raise where.err(f"missing key {required!r}", hint="see examples/configs/smoke.yaml")
-    name = _str(data.get("name", path.stem if path is not None else "sweep"), "name", where)
+    layers_best = data.get("layers") == "best"
+    try:
+        raw = _SweepFile.model_validate({**data, "layers": [0]} if layers_best else data)
+    except ValidationError as exc:
+        raise _error(exc, where) from None
+    name = raw.name if raw.name is not None else (path.stem if path is not None else "sweep")
     if "/" in name or name in (".", ".."):
         raise where.err(f"name {name!r} must be a plain folder name")
-
-    prompts = data["prompts"]
-    if isinstance(prompts, dict):
-        if not prompts:
-            raise where.err("prompts must name at least one split")
-        prompts = {str(k): _str(v, f"prompts.{k}", where) for k, v in prompts.items()}
-    else:
-        prompts = _str(prompts, "prompts", where)
-
-    layers_best = data["layers"] == "best"
-    layers = [] if layers_best else [_int(x, "layers", where, minimum=0) for x in _list(data["layers"], "layers", where)]
-    best_from = _str(data["best_from"], "best_from", where) if data.get("best_from") is not None else None
-    if layers_best and best_from is None:
+    if layers_best and raw.best_from is None:
         raise where.err("layers: best needs best_from: RUN (the earlier sweep whose best.json names the layer)", hint="e.g. best_from: layer_comparison")
-    alphas = [_float(x, "alphas", where) for x in _list(data["alphas"], "alphas", where)]
-    if len(set(alphas)) != len(alphas):
+    if len(set(raw.alphas)) != len(raw.alphas):
         raise where.err("alphas has duplicates")
-
-    interventions = []
-    for entry in _list(data.get("interventions", ["add"]), "interventions", where):
-        if isinstance(entry, str):
-            interventions.append(InterventionSpec(entry))
-        elif isinstance(entry, dict):
-            _check_keys(entry, INTERVENTION_KEYS, "an interventions entry", where)
-            if "name" not in entry:
-                raise where.err("an interventions entry has no 'name'")
-            interventions.append(
-                InterventionSpec(
-                    _str(entry["name"], "interventions.name", where),
-                    sae=_str(entry["sae"], "interventions.sae", where) if entry.get("sae") is not None else None,
-                    feature=_int(entry["feature"], "interventions.feature", where, minimum=0) if entry.get("feature") is not None else None,
-                    label=_str(entry["label"], "interventions.label", where) if entry.get("label") is not None else None,
-                )
-            )
-        else:
-            raise where.err(f"interventions entries must be names or mappings (got {entry!r})")
-    keys = [s.key for s in interventions]
+    interventions = [InterventionSpec(**entry.model_dump()) for entry in raw.interventions]
+    keys = [spec.key for spec in interventions]
     if len(set(keys)) != len(keys):
         raise where.err("interventions has duplicates", hint="give clamp entries different features or a label")
 
-    splits = None
-    if data.get("splits") is not None:
-        splits = [_str(s, "splits", where) for s in _list(data["splits"], "splits", where)]
-
-    max_prompts = data.get("max_prompts")
-    if isinstance(max_prompts, dict):
-        max_prompts = {str(k): _int(v, f"max_prompts.{k}", where, minimum=1) for k, v in max_prompts.items()}
-    elif max_prompts is not None:
-        max_prompts = _int(max_prompts, "max_prompts", where, minimum=1)
-
-    vec_data = data.get("vector") or {}
-    if not isinstance(vec_data, dict):
-        raise where.err("vector must be a mapping (method, positive, negative, ...)")
-    _check_keys(vec_data, VECTOR_KEYS, "vector", where)
-    vec = VectorSpec()
-    if "method" in vec_data:
-        vec.method = _choice(vec_data["method"], "vector.method", VECTOR_METHODS, where)
-    for key in ("positive", "negative", "file", "sae", "template"):
-        if vec_data.get(key) is not None:
-            setattr(vec, key, _str(vec_data[key], f"vector.{key}", where))
-    if "positions" in vec_data:
-        vec.positions = str(vec_data["positions"])
+    given = raw.vector.model_dump(exclude_unset=True) if raw.vector is not None else {}
+    vec = VectorSpec(**{k: v for k, v in given.items() if v is not None})
+    if "positions" in given:
+        vec.positions = str(given["positions"])
         from saetool.steer.vectors import parse_positions
 
         try:
             parse_positions(vec.positions)
         except SaetoolError as exc:
             raise where.err(f"vector.positions: {exc.message}", hint=exc.hint) from None
-    if vec_data.get("feature") is not None:
-        vec.feature = _int(vec_data["feature"], "vector.feature", where, minimum=0)
-    if vec_data.get("max_prompts") is not None:
-        vec.max_prompts = _int(vec_data["max_prompts"], "vector.max_prompts", where, minimum=1)
     if vec.method == "file" and not vec.file:
         raise where.err("vector.method file needs vector.file")
     if vec.method == "sae" and (not vec.sae or vec.feature is None):
         raise where.err("vector.method sae needs vector.sae and vector.feature")
-    if vec.method == "words" and "positive" not in vec_data:
+    if vec.method == "words" and "positive" not in given:
         vec.positive = vec.negative = None  # the seed's default word lists
-    if vec.method == "words" and "positions" not in vec_data:
+    if vec.method == "words" and "positions" not in given:
         vec.positions = "last"
 
-    gen_data = data.get("generation") or {}
-    if not isinstance(gen_data, dict):
-        raise where.err("generation must be a mapping")
-    _check_keys(gen_data, GENERATION_KEYS, "generation", where)
-    gen = GenerationSettings()
-    for key in ("max_new_tokens", "batch_size", "seed"):
-        if key in gen_data:
-            setattr(gen, key, _int(gen_data[key], f"generation.{key}", where, minimum=0 if key == "seed" else 1))
-    if "do_sample" in gen_data:
-        gen.do_sample = _bool(gen_data["do_sample"], "generation.do_sample", where)
-    for key in ("temperature", "top_p"):
-        if key in gen_data:
-            setattr(gen, key, _float(gen_data[key], f"generation.{key}", where))
+    gen = GenerationSettings(**(raw.generation.model_dump(exclude_none=True) if raw.generation is not None else {}))
     try:
         gen.validate()
     except SaetoolError as exc:
         raise where.err("generation: " + exc.message) from None
-
-    st_data = data.get("statistics") or {}
-    if not isinstance(st_data, dict):
-        raise where.err("statistics must be a mapping")
-    _check_keys(st_data, STATISTICS_KEYS, "statistics", where)
-    stats = StatisticsSpec()
-    if "test" in st_data:
-        stats.test = _choice(st_data["test"], "statistics.test", ("fisher",), where)
-    if "correction" in st_data:
-        stats.correction = _choice(st_data["correction"], "statistics.correction", CORRECTIONS, where)
-    if "level" in st_data:
-        stats.level = _float(st_data["level"], "statistics.level", where)
-        if not 0 < stats.level < 1:
-            raise where.err(f"statistics.level must be between 0 and 1 (got {stats.level})")
-
-    from saetool.steer.interventions import POSITIONS, SCALES
+    stats = StatisticsSpec(**raw.statistics.model_dump()) if raw.statistics is not None else StatisticsSpec()
+    if not 0 < stats.level < 1:
+        raise where.err(f"statistics.level must be between 0 and 1 (got {stats.level})")
 
     cfg = SweepConfig(
         name=name,
-        prompts=prompts,
-        layers=sorted(set(layers)),
-        alphas=alphas,
+        prompts=dict(raw.prompts) if isinstance(raw.prompts, dict) else raw.prompts,
+        layers=[] if layers_best else sorted(set(raw.layers)),
+        alphas=[float(a) for a in raw.alphas],
         interventions=interventions,
-        splits=splits,
-        max_prompts=max_prompts,
+        splits=raw.splits,
+        max_prompts=raw.max_prompts,
         vector=vec,
-        site=_str(data.get("site", "hook_resid_post"), "site", where),
-        scale=_choice(data.get("scale", "unit"), "scale", SCALES, where),
-        positions=_choice(data.get("positions", "all"), "positions", POSITIONS, where),
-        model=_str(data.get("model", "smollm2-135m"), "model", where),
-        backend=_str(data.get("backend", "transformers"), "backend", where),
-        device=_str(data.get("device", "cpu"), "device", where),
-        dtype=_choice(data.get("dtype", "float32"), "dtype", ("float32", "float16", "bfloat16"), where),
-        chat=_bool(data.get("chat", True), "chat", where),
-        system=data.get("system") if data.get("system") is None else str(data.get("system")),
+        site=raw.site,
+        scale=raw.scale,
+        positions=raw.positions,
+        model=raw.model,
+        backend=raw.backend,
+        device=raw.device,
+        dtype=raw.dtype,
+        chat=raw.chat,
+        system=None if raw.system is None else str(raw.system),
         generation=gen,
-        metrics=[_str(m, "metrics", where) for m in _list(data.get("metrics", ["refusal", "helpfulness", "coherence"]), "metrics", where)],
+        metrics=raw.metrics,
         statistics=stats,
-        output_dir=_str(data.get("output_dir", "artifacts/runs"), "output_dir", where),
-        description=str(data.get("description", "") or ""),
-        expected_time=str(data.get("expected_time", "") or ""),
+        output_dir=raw.output_dir,
+        description=str(raw.description or ""),
+        expected_time=str(raw.expected_time or ""),
         layers_best=layers_best,
-        best_from=best_from,
+        best_from=raw.best_from,
         path=path,
     )
     _check_plugins(cfg, where)
