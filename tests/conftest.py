@@ -21,6 +21,18 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+#: Fixtures that load or run a real model (SmolLM2, Gemma 3). A test that uses one, directly or
+#: through another fixture, is marked ``slow`` at collection (see ``pytest_collection_modifyitems``),
+#: so ``pytest -m "not slow"`` leaves it out without anyone remembering to mark it.
+REAL_MODEL_FIXTURES = frozenset({"smollm2", "smollm2_acts", "smollm2_sae"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that depends on a real-model fixture ``slow`` (the fast tier skips it)."""
+    for item in items:
+        if REAL_MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def saetool_cache():
@@ -83,6 +95,34 @@ def tiny_gpt2_dir(saetool_cache, tmp_path_factory):
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tiny_gpt2_dir):
+    """The tiny random GPT-2 of :func:`tiny_gpt2_dir`, loaded once (transformers backend)."""
+    from saetool.models.registry import load_model
+
+    return load_model(str(tiny_gpt2_dir), backend="transformers")
+
+
+@pytest.fixture(scope="session")
+def tiny_acts(tiny_gpt2, tmp_path_factory):
+    """An activations artifact like :func:`smollm2_acts` from the tiny GPT-2 (d_model 64):
+    2048 tokens of BBC News, ``blocks.1.hook_resid_post``, context 64 (about a second)."""
+    from saetool.extract.api import ExtractConfig, extract_activations
+
+    config = ExtractConfig(hooks=["blocks.1.hook_resid_post"], num_tokens=2048, context_size=64, batch_size=8)
+    return extract_activations(config, tmp_path_factory.mktemp("tiny_acts") / "acts.h5", progress=False, model=tiny_gpt2)
+
+
+@pytest.fixture(scope="session")
+def tiny_sae(tiny_acts, tmp_path_factory):
+    """A TopK SAE (d_sae 256, k 8) trained for 200 steps on :func:`tiny_acts` (about a second)."""
+    from saetool.train.api import train_sae
+    from saetool.train.config import TrainConfig
+
+    config = TrainConfig(arch="topk", d_sae=256, k=8, batch_size=256, steps=200, lr=2e-3, checkpoint_every=1000, log_every=10, val_fraction=0.1, seed=0)
+    return train_sae(config, [tiny_acts], tmp_path_factory.mktemp("tiny_sae") / "sae.h5", progress=False).path
 
 
 @pytest.fixture(scope="session")

@@ -129,15 +129,15 @@ def test_out_of_range_feature_and_broken_files_fail_without_crashing(smollm2_sae
     assert report["n_failed_checks"] == sum(not c["ok"] for f in report["files"] for c in f["checks"]) + sum(not j["ok"] for j in report["joins"]) + sum(not c["ok"] for c in report["checks"])
 
 
-def test_models_must_agree(smollm2_sae, tmp_path):
-    sel = _selection(tmp_path / "sel.h5", [(3, 1)], model="gemma3-270m")
-    report = audit([sel, smollm2_sae])
+def test_models_must_agree(tiny_sae, tmp_path):
+    sel = _selection(tmp_path / "sel.h5", [(1, 1)], d_sae=256, model="gemma3-270m")
+    report = audit([sel, tiny_sae])
     check = next(c for c in report["checks"] if c["check"] == "one model")
     assert not check["ok"] and "gemma3-270m" in check["detail"]
     assert not report["ok"]
 
 
-def test_failed_steer_cell_and_no_join(smollm2_sae, tmp_path):
+def test_failed_steer_cell_and_no_join(tmp_path):
     log = _steer_log(tmp_path / "s.h5", 42)
     with h5py.File(log, "r+") as fh:
         fh.attrs["status"] = "error"

@@ -153,6 +153,7 @@ def alpha(css_color: str) -> float:
     return parts[3] if len(parts) == 4 else 1.0
 
 
+@pytest.mark.slow  # drives Chromium
 @needs_browser
 def test_search_and_feature_view(page, tmp_path):
     pg = page
@@ -228,6 +229,7 @@ def test_search_and_feature_view(page, tmp_path):
     assert "Feature 9999 is not in this file." in pg.text_content("#view")
 
 
+@pytest.mark.slow  # drives Chromium
 @needs_browser
 def test_corpus_text_shows_as_text(page):
     pg = page
@@ -246,6 +248,7 @@ def test_corpus_text_shows_as_text(page):
     assert pg.evaluate("typeof window.__pwned") == "undefined"
 
 
+@pytest.mark.slow  # drives Chromium
 @needs_browser
 def test_dead_unlabelled_and_overview(page):
     pg = page

@@ -490,6 +490,7 @@ def _run_plugin_check(site: Path, csv_path: Path, **env: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # pip-installs the CSV plugin package
 def test_installed_csv_plugin_registers_and_reads_rows(installed_plugin, tmp_path):
     import pandas as pd
 
@@ -507,6 +508,7 @@ def test_installed_csv_plugin_registers_and_reads_rows(installed_plugin, tmp_pat
     assert only["plugin"] == "csv"
 
 
+@pytest.mark.slow  # pip-installs the CSV plugin package
 def test_empty_load_plugins_leaves_the_csv_plugin_unloaded(installed_plugin, tmp_path):
     csv_path = tmp_path / "rows.csv"
     csv_path.write_text("body\nhello\n", encoding="utf-8")
@@ -515,6 +517,7 @@ def test_empty_load_plugins_leaves_the_csv_plugin_unloaded(installed_plugin, tmp
     assert "bbc-news" in result["names"]
 
 
+@pytest.mark.slow  # pip-installs the CSV plugin package
 def test_installed_csv_plugin_through_the_cli(installed_plugin, tmp_path, saetool_cache):
     """The entry point is found by the real CLI: listed by `saetool plugins`, usable by `extract`."""
     csv_path = tmp_path / "rows.csv"

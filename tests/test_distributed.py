@@ -91,6 +91,7 @@ def assert_same_activations(a_path: Path, b_path: Path) -> None:
         assert int(a.artifact.attrs["n_sequences"]) == int(b.artifact.attrs["n_sequences"])
 
 
+@pytest.mark.slow  # torchrun with two processes (the `extracted` fixture)
 def test_distributed_extract_equals_single_process(extracted):
     d, single, dist, proc = extracted
     assert_same_activations(single, dist)
@@ -113,6 +114,7 @@ def test_distributed_extract_equals_single_process(extracted):
         assert 0 < second.n_tokens < 1500 and second.seq_index()[0] == info["shards"][1]["seq_offset"] > 0
 
 
+@pytest.mark.slow  # torchrun with two processes (the `extracted` fixture)
 def test_distributed_extract_folder_moves_with_its_shards(extracted, tmp_path):
     d, single, dist, _ = extracted
     moved = tmp_path / "elsewhere"
@@ -136,6 +138,7 @@ def test_distributed_extract_folder_moves_with_its_shards(extracted, tmp_path):
             next(src.batches())
 
 
+@pytest.mark.slow  # torchrun with two processes (the `extracted` fixture)
 def test_distributed_extract_resumes_each_shard(extracted, tiny_gpt2_dir, tmp_path):
     """Rank 0's finished shard is kept; rank 1's shard, cut back to a batch boundary
     as a killed run leaves it, is continued; the result equals the single-process file."""
@@ -158,6 +161,7 @@ def test_distributed_extract_resumes_each_shard(extracted, tiny_gpt2_dir, tmp_pa
     assert_same_activations(single, tmp_path / "dist.h5")
 
 
+@pytest.mark.slow  # torchrun with two processes (the `extracted` fixture)
 def test_resume_with_another_number_of_processes_is_a_clean_error(extracted, tiny_gpt2_dir, tmp_path):
     d, _, _, _ = extracted
     shutil.copytree(d / "dist.h5.shards", tmp_path / "dist.h5.shards")
@@ -262,6 +266,7 @@ def history(path: Path) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[k]) if r[k] else np.nan for r in rows]) for k in rows[0]}
 
 
+@pytest.mark.slow  # torchrun with two processes (the `trained` fixture)
 def test_distributed_training_matches_single_process_loss(trained):
     """2 ranks x 128 rows vs 1 process x 256 rows, 300 steps, same settings and seed.
 
@@ -290,6 +295,7 @@ def test_distributed_training_matches_single_process_loss(trained):
     assert single.metrics["explained_variance"] > 0.8
 
 
+@pytest.mark.slow  # torchrun with two processes (the `trained` fixture)
 def test_data_parallel_step_equals_one_big_batch_and_resume_after_a_kill(trained):
     """(1) The mechanics: 2 ranks on halves of each batch end with the same weights as
     one process on the whole batches (AuxK and dead-feature tracking included), up

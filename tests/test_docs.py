@@ -55,6 +55,7 @@ def _links(html: str) -> set[str]:
 # ----------------------------------------------------------------------------
 # the site
 # ----------------------------------------------------------------------------
+@pytest.mark.slow  # a whole Sphinx build
 def test_site_builds_with_warnings_as_errors_and_the_index_links_every_page(tmp_path):
     proc = build_site(DOCS, tmp_path / "html")
     assert proc.returncode == 0, _fail_build(proc)

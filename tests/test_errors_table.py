@@ -309,6 +309,7 @@ def test_the_doc_lists_exactly_these_cases():
         assert documented[case.id][:2] == (case.input, "saetool " + case.command), case.id
 
 
+@pytest.mark.slow  # about 80 CLI processes, each importing torch
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case, inputs, tmp_path, tiny_gpt2_dir):
     work = tmp_path / "work"

@@ -20,15 +20,24 @@ def evaluation(smollm2_sae, smollm2_acts, smollm2):
     return evaluate_sae(smollm2_sae, smollm2_acts, config, model=smollm2)
 
 
-def test_activation_metrics_match_numpy(evaluation, smollm2_sae, smollm2_acts):
+@pytest.fixture(scope="module")
+def tiny_evaluation(tiny_sae, tiny_acts, tiny_gpt2):
+    from saetool.evaluate.api import EvalConfig, evaluate_sae
+
+    config = EvalConfig(num_tokens=N_TOKENS, batch_size=4, dead_threshold=0.0, dense_threshold=0.05)
+    return evaluate_sae(tiny_sae, tiny_acts, config, model=tiny_gpt2)
+
+
+def _check_activation_metrics(evaluation, sae_path, acts_path, hook):
+    """The SAE metrics equal a float64 numpy computation on the first ``N_TOKENS`` rows."""
     import torch
 
     from saetool.artifacts.activations import ActivationsFile
     from saetool.sae.io import load_sae
 
-    sae = load_sae(smollm2_sae)
-    with ActivationsFile(smollm2_acts) as acts:
-        x = acts.read("blocks.3.hook_resid_post", 0, N_TOKENS)
+    sae = load_sae(sae_path)
+    with ActivationsFile(acts_path) as acts:
+        x = acts.read(hook, 0, N_TOKENS)
     with torch.no_grad():
         codes = sae.encode(x).numpy().astype(np.float64)
         recon = sae.decode(sae.encode(x)).numpy().astype(np.float64)
@@ -46,29 +55,50 @@ def test_activation_metrics_match_numpy(evaluation, smollm2_sae, smollm2_acts):
     assert m["l0"] == pytest.approx((codes != 0).sum(1).mean())
     assert m["dead_fraction"] == pytest.approx((freq == 0).mean())
     assert m["dense_fraction"] == pytest.approx((freq > 0.05).mean())
-    # a real SAE: good but not perfect, TopK k=16
-    assert 0.8 < m["explained_variance"] < 1.0 and m["l0"] <= 16
+    return m
 
 
-def test_ce_clean_equals_the_models_own_loss(evaluation, smollm2_acts, smollm2):
+def _check_ce_clean(evaluation, acts_path, model):
+    """``ce_loss_clean`` is the model's own next-token loss on the same windows (BOS targets left out)."""
     import torch
 
     from saetool.artifacts.activations import ActivationsFile
 
-    with ActivationsFile(smollm2_acts) as acts:
+    with ActivationsFile(acts_path) as acts:
         ids = torch.as_tensor(acts.sequences()[: N_TOKENS // acts.context_size], dtype=torch.long)
-    logits = smollm2.logits(ids).float()
-    bos = smollm2.tokenizer.bos_token_id
+    logits = model.logits(ids).float()
+    bos = model.tokenizer.bos_token_id
     keep = ids[:, :-1] != bos
     loss = torch.nn.functional.cross_entropy(logits[:, :-1][keep], ids[:, 1:][keep])
     m = evaluation.metrics
     assert evaluation.n_positions == int(keep.sum())
     assert m["ce_loss_clean"] == pytest.approx(float(loss), rel=1e-4)
-    assert max(m["ce_loss_clean"], m["ce_loss_sae"]) < m["ce_loss_zero"]  # a good SAE may match clean within noise on few positions
     recovered = (m["ce_loss_zero"] - m["ce_loss_sae"]) / (m["ce_loss_zero"] - m["ce_loss_clean"])
     assert m["ce_loss_recovered"] == pytest.approx(recovered)
+    return m
+
+
+def test_activation_metrics_match_numpy(evaluation, smollm2_sae, smollm2_acts):
+    m = _check_activation_metrics(evaluation, smollm2_sae, smollm2_acts, "blocks.3.hook_resid_post")
+    # a real SAE: good but not perfect, TopK k=16
+    assert 0.8 < m["explained_variance"] < 1.0 and m["l0"] <= 16
+
+
+def test_activation_metrics_match_numpy_on_the_tiny_model(tiny_evaluation, tiny_sae, tiny_acts):
+    m = _check_activation_metrics(tiny_evaluation, tiny_sae, tiny_acts, "blocks.1.hook_resid_post")
+    assert 0 < m["explained_variance"] < 1.0 and 0 < m["l0"] <= 8  # TopK k=8
+
+
+def test_ce_clean_equals_the_models_own_loss(evaluation, smollm2_acts, smollm2):
+    m = _check_ce_clean(evaluation, smollm2_acts, smollm2)
+    assert max(m["ce_loss_clean"], m["ce_loss_sae"]) < m["ce_loss_zero"]  # a good SAE may match clean within noise on few positions
     assert 0.5 < m["ce_loss_recovered"] < 1.05
     assert 0 < m["kl_div_sae"] < m["kl_div_zero"]
+
+
+def test_ce_clean_equals_the_models_own_loss_on_the_tiny_model(tiny_evaluation, tiny_acts, tiny_gpt2):
+    m = _check_ce_clean(tiny_evaluation, tiny_acts, tiny_gpt2)
+    assert m["kl_div_sae"] > 0 and m["kl_div_zero"] > 0
 
 
 def test_sae_lens_agrees_on_ce_loss_recovered(smollm2_sae, smollm2_acts, tmp_path):
@@ -110,7 +140,8 @@ def test_sae_lens_agrees_on_ce_loss_recovered(smollm2_sae, smollm2_acts, tmp_pat
     assert ours["kl_div_sae"] == pytest.approx(theirs["kl_div_with_sae"], rel=0.1)
 
 
-def test_transcoder_splices_the_output_hook(smollm2):
+@pytest.mark.parametrize("model_fixture", ["tiny_gpt2", pytest.param("smollm2", marks=pytest.mark.slow)])
+def test_transcoder_splices_the_output_hook(model_fixture, request):
     """A transcoder's output replaces hook_out at every non-BOS position (checked against a manual edit)."""
     import torch
 
@@ -118,25 +149,26 @@ def test_transcoder_splices_the_output_hook(smollm2):
     from saetool.sae.config import SAEConfig
     from saetool.sae.model import SAE
 
-    d = smollm2.d_model
+    model = request.getfixturevalue(model_fixture)  # the tiny GPT-2 shares SmolLM2's tokenizer
+    d = model.d_model
     cfg = SAEConfig(arch="transcoder", d_in=d, d_sae=4, hook="blocks.1.hook_resid_mid", hook_out="blocks.1.hook_mlp_out", activation="relu")
     sae = SAE(cfg)
     with torch.no_grad():
         sae.b_dec.fill_(0.5)  # zero encoder: the output is the constant b_dec
-    bos = smollm2.tokenizer.bos_token_id
+    bos = model.tokenizer.bos_token_id
     ids = torch.tensor([[bos, 504, 1345, 314, 260, 3458, 28, 7]])
-    batch, _ = lm_batch(sae, smollm2, ids, bos)
+    batch, _ = lm_batch(sae, model, ids, bos)
 
     def manual(t):
         out = torch.full_like(t, 0.5)
         out[:, 0] = t[:, 0]  # BOS keeps the clean value
         return out
 
-    logits = smollm2.logits(ids, edit_hooks={"blocks.1.hook_mlp_out": manual}).float()
+    logits = model.logits(ids, edit_hooks={"blocks.1.hook_mlp_out": manual}).float()
     nll = torch.nn.functional.cross_entropy(logits[0, 1:-1], ids[0, 2:], reduction="none")
     assert batch.nll_clean.numel() == ids.shape[1] - 2
     assert torch.allclose(batch.nll_sae, nll.double(), atol=1e-4)
-    zeroed = smollm2.logits(ids, edit_hooks={"blocks.1.hook_mlp_out": torch.zeros_like}).float()
+    zeroed = model.logits(ids, edit_hooks={"blocks.1.hook_mlp_out": torch.zeros_like}).float()
     assert torch.allclose(batch.nll_zero, torch.nn.functional.cross_entropy(zeroed[0, 1:-1], ids[0, 2:], reduction="none").double(), atol=1e-4)
 
 

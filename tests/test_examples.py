@@ -50,6 +50,7 @@ def test_every_workflow_is_listed_in_the_examples_readme():
         assert list(WORKFLOWS.glob(f"seed{seed}_*.sh")), f"no example for seed {seed}"
 
 
+@pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
 def test_seed000_mini_pipeline(ran):
     _, folder = example(ran, "seed000_mini_pipeline")
     out = folder / "out"
@@ -66,6 +67,7 @@ def test_seed000_mini_pipeline(ran):
     assert read_header(out / "transitions.h5")["saetool_kind"] == "transitions"
 
 
+@pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
 def test_seed001_steering_ladder(ran):
     _, folder = example(ran, "seed001_steering_ladder")
     proc, _ = example(ran, "seed001_steering_ladder")
@@ -76,6 +78,7 @@ def test_seed001_steering_ladder(ran):
     assert f"layers: best -> layer {best['best']['layer']}" in proc.stderr
 
 
+@pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
 def test_seed002_train_sae(ran):
     _, folder = example(ran, "seed002_train_sae")
     out = folder / "out"
@@ -85,6 +88,7 @@ def test_seed002_train_sae(ran):
     assert (out / "topk-saelens" / "cfg.json").is_file()
 
 
+@pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
 def test_seed003_pathways(ran):
     _, folder = example(ran, "seed003_pathways")
     out = folder / "out"
@@ -97,6 +101,7 @@ def test_seed003_pathways(ran):
     assert (out / "tokens.csv").read_text().startswith("token")
 
 
+@pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
 def test_seed004_activation_samples(ran):
     proc, folder = example(ran, "seed004_activation_samples")
     out = folder / "out"
@@ -107,6 +112,7 @@ def test_seed004_activation_samples(ran):
     assert len(list((out / "samples").glob("feature_*_distribution.png"))) == 1
 
 
+@pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
 def test_pipeline_api_script(ran):
     proc, folder = example(ran, "pipeline_api")
     assert "ce_loss_recovered" in proc.stdout

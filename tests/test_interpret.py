@@ -15,40 +15,70 @@ from tests.helpers import assert_clean_error, run_cli
 K = 8
 
 
-@pytest.fixture(scope="module")
-def dense(smollm2_acts, smollm2_sae):
+def _dense(acts_path, sae_path, hook):
     """Every feature activation ``[n_tokens, d_sae]`` computed in one go, and the token ids."""
     from saetool.artifacts.activations import ActivationsFile
     from saetool.sae.io import load_sae
 
-    sae = load_sae(str(smollm2_sae), "cpu")
-    with ActivationsFile(smollm2_acts) as acts:
-        x = acts.read("blocks.3.hook_resid_post")
+    sae = load_sae(str(sae_path), "cpu")
+    with ActivationsFile(acts_path) as acts:
+        x = acts.read(hook)
         tokens = acts.token_ids()
         seqs, seq_index, positions = acts.sequences(), acts.seq_index(), acts.positions()
     with torch.no_grad():
         f = sae.encode(x).float()
-    return {"f": f, "tokens": tokens, "seqs": seqs, "seq_index": seq_index, "positions": positions, "W_dec": sae.W_dec.detach().float()}
+    return {"f": f, "tokens": tokens, "seqs": seqs, "seq_index": seq_index, "positions": positions, "W_dec": sae.W_dec.detach().float(), "hook": hook}
+
+
+def _interpret(acts_path, sae_path, folder):
+    from saetool.interpret.api import InterpretConfig, interpret
+
+    config = InterpretConfig(examples=K, held_out=5, negatives=4, context=12, bins=16, neighbours=6, labeler=None, chunk_rows=300)
+    return interpret(config, acts_path, sae_path, folder / "features.h5", progress=False)
+
+
+@pytest.fixture(scope="module")
+def dense(smollm2_acts, smollm2_sae):
+    return _dense(smollm2_acts, smollm2_sae, "blocks.3.hook_resid_post")
 
 
 @pytest.fixture(scope="module")
 def result(smollm2_acts, smollm2_sae, tmp_path_factory):
-    from saetool.interpret.api import InterpretConfig, interpret
-
-    out = tmp_path_factory.mktemp("interpret") / "features.h5"
-    config = InterpretConfig(examples=K, held_out=5, negatives=4, context=12, bins=16, neighbours=6, labeler=None, chunk_rows=300)
-    return interpret(config, smollm2_acts, smollm2_sae, out, progress=False)
+    return _interpret(smollm2_acts, smollm2_sae, tmp_path_factory.mktemp("interpret"))
 
 
-def test_statistics_match_dense(result, dense):
+@pytest.fixture(scope="module")
+def tiny_dense(tiny_acts, tiny_sae):
+    return _dense(tiny_acts, tiny_sae, "blocks.1.hook_resid_post")
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny_acts, tiny_sae, tmp_path_factory):
+    return _interpret(tiny_acts, tiny_sae, tmp_path_factory.mktemp("interpret_tiny"))
+
+
+#: The checks that hold for any model run on both: the tiny random GPT-2 (fast tier) and SmolLM2 (slow).
+BOTH_MODELS = pytest.mark.parametrize("model", ["tiny", pytest.param("smollm2", marks=pytest.mark.slow)])
+
+
+def _run(request, model):
+    """``(result, dense)`` of the interpret run on ``model`` (``tiny`` or ``smollm2``)."""
+    prefix = "tiny_" if model == "tiny" else ""
+    return request.getfixturevalue(prefix + "result"), request.getfixturevalue(prefix + "dense")
+
+
+@BOTH_MODELS
+def test_statistics_match_dense(model, request):
+    result, dense = _run(request, model)
     f = dense["f"]
     n, d_sae = f.shape
-    assert result.d_sae == d_sae == 512 and result.n_tokens == n
+    assert result.d_sae == d_sae == (256 if model == "tiny" else 512) and result.n_tokens == n
     active = f > 0
     density = active.double().mean(0)
     mean = torch.where(active, f, 0).double().sum(0) / active.sum(0).clamp_min(1)
     assert [r.index for r in result.records] == list(range(d_sae))
-    assert result.dead == int((active.sum(0) == 0).sum()) > 0
+    assert result.dead == int((active.sum(0) == 0).sum())
+    assert result.dead > 0 or model == "tiny"  # SmolLM2's SAE has dead features; the tiny one may have none
     got = {name: np.array([getattr(r, name) for r in result.records]) for name in ("density", "max_activation", "mean_activation")}
     np.testing.assert_allclose(got["density"], density.numpy(), rtol=0, atol=0)
     np.testing.assert_array_equal(got["max_activation"], f.max(0).values.clamp_min(0).numpy())
@@ -56,7 +86,9 @@ def test_statistics_match_dense(result, dense):
     assert [r.dead for r in result.records] == (active.sum(0) == 0).tolist()
 
 
-def test_top_examples_equal_brute_force_topk(result, dense):
+@BOTH_MODELS
+def test_top_examples_equal_brute_force_topk(model, request):
+    result, dense = _run(request, model)
     f, tokens = dense["f"], dense["tokens"]
     where = {(int(s), int(p)): i for i, (s, p) in enumerate(zip(dense["seq_index"], dense["positions"]))}
     checked = 0
@@ -77,9 +109,11 @@ def test_top_examples_equal_brute_force_topk(result, dense):
     assert checked > 1000
 
 
-def test_shading_values_equal_the_activations(result, dense):
+@BOTH_MODELS
+def test_shading_values_equal_the_activations(model, request):
     """Every token of every shown window carries the feature's activation there, equal to the
     dense encoding (tokens left out of extraction, e.g. BOS, have none)."""
+    result, dense = _run(request, model)
     f = dense["f"]
     where = {(int(s), int(p)): i for i, (s, p) in enumerate(zip(dense["seq_index"], dense["positions"]))}
     checked = 0
@@ -130,7 +164,9 @@ def _sae_of(features_path):
         return next(p["path"] for p in ff.provenance["parents"] if p["kind"] == "sae")
 
 
-def test_held_out_and_negatives(result, dense):
+@BOTH_MODELS
+def test_held_out_and_negatives(model, request):
+    result, dense = _run(request, model)
     f = dense["f"]
     where = {(int(s), int(p)): i for i, (s, p) in enumerate(zip(dense["seq_index"], dense["positions"]))}
     n_held = 0
@@ -149,7 +185,9 @@ def test_held_out_and_negatives(result, dense):
     assert n_held > 1000
 
 
-def test_histogram_and_common_tokens(result, dense):
+@BOTH_MODELS
+def test_histogram_and_common_tokens(model, request):
+    result, dense = _run(request, model)
     f = dense["f"]
     for r in result.records[:64]:
         col = f[:, r.index]
@@ -166,7 +204,9 @@ def test_histogram_and_common_tokens(result, dense):
             assert sum(c for _, c in r.top_tokens) <= len(r.top_examples)
 
 
-def test_neighbours_match_cosine_matrix(result, dense):
+@BOTH_MODELS
+def test_neighbours_match_cosine_matrix(model, request):
+    result, dense = _run(request, model)
     W = dense["W_dec"]
     Wn = W / W.norm(dim=1, keepdim=True)
     cos = Wn @ Wn.T
@@ -177,7 +217,9 @@ def test_neighbours_match_cosine_matrix(result, dense):
         np.testing.assert_allclose([c for _, c in r.neighbours], want_v[r.index].numpy(), atol=1e-5)
 
 
-def test_read_features_round_trip(result):
+@BOTH_MODELS
+def test_read_features_round_trip(model, request):
+    result, dense = _run(request, model)
     from saetool.interpret.records import FeatureRecord
     from saetool.interpret.store import FeaturesFile, read_features
 
@@ -186,12 +228,12 @@ def test_read_features_round_trip(result):
     assert back[1].to_json() == result.records[1].to_json()
     assert FeatureRecord.from_json(back[0].to_json()) == back[0]
     with FeaturesFile(result.path) as ff:
-        assert ff.d_sae == 512 and ff.hook == "blocks.3.hook_resid_post"
+        assert ff.d_sae == result.d_sae == dense["f"].shape[1] and ff.hook == dense["hook"]
         parents = ff.provenance["parents"]
         assert {p["kind"] for p in parents} == {"activations", "sae"}
         assert ff.sae_sha256 == next(p["sha256"] for p in parents if p["kind"] == "sae")
         with pytest.raises(Exception, match="out of range"):
-            ff.check_features([512])
+            ff.check_features([result.d_sae])
 
 
 def test_subset_and_top(smollm2_acts, smollm2_sae, result, tmp_path):
@@ -209,7 +251,9 @@ def test_subset_and_top(smollm2_acts, smollm2_sae, result, tmp_path):
     assert [r.index for r in top.records] == [r.index for r in densest]
 
 
-def test_features_commands(result, dense):
+@BOTH_MODELS
+def test_features_commands(model, request):
+    result, dense = _run(request, model)
     path = str(result.path)
     proc = run_cli("features", "distribution", path, "10", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -226,9 +270,10 @@ def test_features_commands(result, dense):
     assert rec["index"] == 10 and len(rec["top_examples"]) == min(3, len(result.records[10].top_examples))
     proc = run_cli("features", "distribution", path, "10")
     assert proc.returncode == 0 and proc.stdout == "" and "feature 10: active on" in proc.stderr
-    assert_clean_error(run_cli("features", "report", path, "--feature", "512"), "out of range")
+    assert_clean_error(run_cli("features", "report", path, "--feature", str(result.d_sae)), "out of range")
 
 
+@pytest.mark.slow  # extract runs SmolLM2 (the default model) in a subprocess
 def test_pipe_extract_train_interpret(tmp_path):
     extract = run_cli("extract", "--hooks", "blocks.1.hook_resid_post", "-n", "512", "--context-size", "32", "-o", str(tmp_path / "a.h5"))
     assert extract.returncode == 0, extract.stderr

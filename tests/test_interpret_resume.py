@@ -12,6 +12,7 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 
 from tests.helpers import REPO, assert_clean_error, run_cli
 
@@ -111,3 +112,43 @@ def test_resume_refuses_other_settings_and_nothing_to_resume(smollm2_acts, smoll
     changed[changed.index("--examples") + 1] = "6"
     assert_clean_error(run_cli(*changed, "--resume"), "cannot resume", "examples")
     assert partial.exists() and not out.exists()
+
+
+def _crash_on_read(monkeypatch, n: int) -> None:
+    """The n-th chunk read from an activations file raises: a crash mid-run, after n - 1 checkpoints."""
+    from saetool.artifacts.activations import ActivationsFile
+
+    real, calls = ActivationsFile.read_finite, [0]
+
+    def read_finite(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == n:
+            raise RuntimeError("simulated crash")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ActivationsFile, "read_finite", read_finite)
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run_on_the_tiny_model(tiny_acts, tiny_sae, tmp_path, monkeypatch):
+    """The same check in one process, crashing in each pass (pass 1 has 64 chunks of 32 rows here)."""
+    from saetool.artifacts.store import partial_path
+    from saetool.errors import SaetoolError
+    from saetool.interpret.api import InterpretConfig, interpret
+
+    config = InterpretConfig(labeler=None, checkpoint_every=1, **SETTINGS)
+    reference = interpret(config, tiny_acts, tiny_sae, tmp_path / "reference.h5", progress=False)
+    out = tmp_path / "features.h5"
+    for n in (20, 70):  # pass 1, then pass 2 of the resumed run
+        with monkeypatch.context() as m:
+            _crash_on_read(m, n)
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                interpret(config, tiny_acts, tiny_sae, out, progress=False, resume=n != 20)
+        assert not out.exists() and partial_path(out).exists()
+    with pytest.raises(SaetoolError, match="cannot resume: .*examples"):
+        interpret(InterpretConfig(labeler=None, checkpoint_every=1, **{**SETTINGS, "examples": 6}), tiny_acts, tiny_sae, out, progress=False, resume=True)
+    interpret(config, tiny_acts, tiny_sae, out, progress=False, resume=True)
+    assert out.exists() and not partial_path(out).exists()
+    got, want = _datasets(out), _datasets(reference.path)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)

@@ -67,6 +67,7 @@ def kill_chain(args: list[str], resume_args: list[str], progress: Callable[[], f
 
 
 # -- extract ---------------------------------------------------------------------------
+@pytest.mark.slow  # launches and SIGKILLs the CLI six times
 def test_extract_killed_five_times_then_resumed_is_byte_identical(tmp_path, tiny_gpt2_dir):
     args = ["extract", "--model", str(tiny_gpt2_dir), "--corpus", "bbc-news:tech", "--layers", "0,1", "-n", "12000", "--context-size", "32", "-b", "1"]
     whole = tmp_path / "whole.h5"
@@ -118,6 +119,7 @@ def latest_step(checkpoints: Path, total: int) -> float:
     return float(max(steps, default=0))
 
 
+@pytest.mark.slow  # launches and SIGKILLs the CLI six times
 def test_train_killed_five_times_then_resumed_has_identical_weights(tmp_path, train_acts):
     steps = 600
     args = ["train", str(train_acts), "--d-sae", "32", "--k", "3", "--batch-size", "64", "--steps", str(steps), "--checkpoint-every", "20",
@@ -160,6 +162,7 @@ metrics: [refusal, helpfulness, coherence]
 """
 
 
+@pytest.mark.slow  # launches and SIGKILLs the CLI six times
 def test_sweep_killed_five_times_then_rerun_has_the_same_summary(tmp_path, tiny_gpt2_dir):
     cfg = tiny_config(tmp_path, SWEEP.format(model=tiny_gpt2_dir))
     whole = run_cli("sweep", str(cfg), "--output-dir", str(tmp_path / "whole"))

@@ -24,6 +24,7 @@ def plugin_env(tmp_path_factory):
     return {"PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), "SAETOOL_LOAD_PLUGINS": None}
 
 
+@pytest.mark.slow  # pip-installs the plugin package
 def test_listed_by_saetool_plugins(plugin_env):
     proc = run_cli("plugins", "--json", env=plugin_env)
     assert proc.returncode == 0, proc.stderr

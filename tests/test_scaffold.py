@@ -51,6 +51,7 @@ def scaffolded(tmp_path_factory) -> dict[str, Path]:
     return {"package": package, "site": site}
 
 
+@pytest.mark.slow  # pip-installs the scaffolded package (the `scaffolded` fixture)
 def test_writes_a_complete_package(scaffolded):
     package = scaffolded["package"]
     files = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
@@ -66,6 +67,7 @@ def test_writes_a_complete_package(scaffolded):
     assert (scaffolded["site"] / "saetool_demo_corpus" / "plugin.py").is_file()
 
 
+@pytest.mark.slow  # pip-installs the scaffolded package (the `scaffolded` fixture)
 def test_its_own_tests_pass_with_the_installed_package(scaffolded):
     package, site = scaffolded["package"], scaffolded["site"]
     out = subprocess.run(
@@ -77,6 +79,7 @@ def test_its_own_tests_pass_with_the_installed_package(scaffolded):
     assert "5 passed" in out.stdout and "skipped" not in out.stdout, out.stdout[-2000:]
 
 
+@pytest.mark.slow  # pip-installs the scaffolded package (the `scaffolded` fixture)
 def test_saetool_lists_the_installed_plugin(scaffolded):
     env = {"PYTHONPATH": os.pathsep.join([str(scaffolded["site"]), str(REPO)]), "SAETOOL_LOAD_PLUGINS": None, **OFFLINE}
     proc = run_cli("plugins", "--json", env=env)

@@ -95,25 +95,50 @@ def test_moments_and_cohens_d_match_numpy_and_scipy():
     assert d[5] == -np.inf
 
 
-def test_select_per_token_matches_scipy(two_sets, smollm2_sae, sae4, tmp_path):
-    a, b = ActivationsArtifactSet(two_sets["news"], "a"), ActivationsArtifactSet(two_sets["kjv"], "b")
-    config = SelectConfig(top=512, chunk_rows=100)  # all features; chunks that straddle sequences
-    result = select_features(a, b, [sae4, smollm2_sae], tmp_path / "sel.h5", config=config)
+def _check_per_token(sets, saes, tmp_path):
+    """Per-token d for every feature of each (layer, hook, SAE) in ``saes`` equals scipy's."""
+    a, b = ActivationsArtifactSet(sets["news"], "a"), ActivationsArtifactSet(sets["kjv"], "b")
+    from saetool.sae.io import load_sae
+
+    d_sae = load_sae(saes[0][2]).cfg.d_sae
+    config = SelectConfig(top=d_sae, chunk_rows=100)  # all features; chunks that straddle sequences
+    result = select_features(a, b, [sae for _, _, sae in reversed(saes)], tmp_path / "sel.h5", config=config)
     table = read_selection(result.path)
-    assert table.attrs["layers"] == [3, 4] and table.attrs["unit"] == "token"
-    for layer, hook, sae in ((3, HOOK3, smollm2_sae), (4, HOOK4, sae4)):
-        xa, _ = _features(two_sets["news"], hook, sae)
-        xb, _ = _features(two_sets["kjv"], hook, sae)
+    assert table.attrs["layers"] == [layer for layer, _, _ in saes] and table.attrs["unit"] == "token"
+    for layer, hook, sae in saes:
+        xa, _ = _features(sets["news"], hook, sae)
+        xb, _ = _features(sets["kjv"], hook, sae)
         ref = _reference_d(xa, xb)
         dead = (xa.std(0) == 0) & (xb.std(0) == 0) & (xa.mean(0) == xb.mean(0))
         part = table[table["layer"] == layer].set_index("feature").sort_index()
-        assert len(part) == 512 and list(part.index) == list(range(512))
+        assert len(part) == d_sae and list(part.index) == list(range(d_sae))
         assert (part["n_a"] == 512).all() and (part["n_b"] == 512).all()
         np.testing.assert_allclose(part["d"].to_numpy()[~dead], ref[~dead], rtol=1e-6, atol=1e-9)
         assert (part["d"].to_numpy()[dead] == 0).all()
         np.testing.assert_allclose(part["mean_a"], xa.mean(0), rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(part["std_b"], xb.std(0, ddof=1), rtol=1e-6, atol=1e-9)
         assert (part["name"] == [f"L{layer}-{i}" for i in part.index]).all()
+
+
+def test_select_per_token_matches_scipy(two_sets, smollm2_sae, sae4, tmp_path):
+    _check_per_token(two_sets, [(3, HOOK3, smollm2_sae), (4, HOOK4, sae4)], tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_two_sets(tiny_gpt2, tmp_path_factory):
+    """News and scripture through the tiny random GPT-2 at layers 0 and 1, 512 tokens each."""
+    from saetool.extract.api import ExtractConfig, extract_activations
+
+    folder = tmp_path_factory.mktemp("select_tiny_sets")
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    return {name: extract_activations(ExtractConfig(corpus=corpus, hooks=hooks, num_tokens=512, context_size=64, batch_size=8), folder / f"{name}.h5", progress=False, model=tiny_gpt2)
+            for name, corpus in (("news", "bbc-news"), ("kjv", "kjv"))}
+
+
+def test_select_per_token_matches_scipy_on_the_tiny_model(tiny_two_sets, tiny_sae, tmp_path):
+    hook0 = "blocks.0.hook_resid_post"
+    sae0 = _edited_sae(tiny_sae, tmp_path / "sae0.h5", hook=hook0, hook_out=hook0)
+    _check_per_token(tiny_two_sets, [(0, hook0, sae0), (1, "blocks.1.hook_resid_post", tiny_sae)], tmp_path)
 
 
 def test_select_per_sequence_matches_scipy(two_sets, smollm2_sae, tmp_path):
