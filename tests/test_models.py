@@ -48,13 +48,6 @@ def hook_counts(module: torch.nn.Module, *, ours_only: bool = False) -> int:
 
 
 @pytest.fixture(scope="module")
-def tiny_gpt2(tiny_gpt2_dir):
-    from saetool.models.registry import load_model
-
-    return load_model(str(tiny_gpt2_dir), backend="transformers")
-
-
-@pytest.fixture(scope="module")
 def tiny_gpt2_tl(tiny_gpt2_dir):
     from saetool.models.registry import load_model
 
@@ -359,8 +352,9 @@ def test_unsupported_architecture_is_a_model_error():
     "model_type",
     ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gpt2"],
 )
-def test_module_maps_on_random_tiny_models(model_type, smollm2):
-    """Each supported architecture: sites line up with HF's hidden states and with each other."""
+def test_module_maps_on_random_tiny_models(model_type, tiny_gpt2):
+    """Each supported architecture: sites line up with HF's hidden states and with each other
+    (the tiny GPT-2 lends its tokenizer, SmolLM2's)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from saetool.models.archs import arch_for, get_path
@@ -368,7 +362,7 @@ def test_module_maps_on_random_tiny_models(model_type, smollm2):
 
     config = AutoConfig.for_model(
         model_type,
-        vocab_size=len(smollm2.tokenizer),
+        vocab_size=len(tiny_gpt2.tokenizer),
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=3,
@@ -380,8 +374,8 @@ def test_module_maps_on_random_tiny_models(model_type, smollm2):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         hf = AutoModelForCausalLM.from_config(config).eval()
-    model = TransformersModel(hf, smollm2.tokenizer, model_id=f"tiny-{model_type}")
-    enc = encode(smollm2, SENTENCES[:2])
+    model = TransformersModel(hf, tiny_gpt2.tokenizer, model_id=f"tiny-{model_type}")
+    enc = encode(tiny_gpt2, SENTENCES[:2])
     hooks = [f"blocks.{layer}.{site}" for layer in range(3) for site in SITES]
     acts = model.run_with_cache(enc.input_ids, hooks, enc.attention_mask)
     with torch.no_grad():
