@@ -1,7 +1,10 @@
 """Shared pytest fixtures.
 
 Model fixtures (``saetool_cache``, ``smollm2``, ``tiny_gpt2_dir``) load real
-models with no network. They use saetool's own model cache (``SAETOOL_CACHE_DIR``
+models with no network. Tests on SmolLM2 (``smollm2``, ``smollm2_acts``,
+``smollm2_sae``) are marked ``slow`` automatically; their fast counterparts
+(``tiny_gpt2``, ``tiny_acts``, ``tiny_sae``) run the same code on a tiny random
+GPT-2 in about a second. They use saetool's own model cache (``SAETOOL_CACHE_DIR``
 if set, else the platform cache that ``saetool models install`` fills), so a
 model converted by the quick start is not converted again (about 30 s the first
 time, well under a second after that). Tests only read the cache.
