@@ -108,41 +108,44 @@ def tiny_gpt2(tiny_gpt2_dir):
     return load_model(str(tiny_gpt2_dir), backend="transformers")
 
 
+def _extract(model, hook: str, folder: Path) -> Path:
+    """2048 tokens of BBC News through ``model`` at ``hook``, context 64."""
+    from saetool.extract.api import ExtractConfig, extract_activations
+
+    config = ExtractConfig(hooks=[hook], num_tokens=2048, context_size=64, batch_size=8)
+    return extract_activations(config, folder / "acts.h5", progress=False, model=model)
+
+
+def _train(acts: Path, d_sae: int, k: int, folder: Path) -> Path:
+    """A TopK SAE trained for 200 steps of 256 tokens on ``acts``."""
+    from saetool.train.api import train_sae
+    from saetool.train.config import TrainConfig
+
+    config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=256, steps=200, lr=2e-3, checkpoint_every=1000, log_every=10, val_fraction=0.1, seed=0)
+    return train_sae(config, [acts], folder / "sae.h5", progress=False).path
+
+
 @pytest.fixture(scope="session")
 def tiny_acts(tiny_gpt2, tmp_path_factory):
     """An activations artifact like :func:`smollm2_acts` from the tiny GPT-2 (d_model 64):
     2048 tokens of BBC News, ``blocks.1.hook_resid_post``, context 64 (about a second)."""
-    from saetool.extract.api import ExtractConfig, extract_activations
-
-    config = ExtractConfig(hooks=["blocks.1.hook_resid_post"], num_tokens=2048, context_size=64, batch_size=8)
-    return extract_activations(config, tmp_path_factory.mktemp("tiny_acts") / "acts.h5", progress=False, model=tiny_gpt2)
+    return _extract(tiny_gpt2, "blocks.1.hook_resid_post", tmp_path_factory.mktemp("tiny_acts"))
 
 
 @pytest.fixture(scope="session")
 def tiny_sae(tiny_acts, tmp_path_factory):
     """A TopK SAE (d_sae 256, k 8) trained for 200 steps on :func:`tiny_acts` (about a second)."""
-    from saetool.train.api import train_sae
-    from saetool.train.config import TrainConfig
-
-    config = TrainConfig(arch="topk", d_sae=256, k=8, batch_size=256, steps=200, lr=2e-3, checkpoint_every=1000, log_every=10, val_fraction=0.1, seed=0)
-    return train_sae(config, [tiny_acts], tmp_path_factory.mktemp("tiny_sae") / "sae.h5", progress=False).path
+    return _train(tiny_acts, 256, 8, tmp_path_factory.mktemp("tiny_sae"))
 
 
 @pytest.fixture(scope="session")
 def smollm2_acts(smollm2, tmp_path_factory):
     """A real activations artifact: 2048 tokens of BBC News through SmolLM2,
     ``blocks.3.hook_resid_post``, context 64 (about 10 s on 2 CPU cores)."""
-    from saetool.extract.api import ExtractConfig, extract_activations
-
-    config = ExtractConfig(hooks=["blocks.3.hook_resid_post"], num_tokens=2048, context_size=64, batch_size=8)
-    return extract_activations(config, tmp_path_factory.mktemp("smollm2_acts") / "acts.h5", progress=False, model=smollm2)
+    return _extract(smollm2, "blocks.3.hook_resid_post", tmp_path_factory.mktemp("smollm2_acts"))
 
 
 @pytest.fixture(scope="session")
 def smollm2_sae(smollm2_acts, tmp_path_factory):
     """A small TopK SAE (d_sae 512, k 16) trained for 200 steps on :func:`smollm2_acts`."""
-    from saetool.train.api import train_sae
-    from saetool.train.config import TrainConfig
-
-    config = TrainConfig(arch="topk", d_sae=512, k=16, batch_size=256, steps=200, lr=2e-3, checkpoint_every=1000, log_every=10, val_fraction=0.1, seed=0)
-    return train_sae(config, [smollm2_acts], tmp_path_factory.mktemp("smollm2_sae") / "sae.h5", progress=False).path
+    return _train(smollm2_acts, 512, 16, tmp_path_factory.mktemp("smollm2_sae"))
