@@ -8,8 +8,8 @@ Three parts, in one run:
 1. **Grid on real activations.** TopK SAEs (k ``--k``) at widths ``--widths``
    x d_model and budgets ``--budgets`` steps of ``--batch-size`` rows, trained
    with ``saetool.train.train_on_batches`` at every learning rate in
-   ``--lr-multipliers`` x saetool's default learning rate for that width and every
-   schedule in ``--schedules`` (other settings: saetool's defaults). Each SAE is
+   ``--lr-multipliers`` x saetool's default learning rate for that width and
+   budget (the budget factor included) and every schedule in ``--schedules`` (other settings: saetool's defaults). Each SAE is
    scored on held-out rows: the last ``--heldout-rows`` rows of the activation
    file, whole sequences the SAE never trained on (it trains on the first
    ``--train-rows`` rows). FVU = squared error / total variance around the
@@ -26,7 +26,9 @@ Three parts, in one run:
    no input normalisation), both TopK with the same width, k and batches:
    wall seconds of training until held-out explained variance reaches
    ``--ev-goal`` (held-out EV is measured every ``--eval-every`` steps; that time
-   is not counted).
+   is not counted). saetool runs first; sae-lens is then stopped once its training time passes ``--ttq-cap-factor`` x saetool's, so
+   the run either measures sae-lens's time or shows the speed-up is at least
+   the cap.
 
 Run from the repository root:
 
@@ -75,7 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--syn-batch-size", type=int, default=4096, help="synthetic data: rows per step (default: %(default)s)")
     p.add_argument("--ev-goal", type=float, default=0.8, help="time to quality: held-out explained variance to reach (default: %(default)s)")
     p.add_argument("--ttq-width", type=int, default=4, help="time to quality: d_sae as a multiple of d_model (default: %(default)s)")
-    p.add_argument("--ttq-max-steps", type=int, default=1024, help="time to quality: give up after this many steps (default: %(default)s)")
+    p.add_argument("--ttq-max-steps", type=int, default=1024, help="time to quality: saetool's longest budget (default: %(default)s)")
+    p.add_argument("--ttq-cap-factor", type=float, default=5.0, help="time to quality: stop sae-lens once its training time passes this x saetool's (default: %(default)s)")
+    p.add_argument("--ttq-lens-max-steps", type=int, default=100000, help="time to quality: sae-lens's step limit (default: %(default)s)")
     p.add_argument("--ttq-start-steps", type=int, default=16, help="time to quality: saetool's first budget (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=16, help="time to quality: steps between held-out evaluations (default: %(default)s)")
     p.add_argument("--skip", default="", help="comma list of parts to leave out: real,synthetic,ttq")
@@ -182,7 +186,8 @@ def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multipli
 
     kw: dict[str, Any] = {}
     if multiplier is not None:
-        kw["lr"] = multiplier * default_lr(get_architecture("topk").default_lr, d_sae)
+        arch = get_architecture("topk")
+        kw["lr"] = multiplier * default_lr(arch.default_lr, d_sae, steps, arch.short_run_lr_factor)
     if schedule is not None:
         kw["lr_schedule"] = schedule
     config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **kw)
@@ -208,6 +213,7 @@ def run_grid(name: str, x_train, held, widths: list[int], args, *, k: int, batch
             default = cell[0]
             row = {"data": name, "d_sae": d_sae, "width": d_sae / d_in, "steps": steps, "runs": cell, "best": best, "default": default,
                    "ratio": default["fvu"] / best["fvu"], "passed": default["fvu"] <= best["fvu"] * (1 + args.tolerance)}
+            log("cell " + json.dumps({"data": name, "d_sae": d_sae, "steps": steps, "runs": cell}))  # every run's figures, should the run be cut short
             log(f"{name} d_sae {d_sae} {steps} steps: default FVU {default['fvu']:.4f} (lr {default['lr']:.2e}), best {best['fvu']:.4f} ({best['label']}), "
                 + ("pass" if row["passed"] else "FAIL"))
             rows.append(row)
@@ -244,9 +250,10 @@ def time_to_quality_saetool(x_train, held, d_sae: int, args) -> dict[str, Any]:
     return {"reached": False, "steps": None, "seconds": None, "tried": tried}
 
 
-def time_to_quality_sae_lens(x_train, held, d_sae: int, args) -> dict[str, Any]:
+def time_to_quality_sae_lens(x_train, held, d_sae: int, args, cap_seconds: float | None) -> dict[str, Any]:
     """sae-lens's TopK SAE and trainer with their defaults (constant lr 3e-4), the
-    same batches; held-out EV every --eval-every steps (not timed)."""
+    same batches; held-out EV every --eval-every steps (not timed); stopped once
+    its training time passes ``cap_seconds`` (or --ttq-lens-max-steps steps)."""
     import torch
     from sae_lens.config import SAETrainerConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
@@ -257,11 +264,12 @@ def time_to_quality_sae_lens(x_train, held, d_sae: int, args) -> dict[str, Any]:
     sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=args.k, dtype="float32", device="cpu"))
     defaults = SAETrainerConfig.__dataclass_fields__
     lr = defaults["lr"].default  # 3e-4, constant; lr_end as sae-lens's runner config sets it (unused by a constant schedule)
-    cfg = SAETrainerConfig(total_training_samples=args.batch_size * args.ttq_max_steps, train_batch_size_samples=args.batch_size, lr_end=lr / 10, device="cpu", autocast=False)
+    max_steps = args.ttq_lens_max_steps
+    cfg = SAETrainerConfig(total_training_samples=args.batch_size * max_steps, train_batch_size_samples=args.batch_size, lr_end=lr / 10, device="cpu", autocast=False)
     trainer = SAETrainer(cfg, sae, data_provider=iter(()))
     stream = batches(x_train, args.batch_size)
     seconds, curve = 0.0, []
-    for step in range(1, args.ttq_max_steps + 1):
+    for step in range(1, max_steps + 1):
         batch = next(stream)
         t0 = time.perf_counter()
         trainer.step(batch)
@@ -272,11 +280,13 @@ def time_to_quality_sae_lens(x_train, held, d_sae: int, args) -> dict[str, Any]:
             ev = 1 - heldout_scores(sae.encode, sae.decode, held, d_sae)["fvu"]
             sae.train()
             curve.append({"steps": step, "seconds": seconds, "ev": ev})
-            if step % (8 * args.eval_every) == 0:
-                log(f"time to quality, sae-lens defaults: {step} steps, {seconds:.1f} s, held-out EV {ev:.3f}")
+            log(f"time to quality, sae-lens defaults: {step} steps, {seconds:.1f} s, held-out EV {ev:.3f}")
             if ev >= args.ev_goal:
                 return {"reached": True, "steps": step, "seconds": seconds, "ev": ev, "curve": curve}
-    return {"reached": False, "steps": None, "seconds": seconds, "ev": curve[-1]["ev"] if curve else None, "curve": curve, "max_steps": args.ttq_max_steps}
+            if cap_seconds is not None and seconds > cap_seconds:
+                log(f"time to quality, sae-lens defaults: stopped at the cap ({seconds:.1f} s > {cap_seconds:.1f} s), {step} steps, held-out EV {ev:.3f}")
+                return {"reached": False, "capped": True, "steps": None, "stopped_steps": step, "seconds": seconds, "ev": ev, "curve": curve}
+    return {"reached": False, "capped": False, "steps": None, "stopped_steps": max_steps, "seconds": seconds, "ev": curve[-1]["ev"] if curve else None, "curve": curve}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +312,11 @@ def run(args: argparse.Namespace, argv: list[str], tmp: Path) -> int:
             out["grid"] += run_grid("SmolLM2", x_train, held, [w * d_in for w in ints(args.widths)], args, k=args.k, batch_size=args.batch_size)
         if "ttq" not in skip:
             d_sae = args.ttq_width * d_in
-            out["ttq"] = {"d_sae": d_sae, "saetool": time_to_quality_saetool(x_train, held, d_sae, args), "sae_lens": time_to_quality_sae_lens(x_train, held, d_sae, args)}
+            load_before = os.getloadavg()
+            ours = time_to_quality_saetool(x_train, held, d_sae, args)
+            cap = args.ttq_cap_factor * ours["seconds"] if ours["reached"] else None
+            theirs = time_to_quality_sae_lens(x_train, held, d_sae, args, cap)
+            out["ttq"] = {"d_sae": d_sae, "saetool": ours, "sae_lens": theirs, "cap_factor": args.ttq_cap_factor, "load_before": load_before, "load_after": os.getloadavg()}
     if "synthetic" not in skip:
         from saetool.train.synthetic import sparse_dictionary_data
 
@@ -355,8 +369,8 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
             lines[-1] += (f"Synthetic: {syn['features']} random unit directions in d={syn['d']}, about {syn['active']:g} active per token "
                           f"(`saetool.train.synthetic`), d_sae {syn['features']}, k {syn['k']}, {args.syn_batch_size:,} rows per step, "
                           f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
-        lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd, lr = the topk reference x sqrt(2^14 / d_sae)); "
-                      f"'Nx lr' multiplies that learning rate. A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+        lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd, lr = the topk reference 1e-3 x sqrt(2^14 / d_sae) x the budget factor "
+                      f"min(2, max(1, sqrt(256 / steps)))); 'Nx lr' multiplies that learning rate. A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
         lines.append("")
         headers = ["data", "d_sae", "steps"] + configs + ["best", "defaults ÷ best", "pass"]
         table = []
@@ -381,21 +395,25 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
     ttq = out.get("ttq")
     if ttq:
         ours, theirs = ttq["saetool"], ttq["sae_lens"]
-        fmt = lambda r: (f"{r['seconds']:.1f} s ({r['steps']} steps, EV {r['ev']:.3f})" if r["reached"] else "not reached")  # noqa: E731
+        fmt = lambda r: (f"{r['seconds']:.1f} s ({r['steps']} steps, EV {r['ev']:.3f})" if r["reached"]  # noqa: E731
+                         else f"not reached: stopped after {r['seconds']:.1f} s ({r['stopped_steps']} steps, EV {r['ev']:.3f})" if "stopped_steps" in r else "not reached")
         if ours["reached"] and theirs["reached"]:
-            verdict = f"saetool is **{theirs['seconds'] / ours['seconds']:.1f}x** faster to EV {args.ev_goal:g} (goal: 5x)."
+            verdict = f"Measured: saetool is **{theirs['seconds'] / ours['seconds']:.1f}x** faster to EV {args.ev_goal:g} (goal: 5x)."
         elif ours["reached"]:
-            verdict = (f"sae-lens did not reach EV {args.ev_goal:g} in {theirs['max_steps']} steps ({theirs['seconds']:.1f} s of training, EV {theirs['ev']:.3f} at the end); "
-                       f"saetool reached it in {ours['seconds']:.1f} s, so the speed-up to EV {args.ev_goal:g} is at least {theirs['seconds'] / ours['seconds']:.2f}x "
-                       "(a bound, not a measurement: rerun with a larger --ttq-max-steps; goal: 5x).")
+            why = (f"stopped at the cap, {ttq['cap_factor']:g}x saetool's time" if theirs.get("capped") else f"stopped at --ttq-lens-max-steps")
+            verdict = (f"sae-lens did not reach EV {args.ev_goal:g}: {why}, after {theirs['stopped_steps']} steps ({theirs['seconds']:.1f} s of training, held-out EV {theirs['ev']:.3f}); "
+                       f"saetool reached it in {ours['seconds']:.1f} s, so the speed-up to EV {args.ev_goal:g} is **at least {theirs['seconds'] / ours['seconds']:.1f}x** "
+                       "(a lower bound, not a measurement; goal: 5x).")
         else:
             verdict = "saetool's defaults did not reach the goal."
+        verdict += f" Load average (1, 5, 15 min) when this part started: {load(ttq.get('load_before'))}; when it ended: {load(ttq.get('load_after'))}."
         tried = ", ".join(f"{t['steps']} steps: EV {t['ev']:.3f} in {t['seconds']:.1f} s" for t in ours["tried"])
         lines += [
             f"**Time to quality**: wall seconds of training until held-out explained variance reaches {args.ev_goal:g}, TopK d_sae {ttq['d_sae']:,}, k {args.k}, "
             f"{args.batch_size:,} rows per step, the same shuffled batches for both. saetool: default settings at the shortest budget whose final SAE "
             f"reaches the goal (budgets doubling from {args.ttq_start_steps}; tried {tried}; its times include start-up and finalisation, sae-lens's only its steps). sae-lens {info['packages'].get('sae-lens') or ''}: `TopKTrainingSAE` + `SAETrainer` "
-            f"with their defaults (lr 3e-4, constant, no warmup, no input normalisation), held-out EV measured every {args.eval_every} steps (not timed).",
+            f"with their defaults (lr 3e-4, constant, no warmup, no input normalisation), held-out EV measured every {args.eval_every} steps (not timed), "
+            f"stopped once its training time passes {ttq['cap_factor']:g}x saetool's. Both in one process, one after the other.",
             "",
             markdown_table(["trainer", f"time to EV {args.ev_goal:g}"], [["saetool defaults", fmt(ours)], ["sae-lens defaults", fmt(theirs)]], "lr"),
             "",

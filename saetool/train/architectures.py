@@ -58,6 +58,8 @@ class SAEArchitecture:
       (gradient component along each row removed, rows renormalised each step).
     * ``default_lr``: the learning rate at ``d_sae = 2**14``; the trainer scales it
       by ``sqrt(2**14 / d_sae)`` (:func:`saetool.train.schedules.default_lr`);
+      ``short_run_lr_factor``: the most a run shorter than 256 steps raises it
+      (:func:`saetool.train.schedules.budget_lr_factor`; 1: not at all);
       ``default_sparsity_coeff`` (``None``: no sparsity
       coefficient); ``sparsity_warmup_fraction`` of steps for the coefficient.
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
@@ -74,6 +76,7 @@ class SAEArchitecture:
     needs_k: bool = False
     unit_norm_decoder: bool = True
     default_lr: float = 1e-3  # measured: benchmarks/train_quality.py (docs/benchmarks.md)
+    short_run_lr_factor: float = 2.0  # measured on TopK: x2 at <= 64 steps, x1 from 256 (same benchmark)
     default_sparsity_coeff: float | None = None
     sparsity_warmup_fraction: float = 0.0
     decoder_init_norm: float = 1.0
@@ -213,6 +216,7 @@ class ReLUArchitecture(SAEArchitecture):
     activation = "relu"
     unit_norm_decoder = False
     default_lr = 1e-4
+    short_run_lr_factor = 1.0  # not measured for an L1 penalty: the reference rate at every budget
     default_sparsity_coeff = 5.0
     sparsity_warmup_fraction = 0.05
     decoder_init_norm = 0.1
@@ -281,6 +285,7 @@ class JumpReLUArchitecture(SAEArchitecture):
     description = "JumpReLU SAE: learned per-feature thresholds, straight-through gradients, L0 penalty (Rajamanoharan et al. 2024)"
     activation = "jumprelu"
     default_lr = 3e-4  # not measured by benchmarks/train_quality.py (TopK only): the former flat rate, now at d_sae 2**14
+    short_run_lr_factor = 1.0  # not measured (the L0 controller and threshold rate were tuned at the reference rate)
     default_sparsity_coeff = 1.0
     sparsity_warmup_fraction = 0.05
     param_lr_scales = {"threshold": JUMPRELU_THRESHOLD_LR_SCALE}

@@ -12,12 +12,24 @@ import math
 
 LR_SCHEDULES = ("wsd", "cosine", "constant")
 REFERENCE_WIDTH = 1 << 14  # d_sae at which an architecture's ``default_lr`` applies
+LONG_RUN_STEPS = 256  # runs this long or longer get the reference rate; shorter ones more (see budget_lr_factor)
 
 
-def default_lr(reference: float, d_sae: int) -> float:
+def budget_lr_factor(steps: int | None, max_factor: float = 2.0) -> float:
+    """How much a run of ``steps`` steps raises the default learning rate:
+    ``sqrt(256 / steps)`` clamped to ``[1, max_factor]`` (2 at 64 steps or fewer,
+    1.41 at 128, 1 from 256 on). Measured: short TopK runs reach a lower held-out
+    FVU at twice the long-run rate (benchmarks/train_quality.py, docs/benchmarks.md)."""
+    if steps is None or steps < 1 or max_factor <= 1:
+        return 1.0
+    return min(max_factor, max(1.0, math.sqrt(LONG_RUN_STEPS / steps)))
+
+
+def default_lr(reference: float, d_sae: int, steps: int | None = None, max_factor: float = 1.0) -> float:
     """The default learning rate: ``reference`` at ``d_sae = 2**14``, scaled by
-    ``1 / sqrt(d_sae / 2**14)`` (wider SAEs take smaller steps)."""
-    return reference / math.sqrt(max(1, d_sae) / REFERENCE_WIDTH)
+    ``1 / sqrt(d_sae / 2**14)`` (wider SAEs take smaller steps), times
+    :func:`budget_lr_factor` of the run's ``steps`` (at most ``max_factor``; 1: none)."""
+    return reference / math.sqrt(max(1, d_sae) / REFERENCE_WIDTH) * budget_lr_factor(steps, max_factor)
 
 
 def lr_at(step: int, *, total: int, lr: float, warmup: int, schedule: str = "wsd", decay_fraction: float = 0.2) -> float:

@@ -136,7 +136,7 @@ class Trainer:
         self.cfg = self._sae_config(d_in, d_out, hook, hook_out, model)
         self.arch.validate(self.cfg)
         self.transcoder = self.cfg.is_transcoder
-        self.lr = config.lr if config.lr is not None else default_lr(self.arch.default_lr, self.cfg.d_sae)
+        self.lr = config.lr if config.lr is not None else default_lr(self.arch.default_lr, self.cfg.d_sae, self.total_steps, self.arch.short_run_lr_factor)
         self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
         self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
