@@ -182,12 +182,12 @@ def grid_configs(args) -> list[tuple[str, float | None, str | None]]:
 def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None):
     from saetool.train.architectures import get_architecture
     from saetool.train import TrainConfig, train_on_batches
-    from saetool.train.schedules import default_lr
+    from saetool.train.schedules import default_lr, short_run_max_factor
 
     kw: dict[str, Any] = {}
     if multiplier is not None:
         arch = get_architecture("topk")
-        kw["lr"] = multiplier * default_lr(arch.default_lr, d_sae, steps, arch.short_run_lr_factor)
+        kw["lr"] = multiplier * default_lr(arch.default_lr, d_sae, steps, short_run_max_factor(d_sae, int(x_train.shape[1]), arch.short_run_lr_factor))
     if schedule is not None:
         kw["lr_schedule"] = schedule
     config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **kw)
@@ -369,8 +369,8 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
             lines[-1] += (f"Synthetic: {syn['features']} random unit directions in d={syn['d']}, about {syn['active']:g} active per token "
                           f"(`saetool.train.synthetic`), d_sae {syn['features']}, k {syn['k']}, {args.syn_batch_size:,} rows per step, "
                           f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
-        lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd, lr = the topk reference 1e-3 x sqrt(2^14 / d_sae) x the budget factor "
-                      f"min(2, max(1, sqrt(256 / steps)))); 'Nx lr' multiplies that learning rate. A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+        lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd, lr = the topk reference 1e-3 x sqrt(2^14 / d_sae) x the short-run factor "
+                      f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in))))]); 'Nx lr' multiplies that learning rate. A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
         lines.append("")
         headers = ["data", "d_sae", "steps"] + configs + ["best", "defaults ÷ best", "pass"]
         table = []

@@ -11,7 +11,7 @@ from helpers import assert_clean_error, run_cli
 from saetool.train.architectures import get_architecture
 from saetool.train import TrainConfig, train_on_batches
 from saetool.train.initialize import init_seed
-from saetool.train.schedules import budget_lr_factor, default_lr
+from saetool.train.schedules import budget_lr_factor, default_lr, short_run_max_factor
 from saetool.train.synthetic import sparse_dictionary_data, write_activations
 
 HOOK = "blocks.3.hook_resid_post"
@@ -47,23 +47,32 @@ def test_budget_factor_doubles_short_runs_and_fades_to_one_by_256_steps():
     assert [budget_lr_factor(s) for s in steps] == pytest.approx([2, 2, 2, 1.6, 2**0.5, 1, 1])
     assert [budget_lr_factor(s, max_factor=1.0) for s in steps] == [1.0] * len(steps)
     assert budget_lr_factor(None) == 1.0  # budget unknown: the long-run rate
-    assert default_lr(1e-3, 2304, 64, 2.0) == pytest.approx(2 * 1e-3 * (16384 / 2304) ** 0.5)  # 5.33e-3, the quick start's rate
-    assert default_lr(1e-3, 2304, 1024, 2.0) == pytest.approx(1e-3 * (16384 / 2304) ** 0.5)  # 2.67e-3
+
+
+def test_short_runs_raise_the_rate_only_of_saes_wider_than_4x():
+    assert [short_run_max_factor(w * 576, 576) for w in (1, 4, 8, 16, 64)] == pytest.approx([1, 1, 2**0.5, 2, 2])
+    assert short_run_max_factor(16 * 576, 576, limit=1.0) == 1.0
+    # SmolLM2 (d_in 576): the quick start (4x, 64 steps) keeps 2.67e-3; 16x at 64 steps gets twice its 1.33e-3, at 1024 steps not
+    assert default_lr(1e-3, 2304, 64, short_run_max_factor(2304, 576)) == pytest.approx(1e-3 * (16384 / 2304) ** 0.5)
+    assert default_lr(1e-3, 9216, 64, short_run_max_factor(9216, 576)) == pytest.approx(2 * 1e-3 * (16384 / 9216) ** 0.5)
+    assert default_lr(1e-3, 9216, 1024, short_run_max_factor(9216, 576)) == pytest.approx(1e-3 * (16384 / 9216) ** 0.5)
 
 
 def test_only_the_topk_family_raises_the_rate_of_short_runs():
     factors = {name: get_architecture(name).short_run_lr_factor for name in ("topk", "batchtopk", "matryoshka", "transcoder", "relu", "jumprelu")}
     assert factors == {"topk": 2.0, "batchtopk": 2.0, "matryoshka": 2.0, "transcoder": 2.0, "relu": 1.0, "jumprelu": 1.0}
     x, _ = sparse_dictionary_data(1024, 16, 32, active=3, seed=2)
-    jump = train_on_batches(_batches(x, 64, 8), TrainConfig(arch="jumprelu", d_sae=64, batch_size=64), steps=8)
-    assert jump.training["lr"] == pytest.approx(default_lr(3e-4, 64))  # 8 steps, still jumprelu's reference rate
+    jump = train_on_batches(_batches(x, 64, 8), TrainConfig(arch="jumprelu", d_sae=256, batch_size=64), steps=8)
+    assert jump.training["lr"] == pytest.approx(default_lr(3e-4, 256))  # 16x, 8 steps: still jumprelu's reference rate
+    topk = train_on_batches(_batches(x, 64, 8), TrainConfig(arch="topk", d_sae=256, k=4, batch_size=64), steps=8)
+    assert topk.training["lr"] == pytest.approx(2 * default_lr(1e-3, 256))  # the same run as TopK: twice its rate
 
 
-def test_defaults_use_the_width_and_budget_scaled_lr_and_the_wsd_schedule():
+def test_defaults_use_the_width_scaled_lr_and_the_wsd_schedule():
     x, _ = sparse_dictionary_data(2048, 16, 32, active=3, seed=2)
     config = TrainConfig(arch="topk", d_sae=64, k=4, batch_size=64, log_every=1)
     result = train_on_batches(_batches(x, 64, 40), config, steps=40)
-    expected = 2 * default_lr(get_architecture("topk").default_lr, 64)  # 40 steps: twice the long-run rate
+    expected = default_lr(get_architecture("topk").default_lr, 64)  # 4x d_in: no short-run factor even at 40 steps
     assert result.training["lr"] == pytest.approx(expected) and result.config.lr_schedule == "wsd"
     lrs = result.history["lr"]
     assert lrs[0] == pytest.approx(expected / 2)  # 2 warmup steps (5% of 40)

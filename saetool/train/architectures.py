@@ -58,8 +58,9 @@ class SAEArchitecture:
       (gradient component along each row removed, rows renormalised each step).
     * ``default_lr``: the learning rate at ``d_sae = 2**14``; the trainer scales it
       by ``sqrt(2**14 / d_sae)`` (:func:`saetool.train.schedules.default_lr`);
-      ``short_run_lr_factor``: the most a run shorter than 256 steps raises it
-      (:func:`saetool.train.schedules.budget_lr_factor`; 1: not at all);
+      ``short_run_lr_factor``: the most a run shorter than 256 steps raises it,
+      reached from 16x d_in (:func:`saetool.train.schedules.budget_lr_factor`,
+      :func:`~saetool.train.schedules.short_run_max_factor`; 1: not at all);
       ``default_sparsity_coeff`` (``None``: no sparsity
       coefficient); ``sparsity_warmup_fraction`` of steps for the coefficient.
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
@@ -76,7 +77,7 @@ class SAEArchitecture:
     needs_k: bool = False
     unit_norm_decoder: bool = True
     default_lr: float = 1e-3  # measured: benchmarks/train_quality.py (docs/benchmarks.md)
-    short_run_lr_factor: float = 2.0  # measured on TopK: x2 at <= 64 steps, x1 from 256 (same benchmark)
+    short_run_lr_factor: float = 2.0  # measured on TopK: x2 at <= 64 steps and 16x d_in, x1 at 4x or from 256 steps (same benchmark)
     default_sparsity_coeff: float | None = None
     sparsity_warmup_fraction: float = 0.0
     decoder_init_norm: float = 1.0

@@ -114,7 +114,7 @@ class TrainConfig:
     hook_out: str | None = None
     """Hook to reconstruct (a transcoder), e.g. blocks.3.hook_mlp_out."""
     lr: float | None = None
-    """Adam learning rate (default: 1e-3 x sqrt(16384 / d_sae) for the TopK family, e.g. 2.7e-3 at 2,304 features, x2 for runs of 64 steps or fewer, falling to x1 at 256 (x sqrt(256 / steps)); relu 1e-4, jumprelu 3e-4 at 16384, at every budget)."""
+    """Adam learning rate (default: 1e-3 x sqrt(16384 / d_sae) for the TopK family, e.g. 2.7e-3 at 2,304 features; runs shorter than 256 steps of SAEs wider than 4x d_in x sqrt(256 / steps), at most x sqrt(d_sae / 4 d_in), at most x2; relu 1e-4, jumprelu 3e-4 at 16384, at every budget)."""
     lr_schedule: str = "wsd"
     """wsd (warmup, constant, linear decay to 0 over the last `decay_fraction`), cosine (warmup, cosine decay to 0) or constant."""
     decay_fraction: float = 0.2

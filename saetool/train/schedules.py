@@ -13,16 +13,27 @@ import math
 LR_SCHEDULES = ("wsd", "cosine", "constant")
 REFERENCE_WIDTH = 1 << 14  # d_sae at which an architecture's ``default_lr`` applies
 LONG_RUN_STEPS = 256  # runs this long or longer get the reference rate; shorter ones more (see budget_lr_factor)
+SHORT_RUN_WIDTH = 4  # d_sae / d_in up to which short runs keep the reference rate (see short_run_max_factor)
 
 
 def budget_lr_factor(steps: int | None, max_factor: float = 2.0) -> float:
     """How much a run of ``steps`` steps raises the default learning rate:
-    ``sqrt(256 / steps)`` clamped to ``[1, max_factor]`` (2 at 64 steps or fewer,
-    1.41 at 128, 1 from 256 on). Measured: short TopK runs reach a lower held-out
-    FVU at twice the long-run rate (benchmarks/train_quality.py, docs/benchmarks.md)."""
+    ``sqrt(256 / steps)`` clamped to ``[1, max_factor]`` (at most 2 at 64 steps or
+    fewer, 1.41 at 128, 1 from 256 on)."""
     if steps is None or steps < 1 or max_factor <= 1:
         return 1.0
     return min(max_factor, max(1.0, math.sqrt(LONG_RUN_STEPS / steps)))
+
+
+def short_run_max_factor(d_sae: int, d_in: int, limit: float = 2.0) -> float:
+    """The most a short run raises the rate of an SAE ``d_sae / d_in`` times wider
+    than its input: ``sqrt(d_sae / (4 d_in))`` clamped to ``[1, limit]`` (1 at 4x,
+    2 from 16x). Measured on SmolLM2 at 64 steps (benchmarks/train_quality.py,
+    docs/benchmarks.md): at 16x twice the width-scaled rate gives a 6% lower
+    held-out FVU; at 4x it gives none and three times the never-active features."""
+    if limit <= 1 or d_in < 1:
+        return 1.0
+    return min(limit, max(1.0, math.sqrt(d_sae / (SHORT_RUN_WIDTH * d_in))))
 
 
 def default_lr(reference: float, d_sae: int, steps: int | None = None, max_factor: float = 1.0) -> float:

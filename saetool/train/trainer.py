@@ -36,7 +36,7 @@ from saetool.train.config import TrainConfig
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import L0Controller, default_lr, lr_at, sparsity_at
+from saetool.train.schedules import L0Controller, default_lr, lr_at, short_run_max_factor, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
@@ -136,7 +136,7 @@ class Trainer:
         self.cfg = self._sae_config(d_in, d_out, hook, hook_out, model)
         self.arch.validate(self.cfg)
         self.transcoder = self.cfg.is_transcoder
-        self.lr = config.lr if config.lr is not None else default_lr(self.arch.default_lr, self.cfg.d_sae, self.total_steps, self.arch.short_run_lr_factor)
+        self.lr = config.lr if config.lr is not None else default_lr(self.arch.default_lr, self.cfg.d_sae, self.total_steps, short_run_max_factor(self.cfg.d_sae, self.cfg.d_in, self.arch.short_run_lr_factor))
         self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
         self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
