@@ -278,10 +278,10 @@ def test_texts_and_prompts_are_exclusive(tiny, tmp_path):
 
     with pytest.raises(SaetoolError, match="either --texts"):
         run_transitions(TransitionsConfig(), tiny["sae"], texts_file=tiny["texts"], prompts_file=tiny["texts"], output=tmp_path / "t.h5", model=tiny["model"])
-    with pytest.raises(SaetoolError, match="not KEY=VALUE"):
-        from saetool.analysis.transitions import parse_options
+    with pytest.raises(SaetoolError, match="must look like KEY=VALUE"):
+        from saetool.cli.options import key_values
 
-        parse_options(["words"])
+        key_values(["words"], "--labeler-option", example="words=but")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -90,17 +90,6 @@ class TransitionsResult:
 
 
 # -- inputs ------------------------------------------------------------------------------------------
-def parse_options(pairs: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` strings to a dict (one-line error otherwise)."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = str(pair).partition("=")
-        if not sep or not key.strip():
-            raise SaetoolError(f"labeler option {pair!r} is not KEY=VALUE", hint="e.g. --labeler-option words=but,however")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def get_position_labeler(name: str) -> Any:
     """The registered position labeler ``name`` (one-line error otherwise)."""
     from saetool.plugins import host

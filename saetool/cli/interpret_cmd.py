@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, RESUME, TRUST_REMOTE_CODE
+from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, RESUME, TRUST_REMOTE_CODE, key_values
 
 
 def interpret(
@@ -71,7 +71,7 @@ def interpret(
             ensure_writable_parent(extra)
     if json_dir is not None and json_dir.exists() and not json_dir.is_dir():
         raise SaetoolError(f"{json_dir} is not a folder", hint="give --json-dir a folder (created if missing)")
-    options = _parse_options(labeler_option or [])
+    options = key_values(labeler_option or [], "--labeler-option", example="model=NAME")
     acts_path, sae_path, kind = _resolve_inputs(acts, sae, from_model=model is not None or corpus is not None)
     from saetool.artifacts.outputs import check_outputs
     from saetool.interpret.api import default_output
@@ -132,18 +132,6 @@ def log_line(message: str) -> None:
     from saetool.console import log
 
     log(message)
-
-
-def _parse_options(items: list[str]) -> dict[str, str]:
-    from saetool.errors import SaetoolError
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SaetoolError(f"--labeler-option must look like KEY=VALUE (got {item!r})")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value
-    return out
 
 
 def _resolve_inputs(acts: Optional[Path], sae: Optional[str], *, from_model: bool) -> tuple[Optional[Path], Optional[str], str]:

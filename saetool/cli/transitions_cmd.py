@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
+from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE, key_values
 
 
 def transitions(
@@ -46,12 +46,12 @@ def transitions(
 
         saetool transitions --sae sae-L15.h5 --prompts negative_starts.txt --bridge " However," -o transitions.h5
     """
-    from saetool.analysis.transitions import KIND, TransitionsConfig, parse_options, run_transitions
+    from saetool.analysis.transitions import KIND, TransitionsConfig, run_transitions
     from saetool.artifacts.manifest import emit_manifest
     from saetool.console import log
 
     config = TransitionsConfig(
-        labeler=labeler, labeler_options=parse_options(labeler_option or []), offset=offset, top=top, batch_size=batch_size,
+        labeler=labeler, labeler_options=key_values(labeler_option or [], "--labeler-option", example="words=but,however"), offset=offset, top=top, batch_size=batch_size,
         context_size=context_size, bridge=bridge, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed,
     )
     result = run_transitions(config, sae, texts_file=texts, prompts_file=prompts, max_texts=max_texts, output=output,
