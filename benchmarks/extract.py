@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def plan_batches(windows, special_ids, num_tokens: int, batch_size: int):
     """The batches ``extract_activations`` runs its model on, and what it stores.
 
-    Mirrors ``saetool.extract.api._run``: windows are taken ``batch_size`` at a
+    Mirrors ``saetool.extract.core.write_batches``: windows are taken ``batch_size`` at a
     time; a batch is run whenever tokens are still missing; special tokens (BOS,
     the EOS between documents) are not stored; the last batch is run whole even
     if only some of its windows are needed. Checked against the written file.
@@ -102,7 +102,8 @@ def plan_batches(windows, special_ids, num_tokens: int, batch_size: int):
 
     import numpy as np
 
-    special = np.asarray(sorted(special_ids), dtype=np.int64)
+    from saetool.corpus.packing import stored_positions
+
     it = iter(windows)
     batches, stored, n_seq = [], 0, 0
     while stored < num_tokens:
@@ -110,7 +111,7 @@ def plan_batches(windows, special_ids, num_tokens: int, batch_size: int):
         if not chunk:
             break
         batch = np.stack(chunk)
-        keep = np.flatnonzero(~np.isin(batch, special).reshape(-1))[: num_tokens - stored]
+        keep = stored_positions(batch, special_ids, num_tokens - stored)
         if keep.size == 0:
             continue
         batches.append(batch)

@@ -9,7 +9,7 @@ and keep the ``--examples`` largest activations of every feature with their
 token rows:
 
 1. ``vectorised sparse``: what ``saetool interpret`` runs per chunk
-   (``saetool.train.samples.merge_topk_sparse``: drop triples not above their
+   (``saetool.sae.features.merge_topk_sparse``: drop triples not above their
    feature's current k-th value, rank the rest with the running entries of the
    features they touch in one sort; torch ops only);
 2. ``heap per feature``: the seed's approach -- a Python ``heapq`` of size
@@ -89,7 +89,7 @@ def make_chunks(args: argparse.Namespace) -> list[dict[str, Any]]:
 def vectorised_sparse(chunks: list[dict[str, Any]], d_sae: int, m: int) -> Any:
     import torch
 
-    from saetool.train.samples import merge_topk_sparse
+    from saetool.sae.features import merge_topk_sparse
 
     values = torch.full((d_sae, m), float("-inf"))
     rows = torch.full((d_sae, m), -1, dtype=torch.long)
@@ -101,7 +101,7 @@ def vectorised_sparse(chunks: list[dict[str, Any]], d_sae: int, m: int) -> Any:
 def vectorised_dense(chunks: list[dict[str, Any]], d_sae: int, m: int) -> Any:
     import torch
 
-    from saetool.train.samples import batch_topk, merge_topk
+    from saetool.sae.features import batch_topk, merge_topk
 
     values = torch.full((d_sae, m), float("-inf"))
     rows = torch.full((d_sae, m), -1, dtype=torch.long)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(["implementation", "median s", "median CPU s", "M activations/s", "spread", "max others' CPU share"], rows, "lrrrrr")
     verdict = "meets" if ratio >= GOAL else "misses"
     body = f"""Top-k example collection as `saetool interpret` runs it
-(`saetool.train.samples.merge_topk_sparse` on the active (token, feature, value) triples,
+(`saetool.sae.features.merge_topk_sparse` on the active (token, feature, value) triples,
 vectorised over features) against a Python `heapq` per feature like seed 004's collector,
 on the same synthetic TopK code: {args.tokens:,} tokens x {args.d_sae:,} features, {args.k}
 active per token = **{n_active:,} active (token, feature) activations**, chunks of

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -67,7 +66,3 @@ def debug(message: str) -> None:
 def warn(message: str) -> None:
     """A warning on stderr (shown even with ``--quiet``)."""
     stderr().print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
-
-
-def stdout_is_pipe() -> bool:
-    return not sys.stdout.isatty()

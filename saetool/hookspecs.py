@@ -42,7 +42,7 @@ def register_model_backends(register: Register) -> None:
 def register_models(register: Register) -> None:
     """Add named models: ``register(model_spec)``.
 
-    A :class:`saetool.models.registry.ModelSpec` maps a short name (e.g.
+    A :class:`saetool.models.source.ModelSpec` maps a short name (e.g.
     ``smollm2-135m``) to a way of building a Hugging Face model and tokenizer,
     plus the family and hub id TransformerLens knows it by. Built-ins: the
     embedded ``smollm2-135m`` and ``gemma3-270m``.

@@ -251,3 +251,17 @@ def test_check_not_being_written_probes_the_writer_lock_without_taking_it(tmp_pa
         assert (tmp_path / "f.h5.lock").read_text() == str(os.getpid())  # the owner's file untouched
     (tmp_path / "f.h5.lock").write_text("123")  # a killed owner's leftover: free
     check_not_being_written(out)
+
+
+def test_resume_check_names_what_changed_and_compares_as_stored():
+    from saetool.artifacts.resume import changed_settings, check_resumable
+    from saetool.errors import SaetoolError
+
+    before = {"lr": 0.001, "hooks": ["blocks.3.hook_resid_post"], "seed": 0}
+    assert changed_settings(before, {"lr": 0.001, "hooks": ("blocks.3.hook_resid_post",), "seed": 0}) == []
+    assert changed_settings(before, {"lr": 0.002, "hooks": ["x"], "seed": 0}) == ["hooks", "lr"]
+    assert changed_settings(before, {"lr": 0.002, "hooks": ["x"]}, keys=["seed", "lr"]) == ["seed", "lr"]
+    check_resumable(before, dict(before), "run.h5")
+    with pytest.raises(SaetoolError, match=r"cannot resume run\.h5: it was made with different lr, steps") as info:
+        check_resumable(before, {**before, "lr": 0.1}, "run.h5", keys=["lr", "seed"], also_changed=["steps"], hint="do this")
+    assert info.value.hint == "do this"

@@ -164,7 +164,8 @@ def test_steering_through_a_vector_from_sae_joins_selected_to_steered(tiny_gpt2_
     import torch
 
     from saetool.sae.config import SAEConfig
-    from saetool.sae.io import build_sae, write_sae_artifact
+    from saetool.sae.io import write_sae_artifact
+    from saetool.sae.model import build_sae
     from saetool.steer.completions import read_completions
     from saetool.steer.vectors import read_vector
 

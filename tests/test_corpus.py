@@ -21,7 +21,7 @@ import pytest
 
 from helpers import install_plugin_package
 from saetool.corpus.base import CorpusSource
-from saetool.corpus.packing import batched, first_window, pack_windows, special_token_mask
+from saetool.corpus.packing import batched, first_window, pack_windows, special_token_mask, stored_positions
 from saetool.corpus.resolve import describe_corpus, iter_documents, resolve_corpus
 from saetool.corpus.sources import BUILTIN_SOURCES
 from saetool.errors import CorpusError, SaetoolError
@@ -436,6 +436,14 @@ def test_special_token_mask_marks_bos_and_separators(tokenizer):
     assert np.array_equal(mask, np.isin(w, tokenizer.all_special_ids))
     assert mask[1:].sum() == int((w[1:] == tokenizer.eos_token_id).sum()) >= 1
     assert not special_token_mask(np.array([w[1], w[2]]), tokenizer).any()
+
+
+def test_stored_positions_skip_special_tokens_and_stop_at_the_limit():
+    batch = np.array([[0, 5, 6, 1], [0, 7, 1, 8]])
+    assert stored_positions(batch, [0, 1], 100).tolist() == [1, 2, 5, 7]
+    assert stored_positions(batch, [0, 1], 3).tolist() == [1, 2, 5]
+    assert stored_positions(batch, None, 6).tolist() == [0, 1, 2, 3, 4, 5]
+    assert stored_positions(batch, [0, 1], 0).size == 0
 
 
 def test_batched_stacks_windows(tokenizer):

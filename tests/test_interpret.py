@@ -339,7 +339,7 @@ def test_bad_inputs(smollm2_acts, smollm2_sae, result, tmp_path):
 
 
 def test_sparse_merge_equals_dense_merge():
-    from saetool.train.samples import batch_topk, merge_topk, merge_topk_sparse
+    from saetool.sae.features import batch_topk, merge_topk, merge_topk_sparse
 
     gen = torch.Generator().manual_seed(3)
     F, k = 37, 6

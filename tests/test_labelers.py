@@ -20,7 +20,7 @@ import pytest
 
 from saetool.errors import SaetoolError
 from saetool.interpret.labelers import LLMLabeler, TokensLabeler, clean_explanation, show_token, snippet, token_patterns
-from saetool.interpret.llm import DEFAULT_KEY_ENV, EndpointChatLM, LocalChatLM, chat_lm, parse_yes_no, safe_url
+from saetool.models.chat import DEFAULT_KEY_ENV, EndpointChatLM, LocalChatLM, chat_lm, parse_yes_no, safe_url
 from saetool.interpret.records import Example, FeatureRecord, LabelContext
 from saetool.interpret.scoring import auroc, balanced_accuracy, detection_score
 

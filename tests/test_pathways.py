@@ -39,7 +39,7 @@ class Wired:
 
 def _sae(hook, enc, dec, b_enc, model_id):
     from saetool.sae.config import SAEConfig
-    from saetool.sae.io import build_sae
+    from saetool.sae.model import build_sae
 
     d, n = enc.shape
     cfg = SAEConfig(arch="relu", d_in=d, d_sae=n, hook=hook, activation="relu", model=model_id)

@@ -496,7 +496,7 @@ def test_export_samples(tmp_path):
     out = tmp_path / "samples"
     proc = run_cli("export", str(src), "--format", "samples", "-o", str(out))
     try:
-        import saetool.train.samples as samples_module
+        import saetool.interpret.samples_view as samples_module
 
         available = hasattr(samples_module, "export_samples_dir")
     except ImportError:

@@ -11,7 +11,8 @@ import torch
 
 from saetool.errors import SaetoolError
 from saetool.train import SampleSettings, TrainConfig, train_sae
-from saetool.train.samples import SampleCollector, export_samples_dir, read_samples
+from saetool.interpret.samples_view import export_samples_dir
+from saetool.train.samples import SampleCollector, read_samples
 from saetool.train.source import ActivationSource
 from saetool.train.sparse import SparseCodes
 from saetool.train.synthetic import sparse_dictionary_data, write_activations

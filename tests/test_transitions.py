@@ -145,7 +145,8 @@ def tiny(tiny_gpt2_dir, tmp_path_factory):
     from saetool.artifacts.provenance import build_provenance
     from saetool.models.registry import load_model
     from saetool.sae.config import SAEConfig
-    from saetool.sae.io import build_sae, write_sae_artifact
+    from saetool.sae.io import write_sae_artifact
+    from saetool.sae.model import build_sae
 
     folder = tmp_path_factory.mktemp("transitions")
     g = torch.Generator().manual_seed(0)
@@ -217,7 +218,8 @@ def test_generating_transition_texts_with_smollm2(smollm2, tmp_path):
     from saetool.analysis.transitions import TransitionsConfig, read_transitions, run_transitions
     from saetool.artifacts.provenance import build_provenance
     from saetool.sae.config import SAEConfig
-    from saetool.sae.io import build_sae, write_sae_artifact
+    from saetool.sae.io import write_sae_artifact
+    from saetool.sae.model import build_sae
 
     g = torch.Generator().manual_seed(0)
     cfg = SAEConfig(arch="relu", d_in=576, d_sae=64, hook="blocks.3.hook_resid_post", activation="relu", model="smollm2-135m")

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from saetool.analysis.names import feature_name, layer_of_hook, parse_feature_name
+from saetool.analysis.names import feature_name, parse_feature_name
+from saetool.models.hooks import layer_of_hook
 from saetool.errors import SaetoolError
 
 SHOW_UNMATCHED = 10

@@ -5,15 +5,9 @@ from __future__ import annotations
 import re
 
 from saetool.errors import SaetoolError
+from saetool.models.hooks import layer_of_hook
 
-_HOOK_LAYER = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 _FEATURE = re.compile(r"^L(\d+)-(\d+)$")
-
-
-def layer_of_hook(hook: str) -> int | None:
-    """The layer in a TransformerLens hook name (``blocks.3.hook_resid_post`` -> 3), or None."""
-    m = _HOOK_LAYER.search(str(hook))
-    return int(m.group(1)) if m else None
 
 
 def require_layer(hook: str, *, what: str = "the SAE") -> int:

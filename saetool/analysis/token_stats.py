@@ -167,7 +167,8 @@ def _cell_baseline(path: Path, comp: Any) -> Path:
 def load_tokenizer(model: str):
     """The model's tokenizer (no weights loaded): an embedded model, a local folder or a cached hub id."""
     from saetool.errors import ModelError
-    from saetool.models.registry import first_line, resolve_model
+    from saetool.models.registry import resolve_model
+    from saetool.models.source import first_line
 
     source = resolve_model(model)
     try:

@@ -365,7 +365,7 @@ def run_transitions(
     model: "HookedModel | None" = None,
 ) -> TransitionsResult:
     """Texts -> labeled transition tokens -> SAE features there; writes a ``transitions`` artifact."""
-    from saetool.analysis.names import layer_of_hook
+    from saetool.models.hooks import layer_of_hook
     from saetool.analysis.pathways_inputs import check_rows, read_texts, rows_from_texts
     from saetool.artifacts.provenance import build_provenance
     from saetool.artifacts.store import check_output_path

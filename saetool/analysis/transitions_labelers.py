@@ -4,7 +4,7 @@ A position labeler is registered through the ``register_position_labelers``
 hook and has a :meth:`PositionLabeler.locate` method (feature labelers, another
 interface, have ``label``). Built-ins: ``transition-words`` (a word list matched on the
 model tokenizer's tokens) and ``llm-transition`` (asks an LLM through
-``saetool.interpret.llm``).
+``saetool.models.chat``).
 """
 
 from __future__ import annotations
@@ -182,16 +182,16 @@ class LLMTransition(PositionLabeler):
     """Asks an LLM which word starts the turn, then finds that word on the model's tokens."""
 
     name = "llm-transition"
-    description = "Asks an LLM (saetool.interpret.llm) which word starts the negative-to-positive turn"
+    description = "Asks an LLM (saetool.models.chat) which word starts the negative-to-positive turn"
 
     def locate(self, texts, token_lists, tokenizer, options=None):
         options = dict(options or {})
         occ = _occurrence({"occurrence": options.pop("occurrence", "first")})
         try:
-            from saetool.interpret.llm import chat_lm
+            from saetool.models.chat import chat_lm
         except ImportError as exc:
             raise SaetoolError(
-                "the llm-transition labeler needs saetool.interpret.llm, which this saetool does not have",
+                "the llm-transition labeler needs saetool.models.chat, which this saetool does not have",
                 hint="use --labeler transition-words",
             ) from exc
         lm = chat_lm(options)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from saetool.artifacts.arrays import from_storage
+from saetool.artifacts.arrays import from_storage, read_rows
 from saetool.artifacts.store import Artifact, open_artifact
 from saetool.errors import ArtifactError
 
@@ -120,3 +120,33 @@ class ActivationsFile:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def token_contexts(files: "Sequence[ActivationsFile]", file_idx: "np.ndarray", local: "np.ndarray", ctx: int) -> tuple["np.ndarray", ...]:
+    """For rows ``local`` of ``files[file_idx]``: token id, window, position, a ``ctx``-token
+    context around each (-1 padded) and where the token sits in it."""
+    import numpy as np
+
+    n = len(local)
+    tok = np.empty(n, np.int32)
+    seq = np.empty(n, np.int64)
+    pos = np.empty(n, np.int32)
+    contexts = np.full((n, ctx), -1, np.int32)
+    cpos = np.empty(n, np.int32)
+    for i, f in enumerate(files):
+        sel = np.flatnonzero(file_idx == i)
+        if sel.size == 0:
+            continue
+        fh = f.artifact.file
+        rows = local[sel]
+        tok[sel] = read_rows(fh["tokens/token_ids"], rows)
+        seq[sel] = read_rows(fh["tokens/seq_index"], rows)
+        pos[sel] = read_rows(fh["tokens/position"], rows)
+        windows = read_rows(fh["sequences/token_ids"], seq[sel])
+        length = windows.shape[1]
+        width = min(ctx, length)
+        starts = np.clip(pos[sel] - (width * 3) // 4, 0, length - width)
+        take = starts[:, None] + np.arange(width)[None, :]
+        contexts[sel, :width] = np.take_along_axis(windows, take, axis=1)
+        cpos[sel] = pos[sel] - starts
+    return tok, seq, pos, contexts, cpos

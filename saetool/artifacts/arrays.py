@@ -64,3 +64,24 @@ def text_array(values: "Iterable[object]") -> "np.ndarray":
     import numpy as np
 
     return np.array([str(v).replace("\x00", NUL_SHOWN) for v in values], dtype=object)
+
+
+def read_rows(ds: "h5py.Dataset", index: "np.ndarray") -> "np.ndarray":
+    """``ds[index]`` for any (unsorted, repeated) row indices, reading blocks of about 16 MB."""
+    import numpy as np
+
+    block = max(1, (1 << 22) // max(1, int(np.prod(ds.shape[1:]))))
+
+    index = np.asarray(index, dtype=np.int64)
+    out = np.empty((len(index),) + ds.shape[1:], dtype=ds.dtype)
+    order = np.argsort(index, kind="stable")
+    sorted_idx = index[order]
+    start = 0
+    while start < len(sorted_idx):
+        lo = sorted_idx[start]
+        stop = int(np.searchsorted(sorted_idx, lo + block, side="left"))
+        hi = sorted_idx[stop - 1] + 1
+        chunk = ds[lo:hi]
+        out[order[start:stop]] = chunk[sorted_idx[start:stop] - lo]
+        start = stop
+    return out

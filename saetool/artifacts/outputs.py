@@ -11,7 +11,6 @@ replaced only with ``--overwrite``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterable, Mapping
 
 from saetool.errors import ArtifactError
@@ -73,8 +72,3 @@ def check_outputs(
         seen.append((option, path, real))
         if option not in folders and os.path.isfile(real) and not overwrite:
             raise ArtifactError(f"output {path} already exists", hint=f"pass --overwrite to replace it, or choose another {option}")
-
-
-def as_paths(values: Iterable[PathLike]) -> list[Path]:
-    """The given values as paths (None and '-' dropped)."""
-    return [Path(v) for v in values if v is not None and str(v) not in ("", "-")]

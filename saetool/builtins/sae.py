@@ -29,6 +29,6 @@ def register_sae_readers(register):
 
 @hookimpl
 def register_exporters(register):
-    from saetool.train.samples import SamplesExporter
+    from saetool.interpret.samples_view import SamplesExporter
 
     register(SamplesExporter())

@@ -61,8 +61,8 @@ def check(
     from saetool.artifacts.manifest import resolve_input
     from saetool.errors import SaetoolError
     from saetool.evaluate.api import evaluate_sae
-    from saetool.evaluate.check import Thresholds, build_check, build_seed000_check, parse_range, print_check
-    from saetool.evaluate.criteria import PROFILES, Seed000Thresholds
+    from saetool.evaluate.check import Thresholds, build_check, parse_range, print_check
+    from saetool.evaluate.criteria import PROFILES, Seed000Thresholds, build_seed000_check
 
     if criteria not in PROFILES:
         raise SaetoolError(f"unknown --criteria {criteria!r}", hint="choose one of: " + ", ".join(PROFILES))

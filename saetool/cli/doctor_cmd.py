@@ -14,8 +14,10 @@ import typer
 
 from saetool.cli.options import JSON
 
-#: Distributions whose versions the report shows (pip names); all but the last are required.
-PACKAGES = ("torch", "transformers", "transformer-lens", "sae-lens", "h5py")
+#: Distributions whose versions the report shows (pip names), required first.
+PACKAGES = ("torch", "transformers", "transformer-lens", "h5py")
+#: Shown too, but not required: sae-lens is only for the tests and benchmarks (the ``test`` extra).
+OPTIONAL_PACKAGES = ("sae-lens",)
 
 #: Environment variables the report shows.
 ENV_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "SAETOOL_CACHE_DIR", "SAETOOL_LOAD_PLUGINS", "NO_COLOR")
@@ -82,9 +84,9 @@ def _saetool() -> dict[str, Any]:
 
 
 def _packages(problems: list[str]) -> dict[str, str | None]:
-    found = {dist: _version_of(dist) for dist in PACKAGES}
+    found = {dist: _version_of(dist) for dist in PACKAGES + OPTIONAL_PACKAGES}
     for dist, ver in found.items():
-        if ver is None:
+        if ver is None and dist in PACKAGES:
             problems.append(f"{dist} is not installed; run `pip install -e .` (install torch first, see README)")
     return found
 
@@ -248,7 +250,7 @@ def _print(report: dict[str, Any]) -> None:
     table.add_row("saetool", f"{report['saetool']['version']} ({escape(report['saetool']['location'])})")
     table.add_row("python", f"{py['version']} ({escape(py['executable'])})")
     for dist, ver in report["packages"].items():
-        table.add_row(dist, ver or "[red]not installed[/red]")
+        table.add_row(dist, ver or ("[dim]not installed (optional)[/dim]" if dist in OPTIONAL_PACKAGES else "[red]not installed[/red]"))
 
     section("devices")
     dev = report["devices"]

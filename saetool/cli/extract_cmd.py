@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from saetool.cli.config_options import Group, from_config
 from saetool.cli.options import OUTPUT, OVERWRITE, RESUME, TRUST_REMOTE_CODE
-from saetool.extract.api import ExtractConfig
+from saetool.extract.config import ExtractConfig
 
 
 EXTRACT_OPTIONS = Group(

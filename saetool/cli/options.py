@@ -15,7 +15,7 @@ DTYPE = typer.Option("float32", "--dtype", help="Model dtype: float32, float16, 
 
 def _trust_remote_code(value: bool) -> bool:
     """Set once per command, so every model, tokenizer and config it loads follows the flag."""
-    from saetool.models.registry import trust_remote_code
+    from saetool.models.source import trust_remote_code
 
     trust_remote_code(value)
     return value

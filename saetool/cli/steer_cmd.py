@@ -232,13 +232,13 @@ def _vector_from_prompts(
     method: str,
     details: dict,
 ):
-    from saetool.models.hooks import parse_hooks
+    from saetool.models.hooks import hook_name, parse_hooks
     from saetool.models.registry import load_model
     from saetool.steer.vectors import diff_means_vectors, parse_positions
 
     pos_spec = parse_positions(positions)
     hooked = load_model(model, backend=backend, device=device, dtype=dtype)
-    (point,) = parse_hooks([f"blocks.{layer}.{site}"], hooked.n_layers, hooked.supported_sites)
+    (point,) = parse_hooks([hook_name(layer, site)], hooked.n_layers, hooked.supported_sites)
     return diff_means_vectors(
         hooked, positive, negative, [point.name], positions=pos_spec, chat=chat, system=system, batch_size=batch_size, method=method, details=details
     )[point.name]
@@ -348,12 +348,12 @@ def import_(
     """
     from saetool.artifacts.store import check_output_path
     from saetool.errors import SaetoolError
-    from saetool.models.hooks import HookPoint
+    from saetool.models.hooks import HookPoint, hook_name
     from saetool.steer.vectors import import_vector
 
     if hook is None and layer is None:
         raise SaetoolError("say where the vector belongs", hint="pass --layer N (or --hook NAME)")
-    name = HookPoint.parse(hook).name if hook else f"blocks.{layer}.{site}"
+    name = HookPoint.parse(hook).name if hook else hook_name(layer, site)
     if layer is not None and layer < 0:
         raise SaetoolError(f"layer {layer} is out of range", hint="layers count from 0")
     default = f"vector-{file.stem}.h5"

@@ -18,7 +18,7 @@ import numpy as np
 
 from saetool.errors import CorpusError, SaetoolError
 
-__all__ = ["pack_windows", "line_windows", "prompt_lines", "first_window", "special_token_mask", "batched", "bos_id", "separator_id"]
+__all__ = ["pack_windows", "line_windows", "prompt_lines", "first_window", "special_token_mask", "stored_positions", "batched", "bos_id", "separator_id"]
 
 
 def bos_id(tokenizer: Any) -> int | None:
@@ -251,6 +251,16 @@ def special_token_mask(window: np.ndarray, tokenizer: Any) -> np.ndarray:
     """A bool array, True where ``window`` holds one of ``tokenizer.all_special_ids``."""
     special = np.asarray(sorted(set(int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])), dtype=np.int64)
     return np.isin(np.asarray(window), special)
+
+
+def stored_positions(batch: np.ndarray, special_ids: Iterable[int] | None, limit: int) -> np.ndarray:
+    """Flat indices into ``batch`` (``[B, context_size]``) of the tokens ``extract`` stores:
+    the first ``limit`` tokens that are not in ``special_ids`` (every token when it is ``None``)."""
+    flat = np.asarray(batch).reshape(-1)
+    if special_ids is None:
+        return np.arange(min(max(limit, 0), flat.size))
+    special = np.asarray(sorted(set(int(i) for i in special_ids)), dtype=np.int64)
+    return np.flatnonzero(~np.isin(flat, special))[: max(limit, 0)]
 
 
 def batched(windows: Iterable[np.ndarray], batch_size: int, *, drop_last: bool = False) -> Iterator[np.ndarray]:

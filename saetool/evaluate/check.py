@@ -110,7 +110,7 @@ def _plain(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def _measured(value: float | None) -> bool:
+def measured(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
 
@@ -122,7 +122,7 @@ def build_check(ev: Evaluation, th: Thresholds) -> CheckReport:
 
     def thresholded(check: str, key: str, target: str, ok, fix: str) -> None:
         value = m.get(key)
-        if not _measured(value):
+        if not measured(value):
             rows.append(CheckRow(check, math.nan, target, None, "not measured: needs the model" if not ev.model else "not measured"))
             return
         passed = bool(ok(value))
@@ -132,29 +132,13 @@ def build_check(ev: Evaluation, th: Thresholds) -> CheckReport:
     thresholded("CE loss recovered", "ce_loss_recovered", f">= {th.min_ce_recovered:g}", lambda v: v >= th.min_ce_recovered, FIXES["ce_loss_recovered"])
     l0 = m.get("l0")
     thresholded("L0 (active features/token)", "l0", f"{th.l0_min:g}-{th.l0_max:g}", lambda v: th.l0_min <= v <= th.l0_max,
-                FIXES["l0_high"] if _measured(l0) and l0 > th.l0_max else FIXES["l0_low"])
+                FIXES["l0_high"] if measured(l0) and l0 > th.l0_max else FIXES["l0_low"])
     thresholded("dead features (fraction)", "dead_fraction", f"<= {th.max_dead:g}", lambda v: v <= th.max_dead, FIXES["dead_fraction"])
     for key, label in (("fvu", "FVU (1 - explained variance)"), ("cosine_similarity", "cosine similarity"), ("dense_fraction", "dense features (fraction)"), ("kl_div_sae", "KL to clean model (nats)")):
-        if _measured(m.get(key)):
+        if measured(m.get(key)):
             rows.append(CheckRow(label, m[key], "", None))
     failed = any(r.passed is False for r in rows)
     return CheckReport(rows=rows, verdict=FIX_FIRST if failed else SCALE_UP, evaluation=ev, thresholds=th)
-
-
-def build_seed000_check(ev: Evaluation, sae_path: str | Path, th: Any, *, transitions: str | Path | None, steering: str | Path | None,
-                        max_rows: int, device: str = "cpu") -> CheckReport:
-    """Seed 000's four criteria (:mod:`saetool.evaluate.criteria`) decide; the default
-    profile's measurements follow as information."""
-    from saetool.evaluate.criteria import seed000_rows
-    from saetool.sae.io import load_sae
-
-    rows, details = seed000_rows(ev, load_sae(sae_path, device), th, transitions=transitions, steering=steering, max_rows=max_rows)
-    verdict = SCALE_UP if all(r.passed for r in rows) else FIX_FIRST
-    for key, label in (("explained_variance", "explained variance"), ("ce_loss_recovered", "CE loss recovered"), ("l0", "L0 (active features/token)"),
-                       ("dead_fraction", "dead features (fraction)")):
-        if _measured(ev.metrics.get(key)):
-            rows.append(CheckRow(label, ev.metrics[key], "", None))
-    return CheckReport(rows=rows, verdict=verdict, evaluation=ev, thresholds=th, criteria="seed000", details=details)
 
 
 def print_check(report: CheckReport) -> None:

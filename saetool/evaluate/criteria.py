@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saetool.errors import SaetoolError
+from saetool.evaluate.check import FIX_FIRST, SCALE_UP, CheckReport, CheckRow, measured
 
 if TYPE_CHECKING:
     import torch
 
     from saetool.evaluate.api import Evaluation
-    from saetool.evaluate.check import CheckRow
     from saetool.sae.model import SAE
 
 PROFILES = ("default", "seed000")
@@ -199,8 +199,7 @@ def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any
 def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transitions: str | Path | None, steering: str | Path | None,
                  max_rows: int) -> tuple[list["CheckRow"], dict[str, Any]]:
     """The four criteria as check rows (``passed`` False when not measured), and their details."""
-    from saetool.analysis.names import layer_of_hook
-    from saetool.evaluate.check import CheckRow
+    from saetool.models.hooks import layer_of_hook
 
     rows: list[CheckRow] = []
     details: dict[str, Any] = {}
@@ -261,3 +260,18 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
     fix = "" if ok else f"generate at least {MIN_TEXTS} transitions with {MIN_SAMPLES}+ labeled, and steer"
     rows.append(CheckRow("pipeline completeness", f"{n_texts} texts, {n_samples} labeled", target, ok, fix, reason=reason))
     return rows, details
+
+
+def build_seed000_check(ev: Evaluation, sae_path: str | Path, th: Any, *, transitions: str | Path | None, steering: str | Path | None,
+                        max_rows: int, device: str = "cpu") -> CheckReport:
+    """Seed 000's four criteria (:mod:`saetool.evaluate.criteria`) decide; the default
+    profile's measurements follow as information."""
+    from saetool.sae.io import load_sae
+
+    rows, details = seed000_rows(ev, load_sae(sae_path, device), th, transitions=transitions, steering=steering, max_rows=max_rows)
+    verdict = SCALE_UP if all(r.passed for r in rows) else FIX_FIRST
+    for key, label in (("explained_variance", "explained variance"), ("ce_loss_recovered", "CE loss recovered"), ("l0", "L0 (active features/token)"),
+                       ("dead_fraction", "dead features (fraction)")):
+        if measured(ev.metrics.get(key)):
+            rows.append(CheckRow(label, ev.metrics[key], "", None))
+    return CheckReport(rows=rows, verdict=verdict, evaluation=ev, thresholds=th, criteria="seed000", details=details)

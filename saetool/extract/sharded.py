@@ -27,16 +27,27 @@ import itertools
 import json
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from saetool.console import log
+import h5py
+import numpy as np
+
+from saetool.artifacts.provenance import build_provenance, file_sha256
+from saetool.artifacts.resume import changed_settings
+from saetool.artifacts.store import ArtifactWriter, check_output_path, partial_path
+from saetool.console import log, warn
+from saetool.corpus.packing import batched, stored_positions
+from saetool.corpus.resolve import describe_corpus, iter_documents, resolve_corpus
+from saetool.distributed import local_device, rank_info, session
 from saetool.errors import SaetoolError
+from saetool.extract.config import KIND, RESUME_KEYS, ExtractConfig, default_output, extract_settings
+from saetool.extract.core import check_context_size, create_layout, make_windows, reopen, resolve_hooks, write_batches
+from saetool.models import registry  # the module, so tests can stub registry.load_model
 
 if TYPE_CHECKING:
     from saetool.distributed import Group
-    from saetool.extract.api import ExtractConfig
     from saetool.models.base import HookedModel
 
 _SHARD = re.compile(r"^rank(\d{5})-of-(\d{5})\.h5(\.partial|\.lock)?$")
@@ -76,20 +87,15 @@ class Share:
 
 def plan_batches(config: "ExtractConfig", model: "HookedModel") -> list[BatchPlan]:
     """What a single-process extract would run and store, batch by batch (tokenises, runs no model)."""
-    import numpy as np
-
-    from saetool.extract.api import _batches, make_windows
-
     tok = model.tokenizer
-    special = np.array(sorted(int(i) for i in tok.all_special_ids), dtype=np.int64)
+    special = tok.all_special_ids if config.exclude_special else None
     windows = make_windows(config, tok)
     plan: list[BatchPlan] = []
     remaining = config.num_tokens
-    for batch in _batches(windows, config.batch_size):
+    for batch in batched(windows, config.batch_size):
         if remaining <= 0:
             break
-        keep = ~np.isin(batch, special) if config.exclude_special else np.ones(batch.shape, dtype=bool)
-        flat = np.flatnonzero(keep.reshape(-1))[:remaining]
+        flat = stored_positions(batch, special, remaining)
         if flat.size == 0:
             plan.append(BatchPlan(len(batch), 0, 0))
             continue
@@ -125,14 +131,6 @@ def extract_distributed(
     model: "HookedModel | None" = None,
 ) -> Path:
     """The torchrun path of :func:`saetool.extract.api.extract_activations` (every rank calls it)."""
-    from dataclasses import replace
-
-    from saetool.artifacts.store import check_output_path
-    from saetool.corpus.resolve import iter_documents, resolve_corpus
-    from saetool.distributed import local_device, rank_info, session
-    from saetool.extract.api import default_output
-    from saetool.models.registry import load_model
-
     config.validate()
     info = rank_info()
     if config.device_map and config.device_map != "cpu":
@@ -148,15 +146,13 @@ def extract_distributed(
     with session(config.device) as group:
         assert group is not None
         if model is None:
-            model = load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype)
+            model = registry.load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype)
         plan = group.broadcast_object(plan_batches(config, model) if group.is_main else None)
         if not plan or sum(p.tokens for p in plan) == 0:
             raise SaetoolError(f"corpus {config.corpus!r} produced no tokens to store", hint="use a larger corpus or --include-special")
         stored = sum(p.tokens for p in plan)
         if group.is_main:
             if stored < config.num_tokens:
-                from saetool.console import warn
-
                 warn(f"corpus {config.corpus!r} runs out after {stored} tokens ({config.num_tokens} asked for)")
             if not resume:
                 _clear_shards(shards)
@@ -204,13 +200,6 @@ def _clear_shards(shards: Path) -> None:
 
 def _write_shard(config: "ExtractConfig", model: "HookedModel", path: Path, share: Share, group: "Group", *, resume: bool, progress: bool) -> dict[str, Any]:
     """Run this rank's batches into its shard file; return what the merged file records about it."""
-    import h5py
-
-    from saetool.artifacts.provenance import build_provenance, file_sha256
-    from saetool.artifacts.store import ArtifactWriter, partial_path
-    from saetool.corpus.resolve import describe_corpus
-    from saetool.extract.api import KIND, _create_layout, _reopen, _run, check_context_size, extract_settings, make_windows, resolve_hooks
-
     hooks = resolve_hooks(config, model)
     check_context_size(config, model)
     settings = extract_settings(config, hooks)
@@ -225,22 +214,20 @@ def _write_shard(config: "ExtractConfig", model: "HookedModel", path: Path, shar
             fh = writer.file
             assert fh is not None
             if writer.resumed:
-                done_seq, done_tok = _reopen(writer, settings)
+                done_seq, done_tok = reopen(writer, settings)
                 resumed = share.cumulative.index(done_tok) if done_tok in share.cumulative else None
                 if done_tok not in share.cumulative:
                     raise SaetoolError(f"cannot resume {writer.partial}: it holds {done_tok} rows, not a whole number of this rank's batches", hint="run without --resume to start afresh")
                 done_batches = share.cumulative.index(done_tok)
             else:
-                _create_layout(writer, settings, hooks, model)
+                create_layout(writer, settings, hooks, model)
                 done_seq = done_tok = done_batches = 0
             fh.attrs["shard"] = json.dumps(shard_info, sort_keys=True)
             if share.tokens > done_tok:
                 windows = make_windows(config, model.tokenizer)
                 start = share.first_window + done_batches * config.batch_size
                 mine = itertools.islice(windows, start, share.stop_window)
-                from dataclasses import replace
-
-                _run(writer, model, hooks, mine, replace(config, num_tokens=share.tokens), done_seq, done_tok, progress, seq_offset=share.seq_offset)
+                write_batches(writer, model, hooks, mine, replace(config, num_tokens=share.tokens), done_seq, done_tok, progress, seq_offset=share.seq_offset)
     with h5py.File(path, "r") as fh:
         dims = {hook: int(fh[f"activations/{hook}"].shape[1]) for hook in hooks}
         n_tokens, n_seq = int(fh.attrs["n_tokens"]), int(fh.attrs["n_sequences"])
@@ -259,10 +246,6 @@ def _write_shard(config: "ExtractConfig", model: "HookedModel", path: Path, shar
 
 def _finished_shard_matches(path: Path, settings: dict[str, Any], share: Share) -> bool:
     """A shard a resumed run can keep: complete, same settings, the rows this rank is to store."""
-    import h5py
-
-    from saetool.extract.api import RESUME_KEYS
-
     try:
         with h5py.File(path, "r") as fh:
             before = json.loads(fh.attrs.get("config", "{}"))
@@ -270,20 +253,12 @@ def _finished_shard_matches(path: Path, settings: dict[str, Any], share: Share) 
             shard = json.loads(fh.attrs.get("shard", "{}"))
     except (OSError, ValueError):
         return False
-    same = all(before.get(k) == settings.get(k) for k in RESUME_KEYS)
+    same = not changed_settings(before, settings, RESUME_KEYS)
     return ok and same and shard.get("row_offset") == share.row_offset
 
 
 def _write_merged(out: Path, records: list[dict[str, Any]], group: "Group", *, overwrite: bool) -> None:
     """``OUT``: the shards' datasets as virtual datasets, one provenance for the run."""
-    import h5py
-    import numpy as np
-
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.store import ArtifactWriter
-    from saetool.corpus.resolve import describe_corpus
-    from saetool.extract.api import KIND
-
     first = records[0]
     settings, hooks = first["settings"], first["hooks"]
     folder = shard_dir_for(out).name

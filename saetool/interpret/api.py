@@ -16,7 +16,6 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from saetool.console import log, warn
@@ -245,14 +244,6 @@ def label_records(records: Sequence[FeatureRecord], name: str, ctx: LabelContext
 
 
 # -- streaming ----------------------------------------------------------------------------------
-def encode_chunk(sae: "SAE", x: "torch.Tensor") -> "torch.Tensor":
-    """Dense feature activations ``[n, d_sae]`` (float32, CPU)."""
-    import torch
-
-    with torch.no_grad():
-        return sae.encode(x.to(device=sae.device, dtype=sae.dtype)).float().cpu()
-
-
 def active_triples(sae: "SAE", x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
     """The active entries of ``sae.encode(x)`` as ``(token, feature, value)``; a TopK
     SAE's come straight from its top-k, without the dense matrix."""
@@ -288,7 +279,7 @@ def _stream(sae, acts, hook, col: FeatureCollector, chunk_rows, start_pass, star
                 if pass_no == 1:
                     col.update_sparse(tok + lo, feat, val, lo, hi - lo)
                 else:
-                    col.update_histogram_sparse(feat, val, tok + lo, lo)
+                    col.update_histogram_sparse(feat, val, tok + lo)
                 advance(hi - lo)
                 ckpt.maybe(pass_no, hi, final=hi == n)
     ckpt.save(3, 0)
@@ -339,6 +330,7 @@ def _check_resumable(out: Path, settings: dict[str, Any], sae_sha: str) -> bool:
     run kept) when it used other settings or another SAE."""
     import h5py
 
+    from saetool.artifacts.resume import check_resumable
     from saetool.artifacts.store import check_not_being_written, partial_path
 
     partial = partial_path(out)
@@ -352,9 +344,7 @@ def _check_resumable(out: Path, settings: dict[str, Any], sae_sha: str) -> bool:
         partial.unlink(missing_ok=True)
         return False
     if old.get("hook") is not None:
-        diff = [k for k in RESUME_KEYS if old.get(k) != settings.get(k)]
-        if diff:
-            raise SaetoolError(f"cannot resume: {', '.join(diff)} differ from the partial run", hint="use the same settings, or run without --resume")
+        check_resumable(old, settings, f"the partial run {partial}", keys=RESUME_KEYS, hint="use the same settings, or run without --resume")
     if old_sha is not None and str(old_sha) != sae_sha:
         raise SaetoolError("cannot resume: the partial run was made with another SAE (sha256 differs)", hint="pass the same --sae, or run without --resume")
     return True
@@ -390,7 +380,7 @@ def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *,
     import numpy as np
     import torch
 
-    from saetool.train.samples import _contexts
+    from saetool.artifacts.activations import token_contexts
 
     d_sae = sae.cfg.d_sae
     pos = torch.as_tensor(sel_pos, dtype=torch.long)
@@ -401,7 +391,6 @@ def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *,
         "negatives": (main.neg_r[pos], None),
         "intervals": (main.interval_rows()[pos], None),
     }
-    source = SimpleNamespace(files=[acts])
     examples: dict[str, ExampleArrays] = {}
     all_ids: list[np.ndarray] = []
     for g, (rows_t, vals_t) in groups.items():
@@ -418,7 +407,7 @@ def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *,
         valid = rows >= 0
         if valid.any():
             r = rows[valid]
-            _, seq, tpos, ctx, cpos = _contexts(source, np.zeros(len(r), np.int64), r, config.context)
+            _, seq, tpos, ctx, cpos = token_contexts([acts], np.zeros(len(r), np.int64), r, config.context)
             ex.seq_index[valid], ex.token_position[valid], ex.token_ids[valid], ex.position[valid] = seq, tpos, ctx, cpos
             if vals_t is not None:
                 ex.values[valid] = vals_t.numpy()[valid]
@@ -500,7 +489,7 @@ def window_values(sae: "SAE", acts: "ActivationsFile", hook: str, examples: dict
         pairs_f.append(np.asarray(selected)[fi[k]])
         where.append((g, fi[k], mi[k], w))
     if pairs_r:
-        from saetool.train.samples import values_at
+        from saetool.sae.features import values_at
 
         vals = values_at(sae, acts, hook, np.concatenate(pairs_r), np.concatenate(pairs_f))
         off = 0
@@ -583,9 +572,9 @@ def token_counts(acts: "ActivationsFile", tokenizer: Any, chunk_rows: int = 1 <<
 
 
 def _tokenizer(model: str) -> Any:
-    from saetool.train.samples import _load_tokenizer
+    from saetool.models.registry import tokenizer_or_none
 
-    return _load_tokenizer(model)
+    return tokenizer_or_none(model)
 
 
 def _decode_each(tokenizer: Any, ids: "np.ndarray") -> list[str]:

@@ -8,7 +8,7 @@ only and in time linear in the triples:
 * ``count``/``total``/``total_sq``/``max`` for all ``d_sae`` features -- firing
   counts (activation > 0), sums over active tokens, the largest value;
 * for the tracked features: a running top-k of activations
-  (:func:`saetool.train.samples.merge_topk_sparse`);
+  (:func:`saetool.sae.features.merge_topk_sparse`);
 * a uniform random sample of active tokens, kept as the top-k of random
   priorities drawn per active (token, feature) -- ``k_top + k_held`` of them, so
   that after removing those in the top-k at least ``k_held`` remain;
@@ -97,7 +97,7 @@ class FeatureCollector:
         its active ``(row, feature, value)`` triples (values > 0)."""
         import torch
 
-        from saetool.train.samples import merge_topk_sparse
+        from saetool.sae.features import merge_topk_sparse
 
         s = self.settings
         rows, feat, values = rows.long(), feat.long(), values.float()
@@ -134,12 +134,12 @@ class FeatureCollector:
         self.update_sparse(rows[nz[:, 0]], nz[:, 1], acts[nz[:, 0], nz[:, 1]], int(rows[0]) if len(rows) else 0, len(rows))
 
     # -- pass 2 -------------------------------------------------------------------
-    def update_histogram_sparse(self, feat: "torch.Tensor", values: "torch.Tensor", rows: "torch.Tensor | None" = None, first_row: int = 0) -> None:
+    def update_histogram_sparse(self, feat: "torch.Tensor", values: "torch.Tensor", rows: "torch.Tensor | None" = None) -> None:
         """Count one chunk's active values into ``bins`` equal bins over ``(0, max]``; with
         their global ``rows``, also sample tokens per activation interval."""
         import torch
 
-        from saetool.train.samples import merge_topk_sparse
+        from saetool.sae.features import merge_topk_sparse
 
         s = self.settings
         B = s.bins
@@ -153,10 +153,6 @@ class FeatureCollector:
             q = (v * (Q / mx)).floor().long().clamp_(0, Q - 1)
             prio = _priorities(s.seed + 7919, r, gfeat)
             self.iv_v, self.iv_r = merge_topk_sparse(self.iv_v, self.iv_r, col * Q + q, prio, r)
-
-    def update_histogram(self, acts: "torch.Tensor", rows: "torch.Tensor | None" = None) -> None:
-        nz = (acts > 0).nonzero()
-        self.update_histogram_sparse(nz[:, 1], acts[nz[:, 0], nz[:, 1]], None if rows is None else rows[nz[:, 0]], int(rows[0]) if rows is not None and len(rows) else 0)
 
     def interval_rows(self) -> "torch.Tensor":
         """``[F, intervals * per_interval]`` sampled rows, weakest interval first (-1: none)."""

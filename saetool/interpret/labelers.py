@@ -21,7 +21,7 @@ whose tokens appear in most windows).
   invisible characters escaped. It predicts
   "fires" when one of those tokens or n-grams ends at the marked token (or,
   with ``scope=window``, occurs anywhere in the window).
-- ``llm``: asks a chat model (:func:`saetool.interpret.llm.chat_lm`: the
+- ``llm``: asks a chat model (:func:`saetool.models.chat.chat_lm`: the
   embedded SmolLM2-135M-Instruct, or an OpenAI-compatible endpoint given by
   ``url=``) for a short explanation of the top examples, with the activating
   token marked ``<<like this>>``, then asks it, for each scoring window,
@@ -356,7 +356,7 @@ class TokensLabeler(Labeler):
 
     def check_options(self, options: Mapping[str, str]) -> str:
         """The scope; other options are ignored (they are the failed labeler's when this is the fallback)."""
-        from saetool.interpret.llm import check_no_secrets
+        from saetool.models.chat import check_no_secrets
 
         check_no_secrets(options)
         return scope_option(options)
@@ -381,7 +381,7 @@ DETECT_USER = {
 #: The fuzzing question: are the marked tokens (possibly several) the ones described?
 FUZZ_USER = "Description: {explanation}\nSnippet: {snippet}\n\nDo all the tokens marked <<like this>> fit the description? Answer Yes or No."
 
-#: ``--labeler-option`` keys of the ``llm`` labeler (besides the backend's, see :data:`saetool.interpret.llm.CHAT_OPTIONS`).
+#: ``--labeler-option`` keys of the ``llm`` labeler (besides the backend's, see :data:`saetool.models.chat.CHAT_OPTIONS`).
 LLM_OPTIONS = {
     "n_examples": "top examples shown to the model (default 8)",
     "n_score": "held-out and non-activating windows scored, each (default 10)",
@@ -487,7 +487,7 @@ class LLMLabeler(Labeler):
         self.lm = lm  # a ChatLM to use instead of chat_lm(options) (notebooks, tests)
 
     def check_options(self, options: Mapping[str, str]) -> dict[str, Any]:
-        from saetool.interpret.llm import CHAT_OPTIONS, check_no_secrets
+        from saetool.models.chat import CHAT_OPTIONS, check_no_secrets
 
         check_no_secrets(options)
         unknown = sorted(set(options) - set(LLM_OPTIONS) - set(CHAT_OPTIONS))
@@ -506,7 +506,7 @@ class LLMLabeler(Labeler):
         }
 
     def label(self, records: Sequence[FeatureRecord], ctx: LabelContext) -> list[Label]:
-        from saetool.interpret.llm import chat_lm
+        from saetool.models.chat import chat_lm
 
         from saetool.console import stderr
         from saetool.progress import token_progress

@@ -16,8 +16,13 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from saetool.artifacts.files import write_atomic
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
+from saetool.models.registry import tokenizer_or_none
+from saetool.sae.format_api import ExportSettings, SAEExporter
+from saetool.sae.io import is_sae_artifact
+from saetool.train.samples import read_samples
 
 SUMMARY = "collection_summary.json"
 REPORT = "interpretability_report.md"
@@ -84,7 +89,6 @@ class SamplesSource:
     """A samples folder or an ``sae`` artifact's ``samples`` group, read like a features artifact."""
 
     def __init__(self, path: str | Path) -> None:
-        from saetool.train.samples import _load_tokenizer, read_samples
 
         self.path = Path(path)
         self.sae_path: Path | None = None
@@ -105,7 +109,7 @@ class SamplesSource:
             stored_samples = read_samples(self.path)
             self.sae_path = self.path
             self.d_sae, self.n_tokens, self.model = stored_samples.d_sae, stored_samples.tokens_seen, stored_samples.model
-            tok = _load_tokenizer(self.model) if self.model else None
+            tok = tokenizer_or_none(self.model) if self.model else None
             self._decode = (lambda ids: tok.decode(ids, skip_special_tokens=False)) if tok is not None else None
             self._raw = {rec["statistics"]["feature_idx"]: rec for rec in stored_samples.features(self._decode)}
             stored = list(self._raw)
@@ -188,3 +192,54 @@ def write_samples_report(folder: str | Path, *, examples: int = 10) -> Path:
         "statistics (count, mean, density)": "collection steps during training",
     }
     return write_report(records, Path(folder) / REPORT, title="Interpretability report: samples collected during training", meta=meta, examples=examples)
+
+
+def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, tokenizer: Any = None) -> Path:
+    """Write ``collection_summary.json`` and one ``feature_XXXXX_samples.json`` per
+    stored feature into ``out_dir`` (created if missing). ``tokenizer``: a
+    tokenizer, a model name, or ``None`` for the model the samples came from."""
+    stored = read_samples(sae_artifact_path)
+    if tokenizer is None or isinstance(tokenizer, str):
+        name = tokenizer or stored.model
+        tokenizer = tokenizer_or_none(name) if name else None
+    decode = (lambda ids: tokenizer.decode(ids, skip_special_tokens=True)) if tokenizer is not None else None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = stored.features(decode)
+    for rec in records:
+        feat = rec["statistics"]["feature_idx"]
+        write_atomic(out / f"feature_{feat:05d}_samples.json", json.dumps(rec, indent=2))
+    s = stored.settings
+    summary = {
+        "sae": str(Path(sae_artifact_path).resolve()),
+        "model": stored.model or None,
+        "total_features": stored.d_sae,
+        "num_features_saved": len(records),
+        "collection_frequency": s.get("every"),
+        "max_samples_per_feature": s.get("per_feature"),
+        "sample_context_size": s.get("context"),
+        "sample_activation_threshold": s.get("threshold"),
+        "collections": stored.collections,
+        "values_from": stored.settings.get("values_from"),
+        "tokens_seen": stored.tokens_seen,
+        "sources": stored.sources,
+        "features": [rec["statistics"] for rec in records],
+    }
+    write_atomic(out / "collection_summary.json", json.dumps(summary, indent=2))
+    write_samples_report(out)
+    return out
+
+
+class SamplesExporter(SAEExporter):
+    """``export --format samples`` (registered in saetool.builtins.sae)."""
+
+    name = "samples"
+    description = "the samples stored in a saetool 'sae' artifact, as a folder of JSON files and a report"
+
+    def check(self, sae: Path) -> None:
+        if not is_sae_artifact(sae):
+            raise SaetoolError(f"--format samples needs a saetool 'sae' artifact, and {sae} is not one", hint="pass the .h5 file `saetool train` wrote")
+
+    def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
+        export_samples_dir(sae, out)
+        return f"samples of {sae}"

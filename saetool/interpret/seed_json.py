@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from saetool.errors import SaetoolError
+from saetool.models.hooks import layer_of_hook
 
 
 def layer_of(hook: str) -> str:
     """``blocks.15.hook_resid_post`` -> ``"15"`` (the hook name, made file-safe, without a layer)."""
-    m = re.search(r"blocks\.(\d+)\.", hook or "")
-    return m.group(1) if m else re.sub(r"[^A-Za-z0-9_.-]", "_", hook or "unknown")
+    layer = layer_of_hook(hook or "")
+    return str(layer) if layer is not None else re.sub(r"[^A-Za-z0-9_.-]", "_", hook or "unknown")
 
 
 def interpretations(features_path: str | Path) -> tuple[str, dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 from saetool.models.base import HookedModel, ModelBackendType
 from saetool.models.hooks import HookPoint, hooks_from_layers, parse_hooks
-from saetool.models.registry import ModelSource, ModelSpec, load_model, resolve_model
+from saetool.models.registry import load_model, resolve_model
+from saetool.models.source import ModelSource, ModelSpec
 
 __all__ = [
     "HookPoint",

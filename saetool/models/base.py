@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 if TYPE_CHECKING:
     import torch
 
-    from saetool.models.registry import ModelSource
+    from saetool.models.source import ModelSource
 
 #: A hook function receives the activation at a hook point, shaped
 #: ``[batch, pos, d]`` (``[batch, pos, n_heads, d_head]`` for ``attn.hook_z``),

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from saetool.errors import ModelError
-from saetool.models.registry import ModelSpec
+from saetool.models.source import ModelSpec
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

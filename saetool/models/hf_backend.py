@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
+from saetool.devices import dtype_name
 from saetool.errors import ModelError
 from saetool.models.base import HookedModel, HookFn, ModelBackendType, max_positions_of
 from saetool.models.generation import check_input_ids, parse_edit_hooks, prepare_generation, seeded
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     import torch
 
     from saetool.models.archs import ArchSpec
-    from saetool.models.registry import ModelSource
+    from saetool.models.source import ModelSource
 
 
 class _StopForward(Exception):
@@ -34,8 +35,6 @@ def position_ids_for(attention_mask: "torch.Tensor | None") -> "torch.Tensor | N
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def dtype_name(dtype: "torch.dtype") -> str:
-    return str(dtype).replace("torch.", "")
 
 
 # -- the backend ------------------------------------------------------------------

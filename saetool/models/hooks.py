@@ -1,4 +1,8 @@
-"""TransformerLens-style hook names: ``blocks.{L}.hook_resid_post`` and friends."""
+"""TransformerLens-style hook names: ``blocks.{L}.hook_resid_post`` and friends.
+
+The one place hook names are built (:func:`hook_name`) and read
+(:meth:`HookPoint.parse`, :func:`layer_of_hook`).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,18 @@ SITES: tuple[str, ...] = (
 )
 
 _HOOK_RE = re.compile(r"^blocks\.(\d+)\.(" + "|".join(re.escape(s) for s in SITES) + r")$")
+_HOOK_LAYER = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+
+
+def hook_name(layer: int, site: str) -> str:
+    """``(3, "hook_resid_post")`` -> ``"blocks.3.hook_resid_post"`` (the site is not checked)."""
+    return f"blocks.{int(layer)}.{site}"
+
+
+def layer_of_hook(hook: str) -> int | None:
+    """The layer in a hook name (``blocks.3.hook_resid_post`` -> 3), or None when it has no ``blocks.N.``."""
+    m = _HOOK_LAYER.search(str(hook))
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True, order=True)
@@ -29,7 +45,7 @@ class HookPoint:
 
     @property
     def name(self) -> str:
-        return f"blocks.{self.layer}.{self.site}"
+        return hook_name(self.layer, self.site)
 
     @classmethod
     def parse(cls, name: str) -> "HookPoint":

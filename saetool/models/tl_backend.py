@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from saetool.devices import dtype_name, torch_dtype
 from saetool.errors import ModelError
 from saetool.models.base import HookedModel, HookFn, ModelBackendType, max_positions_of
 from saetool.models.generation import check_input_ids, parse_edit_hooks, prepare_generation, seeded
-from saetool.models.hf_backend import dtype_name
-from saetool.models.hooks import SITES, parse_hooks
-from saetool.models.registry import first_line, torch_dtype_of
+from saetool.models.hooks import SITES, hook_name, parse_hooks
+from saetool.models.source import first_line
 
 if TYPE_CHECKING:
     import torch
 
-    from saetool.models.registry import ModelSource
+    from saetool.models.source import ModelSource
 
 
 class TransformerLensBackend(ModelBackendType):
@@ -33,7 +33,7 @@ class TransformerLensBackend(ModelBackendType):
     description = "TransformerLens 3.x TransformerBridge around a Hugging Face model (raw weights, TL hook names)"
 
     def load(self, source: "ModelSource", *, device: str = "cpu", dtype: str = "float32") -> HookedModel:
-        torch_dtype = torch_dtype_of(dtype)
+        torch_dtype_ = torch_dtype(dtype)
         try:
             from transformer_lens.model_bridge import TransformerBridge
         except ImportError as exc:  # pragma: no cover - transformer-lens is a dependency
@@ -43,7 +43,7 @@ class TransformerLensBackend(ModelBackendType):
         model, tokenizer = source.load_hf(device=device, dtype=dtype)
         try:
             bridge = TransformerBridge.boot_transformers(
-                source.hf_id, hf_model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype, trust_remote_code=source.trust_remote_code
+                source.hf_id, hf_model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype_, trust_remote_code=source.trust_remote_code
             )
         except Exception as exc:
             model_type = getattr(model.config, "model_type", "?")
@@ -70,7 +70,7 @@ class TransformerLensModel(HookedModel):
         self.d_head = int(cfg.d_head)
         self.max_positions = max_positions_of(cfg)
         hook_names = set(bridge.hook_dict)
-        self.supported_sites = tuple(s for s in SITES if f"blocks.0.{s}" in hook_names)
+        self.supported_sites = tuple(s for s in SITES if hook_name(0, s) in hook_names)
         if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
+from saetool.devices import dtype_name
 from saetool.errors import ArtifactError, SaetoolError
 from saetool.sae.format_api import SAEReader
 
@@ -33,68 +34,6 @@ SCHEMA_VERSION = 1
 
 #: The weights every ``sae`` artifact holds (``threshold`` too for ``jumprelu``).
 REQUIRED_WEIGHTS = ("W_enc", "W_dec", "b_enc", "b_dec")
-
-# -- dtypes ---------------------------------------------------------------------
-def dtype_name(dtype: "torch.dtype") -> str:
-    """``torch.bfloat16`` -> ``"bfloat16"``."""
-    return str(dtype).removeprefix("torch.")
-
-
-def torch_dtype(name: str) -> "torch.dtype":
-    """``"bfloat16"`` (or ``"torch.bfloat16"``) -> ``torch.bfloat16``, with a clear error."""
-    import torch
-
-    short = str(name).removeprefix("torch.")
-    dtype = getattr(torch, short, None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise SaetoolError(f"unsupported SAE dtype {name!r}", hint="use float32, float16 or bfloat16")
-    return dtype
-
-
-# -- building an SAE from tensors ------------------------------------------------
-def build_sae(cfg: "SAEConfig", weights: Mapping[str, "torch.Tensor"], device: str = "cpu", *, source: str = "the SAE") -> "SAE":
-    """An inference :class:`~saetool.sae.model.SAE` with ``weights`` (W_enc, b_enc,
-    W_dec, b_dec, threshold for jumprelu), in ``cfg.dtype``, on ``device``.
-
-    Missing, unexpected or wrongly shaped weights are a one-line error naming ``source``.
-    """
-
-    import torch
-
-    from saetool.sae.model import SAE
-
-    dtype = torch_dtype(cfg.dtype)
-    sae = SAE(cfg, device="meta", dtype=dtype)
-    expected = dict(sae.state_dict())
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append("missing " + ", ".join(missing))
-        if extra:
-            parts.append("unexpected " + ", ".join(extra))
-        raise ArtifactError(f"{source} has the wrong weights for a {cfg.activation} SAE ({'; '.join(parts)})", hint="the file is corrupt or not of this format")
-    state: dict[str, torch.Tensor] = {}
-    for name, ref in expected.items():
-        tensor = weights[name]
-        if tuple(tensor.shape) != tuple(ref.shape):
-            raise ArtifactError(
-                f"{source}: weight {name} has shape {list(tensor.shape)}, expected {list(ref.shape)} "
-                f"for d_in={cfg.d_in}, d_sae={cfg.d_sae}, d_out={cfg.d_out}",
-                hint="the config and the weights disagree (corrupt or hand-edited?)",
-            )
-        if not tensor.is_floating_point():
-            raise ArtifactError(f"{source}: weight {name} holds {str(tensor.dtype).removeprefix('torch.')} values, not floating-point numbers", hint="the file is corrupt or not of this format")
-        state[name] = tensor.detach().to(device=device, dtype=dtype).contiguous()
-        bad = int((~torch.isfinite(state[name])).sum())
-        if bad:
-            raise ArtifactError(
-                f"{source}: weight {name} holds {bad} NaN/inf value(s) of {state[name].numel()}",
-                hint="pass another SAE (did its training diverge?)",
-            )
-    sae.load_state_dict(state, assign=True, strict=True)
-    return sae.eval()
 
 
 # -- writing ---------------------------------------------------------------------
@@ -249,6 +188,8 @@ class SAEArtifact:
 
     def sae(self, device: str = "cpu") -> "SAE":
         """The inference SAE with the stored weights, on ``device``."""
+        from saetool.sae.model import build_sae
+
         return build_sae(self.config, self.weights(), device, source=str(self.path))
 
     # -- training record -------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 from torch import nn
 
-from saetool.errors import SaetoolError
-from saetool.sae.config import ACTIVATIONS, SAEConfig
+from saetool.devices import torch_dtype
+from saetool.errors import ArtifactError, SaetoolError
+from saetool.sae.config import ACTIVATIONS, DTYPES, SAEConfig
 
 
 class SAE(nn.Module):
@@ -75,3 +78,43 @@ class SAE(nn.Module):
             raise SaetoolError(f"the SAE expects d_in={self.cfg.d_in} but the {what} have d={d}", hint="use activations from the SAE's model and hook")
         if hook is not None and hook != self.cfg.hook:
             raise SaetoolError(f"the SAE reads {self.cfg.hook} but the {what} are from {hook}", hint="extract that hook, or pass the matching SAE")
+
+
+def build_sae(cfg: "SAEConfig", weights: Mapping[str, "torch.Tensor"], device: str = "cpu", *, source: str = "the SAE") -> "SAE":
+    """An inference :class:`~saetool.sae.model.SAE` with ``weights`` (W_enc, b_enc,
+    W_dec, b_dec, threshold for jumprelu), in ``cfg.dtype``, on ``device``.
+
+    Missing, unexpected or wrongly shaped weights are a one-line error naming ``source``.
+    """
+    dtype = torch_dtype(cfg.dtype, DTYPES)
+    sae = SAE(cfg, device="meta", dtype=dtype)
+    expected = dict(sae.state_dict())
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(missing))
+        if extra:
+            parts.append("unexpected " + ", ".join(extra))
+        raise ArtifactError(f"{source} has the wrong weights for a {cfg.activation} SAE ({'; '.join(parts)})", hint="the file is corrupt or not of this format")
+    state: dict[str, torch.Tensor] = {}
+    for name, ref in expected.items():
+        tensor = weights[name]
+        if tuple(tensor.shape) != tuple(ref.shape):
+            raise ArtifactError(
+                f"{source}: weight {name} has shape {list(tensor.shape)}, expected {list(ref.shape)} "
+                f"for d_in={cfg.d_in}, d_sae={cfg.d_sae}, d_out={cfg.d_out}",
+                hint="the config and the weights disagree (corrupt or hand-edited?)",
+            )
+        if not tensor.is_floating_point():
+            raise ArtifactError(f"{source}: weight {name} holds {str(tensor.dtype).removeprefix('torch.')} values, not floating-point numbers", hint="the file is corrupt or not of this format")
+        state[name] = tensor.detach().to(device=device, dtype=dtype).contiguous()
+        bad = int((~torch.isfinite(state[name])).sum())
+        if bad:
+            raise ArtifactError(
+                f"{source}: weight {name} holds {bad} NaN/inf value(s) of {state[name].numel()}",
+                hint="pass another SAE (did its training diverge?)",
+            )
+    sae.load_state_dict(state, assign=True, strict=True)
+    return sae.eval()

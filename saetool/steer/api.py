@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
+from saetool.models.hooks import hook_name
 from saetool.steer.generation import GenerationSettings, Steering, generate_completions
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def resolve_source(
         raise SaetoolError(f"{path} is a {kind!r} artifact, not a steering vector or an SAE", hint="make one with `saetool vector ...`")
     if layer is None:
         raise SaetoolError(f"{path} is a raw vector file, so --layer is needed to know where to steer")
-    return SteerSource(vector=import_vector(path, f"blocks.{layer}.{site}"))
+    return SteerSource(vector=import_vector(path, hook_name(layer, site)))
 
 
 def _sae_source(path: Path, feature: int | None, device: str) -> SteerSource:
@@ -207,7 +208,7 @@ def build_steering(
         raise SaetoolError(f"intervention {iv.name!r} needs --feature N")
 
     if layer is not None:
-        hook = f"blocks.{layer}.{site}"
+        hook = hook_name(layer, site)
     elif iv.needs_sae and source.sae is not None:
         hook = str(source.sae.cfg.hook)
     elif sv is not None and sv.hook:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from saetool.errors import SaetoolError
+from saetool.models.hooks import hook_name
 
 if TYPE_CHECKING:
     import torch
@@ -111,7 +112,7 @@ def generate_completions(
             f"--max-new-tokens {settings.max_new_tokens} after the longest prompt ({longest} tokens)",
             f"generate at most {room} tokens, or shorten the prompts" if room else "shorten the prompts",
         )
-    last_hook = f"blocks.{model.n_layers - 1}.hook_resid_post"
+    last_hook = hook_name(model.n_layers - 1, "hook_resid_post")
     for b, chunk in enumerate(batches(order, settings.batch_size)):
         ids, mask = left_pad([rows[i] for i in chunk], pad)
         edits = None

@@ -23,12 +23,6 @@ def _series(df: "pd.DataFrame"):
         yield f"L{layer} {iv}", g.sort_values("alpha")
 
 
-def plot_refusal_vs_alpha(summary: "pd.DataFrame", path: Path, *, title: str = "") -> Path:
-    """Refusal rate (Wilson 95% CI) against alpha, one panel per split, one line per layer × intervention;
-    a star marks cells whose corrected p-value is below the level."""
-    return plot_metric_vs_alpha(summary, path, "refusal", title=title)
-
-
 def plot_metric_vs_alpha(summary: "pd.DataFrame", path: Path, metric: str, *, title: str = "") -> Path:
     """A metric (rate or mean, with its 95% CI) against alpha: a panel per split, a line per layer × intervention.
 

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saetool.artifacts.files import refuse_link, write_atomic
+from saetool.artifacts.resume import check_resumable
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
 from saetool.locking import locked
+from saetool.models.hooks import hook_name, layer_of_hook
 from saetool.steer.sweep_config import DEFAULT_SPLITS, SweepConfig, load_sweep_config
 
 if TYPE_CHECKING:
@@ -228,12 +230,7 @@ def _check_run_json(run_dir: Path, fp: dict[str, Any]) -> None:
         before = json.loads(path.read_text()).get("fingerprint", {})
     except (OSError, ValueError):
         return
-    changed = sorted(k for k in set(before) | set(fp) if before.get(k) != json.loads(json.dumps(fp.get(k), default=str)))
-    if changed:
-        raise SaetoolError(
-            f"{run_dir} holds results made with different settings ({', '.join(changed)})",
-            hint="use another name, or pass --overwrite to start this run afresh",
-        )
+    check_resumable(before, fp, str(run_dir), hint="use another name, or pass --overwrite to start this run afresh")
 
 
 # -- running ------------------------------------------------------------------------------------------
@@ -306,8 +303,8 @@ def run_sweep(
 
 
 def _layer_of(hook: str) -> int:
-    parts = hook.split(".")
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
+    layer = layer_of_hook(hook)
+    return -1 if layer is None else layer
 
 
 def _load_clamp_saes(cfg: SweepConfig) -> dict[str, Any]:
@@ -340,7 +337,7 @@ def _validate_against_model(cfg: SweepConfig, model: "HookedModel", clamp_saes: 
     for layer in cfg.layers:
         if not 0 <= layer < model.n_layers:
             raise SaetoolError(f"layer {layer} is out of range", hint=f"{model.model_id} has layers 0-{model.n_layers - 1}")
-    parse_hooks([f"blocks.{layer}.{cfg.site}" for layer in cfg.layers], model.n_layers, model.supported_sites)
+    parse_hooks([hook_name(layer, cfg.site) for layer in cfg.layers], model.n_layers, model.supported_sites)
     for spec in cfg.interventions:
         sae = clamp_saes.get(spec.key)
         if sae is not None:
@@ -398,14 +395,14 @@ class _Runner:
         p = self.cfg.resolve_path(vec.file or "")
         if artifact_kind_of(p) == "vector":
             return read_vector(p)
-        return import_vector(p, f"blocks.{self.cfg.layers[0]}.{self.cfg.site}", model=self.cfg.model)
+        return import_vector(p, hook_name(self.cfg.layers[0], self.cfg.site), model=self.cfg.model)
 
     def _make_vectors(self, layers: list[int]) -> None:
         from saetool.artifacts.provenance import build_provenance
         from saetool.steer.vectors import diff_means_vectors, parse_positions, write_vector
 
         vec = self.cfg.vector
-        hooks = [f"blocks.{lay}.{self.cfg.site}" for lay in layers]
+        hooks = [hook_name(lay, self.cfg.site) for lay in layers]
         if vec.method == "words":
             template = vec.template
             if "{word}" not in template:
@@ -471,7 +468,7 @@ class _Runner:
             sae = self.clamp_saes[spec.key]
             steering, _ = make_steering(self.model, iv, str(sae.cfg.hook), cell.alpha, sae=sae, feature=spec.feature, positions=self.cfg.positions)
             return steering, None
-        hook = f"blocks.{cell.layer}.{self.cfg.site}"
+        hook = hook_name(cell.layer, self.cfg.site)
         sv = self.vector_for(cell.layer, pending_layers)
         steering, _ = make_steering(self.model, iv, hook, cell.alpha, vector=sv, scale=self.cfg.scale, positions=self.cfg.positions, measure_norm=self.norm_at)
         return steering, sv
@@ -554,7 +551,7 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
         row: dict[str, Any] = {
             "split": split,
             "layer": layer,
-            "hook": f"blocks.{layer}.{cfg.site}",
+            "hook": hook_name(layer, cfg.site),
             "intervention": key,
             "alpha": alpha,
             "scale": cfg.scale,

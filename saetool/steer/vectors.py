@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from saetool.console import log, warn
+from saetool.console import warn
 from saetool.errors import SaetoolError
 
 if TYPE_CHECKING:
@@ -57,8 +57,9 @@ class SteeringVector:
 
     @property
     def layer(self) -> int | None:
-        parts = self.hook.split(".")
-        return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
+        from saetool.models.hooks import layer_of_hook
+
+        return layer_of_hook(self.hook)
 
     @property
     def d(self) -> int:
@@ -355,7 +356,3 @@ def check_model_match(sv: SteeringVector, model_id: str) -> None:
             same = same_model(sv.model, model_id)
         if not same:
             warn(f"the steering vector was made on model {sv.model!r} but steering runs on {model_id!r}")
-
-
-def log_vector(sv: SteeringVector) -> None:
-    log(f"steering vector: {sv.describe()}")

@@ -249,13 +249,6 @@ def _write(result: "TrainResult", out: Path, source: "ActivationSource", inputs:
         write_sae_artifact(out, result.sae, provenance=provenance, training=result.training, history=result.history, write_extra=extra, overwrite=overwrite)
 
 
-def write_history_csv(history: dict, path: str | Path) -> Path:
-    """The per-logging-step history as CSV (one row per logged step), written atomically."""
-    with atomic_file(path, "w", newline="") as fh:
-        _history_rows(history, fh)
-    return Path(path)
-
-
 def _history_rows(history: dict, fh: Any) -> None:
     import csv
 

@@ -28,7 +28,7 @@ dataset                    shape            meaning
 Attributes: ``settings`` (JSON), ``sources`` (JSON list of paths), ``model``,
 ``d_sae``, ``collections``, ``tokens_seen``. Activations are in the saved
 SAE's units (raw activations in, ``sae.encode`` out).
-:func:`export_samples_dir` writes the seed's folder layout
+:func:`saetool.interpret.samples_view.export_samples_dir` writes the seed's folder layout
 (``collection_summary.json`` + ``feature_XXXXX_samples.json``).
 """
 
@@ -39,10 +39,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from saetool.artifacts.files import write_atomic
-from saetool.console import warn
+from saetool.artifacts.activations import token_contexts
 from saetool.errors import SaetoolError
-from saetool.sae.format_api import ExportSettings, SAEExporter
+from saetool.sae.features import batch_topk, merge_topk, values_at
 
 if TYPE_CHECKING:
     import h5py
@@ -125,101 +124,6 @@ class SampleCollector:
         return idx if n == 0 else idx[:n]
 
 
-def batch_topk(dense: "torch.Tensor", rows: "torch.Tensor", k: int, *, threshold: float = float("-inf")) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Per-column top-``k`` of ``dense [n, F]``: ``[F, k]`` values and the matching
-    ``rows`` entries; entries not above ``threshold`` (or missing, n < k) are ``-inf`` / -1."""
-    import torch
-
-    kb = min(k, dense.shape[0])
-    vals, idx = dense.topk(kb, dim=0)  # [kb, F]
-    vals = torch.where(vals > threshold, vals, float("-inf")).t()
-    out_rows = torch.where(vals > float("-inf"), rows[idx].t(), -1)
-    if kb < k:
-        pad = k - kb
-        vals = torch.cat([vals, vals.new_full((vals.shape[0], pad), float("-inf"))], dim=1)
-        out_rows = torch.cat([out_rows, out_rows.new_full((out_rows.shape[0], pad), -1)], dim=1)
-    return vals, out_rows
-
-
-def merge_topk(values: "torch.Tensor", rows: "torch.Tensor", cand_values: "torch.Tensor", cand_rows: "torch.Tensor", k: int, *, dedup: bool = False) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Merge per-row candidates ``[F, c]`` into a running top-``k`` ``[F, k]`` (values, ids).
-
-    One ``topk`` over the concatenation, no loop over features. Empty slots
-    hold ``-inf`` / -1. With ``dedup`` an id present twice in a row (the same
-    token seen again) is kept once, the newer value winning.
-    """
-    import torch
-
-    cand_v = torch.cat([values, cand_values], dim=1)
-    cand_r = torch.cat([rows, cand_rows], dim=1)
-    if dedup:
-        order = torch.argsort(cand_r, dim=1, stable=True)
-        cand_r = cand_r.gather(1, order)
-        cand_v = cand_v.gather(1, order)
-        dup = (cand_r[:, 1:] == cand_r[:, :-1]) & (cand_r[:, 1:] >= 0)
-        cand_v[:, :-1] = cand_v[:, :-1].masked_fill(dup, float("-inf"))
-    top_v, top_i = cand_v.topk(k, dim=1)
-    return top_v, torch.where(top_v > float("-inf"), cand_r.gather(1, top_i), -1)
-
-
-def merge_topk_sparse(values: "torch.Tensor", rows: "torch.Tensor", feat: "torch.Tensor", cand_values: "torch.Tensor", cand_rows: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-    """:func:`merge_topk` for sparse candidates: flat ``(feat, value, row)`` triples.
-
-    ``values``/``rows`` ``[F, k]`` hold each feature's running top-k (descending;
-    ``-inf``/-1 empty). Candidate values must be finite and >= 0 (activations,
-    random priorities). Cost is linear in the candidates, not in ``F`` x tokens:
-    those not above their feature's current k-th value are dropped, the rest
-    sorted once by (feature, value), each feature's first k scattered into a
-    ``[F, k]`` block and merged with :func:`merge_topk`. No loop over features.
-    """
-    import torch
-
-    F, k = values.shape
-    keep = cand_values > values[:, k - 1][feat]
-    if not bool(keep.any()):
-        return values, rows
-    feat, cand_values, cand_rows = feat[keep].long(), cand_values[keep].to(values.dtype), cand_rows[keep].to(rows.dtype)
-    # non-negative float32 bit patterns sort like the values: key = (feature, -value)
-    bits = cand_values.float().contiguous().view(torch.int32).long()
-    order = torch.argsort((feat << 31) | (0x7FFFFFFF - bits), stable=True)
-    f_s = feat[order]
-    counts = torch.bincount(f_s, minlength=F)
-    rank = torch.arange(len(f_s)) - (torch.cumsum(counts, 0) - counts)[f_s]
-    sel = rank < k
-    slot = f_s[sel] * k + rank[sel]
-    block_v = torch.full_like(values, float("-inf"))
-    block_r = torch.full_like(rows, -1)
-    block_v.view(-1)[slot] = cand_values[order[sel]]
-    block_r.view(-1)[slot] = cand_rows[order[sel]]
-    return merge_topk(values, rows, block_v, block_r, k)
-
-
-def values_at(sae: Any, acts: Any, hook: str, rows: "np.ndarray", feats: "np.ndarray") -> "np.ndarray":
-    """``sae.encode(x[rows])[feats]`` pairwise for an activations file, encoding each distinct
-    row once, in blocks of 4096."""
-    import numpy as np
-    import torch
-
-    from saetool.artifacts.arrays import from_storage
-
-    out = np.empty(len(rows), np.float32)
-    if not len(rows):
-        return out
-    uniq, inv = np.unique(rows, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    bounds = np.searchsorted(inv[order], np.arange(0, len(uniq) + 4096, 4096))
-    ds = acts.artifact.file[f"activations/{hook}"]
-    for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        if lo == hi:
-            continue
-        x = from_storage(_read_sorted(ds, uniq[b * 4096 : (b + 1) * 4096]), ds.attrs.get("saetool_dtype", "float32"))
-        with torch.no_grad():
-            f = sae.encode(x.to(device=sae.device, dtype=sae.dtype)).float().cpu()
-        sel = order[lo:hi]
-        out[sel] = f[torch.as_tensor(inv[sel] - b * 4096), torch.as_tensor(np.asarray(feats)[sel])].numpy()
-    return out
-
-
 def final_values(sae: Any, source: "ActivationSource", feats: "np.ndarray", rows: "np.ndarray") -> "np.ndarray":
     """The final SAE's activations ``[F, m]`` of features ``feats`` at global ``rows`` (-1: NaN)."""
     import numpy as np
@@ -270,7 +174,7 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
     }
     if valid.any():
         file_idx, local = source.locate(rows[valid])
-        tok, seq, pos, contexts, cpos = _contexts(source, file_idx, local, ctx)
+        tok, seq, pos, contexts, cpos = token_contexts(source.files, file_idx, local, ctx)
         out["token_ids"][valid] = tok
         out["source"][valid] = file_idx
         out["row"][valid] = local
@@ -304,55 +208,6 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
 def _dataset(group: "h5py.Group", name: str, array: "np.ndarray") -> None:
     ds = group.create_dataset(name, data=array)
     ds.attrs["saetool_dtype"] = str(array.dtype)
-
-
-def _read_sorted(ds: "h5py.Dataset", index: "np.ndarray") -> "np.ndarray":
-    """``ds[index]`` for any (unsorted, repeated) row indices, reading blocks of about 16 MB."""
-    import numpy as np
-
-    block = max(1, (1 << 22) // max(1, int(np.prod(ds.shape[1:]))))
-
-    index = np.asarray(index, dtype=np.int64)
-    out = np.empty((len(index),) + ds.shape[1:], dtype=ds.dtype)
-    order = np.argsort(index, kind="stable")
-    sorted_idx = index[order]
-    start = 0
-    while start < len(sorted_idx):
-        lo = sorted_idx[start]
-        stop = int(np.searchsorted(sorted_idx, lo + block, side="left"))
-        hi = sorted_idx[stop - 1] + 1
-        chunk = ds[lo:hi]
-        out[order[start:stop]] = chunk[sorted_idx[start:stop] - lo]
-        start = stop
-    return out
-
-
-def _contexts(source: "ActivationSource", file_idx: "np.ndarray", local: "np.ndarray", ctx: int) -> tuple["np.ndarray", ...]:
-    import numpy as np
-
-    n = len(local)
-    tok = np.empty(n, np.int32)
-    seq = np.empty(n, np.int64)
-    pos = np.empty(n, np.int32)
-    contexts = np.full((n, ctx), -1, np.int32)
-    cpos = np.empty(n, np.int32)
-    for i, f in enumerate(source.files):
-        sel = np.flatnonzero(file_idx == i)
-        if sel.size == 0:
-            continue
-        fh = f.artifact.file
-        rows = local[sel]
-        tok[sel] = _read_sorted(fh["tokens/token_ids"], rows)
-        seq[sel] = _read_sorted(fh["tokens/seq_index"], rows)
-        pos[sel] = _read_sorted(fh["tokens/position"], rows)
-        windows = _read_sorted(fh["sequences/token_ids"], seq[sel])
-        length = windows.shape[1]
-        width = min(ctx, length)
-        starts = np.clip(pos[sel] - (width * 3) // 4, 0, length - width)
-        take = starts[:, None] + np.arange(width)[None, :]
-        contexts[sel, :width] = np.take_along_axis(windows, take, axis=1)
-        cpos[sel] = pos[sel] - starts
-    return tok, seq, pos, contexts, cpos
 
 
 # -- reading and exporting ----------------------------------------------------------------
@@ -428,68 +283,3 @@ def read_samples(path: str | Path) -> StoredSamples:
 
 def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _load_tokenizer(model: str) -> Any:
-    try:
-        from saetool.models.registry import resolve_model
-
-        return resolve_model(model).load_tokenizer()
-    except Exception as exc:  # text is a convenience: export the token ids anyway
-        warn(f"could not load the tokenizer of {model!r} ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); samples are written without text")
-        return None
-
-
-def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, tokenizer: Any = None) -> Path:
-    """Write ``collection_summary.json`` and one ``feature_XXXXX_samples.json`` per
-    stored feature into ``out_dir`` (created if missing). ``tokenizer``: a
-    tokenizer, a model name, or ``None`` for the model the samples came from."""
-    stored = read_samples(sae_artifact_path)
-    if tokenizer is None or isinstance(tokenizer, str):
-        name = tokenizer or stored.model
-        tokenizer = _load_tokenizer(name) if name else None
-    decode = (lambda ids: tokenizer.decode(ids, skip_special_tokens=True)) if tokenizer is not None else None
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    records = stored.features(decode)
-    for rec in records:
-        feat = rec["statistics"]["feature_idx"]
-        write_atomic(out / f"feature_{feat:05d}_samples.json", json.dumps(rec, indent=2))
-    s = stored.settings
-    summary = {
-        "sae": str(Path(sae_artifact_path).resolve()),
-        "model": stored.model or None,
-        "total_features": stored.d_sae,
-        "num_features_saved": len(records),
-        "collection_frequency": s.get("every"),
-        "max_samples_per_feature": s.get("per_feature"),
-        "sample_context_size": s.get("context"),
-        "sample_activation_threshold": s.get("threshold"),
-        "collections": stored.collections,
-        "values_from": stored.settings.get("values_from"),
-        "tokens_seen": stored.tokens_seen,
-        "sources": stored.sources,
-        "features": [rec["statistics"] for rec in records],
-    }
-    write_atomic(out / "collection_summary.json", json.dumps(summary, indent=2))
-    from saetool.interpret.samples_view import write_samples_report
-
-    write_samples_report(out)
-    return out
-
-
-class SamplesExporter(SAEExporter):
-    """``export --format samples`` (registered in saetool.builtins.sae)."""
-
-    name = "samples"
-    description = "the samples stored in a saetool 'sae' artifact, as a folder of JSON files and a report"
-
-    def check(self, sae: Path) -> None:
-        from saetool.sae.io import is_sae_artifact
-
-        if not is_sae_artifact(sae):
-            raise SaetoolError(f"--format samples needs a saetool 'sae' artifact, and {sae} is not one", hint="pass the .h5 file `saetool train` wrote")
-
-    def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
-        export_samples_dir(sae, out)
-        return f"samples of {sae}"

@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from saetool.artifacts.resume import check_resumable
 from saetool.console import log, warn
+from saetool.devices import resolve_device, torch_dtype
 from saetool.errors import SaetoolError
-from saetool.train.architectures import SAEArchitecture, get_architecture
 from saetool.sae.config import SAEConfig
 from saetool.sae.model import SAE
 from saetool.train.adam import Adam
+from saetool.train.architectures import SAEArchitecture, get_architecture
 from saetool.train.checklist import CheckItem, build_checklist
 from saetool.train.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
 from saetool.train.config import TrainConfig
@@ -88,21 +90,6 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
-    """A torch device, or a one-line error when it is not available here."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SaetoolError(f"unknown --device {name!r}", hint="use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SaetoolError(f"--device {name} asked for, but CUDA is not available", hint="use --device cpu")
-    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise SaetoolError(f"--device {name} asked for, but MPS is not available", hint="use --device cpu")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise SaetoolError(f"unsupported --device {name!r}", hint="use cpu, cuda, cuda:N or mps")
-    return device
-
-
 class Trainer:
     """Trains one SAE. Construct, then call :meth:`fit` with a batch iterator."""
 
@@ -126,7 +113,7 @@ class Trainer:
         self.arch: SAEArchitecture = get_architecture(config.arch)
         self.total_steps = int(total_steps)
         self.device = resolve_device(config.device)
-        self.dtype = getattr(torch, config.dtype)  # compute dtype (autocast); weights and Adam stay float32
+        self.dtype = torch_dtype(config.dtype)  # compute dtype (autocast); weights and Adam stay float32
         self.checkpoints = checkpoints
         self.init_sae = init_sae
         from saetool.distributed import current
@@ -334,16 +321,12 @@ class Trainer:
             raise SaetoolError(f"the checkpoint's SAE reconstructs d_out={saved.d_out} but the target activations have d={self.cfg.d_out}")
         before = meta["train_config"]
         now = self.config.to_dict()
-        changed = [k for k in RESUME_KEYS if _norm(before.get(k)) != _norm(now.get(k))]
+        changed = []
         if int(meta["total_steps"]) != self.total_steps:
             changed.append("steps")
         if int(meta.get("world_size", 1)) != self.world:
             changed.append(f"number of processes ({meta.get('world_size', 1)}, now {self.world})")
-        if changed:
-            raise SaetoolError(
-                f"cannot resume from {path}: it was made with different {', '.join(changed)}",
-                hint="rerun with the original settings, or without --resume to start afresh",
-            )
+        check_resumable(before, now, f"from {path}", keys=RESUME_KEYS, also_changed=changed)
 
     # -- the loop -------------------------------------------------------------------------
     def fit(
@@ -663,13 +646,6 @@ def _remove_parallel_grad(W_dec: torch.nn.Parameter) -> None:
         W_dec.grad.addcmul_(along.unsqueeze(1), W_dec, value=-1.0)
 
 
-def _norm(value: Any) -> Any:
-    """Settings compared for --resume (JSON round trip: tuples become lists)."""
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
 def _as_val(val: Any, batch_size: int) -> list[Batch]:
     if val is None:
         return []
@@ -746,4 +722,4 @@ def sae_from_checkpoint(path: str | Path, device: str = "cpu") -> SAE:
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({type(exc).__name__})") from None
     sae = fold_scales(arch.finalize(sae, objective), in_scale, out_scale)
-    return sae.to(device=device, dtype=getattr(torch, config.dtype)).eval()
+    return sae.to(device=device, dtype=torch_dtype(config.dtype)).eval()

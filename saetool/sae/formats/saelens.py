@@ -84,7 +84,7 @@ _KEY_RENAMES_PRE_6 = {"hook_point": "hook_name", "hook_point_head_index": "hook_
 def saelens_config(sae: "SAE", *, model_name: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``cfg.json`` dictionary SAELens 6.x reads for ``sae``."""
     import saetool
-    from saetool.sae.io import dtype_name
+    from saetool.devices import dtype_name
 
     cfg = sae.cfg
     transcoder = cfg.is_transcoder
@@ -255,7 +255,8 @@ def load_saelens(path: str | Path, device: str = "cpu") -> "SAE":
 
     from saetool.console import warn
     from saetool.sae.config import SAEConfig
-    from saetool.sae.io import build_sae, dtype_name
+    from saetool.devices import dtype_name
+    from saetool.sae.model import build_sae
 
     folder = Path(path)
     try:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saetool.errors import ArtifactError, SaetoolError
+from saetool.models.hooks import hook_name
 from saetool.sae.format_api import SAEReader, format_folder
 
 if TYPE_CHECKING:
@@ -63,11 +64,11 @@ def hookpoint_to_hooks(hookpoint: str, *, transcode: bool = False) -> tuple[str,
     if m:
         layer, rest = int(m.group(1)), m.group(2)
         if rest == "":
-            return (f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_post") if transcode else (f"blocks.{layer}.hook_resid_post", None)
+            return (hook_name(layer, "hook_resid_pre"), hook_name(layer, "hook_resid_post")) if transcode else (hook_name(layer, "hook_resid_post"), None)
         if rest in (".mlp", ".feed_forward", ".ffn"):
-            return (f"blocks.{layer}.ln2.hook_normalized", f"blocks.{layer}.hook_mlp_out") if transcode else (f"blocks.{layer}.hook_mlp_out", None)
+            return (hook_name(layer, "ln2.hook_normalized"), hook_name(layer, "hook_mlp_out")) if transcode else (hook_name(layer, "hook_mlp_out"), None)
         if rest in (".self_attn", ".attn", ".attention"):
-            return (f"blocks.{layer}.ln1.hook_normalized", f"blocks.{layer}.hook_attn_out") if transcode else (f"blocks.{layer}.hook_attn_out", None)
+            return (hook_name(layer, "ln1.hook_normalized"), hook_name(layer, "hook_attn_out")) if transcode else (hook_name(layer, "hook_attn_out"), None)
     if hookpoint.rsplit(".", 1)[-1] in _EMBED_NAMES and not transcode:
         return "hook_embed", None
     return (f"{hookpoint}.in", f"{hookpoint}.out") if transcode else (hookpoint, None)
@@ -91,7 +92,8 @@ def load_sparsify(path: str | Path, device: str = "cpu") -> "SAE":
     from safetensors.torch import load_file
 
     from saetool.sae.config import SAEConfig
-    from saetool.sae.io import build_sae, dtype_name
+    from saetool.devices import dtype_name
+    from saetool.sae.model import build_sae
 
     folder = Path(path)
     try:
