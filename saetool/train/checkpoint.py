@@ -8,6 +8,9 @@ A run writing ``OUT.h5`` keeps its checkpoints in ``OUT.h5.checkpoints/``::
 
 Each folder is written under a temporary name and renamed into place, so a
 crash never leaves a half-written checkpoint behind.
+
+The checkpoint reader is registered with the built-ins, which load for every
+command: torch and the training modules are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from saetool.sae.format_api import SAEReader
 
 if TYPE_CHECKING:
     import torch
+
+    from saetool.sae.model import SAE
 
 FORMAT = "saetool-train-checkpoint"
 VERSION = 1
@@ -146,6 +151,34 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[s
     return tensors, meta
 
 
+def sae_from_checkpoint(path: str | Path, device: str = "cpu") -> SAE:
+    """The inference SAE of a training checkpoint folder (e.g. ``OUT.h5.checkpoints/best``):
+    finalised and with the input scale folded in, as the run would have saved it."""
+    from saetool.devices import torch_dtype
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.model import SAE
+    from saetool.train.architectures import get_architecture
+    from saetool.train.config import TrainConfig
+    from saetool.train.scaling import fold_scales
+
+    tensors, meta = load_checkpoint(path)
+    try:
+        cfg = SAEConfig.from_dict(meta["sae_config"])
+        config = TrainConfig.from_dict(meta["train_config"])
+        arch = get_architecture(cfg.arch)
+        sae = SAE(cfg)
+        sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
+        objective = arch.objective(cfg, config)
+        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
+        in_scale, out_scale = float(meta["in_scale"]), float(meta["out_scale"])
+    except SaetoolError:
+        raise
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({type(exc).__name__})") from None
+    sae = fold_scales(arch.finalize(sae, objective), in_scale, out_scale)
+    return sae.to(device=device, dtype=torch_dtype(config.dtype)).eval()
+
+
 class CheckpointReader(SAEReader):
     """A checkpoint folder (``OUT.h5.checkpoints/best`` etc.) read as the SAE it holds
     (registered in saetool.builtins.sae)."""
@@ -162,6 +195,4 @@ class CheckpointReader(SAEReader):
             return False
 
     def read(self, path: Path, device: str) -> Any:
-        from saetool.train.trainer import sae_from_checkpoint
-
         return sae_from_checkpoint(path, device)

@@ -702,24 +702,3 @@ def train_on_batches(
         checkpoints=CheckpointDir(checkpoint_dir) if checkpoint_dir is not None else None,
     )
     return trainer.fit(itertools.chain([first], it), _as_val(val, len(first)), resume=resume, progress=progress, on_step=on_step)
-
-
-def sae_from_checkpoint(path: str | Path, device: str = "cpu") -> SAE:
-    """The inference SAE of a training checkpoint folder (e.g. ``OUT.h5.checkpoints/best``):
-    finalised and with the input scale folded in, as the run would have saved it."""
-    tensors, meta = load_checkpoint(path)
-    try:
-        cfg = SAEConfig.from_dict(meta["sae_config"])
-        config = TrainConfig.from_dict(meta["train_config"])
-        arch = get_architecture(cfg.arch)
-        sae = SAE(cfg)
-        sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
-        objective = arch.objective(cfg, config)
-        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
-        in_scale, out_scale = float(meta["in_scale"]), float(meta["out_scale"])
-    except SaetoolError:
-        raise
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({type(exc).__name__})") from None
-    sae = fold_scales(arch.finalize(sae, objective), in_scale, out_scale)
-    return sae.to(device=device, dtype=torch_dtype(config.dtype)).eval()
