@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,6 +12,7 @@ from saetool.console import warn
 from saetool.devices import resolve_device, torch_dtype
 from saetool.errors import ModelError
 from saetool.models.source import ModelSource, ModelSpec, check_accelerate, remote_code_trusted
+from saetool.plugins import host
 
 if TYPE_CHECKING:
     from saetool.models.base import HookedModel
@@ -20,8 +23,6 @@ DEFAULT_BACKEND = "transformers"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 def model_specs() -> dict[str, ModelSpec]:
-    from saetool.plugins import host
-
     return {name: reg.obj for name, reg in host().collect("models").items()}
 
 
@@ -60,8 +61,6 @@ def tokenizer_or_none(model: str) -> Any:
 
 
 def _hf_id_of_folder(folder: Path) -> str:
-    import json
-
     try:
         cfg = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
@@ -83,10 +82,6 @@ def load_model(
     devices with accelerate; only backends whose ``load`` takes a
     ``device_map`` argument (the transformers backend) accept it.
     """
-    import inspect
-
-    from saetool.plugins import host
-
     backend_type = host().get("model_backends", backend)
     torch_dtype(dtype)
     if device_map is None:

@@ -4,6 +4,9 @@
 what a ``--model`` argument resolved to and loads plain transformers objects.
 Backends (:mod:`saetool.models.base`) load a ``ModelSource``; resolving a name
 to one is :mod:`saetool.models.registry`'s job.
+
+transformers is imported inside the loading methods: listing models
+(``saetool models``, ``saetool doctor``) does not need it.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from saetool.console import is_verbose, log
 from saetool.devices import torch_dtype
 from saetool.errors import ModelError
 from saetool.paths import models_cache_dir
@@ -74,8 +79,6 @@ class ModelSpec:
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=target.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         try:
-            from saetool.console import log
-
             log(f"[dim]converting {self.name} into {target} (once)...[/dim]")
             self.build(tmp)
             try:
@@ -120,11 +123,7 @@ class ModelSource:
         transformers pick its faster fused kernel (sdpa), which differs by
         float32 rounding.
         """
-        import pickle
-
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from saetool.console import is_verbose
 
         if not is_verbose():  # saetool draws its own progress; keep transformers' bars off stderr
             from transformers.utils import logging as hf_logging
