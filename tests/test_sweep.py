@@ -193,7 +193,7 @@ def test_changed_settings_refuse_to_mix(tmp_path):
     more = load_sweep_config(tiny_config(tmp_path, TINY.replace("alphas: [0, 1.0, 1.0e+39]", "alphas: [0, 1.0, 2.0, 1.0e+39]")))
     assert run_sweep(more, output_dir=tmp_path / "runs", dry_run=True).n_completions_pending == 16  # a wider grid is fine
     changed = load_sweep_config(tiny_config(tmp_path, TINY.replace("max_new_tokens: 3", "max_new_tokens: 4")))
-    with pytest.raises(SaetoolError, match="different settings .*generation"):
+    with pytest.raises(SaetoolError, match="cannot resume .*made with different generation"):
         run_sweep(changed, output_dir=tmp_path / "runs", dry_run=True)
 
 
