@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent / "saetool"
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors and version", {"", "errors"}),
     ("terminal and paths", {"console", "paths"}),
-    ("services", {"devices", "locking", "progress", "hub", "distributed", "hookspecs"}),
+    ("services", {"devices", "locking", "progress", "hub", "distributed", "hookspecs", "fielddocs"}),
     ("plugin host", {"plugins"}),
     ("artifacts, corpora, models", {"artifacts", "corpus", "models"}),
     ("SAEs", {"sae"}),
