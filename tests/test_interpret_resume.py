@@ -144,7 +144,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run_on_the_tiny_model(tiny
             with pytest.raises(RuntimeError, match="simulated crash"):
                 interpret(config, tiny_acts, tiny_sae, out, progress=False, resume=n != 20)
         assert not out.exists() and partial_path(out).exists()
-    with pytest.raises(SaetoolError, match="cannot resume: .*examples"):
+    with pytest.raises(SaetoolError, match="cannot resume .*made with different examples"):
         interpret(InterpretConfig(labeler=None, checkpoint_every=1, **{**SETTINGS, "examples": 6}), tiny_acts, tiny_sae, out, progress=False, resume=True)
     interpret(config, tiny_acts, tiny_sae, out, progress=False, resume=True)
     assert out.exists() and not partial_path(out).exists()
