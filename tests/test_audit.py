@@ -158,6 +158,7 @@ def test_usage_errors_exit_2(tmp_path):
     assert_clean_error(run_cli("audit", str(sel), "-o", str(existing)), "already exists")
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_steering_through_a_vector_from_sae_joins_selected_to_steered(tiny_gpt2_dir, tmp_path):
     """vector from-sae -> steer -> audit (issue 17): the completions record the SAE and
     feature, so the selected feature joins the steered one; the vector says `from-sae`."""

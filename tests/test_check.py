@@ -130,6 +130,7 @@ def _steer_result(path, baseline, steered):
                              settings={"alpha": 8.0, "intervention": "add"}, provenance=build_provenance())
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_cli_seed000_criteria_each_with_a_reason(seed000_set, tmp_path):
     import numpy as np
     import torch

@@ -75,6 +75,7 @@ def test_inspect_without_input_or_pipe():
     assert_clean_error(proc, "no input artifact")
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_inspect_json_and_manifest_passthrough(tmp_path):
     from test_artifacts import write_sample
 

@@ -116,6 +116,7 @@ def test_resume_refuses_changed_settings(tmp_path, smollm2, corpus_dir):
         extract_activations(small_config(corpus_dir, context_size=16), out, model=smollm2, resume=True, progress=False)
 
 
+@pytest.mark.slow  # extract runs SmolLM2 (the default model) in a subprocess
 def test_cli_pipe_into_inspect(tmp_path, corpus_dir):
     out = tmp_path / "p.h5"
     proc = run_cli("extract", "--corpus", str(corpus_dir), "--layers", "1", "-n", "64", "--context-size", "32", "-o", str(out))
@@ -178,6 +179,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, corpus_dir, c
     assert set(tmp_path.iterdir()) == before  # no output, no partial, no lock
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_cli_per_line_is_one_padded_window_per_prompt(tmp_path, tiny_gpt2_dir):
     """extract --per-line (issue 17): one sequence per prompt line, # comments and blank lines
     skipped, padding never stored, each row equal to the prompt run alone."""

@@ -67,6 +67,7 @@ def assert_full_disk(proc: subprocess.CompletedProcess, output: Path) -> None:
 
 
 # -- the stages, on a real full disk ----------------------------------------------------------------
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_extract_on_a_full_disk_stops_and_so_does_the_pipe(small_fs, tiny_gpt2_dir, tmp_path):
     disk = small_fs("1m")
     out = disk / "acts.h5"
@@ -95,6 +96,7 @@ def acts(tmp_path) -> Path:
 TRAIN = ["--arch", "topk", "--d-sae", "2048", "--k", "8", "--steps", "30", "--batch-size", "64"]
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_train_on_a_full_disk(small_fs, acts):
     disk = small_fs("300k")  # not even one checkpoint fits
     out = disk / "sae.h5"
@@ -103,6 +105,7 @@ def test_train_on_a_full_disk(small_fs, acts):
     assert files_in(disk) == []
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_train_keeps_its_checkpoints_when_the_artifact_does_not_fit_and_resumes(small_fs, acts):
     disk = small_fs("7m")  # the final checkpoints (~6 MB) fit, the 1 MB artifact after them does not
     out = disk / "sae.h5"

@@ -216,6 +216,7 @@ def sandbox(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow  # 600 hypothesis examples through the whole CLI
 def test_cli_arguments_never_crash(sandbox):
     from saetool.cli.main import main
     from saetool.console import _state

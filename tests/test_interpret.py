@@ -251,6 +251,7 @@ def test_subset_and_top(smollm2_acts, smollm2_sae, result, tmp_path):
     assert [r.index for r in top.records] == [r.index for r in densest]
 
 
+@pytest.mark.slow  # five CLI processes per model
 @BOTH_MODELS
 def test_features_commands(model, request):
     result, dense = _run(request, model)

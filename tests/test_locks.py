@@ -66,6 +66,7 @@ def paused():
             proc.wait()
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_second_extract_is_refused_and_the_first_is_intact(tmp_path, tiny_gpt2_dir, paused):
     args = ["extract", "--model", str(tiny_gpt2_dir), "--corpus", "bbc-news:tech", "--layers", "1", "-n", "6000", "--context-size", "32", "-b", "1"]
     out = tmp_path / "acts.h5"
@@ -106,6 +107,7 @@ def test_second_train_is_refused_and_the_first_is_intact(tmp_path, paused):
     assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_second_sweep_is_refused_and_the_first_is_intact(tmp_path, tiny_gpt2_dir, paused):
     cfg = tiny_config(tmp_path, SWEEP.format(model=tiny_gpt2_dir))
     run_dir = tmp_path / "runs" / "kill"

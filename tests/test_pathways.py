@@ -272,6 +272,7 @@ def test_transformer_lens_backend_and_corpus_windows_and_a_selection(wired, tiny
     assert windows.edges.iloc[0].source == "L0-3"
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_cli_selection_targets_at_the_lowest_layer_are_skipped_and_counted(wired, tmp_path):
     """A selection made over the same SAEs holds layer-0 features too (issue 17): pathways
     skips and counts them; an explicit --target there is still an error."""

@@ -457,6 +457,7 @@ def test_sparsify_hookpoint_names():
 
 
 # -- saetool export (CLI) ------------------------------------------------------------------
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_export_saelens_cli(tmp_path):
     from saetool.sae.formats.saelens import load_saelens
 
@@ -483,6 +484,7 @@ def test_export_saelens_cli(tmp_path):
     assert (out / "cfg.json").exists()
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_export_errors(tmp_path):
     tc = write_sae_artifact(tmp_path / "tc.h5", make_sae("topk", transcoder=True), provenance=PROV)
     assert_clean_error(run_cli("export", str(tc), "-o", str(tmp_path / "o1")), "no topk transcoder")

@@ -151,6 +151,7 @@ def test_non_finite_alpha_is_caught_in_generation(smollm2, tmp_path):
 
 
 # -- CLI --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_cli_vector_import_piped_into_steer(tmp_path):
     np.save(tmp_path / "dir.npy", np.random.default_rng(0).standard_normal(576).astype("float32"))
     imp = run_cli("vector", "import", str(tmp_path / "dir.npy"), "--layer", "6", "--model", "smollm2-135m", "-o", str(tmp_path / "v.h5"))
@@ -228,6 +229,7 @@ def test_prompt_files(tmp_path):
     assert not math.isnan(len(read_words("happy")))
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_cli_prompt_suffix_condition_and_vader_sentiment(tiny_gpt2_dir, tmp_path):
     """--prompt-suffix (seed 000's "(thinking positively)", issue 17): a `prompted` condition
     equal to running the suffixed prompts unsteered; sentiment is VADER's compound score."""

@@ -198,6 +198,7 @@ def test_changed_settings_refuse_to_mix(tmp_path):
 
 
 # -- CLI -------------------------------------------------------------------------------------------
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_cli_sweep_runs_and_prints_json(tmp_path):
     text = TINY.replace("alphas: [0, 1.0, 1.0e+39]", "alphas: [0, 1.0]").replace("max_prompts: 2", "max_prompts: 1")
     cfg = tiny_config(tmp_path, text)
@@ -210,6 +211,7 @@ def test_cli_sweep_runs_and_prints_json(tmp_path):
     assert again.returncode == 0 and "0 cell(s) computed, 4 skipped" in " ".join(again.stderr.split())
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_cli_sweep_bad_inputs(tmp_path):
     runs = tmp_path / "runs"
     bad_yaml = tiny_config(tmp_path, "name: x\nlayers: [1, 2\n")
@@ -224,6 +226,7 @@ def test_cli_sweep_bad_inputs(tmp_path):
     assert not runs.exists()
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_cli_sweep_layer_out_of_range(tmp_path):
     runs = tmp_path / "runs"
     cfg = tiny_config(tmp_path, TINY.replace("layers: [15]", "layers: [15, 99]"))
@@ -279,6 +282,7 @@ def test_pick_best_follows_the_stated_rule():
     assert none["best"] is None and "side effect" in none["reason"]
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, tmp_path):
     import pandas as pd
 

@@ -196,6 +196,7 @@ def test_bad_completions_and_options(tmp_path):
     assert not (tmp_path / "o.h5").exists()
 
 
+@pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
 def test_a_sweep_cell_is_compared_with_its_splits_baseline(tmp_path):
     """tokens --completions CELL.h5 (issue 17): the cell holds only `steered`; the baseline
     comes from the split's shared baseline.h5; the sign convention is printed and stored."""

@@ -92,6 +92,7 @@ def prefix_ev(sae, x: torch.Tensor, m: int) -> float:
     return float(1 - (recon - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
 
 
+@pytest.mark.slow  # trains to convergence (many seconds on 2 cores)
 def test_matryoshka_prefixes_each_reconstruct(data):
     x, _ = data
     held = x[20000:]
@@ -231,6 +232,7 @@ def wide_data():
     return x
 
 
+@pytest.mark.slow  # trains to convergence (many seconds on 2 cores)
 def test_jumprelu_l0_follows_the_coefficient_at_default_lr(wide_data):
     l0s = []
     for coeff in (0.1, 10.0):
@@ -239,6 +241,7 @@ def test_jumprelu_l0_follows_the_coefficient_at_default_lr(wide_data):
     assert l0s[1] < 0.5 * l0s[0], l0s
 
 
+@pytest.mark.slow  # trains to convergence (many seconds on 2 cores)
 @pytest.mark.parametrize("target", [8, 40])
 def test_jumprelu_target_l0_is_reached(target, wide_data):
     cfg = TrainConfig(arch="jumprelu", d_sae=256, batch_size=512, target_l0=target, log_every=10)

@@ -83,6 +83,7 @@ def test_defaults_use_the_width_scaled_lr_and_the_wsd_schedule():
     assert cosine.history["lr"][20] == pytest.approx(1e-3 * 0.5 * (1 + torch.cos(torch.tensor(18 / 38 * torch.pi)).item()), rel=1e-4)
 
 
+@pytest.mark.slow  # trains to convergence (many seconds on 2 cores)
 def test_default_settings_recover_a_sparse_dictionary():
     """256 features in d=64, ~5 active (the issue's case on a third of its 1.5M
     tokens; benchmarks/train_quality.py runs the full size): no --lr given."""
