@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class SaetoolError(Exception):
     """A problem with the user's input or environment.
@@ -46,3 +49,9 @@ class CorpusError(SaetoolError):
 
 class PluginError(SaetoolError):
     """A plugin name is unknown or a plugin is misbehaving."""
+
+
+def did_you_mean(value: object, choices: Iterable[str]) -> str | None:
+    """``"did you mean 'x'?"`` for the choice closest to ``value``, or None when none is close."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}?" if close else None

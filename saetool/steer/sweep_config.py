@@ -9,14 +9,13 @@ expected. Rules that span keys follow in :func:`config_from_dict`.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Sequence
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
-from saetool.errors import SaetoolError
+from saetool.errors import SaetoolError, did_you_mean
 from saetool.paths import special_file_kind
 from saetool.steer.generation import GenerationSettings
 
@@ -133,17 +132,12 @@ class _Bad(ValueError):
         self.message, self.hint = message, hint
 
 
-def _nearest(value: Any, choices: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
-    return f"did you mean {close[0]!r}?" if close else None
-
-
 def _choice(key: str, choices: Sequence[str]) -> Any:
     """A validator: the value must be one of ``choices`` (the nearest suggested)."""
 
     def check(value: Any) -> Any:
         if value not in choices:
-            raise _Bad(f"{key} {value!r} is not one of {', '.join(choices)}", _nearest(value, choices) or "choose one of: " + ", ".join(choices))
+            raise _Bad(f"{key} {value!r} is not one of {', '.join(choices)}", did_you_mean(value, choices) or "choose one of: " + ", ".join(choices))
         return value
 
     return AfterValidator(check)
@@ -311,7 +305,7 @@ def _error(exc: ValidationError, where: _Where) -> SaetoolError:
         model = _SECTIONS.get(section, _SweepFile)
         place = {"": "", "interventions": " in an interventions entry"}.get(section, f" in {section}")
         keys = list(model.model_fields)
-        return where.err(f"unknown key {loc[-1]!r}{place}", hint=_nearest(loc[-1], keys) or "valid keys: " + ", ".join(keys))
+        return where.err(f"unknown key {loc[-1]!r}{place}", hint=did_you_mean(loc[-1], keys) or "valid keys: " + ", ".join(keys))
     if kind == "missing":
         if section == "interventions":
             return where.err("an interventions entry has no 'name'")
@@ -484,8 +478,7 @@ def _check_plugins(cfg: SweepConfig, where: _Where) -> None:
     known_iv = host().collect("interventions")
     for spec in cfg.interventions:
         if spec.name not in known_iv:
-            close = difflib.get_close_matches(spec.name, list(known_iv), n=1, cutoff=0.5)
-            raise where.err(f"unknown intervention {spec.name!r}", hint=f"did you mean {close[0]!r}?" if close else "choose one of: " + ", ".join(sorted(known_iv)))
+            raise where.err(f"unknown intervention {spec.name!r}", hint=did_you_mean(spec.name, known_iv) or "choose one of: " + ", ".join(sorted(known_iv)))
         iv = known_iv[spec.name].obj
         if getattr(iv, "needs_sae", False) and (spec.sae is None or spec.feature is None):
             raise where.err(f"intervention {spec.name!r} needs sae and feature", hint=f"write it as {{name: {spec.name}, sae: PATH, feature: N}}")
@@ -494,8 +487,7 @@ def _check_plugins(cfg: SweepConfig, where: _Where) -> None:
     known_m = completion_metrics()  # SAE metrics (register_sae_metrics) belong to evaluate
     for m in cfg.metrics:
         if m not in known_m:
-            close = difflib.get_close_matches(m, list(known_m), n=1, cutoff=0.5)
-            raise where.err(f"unknown metric {m!r}", hint=f"did you mean {close[0]!r}?" if close else "choose from: " + ", ".join(sorted(known_m)))
+            raise where.err(f"unknown metric {m!r}", hint=did_you_mean(m, known_m) or "choose from: " + ", ".join(sorted(known_m)))
     if isinstance(cfg.prompts, dict):
         for split in cfg.splits or []:
             if split not in cfg.prompts:

@@ -11,13 +11,12 @@ error naming the key and what was expected.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
 from typing import Any, Mapping
 
-from saetool.errors import ConfigError
+from saetool.errors import ConfigError, did_you_mean
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -39,8 +38,7 @@ def convert_options(options_class: type | None, given: Mapping[str, Any], arch: 
     out = {}
     for key, value in given.items():
         if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}?" if close else (f"{arch}'s options: " + ", ".join(known) if known else f"{arch} takes none")
+            hint = did_you_mean(key, known) or (f"{arch}'s options: " + ", ".join(known) if known else f"{arch} takes none")
             raise ConfigError(f"unknown `options` key {key!r} for architecture {arch!r}", hint=hint)
         out[key] = _convert(value, hints[key], key)
     return out
