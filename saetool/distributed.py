@@ -4,7 +4,7 @@
 the command with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT`` set. The stages call :func:`session` around their work: with
 ``WORLD_SIZE`` above 1 it joins the process group (``nccl`` when the stage runs
-on CUDA, ``gloo`` on the CPU) and leaves it afterwards; without it, it yields
+on CUDA, ``gloo`` on the CPU; once per process, left at exit); without it, it yields
 ``None`` and the stage runs as one process, unchanged.
 
 Nothing here imports torch at module level (``saetool --help`` stays fast).
@@ -12,6 +12,7 @@ Nothing here imports torch at module level (``saetool --help`` stays fast).
 
 from __future__ import annotations
 
+import atexit
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ _CURRENT: list[Group | None] = [None]
 
 @contextmanager
 def session(device: str = "cpu") -> Iterator[Group | None]:
-    """Join the torchrun process group for the duration of one stage.
+    """Join the torchrun process group (once per process) and make it current for one stage.
 
     Yields ``None`` when this is a single process (no ``WORLD_SIZE`` above 1).
     Ranks other than 0 are quiet on stderr (warnings and errors still show).
@@ -198,12 +199,18 @@ def session(device: str = "cpu") -> Iterator[Group | None]:
         if info.local_rank >= torch.cuda.device_count():
             raise SaetoolError(f"LOCAL_RANK {info.local_rank} but this node has {torch.cuda.device_count()} GPU(s)", hint="start at most one process per GPU (--nproc-per-node)")
         torch.cuda.set_device(info.local_rank)
-    owned = not dist.is_initialized()
-    if owned:
+    if not dist.is_initialized():
+        # joined once per process and left at exit: a second init_process_group after
+        # destroy_process_group reads the first group's stale addresses from torchrun's
+        # store (gloo then fails with "connectFullMesh ... Connection refused"), so two
+        # stages in one script share the group instead
         kw: dict[str, Any] = {"backend": backend, "timeout": TIMEOUT}
         if backend == "nccl":
             kw["device_id"] = torch.device(f"cuda:{info.local_rank}")
         dist.init_process_group(**kw)
+        atexit.register(_leave)
+    elif dist.get_backend() != backend:
+        raise SaetoolError(f"this process already joined a {dist.get_backend()} process group; --device {device} needs {backend}", hint="run stages on one kind of device within one torchrun process")
     coll_device = f"cuda:{info.local_rank}" if backend == "nccl" else "cpu"
     group = Group(info, backend, coll_device)
     if not info.is_main:
@@ -216,5 +223,10 @@ def session(device: str = "cpu") -> Iterator[Group | None]:
         yield group
     finally:
         _CURRENT[0] = None
-        if owned and dist.is_initialized():
-            dist.destroy_process_group()
+
+
+def _leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()

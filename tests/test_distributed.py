@@ -310,6 +310,7 @@ def test_data_parallel_step_equals_one_big_batch_and_resume_after_a_kill(trained
     (d / "worker.py").write_text(WORKER)
     proc = torchrun("worker.py", "syn.h5", "killed.h5", "0", "150", repr(TRAIN), cwd=d)
     assert proc.returncode != 0 and not (d / "killed.h5").exists()
+    assert (d / "killed.h5.checkpoints").is_dir(), proc.stderr[-4000:]
     assert sorted(p.name for p in (d / "killed.h5.checkpoints").iterdir() if not p.name.startswith(".")) == ["best", "step_000100"]
 
     mech = np.load(d / "mechanics.npz")
