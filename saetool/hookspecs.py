@@ -61,7 +61,8 @@ def register_sae_readers(register: Register) -> None:
     A :class:`saetool.sae.format_api.SAEReader` says whether it can read a
     path (``can_read(path)``, cheap, no weights loaded) and reads it into an
     inference SAE (``read(path, device)``). Third-party readers are asked before
-    the built-ins: ``checkpoint``, ``saetool``, ``saelens``, ``sparsify``.
+    the built-ins: ``checkpoint``, ``saetool``, ``saelens``, ``sparsify``,
+    ``gemma-scope``, ``gemma-scope-2``, ``llama-scope``, ``dictionary-learning``.
     """
 
 
@@ -70,7 +71,7 @@ def register_exporters(register: Register) -> None:
     """Add export formats: ``register(exporter)`` (used by ``export --format NAME``).
 
     A :class:`saetool.sae.format_api.SAEExporter` writes an SAE into a new
-    folder. Built-ins: ``saelens``, ``samples``.
+    folder. Built-ins: ``saelens``, ``dictionary-learning``, ``samples``.
     """
 
 

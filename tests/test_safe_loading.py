@@ -94,6 +94,13 @@ def _checkpoint_as_init(d: Path, files: Path, marker: Path) -> list[str]:
     return ["train", str(files / "acts.h5"), "--init-from", str(d / "best"), "-o", str(d / "out.h5")]
 
 
+def _dictionary_learning_ae_pt(d: Path, files: Path, marker: Path) -> list[str]:
+    (d / "trainer_0").mkdir()
+    (d / "trainer_0" / "config.json").write_text(json.dumps({"trainer": {"dict_class": "AutoEncoder", "layer": 1}}))
+    evil_pickle(d / "trainer_0" / "ae.pt", marker)
+    return ["export", str(d / "trainer_0"), "-o", str(d / "out")]
+
+
 def _vector_pt(d: Path, files: Path, marker: Path) -> list[str]:
     return ["vector", "import", str(evil_pickle(d / "v.pt", marker)), "--layer", "1", "-o", str(d / "v.h5")]
 
@@ -127,6 +134,7 @@ CASES = {
     "sparsify-weights-pickle": (_sparsify_weights_are_a_pickle, "cannot read sparsify weights"),
     "checkpoint-pickle-resume": (_checkpoint_is_a_pickle, "is corrupt"),
     "checkpoint-pickle-init-from": (_checkpoint_as_init, "corrupt"),
+    "dictionary-learning-ae-pt": (_dictionary_learning_ae_pt, "refused to load dictionary_learning weights"),
     "vector-pt": (_vector_pt, "refused to load"),
     "vector-pth-steer": (_vector_pth_steer, "refused to load"),
     "vector-npy": (_vector_npy, "object arrays cannot be loaded"),
@@ -167,4 +175,4 @@ def test_the_source_never_unpickles():
                 line = text.count("\n", 0, m.start()) + 1
                 found.append(f"{path.relative_to(REPO)}:{line}: {what}")
     assert found == []
-    assert "weights_only=True" in (REPO / "saetool" / "steer" / "vectors.py").read_text()
+    assert "weights_only=True" in (REPO / "saetool" / "artifacts" / "torchfiles.py").read_text()

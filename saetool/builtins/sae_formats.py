@@ -1,4 +1,5 @@
-"""The ``sae`` artifact kind, SAE readers and exporters (saetool, SAELens, sparsify) and the ``export`` command."""
+"""The ``sae`` artifact kind, SAE readers and exporters (saetool, SAELens, sparsify, Gemma Scope 1 and 2,
+Llama Scope, dictionary_learning) and the ``export`` command."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def register_artifact_kinds(register):
 
 @hookimpl
 def register_sae_readers(register):
+    from saetool.sae.formats.dictionary_learning import DictionaryLearningReader
+    from saetool.sae.formats.gemmascope import GemmaScope2Reader, GemmaScopeReader
+    from saetool.sae.formats.llamascope import LlamaScopeReader
     from saetool.sae.formats.saelens import SAELensReader
     from saetool.sae.formats.sparsify import SparsifyReader
     from saetool.sae.io import SAEArtifactReader
@@ -38,13 +42,19 @@ def register_sae_readers(register):
     register(SAEArtifactReader())
     register(SAELensReader())
     register(SparsifyReader())
+    register(GemmaScopeReader())
+    register(GemmaScope2Reader())
+    register(LlamaScopeReader())
+    register(DictionaryLearningReader())
 
 
 @hookimpl
 def register_exporters(register):
+    from saetool.sae.formats.dictionary_learning import DictionaryLearningExporter
     from saetool.sae.formats.saelens import SAELensExporter
 
     register(SAELensExporter())
+    register(DictionaryLearningExporter())
 
 
 @hookimpl

@@ -277,9 +277,7 @@ def measure_norm(model: "HookedModel", texts: Sequence[str], hook: str, *, chat:
 def load_vector_file(path: str | Path) -> "torch.Tensor":
     """A 1-D vector from ``.npy``, ``.pt``/``.pth``, ``.safetensors`` (one tensor) or text (numbers).
 
-    Never unpickles code: ``.pt`` through ``torch.load(weights_only=True)``, ``.npy`` without pickle."""
-    import pickle
-
+    Never unpickles code: ``.pt`` through :func:`saetool.artifacts.torchfiles.load_torch_file`, ``.npy`` without pickle."""
     import numpy as np
     import torch
 
@@ -291,8 +289,9 @@ def load_vector_file(path: str | Path) -> "torch.Tensor":
         if suffix == ".npy":
             arr = torch.from_numpy(np.load(p, allow_pickle=False))
         elif suffix in (".pt", ".pth"):
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-            arr = _single_tensor(obj, p)
+            from saetool.artifacts.torchfiles import load_torch_file
+
+            arr = _single_tensor(load_torch_file(p, what="vector file", hint="save the vector with torch.save(tensor), as .npy or as .safetensors"), p)
         elif suffix == ".safetensors":
             from safetensors.torch import load_file
 
@@ -301,8 +300,6 @@ def load_vector_file(path: str | Path) -> "torch.Tensor":
             arr = torch.tensor([float(x) for x in p.read_text().replace(",", " ").split()])
     except SaetoolError:
         raise
-    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused it
-        raise SaetoolError(f"refused to load {p}: a pickle holding more than tensors (it could run code)", hint="save the vector with torch.save(tensor), as .npy or as .safetensors") from None
     except Exception as exc:
         raise SaetoolError(f"cannot read a vector from {p} ({type(exc).__name__}: {exc})", hint="use .npy, .pt, .safetensors or a text file of numbers") from None
     arr = arr.float().squeeze()

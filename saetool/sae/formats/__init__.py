@@ -65,3 +65,25 @@ def atomic_output_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[
             os.replace(work, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_json_object(path: Path, *, what: str) -> dict:
+    """A JSON object from ``path``; one line naming ``what`` when it is missing, malformed or not an object."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read {what} {path} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{what} {path} is not a JSON object")
+    return data
+
+
+def hub_repo_of(path: Path) -> str | None:
+    """The Hugging Face repo a path inside the hub cache belongs to
+    (``.../models--google--gemma-scope-2b-pt-res/snapshots/REV/...`` -> ``google/gemma-scope-2b-pt-res``), or None."""
+    for part in reversed(Path(path).absolute().parts):
+        if part.startswith("models--"):
+            return part.removeprefix("models--").replace("--", "/", 1)
+    return None
