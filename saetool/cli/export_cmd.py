@@ -11,14 +11,14 @@ from saetool.cli.options import OVERWRITE
 
 
 def export(
-    sae: Optional[Path] = typer.Argument(None, help="SAE: an `sae` artifact, or an SAELens/sparsify folder (omit or '-' to read a manifest from stdin)."),
-    fmt: str = typer.Option("saelens", "--format", "-f", help="saelens: an SAELens folder (cfg.json + sae_weights.safetensors); samples: the SAE's stored samples as a folder; or a plugin's (saetool plugins lists them)."),
+    sae: Optional[Path] = typer.Argument(None, help="SAE: an `sae` artifact or a folder in a format saetool reads (SAELens, sparsify, Gemma Scope, Llama Scope, dictionary_learning); omit or '-' to read a manifest from stdin."),
+    fmt: str = typer.Option("saelens", "--format", "-f", help="saelens: an SAELens folder (cfg.json + sae_weights.safetensors); dictionary-learning: ae.pt + config.json; samples: the SAE's stored samples as a folder; or a plugin's (saetool plugins lists them)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder (default: next to the SAE, NAME-FORMAT)."),
     model_name: Optional[str] = typer.Option(None, "--model-name", help="Model id written into the SAELens metadata (default: the SAE's model)."),
     device: str = typer.Option("cpu", "--device", help="Device to load the SAE on while converting."),
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Write an SAE in another library's format (SAELens), or its stored samples as a folder.
+    """Write an SAE in another library's format (SAELens, dictionary_learning), or its stored samples as a folder.
 
     Example:
 
