@@ -1,4 +1,4 @@
-"""The ``sae`` artifact kind, SAE readers and exporters (saetool, SAELens, sparsify, Gemma Scope 1 and 2,
+"""The ``sae`` and ``sae-set`` artifact kinds, SAE readers and exporters (saetool, SAELens, sparsify, Gemma Scope 1 and 2,
 Llama Scope, dictionary_learning) and the ``export`` command."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from saetool.hookspecs import hookimpl
 def register_artifact_kinds(register):
     from saetool.artifacts.kinds import ArtifactKind, Rows
     from saetool.sae.io import validate_sae_file
+    from saetool.sae.sets import validate_sae_set_file
 
     register(
         ArtifactKind(
@@ -26,6 +27,16 @@ def register_artifact_kinds(register):
             attrs={"config": "json-object", "training": "json-object"},
             datasets={"weights/{name}": Rows(ndim=None, dtype="float"), "history/{column}": Rows(ndim=1, dtype="number")},
             validate=validate_sae_file,
+        )
+    )
+    register(
+        ArtifactKind(
+            name="sae-set",
+            schema_version=1,
+            description="An index of several SAEs, one per hook (saetool train --hooks)",
+            required_attrs=("saes", "hooks"),
+            attrs={"saes": "json-list", "hooks": "json-text-list"},
+            validate=validate_sae_set_file,
         )
     )
 

@@ -11,7 +11,7 @@ from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST
 
 
 def pathways(
-    sae: List[Path] = typer.Option(..., "--sae", help="SAE (artifact or SAELens/sparsify folder), once per layer; all from one model."),
+    sae: List[Path] = typer.Option(..., "--sae", help="SAE (artifact or SAELens/sparsify folder), once per layer; all from one model; an sae-set (saetool train --hooks) gives all of its SAEs."),
     target: Optional[List[str]] = typer.Option(None, "--target", "-t", help="Target feature L{layer}-{id} (repeatable)."),
     selection: Optional[Path] = typer.Option(None, "--selection", help="A `selection` artifact (saetool select): its features are the targets."),
     texts: Optional[Path] = typer.Option(None, "--texts", help="Texts: .txt (one per line), .jsonl or .json."),
@@ -50,6 +50,7 @@ def pathways(
     from saetool.artifacts.manifest import emit_manifest
     from saetool.console import log
     from saetool.errors import SaetoolError
+    from saetool.sae.sets import expand_sae_paths
 
     names = list(target or [])
     parents: list[Path] = []
@@ -62,7 +63,7 @@ def pathways(
         raise SaetoolError("no target features given", hint="pass --target L{layer}-{id} (repeatable) or --selection FILE")
     config = PathwaysConfig(top_k=top_k, threshold=threshold, factor=factor, batch_size=batch_size, context_size=context_size, replay=replay)
     result = run_pathways(
-        config, [str(p) for p in sae], names, texts_file=texts, corpus=corpus, num_texts=num_texts, output=output,
+        config, [str(p) for p in expand_sae_paths(sae)], names, texts_file=texts, corpus=corpus, num_texts=num_texts, output=output,
         overwrite=overwrite, export=export, model_name=model, backend=backend, device=device, dtype=dtype, parents=parents,
         selected=selected,
     )

@@ -19,9 +19,10 @@ TRAIN_OPTIONS = (
 )
 
 
-@from_config(*TRAIN_OPTIONS, after={"options": "hook_out", "prefixes": "options", "dead_steps": "dead_tokens", "collect_samples": "dtype", "init_from": "samples__features", "checklist": "init_from", "target_l0": "targets__scaled_mse"})
+@from_config(*TRAIN_OPTIONS, after={"hooks": "hook_out", "options": "hooks", "prefixes": "options", "dead_steps": "dead_tokens", "collect_samples": "dtype", "init_from": "samples__features", "checklist": "init_from", "target_l0": "targets__scaled_mse"})
 def train(
     inputs: Optional[List[Path]] = typer.Argument(None, help="Activation artifact(s) from `saetool extract` (omit or '-' to read a manifest from stdin)."),
+    hooks: Optional[str] = typer.Option(None, "--hooks", help="Train one SAE per hook in one pass over the data: `all` (every hook of the file) or a comma-separated list; -o names the folder that gets sae-ARCH-HOOK.h5 per hook and the sae-set.h5 index (default sae-ARCH-set/). Instead of --hook."),
     options: Optional[List[str]] = typer.Option(None, "--arch-option", help="KEY=VALUE for the architecture (repeatable), e.g. prefixes=256,1024,4608 or threshold_lr=0.05; `saetool plugins` lists each architecture's options."),
     prefixes: Optional[str] = typer.Option(None, "--prefixes", help="Matryoshka prefix widths, e.g. 256,1024,4608 (default: d_sae/16, /8, /4, /2, all); the same as --arch-option prefixes=..."),
     dead_steps: Optional[int] = typer.Option(None, "--dead-steps", help="The same in steps (x `batch_size` tokens)."),
@@ -83,6 +84,8 @@ def train(
         targets=chosen,
         options=arch_options,
     )
+    if hooks is not None:
+        return _train_set(settings, paths, hooks, output, overwrite=overwrite, resume=resume)
     from saetool.train.api import KIND, history_csv_path, train_sae
 
     result = train_sae(settings, paths, output, overwrite=overwrite, resume=resume)
@@ -106,4 +109,34 @@ def train(
         hook_out=c.hook_out if c.is_transcoder else None,
         model=c.model,
         checklist_passed=all(item.passed for item in result.checklist if item.passed is not None),
+    )
+
+
+def _train_set(settings: TrainConfig, paths: List[Path], hooks: str, output: Optional[Path], *, overwrite: bool, resume: bool) -> None:
+    """``--hooks``: one SAE per hook, one manifest line for the set."""
+    from saetool.artifacts.manifest import emit_manifest
+    from saetool.console import log
+    from saetool.distributed import rank_info
+    from saetool.sae.sets import KIND
+    from saetool.train.multi import train_saes
+
+    done = train_saes(settings, paths, hooks, output, overwrite=overwrite, resume=resume)
+    if not rank_info().is_main:
+        return
+    for hook, r in zip(done.hooks, done.results):
+        m = r.metrics
+        passed = all(item.passed for item in r.checklist if item.passed is not None)
+        log(f"{hook}: FVU {m.get('fvu', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, dead {100 * m.get('dead_fraction', 0):.1f}%  " + ("[green]checklist passed[/green]" if passed else "[yellow]checklist not passed[/yellow]"))
+    assert done.index is not None
+    c = done.results[0].sae.cfg
+    log(f"[green]wrote[/green] {done.index.parent}/: {len(done.results)} {c.arch} SAEs (d_sae={c.d_sae}) and the index {done.index.name}")
+    emit_manifest(
+        done.index,
+        KIND,
+        saes=[str(r.path.resolve()) for r in done.results if r.path is not None],
+        hooks=done.hooks,
+        arch=c.arch,
+        d_sae=c.d_sae,
+        model=c.model,
+        checklist_passed=all(item.passed for r in done.results for item in r.checklist if item.passed is not None),
     )

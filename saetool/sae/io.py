@@ -277,6 +277,7 @@ def load_sae(path: str | Path, device: str = "cpu") -> "SAE":
     one-line error naming them."""
     readers = sae_readers()
     p = Path(path)
+    _refuse_set(p)
     for reader in readers:
         if reader.can_read(p):
             sae = reader.read(p, device)
@@ -301,6 +302,16 @@ def load_sae(path: str | Path, device: str = "cpu") -> "SAE":
 
 
 # -- consistency checks --------------------------------------------------------------
+def _refuse_set(p: Path) -> None:
+    """One SAE was asked for and ``p`` is a set of them: a one-line error naming a member."""
+    from saetool.sae.sets import index_of, read_sae_set
+
+    if index_of(p) is None:
+        return
+    members = read_sae_set(p)
+    raise SaetoolError(f"{p} is a set of {len(members)} SAEs ({', '.join(m.hook for m in members[:4])}{', ...' if len(members) > 4 else ''}), and one SAE is needed here", hint=f"pass one of them, e.g. {members[0].path}" if members else "")
+
+
 def _model_aliases(model: str) -> set[str]:
     """Lower-cased names a model id is known by (registered short name, hub id, its last part)."""
     text = str(model).strip().rstrip("/")

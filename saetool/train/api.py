@@ -151,8 +151,23 @@ def _log_norm_filter(source: "ActivationSource") -> None:
     )
 
 
-def _open_source(config: TrainConfig, inputs: Sequence[str | Path]) -> "ActivationSource":
-    """The activation files, validated. ``--arch transcoder`` without ``--hook-out``
+def _check_set_config(config: TrainConfig, hooks: Sequence[str]) -> TrainConfig:
+    """Settings of a several-hook run, checked (one-line errors naming the flag that cannot go with ``--hooks``)."""
+    from saetool.train.architectures import get_architecture
+
+    arch = get_architecture(config.arch)
+    config = replace(config, options=arch.check_options(config.options))
+    for flag, given in (("--hook", config.hook), ("--hook-out", config.hook_out), ("--init-from", config.init_from), ("--max-norm-ratio", config.max_norm_ratio)):
+        if given is not None:
+            raise SaetoolError(f"{flag} cannot go with --hooks" + (" (the norm filter differs per hook, so the hooks' batches would too)" if flag == "--max-norm-ratio" else ""), hint=f"drop {flag}, or train that hook on its own with --hook")
+    if arch.transcoder:
+        raise SaetoolError(f"--arch {arch.name} reads one hook and reconstructs another; --hooks trains SAEs", hint="train each transcoder with --hook and --hook-out")
+    return config
+
+
+def _open_source(config: TrainConfig, inputs: Sequence[str | Path], *, hooks: Sequence[str] | None = None) -> "ActivationSource":
+    """The activation files, validated (``hooks``: every batch holds those hooks'
+    rows side by side). ``--arch transcoder`` without ``--hook-out``
     reconstructs ``hook_mlp_out`` from ``hook_resid_mid`` of the same layer."""
     from saetool.train.source import ActivationSource
 
@@ -173,10 +188,11 @@ def _open_source(config: TrainConfig, inputs: Sequence[str | Path]) -> "Activati
             val_tokens=config.val_tokens,
             seed=config.seed,
             max_norm_ratio=config.max_norm_ratio,
+            hooks=hooks,
         )
 
     source = open_with(config.hook_out)
-    if config.hook_out or config.arch != "transcoder":
+    if config.hook_out or config.arch != "transcoder" or hooks:
         return source
     hook = source.hook
     guess = hook[: -len("hook_resid_mid")] + "hook_mlp_out" if hook.endswith("hook_resid_mid") else None

@@ -84,8 +84,17 @@ class ActivationSource:
         rank: int = 0,
         world_size: int = 1,
         max_norm_ratio: float | None = None,
+        hooks: Sequence[str] | None = None,
     ) -> None:
+        """``hooks`` (several): each batch's ``x`` is those hooks' rows for the same
+        tokens side by side, ``[n, sum of widths]`` (:attr:`widths`, :meth:`split`);
+        the rows and their order are those a one-hook source with the same seed reads."""
         from saetool.artifacts.activations import ActivationsFile
+
+        if hooks:
+            if len(hooks) > 1 and (hook_out is not None or max_norm_ratio is not None):
+                raise SaetoolError("a source of several hooks takes no hook_out and no max_norm_ratio")
+            hook = hooks[0]
 
         if not paths:
             raise SaetoolError("no activation artifact given", hint="pass a FILE argument or pipe `saetool extract` into this one")
@@ -95,13 +104,17 @@ class ActivationSource:
             for p in self.paths:
                 self.files.append(ActivationsFile(p))
             self._check_files(hook, hook_out)
+            for h in (hooks or [])[1:]:
+                self._check_files(h, None)
         except BaseException:
             self.close()
             raise
         first = self.files[0]
         self.hook = hook or first.hooks[0]
         self.hook_out = hook_out
-        self.d_in = first.d(self.hook)
+        self.hooks: list[str] = list(hooks) if hooks else [self.hook]
+        self.widths = [first.d(h) for h in self.hooks]
+        self.d_in = sum(self.widths)
         self.d_out = first.d(hook_out) if hook_out else self.d_in
         self.batch_size = int(batch_size)
         self.chunk_rows = int(min(chunk_rows, max(1, shuffle_buffer)))
@@ -248,13 +261,34 @@ class ActivationSource:
                 if index.size < keep.size // 2:  # a few sequences: read just their rows
                     runs = np.split(index, np.flatnonzero(np.diff(index) > 1) + 1)
                     parts = [(start + int(r[0]), start + int(r[-1]) + 1) for r in runs]
-                    x = torch.cat([self._read_checked(i, self.hook, a, b) for a, b in parts])
+                    x = torch.cat([self._read_x(i, a, b) for a, b in parts])
                     y = torch.cat([self._read_checked(i, self.hook_out, a, b) for a, b in parts]) if self.hook_out else None
                 else:
                     sel = torch.from_numpy(index)
-                    x = self._read_checked(i, self.hook, start, stop).index_select(0, sel)
+                    x = self._read_x(i, start, stop).index_select(0, sel)
                     y = self._read_checked(i, self.hook_out, start, stop).index_select(0, sel) if self.hook_out else None
                 yield x, y, torch.from_numpy(index) + (self.offsets[i] + start)
+
+    def _read_x(self, file_index: int, start: int, stop: int) -> "torch.Tensor":
+        """Rows ``start:stop`` of every input hook, side by side."""
+        import torch
+
+        if len(self.hooks) == 1:
+            return self._read_checked(file_index, self.hook, start, stop)
+        return torch.cat([self._read_checked(file_index, h, start, stop) for h in self.hooks], dim=1)
+
+    def split(self, x: "torch.Tensor") -> list["torch.Tensor"]:
+        """A several-hook batch's ``x`` as one contiguous ``[n, d]`` tensor per hook (in :attr:`hooks` order)."""
+        return [part.contiguous() for part in x.split(self.widths, dim=1)]
+
+    def for_hook(self, hook: str) -> "ActivationSource":
+        """A view of this source that reads ``hook`` alone (same files and split), for writing one SAE's samples."""
+        import copy
+
+        view = copy.copy(self)
+        view.hook, view.hooks, view.widths = hook, [hook], [self.widths[self.hooks.index(hook)]]
+        view.d_in = view.widths[0]
+        return view
 
     def _read_checked(self, file_index: int, hook: str, start: int, stop: int) -> "torch.Tensor":
         import torch
@@ -338,6 +372,7 @@ class ActivationSource:
             "n_tokens": self.n_tokens,
             "hook": self.hook,
             "hook_out": self.hook_out,
+            **({"hooks": self.hooks} if len(self.hooks) > 1 else {}),
             "model": self.model,
             "context_size": first.context_size,
             "prepend_bos": cfg.get("prepend_bos"),

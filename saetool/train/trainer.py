@@ -148,6 +148,7 @@ class Trainer:
         self.last_batch: Batch | None = None
         self.curves: tuple[array, array] = (array("d"), array("d"))  # per-step training FVU and L0 (this process, not checkpointed)
         self._lr = self._coeff = 0.0  # of the latest step, for the history
+        self.threads: int | None = None  # CPU threads of a step (threads_for)
 
     def _controller(self) -> L0Controller | None:
         """``--target-l0`` steers the sparsity coefficient (architectures without ``k``)."""
@@ -198,16 +199,27 @@ class Trainer:
 
     def _start(self, stream: Iterator[Batch]) -> Iterator[Batch]:
         """Scales and ``b_dec`` from the first batches (put back into the stream), fresh weights."""
+        peek = self.peek(stream)
+        self.start(peek)
+        return itertools.chain(peek, stream)
+
+    def peek(self, stream: Iterator[Batch]) -> list[Batch]:
+        """The first batches :meth:`start` estimates scales from (at least ``SCALE_ROWS`` rows, at most ``total_steps`` batches)."""
         peek: list[Batch] = []
         rows = 0
         for batch in stream:
-            self._check_batch(batch)
             peek.append(batch)
             rows += len(batch)
             if rows >= SCALE_ROWS or len(peek) >= self.total_steps:
                 break
         if not peek:
             raise SaetoolError("no training batches: the data is empty")
+        return peek
+
+    def start(self, peek: list[Batch]) -> None:
+        """Fresh weights, scales and ``b_dec`` from the first batches ``peek`` (see :meth:`peek`)."""
+        for batch in peek:
+            self._check_batch(batch)
         if self.config.normalize_inputs:
             self.in_scale = norm_scale(b.x for b in peek)
             self.out_scale = norm_scale(b.target for b in peek if b.target is not None) if self.transcoder else self.in_scale
@@ -224,7 +236,6 @@ class Trainer:
             self.in_scale, self.out_scale = self.dp.broadcast_object((self.in_scale, self.out_scale))
             self.dp.broadcast_([*self._params(), *self.objective.buffers()])
         self.optimizer = self._make_optimizer()
-        return itertools.chain(peek, stream)
 
     def _check_batch(self, batch: Batch) -> None:
         if batch.x.ndim != 2 or batch.x.shape[1] != self.cfg.d_in:
@@ -344,59 +355,87 @@ class Trainer:
         first = next(stream, None)
         if first is None:
             raise SaetoolError("no training batches: the data is empty")
-        small = self.device.type == "cpu" and len(first) * self.cfg.d_in * self.cfg.d_sae < SMALL_STEP
-        with _cpu_threads(1 if small else None):
+        self.threads = self.threads_for(len(first))
+        with _cpu_threads(self.threads):
             return self._fit(itertools.chain([first], stream), val, resume=resume, progress=progress, on_step=on_step)
+
+    def threads_for(self, rows: int) -> int | None:
+        """CPU threads for steps of ``rows`` rows: 1 for small steps on the CPU (``None``: torch's default)."""
+        small = self.device.type == "cpu" and rows * self.cfg.d_in * self.cfg.d_sae < SMALL_STEP
+        return 1 if small else None
 
     def _fit(self, stream: Iterator[Batch], val: Sequence[Batch] | None, *, resume: bool, progress: bool, on_step: Callable[[StepInfo], None] | None) -> TrainResult:
         from saetool.progress import token_progress
 
-        latest = self.checkpoints.latest() if (resume and self.checkpoints is not None) else None
-        if resume and latest is None:
-            where = self.checkpoints.root if self.checkpoints is not None else "(no checkpoint folder)"
-            raise SaetoolError(f"nothing to resume: no checkpoint in {where}", hint="run without --resume to start afresh")
-        if latest is not None:
-            self._restore(latest)
-            log(f"resuming from {latest} (step {self.step} of {self.total_steps})")
+        if self.resume_latest(resume):
             for _ in range(self.step):  # replay the deterministic stream up to the checkpoint
                 if next(stream, None) is None:
                     raise SaetoolError(f"the data ran out before step {self.step} of the checkpoint", hint="resume with the same activations")
         else:
             stream = self._start(stream)
-        val = [as_batch(b) for b in (val or [])]
-        val_mean = self._val_mean(val)
-        started, start_step = time.perf_counter(), self.step
-        params = self._params()
+        self.begin(val)
         with token_progress("train", total=self.total_steps, completed=self.step, per_step=self.config.batch_size, enabled=progress) as update:
             while self.step < self.total_steps:
                 batch = next(stream, None)
                 if batch is None:
                     warn(f"the batches ran out after {self.step} of {self.total_steps} steps")
                     break
-                self._train_step(batch, params)
-                row = None
-                last = self.step == self.total_steps
-                at_checkpoint = self.step % self.config.checkpoint_every == 0
-                if self.step % self.config.log_every == 0 or at_checkpoint or last:
-                    row = self._history_row()
-                    if (at_checkpoint or last) and val:
-                        row.update(self._validate(val, val_mean))
-                        if row["val_loss"] < self.best_val:
-                            self.best_val, self.best_step = row["val_loss"], self.step
-                            self._save("best")
-                    self.history.append(row)
+                row = self.advance(batch)
+                if row is not None:
                     update(0, note=f"loss {row['loss']:.4g}  L0 {row['l0']:.1f}  dead {100 * (row['dead_fraction_train'] or 0):.1f}%")
-                if at_checkpoint and not last:
-                    self._save("step")
                 update(1)
                 if on_step is not None:
                     on_step(StepInfo(self.step, self.total_steps, self.tokens, row["loss"] if row else math.nan))
+        return self.finish()
+
+    # -- the loop, one step at a time (train.multi drives several trainers with it) ---------
+    def resume_latest(self, resume: bool) -> bool:
+        """With ``resume``, restore the newest checkpoint (the caller replays
+        ``self.step`` batches); ``False`` when starting afresh."""
+        latest = self.checkpoints.latest() if (resume and self.checkpoints is not None) else None
+        if resume and latest is None:
+            where = self.checkpoints.root if self.checkpoints is not None else "(no checkpoint folder)"
+            raise SaetoolError(f"nothing to resume: no checkpoint in {where}", hint="run without --resume to start afresh")
+        if latest is None:
+            return False
+        self._restore(latest)
+        log(f"resuming from {latest} (step {self.step} of {self.total_steps})")
+        return True
+
+    def begin(self, val: Sequence[Batch] | None) -> None:
+        """Before the first :meth:`advance`: the held-out rows and the clock."""
+        self._val = [as_batch(b) for b in (val or [])]
+        self._val_mean = self._val_mean_of(self._val)
+        self._started, self._start_step = time.perf_counter(), self.step
+        self._param_list = self._params()
+
+    def advance(self, batch: Batch) -> dict[str, float] | None:
+        """One training step on ``batch``, then history, validation and checkpoints
+        when due; returns the history row written at this step, if any."""
+        self._train_step(batch, self._param_list)
+        row = None
+        last = self.step == self.total_steps
+        at_checkpoint = self.step % self.config.checkpoint_every == 0
+        if self.step % self.config.log_every == 0 or at_checkpoint or last:
+            row = self._history_row()
+            if (at_checkpoint or last) and self._val:
+                row.update(self._validate(self._val, self._val_mean))
+                if row["val_loss"] < self.best_val:
+                    self.best_val, self.best_step = row["val_loss"], self.step
+                    self._save("best")
+            self.history.append(row)
+        if at_checkpoint and not last:
+            self._save("step")
+        return row
+
+    def finish(self) -> TrainResult:
+        """After the last step: calibrate, the final checkpoint, the result."""
         self._calibrate()
         self._save("final")
         if self.step == self.total_steps and (self.dp is None or self.dp.is_main):
             self._warn_if_short()
-        elapsed = time.perf_counter() - started
-        return self._result(val, elapsed, self.step - start_step)
+        elapsed = time.perf_counter() - self._started
+        return self._result(self._val, elapsed, self.step - self._start_step)
 
     def _train_step(self, batch: Batch, params: list[torch.nn.Parameter]) -> None:
         x, y = self._prepare(batch)
@@ -515,7 +554,7 @@ class Trainer:
     def dead_fraction(self) -> float:
         return float((self.since_fired >= self.dead_tokens).float().mean())
 
-    def _val_mean(self, val: list[Batch]) -> torch.Tensor | None:
+    def _val_mean_of(self, val: list[Batch]) -> torch.Tensor | None:
         if not val:
             return None
         total = sum(((b.target if self.transcoder else b.x).double().sum(0) for b in val), torch.zeros(()))
