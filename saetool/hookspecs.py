@@ -116,6 +116,16 @@ def register_sae_metrics(register: Register) -> None:
 
 
 @hookspec
+def register_bench_evals(register: Register) -> None:
+    """Add bench evals: ``register(eval)`` (used by ``bench --evals``).
+
+    A :class:`saetool.bench.base.BenchEval` measures one SAE at a time and
+    describes each number with a metric card. Built-ins: ``core``,
+    ``stability``, ``probing``, ``absorption``, ``autointerp``.
+    """
+
+
+@hookspec
 def register_completion_metrics(register: Register) -> None:
     """Add completion metrics: ``register(metric)`` (used by ``steer`` and ``sweep``).
 

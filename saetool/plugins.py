@@ -28,6 +28,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "saetool.builtins.evaluate",
     "saetool.builtins.analysis",
     "saetool.builtins.pathways",
+    "saetool.builtins.bench",
 )
 
 #: category name -> hook name; the order is the order ``saetool plugins`` shows.
@@ -41,6 +42,7 @@ CATEGORIES: dict[str, str] = {
     "position_labelers": "register_position_labelers",
     "scorers": "register_scorers",
     "sae_metrics": "register_sae_metrics",
+    "bench_evals": "register_bench_evals",
     "completion_metrics": "register_completion_metrics",
     "interventions": "register_interventions",
     "corpus_sources": "register_corpus_sources",

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("evaluate", {"evaluate"}),
     ("train", {"train"}),
     ("interpret", {"interpret"}),
+    ("bench", {"bench"}),
     ("commands", {"cli"}),
     ("built-ins", {"builtins"}),
     ("entry point", {"__main__"}),
