@@ -1,9 +1,10 @@
 """PNG plots of bench results (matplotlib, no display): the L0 vs FVU frontier
-and, with probing, test accuracy vs k; one point or line per SAE."""
+and, with probing, test accuracy vs k; one point or line per SAE (random floors dashed or crossed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from saetool.bench.store import BenchResults
 
@@ -17,21 +18,15 @@ def write_plots(results: BenchResults, folder: str | Path) -> list[Path]:
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    floors = {s["name"] for s in results.saes if s.get("random_of") is not None}
     written = []
     if "core" in results.evals:
         fig, ax = plt.subplots(figsize=(5, 4))
         for name in results.names:
             l0, fvu = results.value(name, "core", "l0"), results.value(name, "core", "fvu")
             if l0 is not None and fvu is not None:
-                ax.scatter([l0], [fvu], marker="x" if name.startswith("random") else "o", label=name)
-        ax.set_xlabel("L0 (active latents per token)")
-        ax.set_ylabel("FVU (lower is better)")
-        ax.set_xscale("log")
-        ax.set_title("sparsity vs reconstruction")
-        ax.legend(fontsize="small")
-        fig.tight_layout()
-        written.append(_save(fig, out / "l0_fvu.png"))
-        plt.close(fig)
+                ax.scatter([l0], [fvu], marker="x" if name in floors else "o", label=name)
+        written.append(_finish(plt, fig, ax, out / "l0_fvu.png", "sparsity vs reconstruction", "L0 (active latents per token)", "FVU (lower is better)"))
     if "probing" in results.evals:
         fig, ax = plt.subplots(figsize=(5, 4))
         llm = None
@@ -41,24 +36,25 @@ def write_plots(results: BenchResults, folder: str | Path) -> list[Path]:
                 continue
             ks = sorted(int(m.split("_")[1]) for m in res.metrics if m.startswith("top_") and m.endswith("_accuracy") and res.metrics[m] is not None)
             if ks:
-                ax.plot(ks, [res.metrics[f"top_{k}_accuracy"] for k in ks], marker="o", linestyle="--" if name.startswith("random") else "-", label=name)
+                ax.plot(ks, [res.metrics[f"top_{k}_accuracy"] for k in ks], marker="o", linestyle="--" if name in floors else "-", label=name)
             llm = res.metrics.get("llm_accuracy", llm)
         if llm is not None:
             ax.axhline(llm, color="grey", linestyle=":", label="probe on all activations")
         ax.axhline(0.5, color="lightgrey", linestyle=":", label="chance")
-        ax.set_xscale("log")
-        ax.set_xlabel("k (latents the probe may use)")
-        ax.set_ylabel("test accuracy")
-        ax.set_title("sparse probing")
-        ax.legend(fontsize="small")
-        fig.tight_layout()
-        written.append(_save(fig, out / "probing_k.png"))
-        plt.close(fig)
+        written.append(_finish(plt, fig, ax, out / "probing_k.png", "sparse probing", "k (latents the probe may use)", "test accuracy"))
     return written
 
 
-def _save(fig, path: Path) -> Path:
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """Label, lay out and save (through ``PATH.partial``) one plot; log x axis."""
+    ax.set_xscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
     tmp = path.with_name(path.name + ".partial")
     fig.savefig(tmp, format="png", dpi=120)
     tmp.replace(path)
+    plt.close(fig)
     return path
