@@ -95,3 +95,48 @@ def test_cli_writes_table_csv_json_and_plots(tiny_sae, tiny_acts, tmp_path):
     assert {r["sae"]: float(r["value"]) for r in rows if r["metric"] == "fvu"} == pytest.approx(fvu)
     assert (tmp_path / "plots" / "l0_fvu.png").read_bytes()[:4] == b"\x89PNG"
     assert_clean_error(run_cli("bench", str(tiny_sae), "--acts", str(tiny_acts), "-O", "core", "-o", str(tmp_path / "c.h5")), "--option must look like EVAL.KEY=VALUE")
+
+
+# -- stability ------------------------------------------------------------------------------
+def _planted_sae(w_dec: torch.Tensor, *, hook: str = "blocks.0.hook_resid_post", w_enc: torch.Tensor | None = None, b_enc=None, activation: str = "relu", k=None):
+    """A ReLU (or TopK) SAE with the given decoder rows; encoder = decoder transposed unless given."""
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.model import SAE
+
+    d_sae, d = w_dec.shape
+    sae = SAE(SAEConfig(arch=activation, d_in=d, d_sae=d_sae, hook=hook, activation=activation, k=k))
+    with torch.no_grad():
+        sae.W_dec.copy_(w_dec)
+        sae.W_enc.copy_(w_dec.T if w_enc is None else w_enc)
+        if b_enc is not None:
+            sae.b_enc.copy_(b_enc)
+    return sae
+
+
+def _write(sae, path):
+    from saetool.sae.io import write_sae_artifact
+
+    return write_sae_artifact(path, sae, provenance={})
+
+
+def test_stability_planted_split_and_permuted_copy(tmp_path):
+    from saetool.bench.stability import StabilityOptions, compare, unit_rows
+
+    eye = torch.eye(8)
+    narrow = eye[:4]
+    a, b = (eye[4] * 0.3 + eye[0]), (eye[0] - eye[4] * 0.3)  # latent 0 splits in two (cosine 0.958 each)
+    wide = torch.stack([a, b, eye[1], eye[2], eye[3], eye[5], eye[6], eye[7]])
+    out = compare(unit_rows(narrow), unit_rows(wide), StabilityOptions())
+    assert out["mmcs"] == pytest.approx((0.3 ** 2 + 1) ** -0.5 / 4 + 3 / 4)
+    assert out["matched_fraction"] == 1.0 and out["split_fraction"] == 0.25
+    assert out["splits"] == [{"latent": 0, "children": [0, 1]}]
+    assert compare(unit_rows(narrow), unit_rows(narrow[[2, 0, 3, 1]]), StabilityOptions())["mmcs"] == pytest.approx(1.0)
+    # through the bench: two SAEs and their random floors
+    p1, p2 = _write(_planted_sae(narrow), tmp_path / "narrow.h5"), _write(_planted_sae(wide), tmp_path / "wide.h5")
+    res = run_bench([p1, p2], BenchConfig(evals=["stability"]), tmp_path / "b.h5", progress=False)
+    assert res.names == ["narrow", "wide", "random-4", "random-8"]
+    assert res.value("narrow", "stability", "split_fraction") == 0.25
+    assert res.value("wide", "stability", "split_fraction") is None  # nothing wider
+    assert res.value("narrow", "stability", "matched_fraction") == 1.0
+    for floor in ("random-4", "random-8"):
+        assert res.value(floor, "stability", "mmcs") < res.value("narrow", "stability", "mmcs")

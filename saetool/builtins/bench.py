@@ -8,8 +8,10 @@ from saetool.hookspecs import hookimpl
 @hookimpl
 def register_bench_evals(register):
     from saetool.bench.core import CoreEval
+    from saetool.bench.stability import StabilityEval
 
     register(CoreEval())
+    register(StabilityEval())
 
 
 @hookimpl
