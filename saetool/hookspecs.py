@@ -126,6 +126,15 @@ def register_bench_evals(register: Register) -> None:
 
 
 @hookspec
+def register_probe_datasets(register: Register) -> None:
+    """Add labelled text sets for ``bench``'s ``probing`` eval: ``register(dataset)``.
+
+    A :class:`saetool.bench.probe_data.ProbeDataset` yields ``(text, class)``
+    pairs; the eval probes each class against the others. Built-in: ``bbc-news``.
+    """
+
+
+@hookspec
 def register_completion_metrics(register: Register) -> None:
     """Add completion metrics: ``register(metric)`` (used by ``steer`` and ``sweep``).
 

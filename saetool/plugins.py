@@ -43,6 +43,7 @@ CATEGORIES: dict[str, str] = {
     "scorers": "register_scorers",
     "sae_metrics": "register_sae_metrics",
     "bench_evals": "register_bench_evals",
+    "probe_datasets": "register_probe_datasets",
     "completion_metrics": "register_completion_metrics",
     "interventions": "register_interventions",
     "corpus_sources": "register_corpus_sources",

@@ -140,3 +140,69 @@ def test_stability_planted_split_and_permuted_copy(tmp_path):
     assert res.value("narrow", "stability", "matched_fraction") == 1.0
     for floor in ("random-4", "random-8"):
         assert res.value(floor, "stability", "mmcs") < res.value("narrow", "stability", "mmcs")
+
+
+# -- probing --------------------------------------------------------------------------------
+def test_fit_logistic_minimises_the_regularised_log_loss():
+    import numpy as np
+    from scipy.optimize import minimize
+
+    from saetool.bench.linear import fit_logistic
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 5, generator=gen, dtype=torch.float64) * torch.tensor([1.0, 3.0, 0.5, 2.0, 1.0], dtype=torch.float64) + 2
+    y = (x[:, 0] - 0.5 * x[:, 1] + torch.randn(60, generator=gen, dtype=torch.float64) > 2).double()
+    probe = fit_logistic(x, y, C=0.7)
+    mean, std = x.mean(0), x.std(0, unbiased=False)
+    z = ((x - mean) / std).numpy()
+
+    def objective(p):
+        w, b = p[:5], p[5]
+        s = z @ w + b
+        return np.mean(np.logaddexp(0, s) - y.numpy() * s) + w @ w / (2 * 0.7 * 60)
+
+    ref = minimize(objective, np.zeros(6), method="BFGS", options={"gtol": 1e-10})
+    w_ref = torch.tensor(ref.x[:5]) / std
+    assert torch.allclose(probe.weight[0], w_ref, atol=1e-5)
+    assert float(probe.bias[0]) == pytest.approx(ref.x[5] - float((torch.tensor(ref.x[:5]) * mean / std).sum()), abs=1e-5)
+
+
+def _planted_probe_set(n_per_class=12, d=16, seed=0):
+    """Texts of 3 classes: class c's tokens carry direction e_c on every other token; dims 8+ are noise as loud as the signal."""
+    from saetool.bench.probing import ProbeSet
+
+    gen = torch.Generator().manual_seed(seed)
+    acts, labels, train = [], [], []
+    for c, name in enumerate(["a", "b", "c"]):
+        for i in range(n_per_class):
+            x = torch.randn(10, d, generator=gen) * 0.05
+            x[:, 8:] = torch.randn(10, d - 8, generator=gen)
+            x[::2, c] += 1.0
+            acts.append(x)
+            labels.append(name)
+            train.append(i >= 4)
+    return ProbeSet("planted", acts, labels, train)
+
+
+def test_planted_class_latents_probe_perfectly_at_k1():
+    from saetool.bench.probing import ProbingOptions, score_probe_sets
+
+    sae = _planted_sae(torch.eye(16))
+    sets = [_planted_probe_set()]
+    res = score_probe_sets(sae, sets, ProbingOptions(ks=(1, 2, 5)), seed=0)
+    assert res.metrics["top_1_accuracy"] == 1.0 and res.metrics["llm_accuracy"] == 1.0
+    assert [r["top_latents"][0] for r in res.details["tasks"]] == [0, 1, 2]
+    # a dictionary of the noise directions only knows nothing of the classes
+    blind = _planted_sae(torch.eye(16)[8:])
+    assert score_probe_sets(blind, sets, ProbingOptions(ks=(1,)), seed=0).metrics["top_1_accuracy"] < 0.8
+
+
+def test_probing_runs_through_the_model(tiny_sae, tiny_acts, tmp_path):
+    config = BenchConfig(evals=["probing"], options={"probing": {"per_class": "6", "context": "16", "ks": "1,5"}})
+    res = run_bench([tiny_sae], config, tmp_path / "b.h5", acts=tiny_acts, progress=False)
+    for name in ("sae", "random"):
+        r = res.results[(name, "probing")]
+        assert set(r.metrics) == {"llm_accuracy", "top_1_accuracy", "top_5_accuracy"}
+        assert all(0 <= v <= 1 for v in r.metrics.values())
+        assert len(r.details["tasks"]) == 5 and r.details["test_texts_per_task"] == [4] * 5
+    assert res.value("sae", "probing", "llm_accuracy") == res.value("random", "probing", "llm_accuracy")

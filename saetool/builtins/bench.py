@@ -8,10 +8,19 @@ from saetool.hookspecs import hookimpl
 @hookimpl
 def register_bench_evals(register):
     from saetool.bench.core import CoreEval
+    from saetool.bench.probing import ProbingEval
     from saetool.bench.stability import StabilityEval
 
     register(CoreEval())
     register(StabilityEval())
+    register(ProbingEval())
+
+
+@hookimpl
+def register_probe_datasets(register):
+    from saetool.bench.probe_data import BbcNewsTopics
+
+    register(BbcNewsTopics())
 
 
 @hookimpl
