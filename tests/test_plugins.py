@@ -72,9 +72,9 @@ def test_a_raising_plugin_is_named_and_the_rest_still_work(capsys):
 def test_sae_formats_are_registered_through_the_hooks():
     h = PluginHost(load_entry_points=False)
     readers = h.collect("sae_readers")
-    assert list(readers) == ["checkpoint", "saetool", "saelens", "sparsify"]  # the order load_sae asks them
+    assert list(readers) == ["checkpoint", "saetool", "saelens", "sparsify", "gemma-scope", "gemma-scope-2", "llama-scope", "dictionary-learning", "pretrained"]  # the order load_sae asks them
     assert all(reg.plugin in BUILTIN_PLUGINS and reg.description for reg in readers.values())
-    assert set(h.collect("exporters")) == {"saelens", "samples"}
+    assert set(h.collect("exporters")) == {"saelens", "dictionary-learning", "samples"}
 
 
 def test_the_deprecated_load_sae_hook_becomes_a_reader(capsys):

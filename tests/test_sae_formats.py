@@ -116,7 +116,7 @@ def test_gemma_scope_2_sae_and_transcoders(tmp_path):
     root = tmp_path / "models--google--gemma-scope-2-1b-pt" / "snapshots" / "r1"
     t = write_gemma_scope_2(root / "resid_post" / "layer_5_width_16k_l0_small")
     sae = load_sae(root / "resid_post" / "layer_5_width_16k_l0_small")
-    assert (sae.cfg.hook, sae.cfg.is_transcoder, sae.cfg.model) == ("blocks.5.hook_resid_post", False, "google/gemma-v3-1b-pt")
+    assert (sae.cfg.hook, sae.cfg.is_transcoder, sae.cfg.model) == ("blocks.5.hook_resid_post", False, "google/gemma-3-1b-pt")
     x = _x()
     p = {"W_enc": t["w_enc"], "W_dec": t["w_dec"], "b_enc": t["b_enc"], "b_dec": t["b_dec"], "threshold": t["threshold"]}
     f, y = gemma_reference(p, x)
@@ -142,7 +142,7 @@ def test_gemma_scope_2_model_and_hook_mismatch_is_one_line(tmp_path):
     folder = tmp_path / "gemma-scope-2-270m-pt" / "resid_post" / "layer_5_width_16k_l0_small"
     write_gemma_scope_2(folder)
     sae = load_sae(folder)
-    check_sae_matches(sae, d_in=D, hook="blocks.5.hook_resid_post", model="gemma-v3-1b-pt")
+    check_sae_matches(sae, d_in=D, hook="blocks.5.hook_resid_post", model="google/gemma-3-1b-pt")
     with pytest.raises(SaetoolError, match="reads blocks.5.hook_resid_post but the activations are from blocks.4"):
         check_sae_matches(sae, hook="blocks.4.hook_resid_post")
     with pytest.raises(SaetoolError, match="trained on model"):

@@ -49,6 +49,7 @@ def register_sae_readers(register):
     from saetool.sae.formats.saelens import SAELensReader
     from saetool.sae.formats.sparsify import SparsifyReader
     from saetool.sae.io import SAEArtifactReader
+    from saetool.sae.registry import PretrainedReader
 
     register(SAEArtifactReader())
     register(SAELensReader())
@@ -57,6 +58,7 @@ def register_sae_readers(register):
     register(GemmaScope2Reader())
     register(LlamaScopeReader())
     register(DictionaryLearningReader())
+    register(PretrainedReader())  # last: a path that exists is always read as a path
 
 
 @hookimpl
@@ -70,6 +72,7 @@ def register_exporters(register):
 
 @hookimpl
 def register_commands(register):
-    from saetool.cli import export_cmd
+    from saetool.cli import export_cmd, sae_cmd
 
     register(export_cmd.export, name="export")
+    register(sae_cmd.app, name="sae")

@@ -10,7 +10,7 @@ import typer
 
 from saetool.cli.options import BACKEND, DEVICE, JSON, TRUST_REMOTE_CODE
 
-SAE_ARG = typer.Argument(None, help="SAE: an `sae` artifact, or an SAELens/sparsify folder (omit or '-' to read a manifest from stdin).")
+SAE_ARG = typer.Argument(None, help="SAE: an `sae` artifact, or an SAE folder (SAELens, sparsify, Gemma/Llama Scope, dictionary_learning) or pretrained RELEASE/SAE_ID (omit or '-' to read a manifest from stdin).")
 ACTS_ARG = typer.Argument(None, help="Activations artifact with the SAE's hook (held-out tokens); its stored windows feed the model metrics.")
 MODEL = typer.Option(None, "--model", "-m", help="Model for CE loss / KL (default: the SAE's model).")
 CORPUS = typer.Option("bbc-news", "--corpus", "-c", help="Corpus for the model metrics when no activations are given.")

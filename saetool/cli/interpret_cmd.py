@@ -12,7 +12,7 @@ from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, RESUME, TRUST_REMOTE_
 
 def interpret(
     acts: Optional[Path] = typer.Argument(None, help="Activations artifact (or a features artifact to re-render); omit or '-' to read a manifest from stdin (extract's or train's)."),
-    sae: Optional[str] = typer.Option(None, "--sae", help="The SAE: an sae artifact, SAELens or sparsify folder (default: from a piped train manifest)."),
+    sae: Optional[str] = typer.Option(None, "--sae", help="The SAE: an sae artifact, an SAE folder or a pretrained RELEASE/SAE_ID (default: from a piped train manifest)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Re-run this model over --corpus instead of reading ACTS (stores the SAE's hook in a temporary file)."),
     corpus: Optional[str] = typer.Option(None, "--corpus", "-c", help="Corpus for --model (as in saetool extract)."),
     num_tokens: int = typer.Option(8192, "--num-tokens", "-n", help="Tokens to run with --model/--corpus."),

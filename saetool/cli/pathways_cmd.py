@@ -11,7 +11,7 @@ from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST
 
 
 def pathways(
-    sae: List[Path] = typer.Option(..., "--sae", help="SAE (artifact or SAELens/sparsify folder), once per layer; all from one model; an sae-set (saetool train --hooks) gives all of its SAEs."),
+    sae: List[Path] = typer.Option(..., "--sae", help="SAE (artifact, SAE folder or pretrained RELEASE/SAE_ID), once per layer; all from one model; an sae-set (saetool train --hooks) gives all of its SAEs."),
     target: Optional[List[str]] = typer.Option(None, "--target", "-t", help="Target feature L{layer}-{id} (repeatable)."),
     selection: Optional[Path] = typer.Option(None, "--selection", help="A `selection` artifact (saetool select): its features are the targets."),
     texts: Optional[Path] = typer.Option(None, "--texts", help="Texts: .txt (one per line), .jsonl or .json."),

@@ -13,7 +13,7 @@ from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
 def select(
     set_a: Optional[Path] = typer.Argument(None, metavar="[A]", help="Activations artifact of set a (omit with --completions)."),
     set_b: Optional[Path] = typer.Argument(None, metavar="[B]", help="Activations artifact of set b (omit with --completions)."),
-    sae: List[Path] = typer.Option(..., "--sae", "-s", help="SAE (artifact or SAELens/sparsify folder), one per layer; repeat for several layers; an sae-set (saetool train --hooks) gives all of its SAEs."),
+    sae: List[Path] = typer.Option(..., "--sae", "-s", help="SAE (artifact, SAE folder or pretrained RELEASE/SAE_ID), one per layer; repeat for several layers; an sae-set (saetool train --hooks) gives all of its SAEs."),
     top: int = typer.Option(50, "--top", "-k", help="Features to keep per layer, by |Cohen's d|."),
     per: str = typer.Option("token", "--per", help="Sample unit for Cohen's d: token (every token) or sequence (each sequence's mean activation)."),
     features: Optional[str] = typer.Option(None, "--features", "-f", help="Only rank these features: comma-separated L{layer}-{id} names."),

@@ -27,7 +27,7 @@ def steer(
     intervention: str = typer.Option("add", "--intervention", "-i", help="add, ablate or clamp (or a plugin's)."),
     scale: str = typer.Option("unit", "--scale", help="How add scales the vector: unit (alpha·v/|v|), raw (alpha·v), relative (alpha·r·v/|v|, r = mean activation norm)."),
     positions: str = typer.Option("all", "--positions", help="Steer at all positions, or generated ones only."),
-    sae: Optional[Path] = typer.Option(None, "--sae", help="SAE (artifact or SAELens/sparsify folder): its --feature's decoder direction, or what clamp edits."),
+    sae: Optional[Path] = typer.Option(None, "--sae", help="SAE (artifact or SAE folder (SAELens, sparsify, Gemma/Llama Scope, dictionary_learning) or pretrained RELEASE/SAE_ID): its --feature's decoder direction, or what clamp edits."),
     feature: Optional[int] = typer.Option(None, "--feature", "-f", help="SAE feature index."),
     split: Optional[str] = typer.Option(None, "--split", help="Only prompts of this split (.jsonl files)."),
     max_prompts: Optional[int] = typer.Option(None, "--max-prompts", "-n", help="At most this many prompts."),
@@ -191,7 +191,7 @@ def _finish_vector(sv: Any, output: Optional[Path], default: str, overwrite: boo
 
 @vector_app.command("from-sae")
 def from_sae(
-    sae: Optional[Path] = typer.Argument(None, help="SAE artifact or SAELens/sparsify folder (omit or '-' to read a manifest from stdin)."),
+    sae: Optional[Path] = typer.Argument(None, help="SAE artifact or SAE folder (SAELens, sparsify, Gemma/Llama Scope, dictionary_learning) or pretrained RELEASE/SAE_ID (omit or '-' to read a manifest from stdin)."),
     feature: int = typer.Option(..., "--feature", "-f", help="Feature index: its decoder row W_dec[feature] is the vector."),
     device: str = DEVICE,
     output: Optional[Path] = OUTPUT,

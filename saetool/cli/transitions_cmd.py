@@ -11,7 +11,7 @@ from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST
 
 
 def transitions(
-    sae: Path = typer.Option(..., "--sae", help="SAE (artifact or SAELens/sparsify folder) whose hook the activations are read at."),
+    sae: Path = typer.Option(..., "--sae", help="SAE (artifact or SAE folder (SAELens, sparsify, Gemma/Llama Scope, dictionary_learning) or pretrained RELEASE/SAE_ID) whose hook the activations are read at."),
     texts: Optional[Path] = typer.Option(None, "--texts", help="Ready texts: .txt (one per line), .jsonl ({\"text\": ...}) or .json."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="Or base prompts: each is continued, the --bridge appended, and continued again."),
     max_texts: Optional[int] = typer.Option(None, "--max-texts", "-n", help="At most this many texts/prompts."),

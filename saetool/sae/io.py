@@ -284,7 +284,7 @@ def load_sae(path: str | Path, device: str = "cpu") -> "SAE":
             if sae is not None:  # only a deprecated load_sae hook passes a path on
                 return sae
     if not p.exists():
-        raise SaetoolError(f"no SAE at {p}: it does not exist", hint="check the path (an sae .h5 artifact, or an SAELens or sparsify folder)")
+        raise SaetoolError(f"no SAE at {p}: it does not exist", hint="check the path (an sae .h5 artifact or an SAE folder), or name a pretrained SAE as RELEASE/SAE_ID (saetool sae list)")
     from saetool.plugins import LoadSAEHookReader
 
     real = [r for r in readers if not isinstance(r, LoadSAEHookReader)]  # it cannot say "yes" without reading

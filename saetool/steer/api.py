@@ -52,6 +52,10 @@ def resolve_source(
         return _sae_source(Path(sae), feature, device)
     path = resolve_input(vector, what="steering vector or SAE", stream=stdin)
     if not path.exists():
+        from saetool.sae.registry import split_name
+
+        if split_name(str(path)) is not None:  # a pretrained SAE name, RELEASE/SAE_ID
+            return _sae_source(path, feature, device)
         raise SaetoolError(f"{path} does not exist", hint="pass a vector artifact (saetool vector ...), an SAE, or a .npy/.pt file")
     if path.is_dir():
         return _sae_source(path, feature, device)

@@ -166,7 +166,7 @@ class TrainConfig:
     targets: Targets = field(default_factory=Targets)
     """What the checklist judges the finished SAE against."""
     init_from: str | None = None
-    """Start from a pretrained SAE (an sae artifact, SAELens or sparsify folder)."""
+    """Start from a pretrained SAE (an sae artifact, an SAE folder or a pretrained RELEASE/SAE_ID)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Architecture options (stored in the SAE's config)."""
 

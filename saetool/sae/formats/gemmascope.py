@@ -189,8 +189,9 @@ def load_gemma_scope_2(folder: str | Path, device: str = "cpu") -> "SAE":
         )
     model_repo, _, repo, _ = _repo_info(folder)
     model = cfg.get("model_name") or model_repo
-    if model and "/" not in str(model):
-        model = f"google/{model}"
+    if model:  # the configs say e.g. "gemma-v3-1b-pt" for google/gemma-3-1b-pt
+        model = str(model).replace("gemma-v3-", "gemma-3-")
+        model = model if "/" in model else f"google/{model}"
     layer = _layer(folder)
     parent = folder.parent.name
     if cfg.get("hf_hook_point_in"):
