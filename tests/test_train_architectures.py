@@ -188,7 +188,7 @@ def test_unknown_architecture_lists_choices():
     from saetool.errors import SaetoolError
     from saetool.train.architectures import get_architecture
 
-    with pytest.raises(SaetoolError, match="choose one of: batchtopk, jumprelu, matryoshka, relu, topk, transcoder"):
+    with pytest.raises(SaetoolError, match="choose one of: batchtopk, crosscoder, jumprelu, matryoshka, relu, topk, transcoder"):
         get_architecture("nope")
 
 

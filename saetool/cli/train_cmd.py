@@ -22,7 +22,7 @@ TRAIN_OPTIONS = (
 @from_config(*TRAIN_OPTIONS, after={"hooks": "hook_out", "options": "hooks", "prefixes": "options", "dead_steps": "dead_tokens", "collect_samples": "dtype", "init_from": "samples__features", "checklist": "init_from", "target_l0": "targets__scaled_mse"})
 def train(
     inputs: Optional[List[Path]] = typer.Argument(None, help="Activation artifact(s) from `saetool extract` (omit or '-' to read a manifest from stdin)."),
-    hooks: Optional[str] = typer.Option(None, "--hooks", help="Train one SAE per hook in one pass over the data: `all` (every hook of the file) or a comma-separated list; -o names the folder that gets sae-ARCH-HOOK.h5 per hook and the sae-set.h5 index (default sae-ARCH-set/). Instead of --hook."),
+    hooks: Optional[str] = typer.Option(None, "--hooks", help="Train one SAE per hook in one pass over the data: `all` (every hook of the file) or a comma-separated list; -o names the folder that gets sae-ARCH-HOOK.h5 per hook and the sae-set.h5 index (default sae-ARCH-set/). Instead of --hook. With --arch crosscoder: one crosscoder over those hooks (one sae artifact)."),
     options: Optional[List[str]] = typer.Option(None, "--arch-option", help="KEY=VALUE for the architecture (repeatable), e.g. prefixes=256,1024,4608 or threshold_lr=0.05; `saetool plugins` lists each architecture's options."),
     prefixes: Optional[str] = typer.Option(None, "--prefixes", help="Matryoshka prefix widths, e.g. 256,1024,4608 (default: d_sae/16, /8, /4, /2, all); the same as --arch-option prefixes=..."),
     dead_steps: Optional[int] = typer.Option(None, "--dead-steps", help="The same in steps (x `batch_size` tokens)."),
@@ -84,11 +84,14 @@ def train(
         targets=chosen,
         options=arch_options,
     )
-    if hooks is not None:
+    from saetool.train.architectures import get_architecture
+
+    multi_hook = get_architecture(settings.arch).multi_hook
+    if hooks is not None and not multi_hook:
         return _train_set(settings, paths, hooks, output, overwrite=overwrite, resume=resume)
     from saetool.train.api import KIND, history_csv_path, train_sae
 
-    result = train_sae(settings, paths, output, overwrite=overwrite, resume=resume)
+    result = train_sae(settings, paths, output, overwrite=overwrite, resume=resume, hooks=hooks)
     from saetool.distributed import rank_info
 
     if not rank_info().is_main:  # under torchrun only rank 0 reports (it wrote OUTPUT)
@@ -107,6 +110,7 @@ def train(
         d_sae=c.d_sae,
         hook=c.hook,
         hook_out=c.hook_out if c.is_transcoder else None,
+        **({"hooks": c.options.get("hooks")} if multi_hook else {}),
         model=c.model,
         checklist_passed=all(item.passed for item in result.checklist if item.passed is not None),
     )

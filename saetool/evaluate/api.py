@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
+from saetool.sae.crosscoder import check_crosscoder_file, crosscoder_hooks, read_inputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,6 +118,9 @@ def check_activations(sae: "SAE", acts: "ActivationsFile") -> None:
     from saetool.sae.io import check_sae_matches
 
     cfg = sae.cfg
+    if crosscoder_hooks(cfg):
+        check_crosscoder_file(cfg, acts)
+        return
     if cfg.hook not in acts.hooks:
         raise SaetoolError(f"the SAE reads {cfg.hook} but {acts.path} has activations for {', '.join(acts.hooks)}", hint="extract that hook, or pass the matching SAE")
     check_sae_matches(sae, d_in=acts.d(cfg.hook), hook=cfg.hook, model=acts.model, what=f"activations in {acts.path.name}")
@@ -162,7 +166,8 @@ def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int) 
     with torch.no_grad():
         for start in range(0, stop, step):
             end = min(start + step, stop)
-            x = acts.read_finite(cfg.hook, start, end).to(device=sae.device, dtype=sae.dtype)
+            hooks = crosscoder_hooks(cfg)
+            x = (read_inputs(acts, hooks, start, end) if hooks else acts.read_finite(cfg.hook, start, end)).to(device=sae.device, dtype=sae.dtype)
             target = acts.read_finite(cfg.hook_out, start, end).to(sae.device) if cfg.is_transcoder else x
             codes = sae.encode(x)
             yield ReconBatch(x=x, target=target, recon=sae.decode(codes), codes=codes)
@@ -287,11 +292,17 @@ def evaluate_sae(
         sae = load_sae(sae_path, config.device)
     sae.eval()
     cfg = sae.cfg
+    multi = crosscoder_hooks(cfg)
+    if multi and activations is None:
+        raise SaetoolError(f"a crosscoder over {len(multi)} hooks is evaluated on stored activations", hint="pass an activations artifact with its hooks (" + ",".join(multi) + ")")
     acts = ActivationsFile(activations).require_tokens() if activations is not None else None
     try:
         if acts is not None:
             check_activations(sae, acts)
         wants_model = config.use_model and any(m.source == "model" for m in metrics.values())
+        if multi and wants_model:
+            log("a crosscoder writes several hooks and the model metrics splice one: reconstruction metrics only (over every hook's rows side by side)")
+            wants_model = False
         name = _model_name(config, sae, acts)
         if acts is None and model is None and name is None:
             raise SaetoolError("nothing to evaluate on: no activations and no model", hint="pass an activations artifact, or --model")
@@ -323,7 +334,8 @@ def evaluate_sae(
         if acts is not None and recon:
             from saetool.artifacts.norms import NormFilter, file_norms, row_norms
 
-            rule = NormFilter.from_norms(file_norms(acts, cfg.hook)[: config.num_tokens], config.max_norm_ratio)
+            norms = np.sqrt(sum(file_norms(acts, h).astype(np.float64) ** 2 for h in multi)).astype(np.float32) if multi else file_norms(acts, cfg.hook)  # a crosscoder's input: the hooks side by side
+            rule = NormFilter.from_norms(norms[: config.num_tokens], config.max_norm_ratio)
             ordinary = {k: m.init(ctx) for k, m in recon.items()}
             massive = 0
             for batch in recon_batches_from_file(sae, acts, config.num_tokens):

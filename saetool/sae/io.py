@@ -340,6 +340,14 @@ def check_sae_matches(sae: "SAE | SAEConfig", *, d_in: int | None = None, hook: 
     checked only when given, the model only when the SAE records one) do not
     match the SAE's input."""
     cfg = getattr(sae, "cfg", sae)
+    from saetool.sae.crosscoder import crosscoder_hooks
+
+    hooks = crosscoder_hooks(cfg)
+    if hooks and d_in is not None and int(d_in) != cfg.d_in:
+        raise SaetoolError(
+            f"the SAE is a crosscoder over {len(hooks)} hooks ({hooks[0]} ... {hooks[-1]}, d_in={cfg.d_in} side by side) and this command reads one hook",
+            hint="evaluate it with `saetool evaluate CROSSCODER ACTS` (ACTS holding its hooks), or read its per-hook decoder norms with `saetool track`",
+        )
     if d_in is not None and int(d_in) != cfg.d_in:
         raise SaetoolError(f"the SAE expects d_in={cfg.d_in} but the {what} have d={d_in}", hint="use activations from the SAE's model and hook")
     if hook is not None and hook != cfg.hook:

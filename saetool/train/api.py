@@ -38,8 +38,13 @@ def train_sae(
     resume: bool = False,
     progress: bool = True,
     on_step: "Callable[[StepInfo], None] | None" = None,
+    hooks: "str | Sequence[str] | None" = None,
 ) -> "TrainResult":
     """Train an SAE on activation artifacts and write it as an ``sae`` artifact.
+
+    ``hooks`` (``"all"`` or names) is for an architecture that reads several
+    hooks at once (``multi_hook``, the crosscoder): one SAE over all of them
+    (:mod:`saetool.train.crosscoder`). One SAE per hook is :func:`saetool.train.multi.train_saes`.
 
     Writes ``OUTPUT`` (config, weights, training record, history, and samples
     with ``config.samples``), ``OUTPUT.history.csv``, and checkpoints in
@@ -63,7 +68,7 @@ def train_sae(
         config.validate()
         config = replace(config, device=local_device(config.device, rank_info()))
         with session(config.device):
-            return train_sae(config, inputs, output, overwrite=overwrite, resume=resume, progress=progress, on_step=on_step)
+            return train_sae(config, inputs, output, overwrite=overwrite, resume=resume, progress=progress, on_step=on_step, hooks=hooks)
     group = current()
     main = group is None or group.is_main
     from saetool.artifacts.outputs import check_outputs
@@ -75,11 +80,20 @@ def train_sae(
     config.validate()
     # an unknown --arch or architecture option fails before any file is opened; the record keeps typed values
     config = replace(config, options=get_architecture(config.arch).check_options(config.options))
+    arch = get_architecture(config.arch)
+    names = _multi_hooks(config, inputs, hooks, arch.multi_hook)
     init_sae = _load_init(config)
     if init_sae is not None and config.hook is None:
         config = _default_hooks_from(init_sae, config, inputs)
-    with _open_source(config, inputs) as source:
-        out = check_output_path(output or default_output(config, source.hook), overwrite=overwrite, inputs=[*inputs, config.init_from])
+    with _open_source(config, inputs, hooks=names) as source:
+        scale = None
+        if names is not None:
+            from saetool.train.crosscoder import crosscoder_config, scale_vector
+
+            config = crosscoder_config(config, source)
+            scale = scale_vector(config)
+        hook_name = source.hook if names is None else f"{names[0]}-to-{names[-1]}"
+        out = check_output_path(output or default_output(config, hook_name), overwrite=overwrite, inputs=[*inputs, config.init_from])
         check_outputs({"--output": out, "history CSV": history_csv_path(out)}, [*inputs, config.init_from], overwrite=True)
         if init_sae is not None:
             _check_init(init_sae, source)
@@ -109,7 +123,7 @@ def train_sae(
             log(
                 f"training a {trainer.arch.name} SAE: d_in={trainer.cfg.d_in}, d_sae={trainer.cfg.d_sae}"
                 + (f", k={trainer.cfg.k}" if trainer.cfg.k else "")
-                + f", {total_steps} steps x {config.batch_size} tokens on {source.hook}"
+                + f", {total_steps} steps x {config.batch_size} tokens on {source.hook if names is None else f'{len(names)} hooks ({names[0]} ... {names[-1]}), each scaled to a common norm'}"
                 + (f" -> {source.hook_out}" if source.hook_out else "")
                 + f" ({n_train} training tokens in {len(source.files)} file(s))"
                 + (f", data parallel on {group.world_size} processes ({group.backend}): {config.batch_size * group.world_size} tokens per step in all" if group is not None else "")
@@ -119,7 +133,13 @@ def train_sae(
                 group.barrier()  # rank 0 has cleared old checkpoints
             try:
                 val = source.validation()
-                result = trainer.fit(source.batches(), val, resume=resume, progress=progress, on_step=on_step)
+                if names is None:
+                    result = trainer.fit(source.batches(), val, resume=resume, progress=progress, on_step=on_step)
+                else:
+                    from saetool.train.crosscoder import fold_hook_scales, scaled
+
+                    result = trainer.fit(scaled(source.batches(), scale), list(scaled(val, scale)), resume=resume, progress=progress, on_step=on_step)
+                    result.sae = fold_hook_scales(result.sae)
                 result.training.update(desc)
                 if main:
                     _write(result, out, source, inputs, overwrite=overwrite)
@@ -151,6 +171,42 @@ def _log_norm_filter(source: "ActivationSource") -> None:
     )
 
 
+def resolve_hooks(spec: str | Sequence[str], available: Sequence[str]) -> list[str]:
+    """``all`` (every hook of the file, in its order) or a comma-separated list / sequence of hook names."""
+    names = [h.strip() for h in spec.split(",")] if isinstance(spec, str) else [str(h).strip() for h in spec]
+    names = [h for h in names if h]
+    if names == ["all"]:
+        return list(available)
+    if not names:
+        raise SaetoolError("--hooks is empty", hint="give `all` or a comma-separated list of hooks")
+    missing = [h for h in names if h not in available]
+    if missing:
+        raise SaetoolError(f"the activations have no hook {missing[0]!r}", hint="they have: " + ", ".join(available))
+    if len(set(names)) != len(names):
+        raise SaetoolError("--hooks names a hook twice", hint="list each hook once")
+    return names
+
+
+def _multi_hooks(config: TrainConfig, inputs: Sequence[str | Path], hooks: "str | Sequence[str] | None", multi_hook: bool) -> list[str] | None:
+    """The hooks of a multi-hook architecture (``None`` for the others), checked."""
+    from saetool.artifacts.activations import ActivationsFile
+
+    if hooks is None:
+        if multi_hook:
+            raise SaetoolError(f"--arch {config.arch} reads several hooks at once", hint="pass --hooks all (or a comma-separated list) instead of --hook")
+        return None
+    if not multi_hook:
+        raise SaetoolError(f"--arch {config.arch} reads one hook; train_sae(hooks=...) is for a crosscoder", hint="use saetool.train.multi.train_saes for one SAE per hook")
+    if not inputs:
+        raise SaetoolError("no activation artifact given", hint="pass a FILE argument or pipe `saetool extract` into this one")
+    with ActivationsFile(inputs[0]) as first:
+        names = resolve_hooks(hooks, first.hooks)
+    _check_set_config(config, names)
+    if len(names) < 2:
+        raise SaetoolError(f"--arch {config.arch} needs two hooks or more (got {names[0]})", hint="pass --hooks all, or train a one-hook SAE with another --arch")
+    return names
+
+
 def _check_set_config(config: TrainConfig, hooks: Sequence[str]) -> TrainConfig:
     """Settings of a several-hook run, checked (one-line errors naming the flag that cannot go with ``--hooks``)."""
     from saetool.train.architectures import get_architecture
@@ -160,6 +216,8 @@ def _check_set_config(config: TrainConfig, hooks: Sequence[str]) -> TrainConfig:
     for flag, given in (("--hook", config.hook), ("--hook-out", config.hook_out), ("--init-from", config.init_from), ("--max-norm-ratio", config.max_norm_ratio)):
         if given is not None:
             raise SaetoolError(f"{flag} cannot go with --hooks" + (" (the norm filter differs per hook, so the hooks' batches would too)" if flag == "--max-norm-ratio" else ""), hint=f"drop {flag}, or train that hook on its own with --hook")
+    if arch.multi_hook and config.samples is not None:
+        raise SaetoolError("--collect-samples reads one hook and a crosscoder reads several", hint="drop --collect-samples")
     if arch.transcoder:
         raise SaetoolError(f"--arch {arch.name} reads one hook and reconstructs another; --hooks trains SAEs", hint="train each transcoder with --hook and --hook-out")
     return config
@@ -254,7 +312,7 @@ def _write(result: "TrainResult", out: Path, source: "ActivationSource", inputs:
     from saetool.sae.io import write_sae_artifact
     from saetool.train.samples import write_samples
 
-    hooks = [source.hook] + ([source.hook_out] if source.hook_out else [])
+    hooks = list(source.hooks) + ([source.hook_out] if source.hook_out else [])
     provenance = build_provenance(model=source.model, hooks=hooks, corpus=result.training.get("corpus"), parents=list(inputs), train=result.config.to_dict())
     samples = result.samples
     extra = (lambda fh: write_samples(fh, samples, source, model=source.model, sae=result.sae)) if samples is not None else None

@@ -66,6 +66,8 @@ class SAEArchitecture:
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
     * ``param_lr_scales``: learning-rate multipliers for single SAE parameters
       (by name, e.g. ``{"threshold": 30.0}``).
+    * ``multi_hook``: reads several hooks at once (``train --hooks`` trains one
+      of it over all of them, not one per hook; a crosscoder).
     * ``options_class``: a dataclass of the architecture's own settings
       (``--arch-option KEY=VALUE``; ``None``: options pass unchecked, for
       plugins written before this existed).
@@ -82,6 +84,7 @@ class SAEArchitecture:
     sparsity_warmup_fraction: float = 0.0
     decoder_init_norm: float = 1.0
     transcoder: bool = False
+    multi_hook: bool = False
     param_lr_scales: dict[str, float] = {}
     options_class: type | None = None
 
@@ -314,6 +317,41 @@ class TranscoderArchitecture(TopKArchitecture):
     transcoder = True
 
 
+@dataclass
+class CrosscoderOptions:
+    """Options of the crosscoder (``hooks``, ``widths`` and ``hook_scales`` are set by ``train --hooks``)."""
+
+    normalize_hooks: bool = True
+    """Scale each hook to the same mean norm before training (folded back into the saved weights)."""
+    hooks: list[str] | None = None
+    """The hooks read, in order (set by training)."""
+    widths: list[int] | None = None
+    """Each hook's width (set by training)."""
+    hook_scales: list[float] | None = None
+    """Each hook's normalising factor (set by training)."""
+
+
+class CrosscoderArchitecture(ReLUArchitecture):
+    name = "crosscoder"
+    description = "Acausal crosscoder over several hooks (train --hooks): one ReLU dictionary whose decoder writes every hook, L1 weighted by the sum of per-hook decoder norms (Lindsey et al. 2024)"
+    multi_hook = True
+    options_class = CrosscoderOptions
+
+    def validate(self, cfg: "SAEConfig") -> None:
+        super().validate(cfg)
+        from saetool.sae.crosscoder import hook_widths
+
+        if not cfg.options.get("hooks"):
+            raise SaetoolError("--arch crosscoder reads several hooks at once", hint="pass --hooks all (or a comma-separated list) instead of --hook")
+        hook_widths(cfg)
+
+    def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
+        from saetool.sae.crosscoder import hook_widths
+        from saetool.train.objectives import CrosscoderObjective
+
+        return CrosscoderObjective(hook_widths(cfg))
+
+
 def _aux(arch: SAEArchitecture, cfg: "SAEConfig", settings: "TrainConfig") -> dict[str, Any]:
     aux_k = settings.aux_k if settings.aux_k is not None else max(1, cfg.d_in // 2)
     return {"aux_k": min(aux_k, cfg.d_sae), "aux_coeff": settings.aux_coeff, "dense": bool(arch.settings(cfg).dense)}
@@ -326,6 +364,7 @@ BUILTIN_ARCHITECTURES: tuple[SAEArchitecture, ...] = (
     JumpReLUArchitecture(),
     MatryoshkaArchitecture(),
     TranscoderArchitecture(),
+    CrosscoderArchitecture(),
 )
 
 

@@ -100,7 +100,7 @@ class TrainConfig:
     default" (learning rate, sparsity coefficient) or "derived" (the rest)."""
 
     arch: str = "topk"
-    """Architecture: relu, topk, batchtopk, jumprelu, matryoshka, transcoder (or a plugin's)."""
+    """Architecture: relu, topk, batchtopk, jumprelu, matryoshka, transcoder, crosscoder (with --hooks; or a plugin's)."""
     d_sae: int | None = None
     """Number of features (default: 8 x d_in)."""
     expansion_factor: float | None = None

@@ -47,22 +47,6 @@ def default_set_output(config: TrainConfig) -> Path:
     return Path(f"sae-{config.arch}-set")
 
 
-def resolve_hooks(spec: str | Sequence[str], available: Sequence[str]) -> list[str]:
-    """``all`` (every hook of the file, in its order) or a comma-separated list / sequence of hook names."""
-    names = [h.strip() for h in spec.split(",")] if isinstance(spec, str) else [str(h).strip() for h in spec]
-    names = [h for h in names if h]
-    if names == ["all"]:
-        return list(available)
-    if not names:
-        raise SaetoolError("--hooks is empty", hint="give `all` or a comma-separated list of hooks")
-    missing = [h for h in names if h not in available]
-    if missing:
-        raise SaetoolError(f"the activations have no hook {missing[0]!r}", hint="they have: " + ", ".join(available))
-    if len(set(names)) != len(names):
-        raise SaetoolError("--hooks names a hook twice", hint="list each hook once")
-    return names
-
-
 def estimate_peak_bytes(config: TrainConfig, d_in: int, d_sae: int) -> dict[str, int]:
     """Memory one SAE of a set holds while training (float32): its parameters with
     their gradients and Adam's two moments (4 x the parameters), its share of the
@@ -143,7 +127,7 @@ def train_saes(
         with session(config.device):
             return train_saes(config, inputs, hooks, output, overwrite=overwrite, resume=resume, progress=progress, on_step=on_step)
     from saetool.artifacts.activations import ActivationsFile
-    from saetool.train.api import _check_set_config, _open_source
+    from saetool.train.api import _check_set_config, _open_source, resolve_hooks
 
     config.validate()
     if not inputs:
@@ -151,6 +135,10 @@ def train_saes(
     with ActivationsFile(inputs[0]) as first:
         names = resolve_hooks(hooks, first.hooks)
     config = _check_set_config(config, names)
+    from saetool.train.architectures import get_architecture
+
+    if get_architecture(config.arch).multi_hook:
+        raise SaetoolError(f"--arch {config.arch} is one SAE over several hooks", hint="train it with saetool.train.api.train_sae(..., hooks=...)")
     folder = Path(output) if output is not None else default_set_output(config)
     if folder.exists() and not folder.is_dir():
         raise SaetoolError(f"output {folder} is a file; training several hooks writes a folder", hint="give a folder name with -o")

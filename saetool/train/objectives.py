@@ -131,6 +131,22 @@ class ReLUObjective(DenseObjective):
         return (acts * sae.W_dec.norm(dim=1)).sum(-1).mean()
 
 
+class CrosscoderObjective(DenseObjective):
+    """Acausal crosscoder: the squared error summed over every hook's block, and an
+    L1 penalty on each feature weighted by the sum over hooks of its decoder norms."""
+
+    def __init__(self, widths: Sequence[int]) -> None:
+        super().__init__()
+        self.widths = [int(w) for w in widths]
+
+    def activate(self, sae: "SAE", pre: torch.Tensor) -> torch.Tensor:
+        return torch.relu(pre)
+
+    def penalty(self, sae: "SAE", pre: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        norms = sum(block.norm(dim=1) for block in sae.W_dec.split(self.widths, dim=1))
+        return (acts * norms).sum(-1).mean()
+
+
 def _rectangle(u: torch.Tensor) -> torch.Tensor:
     return ((u > -0.5) & (u < 0.5)).to(u.dtype)
 
