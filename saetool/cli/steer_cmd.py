@@ -167,7 +167,7 @@ def _escape(text: str) -> str:
 
 
 # -- vector -------------------------------------------------------------------------------------------
-vector_app = typer.Typer(no_args_is_help=True, help="""Make steering vectors (`vector` artifacts) that `saetool steer` reads.
+vector_app = typer.Typer(no_args_is_help=True, help="""Make steering vectors (`vector` artifacts) that `saetool steer` reads; export them to llama.cpp, repeng, .npy or .pt and import them back.
 
 Example:
 
@@ -332,8 +332,8 @@ def words(
 
 @vector_app.command("import")
 def import_(
-    file: Path = typer.Argument(..., help="A 1-D vector: .npy, .pt/.pth, .safetensors (one tensor) or text (numbers)."),
-    layer: Optional[int] = typer.Option(None, "--layer", "-l", help="Layer it belongs to (with --site)."),
+    file: Path = typer.Argument(..., help="A vector file: .npy, .pt/.pth, .safetensors (one tensor), text (numbers), or a control-vector .gguf (llama.cpp, repeng, saetool vector export)."),
+    layer: Optional[int] = typer.Option(None, "--layer", "-l", help="Layer it belongs to (with --site); for a .gguf, the direction.L to take (default: its only one)."),
     hook: Optional[str] = typer.Option(None, "--hook", help="Full hook name instead of --layer/--site, e.g. blocks.15.hook_resid_post."),
     site: str = SITE,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model it was made for (recorded, checked against at steer time)."),
@@ -342,21 +342,68 @@ def import_(
 ) -> None:
     """Wrap a vector from a file as a `vector` artifact.
 
+    A control-vector GGUF's direction.L is the output of layer L (blocks.L.hook_resid_post),
+    unless saetool wrote the file and recorded the hook.
+
     Example:
 
         saetool vector import direction.npy --layer 15 --model smollm2-135m -o direction.h5
+        saetool vector import happy.gguf --layer 15 -o happy-L15.h5
     """
     from saetool.artifacts.store import check_output_path
     from saetool.errors import SaetoolError
     from saetool.models.hooks import HookPoint, hook_name
     from saetool.steer.vectors import import_vector
 
-    if hook is None and layer is None:
-        raise SaetoolError("say where the vector belongs", hint="pass --layer N (or --hook NAME)")
-    name = HookPoint.parse(hook).name if hook else hook_name(layer, site)
     if layer is not None and layer < 0:
         raise SaetoolError(f"layer {layer} is out of range", hint="layers count from 0")
     default = f"vector-{file.stem}.h5"
-    check_output_path(output or Path(default), overwrite=overwrite)
-    sv = import_vector(file, name, model=model)
+    if file.suffix.lower() == ".gguf":
+        from saetool.steer.vector_formats import import_control_vector
+
+        if hook is not None:
+            raise SaetoolError("a .gguf control vector says where each direction belongs", hint="pick a layer with --layer L instead of --hook")
+        check_output_path(output or Path(default), overwrite=overwrite)
+        sv = import_control_vector(file, layer=layer, model=model)
+    else:
+        if hook is None and layer is None:
+            raise SaetoolError("say where the vector belongs", hint="pass --layer N (or --hook NAME)")
+        name = HookPoint.parse(hook).name if hook else hook_name(layer, site)
+        check_output_path(output or Path(default), overwrite=overwrite)
+        sv = import_vector(file, name, model=model)
     _finish_vector(sv, output, default, overwrite, [], {"source": str(file.resolve())})
+
+
+@vector_app.command("export")
+def export_(
+    vectors: List[Path] = typer.Argument(..., help="`vector` artifacts; several (one per layer) only for gguf/repeng."),
+    fmt: str = typer.Option("gguf", "--format", "-f", help="gguf: a llama.cpp control vector (--control-vector); repeng: the same GGUF with repeng's model_hint (ControlVector.import_gguf); npy; pt."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: next to the first vector, NAME.gguf/.npy/.pt)."),
+    model_hint: Optional[str] = typer.Option(None, "--model-hint", help="controlvector.model_hint to write (default: the model id for gguf, its model_type for repeng)."),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Write steering vectors for other tools: llama.cpp control vectors, repeng, .npy or .pt.
+
+    A vector at blocks.L.hook_resid_post becomes direction.L (llama.cpp adds it to layer L's
+    output; layer 0 is never steered). `vector import` reads every format back.
+
+    Example:
+
+        saetool vector export refusal-L15.h5 --format gguf -o refusal.gguf
+        llama-cli -m model.gguf --control-vector-scaled refusal.gguf 4
+    """
+    from saetool.artifacts.manifest import emit_manifest
+    from saetool.artifacts.store import check_output_path
+    from saetool.console import log
+    from saetool.errors import SaetoolError
+    from saetool.steer.vector_formats import FORMATS, export_vectors
+    from saetool.steer.vectors import read_vector
+
+    if fmt not in FORMATS:
+        raise SaetoolError(f"unknown vector format {fmt!r}", hint="choose one of: " + ", ".join(FORMATS))
+    out = output or vectors[0].with_name(vectors[0].stem + FORMATS[fmt])
+    check_output_path(out, overwrite=overwrite, inputs=vectors)
+    svs = [read_vector(v) for v in vectors]
+    summary = export_vectors(svs, out, fmt, model_hint=model_hint)
+    log(f"[green]wrote[/green] {out}: {summary}")
+    emit_manifest(out, f"vector-{fmt}")
