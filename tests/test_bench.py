@@ -206,3 +206,65 @@ def test_probing_runs_through_the_model(tiny_sae, tiny_acts, tmp_path):
         assert all(0 <= v <= 1 for v in r.metrics.values())
         assert len(r.details["tasks"]) == 5 and r.details["test_texts_per_task"] == [4] * 5
     assert res.value("sae", "probing", "llm_accuracy") == res.value("random", "probing", "llm_accuracy")
+
+
+# -- absorption -----------------------------------------------------------------------------
+def _planted_letters(absorbed_test_words: int = 3, per_letter: int = 40, n_test: int = 10):
+    """Two letters ("a" = e_0, "b" = e_1), ``per_letter`` words each with a direction of their own
+    (x = letter + word). The SAE: a main latent per letter, a token latent per word; for the first
+    ``absorbed_test_words`` test words of "a", the main latent is inhibited and their token latent
+    carries the letter (decoder = letter + word): designed absorption rate 3/10 for "a", 0 for "b"."""
+    from saetool.bench.absorption import LetterData
+
+    n_words = 2 * per_letter
+    d = 2 + n_words
+    eye = torch.eye(d)
+    x = torch.stack([eye[w // per_letter] + eye[2 + w] for w in range(n_words)])
+    letters = torch.tensor([w // per_letter for w in range(n_words)])
+    train = torch.tensor([(w % per_letter) >= n_test for w in range(n_words)])
+    absorbed = list(range(absorbed_test_words))  # test words 0..2 of letter a
+    w_dec = torch.cat([eye[:2], eye[2:]])  # latent 0, 1: letters; latent 2 + w: word w
+    w_enc = w_dec.T.clone()
+    for w in absorbed:
+        w_enc[2 + w, 0] = -2.0  # word w switches the "a" latent off...
+        w_dec[2 + w] = eye[0] + eye[2 + w]  # ...and its own latent writes the letter
+    sae = _planted_sae(w_dec, w_enc=w_enc)
+    return sae, LetterData(x, letters, train, [f"w{w}" for w in range(n_words)])
+
+
+def test_planted_absorption_gives_the_designed_rate():
+    from saetool.bench.absorption import AbsorptionOptions, absorption_scores, ground_truth
+
+    opts = AbsorptionOptions(min_words=5)
+    sae, data = _planted_letters()
+    truth = ground_truth(data, opts)
+    assert truth.accuracy == 1.0 and truth.letters == [0, 1]
+    res = absorption_scores(sae, data, truth, opts)
+    by = {r["letter"]: r for r in res.details["letters"]}
+    assert by["a"]["main_latents"] == [0] and by["b"]["main_latents"] == [1]
+    assert by["a"]["full_absorption_rate"] == pytest.approx(0.3) and by["b"]["full_absorption_rate"] == 0.0
+    assert by["a"]["absorption_fraction"] == pytest.approx(0.3) and by["a"]["absorbed_words"] == ["w0", "w1", "w2"]
+    assert res.metrics["absorption_rate"] == pytest.approx(0.15) and res.metrics["main_latent_f1"] == pytest.approx((2 * 7 / 17 + 1) / 2)
+    assert not res.notes
+    none, _ = _planted_letters(absorbed_test_words=0)
+    assert absorption_scores(none, data, truth, opts).metrics["absorption_rate"] == 0.0
+
+
+def test_absorption_runs_through_the_model(tiny_sae, tiny_acts, tmp_path):
+    config = BenchConfig(evals=["absorption"], options={"absorption": {"words": "200", "icl": "1"}})
+    res = run_bench([tiny_sae], config, tmp_path / "b.h5", acts=tiny_acts, progress=False)
+    r = res.results[("sae", "absorption")]
+    assert r.metrics["probe_accuracy"] < 0.8 and "first letters weakly" in r.notes[0]  # a random 2-layer model knows no spelling
+    assert res.value("random", "absorption", "probe_accuracy") == r.metrics["probe_accuracy"]
+
+
+# -- autointerp -----------------------------------------------------------------------------
+def test_autointerp_scores_live_features_with_intervals(tiny_sae, tiny_acts, tmp_path):
+    config = BenchConfig(evals=["autointerp"], num_tokens=2048, options={"autointerp": {"features": "8"}})
+    res = run_bench([tiny_sae], config, tmp_path / "b.h5", acts=tiny_acts, progress=False)
+    for name in ("sae", "random"):
+        r = res.results[(name, "autointerp")]
+        assert r.details["labeler"] == "tokens" and len(r.details["features"]) == 8
+        scores = [f["detection"] for f in r.details["features"] if f["detection"] is not None]
+        assert r.metrics["detection"] == pytest.approx(sum(scores) / len(scores)) and r.metrics["scored"] == len(scores)
+        assert r.metrics["detection_ci_low"] <= r.metrics["detection"] <= r.metrics["detection_ci_high"]

@@ -79,7 +79,7 @@ def run_bench(
     hook = entries[0].sae.cfg.hook
     needs = {n for ev in evals.values() for n in ev.needs}
     with tempfile.TemporaryDirectory(prefix="saetool-bench-") as tmp:
-        ctx = BenchContext(config=config, entries=entries, progress=progress)
+        ctx = BenchContext(config=config, entries=entries, progress=progress, workdir=Path(tmp))
         _setup_inputs(ctx, acts, hook, needs, Path(tmp))
         return _run(ctx, evals, out, sae_paths, overwrite=overwrite, resume=resume)
 

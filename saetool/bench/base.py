@@ -92,6 +92,7 @@ class BenchContext:
     acts: Path | None = None
     model_name: str | None = None
     progress: bool = True
+    workdir: Path | None = None  # a temporary folder, removed at the end of the run
     cache: dict[str, Any] = field(default_factory=dict)
     _model: "HookedModel | None" = None
     load: "Callable[[], HookedModel] | None" = None

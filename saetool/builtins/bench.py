@@ -7,6 +7,8 @@ from saetool.hookspecs import hookimpl
 
 @hookimpl
 def register_bench_evals(register):
+    from saetool.bench.absorption import AbsorptionEval
+    from saetool.bench.autointerp import AutointerpEval
     from saetool.bench.core import CoreEval
     from saetool.bench.probing import ProbingEval
     from saetool.bench.stability import StabilityEval
@@ -14,6 +16,8 @@ def register_bench_evals(register):
     register(CoreEval())
     register(StabilityEval())
     register(ProbingEval())
+    register(AbsorptionEval())
+    register(AutointerpEval())
 
 
 @hookimpl
