@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "saetool.builtins.analysis",
     "saetool.builtins.pathways",
     "saetool.builtins.bench",
+    "saetool.builtins.track",
 )
 
 #: category name -> hook name; the order is the order ``saetool plugins`` shows.

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("train", {"train"}),
     ("interpret", {"interpret"}),
     ("bench", {"bench"}),
+    ("track", {"track"}),
     ("commands", {"cli"}),
     ("built-ins", {"builtins"}),
     ("entry point", {"__main__"}),

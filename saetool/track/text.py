@@ -1,0 +1,264 @@
+"""``saetool track --texts`` / ``--compare``: hypothesis tracks per token of given prompts.
+
+At every counted token (not padding, not BOS or other special tokens) of each
+prompt, the ``top_features`` most active features of each SAE layer are the
+hypotheses of that layer. Hypotheses of adjacent layers are linked by decoder
+cosine (``min_cosine``, ``min_ratio``; :func:`saetool.track.link.choose_links`)
+and turned into tracks with births, continues, splits, merges and deaths by the
+same tracker as corpus mode. A track's score is the sum of its features'
+activations. Per token: the tracks, the **competing** tracks (those alive at
+the last layer), their mean length, the mean layer where tracks are born (not
+counting the first layer) and die, and the top track's share of the competing
+tracks' score. Per prompt: the mean over its tokens.
+
+With two prompt sets (``--compare A B``) each measure is compared across
+prompts as the sweep compares rates: mean and t-interval per set
+(:func:`saetool.steer.stats.mean_ci`), Welch's t-test
+(:func:`saetool.steer.stats.welch_p`) and Holm (or BH) adjustment over the
+measures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+
+from saetool.analysis.names import feature_name
+from saetool.console import log
+from saetool.errors import SaetoolError
+from saetool.track.link import choose_links, decoder_cosine
+from saetool.track.tracker import Track, build_tracks
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from saetool.analysis.select import LayerSAE
+    from saetool.models.base import HookedModel
+
+MEASURES = ("n_tracks", "competing", "mean_length", "birth_layer", "death_layer", "top_share")
+
+
+@dataclass
+class TextConfig:
+    """Settings of a text-mode run (see the module docstring)."""
+
+    min_cosine: float = 0.5
+    min_ratio: float = 0.5
+    top_features: int = 16
+    context_size: int = 64
+    batch_size: int = 8
+    correction: str = "holm"
+
+    def validate(self) -> None:
+        from saetool.steer.stats import CORRECTIONS
+
+        if not (math.isfinite(self.min_cosine) and -1 <= self.min_cosine <= 1):
+            raise SaetoolError(f"--min-cosine must be between -1 and 1 (got {self.min_cosine})")
+        if not (math.isfinite(self.min_ratio) and 0 <= self.min_ratio <= 1):
+            raise SaetoolError(f"--min-ratio must be between 0 and 1 (got {self.min_ratio})")
+        if self.top_features < 1:
+            raise SaetoolError(f"--top-features must be at least 1 (got {self.top_features})")
+        if self.context_size < 2:
+            raise SaetoolError(f"--context-size must be at least 2 (got {self.context_size})")
+        if self.correction not in CORRECTIONS:
+            raise SaetoolError(f"unknown --correction {self.correction!r}", hint="choose one of: " + ", ".join(CORRECTIONS))
+
+
+@dataclass
+class TextResult:
+    path: Path
+    tables: dict[str, "pd.DataFrame"]
+    n_prompts: int
+    n_tracks: int
+    lines: list[str] = field(default_factory=list)
+
+
+def token_tracks(codes: Sequence[torch.Tensor], cosines: Sequence[np.ndarray], config: TextConfig) -> tuple[list[Track], list]:
+    """Tracks and events of one token: ``codes[L]`` its ``[d_sae]`` codes at each layer."""
+    live, masks = [], []
+    for f in codes:
+        k = min(config.top_features, int((f > 0).sum()))
+        idx = torch.topk(f, k).indices.numpy() if k else np.zeros(0, np.int64)
+        mask = np.zeros(f.shape[0], bool)
+        mask[idx] = True
+        live.append(np.sort(idx))
+        masks.append(mask)
+    links = [choose_links(i, cosines[i], None, masks[i], masks[i + 1], min_cosine=config.min_cosine, min_correlation=-1.0, min_ratio=config.min_ratio)
+             for i in range(len(codes) - 1)]
+    tracks, events = build_tracks(live, links)
+    for t in tracks:
+        t.score = float(sum(codes[t.start + i][f] for i, f in enumerate(t.features)))
+    return tracks, events
+
+
+def token_measures(tracks: Sequence[Track], n_layers: int, layers: Sequence[int]) -> dict[str, float]:
+    """The per-token measures of the module docstring (NaN where undefined)."""
+    competing = [t for t in tracks if t.end == n_layers - 1]
+    born = [layers[t.start] for t in tracks if t.start > 0]
+    died = [layers[t.end] for t in tracks if t.end < n_layers - 1]
+    total = sum(t.score for t in competing)
+    return {
+        "n_tracks": float(len(tracks)),
+        "competing": float(len(competing)),
+        "mean_length": float(np.mean([t.length for t in tracks])) if tracks else math.nan,
+        "birth_layer": float(np.mean(born)) if born else math.nan,
+        "death_layer": float(np.mean(died)) if died else math.nan,
+        "top_share": max(t.score for t in competing) / total if total > 0 else math.nan,
+    }
+
+
+def prompt_set_tables(
+    model: "HookedModel", saes: Sequence["LayerSAE"], texts: Sequence[str], label: str, config: TextConfig, cosines: Sequence[np.ndarray], start_id: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """Rows of the ``tracks``, ``members``, ``events``, ``tokens`` and ``prompts`` tables for one prompt set."""
+    from saetool.analysis.pathways_inputs import batch, batches, check_rows, rows_from_texts, special_ids
+    from saetool.steer.prompts import pad_id_of
+
+    tok = model.tokenizer
+    rows = rows_from_texts(tok, texts, config.context_size)
+    check_rows(rows, tok, source=label)
+    special, pad = special_ids(tok), pad_id_of(tok)
+    layers = [s.layer for s in saes]
+    hooks = [s.hook for s in saes]
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in ("tracks", "members", "events", "tokens", "prompts")}
+    next_id = start_id
+    prompt = 0
+    for chunk in batches(rows, config.batch_size):
+        ids, mask, pos = batch(chunk, pad, special)
+        with torch.inference_mode():
+            acts = model.run_with_cache(ids.to(model.device), hooks, attention_mask=mask.to(model.device))
+            codes = [s.sae.encode(acts[s.hook].to(s.sae.device, s.sae.dtype)).float().cpu() for s in saes]
+        for b in range(ids.shape[0]):
+            per_token = []
+            for t in np.nonzero(pos[b].numpy())[0]:
+                tracks, events = token_tracks([c[b, t] for c in codes], cosines, config)
+                m = token_measures(tracks, len(saes), layers)
+                per_token.append(m)
+                token = tok.decode([int(ids[b, t])])
+                out["tokens"].append({"set": label, "prompt": prompt, "position": int(t), "token": token, **m})
+                for tr in tracks:
+                    tid = next_id + tr.id
+                    out["tracks"].append({
+                        "id": tid, "set": label, "prompt": prompt, "position": int(t), "start_layer": layers[tr.start], "end_layer": layers[tr.end],
+                        "length": tr.length, "start_event": tr.start_event, "end_event": tr.end_event, "score": tr.score,
+                        "features": " ".join(feature_name(layers[tr.start + i], f) for i, f in enumerate(tr.features)),
+                    })
+                    for i, f in enumerate(tr.features):
+                        out["members"].append({"track": tid, "layer": layers[tr.start + i], "feature": int(f), "activation": float(codes[tr.start + i][b, t, f])})
+                for e in events:
+                    out["events"].append({"set": label, "prompt": prompt, "position": int(t), "kind": e.kind, "layer_from": layers[e.step],
+                                          "layer_to": layers[e.step + 1], "sources": " ".join(map(str, e.sources)), "targets": " ".join(map(str, e.targets))})
+                next_id += len(tracks)
+            means = {k: float(np.nanmean([m[k] for m in per_token])) if any(math.isfinite(m[k]) for m in per_token) else math.nan for k in MEASURES}
+            out["prompts"].append({"set": label, "prompt": prompt, "text": texts[prompt], "n_tokens": len(per_token), **means})
+            prompt += 1
+    return out
+
+
+def compare_sets(prompts: "pd.DataFrame", labels: Sequence[str], correction: str) -> "pd.DataFrame":
+    """Per measure: mean and 95% t-interval of the prompts of each set, the difference, Welch's p and its adjustment."""
+    import pandas as pd
+
+    from saetool.steer.stats import adjust, mean_ci, welch_p
+
+    a, b = (prompts[prompts["set"] == lab] for lab in labels)
+    rows = []
+    for m in MEASURES:
+        ma, la, ha = mean_ci(list(a[m]))
+        mb, lb, hb = mean_ci(list(b[m]))
+        rows.append({"measure": m, "mean_a": ma, "low_a": la, "high_a": ha, "mean_b": mb, "low_b": lb, "high_b": hb,
+                     "difference": ma - mb, "p": welch_p(list(a[m]), list(b[m]))})
+    table = pd.DataFrame(rows)
+    table["p_adjusted"] = adjust(list(table["p"]), correction)
+    return table
+
+
+def run_text_track(
+    config: TextConfig,
+    sae_paths: Sequence[str | Path],
+    prompt_files: Sequence[str | Path],
+    *,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    csv: str | Path | None = None,
+    model_name: str | None = None,
+    backend: str = "transformers",
+    device: str = "cpu",
+    dtype: str = "float32",
+    model: "HookedModel | None" = None,
+) -> TextResult:
+    """Hypothesis tracks per token of one prompt set, or two compared; writes a ``tracks`` artifact (mode ``text``)."""
+    import pandas as pd
+
+    from saetool.analysis.pathways import check_model, check_saes_fit
+    from saetool.analysis.pathways_inputs import read_texts
+    from saetool.analysis.select import load_layer_saes
+    from saetool.artifacts.outputs import check_outputs
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.artifacts.store import check_output_path
+    from saetool.track.store import write_tracks
+
+    config.validate()
+    saes = load_layer_saes([str(p) for p in sae_paths], device)
+    if len(saes) < 2:
+        raise SaetoolError("track needs SAEs at two or more layers", hint="pass SAE files, one per layer (or an sae-set)")
+    sets = [read_texts(p, what="prompt file") for p in prompt_files]
+    labels = [Path(p).stem for p in prompt_files]
+    if len(labels) == 2 and labels[0] == labels[1]:
+        labels = [str(p) for p in prompt_files]
+    ins = [*sae_paths, *prompt_files]
+    out = check_output_path(output or Path("tracks.h5"), overwrite=overwrite, inputs=ins)
+    if csv is not None:
+        check_outputs([("--output", out), ("--csv", Path(csv))], ins, overwrite=True)
+        check_output_path(csv, overwrite=overwrite, inputs=ins, option="--csv")
+    name = check_model(saes, model_name if model is None else (model_name or model.model_id))
+    if model is None:
+        from saetool.models.registry import load_model
+
+        model = load_model(name, backend=backend, device=device, dtype=dtype)
+    check_saes_fit(model, saes)
+    for s in saes:
+        s.sae.to(model.device)
+    cosines = [decoder_cosine(saes[i].sae, saes[i + 1].sae) for i in range(len(saes) - 1)]
+    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("tracks", "members", "events", "tokens", "prompts")}
+    for texts, label in zip(sets, labels):
+        part = prompt_set_tables(model, saes, texts, label, config, cosines, start_id=len(rows["tracks"]))
+        for k in rows:
+            rows[k] += part[k]
+    tables = {k: pd.DataFrame(v) for k, v in rows.items()}
+    layer_rows = []
+    for s in saes:
+        ev = tables["events"]
+        layer_rows.append({"layer": s.layer, "hook": s.hook, "births": int(((ev["kind"] == "birth") & (ev["layer_to"] == s.layer)).sum()),
+                           "deaths": int(((ev["kind"] == "death") & (ev["layer_from"] == s.layer)).sum())})
+    tables["layers"] = pd.DataFrame(layer_rows)
+    lines = [f"{lab}: {len(tables['prompts'][tables['prompts']['set'] == lab])} prompts" for lab in labels]
+    if len(sets) == 2:
+        tables["compare"] = compare_sets(tables["prompts"], labels, config.correction)
+        for r in tables["compare"].to_dict(orient="records"):
+            lines.append(f"{r['measure']}: {labels[0]} {r['mean_a']:.3g} vs {labels[1]} {r['mean_b']:.3g} (p = {r['p']:.3g}, {config.correction} {r['p_adjusted']:.3g})")
+    summary = {"n_prompts": len(tables["prompts"]), "n_tracks": len(tables["tracks"]), "sets": labels,
+               "means": {lab: {m: _nan_none(tables["prompts"][tables["prompts"]["set"] == lab][m].mean()) for m in MEASURES} for lab in labels}}
+    settings = {**asdict(config), "prompts": [str(Path(p).resolve()) for p in prompt_files], "model": model.model_id}
+    sae_info = [{"layer": s.layer, "hook": s.hook, "path": str(Path(s.path).resolve()), "d_sae": s.sae.cfg.d_sae} for s in saes]
+    attrs = {"mode": "text", "layers": [s.layer for s in saes], "hooks": [s.hook for s in saes], "saes": sae_info, "settings": settings,
+             "summary": summary, "n_tracks": len(tables["tracks"])}
+    prov = build_provenance(model=model.model_id, backend=model.backend_name, hooks=[s.hook for s in saes],
+                            parents=[s.path for s in saes if Path(s.path).is_file()], track=settings)
+    write_tracks(out, tables, attrs=attrs, provenance=prov, overwrite=overwrite)
+    if csv is not None:
+        from saetool.artifacts.files import write_atomic
+
+        write_atomic(csv, tables["tokens"].to_csv(index=False))
+    log(f"[dim]track (text): {summary['n_prompts']} prompts, {summary['n_tracks']} tracks[/dim]")
+    return TextResult(out, tables, summary["n_prompts"], summary["n_tracks"], lines)
+
+
+def _nan_none(v: Any) -> Any:
+    v = float(v)
+    return None if not math.isfinite(v) else v

@@ -1,0 +1,150 @@
+"""saetool track: the tracker's events, the planted ground truth, the artifact and the command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers import assert_clean_error, run_cli
+
+from saetool.track.tracker import Link, build_tracks, find_events
+
+HOOKS = [f"blocks.{i}.hook_resid_post" for i in range(3)]
+
+
+def test_events_from_links():
+    links = [Link(0, 0, 0, 0.9, 0.9), Link(0, 1, 1, 0.8, 0.7), Link(0, 1, 2, 0.8, 0.6), Link(0, 2, 3, 0.7, 0.6), Link(0, 3, 3, 0.7, 0.6),
+             Link(0, 5, 5, 0.7, 0.6), Link(0, 5, 6, 0.7, 0.6), Link(0, 6, 6, 0.7, 0.6)]
+    kinds = {(e.kind, e.sources, e.targets) for e in find_events(0, [0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 4, 5, 6, 7], links)}
+    assert kinds == {
+        ("continue", (0,), (0,)), ("split", (1,), (1, 2)), ("merge", (2, 3), (3,)), ("complex", (5, 6), (5, 6)),
+        ("death", (4,), ()), ("birth", (), (4,)), ("birth", (), (7,)),
+    }
+
+
+def test_tracks_follow_continues_and_restart_at_splits():
+    live = [[0, 1], [0, 1, 2], [0, 1]]
+    links = [[Link(0, 0, 0, 1, 1), Link(0, 1, 1, 1, 1), Link(0, 1, 2, 1, 1)], [Link(1, 0, 0, 1, 1), Link(1, 1, 1, 1, 1)]]
+    tracks, events = build_tracks(live, links)
+    assert [(t.start, t.features, t.start_event, t.end_event) for t in tracks] == [
+        (0, [0, 0, 0], "first", "last"), (0, [1], "first", "split"), (1, [1, 1], "split", "last"), (1, [2], "split", "death"),
+    ]
+    assert tracks[1].children == [2, 3] and tracks[2].parents == [1]
+    assert sum(e.kind == "death" for e in events) == 1
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Three planted layers (every kind of event at both steps), a TopK SAE trained by saetool on each."""
+    from saetool.track.synthetic import planted_layers
+    from saetool.train.api import train_sae
+    from saetool.train.config import TrainConfig
+    from saetool.train.synthetic import write_activations
+
+    folder = tmp_path_factory.mktemp("track")
+    layers, truth = planted_layers(8192, d=32, spread=1.0, seed=0)
+    acts = write_activations(folder / "acts.h5", dict(zip(HOOKS, layers)))
+    saes = []
+    for hook in HOOKS:
+        cfg = TrainConfig(arch="topk", d_sae=24, k=2, hook=hook, batch_size=256, steps=300, lr=3e-3, dead_tokens=512,
+                          checkpoint_every=100000, log_every=1000, val_fraction=0.05, seed=0)
+        saes.append(train_sae(cfg, [acts], folder / f"sae-{hook}.h5", progress=False).path)
+    return folder, acts, saes, truth
+
+
+def test_ground_truth_events_recovered(planted):
+    from saetool.sae.io import load_sae
+    from saetool.track.api import TrackConfig, run_track
+    from saetool.track.store import read_tracks
+    from saetool.track.synthetic import match_features, precision_recall
+
+    folder, acts, saes, truth = planted
+    result = run_track(TrackConfig(), saes, activations=acts, output=folder / "tracks.h5", csv=folder / "tracks.csv")
+    g = result.graph
+    matches = [match_features(load_sae(p).W_dec.detach(), truth.directions[i], g.live[i]) for i, p in enumerate(saes)]
+    assert [len(set(m.values())) for m in matches] == [len(f) for f in truth.features]  # the SAEs found every planted feature
+    precision, recall = precision_recall(g.events, matches, truth)
+    assert precision >= 0.9 and recall >= 0.9, (precision, recall)
+    structural = ("split", "merge", "birth", "death")
+    precision, recall = precision_recall(g.events, matches, truth, kinds=structural)
+    assert precision >= 0.9 and recall >= 0.9, (precision, recall)
+    tables, attrs = read_tracks(result.path)
+    assert attrs["mode"] == "corpus" and attrs["layers"] == [0, 1, 2]
+    assert len(tables["tracks"]) == len(g.tracks) == attrs["summary"]["n_tracks"]
+    assert sum(attrs["summary"]["tracks_spanning"].values()) == len(g.tracks)
+    # the six persistent roots span all three layers
+    assert attrs["summary"]["tracks_spanning"].get("3", 0) >= 6
+    lay = tables["layers"].set_index("layer")
+    assert lay.loc[1, "birth"] == attrs["summary"]["events"]["birth"] - lay.loc[2, "birth"]
+    csv = (folder / "tracks.csv").read_text().splitlines()
+    assert csv[0].startswith("track,layer,feature,name") and len(csv) == 1 + len(tables["members"])
+
+
+def test_decoder_only_links_without_activations(planted):
+    from saetool.track.api import TrackConfig, run_track
+
+    from saetool.sae.io import load_sae
+    from saetool.track.synthetic import match_features, precision_recall
+
+    folder, _, saes, truth = planted
+    result = run_track(TrackConfig(), saes, output=folder / "dec.h5")
+    g = result.graph
+    assert all(len(live) == 24 for live in g.live)  # no activations: every feature counts
+    assert all(np.isnan(ln.correlation) for step in g.links for ln in step)
+    matches = [match_features(load_sae(p).W_dec.detach(), truth.directions[i], g.live[i]) for i, p in enumerate(saes)]
+    precision, _ = precision_recall(g.events, matches, truth, kinds=("continue",))
+    assert precision >= 0.9  # what decoder directions alone link is right; the SAEs' unused features add false events
+
+
+def test_track_command_and_errors(planted, tmp_path):
+    folder, acts, saes, _ = planted
+    proc = run_cli("track", *map(str, saes), "-o", str(tmp_path / "t.h5"), "--plot", str(tmp_path / "flow.png"), "--html", str(tmp_path / "t.html"))
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert record["kind"] == "tracks" and record["layers"] == [0, 1, 2] and record["events"]["split"] >= 2
+    assert (tmp_path / "flow.png").read_bytes()[:4] == b"\x89PNG"
+    assert 'href="features-L1.html#feature-' in (tmp_path / "t.html").read_text()
+    assert "layer 0:" in proc.stderr  # the summary, found the training activations by itself
+    assert_clean_error(run_cli("track", str(saes[0]), "-o", str(tmp_path / "x.h5")), "two or more layers")
+    assert_clean_error(run_cli("track", *map(str, saes), "--min-ratio", "2", "-o", str(tmp_path / "x.h5")), "--min-ratio")
+
+
+@pytest.fixture(scope="module")
+def tiny_layer_saes(tiny_gpt2, tmp_path_factory):
+    """TopK SAEs at blocks.0 and blocks.1 of the tiny GPT-2 (one extract, 100 steps each)."""
+    from saetool.extract.api import ExtractConfig, extract_activations
+    from saetool.train.api import train_sae
+    from saetool.train.config import TrainConfig
+
+    folder = tmp_path_factory.mktemp("track_text")
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    acts = extract_activations(ExtractConfig(hooks=hooks, num_tokens=512, context_size=64), folder / "acts.h5", progress=False, model=tiny_gpt2)
+    return [train_sae(TrainConfig(arch="topk", d_sae=64, k=4, hook=h, batch_size=128, steps=40, lr=2e-3, checkpoint_every=100000, seed=0),
+                      [acts], folder / f"sae-{h}.h5", progress=False).path for h in hooks]
+
+
+def test_text_mode_tracks_per_token_and_compare(tiny_gpt2, tiny_layer_saes, tmp_path):
+    from saetool.track.store import read_tracks
+    from saetool.track.text import MEASURES, TextConfig, run_text_track
+
+    a = tmp_path / "a.txt"
+    a.write_text("The cat sat on the mat.\nStocks fell sharply on Monday.\nThe match ended in a draw.\n")
+    b = tmp_path / "b.txt"
+    b.write_text(a.read_text())
+    result = run_text_track(TextConfig(top_features=4), tiny_layer_saes, [a, b], output=tmp_path / "t.h5", model=tiny_gpt2)
+    tables, attrs = read_tracks(result.path)
+    assert attrs["mode"] == "text" and attrs["layers"] == [0, 1]
+    tokens, tracks, members = tables["tokens"], tables["tracks"], tables["members"]
+    per_token = tracks.groupby(["set", "prompt", "position"]).size()
+    assert list(per_token.loc[[tuple(r) for r in tokens[["set", "prompt", "position"]].to_numpy()]]) == list(tokens["n_tracks"])
+    assert (tokens["competing"] <= tokens["n_tracks"]).all() and (tokens["competing"] >= 1).all()
+    assert members.groupby("track").size().loc[tracks["id"]].tolist() == tracks["length"].tolist()
+    # at most 4 hypotheses per layer: at most 8 tracks, at most 4 alive at the last layer
+    assert tokens["n_tracks"].max() <= 8 and tokens["competing"].max() <= 4
+    cmp = tables["compare"].set_index("measure")
+    assert list(cmp.index) == list(MEASURES)
+    # the same prompts twice: no difference, nothing significant
+    assert np.allclose(cmp["difference"].dropna(), 0.0) and (cmp["p_adjusted"].dropna() == 1.0).all()
+    assert len(result.lines) == 2 + len(MEASURES)
