@@ -71,7 +71,8 @@ def register_exporters(register: Register) -> None:
     """Add export formats: ``register(exporter)`` (used by ``export --format NAME``).
 
     A :class:`saetool.sae.format_api.SAEExporter` writes an SAE into a new
-    folder. Built-ins: ``saelens``, ``dictionary-learning``, ``samples``.
+    folder. Built-ins: ``saelens``, ``sparsify``, ``dictionary-learning``, ``neuronpedia``
+    (a ``features`` artifact as Neuronpedia dashboards), ``samples``.
     """
 
 

@@ -74,7 +74,7 @@ def test_sae_formats_are_registered_through_the_hooks():
     readers = h.collect("sae_readers")
     assert list(readers) == ["checkpoint", "saetool", "saelens", "sparsify", "gemma-scope", "gemma-scope-2", "llama-scope", "dictionary-learning", "pretrained"]  # the order load_sae asks them
     assert all(reg.plugin in BUILTIN_PLUGINS and reg.description for reg in readers.values())
-    assert set(h.collect("exporters")) == {"saelens", "dictionary-learning", "samples"}
+    assert set(h.collect("exporters")) == {"saelens", "sparsify", "dictionary-learning", "neuronpedia", "samples"}
 
 
 def test_the_deprecated_load_sae_hook_becomes_a_reader(capsys):

@@ -335,3 +335,41 @@ def test_dictionary_learning_export_refuses_transcoders(tmp_path):
 
     with pytest.raises(SaetoolError, match="no transcoder"):
         export_dictionary_learning(make_sae("relu", transcoder=True), tmp_path / "dl")
+
+
+# -- export: sparsify ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("transcoder", "apply_b_dec"), [(False, True), (False, False), (True, False)])
+def test_sparsify_export_round_trip(tmp_path, transcoder, apply_b_dec):
+    from safetensors.torch import load_file
+    from test_sae_io import make_sae, sparsify_reference
+
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.formats.sparsify import export_sparsify
+    from saetool.sae.model import build_sae
+
+    sae = make_sae("topk", apply_b_dec=apply_b_dec)
+    if transcoder:  # sparsify's transcoders read resid_pre and write resid_post of one layer
+        cfg = SAEConfig.from_dict({**sae.cfg.to_dict(), "hook": "blocks.2.hook_resid_pre", "hook_out": "blocks.2.hook_resid_post", "d_out": 12, "apply_b_dec_to_input": False})
+        g = torch.Generator().manual_seed(5)
+        sae = build_sae(cfg, {"W_enc": sae.W_enc, "b_enc": sae.b_enc, "W_dec": torch.randn(sae.cfg.d_sae, 12, generator=g), "b_dec": torch.randn(12, generator=g)})
+    hookpoint = export_sparsify(sae, tmp_path / "run")
+    assert hookpoint == "layers.2"
+    t = load_file(str(tmp_path / "run" / "layers.2" / "sae.safetensors"))
+    x = _x(d=sae.cfg.d_in)
+    dense, out = sparsify_reference(t, x, sae.cfg.k, transcode=transcoder)  # what sparsify computes from the files
+    torch.testing.assert_close(dense, sae.encode(x), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(out, sae(x), atol=1e-4, rtol=1e-5)
+    back = load_sae(tmp_path / "run")  # the run folder with its one hookpoint
+    assert (back.cfg.hook, back.cfg.hook_out, back.cfg.model, back.cfg.k) == (sae.cfg.hook, sae.cfg.hook_out, sae.cfg.model, sae.cfg.k)
+    torch.testing.assert_close(back.encode(x), sae.encode(x), atol=1e-4, rtol=1e-5)
+
+
+def test_sparsify_export_refuses_what_it_cannot_hold(tmp_path):
+    from test_sae_io import make_sae
+
+    from saetool.sae.formats.sparsify import export_sparsify
+
+    with pytest.raises(SaetoolError, match="sparsify SAEs are topk"):
+        export_sparsify(make_sae("relu"), tmp_path / "a")
+    with pytest.raises(SaetoolError, match="no hookpoint"):
+        export_sparsify(make_sae("topk", transcoder=True), tmp_path / "b")  # resid_mid -> mlp_out

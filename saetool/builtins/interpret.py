@@ -1,4 +1,4 @@
-"""Built-in interpret command, features command group, features artifact kind."""
+"""Built-in interpret command, features command group, features artifact kind, Neuronpedia exporter."""
 
 from __future__ import annotations
 
@@ -18,3 +18,10 @@ def register_commands(register):
 
     register(interpret_cmd.interpret, name="interpret")
     register(features_cmd.app, name="features")
+
+
+@hookimpl
+def register_exporters(register):
+    from saetool.interpret.neuronpedia import NeuronpediaExporter
+
+    register(NeuronpediaExporter())

@@ -65,8 +65,10 @@ def register_sae_readers(register):
 def register_exporters(register):
     from saetool.sae.formats.dictionary_learning import DictionaryLearningExporter
     from saetool.sae.formats.saelens import SAELensExporter
+    from saetool.sae.formats.sparsify import SparsifyExporter
 
     register(SAELensExporter())
+    register(SparsifyExporter())
     register(DictionaryLearningExporter())
 
 

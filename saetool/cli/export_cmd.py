@@ -11,18 +11,20 @@ from saetool.cli.options import OVERWRITE
 
 
 def export(
-    sae: Optional[Path] = typer.Argument(None, help="SAE: an `sae` artifact or a folder in a format saetool reads (SAELens, sparsify, Gemma Scope, Llama Scope, dictionary_learning); omit or '-' to read a manifest from stdin."),
-    fmt: str = typer.Option("saelens", "--format", "-f", help="saelens: an SAELens folder (cfg.json + sae_weights.safetensors); dictionary-learning: ae.pt + config.json; samples: the SAE's stored samples as a folder; or a plugin's (saetool plugins lists them)."),
+    sae: Optional[Path] = typer.Argument(None, help="SAE: an `sae` artifact, a folder in a format saetool reads (SAELens, sparsify, Gemma Scope, Llama Scope, dictionary_learning) or a pretrained RELEASE/SAE_ID; for neuronpedia a `features` artifact; omit or '-' to read a manifest from stdin."),
+    fmt: str = typer.Option("saelens", "--format", "-f", help="saelens: an SAELens folder (cfg.json + sae_weights.safetensors); sparsify: a sparsify run folder (topk); dictionary-learning: ae.pt + config.json; neuronpedia: a `features` artifact as Neuronpedia dashboard batches; samples: the SAE's stored samples as a folder; or a plugin's (saetool plugins lists them)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder (default: next to the SAE, NAME-FORMAT)."),
-    model_name: Optional[str] = typer.Option(None, "--model-name", help="Model id written into the SAELens metadata (default: the SAE's model)."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="Model id written into the output (SAELens metadata, sparsify config, Neuronpedia model_id; default: the SAE's model)."),
     device: str = typer.Option("cpu", "--device", help="Device to load the SAE on while converting."),
     overwrite: bool = OVERWRITE,
+    set_name: Optional[str] = typer.Option(None, "--set-name", help="neuronpedia: the sae_set (source set) name (default: res-saetool, mlp-saetool or att-saetool)."),
 ) -> None:
-    """Write an SAE in another library's format (SAELens, dictionary_learning), or its stored samples as a folder.
+    """Write an SAE in another library's format (SAELens, sparsify, dictionary_learning), its features as Neuronpedia dashboards, or its stored samples as a folder.
 
     Example:
 
         saetool export sae.h5 --format saelens -o my-sae/
+        saetool export features.h5 --format neuronpedia --model-name gpt2-small -o np-batches/
     """
     from saetool.artifacts.manifest import emit_manifest, resolve_input
     from saetool.console import log
@@ -40,7 +42,7 @@ def export(
     check_output_dir(out, overwrite=overwrite, inputs=[path])  # fail before loading anything
     exporter.check(path)
     with atomic_output_dir(out, overwrite=overwrite) as work:
-        summary = exporter.export(path, work, ExportSettings(device=device, model_name=model_name))
+        summary = exporter.export(path, work, ExportSettings(device=device, model_name=model_name, set_name=set_name))
     log(f"[green]wrote[/green] {out}: {summary}")
     emit_manifest(out, fmt)
 

@@ -43,6 +43,7 @@ class ExportSettings:
 
     device: str = "cpu"  # where to load the SAE while converting
     model_name: str | None = None  # the model id to record, when the format has one
+    set_name: str | None = None  # a name for the set this SAE belongs to (Neuronpedia's sae_set), when the format has one
 
 
 class SAEExporter:

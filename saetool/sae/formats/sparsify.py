@@ -1,4 +1,4 @@
-"""EleutherAI sparsify folders (read only), without installing sparsify.
+"""EleutherAI sparsify folders (read, and write for topk SAEs), without installing sparsify.
 
 On-disk layout (``sparsify/sparse_coder.py`` ``SparseCoder.save_to_disk`` and
 ``sparsify/trainer.py`` ``Trainer._checkpoint`` in github.com/EleutherAI/sparsify):
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from saetool.errors import ArtifactError, SaetoolError
 from saetool.models.hooks import hook_name
-from saetool.sae.format_api import SAEReader, format_folder
+from saetool.sae.format_api import ExportSettings, SAEExporter, SAEReader, format_folder
 
 if TYPE_CHECKING:
     from saetool.sae.model import SAE
@@ -165,3 +165,72 @@ class SparsifyReader(SAEReader):
 
     def read(self, path: Path, device: str) -> "SAE":
         return load_sparsify(format_folder(path, (CFG_FILENAME, WEIGHTS_FILENAME)), device)
+
+
+# -- export ---------------------------------------------------------------------------------
+#: TransformerLens site -> sparsify hookpoint suffix, for autoencoders and (input site) for transcoders
+_EXPORT_SITES = {
+    (False, "hook_resid_post"): "", (False, "hook_mlp_out"): ".mlp", (False, "hook_attn_out"): ".self_attn",
+    (True, "hook_resid_pre"): "", (True, "ln2.hook_normalized"): ".mlp", (True, "ln1.hook_normalized"): ".self_attn",
+}
+
+
+def sparsify_hookpoint(sae: "SAE") -> str:
+    """The sparsify hookpoint folder name for ``sae``'s hook(s) (the inverse of :func:`hookpoint_to_hooks`)."""
+    from saetool.models.hooks import layer_of_hook
+
+    cfg = sae.cfg
+    if cfg.options.get("hookpoint") and hookpoint_to_hooks(str(cfg.options["hookpoint"]), transcode=cfg.is_transcoder) == (cfg.hook, cfg.hook_out if cfg.is_transcoder else None):
+        return str(cfg.options["hookpoint"])
+    layer = layer_of_hook(cfg.hook)
+    site = cfg.hook.split(".", 2)[-1] if layer is not None else None
+    suffix = _EXPORT_SITES.get((cfg.is_transcoder, site or ""))
+    name = None if suffix is None or layer is None else f"layers.{layer}{suffix}"
+    if name is None or hookpoint_to_hooks(name, transcode=cfg.is_transcoder) != (cfg.hook, cfg.hook_out if cfg.is_transcoder else None):
+        raise SaetoolError(f"sparsify has no hookpoint for an SAE reading {cfg.hook}" + (f" and writing {cfg.hook_out}" if cfg.is_transcoder else ""), hint="sparsify hookpoints are layers.N (resid_post), layers.N.mlp, layers.N.self_attn")
+    return name
+
+
+def export_sparsify(sae: "SAE", work: Path, *, model_name: str | None = None) -> str:
+    """Write ``sae`` (a topk SAE or transcoder) as a sparsify run folder ``work``:
+    ``config.json`` (``model``) and ``HOOKPOINT/{cfg.json, sae.safetensors}``; returns the hookpoint."""
+    import torch
+    from safetensors.torch import save_file
+
+    cfg = sae.cfg
+    if cfg.activation != "topk":
+        raise SaetoolError(f"sparsify SAEs are topk; this one is {cfg.activation}", hint="export it with --format saelens or dictionary-learning")
+    hookpoint = sparsify_hookpoint(sae)
+    p = {k: v.detach().cpu().to(torch.float32) for k, v in sae.state_dict().items()}
+    b_enc = p["b_enc"]
+    if not cfg.is_transcoder and not cfg.apply_b_dec_to_input:
+        b_enc = b_enc + p["b_dec"] @ p["W_enc"]  # sparsify always subtracts b_dec from an autoencoder's input
+    tensors = {
+        "encoder.weight": p["W_enc"].T.contiguous(),
+        "encoder.bias": b_enc,
+        "W_dec": p["W_dec"].contiguous(),
+        "b_dec": p["b_dec"],
+    }
+    tensors = {k: v.to(sae.dtype).contiguous() for k, v in tensors.items()}
+    coder_cfg = {
+        "activation": "topk", "expansion_factor": max(1, cfg.d_sae // cfg.d_in), "normalize_decoder": True, "num_latents": cfg.d_sae,
+        "k": int(cfg.k or 0), "multi_topk": False, "skip_connection": False, "transcode": cfg.is_transcoder, "d_in": cfg.d_in,
+    }
+    (work / hookpoint).mkdir(parents=True)
+    save_file(tensors, str(work / hookpoint / WEIGHTS_FILENAME))
+    (work / hookpoint / CFG_FILENAME).write_text(json.dumps(coder_cfg, indent=2) + "\n")
+    (work / RUN_CONFIG_FILENAME).write_text(json.dumps({"model": model_name or cfg.model, "hookpoints": [hookpoint], "saetool": True}, indent=2) + "\n")
+    return hookpoint
+
+
+class SparsifyExporter(SAEExporter):
+    name = "sparsify"
+    description = "a sparsify run folder (config.json + HOOKPOINT/cfg.json + sae.safetensors) for topk SAEs and transcoders"
+
+    def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
+        from saetool.sae.io import load_sae
+
+        model = load_sae(sae, settings.device)
+        hookpoint = export_sparsify(model, out, model_name=settings.model_name)
+        c = model.cfg
+        return f"sparsify topk {'transcoder' if c.is_transcoder else 'SAE'} at hookpoint {hookpoint}, d_in={c.d_in}, num_latents={c.d_sae}, k={c.k}"
