@@ -15,11 +15,12 @@
 4. On the test words of the letter that its probe recognises: the word is
    **fully absorbed** when no main latent fires, the latent that adds most to
    the probe direction has cosine at least ``cos_full`` with it and adds at
-   least ``proportion`` of the word's own projection ``(x - b_dec) . p``.
+   least ``proportion`` of the word's own projection ``x . p``.
    The **absorption fraction** of a word is the share of that projection carried
    by at most ``max_absorbers`` other latents aligned with the probe (cosine at
-   least ``cos_fraction``) rather than by the main latents (SAEBench's definition).
-   A latent's contribution is its activation times its decoder row's projection on ``p``.
+   least ``cos_fraction``) rather than by the main latents. A latent adds its
+   activation times its decoder row's cosine with ``p``. These are SAEBench's
+   definitions and thresholds (a test checks the two agree word by word).
 
 Metrics are means over the letters evaluated.
 """
@@ -155,12 +156,15 @@ def main_latents(codes: torch.Tensor, is_letter: torch.Tensor, opts: AbsorptionO
     return [int(i) for i in order[:best_k]], best_f1
 
 
-def word_absorption(codes: torch.Tensor, x: torch.Tensor, b_dec: torch.Tensor, w_dec: torch.Tensor, direction: torch.Tensor,
+def word_absorption(codes: torch.Tensor, x: torch.Tensor, w_dec: torch.Tensor, direction: torch.Tensor,
                     main: Sequence[int], opts: AbsorptionOptions) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: whether it is fully absorbed and its absorption fraction (see the module docstring)."""
+    """Per row: whether it is fully absorbed and its absorption fraction (see the module docstring).
+
+    As SAEBench computes them: a latent adds its activation times its decoder
+    row's cosine with the unit probe direction ``p``; the row's own projection is ``x . p``."""
     cos = torch.nn.functional.normalize(w_dec.float(), dim=1) @ direction
-    contrib = codes * (w_dec.float() @ direction)  # [n, d_sae]: activation x the decoder row's projection
-    proj = (x - b_dec) @ direction  # [n]
+    contrib = codes * cos  # [n, d_sae]
+    proj = x @ direction  # [n]
     main_idx = torch.tensor(list(main), dtype=torch.long)
     main_proj = contrib[:, main_idx].sum(1)
     silent = (codes[:, main_idx] <= 0).all(1)
@@ -172,8 +176,7 @@ def word_absorption(codes: torch.Tensor, x: torch.Tensor, b_dec: torch.Tensor, w
     absorbers = aligned.topk(min(opts.max_absorbers, aligned.shape[1]), dim=1).values.sum(1)
     fraction = torch.zeros_like(proj)
     counts = (main_proj < proj) & (absorbers >= opts.proportion * proj) & (proj > 0)
-    whole = counts & (main_proj <= 0)
-    fraction[whole] = 1.0
+    fraction[counts & (main_proj <= 0)] = 1.0
     part = counts & (main_proj > 0)
     absorbed = torch.minimum(absorbers, proj - main_proj)
     fraction[part] = (absorbed / (absorbed + main_proj))[part].clamp(0, 1)
@@ -184,7 +187,7 @@ def absorption_scores(sae: Any, data: LetterData, truth: GroundTruth, opts: Abso
     """The absorption metrics of ``sae`` on the words (see the module docstring)."""
     with torch.no_grad():
         codes = sae.encode(data.x.to(device=sae.device, dtype=sae.dtype)).float().cpu()
-        w_dec, b_dec = sae.W_dec.detach().float().cpu(), sae.b_dec.detach().float().cpu()
+        w_dec = sae.W_dec.detach().float().cpu()
     tr, te = data.train, ~data.train
     recognised = truth.probe.predict(data.x[te])
     per_letter = []
@@ -195,7 +198,7 @@ def absorption_scores(sae: Any, data: LetterData, truth: GroundTruth, opts: Abso
         rows = is_c & recognised[:, c]
         if not int(rows.sum()):
             continue
-        full, fraction = word_absorption(codes[te][rows], data.x[te][rows], b_dec, w_dec, truth.directions[c], main, opts)
+        full, fraction = word_absorption(codes[te][rows], data.x[te][rows], w_dec, truth.directions[c], main, opts)
         per_letter.append({"letter": LETTERS[c], "main_latents": main, "main_f1": test_f1, "probe_f1": truth.f1[c], "words": int(rows.sum()),
                            "full_absorption_rate": float(full.double().mean()), "absorption_fraction": float(fraction.double().mean()),
                            "absorbed_words": [w for w, a in zip([data.words[i] for i in torch.nonzero(te).flatten()[rows].tolist()], full.tolist()) if a][:10]})

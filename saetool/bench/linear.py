@@ -1,7 +1,7 @@
 """Logistic-regression probes, fitted in torch (no scikit-learn dependency).
 
 :func:`fit_logistic` fits one or several independent binary probes (a column
-of ``y`` each) by L-BFGS on standardised inputs, minimising the mean log loss
+of ``y`` each) by L-BFGS on standardised (or raw) inputs, minimising the mean log loss
 plus ``||w||^2 / (2 C n)`` (scikit-learn's ``LogisticRegression(C=C)``
 objective divided by ``n``; the intercept is not penalised).
 """
@@ -34,14 +34,17 @@ class Probe:
         return float((pred == y).double().mean())
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, *, C: float = 1.0, max_iter: int = 200) -> Probe:
-    """Probes for ``y`` (``[n]`` or ``[n, c]`` of 0/1) from ``x`` ``[n, d]``; deterministic (float64, full batch)."""
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, *, C: float = 1.0, max_iter: int = 200, standardize: bool = True) -> Probe:
+    """Probes for ``y`` (``[n]`` or ``[n, c]`` of 0/1) from ``x`` ``[n, d]``; deterministic (float64,
+    full batch). Without ``standardize`` the penalty applies to the raw inputs' weights."""
     x = x.double()
     y2 = y.reshape(x.shape[0], -1).double()
     n, d = x.shape
     mean = x.mean(0)
     std = x.std(0, unbiased=False)
     std = torch.where(std > 1e-12, std, torch.ones_like(std))
+    if not standardize:
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
     z = (x - mean) / std
     w = torch.zeros(y2.shape[1], d, dtype=torch.float64, requires_grad=True)
     b = torch.zeros(y2.shape[1], dtype=torch.float64, requires_grad=True)

@@ -10,9 +10,12 @@ mean-pooled over the tokens (BOS left out), and so are the SAE's latents.
   dimensions): the ceiling for what the hook holds about the labels;
 - ``top_{k}_accuracy``: the ``k`` latents whose pooled means differ most
   (absolute difference) between the two classes on the train texts, then a
-  logistic probe on those ``k`` only; test accuracy, averaged over the tasks.
+  logistic probe on those ``k`` only, on the raw pooled latents with an L2
+  penalty ``C`` = 1 (as SAEBench's scikit-learn probes; a test checks the two
+  agree); test accuracy, averaged over the tasks.
 
-Chance is 0.5 (balanced tasks). The probes are :func:`saetool.bench.linear.fit_logistic`.
+Chance is 0.5 (balanced tasks). The probes are :func:`saetool.bench.linear.fit_logistic`
+(the all-activations probe on standardised inputs).
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ def probe_accuracies(x: torch.Tensor, task_list: list, ks: Sequence[int] | None,
         row: dict[str, Any] = {"class": label, "top_latents": [int(i) for i in order[: max(ks)]]}
         for k in ks:
             cols = order[:k]
-            row[f"top_{k}"] = fit_logistic(x_tr[:, cols], y_tr, C=C).accuracy(x_te[:, cols], y_te)
+            row[f"top_{k}"] = fit_logistic(x_tr[:, cols], y_tr, C=C, standardize=False).accuracy(x_te[:, cols], y_te)
         out.append(row)
     return out
 
