@@ -191,7 +191,7 @@ def check_invocation(args: list[str]) -> None:
     cmd.make_context(path, rest)  # raises a UsageError for an unknown option or a bad value
 
 
-@pytest.mark.parametrize("page", ["docs/tutorial.md", "docs/index.md", "README.md"])
+@pytest.mark.parametrize("page", ["docs/tutorial.md", "docs/index.md", "README.md", "docs/formats.md"])
 def test_commands_in_the_docs_are_real(page):
     invocations = saetool_invocations((REPO / page).read_text(encoding="utf-8"))
     assert invocations, page
