@@ -131,11 +131,7 @@ def test_gemma_scope_2_sae_and_transcoders(tmp_path):
         p = {"W_enc": t["w_enc"], "W_dec": t["w_dec"], "b_enc": t["b_enc"], "b_dec": t["b_dec"], "threshold": t["threshold"]}
         torch.testing.assert_close(tc(x), gemma_reference(p, x)[1], atol=1e-4, rtol=1e-5)
 
-    # a real affine skip: refused in one line naming the way out
-    write_gemma_scope_2(root / "transcoder_all" / "layer_6_width_16k_l0_big_affine", transcoder=True, affine=True)
-    with pytest.raises(SaetoolError, match="affine_skip_connection") as err:
-        load_sae(root / "transcoder_all" / "layer_6_width_16k_l0_big_affine")
-    assert "without the _affine suffix" in (err.value.hint or "")
+        assert not tc.cfg.skip  # an all-zero skip is dropped
 
 
 def test_gemma_scope_2_model_and_hook_mismatch_is_one_line(tmp_path):
@@ -373,3 +369,32 @@ def test_sparsify_export_refuses_what_it_cannot_hold(tmp_path):
         export_sparsify(make_sae("relu"), tmp_path / "a")
     with pytest.raises(SaetoolError, match="no hookpoint"):
         export_sparsify(make_sae("topk", transcoder=True), tmp_path / "b")  # resid_mid -> mlp_out
+
+
+def test_gemma_scope_2_affine_transcoder_keeps_its_skip(tmp_path):
+    from test_sae_io import PROV
+
+    from saetool.sae.io import read_sae_artifact, write_sae_artifact
+
+    folder = tmp_path / "gemma-scope-2-1b-pt" / "transcoder_all" / "layer_5_width_16k_l0_big_affine"
+    t = write_gemma_scope_2(folder, transcoder=True, affine=True, d_out=10)
+    tc = load_sae(folder)
+    assert tc.cfg.skip and torch.equal(tc.W_skip, t["affine_skip_connection"])
+    x = _x()
+    p = {"W_enc": t["w_enc"], "W_dec": t["w_dec"], "b_enc": t["b_enc"], "b_dec": t["b_dec"], "threshold": t["threshold"]}
+    f, y = gemma_reference(p, x, skip=t["affine_skip_connection"])
+    torch.testing.assert_close(tc.encode(x), f, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tc(x), y, atol=1e-4, rtol=1e-5)
+    # the sae artifact keeps it
+    write_sae_artifact(tmp_path / "tc.h5", tc, provenance=PROV)
+    with read_sae_artifact(tmp_path / "tc.h5") as art:
+        back = art.sae()
+    assert back.cfg.skip and torch.equal(back(x), tc(x))
+    from saetool.sae.formats.dictionary_learning import export_dictionary_learning
+
+    with pytest.raises(SaetoolError, match="skip connection"):
+        export_dictionary_learning(tc, tmp_path / "dl")
+    from saetool.train.initialize import from_pretrained
+
+    with pytest.raises(SaetoolError, match="training does not continue"):  # --init-from would drop it silently
+        from_pretrained(tc, tc.cfg, None)

@@ -48,8 +48,11 @@ def offline_cache(tmp_path, monkeypatch) -> Path:
 
 
 def test_the_registry_is_read_without_importing_sae_lens():
+    import subprocess
     import sys
 
+    code = "import sys; from saetool.sae import registry; registry.lookup('gpt2-small-res-jb/blocks.8.hook_resid_pre'); registry.releases(); print('sae_lens' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
     assert registry.registry_files()[0].name == "pretrained_saes.yaml"
     rels = {r.name: r for r in registry.releases(model="gpt2-small")}
     jb = rels["gpt2-small-res-jb"]
@@ -59,7 +62,6 @@ def test_the_registry_is_read_without_importing_sae_lens():
     g = registry.lookup("gemma-scope-2b-pt-res/layer_3/width_16k/average_l0_14")
     assert (g.hook, g.width, g.release.format, g.release.model) == ("blocks.3.hook_resid_post", 16384, "gemma-scope", "gemma-2-2b")
     assert all(r.model.lower().endswith("gemma-2-2b") for r in registry.releases(model="google/gemma-2-2b"))
-    assert "sae_lens" not in sys.modules
 
 
 def test_unknown_names_are_one_line_with_the_closest():

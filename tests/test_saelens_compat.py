@@ -310,3 +310,30 @@ def test_hook_z_sae_reshapes_in_saelens(tmp_path):
     torch.testing.assert_close(ours.encode(x.flatten(-2)), theirs.encode(x), atol=ATOL, rtol=0)
     torch.testing.assert_close(ours(x.flatten(-2)), theirs(x).flatten(-2), atol=ATOL, rtol=0)
     assert load_sae(tmp_path / "z").cfg.hook == "blocks.1.attn.hook_z"
+
+
+# -- skip transcoders (W_skip) -----------------------------------------------------------------
+@pytest.mark.parametrize(("arch", "activation"), [("skip_transcoder", "relu"), ("jumprelu_skip_transcoder", "jumprelu")])
+def test_skip_transcoders_both_ways(tmp_path, arch, activation):
+    """SAELens' skip transcoders (+ x @ W_skip.T, W_skip [d_out, d_in]) read with their skip, and export back to them."""
+    from sae_lens import JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig, SkipTranscoder, SkipTranscoderConfig
+
+    common = {"d_in": D_IN, "d_sae": D_SAE, "d_out": D_OUT, "apply_b_dec_to_input": False, "metadata": metadata(hook_name_out="blocks.3.hook_mlp_out")}
+    theirs = SkipTranscoder(SkipTranscoderConfig(**common)) if arch == "skip_transcoder" else JumpReLUSkipTranscoder(JumpReLUSkipTranscoderConfig(**common))
+    randomize(theirs)
+    if activation == "jumprelu":
+        with torch.no_grad():
+            theirs.threshold.copy_(torch.rand(D_SAE))
+    theirs.save_model(tmp_path / arch)
+    ours = load_sae(tmp_path / arch)
+    assert ours.cfg.skip and tuple(ours.W_skip.shape) == (D_IN, D_OUT)
+    x = inputs()
+    assert_same(ours, theirs, x)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), atol=ATOL, rtol=0)  # the skip term included
+        assert float((ours(x) - ours.decode(ours.encode(x))).abs().max()) > 0.1
+    export_saelens(ours, tmp_path / "back")
+    again = sae_lens.SAE.load_from_disk(tmp_path / "back")
+    assert type(again).__name__ == type(theirs).__name__
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), theirs(x), atol=ATOL, rtol=0)

@@ -170,7 +170,7 @@ def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int) 
             x = (read_inputs(acts, hooks, start, end) if hooks else acts.read_finite(cfg.hook, start, end)).to(device=sae.device, dtype=sae.dtype)
             target = acts.read_finite(cfg.hook_out, start, end).to(sae.device) if cfg.is_transcoder else x
             codes = sae.encode(x)
-            yield ReconBatch(x=x, target=target, recon=sae.decode(codes), codes=codes)
+            yield ReconBatch(x=x, target=target, recon=sae.decode(codes) + sae.skip_term(x), codes=codes)
 
 
 def recon_batches_from_rows(sae: "SAE", x: "torch.Tensor", target: "torch.Tensor") -> Iterator["Any"]:
@@ -183,7 +183,7 @@ def recon_batches_from_rows(sae: "SAE", x: "torch.Tensor", target: "torch.Tensor
         for start in range(0, x.shape[0], step):
             xs = x[start : start + step].to(device=sae.device, dtype=sae.dtype)
             codes = sae.encode(xs)
-            yield ReconBatch(x=xs, target=target[start : start + step].to(sae.device), recon=sae.decode(codes), codes=codes)
+            yield ReconBatch(x=xs, target=target[start : start + step].to(sae.device), recon=sae.decode(codes) + sae.skip_term(xs), codes=codes)
 
 
 def _log_probs(logits: "torch.Tensor") -> "torch.Tensor":

@@ -105,7 +105,7 @@ def _cosine(sae: "SAE", x: "torch.Tensor", f: "torch.Tensor") -> float:
     import torch
 
     with torch.no_grad():
-        return float(torch.nn.functional.cosine_similarity(x.double(), sae.decode(f).double(), dim=-1).mean())
+        return float(torch.nn.functional.cosine_similarity(x.double(), (sae.decode(f) + sae.skip_term(x)).double(), dim=-1).mean())
 
 
 def specific_features(f: "torch.Tensor", density: "torch.Tensor", th: Seed000Thresholds, layer: int | None) -> list[dict[str, Any]]:

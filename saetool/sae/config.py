@@ -27,7 +27,9 @@ class SAEConfig:
     largest, ReLU'd); ``jumprelu`` (keep ``pre`` where ``pre > threshold``, a
     per-feature threshold; BatchTopK and Matryoshka SAEs use this at inference
     with their learned threshold). ``hook_out`` differs from ``hook`` for a
-    transcoder, which reads one hook and reconstructs another.
+    transcoder, which reads one hook and reconstructs another. ``skip``: the
+    output also has a linear skip term ``x @ W_skip`` (``W_skip [d_in, d_out]``;
+    Gemma Scope 2's affine transcoders, SAELens skip transcoders).
     """
 
     arch: str
@@ -42,6 +44,7 @@ class SAEConfig:
     apply_b_dec_to_input: bool = False
     dtype: str = "float32"
     options: dict[str, Any] = field(default_factory=dict)
+    skip: bool = False
 
     def __post_init__(self) -> None:
         if self.d_out is None:
@@ -74,6 +77,8 @@ class SAEConfig:
             return f"model is {self.model!r}, expected a name"
         if not isinstance(self.apply_b_dec_to_input, bool):
             return f"apply_b_dec_to_input is {self.apply_b_dec_to_input!r}, expected true or false"
+        if not isinstance(self.skip, bool):
+            return f"skip is {self.skip!r}, expected true or false"
         if not isinstance(self.options, dict):
             return f"options is {self.options!r}, expected an object"
         return None
@@ -83,6 +88,8 @@ class SAEConfig:
         shapes = {"W_enc": (self.d_in, self.d_sae), "b_enc": (self.d_sae,), "W_dec": (self.d_sae, int(self.d_out or self.d_in)), "b_dec": (int(self.d_out or self.d_in),)}
         if self.activation == "jumprelu":
             shapes["threshold"] = (self.d_sae,)
+        if self.skip:
+            shapes["W_skip"] = (self.d_in, int(self.d_out or self.d_in))
         return shapes
 
     @property
@@ -90,7 +97,11 @@ class SAEConfig:
         return self.hook_out != self.hook
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict; ``skip`` only when set, so SAEs without one keep their former config."""
+        data = asdict(self)
+        if not self.skip:
+            del data["skip"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str | None = None) -> "SAEConfig":

@@ -18,7 +18,10 @@ class SAE(nn.Module):
     Parameter shapes follow SAELens: ``W_enc [d_in, d_sae]``, ``b_enc [d_sae]``,
     ``W_dec [d_sae, d_out]``, ``b_dec [d_out]`` and, for ``jumprelu``,
     ``threshold [d_sae]``. For a transcoder ``d_out`` is the width of
-    ``hook_out`` and ``b_dec`` is not subtracted from the input.
+    ``hook_out`` and ``b_dec`` is not subtracted from the input. With
+    ``cfg.skip`` the output adds ``x @ W_skip`` (``W_skip [d_in, d_out]``):
+    :meth:`forward` includes it, :meth:`decode` (features only) does not, and
+    :meth:`skip_term` gives it alone.
     """
 
     def __init__(self, cfg: SAEConfig, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
@@ -36,6 +39,8 @@ class SAE(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(d_out, **kw))
         if cfg.activation == "jumprelu":
             self.threshold = nn.Parameter(torch.zeros(cfg.d_sae, **kw))
+        if cfg.skip:
+            self.W_skip = nn.Parameter(torch.zeros(cfg.d_in, d_out, **kw))
 
     # -- inference -------------------------------------------------------------
     def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,8 +65,12 @@ class SAE(nn.Module):
     def decode(self, f: torch.Tensor) -> torch.Tensor:
         return f @ self.W_dec + self.b_dec
 
+    def skip_term(self, x: torch.Tensor) -> torch.Tensor | float:
+        """The skip connection's part of the output, ``x @ W_skip`` (0 without one)."""
+        return x @ self.W_skip if self.cfg.skip else 0.0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+        return self.decode(self.encode(x)) + self.skip_term(x)
 
     # -- helpers ---------------------------------------------------------------
     @property

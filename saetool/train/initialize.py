@@ -69,6 +69,8 @@ def from_pretrained(pretrained: "SAE", cfg: "SAEConfig", arch: "SAEArchitecture"
     from saetool.sae.model import SAE
 
     p = pretrained.cfg
+    if p.skip:
+        raise SaetoolError("the --init-from SAE has a skip connection (W_skip), which training does not continue", hint="start from an SAE or transcoder without one")
     if p.d_sae != cfg.d_sae or (p.d_out or p.d_in) != (cfg.d_out or cfg.d_in):
         raise SaetoolError(f"--init-from SAE has d_sae={p.d_sae}, d_out={p.d_out} but this run needs d_sae={cfg.d_sae}, d_out={cfg.d_out}")
     sae = SAE(replace(cfg, apply_b_dec_to_input=False))

@@ -150,6 +150,8 @@ def dictionary_learning_state(sae: "SAE") -> tuple[str, dict[str, "torch.Tensor"
     import torch
 
     cfg = sae.cfg
+    if cfg.skip:
+        raise SaetoolError("dictionary_learning has no SAE with a skip connection (W_skip)", hint="export it with --format saelens (a skip transcoder)")
     if cfg.is_transcoder:
         raise SaetoolError("dictionary_learning has no transcoder class", hint="export a transcoder with --format saelens (relu/jumprelu) or keep the saetool artifact")
     p = {k: v.detach().cpu().to(torch.float32) for k, v in sae.state_dict().items()}

@@ -23,9 +23,8 @@ and, for the affine transcoders, ``affine_skip_connection [d_in, d_out]``.
 
 Both compute ``pre = x @ W_enc + b_enc`` (no ``b_dec`` subtracted), ``f = relu(pre) *
 (pre > threshold)``, ``y = f @ W_dec + b_dec`` (``+ x @ affine_skip_connection`` for
-the affine transcoders): a saetool ``jumprelu`` SAE, exact for the non-negative
-thresholds they ship (negative ones are read as 0). An affine skip connection that is
-not all zeros has no saetool equivalent and is refused with a one-line error.
+the affine transcoders, kept as the saetool SAE's ``W_skip``): a saetool ``jumprelu``
+SAE, exact for the non-negative thresholds they ship (negative ones are read as 0).
 """
 
 from __future__ import annotations
@@ -108,8 +107,9 @@ def _jumprelu(folder: Path, w: "dict[str, torch.Tensor]", *, hook: str, hook_out
         apply_b_dec_to_input=False,
         dtype=dtype_name(dtype),
         options={"source_format": fmt, **options},
+        skip="W_skip" in w,
     )
-    tensors = {k: w[k].to(torch.float32) for k in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")}
+    tensors = {k: w[k].to(torch.float32) for k in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold", "W_skip") if k in w}
     tensors["threshold"] = tensors["threshold"].clamp(min=0)  # relu(pre) * (pre > t) == pre * (pre > t) for t >= 0
     return build_sae(cfg, tensors, device, source=f"{fmt} folder {folder}")
 
@@ -183,10 +183,7 @@ def load_gemma_scope_2(folder: str | Path, device: str = "cpu") -> "SAE":
     w = {("W_" + k[2:] if k.startswith("w_") else k): v for k, v in raw.items()}
     skip = w.pop("affine_skip_connection", None)
     if skip is not None and bool(skip.abs().max() > 0):
-        raise SaetoolError(
-            f"{folder} is a Gemma Scope 2 affine transcoder (a non-zero affine_skip_connection), which saetool SAEs cannot represent",
-            hint="use the transcoder of the same layer and width without the _affine suffix",
-        )
+        w["W_skip"] = skip  # y += x @ affine_skip_connection, [d_in, d_out] as saetool keeps W_skip
     model_repo, _, repo, _ = _repo_info(folder)
     model = cfg.get("model_name") or model_repo
     if model:  # the configs say e.g. "gemma-v3-1b-pt" for google/gemma-3-1b-pt

@@ -32,8 +32,10 @@ Differences handled when reading:
   ``covariance_whitening`` are refused with a one-line error.
 - pre-6.0 configs: ``hook_point``/``activation_fn_str`` names, a
   ``scaling_factor`` (finetuning) weight folded into ``W_dec``.
-- Gated, AbsTopK, temporal, matching-pursuit and skip-transcoder SAEs (unless
-  ``W_skip`` is all zeros) have no saetool equivalent and are refused.
+- Skip transcoders (``skip_transcoder``, ``jumprelu_skip_transcoder``) keep their
+  ``W_skip`` (``[d_out, d_in]`` in SAELens, transposed in saetool), and export back
+  to those architectures; an all-zero ``W_skip`` is dropped.
+- Gated, AbsTopK, temporal and matching-pursuit SAEs have no saetool equivalent and are refused.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ def saelens_config(sae: "SAE", *, model_name: str | None = None, metadata: dict[
     cfg = sae.cfg
     transcoder = cfg.is_transcoder
     arch = EXPORT_ARCHITECTURES[transcoder].get(cfg.activation)
+    if cfg.skip:
+        arch = {"relu": "skip_transcoder", "jumprelu": "jumprelu_skip_transcoder"}.get(cfg.activation) if transcoder else None
+        if arch is None:
+            raise SaetoolError(f"SAELens has no {cfg.activation} {'transcoder' if transcoder else 'SAE'} with a skip connection", hint="SAELens skip transcoders are relu or jumprelu transcoders")
     if arch is None:
         kind = "transcoder" if transcoder else "SAE"
         raise SaetoolError(
@@ -155,6 +161,8 @@ def export_saelens(
             "so those features will not pass negative pre-activations as saetool does"
         )
     tensors = {name: t.detach().cpu().contiguous() for name, t in sae.state_dict().items()}
+    if "W_skip" in tensors:  # SAELens keeps it [d_out, d_in]
+        tensors["W_skip"] = tensors["W_skip"].T.contiguous()
     with atomic_output_dir(out_dir, overwrite=overwrite) as work:
         work.mkdir()
         save_file(tensors, str(work / WEIGHTS_FILENAME))
@@ -219,7 +227,7 @@ def _check_weights(folder: Path, weights: dict[str, "torch.Tensor"], cfg: "SAECo
         raise ArtifactError(f"SAELens weights in {folder} lack {', '.join(missing)}", hint="the folder is corrupt or not an SAELens SAE")
     d_out = int(cfg.d_out or cfg.d_in)
     shapes = {**cfg.weight_shapes(), "threshold": (cfg.d_sae,), "log_threshold": (cfg.d_sae,), "topk_threshold": (),
-              "scaling_factor": (cfg.d_sae,), "finetuning_scaling_factor": (cfg.d_sae,), "W_skip": (cfg.d_in, d_out)}
+              "scaling_factor": (cfg.d_sae,), "finetuning_scaling_factor": (cfg.d_sae,), "W_skip": (d_out, cfg.d_in)}
     for name, tensor in weights.items():
         expected = shapes.get(name)
         if not tensor.is_floating_point():
@@ -347,10 +355,11 @@ def load_saelens(path: str | Path, device: str = "cpu") -> "SAE":
         if "threshold" not in w:
             raise ArtifactError(f"SAELens {arch} weights in {folder} lack threshold")
         w["threshold"] = w["threshold"].clamp(min=0)  # SAELens: relu(pre) * (pre > threshold)
-    if "W_skip" in w:
-        if bool(w["W_skip"].abs().max() > 0):
-            raise SaetoolError(f"{folder} is an SAELens skip transcoder with a non-zero W_skip, which saetool SAEs cannot represent")
-        del w["W_skip"]
+    if "W_skip" in w:  # SAELens: + x @ W_skip.T, W_skip [d_out, d_in]; saetool keeps [d_in, d_out]
+        skip = w.pop("W_skip")
+        if bool(skip.abs().max() > 0):
+            sae_cfg.skip = True
+            w["W_skip"] = skip.T.contiguous()
 
     if norm == "expected_average_only_in":
         factor = _scaling_factor(folder / ACTIVATION_SCALER_FILENAME)

@@ -198,6 +198,8 @@ def export_sparsify(sae: "SAE", work: Path, *, model_name: str | None = None) ->
     from safetensors.torch import save_file
 
     cfg = sae.cfg
+    if cfg.skip:
+        raise SaetoolError("saetool does not write sparsify skip connections (W_skip)", hint="export it with --format saelens (a skip transcoder)")
     if cfg.activation != "topk":
         raise SaetoolError(f"sparsify SAEs are topk; this one is {cfg.activation}", hint="export it with --format saelens or dictionary-learning")
     hookpoint = sparsify_hookpoint(sae)
