@@ -398,3 +398,18 @@ def test_gemma_scope_2_affine_transcoder_keeps_its_skip(tmp_path):
 
     with pytest.raises(SaetoolError, match="training does not continue"):  # --init-from would drop it silently
         from_pretrained(tc, tc.cfg, None)
+
+
+def test_eleuther_sae_folders_as_delphi_loads_them(tmp_path):
+    """delphi reads EleutherAI's SAEs (sparsify, and the older EleutherAI/sae layout whose
+    cfg.json has no activation/transcode keys); both read as sparsify topk SAEs."""
+    from test_sae_io import sparsify_reference, write_sparsify
+
+    t = write_sparsify(tmp_path / "sae-llama" / "layers.5", k=3)
+    (tmp_path / "sae-llama" / "layers.5" / "cfg.json").write_text(json.dumps({"expansion_factor": 3, "normalize_decoder": True, "num_latents": 0, "k": 3, "signed": False, "d_in": 12}))
+    sae = load_sae(tmp_path / "sae-llama" / "layers.5")
+    assert (sae.cfg.activation, sae.cfg.k, sae.cfg.hook, sae.cfg.is_transcoder) == ("topk", 3, "blocks.5.hook_resid_post", False)
+    x = _x()
+    dense, out = sparsify_reference(t, x, 3)
+    torch.testing.assert_close(sae.encode(x), dense, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sae(x), out, atol=1e-5, rtol=0)
