@@ -148,3 +148,25 @@ def test_text_mode_tracks_per_token_and_compare(tiny_gpt2, tiny_layer_saes, tmp_
     # the same prompts twice: no difference, nothing significant
     assert np.allclose(cmp["difference"].dropna(), 0.0) and (cmp["p_adjusted"].dropna() == 1.0).all()
     assert len(result.lines) == 2 + len(MEASURES)
+
+
+def test_crosscoder_decoder_norms_are_tracks(tmp_path):
+    """A hand-built crosscoder over three layers: one feature everywhere, one born at 1, one dying after 1, one with a gap."""
+    import torch
+
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.sae.config import SAEConfig
+    from saetool.sae.io import write_sae_artifact
+    from saetool.sae.model import build_sae
+    from saetool.track.api import TrackConfig, run_track
+
+    d, n = 4, 4
+    profile = torch.tensor([[1.0, 0.9, 1.0], [0.0, 1.0, 0.8], [1.0, 0.7, 0.02], [1.0, 0.0, 0.6]])  # [feature, layer] decoder norms
+    w_dec = torch.cat([profile[:, i : i + 1] * torch.eye(n, d) for i in range(3)], dim=1)
+    cfg = SAEConfig(arch="crosscoder", d_in=3 * d, d_sae=n, hook=HOOKS[0], options={"hooks": HOOKS, "widths": [d] * 3})
+    sae = build_sae(cfg, {"W_enc": w_dec.T.clone(), "b_enc": torch.zeros(n), "W_dec": w_dec, "b_dec": torch.zeros(3 * d)})
+    path = write_sae_artifact(tmp_path / "cc.h5", sae, provenance=build_provenance(hooks=HOOKS))
+    result = run_track(TrackConfig(), [path], output=tmp_path / "t.h5")
+    got = sorted((t.features[0], t.start, t.end, t.start_event, t.end_event) for t in result.graph.tracks)
+    assert got == [(0, 0, 2, "first", "last"), (1, 1, 2, "birth", "last"), (2, 0, 1, "first", "death"), (3, 0, 0, "first", "death"), (3, 2, 2, "birth", "last")]
+    assert result.summary["events"]["split"] == result.summary["events"]["merge"] == 0

@@ -11,7 +11,7 @@ from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST
 
 
 def track(
-    saes: Optional[List[Path]] = typer.Argument(None, help="SAE artifacts (or an sae-set), one per layer; default: the manifests piped in."),
+    saes: Optional[List[Path]] = typer.Argument(None, help="SAE artifacts one per layer, an sae-set, or one crosscoder; default: the manifests piped in."),
     acts: Optional[Path] = typer.Option(None, "--acts", "-a", help="Activations holding every SAE's hook (same tokens): links by activation correlation too (default: the file the SAEs were trained on, if it has every hook)."),
     no_acts: bool = typer.Option(False, "--no-acts", help="Link by decoder cosine alone, even if activations are at hand."),
     texts: Optional[Path] = typer.Option(None, "--texts", help="Text mode: prompts (.txt one per line, .jsonl, .json); hypothesis tracks per token."),
@@ -21,6 +21,7 @@ def track(
     min_ratio: float = typer.Option(0.5, "--min-ratio", help="... and whose link is at least this share of each feature's best link (0: every link)."),
     min_active: int = typer.Option(5, "--min-active", help="Live features fire on at least this many tokens ..."),
     min_strength: float = typer.Option(0.2, "--min-strength", help="... with a mean activation of at least this times the layer's median."),
+    min_share: float = typer.Option(0.1, "--min-share", help="Crosscoder: a feature lives at a layer where its decoder norm is at least this share of its largest."),
     num_tokens: int = typer.Option(65536, "--num-tokens", "-n", help="Activation rows read (corpus mode)."),
     top_features: int = typer.Option(16, "--top-features", help="Text mode: the most active features per token and layer that can start or continue a track."),
     context_size: int = typer.Option(64, "--context-size", help="Text mode: tokens per prompt (BOS included); longer prompts are cut."),
@@ -39,7 +40,9 @@ def track(
 ) -> None:
     """Follow SAE features across layers: tracks with their continues, splits, merges, births and deaths (a `tracks` artifact).
 
-    Corpus mode (default): features of adjacent layers are linked by decoder
+    Crosscoder (one crosscoder file): each feature's per-layer decoder norms
+    are its track (present where at least --min-share of its largest norm).
+    Corpus mode (SAEs per layer): features of adjacent layers are linked by decoder
     cosine and, with activations of the same tokens, by activation
     correlation; chains of one-to-one links are tracks. Text mode (--texts or
     --compare): per token of each prompt, the active features of each layer
@@ -60,7 +63,7 @@ def track(
 
     paths, piped_acts = sae_inputs(saes)
     config = TrackConfig(min_cosine=min_cosine, min_correlation=min_correlation, min_ratio=min_ratio, min_active=min_active,
-                         min_strength=min_strength, num_tokens=num_tokens)
+                         min_strength=min_strength, num_tokens=num_tokens, min_share=min_share)
     if texts is not None or compare:
         from saetool.track.text import TextConfig, run_text_track
 
@@ -78,8 +81,11 @@ def track(
         return
     from saetool.track.api import run_track
 
-    activations = None if no_acts else (acts or piped_acts or default_activations(paths))
-    if activations is None and not no_acts:
+    from saetool.track.api import is_crosscoder
+
+    crosscoder = is_crosscoder(paths)
+    activations = None if no_acts or crosscoder else (acts or piped_acts or default_activations(paths))
+    if activations is None and not no_acts and not crosscoder:
         log("[yellow]no activations for the SAEs' hooks: linking by decoder cosine alone (pass --acts FILE to add activation correlation)[/yellow]")
     result = run_track(config, paths, activations=activations, output=output, overwrite=overwrite, csv=csv, plot=plot, html=html,
                        browser=browser, device=device)
@@ -88,5 +94,5 @@ def track(
     log(f"[green]wrote[/green] {result.path}")
     for p in result.exports:
         log(f"[green]wrote[/green] {p}")
-    emit_manifest(result.path, KIND, mode="corpus", n_tracks=result.summary["n_tracks"], layers=result.graph.layers,
+    emit_manifest(result.path, KIND, mode="crosscoder" if crosscoder else "corpus", n_tracks=result.summary["n_tracks"], layers=result.graph.layers,
                   events=result.summary["events"])

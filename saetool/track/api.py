@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from saetool.analysis.select import LayerSAE
+    from saetool.sae.model import SAE
 
 
 @dataclass
@@ -55,6 +56,8 @@ class TrackConfig:
     """Activation rows read (at most)."""
     chunk_rows: int = 4096
     """Rows encoded at a time."""
+    min_share: float = 0.1
+    """Crosscoder: a feature is present at a layer if its decoder norm there is at least this share of its largest."""
 
     def validate(self) -> None:
         for name in ("min_cosine", "min_correlation"):
@@ -63,6 +66,8 @@ class TrackConfig:
                 raise SaetoolError(f"--{name.replace('_', '-')} must be between -1 and 1 (got {v})")
         if not (math.isfinite(self.min_ratio) and 0.0 <= self.min_ratio <= 1.0):
             raise SaetoolError(f"--min-ratio must be between 0 and 1 (got {self.min_ratio})")
+        if not (math.isfinite(self.min_share) and 0.0 <= self.min_share <= 1.0):
+            raise SaetoolError(f"--min-share must be between 0 and 1 (got {self.min_share})")
         if not (math.isfinite(self.min_strength) and self.min_strength >= 0):
             raise SaetoolError(f"--min-strength must be a finite number >= 0 (got {self.min_strength})")
         for name in ("min_active", "num_tokens", "chunk_rows"):
@@ -270,9 +275,10 @@ def run_track(
     from saetool.artifacts.store import check_output_path
 
     config.validate()
-    saes = load_layer_saes([str(p) for p in sae_paths], device)
-    if len(saes) < 2:
-        raise SaetoolError("track needs SAEs at two or more layers", hint="pass --sae once per layer (or an sae-set)")
+    crosscoder = _crosscoder(sae_paths, device)
+    saes = [] if crosscoder is not None else load_layer_saes([str(p) for p in sae_paths], device)
+    if crosscoder is None and len(saes) < 2:
+        raise SaetoolError("track needs SAEs at two or more layers", hint="pass SAE files (one per layer), an sae-set, or a crosscoder")
     ins = [*sae_paths, activations]
     out = check_output_path(output or default_output(), overwrite=overwrite, inputs=ins)
     extra = [(opt, Path(p)) for opt, p in (("--csv", csv), ("--plot", plot), ("--html", html)) if p is not None]
@@ -280,16 +286,23 @@ def run_track(
     for opt, p in extra:
         check_output_path(p, overwrite=overwrite, inputs=ins, option=opt)
     start = time.perf_counter()
-    graph = link_layers(config, saes, activations)
+    if crosscoder is not None:
+        from saetool.track.crosscoder import crosscoder_graph
+
+        graph = crosscoder_graph(crosscoder, str(sae_paths[0]), min_share=config.min_share)
+    else:
+        graph = link_layers(config, saes, activations)
     tables = graph_tables(graph)
     summary = summarize(graph, tables)
     seconds = time.perf_counter() - start
     settings = {**asdict(config), "activations": str(Path(activations).resolve()) if activations else None, "seconds": round(seconds, 2)}
     sae_info = [{"layer": s.layer, "hook": s.hook, "path": str(Path(s.path).resolve()), "d_sae": s.sae.cfg.d_sae} for s in saes]
-    attrs = {"mode": "corpus", "layers": graph.layers, "hooks": graph.hooks, "saes": sae_info, "settings": settings, "summary": summary,
+    if crosscoder is not None:
+        sae_info = [{"layer": la, "hook": h, "path": str(Path(sae_paths[0]).resolve()), "d_sae": crosscoder.cfg.d_sae} for la, h in zip(graph.layers, graph.hooks)]
+    attrs = {"mode": "crosscoder" if crosscoder is not None else "corpus", "layers": graph.layers, "hooks": graph.hooks, "saes": sae_info, "settings": settings, "summary": summary,
              "n_tracks": len(graph.tracks), "n_events": len(graph.events)}
-    model = next((s.sae.cfg.model for s in saes if s.sae.cfg.model), None)
-    parents = [s.path for s in saes if Path(s.path).is_file()] + ([str(activations)] if activations else [])
+    model = crosscoder.cfg.model if crosscoder is not None else next((s.sae.cfg.model for s in saes if s.sae.cfg.model), None)
+    parents = [str(p) for p in sae_paths if Path(p).is_file()] + ([str(activations)] if activations and crosscoder is None else [])
     prov = build_provenance(model=model, hooks=graph.hooks, parents=parents, track=settings)
     write_tracks(out, tables, attrs=attrs, provenance=prov, overwrite=overwrite)
     result = TrackResult(out, graph, tables, summary, seconds)
@@ -303,8 +316,27 @@ def run_track(
         from saetool.track.view import write_view
 
         result.exports.append(write_view(html, tables, sae_info, browser=browser))
-    log(f"[dim]track: {len(saes)} layers, {len(graph.tracks)} tracks, {len(graph.events)} events, {seconds:.1f}s[/dim]")
+    log(f"[dim]track: {len(graph.layers)} layers, {len(graph.tracks)} tracks, {len(graph.events)} events, {seconds:.1f}s[/dim]")
     return result
+
+
+def is_crosscoder(paths: Sequence[str | Path]) -> bool:
+    """Whether ``paths`` is one crosscoder (an unreadable file is left to :func:`run_track` to report)."""
+    try:
+        return _crosscoder(paths, "cpu") is not None
+    except SaetoolError:
+        return False
+
+
+def _crosscoder(paths: Sequence[str | Path], device: str) -> "SAE | None":
+    """The crosscoder, when ``paths`` is one SAE file that is one."""
+    if len(paths) != 1:
+        return None
+    from saetool.sae.crosscoder import crosscoder_hooks
+    from saetool.sae.io import load_sae
+
+    sae = load_sae(paths[0], device)
+    return sae if crosscoder_hooks(sae.cfg) else None
 
 
 def write_csv(path: str | Path, tables: dict[str, "pd.DataFrame"]) -> Path:

@@ -10,12 +10,13 @@ from saetool.errors import SaetoolError
 
 
 def sae_inputs(paths: Sequence[Path] | None) -> tuple[list[Path], Path | None]:
-    """``(SAE paths, activations or None)``: the paths given, else every ``sae`` manifest
-    on stdin (and the last ``activations`` one)."""
+    """``(SAE paths, activations or None)``: the paths given, else every ``sae`` or
+    ``sae-set`` manifest on stdin (and the last ``activations`` one); sets expand to their members."""
     from saetool.artifacts.manifest import read_manifests
+    from saetool.sae.sets import expand_sae_paths
 
     if paths:
-        return [Path(p) for p in paths], None
+        return expand_sae_paths(paths), None
     if sys.stdin is None or sys.stdin.isatty():
         raise SaetoolError("no SAE given", hint="pass SAE files (one per layer) or pipe `saetool train` into this command")
     saes: list[Path] = []
@@ -23,8 +24,8 @@ def sae_inputs(paths: Sequence[Path] | None) -> tuple[list[Path], Path | None]:
     for rec in read_manifests(sys.stdin):
         if rec.get("kind") == "activations":
             acts = Path(rec["path"])
-        elif rec.get("kind") in (None, "sae"):
-            saes.append(Path(rec["path"]))
+        elif rec.get("kind") in (None, "sae", "sae-set"):
+            saes += expand_sae_paths([rec["path"]])
     if not saes:
         raise SaetoolError("no SAE in the manifests on stdin", hint="pipe `saetool train` into this command, or pass SAE files")
     return saes, acts
