@@ -29,7 +29,7 @@ from saetool.analysis.names import feature_name
 from saetool.console import log
 from saetool.errors import SaetoolError
 from saetool.track.store import KIND, write_tracks
-from saetool.track.tracker import EVENT_KINDS, Event, Link, Track, build_tracks
+from saetool.track.tracker import EVENT_KINDS, Graph, build_tracks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,20 +73,6 @@ class TrackConfig:
         for name in ("min_active", "num_tokens", "chunk_rows"):
             if getattr(self, name) < 1:
                 raise SaetoolError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-
-
-@dataclass
-class Graph:
-    """What the tracker found: the layers, their live features, the links, tracks and events."""
-
-    layers: list[int]
-    hooks: list[str]
-    widths: list[int]
-    live: list[np.ndarray]  # per layer: live feature ids
-    links: list[list[Link]]
-    tracks: list[Track]
-    events: list[Event]
-    frequency: list[np.ndarray] | None = None  # per layer: share of tokens each feature fires on
 
 
 @dataclass

@@ -19,19 +19,17 @@ import numpy as np
 
 from saetool.analysis.names import require_layer
 from saetool.errors import SaetoolError
-from saetool.track.tracker import Link, build_tracks
+from saetool.track.tracker import Graph, Link, build_tracks
 
 if TYPE_CHECKING:
     from saetool.sae.model import SAE
-    from saetool.track.api import Graph
 
 
-def crosscoder_graph(sae: "SAE", path: str, *, min_share: float) -> "Graph":
-    """The :class:`~saetool.track.api.Graph` of a crosscoder (hooks sorted by layer)."""
+def crosscoder_graph(sae: "SAE", path: str, *, min_share: float) -> Graph:
+    """The :class:`~saetool.track.tracker.Graph` of a crosscoder (hooks sorted by layer)."""
     import torch
 
     from saetool.sae.crosscoder import crosscoder_hooks, hook_widths, layer_decoder_norms
-    from saetool.track.api import Graph
 
     hooks = crosscoder_hooks(sae.cfg)
     if not hooks or len(hooks) < 2:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 EVENT_KINDS = ("continue", "split", "merge", "complex", "birth", "death")
 
 
@@ -67,6 +69,20 @@ class Track:
     @property
     def length(self) -> int:
         return len(self.features)
+
+
+@dataclass
+class Graph:
+    """What the tracker found: the layers, their live features, the links, tracks and events."""
+
+    layers: list[int]
+    hooks: list[str]
+    widths: list[int]
+    live: list[np.ndarray]  # per layer: live feature ids
+    links: list[list[Link]]
+    tracks: list[Track]
+    events: list[Event]
+    frequency: list[np.ndarray] | None = None  # per layer: share of tokens each feature fires on
 
 
 def find_events(step: int, live_a: Sequence[int], live_b: Sequence[int], links: Sequence[Link]) -> list[Event]:
