@@ -76,7 +76,18 @@ def test_bad_options_fail_before_work(tiny_sae, tiny_acts, tmp_path):
             run_bench([tiny_sae], BenchConfig(evals=["core"], options=options), tmp_path / "b.h5", acts=tiny_acts, progress=False)
     with pytest.raises(SaetoolError, match="unknown eval 'cor'"):
         run_bench([tiny_sae], BenchConfig(evals=["cor"]), tmp_path / "b.h5", acts=tiny_acts, progress=False)
+    other_hook = _write(_planted_sae(torch.eye(64), hook="blocks.0.hook_resid_post"), tmp_path / "other.h5")
+    with pytest.raises(SaetoolError, match="different hooks"):
+        run_bench([tiny_sae, other_hook], BenchConfig(evals=["stability"]), tmp_path / "b.h5", progress=False)
+    with pytest.raises(SaetoolError, match="no activations and no model"):
+        run_bench([other_hook], BenchConfig(evals=["core"]), tmp_path / "b.h5", progress=False)
     assert not (tmp_path / "b.h5").exists()
+
+
+def test_without_acts_the_bench_extracts_from_the_model(tiny_sae, tiny_gpt2_dir, tmp_path):
+    config = BenchConfig(evals=["core"], model=str(tiny_gpt2_dir), num_tokens=256, context_size=32, options={"core": {"model": "false"}})
+    res = run_bench([tiny_sae], config, tmp_path / "b.h5", progress=False)
+    assert res.results[("sae", "core")].details["n_rows"] == 256  # the rows extract stored
 
 
 def test_cli_writes_table_csv_json_and_plots(tiny_sae, tiny_acts, tmp_path):
