@@ -17,7 +17,7 @@ import itertools
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from saetool.console import log
 from saetool.errors import SaetoolError
@@ -51,12 +51,15 @@ def estimate_peak_bytes(config: TrainConfig, d_in: int, d_sae: int) -> dict[str,
     """Memory one SAE of a set holds while training (float32): its parameters with
     their gradients and Adam's two moments (4 x the parameters), its share of the
     shuffle buffer and held-out rows, and one step's activations (``step``, held by
-    one SAE at a time)."""
+    one SAE at a time). The data term includes the first rows held at start-up for the input scale and ``b_dec``."""
+    from saetool.train.trainer import SCALE_ROWS
+
     params = 2 * d_in * d_sae + d_sae + d_in + d_sae  # W_enc, W_dec, b_enc, b_dec (+ a threshold)
     rows = max(config.shuffle_buffer, 2 * config.batch_size) + min(config.shuffle_buffer, 8192)
+    start = min(SCALE_ROWS, config.steps * config.batch_size) if config.steps else SCALE_ROWS
     return {
         "state": 4 * params * 4,
-        "data": (rows + config.val_tokens) * d_in * 4,
+        "data": (rows + config.val_tokens + start) * d_in * 4,
         "step": config.batch_size * (3 * d_sae + 4 * d_in) * 4,
     }
 
@@ -227,8 +230,7 @@ def _fit_all(trainers: list, source: "ActivationSource", *, resume: bool, progre
 
     stream = source.batches()
     fresh = [t for t in trainers if not (resume and t.checkpoints.latest() is not None and t.resume_latest(True))]
-    peek = trainers[0].peek(stream) if fresh else []
-    split_peek = [parts(b) for b in peek]
+    split_peek = [parts(b) for b in (trainers[0].peek(stream) if fresh else [])]  # the side-by-side copies are dropped at once
     val = [parts(b) for b in source.validation()]
     for i, t in enumerate(trainers):
         t.threads = t.threads_for(source.batch_size)
@@ -238,12 +240,12 @@ def _fit_all(trainers: list, source: "ActivationSource", *, resume: bool, progre
         t.begin([p[i] for p in val])
     done = min(t.step for t in trainers)
     with token_progress("train", total=total_steps, completed=done, per_step=source.batch_size, enabled=progress) as update:
-        for index, batch in enumerate(itertools.chain(peek, stream)):
+        for index, split in enumerate(itertools.chain(_drain(split_peek), (parts(b) for b in stream))):
             if all(t.step >= t.total_steps for t in trainers):
                 break
             if index < done:
                 continue
-            for t, part in zip(trainers, parts(batch)):
+            for t, part in zip(trainers, split):
                 if t.step == index and t.step < t.total_steps:
                     with _cpu_threads(t.threads):
                         t.advance(part)
@@ -257,6 +259,12 @@ def _fit_all(trainers: list, source: "ActivationSource", *, resume: bool, progre
         with _cpu_threads(t.threads):
             results.append(t.finish())
     return results
+
+
+def _drain(items: list) -> Iterator:
+    """Yield and forget ``items`` one by one (the start-up batches are freed as they are used)."""
+    while items:
+        yield items.pop(0)
 
 
 def _write_index(index: Path, results: list["TrainResult"], source: "ActivationSource", inputs: Sequence[str | Path], *, overwrite: bool) -> None:
