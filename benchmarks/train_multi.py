@@ -6,7 +6,8 @@ settings, same per-hook seeds, so the same weights bit for bit) from the same
 file; each runs in its own subprocess so its peak RSS and bytes read are its own:
 
 1. **one pass**: ``saetool.train.multi.train_saes(config, [acts], hooks, DIR)``.
-2. **one at a time**: ``saetool.train.train_sae(config with hook=h, [acts], OUT)`` for each hook in turn, in one process.
+2. **one at a time**: ``saetool.train.train_sae(config with hook=h, [acts], OUT)`` for each hook in turn, in one
+   process (imports once), each hashing the input for its provenance as a separate command does.
 
 Reported per mode: wall seconds of the training calls (imports excluded), SAE
 tokens per second (each SAE's training tokens x N / wall seconds: the rate
@@ -69,7 +70,10 @@ def child(args: argparse.Namespace) -> int:
     if args.child == "multi":
         train_saes(config, [args.activations], hooks, out / "set", progress=False, overwrite=True)
     else:
+        from saetool.artifacts import provenance
+
         for h in hooks:
+            provenance._PARENT_SHA256.clear()  # as separate commands would: each hashes the input for its provenance
             train_sae(replace(config, hook=h), [args.activations], out / f"{h}.h5", progress=False, overwrite=True)
     wall = time.perf_counter() - start
     print(json.dumps({"mode": args.child, "n": len(hooks), "wall_s": wall, "rchar": _rchar() - before}))

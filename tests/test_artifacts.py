@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -57,6 +58,20 @@ def test_parent_hash_recorded(tmp_path):
     assert prov["parents"][0]["sha256"] == file_sha256(parent)
     assert prov["parents"][0]["kind"] == "activations"
     assert len(prov["parents"][0]["sha256"]) == 64
+
+
+def test_parent_hash_is_read_once_and_follows_a_changed_file(tmp_path, monkeypatch):
+    import saetool.artifacts.provenance as provenance
+
+    parent = tmp_path / "p.bin"
+    parent.write_bytes(b"a" * 100)
+    calls = []
+    monkeypatch.setattr(provenance, "file_sha256", lambda p: calls.append(p) or str(Path(p).read_bytes()[:1]))
+    first = [build_provenance(parents=[parent])["parents"][0]["sha256"] for _ in range(3)]
+    assert first == ["b'a'"] * 3 and len(calls) == 1
+    parent.write_bytes(b"b" * 100)  # same size, new content (a new mtime)
+    os.utime(parent, ns=(parent.stat().st_atime_ns, parent.stat().st_mtime_ns + 1_000_000))
+    assert build_provenance(parents=[parent])["parents"][0]["sha256"] == "b'b'" and len(calls) == 2
 
 
 def test_existing_output_refused_without_overwrite(tmp_path):

@@ -80,12 +80,25 @@ def _redact(argv: list[str]) -> list[str]:
     return out
 
 
+#: Parent hashes already computed in this process, by (path, device, inode, size, mtime): a run
+#: writing several artifacts from one input (``train --hooks``) reads it once, not once per output.
+_PARENT_SHA256: dict[tuple[Any, ...], str] = {}
+
+
+def _parent_sha256(p: Path) -> str:
+    st = p.stat()
+    key = (str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _PARENT_SHA256:
+        _PARENT_SHA256[key] = file_sha256(p)
+    return _PARENT_SHA256[key]
+
+
 def parent_record(path: str | Path) -> dict[str, Any]:
     """Path, kind and content hash of a parent artifact."""
     from saetool.artifacts.store import read_header
 
     p = Path(path)
-    record: dict[str, Any] = {"path": str(p.resolve()), "sha256": file_sha256(p)}
+    record: dict[str, Any] = {"path": str(p.resolve()), "sha256": _parent_sha256(p)}
     try:
         header = read_header(p)
         record["kind"] = header["saetool_kind"]
