@@ -92,12 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--output-md", help="update this markdown file's section")
     parser.add_argument("--json", help="write the raw results here")
+    parser.add_argument("--from-json", help="only render the markdown of an earlier run's --json")
     parser.add_argument("--child", choices=("multi", "single"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     set_offline_env()
     if args.child:
         return child(args)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        body = _markdown(args, result, result.get("file_dtype"), result.get("argv") or [])
+        print(body)
+        if args.output_md:
+            update_section(args.output_md, HEADING, body)
+        return 0
 
     from saetool.artifacts.activations import ActivationsFile
     from saetool.train.api import resolve_hooks
@@ -109,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         n_tokens, file_dtype = f.n_tokens, f.artifact.file.attrs.get("dtype")
     env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     runs: dict[str, list[dict[str, Any]]] = {"multi": [], "single": []}
+    load_before = os.getloadavg()
     forwarded = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in ("activations", "hooks", "d_sae", "k", "batch_size", "steps", "shuffle_buffer")]
     for r in range(args.repeats):
         for mode in (("single", "multi") if r % 2 == 0 else ("multi", "single")):
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(json.dumps(record))
     tokens = args.steps * args.batch_size
     est = estimate_peak_bytes(_config(args), widths[0], args.d_sae)
-    result = {"runs": runs, "hooks": hooks, "n_tokens": n_tokens, "tokens_per_sae": tokens, "estimate_per_sae": est, "machine": machine_info()}
+    result = {"runs": runs, "hooks": hooks, "n_tokens": n_tokens, "tokens_per_sae": tokens, "estimate_per_sae": est, "machine": machine_info(),
+              "load": [load_before, os.getloadavg()], "file_bytes": Path(args.activations).stat().st_size, "file_dtype": file_dtype, "argv": argv if argv is not None else sys.argv[1:]}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     body = _markdown(args, result, file_dtype, argv if argv is not None else sys.argv[1:])
@@ -158,7 +168,8 @@ def _markdown(args: argparse.Namespace, result: dict[str, Any], file_dtype: Any,
         "nice -n 10 " + command_line(Path("benchmarks/train_multi.py"), argv),
         "```",
         "",
-        machine_line(result["machine"]),
+        machine_line(result["machine"])
+        + (f". Load average (1, 5, 15 min) at the start: {', '.join(f'{v:.2f}' for v in result['load'][0])}; at the end: {', '.join(f'{v:.2f}' for v in result['load'][1])} (above 2 means other processes competed for the cores)." if result.get("load") else ""),
         "",
         f"Workload: {n} TopK SAEs, one per hook of SmolLM2-135M's residual stream (`saetool extract --layers all`, {result['n_tokens']:,} tokens, {file_dtype} in the file), "
         f"d_sae {args.d_sae}, k {args.k}, batch {args.batch_size}, {args.steps} steps ({tokens:,} tokens per SAE), shuffle buffer {args.shuffle_buffer} rows, float32, CPU. "
@@ -169,10 +180,17 @@ def _markdown(args: argparse.Namespace, result: dict[str, Any], file_dtype: Any,
         markdown_table(["mode", "wall s per round", "s per SAE (median)", "SAE tokens/s", "read per SAE", "peak RSS"], rows, "lrrrrr"),
         "",
         f"**One pass / one at a time: {speed:.2f}x** the SAE tokens per second, and {reads:.2f}x fewer bytes read per SAE.",
+        *([
+            "",
+            f"Where the bytes go: each run hashes its input once for the provenance (sha256 of the whole {human_bytes(result['file_bytes'])} file), "
+            f"so one at a time reads it N times and one pass once. The rest (the rows, the token index, the held-out rows) is "
+            f"{human_bytes(summary['single'][1] - result['file_bytes'])} per SAE one at a time and {human_bytes(summary['multi'][1] - result['file_bytes'] / n)} in one pass: "
+            "one pass reads the same rows, once for all SAEs, instead of each hook's rows in its own run.",
+        ] if result.get("file_bytes") else []),
         "",
         f"Memory: `train --hooks` estimates {human_bytes(est['state'] + est['data'] + est['step'])} per SAE at its peak here "
-        f"(parameters, gradients and Adam {human_bytes(est['state'])}; its share of the shuffle buffer and held-out rows {human_bytes(est['data'])}; one step's activations {human_bytes(est['step'])}, held by one SAE at a time), "
-        f"so about {human_bytes(n * (est['state'] + est['data']) + est['step'])} for the {n} SAEs on top of the interpreter, torch and the model-free start-up; compare the peak RSS above.",
+        f"(parameters, gradients and Adam {human_bytes(est['state'])}; its share of the shuffle buffer, the start-up rows and the held-out rows, counted at `--val-tokens`, {human_bytes(est['data'])}; one step's activations {human_bytes(est['step'])}, held by one SAE at a time), "
+        f"so about {human_bytes(n * (est['state'] + est['data']) + est['step'])} for the {n} SAEs on top of the interpreter and torch (about the one-at-a-time peak); compare the peak RSS above.",
     ])
 
 

@@ -159,10 +159,7 @@ def _train_set(config: TrainConfig, inputs: Sequence[str | Path], source: "Activ
 
     group = current()
     main = group is None or group.is_main
-    folder.mkdir(parents=True, exist_ok=True)
-    index = check_output_path(folder / INDEX_NAME, overwrite=overwrite, inputs=inputs)
-    outs = [check_output_path(folder / member_file_name(config.arch, h), overwrite=overwrite, inputs=inputs) for h in source.hooks]
-    check_outputs({f"history CSV of {h}": history_csv_path(o) for h, o in zip(source.hooks, outs)}, inputs, overwrite=True)
+    outs = [folder / member_file_name(config.arch, h) for h in source.hooks]
     n_train = source.count_train_tokens()
     if n_train == 0:
         raise SaetoolError("no training rows: every sequence is held out for validation", hint="lower --val-fraction")
@@ -172,6 +169,11 @@ def _train_set(config: TrainConfig, inputs: Sequence[str | Path], source: "Activ
         for h, d, o in zip(source.hooks, source.widths, outs)
     ]
     peak = check_memory(config, source.widths, [t.cfg.d_sae for t in trainers], config.device)
+    folder.mkdir(parents=True, exist_ok=True)
+    index = check_output_path(folder / INDEX_NAME, overwrite=overwrite, inputs=inputs)
+    for o in outs:
+        check_output_path(o, overwrite=overwrite, inputs=inputs)
+    check_outputs({f"history CSV of {h}": history_csv_path(o) for h, o in zip(source.hooks, outs)}, inputs, overwrite=True)
     n = len(trainers)
     with ExitStack() as stack:
         if main:
