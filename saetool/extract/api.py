@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from saetool.artifacts.provenance import build_provenance
 from saetool.artifacts.store import ArtifactWriter, check_output_path
-from saetool.console import log
+from saetool.console import log, warn
 from saetool.corpus.packing import first_window
 from saetool.corpus.resolve import describe_corpus, iter_documents, resolve_corpus
 from saetool.distributed import rank_info
@@ -57,6 +57,7 @@ def extract_activations(
         model = registry.load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype, **device_map_kw(config))
     hooks = resolve_hooks(config, model)
     check_context_size(config, model)
+    warn_slow_bfloat16(config, model)
     windows = make_windows(config, model.tokenizer)
     _, windows = first_window(windows)  # an empty or too-short corpus fails before any file is made
 
@@ -78,3 +79,18 @@ def extract_activations(
             done_seq, done_tok = 0, 0
         write_batches(writer, model, hooks, windows, config, done_seq, done_tok, progress)
     return out
+
+
+def warn_slow_bfloat16(config: ExtractConfig, model: "HookedModel") -> None:
+    """bfloat16 compute on a CPU without bfloat16 matrix instructions is several times slower than float32: say so once."""
+    import torch
+
+    if config.dtype != "bfloat16" or torch.device(model.device).type != "cpu":
+        return
+    try:
+        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return
+    if not supported:
+        warn("this CPU has no bfloat16 matrix instructions: --dtype bfloat16 runs several times slower than float32 here "
+             "(docs/benchmarks.md); for half the disk use --dtype float32 --storage-dtype bfloat16")

@@ -16,7 +16,7 @@ KIND = "activations"
 
 #: Settings that must match for ``--resume`` to continue a partial file.
 RESUME_KEYS = (
-    "model", "backend", "corpus", "hooks", "context_size", "batch_size", "dtype",
+    "model", "backend", "corpus", "hooks", "context_size", "batch_size", "dtype", "storage_dtype",
     "prepend_bos", "exclude_special", "text_column", "encoding", "per_line",
 )
 
@@ -45,7 +45,9 @@ class ExtractConfig:
     batch_size: int = 8
     """Windows per forward pass."""
     dtype: str = "float32"
-    """Model and storage dtype: float32, float16, bfloat16."""
+    """Model (compute) dtype: float32, float16, bfloat16."""
+    storage_dtype: str | None = None
+    """Dtype the activations are stored in: float32, float16, bfloat16 (default: `dtype`); bfloat16 halves the disk of float32."""
     device: str = "cpu"
     """cpu, cuda, cuda:N or mps (under torchrun, cuda means each rank's own GPU)."""
     prepend_bos: bool = True
@@ -74,6 +76,8 @@ class ExtractConfig:
             raise ConfigError("`per_line` pads each line with a special token, so it needs `exclude_special`", hint="drop --include-special")
         if self.dtype not in ("float32", "float16", "bfloat16"):
             raise ConfigError(f"unknown `dtype` {self.dtype!r}", hint="choose float32, float16 or bfloat16")
+        if self.storage_dtype is not None and self.storage_dtype not in ("float32", "float16", "bfloat16"):
+            raise ConfigError(f"unknown `storage_dtype` {self.storage_dtype!r}", hint="choose float32, float16 or bfloat16")
         if self.encoding is not None:
             try:
                 codecs.lookup(self.encoding)
@@ -90,6 +94,7 @@ def extract_settings(config: ExtractConfig, hooks: list[str]) -> dict[str, Any]:
     """The settings recorded in the file (``device_map`` only when one was used)."""
     settings = {**asdict(config), "hooks": hooks}
     settings.pop("extra", None)
+    settings["storage_dtype"] = config.storage_dtype or config.dtype
     if settings.get("device_map") is None:
         settings.pop("device_map", None)
     return settings

@@ -67,12 +67,13 @@ def create_layout(writer: "ArtifactWriter", settings: dict[str, Any], hooks: lis
     fh.attrs["model"] = model.model_id
     fh.attrs["backend"] = model.backend_name
     fh.attrs["dtype"] = settings["dtype"]
+    fh.attrs["storage_dtype"] = settings["storage_dtype"]
     fh.attrs["bos_token_id"] = -1 if tok.bos_token_id is None else int(tok.bos_token_id)
     fh.attrs["special_token_ids"] = json.dumps(sorted(int(i) for i in tok.all_special_ids))
     acts = fh.create_group("activations")
     norms = fh.create_group("norms")
     for hook in hooks:
-        create_rows_dataset(acts, hook, model.hook_dim(hook), settings["dtype"])
+        create_rows_dataset(acts, hook, model.hook_dim(hook), settings["storage_dtype"])
         create_rows_dataset(norms, hook, None, "float32")
     tokens = fh.create_group("tokens")
     create_rows_dataset(tokens, "token_ids", None, "int32")
@@ -132,7 +133,7 @@ def write_batches(
                 index = index.to(acts[hook].device)  # with --device-map, hooks may sit on different devices
                 rows = acts[hook].reshape(batch.shape[0] * ctx, -1).index_select(0, index)
                 _check_finite(rows, hook, done_seq)
-                append_rows(fh[f"activations/{hook}"], to_storage(rows, config.dtype))
+                append_rows(fh[f"activations/{hook}"], to_storage(rows, config.storage_dtype or config.dtype))
                 append_rows(fh[f"norms/{hook}"], to_storage(row_norms(rows), "float32"))
             n_used = int(flat[-1] // ctx) + 1
             append_rows(fh["tokens/token_ids"], batch.reshape(-1)[flat].astype(np.int32))
