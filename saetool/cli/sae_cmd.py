@@ -96,7 +96,7 @@ def _table(title: str, cols: tuple[str, ...], rows: list[dict]) -> None:
 
     table = Table(title=title, title_justify="left")
     for col in cols:
-        table.add_column(col, no_wrap=col != "repo_id")
+        table.add_column(col, no_wrap=col in ("release", "sae_id"), overflow="fold")
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(r[c]) for c in cols))
     stderr().print(table)

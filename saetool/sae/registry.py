@@ -155,7 +155,7 @@ class PretrainedSAE:
             return None
         layer, repo = int(m.group(1)), (self.release.repo_id + "/" + self.path).lower()
         for key, site in (("transcoder", "ln2.hook_normalized"), ("resid_post", "hook_resid_post"), ("-res", "hook_resid_post"), ("lxr", "hook_resid_post"),
-                          ("mlp", "hook_mlp_out"), ("att", "hook_attn_out")):
+                          ("mlp", "hook_mlp_out"), ("att", "attn.hook_z")):  # Gemma Scope's attention SAEs read hook_z
             if key in repo:
                 return hook_name(layer, site)
         return None
