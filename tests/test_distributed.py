@@ -354,3 +354,21 @@ def test_commands_in_the_scaling_page_are_real():
     for args in found:
         check_invocation(args)
     assert "--device-map" in text and "MASTER_ADDR" in text and "srun torchrun" in text
+
+
+@pytest.mark.slow  # torchrun with two processes, twice
+def test_data_parallel_hooks_run_equals_its_one_hook_run(tmp_path):
+    """`train --hooks` under torchrun: each SAE of the set is the one a data-parallel `train --hook` makes, bit for bit."""
+    from saetool.sae.io import read_sae_artifact
+    from saetool.train.synthetic import sparse_dictionary_data, write_activations
+
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    write_activations(tmp_path / "syn.h5", {h: sparse_dictionary_data(1600, 16, 40, active=3, seed=i)[0] for i, h in enumerate(hooks)}, context_size=16)
+    args = ["--k", "4", "--d-sae", "32", "-b", "32", "--steps", "20", "--checkpoint-every", "8", "--val-tokens", "64", "--shuffle-buffer", "256"]
+    proc = ok(torchrun("-m", "saetool", "train", "syn.h5", "--hooks", "all", *args, "-o", "set", cwd=tmp_path))
+    assert json.loads(proc.stdout.strip())["kind"] == "sae-set"  # one manifest, from rank 0
+    ok(torchrun("-m", "saetool", "train", "syn.h5", "--hook", hooks[1], *args, "-o", "one.h5", cwd=tmp_path))
+    with read_sae_artifact(tmp_path / "set" / f"sae-topk-{hooks[1]}.h5") as a, read_sae_artifact(tmp_path / "one.h5") as b:
+        wa, wb = a.weights(), b.weights()
+        assert a.training["distributed"]["world_size"] == 2
+    assert all(torch.equal(wa[k], wb[k]) for k in wb)
