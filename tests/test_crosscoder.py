@@ -1,4 +1,4 @@
-"""The acausal crosscoder (`train --arch crosscoder --hooks ...`) on planted multi-layer features."""
+"""The acausal crosscoder (`train --arch crosscoder --hooks ...`) on track's planted multi-layer features."""
 
 from __future__ import annotations
 
@@ -9,66 +9,58 @@ from saetool.errors import SaetoolError
 from saetool.sae.crosscoder import crosscoder_hooks, layer_decoder_norms
 from saetool.sae.io import load_sae
 from saetool.train import TrainConfig, train_sae
+from saetool.track.crosscoder import crosscoder_graph
+from saetool.track.synthetic import ABSENT, SCHEDULE, WHOLE, planted_layers
 from saetool.train.synthetic import write_activations
 
 HOOKS = [f"blocks.{i}.hook_resid_post" for i in range(3)]
-#: root -> present at layers 0, 1, 2 (persisting features, a birth at 1 and a death after 1)
-PRESENT = {"persist0": (1, 1, 1), "persist1": (1, 1, 1), "persist2": (1, 1, 1), "persist3": (1, 1, 1), "birth0": (0, 1, 1), "birth1": (0, 1, 1), "death0": (1, 1, 0), "death1": (1, 1, 0)}
 SCALE = (1.0, 3.0, 10.0)  # residual streams grow with depth
-
-
-def planted(n_tokens=6000, d=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    n = len(PRESENT)
-    base, _ = torch.linalg.qr(torch.randn(d, n, generator=g))
-    on = (torch.rand(n_tokens, n, generator=g) < 0.15) * (0.5 + torch.rand(n_tokens, n, generator=g))
-    layers, directions = [], []
-    for layer in range(3):
-        drift = base.T + 0.15 * torch.randn(n, d, generator=g) / d**0.5
-        drift /= drift.norm(dim=1, keepdim=True)
-        mask = torch.tensor([PRESENT[r][layer] for r in PRESENT], dtype=torch.float32)
-        layers.append(SCALE[layer] * ((on * mask) @ drift + 0.01 * torch.randn(n_tokens, d, generator=g)))
-        directions.append(drift)
-    return layers, directions
+D = 32
 
 
 @pytest.fixture(scope="module")
 def crosscoder(tmp_path_factory):
-    layers, directions = planted()
-    acts = write_activations(tmp_path_factory.mktemp("cc") / "acts.h5", dict(zip(HOOKS, layers)), context_size=16)
-    config = TrainConfig(arch="crosscoder", d_sae=24, batch_size=128, steps=600, lr=3e-3, sparsity_coeff=1.0, val_tokens=256, shuffle_buffer=1024, checkpoint_every=10_000)
+    """A crosscoder trained on track's planted three-layer ground truth, each layer at its own scale."""
+    layers, truth = planted_layers(n_tokens=8192, d=D)
+    acts = write_activations(tmp_path_factory.mktemp("cc") / "acts.h5", {h: x * s for h, x, s in zip(HOOKS, layers, SCALE)}, context_size=16)
+    config = TrainConfig(arch="crosscoder", d_sae=48, batch_size=128, steps=800, lr=3e-3, sparsity_coeff=1.0, val_tokens=256, shuffle_buffer=1024, checkpoint_every=10_000)
     result = train_sae(config, [acts], acts.parent / "cc.h5", progress=False, hooks="all")
-    return acts, result, directions
+    return acts, result, truth
 
 
-def test_per_layer_decoder_norms_recover_planted_births_and_deaths(crosscoder):
-    acts, result, directions = crosscoder
+def test_per_layer_decoder_norms_are_the_planted_births_and_deaths(crosscoder):
+    """Every planted feature that is whole or absent at each layer (persisting, born, dying) is one
+    crosscoder latent whose track (per-layer decoder norms, read by `track`) spans exactly its layers."""
+    acts, result, truth = crosscoder
     sae = load_sae(result.path)
-    assert crosscoder_hooks(sae.cfg) == HOOKS and sae.cfg.d_in == 48
-    norms = layer_decoder_norms(sae)  # [d_sae, 3], in normalised units
-    blocks = sae.W_dec.float().split(16, dim=1)
-    for r, (root, present) in enumerate(PRESENT.items()):
-        cos = torch.stack([torch.nn.functional.cosine_similarity(blocks[layer], directions[layer][r][None], dim=1) for layer in range(3)], 1)
-        score = (cos * torch.tensor(present, dtype=torch.float32)).sum(1) / sum(present)
-        best = int(score.argmax())
-        assert score[best] > 0.9, (root, float(score[best]))
-        profile = norms[best] / norms[best].max()
-        for layer, there in enumerate(present):
-            if there:
-                assert profile[layer] > 0.4, (root, profile.tolist())
-            else:
-                assert profile[layer] < 0.1, (root, profile.tolist())
+    assert crosscoder_hooks(sae.cfg) == HOOKS and sae.cfg.d_in == 3 * D
+    assert layer_decoder_norms(sae).shape == (48, 3)
+    graph = crosscoder_graph(sae, str(result.path), min_share=0.1)
+    blocks = [b.float() / b.float().norm(dim=1, keepdim=True) for b in sae.W_dec.detach().split(D, dim=1)]
+    checked = 0
+    for root, forms in SCHEDULE.items():
+        if any(f not in (WHOLE, ABSENT) for f in forms):
+            continue  # a latent never splits or merges
+        present = [layer for layer, f in enumerate(forms) if f == WHOLE]
+        cos = sum(blocks[layer] @ truth.directions[layer][truth.features[layer].index((root, None))] for layer in present) / len(present)
+        best = int(cos.argmax())
+        assert cos[best] > 0.95, (root, float(cos[best]))
+        spans = [(t.start, t.end) for t in graph.tracks if t.features[0] == best]
+        assert spans == [(present[0], present[-1])], (root, spans)
+        checked += 1
+    assert checked == 10
 
 
 def test_saved_crosscoder_takes_raw_activations(crosscoder):
     acts, result, _ = crosscoder
     sae = load_sae(result.path)
     assert result.metrics["fvu"] < 0.1  # on the normalised hooks the trainer saw
-    layers, _ = planted()
-    x = torch.cat(layers, 1)[:512]
-    recon = sae(x)
+    layers, _ = planted_layers(n_tokens=8192, d=D)
+    x = torch.cat([x * s for x, s in zip(layers, SCALE)], 1)[:512]
+    with torch.no_grad():
+        recon = sae(x)
     for layer in range(3):  # each hook reconstructed in its own (raw) units
-        block = slice(16 * layer, 16 * (layer + 1))
+        block = slice(D * layer, D * (layer + 1))
         err = (recon[:, block] - x[:, block]).pow(2).sum() / (x[:, block] - x[:, block].mean(0)).pow(2).sum()
         assert err < 0.15, (layer, float(err))
     assert result.training["hooks"] == HOOKS
@@ -90,7 +82,7 @@ def test_evaluate_reads_every_hook_and_one_hook_commands_say_why_not(crosscoder)
     ev = evaluate_sae(result.path, acts, EvalConfig(num_tokens=1024, metrics=["fvu", "l0"]))
     assert ev.metrics["fvu"] < 0.1 and 1 < ev.metrics["l0"] < 10
     with pytest.raises(SaetoolError, match=r"is a crosscoder over 3 hooks .* and this command reads one hook"):
-        check_sae_matches(load_sae(result.path), d_in=16)
+        check_sae_matches(load_sae(result.path), d_in=D)
 
 
 def test_resume_ends_with_the_uninterrupted_weights(tmp_path, crosscoder):
