@@ -99,3 +99,12 @@ def test_resume_ends_with_the_uninterrupted_weights(tmp_path, crosscoder):
     resumed = train_sae(config, [acts], tmp_path / "cut.h5", progress=False, hooks="all", resume=True)
     a, b = load_sae(whole.path).state_dict(), load_sae(resumed.path).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_formats_of_one_hook_saes_refuse_a_crosscoder(crosscoder, tmp_path):
+    from saetool.sae.format_api import ExportSettings
+    from saetool.sae.formats.saelens import SAELensExporter
+
+    _, result, _ = crosscoder
+    with pytest.raises(SaetoolError, match="is a crosscoder over 3 hooks and the saelens format holds an SAE of one hook"):
+        SAELensExporter().export(result.path, tmp_path / "out", ExportSettings())

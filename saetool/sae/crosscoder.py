@@ -54,6 +54,13 @@ def layer_decoder_norms(sae: "SAE", *, normalized: bool = True) -> "torch.Tensor
     return norms
 
 
+def refuse_crosscoder(sae: "SAE", fmt: str) -> None:
+    """One-line error when exporting a crosscoder to a format of one-hook SAEs."""
+    hooks = crosscoder_hooks(sae.cfg)
+    if hooks:
+        raise SaetoolError(f"the SAE is a crosscoder over {len(hooks)} hooks and the {fmt} format holds an SAE of one hook", hint="keep the saetool sae artifact (it says which hooks it reads)")
+
+
 def check_crosscoder_file(cfg: "SAEConfig", acts: "ActivationsFile") -> list[str]:
     """The file must hold every hook of the crosscoder at its width (one-line errors); returns the hooks."""
     hooks = crosscoder_hooks(cfg) or [cfg.hook]

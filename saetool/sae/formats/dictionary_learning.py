@@ -223,9 +223,11 @@ class DictionaryLearningExporter(SAEExporter):
     description = "a dictionary_learning folder (ae.pt + config.json) that its AutoEncoder/AutoEncoderTopK/JumpReluAutoEncoder.from_pretrained loads"
 
     def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
+        from saetool.sae.crosscoder import refuse_crosscoder
         from saetool.sae.io import load_sae
 
         model = load_sae(sae, settings.device)
+        refuse_crosscoder(model, self.name)
         cls = export_dictionary_learning(model, out, model_name=settings.model_name)
         c = model.cfg
         return f"dictionary_learning {cls}, d_in={c.d_in}, d_sae={c.d_sae}, hook {c.hook}"

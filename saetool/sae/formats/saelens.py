@@ -392,9 +392,11 @@ class SAELensExporter(SAEExporter):
     description = "an SAELens folder (cfg.json + sae_weights.safetensors) that sae_lens.SAE.load_from_disk loads"
 
     def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
+        from saetool.sae.crosscoder import refuse_crosscoder
         from saetool.sae.io import load_sae
 
         model = load_sae(sae, settings.device)
+        refuse_crosscoder(model, self.name)
         export_saelens(model, out, model_name=settings.model_name, metadata=artifact_metadata(sae))
         c = model.cfg
         return f"SAELens {c.activation} SAE, d_in={c.d_in}, d_sae={c.d_sae}, hook {c.hook}"

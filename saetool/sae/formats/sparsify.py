@@ -230,9 +230,11 @@ class SparsifyExporter(SAEExporter):
     description = "a sparsify run folder (config.json + HOOKPOINT/cfg.json + sae.safetensors) for topk SAEs and transcoders"
 
     def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
+        from saetool.sae.crosscoder import refuse_crosscoder
         from saetool.sae.io import load_sae
 
         model = load_sae(sae, settings.device)
+        refuse_crosscoder(model, self.name)
         hookpoint = export_sparsify(model, out, model_name=settings.model_name)
         c = model.cfg
         return f"sparsify topk {'transcoder' if c.is_transcoder else 'SAE'} at hookpoint {hookpoint}, d_in={c.d_in}, num_latents={c.d_sae}, k={c.k}"
