@@ -32,7 +32,7 @@ from saetool.analysis.names import feature_name
 from saetool.console import log
 from saetool.errors import SaetoolError
 from saetool.track.link import choose_links, decoder_cosine
-from saetool.track.tracker import Track, build_tracks
+from saetool.track.tracker import Link, Track, build_tracks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,16 +80,16 @@ class TextResult:
 
 def token_tracks(codes: Sequence[torch.Tensor], cosines: Sequence[np.ndarray], config: TextConfig) -> tuple[list[Track], list]:
     """Tracks and events of one token: ``codes[L]`` its ``[d_sae]`` codes at each layer."""
-    live, masks = [], []
+    live = []
     for f in codes:
         k = min(config.top_features, int((f > 0).sum()))
-        idx = torch.topk(f, k).indices.numpy() if k else np.zeros(0, np.int64)
-        mask = np.zeros(f.shape[0], bool)
-        mask[idx] = True
-        live.append(np.sort(idx))
-        masks.append(mask)
-    links = [choose_links(i, cosines[i], None, masks[i], masks[i + 1], min_cosine=config.min_cosine, min_correlation=-1.0, min_ratio=config.min_ratio)
-             for i in range(len(codes) - 1)]
+        live.append(np.sort(torch.topk(f, k).indices.numpy()) if k else np.zeros(0, np.int64))
+    links = []
+    for i in range(len(codes) - 1):  # on the active features' block of the cosines only
+        a, b = live[i], live[i + 1]
+        sub = cosines[i][np.ix_(a, b)]
+        found = choose_links(i, sub, None, np.ones(len(a), bool), np.ones(len(b), bool), min_cosine=config.min_cosine, min_correlation=-1.0, min_ratio=config.min_ratio)
+        links.append([Link(i, int(a[ln.source]), int(b[ln.target]), ln.cosine, ln.correlation) for ln in found])
     tracks, events = build_tracks(live, links)
     for t in tracks:
         t.score = float(sum(codes[t.start + i][f] for i, f in enumerate(t.features)))
