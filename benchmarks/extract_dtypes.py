@@ -98,19 +98,23 @@ def run(args: argparse.Namespace, argv: list[str], folder: Path) -> int:
     with ActivationsFile(folder / "float32.h5") as f:
         ref = f.read(hook).float()
         n_tokens = f.n_tokens
-    table = ["| row | tokens/s (median) | x float32 | median per-token relative error | bytes per value |", "|---|---|---|---|---|"]
+    table = ["| row | tokens/s (median, wall) | x float32 (wall) | x float32 (CPU time) | median per-token relative error | bytes per value |",
+             "|---|---|---|---|---|---|"]
     base = timings["float32"].median
+    base_cpu = statistics.median(timings["float32"].cpu_seconds)
     for name in rows:
         with ActivationsFile(folder / f"{name}.h5") as f:
             x = f.read(hook).float()
             size = f.artifact.file[f"activations/{hook}"].dtype.itemsize
         err = statistics.median(((x - ref).norm(dim=1) / ref.norm(dim=1)).tolist())
         t = timings[name].median
-        table.append(f"| {name} | {n_tokens / t:.0f} | {base / t:.2f} | {err:.2%} | {size} |")
-        log(f"{name}: {n_tokens / t:.0f} tokens/s, {base / t:.2f}x, error {err:.2%}, {timings[name].seconds}")
+        cpu = statistics.median(timings[name].cpu_seconds)
+        table.append(f"| {name} | {n_tokens / t:.0f} | {base / t:.2f} | {base_cpu / cpu:.2f} | {err:.2%} | {size} |")
+        log(f"{name}: {n_tokens / t:.0f} tokens/s, {base / t:.2f}x wall, {base_cpu / cpu:.2f}x CPU, error {err:.2%}, {timings[name].seconds}")
     body = [
         f"`saetool extract` of {args.num_tokens} tokens at `{hook}` on {args.model} (context {args.context_size}, batch {args.batch_size}), "
-        f"{args.repeats} interleaved repeats, medians. Machine: {machine_line(info)}. "
+        f"{args.repeats} interleaved repeats, medians; `x float32` is float32's time over the row's (above 1: faster), by wall clock and by "
+        f"this process's CPU time (the fairer figure on a shared machine; other processes used {_others(timings):.0%} of the CPUs). Machine: {machine_line(info)}. "
         f"bfloat16 matrix instructions on this CPU (oneDNN): {'yes' if bf16_isa else 'no' if bf16_isa is False else 'unknown'}.",
         "",
         *table,
@@ -126,6 +130,11 @@ def run(args: argparse.Namespace, argv: list[str], folder: Path) -> int:
     if args.output_md:
         update_section(args.output_md, SECTION, text)
     return 0
+
+
+def _others(timings) -> float:
+    shares = [x for t in timings.values() for x in t.interference]
+    return statistics.median(shares) if shares else 0.0
 
 
 if __name__ == "__main__":
