@@ -119,6 +119,12 @@ def run(args: argparse.Namespace, argv: list[str], folder: Path) -> int:
         "",
         *table,
         "",
+        *([
+            "Without bfloat16 matrix instructions (AVX-512 BF16 or AMX) PyTorch's CPU kernels compute bfloat16 through slower paths, so bfloat16 "
+            "compute cannot beat float32 here; what bfloat16 buys on such a CPU is disk: `--dtype float32 --storage-dtype bfloat16` runs at "
+            "float32's speed and stores half the bytes, with the error of one rounding. `extract` warns when `--dtype bfloat16` is asked for on such a CPU.",
+            "",
+        ] if bf16_isa is False else []),
         "Reproduce:",
         "",
         "```bash",
