@@ -71,7 +71,7 @@ def _model_type(model: str | None) -> str:
     try:
         from transformers import AutoConfig
 
-        return str(AutoConfig.from_pretrained(model, local_files_only=True).model_type)
+        return str(AutoConfig.from_pretrained(model, local_files_only=True, trust_remote_code=False).model_type)
     except Exception:  # not cached or not a hub id
         return str(model).rsplit("/", 1)[-1].split("-")[0].lower()
 
