@@ -14,8 +14,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -23,7 +21,7 @@ from typing import Callable
 import h5py
 import pytest
 
-from helpers import run_cli
+from helpers import CliProcess, run_cli
 from saetool.artifacts.store import partial_path
 from test_extract import datasets_of
 from test_sweep import tiny_config
@@ -35,8 +33,7 @@ def run_and_kill(args: list[str], progress: Callable[[], float], target: float, 
     """Run ``saetool ARGS``; SIGKILL it ``delay`` s after ``progress() >= target``.
 
     Returns whether it was killed (False: it finished first)."""
-    env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "saetool", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
+    proc = CliProcess(args, cwd=cwd)
     deadline = time.monotonic() + timeout
     try:
         while proc.poll() is None and time.monotonic() < deadline:

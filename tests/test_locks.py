@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import assert_clean_error, run_cli
+from helpers import CliProcess, assert_clean_error, run_cli
 from saetool.artifacts.store import partial_path
 from test_extract import datasets_of
 from test_kill_resume import SWEEP, sae_contents
@@ -37,19 +36,19 @@ def holds_lock(pid: int, lock: Path) -> bool:
     return False
 
 
-def start_and_pause_when(args: list[str], lock: Path, timeout: float = 300) -> subprocess.Popen:
+def start_and_pause_when(args: list[str], lock: Path, timeout: float = 300) -> CliProcess:
     """Start ``saetool ARGS`` and SIGSTOP it as soon as it holds ``lock``."""
-    proc = subprocess.Popen([sys.executable, "-m", "saetool", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = CliProcess(args)
     deadline = time.monotonic() + timeout
     while not holds_lock(proc.pid, lock):
-        assert proc.poll() is None, f"the first run ended before taking its lock: {proc.stderr.read()}"
+        assert proc.poll() is None, f"the first run ended before taking its lock: {proc.communicate()[1]}"
         assert time.monotonic() < deadline
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGSTOP)
     return proc
 
 
-def resume_and_finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+def resume_and_finish(proc: CliProcess) -> subprocess.CompletedProcess:
     os.kill(proc.pid, signal.SIGCONT)
     out, err = proc.communicate(timeout=300)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -57,7 +56,7 @@ def resume_and_finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def paused():
-    procs: list[subprocess.Popen] = []
+    procs: list[CliProcess] = []
     yield procs
     for proc in procs:  # never leave a stopped process behind
         if proc.poll() is None:
