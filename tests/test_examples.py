@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,18 +23,35 @@ EXAMPLES = {
 }
 
 
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _run(command: list[str], cwd: Path, bin_dir: Path) -> subprocess.CompletedProcess:
     cwd.mkdir(parents=True)
-    env = {**os.environ, "SIZE": "ci", "OUT": str(cwd / "out"), "SAETOOL": str(BIN / "saetool"), "PYTHON": sys.executable,
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "COLUMNS": "160"}
+    env = {**os.environ, "SIZE": "ci", "OUT": str(cwd / "out"), "SAETOOL": str(bin_dir / "saetool"), "PYTHON": sys.executable,
+           "PATH": f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "COLUMNS": "160"}
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
-    """Every example, run once at SIZE=ci in its own folder."""
+    """Every example, run once at SIZE=ci in its own folder.
+
+    The scripts' ``saetool`` commands run in children forked from one interpreter that
+    imported torch and transformers once (tests/cli_server.py: about 3 CPU-seconds less
+    per command, some 40 commands); ``SAETOOL_TEST_FRESH_CLI=1`` runs the installed
+    ``saetool`` itself instead."""
     base = tmp_path_factory.mktemp("examples")
-    return {name: (_run(command, base / name), base / name) for name, command in EXAMPLES.items()}
+    if os.environ.get("SAETOOL_TEST_FRESH_CLI"):
+        return {name: (_run(command, base / name, BIN), base / name) for name, command in EXAMPLES.items()}
+    bin_dir = base / "bin"
+    bin_dir.mkdir()
+    socket_path = tempfile.mktemp(prefix="saetool-", suffix=".sock", dir="/tmp")  # short: AF_UNIX paths are at most 107 bytes
+    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "cli_server.py"), socket_path, str(bin_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        return {name: (_run(command, base / name, bin_dir), base / name) for name, command in EXAMPLES.items()}
+    finally:
+        server.kill()
+        server.wait()
+        Path(socket_path).unlink(missing_ok=True)
 
 
 def example(ran, name: str) -> tuple[subprocess.CompletedProcess, Path]:
