@@ -65,7 +65,8 @@ def live_features(sae: Any, acts_path: Any, num_rows: int) -> list[int]:
 
 CARDS = (
     *(MetricCard(name, f"Mean {name} balanced accuracy of the sampled live latents' labels", True, "chance 0.5; the random floor", chance=0.5,
-                 caveat="the tokens labeler only describes token-level latents; a few dozen latents give a wide interval (see the _ci columns)")
+                 caveat="the tokens labeler only describes token-level latents, and random latents of early layers are token detectors too "
+                         "(the floor can score as high there); a few dozen latents give a wide interval (see the _ci columns)")
       for name in SCORERS),
     *(MetricCard(f"{name}_ci_{side}", f"{'Lower' if side == 'low' else 'Upper'} end of the 95% interval of the mean {name} score", True, "chance 0.5", chance=0.5)
       for name in SCORERS for side in ("low", "high")),
