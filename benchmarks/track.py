@@ -53,6 +53,27 @@ def fractions(layer_row: dict) -> dict:
     return {k: (layer_row[k] / n if n else float("nan")) for k in ("continue", "split", "merge", "complex", "death")}
 
 
+def best_matches(saes, acts) -> dict:
+    """Quartiles over live lower-layer features of the best decoder cosine and best activation correlation to the next layer."""
+    import numpy as np
+
+    from saetool.analysis.select import load_layer_saes
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.track.api import TrackConfig, live_features
+    from saetool.track.link import code_chunks, code_stats, decoder_cosine
+
+    cfg = TrackConfig()
+    pair = load_layer_saes([str(s.path) for s in saes])
+    models = [p.sae for p in pair]
+    with ActivationsFile(acts) as f:
+        stats = code_stats(code_chunks(f, models, cfg.num_tokens, cfg.chunk_rows), [m.cfg.d_sae for m in models])
+    live = live_features(stats.fires[0], stats.sums[0], min_active=cfg.min_active, min_strength=cfg.min_strength)
+    cos = decoder_cosine(*models)[live]
+    corr = stats.correlation(0)[live]
+    q = lambda v: " / ".join(f"{x:.2f}" for x in np.quantile(v, [0.25, 0.5, 0.75]))  # noqa: E731
+    return {"cosine": q(cos.max(1)), "correlation": q(corr.max(1)), "cosine_of_best_correlation": q(cos[np.arange(len(cos)), corr.argmax(1)])}
+
+
 def run(args: argparse.Namespace, argv: list[str], folder: Path) -> int:
     set_offline_env()
     from saetool.extract.api import extract_activations
@@ -73,11 +94,18 @@ def run(args: argparse.Namespace, argv: list[str], folder: Path) -> int:
         saes.append(train_sae(cfg, [acts], folder / f"sae-{hook}.h5", progress=False))
         log(f"trained {hook}: {saes[-1].path}")
     rows = {}
-    for name, use_acts in (("decoder cosine and activation correlation", acts), ("decoder cosine alone", None)):
-        result = run_track(TrackConfig(), [s.path for s in saes], activations=use_acts, output=folder / f"tracks-{use_acts is None}.h5")
+    runs = (
+        ("decoder cosine and activation correlation (defaults)", acts, TrackConfig()),
+        ("the same, thresholds 0.3 / 0.3", acts, TrackConfig(min_cosine=0.3, min_correlation=0.3)),
+        ("decoder cosine alone", None, TrackConfig()),
+    )
+    for n, (name, use_acts, cfg) in enumerate(runs):
+        result = run_track(cfg, [s.path for s in saes], activations=use_acts, output=folder / f"tracks-{n}.h5")
         low = result.summary["layers"][0]
         rows[name] = {"n_live": low["n_live"], "n_features": low["n_features"], **fractions(low)}
         log(f"{name}: {json.dumps(rows[name])}")
+    best = best_matches(saes, acts)
+    log(f"best matches: {json.dumps(best)}")
     body = [
         f"`saetool track` on SmolLM2-135M layers {layers[0]} -> {layers[1]} (`hook_resid_post`): {args.num_tokens} BBC News tokens, "
         f"a TopK SAE per layer (d_sae {args.d_sae}, k {args.k}, {args.steps} steps x {args.batch_size}), default thresholds "
@@ -88,6 +116,12 @@ def run(args: argparse.Namespace, argv: list[str], folder: Path) -> int:
     ]
     for name, r in rows.items():
         body.append(f"| {name} | {r['n_live']} / {r['n_features']} | {r['continue']:.1%} | {r['split']:.1%} | {r['merge']:.1%} | {r['complex']:.1%} | {r['death']:.1%} |")
+    body += [
+        "",
+        f"Best match of each live layer-{layers[0]} feature among the layer-{layers[1]} features, quartiles (25% / 50% / 75%): "
+        f"decoder cosine {best['cosine']}, activation correlation {best['correlation']}; "
+        f"the pair with the best correlation has decoder cosine {best['cosine_of_best_correlation']}.",
+    ]
     body += ["", "Reproduce:", "", "```bash", command_line(__file__, argv), "```"]
     text = "\n".join(body)
     print(text)
