@@ -107,6 +107,22 @@ def test_seed002_train_sae(ran):
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
+def test_seed002_phase3(ran):
+    _, folder = example(ran, "seed002_phase3")
+    out = folder / "out"
+    from saetool.track.store import read_tracks
+
+    record = json.loads((out / "tracks.json").read_text().splitlines()[-1])
+    assert record["kind"] == "tracks" and record["layers"] == list(range(30))
+    tables, attrs = read_tracks(out / "tracks.h5")
+    assert attrs["mode"] == "corpus" and attrs["settings"]["activations"]  # found the activations the SAEs were trained on
+    assert sum(attrs["summary"]["tracks_spanning"].values()) == len(tables["tracks"]) > 0
+    assert (out / "flow.png").read_bytes()[:4] == b"\x89PNG" and "features-L0.html#feature-" in (out / "tracks.html").read_text()
+    tables, attrs = read_tracks(out / "compare.h5")
+    assert attrs["mode"] == "text" and len(tables["compare"]) == 6 and set(tables["prompts"]["set"]) == {"truthful", "hallucinated"}
+
+
+@pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
 def test_seed003_pathways(ran):
     _, folder = example(ran, "seed003_pathways")
     out = folder / "out"
