@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [(ev, f"{s:.1f}") for ev, s in per_eval.items()] + [("**whole suite (wall, incl. loading)**", f"**{wall:.1f}**")]
         body = [
             f"The whole `saetool bench` suite on one SAE (`{args.sae}`, with its random floor) and `{args.acts}`, "
-            f"`--num-tokens {args.num_tokens}`{' ' + ' '.join('-O ' + o for o in args.option) if args.option else ''}; "
+            f"`--num-tokens {args.num_tokens}{''.join(' -O ' + o for o in args.option)}`; "
             f"goal: under 10 minutes (600 s) for a 135M model on 2 CPU cores: **{'meets it' if wall < 600 else 'misses it'}** ({wall:.0f} s).",
             "",
             markdown_table(["eval", "seconds (SAE + floor)"], rows, "lr"),
