@@ -131,7 +131,8 @@ def _write(sae, path):
 
 
 def test_stability_planted_split_and_permuted_copy(tmp_path):
-    from saetool.bench.stability import StabilityOptions, compare, unit_rows
+    from saetool.bench.stability import StabilityOptions, compare
+    from saetool.sae.features import unit_rows
 
     eye = torch.eye(8)
     narrow = eye[:4]

@@ -37,6 +37,7 @@ import torch
 from saetool.bench.base import BenchContext, BenchEval, EvalResult, MetricCard, SAEEntry
 from saetool.bench.linear import fit_logistic
 from saetool.errors import SaetoolError
+from saetool.sae.features import unit_rows
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -138,7 +139,7 @@ def ground_truth(data: LetterData, opts: AbsorptionOptions) -> GroundTruth:
     scores = [f1(pred[:, c], truth[:, c]) for c in range(26)]
     accuracy = float((logits.argmax(1) == data.letters[te]).double().mean())
     letters = [c for c in range(26) if scores[c] >= opts.min_probe_f1 and int(truth[:, c].sum()) >= opts.min_words]
-    directions = probe.weight / probe.weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    directions = unit_rows(probe.weight)
     return GroundTruth(directions.float(), probe, scores, accuracy, letters)
 
 

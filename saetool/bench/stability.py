@@ -27,6 +27,7 @@ import torch
 
 from saetool.bench.base import BenchContext, BenchEval, EvalResult, MetricCard, SAEEntry
 from saetool.errors import SaetoolError
+from saetool.sae.features import unit_rows
 
 
 @dataclass
@@ -42,12 +43,6 @@ class StabilityOptions:
                 raise SaetoolError(f"--option stability.{name} must be a cosine in [-1, 1] (got {getattr(self, name)})")
         if self.block < 1 or self.examples < 0:
             raise SaetoolError("--option stability.block must be positive and stability.examples 0 or more")
-
-
-def unit_rows(w: torch.Tensor) -> torch.Tensor:
-    """Decoder rows scaled to unit norm (float32; a zero row stays zero)."""
-    w = w.detach().float()
-    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def nearest(a: torch.Tensor, b: torch.Tensor, block: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,13 +94,13 @@ class StabilityEval(BenchEval):
 
     def run(self, entry: SAEEntry, ctx: BenchContext) -> EvalResult:
         opts: StabilityOptions = ctx.options(self)
-        mine = unit_rows(entry.sae.W_dec)
+        mine = unit_rows(entry.sae.W_dec.detach().float())
         partners = [e for e in ctx.entries if not e.is_random and e is not entry and e.sae.W_dec.shape[1] == entry.sae.W_dec.shape[1]]
         if not partners:
             return EvalResult({c.name: None for c in CARDS}, notes=["no other trained SAE on this hook to compare with (give SAEs of other seeds or widths)"])
         pairs = []
         for other in partners:
-            stats = compare(mine, ctx.once(f"stability:{other.name}", lambda o=other: unit_rows(o.sae.W_dec)), opts)
+            stats = compare(mine, ctx.once(f"stability:{other.name}", lambda o=other: unit_rows(o.sae.W_dec.detach().float())), opts)
             pairs.append({"other": other.name, "other_d_sae": other.sae.cfg.d_sae, **stats})
         splits = [p["split_fraction"] for p in pairs if "split_fraction" in p]
         metrics = {

@@ -23,6 +23,7 @@ from saetool.errors import SaetoolError
 from saetool.interpret.collect import CollectSettings, FeatureCollector
 from saetool.interpret.records import FeatureRecord, Label, LabelContext
 from saetool.interpret.store import KIND, ExampleArrays
+from saetool.sae.features import unit_rows
 
 if TYPE_CHECKING:
     import h5py
@@ -535,7 +536,7 @@ def neighbours(sae: "SAE", features: Sequence[int], n: int, *, block: int = 1024
 
     with torch.no_grad():
         W = sae.W_dec.detach().float().cpu()
-        Wn = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        Wn = unit_rows(W)
         feats = torch.as_tensor(np.asarray(features), dtype=torch.long)
         n = min(n, Wn.shape[0] - 1)
         idx = np.full((len(feats), max(n, 0)), -1, np.int64)

@@ -1,8 +1,9 @@
-"""Feature activations at stored rows: per-feature top-k merges and an SAE's values.
+"""Feature activations at stored rows: per-feature top-k merges and an SAE's values;
+unit decoder rows (the features' directions).
 
-Shared by training's sample collection (:mod:`saetool.train.samples`) and
-``interpret`` (:mod:`saetool.interpret.collect`). Importing this module does not
-import torch.
+Shared by training's sample collection (:mod:`saetool.train.samples`),
+``interpret`` (:mod:`saetool.interpret.collect`), ``track`` and ``bench``.
+Importing this module does not import torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from saetool.artifacts.arrays import from_storage, read_rows
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+
+def unit_rows(w: "torch.Tensor") -> "torch.Tensor":
+    """The rows of ``w`` scaled to unit L2 norm (a zero row stays zero); dtype and device kept."""
+    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def batch_topk(dense: "torch.Tensor", rows: "torch.Tensor", k: int, *, threshold: float = float("-inf")) -> tuple["torch.Tensor", "torch.Tensor"]:

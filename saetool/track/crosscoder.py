@@ -19,6 +19,7 @@ import numpy as np
 
 from saetool.analysis.names import require_layer
 from saetool.errors import SaetoolError
+from saetool.sae.features import unit_rows
 from saetool.track.tracker import Graph, Link, build_tracks
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def crosscoder_graph(sae: "SAE", path: str, *, min_share: float) -> Graph:
     order = sorted(range(len(hooks)), key=lambda i: layers[i])
     norms = layer_decoder_norms(sae).numpy()[:, order]  # [d_sae, n_layers]
     blocks = [b.detach().double() for b in sae.W_dec.split(hook_widths(sae.cfg), dim=1)]
-    blocks = [blocks[i] / blocks[i].norm(dim=1, keepdim=True).clamp_min(1e-12) for i in order]
+    blocks = [unit_rows(blocks[i]) for i in order]
     present = norms >= min_share * norms.max(axis=1, keepdims=True)
     present &= norms.max(axis=1, keepdims=True) > 0
     n = len(order)

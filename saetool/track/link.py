@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from saetool.errors import SaetoolError
+from saetool.sae.features import unit_rows
 from saetool.track.tracker import Link
 
 if TYPE_CHECKING:
@@ -40,9 +41,7 @@ def decoder_cosine(a: "SAE", b: "SAE") -> np.ndarray:
             f"decoder cosine needs SAEs that write the same space (d_out {wa.shape[1]} vs {wb.shape[1]})",
             hint="pass SAEs of one model's residual stream",
         )
-    na = wa / wa.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    nb = wb / wb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return (na @ nb.T).numpy()
+    return (unit_rows(wa) @ unit_rows(wb).T).numpy()
 
 
 @dataclass

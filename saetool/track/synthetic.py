@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from saetool.sae.features import unit_rows
+
 if TYPE_CHECKING:
     import torch
 
@@ -130,8 +132,7 @@ def planted_layers(
 
 def match_features(decoder: "torch.Tensor", directions: "torch.Tensor", live: "Sequence[int]", min_cosine: float = 0.9) -> dict[int, int]:
     """SAE feature -> the planted feature whose direction its decoder row matches (cosine >= ``min_cosine``); live features only."""
-    w = decoder / decoder.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    cos = (w @ directions.T).numpy()
+    cos = (unit_rows(decoder) @ directions.T).numpy()
     return {int(i): int(cos[i].argmax()) for i in live if cos[i].max() >= min_cosine}
 
 
