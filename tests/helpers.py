@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +22,6 @@ PRELOAD = ["torch", "transformers", "transformers.modeling_utils", "transformers
 #: forked run honours them; any other override (PYTHONPATH, HF_*, OMP_*...) takes a fresh interpreter.
 RUNTIME_ENV = frozenset({"COLUMNS", "LINES", "TERM", "NO_COLOR", "FORCE_COLOR", "SAETOOL_LOAD_PLUGINS", "SAETOOL_DEBUG",
                          "SAETOOL_CACHE_DIR", "SHELL", "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"})
-_FORKS: list[multiprocessing.context.BaseContext] = []
 
 
 def run_cli(*args: str, input: str | None = None, env: dict[str, str | None] | None = None, cwd: str | Path | None = None,
@@ -66,12 +67,8 @@ class CliProcess:
                 self._popen: subprocess.Popen | None = subprocess.Popen(self.args, stdin=i, stdout=o, stderr=e, env=full_env, cwd=cwd)
             self._child = None
         else:
-            if not _FORKS:
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(PRELOAD)
-                _FORKS.append(ctx)
             self._popen = None
-            self._child = _FORKS[0].Process(target=_cli_child, args=(list(args), full_env, cwd, stdin, self._out, self._err))
+            self._child = _fork_server().Process(target=_cli_child, args=(list(args), full_env, cwd, stdin, self._out, self._err))
             self._child.start()
         self.pid: int = self._popen.pid if self._popen is not None else self._child.pid  # type: ignore[union-attr]
 
@@ -91,7 +88,7 @@ class CliProcess:
 
     def kill(self) -> None:
         if self.poll() is None:
-            os.kill(self.pid, 9)
+            os.kill(self.pid, signal.SIGKILL)
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         """Wait for the end (killing the run on ``timeout``, as ``subprocess.run`` does) and
@@ -105,6 +102,14 @@ class CliProcess:
         out, err = (Path(p).read_bytes().decode("utf-8") for p in (self._out, self._err))
         self._tmp.cleanup()
         return out, err
+
+
+@functools.cache
+def _fork_server() -> multiprocessing.context.BaseContext:
+    """The fork server's context (the server starts with the first run and preloads :data:`PRELOAD`)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
 
 
 def _cli_child(args: list[str], env: dict[str, str], cwd: str, stdin: str, stdout: str, stderr: str) -> None:
