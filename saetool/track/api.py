@@ -24,18 +24,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+import pandas as pd
 
 from saetool.analysis.names import feature_name
+from saetool.analysis.select import LayerSAE, load_layer_saes
+from saetool.artifacts.activations import ActivationsFile
+from saetool.artifacts.files import write_atomic
+from saetool.artifacts.outputs import check_outputs
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import check_output_path
 from saetool.console import log
 from saetool.errors import SaetoolError
+from saetool.sae.crosscoder import crosscoder_hooks
+from saetool.sae.io import load_sae
+from saetool.track.crosscoder import crosscoder_graph
+from saetool.track.link import choose_links, code_chunks, code_stats, decoder_cosine
 from saetool.track.store import KIND, write_tracks
 from saetool.track.tracker import EVENT_KINDS, Graph, build_tracks
+from saetool.track.view import write_view
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from saetool.analysis.select import LayerSAE
     from saetool.sae.model import SAE
+
+# Deferred imports: saetool.track.plot (matplotlib, several seconds to import on a loaded 2-core machine) loads only when --plot asks for the flow plot.
 
 
 @dataclass
@@ -79,7 +90,7 @@ class TrackConfig:
 class TrackResult:
     path: Path
     graph: Graph
-    tables: dict[str, "pd.DataFrame"]
+    tables: dict[str, pd.DataFrame]
     summary: dict[str, Any]
     seconds: float = 0.0
     exports: list[Path] = field(default_factory=list)
@@ -94,16 +105,12 @@ def live_features(fires: np.ndarray, sums: np.ndarray, *, min_active: int, min_s
     return (fires >= min_active) & (mean >= floor) & (mean > 0)
 
 
-def link_layers(config: TrackConfig, saes: Sequence["LayerSAE"], activations: str | Path | None) -> Graph:
+def link_layers(config: TrackConfig, saes: Sequence[LayerSAE], activations: str | Path | None) -> Graph:
     """Live features, links, tracks and events for SAEs sorted by layer."""
-    from saetool.track.link import choose_links, code_chunks, code_stats, decoder_cosine
-
     models = [s.sae for s in saes]
     widths = [m.cfg.d_sae for m in models]
     stats = None
     if activations is not None:
-        from saetool.artifacts.activations import ActivationsFile
-
         with ActivationsFile(activations) as acts:
             acts.require_tokens()
             for s in saes:
@@ -135,10 +142,8 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
-def graph_tables(g: Graph) -> dict[str, "pd.DataFrame"]:
+def graph_tables(g: Graph) -> dict[str, pd.DataFrame]:
     """The ``tracks``, ``members``, ``events`` and ``layers`` tables of a graph."""
-    import pandas as pd
-
     L = g.layers
     tracks = pd.DataFrame({
         "id": [t.id for t in g.tracks],
@@ -176,10 +181,8 @@ def graph_tables(g: Graph) -> dict[str, "pd.DataFrame"]:
     return {"tracks": tracks, "members": members, "events": events, "layers": layer_table(g)}
 
 
-def layer_table(g: Graph) -> "pd.DataFrame":
+def layer_table(g: Graph) -> pd.DataFrame:
     """Per layer: features, live features, and the events of its live features (out: to the next layer; births: from the previous)."""
-    import pandas as pd
-
     rows = []
     for i, layer in enumerate(g.layers):
         out = Counter()
@@ -198,7 +201,7 @@ def layer_table(g: Graph) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def summarize(g: Graph, tables: dict[str, "pd.DataFrame"]) -> dict[str, Any]:
+def summarize(g: Graph, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """How many tracks span k layers, events by kind, and per layer live features, births, deaths and the continuing share."""
     lengths = Counter(t.length for t in g.tracks)
     layers = tables["layers"]
@@ -255,11 +258,6 @@ def run_track(
     ``html`` a page listing the tracks, each feature linked to its page in a
     feature browser. Every input is checked before anything is written.
     """
-    from saetool.analysis.select import load_layer_saes
-    from saetool.artifacts.outputs import check_outputs
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.store import check_output_path
-
     config.validate()
     crosscoder = _crosscoder(sae_paths, device)
     saes = [] if crosscoder is not None else load_layer_saes([str(p) for p in sae_paths], device)
@@ -273,8 +271,6 @@ def run_track(
         check_output_path(p, overwrite=overwrite, inputs=ins, option=opt)
     start = time.perf_counter()
     if crosscoder is not None:
-        from saetool.track.crosscoder import crosscoder_graph
-
         graph = crosscoder_graph(crosscoder, str(sae_paths[0]), min_share=config.min_share)
     else:
         graph = link_layers(config, saes, activations)
@@ -299,8 +295,6 @@ def run_track(
 
         result.exports.append(flow_plot(plot, tables["layers"], tables["events"], title=f"tracks: {len(graph.tracks)} over layers {graph.layers[0]}-{graph.layers[-1]}"))
     if html is not None:
-        from saetool.track.view import write_view
-
         result.exports.append(write_view(html, tables, sae_info, browser=browser))
     log(f"[dim]track: {len(graph.layers)} layers, {len(graph.tracks)} tracks, {len(graph.events)} events, {seconds:.1f}s[/dim]")
     return result
@@ -318,17 +312,12 @@ def _crosscoder(paths: Sequence[str | Path], device: str) -> "SAE | None":
     """The crosscoder, when ``paths`` is one SAE file that is one."""
     if len(paths) != 1:
         return None
-    from saetool.sae.crosscoder import crosscoder_hooks
-    from saetool.sae.io import load_sae
-
     sae = load_sae(paths[0], device)
     return sae if crosscoder_hooks(sae.cfg) else None
 
 
-def write_csv(path: str | Path, tables: dict[str, "pd.DataFrame"]) -> Path:
+def write_csv(path: str | Path, tables: dict[str, pd.DataFrame]) -> Path:
     """One row per track member, with its track's start and end."""
-    from saetool.artifacts.files import write_atomic
-
     t = tables["tracks"][["id", "start_layer", "end_layer", "length", "start_event", "end_event"]].rename(columns={"id": "track"})
     rows = tables["members"].merge(t, on="track", how="left")
     write_atomic(path, rows.to_csv(index=False))

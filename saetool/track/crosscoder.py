@@ -16,9 +16,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from saetool.analysis.names import require_layer
 from saetool.errors import SaetoolError
+from saetool.sae.crosscoder import crosscoder_hooks, hook_widths, layer_decoder_norms
 from saetool.sae.features import unit_rows
 from saetool.track.tracker import Graph, Link, build_tracks
 
@@ -28,10 +30,6 @@ if TYPE_CHECKING:
 
 def crosscoder_graph(sae: "SAE", path: str, *, min_share: float) -> Graph:
     """The :class:`~saetool.track.tracker.Graph` of a crosscoder (hooks sorted by layer)."""
-    import torch
-
-    from saetool.sae.crosscoder import crosscoder_hooks, hook_widths, layer_decoder_norms
-
     hooks = crosscoder_hooks(sae.cfg)
     if not hooks or len(hooks) < 2:
         raise SaetoolError(f"{path} is not a crosscoder over two or more hooks", hint="pass one SAE per layer, or a crosscoder trained with train --arch crosscoder --hooks ...")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
+import h5py
+
+from saetool.artifacts.manifest import read_manifests
+from saetool.artifacts.store import read_header
 from saetool.errors import SaetoolError
+from saetool.sae.sets import expand_sae_paths
 
 
 def sae_inputs(paths: Sequence[Path] | None) -> tuple[list[Path], Path | None]:
     """``(SAE paths, activations or None)``: the paths given, else every ``sae`` or
     ``sae-set`` manifest on stdin (and the last ``activations`` one); sets expand to their members."""
-    from saetool.artifacts.manifest import read_manifests
-    from saetool.sae.sets import expand_sae_paths
-
     if paths:
         return expand_sae_paths(paths), None
     if sys.stdin is None or sys.stdin.isatty():
@@ -33,10 +36,6 @@ def sae_inputs(paths: Sequence[Path] | None) -> tuple[list[Path], Path | None]:
 
 def default_activations(saes: Sequence[Path]) -> Path | None:
     """The activations artifact every SAE was trained on, if it is one file that still exists and holds every SAE's hook."""
-    import json
-
-    from saetool.artifacts.store import read_header
-
     found: set[str] = set()
     hooks: set[str] = set()
     for p in saes:
@@ -57,8 +56,6 @@ def default_activations(saes: Sequence[Path]) -> Path | None:
     if not path.is_file():
         return None
     try:
-        import h5py
-
         with h5py.File(path, "r") as fh:
             have = set(json.loads(fh.attrs.get("hooks", "[]")))
     except (OSError, ValueError):

@@ -1,4 +1,4 @@
-"""The flow plot of a ``tracks`` run (matplotlib, Agg backend, one PNG).
+"""The flow plot of a ``tracks`` run (matplotlib, a Figure without pyplot, one PNG).
 
 Each layer is a grey column as tall as its live features. Between two layers,
 bands join the features that leave a layer to those that arrive at the next,
@@ -11,6 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from saetool.artifacts.files import atomic_file
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -19,8 +25,6 @@ ORDER = ("continue", "split", "merge", "complex")
 
 
 def _band(ax, x0: float, x1: float, lo0: float, hi0: float, lo1: float, hi1: float, color: str) -> None:
-    import numpy as np
-
     t = np.linspace(0.0, 1.0, 40)
     s = (1 - np.cos(np.pi * t)) / 2  # smooth step
     x = x0 + (x1 - x0) * t
@@ -29,17 +33,11 @@ def _band(ax, x0: float, x1: float, lo0: float, hi0: float, lo1: float, hi1: flo
 
 def flow_plot(path: str | Path, layers: "pd.DataFrame", events: "pd.DataFrame", *, title: str = "tracks") -> Path:
     """Write the flow plot of a run's ``layers`` and ``events`` tables to ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    from saetool.artifacts.files import atomic_file
-
     names = list(layers["layer"])
     live = [int(v) for v in layers["n_live"]]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(names) + 1.5), 4.0), dpi=110)
+    # A Figure without pyplot: no global backend to switch, nothing to close (matplotlib's advice for servers).
+    fig = Figure(figsize=(max(4.0, 1.2 * len(names) + 1.5), 4.0), dpi=110)
+    ax = fig.subplots()
     width = 0.12
     for i, n in enumerate(live):
         ax.bar(i, n, width=width, bottom=0, color="#444444", align="center")
@@ -67,5 +65,4 @@ def flow_plot(path: str | Path, layers: "pd.DataFrame", events: "pd.DataFrame", 
     fig.tight_layout()
     with atomic_file(path, "wb", encoding=None) as fh:
         fig.savefig(fh, format="png")
-    plt.close(fig)
     return Path(path)

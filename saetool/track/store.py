@@ -6,8 +6,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+import h5py
+import numpy as np
+
+from saetool.artifacts.arrays import text_array
+from saetool.artifacts.store import ArtifactWriter, attr_value, open_artifact
+from saetool.errors import ArtifactError
+
 if TYPE_CHECKING:
     import pandas as pd
+
+# Deferred imports: pandas loads only in read_tracks; validate_tracks_file runs inside `saetool inspect` and `audit` of any tracks file, which need no pandas.
 
 KIND = "tracks"
 SCHEMA_VERSION = 1
@@ -17,12 +26,6 @@ TABLES = ("tracks", "members", "events", "layers")
 
 def write_tracks(path: str | Path, tables: Mapping[str, "pd.DataFrame"], *, attrs: Mapping[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
     """Write ``tables`` (one group each, one dataset per column) and ``attrs`` (JSON when not a number or text)."""
-    import h5py
-    import numpy as np
-
-    from saetool.artifacts.arrays import text_array
-    from saetool.artifacts.store import ArtifactWriter
-
     strings = h5py.string_dtype("utf-8")
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
@@ -45,8 +48,6 @@ def read_tracks(path: str | Path) -> tuple[dict[str, "pd.DataFrame"], dict[str, 
     """``(tables, attrs)`` of a ``tracks`` artifact (JSON attributes decoded)."""
     import pandas as pd
 
-    from saetool.artifacts.store import attr_value, open_artifact
-
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
         tables = {
@@ -59,8 +60,6 @@ def read_tracks(path: str | Path) -> tuple[dict[str, "pd.DataFrame"], dict[str, 
 
 def validate_tracks_file(fh: Any, path: Path) -> None:
     """Every column of a table has the table's ``n_rows`` rows."""
-    from saetool.errors import ArtifactError
-
     for name in fh:
         group = fh[name]
         n = group.attrs.get("n_rows")

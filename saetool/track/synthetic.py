@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+import torch
+
 from saetool.sae.features import unit_rows
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.track.tracker import Event
 
 WHOLE, HALVES, ABSENT = "whole", "halves", "absent"
@@ -92,8 +92,6 @@ def planted_layers(
     schedule: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[list["torch.Tensor"], Planted]:
     """``(activations per layer [n_tokens, d], planted truth)`` (see the module docstring)."""
-    import torch
-
     schedule = schedule or SCHEDULE
     n_layers = len(next(iter(schedule.values())))
     g = torch.Generator().manual_seed(seed)

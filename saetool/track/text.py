@@ -26,18 +26,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from saetool.analysis.names import feature_name
+from saetool.analysis.pathways import check_model, check_saes_fit
+from saetool.analysis.pathways_inputs import batch, batches, check_rows, read_texts, rows_from_texts, special_ids
+from saetool.analysis.select import LayerSAE, load_layer_saes
+from saetool.artifacts.files import write_atomic
+from saetool.artifacts.outputs import check_outputs
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import check_output_path
 from saetool.console import log
 from saetool.errors import SaetoolError
+from saetool.models.registry import load_model
+from saetool.steer.prompts import pad_id_of
+from saetool.steer.stats import CORRECTIONS, adjust, mean_ci, welch_p
 from saetool.track.link import choose_links, decoder_cosine
+from saetool.track.store import write_tracks
 from saetool.track.tracker import Link, Track, build_tracks
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from saetool.analysis.select import LayerSAE
     from saetool.models.base import HookedModel
 
 MEASURES = ("n_tracks", "competing", "mean_length", "birth_layer", "death_layer", "top_share")
@@ -55,8 +64,6 @@ class TextConfig:
     correction: str = "holm"
 
     def validate(self) -> None:
-        from saetool.steer.stats import CORRECTIONS
-
         if not (math.isfinite(self.min_cosine) and -1 <= self.min_cosine <= 1):
             raise SaetoolError(f"--min-cosine must be between -1 and 1 (got {self.min_cosine})")
         if not (math.isfinite(self.min_ratio) and 0 <= self.min_ratio <= 1):
@@ -72,7 +79,7 @@ class TextConfig:
 @dataclass
 class TextResult:
     path: Path
-    tables: dict[str, "pd.DataFrame"]
+    tables: dict[str, pd.DataFrame]
     n_prompts: int
     n_tracks: int
     lines: list[str] = field(default_factory=list)
@@ -113,12 +120,9 @@ def token_measures(tracks: Sequence[Track], n_layers: int, layers: Sequence[int]
 
 
 def prompt_set_tables(
-    model: "HookedModel", saes: Sequence["LayerSAE"], texts: Sequence[str], label: str, config: TextConfig, cosines: Sequence[np.ndarray], start_id: int,
+    model: "HookedModel", saes: Sequence[LayerSAE], texts: Sequence[str], label: str, config: TextConfig, cosines: Sequence[np.ndarray], start_id: int,
 ) -> dict[str, list[dict[str, Any]]]:
     """Rows of the ``tracks``, ``members``, ``events``, ``tokens`` and ``prompts`` tables for one prompt set."""
-    from saetool.analysis.pathways_inputs import batch, batches, check_rows, rows_from_texts, special_ids
-    from saetool.steer.prompts import pad_id_of
-
     tok = model.tokenizer
     rows = rows_from_texts(tok, texts, config.context_size)
     check_rows(rows, tok, source=label)
@@ -160,12 +164,8 @@ def prompt_set_tables(
     return out
 
 
-def compare_sets(prompts: "pd.DataFrame", labels: Sequence[str], correction: str) -> "pd.DataFrame":
+def compare_sets(prompts: pd.DataFrame, labels: Sequence[str], correction: str) -> pd.DataFrame:
     """Per measure: mean and 95% t-interval of the prompts of each set, the difference, Welch's p and its adjustment."""
-    import pandas as pd
-
-    from saetool.steer.stats import adjust, mean_ci, welch_p
-
     a, b = (prompts[prompts["set"] == lab] for lab in labels)
     rows = []
     for m in MEASURES:
@@ -193,16 +193,6 @@ def run_text_track(
     model: "HookedModel | None" = None,
 ) -> TextResult:
     """Hypothesis tracks per token of one prompt set, or two compared; writes a ``tracks`` artifact (mode ``text``)."""
-    import pandas as pd
-
-    from saetool.analysis.pathways import check_model, check_saes_fit
-    from saetool.analysis.pathways_inputs import read_texts
-    from saetool.analysis.select import load_layer_saes
-    from saetool.artifacts.outputs import check_outputs
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.store import check_output_path
-    from saetool.track.store import write_tracks
-
     config.validate()
     saes = load_layer_saes([str(p) for p in sae_paths], device)
     if len(saes) < 2:
@@ -218,8 +208,6 @@ def run_text_track(
         check_output_path(csv, overwrite=overwrite, inputs=ins, option="--csv")
     name = check_model(saes, model_name if model is None else (model_name or model.model_id))
     if model is None:
-        from saetool.models.registry import load_model
-
         model = load_model(name, backend=backend, device=device, dtype=dtype)
     check_saes_fit(model, saes)
     for s in saes:
@@ -252,8 +240,6 @@ def run_text_track(
                             parents=[s.path for s in saes if Path(s.path).is_file()], track=settings)
     write_tracks(out, tables, attrs=attrs, provenance=prov, overwrite=overwrite)
     if csv is not None:
-        from saetool.artifacts.files import write_atomic
-
         write_atomic(csv, tables["tokens"].to_csv(index=False))
     log(f"[dim]track (text): {summary['n_prompts']} prompts, {summary['n_tracks']} tracks[/dim]")
     return TextResult(out, tables, summary["n_prompts"], summary["n_tracks"], lines)

@@ -8,6 +8,8 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from saetool.artifacts.files import write_atomic
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -46,6 +48,4 @@ def render_view(tables: Mapping[str, "pd.DataFrame"], saes: Sequence[Mapping[str
 
 
 def write_view(path: str | Path, tables: Mapping[str, "pd.DataFrame"], saes: Sequence[Mapping[str, Any]], *, browser: str = DEFAULT_BROWSER) -> Path:
-    from saetool.artifacts.files import write_atomic
-
     return write_atomic(path, render_view(tables, saes, browser=browser))
