@@ -216,11 +216,10 @@ def test_other_writers_turn_enospc_into_one_line(writer, tmp_path, monkeypatch):
     """Each non-HDF5 writer, with ENOSPC injected where it writes: one line, nothing left."""
     monkeypatch.chdir(tmp_path)
     if writer == "checkpoint":
-        import safetensors.torch
-
+        from saetool.train import checkpoint
         from saetool.train.checkpoint import CheckpointDir
 
-        monkeypatch.setattr(safetensors.torch, "save_file", enospc)
+        monkeypatch.setattr(checkpoint, "save_file", enospc)
         with pytest.raises(ArtifactError, match=f"{FULL} ckpt"):
             CheckpointDir("ckpt").save("step_000001", {"w": torch.zeros(3)}, {"step": 1})
         assert list(Path("ckpt").iterdir()) == []

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from saetool.train.api import train_sae
     from saetool.train.trainer import TrainResult, train_on_batches
 
+# Deferred imports: loaded by `saetool --help` (the train command reads TrainConfig); the trainer and torch load on first use.
+
 __all__ = ["SampleSettings", "Targets", "TrainConfig", "TrainResult", "train_on_batches", "train_sae"]
 
 

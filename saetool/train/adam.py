@@ -9,10 +9,9 @@ on every ``saetool train``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
 
 class Adam:
@@ -23,8 +22,6 @@ class Adam:
     """
 
     def __init__(self, params: Sequence["torch.nn.Parameter"], *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, lr_scales: Sequence[float] | None = None) -> None:
-        import torch
-
         self.params = list(params)
         self.lr = float(lr)
         self.lr_scales = [float(s) for s in lr_scales] if lr_scales is not None else [1.0] * len(self.params)
@@ -48,8 +45,6 @@ class Adam:
             self._step([i for i in live if self.lr_scales[i] == scale], self.lr * scale)
 
     def _step(self, live: list[int], lr: float) -> None:
-        import torch
-
         if not live:
             return
         params = [self.params[i] for i in live]

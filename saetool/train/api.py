@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from saetool.artifacts.activations import ActivationsFile
 from saetool.artifacts.files import atomic_file, is_write_failure
-from saetool.console import log
+from saetool.artifacts.outputs import check_outputs
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import check_output_path
+from saetool.console import log, warn
+from saetool.distributed import current, local_device, rank_info, session
 from saetool.errors import SaetoolError
+from saetool.sae.io import check_sae_matches, load_sae, same_model, write_sae_artifact
+from saetool.train.architectures import get_architecture
+from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
 from saetool.train.config import TrainConfig
+from saetool.train.crosscoder import crosscoder_config, fold_hook_scales, scale_vector, scaled
+from saetool.train.samples import write_samples
+from saetool.train.source import ActivationSource
+from saetool.train.trainer import Trainer
 
 if TYPE_CHECKING:
     from saetool.sae.model import SAE
-    from saetool.train.source import ActivationSource
     from saetool.train.trainer import StepInfo, TrainResult
 
 KIND = "sae"
@@ -58,24 +71,13 @@ def train_sae(
     (``batch_size x WORLD_SIZE`` per step in all), gradients are averaged over
     the ranks, and rank 0 alone writes checkpoints and ``OUTPUT``.
     """
-    from contextlib import nullcontext
-
-    from saetool.distributed import current, rank_info
-
     if rank_info().distributed and current() is None:
-        from saetool.distributed import local_device, session
-
         config.validate()
         config = replace(config, device=local_device(config.device, rank_info()))
         with session(config.device):
             return train_sae(config, inputs, output, overwrite=overwrite, resume=resume, progress=progress, on_step=on_step, hooks=hooks)
     group = current()
     main = group is None or group.is_main
-    from saetool.artifacts.outputs import check_outputs
-    from saetool.artifacts.store import check_output_path
-    from saetool.train.architectures import get_architecture
-    from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
-    from saetool.train.trainer import Trainer
 
     config.validate()
     # an unknown --arch or architecture option fails before any file is opened; the record keeps typed values
@@ -88,8 +90,6 @@ def train_sae(
     with _open_source(config, inputs, hooks=names) as source:
         scale = None
         if names is not None:
-            from saetool.train.crosscoder import crosscoder_config, scale_vector
-
             config = crosscoder_config(config, source)
             scale = scale_vector(config)
         hook_name = source.hook if names is None else f"{names[0]}-to-{names[-1]}"
@@ -136,8 +136,6 @@ def train_sae(
                 if names is None:
                     result = trainer.fit(source.batches(), val, resume=resume, progress=progress, on_step=on_step)
                 else:
-                    from saetool.train.crosscoder import fold_hook_scales, scaled
-
                     result = trainer.fit(scaled(source.batches(), scale), list(scaled(val, scale)), resume=resume, progress=progress, on_step=on_step)
                     result.sae = fold_hook_scales(result.sae)
                 result.training.update(desc)
@@ -189,8 +187,6 @@ def resolve_hooks(spec: str | Sequence[str], available: Sequence[str]) -> list[s
 
 def _multi_hooks(config: TrainConfig, inputs: Sequence[str | Path], hooks: "str | Sequence[str] | None", multi_hook: bool) -> list[str] | None:
     """The hooks of a multi-hook architecture (``None`` for the others), checked."""
-    from saetool.artifacts.activations import ActivationsFile
-
     if hooks is None:
         if multi_hook:
             raise SaetoolError(f"--arch {config.arch} reads several hooks at once", hint="pass --hooks all (or a comma-separated list) instead of --hook")
@@ -209,8 +205,6 @@ def _multi_hooks(config: TrainConfig, inputs: Sequence[str | Path], hooks: "str 
 
 def _check_set_config(config: TrainConfig, hooks: Sequence[str]) -> TrainConfig:
     """Settings of a several-hook run, checked (one-line errors naming the flag that cannot go with ``--hooks``)."""
-    from saetool.train.architectures import get_architecture
-
     arch = get_architecture(config.arch)
     config = replace(config, options=arch.check_options(config.options))
     for flag, given in (("--hook", config.hook), ("--hook-out", config.hook_out), ("--init-from", config.init_from), ("--max-norm-ratio", config.max_norm_ratio)):
@@ -227,10 +221,6 @@ def _open_source(config: TrainConfig, inputs: Sequence[str | Path], *, hooks: Se
     """The activation files, validated (``hooks``: every batch holds those hooks'
     rows side by side). ``--arch transcoder`` without ``--hook-out``
     reconstructs ``hook_mlp_out`` from ``hook_resid_mid`` of the same layer."""
-    from saetool.train.source import ActivationSource
-
-    from saetool.distributed import current
-
     group = current()
 
     def open_with(hook_out: str | None) -> ActivationSource:
@@ -273,17 +263,12 @@ def _load_init(config: TrainConfig) -> "SAE | None":
     """The ``--init-from`` SAE (any format :func:`saetool.sae.io.load_sae` reads)."""
     if config.init_from is None:
         return None
-    from saetool.sae.io import load_sae
 
     return load_sae(config.init_from, "cpu")
 
 
 def _default_hooks_from(sae: "SAE", config: TrainConfig, inputs: Sequence[str | Path]) -> TrainConfig:
     """Without ``--hook``, read the hook(s) the pretrained SAE was trained on when the files have them."""
-    from dataclasses import replace
-
-    from saetool.artifacts.activations import ActivationsFile
-
     with ActivationsFile(inputs[0]) as first:
         hooks = first.hooks
     if sae.cfg.hook not in hooks:
@@ -296,9 +281,6 @@ def _default_hooks_from(sae: "SAE", config: TrainConfig, inputs: Sequence[str | 
 
 def _check_init(sae: "SAE", source: "ActivationSource") -> None:
     """One-line errors when the pretrained SAE does not fit the activations (before any work)."""
-    from saetool.console import warn
-    from saetool.sae.io import check_sae_matches, same_model
-
     check_sae_matches(sae, d_in=source.d_in, hook=source.hook if sae.cfg.hook else None, what=f"activations ({source.hook})")
     if sae.cfg.model and source.model and not same_model(sae.cfg.model, source.model):  # same width: fine-tuning across models is legitimate
         warn(f"the --init-from SAE was trained on model {sae.cfg.model!r} but the activations are from {source.model!r}; training goes on from its weights")
@@ -308,10 +290,6 @@ def _check_init(sae: "SAE", source: "ActivationSource") -> None:
 
 def _write(result: "TrainResult", out: Path, source: "ActivationSource", inputs: Sequence[str | Path], *, overwrite: bool) -> None:
     """The ``sae`` artifact, then the history CSV next to it (both atomic)."""
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.sae.io import write_sae_artifact
-    from saetool.train.samples import write_samples
-
     hooks = list(source.hooks) + ([source.hook_out] if source.hook_out else [])
     provenance = build_provenance(model=source.model, hooks=hooks, corpus=result.training.get("corpus"), parents=list(inputs), train=result.config.to_dict())
     samples = result.samples
@@ -324,8 +302,6 @@ def _write(result: "TrainResult", out: Path, source: "ActivationSource", inputs:
 
 
 def _history_rows(history: dict, fh: Any) -> None:
-    import csv
-
     names = list(history)
     n = len(next(iter(history.values()))) if history else 0
     writer = csv.writer(fh)

@@ -17,6 +17,7 @@ import typing
 from typing import Any, Mapping
 
 from saetool.errors import ConfigError, did_you_mean
+from saetool.fielddocs import field_docs
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -52,8 +53,6 @@ def read_options(options_class: type, stored: Mapping[str, Any]) -> Any:
 
 def describe(options_class: type | None) -> list[dict[str, Any]]:
     """Each option's name, type, default and help (``saetool plugins``)."""
-    from saetool.fielddocs import field_docs
-
     docs = field_docs(options_class) if options_class is not None else {}
     hints = typing.get_type_hints(options_class) if options_class is not None else {}
     return [

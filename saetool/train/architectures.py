@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from saetool.errors import SaetoolError
+from saetool.plugins import host
 from saetool.train.arch_options import convert_options, read_options
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from saetool.sae.model import SAE
     from saetool.train.config import TrainConfig
     from saetool.train.objectives import Objective
+
+# Deferred imports: registered whenever plugins load and asked by `saetool train` before any work; torch, the SAE and the objectives load when an architecture builds or trains one.
 
 
 class SAEArchitecture:
@@ -370,8 +373,6 @@ BUILTIN_ARCHITECTURES: tuple[SAEArchitecture, ...] = (
 
 def get_architecture(name: str) -> SAEArchitecture:
     """The registered architecture ``name`` (built-in or a plugin's), or a one-line error."""
-    from saetool.plugins import host
-
     arch = host().get("sae_architectures", name)
     if not isinstance(arch, SAEArchitecture):
         raise SaetoolError(f"SAE architecture {name!r} is not an SAEArchitecture instance", hint="the plugin that registered it is broken")

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rich.table import Table
+
+from saetool.console import is_quiet, stderr
 from saetool.train.config import Targets
 
 
@@ -50,10 +53,6 @@ def build_checklist(metrics: dict[str, float], targets: Targets) -> list[CheckIt
 
 def print_checklist(items: list[CheckItem], *, title: str = "validation checklist") -> None:
     """The checklist as a table on stderr (not under ``--quiet``)."""
-    from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
-
     if is_quiet():
         return
 

@@ -22,13 +22,23 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from saetool.artifacts.files import claim_temporary, create_new, fsync_path, refuse_link, write_errors_as_one_line
+from saetool.devices import torch_dtype
 from saetool.errors import SaetoolError
+from saetool.locking import locked
+from saetool.sae.config import SAEConfig
 from saetool.sae.format_api import SAEReader
+from saetool.sae.model import SAE
+from saetool.train.architectures import get_architecture
+from saetool.train.config import TrainConfig
+from saetool.train.scaling import fold_scales
 
 if TYPE_CHECKING:
     import torch
 
-    from saetool.sae.model import SAE
 
 FORMAT = "saetool-train-checkpoint"
 VERSION = 1
@@ -55,10 +65,6 @@ class CheckpointDir:
 
     def save(self, name: str, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> Path:
         """Write (or replace) checkpoint ``name`` atomically."""
-        from safetensors.torch import save_file
-
-        from saetool.artifacts.files import claim_temporary, create_new, fsync_path, write_errors_as_one_line
-
         self.check_not_linked()
         self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / name
@@ -88,8 +94,6 @@ class CheckpointDir:
 
     def check_not_linked(self) -> None:
         """Refuse a symbolic link where the checkpoint folder goes (saetool writes and deletes in it)."""
-        from saetool.artifacts.files import refuse_link
-
         refuse_link(self.root, what="checkpoint folder")
 
     def save_step(self, step: int, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> Path:
@@ -120,8 +124,6 @@ class CheckpointDir:
 
     def locked(self) -> "ContextManager[object]":
         """Hold ``ROOT.lock`` so a second run cannot write the same checkpoints."""
-        from saetool.locking import locked
-
         self.check_not_linked()
         busy = lambda: CheckpointError(f"another saetool process is training into {self.root}", hint="wait for it to finish, or choose another --output")  # noqa: E731
         return locked(self.root.with_name(self.root.name + ".lock"), busy)
@@ -129,9 +131,6 @@ class CheckpointDir:
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
     """``(tensors, meta)`` of one checkpoint folder, or a one-line :class:`CheckpointError`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     p = Path(path)
     meta_path, tensor_path = p / META, p / TENSORS
     if not meta_path.is_file() or not tensor_path.is_file():
@@ -154,13 +153,6 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[s
 def sae_from_checkpoint(path: str | Path, device: str = "cpu") -> SAE:
     """The inference SAE of a training checkpoint folder (e.g. ``OUT.h5.checkpoints/best``):
     finalised and with the input scale folded in, as the run would have saved it."""
-    from saetool.devices import torch_dtype
-    from saetool.sae.config import SAEConfig
-    from saetool.sae.model import SAE
-    from saetool.train.architectures import get_architecture
-    from saetool.train.config import TrainConfig
-    from saetool.train.scaling import fold_scales
-
     tensors, meta = load_checkpoint(path)
     try:
         cfg = SAEConfig.from_dict(meta["sae_config"])

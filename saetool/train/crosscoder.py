@@ -15,22 +15,21 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+import numpy as np
+import torch
+
+from saetool.artifacts.norms import file_norms
 from saetool.errors import SaetoolError
 from saetool.train.config import TrainConfig
+from saetool.train.source import Batch
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.sae.model import SAE
-    from saetool.train.source import ActivationSource, Batch
+    from saetool.train.source import ActivationSource
 
 
 def hook_scales(source: "ActivationSource") -> list[float]:
     """Per hook, ``sqrt(width) / mean row norm`` over every row of the files."""
-    import numpy as np
-
-    from saetool.artifacts.norms import file_norms
-
     scales = []
     for hook, width in zip(source.hooks, source.widths):
         norms = np.concatenate([file_norms(f, hook) for f in source.files]).astype(np.float64)
@@ -52,8 +51,6 @@ def crosscoder_config(config: TrainConfig, source: "ActivationSource") -> TrainC
 
 def scale_vector(config: TrainConfig) -> "torch.Tensor | None":
     """``[d_in]``: each hook's factor over its block (``None``: all 1)."""
-    import torch
-
     scales = config.options.get("hook_scales") or []
     if all(s == 1.0 for s in scales):
         return None
@@ -62,16 +59,12 @@ def scale_vector(config: TrainConfig) -> "torch.Tensor | None":
 
 def scaled(batches: Iterable["Batch"], vector: "torch.Tensor | None") -> Iterator["Batch"]:
     """The batches with each hook's block multiplied by its factor."""
-    from saetool.train.source import Batch
-
     for b in batches:
         yield b if vector is None else Batch(b.x * vector, None, b.rows)
 
 
 def fold_hook_scales(sae: "SAE") -> "SAE":
     """A crosscoder trained on scaled hooks, made to take and give raw activations (in place)."""
-    import torch
-
     opts: dict[str, Any] = sae.cfg.options
     vector = torch.cat([torch.full((int(w),), float(s)) for w, s in zip(opts["widths"], opts.get("hook_scales") or [1.0] * len(opts["widths"]))]).to(sae.W_enc)
     with torch.no_grad():

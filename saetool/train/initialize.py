@@ -3,17 +3,18 @@ turning a pretrained SAE (``--init-from``) into a starting point."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import torch
+
 from saetool.errors import SaetoolError
+from saetool.sae.model import SAE
 
 if TYPE_CHECKING:
-    import torch
-
-    from saetool.train.architectures import SAEArchitecture
     from saetool.sae.config import SAEConfig
-    from saetool.sae.model import SAE
+    from saetool.train.architectures import SAEArchitecture
 
 
 def init_seed(seed: int, hook: str, hook_out: str | None = None) -> int:
@@ -21,8 +22,6 @@ def init_seed(seed: int, hook: str, hook_out: str | None = None) -> int:
     on every machine and Python, unlike ``hash()``) of the base ``seed`` and the
     hook(s), so SAEs trained on different hooks with one ``--seed`` start from
     different matrices and the same hook always from the same ones."""
-    import hashlib
-
     key = f"{int(seed)}\0{hook}\0{hook_out or ''}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
@@ -44,8 +43,6 @@ def geometric_median(points: "torch.Tensor", *, iters: int = 100, tol: float = 1
 
 def init_b_dec(sae: "SAE", targets: "torch.Tensor", method: str) -> None:
     """Set ``b_dec`` from sample target rows: ``geometric-median``, ``mean`` or ``zeros``."""
-    import torch
-
     with torch.no_grad():
         if method == "zeros" or targets.shape[0] == 0:
             sae.b_dec.zero_()
@@ -64,10 +61,6 @@ def from_pretrained(pretrained: "SAE", cfg: "SAEConfig", arch: "SAEArchitecture"
     unit-norm decoder each row's norm moves into the encoder column (the same
     function for ReLU SAEs). The caller then converts to training units.
     """
-    import torch
-
-    from saetool.sae.model import SAE
-
     p = pretrained.cfg
     if p.skip:
         raise SaetoolError("the --init-from SAE has a skip connection (W_skip), which training does not continue", hint="start from an SAE or transcoder without one")

@@ -14,19 +14,36 @@ is a folder: ``sae-ARCH-HOOK.h5`` per hook and the ``sae-set.h5`` index
 from __future__ import annotations
 
 import itertools
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from saetool.console import log
+import torch
+
+from saetool.artifacts.activations import ActivationsFile
+from saetool.artifacts.outputs import check_outputs
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import check_output_path
+from saetool.console import log, warn
+from saetool.distributed import current, local_device, rank_info, session
 from saetool.errors import SaetoolError
+from saetool.models.hooks import layer_of_hook
+from saetool.progress import token_progress
 from saetool.sae.sets import INDEX_NAME, SetMember, member_file_name, write_sae_set
+from saetool.train.api import _check_set_config, _open_source, _total_steps, _write, history_csv_path, resolve_hooks
+from saetool.train.architectures import get_architecture
+from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
 from saetool.train.config import TrainConfig
+from saetool.train.source import Batch
+from saetool.train.trainer import SCALE_ROWS, Trainer, _cpu_threads
 
 if TYPE_CHECKING:
     from saetool.train.source import ActivationSource
     from saetool.train.trainer import TrainResult
+
+# Deferred imports: psutil is optional (the kernel count without it).
 
 GIB = 1 << 30
 
@@ -52,8 +69,6 @@ def estimate_peak_bytes(config: TrainConfig, d_in: int, d_sae: int) -> dict[str,
     their gradients and Adam's two moments (4 x the parameters), its share of the
     shuffle buffer and held-out rows, and one step's activations (``step``, held by
     one SAE at a time). The data term includes the first rows held at start-up for the input scale and ``b_dec``."""
-    from saetool.train.trainer import SCALE_ROWS
-
     params = 2 * d_in * d_sae + d_sae + d_in + d_sae  # W_enc, W_dec, b_enc, b_dec (+ a threshold)
     rows = max(config.shuffle_buffer, 2 * config.batch_size) + min(config.shuffle_buffer, 8192)
     start = min(SCALE_ROWS, config.steps * config.batch_size) if config.steps else SCALE_ROWS
@@ -67,16 +82,12 @@ def estimate_peak_bytes(config: TrainConfig, d_in: int, d_sae: int) -> dict[str,
 def available_memory(device: str) -> int | None:
     """Bytes free for training on ``device`` (``None``: unknown)."""
     if device.startswith("cuda"):
-        import torch
-
         return int(torch.cuda.mem_get_info(torch.device(device))[0])
     try:
         import psutil
 
         return int(psutil.virtual_memory().available)
     except ImportError:  # psutil is optional: the kernel's count
-        import os
-
         try:
             return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (ValueError, OSError, AttributeError):
@@ -120,17 +131,11 @@ def train_saes(
     ``resume`` continues every SAE from its newest checkpoint. Under
     ``torchrun`` the data-parallel rules of :func:`saetool.train.api.train_sae` hold for each SAE.
     """
-    from saetool.distributed import current, rank_info
-
     if rank_info().distributed and current() is None:
-        from saetool.distributed import local_device, session
-
         config.validate()
         config = replace(config, device=local_device(config.device, rank_info()))
         with session(config.device):
             return train_saes(config, inputs, hooks, output, overwrite=overwrite, resume=resume, progress=progress, on_step=on_step)
-    from saetool.artifacts.activations import ActivationsFile
-    from saetool.train.api import _check_set_config, _open_source, resolve_hooks
 
     config.validate()
     if not inputs:
@@ -138,7 +143,6 @@ def train_saes(
     with ActivationsFile(inputs[0]) as first:
         names = resolve_hooks(hooks, first.hooks)
     config = _check_set_config(config, names)
-    from saetool.train.architectures import get_architecture
 
     if get_architecture(config.arch).multi_hook:
         raise SaetoolError(f"--arch {config.arch} is one SAE over several hooks", hint="train it with saetool.train.api.train_sae(..., hooks=...)")
@@ -150,13 +154,6 @@ def train_saes(
 
 
 def _train_set(config: TrainConfig, inputs: Sequence[str | Path], source: "ActivationSource", folder: Path, *, overwrite: bool, resume: bool, progress: bool, on_step: Callable[[int], None] | None) -> SetResult:
-    from saetool.artifacts.outputs import check_outputs
-    from saetool.artifacts.store import check_output_path
-    from saetool.distributed import current
-    from saetool.train.api import _total_steps, _write, history_csv_path
-    from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
-    from saetool.train.trainer import Trainer
-
     group = current()
     main = group is None or group.is_main
     outs = [folder / member_file_name(config.arch, h) for h in source.hooks]
@@ -222,11 +219,6 @@ def _train_set(config: TrainConfig, inputs: Sequence[str | Path], source: "Activ
 
 def _fit_all(trainers: list, source: "ActivationSource", *, resume: bool, progress: bool, on_step: Callable[[int], None] | None, total_steps: int) -> list["TrainResult"]:
     """Feed every batch to each trainer in turn (a resumed trainer skips the batches before its checkpoint)."""
-    from saetool.console import warn
-    from saetool.progress import token_progress
-    from saetool.train.source import Batch
-    from saetool.train.trainer import _cpu_threads
-
     def parts(batch: Batch) -> list[Batch]:
         return [Batch(x, None, batch.rows) for x in source.split(batch.x)]
 
@@ -270,9 +262,6 @@ def _drain(items: list) -> Iterator:
 
 
 def _write_index(index: Path, results: list["TrainResult"], source: "ActivationSource", inputs: Sequence[str | Path], *, overwrite: bool) -> None:
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.models.hooks import layer_of_hook
-
     members = [SetMember(hook=r.sae.cfg.hook, path=Path(r.path), arch=r.sae.cfg.arch, d_in=r.sae.cfg.d_in, d_sae=r.sae.cfg.d_sae, layer=layer_of_hook(r.sae.cfg.hook)) for r in results]  # type: ignore[arg-type]
     provenance = build_provenance(model=source.model, hooks=list(source.hooks), corpus=results[0].training.get("corpus"), parents=list(inputs), train=results[0].config.to_dict() | {"hook": None, "hooks": list(source.hooks)})
     write_sae_set(index, members, model=source.model, provenance=provenance, overwrite=overwrite)

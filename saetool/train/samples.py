@@ -39,18 +39,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
+import torch
+
 from saetool.artifacts.activations import token_contexts
+from saetool.artifacts.store import open_artifact
 from saetool.errors import SaetoolError
 from saetool.sae.features import batch_topk, merge_topk, values_at
+from saetool.train.sparse import SparseCodes
 
 if TYPE_CHECKING:
     import h5py
-    import numpy as np
-    import torch
 
     from saetool.train.config import SampleSettings
     from saetool.train.source import ActivationSource
-    from saetool.train.sparse import SparseCodes
 
 GROUP = "samples"
 
@@ -59,8 +61,6 @@ class SampleCollector:
     """Running per-feature top-k of activations (vectorised, checkpointable)."""
 
     def __init__(self, d_sae: int, settings: "SampleSettings", device: "str | torch.device" = "cpu") -> None:
-        import torch
-
         self.d_sae = int(d_sae)
         self.settings = settings
         m = settings.per_feature
@@ -74,10 +74,6 @@ class SampleCollector:
 
     def update(self, acts: "SparseCodes | torch.Tensor", rows: "torch.Tensor", *, scale: float = 1.0) -> None:
         """Merge one batch: ``acts`` (sparse codes or ``[n, d_sae]``) times ``scale``, for global ``rows``."""
-        import torch
-
-        from saetool.train.sparse import SparseCodes
-
         dense = acts.to_dense(self.d_sae) if isinstance(acts, SparseCodes) else acts.detach()
         dense = dense.to(device=self.values.device, dtype=torch.float32) * scale
         rows = rows.to(self.values.device)
@@ -96,8 +92,6 @@ class SampleCollector:
 
     # -- checkpoints -------------------------------------------------------------
     def state(self) -> dict[str, "torch.Tensor"]:
-        import torch
-
         counters = torch.tensor([self.collections, self.tokens_seen], dtype=torch.long)
         return {"values": self.values, "rows": self.rows, "count": self.count, "total": self.total, "max": self.max, "counters": counters}
 
@@ -113,8 +107,6 @@ class SampleCollector:
     # -- results -------------------------------------------------------------------
     def chosen_features(self) -> "np.ndarray":
         """Features to store: those with samples, most frequently active first."""
-        import numpy as np
-
         count = self.count.cpu().numpy()
         has = (self.rows[:, 0] >= 0).cpu().numpy()
         mx = self.max.cpu().numpy()
@@ -126,8 +118,6 @@ class SampleCollector:
 
 def final_values(sae: Any, source: "ActivationSource", feats: "np.ndarray", rows: "np.ndarray") -> "np.ndarray":
     """The final SAE's activations ``[F, m]`` of features ``feats`` at global ``rows`` (-1: NaN)."""
-    import numpy as np
-
     out = np.full(rows.shape, np.nan, np.float32)
     valid = rows >= 0
     if valid.any():
@@ -148,8 +138,6 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
     With the final ``sae``, each stored token's value is recomputed with it (the
     collector saw the SAE of the step it collected at) and the samples re-sorted;
     ``values_from`` says which. Counts and means stay those of the collection steps."""
-    import numpy as np
-
     feats = collector.chosen_features()
     m, ctx = collector.settings.per_feature, collector.settings.context
     values = collector.values[feats].cpu().numpy().astype(np.float32)
@@ -225,8 +213,6 @@ class StoredSamples:
 
     def features(self, decode: Callable[[list[int]], str] | None = None) -> list[dict[str, Any]]:
         """One record per stored feature in the seed's ``feature_XXXXX_samples.json`` shape."""
-        import numpy as np
-
         a = self.arrays
         records = []
         for i, feat in enumerate(a["feature_idx"].tolist()):
@@ -263,8 +249,6 @@ class StoredSamples:
 
 def read_samples(path: str | Path) -> StoredSamples:
     """The samples stored in an ``sae`` artifact (one-line error if it has none)."""
-    from saetool.artifacts.store import open_artifact
-
     with open_artifact(path, kind="sae") as art:
         if GROUP not in art.file:
             raise SaetoolError(f"{path} has no stored samples", hint="train with --collect-samples")

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Iterable
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
+if TYPE_CHECKING:
     from saetool.sae.model import SAE
 
 
@@ -38,8 +38,6 @@ def norm_scale(rows: Iterable["torch.Tensor"]) -> float:
 
 def fold_scales(sae: "SAE", in_scale: float, out_scale: float) -> "SAE":
     """``sae`` with the input/output scales folded into its weights (in place; returned)."""
-    import torch
-
     with torch.no_grad():
         sae.W_enc.mul_(in_scale / out_scale)
         sae.b_enc.div_(out_scale)

@@ -11,18 +11,18 @@ other) and deterministic given the seed, which is what ``--resume`` replays.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
+import numpy as np
+import torch
+
+from saetool.artifacts.activations import ActivationsFile
+from saetool.artifacts.norms import NormFilter, file_norms
 from saetool.console import warn
 from saetool.errors import SaetoolError
-
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
-    from saetool.artifacts.activations import ActivationsFile
 
 CHUNK_ROWS = 8192
 _SPLIT_SALT = 0x5AE7001
@@ -43,8 +43,6 @@ class Batch:
 
 def as_batch(item: Any) -> Batch:
     """A :class:`Batch` from a tensor, an ``(x, target)`` pair or a Batch."""
-    import torch
-
     if isinstance(item, Batch):
         return item
     if isinstance(item, torch.Tensor):
@@ -56,8 +54,6 @@ def as_batch(item: Any) -> Batch:
 
 def split_uniform(file_index: int, seq: "np.ndarray") -> "np.ndarray":
     """A fixed pseudo-random number in [0, 1) for each ``(file_index, seq)`` (splitmix64)."""
-    import numpy as np
-
     v = np.asarray(seq, dtype=np.uint64) + np.uint64((file_index << 40) + _SPLIT_SALT)
     with np.errstate(over="ignore"):
         v = (v ^ (v >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -89,8 +85,6 @@ class ActivationSource:
         """``hooks`` (several): each batch's ``x`` is those hooks' rows for the same
         tokens side by side, ``[n, sum of widths]`` (:attr:`widths`, :meth:`split`);
         the rows and their order are those a one-hook source with the same seed reads."""
-        from saetool.artifacts.activations import ActivationsFile
-
         if hooks:
             if len(hooks) > 1 and (hook_out is not None or max_norm_ratio is not None):
                 raise SaetoolError("a source of several hooks takes no hook_out and no max_norm_ratio")
@@ -166,8 +160,6 @@ class ActivationSource:
     def _split(self) -> list["np.ndarray"]:
         """Per file, which sequences are held out for validation (at least one
         sequence on each side when there are two or more and val_fraction > 0)."""
-        import numpy as np
-
         us = [split_uniform(i, np.arange(self._n_sequences(f))) for i, f in enumerate(self.files)]
         val = [u < self.val_fraction for u in us]
         if self.val_fraction > 0:
@@ -185,9 +177,6 @@ class ActivationSource:
         """``--max-norm-ratio``: the rule (median over every file's rows) and, per file, which rows are kept."""
         if ratio is None:
             return None, None
-        import numpy as np
-
-        from saetool.artifacts.norms import NormFilter, file_norms
 
         if not ratio > 0:
             raise SaetoolError(f"--max-norm-ratio must be positive (got {ratio})")
@@ -197,8 +186,6 @@ class ActivationSource:
 
     def excluded_tokens(self) -> dict[str, int]:
         """How many training and validation tokens ``--max-norm-ratio`` leaves out."""
-        import numpy as np
-
         out = {"train": 0, "validation": 0}
         if self._ordinary is None:
             return out
@@ -210,8 +197,6 @@ class ActivationSource:
         return out
 
     def is_val(self, file_index: int, seq: "np.ndarray") -> "np.ndarray":
-        import numpy as np
-
         table = self._val_seq[file_index]
         seq = np.asarray(seq, dtype=np.int64)
         out = np.zeros(seq.shape, dtype=bool)
@@ -221,8 +206,6 @@ class ActivationSource:
 
     def locate(self, rows: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
         """``(file_index, local_row)`` of global row ids."""
-        import numpy as np
-
         rows = np.asarray(rows, dtype=np.int64)
         file_index = np.searchsorted(np.asarray(self.offsets[1:]), rows, side="right")
         return file_index, rows - np.asarray(self.offsets)[file_index]
@@ -241,9 +224,6 @@ class ActivationSource:
     # -- reading -----------------------------------------------------------------
     def _chunks(self, *, val: bool) -> Iterator[tuple["torch.Tensor", "torch.Tensor | None", "torch.Tensor"]]:
         """One pass over every file: ``(x, target, global_rows)`` of train (or val) rows."""
-        import numpy as np
-        import torch
-
         for i, f in enumerate(self.files):
             for start in range(0, f.n_tokens, self.chunk_rows):
                 stop = min(start + self.chunk_rows, f.n_tokens)
@@ -271,8 +251,6 @@ class ActivationSource:
 
     def _read_x(self, file_index: int, start: int, stop: int) -> "torch.Tensor":
         """Rows ``start:stop`` of every input hook, side by side."""
-        import torch
-
         if len(self.hooks) == 1:
             return self._read_checked(file_index, self.hook, start, stop)
         return torch.cat([self._read_checked(file_index, h, start, stop) for h in self.hooks], dim=1)
@@ -283,23 +261,17 @@ class ActivationSource:
 
     def for_hook(self, hook: str) -> "ActivationSource":
         """A view of this source that reads ``hook`` alone (same files and split), for writing one SAE's samples."""
-        import copy
-
         view = copy.copy(self)
         view.hook, view.hooks, view.widths = hook, [hook], [self.widths[self.hooks.index(hook)]]
         view.d_in = view.widths[0]
         return view
 
     def _read_checked(self, file_index: int, hook: str, start: int, stop: int) -> "torch.Tensor":
-        import torch
-
         return self.files[file_index].read_finite(hook, start, stop, dtype=torch.float32)
 
     # -- batches -----------------------------------------------------------------
     def validation(self) -> list[Batch]:
         """Up to ``val_tokens`` rows of held-out sequences, in batches."""
-        import torch
-
         if self.val_fraction <= 0 or self.val_tokens <= 0:
             return []
         xs, ys, rs, n = [], [], [], 0
@@ -321,8 +293,6 @@ class ActivationSource:
 
     def batches(self) -> Iterator[Batch]:
         """Endless shuffled training batches (deterministic given the seed)."""
-        import torch
-
         gen = torch.Generator().manual_seed(self.seed + 7919 * self.rank)
         chunks = self._endless_train_chunks()
         cap = self.capacity

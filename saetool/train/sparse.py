@@ -31,12 +31,13 @@ around the big ones).
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
-if TYPE_CHECKING:
-    import torch
+import torch
+import torch.nn.functional as F
 
 _wide: int | None = None  # the full CPU thread count while a step runs narrowed (narrow_threads)
 
@@ -56,8 +57,6 @@ def narrow_threads(device: "torch.device", enabled: bool = True) -> Iterator[Non
     depend on it: these ops give the same numbers on any number of threads
     (entry-wise ops, sequential per-row/per-bag sums).
     """
-    import torch
-
     global _wide
     if not enabled or device.type != "cpu" or _wide is not None or torch.get_num_threads() <= 1:
         yield
@@ -74,8 +73,6 @@ def narrow_threads(device: "torch.device", enabled: bool = True) -> Iterator[Non
 @contextmanager
 def wide_threads() -> Iterator[None]:
     """All CPU threads for one big op inside :func:`narrow_threads` (else a no-op)."""
-    import torch
-
     if _wide is None:
         yield
         return
@@ -111,8 +108,6 @@ class SparseCodes:
         return SparseCodes(self.rows, self.cols, values, self.n_rows, self.k)
 
     def to_dense(self, d_sae: int) -> "torch.Tensor":
-        import torch
-
         out = torch.zeros(self.n_rows, d_sae, dtype=self.values.dtype, device=self.values.device)
         out[self.rows, self.cols] = self.values.detach()
         return out
@@ -123,8 +118,6 @@ class SparseCodes:
 
 def topk_codes(idx: "torch.Tensor", values: "torch.Tensor | None" = None) -> SparseCodes:
     """Codes of a ``[n, k]`` index matrix (row-major); ``values`` default to empty."""
-    import torch
-
     n, k = idx.shape
     rows = torch.arange(n, device=idx.device).repeat_interleave(k)
     vals = values.reshape(-1) if values is not None else torch.empty(0, device=idx.device)
@@ -133,8 +126,6 @@ def topk_codes(idx: "torch.Tensor", values: "torch.Tensor | None" = None) -> Spa
 
 def _offsets(rows: "torch.Tensor", n_rows: int, k: int | None = None) -> "torch.Tensor":
     """Start of each row's entries; ``k``: every row has exactly k."""
-    import torch
-
     if k:
         return torch.arange(0, n_rows * k, k, device=rows.device)
     counts = torch.bincount(rows, minlength=n_rows)
@@ -154,8 +145,6 @@ class ColumnOrder:
 
 def column_order(codes: SparseCodes, n_cols: int) -> ColumnOrder:
     """:class:`ColumnOrder` of ``codes`` over ``n_cols`` columns."""
-    import torch
-
     cols = codes.cols
     keys = cols.to(torch.int32) if n_cols < 2**31 else cols
 
@@ -180,8 +169,6 @@ def column_order(codes: SparseCodes, n_cols: int) -> ColumnOrder:
 
 def _segment_sum_by_col(order: ColumnOrder, weights: "torch.Tensor", table: "torch.Tensor") -> "torch.Tensor":
     """``out[c] = sum_{e: cols[e] == c} weights[e] * table[rows[e]]``, shape ``[n_cols, table.shape[1]]``."""
-    import torch.nn.functional as F
-
     with wide_threads():
         per_entry = weights.index_select(0, order.perm).to(table.dtype)  # index_select: about twice as fast as weights[perm]
         return F.embedding_bag(order.rows, table, order.offsets, mode="sum", per_sample_weights=per_entry)
@@ -190,10 +177,6 @@ def _segment_sum_by_col(order: ColumnOrder, weights: "torch.Tensor", table: "tor
 def _row_dots(rows: "torch.Tensor", cols: "torch.Tensor", left: "torch.Tensor", right: "torch.Tensor", n_rows: int, k: int | None = None) -> "torch.Tensor":
     """``out[e] = <left[rows[e]], right[cols[e]]>`` for ascending ``rows``: a sampled
     dense-dense matmul (``torch.sparse.sampled_addmm``), float32 inside."""
-    import warnings
-
-    import torch
-
     if rows.device.type not in ("cpu", "cuda"):  # no sampled_addmm kernel (e.g. MPS): gather in blocks
         out = torch.empty(rows.shape[0], dtype=left.dtype, device=left.device)
         for start in range(0, rows.shape[0], 1 << 14):
@@ -214,9 +197,6 @@ def _row_dots(rows: "torch.Tensor", cols: "torch.Tensor", left: "torch.Tensor", 
 
 
 def _function_classes() -> tuple[Any, Any]:
-    import torch
-    import torch.nn.functional as F
-
     class GatherPreacts(torch.autograd.Function):
         @staticmethod
         def forward(ctx: Any, x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, shift: torch.Tensor | None, pre: torch.Tensor, codes: SparseCodes, order: ColumnOrder) -> torch.Tensor:

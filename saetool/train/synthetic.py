@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
+import numpy as np
+import torch
+
+from saetool.artifacts.arrays import create_rows_dataset, to_storage
+from saetool.artifacts.norms import row_norms
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import ArtifactWriter
 
 
 def sparse_dictionary_data(n_tokens: int, d: int, n_features: int, *, active: float = 5.0, seed: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -17,8 +21,6 @@ def sparse_dictionary_data(n_tokens: int, d: int, n_features: int, *, active: fl
     ``n_features`` random unit rows in ``d`` dimensions (``n_features > d`` is
     fine) and each token draws about ``active`` features, each with a
     non-negative magnitude in [0.5, 1.5)."""
-    import torch
-
     g = torch.Generator().manual_seed(seed)
     dictionary = torch.randn(n_features, d, generator=g)
     dictionary /= dictionary.norm(dim=1, keepdim=True)
@@ -40,13 +42,6 @@ def write_activations(
     """Write ``{hook: [n_tokens, d]}`` as an ``activations`` artifact: row ``i`` is
     position ``i % context_size`` of window ``i // context_size`` (token ids
     random unless given)."""
-    import numpy as np
-
-    from saetool.artifacts.arrays import create_rows_dataset, to_storage
-    from saetool.artifacts.norms import row_norms
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.store import ArtifactWriter
-
     hooks = list(activations)
     n = int(next(iter(activations.values())).shape[0]) if hooks else 0
     if token_ids is None:

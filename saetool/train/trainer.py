@@ -12,10 +12,11 @@ the entry point for batches you make yourself::
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
-from array import array
 import time
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,11 @@ import torch
 from saetool.artifacts.resume import check_resumable
 from saetool.console import log, warn
 from saetool.devices import resolve_device, torch_dtype
+from saetool.distributed import current
 from saetool.errors import SaetoolError
+from saetool.evaluate.api import recon_batches_from_rows
+from saetool.evaluate.metrics import EvalContext, sae_metrics
+from saetool.progress import token_progress
 from saetool.sae.config import SAEConfig
 from saetool.sae.model import SAE
 from saetool.train.adam import Adam
@@ -35,6 +40,7 @@ from saetool.train.architectures import SAEArchitecture, get_architecture
 from saetool.train.checklist import CheckItem, build_checklist
 from saetool.train.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
 from saetool.train.config import TrainConfig
+from saetool.train.convergence import convergence_warning
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
@@ -116,7 +122,6 @@ class Trainer:
         self.dtype = torch_dtype(config.dtype)  # compute dtype (autocast); weights and Adam stay float32
         self.checkpoints = checkpoints
         self.init_sae = init_sae
-        from saetool.distributed import current
 
         self.dp = current()  # the torchrun process group (data-parallel training), or None
         self.world = self.dp.world_size if self.dp is not None else 1
@@ -365,8 +370,6 @@ class Trainer:
         return 1 if small else None
 
     def _fit(self, stream: Iterator[Batch], val: Sequence[Batch] | None, *, resume: bool, progress: bool, on_step: Callable[[StepInfo], None] | None) -> TrainResult:
-        from saetool.progress import token_progress
-
         if self.resume_latest(resume):
             for _ in range(self.step):  # replay the deterministic stream up to the checkpoint
                 if next(stream, None) is None:
@@ -496,8 +499,6 @@ class Trainer:
         self._lr, self._coeff = lr, coeff
 
     def _warn_if_short(self) -> None:
-        from saetool.train.convergence import convergence_warning
-
         fvu, l0 = self.curves
         if len(fvu) < self.total_steps:  # resumed: the curves before the checkpoint are gone
             return
@@ -591,8 +592,6 @@ class Trainer:
     # -- the end --------------------------------------------------------------------------
     def inference_sae(self) -> SAE:
         """The finalised SAE on raw activations (a copy; training state untouched)."""
-        import copy
-
         sae = self.arch.finalize(copy.deepcopy(self.sae), self.objective)
         return fold_scales(sae, self.in_scale, self.out_scale).to(self.dtype).eval()
 
@@ -604,9 +603,6 @@ class Trainer:
         those rows). Plus ``scaled_mse`` (``mse`` on the trainer's scaled inputs,
         times ``out_scale**2``) and ``dead_fraction_train`` (no firing over the
         last ``dead_tokens`` training tokens)."""
-        from saetool.evaluate.api import recon_batches_from_rows
-        from saetool.evaluate.metrics import EvalContext, sae_metrics
-
         batches = val or ([self.last_batch] if self.last_batch is not None else [])
         metrics = sae_metrics(list(FINAL_METRICS))
         states = {k: m.init(EvalContext(d_sae=self.cfg.d_sae)) for k, m in metrics.items()}
