@@ -89,6 +89,34 @@ def test_activation_metrics_match_numpy_on_the_tiny_model(tiny_evaluation, tiny_
     assert 0 < m["explained_variance"] < 1.0 and 0 < m["l0"] <= 8  # TopK k=8
 
 
+def test_several_saes_share_the_clean_and_ablated_passes(tiny_evaluation, tiny_sae, tiny_acts, tiny_gpt2):
+    """evaluate_saes gives every SAE the numbers evaluate_sae gives it alone, with the model run
+    clean and zero-ablated once per batch: 2 + n_saes passes per batch instead of 3 x n_saes."""
+    import torch
+
+    from saetool.bench.random_sae import random_like
+    from saetool.evaluate.api import EvalConfig, evaluate_sae, evaluate_saes
+    from saetool.sae.io import load_sae
+
+    config = EvalConfig(num_tokens=N_TOKENS, batch_size=4, dead_threshold=0.0, dense_threshold=0.05)
+    sae = load_sae(tiny_sae)
+    floor = random_like(sae, seed=3)
+    alone = evaluate_sae("floor", tiny_acts, config, sae=floor, model=tiny_gpt2)
+    calls = []
+    logits = tiny_gpt2.logits
+    tiny_gpt2.logits = lambda *a, **k: calls.append(1) or logits(*a, **k)
+    try:
+        both = evaluate_saes({"sae": sae, "floor": floor}, tiny_acts, config, model=tiny_gpt2)
+    finally:
+        del tiny_gpt2.logits
+    n_batches = -(-N_TOKENS // 64 // 4)  # tiny_acts: windows of 64 tokens
+    assert len(calls) == n_batches * (2 + 2)
+    assert both["sae"].metrics == tiny_evaluation.metrics and both["floor"].metrics == alone.metrics
+    assert both["sae"].metrics_ordinary == tiny_evaluation.metrics_ordinary and both["floor"].n_positions == alone.n_positions
+    assert both["floor"].metrics["ce_loss_sae"] != both["sae"].metrics["ce_loss_sae"]
+    assert both["floor"].metrics["ce_loss_zero"] == both["sae"].metrics["ce_loss_zero"] and torch.isfinite(torch.tensor(alone.metrics["kl_div_sae"]))
+
+
 def test_ce_clean_equals_the_models_own_loss(evaluation, smollm2_acts, smollm2):
     m = _check_ce_clean(evaluation, smollm2_acts, smollm2)
     assert max(m["ce_loss_clean"], m["ce_loss_sae"]) < m["ce_loss_zero"]  # a good SAE may match clean within noise on few positions

@@ -144,6 +144,7 @@ def _run(ctx: BenchContext, evals: dict[str, BenchEval], out: Path, sae_paths: S
         results.results.update(done)
         for name, ev in evals.items():
             todo = [(i, e) for i, e in enumerate(entries) if (e.name, name) not in done]
+            ctx.todo = [e for _, e in todo]
             with token_progress(f"bench {name}", total=len(entries), completed=len(entries) - len(todo), enabled=ctx.progress, unit="SAE") as advance:
                 for i, entry in todo:
                     start = time.perf_counter()

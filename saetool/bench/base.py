@@ -94,6 +94,8 @@ class BenchContext:
     progress: bool = True
     workdir: Path | None = None  # a temporary folder, removed at the end of the run
     cache: dict[str, Any] = field(default_factory=dict)
+    #: the entries the running eval has still to measure (set by the runner before each eval)
+    todo: list[SAEEntry] = field(default_factory=list)
     _model: "HookedModel | None" = None
     load: "Callable[[], HookedModel] | None" = None
 

@@ -1,13 +1,17 @@
 """The ``core`` eval: what ``saetool evaluate`` measures (reused, not re-implemented).
 
-It calls :func:`saetool.evaluate.api.evaluate_sae` on the run's activations
-file and, when the run has a model, with the SAE spliced into the model, and
-reports every registered SAE metric under its own name.
+It calls :func:`saetool.evaluate.api.evaluate_saes` on the run's activations
+file and, when the run has a model, with each SAE spliced into the model, and
+reports every registered SAE metric under its own name. Every SAE of the run
+(floors included) is evaluated in one go, so the model's clean and zero-ablated
+passes run once per batch for all of them; the first SAE's result carries the
+whole time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from saetool.bench.base import BenchContext, BenchEval, EvalResult, MetricCard, SAEEntry
 
@@ -47,13 +51,20 @@ class CoreEval(BenchEval):
     headline = "fvu"
 
     def run(self, entry: SAEEntry, ctx: BenchContext) -> EvalResult:
-        from saetool.evaluate.api import EvalConfig, evaluate_sae
+        done: dict[str, Any] = ctx.cache.setdefault("core:evaluations", {})
+        if entry.name not in done:  # every SAE still to do at once: the model's clean and ablated passes are shared
+            done.update(self._evaluate([e for e in ctx.todo if e.name not in done] or [entry], ctx))
+        ev = done.pop(entry.name)
+        use_model = ev.model is not None
+        notes = [] if use_model else ["no model: CE loss and KL not measured"]
+        return EvalResult(metrics=dict(ev.metrics), details={"n_rows": ev.n_rows, "n_positions": ev.n_positions, "metrics_without_massive_rows": ev.metrics_ordinary}, notes=notes)
+
+    def _evaluate(self, entries: list[SAEEntry], ctx: BenchContext) -> dict[str, Any]:
+        from saetool.evaluate.api import EvalConfig, evaluate_saes
 
         opts: CoreOptions = ctx.options(self)
         cfg = ctx.config
         use_model = opts.model and ctx.load is not None
         config = EvalConfig(model=ctx.model_name, backend=cfg.backend, context_size=cfg.context_size, num_tokens=opts.num_tokens or cfg.num_tokens,
                             batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype, use_model=use_model)
-        ev = evaluate_sae(entry.path or entry.name, ctx.acts, config, sae=entry.sae, model=ctx.model if use_model else None)
-        notes = [] if use_model else ["no model: CE loss and KL not measured"]
-        return EvalResult(metrics=dict(ev.metrics), details={"n_rows": ev.n_rows, "n_positions": ev.n_positions, "metrics_without_massive_rows": ev.metrics_ordinary}, notes=notes)
+        return evaluate_saes({e.name: e.sae for e in entries}, ctx.acts, config, model=ctx.model if use_model else None)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO
 from saetool.console import log, warn
@@ -192,18 +192,30 @@ def _log_probs(logits: "torch.Tensor") -> "torch.Tensor":
     return torch.log_softmax(logits[:, :-1].float(), dim=-1)
 
 
-def lm_batch(sae: "SAE", model: "HookedModel", ids: "torch.Tensor", bos: int | None, *, capture_special: "np.ndarray | None" = None) -> "tuple[Any, tuple[torch.Tensor, torch.Tensor] | None]":
-    """Clean, spliced and zero-ablated passes over ``ids`` ``[b, T]`` (full windows, no padding).
+@dataclass
+class LMBaseline:
+    """What a batch's model metrics need that no SAE changes, computed once and shared by
+    every SAE of one hook (:func:`lm_baseline`): the clean next-token log-probabilities and
+    probabilities ``[b, T-1, vocab]``, the clean and zero-ablated losses and the ablation's KL
+    at the kept positions, the kept-position mask ``keep`` ``[b, T]`` (not BOS) and the SAE
+    input (and, for a transcoder, target) rows of the clean pass when asked for."""
 
-    Returns the :class:`LMBatch` and, when ``capture_special`` (a bool mask of
-    positions to leave out) is given, the SAE input and target rows at the
-    other positions of the clean pass.
-    """
+    logp_clean: "torch.Tensor"
+    p_clean: "torch.Tensor"
+    nll_clean: "torch.Tensor"
+    nll_zero: "torch.Tensor"
+    kl_zero: "torch.Tensor"
+    keep: "torch.Tensor"
+    rows: "tuple[torch.Tensor, torch.Tensor] | None" = None
+
+
+def lm_baseline(model: "HookedModel", ids: "torch.Tensor", bos: int | None, hook: str, hook_out: str, *, capture_special: "np.ndarray | None" = None) -> LMBaseline:
+    """The clean and zero-ablated passes over ``ids`` ``[b, T]`` for SAEs reading ``hook`` and
+    writing ``hook_out`` (zero ablation zeroes ``hook_out`` at every position, BOS included).
+    With ``capture_special`` (a bool mask of positions to leave out), ``rows`` holds the clean
+    pass's activations at the other positions: ``(hook rows, hook_out rows)``."""
     import torch
 
-    from saetool.evaluate.metrics import LMBatch
-
-    cfg = sae.cfg
     ids = ids.to(model.device)
     keep = ids != bos if bos is not None else torch.ones_like(ids, dtype=torch.bool)
     seen: dict[str, torch.Tensor] = {}
@@ -215,38 +227,70 @@ def lm_batch(sae: "SAE", model: "HookedModel", ids: "torch.Tensor", bos: int | N
 
         return fn
 
+    with torch.no_grad():
+        clean_hooks = {hook: capture("in")}
+        if hook_out != hook:
+            clean_hooks[hook_out] = capture("out")
+        logp_clean = _log_probs(model.logits(ids, edit_hooks=clean_hooks))
+        rows = None
+        if capture_special is not None:
+            take = ~torch.as_tensor(capture_special, device=ids.device)
+            x_in = seen["in"][take]
+            rows = (x_in, seen["out"][take] if hook_out != hook else x_in)
+        target = ids[:, 1:].unsqueeze(-1)
+        mask = keep[:, :-1]
+        p_clean = logp_clean.exp()
+        nll_clean = -logp_clean.gather(-1, target).squeeze(-1)[mask]
+        logp_zero = _log_probs(model.logits(ids, edit_hooks={hook_out: torch.zeros_like}))
+        nll_zero = -logp_zero.gather(-1, target).squeeze(-1)[mask]
+        kl_zero = (p_clean * (logp_clean - logp_zero)).sum(-1)[mask]
+    return LMBaseline(logp_clean, p_clean, nll_clean, nll_zero, kl_zero, keep, rows)
+
+
+def lm_batch(
+    sae: "SAE", model: "HookedModel", ids: "torch.Tensor", bos: int | None, *, capture_special: "np.ndarray | None" = None, baseline: LMBaseline | None = None,
+) -> "tuple[Any, tuple[torch.Tensor, torch.Tensor] | None]":
+    """Clean, spliced and zero-ablated passes over ``ids`` ``[b, T]`` (full windows, no padding).
+
+    Returns the :class:`LMBatch` and, when ``capture_special`` (a bool mask of
+    positions to leave out) is given, the SAE input and target rows at the
+    other positions of the clean pass. A ``baseline`` from :func:`lm_baseline`
+    on the same ``ids`` (and the SAE's hooks) replaces the clean and zero-ablated
+    passes: only the spliced pass runs (the numbers are the same).
+    """
+    import torch
+
+    from saetool.evaluate.metrics import LMBatch
+
+    cfg = sae.cfg
+    ids = ids.to(model.device)
+    if baseline is None:
+        baseline = lm_baseline(model, ids, bos, cfg.hook, cfg.hook_out, capture_special=capture_special)
+    keep = baseline.keep
+    seen: dict[str, torch.Tensor] = {}
+
+    def capture(t):
+        seen["in"] = t
+        return None
+
     def splice(t):
         x = seen["in"] if cfg.is_transcoder else t
         recon = sae(x.to(device=sae.device, dtype=sae.dtype)).to(device=t.device, dtype=t.dtype)
         return torch.where(keep[..., None], recon, t)
 
     with torch.no_grad():
-        clean_hooks = {cfg.hook: capture("in")}
-        if cfg.is_transcoder:
-            clean_hooks[cfg.hook_out] = capture("out")
-        logp_clean = _log_probs(model.logits(ids, edit_hooks=clean_hooks))
-        rows = None
-        if capture_special is not None:
-            take = ~torch.as_tensor(capture_special, device=ids.device)
-            x_in = seen["in"][take]
-            rows = (x_in, seen["out"][take] if cfg.is_transcoder else x_in)
-        sae_hooks = {cfg.hook: capture("in"), cfg.hook_out: splice} if cfg.is_transcoder else {cfg.hook: splice}
+        sae_hooks = {cfg.hook: capture, cfg.hook_out: splice} if cfg.is_transcoder else {cfg.hook: splice}
         logp_sae = _log_probs(model.logits(ids, edit_hooks=sae_hooks))
         target = ids[:, 1:].unsqueeze(-1)
         mask = keep[:, :-1]
-        p_clean = logp_clean.exp()
-        nll_clean = -logp_clean.gather(-1, target).squeeze(-1)[mask]
         nll_sae = -logp_sae.gather(-1, target).squeeze(-1)[mask]
-        kl_sae = (p_clean * (logp_clean - logp_sae)).sum(-1)[mask]
+        kl_sae = (baseline.p_clean * (baseline.logp_clean - logp_sae)).sum(-1)[mask]
         del logp_sae
-        logp_zero = _log_probs(model.logits(ids, edit_hooks={cfg.hook_out: torch.zeros_like}))
-        nll_zero = -logp_zero.gather(-1, target).squeeze(-1)[mask]
-        kl_zero = (p_clean * (logp_clean - logp_zero)).sum(-1)[mask]
     batch = LMBatch(
-        nll_clean=nll_clean.double().cpu(), nll_sae=nll_sae.double().cpu(), nll_zero=nll_zero.double().cpu(),
-        kl_sae=kl_sae.double().cpu(), kl_zero=kl_zero.double().cpu(),
+        nll_clean=baseline.nll_clean.double().cpu(), nll_sae=nll_sae.double().cpu(), nll_zero=baseline.nll_zero.double().cpu(),
+        kl_sae=kl_sae.double().cpu(), kl_zero=baseline.kl_zero.double().cpu(),
     )
-    return batch, rows
+    return batch, baseline.rows
 
 
 def corpus_windows(corpus: str, tokenizer: Any, context_size: int, n_windows: int) -> "np.ndarray":
@@ -276,34 +320,58 @@ def evaluate_sae(
 ) -> Evaluation:
     """Evaluate the SAE at ``sae_path`` (or the loaded ``sae``) on ``activations``
     and/or the model. Every input is checked before any metric is computed."""
+    from saetool.sae.io import load_sae
+
+    config = config or EvalConfig()
+    config.validate()
+    if sae is None:
+        sae = load_sae(sae_path, config.device)
+    return evaluate_saes({str(sae_path): sae}, activations, config, model=model)[str(sae_path)]
+
+
+def evaluate_saes(
+    saes: "Mapping[str, SAE]",
+    activations: str | Path | None = None,
+    config: EvalConfig | None = None,
+    *,
+    model: "HookedModel | None" = None,
+) -> dict[str, Evaluation]:
+    """Evaluate several SAEs of one hook (``{name: sae}``) on the same tokens, as
+    :func:`evaluate_sae` evaluates each alone (the same numbers), but with the model run
+    clean and zero-ablated once per batch for all of them (:func:`lm_baseline`): each SAE
+    adds only its spliced pass."""
     import numpy as np
     import torch
 
     from saetool.artifacts.activations import ActivationsFile
     from saetool.corpus.packing import bos_id, special_token_mask
-    from saetool.evaluate.metrics import EvalContext, ReconBatch, sae_metrics
+    from saetool.evaluate.metrics import ReconBatch, sae_metrics
     from saetool.models.registry import load_model
-    from saetool.sae.io import load_sae
 
     config = config or EvalConfig()
     config.validate()
     metrics = sae_metrics(config.metrics)
-    if sae is None:
-        sae = load_sae(sae_path, config.device)
-    sae.eval()
-    cfg = sae.cfg
+    if not saes:
+        raise SaetoolError("no SAE to evaluate")
+    for sae in saes.values():
+        sae.eval()
+    first = next(iter(saes.values()))
+    cfg = first.cfg
+    if len({(s.cfg.hook, s.cfg.hook_out, tuple(crosscoder_hooks(s.cfg) or ())) for s in saes.values()}) > 1:
+        raise SaetoolError("the SAEs evaluated together read or write different hooks", hint="evaluate SAEs of one hook together")
     multi = crosscoder_hooks(cfg)
     if multi and activations is None:
         raise SaetoolError(f"a crosscoder over {len(multi)} hooks is evaluated on stored activations", hint="pass an activations artifact with its hooks (" + ",".join(multi) + ")")
     acts = ActivationsFile(activations).require_tokens() if activations is not None else None
     try:
         if acts is not None:
-            check_activations(sae, acts)
+            for sae in saes.values():
+                check_activations(sae, acts)
         wants_model = config.use_model and any(m.source == "model" for m in metrics.values())
         if multi and wants_model:
             log("a crosscoder writes several hooks and the model metrics splice one: reconstruction metrics only (over every hook's rows side by side)")
             wants_model = False
-        name = _model_name(config, sae, acts)
+        name = _model_name(config, first, acts)
         if acts is None and model is None and name is None:
             raise SaetoolError("nothing to evaluate on: no activations and no model", hint="pass an activations artifact, or --model")
         if wants_model or acts is None:
@@ -313,41 +381,37 @@ def evaluate_sae(
                 else:
                     model = load_model(name, backend=config.backend, device=config.device, dtype=config.dtype)
             if model is not None:
-                check_model(sae, model)
-                if cfg.model:
-                    from saetool.sae.io import check_sae_matches
+                for sae in saes.values():
+                    check_model(sae, model)
+                    if sae.cfg.model:
+                        from saetool.sae.io import check_sae_matches
 
-                    check_sae_matches(sae, model=model.model_id, what=f"model {model.model_id}")
-        if not wants_model:
-            metrics = {k: m for k, m in metrics.items() if m.source != "model"}
-        if model is None:
+                        check_sae_matches(sae, model=model.model_id, what=f"model {model.model_id}")
+        if not wants_model or model is None:
             metrics = {k: m for k, m in metrics.items() if m.source != "model"}
 
-        ctx = EvalContext(d_sae=cfg.d_sae, dead_threshold=config.dead_threshold, dense_threshold=config.dense_threshold)
-        states = {k: m.init(ctx) for k, m in metrics.items()}
         recon = {k: m for k, m in metrics.items() if m.source == "activations"}
         lm = {k: m for k, m in metrics.items() if m.source == "model"}
-        n_rows = n_pos = 0
-        ordinary: dict[str, Any] = {}
-        norm_filter = None
+        runs = {key: _SAERun(sae, metrics, config) for key, sae in saes.items()}
 
         if acts is not None and recon:
             from saetool.artifacts.norms import NormFilter, file_norms, row_norms
 
             norms = np.sqrt(sum(file_norms(acts, h).astype(np.float64) ** 2 for h in multi)).astype(np.float32) if multi else file_norms(acts, cfg.hook)  # a crosscoder's input: the hooks side by side
             rule = NormFilter.from_norms(norms[: config.num_tokens], config.max_norm_ratio)
-            ordinary = {k: m.init(ctx) for k, m in recon.items()}
-            massive = 0
-            for batch in recon_batches_from_file(sae, acts, config.num_tokens):
-                n_rows += batch.x.shape[0]
-                keep = rule.keep(row_norms(batch.x))
-                massive += int((~keep).sum())
-                kept = ReconBatch(batch.x[keep], batch.target[keep], batch.recon[keep], batch.codes[keep])
-                for k, m in recon.items():
-                    m.update(states[k], batch)
-                    if kept.x.shape[0]:
-                        m.update(ordinary[k], kept)
-            norm_filter = {**rule.to_dict(), "massive_rows": massive}
+            for run in runs.values():
+                run.ordinary = {k: m.init(run.ctx) for k, m in recon.items()}
+                massive = 0
+                for batch in recon_batches_from_file(run.sae, acts, config.num_tokens):
+                    run.n_rows += batch.x.shape[0]
+                    keep = rule.keep(row_norms(batch.x))
+                    massive += int((~keep).sum())
+                    kept = ReconBatch(batch.x[keep], batch.target[keep], batch.recon[keep], batch.codes[keep])
+                    for k, m in recon.items():
+                        m.update(run.states[k], batch)
+                        if kept.x.shape[0]:
+                            m.update(run.ordinary[k], kept)
+                run.norm_filter = {**rule.to_dict(), "massive_rows": massive}
 
         if model is not None and (lm or (acts is None and recon)):
             context = acts.context_size if acts is not None else config.context_size
@@ -357,39 +421,59 @@ def evaluate_sae(
             else:
                 windows = corpus_windows(config.corpus, model.tokenizer, context, n_windows)
             bos = bos_id(model.tokenizer)
-            log(f"evaluating with {model.model_id}: {len(windows)} windows of {windows.shape[1]} tokens")
+            log(f"evaluating with {model.model_id}: {len(windows)} windows of {windows.shape[1]} tokens" + (f", {len(runs)} SAEs" if len(runs) > 1 else ""))
             for start in range(0, len(windows), config.batch_size):
                 ids = torch.as_tensor(np.asarray(windows[start : start + config.batch_size], dtype=np.int64))
                 special = special_token_mask(ids.numpy(), model.tokenizer) if acts is None and recon else None
-                batch, rows = lm_batch(sae, model, ids, bos, capture_special=special)
-                n_pos += batch.nll_clean.numel()
-                for k, m in lm.items():
-                    m.update(states[k], batch)
-                if rows is not None:
-                    for rb in recon_batches_from_rows(sae, *rows):
-                        n_rows += rb.x.shape[0]
-                        for k, m in recon.items():
-                            m.update(states[k], rb)
-        values = {k: float(m.result(states[k])) for k, m in metrics.items()}
-        return Evaluation(
-            metrics=values,
-            sae=str(sae_path),
-            hook=cfg.hook,
-            hook_out=str(cfg.hook_out),
-            d_in=cfg.d_in,
-            d_sae=cfg.d_sae,
-            activations=str(acts.path) if acts is not None else None,
-            model=model.model_id if model is not None else None,
-            corpus=config.corpus if acts is None and model is not None else None,
-            n_rows=n_rows,
-            n_positions=n_pos,
-            descriptions={k: m.description for k, m in metrics.items()},
-            metrics_ordinary={k: float(recon[k].result(st)) for k, st in ordinary.items()},
-            norm_filter=norm_filter,
-        )
+                baseline = lm_baseline(model, ids, bos, cfg.hook, cfg.hook_out, capture_special=special)
+                for run in runs.values():
+                    batch, rows = lm_batch(run.sae, model, ids, bos, baseline=baseline)
+                    run.n_pos += batch.nll_clean.numel()
+                    for k, m in lm.items():
+                        m.update(run.states[k], batch)
+                    if rows is not None:
+                        for rb in recon_batches_from_rows(run.sae, *rows):
+                            run.n_rows += rb.x.shape[0]
+                            for k, m in recon.items():
+                                m.update(run.states[k], rb)
+                del baseline
+        return {
+            key: Evaluation(
+                metrics={k: float(m.result(run.states[k])) for k, m in metrics.items()},
+                sae=key,
+                hook=cfg.hook,
+                hook_out=str(cfg.hook_out),
+                d_in=run.sae.cfg.d_in,
+                d_sae=run.sae.cfg.d_sae,
+                activations=str(acts.path) if acts is not None else None,
+                model=model.model_id if model is not None else None,
+                corpus=config.corpus if acts is None and model is not None else None,
+                n_rows=run.n_rows,
+                n_positions=run.n_pos,
+                descriptions={k: m.description for k, m in metrics.items()},
+                metrics_ordinary={k: float(recon[k].result(st)) for k, st in run.ordinary.items()},
+                norm_filter=run.norm_filter,
+            )
+            for key, run in runs.items()
+        }
     finally:
         if acts is not None:
             acts.close()
+
+
+class _SAERun:
+    """One SAE's running metric states in :func:`evaluate_saes`."""
+
+    def __init__(self, sae: "SAE", metrics: dict[str, Any], config: EvalConfig) -> None:
+        from saetool.evaluate.metrics import EvalContext
+
+        self.sae = sae
+        self.ctx = EvalContext(d_sae=sae.cfg.d_sae, dead_threshold=config.dead_threshold, dense_threshold=config.dense_threshold)
+        self.states = {k: m.init(self.ctx) for k, m in metrics.items()}
+        self.ordinary: dict[str, Any] = {}
+        self.n_rows = 0
+        self.n_pos = 0
+        self.norm_filter: dict[str, float] | None = None
 
 
 def print_evaluation(ev: Evaluation, *, title: str = "SAE evaluation") -> None:
