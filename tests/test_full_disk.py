@@ -224,13 +224,12 @@ def test_other_writers_turn_enospc_into_one_line(writer, tmp_path, monkeypatch):
             CheckpointDir("ckpt").save("step_000001", {"w": torch.zeros(3)}, {"step": 1})
         assert list(Path("ckpt").iterdir()) == []
     elif writer == "export-saelens":
-        import safetensors.torch
-
-        from saetool.sae.formats.saelens import export_saelens
         from saetool.sae.config import SAEConfig
+        from saetool.sae.formats import saelens
+        from saetool.sae.formats.saelens import export_saelens
         from saetool.sae.model import SAE
 
-        monkeypatch.setattr(safetensors.torch, "save_file", enospc)
+        monkeypatch.setattr(saelens, "save_file", enospc)
         with pytest.raises(ArtifactError, match=f"{FULL} out"):
             export_saelens(SAE(SAEConfig(arch="relu", d_in=4, d_sae=8, hook="blocks.0.hook_resid_post")), "out")
         assert files_in(tmp_path) == []

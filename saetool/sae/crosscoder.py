@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+import torch
+
 from saetool.errors import SaetoolError
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.artifacts.activations import ActivationsFile
     from saetool.sae.config import SAEConfig
     from saetool.sae.model import SAE
@@ -43,8 +43,6 @@ def layer_decoder_norms(sae: "SAE", *, normalized: bool = True) -> "torch.Tensor
     """``[d_sae, n_hooks]``: each feature's decoder norm at each hook. ``normalized``:
     in the units training saw (each hook scaled to a common mean norm), so hooks
     of different magnitudes compare; otherwise in raw activation units."""
-    import torch
-
     widths = hook_widths(sae.cfg)
     with torch.no_grad():
         norms = torch.stack([block.float().norm(dim=1) for block in sae.W_dec.split(widths, dim=1)], dim=1)
@@ -74,6 +72,4 @@ def check_crosscoder_file(cfg: "SAEConfig", acts: "ActivationsFile") -> list[str
 
 def read_inputs(acts: "ActivationsFile", hooks: Sequence[str], start: int, stop: int) -> "torch.Tensor":
     """Rows ``start:stop`` of every hook, side by side (a crosscoder's input)."""
-    import torch
-
     return torch.cat([acts.read_finite(h, start, stop) for h in hooks], dim=1)

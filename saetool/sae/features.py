@@ -3,18 +3,16 @@ unit decoder rows (the features' directions).
 
 Shared by training's sample collection (:mod:`saetool.train.samples`),
 ``interpret`` (:mod:`saetool.interpret.collect`), ``track`` and ``bench``.
-Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import torch
 
 from saetool.artifacts.arrays import from_storage, read_rows
-
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
 
 
 def unit_rows(w: "torch.Tensor") -> "torch.Tensor":
@@ -25,8 +23,6 @@ def unit_rows(w: "torch.Tensor") -> "torch.Tensor":
 def batch_topk(dense: "torch.Tensor", rows: "torch.Tensor", k: int, *, threshold: float = float("-inf")) -> tuple["torch.Tensor", "torch.Tensor"]:
     """Per-column top-``k`` of ``dense [n, F]``: ``[F, k]`` values and the matching
     ``rows`` entries; entries not above ``threshold`` (or missing, n < k) are ``-inf`` / -1."""
-    import torch
-
     kb = min(k, dense.shape[0])
     vals, idx = dense.topk(kb, dim=0)  # [kb, F]
     vals = torch.where(vals > threshold, vals, float("-inf")).t()
@@ -45,8 +41,6 @@ def merge_topk(values: "torch.Tensor", rows: "torch.Tensor", cand_values: "torch
     hold ``-inf`` / -1. With ``dedup`` an id present twice in a row (the same
     token seen again) is kept once, the newer value winning.
     """
-    import torch
-
     cand_v = torch.cat([values, cand_values], dim=1)
     cand_r = torch.cat([rows, cand_rows], dim=1)
     if dedup:
@@ -69,8 +63,6 @@ def merge_topk_sparse(values: "torch.Tensor", rows: "torch.Tensor", feat: "torch
     sorted once by (feature, value), each feature's first k scattered into a
     ``[F, k]`` block and merged with :func:`merge_topk`. No loop over features.
     """
-    import torch
-
     F, k = values.shape
     keep = cand_values > values[:, k - 1][feat]
     if not bool(keep.any()):
@@ -94,9 +86,6 @@ def merge_topk_sparse(values: "torch.Tensor", rows: "torch.Tensor", feat: "torch
 def values_at(sae: Any, acts: Any, hook: str, rows: "np.ndarray", feats: "np.ndarray") -> "np.ndarray":
     """``sae.encode(x[rows])[feats]`` pairwise for an activations file, encoding each distinct
     row once, in blocks of 4096."""
-    import numpy as np
-    import torch
-
     out = np.empty(len(rows), np.float32)
     if not len(rows):
         return out

@@ -16,18 +16,28 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import h5py
+import numpy as np
+
+from saetool.artifacts.arrays import from_storage, to_storage
+from saetool.artifacts.store import ArtifactWriter, open_artifact, read_header
+from saetool.artifacts.validate import bad, json_attr
 from saetool.devices import dtype_name
 from saetool.errors import ArtifactError, SaetoolError
+from saetool.plugins import LoadSAEHookReader, host
+from saetool.sae.config import SAEConfig
+from saetool.sae.crosscoder import crosscoder_hooks
 from saetool.sae.format_api import SAEReader
+from saetool.sae.model import build_sae
+from saetool.sae.sets import index_of, read_sae_set
 
 if TYPE_CHECKING:
-    import h5py
-    import numpy as np
     import pandas as pd
     import torch
 
-    from saetool.sae.config import SAEConfig
     from saetool.sae.model import SAE
+
+# Deferred imports: pandas (about 1 s) only for the training-history reader.
 
 KIND = "sae"
 SCHEMA_VERSION = 1
@@ -46,8 +56,6 @@ def _json_default(value: Any) -> Any:
 
 
 def _history_columns(history: Any) -> dict[str, "np.ndarray"]:
-    import numpy as np
-
     if history is None:
         return {}
     if hasattr(history, "to_dict") and hasattr(history, "columns"):  # a DataFrame
@@ -90,9 +98,6 @@ def write_sae_artifact(
     ``loss``, ``mse``, ``l0``, ...) to equal-length 1-D arrays (a DataFrame works
     too). Returns the path written.
     """
-    from saetool.artifacts.arrays import to_storage
-    from saetool.artifacts.store import ArtifactWriter
-
     columns = _history_columns(history)  # validate before any file is created
     dtype = dtype_name(sae.dtype)
     config = sae.cfg.to_dict()
@@ -124,11 +129,6 @@ def _text(value: Any) -> Any:
 def validate_sae_file(fh: "h5py.File", path: Path) -> None:
     """The ``sae`` kind's own check (run by :func:`~saetool.artifacts.store.open_artifact`):
     a valid config, and exactly its weights, each of the shape it implies."""
-    import h5py
-
-    from saetool.artifacts.validate import bad, json_attr
-    from saetool.sae.config import SAEConfig
-
     try:
         cfg = SAEConfig.from_dict(json_attr(fh.attrs["config"], path, "config", dict), source=str(path))
     except SaetoolError as exc:
@@ -161,9 +161,6 @@ class SAEArtifact:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from saetool.artifacts.store import open_artifact
-        from saetool.sae.config import SAEConfig
-
         self._artifact = open_artifact(path, kind=KIND)
         self.path: Path = self._artifact.path
         self.file = self._artifact.file
@@ -176,8 +173,6 @@ class SAEArtifact:
     # -- weights ---------------------------------------------------------------
     def weights(self) -> dict[str, "torch.Tensor"]:
         """Every tensor under ``weights/`` (in the stored dtype, on the CPU)."""
-        from saetool.artifacts.arrays import from_storage
-
         group = self.file["weights"]
         out = {}
         for name in group:
@@ -188,8 +183,6 @@ class SAEArtifact:
 
     def sae(self, device: str = "cpu") -> "SAE":
         """The inference SAE with the stored weights, on ``device``."""
-        from saetool.sae.model import build_sae
-
         return build_sae(self.config, self.weights(), device, source=str(self.path))
 
     # -- training record -------------------------------------------------------
@@ -231,10 +224,6 @@ def read_sae_artifact(path: str | Path) -> SAEArtifact:
 # -- any format -------------------------------------------------------------------
 def is_sae_artifact(path: Path) -> bool:
     """Whether ``path`` is a saetool ``sae`` artifact (by its header; nothing validated)."""
-    import h5py
-
-    from saetool.artifacts.store import read_header
-
     try:
         return path.is_file() and h5py.is_hdf5(path) and read_header(path)["saetool_kind"] == KIND
     except Exception:  # not an artifact at all
@@ -248,8 +237,6 @@ class SAEArtifactReader(SAEReader):
     description = "saetool 'sae' artifact (.h5)"
 
     def can_read(self, path: Path) -> bool:
-        import h5py
-
         return path.is_file() and h5py.is_hdf5(path)
 
     def read(self, path: Path, device: str) -> "SAE":
@@ -259,8 +246,6 @@ class SAEArtifactReader(SAEReader):
 
 def sae_readers() -> list[SAEReader]:
     """Registered readers in the order :func:`load_sae` asks them: plugins' first, then the built-ins."""
-    from saetool.plugins import host
-
     regs = list(host().collect("sae_readers").values())
     return [r.obj for r in regs if not host().is_builtin(r.plugin)] + [r.obj for r in regs if host().is_builtin(r.plugin)]
 
@@ -285,7 +270,6 @@ def load_sae(path: str | Path, device: str = "cpu") -> "SAE":
                 return sae
     if not p.exists():
         raise SaetoolError(f"no SAE at {p}: it does not exist", hint="check the path (an sae .h5 artifact or an SAE folder), or name a pretrained SAE as RELEASE/SAE_ID (saetool sae list)")
-    from saetool.plugins import LoadSAEHookReader
 
     real = [r for r in readers if not isinstance(r, LoadSAEHookReader)]  # it cannot say "yes" without reading
     candidates = sorted(c for c in p.iterdir() if c.is_dir() and any(r.can_read(c) for r in real)) if p.is_dir() else []
@@ -304,8 +288,6 @@ def load_sae(path: str | Path, device: str = "cpu") -> "SAE":
 # -- consistency checks --------------------------------------------------------------
 def _refuse_set(p: Path) -> None:
     """One SAE was asked for and ``p`` is a set of them: a one-line error naming a member."""
-    from saetool.sae.sets import index_of, read_sae_set
-
     if index_of(p) is None:
         return
     members = read_sae_set(p)
@@ -317,8 +299,6 @@ def _model_aliases(model: str) -> set[str]:
     text = str(model).strip().rstrip("/")
     names = {text.lower(), text.lower().rsplit("/", 1)[-1]}
     try:
-        from saetool.plugins import host
-
         for reg in host().collect("models").values():
             spec = reg.obj
             known = {str(getattr(spec, "name", "")).lower(), str(getattr(spec, "hf_id", "")).lower()}
@@ -340,7 +320,6 @@ def check_sae_matches(sae: "SAE | SAEConfig", *, d_in: int | None = None, hook: 
     checked only when given, the model only when the SAE records one) do not
     match the SAE's input."""
     cfg = getattr(sae, "cfg", sae)
-    from saetool.sae.crosscoder import crosscoder_hooks
 
     hooks = crosscoder_hooks(cfg)
     if hooks and d_in is not None and int(d_in) != cfg.d_in:

@@ -25,8 +25,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from saetool.console import log
 from saetool.errors import SaetoolError, did_you_mean
+from saetool.hub import hub_reachable, offline_requested
+from saetool.models.hooks import hook_name
 from saetool.sae.format_api import SAEReader
+from saetool.sae.io import load_sae, same_model
+
+# Deferred imports: huggingface_hub's downloader (about 0.3 s) only when a pretrained SAE is fetched or looked up in the hub cache.
 
 REGISTRY_FILENAME = "pretrained_saes.yaml"
 ENV_EXTRA = "SAETOOL_SAE_REGISTRY"
@@ -91,8 +99,6 @@ def release_names() -> list[str]:
 
 
 def _parse(text: str, *, with_saes: bool) -> dict[str, Any]:
-    import yaml
-
     if not with_saes:  # the release's own keys only: cut the (long) saes list out
         keys = list(_TOP_KEY.finditer(text))
         cut = [(m.start(), keys[i + 1].start() if i + 1 < len(keys) else len(text)) for i, m in enumerate(keys) if m.group(1) == "saes"]
@@ -144,8 +150,6 @@ class PretrainedSAE:
     @property
     def hook(self) -> str | None:
         """The hook, when the id or path says it (``blocks.8.hook_resid_pre``, ``layer_20`` of a ``-res`` repo)."""
-        from saetool.models.hooks import hook_name
-
         for text in (self.sae_id, self.path):
             m = re.search(r"blocks\.\d+\.[\w.]*hook_\w+", text)
             if m:
@@ -202,8 +206,6 @@ def releases(model: str | None = None) -> list[Release]:
 
 
 def _same_model(a: str, b: str) -> bool:
-    from saetool.sae.io import same_model
-
     return same_model(a, b) or a.lower().rsplit("/", 1)[-1] == b.lower().rsplit("/", 1)[-1]
 
 
@@ -280,8 +282,6 @@ def fetch_command(entry: PretrainedSAE) -> str:
 
 def local_folder(entry: PretrainedSAE) -> Path:
     """The SAE's folder in the Hugging Face cache, downloading what is missing when the hub is reachable."""
-    from saetool.hub import hub_reachable, offline_requested
-
     required, optional = entry.files()
     found: dict[str, Path] = {}
     missing = []
@@ -306,8 +306,6 @@ def local_folder(entry: PretrainedSAE) -> Path:
 def _download(entry: PretrainedSAE, names: tuple[str, ...] | list[str], optional: tuple[str, ...]) -> dict[str, Path]:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
-
-    from saetool.console import log
 
     log(f"downloading {entry.name} from {entry.release.repo_id}")
     out = {}
@@ -338,8 +336,6 @@ class PretrainedReader(SAEReader):
         return not Path(path).exists() and split_name(str(path)) is not None
 
     def read(self, path: Path, device: str):
-        from saetool.sae.io import load_sae
-
         entry = lookup(str(path))
         sae = load_sae(local_folder(entry), device)
         if not sae.cfg.model:

@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import h5py
+
+from saetool.artifacts.store import ArtifactWriter, open_artifact, read_header
+from saetool.artifacts.validate import json_attr
 from saetool.errors import ArtifactError
 
 KIND = "sae-set"
@@ -48,8 +52,6 @@ def member_file_name(arch: str, hook: str) -> str:
 
 def write_sae_set(index: str | Path, members: Sequence[SetMember], *, model: str | None, provenance: dict[str, Any], overwrite: bool = False) -> Path:
     """Write the ``sae-set`` index ``index`` listing ``members`` (atomically)."""
-    from saetool.artifacts.store import ArtifactWriter
-
     index = Path(index)
     records = [m.to_record(index.parent) for m in members]
     with ArtifactWriter(index, KIND, provenance, overwrite=overwrite) as writer:
@@ -64,9 +66,6 @@ def index_of(path: str | Path) -> Path | None:
     candidate = p / INDEX_NAME if p.is_dir() else p
     if not candidate.is_file():
         return None
-    import h5py
-
-    from saetool.artifacts.store import read_header
 
     try:
         return candidate if h5py.is_hdf5(candidate) and read_header(candidate)["saetool_kind"] == KIND else None
@@ -76,9 +75,6 @@ def index_of(path: str | Path) -> Path | None:
 
 def read_sae_set(path: str | Path) -> list[SetMember]:
     """The members of the set at ``path`` (index file or folder), absolute paths, in stored order."""
-    from saetool.artifacts.store import open_artifact
-    from saetool.artifacts.validate import json_attr
-
     index = index_of(path)
     if index is None:
         raise ArtifactError(f"{path} is not an sae-set (no {INDEX_NAME} index)", hint="pass the folder `saetool train --hooks` wrote, or its sae-set.h5")
@@ -107,8 +103,6 @@ def expand_sae_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 def validate_sae_set_file(fh: Any, path: Path) -> None:
     """The ``saes`` attribute is a list of records naming hook, path, arch, d_in and d_sae."""
-    from saetool.artifacts.validate import json_attr
-
     records = json_attr(fh.attrs["saes"], path, "saes", list)
     for r in records:
         if not isinstance(r, dict) or not {"hook", "path", "arch", "d_in", "d_sae"} <= set(r):

@@ -7,6 +7,7 @@ folder, rename it into place only once complete.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from saetool.artifacts.files import write_errors_as_one_line
+from saetool.artifacts.outputs import check_outputs
 from saetool.artifacts.store import check_name_length, ensure_writable_parent
 from saetool.errors import ArtifactError
 
@@ -22,8 +24,6 @@ from saetool.errors import ArtifactError
 def check_output_dir(path: str | Path, *, overwrite: bool = False, inputs: Iterable[object] = ()) -> Path:
     """Validate an output folder before any work starts: it may not exist yet, or
     be empty, or (with ``overwrite``) hold anything but one of ``inputs``. Creates its parent."""
-    from saetool.artifacts.outputs import check_outputs
-
     p = Path(path)
     check_name_length(p)
     check_outputs({"--output": p}, inputs, folders=["--output"])
@@ -69,8 +69,6 @@ def atomic_output_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[
 
 def read_json_object(path: Path, *, what: str) -> dict:
     """A JSON object from ``path``; one line naming ``what`` when it is missing, malformed or not an object."""
-    import json
-
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

@@ -38,14 +38,21 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from saetool.artifacts.torchfiles import load_tensor_dict
+from saetool.console import warn
+from saetool.devices import dtype_name
 from saetool.errors import ArtifactError, SaetoolError
 from saetool.models.hooks import hook_name, layer_of_hook
+from saetool.sae.config import SAEConfig
+from saetool.sae.crosscoder import refuse_crosscoder
 from saetool.sae.format_api import ExportSettings, SAEExporter, SAEReader, format_folder
 from saetool.sae.formats import read_json_object
+from saetool.sae.io import load_sae
+from saetool.sae.model import build_sae
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.sae.model import SAE
 
 WEIGHTS_FILENAME = "ae.pt"
@@ -90,13 +97,6 @@ def _hook(trainer: dict[str, Any]) -> str:
 
 def load_dictionary_learning(folder: str | Path, device: str = "cpu") -> "SAE":
     """A saetool SAE from a dictionary_learning folder (``ae.pt`` [+ ``config.json``])."""
-    import torch
-
-    from saetool.artifacts.torchfiles import load_tensor_dict
-    from saetool.devices import dtype_name
-    from saetool.sae.config import SAEConfig
-    from saetool.sae.model import build_sae
-
     folder = Path(folder)
     config = read_json_object(folder / CFG_FILENAME, what="dictionary_learning config") if (folder / CFG_FILENAME).is_file() else {}
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
@@ -147,8 +147,6 @@ def load_dictionary_learning(folder: str | Path, device: str = "cpu") -> "SAE":
 # -- export -------------------------------------------------------------------------------
 def dictionary_learning_state(sae: "SAE") -> tuple[str, dict[str, "torch.Tensor"]]:
     """(dict_class, state dict) of the dictionary_learning class that computes what ``sae`` does."""
-    import torch
-
     cfg = sae.cfg
     if cfg.skip:
         raise SaetoolError("dictionary_learning has no SAE with a skip connection (W_skip)", hint="export it with --format saelens (a skip transcoder)")
@@ -175,16 +173,12 @@ def dictionary_learning_state(sae: "SAE") -> tuple[str, dict[str, "torch.Tensor"
             "b_dec": cast["b_dec"],
         }
     if bool((p["threshold"] < 0).any()):
-        from saetool.console import warn
-
         warn("some jumprelu thresholds are negative; dictionary_learning applies ReLU after the jump, so those features will not pass negative pre-activations")
     return "JumpReluAutoEncoder", {"W_enc": cast["W_enc"], "b_enc": b_enc, "W_dec": cast["W_dec"], "b_dec": cast["b_dec"], "threshold": cast["threshold"]}
 
 
 def export_dictionary_learning(sae: "SAE", work: Path, *, model_name: str | None = None) -> str:
     """Write ``ae.pt`` and ``config.json`` into the new folder ``work``; returns the dict_class."""
-    import torch
-
     cls, state = dictionary_learning_state(sae)
     cfg = sae.cfg
     layer = layer_of_hook(cfg.hook)
@@ -223,9 +217,6 @@ class DictionaryLearningExporter(SAEExporter):
     description = "a dictionary_learning folder (ae.pt + config.json) that its AutoEncoder/AutoEncoderTopK/JumpReluAutoEncoder.from_pretrained loads"
 
     def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
-        from saetool.sae.crosscoder import refuse_crosscoder
-        from saetool.sae.io import load_sae
-
         model = load_sae(sae, settings.device)
         refuse_crosscoder(model, self.name)
         cls = export_dictionary_learning(model, out, model_name=settings.model_name)

@@ -33,14 +33,20 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from saetool.console import warn
+from saetool.devices import dtype_name
 from saetool.errors import ArtifactError, SaetoolError
 from saetool.models.hooks import hook_name
+from saetool.sae.config import SAEConfig
 from saetool.sae.format_api import SAEReader, format_folder
 from saetool.sae.formats import hub_repo_of, read_json_object
+from saetool.sae.model import build_sae
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.sae.model import SAE
 
 NPZ_FILENAME = "params.npz"
@@ -82,12 +88,6 @@ def _layer(folder: Path) -> int | None:
 
 def _jumprelu(folder: Path, w: "dict[str, torch.Tensor]", *, hook: str, hook_out: str | None, model: str | None, fmt: str, device: str, options: dict) -> "SAE":
     """The saetool jumprelu SAE for Gemma Scope weights named W_enc, W_dec, b_enc, b_dec, threshold."""
-    import torch
-
-    from saetool.devices import dtype_name
-    from saetool.sae.config import SAEConfig
-    from saetool.sae.model import build_sae
-
     missing = [k for k in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold") if k not in w]
     if missing:
         raise ArtifactError(f"{fmt} weights in {folder} lack {', '.join(missing)}", hint="the folder is corrupt or not a Gemma Scope SAE")
@@ -117,9 +117,6 @@ def _jumprelu(folder: Path, w: "dict[str, torch.Tensor]", *, hook: str, hook_out
 # -- Gemma Scope (Gemma 2): params.npz ------------------------------------------------------
 def load_gemma_scope(folder: str | Path, device: str = "cpu") -> "SAE":
     """A saetool jumprelu SAE from a Gemma Scope folder (``params.npz``)."""
-    import numpy as np
-    import torch
-
     folder = Path(folder)
     try:
         with np.load(folder / NPZ_FILENAME, allow_pickle=False) as data:
@@ -149,8 +146,6 @@ def load_gemma_scope(folder: str | Path, device: str = "cpu") -> "SAE":
     elif kind == "res":
         hook = hook_name(layer, "hook_resid_post")
     else:
-        from saetool.console import warn
-
         warn(f"{folder}: no gemma-scope-...-res/-mlp/-att repo name in the path; assuming it reads blocks.{layer}.hook_resid_post")
         hook = hook_name(layer, "hook_resid_post")
     return _jumprelu(folder, w, hook=hook, hook_out=hook_out, model=model, fmt="Gemma Scope", device=device, options={"repo": repo} if repo else {})
@@ -169,8 +164,6 @@ def hf_hook_to_tl(point: str) -> str:
 
 def load_gemma_scope_2(folder: str | Path, device: str = "cpu") -> "SAE":
     """A saetool jumprelu SAE (or transcoder) from a Gemma Scope 2 folder."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     cfg = read_json_object(folder / V2_CFG_FILENAME, what="Gemma Scope 2 config") if (folder / V2_CFG_FILENAME).is_file() else {}
     arch = cfg.get("architecture", "jump_relu")

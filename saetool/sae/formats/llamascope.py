@@ -28,9 +28,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+from safetensors.torch import load_file
+
+from saetool.devices import dtype_name
 from saetool.errors import ArtifactError, SaetoolError
+from saetool.sae.config import SAEConfig
 from saetool.sae.format_api import SAEReader
 from saetool.sae.formats import read_json_object
+from saetool.sae.model import build_sae
 
 if TYPE_CHECKING:
     from saetool.sae.model import SAE
@@ -63,13 +69,6 @@ def _norm_factor(hp: dict, key: str, d: int, folder: Path) -> float:
 
 def load_llama_scope(path: str | Path, device: str = "cpu") -> "SAE":
     """A saetool SAE (jumprelu or topk; a transcoder when the hooks differ) from a Llama Scope folder."""
-    import torch
-    from safetensors.torch import load_file
-
-    from saetool.devices import dtype_name
-    from saetool.sae.config import SAEConfig
-    from saetool.sae.model import build_sae
-
     folder = _folder(Path(path))
     hp = read_json_object(folder / HYPERPARAMS_FILENAME, what="Llama Scope hyperparams")
     try:

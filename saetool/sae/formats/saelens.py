@@ -41,15 +41,25 @@ Differences handled when reading:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+from safetensors.torch import load_file, save_file
+
+import saetool
+from saetool.console import warn
+from saetool.devices import dtype_name
 from saetool.errors import ArtifactError, SaetoolError
+from saetool.sae.config import SAEConfig
+from saetool.sae.crosscoder import refuse_crosscoder
 from saetool.sae.format_api import ExportSettings, SAEExporter, SAEReader, format_folder
+from saetool.sae.formats import atomic_output_dir
+from saetool.sae.io import is_sae_artifact, load_sae, read_sae_artifact
+from saetool.sae.model import build_sae
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.sae.model import SAE
 
 CFG_FILENAME = "cfg.json"
@@ -85,9 +95,6 @@ _KEY_RENAMES_PRE_6 = {"hook_point": "hook_name", "hook_point_head_index": "hook_
 # -- export -------------------------------------------------------------------------
 def saelens_config(sae: "SAE", *, model_name: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``cfg.json`` dictionary SAELens 6.x reads for ``sae``."""
-    import saetool
-    from saetool.devices import dtype_name
-
     cfg = sae.cfg
     transcoder = cfg.is_transcoder
     arch = EXPORT_ARCHITECTURES[transcoder].get(cfg.activation)
@@ -148,11 +155,6 @@ def export_saelens(
     metadata keys (e.g. ``context_size``, ``prepend_bos``, ``dataset_path``). The
     folder is written atomically; an existing non-empty one needs ``overwrite``.
     """
-    from safetensors.torch import save_file
-
-    from saetool.console import warn
-    from saetool.sae.formats import atomic_output_dir
-
     config = saelens_config(sae, model_name=model_name, metadata=metadata)
     if sae.cfg.activation == "jumprelu" and bool((sae.threshold < 0).any()):
         n = int((sae.threshold < 0).sum())
@@ -241,8 +243,6 @@ def _check_weights(folder: Path, weights: dict[str, "torch.Tensor"], cfg: "SAECo
 
 def _scaling_factor(scaler: Path) -> float | None:
     """The ``scaling_factor`` in ``activation_scaler.json``: None without one, a one-line error when it is not a positive number."""
-    import math
-
     if not scaler.is_file():
         return None
     try:
@@ -258,14 +258,6 @@ def _scaling_factor(scaler: Path) -> float | None:
 
 def load_saelens(path: str | Path, device: str = "cpu") -> "SAE":
     """A saetool SAE from an SAELens folder, with SAELens' encode/decode."""
-    import torch
-    from safetensors.torch import load_file
-
-    from saetool.console import warn
-    from saetool.sae.config import SAEConfig
-    from saetool.devices import dtype_name
-    from saetool.sae.model import build_sae
-
     folder = Path(path)
     try:
         raw = json.loads((folder / CFG_FILENAME).read_text())
@@ -392,9 +384,6 @@ class SAELensExporter(SAEExporter):
     description = "an SAELens folder (cfg.json + sae_weights.safetensors) that sae_lens.SAE.load_from_disk loads"
 
     def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
-        from saetool.sae.crosscoder import refuse_crosscoder
-        from saetool.sae.io import load_sae
-
         model = load_sae(sae, settings.device)
         refuse_crosscoder(model, self.name)
         export_saelens(model, out, model_name=settings.model_name, metadata=artifact_metadata(sae))
@@ -404,8 +393,6 @@ class SAELensExporter(SAEExporter):
 
 def artifact_metadata(path: Path) -> dict[str, Any]:
     """SAELens metadata taken from a saetool artifact's training settings, when known."""
-    from saetool.sae.io import is_sae_artifact, read_sae_artifact
-
     if not is_sae_artifact(path):
         return {}
     with read_sae_artifact(path) as art:

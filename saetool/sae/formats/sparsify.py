@@ -42,9 +42,17 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+from safetensors.torch import load_file, save_file
+
+from saetool.devices import dtype_name
 from saetool.errors import ArtifactError, SaetoolError
-from saetool.models.hooks import hook_name
+from saetool.models.hooks import hook_name, layer_of_hook
+from saetool.sae.config import SAEConfig
+from saetool.sae.crosscoder import refuse_crosscoder
 from saetool.sae.format_api import ExportSettings, SAEExporter, SAEReader, format_folder
+from saetool.sae.io import load_sae
+from saetool.sae.model import build_sae
 
 if TYPE_CHECKING:
     from saetool.sae.model import SAE
@@ -88,13 +96,6 @@ def _run_model(folder: Path) -> str | None:
 
 def load_sparsify(path: str | Path, device: str = "cpu") -> "SAE":
     """A saetool ``topk`` SAE from a sparsify hookpoint folder (``cfg.json`` + ``sae.safetensors``)."""
-    import torch
-    from safetensors.torch import load_file
-
-    from saetool.sae.config import SAEConfig
-    from saetool.devices import dtype_name
-    from saetool.sae.model import build_sae
-
     folder = Path(path)
     try:
         cfg = json.loads((folder / CFG_FILENAME).read_text())
@@ -177,8 +178,6 @@ _EXPORT_SITES = {
 
 def sparsify_hookpoint(sae: "SAE") -> str:
     """The sparsify hookpoint folder name for ``sae``'s hook(s) (the inverse of :func:`hookpoint_to_hooks`)."""
-    from saetool.models.hooks import layer_of_hook
-
     cfg = sae.cfg
     if cfg.options.get("hookpoint") and hookpoint_to_hooks(str(cfg.options["hookpoint"]), transcode=cfg.is_transcoder) == (cfg.hook, cfg.hook_out if cfg.is_transcoder else None):
         return str(cfg.options["hookpoint"])
@@ -194,9 +193,6 @@ def sparsify_hookpoint(sae: "SAE") -> str:
 def export_sparsify(sae: "SAE", work: Path, *, model_name: str | None = None) -> str:
     """Write ``sae`` (a topk SAE or transcoder) as a sparsify run folder ``work``:
     ``config.json`` (``model``) and ``HOOKPOINT/{cfg.json, sae.safetensors}``; returns the hookpoint."""
-    import torch
-    from safetensors.torch import save_file
-
     cfg = sae.cfg
     if cfg.skip:
         raise SaetoolError("saetool does not write sparsify skip connections (W_skip)", hint="export it with --format saelens (a skip transcoder)")
@@ -230,9 +226,6 @@ class SparsifyExporter(SAEExporter):
     description = "a sparsify run folder (config.json + HOOKPOINT/cfg.json + sae.safetensors) for topk SAEs and transcoders"
 
     def export(self, sae: Path, out: Path, settings: ExportSettings) -> str:
-        from saetool.sae.crosscoder import refuse_crosscoder
-        from saetool.sae.io import load_sae
-
         model = load_sae(sae, settings.device)
         refuse_crosscoder(model, self.name)
         hookpoint = export_sparsify(model, out, model_name=settings.model_name)
