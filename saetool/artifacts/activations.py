@@ -6,13 +6,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+import numpy as np
+
 from saetool.artifacts.arrays import from_storage, read_rows
 from saetool.artifacts.store import Artifact, open_artifact
+from saetool.artifacts.validate import bad
 from saetool.errors import ArtifactError
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
+
+# Deferred imports: torch only for the rows read as tensors; the kind's validator runs in `saetool inspect` and `audit`, which need h5py and numpy alone.
 
 KIND = "activations"
 
@@ -20,8 +24,6 @@ KIND = "activations"
 def validate_activations_file(fh: Any, path: Path) -> None:
     """The ``activations`` kind's own check (after its attribute and dataset rules):
     every listed hook has its activations, and the windows are ``context_size`` wide."""
-    from saetool.artifacts.validate import bad
-
     for hook in json.loads(fh.attrs["hooks"]):
         if f"activations/{hook}" not in fh:
             raise bad(path, f"it lists hook {hook!r} but has no activations for it")
@@ -125,8 +127,6 @@ class ActivationsFile:
 def token_contexts(files: "Sequence[ActivationsFile]", file_idx: "np.ndarray", local: "np.ndarray", ctx: int) -> tuple["np.ndarray", ...]:
     """For rows ``local`` of ``files[file_idx]``: token id, window, position, a ``ctx``-token
     context around each (-1 padded) and where the token sits in it."""
-    import numpy as np
-
     n = len(local)
     tok = np.empty(n, np.int32)
     seq = np.empty(n, np.int64)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
 
+import numpy as np
+
 if TYPE_CHECKING:
     import h5py
-    import numpy as np
     import torch
+
+# Deferred imports: torch only for the tensor conversions; the artifact kinds' validators (`saetool inspect`, `audit`) import this module and need numpy alone.
 
 #: How each torch dtype name is stored, as (numpy dtype, ``saetool_dtype`` attribute).
 STORAGE = {
@@ -28,7 +31,6 @@ def to_storage(tensor: "torch.Tensor", dtype: str) -> "np.ndarray":
 
 def from_storage(array: "np.ndarray", stored_dtype: str, *, as_dtype: "torch.dtype | None" = None) -> "torch.Tensor":
     """The tensor back from a stored array (bfloat16 restored from its bits)."""
-    import numpy as np
     import torch
 
     if stored_dtype == "bfloat16":
@@ -61,15 +63,11 @@ NUL_SHOWN = "\u2400"
 
 def text_array(values: "Iterable[object]") -> "np.ndarray":
     """Strings ready for an HDF5 UTF-8 dataset (``dtype=h5py.string_dtype()``): NUL shown as U+2400."""
-    import numpy as np
-
     return np.array([str(v).replace("\x00", NUL_SHOWN) for v in values], dtype=object)
 
 
 def read_rows(ds: "h5py.Dataset", index: "np.ndarray") -> "np.ndarray":
     """``ds[index]`` for any (unsorted, repeated) row indices, reading blocks of about 16 MB."""
-    import numpy as np
-
     block = max(1, (1 << 22) // max(1, int(np.prod(ds.shape[1:]))))
 
     index = np.asarray(index, dtype=np.int64)

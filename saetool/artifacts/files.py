@@ -20,6 +20,7 @@ Every stage writes through here (HDF5 artifacts through
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import re
@@ -146,8 +147,6 @@ def abandon(h5file: Any) -> None:
     """Keep ``h5file`` (an open ``h5py.File`` HDF5 can no longer close) from ever being
     closed: the process ends with :func:`os._exit` instead of HDF5's own clean-up,
     which would crash on it (exit code 2 unless the CLI exits first with its own)."""
-    import atexit
-
     if not _ABANDONED:
         atexit.register(exit_if_abandoned, 2)
     _ABANDONED.append(h5file)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from saetool.errors import ArtifactError
+from saetool.plugins import host
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,8 +50,6 @@ class ArtifactKind:
 
 def get_kind(name: str) -> ArtifactKind:
     """The registered kind ``name``, or a clear error for an unknown one."""
-    from saetool.plugins import host
-
     kinds = host().collect("artifact_kinds")
     if not isinstance(name, str) or name not in kinds:
         known = ", ".join(sorted(kinds)) or "none"

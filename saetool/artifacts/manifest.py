@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from saetool.errors import SaetoolError
 
 
@@ -77,8 +79,6 @@ def check_manifest(record: Any) -> dict[str, Any]:
 
 def _artifact_kind(path: Path) -> str | None:
     """The ``saetool_kind`` of an HDF5 artifact, or None for anything else."""
-    import h5py
-
     try:
         if not h5py.is_hdf5(path):
             return None

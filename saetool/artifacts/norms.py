@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
+import numpy as np
+import torch
 
+if TYPE_CHECKING:
     from saetool.artifacts.activations import ActivationsFile
 
 #: The default ``--max-norm-ratio`` of ``train`` and ``evaluate`` (chosen in docs/tutorial.md).
@@ -28,16 +28,11 @@ CHUNK_ROWS = 65536
 
 def row_norms(x: "torch.Tensor") -> "torch.Tensor":
     """The L2 norm of every row, computed in float32 at least."""
-    import torch
-
     return torch.linalg.vector_norm(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x, dim=-1).float()
 
 
 def file_norms(acts: "ActivationsFile", hook: str) -> "np.ndarray":
     """Every row's norm at ``hook``: the stored ``norms/{hook}``, else computed from the activations."""
-    import numpy as np
-    import torch
-
     fh = acts.artifact.file
     name = f"norms/{hook}"
     if name in fh and fh[name].shape[0] >= acts.n_tokens:
@@ -56,8 +51,6 @@ class NormFilter:
 
     @classmethod
     def from_norms(cls, norms: "np.ndarray", ratio: float) -> "NormFilter":
-        import numpy as np
-
         finite = norms[np.isfinite(norms)]
         median = float(np.median(finite)) if finite.size else 0.0
         return cls(float(ratio), median, float(ratio) * median)

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 import saetool
+from saetool.artifacts.store import read_header
 
 
 def file_sha256(path: str | Path, chunk_size: int = 1 << 22) -> str:
@@ -95,8 +96,6 @@ def _parent_sha256(p: Path) -> str:
 
 def parent_record(path: str | Path) -> dict[str, Any]:
     """Path, kind and content hash of a parent artifact."""
-    from saetool.artifacts.store import read_header
-
     p = Path(path)
     record: dict[str, Any] = {"path": str(p.resolve()), "sha256": _parent_sha256(p)}
     try:

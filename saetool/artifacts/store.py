@@ -6,7 +6,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
+
+import h5py
 
 from saetool.artifacts.files import (
     PARTIAL_SUFFIX,
@@ -18,13 +20,12 @@ from saetool.artifacts.files import (
     write_error,
     write_errors_as_one_line,
 )
+from saetool.artifacts.kinds import get_kind
+from saetool.artifacts.outputs import check_outputs
+from saetool.artifacts.validate import bad, integer, json_attr, validate
 from saetool.console import log
-from saetool.errors import ArtifactError
-
-if TYPE_CHECKING:
-    import h5py
-
-    from saetool.locking import FileLock
+from saetool.errors import ArtifactError, SaetoolError
+from saetool.locking import FileLock
 
 LOCK_SUFFIX = ".lock"
 
@@ -75,8 +76,6 @@ def check_name_length(path: Path) -> None:
 def check_output_path(path: str | Path, *, overwrite: bool = False, resume: bool = False, inputs: Iterable[Any] = (), option: str = "--output") -> Path:
     """Validate an output path before any work starts (it may not be one of
     ``inputs``, even with ``overwrite``); returns it as a Path."""
-    from saetool.artifacts.outputs import check_outputs
-
     p = Path(path)
     check_name_length(p)  # before p.exists(), which raises for an over-long name
     check_outputs({option: p}, inputs, overwrite=True)
@@ -95,8 +94,6 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, resume: bool
 
 def _writer_lock(path: Path) -> "FileLock":
     """The lock on ``PATH.lock`` that keeps a second writer of ``path`` out."""
-    from saetool.locking import FileLock
-
     lock = path.with_name(path.name + LOCK_SUFFIX)
     return FileLock(
         lock,
@@ -139,8 +136,6 @@ class ArtifactWriter:
         resume: bool = False,
         keep_partial_on_error: bool = False,
     ) -> None:
-        from saetool.artifacts.kinds import get_kind
-
         self.path = Path(path)
         self.kind = get_kind(kind)
         self.provenance = provenance
@@ -155,8 +150,6 @@ class ArtifactWriter:
         self._opened = False  # the partial file is ours (created or reopened by us)
 
     def __enter__(self) -> "ArtifactWriter":
-        import h5py  # noqa: F401  (imported before the lock is taken: holding it stays short)
-
         check_output_path(self.path, overwrite=self.overwrite)
         self._lock.acquire()
         self._deferred.__enter__()
@@ -286,8 +279,6 @@ def _checked_file(path: Path, mode: str, deferred: DeferredErrors) -> "h5py.File
     HDF5 crashes flushing a dataset it failed to close. Opened without a chunk
     cache (see :class:`ArtifactWriter`)."""
     if not _CHECKED:
-        import h5py
-
         class CheckedFile(h5py.File):
             def flush(self) -> None:
                 self._saetool_deferred.check()
@@ -302,18 +293,12 @@ def _checked_file(path: Path, mode: str, deferred: DeferredErrors) -> "h5py.File
 
 
 def _is_user_error(exc: BaseException | None) -> bool:
-    from saetool.errors import SaetoolError
-
     return isinstance(exc, SaetoolError)
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
     """Kind, schema version and provenance of an artifact, without the kind's own checks
     (a malformed header is a one-line :class:`ArtifactError`)."""
-    import h5py
-
-    from saetool.artifacts.validate import integer, json_attr
-
     p = Path(path)
     with h5py.File(p, "r") as fh:
         kind = _text(fh.attrs.get("saetool_kind"))
@@ -346,8 +331,6 @@ class Artifact:
     """An open, validated artifact (read-only). Use as a context manager."""
 
     def __init__(self, path: Path, file: "h5py.File") -> None:
-        from saetool.artifacts.validate import integer, json_attr
-
         self.path = path
         self.file = file
         self.kind: str = _text(file.attrs["saetool_kind"])
@@ -377,11 +360,6 @@ class Artifact:
 def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> Artifact:
     """Open ``path`` read-only, refusing missing, corrupt, unknown, too-new or
     wrong-kind files with a one-line :class:`ArtifactError`."""
-    import h5py
-
-    from saetool.artifacts.kinds import get_kind
-    from saetool.artifacts.validate import bad, integer, validate
-
     p = Path(path)
     if not p.exists():
         raise ArtifactError(f"{p} does not exist", hint="check the path, or pipe the previous stage's output")

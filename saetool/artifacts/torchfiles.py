@@ -7,22 +7,18 @@ and turns the refusal of anything else into a one-line error naming the file.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from saetool.errors import ArtifactError, SaetoolError
-
-if TYPE_CHECKING:
-    import torch
 
 
 def load_torch_file(path: str | Path, *, what: str = "file", hint: str = "save plain tensors with torch.save, or as .safetensors") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; a pickle holding more than
     tensors (it could run code) or an unreadable file is a one-line error."""
-    import pickle
-
-    import torch
-
     p = Path(path)
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
@@ -36,8 +32,6 @@ def load_torch_file(path: str | Path, *, what: str = "file", hint: str = "save p
 
 def load_tensor_dict(path: str | Path, *, what: str = "file") -> "dict[str, torch.Tensor]":
     """A ``.pt`` file that must hold a flat ``{name: tensor}`` dict (a state dict); anything else is refused."""
-    import torch
-
     obj = load_torch_file(path, what=what, hint="save the state dict itself: torch.save(model.state_dict(), path)")
     if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         kind = type(obj).__name__ if not isinstance(obj, dict) else "a dict of " + ", ".join(sorted({type(v).__name__ for v in obj.values()}) or ["nothing"])

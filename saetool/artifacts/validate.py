@@ -18,11 +18,13 @@ import math
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
+import h5py
+import numpy as np
+
+from saetool.artifacts.arrays import STORAGE
 from saetool.errors import ArtifactError
 
 if TYPE_CHECKING:
-    import h5py
-
     from saetool.artifacts.kinds import ArtifactKind, Rows
 
 HINT = "re-create it with the stage that wrote it"
@@ -40,8 +42,6 @@ def text(value: Any) -> Any:
 # -- attributes -----------------------------------------------------------------
 def integer(value: Any, path: Path, name: str, *, minimum: int | None = None) -> int:
     """An integer attribute (a numpy integer, or a float with an integer value), at least ``minimum``."""
-    import numpy as np
-
     value = text(value)
     if isinstance(value, np.ndarray) and value.shape == ():
         value = value[()]
@@ -98,8 +98,6 @@ def check_attr(fh: "h5py.File", path: Path, name: str, rule: str) -> Any:
 # -- links and datasets -----------------------------------------------------------
 def check_links(fh: "h5py.File", path: Path) -> None:
     """Refuse soft and external links, and virtual datasets reading files other than those beside the artifact."""
-    import h5py
-
     found: list[str] = []
 
     def visit(name: str, link: Any) -> Any:
@@ -129,10 +127,6 @@ def check_links(fh: "h5py.File", path: Path) -> None:
 
 def check_stored_dtypes(fh: "h5py.File", path: Path) -> None:
     """Every ``saetool_dtype`` attribute must name the dtype the dataset is stored in."""
-    import h5py
-
-    from saetool.artifacts.arrays import STORAGE
-
     problems: list[str] = []
 
     def visit(name: str, obj: Any) -> Any:
@@ -152,8 +146,6 @@ def check_stored_dtypes(fh: "h5py.File", path: Path) -> None:
 
 def check_dataset(fh: "h5py.File", path: Path, name: str, rule: "Rows", counts: dict[str, int]) -> None:
     """``name`` is a dataset of the rule's rank, dtype and row count, with every row really stored."""
-    import h5py
-
     ds = fh.get(name)
     if not isinstance(ds, h5py.Dataset):
         raise bad(path, f"{name} is a group, not a dataset")
