@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from saetool.errors import ModelError
+
 if TYPE_CHECKING:
     import torch
 
@@ -37,8 +39,6 @@ class HookedModel(ABC):
         """One-line :class:`ModelError` when a sequence of ``n`` positions (``what``,
         e.g. "--context-size 4096") does not fit the model, before any work."""
         if self.max_positions is not None and n > self.max_positions:
-            from saetool.errors import ModelError
-
             raise ModelError(f"{what} needs {n} positions but the model takes at most {self.max_positions}", hint=hint)
 
     @property

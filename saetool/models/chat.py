@@ -30,9 +30,12 @@ import urllib.request
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from saetool.errors import SaetoolError
+from saetool.models import registry  # the module, so tests can stub registry.load_model
 
 if TYPE_CHECKING:
     from saetool.models.base import HookedModel
+
+# Deferred imports: torch only for a local chat model (an OpenAI-compatible endpoint needs none).
 
 DEFAULT_LOCAL_MODEL = "smollm2-135m"
 DEFAULT_KEY_ENV = "SAETOOL_LABELER_API_KEY"
@@ -138,9 +141,7 @@ def local_chat_lm(name: str = DEFAULT_LOCAL_MODEL, *, device: str = "cpu") -> Lo
     """The local model ``name`` as a :class:`LocalChatLM` (loaded once per process)."""
     key = (name, device)
     if key not in _LOCAL_CACHE:
-        from saetool.models.registry import load_model
-
-        _LOCAL_CACHE[key] = LocalChatLM(load_model(name, device=device))
+        _LOCAL_CACHE[key] = LocalChatLM(registry.load_model(name, device=device))
     return _LOCAL_CACHE[key]
 
 

@@ -13,8 +13,11 @@ import json
 import tempfile
 from pathlib import Path
 
+from saetool.console import is_verbose
 from saetool.errors import ModelError
 from saetool.models.source import ModelSpec
+
+# Deferred imports: `saetool models` lists these models; torch and transformers load only to convert a GGUF file, and the optional Gemma 3 package only to build that model.
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -32,8 +35,6 @@ def convert_gguf(gguf_path: Path, folder: Path, hf_id: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    from saetool.console import is_verbose
 
     if not is_verbose():  # saetool says "converting ... (once)"; keep transformers' bars quiet
         hf_logging.disable_progress_bar()

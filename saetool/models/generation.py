@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
 
 from saetool.errors import ModelError
 from saetool.models.base import HookedModel, HookFn
 from saetool.models.hooks import HookPoint, parse_hooks
-
-if TYPE_CHECKING:
-    import torch
 
 
 def parse_edit_hooks(
@@ -37,8 +36,6 @@ def parse_edit_hooks(
 
 def left_pad_mask(input_ids: "torch.Tensor", pad_id: int | None) -> "torch.Tensor":
     """An attention mask that hides the leading run of pad tokens in each row."""
-    import torch
-
     if pad_id is None:
         return torch.ones_like(input_ids)
     return (input_ids != pad_id).long().cummax(dim=-1).values
@@ -57,8 +54,6 @@ def eos_ids_of(tokenizer: Any, model_config: Any = None) -> list[int]:
 
 def pad_after_eos(new_tokens: "torch.Tensor", max_new_tokens: int, eos_ids: Sequence[int], pad_id: int) -> "torch.Tensor":
     """Pad ``[batch, n]`` new tokens to ``max_new_tokens`` and blank everything after the first EOS."""
-    import torch
-
     batch, n = new_tokens.shape
     if n < max_new_tokens:
         filler = torch.full((batch, max_new_tokens - n), pad_id, dtype=new_tokens.dtype, device=new_tokens.device)
@@ -77,8 +72,6 @@ def pad_after_eos(new_tokens: "torch.Tensor", max_new_tokens: int, eos_ids: Sequ
 @contextlib.contextmanager
 def seeded(seed: int | None, device: "torch.device") -> Iterator[None]:
     """Seed torch's RNG for the block and restore the caller's RNG state afterwards."""
-    import torch
-
     if seed is None:
         yield
         return

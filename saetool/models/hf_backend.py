@@ -2,7 +2,7 @@
 
 Activations follow TransformerLens' definitions (see :mod:`saetool.models.archs`
 for where each site lives in each architecture). Importing this module does not
-import torch or transformers; loading a model does.
+import transformers; loading a model does.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
+import torch
+
 from saetool.devices import dtype_name
 from saetool.errors import ModelError
+from saetool.models.archs import arch_for, dims_of, find_layers, get_path
 from saetool.models.base import HookedModel, HookFn, ModelBackendType, max_positions_of
 from saetool.models.generation import check_input_ids, parse_edit_hooks, prepare_generation, seeded
 from saetool.models.hooks import SITES, HookPoint, parse_hooks
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.models.archs import ArchSpec
     from saetool.models.source import ModelSource
 
@@ -47,8 +48,6 @@ class TransformersBackend(ModelBackendType):
     description = "Plain Hugging Face transformers models with PyTorch hooks (LLaMA, Mistral, Qwen2/3, Gemma 1-3, GPT-2)"
 
     def load(self, source: "ModelSource", *, device: str = "cpu", dtype: str = "float32", device_map: "str | dict | None" = None) -> HookedModel:
-        from saetool.models.archs import arch_for
-
         model, tokenizer = source.load_hf(device=device, dtype=dtype, device_map=device_map)
         arch_for(getattr(model.config, "model_type", None))  # fail early, before wrapping
         return TransformersModel(model, tokenizer, model_id=source.model_id)
@@ -60,8 +59,6 @@ class TransformersModel(HookedModel):
     backend_name = "transformers"
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str) -> None:
-        from saetool.models.archs import arch_for, dims_of, find_layers
-
         self.model = model
         self._tokenizer = tokenizer
         self.model_id = model_id
@@ -113,8 +110,6 @@ class TransformersModel(HookedModel):
         stop_layer: int | None = None,
     ) -> Iterator[None]:
         """Register the hooks for caching/editing; always removes them on exit."""
-        from saetool.models.archs import get_path
-
         edits = dict(edits or {})
         want: dict[int, set[str]] = {}
         for point in list(cache_points) + list(edits):
@@ -244,8 +239,6 @@ class TransformersModel(HookedModel):
         attention_mask: "torch.Tensor | None" = None,
         edit_hooks: Mapping[str, HookFn] | None = None,
     ) -> dict[str, "torch.Tensor"]:
-        import torch
-
         check_input_ids(input_ids, attention_mask)
         self.check_positions(input_ids.shape[1], f"a sequence of {input_ids.shape[1]} tokens", "use shorter windows (--context-size)")
         points = parse_hooks(hooks, self.n_layers, self.supported_sites)
@@ -272,8 +265,6 @@ class TransformersModel(HookedModel):
         attention_mask: "torch.Tensor | None" = None,
         edit_hooks: Mapping[str, HookFn] | None = None,
     ) -> "torch.Tensor":
-        import torch
-
         check_input_ids(input_ids, attention_mask)
         self.check_positions(input_ids.shape[1], f"a sequence of {input_ids.shape[1]} tokens", "use shorter windows (--context-size)")
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
@@ -292,8 +283,6 @@ class TransformersModel(HookedModel):
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> "torch.Tensor":
-        import torch
-
         req = prepare_generation(self, self.model, input_ids, attention_mask, edit_hooks, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature)
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,

@@ -24,7 +24,10 @@ from typing import Callable
 from saetool.console import is_verbose, log
 from saetool.devices import torch_dtype
 from saetool.errors import ModelError
+from saetool.hub import hub_reachable, in_local_cache, offline_requested
 from saetool.paths import models_cache_dir
+
+# Deferred imports: `saetool models` and --model resolution import this module; transformers (about 2 s) loads only with a model or tokenizer.
 
 #: Whether a model folder or hub repo may run its own Python code (``auto_map``); only ``--trust-remote-code`` turns it on.
 _REMOTE_CODE = {"trusted": False}
@@ -135,8 +138,6 @@ class ModelSource:
             check_accelerate()
             extra["device_map"] = device_map
         if self.path is None:
-            from saetool.hub import hub_reachable, in_local_cache, offline_requested
-
             cached = in_local_cache(self.hf_id)
             if not cached and not offline_requested() and not hub_reachable():
                 raise ModelError(

@@ -6,12 +6,14 @@ and embedded models work offline) and wrapped with
 The bridge keeps the model's raw weights (no LayerNorm folding or centering),
 so activations match the transformers backend up to float rounding.
 
-Importing this module imports neither torch nor transformer_lens.
+Importing this module does not import transformer_lens; loading a model does.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import torch
 
 from saetool.devices import dtype_name, torch_dtype
 from saetool.errors import ModelError
@@ -21,9 +23,10 @@ from saetool.models.hooks import SITES, hook_name, parse_hooks
 from saetool.models.source import first_line
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.models.source import ModelSource
+
+# Deferred imports: transformer_lens (seconds) loads with a model, in a try that turns its absence into a one-line error.
+
 
 
 class TransformerLensBackend(ModelBackendType):
@@ -124,8 +127,6 @@ class TransformerLensModel(HookedModel):
         attention_mask: "torch.Tensor | None" = None,
         edit_hooks: Mapping[str, HookFn] | None = None,
     ) -> dict[str, "torch.Tensor"]:
-        import torch
-
         check_input_ids(input_ids, attention_mask)
         self.check_positions(input_ids.shape[1], f"a sequence of {input_ids.shape[1]} tokens", "use shorter windows (--context-size)")
         points = parse_hooks(hooks, self.n_layers, self.supported_sites)
@@ -153,8 +154,6 @@ class TransformerLensModel(HookedModel):
         attention_mask: "torch.Tensor | None" = None,
         edit_hooks: Mapping[str, HookFn] | None = None,
     ) -> "torch.Tensor":
-        import torch
-
         check_input_ids(input_ids, attention_mask)
         self.check_positions(input_ids.shape[1], f"a sequence of {input_ids.shape[1]} tokens", "use shorter windows (--context-size)")
         edits = parse_edit_hooks(edit_hooks, self.n_layers, self.supported_sites)
@@ -174,8 +173,6 @@ class TransformerLensModel(HookedModel):
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> "torch.Tensor":
-        import torch
-
         req = prepare_generation(self, self.bridge.original_model, input_ids, attention_mask, edit_hooks, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature)
         eos_ids = req.eos_ids
         with torch.no_grad(), seeded(seed, self.device), self.bridge.hooks(fwd_hooks=self._fwd_hooks(req.edits)):
