@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from saetool.console import warn
 from saetool.errors import CorpusError, SaetoolError
 
 __all__ = ["pack_windows", "line_windows", "prompt_lines", "first_window", "special_token_mask", "stored_positions", "batched", "bos_id", "separator_id"]
@@ -205,8 +206,6 @@ def line_windows(
 
 
 def _lines(lines: Iterator[str], tokenizer: Any, context_size: int, bos: int | None, pad: int, doc_batch: int, corpus_name: str | None) -> Iterator[np.ndarray]:
-    from saetool.console import warn
-
     room = context_size - (1 if bos is not None else 0)
     n_windows = n_cut = 0
     while True:

@@ -6,14 +6,14 @@ import os
 from typing import Iterator
 
 from saetool.corpus.base import CorpusSource
+from saetool.corpus.sources import FILE_EXTENSIONS
 from saetool.errors import CorpusError
+from saetool.plugins import host
 
 __all__ = ["resolve_corpus", "iter_documents", "describe_corpus", "corpus_names"]
 
 
 def _sources() -> dict[str, CorpusSource]:
-    from saetool.plugins import host
-
     return {name: reg.obj for name, reg in host().collect("corpus_sources").items()}
 
 
@@ -53,8 +53,6 @@ def resolve_corpus(spec: str) -> tuple[CorpusSource, str | None]:
 
 
 def _looks_like_path(spec: str) -> bool:
-    from saetool.corpus.sources import FILE_EXTENSIONS
-
     lowered = spec.lower()
     return (
         "/" in spec

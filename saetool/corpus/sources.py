@@ -6,14 +6,20 @@ imported inside the methods that read documents.
 
 from __future__ import annotations
 
+import codecs
+import importlib.util
 import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from saetool.corpus.base import CorpusSource
 from saetool.errors import CorpusError
+from saetool.hub import hub_reachable, in_local_cache, offline_requested
 from saetool.paths import special_file_kind
+
+# Deferred imports: datasets (about 2 s) only for a Hugging Face dataset corpus.
 
 __all__ = [
     "BUILTIN_SOURCES",
@@ -39,8 +45,6 @@ FILE_EXTENSIONS: dict[str, str] = {
 
 def _package_folder(package: str, what: str, install: str) -> Path:
     """The folder of an installed package, found without importing it."""
-    import importlib.util
-
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
@@ -156,8 +160,6 @@ class KjvSource(CorpusSource):
         return path
 
     def _connect(self):
-        import sqlite3
-
         return sqlite3.connect(f"file:{self._db_path()}?mode=ro", uri=True)
 
     def books(self) -> list[tuple[int, int, str]]:
@@ -278,8 +280,6 @@ def _find_unicode_error(exc: BaseException | None) -> UnicodeDecodeError | None:
 
 
 def _first_undecodable(files: Iterable[Path], encoding: str) -> Path | None:
-    import codecs
-
     for path in files:
         decoder = codecs.getincrementaldecoder(encoding)()
         try:
@@ -318,8 +318,6 @@ class FilesSource(CorpusSource):
     def documents(self, arg: str | None, *, text_column: str = "text", encoding: str | None = None) -> Iterator[str]:
         files = _list_files(arg)  # path problems surface before the first document is asked for
         if encoding:
-            import codecs
-
             try:
                 codecs.lookup(encoding)
             except LookupError:
@@ -417,7 +415,6 @@ class HubSource(CorpusSource):
 
     def _iter(self, name: str, config: str | None, column: str) -> Iterator[str]:
         label = name if config is None else f"{name}:{config}"
-        from saetool.hub import hub_reachable, in_local_cache, offline_requested
 
         if not offline_requested() and not hub_reachable() and not in_local_cache(name, "README.md", repo_type="dataset"):
             raise CorpusError(
