@@ -14,6 +14,8 @@ from saetool.extract.config import ExtractConfig
 if TYPE_CHECKING:
     from saetool.extract.api import extract_activations
 
+# Deferred imports: loaded by `saetool --help` (the extract command reads ExtractConfig); the extraction API and torch load on first use.
+
 __all__ = ["ExtractConfig", "extract_activations"]
 
 

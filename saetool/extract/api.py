@@ -6,6 +6,8 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from saetool.artifacts.provenance import build_provenance
 from saetool.artifacts.store import ArtifactWriter, check_output_path
 from saetool.console import log, warn
@@ -83,8 +85,6 @@ def extract_activations(
 
 def warn_slow_bfloat16(config: ExtractConfig, model: "HookedModel") -> None:
     """bfloat16 compute on a CPU without bfloat16 matrix instructions is several times slower than float32: say so once."""
-    import torch
-
     if config.dtype != "bfloat16" or torch.device(model.device).type != "cpu":
         return
     try:
