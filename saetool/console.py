@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
+# Deferred imports: rich (about 0.1 s) loads with the first message; `saetool --version`, shell completion and library use print none.
+
 _state = {"quiet": False, "verbose": False, "debug": False}
 
 

@@ -12,6 +12,8 @@ from saetool.errors import SaetoolError
 if TYPE_CHECKING:
     import torch
 
+# Deferred imports: `saetool models` and the model registry import this module; torch loads when a dtype or device is resolved.
+
 #: The dtypes a model runs and stores activations in.
 MODEL_DTYPES = ("float32", "float16", "bfloat16")
 

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from saetool.console import configure, is_verbose
 from saetool.errors import SaetoolError
 
 if TYPE_CHECKING:
     import torch
+
+# Deferred imports: rank_info, current and local_device read the environment (the CLI asks them); torch and torch.distributed load when a process group is joined or used.
 
 #: The torchrun variables a rank is described by.
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -214,8 +217,6 @@ def session(device: str = "cpu") -> Iterator[Group | None]:
     coll_device = f"cuda:{info.local_rank}" if backend == "nccl" else "cpu"
     group = Group(info, backend, coll_device)
     if not info.is_main:
-        from saetool.console import configure, is_verbose
-
         if not is_verbose():
             configure(quiet=True)
     _CURRENT[0] = group

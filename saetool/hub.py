@@ -7,6 +7,8 @@ import socket
 from functools import lru_cache
 from urllib.parse import urlparse
 
+# Deferred imports: `saetool models` and --model resolution import this module; huggingface_hub (its cache lookup about 0.3 s) loads only when its settings or cache are consulted.
+
 
 def env_true(value: str | None) -> bool:
     """huggingface_hub's reading of a yes/no variable: 1, ON, YES or TRUE, in any case."""

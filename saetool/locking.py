@@ -17,6 +17,8 @@ to an output; removing it ourselves would bring back the race handled here.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,8 +36,6 @@ class FileLock:
         self._fh = None
 
     def acquire(self) -> None:
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fh = self._open()
@@ -59,8 +59,6 @@ class FileLock:
 
     def _open(self) -> IO[str]:
         """Open (or create) the lock file, never through a symbolic link planted there."""
-        import errno
-
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(self.path, flags, 0o644)
@@ -76,8 +74,6 @@ class FileLock:
     def check(self) -> None:
         """Raise ``busy()`` when another process holds the lock; takes nothing.
         No file (or a link, refused when the lock is taken) counts as free."""
-        import fcntl
-
         if not self.path.exists() or self.path.is_symlink():
             return
         try:
@@ -94,7 +90,6 @@ class FileLock:
     def release(self) -> None:
         if self._fh is None:
             return
-        import fcntl
 
         try:
             self.path.unlink(missing_ok=True)  # while still held: nobody can lock the old file and count it

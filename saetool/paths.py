@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+
+from platformdirs import user_cache_dir
 
 
 def cache_dir() -> Path:
@@ -11,7 +14,6 @@ def cache_dir() -> Path:
     env = os.environ.get("SAETOOL_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("saetool", appauthor=False))
 
@@ -26,8 +28,6 @@ def special_file_kind(path: str | Path) -> str | None:
 
     Reading such a path never ends (/dev/zero) or blocks (a FIFO), so inputs are refused.
     """
-    import stat
-
     try:
         mode = os.stat(path).st_mode
     except OSError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from importlib import import_module
+from importlib.metadata import entry_points
 from typing import Any, Callable, Iterator
 
 import pluggy
@@ -123,8 +124,6 @@ class PluginHost:
 
     # -- loading -----------------------------------------------------------
     def _load_entry_points(self) -> None:
-        from importlib.metadata import entry_points
-
         allowed = _allowed_plugins()
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             dist = getattr(ep, "dist", None)

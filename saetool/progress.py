@@ -5,6 +5,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Protocol
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
 from saetool.console import is_quiet, stderr
 
 
@@ -17,8 +19,6 @@ def token_progress(label: str, *, total: int, completed: int = 0, enabled: bool 
     """Yield ``advance(n=1, note=None)``: moves the bar n steps (each ``per_step``
     ``unit``s, for the rate) and shows ``note`` (e.g. a loss) after the rate.
     Nothing is drawn when disabled or under ``--quiet``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     if not enabled or is_quiet():
         yield lambda n=1, *, note=None: None
         return
