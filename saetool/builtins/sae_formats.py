@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from saetool.hookspecs import hookimpl
 
+# Deferred imports: plugins load every built-in (`saetool --help` included); each hook imports only what it registers, so asking for one category loads no other.
+
 
 @hookimpl
 def register_artifact_kinds(register):
