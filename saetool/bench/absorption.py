@@ -36,6 +36,8 @@ import torch
 
 from saetool.bench.base import BenchContext, BenchEval, EvalResult, MetricCard, SAEEntry
 from saetool.bench.linear import fit_logistic
+from saetool.console import log
+from saetool.corpus.packing import bos_id
 from saetool.errors import SaetoolError
 from saetool.sae.features import unit_rows
 
@@ -88,8 +90,6 @@ def vocab_words(tokenizer: Any, min_letters: int) -> list[tuple[int, str]]:
 
 def word_activations(model: Any, hook: str, opts: AbsorptionOptions, seed: int) -> LetterData:
     """The model's activations at each sampled word (after the few-shot prefix)."""
-    from saetool.corpus.packing import bos_id
-
     tok = model.tokenizer
     vocab = vocab_words(tok, opts.min_letters)
     if len(vocab) < opts.words + opts.icl:
@@ -238,8 +238,6 @@ class AbsorptionEval(BenchEval):
     headline = "absorption_rate"
 
     def run(self, entry: SAEEntry, ctx: BenchContext) -> EvalResult:
-        from saetool.console import log
-
         opts: AbsorptionOptions = ctx.options(self)
 
         def prepare() -> tuple[LetterData, GroundTruth]:

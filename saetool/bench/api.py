@@ -15,12 +15,23 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import h5py
+
+from saetool.artifacts.activations import ActivationsFile
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.resume import check_resumable
+from saetool.artifacts.store import ArtifactWriter, check_output_path, partial_path
 from saetool.bench.base import BenchContext, BenchEval, SAEEntry, bench_evals, eval_options
 from saetool.bench.config import KIND, BenchConfig
 from saetool.bench.random_sae import random_like
 from saetool.bench.store import BenchResults, stored_results, write_header, write_result
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
+from saetool.evaluate.api import check_model
+from saetool.extract.api import ExtractConfig, extract_activations
+from saetool.models.registry import load_model
+from saetool.progress import token_progress
+from saetool.sae.io import load_sae
 
 
 def sae_names(paths: Sequence[str | Path]) -> list[str]:
@@ -34,8 +45,6 @@ def sae_names(paths: Sequence[str | Path]) -> list[str]:
 
 def load_entries(paths: Sequence[str | Path], config: BenchConfig) -> list[SAEEntry]:
     """The SAEs given (all on one hook) and, with ``random_floor``, one random SAE per shape."""
-    from saetool.sae.io import load_sae
-
     if not paths:
         raise SaetoolError("no SAE given", hint="saetool bench SAE [SAE ...]")
     entries = [SAEEntry(name, load_sae(str(p), config.device).eval(), path=str(p)) for name, p in zip(sae_names(paths), paths)]
@@ -66,8 +75,6 @@ def run_bench(
     progress: bool = True,
 ) -> BenchResults:
     """Run ``config.evals`` on the SAEs at ``sae_paths`` (and their random floors); write ``output``."""
-    from saetool.artifacts.store import check_output_path
-
     if config.evals is None:
         config.evals = list(bench_evals())
     config.validate()
@@ -86,8 +93,6 @@ def run_bench(
 
 def _setup_inputs(ctx: BenchContext, acts: str | Path | None, hook: str, needs: set[str], tmp: Path) -> None:
     """The activations file and the model loader (extracting activations when none are given)."""
-    from saetool.artifacts.activations import ActivationsFile
-
     config = ctx.config
     acts_model = None
     if acts is not None:
@@ -98,15 +103,11 @@ def _setup_inputs(ctx: BenchContext, acts: str | Path | None, hook: str, needs: 
         ctx.acts = Path(acts)
     ctx.model_name = config.model or acts_model or ctx.entries[0].sae.cfg.model
     if ctx.model_name is not None:
-        from saetool.models.registry import load_model
-
         name = ctx.model_name
         ctx.load = lambda: _checked_model(load_model(name, backend=config.backend, device=config.device, dtype=config.dtype), ctx.entries)
     if ctx.acts is None and "activations" in needs:
         if ctx.load is None:
             raise SaetoolError("nothing to evaluate on: no activations and no model", hint="pass --acts ACTS, or --model M --corpus C")
-        from saetool.extract.api import ExtractConfig, extract_activations
-
         log(f"extracting {config.num_tokens} tokens of {config.corpus} at {hook} with {ctx.model_name}")
         xc = ExtractConfig(model=ctx.model_name, backend=config.backend, corpus=config.corpus, hooks=[hook], num_tokens=config.num_tokens,
                            context_size=config.context_size, batch_size=config.batch_size, dtype=config.dtype, device=config.device)
@@ -114,24 +115,17 @@ def _setup_inputs(ctx: BenchContext, acts: str | Path | None, hook: str, needs: 
 
 
 def _checked_model(model: Any, entries: list[SAEEntry]) -> Any:
-    from saetool.evaluate.api import check_model
-
     check_model(entries[0].sae, model)
     return model
 
 
 def _run(ctx: BenchContext, evals: dict[str, BenchEval], out: Path, sae_paths: Sequence[str | Path], *, overwrite: bool, resume: bool) -> BenchResults:
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.resume import check_resumable
-    from saetool.artifacts.store import ArtifactWriter, partial_path
-    from saetool.progress import token_progress
-
     config, entries = ctx.config, ctx.entries
     settings = config.settings()
     results = BenchResults(saes=[e.describe() for e in entries], evals=list(evals), settings=settings,
                            cards={name: [c.to_dict() for c in ev.cards] for name, ev in evals.items()})
     if resume:
-        _check_resume(partial_path(out), results, check_resumable)
+        _check_resume(partial_path(out), results)
     parents = [str(p) for p in sae_paths if Path(p).is_file()] + ([str(ctx.acts)] if ctx.acts is not None and Path(ctx.acts).is_file() else [])
     provenance = build_provenance(model=ctx.model_name, backend=config.backend, hooks=[entries[0].sae.cfg.hook], corpus=config.corpus, parents=parents, bench=settings)
     with ArtifactWriter(out, KIND, provenance, overwrite=overwrite, resume=resume, keep_partial_on_error=True) as writer:
@@ -162,10 +156,8 @@ def _run(ctx: BenchContext, evals: dict[str, BenchEval], out: Path, sae_paths: S
     return results
 
 
-def _check_resume(partial: Path, results: BenchResults, check_resumable: Any) -> None:
+def _check_resume(partial: Path, results: BenchResults) -> None:
     """Refuse to resume a run made with other settings or other SAEs."""
-    import h5py
-
     with h5py.File(partial, "r") as fh:
         before = json.loads(fh.attrs.get("settings", "{}"))
         saes = json.loads(fh.attrs.get("saes", "[]"))

@@ -18,8 +18,12 @@ from typing import Any
 
 import torch
 
+from saetool.artifacts.activations import ActivationsFile
 from saetool.bench.base import BenchContext, BenchEval, EvalResult, MetricCard, SAEEntry
 from saetool.errors import SaetoolError
+from saetool.interpret.api import InterpretConfig, interpret
+from saetool.interpret.scoring import mean_ci
+from saetool.sae.io import write_sae_artifact
 
 SCORERS = ("detection", "fuzzing")
 
@@ -52,8 +56,6 @@ class AutointerpOptions:
 
 def live_features(sae: Any, acts_path: Any, num_rows: int) -> list[int]:
     """Latents that fire at least once on the first ``num_rows`` rows at the SAE's hook."""
-    from saetool.artifacts.activations import ActivationsFile
-
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
     with ActivationsFile(acts_path) as acts, torch.no_grad():
         stop = min(num_rows, acts.n_tokens)
@@ -83,10 +85,6 @@ class AutointerpEval(BenchEval):
     headline = "detection"
 
     def run(self, entry: SAEEntry, ctx: BenchContext) -> EvalResult:
-        from saetool.interpret.api import InterpretConfig, interpret
-        from saetool.interpret.scoring import mean_ci
-        from saetool.sae.io import write_sae_artifact
-
         opts: AutointerpOptions = ctx.options(self)
         live = live_features(entry.sae, ctx.acts, ctx.config.num_tokens)
         if len(live) < 2:

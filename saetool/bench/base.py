@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from saetool.errors import SaetoolError
+from saetool.plugins import host
 
 if TYPE_CHECKING:
     from saetool.bench.config import BenchConfig
@@ -178,8 +179,6 @@ def eval_options(ev: BenchEval, given: dict[str, str]) -> Any:
 
 def bench_evals(names: list[str] | None = None) -> dict[str, BenchEval]:
     """The registered evals (all, or ``names`` in order; one-line error on an unknown one)."""
-    from saetool.plugins import host
-
     known = {name: reg.obj for name, reg in host().collect("bench_evals").items()}
     if names is None:
         return known

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from saetool.bench.base import BenchContext, BenchEval, EvalResult, MetricCard, SAEEntry
+from saetool.evaluate.api import EvalConfig, evaluate_saes
 
 
 @dataclass
@@ -60,8 +61,6 @@ class CoreEval(BenchEval):
         return EvalResult(metrics=dict(ev.metrics), details={"n_rows": ev.n_rows, "n_positions": ev.n_positions, "metrics_without_massive_rows": ev.metrics_ordinary}, notes=notes)
 
     def _evaluate(self, entries: list[SAEEntry], ctx: BenchContext) -> dict[str, Any]:
-        from saetool.evaluate.api import EvalConfig, evaluate_saes
-
         opts: CoreOptions = ctx.options(self)
         cfg = ctx.config
         use_model = opts.model and ctx.load is not None

@@ -8,6 +8,8 @@ from typing import Any
 
 from saetool.bench.store import BenchResults
 
+# Deferred imports: matplotlib (seconds to import on a loaded 2-core machine) loads only when plots are drawn, and selects its Agg backend only then.
+
 
 def write_plots(results: BenchResults, folder: str | Path) -> list[Path]:
     """The plots the results allow, written into ``folder``; returns their paths."""

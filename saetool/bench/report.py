@@ -9,7 +9,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
+from saetool.artifacts.files import write_atomic
 from saetool.bench.store import BenchResults
+from saetool.console import is_quiet, stderr
 
 ARROWS = {"higher": "↑", "lower": "↓", "neither": "·"}
 CSV_COLUMNS = ("sae", "random_floor", "eval", "metric", "value", "better", "chance")
@@ -53,8 +57,6 @@ def to_csv(results: BenchResults) -> str:
 
 
 def write_csv(results: BenchResults, path: str | Path) -> Path:
-    from saetool.artifacts.files import write_atomic
-
     p = Path(path)
     write_atomic(p, to_csv(results))
     return p
@@ -69,10 +71,6 @@ def fmt(value: Any) -> str:
 def print_tables(results: BenchResults) -> None:
     """One table per eval on stderr: metrics down, SAEs across (random floors last),
     the better direction and chance level beside each metric, notes under it."""
-    from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
-
     if is_quiet():
         return
     console = stderr()

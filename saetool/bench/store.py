@@ -12,10 +12,14 @@ cards); one group ``results/{i}/{eval}`` per finished SAE x eval, its
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from saetool.artifacts.kinds import ArtifactKind
+from saetool.artifacts.store import open_artifact
+from saetool.artifacts.validate import bad, json_attr
 from saetool.bench.base import EvalResult
 from saetool.bench.config import KIND
 
@@ -57,8 +61,6 @@ class BenchResults:
 
 
 def _finite(value: Any) -> Any:
-    import math
-
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -106,8 +108,6 @@ def stored_results(fh: "h5py.File", saes: list[dict[str, Any]]) -> dict[tuple[st
 
 def read_bench(path: str | Path) -> BenchResults:
     """A ``bench`` artifact as :class:`BenchResults`."""
-    from saetool.artifacts.store import open_artifact
-
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
         saes = json.loads(fh.attrs["saes"])
@@ -118,8 +118,6 @@ def read_bench(path: str | Path) -> BenchResults:
 
 
 def _validate(fh: "h5py.File", path: Path) -> None:
-    from saetool.artifacts.validate import bad, json_attr
-
     saes = json_attr(fh.attrs["saes"], path, "saes", list)
     if not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in saes):
         raise bad(path, "attribute 'saes' must list objects with a 'name'")
@@ -132,8 +130,6 @@ def _validate(fh: "h5py.File", path: Path) -> None:
 
 
 def artifact_kind() -> Any:
-    from saetool.artifacts.kinds import ArtifactKind
-
     return ArtifactKind(
         name=KIND,
         schema_version=SCHEMA_VERSION,
