@@ -209,6 +209,24 @@ def test_planted_class_latents_probe_perfectly_at_k1():
     assert score_probe_sets(blind, sets, ProbingOptions(ks=(1,)), seed=0).metrics["top_1_accuracy"] < 0.8
 
 
+def test_massive_tokens_are_left_out_of_the_pooling():
+    """A massive first token (SmolLM2's position after BOS) with a class-blind direction would swamp
+    the mean; ordinary_tokens drops rows above 10x the set's median norm, keeps the rest, and a text
+    made only of massive rows keeps its smallest one; ratio 0 keeps everything."""
+    from saetool.bench.probing import ordinary_tokens
+
+    gen = torch.Generator().manual_seed(0)
+    acts = [torch.randn(6, 8, generator=gen) for _ in range(4)]
+    for a in acts:
+        a[0] = 500.0  # norm ~1400 against a median of ~2.8
+    only_massive = torch.full((2, 8), 400.0)
+    only_massive[1] = 300.0
+    out = ordinary_tokens([*acts, only_massive], 10.0)
+    assert [a.shape[0] for a in out] == [5, 5, 5, 5, 1]
+    assert all(torch.equal(o, a[1:]) for o, a in zip(out, acts)) and torch.equal(out[4][0], only_massive[1])
+    assert [a.shape[0] for a in ordinary_tokens(acts, 0.0)] == [6] * 4
+
+
 def test_probing_runs_through_the_model(tiny_sae, tiny_acts, tmp_path):
     config = BenchConfig(evals=["probing"], options={"probing": {"per_class": "6", "context": "16", "ks": "1,5"}})
     res = run_bench([tiny_sae], config, tmp_path / "b.h5", acts=tiny_acts, progress=False)

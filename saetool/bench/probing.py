@@ -4,7 +4,9 @@ For each class of each probe dataset (:mod:`saetool.bench.probe_data`), a
 balanced binary task: ``per_class`` texts of the class against as many drawn
 from the other classes, split into train and test by text. Each text's first
 ``context`` tokens go through the model; activations at the SAE's hook are
-mean-pooled over the tokens (BOS left out), and so are the SAE's latents.
+mean-pooled over the tokens, and so are the SAE's latents. BOS is left out, and
+so are massive-activation tokens (norm above ``max_norm_ratio`` x the set's
+median: :func:`ordinary_tokens`), which would otherwise dominate the means.
 
 - ``llm_accuracy``: a logistic probe on the pooled activations (all ``d_in``
   dimensions): the ceiling for what the hook holds about the labels;
@@ -27,7 +29,11 @@ from typing import Any, Sequence
 import torch
 
 from saetool.bench.base import BenchContext, BenchEval, EvalResult, MetricCard, SAEEntry
+from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, row_norms
 from saetool.bench.linear import fit_logistic
+from saetool.bench.probe_data import probe_datasets
+from saetool.console import log
+from saetool.corpus.packing import bos_id
 from saetool.errors import SaetoolError
 
 
@@ -40,14 +46,15 @@ class ProbingOptions:
     ks: tuple[int, ...] = (1, 2, 5, 20)
     C: float = 1.0
     batch_size: int = 8
+    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO
 
     def validate(self) -> None:
         if self.per_class < 4:
             raise SaetoolError(f"--option probing.per_class must be at least 4 (got {self.per_class})")
         if not 0 < self.test_fraction < 1:
             raise SaetoolError(f"--option probing.test_fraction must be in (0, 1) (got {self.test_fraction})")
-        if self.context < 2 or not self.ks or min(self.ks) < 1 or self.C <= 0 or self.batch_size < 1:
-            raise SaetoolError("--option probing: context >= 2, ks positive, C > 0 and batch_size >= 1")
+        if self.context < 2 or not self.ks or min(self.ks) < 1 or self.C <= 0 or self.batch_size < 1 or self.max_norm_ratio < 0:
+            raise SaetoolError("--option probing: context >= 2, ks positive, C > 0, batch_size >= 1 and max_norm_ratio >= 0")
 
 
 @dataclass
@@ -83,8 +90,6 @@ def split_texts(examples: Sequence[tuple[str, str]], per_class: int, test_fracti
 def model_activations(model: Any, hook: str, texts: Sequence[str], context: int, batch_size: int) -> list[torch.Tensor]:
     """Each text's first ``context`` tokens (BOS first) through ``model``; the activations at
     ``hook`` of its tokens after BOS, ``[T_i, d]`` float32 on the CPU."""
-    from saetool.corpus.packing import bos_id
-
     tok = model.tokenizer
     bos = bos_id(tok)
     ids = [([bos] if bos is not None else []) + tok(t, add_special_tokens=False)["input_ids"][: context - (bos is not None)] for t in texts]
@@ -106,6 +111,21 @@ def model_activations(model: Any, hook: str, texts: Sequence[str], context: int,
             for row, i in enumerate(batch):
                 result[i] = acts[row, skip : len(ids[i])]
     out = [result[i] for i in range(len(ids))]
+    return out
+
+
+def ordinary_tokens(acts: Sequence[torch.Tensor], ratio: float) -> list[torch.Tensor]:
+    """Each text's rows without its massive-activation tokens: norm above ``ratio`` x the median
+    norm over every token of the set (:class:`saetool.artifacts.norms.NormFilter`; SmolLM2's first
+    token after BOS sits at ~70x). A text keeps at least its smallest-norm row; ``ratio`` 0 keeps all."""
+    if ratio <= 0 or not acts:
+        return list(acts)
+    norms = [row_norms(a) for a in acts]
+    rule = NormFilter.from_norms(torch.cat(norms).numpy(), ratio)
+    out = []
+    for a, n in zip(acts, norms):
+        keep = rule.keep(n)
+        out.append(a[keep] if bool(keep.any()) else a[n.argmin()].unsqueeze(0))
     return out
 
 
@@ -179,14 +199,12 @@ class ProbingEval(BenchEval):
 
     @staticmethod
     def _probe_sets(ctx: BenchContext, opts: ProbingOptions, hook: str) -> list[ProbeSet]:
-        from saetool.bench.probe_data import probe_datasets
-        from saetool.console import log
-
         sets = []
         for ds in probe_datasets([n.strip() for n in opts.datasets.split(",") if n.strip()]):
             texts, labels, train = split_texts(list(ds.examples()), opts.per_class, opts.test_fraction, ctx.config.seed)
             log(f"probing: {len(texts)} texts of {ds.name} through the model ({opts.context} tokens each)")
-            sets.append(ProbeSet(ds.name, model_activations(ctx.model, hook, texts, opts.context, opts.batch_size), labels, train))
+            acts = ordinary_tokens(model_activations(ctx.model, hook, texts, opts.context, opts.batch_size), opts.max_norm_ratio)
+            sets.append(ProbeSet(ds.name, acts, labels, train))
         return sets
 
 
