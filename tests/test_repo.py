@@ -27,3 +27,11 @@ def test_top_level_layout():
     for name in ("saetool", "plugins", "examples", "tests", "docs", "benchmarks", ".ci", "pyproject.toml", "CHANGELOG.md", "README.md"):
         assert (REPO / name).exists(), name
     assert (REPO / "saetool" / "hookspecs.py").exists()
+
+
+def test_ci_installs_the_reference_packages_without_their_pins():
+    """sae-bench's and sae-probes' own pins would replace torch and downgrade numpy/pandas: CI installs them --no-deps."""
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "pip install --no-deps -r requirements/reference.txt" in ci
+    pins = [line for line in (REPO / "requirements" / "reference.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert pins == ["sae-bench==0.6.0", "sae-probes==0.4.2"]
