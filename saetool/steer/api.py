@@ -8,10 +8,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from saetool.artifacts.manifest import resolve_input
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import check_output_path
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
-from saetool.models.hooks import hook_name
+from saetool.models import registry  # the module, so tests can stub registry.load_model
+from saetool.models.hooks import hook_name, parse_hooks
+from saetool.progress import token_progress
+from saetool.sae.io import load_sae
+from saetool.sae.registry import split_name
+from saetool.steer.completions import read_completions, write_completions
 from saetool.steer.generation import GenerationSettings, Steering, generate_completions
+from saetool.steer.interventions import POSITIONS, SCALES, get_intervention, scaled_vector
+from saetool.steer.metrics import CompletionItem, MetricContext, get_metric, score_all
+from saetool.steer.prompts import format_prompts, read_prompts
+from saetool.steer.vectors import FROM_SAE, artifact_kind_of, check_model_match, import_vector, measure_norm, read_vector, vector_from_sae
 
 if TYPE_CHECKING:
     from saetool.models.base import HookedModel
@@ -45,15 +57,10 @@ def resolve_source(
 ) -> SteerSource:
     """A vector artifact, a raw vector file (.npy/.pt/.safetensors/.txt, needs ``layer``),
     an SAE (artifact or folder, with ``feature``), or the last manifest on stdin."""
-    from saetool.artifacts.manifest import resolve_input
-    from saetool.steer.vectors import artifact_kind_of, import_vector, read_vector
-
     if sae is not None:
         return _sae_source(Path(sae), feature, device)
     path = resolve_input(vector, what="steering vector or SAE", stream=stdin)
     if not path.exists():
-        from saetool.sae.registry import split_name
-
         if split_name(str(path)) is not None:  # a pretrained SAE name, RELEASE/SAE_ID
             return _sae_source(path, feature, device)
         raise SaetoolError(f"{path} does not exist", hint="pass a vector artifact (saetool vector ...), an SAE, or a .npy/.pt file")
@@ -72,8 +79,6 @@ def resolve_source(
 
 
 def _sae_source(path: Path, feature: int | None, device: str) -> SteerSource:
-    from saetool.sae.io import load_sae
-
     sae = load_sae(path, device)
     return SteerSource(sae=sae, sae_path=str(path), feature=feature, parent=path if path.is_file() else None)
 
@@ -107,8 +112,6 @@ class SteerConfig:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
 
     def validate(self) -> None:
-        from saetool.steer.interventions import POSITIONS, SCALES
-
         self.generation.validate()
         if self.scale not in SCALES:
             raise SaetoolError(f"unknown --scale {self.scale!r}", hint="choose one of: " + ", ".join(SCALES))
@@ -158,8 +161,6 @@ def make_steering(
     model's device and dtype, the SAE (when ``iv`` needs one) to its device.
     ``relative`` scaling uses the norm the vector recorded at this hook, else
     ``measure_norm(hook)``. Returns the steering and that reference norm."""
-    from saetool.steer.interventions import scaled_vector
-
     vec = vector.vector if (iv.needs_vector and vector is not None) else None
     sae = sae if iv.needs_sae else None
     iv.check(d=model.hook_dim(hook), vector=vec, sae=sae, feature=feature, hook=hook)
@@ -193,10 +194,6 @@ def build_steering(
     batch_size: int = 16,
 ) -> tuple[Steering, dict[str, Any]]:
     """Resolve the intervention, hook, alpha and scaled vector against a loaded model."""
-    from saetool.models.hooks import parse_hooks
-    from saetool.steer.interventions import get_intervention
-    from saetool.steer.vectors import FROM_SAE, check_model_match, measure_norm, vector_from_sae
-
     iv = get_intervention(intervention)
     info: dict[str, Any] = {"intervention": iv.name, "scale": scale, "positions": positions}
     sv = source.vector
@@ -259,21 +256,13 @@ def run_steer(
     progress: bool = True,
 ) -> SteerResult:
     """Generate baseline and steered completions and write a ``completions`` artifact."""
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.store import check_output_path
-    from saetool.models.registry import load_model
-    from saetool.progress import token_progress
-    from saetool.steer.completions import read_completions, write_completions
-    from saetool.steer.metrics import CompletionItem, MetricContext, get_metric, score_all
-    from saetool.steer.prompts import format_prompts, read_prompts
-
     config.validate()
     for name in config.metrics:
         get_metric(name)  # unknown metric -> one line, before any work
     prompts = read_prompts(config.prompts, split=config.split, max_prompts=config.max_prompts)
     out = check_output_path(output or default_output(source), overwrite=overwrite, inputs=[config.prompts, source.sae_path, source.parent])
     if model is None:
-        model = load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype)
+        model = registry.load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype)
     texts = format_prompts(model.tokenizer, [p.text for p in prompts], chat=config.chat, system=config.system)
     steering, info = build_steering(
         model,

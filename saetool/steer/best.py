@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from saetool.artifacts.files import write_atomic
 from saetool.console import log
 from saetool.errors import SaetoolError
 
@@ -99,8 +100,6 @@ def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
 
 def write_best(run_dir: Path, summary: "pd.DataFrame", level: float) -> dict[str, Any]:
     """Pick the best cell and write ``RUN/best.json`` (atomically)."""
-    from saetool.artifacts.files import write_atomic
-
     data = {"run": run_dir.name, **pick_best(summary, level)}
     write_atomic(run_dir / BEST_JSON, json.dumps(data, indent=2, sort_keys=True))
     return data

@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import h5py
+import numpy as np
+
+from saetool.artifacts.arrays import NUL_SHOWN, text_array
+from saetool.artifacts.store import ArtifactWriter, open_artifact
 from saetool.errors import SaetoolError
 
 if TYPE_CHECKING:
@@ -59,12 +64,6 @@ def write_completions(
     error: str = "",
     overwrite: bool = False,
 ) -> Path:
-    import h5py
-    import numpy as np
-
-    from saetool.artifacts.arrays import NUL_SHOWN, text_array
-    from saetool.artifacts.store import ArtifactWriter
-
     n = len(prompts)
     for cond, values in texts.items():
         if len(values) != n:
@@ -100,8 +99,6 @@ def _t(v: Any) -> Any:
 
 
 def read_completions(path: str | Path) -> Completions:
-    from saetool.artifacts.store import open_artifact
-
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
         prompts = list(fh["prompts"].asstr()[()])

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from saetool.errors import SaetoolError
 from saetool.models.hooks import hook_name
+from saetool.steer.interventions import check_finite
+from saetool.steer.prompts import batches, encode, left_pad, pad_id_of
 
 if TYPE_CHECKING:
     import torch
@@ -66,8 +68,6 @@ class Steering:
 
 
 def _guard(hook: str, alpha: float | None) -> Callable:
-    from saetool.steer.interventions import check_finite
-
     def fn(x):
         check_finite(x, hook + " (downstream of the steering edit)", alpha)
         return None
@@ -96,8 +96,6 @@ def generate_completions(
     With ``steering`` its hook is applied at every step, and a guard at the last
     layer turns NaN/inf activations into :class:`NonFiniteActivations`.
     """
-    from saetool.steer.prompts import batches, encode, left_pad, pad_id_of
-
     tok = model.tokenizer
     rows = encode(tok, texts, chat=chat)
     pad = pad_id_of(tok)

@@ -41,11 +41,15 @@ import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from saetool.errors import SaetoolError
+from saetool.plugins import host
 
 if TYPE_CHECKING:
     import torch
 
     from saetool.sae.model import SAE
+
+# Deferred imports: torch only inside the edit hooks; `sweep --dry-run` validates scale and position names from here
+# without it.
 
 POSITIONS = ("all", "generated")
 SCALES = ("unit", "raw", "relative")
@@ -258,6 +262,4 @@ BUILTIN_INTERVENTIONS = (Add(), Ablate(), Clamp())
 
 
 def get_intervention(name: str) -> Intervention:
-    from saetool.plugins import host
-
     return host().get("interventions", name)

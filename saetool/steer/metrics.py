@@ -35,8 +35,15 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
+from saetool.errors import PluginError
+from saetool.plugins import host
+from saetool.steer.prompts import batches, left_pad, pad_id_of
+
 if TYPE_CHECKING:
     from saetool.models.base import HookedModel
+
+# Deferred imports: vaderSentiment only for the sentiment metric; torch only for coherence (a model pass); `sweep --dry-
+# run` reads the metric names without them.
 
 #: Phrases that mark a refusal (matched anywhere, lower-cased).
 REFUSAL_PHRASES: tuple[str, ...] = (
@@ -221,8 +228,6 @@ class Coherence(Metric):
     def score(self, items, ctx):
         import torch
 
-        from saetool.steer.prompts import batches, left_pad, pad_id_of
-
         model = ctx.model
         if model is None:
             return [math.nan] * len(items)
@@ -255,19 +260,13 @@ BUILTIN_METRICS = (Refusal(), Helpfulness(), Coherence(), Sentiment())
 
 def completion_metrics() -> dict[str, Any]:
     """Registered completion metrics, by name."""
-    from saetool.plugins import host
-
     return host().collect("completion_metrics")
 
 
 def get_metric(name: str) -> Metric:
     """A completion metric by name; an SAE metric or unknown name is a one-line error."""
-    from saetool.errors import PluginError
-
     known = completion_metrics()
     if name not in known:
-        from saetool.plugins import host
-
         what = f"metric {name!r} is an SAE metric (saetool evaluate), not a completion metric" if name in host().collect("sae_metrics") else f"unknown metric {name!r}"
         raise PluginError(what, hint="choose one of: " + ", ".join(sorted(known)))
     return known[name].obj

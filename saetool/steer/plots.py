@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from saetool.artifacts.files import atomic_file
+
 if TYPE_CHECKING:
     import pandas as pd
+
+# Deferred imports: matplotlib.pyplot (about 1 s) only when a plot is drawn.
 
 
 def _plt():
@@ -27,8 +33,6 @@ def plot_metric_vs_alpha(summary: "pd.DataFrame", path: Path, metric: str, *, ti
     """A metric (rate or mean, with its 95% CI) against alpha: a panel per split, a line per layer × intervention.
 
     For a rate metric with tests, a star marks cells significant after correction."""
-    import numpy as np
-
     plt = _plt()
     col = f"{metric}_rate" if f"{metric}_rate" in summary else f"{metric}_mean"
     is_rate = col.endswith("_rate")
@@ -97,8 +101,6 @@ def plot_tradeoff(summary: "pd.DataFrame", path: Path, *, title: str = "") -> Pa
 def _save(fig: object, path: Path) -> None:
     """Save ``fig`` as PNG atomically (a full disk is one line), then free it."""
     import matplotlib.pyplot as plt
-
-    from saetool.artifacts.files import atomic_file
 
     try:
         with atomic_file(path, "wb") as fh:

@@ -21,6 +21,8 @@ from saetool.paths import special_file_kind
 if TYPE_CHECKING:
     import torch
 
+# Deferred imports: torch only to encode; reading and formatting prompts (`sweep --dry-run`) needs no torch.
+
 
 @dataclass(frozen=True)
 class Prompt:

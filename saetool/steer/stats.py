@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from scipy.stats import binomtest, false_discovery_control, fisher_exact, t, ttest_ind
+
 #: The two-sided 95% normal quantile.
 Z95 = 1.959963984540054
 
@@ -24,7 +26,6 @@ def wilson_ci(k: int, n: int, z: float = Z95) -> tuple[float, float]:
         return (math.nan, math.nan)
     if not 0 <= k <= n:
         raise ValueError(f"k={k} must be between 0 and n={n}")
-    from scipy.stats import binomtest
 
     ci = binomtest(k, n).proportion_ci(confidence_level=math.erf(z / math.sqrt(2)), method="wilson")
     return (float(ci.low), float(ci.high))
@@ -38,7 +39,6 @@ def fisher_exact_p(k1: int, n1: int, k2: int, n2: int, alternative: str = "two-s
     """
     if n1 <= 0 or n2 <= 0:
         return math.nan
-    from scipy.stats import fisher_exact
 
     res = fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative=alternative)
     return float(res.pvalue if hasattr(res, "pvalue") else res[1])
@@ -63,8 +63,6 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
     idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
     out = [math.nan] * len(pvalues)
     if idx:
-        from scipy.stats import false_discovery_control
-
         for i, q in zip(idx, false_discovery_control([pvalues[i] for i in idx], method="bh")):
             out[i] = float(q)
     return out
@@ -88,7 +86,6 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     mean = sum(xs) / n
     if n == 1:
         return (mean, math.nan, math.nan)
-    from scipy.stats import t
 
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
     half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
@@ -103,6 +100,5 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
         return math.nan
     if len(set(xs)) == 1 and len(set(ys)) == 1:
         return 1.0 if xs[0] == ys[0] else 0.0
-    from scipy.stats import ttest_ind
 
     return float(ttest_ind(xs, ys, equal_var=False).pvalue)

@@ -22,12 +22,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saetool.artifacts.files import refuse_link, write_atomic
+from saetool.artifacts.outputs import check_outputs
+from saetool.artifacts.provenance import build_provenance, file_sha256
 from saetool.artifacts.resume import check_resumable
-from saetool.console import log, warn
+from saetool.console import debug, log, warn
 from saetool.errors import SaetoolError
 from saetool.locking import locked
-from saetool.models.hooks import hook_name, layer_of_hook
+from saetool.models import registry  # the module, so tests can stub registry.load_model
+from saetool.models.hooks import hook_name, layer_of_hook, parse_hooks
+from saetool.plugins import host
+from saetool.progress import token_progress
+from saetool.steer.best import resolve_best_layers, write_best
+from saetool.steer.generation import generate_completions
+from saetool.steer.interventions import NonFiniteActivations, get_intervention
+from saetool.steer.metrics import CompletionItem, MetricContext, get_metric, score_all
+from saetool.steer.prompts import format_prompts, read_prompts, read_words
 from saetool.steer.sweep_config import DEFAULT_SPLITS, SweepConfig, load_sweep_config
+from saetool.steer.vectors import (
+    DEFAULT_NEGATIVE_WORDS,
+    DEFAULT_POSITIVE_WORDS,
+    artifact_kind_of,
+    diff_means_vectors,
+    import_vector,
+    measure_norm,
+    parse_positions,
+    read_vector,
+    vector_from_sae,
+    write_vector,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +57,9 @@ if TYPE_CHECKING:
     from saetool.models.base import HookedModel
     from saetool.steer.completions import Completions
     from saetool.steer.vectors import SteeringVector
+
+# Deferred imports: `sweep --dry-run` plans without torch, h5py, pandas or scipy: the SAE loader, steering, completions
+# files, statistics and plots load when cells run or the summary is built.
 
 SUMMARY = "summary.csv"
 #: summary.csv repeats these columns under seed 001's names, so its pandas snippets run unchanged.
@@ -111,9 +136,6 @@ def eval_splits_of(cfg: SweepConfig, available: list[str]) -> list[str]:
 
 
 def load_prompt_sets(cfg: SweepConfig) -> PromptSets:
-    from saetool.steer.prompts import read_prompts, read_words
-    from saetool.steer.vectors import DEFAULT_NEGATIVE_WORDS, DEFAULT_POSITIVE_WORDS
-
     if isinstance(cfg.prompts, dict):
         files = dict(cfg.prompts)
 
@@ -166,8 +188,6 @@ GridRow = tuple  # (split, layer, intervention key, alpha, Cell holding the numb
 
 def build_plan(cfg: SweepConfig, splits: list[str], clamp_layers: dict[str, int]) -> tuple[list[Cell], list[GridRow]]:
     """The cells to compute (baselines first) and the summary grid that reads them."""
-    from saetool.plugins import host
-
     ivs = host().collect("interventions")
     cells = [Cell(s) for s in splits]
     grid: list[GridRow] = []
@@ -189,8 +209,6 @@ def build_plan(cfg: SweepConfig, splits: list[str], clamp_layers: dict[str, int]
 
 def fingerprint(cfg: SweepConfig, sets: PromptSets) -> dict[str, Any]:
     """Every setting that changes what a cell holds (the grid axes are not among them)."""
-    from saetool.artifacts.provenance import file_sha256
-
     vec = dict(vars(cfg.vector))
     for key in ("file", "sae"):
         if vec.get(key):
@@ -248,8 +266,6 @@ def run_sweep(
     Pass an already loaded ``model`` to skip loading. Cells whose files exist
     are skipped; the summary, ``completions.csv`` and plots are rebuilt.
     """
-    from saetool.steer.best import resolve_best_layers, write_best
-
     cfg = config if isinstance(config, SweepConfig) else load_sweep_config(config)
     resolve_best_layers(cfg, Path(output_dir or cfg.output_dir), dry_run=dry_run)
     sets = load_prompt_sets(cfg)
@@ -272,9 +288,7 @@ def run_sweep(
         return result
 
     if pending and model is None:
-        from saetool.models.registry import load_model
-
-        model = load_model(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
+        model = registry.load_model(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
     if model is not None:
         _validate_against_model(cfg, model, clamp_saes)
 
@@ -319,8 +333,6 @@ def _load_clamp_saes(cfg: SweepConfig) -> dict[str, Any]:
 
 def _check_inputs_outside(cfg: SweepConfig, run_dir: Path) -> None:
     """No input (the config, prompt files, vectors, SAEs) is among what the run writes or replaces."""
-    from saetool.artifacts.outputs import check_outputs
-
     named = list(cfg.prompts.values()) if isinstance(cfg.prompts, dict) else [cfg.prompts]
     named += [v for spec in (cfg.vector, *cfg.interventions) for v in (getattr(spec, "file", None), getattr(spec, "sae", None)) if isinstance(v, str)]
     inputs = [cfg.path, *(cfg.resolve_path(p) for p in named)]
@@ -329,9 +341,6 @@ def _check_inputs_outside(cfg: SweepConfig, run_dir: Path) -> None:
 
 
 def _validate_against_model(cfg: SweepConfig, model: "HookedModel", clamp_saes: dict[str, Any]) -> None:
-    from saetool.models.hooks import parse_hooks
-    from saetool.steer.interventions import get_intervention
-
     n = cfg.generation.max_new_tokens
     model.check_positions(n, f"generation.max_new_tokens {n}", f"generate fewer than {model.max_positions} tokens")
     for layer in cfg.layers:
@@ -349,8 +358,6 @@ def _validate_against_model(cfg: SweepConfig, model: "HookedModel", clamp_saes: 
 
 class _Runner:
     def __init__(self, cfg: SweepConfig, model: "HookedModel", sets: PromptSets, run_dir: Path, fp: dict[str, Any], clamp_saes: dict[str, Any]) -> None:
-        from saetool.steer.prompts import format_prompts
-
         self.cfg = cfg
         self.model = model
         self.sets = sets
@@ -365,7 +372,6 @@ class _Runner:
     def vector_for(self, layer: int, pending_layers: list[int]) -> "SteeringVector":
         if layer in self.vectors:
             return self.vectors[layer]
-        from saetool.steer.vectors import read_vector
 
         vec = self.cfg.vector
         if vec.method in ("file", "sae"):
@@ -384,8 +390,6 @@ class _Runner:
         return self.vectors[layer]
 
     def _shared_vector(self) -> "SteeringVector":
-        from saetool.steer.vectors import artifact_kind_of, import_vector, read_vector, vector_from_sae
-
         vec = self.cfg.vector
         if vec.method == "sae":
             from saetool.sae.io import load_sae
@@ -398,9 +402,6 @@ class _Runner:
         return import_vector(p, hook_name(self.cfg.layers[0], self.cfg.site), model=self.cfg.model)
 
     def _make_vectors(self, layers: list[int]) -> None:
-        from saetool.artifacts.provenance import build_provenance
-        from saetool.steer.vectors import diff_means_vectors, parse_positions, write_vector
-
         vec = self.cfg.vector
         hooks = [hook_name(lay, self.cfg.site) for lay in layers]
         if vec.method == "words":
@@ -430,8 +431,6 @@ class _Runner:
             self.vectors[lay] = sv
 
     def norm_at(self, hook: str) -> float:
-        from saetool.steer.vectors import measure_norm
-
         if hook not in self.norms:
             texts = [t for ts in self.texts.values() for t in ts]
             self.norms[hook] = measure_norm(self.model, texts, hook, chat=self.cfg.chat, batch_size=self.cfg.generation.batch_size)
@@ -439,8 +438,6 @@ class _Runner:
 
     # cells ----------------------------------------------------------------------------------------
     def run(self, pending: list[Cell], show_progress: bool, result: SweepResult) -> None:
-        from saetool.progress import token_progress
-
         total = sum(len(self.texts[c.split]) for c in pending)
         pending_layers = sorted({c.layer for c in pending if c.layer is not None})
         log(f"sweep {self.cfg.name}: {len(pending)} cell(s) to run, {result.skipped} already done -> {self.run_dir}")
@@ -453,13 +450,10 @@ class _Runner:
                     result.failed.append((cell, msg))
                     warn(f"{cell.label()}: {msg}")
                 else:
-                    from saetool.console import debug
-
                     debug(f"{cell.label()} done in {time.perf_counter() - start:.1f}s")
 
     def steering_for(self, cell: Cell, pending_layers: list[int]):
         from saetool.steer.api import make_steering
-        from saetool.steer.interventions import get_intervention
 
         spec = next(s for s in self.cfg.interventions if s.key == cell.intervention)
         iv = get_intervention(spec.name)
@@ -474,11 +468,7 @@ class _Runner:
         return steering, sv
 
     def run_cell(self, cell: Cell, pending_layers: list[int], advance) -> str:
-        from saetool.artifacts.provenance import build_provenance
         from saetool.steer.completions import write_completions
-        from saetool.steer.generation import generate_completions
-        from saetool.steer.interventions import NonFiniteActivations
-        from saetool.steer.metrics import CompletionItem, MetricContext, score_all
 
         cfg = self.cfg
         prompts = self.sets.eval[cell.split]
@@ -530,7 +520,6 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
     import pandas as pd
 
     from saetool.steer.completions import read_completions
-    from saetool.steer.metrics import get_metric
     from saetool.steer.stats import adjust, fisher_exact_p, mean_ci, welch_p, wilson_ci
 
     loaded: dict[Cell, Completions | None] = {}
@@ -609,9 +598,6 @@ def _values(comp: "Completions | None", name: str) -> list[float]:
 
 def _fill_missing_metrics(cfg: SweepConfig, comp: "Completions", model: "HookedModel | None") -> None:
     """Compute configured metrics a cell file lacks (added to the config after it ran), in memory."""
-    from saetool.steer.metrics import CompletionItem, MetricContext, get_metric
-    from saetool.steer.prompts import format_prompts
-
     if comp.status != "ok" or not comp.texts:
         return
     cond = next(iter(comp.texts))

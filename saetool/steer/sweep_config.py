@@ -9,15 +9,21 @@ expected. Rules that span keys follow in :func:`config_from_dict`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Sequence
 
+import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from saetool.errors import SaetoolError, did_you_mean
 from saetool.paths import special_file_kind
+from saetool.plugins import host
+from saetool.steer import interventions
 from saetool.steer.generation import GenerationSettings
+from saetool.steer.metrics import completion_metrics
+from saetool.steer.vectors import parse_positions
 
 VECTOR_METHODS = ("diff-means", "words", "file", "sae")
 CORRECTIONS = ("holm", "bh", "none")
@@ -152,8 +158,6 @@ def _lazy_choice(key: str, name: str) -> Any:
     """:func:`_choice` over a tuple of :mod:`saetool.steer.interventions` (which imports torch: looked up when used)."""
 
     def check(value: Any) -> Any:
-        from saetool.steer import interventions
-
         return _choice(key, getattr(interventions, name)).func(value)
 
     return AfterValidator(check)
@@ -333,10 +337,6 @@ _FLOAT = r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(
 
 def _strict_loader() -> type:
     """A safe YAML loader that reads YAML 1.2 floats and refuses a key given twice in one mapping."""
-    import re
-
-    import yaml
-
     class StrictLoader(yaml.SafeLoader):
         def construct_mapping(self, node: Any, deep: bool = False) -> dict:
             seen: dict[Any, Any] = {}
@@ -361,8 +361,6 @@ def _strict_loader() -> type:
 
 def load_sweep_config(path: str | Path) -> SweepConfig:
     """Read and validate a sweep YAML file (one-line errors for every problem)."""
-    import yaml
-
     p = Path(path)
     if not p.exists():
         raise SaetoolError(f"sweep config {p} does not exist", hint="see examples/configs/ for examples")
@@ -415,7 +413,6 @@ def config_from_dict(data: dict[str, Any], *, path: Path | None = None) -> Sweep
     vec = VectorSpec(**{k: v for k, v in given.items() if v is not None})
     if "positions" in given:
         vec.positions = str(given["positions"])
-        from saetool.steer.vectors import parse_positions
 
         try:
             parse_positions(vec.positions)
@@ -473,8 +470,6 @@ def config_from_dict(data: dict[str, Any], *, path: Path | None = None) -> Sweep
 
 def _check_plugins(cfg: SweepConfig, where: _Where) -> None:
     """Interventions and metrics must be registered names (checked without importing torch)."""
-    from saetool.plugins import host
-
     known_iv = host().collect("interventions")
     for spec in cfg.interventions:
         if spec.name not in known_iv:
@@ -482,7 +477,6 @@ def _check_plugins(cfg: SweepConfig, where: _Where) -> None:
         iv = known_iv[spec.name].obj
         if getattr(iv, "needs_sae", False) and (spec.sae is None or spec.feature is None):
             raise where.err(f"intervention {spec.name!r} needs sae and feature", hint=f"write it as {{name: {spec.name}, sae: PATH, feature: N}}")
-    from saetool.steer.metrics import completion_metrics
 
     known_m = completion_metrics()  # SAE metrics (register_sae_metrics) belong to evaluate
     for m in cfg.metrics:

@@ -21,20 +21,26 @@ with ``weights_only=True``); ``vector import`` reads both, and any of these GGUF
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
+import gguf
+import numpy as np
+import torch
+
+from saetool.artifacts.files import write_atomic
 from saetool.errors import SaetoolError
 from saetool.models.hooks import hook_name, layer_of_hook
+from saetool.models.registry import model_specs
+from saetool.steer.vectors import SteeringVector
 
-if TYPE_CHECKING:
-    import torch
-
-    from saetool.steer.vectors import SteeringVector
+# Deferred imports: transformers (about 2 s) only to read a cached model's config for repeng's hint, guarded by a
+# fallback.
 
 ARCH = "controlvector"
 #: format name -> default file suffix
@@ -61,8 +67,6 @@ def _model_type(model: str | None) -> str:
     if not model:
         return "unknown"
     try:
-        from saetool.models.registry import model_specs
-
         spec = model_specs().get(model)
         if spec is not None and getattr(spec, "family", None):
             return str(spec.family).lower()
@@ -78,11 +82,6 @@ def _model_type(model: str | None) -> str:
 
 def write_control_vector(path: Path, vectors: Sequence["SteeringVector"], *, hint: str) -> dict[int, int]:
     """Write a control-vector GGUF with one ``direction.L`` per vector; returns ``{layer: d}``."""
-    import json
-
-    import gguf
-    import numpy as np
-
     directions: dict[int, np.ndarray] = {}
     for sv in vectors:
         layer = control_layer(sv.hook)
@@ -115,11 +114,6 @@ def write_control_vector(path: Path, vectors: Sequence["SteeringVector"], *, hin
 
 def export_vectors(vectors: Sequence["SteeringVector"], out: str | Path, fmt: str, *, model_hint: str | None = None) -> str:
     """Write ``vectors`` (several only for the GGUF formats) to ``out`` in ``fmt``; returns a summary."""
-    import numpy as np
-    import torch
-
-    from saetool.artifacts.files import write_atomic
-
     out = Path(out)
     if fmt not in FORMATS:
         raise SaetoolError(f"unknown vector format {fmt!r}", hint="choose one of: " + ", ".join(FORMATS))
@@ -156,10 +150,6 @@ def _field_text(reader, key: str) -> str | None:
 
 def read_control_vector(path: str | Path) -> tuple[dict[int, "torch.Tensor"], dict[str, str | None]]:
     """``({layer: direction}, {"model_hint", "model", "hooks", "method"})`` from a control-vector GGUF."""
-    import gguf
-    import numpy as np
-    import torch
-
     p = Path(path)
     try:
         reader = gguf.GGUFReader(str(p))
@@ -182,10 +172,6 @@ def read_control_vector(path: str | Path) -> tuple[dict[int, "torch.Tensor"], di
 def import_control_vector(path: str | Path, *, layer: int | None = None, model: str | None = None) -> "SteeringVector":
     """One direction of a control-vector GGUF as a steering vector at ``blocks.L.hook_resid_post``
     (the hook saetool exported it from, when the file records it)."""
-    import json
-
-    from saetool.steer.vectors import SteeringVector
-
     directions, meta = read_control_vector(path)
     if layer is None:
         if len(directions) > 1:

@@ -21,14 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from saetool.artifacts.store import ArtifactWriter, open_artifact, read_header
+from saetool.artifacts.torchfiles import load_torch_file
 from saetool.console import warn
 from saetool.errors import SaetoolError
+from saetool.models.hooks import layer_of_hook
+from saetool.steer.prompts import batches, encode, format_prompts, left_pad, pad_id_of
 
 if TYPE_CHECKING:
     import torch
 
     from saetool.models.base import HookedModel
     from saetool.sae.model import SAE
+
+# Deferred imports: `sweep --dry-run` reads the default word lists and positions from here: numpy, torch, h5py,
+# safetensors and the SAE loader load when a vector is made, read or written.
 
 KIND = "vector"
 SCHEMA_VERSION = 1
@@ -57,8 +64,6 @@ class SteeringVector:
 
     @property
     def layer(self) -> int | None:
-        from saetool.models.hooks import layer_of_hook
-
         return layer_of_hook(self.hook)
 
     @property
@@ -78,8 +83,6 @@ class SteeringVector:
 def write_vector(path: str | Path, sv: SteeringVector, *, provenance: dict[str, Any], overwrite: bool = False) -> Path:
     """Write ``sv`` as a ``vector`` artifact (atomically); returns the path."""
     import numpy as np
-
-    from saetool.artifacts.store import ArtifactWriter
 
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
@@ -109,8 +112,6 @@ def _text(v: Any) -> Any:
 def read_vector(path: str | Path) -> SteeringVector:
     """Read a ``vector`` artifact."""
     import torch
-
-    from saetool.artifacts.store import open_artifact
 
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
@@ -178,8 +179,6 @@ def mean_activations(
     activations averaged. ``texts`` are already formatted (chat template applied)."""
     import torch
 
-    from saetool.steer.prompts import batches, encode, left_pad, pad_id_of
-
     tok = model.tokenizer
     rows = encode(tok, texts, chat=chat)
     if isinstance(positions, list):
@@ -236,8 +235,6 @@ def diff_means_vectors(
     details: dict[str, Any] | None = None,
 ) -> dict[str, SteeringVector]:
     """``mean(positive) - mean(negative)`` at each hook (the prompts are raw; formatted here)."""
-    from saetool.steer.prompts import format_prompts
-
     if not positive or not negative:
         raise SaetoolError("a difference of means needs at least one positive and one negative prompt")
     tok = model.tokenizer
@@ -289,8 +286,6 @@ def load_vector_file(path: str | Path) -> "torch.Tensor":
         if suffix == ".npy":
             arr = torch.from_numpy(np.load(p, allow_pickle=False))
         elif suffix in (".pt", ".pth"):
-            from saetool.artifacts.torchfiles import load_torch_file
-
             arr = _single_tensor(load_torch_file(p, what="vector file", hint="save the vector with torch.save(tensor), as .npy or as .safetensors"), p)
         elif suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -335,7 +330,6 @@ def artifact_kind_of(path: Path) -> str | None:
 
     if not h5py.is_hdf5(path):
         return None
-    from saetool.artifacts.store import read_header
 
     try:
         return read_header(path)["saetool_kind"]
