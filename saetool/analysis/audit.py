@@ -15,9 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from saetool.analysis.names import feature_name, parse_feature_name
-from saetool.models.hooks import layer_of_hook
+from saetool.artifacts.kinds import get_kind
+from saetool.artifacts.store import attr_value, open_artifact
 from saetool.errors import SaetoolError
+from saetool.models.hooks import layer_of_hook
+from saetool.sae.config import SAEConfig
+from saetool.sae.io import load_sae, same_model
 
 SHOW_UNMATCHED = 10
 
@@ -70,22 +76,16 @@ def _text(v: Any) -> Any:
 
 
 def _json_attr(fh: Any, name: str, default: Any = None) -> Any:
-    from saetool.artifacts.store import attr_value
-
     return attr_value(fh.attrs[name]) if name in fh.attrs else default
 
 
 # -- one file ----------------------------------------------------------------------------------------
 def audit_file(path: str | Path) -> FileReport:
     """Every check on one file; never raises for a bad file."""
-    from saetool.errors import SaetoolError
-
     p = Path(path)
     rep = FileReport(str(p))
     if p.is_dir():
         return _audit_sae_folder(p, rep)
-    from saetool.artifacts.kinds import get_kind
-    from saetool.artifacts.store import open_artifact
 
     try:
         art = open_artifact(p)
@@ -125,9 +125,6 @@ def _has_dataset(fh: Any, ds: str) -> bool:
 
 
 def _audit_sae_folder(p: Path, rep: FileReport) -> FileReport:
-    from saetool.errors import SaetoolError
-    from saetool.sae.io import load_sae
-
     try:
         sae = load_sae(p)
     except SaetoolError as exc:
@@ -151,8 +148,6 @@ def _sae_keys(cfg: Any, rep: FileReport) -> None:
 
 
 def _check_sae(fh: Any, rep: FileReport) -> None:
-    from saetool.sae.config import SAEConfig
-
     cfg = SAEConfig.from_dict(_json_attr(fh, "config"))
     shapes = {name: tuple(fh[f"weights/{name}"].shape) for name in ("W_enc", "W_dec") if f"weights/{name}" in fh}
     want = {"W_enc": (cfg.d_in, cfg.d_sae), "W_dec": (cfg.d_sae, cfg.d_out)}
@@ -219,8 +214,6 @@ def _check_vector(fh: Any, rep: FileReport) -> None:
 
 
 def _check_selection(fh: Any, rep: FileReport) -> None:
-    import numpy as np
-
     names = list(fh["name"].asstr()[()])
     cols = ("layer", "feature", "d", "mean_a", "mean_b", "n_a", "n_b")
     lengths = {c: fh[c].shape[0] for c in cols}
@@ -243,8 +236,6 @@ def _check_selection(fh: Any, rep: FileReport) -> None:
 
 
 def _check_tokens(fh: Any, rep: FileReport) -> None:
-    import numpy as np
-
     cols = ("token_id", "token", "count_a", "count_b", "log_odds", "z", "p", "q")
     n = fh["token_id"].shape[0]
     bad = [c for c in cols if fh[c].shape[0] != n]
@@ -287,8 +278,6 @@ def _join(name: str, left: str, right: str, keys: Sequence[str], matches: Callab
 
 def audit(paths: Sequence[str | Path], *, strict: bool = False, expect_conditions: Sequence[str] = ()) -> dict[str, Any]:
     """The audit report of ``paths`` (a JSON-ready dict; ``ok`` false when any check failed)."""
-    from saetool.sae.io import same_model
-
     files = [audit_file(p) for p in paths]
     checks: list[Check] = []
     joins: list[Join] = []

@@ -29,16 +29,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from saetool.artifacts.files import write_atomic
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
 from saetool.analysis.names import feature_name, parse_feature_name
+from saetool.analysis.pathways_inputs import batch, batches, check_rows, read_texts, rows_from_corpus, rows_from_texts, special_ids
+from saetool.analysis.pathways_splice import Patch, Splice, forward_with_grad, frozen, torch_module
+from saetool.analysis.select import load_layer_saes, read_selection
+from saetool.artifacts.arrays import text_array
+from saetool.artifacts.files import write_atomic
+from saetool.artifacts.outputs import check_outputs
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import ArtifactWriter, attr_value, check_output_path, open_artifact
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
+from saetool.models import registry  # the module, so tests can stub registry.load_model
+from saetool.models.hooks import parse_hooks
+from saetool.progress import token_progress
+from saetool.sae.io import check_sae_matches, same_model
+from saetool.steer.prompts import pad_id_of
 
 if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-    import torch
-
     from saetool.analysis.select import LayerSAE
     from saetool.models.base import HookedModel
 
@@ -134,8 +148,6 @@ def resolve_targets(names: Sequence[str], saes: Sequence["LayerSAE"], skippable:
 
 def selection_names(path: str | Path) -> list[str]:
     """The feature names in a ``selection`` artifact (``saetool select``)."""
-    from saetool.analysis.select import read_selection
-
     names = [str(n) for n in read_selection(path)["name"]]
     if not names:
         raise SaetoolError(f"the selection {path} holds no features")
@@ -144,8 +156,6 @@ def selection_names(path: str | Path) -> list[str]:
 
 def check_model(saes: Sequence["LayerSAE"], model: str | None) -> str:
     """The model to run: ``model`` if given (it must match the SAEs'), else the SAEs' own."""
-    from saetool.sae.io import same_model
-
     recorded = [s.sae.cfg.model for s in saes if s.sae.cfg.model]
     if model is None:
         if not recorded:
@@ -158,9 +168,6 @@ def check_model(saes: Sequence["LayerSAE"], model: str | None) -> str:
 
 
 def check_saes_fit(model: "HookedModel", saes: Sequence["LayerSAE"]) -> None:
-    from saetool.models.hooks import parse_hooks
-    from saetool.sae.io import check_sae_matches
-
     for s in saes:
         cfg = s.sae.cfg
         if cfg.is_transcoder:
@@ -180,13 +187,6 @@ def attribute(
 ) -> tuple[list[list["torch.Tensor | None"]], "np.ndarray", int]:
     """Activation x gradient of every upstream feature for every target, summed over
     counted tokens and texts: ``(attr[target][sae] -> [d_sae] float64 or None, A_clean[target], n_tokens)``."""
-    import numpy as np
-    import torch
-
-    from saetool.analysis.pathways_inputs import batch, batches, special_ids
-    from saetool.analysis.pathways_splice import Splice, forward_with_grad, frozen, torch_module
-    from saetool.steer.prompts import pad_id_of
-
     top = max(t.sae_index for t in targets)
     spliced = [s.sae for s in saes[: top + 1]]
     stop_layer = saes[top].layer
@@ -222,8 +222,6 @@ def attribute(
 
 def choose_edges(attr: Sequence[Sequence["torch.Tensor | None"]], saes: Sequence["LayerSAE"], targets: Sequence[Target], *, top_k: int, threshold: float) -> list[dict[str, Any]]:
     """The ``top_k`` sources per target by ``|attribution|`` (strictly above ``threshold``, never 0)."""
-    import torch
-
     edges: list[dict[str, Any]] = []
     for ti, t in enumerate(targets):
         cands: list[tuple[float, int, int]] = []
@@ -259,13 +257,6 @@ def replay(
 ) -> tuple["np.ndarray", "np.ndarray"]:
     """Measured change of each edge's target when its source is scaled by ``factor``
     (every SAE error term fixed at its clean value): ``(actual[edge], A_clean[target])``."""
-    import numpy as np
-    import torch
-
-    from saetool.analysis.pathways_inputs import batch, batches, special_ids
-    from saetool.analysis.pathways_splice import Patch, Splice
-    from saetool.steer.prompts import pad_id_of
-
     top = max(t.sae_index for t in targets)
     spliced = [s.sae for s in saes[: top + 1]]
     read_hooks = [str(saes[top].sae.cfg.hook)]
@@ -303,9 +294,6 @@ def replay(
 
 def correlation(predicted: Sequence[float], actual: Sequence[float]) -> dict[str, Any]:
     """Pearson and Spearman correlation of predicted vs actual changes (NaN when undefined)."""
-    import numpy as np
-    from scipy import stats
-
     p = np.asarray(predicted, dtype=float)
     a = np.asarray(actual, dtype=float)
     out: dict[str, Any] = {"n_edges": int(len(p)), "pearson": math.nan, "pearson_p": math.nan, "spearman": math.nan, "spearman_p": math.nan}
@@ -320,12 +308,6 @@ def correlation(predicted: Sequence[float], actual: Sequence[float]) -> dict[str
 
 # -- the artifact --------------------------------------------------------------------------------------
 def write_pathways(path: str | Path, edges: "pd.DataFrame", targets: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
-    import h5py
-    import numpy as np
-
-    from saetool.artifacts.arrays import text_array
-    from saetool.artifacts.store import ArtifactWriter
-
     strings = h5py.string_dtype("utf-8")
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
@@ -347,10 +329,6 @@ def write_pathways(path: str | Path, edges: "pd.DataFrame", targets: "pd.DataFra
 
 def read_pathways(path: str | Path) -> tuple["pd.DataFrame", "pd.DataFrame", dict[str, Any]]:
     """``(edges, targets, attrs)`` of a ``pathways`` artifact (JSON attributes decoded)."""
-    import pandas as pd
-
-    from saetool.artifacts.store import attr_value, open_artifact
-
     def table(group: Any) -> pd.DataFrame:
         return pd.DataFrame({k: (group[k].asstr()[()] if group[k].dtype.kind == "O" else group[k][()]) for k in group})
 
@@ -415,15 +393,6 @@ def run_pathways(
     model runs; nothing is written on an error. Names in ``selected`` (from a
     selection) at the lowest SAE layer are skipped and counted, not errors.
     """
-    import pandas as pd
-
-    from saetool.analysis.pathways_inputs import check_rows, read_texts, rows_from_corpus, rows_from_texts
-    from saetool.analysis.select import load_layer_saes
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.outputs import check_outputs
-    from saetool.artifacts.store import check_output_path
-    from saetool.progress import token_progress
-
     config.validate()
     if (texts_file is None) == (corpus is None):
         raise SaetoolError("give the texts once: --texts FILE or --corpus SPEC")
@@ -441,9 +410,7 @@ def run_pathways(
         check_output_path(e, overwrite=overwrite, inputs=ins, option="--export")
     name = check_model(saes, model_name if model is None else (model_name or model.model_id))
     if model is None:
-        from saetool.models.registry import load_model
-
-        model = load_model(name, backend=backend, device=device, dtype=dtype)
+        model = registry.load_model(name, backend=backend, device=device, dtype=dtype)
     check_saes_fit(model, saes)
     if texts is not None:
         rows = rows_from_texts(model.tokenizer, texts, config.context_size)
@@ -468,8 +435,6 @@ def run_pathways(
         if config.replay:
             actual, _ = replay(model, saes, targets, rows, edges, factor=config.factor, batch_size=config.batch_size, advance=advance)
         else:
-            import numpy as np
-
             actual = np.full(len(edges), math.nan)
     seconds = time.perf_counter() - start
     table = pd.DataFrame([{k: v for k, v in e.items() if not k.startswith("_")} for e in edges])

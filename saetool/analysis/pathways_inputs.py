@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
+import torch
+
+from saetool.corpus.packing import bos_id, pack_windows
+from saetool.corpus.resolve import iter_documents
 from saetool.errors import SaetoolError
-
-if TYPE_CHECKING:
-    import torch
+from saetool.steer.prompts import read_prompts
 
 
 def rows_from_texts(tokenizer: Any, texts: Sequence[str], context_size: int, *, prepend_bos: bool = True) -> list[list[int]]:
     """``[BOS] + tokens`` of each text (no other special tokens), at most ``context_size`` long."""
-    from saetool.corpus.packing import bos_id
-
     if context_size < 2:
         raise SaetoolError(f"--context-size must be at least 2 (got {context_size})")
     bos = bos_id(tokenizer) if prepend_bos else None
@@ -34,9 +34,6 @@ def rows_from_texts(tokenizer: Any, texts: Sequence[str], context_size: int, *, 
 
 def rows_from_corpus(tokenizer: Any, corpus: str, n_windows: int, context_size: int, *, text_column: str = "text") -> list[list[int]]:
     """The first ``n_windows`` packed windows of ``corpus`` (as ``saetool extract`` makes them)."""
-    from saetool.corpus.packing import pack_windows
-    from saetool.corpus.resolve import iter_documents
-
     if n_windows < 1:
         raise SaetoolError(f"--num-texts must be at least 1 (got {n_windows})")
     docs = iter_documents(corpus, text_column=text_column)
@@ -46,8 +43,6 @@ def rows_from_corpus(tokenizer: Any, corpus: str, n_windows: int, context_size: 
 
 def read_texts(path: str | Path, *, what: str = "text file", max_texts: int | None = None) -> list[str]:
     """Texts from ``.txt`` (one per line), ``.jsonl`` (``text``/``prompt`` per line) or ``.json``."""
-    from saetool.steer.prompts import read_prompts
-
     return [p.text for p in read_prompts(path, max_prompts=max_texts, what=what)]
 
 
@@ -65,8 +60,6 @@ def check_rows(rows: Sequence[Sequence[int]], tokenizer: Any, *, source: str) ->
 def batch(rows: Sequence[Sequence[int]], pad_id: int, special: set[int]) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
     """``(input_ids, attention_mask, positions)`` for right-padded rows; ``positions``
     (bool) is True at tokens that count: not padding and not special."""
-    import torch
-
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -14,11 +14,14 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
+import torch
+
 from saetool.errors import ModelError
+from saetool.models.generation import parse_edit_hooks
+from saetool.models.hf_backend import TransformersModel, _StopForward
+from saetool.models.tl_backend import TransformerLensModel
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.models.base import HookedModel, HookFn
     from saetool.sae.model import SAE
 
@@ -55,8 +58,6 @@ class Splice:
         return {str(sae.cfg.hook): self._hook(i, sae) for i, sae in enumerate(self.saes)}
 
     def _hook(self, index: int, sae: "SAE"):
-        import torch
-
         def fn(x: "torch.Tensor") -> "torch.Tensor":
             flat = x.reshape(*x.shape[:2], -1).to(sae.dtype)
             f = sae.encode(flat)
@@ -116,11 +117,6 @@ def forward_with_grad(
     Supports the built-in ``transformers`` and ``transformer-lens`` backends;
     the edit hooks keep whatever they need (e.g. :attr:`Splice.codes`).
     """
-    import torch
-
-    from saetool.models.generation import parse_edit_hooks
-    from saetool.models.hf_backend import TransformersModel, _StopForward
-
     edits = parse_edit_hooks(edit_hooks, model.n_layers, model.supported_sites)
     with torch.enable_grad():
         if isinstance(model, TransformersModel):
@@ -130,7 +126,6 @@ def forward_with_grad(
                 except _StopForward:
                     pass
             return
-        from saetool.models.tl_backend import TransformerLensModel
 
         if isinstance(model, TransformerLensModel):
             ids, kwargs = model._inputs(input_ids, attention_mask)

@@ -9,20 +9,31 @@ then the top N features per layer by |d|, named ``L{layer}-{id}``, in a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from saetool.artifacts.files import write_atomic
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
 from saetool.analysis.names import feature_name, parse_feature_name, require_layer
 from saetool.analysis.stats import Moments, cohens_d
+from saetool.artifacts.activations import ActivationsFile
+from saetool.artifacts.files import write_atomic
+from saetool.artifacts.outputs import check_outputs
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import ArtifactWriter, attr_value, check_output_path, open_artifact
+from saetool.console import warn
 from saetool.errors import SaetoolError
+from saetool.progress import token_progress
+from saetool.sae.io import check_sae_matches, load_sae, same_model
+from saetool.steer.completions import read_completions
+from saetool.steer.prompts import encode, format_prompts, left_pad, pad_id_of
 
 if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-    import torch
-
     from saetool.sae.model import SAE
 
 KIND = "selection"
@@ -77,8 +88,6 @@ class SelectionResult:
 # -- inputs ------------------------------------------------------------------------------------------
 def load_layer_saes(paths: Sequence[str | Path], device: str = "cpu") -> list[LayerSAE]:
     """Load the SAEs, one per layer, all from one model; sorted by layer."""
-    from saetool.sae.io import load_sae, same_model
-
     if not paths:
         raise SaetoolError("no SAE given", hint="pass --sae FILE (once per layer)")
     out: dict[int, LayerSAE] = {}
@@ -102,8 +111,6 @@ def load_layer_saes(paths: Sequence[str | Path], device: str = "cpu") -> list[La
 def restrict_features(names: Sequence[str] | None, saes: Sequence[LayerSAE]) -> dict[int, "np.ndarray"] | None:
     """``{layer: feature ids}`` from ``L{layer}-{id}`` names; one-line errors
     for a layer with no SAE or an id past the SAE's width."""
-    import numpy as np
-
     if not names:
         return None
     by_layer = {s.layer: s for s in saes}
@@ -142,8 +149,6 @@ class ActivationsArtifactSet(ActivationSet):
     """An ``activations`` artifact written by ``saetool extract``."""
 
     def __init__(self, path: str | Path, label: str) -> None:
-        from saetool.artifacts.activations import ActivationsFile
-
         self.path = Path(path)
         self.label = label
         with ActivationsFile(self.path) as f:
@@ -161,10 +166,6 @@ class ActivationsArtifactSet(ActivationSet):
         return self._widths[hook]
 
     def chunks(self, hooks, rows):
-        import torch
-
-        from saetool.artifacts.activations import ActivationsFile
-
         with ActivationsFile(self.path) as f:
             seq = f.seq_index()
             for start in range(0, f.n_tokens, rows):
@@ -178,8 +179,6 @@ class CompletionsSet(ActivationSet):
     completion; only the completion's tokens are rows, one sequence per prompt."""
 
     def __init__(self, path: str | Path, condition: str, label: str, *, model: Any, batch_size: int = 8) -> None:
-        from saetool.steer.completions import read_completions
-
         self.path = Path(path)
         self.label = label
         comp = read_completions(self.path)
@@ -210,11 +209,6 @@ class CompletionsSet(ActivationSet):
         return int(self._model.hook_dim(hook))
 
     def chunks(self, hooks, rows):
-        import numpy as np
-        import torch
-
-        from saetool.steer.prompts import encode, format_prompts, left_pad, pad_id_of
-
         tok = self._model.tokenizer
         formatted = format_prompts(tok, self.prompts, chat=self.chat, system=self.system)
         prompt_ids = encode(tok, formatted, chat=self.chat)
@@ -241,8 +235,6 @@ class CompletionsSet(ActivationSet):
 
 def check_inputs(sets: Sequence[ActivationSet], saes: Sequence[LayerSAE]) -> None:
     """Every SAE's hook in every set, widths and models matching."""
-    from saetool.sae.io import check_sae_matches, same_model
-
     a, b = sets
     if a.model and b.model and not same_model(a.model, b.model):
         raise SaetoolError(f"the two sets come from different models ({a.model!r} and {b.model!r})", hint="extract both with one model")
@@ -266,16 +258,12 @@ class _SequenceMeans:
     complete (rows arrive grouped by sequence, as extract writes them)."""
 
     def __init__(self, width: int) -> None:
-        import numpy as np
-
         self.moments = Moments.empty(width)
         self._id: int | None = None
         self._sum = np.zeros(width)
         self._n = 0
 
     def update(self, f: "np.ndarray", seq: "np.ndarray") -> None:
-        import numpy as np
-
         if len(seq) == 0:
             return
         starts = np.r_[0, np.flatnonzero(np.diff(seq)) + 1]
@@ -301,8 +289,6 @@ class _SequenceMeans:
 
 def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None) -> dict[int, Moments]:
     """Moments of every feature of every SAE over one set (tokens or sequence means)."""
-    import torch
-
     hooks = sorted({x.hook for x in saes})
     accs: dict[int, Any] = {}
     for x in saes:
@@ -322,9 +308,6 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
 
 def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[LayerSAE], config: SelectConfig) -> "pd.DataFrame":
     """The top ``config.top`` features per layer by |d| (ties: lower id first)."""
-    import numpy as np
-    import pandas as pd
-
     allowed = restrict_features(config.features, saes)
     frames = []
     for x in saes:
@@ -364,11 +347,6 @@ def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[L
 
 # -- the artifact ------------------------------------------------------------------------------------
 def write_selection(path: str | Path, table: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
-    import h5py
-    import numpy as np
-
-    from saetool.artifacts.store import ArtifactWriter
-
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
@@ -386,10 +364,6 @@ def write_selection(path: str | Path, table: "pd.DataFrame", *, attrs: dict[str,
 def read_selection(path: str | Path) -> "pd.DataFrame":
     """A ``selection`` artifact as a table (one row per selected feature); its
     attributes are in ``.attrs`` (JSON ones decoded)."""
-    import pandas as pd
-
-    from saetool.artifacts.store import attr_value, open_artifact
-
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
         data = {"name": list(fh["name"].asstr()[()])}
@@ -404,8 +378,6 @@ def read_selection(path: str | Path) -> "pd.DataFrame":
 def export_table(table: "pd.DataFrame", path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
     """Write ``table`` as CSV (``.csv``) or JSON (anything else: ``{meta..., "rows": [...]}``);
     non-finite numbers become null in JSON."""
-    import math
-
     p = Path(path)
     if p.suffix.lower() == ".csv":
         write_atomic(p, table.to_csv(index=False))
@@ -440,13 +412,6 @@ def select_features(
     """Compute Cohen's d of every feature between the two sets and write the
     top ``config.top`` per layer to a ``selection`` artifact (and ``exports``:
     ``.csv`` or ``.json`` files). Inputs are checked before any work."""
-    import math
-
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.outputs import check_outputs
-    from saetool.artifacts.store import check_output_path
-    from saetool.console import warn
-
     config = config or SelectConfig()
     config.validate()
     ins = [*sae_paths, *set_a.parents, *set_b.parents]
@@ -457,8 +422,6 @@ def select_features(
     saes = load_layer_saes(sae_paths, config.device)
     restrict_features(config.features, saes)
     check_inputs((set_a, set_b), saes)
-
-    from saetool.progress import token_progress
 
     moments = []
     for s in (set_a, set_b):

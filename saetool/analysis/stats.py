@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Deferred imports: scipy.stats (about 1 s) only for the chi-squared p-values and FDR control that `saetool tokens`
+# reports; `select` uses the rest without it.
+
 
 @dataclass
 class Moments:

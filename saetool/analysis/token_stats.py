@@ -15,13 +15,23 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
+import h5py
+import numpy as np
+import pandas as pd
+
+from saetool.analysis.select import export_table
 from saetool.analysis.stats import benjamini_hochberg, chi2_2x2, log_odds_dirichlet
-from saetool.errors import SaetoolError
-
-if TYPE_CHECKING:
-    import pandas as pd
+from saetool.artifacts.arrays import text_array
+from saetool.artifacts.outputs import check_outputs
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import ArtifactWriter, attr_value, check_output_path, open_artifact
+from saetool.errors import ModelError, SaetoolError
+from saetool.models.registry import resolve_model
+from saetool.models.source import first_line
+from saetool.steer.completions import read_completions
+from saetool.steer.prompts import read_text_file
 
 KIND = "token-associations"
 SCHEMA_VERSION = 1
@@ -89,8 +99,6 @@ def read_texts(path: str | Path, *, label: str, column: str = "text") -> TextSet
     """Texts from a file: ``.txt`` one per line, ``.jsonl`` one JSON string or
     object (``column`` field) per line, ``.json`` a list of those. Blank texts
     are dropped; a file with none left is an error."""
-    from saetool.steer.prompts import read_text_file
-
     p, raw = read_text_file(path, what="text file")
     if p.suffix == ".jsonl":
         items = []
@@ -130,8 +138,6 @@ def texts_from_completions(path: str | Path, condition_a: str, condition_b: str)
     A sweep cell (``RUN/cells/SPLIT/L15_add_a1.h5``) holds only ``steered``; its
     ``baseline`` is read from the split's shared baseline file next to it
     (``baseline.h5``, checked to belong to the same sweep and settings)."""
-    from saetool.steer.completions import read_completions
-
     comp = read_completions(path)
     out = []
     for cond in (condition_a, condition_b):
@@ -151,8 +157,6 @@ def texts_from_completions(path: str | Path, condition_a: str, condition_b: str)
 
 def _cell_baseline(path: Path, comp: Any) -> Path:
     """The shared baseline of a sweep cell's split, from the same sweep and settings."""
-    from saetool.steer.completions import read_completions
-
     base = path.parent / "baseline.h5"
     split = comp.settings["cell"].get("split")
     if base == path or not base.is_file():
@@ -166,10 +170,6 @@ def _cell_baseline(path: Path, comp: Any) -> Path:
 
 def load_tokenizer(model: str):
     """The model's tokenizer (no weights loaded): an embedded model, a local folder or a cached hub id."""
-    from saetool.errors import ModelError
-    from saetool.models.registry import resolve_model
-    from saetool.models.source import first_line
-
     source = resolve_model(model)
     try:
         return source.load_tokenizer()
@@ -195,9 +195,6 @@ def count_tokens(tokenizer: Any, texts: Sequence[str], *, what: str) -> tuple[Co
 def associations(counts_a: Counter, counts_b: Counter, config: TokensConfig, tokenizer: Any = None) -> "pd.DataFrame":
     """One row per tested token (seen at least ``min_count`` times in all),
     sorted by z (most typical of a first, of b last)."""
-    import numpy as np
-    import pandas as pd
-
     vocab = np.array(sorted(set(counts_a) | set(counts_b)), dtype=np.int64)
     ya = np.array([counts_a.get(int(t), 0) for t in vocab], dtype=np.int64)
     yb = np.array([counts_b.get(int(t), 0) for t in vocab], dtype=np.int64)
@@ -232,12 +229,6 @@ def associations(counts_a: Counter, counts_b: Counter, config: TokensConfig, tok
 
 # -- the artifact ------------------------------------------------------------------------------------
 def write_associations(path: str | Path, table: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
-    import h5py
-    import numpy as np
-
-    from saetool.artifacts.arrays import text_array
-    from saetool.artifacts.store import ArtifactWriter
-
     str_dt = h5py.string_dtype("utf-8")
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
@@ -258,11 +249,6 @@ def write_associations(path: str | Path, table: "pd.DataFrame", *, attrs: dict[s
 
 def read_associations(path: str | Path) -> "pd.DataFrame":
     """A ``token-associations`` artifact as a table; attributes in ``.attrs``."""
-    import pandas as pd
-
-    from saetool.artifacts.store import attr_value
-    from saetool.artifacts.store import open_artifact
-
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
         data = {c: (list(fh[c].asstr()[()]) if c in ("token", "piece") else fh[c][()]) for c in COLUMNS if c in fh}
@@ -296,11 +282,6 @@ def token_associations(
     overwrite: bool = False,
 ) -> TokensResult:
     """Count, test and write the token associations of ``set_a`` vs ``set_b``."""
-    from saetool.analysis.select import export_table
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.outputs import check_outputs
-    from saetool.artifacts.store import check_output_path
-
     config = config or TokensConfig(labels=(set_a.label, set_b.label))
     config.validate()
     ins = [set_a.source, set_b.source, *set_a.parents, *set_b.parents]

@@ -21,18 +21,33 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from saetool.analysis.names import feature_name
+from saetool.analysis.pathways_inputs import batch, check_rows, read_texts, rows_from_texts, special_ids
+from saetool.artifacts.arrays import text_array
+from saetool.artifacts.provenance import build_provenance
+from saetool.artifacts.store import ArtifactWriter, attr_value, check_output_path, open_artifact
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
+from saetool.models import registry  # the module, so tests can stub registry.load_model
+from saetool.models.hooks import layer_of_hook, parse_hooks
+from saetool.models.registry import DEFAULT_MODEL
+from saetool.plugins import host
+from saetool.sae.io import check_sae_matches, load_sae
+from saetool.steer.generation import GenerationSettings, generate_completions
+from saetool.steer.prompts import pad_id_of
 
 if TYPE_CHECKING:
-    import pandas as pd
-    import torch
-
     from saetool.models.base import HookedModel
     from saetool.sae.model import SAE
 
@@ -92,8 +107,6 @@ class TransitionsResult:
 # -- inputs ------------------------------------------------------------------------------------------
 def get_position_labeler(name: str) -> Any:
     """The registered position labeler ``name`` (one-line error otherwise)."""
-    from saetool.plugins import host
-
     regs = host().collect("position_labelers")
     choices = sorted(regs)
     if name in host().collect("feature_labelers"):
@@ -110,8 +123,6 @@ def generate_texts(model: "HookedModel", prompts: Sequence[str], config: Transit
 
     Continuations are joined exactly as generated (their own leading space, if
     any), so a continuation "'m sad" gives "I'm sad", never "I 'm sad"."""
-    from saetool.steer.generation import GenerationSettings, generate_completions
-
     settings = GenerationSettings(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                                   do_sample=config.do_sample, temperature=config.temperature, seed=config.seed)
     first = generate_completions(model, prompts, chat=False, settings=settings, strip=False)
@@ -139,8 +150,6 @@ def end_sentence(text: str) -> str:
 def label_positions(labeler: Any, texts: Sequence[str], rows: Sequence[Sequence[int]], tokenizer: Any, options: Mapping[str, str], offset: int) -> list[int | None]:
     """The labeler's positions shifted by ``offset``; ``None`` where there is none or it
     falls off the text or on a special token."""
-    from saetool.analysis.pathways_inputs import special_ids
-
     found = labeler.locate(list(texts), [list(r) for r in rows], tokenizer, dict(options))
     if len(found) != len(texts):
         raise SaetoolError(f"labeler {getattr(labeler, 'name', '?')!r} returned {len(found)} positions for {len(texts)} texts")
@@ -156,19 +165,12 @@ def label_positions(labeler: Any, texts: Sequence[str], rows: Sequence[Sequence[
 
 
 def _words_of(text: str) -> list[str]:
-    import re
-
     return [w.lower() for w in re.findall(r"[A-Za-z0-9']+", text)][:1]
 
 
 # -- activations and the SAE ----------------------------------------------------------------------------
 def collect(model: "HookedModel", sae: "SAE", rows: Sequence[Sequence[int]], positions: Sequence[int | None], batch_size: int) -> tuple["torch.Tensor", "torch.Tensor", "_Totals"]:
     """``(x at the labeled tokens [n, d], sample -> text index, reconstruction totals over all counted tokens)``."""
-    import torch
-
-    from saetool.analysis.pathways_inputs import batch, special_ids
-    from saetool.steer.prompts import pad_id_of
-
     hook = str(sae.cfg.hook)
     special = special_ids(model.tokenizer)
     pad = pad_id_of(model.tokenizer)
@@ -205,8 +207,6 @@ class _Totals:
         self.d = 0
 
     def add(self, x: "torch.Tensor", x_hat: "torch.Tensor", f: "torch.Tensor") -> None:
-        import torch
-
         if x.numel() == 0:
             return
         x, x_hat = x.double(), x_hat.double()
@@ -252,8 +252,6 @@ class _Totals:
 def reconstruction(sae: "SAE", x: "torch.Tensor", reference: Any = None) -> tuple[dict[str, float], "torch.Tensor"]:
     """Metrics of the SAE on rows ``x`` (explained variance against the mean row
     ``reference``, default ``x``'s own mean) and their codes ``f``."""
-    import torch
-
     with torch.no_grad():
         f = sae.encode(x)
         totals = _Totals()
@@ -263,11 +261,6 @@ def reconstruction(sae: "SAE", x: "torch.Tensor", reference: Any = None) -> tupl
 
 def common_features(f: "torch.Tensor", top: int, layer: int | None) -> "pd.DataFrame":
     """Features active (> 0) in the most samples: count, share of samples, mean activation when active."""
-    import pandas as pd
-    import torch
-
-    from saetool.analysis.names import feature_name
-
     n = f.shape[0]
     active = f > 0
     count = active.sum(0)
@@ -285,13 +278,6 @@ def common_features(f: "torch.Tensor", top: int, layer: int | None) -> "pd.DataF
 # -- the artifact --------------------------------------------------------------------------------------
 def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequence[Sequence[int]], x: "torch.Tensor", f: "torch.Tensor", which: "torch.Tensor",
                       *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False, top_codes: int = 32) -> Path:
-    import h5py
-    import numpy as np
-    import torch
-
-    from saetool.artifacts.arrays import text_array
-    from saetool.artifacts.store import ArtifactWriter
-
     strings = h5py.string_dtype("utf-8")
 
     def put(group: Any, name: str, arr: np.ndarray) -> None:
@@ -327,11 +313,6 @@ def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequenc
 
 def read_transitions(path: str | Path) -> dict[str, Any]:
     """The datasets and (decoded) attributes of a ``transitions`` artifact, as plain Python/numpy."""
-    import pandas as pd
-
-    from saetool.artifacts.store import attr_value
-    from saetool.artifacts.store import open_artifact
-
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
         out: dict[str, Any] = {k: attr_value(v) for k, v in fh.attrs.items() if k != "provenance"}
@@ -365,12 +346,6 @@ def run_transitions(
     model: "HookedModel | None" = None,
 ) -> TransitionsResult:
     """Texts -> labeled transition tokens -> SAE features there; writes a ``transitions`` artifact."""
-    from saetool.models.hooks import layer_of_hook
-    from saetool.analysis.pathways_inputs import check_rows, read_texts, rows_from_texts
-    from saetool.artifacts.provenance import build_provenance
-    from saetool.artifacts.store import check_output_path
-    from saetool.sae.io import check_sae_matches, load_sae
-
     config.validate()
     if (texts_file is None) == (prompts_file is None):
         raise SaetoolError("give either --texts FILE (ready texts) or --prompts FILE (base prompts to generate from)")
@@ -385,14 +360,11 @@ def run_transitions(
     if sae.cfg.is_transcoder:
         raise SaetoolError(f"the SAE {sae_path} is a transcoder", hint="pass an SAE that reconstructs its own hook")
     if model is None:
-        from saetool.models.registry import DEFAULT_MODEL, load_model
-
         name = model_name or sae.cfg.model or DEFAULT_MODEL
         check_sae_matches(sae, model=name, what="model's activations")
-        model = load_model(name, backend=backend, device=device, dtype=dtype)
+        model = registry.load_model(name, backend=backend, device=device, dtype=dtype)
     else:
         check_sae_matches(sae, model=model.model_id, what="model's activations")
-    from saetool.models.hooks import parse_hooks
 
     parse_hooks([sae.cfg.hook], model.n_layers, model.supported_sites)
     check_sae_matches(sae, d_in=model.hook_dim(sae.cfg.hook), what=f"model's {sae.cfg.hook} activations")

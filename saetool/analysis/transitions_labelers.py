@@ -14,6 +14,9 @@ from typing import Any, Mapping, Sequence
 
 from saetool.errors import SaetoolError
 
+# Deferred imports: the llm-transition labeler's chat client, guarded so the other labelers load (`saetool plugins`
+# lists them) even without it.
+
 #: Words that open a turn for the better, matched case-insensitively as whole words.
 TRANSITION_WORDS: tuple[str, ...] = (
     "but", "however", "yet", "although", "though", "nevertheless", "nonetheless", "still",
