@@ -18,19 +18,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import h5py
+import numpy as np
+import torch
+
+from saetool.artifacts.activations import ActivationsFile, token_contexts
+from saetool.artifacts.provenance import build_provenance, file_sha256, redact_value
+from saetool.artifacts.resume import check_resumable
+from saetool.artifacts.store import ArtifactWriter, check_not_being_written, check_output_path, partial_path
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
+from saetool.extract.api import ExtractConfig, extract_activations
 from saetool.interpret.collect import CollectSettings, FeatureCollector
+from saetool.interpret.logits import logit_effects
 from saetool.interpret.records import FeatureRecord, Label, LabelContext
-from saetool.interpret.store import KIND, ExampleArrays
-from saetool.sae.features import unit_rows
+from saetool.interpret.scoring import parse_scorers
+from saetool.interpret.selection import check_order, density_summary, select_features
+from saetool.interpret.store import KIND, ExampleArrays, records_from_h5, write_features, write_labels
+from saetool.models.registry import tokenizer_or_none
+from saetool.plugins import host
+from saetool.progress import token_progress
+from saetool.sae.features import unit_rows, values_at
+from saetool.sae.io import load_sae
 
 if TYPE_CHECKING:
-    import h5py
-    import numpy as np
-    import torch
-
-    from saetool.artifacts.activations import ActivationsFile
     from saetool.sae.model import SAE
 
 #: Settings that must match for ``resume`` to continue a partial run.
@@ -86,7 +97,6 @@ class InterpretConfig:
                 raise SaetoolError("--features lists a feature twice")
         if self.top is not None and not 1 <= self.top:
             raise SaetoolError(f"--top must be at least 1 (got {self.top})")
-        from saetool.interpret.selection import check_order
 
         check_order(self.order)
         if not 0 < self.dense_threshold <= 1:
@@ -149,13 +159,6 @@ def interpret(
     tokenizer: Any = None,
 ) -> InterpretResult:
     """Collect statistics, examples and labels for an SAE's features; write a ``features`` artifact."""
-    import torch
-
-    from saetool.artifacts.activations import ActivationsFile
-    from saetool.artifacts.provenance import build_provenance, file_sha256, redact_value
-    from saetool.artifacts.store import ArtifactWriter, check_output_path
-    from saetool.sae.io import load_sae
-
     sae = load_sae(str(sae_path), config.device)
     out = check_output_path(output or default_output(sae_path), overwrite=overwrite, resume=resume, inputs=[activations, sae_path])
     with ActivationsFile(activations) as acts:
@@ -165,7 +168,6 @@ def interpret(
         acts.require_tokens()
         if config.labeler:
             check_labeler(config.labeler, config.labeler_options)
-            from saetool.interpret.scoring import parse_scorers
 
             config.scorers = parse_scorers(config.scorers)
         chunk_rows = config.chunk_rows or max(256, min(8192, (1 << 24) // d_sae))
@@ -194,7 +196,6 @@ def interpret(
             selected, sel_pos = _select(config, main, all_stats, tracked, acts.n_tokens)
             tok = tokenizer if tokenizer is not None else (_tokenizer(model) if model else None)
             data = _finish(config, sae, acts, main, all_stats, selected, sel_pos, tok, hook=hook, model=model, sae_sha=sae_sha, settings=settings)
-            from saetool.interpret.store import records_from_h5, write_features, write_labels
 
             write_features(fh, data)
             records = records_from_h5(fh, [int(f) for f in selected])
@@ -215,8 +216,6 @@ def interpret(
 def check_labeler(name: str, options: dict[str, str]) -> None:
     """Fail before any work on an unknown labeler, one that labels positions rather
     than features, or options it refuses (e.g. a secret given on the command line)."""
-    from saetool.plugins import host
-
     features = host().collect("feature_labelers")
     if name not in features:
         what = f"labeler {name!r} labels positions, not features" if name in host().collect("position_labelers") else f"unknown labeler {name!r}"
@@ -228,8 +227,6 @@ def check_labeler(name: str, options: dict[str, str]) -> None:
 
 def label_records(records: Sequence[FeatureRecord], name: str, ctx: LabelContext) -> tuple[list[Label], str]:
     """Labels from labeler ``name``; on a :class:`SaetoolError` warn and use ``tokens``."""
-    from saetool.plugins import host
-
     try:
         labels = list(host().get("feature_labelers", name).label(records, ctx))
     except SaetoolError as exc:
@@ -248,8 +245,6 @@ def label_records(records: Sequence[FeatureRecord], name: str, ctx: LabelContext
 def active_triples(sae: "SAE", x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
     """The active entries of ``sae.encode(x)`` as ``(token, feature, value)``; a TopK
     SAE's come straight from its top-k, without the dense matrix."""
-    import torch
-
     with torch.no_grad():
         x = x.to(device=sae.device, dtype=sae.dtype)
         if sae.cfg.activation == "topk":
@@ -265,8 +260,6 @@ def active_triples(sae: "SAE", x: "torch.Tensor") -> tuple["torch.Tensor", "torc
 
 
 def _stream(sae, acts, hook, col: FeatureCollector, chunk_rows, start_pass, start_row, ckpt, progress) -> None:
-    from saetool.progress import token_progress
-
     n = acts.n_tokens
     for pass_no in (1, 2):
         if pass_no < start_pass:
@@ -302,8 +295,6 @@ class _Checkpointer:
             self.save(pass_no + 1 if final else pass_no, 0 if final else next_row)
 
     def save(self, pass_no: int, next_row: int) -> None:
-        import numpy as np
-
         fh = self.writer.file
         g = fh.require_group(CHECKPOINT)
         slot = 1 - int(g.attrs.get("current", 1))
@@ -329,11 +320,6 @@ def _check_resumable(out: Path, settings: dict[str, Any], sae_sha: str) -> bool:
     """Whether the partial run can be continued: False (and it is removed) when it is
     unreadable, i.e. killed before its first checkpoint; a one-line error (the partial
     run kept) when it used other settings or another SAE."""
-    import h5py
-
-    from saetool.artifacts.resume import check_resumable
-    from saetool.artifacts.store import check_not_being_written, partial_path
-
     partial = partial_path(out)
     check_not_being_written(out)
     try:
@@ -364,10 +350,6 @@ def _load_checkpoint(fh: "h5py.File", collectors: dict[str, FeatureCollector]) -
 # -- selection and finishing ---------------------------------------------------------------------
 def _select(config: InterpretConfig, main: FeatureCollector, all_stats: FeatureCollector, tracked: "torch.Tensor | None", n_tokens: int) -> tuple["np.ndarray", "np.ndarray"]:
     """Feature ids to report and their columns in ``main``."""
-    import numpy as np
-
-    from saetool.interpret.selection import select_features
-
     if tracked is not None:
         return tracked.numpy(), np.arange(len(tracked))
     if config.top is None and config.order in ("bands", "score", "index"):
@@ -378,11 +360,6 @@ def _select(config: InterpretConfig, main: FeatureCollector, all_stats: FeatureC
 
 
 def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *, hook, model, sae_sha, settings) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    from saetool.artifacts.activations import token_contexts
-
     d_sae = sae.cfg.d_sae
     pos = torch.as_tensor(sel_pos, dtype=torch.long)
     held_r, top_r, top_v = main.split_examples()
@@ -417,7 +394,6 @@ def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *,
         examples[g] = ex
         all_ids.append(ex.token_ids.ravel())
     window_values(sae, acts, hook, examples, selected)
-    from saetool.interpret.logits import logit_effects
 
     logits = logit_effects(sae, selected, model, config.logit_tokens, device=config.device) if config.logit_tokens else None
     if logits is not None:
@@ -437,7 +413,6 @@ def _finish(config, sae, acts, main, all_stats, selected, sel_pos, tokenizer, *,
         "std": all_stats.std().numpy().astype(np.float32),
     }
     assert len(stats["count"]) == d_sae
-    from saetool.interpret.selection import density_summary
 
     return {
         "summary": density_summary(stats["count"], n, config.dense_threshold).to_json(),
@@ -468,8 +443,6 @@ def window_values(sae: "SAE", acts: "ActivationsFile", hook: str, examples: dict
     """Each example window's per-token activations of its feature (``token_values``, NaN where
     a token has no stored activation, e.g. a BOS token left out of extraction), and each
     example's ``values`` set from the marked token (re-encoding just the rows the windows cover)."""
-    import numpy as np
-
     fh = acts.artifact.file
     keys_all = fh["tokens/seq_index"][()].astype(np.int64) * (1 << 32) + fh["tokens/position"][()].astype(np.int64)
     pairs_r, pairs_f, where = [], [], []
@@ -490,8 +463,6 @@ def window_values(sae: "SAE", acts: "ActivationsFile", hook: str, examples: dict
         pairs_f.append(np.asarray(selected)[fi[k]])
         where.append((g, fi[k], mi[k], w))
     if pairs_r:
-        from saetool.sae.features import values_at
-
         vals = values_at(sae, acts, hook, np.concatenate(pairs_r), np.concatenate(pairs_f))
         off = 0
         for g, fi, mi, w in where:
@@ -506,8 +477,6 @@ def window_values(sae: "SAE", acts: "ActivationsFile", hook: str, examples: dict
 
 def _common_tokens(ex: ExampleArrays, m: int, specials: set[int]) -> dict[str, "np.ndarray"]:
     """The ``m`` commonest marked tokens and context tokens over each feature's top examples."""
-    import numpy as np
-
     F = ex.row.shape[0]
     out = {name: np.full((F, m), -1 if name.endswith("ids") else 0, np.int64) for name in ("top_token_ids", "top_token_counts", "context_token_ids", "context_token_counts")}
     W = ex.token_ids.shape[2]
@@ -531,9 +500,6 @@ def _common_tokens(ex: ExampleArrays, m: int, specials: set[int]) -> dict[str, "
 def neighbours(sae: "SAE", features: Sequence[int], n: int, *, block: int = 1024) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
     """Nearest features of each of ``features`` by decoder cosine similarity (self excluded):
     ``[F, n]`` ids and cosines, and the unit decoder rows ``[F, d_out]``."""
-    import numpy as np
-    import torch
-
     with torch.no_grad():
         W = sae.W_dec.detach().float().cpu()
         Wn = unit_rows(W)
@@ -554,8 +520,6 @@ def neighbours(sae: "SAE", features: Sequence[int], n: int, *, block: int = 1024
 
 def token_counts(acts: "ActivationsFile", tokenizer: Any, chunk_rows: int = 1 << 22) -> dict[str, int]:
     """How often each token (as text) occurs among the activations' tokens (read in chunks)."""
-    import numpy as np
-
     ds = acts.artifact.file["tokens/token_ids"]
     counts = np.zeros(0, np.int64)
     for start in range(0, acts.n_tokens, chunk_rows):
@@ -573,8 +537,6 @@ def token_counts(acts: "ActivationsFile", tokenizer: Any, chunk_rows: int = 1 <<
 
 
 def _tokenizer(model: str) -> Any:
-    from saetool.models.registry import tokenizer_or_none
-
     return tokenizer_or_none(model)
 
 
@@ -586,9 +548,6 @@ def _decode_each(tokenizer: Any, ids: "np.ndarray") -> list[str]:
 
 def extract_for_sae(sae_path: str | Path, model: str, corpus: str, num_tokens: int, context_size: int, out: Path, *, device: str = "cpu") -> Path:
     """Run ``model`` over ``corpus`` and store the SAE's hook (for ``--model/--corpus``)."""
-    from saetool.extract.api import ExtractConfig, extract_activations
-    from saetool.sae.io import load_sae
-
     cfg = load_sae(str(sae_path), device).cfg
     config = ExtractConfig(model=model, corpus=corpus, hooks=[cfg.hook], num_tokens=num_tokens, context_size=context_size, device=device)
     return extract_activations(config, out, overwrite=True)

@@ -20,9 +20,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
+from saetool import __version__
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
-from saetool.interpret.report import write_text_atomic
+from saetool.interpret.report import mean_scores, write_text_atomic
 
 SCHEMA = 1
 _JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -101,7 +102,6 @@ def browser_data(records: Sequence[FeatureRecord], *, title: str, meta: dict[str
         if r.index in seen:
             raise SaetoolError(f"feature {r.index} appears twice in the records", hint="pass each feature once")
         seen.add(r.index)
-    from saetool.interpret.report import mean_scores
 
     scores = {name: {"mean": m, "ci95": ci, "n": n, "chance": 0.5} for name, (m, ci, n) in mean_scores(records).items() if m is not None}
     out = {"schema": SCHEMA, "title": str(title), "meta": _plain(dict(meta or {})), "features": [_feature(r) for r in records], "scores": _plain(scores)}
@@ -112,8 +112,6 @@ def browser_data(records: Sequence[FeatureRecord], *, title: str, meta: dict[str
 
 def render_browser(records: Sequence[FeatureRecord], *, title: str = "saetool features", meta: dict[str, Any] | None = None, summary: Any = None) -> str:
     """The browser page as one HTML string."""
-    from saetool import __version__
-
     js = _asset("browser.js")
     if "</script" in js.lower():  # pragma: no cover - guards edits to the asset
         raise RuntimeError("templates/browser.js must not contain '</script'")

@@ -29,10 +29,11 @@ interrupted and resumed, nor (for active tokens) on which other features are tra
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+import torch
+
+from saetool.sae.features import merge_topk_sparse
 
 
 @dataclass
@@ -61,8 +62,6 @@ class FeatureCollector:
     STATE = ("count", "total", "total_sq", "max", "top_v", "top_r", "rnd_v", "rnd_r", "neg_v", "neg_r", "hist", "iv_v", "iv_r")
 
     def __init__(self, d_sae: int, settings: CollectSettings, tracked: "torch.Tensor | None" = None) -> None:
-        import torch
-
         self.d_sae = int(d_sae)
         self.settings = s = settings
         self.tracked = None if tracked is None else torch.as_tensor(tracked, dtype=torch.long)
@@ -95,10 +94,6 @@ class FeatureCollector:
     def update_sparse(self, rows: "torch.Tensor", feat: "torch.Tensor", values: "torch.Tensor", first_row: int, n_rows: int) -> None:
         """Merge one chunk of ``n_rows`` tokens (global rows ``first_row ...``) given
         its active ``(row, feature, value)`` triples (values > 0)."""
-        import torch
-
-        from saetool.sae.features import merge_topk_sparse
-
         s = self.settings
         rows, feat, values = rows.long(), feat.long(), values.float()
         self.count += torch.bincount(feat, minlength=self.d_sae)
@@ -137,10 +132,6 @@ class FeatureCollector:
     def update_histogram_sparse(self, feat: "torch.Tensor", values: "torch.Tensor", rows: "torch.Tensor | None" = None) -> None:
         """Count one chunk's active values into ``bins`` equal bins over ``(0, max]``; with
         their global ``rows``, also sample tokens per activation interval."""
-        import torch
-
-        from saetool.sae.features import merge_topk_sparse
-
         s = self.settings
         B = s.bins
         mx = self.max[feat.long()]
@@ -164,15 +155,11 @@ class FeatureCollector:
 
     def histogram_edges(self) -> "torch.Tensor":
         """``[F, bins + 1]`` bin edges of the tracked features (all zero for a dead feature)."""
-        import torch
-
         return self.tracked_max().unsqueeze(1) * torch.linspace(0, 1, self.settings.bins + 1).unsqueeze(0)
 
     # -- results ------------------------------------------------------------------
     def held_out(self) -> tuple["torch.Tensor", "torch.Tensor"]:
         """``[F, held_out]`` random active rows not among the top examples (-1: none), and their priorities."""
-        import torch
-
         in_top = (self.rnd_r.unsqueeze(2) == self.top_r.unsqueeze(1)).any(2) & (self.rnd_r >= 0)
         pr = torch.where(in_top | (self.rnd_r < 0), NEG_INF, self.rnd_v)
         v, i = pr.topk(self.settings.held_out, dim=1)
@@ -183,8 +170,6 @@ class FeatureCollector:
         ``examples + held_out`` would have no held-out examples left to score its label on:
         a random half of its active tokens (at most ``held_out``) is held out and removed from
         its top examples instead, so labels are never scored on the windows they came from."""
-        import torch
-
         s = self.settings
         held_r, _ = self.held_out()
         top_v, top_r = self.top_v.clone(), self.top_r.clone()
@@ -206,28 +191,20 @@ class FeatureCollector:
         return held_r, top_r, top_v
 
     def mean(self) -> "torch.Tensor":
-        import torch
-
         return torch.where(self.count > 0, self.total / self.count.clamp_min(1), 0.0)
 
     def std(self) -> "torch.Tensor":
-        import torch
-
         n = self.count.clamp_min(1).double()
         var = (self.total_sq / n - (self.total / n) ** 2).clamp_min(0)
         return torch.where(self.count > 0, var.sqrt(), 0.0)
 
     # -- checkpoints --------------------------------------------------------------
     def state(self) -> dict[str, "torch.Tensor"]:
-        import torch
-
         out = {name: getattr(self, name) for name in self.STATE}
         out["counters"] = torch.tensor([self.tokens_seen], dtype=torch.long)
         return out
 
     def load_state(self, state: dict[str, Any]) -> None:
-        import torch
-
         for name in self.STATE:
             if name in state:  # a checkpoint from before interval samples keeps the empty ones
                 setattr(self, name, torch.as_tensor(state[name]).clone())
@@ -235,8 +212,6 @@ class FeatureCollector:
 
 
 def _empty(F: int, k: int) -> tuple["torch.Tensor", "torch.Tensor"]:
-    import torch
-
     return torch.full((F, k), NEG_INF), torch.full((F, k), -1, dtype=torch.long)
 
 

@@ -38,9 +38,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from saetool.console import stderr
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord, Label, LabelContext, Labeler
 from saetool.interpret.scoring import apply_scorers
+from saetool.models.chat import CHAT_OPTIONS, chat_lm, check_no_secrets
+from saetool.progress import token_progress
 
 
 # -- showing tokens ---------------------------------------------------------------------
@@ -356,8 +359,6 @@ class TokensLabeler(Labeler):
 
     def check_options(self, options: Mapping[str, str]) -> str:
         """The scope; other options are ignored (they are the failed labeler's when this is the fallback)."""
-        from saetool.models.chat import check_no_secrets
-
         check_no_secrets(options)
         return scope_option(options)
 
@@ -487,8 +488,6 @@ class LLMLabeler(Labeler):
         self.lm = lm  # a ChatLM to use instead of chat_lm(options) (notebooks, tests)
 
     def check_options(self, options: Mapping[str, str]) -> dict[str, Any]:
-        from saetool.models.chat import CHAT_OPTIONS, check_no_secrets
-
         check_no_secrets(options)
         unknown = sorted(set(options) - set(LLM_OPTIONS) - set(CHAT_OPTIONS))
         if unknown:
@@ -506,11 +505,6 @@ class LLMLabeler(Labeler):
         }
 
     def label(self, records: Sequence[FeatureRecord], ctx: LabelContext) -> list[Label]:
-        from saetool.models.chat import chat_lm
-
-        from saetool.console import stderr
-        from saetool.progress import token_progress
-
         settings = {**self.check_options(ctx.options), "scorers": ctx.scorers}
         lm = self.lm if self.lm is not None else chat_lm(ctx.options)
         labels = []

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+import torch
+
 from saetool.console import warn
+from saetool.models.registry import resolve_model
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from saetool.sae.model import SAE
 
 #: Where causal-LM families keep the final norm.
@@ -40,8 +42,6 @@ def final_norm(model: Any) -> Any:
 
 def directions_to_logits(directions: "Any", norm: Any, unembedding: "Any") -> "Any":
     """``W_U (g * d)`` for each row ``d`` of ``directions`` ``[F, d_model]`` -> ``[F, vocab]``."""
-    import torch
-
     with torch.no_grad():
         d = directions.to(unembedding.dtype)
         rms = d.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
@@ -54,17 +54,12 @@ def logit_effects(sae: "SAE", features: Sequence[int], model_name: str | None, n
     """``positive_ids/values`` and ``negative_ids/values`` ``[F, n]``: the tokens whose logits each
     feature raises / lowers most. ``None`` (with a warning) when the model cannot be loaded or
     the SAE does not write into its residual stream."""
-    import numpy as np
-    import torch
-
     if n <= 0 or not len(features):
         return None
     if model is None:
         if not model_name:
             return None
         try:
-            from saetool.models.registry import resolve_model
-
             model, _ = resolve_model(model_name).load_hf(device=device)
         except Exception as exc:  # the page is still useful without logits
             warn(f"no logit effects: could not load {model_name!r} ({' '.join(str(exc).split())[:120]})")

@@ -35,8 +35,15 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+import h5py
+import numpy as np
+
+import saetool
+from saetool.artifacts.store import read_header
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
+from saetool.interpret.store import FeaturesFile
+from saetool.models.hooks import layer_of_hook
 from saetool.sae.format_api import ExportSettings, SAEExporter
 
 #: features per batch file (SAEDashboard's default --n-features-per-batch is 128)
@@ -86,8 +93,6 @@ def _activations(record: FeatureRecord) -> list[dict[str, Any]]:
 
 def feature_dashboard(record: FeatureRecord, direction: Sequence[float] | None, *, n_prompts: int, context: int, dataset: str) -> dict[str, Any]:
     """One feature in SAEDashboard's ``NeuronpediaDashboardFeature`` layout."""
-    import numpy as np
-
     edges = record.histogram_edges
     centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
     align_idx: list[int] = []
@@ -130,10 +135,6 @@ def feature_dashboard(record: FeatureRecord, direction: Sequence[float] | None, 
 
 def _source_windows(prov: dict[str, Any]) -> tuple[int, str]:
     """(tokens per window, corpus) of the activations the features were read from, when still there."""
-    import h5py
-
-    from saetool.artifacts.store import read_header
-
     for parent in prov.get("parents", []):
         if parent.get("kind") == "activations" and Path(parent.get("path", "")).is_file():
             try:
@@ -156,10 +157,6 @@ def _set_name(hook: str) -> str:
 
 def export_neuronpedia(features: str | Path, out: Path, *, model_id: str | None = None, sae_set: str | None = None, per_batch: int = FEATURES_PER_BATCH) -> dict[str, Any]:
     """Write the batch folder ``out`` (new) for the ``features`` artifact; returns run settings."""
-    import saetool
-    from saetool.interpret.store import FeaturesFile
-    from saetool.models.hooks import layer_of_hook
-
     with FeaturesFile(features) as ff:
         records = ff.records()
         directions = ff.directions([r.index for r in records]) if records else None
@@ -200,8 +197,6 @@ class NeuronpediaExporter(SAEExporter):
     description = "a features artifact (saetool interpret) as Neuronpedia's feature-dashboard batch files (batch-N.json)"
 
     def check(self, sae: Path) -> None:
-        from saetool.artifacts.store import read_header
-
         try:
             kind = read_header(sae)["saetool_kind"] if Path(sae).is_file() else None
         except Exception:  # not an artifact

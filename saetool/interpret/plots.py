@@ -7,6 +7,8 @@ from pathlib import Path
 from saetool.artifacts.files import atomic_file
 from saetool.interpret.records import FeatureRecord
 
+# Deferred imports: matplotlib.pyplot (about 1 s) only when a plot is drawn.
+
 
 def distribution_png(record: FeatureRecord, path: str | Path, *, n_tokens: int, samples_only: bool = False) -> Path:
     """Draw a feature's activation histogram into ``path`` (written atomically)."""

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from saetool.artifacts.files import write_atomic
 from saetool.interpret.records import Example, FeatureRecord
+from saetool.interpret.scoring import mean_ci
 
 MARK_OPEN, MARK_CLOSE = "⟦", "⟧"
 RULE = "=" * 80
@@ -99,8 +100,6 @@ def score_text(label: Any, name: str) -> str:
 
 def mean_scores(records: Sequence[FeatureRecord], names: Sequence[str] = ("detection", "fuzzing")) -> dict[str, tuple[float | None, tuple[float, float] | None, int]]:
     """Per scorer, the mean score over the records' labels with its 95% interval and count."""
-    from saetool.interpret.scoring import mean_ci
-
     out = {}
     for name in names:
         vals = [((r.label.details or {}).get(name) or {}).get("score") for r in records if r.label is not None]

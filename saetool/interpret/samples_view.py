@@ -16,12 +16,15 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from saetool.artifacts.files import write_atomic
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
+from saetool.interpret.report import write_report
 from saetool.models.registry import tokenizer_or_none
 from saetool.sae.format_api import ExportSettings, SAEExporter
-from saetool.sae.io import is_sae_artifact
+from saetool.sae.io import is_sae_artifact, load_sae
 from saetool.train.samples import read_samples
 
 SUMMARY = "collection_summary.json"
@@ -45,8 +48,6 @@ def _load_json(path: Path) -> Any:
 
 def record_from_sample_json(data: dict[str, Any], *, tokens_seen: int, decode: Any = None, bins: int = 16) -> FeatureRecord:
     """A :class:`FeatureRecord` from one ``feature_XXXXX_samples.json`` object."""
-    import numpy as np
-
     stats = data.get("statistics") or {}
     if "feature_idx" not in stats:
         raise SaetoolError("a samples file has no statistics.feature_idx", hint="export the samples again with saetool export --format samples")
@@ -139,8 +140,6 @@ class SamplesSource:
         return [record_from_sample_json(self._raw_record(f), tokens_seen=self.n_tokens, decode=self._decode) for f in feats]
 
     def stats(self) -> dict[str, Any]:
-        import numpy as np
-
         out = {k: np.full(max(self.d_sae, 1), np.nan) for k in ("count", "density", "max", "mean", "std")}
         for r in self.records():
             stats = self._raw_record(r.index)["statistics"]
@@ -157,10 +156,6 @@ class SamplesSource:
 
     def directions(self, features: Sequence[int], sae: str | Path | None = None) -> Any:
         """Unit decoder rows; needs the SAE (``--sae``, or the one the samples name, if it exists)."""
-        import numpy as np
-
-        from saetool.sae.io import load_sae
-
         where = Path(sae) if sae else self.sae_path
         if where is None or not where.exists():
             raise SaetoolError(f"{self.path} holds no decoder directions and its SAE ({where}) is not there", hint="pass --sae SAE")
@@ -179,8 +174,6 @@ class SamplesSource:
 
 def write_samples_report(folder: str | Path, *, examples: int = 10) -> Path:
     """Seed 004's ``interpretability_report.md`` in a samples folder, from its own files."""
-    from saetool.interpret.report import write_report
-
     src = SamplesSource(folder)
     records = src.records()
     meta = {

@@ -23,12 +23,17 @@ probabilities. :func:`mean_ci` summarises a score over many features.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
 import random
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
+from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord, Label
+from saetool.plugins import host
+
+# Deferred imports: scipy (about 1 s) only for mean_ci's t quantile, with a normal fallback; `saetool plugins` loads the
+# scorers without it.
 
 Predictor = Callable[[Example], "bool | float"]
 BatchPredictor = Callable[[Sequence[Example]], Sequence["bool | float"]]
@@ -283,9 +288,6 @@ DEFAULT_SCORERS = ("detection", "fuzzing")
 
 def parse_scorers(spec: "str | Sequence[str] | None") -> list[str]:
     """Scorer names from ``"detection,fuzzing"`` (checked against the registered ones)."""
-    from saetool.errors import SaetoolError
-    from saetool.plugins import host
-
     names = list(DEFAULT_SCORERS) if spec is None else [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     known = host().collect("scorers")
     for n in names:
@@ -297,8 +299,6 @@ def parse_scorers(spec: "str | Sequence[str] | None") -> list[str]:
 def apply_scorers(record: FeatureRecord, label: Label, judge: Judge, names: Sequence[str] | None = None, *, limit: int | None = None, seed: int = 0, extra: dict[str, Any] | None = None) -> Label:
     """Run the scorers on ``label``: each result under ``label.details[name]`` (with
     ``extra`` fields), and ``label.score`` the first scorer's value (detection by default)."""
-    from saetool.plugins import host
-
     first = True
     for name in names if names is not None else DEFAULT_SCORERS:
         scorer = host().get("scorers", name)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from saetool.errors import SaetoolError
+from saetool.interpret.report import write_text_atomic
+from saetool.interpret.store import FeaturesFile
 from saetool.models.hooks import layer_of_hook
 
 
@@ -29,8 +31,6 @@ def layer_of(hook: str) -> str:
 
 def interpretations(features_path: str | Path) -> tuple[str, dict[str, Any]]:
     """``(layer, data)`` for a ``features`` artifact."""
-    from saetool.interpret.store import FeaturesFile
-
     with FeaturesFile(features_path) as ff:
         records = ff.records()
         summary = ff.summary()
@@ -66,8 +66,6 @@ def interpretations(features_path: str | Path) -> tuple[str, dict[str, Any]]:
 
 def write_interpretations_json(features_path: str | Path, out_dir: str | Path) -> Path:
     """Write ``out_dir/layer_{L}_interpretations.json`` (atomically); returns its path."""
-    from saetool.interpret.report import write_text_atomic
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SaetoolError(f"{out_dir} is not a folder", hint="give --json-dir a folder")

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
+
+import numpy as np
 
 from saetool.errors import SaetoolError
-
-if TYPE_CHECKING:
-    import numpy as np
 
 ORDERS = ("bands", "density", "max", "score", "index", "random")
 #: A feature active on more than this fraction of tokens is dense (listed apart from the sample).
@@ -45,8 +44,6 @@ def select_features(count: "np.ndarray", max_act: "np.ndarray", n_tokens: int, *
     included) in that order, the first ``top`` of them (live ones only when there are).
     When every feature is dense or dead, ``bands`` falls back to ``density``.
     """
-    import numpy as np
-
     check_order(order)
     count = np.asarray(count)
     ids = np.arange(len(count))
@@ -80,8 +77,6 @@ def band_edges(n_tokens: int, dense_threshold: float) -> list[float]:
 
 def _sample_bands(pool: "np.ndarray", density: "np.ndarray", n_tokens: int, dense_threshold: float, top: int, rng: Any) -> "np.ndarray":
     """``top`` of ``pool`` spread evenly over the density bands (a band with too few gives its share to the others)."""
-    import numpy as np
-
     edges = band_edges(n_tokens, dense_threshold)
     band = np.clip(np.searchsorted(edges, np.log10(density[pool]), side="right") - 1, 0, len(edges) - 2)
     members = [rng.permutation(pool[band == b]) for b in range(len(edges) - 1)]
@@ -141,8 +136,6 @@ class DensitySummary:
 
 def density_summary(count: Sequence[int], n_tokens: int, dense_threshold: float = DENSE_THRESHOLD, bins_per_decade: int = 4) -> DensitySummary:
     """:class:`DensitySummary` of all features from their firing counts over ``n_tokens`` tokens."""
-    import numpy as np
-
     count = np.asarray(count, np.int64)
     density = count / max(1, n_tokens)
     live = density > 0

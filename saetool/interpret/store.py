@@ -13,15 +13,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
+
+import h5py
+import numpy as np
 
 from saetool.artifacts.arrays import text_array
+from saetool.artifacts.kinds import ArtifactKind, Rows
+from saetool.artifacts.provenance import file_sha256
+from saetool.artifacts.store import open_artifact
+from saetool.artifacts.validate import bad
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord, Label
-
-if TYPE_CHECKING:
-    import h5py
-    import numpy as np
+from saetool.interpret.selection import DENSE_THRESHOLD, DensitySummary, density_summary
 
 KIND = "features"
 SCHEMA_VERSION = 1
@@ -50,9 +54,6 @@ def _ds(group: "h5py.Group", name: str, array: Any, **kw: Any) -> None:
 
 def write_features(fh: "h5py.File", data: dict[str, Any]) -> None:
     """Write the arrays of a finished run into ``fh`` (an open partial artifact)."""
-    import h5py
-    import numpy as np
-
     for key in ("d_sae", "n_tokens", "hook", "model", "context", "settings", "sae_sha256"):
         fh.attrs[key] = data[key] if not isinstance(data[key], (dict, list)) else json.dumps(data[key], sort_keys=True)
     for name, arr in data["stats"].items():
@@ -90,9 +91,6 @@ def write_features(fh: "h5py.File", data: dict[str, Any]) -> None:
 
 def write_labels(fh: "h5py.File", labels: Sequence[Label | None] | None, labeler: str, n: int) -> None:
     """Store labels (``labels/text``, ``score`` NaN when none, ``details`` JSON)."""
-    import h5py
-    import numpy as np
-
     labels = list(labels or [None] * n)
     g = fh.require_group("labels")
     g.attrs["labeler"] = labeler
@@ -106,8 +104,6 @@ class FeaturesFile:
     """An open ``features`` artifact. Use as a context manager."""
 
     def __init__(self, path: str | Path) -> None:
-        from saetool.artifacts.store import open_artifact
-
         self.artifact = open_artifact(path, kind=KIND)
         self.path = self.artifact.path
         fh = self.artifact.file
@@ -132,8 +128,6 @@ class FeaturesFile:
 
     def summary(self) -> Any:
         """The :class:`~saetool.interpret.selection.DensitySummary` of all features."""
-        from saetool.interpret.selection import DENSE_THRESHOLD, DensitySummary, density_summary
-
         raw = _text(self.artifact.file.attrs.get("summary"))
         if raw:
             return DensitySummary.from_json(json.loads(raw))
@@ -153,8 +147,6 @@ class FeaturesFile:
 
     def check_sae(self, sae_path: str | Path) -> None:
         """One-line error unless ``sae_path`` is the SAE this file was made from (sha256)."""
-        from saetool.artifacts.provenance import file_sha256
-
         p = Path(sae_path)
         if not p.is_file():
             return  # folders (SAELens, sparsify) have no single hash; nothing to compare
@@ -162,8 +154,6 @@ class FeaturesFile:
             raise SaetoolError(f"{self.path} was not made from {p} (sha256 differs from its provenance)", hint="pass the SAE it came from, or rerun saetool interpret")
 
     def directions(self, features: Sequence[int]) -> "np.ndarray":
-        import numpy as np
-
         rows = [self._pos[int(f)] for f in features]
         ds = self.artifact.file["decoder/directions"]
         return np.stack([ds[r] for r in rows]) if rows else np.zeros((0, ds.shape[1]), np.float32)
@@ -191,8 +181,6 @@ def read_features(path: str | Path, indices: Sequence[int] | None = None) -> lis
 
 def records_from_h5(fh: "h5py.File | h5py.Group", feats: Sequence[int]) -> list[FeatureRecord]:
     """Records for feature ids ``feats`` (all stored in ``fh``) from an open file, finished or partial."""
-    import numpy as np
-
     index = fh["features/index"][()]
     where = {int(f): i for i, f in enumerate(index.tolist())}
     pos = [where[int(f)] for f in feats]
@@ -237,8 +225,6 @@ def records_from_h5(fh: "h5py.File | h5py.Group", feats: Sequence[int]) -> list[
 
 
 def _examples(group: dict[str, Any], p: int, vocab: dict[int, str]) -> list[Example]:
-    import numpy as np
-
     rows = group["row"][p]
     vals, seq, tpos = group["values"][p], group["seq_index"][p], group["token_position"][p]
     toks, mark = group["token_ids"][p], group["position"][p]
@@ -268,8 +254,6 @@ def _text(value: Any) -> Any:
 
 def _validate(fh: "h5py.File", path: Path) -> None:
     """The ``features`` kind's own check: every feature in ``features/index`` is one of the SAE's ``d_sae``."""
-    from saetool.artifacts.validate import bad
-
     index = fh["features/index"][()]
     d_sae = int(fh.attrs["d_sae"])
     if index.size and (int(index.min()) < 0 or int(index.max()) >= d_sae):
@@ -277,8 +261,6 @@ def _validate(fh: "h5py.File", path: Path) -> None:
 
 
 def artifact_kind() -> Any:
-    from saetool.artifacts.kinds import ArtifactKind, Rows
-
     return ArtifactKind(
         name=KIND,
         schema_version=SCHEMA_VERSION,
