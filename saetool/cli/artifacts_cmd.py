@@ -9,6 +9,10 @@ from typing import Any, Optional
 import typer
 
 from saetool.cli.options import JSON
+from saetool.console import stderr
+
+# Deferred imports: loaded by `saetool --help`; the artifact store, h5py and rich tables load when the command runs.
+
 
 
 def inspect(
@@ -65,8 +69,6 @@ def describe(art: Any) -> dict[str, Any]:
 
 def _print(info: dict[str, Any]) -> None:
     from rich.table import Table
-
-    from saetool.console import stderr
 
     con = stderr()
     con.print(f"[bold]{info['path']}[/bold]  kind=[cyan]{info['kind']}[/cyan]  schema_version={info['schema_version']}")

@@ -8,6 +8,13 @@ from typing import Any, List, Optional
 
 import typer
 
+from saetool.console import is_quiet, stderr
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the audit API, artifact helpers and rich tables load when the command
+# runs.
+
+
 
 def audit(
     files: List[Path] = typer.Argument(..., metavar="FILE...", help="Artifacts (and SAE folders) to check together."),
@@ -26,7 +33,6 @@ def audit(
         saetool audit selection.h5 sae.h5 steer-*.h5 --conditions baseline,steered -o audit.json
     """
     from saetool.analysis.audit import audit as run_audit
-    from saetool.errors import SaetoolError
 
     if output is not None:
         from saetool.artifacts.store import check_output_path
@@ -50,8 +56,6 @@ def audit(
 def show_report(report: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
 
     if is_quiet():
         return

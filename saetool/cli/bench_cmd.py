@@ -9,6 +9,10 @@ from typing import List, Optional
 import typer
 
 from saetool.cli.options import BACKEND, DEVICE, DTYPE, OVERWRITE, RESUME, TRUST_REMOTE_CODE
+from saetool.console import log
+
+# Deferred imports: loaded by `saetool --help`; the bench API and artifact helpers load when the command runs.
+
 
 
 def bench(
@@ -51,7 +55,6 @@ def bench(
     from saetool.bench.api import run_bench
     from saetool.bench.config import KIND, BenchConfig, parse_evals, parse_options
     from saetool.bench.report import print_tables, write_csv
-    from saetool.console import log
 
     config = BenchConfig(evals=parse_evals(evals), model=model, corpus=corpus, backend=backend, device=device, dtype=dtype, num_tokens=num_tokens,
                          context_size=context_size, batch_size=batch_size, seed=seed, random_floor=not no_random, options=parse_options(option))

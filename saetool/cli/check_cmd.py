@@ -10,6 +10,11 @@ import typer
 
 from saetool.cli.evaluate_cmd import ACTS_ARG, BATCH_SIZE, CONTEXT, CORPUS, DEAD, DENSE, MODEL, NO_MODEL, NUM_TOKENS, SAE_ARG, eval_config
 from saetool.cli.options import BACKEND, DEVICE, JSON, TRUST_REMOTE_CODE
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the evaluate and check APIs (torch) and artifact helpers load when the
+# command runs.
+
 
 
 def check(
@@ -59,7 +64,6 @@ def check(
         saetool check sae.h5 acts.h5 --criteria seed000 --transitions transitions.h5 --steering steer.h5
     """
     from saetool.artifacts.manifest import resolve_input
-    from saetool.errors import SaetoolError
     from saetool.evaluate.api import evaluate_sae
     from saetool.evaluate.check import Thresholds, build_check, parse_range, print_check
     from saetool.evaluate.criteria import PROFILES, Seed000Thresholds, build_seed000_check

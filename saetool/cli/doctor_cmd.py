@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
 import shutil
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import typer
 
+import saetool
+from saetool.cli.models_cmd import CORPUS_PACKAGES
 from saetool.cli.options import JSON
+from saetool.console import stderr
+from saetool.plugins import host
+
+# Deferred imports: loaded by `saetool --help`; torch, the model registry, cache paths and rich tables load when
+# `saetool doctor` runs.
 
 #: Distributions whose versions the report shows (pip names), required first.
 PACKAGES = ("torch", "transformers", "transformer-lens", "h5py")
@@ -69,8 +78,6 @@ def collect() -> dict[str, Any]:
 
 # -- the checks ----------------------------------------------------------------
 def _version_of(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(dist)
     except PackageNotFoundError:
@@ -78,8 +85,6 @@ def _version_of(dist: str) -> str | None:
 
 
 def _saetool() -> dict[str, Any]:
-    import saetool
-
     return {"version": saetool.__version__, "location": str(Path(saetool.__file__).resolve().parent)}
 
 
@@ -171,10 +176,6 @@ def _models(hints: list[str]) -> list[dict[str, Any]]:
 
 
 def _corpora(hints: list[str]) -> list[dict[str, Any]]:
-    import importlib.util
-
-    from saetool.cli.models_cmd import CORPUS_PACKAGES
-
     rows = []
     for module, requirement in CORPUS_PACKAGES.items():
         dist = requirement.split("==")[0]
@@ -194,8 +195,6 @@ def _corpora(hints: list[str]) -> list[dict[str, Any]]:
 
 
 def _plugins(problems: list[str]) -> list[dict[str, Any]]:
-    from saetool.plugins import host
-
     h = host()
     counts: dict[str, int] = {}
     for reg in h.all_registrations():  # runs every registration hook, so hook errors show too
@@ -234,8 +233,6 @@ def _yes(flag: bool) -> str:
 def _print(report: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
-
-    from saetool.console import stderr
 
     con = stderr()
     table = Table(title="saetool doctor", title_justify="left", show_header=False)

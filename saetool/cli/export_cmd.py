@@ -8,6 +8,12 @@ from typing import Optional
 import typer
 
 from saetool.cli.options import OVERWRITE
+from saetool.console import log
+from saetool.errors import SaetoolError
+from saetool.plugins import host
+
+# Deferred imports: loaded by `saetool --help`; the SAE formats (torch) and artifact helpers load when the command runs.
+
 
 
 def export(
@@ -27,9 +33,6 @@ def export(
         saetool export features.h5 --format neuronpedia --model-name gpt2-small -o np-batches/
     """
     from saetool.artifacts.manifest import emit_manifest, resolve_input
-    from saetool.console import log
-    from saetool.errors import SaetoolError
-    from saetool.plugins import host
     from saetool.sae.format_api import ExportSettings
     from saetool.sae.formats import atomic_output_dir, check_output_dir
 

@@ -7,7 +7,12 @@ from typing import Any, Optional
 
 from saetool.cli.config_options import Group, from_config
 from saetool.cli.options import OUTPUT, OVERWRITE, RESUME, TRUST_REMOTE_CODE
+from saetool.console import log
 from saetool.extract.config import ExtractConfig
+
+# Deferred imports: loaded by `saetool --help`; the extract API (torch, h5py), artifact helpers and the distributed rank
+# load when the command runs.
+
 
 
 EXTRACT_OPTIONS = Group(
@@ -38,7 +43,6 @@ def extract(
     (see docs/scaling.md).
     """
     from saetool.artifacts.manifest import emit_manifest
-    from saetool.console import log
     from saetool.extract.api import KIND, extract_activations
 
     path = extract_activations(ExtractConfig(**config), output, overwrite=overwrite, resume=resume)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from saetool.cli.options import JSON
+from saetool.console import stderr
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the interpret readers, the SAE loader (torch, h5py) and rich markup load
+# when the command runs.
+
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -27,16 +34,12 @@ SAE_OPT = typer.Option(None, "--sae", help="The SAE the artifact came from (chec
 
 
 def _emit(data: Any) -> None:
-    import sys
-
     sys.stdout.write(json.dumps(data, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
 
 
 def _say(text: str) -> None:
     from rich.markup import escape
-
-    from saetool.console import stderr
 
     stderr().print(escape(text), soft_wrap=True, highlight=False)  # contexts stay on one line each
 
@@ -130,8 +133,6 @@ def similar(
 
         saetool features similar features.h5 42 --top 5
     """
-    from saetool.errors import SaetoolError
-
     with _open(features, sae) as ff:
         (record,) = ff.records([feature])
         pairs = record.neighbours

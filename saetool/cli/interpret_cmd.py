@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
 
 from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, RESUME, TRUST_REMOTE_CODE, key_values
+from saetool.console import is_quiet, log, stderr
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the interpret API (torch), h5py, artifact helpers and rich tables load
+# when the command runs.
+
 
 
 def interpret(
@@ -57,11 +65,8 @@ def interpret(
 
         saetool extract -n 20000 | saetool train --d-sae 2048 | saetool interpret --top 50 --report report.md --html features.html
     """
-    import tempfile
-
     from saetool.artifacts.manifest import emit_manifest
     from saetool.artifacts.store import ensure_writable_parent
-    from saetool.errors import SaetoolError
     from saetool.interpret.api import InterpretConfig, extract_for_sae, interpret as run, parse_features
 
     for extra in (report, html):
@@ -129,18 +134,13 @@ def _score_means(records: list) -> dict[str, Any]:
 
 
 def log_line(message: str) -> None:
-    from saetool.console import log
-
     log(message)
 
 
 def _resolve_inputs(acts: Optional[Path], sae: Optional[str], *, from_model: bool) -> tuple[Optional[Path], Optional[str], str]:
     """(activations path or None, SAE path or None, kind of the main input)."""
-    import sys
-
     from saetool.artifacts.manifest import read_manifests
     from saetool.artifacts.store import read_header
-    from saetool.errors import SaetoolError
 
     if acts is not None and str(acts) != "-":
         if not acts.exists():
@@ -181,7 +181,6 @@ def _kind(path: Path) -> str:
 def _acts_of_sae(sae_path: Path) -> Path:
     """The activations artifact an SAE was trained on (from its provenance parents)."""
     from saetool.artifacts.store import read_header
-    from saetool.errors import SaetoolError
 
     parents = read_header(sae_path)["provenance"].get("parents", [])
     candidates = [Path(p["path"]) for p in parents if p.get("kind") == "activations"]
@@ -252,7 +251,6 @@ def print_summary(records: list, d_sae: int, dead: int, show: int, summary: Any 
     from rich.markup import escape
     from rich.table import Table
 
-    from saetool.console import is_quiet, stderr
     from saetool.interpret.report import density_histogram_lines, mean_scores_text, summary_lines
 
     if is_quiet() or show <= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -9,9 +10,14 @@ import typer
 
 from saetool import __version__
 from saetool.console import configure, is_debug, stderr
+from saetool.errors import SaetoolError
+from saetool.plugins import host
 
 if TYPE_CHECKING:
     from saetool.plugins import PluginHost
+
+# Deferred imports: the entry point of `saetool --help`; rich's Text and the artifact file helpers load only on the
+# error path.
 
 HELP = """\
 Sparse-autoencoder interpretability research from the command line.
@@ -47,8 +53,6 @@ def build_app(plugin_host: Optional["PluginHost"] = None) -> typer.Typer:
     third-party plugins ``SAETOOL_LOAD_PLUGINS`` allows); the CLI reference
     generator passes one without entry points, so only built-ins appear.
     """
-    from saetool.plugins import host
-
     app = typer.Typer(
         name="saetool",
         help=HELP,
@@ -85,8 +89,6 @@ def main(argv: Optional[list[str]] = None) -> None:
         _fail("interrupted", 130)
         return
     except Exception as exc:  # the error boundary
-        from saetool.errors import SaetoolError
-
         if _is_usage_error(exc):  # click's (typer's vendored) UsageError and friends
             ctx = getattr(exc, "ctx", None)
             sub = ctx.command_path if ctx is not None else "saetool"
@@ -112,8 +114,6 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 def _is_path_error(exc: BaseException) -> bool:
     """An OSError about a path the user gave (too long, a symlink loop, a read-only file system)."""
-    import errno
-
     return isinstance(exc, OSError) and exc.filename is not None and exc.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS)
 
 

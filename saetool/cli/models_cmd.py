@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,6 +11,11 @@ from typing import List, Optional
 import typer
 
 from saetool.cli.options import JSON
+from saetool.console import log, stderr
+from saetool.errors import ModelError
+
+# Deferred imports: loaded by `saetool --help`; the model registry, cache paths and rich tables load when `saetool
+# models` runs.
 
 app = typer.Typer(no_args_is_help=False)
 
@@ -47,8 +53,6 @@ def models(ctx: typer.Context, as_json: bool = JSON) -> None:
         return
     from rich.table import Table
 
-    from saetool.console import stderr
-
     table = Table(title=f"models (cache: {models_cache_dir()})", title_justify="left")
     for col in ("name", "family", "hf id", "installed", "cached"):
         table.add_column(col, no_wrap=True)
@@ -74,10 +78,6 @@ def install(
 
         saetool models install smollm2-135m gemma3-270m
     """
-    import importlib.util
-
-    from saetool.console import log
-    from saetool.errors import ModelError
     from saetool.models.registry import model_specs
 
     specs = model_specs()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the model source module loads only when --trust-remote-code is read.
+
 OUTPUT = typer.Option(None, "--output", "-o", help="Output artifact path (a sensible default name when omitted).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace the output if it exists.")
 RESUME = typer.Option(False, "--resume", help="Continue a killed run from its partial output.")
@@ -31,8 +35,6 @@ TRUST_REMOTE_CODE = typer.Option(
 
 def key_values(items: list[str], flag: str, *, example: str) -> dict[str, str]:
     """``["a=1", "b=x,y"]`` -> ``{"a": "1", "b": "x,y"}`` (a later KEY wins); one-line error for an item without ``=``."""
-    from saetool.errors import SaetoolError
-
     out = {}
     for item in items:
         key, sep, value = item.partition("=")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
 
 from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
+from saetool.console import is_quiet, log, stderr
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the pathways API (torch), SAE sets, artifact helpers and rich tables
+# load when the command runs.
+
 
 
 def pathways(
@@ -48,8 +55,6 @@ def pathways(
     """
     from saetool.analysis.pathways import KIND, PathwaysConfig, run_pathways, selection_names
     from saetool.artifacts.manifest import emit_manifest
-    from saetool.console import log
-    from saetool.errors import SaetoolError
     from saetool.sae.sets import expand_sae_paths
 
     names = list(target or [])
@@ -77,15 +82,11 @@ def pathways(
 
 
 def _num(v: Any) -> Any:
-    import math
-
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 6)
 
 
 def show_table(result: Any, rows: int) -> None:
     from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
 
     if is_quiet():
         return

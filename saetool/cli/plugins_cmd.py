@@ -8,6 +8,11 @@ from pathlib import Path
 import typer
 
 from saetool.cli.options import JSON
+from saetool.console import debug, is_quiet, stderr
+from saetool.plugins import host
+
+# Deferred imports: loaded by `saetool --help`; rich tables, the architecture options and the plugin scaffold load when
+# the command runs.
 
 app = typer.Typer(no_args_is_help=False)
 
@@ -22,7 +27,6 @@ def plugins(ctx: typer.Context, as_json: bool = JSON) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from saetool.plugins import host
 
     h = host()
     regs = list(h.all_registrations())
@@ -41,8 +45,6 @@ def plugins(ctx: typer.Context, as_json: bool = JSON) -> None:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.table import Table
-
-    from saetool.console import stderr
 
     table = Table(title="plugins", title_justify="left")
     table.add_column("plugin")
@@ -97,7 +99,6 @@ def new(
         saetool plugins new my-corpus --dir ~/src && pip install -e ~/src/saetool-my-corpus
     """
     from saetool.cli.scaffold import scaffold_plugin
-    from saetool.console import debug, is_quiet, stderr
 
     made = scaffold_plugin(name, directory)
     for rel in made.files:

@@ -24,6 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+import typer
+
+from saetool.cli.main import build_app
+from saetool.plugins import PluginHost
+
 #: The command that rewrites docs/cli.md (quoted in the page and in test failures).
 REFRESH_COMMAND = "python -m saetool.cli.reference -o docs/cli.md"
 
@@ -32,11 +37,6 @@ _SUFFIX = re.compile(r"^(?P<help>.*?)\s*\[(?P<extra>[^\[\]]*)\]\s*$", re.S)
 
 def root_command() -> Any:
     """The click command behind ``saetool``, with built-in commands only."""
-    import typer
-
-    from saetool.cli.main import build_app
-    from saetool.plugins import PluginHost
-
     return typer.main.get_command(build_app(PluginHost(load_entry_points=False)))
 
 

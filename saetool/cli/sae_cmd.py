@@ -8,6 +8,12 @@ from typing import Optional
 import typer
 
 from saetool.cli.options import JSON
+from saetool.console import stderr
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the pretrained-SAE registry (torch) and rich tables load when the
+# command runs.
+
 
 app = typer.Typer(no_args_is_help=True, help="""Pretrained SAEs by name: the registry sae-lens ships (pretrained_saes.yaml).
 
@@ -71,7 +77,6 @@ def info(
     if as_json:
         typer.echo(json.dumps(row, indent=2))
         return
-    from saetool.console import stderr
 
     for key, value in row.items():
         if value is not None:
@@ -79,7 +84,6 @@ def info(
 
 
 def _cached(entry) -> bool:
-    from saetool.errors import SaetoolError
     from saetool.sae.registry import cached_file
 
     try:
@@ -91,8 +95,6 @@ def _cached(entry) -> bool:
 
 def _table(title: str, cols: tuple[str, ...], rows: list[dict]) -> None:
     from rich.table import Table
-
-    from saetool.console import stderr
 
     table = Table(title=title, title_justify="left")
     for col in cols:

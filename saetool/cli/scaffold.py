@@ -9,7 +9,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saetool import __version__
+from saetool.cli.templates.plugin_package import FILES
 from saetool.errors import PluginError
+from saetool.plugins import PluginHost
 
 #: A plugin name: lowercase letters and digits, words joined by single '-' or '_'.
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
@@ -51,16 +54,12 @@ def plugin_names(name: str) -> PluginNames:
 
 
 def _requirement() -> str:
-    from saetool import __version__
-
     major_minor = ".".join(__version__.split(".")[:2])
     return f"saetool>={major_minor}"
 
 
 def render_files(names: PluginNames) -> dict[str, str]:
     """Relative path -> text of every file in the new package."""
-    from saetool.cli.templates.plugin_package import FILES
-
     values = {
         "__NAME__": names.name,
         "__DIST__": names.dist,
@@ -110,8 +109,6 @@ def scaffold_plugin(name: str, parent: Path) -> Scaffolded:
 
 def _check_not_builtin(name: str) -> None:
     """A plugin must not take a name saetool's own corpus sources already use."""
-    from saetool.plugins import PluginHost
-
     taken = PluginHost(load_entry_points=False).collect("corpus_sources")
     if name in taken:
         raise PluginError(

@@ -8,6 +8,12 @@ from typing import List, Optional
 import typer
 
 from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
+from saetool.console import is_quiet, log, stderr
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the select API, the model and SAE loaders (torch), artifact helpers and
+# rich tables load when the command runs.
+
 
 
 def select(
@@ -43,8 +49,6 @@ def select(
     """
     from saetool.analysis.select import KIND, ActivationsArtifactSet, CompletionsSet, SelectConfig, select_features
     from saetool.artifacts.manifest import emit_manifest
-    from saetool.console import log
-    from saetool.errors import SaetoolError
     from saetool.sae.sets import expand_sae_paths
 
     sae = expand_sae_paths(sae)
@@ -62,10 +66,9 @@ def select(
     config.validate()
     if completions is not None:
         from saetool.analysis.select import load_layer_saes, restrict_features
+        from saetool.artifacts.store import check_output_path
         from saetool.models.registry import load_model
         from saetool.steer.completions import read_completions
-
-        from saetool.artifacts.store import check_output_path
 
         check_output_path(output or "selection.h5", overwrite=overwrite)
         restrict_features(names, load_layer_saes(sae, device))  # bad features/SAEs fail before the model loads
@@ -89,8 +92,6 @@ def select(
 def show_selection(table, rows: int, labels: tuple[str, str]) -> None:
     """The top rows per layer on stderr."""
     from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
 
     if is_quiet() or rows <= 0 or len(table) == 0:
         return

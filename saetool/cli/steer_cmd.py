@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
 
 from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
+from saetool.console import is_quiet, log, stderr
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the steer and vector APIs, the model and SAE loaders (torch), artifact
+# helpers and rich tables load when the command runs.
+
 
 MODEL = typer.Option("smollm2-135m", "--model", "-m", help="Embedded model name, local HF folder, or hub id (online).")
 CHAT = typer.Option(True, "--chat/--no-chat", help="Wrap prompts in the model's chat template (assistant turn opened).")
@@ -68,8 +75,6 @@ def steer(
     condition `prompted`, scored with the same metrics.
     """
     from saetool.artifacts.manifest import emit_manifest
-    from saetool.console import log
-    from saetool.errors import SaetoolError
     from saetool.steer.api import SteerConfig, resolve_source, run_steer
     from saetool.steer.completions import KIND
     from saetool.steer.generation import GenerationSettings
@@ -113,11 +118,7 @@ def steer(
 
 def show_table(comp: Any, rows: int) -> None:
     """The side-by-side table (stderr) and per-condition metric means."""
-    import math
-
     from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
 
     if is_quiet():
         return
@@ -179,7 +180,6 @@ def _finish_vector(sv: Any, output: Optional[Path], default: str, overwrite: boo
     from saetool.artifacts.manifest import emit_manifest
     from saetool.artifacts.provenance import build_provenance
     from saetool.artifacts.store import check_output_path
-    from saetool.console import log
     from saetool.steer.vectors import KIND, write_vector
 
     out = check_output_path(output or Path(default), overwrite=overwrite, inputs=parents)
@@ -312,7 +312,6 @@ def words(
         saetool steer emotion-L15.h5 --no-chat --alpha 8 --prompts examples/prompts/emotion.txt --metrics sentiment,coherence
     """
     from saetool.artifacts.store import check_output_path
-    from saetool.errors import SaetoolError
     from saetool.steer.prompts import read_words
     from saetool.steer.vectors import DEFAULT_NEGATIVE_WORDS, DEFAULT_POSITIVE_WORDS
 
@@ -351,7 +350,6 @@ def import_(
         saetool vector import happy.gguf --layer 15 -o happy-L15.h5
     """
     from saetool.artifacts.store import check_output_path
-    from saetool.errors import SaetoolError
     from saetool.models.hooks import HookPoint, hook_name
     from saetool.steer.vectors import import_vector
 
@@ -394,8 +392,6 @@ def export_(
     """
     from saetool.artifacts.manifest import emit_manifest
     from saetool.artifacts.store import check_output_path
-    from saetool.console import log
-    from saetool.errors import SaetoolError
     from saetool.steer.vector_formats import FORMATS, export_vectors
     from saetool.steer.vectors import read_vector
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from saetool.cli.options import TRUST_REMOTE_CODE
+from saetool.console import is_quiet, log, stderr, warn
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the sweep API and rich tables load when the command runs.
+
 
 
 def sweep(
@@ -36,11 +43,6 @@ def sweep(
 
         saetool sweep examples/configs/smoke.yaml
     """
-    import json
-    import math
-
-    from saetool.console import log, warn
-    from saetool.errors import SaetoolError
     from saetool.steer.sweep import run_sweep
     from saetool.steer.sweep_config import load_sweep_config
 
@@ -84,11 +86,7 @@ def sweep(
 
 
 def _print_summary(summary, metrics) -> None:
-    import math
-
     from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
 
     if is_quiet():
         return

@@ -8,6 +8,12 @@ from typing import List, Optional
 import typer
 
 from saetool.cli.options import OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
+from saetool.console import is_quiet, log, stderr
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the tokens API, artifact helpers and rich tables load when the command
+# runs.
+
 
 
 def tokens(
@@ -45,8 +51,6 @@ def tokens(
     """
     from saetool.analysis.token_stats import KIND, TokensConfig, read_texts, texts_from_completions, token_associations
     from saetool.artifacts.manifest import emit_manifest
-    from saetool.console import log
-    from saetool.errors import SaetoolError
 
     if completions is not None:
         if file_a is not None or file_b is not None:
@@ -80,8 +84,6 @@ def show_tokens(table, rows: int, labels: tuple[str, str]) -> None:
     """The most over-represented tokens of each side on stderr (* = significant)."""
     from rich.markup import escape
     from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
 
     if is_quiet() or rows <= 0 or len(table) == 0:
         return

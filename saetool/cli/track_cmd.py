@@ -8,6 +8,11 @@ from typing import List, Optional
 import typer
 
 from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE
+from saetool.console import log
+from saetool.errors import SaetoolError
+
+# Deferred imports: loaded by `saetool --help`; the track API and artifact helpers load when the command runs.
+
 
 
 def track(
@@ -55,8 +60,6 @@ def track(
         saetool track sae-L*.h5 --compare truthful.txt --compare hallucinated.txt -o compare.h5
     """
     from saetool.artifacts.manifest import emit_manifest
-    from saetool.console import log
-    from saetool.errors import SaetoolError
     from saetool.track.api import TrackConfig, summary_lines
     from saetool.track.inputs import default_activations, sae_inputs
     from saetool.track.store import KIND
@@ -79,9 +82,7 @@ def track(
         log(f"[green]wrote[/green] {result.path}")
         emit_manifest(result.path, KIND, mode="text", n_prompts=result.n_prompts, n_tracks=result.n_tracks)
         return
-    from saetool.track.api import run_track
-
-    from saetool.track.api import is_crosscoder
+    from saetool.track.api import is_crosscoder, run_track
 
     crosscoder = is_crosscoder(paths)
     activations = None if no_acts or crosscoder else (acts or piped_acts or default_activations(paths))

@@ -9,7 +9,13 @@ import typer
 
 from saetool.cli.config_options import Group, from_config
 from saetool.cli.options import OUTPUT, OVERWRITE, TRUST_REMOTE_CODE, key_values
+from saetool.console import log
+from saetool.errors import SaetoolError
 from saetool.train.config import SampleSettings, Targets, TrainConfig
+
+# Deferred imports: loaded by `saetool --help`; the train API (torch), artifact helpers and the distributed rank load
+# when the command runs.
+
 
 
 TRAIN_OPTIONS = (
@@ -52,8 +58,6 @@ def train(
     (--batch-size is per process; see docs/scaling.md).
     """
     from saetool.artifacts.manifest import emit_manifest, resolve_input
-    from saetool.console import log
-    from saetool.errors import SaetoolError
     from saetool.train.checklist import print_checklist
 
     paths = [p for p in (inputs or []) if str(p) != "-"]
@@ -119,7 +123,6 @@ def train(
 def _train_set(settings: TrainConfig, paths: List[Path], hooks: str, output: Optional[Path], *, overwrite: bool, resume: bool) -> None:
     """``--hooks``: one SAE per hook, one manifest line for the set."""
     from saetool.artifacts.manifest import emit_manifest
-    from saetool.console import log
     from saetool.distributed import rank_info
     from saetool.sae.sets import KIND
     from saetool.train.multi import train_saes

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
 
 from saetool.cli.options import BACKEND, DEVICE, DTYPE, OUTPUT, OVERWRITE, TRUST_REMOTE_CODE, key_values
+from saetool.console import is_quiet, log, stderr
+
+# Deferred imports: loaded by `saetool --help`; the transitions API (torch), artifact helpers and rich tables load when
+# the command runs.
+
 
 
 def transitions(
@@ -48,7 +54,6 @@ def transitions(
     """
     from saetool.analysis.transitions import KIND, TransitionsConfig, run_transitions
     from saetool.artifacts.manifest import emit_manifest
-    from saetool.console import log
 
     config = TransitionsConfig(
         labeler=labeler, labeler_options=key_values(labeler_option or [], "--labeler-option", example="words=but,however"), offset=offset, top=top, batch_size=batch_size,
@@ -63,16 +68,12 @@ def transitions(
 
 
 def _num(v: Any) -> Any:
-    import math
-
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 6)
 
 
 def show_table(result: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
 
     if is_quiet():
         return
