@@ -27,21 +27,29 @@ row chunks of at most 2**24 codes for the reconstruction metrics.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO
-from saetool.console import log, warn
-from saetool.errors import SaetoolError
+import numpy as np
+import torch
+from rich.table import Table
+
+from saetool.artifacts.activations import ActivationsFile
+from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, file_norms, row_norms
+from saetool.console import is_quiet, log, stderr, warn
+from saetool.corpus.packing import bos_id, pack_windows, special_token_mask
+from saetool.corpus.resolve import iter_documents, resolve_corpus
+from saetool.errors import ModelError, SaetoolError
+from saetool.evaluate.metrics import EvalContext, LMBatch, ReconBatch, sae_metrics
+from saetool.models import registry  # the module, so tests can stub registry.load_model
+from saetool.models.hooks import parse_hooks
 from saetool.sae.crosscoder import check_crosscoder_file, crosscoder_hooks, read_inputs
+from saetool.sae.io import check_sae_matches, load_sae
 
 if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
-    from saetool.artifacts.activations import ActivationsFile
     from saetool.models.base import HookedModel
     from saetool.sae.model import SAE
 
@@ -115,8 +123,6 @@ def _model_name(config: EvalConfig, sae: "SAE", acts: "ActivationsFile | None") 
 
 def check_activations(sae: "SAE", acts: "ActivationsFile") -> None:
     """The file must hold the SAE's hook (and ``hook_out`` for a transcoder) at the SAE's widths."""
-    from saetool.sae.io import check_sae_matches
-
     cfg = sae.cfg
     if crosscoder_hooks(cfg):
         check_crosscoder_file(cfg, acts)
@@ -133,10 +139,6 @@ def check_activations(sae: "SAE", acts: "ActivationsFile") -> None:
 
 def check_model(sae: "SAE", model: "HookedModel") -> None:
     """The model must have the SAE's hook(s) at the SAE's widths."""
-    from saetool.errors import ModelError
-    from saetool.models.hooks import parse_hooks
-    from saetool.sae.io import check_sae_matches
-
     cfg = sae.cfg
     for hook in dict.fromkeys([cfg.hook, cfg.hook_out]):
         try:
@@ -156,10 +158,6 @@ def _row_chunk(d_sae: int) -> int:
 
 def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int) -> Iterator["Any"]:
     """:class:`ReconBatch` es over the first ``num_rows`` rows of the file."""
-    import torch
-
-    from saetool.evaluate.metrics import ReconBatch
-
     cfg = sae.cfg
     stop = min(num_rows, acts.n_tokens)
     step = _row_chunk(cfg.d_sae)
@@ -174,10 +172,6 @@ def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int) 
 
 
 def recon_batches_from_rows(sae: "SAE", x: "torch.Tensor", target: "torch.Tensor") -> Iterator["Any"]:
-    import torch
-
-    from saetool.evaluate.metrics import ReconBatch
-
     step = _row_chunk(sae.cfg.d_sae)
     with torch.no_grad():
         for start in range(0, x.shape[0], step):
@@ -187,8 +181,6 @@ def recon_batches_from_rows(sae: "SAE", x: "torch.Tensor", target: "torch.Tensor
 
 
 def _log_probs(logits: "torch.Tensor") -> "torch.Tensor":
-    import torch
-
     return torch.log_softmax(logits[:, :-1].float(), dim=-1)
 
 
@@ -214,8 +206,6 @@ def lm_baseline(model: "HookedModel", ids: "torch.Tensor", bos: int | None, hook
     writing ``hook_out`` (zero ablation zeroes ``hook_out`` at every position, BOS included).
     With ``capture_special`` (a bool mask of positions to leave out), ``rows`` holds the clean
     pass's activations at the other positions: ``(hook rows, hook_out rows)``."""
-    import torch
-
     ids = ids.to(model.device)
     keep = ids != bos if bos is not None else torch.ones_like(ids, dtype=torch.bool)
     seen: dict[str, torch.Tensor] = {}
@@ -258,10 +248,6 @@ def lm_batch(
     on the same ``ids`` (and the SAE's hooks) replaces the clean and zero-ablated
     passes: only the spliced pass runs (the numbers are the same).
     """
-    import torch
-
-    from saetool.evaluate.metrics import LMBatch
-
     cfg = sae.cfg
     ids = ids.to(model.device)
     if baseline is None:
@@ -295,13 +281,6 @@ def lm_batch(
 
 def corpus_windows(corpus: str, tokenizer: Any, context_size: int, n_windows: int) -> "np.ndarray":
     """The first ``n_windows`` windows of ``corpus``, packed as ``extract`` packs them (BOS first)."""
-    import itertools
-
-    import numpy as np
-
-    from saetool.corpus.packing import pack_windows
-    from saetool.corpus.resolve import iter_documents, resolve_corpus
-
     resolve_corpus(corpus)
     windows = list(itertools.islice(pack_windows(iter_documents(corpus), tokenizer, context_size, prepend_bos=True, corpus_name=corpus), n_windows))
     if not windows:
@@ -320,8 +299,6 @@ def evaluate_sae(
 ) -> Evaluation:
     """Evaluate the SAE at ``sae_path`` (or the loaded ``sae``) on ``activations``
     and/or the model. Every input is checked before any metric is computed."""
-    from saetool.sae.io import load_sae
-
     config = config or EvalConfig()
     config.validate()
     if sae is None:
@@ -340,14 +317,6 @@ def evaluate_saes(
     :func:`evaluate_sae` evaluates each alone (the same numbers), but with the model run
     clean and zero-ablated once per batch for all of them (:func:`lm_baseline`): each SAE
     adds only its spliced pass."""
-    import numpy as np
-    import torch
-
-    from saetool.artifacts.activations import ActivationsFile
-    from saetool.corpus.packing import bos_id, special_token_mask
-    from saetool.evaluate.metrics import ReconBatch, sae_metrics
-    from saetool.models.registry import load_model
-
     config = config or EvalConfig()
     config.validate()
     metrics = sae_metrics(config.metrics)
@@ -379,13 +348,11 @@ def evaluate_saes(
                 if name is None:
                     warn("no model known for this SAE: skipping CE-loss and KL metrics (pass --model)")
                 else:
-                    model = load_model(name, backend=config.backend, device=config.device, dtype=config.dtype)
+                    model = registry.load_model(name, backend=config.backend, device=config.device, dtype=config.dtype)
             if model is not None:
                 for sae in saes.values():
                     check_model(sae, model)
                     if sae.cfg.model:
-                        from saetool.sae.io import check_sae_matches
-
                         check_sae_matches(sae, model=model.model_id, what=f"model {model.model_id}")
         if not wants_model or model is None:
             metrics = {k: m for k, m in metrics.items() if m.source != "model"}
@@ -395,8 +362,6 @@ def evaluate_saes(
         runs = {key: _SAERun(sae, metrics, config) for key, sae in saes.items()}
 
         if acts is not None and recon:
-            from saetool.artifacts.norms import NormFilter, file_norms, row_norms
-
             norms = np.sqrt(sum(file_norms(acts, h).astype(np.float64) ** 2 for h in multi)).astype(np.float32) if multi else file_norms(acts, cfg.hook)  # a crosscoder's input: the hooks side by side
             rule = NormFilter.from_norms(norms[: config.num_tokens], config.max_norm_ratio)
             for run in runs.values():
@@ -465,8 +430,6 @@ class _SAERun:
     """One SAE's running metric states in :func:`evaluate_saes`."""
 
     def __init__(self, sae: "SAE", metrics: dict[str, Any], config: EvalConfig) -> None:
-        from saetool.evaluate.metrics import EvalContext
-
         self.sae = sae
         self.ctx = EvalContext(d_sae=sae.cfg.d_sae, dead_threshold=config.dead_threshold, dense_threshold=config.dense_threshold)
         self.states = {k: m.init(self.ctx) for k, m in metrics.items()}
@@ -478,10 +441,6 @@ class _SAERun:
 
 def print_evaluation(ev: Evaluation, *, title: str = "SAE evaluation") -> None:
     """The metrics as a table on stderr (not under ``--quiet``)."""
-    from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
-
     if is_quiet():
         return
     on = [f"{ev.n_rows} activation rows"] + ([f"{ev.n_positions} positions through {ev.model}"] if ev.n_positions else [])

@@ -26,6 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
+from saetool.console import is_quiet, stderr
 from saetool.errors import SaetoolError
 from saetool.evaluate.api import Evaluation
 
@@ -143,11 +147,6 @@ def build_check(ev: Evaluation, th: Thresholds) -> CheckReport:
 
 def print_check(report: CheckReport) -> None:
     """The table, verdict and fixes on stderr (not under ``--quiet``)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from saetool.console import is_quiet, stderr
-
     if is_quiet():
         return
     ev = report.evaluation

@@ -31,14 +31,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from saetool.analysis.names import feature_name
+from saetool.artifacts.activations import ActivationsFile
 from saetool.errors import SaetoolError
 from saetool.evaluate.check import FIX_FIRST, SCALE_UP, CheckReport, CheckRow, measured
+from saetool.models.hooks import layer_of_hook
+from saetool.sae.io import load_sae
+from saetool.steer.completions import read_completions
+from saetool.steer.metrics import get_metric
 
 if TYPE_CHECKING:
-    import torch
-
     from saetool.evaluate.api import Evaluation
     from saetool.sae.model import SAE
+
+# Deferred imports: every `saetool check` imports this module; the seed000 evidence readers (transitions, the sweep's
+# best.json and summary with pandas, completions statistics with scipy) load only when --transitions or --steering asks
+# for them.
 
 PROFILES = ("default", "seed000")
 MIN_TEXTS, MIN_SAMPLES = 5, 3
@@ -67,10 +77,6 @@ class Seed000Thresholds:
 # -- inputs ------------------------------------------------------------------------------------------
 def feature_density(sae: "SAE", activations: str | Path, max_rows: int) -> "torch.Tensor":
     """Per-feature firing frequency (> 0) over up to ``max_rows`` rows of an activations artifact."""
-    import torch
-
-    from saetool.artifacts.activations import ActivationsFile
-
     counts = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
     seen = 0
     with ActivationsFile(activations) as acts, torch.no_grad():
@@ -85,8 +91,6 @@ def feature_density(sae: "SAE", activations: str | Path, max_rows: int) -> "torc
 
 def transition_codes(sae: "SAE", path: str | Path) -> tuple[dict[str, Any], "torch.Tensor", "torch.Tensor"]:
     """``(transitions data, activations at the labeled tokens, their codes under this SAE)``."""
-    import torch
-
     from saetool.analysis.transitions import read_transitions
 
     data = read_transitions(path)
@@ -102,16 +106,12 @@ def transition_codes(sae: "SAE", path: str | Path) -> tuple[dict[str, Any], "tor
 
 
 def _cosine(sae: "SAE", x: "torch.Tensor", f: "torch.Tensor") -> float:
-    import torch
-
     with torch.no_grad():
         return float(torch.nn.functional.cosine_similarity(x.double(), (sae.decode(f) + sae.skip_term(x)).double(), dim=-1).mean())
 
 
 def specific_features(f: "torch.Tensor", density: "torch.Tensor", th: Seed000Thresholds, layer: int | None) -> list[dict[str, Any]]:
     """Features common at the transition and specific to it, strongest lift first."""
-    from saetool.analysis.names import feature_name
-
     n = f.shape[0]
     count = (f > 0).sum(0).cpu()
     out = []
@@ -165,8 +165,6 @@ def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
-    from saetool.steer.completions import read_completions
-    from saetool.steer.metrics import get_metric
     from saetool.steer.stats import fisher_exact_p, welch_p
 
     comp = read_completions(p)
@@ -199,8 +197,6 @@ def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any
 def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transitions: str | Path | None, steering: str | Path | None,
                  max_rows: int) -> tuple[list["CheckRow"], dict[str, Any]]:
     """The four criteria as check rows (``passed`` False when not measured), and their details."""
-    from saetool.models.hooks import layer_of_hook
-
     rows: list[CheckRow] = []
     details: dict[str, Any] = {}
     data = x = f = None
@@ -266,8 +262,6 @@ def build_seed000_check(ev: Evaluation, sae_path: str | Path, th: Any, *, transi
                         max_rows: int, device: str = "cpu") -> CheckReport:
     """Seed 000's four criteria (:mod:`saetool.evaluate.criteria`) decide; the default
     profile's measurements follow as information."""
-    from saetool.sae.io import load_sae
-
     rows, details = seed000_rows(ev, load_sae(sae_path, device), th, transitions=transitions, steering=steering, max_rows=max_rows)
     verdict = SCALE_UP if all(r.passed for r in rows) else FIX_FIRST
     for key, label in (("explained_variance", "explained variance"), ("ce_loss_recovered", "CE loss recovered"), ("l0", "L0 (active features/token)"),

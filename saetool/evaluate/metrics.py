@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+import torch
+
+from saetool.errors import SaetoolError
+from saetool.plugins import host
 
 
 @dataclass
@@ -155,8 +157,6 @@ class CosineSimilarity(SAEMetric):
     higher_is_better = True
 
     def update(self, state, batch: ReconBatch) -> None:
-        import torch
-
         cos = torch.nn.functional.cosine_similarity(batch.recon.double(), batch.target.double(), dim=-1, eps=1e-12)
         _add(state, "sum", cos.sum())
         _add(state, "rows", cos.numel())
@@ -182,8 +182,6 @@ class _Frequency(SAEMetric):
     """Per-feature firing counts."""
 
     def init(self, ctx: EvalContext) -> dict[str, Any]:
-        import torch
-
         return {"counts": torch.zeros(ctx.d_sae, dtype=torch.float64), "rows": 0, "ctx": ctx}
 
     def update(self, state, batch: ReconBatch) -> None:
@@ -304,9 +302,6 @@ BUILTIN_SAE_METRICS: tuple[SAEMetric, ...] = (
 def sae_metrics(names: "list[str] | None" = None) -> dict[str, SAEMetric]:
     """Registered SAE metrics (all, or ``names`` in order; unknown names and
     completion metrics are a one-line error)."""
-    from saetool.errors import SaetoolError
-    from saetool.plugins import host
-
     ours = {name: reg.obj for name, reg in host().collect("sae_metrics").items()}
     if names is None:
         return ours
