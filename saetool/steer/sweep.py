@@ -33,9 +33,11 @@ from saetool.models.hooks import hook_name, layer_of_hook, parse_hooks
 from saetool.plugins import host
 from saetool.progress import token_progress
 from saetool.steer.best import resolve_best_layers, write_best
+from saetool.steer.completions import read_completions, write_completions
 from saetool.steer.generation import generate_completions
 from saetool.steer.interventions import NonFiniteActivations, get_intervention
 from saetool.steer.metrics import CompletionItem, MetricContext, get_metric, score_all
+from saetool.steer.plots import plot_metric_vs_alpha, plot_tradeoff
 from saetool.steer.prompts import format_prompts, read_prompts, read_words
 from saetool.steer.sweep_config import DEFAULT_SPLITS, SweepConfig, load_sweep_config
 from saetool.steer.vectors import (
@@ -58,8 +60,8 @@ if TYPE_CHECKING:
     from saetool.steer.completions import Completions
     from saetool.steer.vectors import SteeringVector
 
-# Deferred imports: `sweep --dry-run` plans without torch, h5py, pandas or scipy: the SAE loader, steering, completions
-# files, statistics and plots load when cells run or the summary is built.
+# Deferred imports: `sweep --dry-run` plans without torch, pandas or scipy: the SAE loader and steering (torch) load
+# when cells run, pandas and the statistics (scipy) when the summary is built.
 
 SUMMARY = "summary.csv"
 #: summary.csv repeats these columns under seed 001's names, so its pandas snippets run unchanged.
@@ -468,8 +470,6 @@ class _Runner:
         return steering, sv
 
     def run_cell(self, cell: Cell, pending_layers: list[int], advance) -> str:
-        from saetool.steer.completions import write_completions
-
         cfg = self.cfg
         prompts = self.sets.eval[cell.split]
         texts = self.texts[cell.split]
@@ -519,7 +519,6 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
     """One row per split × layer × intervention × alpha with rates, intervals and tests."""
     import pandas as pd
 
-    from saetool.steer.completions import read_completions
     from saetool.steer.stats import adjust, fisher_exact_p, mean_ci, welch_p, wilson_ci
 
     loaded: dict[Cell, Completions | None] = {}
@@ -619,9 +618,6 @@ def _fill_missing_metrics(cfg: SweepConfig, comp: "Completions", model: "HookedM
 def write_outputs(cfg: SweepConfig, run_dir: Path, summary: "pd.DataFrame", cells: list[Cell]) -> list[Path]:
     """``summary.csv``, ``completions.csv`` and the plots."""
     import pandas as pd
-
-    from saetool.steer.completions import read_completions
-    from saetool.steer.plots import plot_metric_vs_alpha, plot_tradeoff
 
     write_atomic(run_dir / SUMMARY, summary.to_csv(index=False))
     rows = []

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import h5py
+import numpy as np
+
 from saetool.artifacts.store import ArtifactWriter, open_artifact, read_header
-from saetool.artifacts.torchfiles import load_torch_file
 from saetool.console import warn
 from saetool.errors import SaetoolError
 from saetool.models.hooks import layer_of_hook
@@ -34,8 +36,8 @@ if TYPE_CHECKING:
     from saetool.models.base import HookedModel
     from saetool.sae.model import SAE
 
-# Deferred imports: `sweep --dry-run` reads the default word lists and positions from here: numpy, torch, h5py,
-# safetensors and the SAE loader load when a vector is made, read or written.
+# Deferred imports: `sweep --dry-run` reads the default word lists and positions from here without torch: torch,
+# safetensors, the .pt reader and the SAE loader load when a vector is made, read or measured.
 
 KIND = "vector"
 SCHEMA_VERSION = 1
@@ -82,8 +84,6 @@ class SteeringVector:
 # -- artifact I/O -------------------------------------------------------------------------
 def write_vector(path: str | Path, sv: SteeringVector, *, provenance: dict[str, Any], overwrite: bool = False) -> Path:
     """Write ``sv`` as a ``vector`` artifact (atomically); returns the path."""
-    import numpy as np
-
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
@@ -275,7 +275,6 @@ def load_vector_file(path: str | Path) -> "torch.Tensor":
     """A 1-D vector from ``.npy``, ``.pt``/``.pth``, ``.safetensors`` (one tensor) or text (numbers).
 
     Never unpickles code: ``.pt`` through :func:`saetool.artifacts.torchfiles.load_torch_file`, ``.npy`` without pickle."""
-    import numpy as np
     import torch
 
     p = Path(path)
@@ -286,6 +285,8 @@ def load_vector_file(path: str | Path) -> "torch.Tensor":
         if suffix == ".npy":
             arr = torch.from_numpy(np.load(p, allow_pickle=False))
         elif suffix in (".pt", ".pth"):
+            from saetool.artifacts.torchfiles import load_torch_file
+
             arr = _single_tensor(load_torch_file(p, what="vector file", hint="save the vector with torch.save(tensor), as .npy or as .safetensors"), p)
         elif suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -326,7 +327,6 @@ def artifact_kind_of(path: Path) -> str | None:
     """The ``saetool_kind`` of an HDF5 artifact, or None for anything else."""
     if not path.is_file():
         return None
-    import h5py
 
     if not h5py.is_hdf5(path):
         return None
