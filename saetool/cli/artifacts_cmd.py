@@ -14,7 +14,6 @@ from saetool.console import stderr
 # Deferred imports: loaded by `saetool --help`; the artifact store, h5py and rich tables load when the command runs.
 
 
-
 def inspect(
     artifact: Optional[Path] = typer.Argument(None, help="Artifact file (omit or '-' to read a manifest from stdin)."),
     as_json: bool = JSON,

@@ -15,7 +15,6 @@ from saetool.errors import SaetoolError
 # runs.
 
 
-
 def audit(
     files: List[Path] = typer.Argument(..., metavar="FILE...", help="Artifacts (and SAE folders) to check together."),
     strict: bool = typer.Option(False, "--strict", help="Fail a join when any key is left unmatched (default: only when nothing joins)."),

@@ -14,7 +14,6 @@ from saetool.console import log
 # Deferred imports: loaded by `saetool --help`; the bench API and artifact helpers load when the command runs.
 
 
-
 def bench(
     saes: List[str] = typer.Argument(..., metavar="SAE...", help="SAEs to compare (artifacts or SAELens/sparsify folders), all on one hook."),
     evals: Optional[str] = typer.Option(None, "--evals", "-e", help="Comma-separated evals (default: core,stability,probing,absorption,autointerp)."),

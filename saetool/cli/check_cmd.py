@@ -16,7 +16,6 @@ from saetool.errors import SaetoolError
 # command runs.
 
 
-
 def check(
     sae: Optional[str] = SAE_ARG,
     activations: Optional[Path] = ACTS_ARG,

@@ -13,7 +13,6 @@ from saetool.cli.options import BACKEND, DEVICE, JSON, TRUST_REMOTE_CODE
 # Deferred imports: loaded by `saetool --help`; the evaluate API (torch) and artifact helpers load when the command
 # runs.
 
-
 SAE_ARG = typer.Argument(None, help="SAE: an `sae` artifact, or an SAE folder (SAELens, sparsify, Gemma/Llama Scope, dictionary_learning) or pretrained RELEASE/SAE_ID (omit or '-' to read a manifest from stdin).")
 ACTS_ARG = typer.Argument(None, help="Activations artifact with the SAE's hook (held-out tokens); its stored windows feed the model metrics.")
 MODEL = typer.Option(None, "--model", "-m", help="Model for CE loss / KL (default: the SAE's model).")

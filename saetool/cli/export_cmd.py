@@ -15,7 +15,6 @@ from saetool.plugins import host
 # Deferred imports: loaded by `saetool --help`; the SAE formats (torch) and artifact helpers load when the command runs.
 
 
-
 def export(
     sae: Optional[Path] = typer.Argument(None, help="SAE: an `sae` artifact, a folder in a format saetool reads (SAELens, sparsify, Gemma Scope, Llama Scope, dictionary_learning) or a pretrained RELEASE/SAE_ID; for neuronpedia a `features` artifact; omit or '-' to read a manifest from stdin."),
     fmt: str = typer.Option("saelens", "--format", "-f", help="saelens: an SAELens folder (cfg.json + sae_weights.safetensors); sparsify: a sparsify run folder (topk); dictionary-learning: ae.pt + config.json; neuronpedia: a `features` artifact as Neuronpedia dashboard batches; samples: the SAE's stored samples as a folder; or a plugin's (saetool plugins lists them)."),

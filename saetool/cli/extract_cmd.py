@@ -13,8 +13,6 @@ from saetool.extract.config import ExtractConfig
 # Deferred imports: loaded by `saetool --help`; the extract API (torch, h5py), artifact helpers and the distributed rank
 # load when the command runs.
 
-
-
 EXTRACT_OPTIONS = Group(
     ExtractConfig,
     flags={"prepend_bos": "--bos/--no-bos", "exclude_special": "--exclude-special/--include-special"},

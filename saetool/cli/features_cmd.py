@@ -16,7 +16,6 @@ from saetool.errors import SaetoolError
 # Deferred imports: loaded by `saetool --help`; the interpret readers, the SAE loader (torch, h5py) and rich markup load
 # when the command runs.
 
-
 app = typer.Typer(
     no_args_is_help=True,
     help="""Read a `features` artifact from `saetool interpret`, or seed 004's samples folder: one feature's report, two features compared, nearest features, activation distribution.

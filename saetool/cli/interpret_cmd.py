@@ -17,7 +17,6 @@ from saetool.errors import SaetoolError
 # when the command runs.
 
 
-
 def interpret(
     acts: Optional[Path] = typer.Argument(None, help="Activations artifact (or a features artifact to re-render); omit or '-' to read a manifest from stdin (extract's or train's)."),
     sae: Optional[str] = typer.Option(None, "--sae", help="The SAE: an sae artifact, an SAE folder or a pretrained RELEASE/SAE_ID (default: from a piped train manifest)."),

@@ -16,7 +16,6 @@ from saetool.errors import SaetoolError
 # load when the command runs.
 
 
-
 def pathways(
     sae: List[Path] = typer.Option(..., "--sae", help="SAE (artifact, SAE folder or pretrained RELEASE/SAE_ID), once per layer; all from one model; an sae-set (saetool train --hooks) gives all of its SAEs."),
     target: Optional[List[str]] = typer.Option(None, "--target", "-t", help="Target feature L{layer}-{id} (repeatable)."),

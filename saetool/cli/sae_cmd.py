@@ -14,7 +14,6 @@ from saetool.errors import SaetoolError
 # Deferred imports: loaded by `saetool --help`; the pretrained-SAE registry (torch) and rich tables load when the
 # command runs.
 
-
 app = typer.Typer(no_args_is_help=True, help="""Pretrained SAEs by name: the registry sae-lens ships (pretrained_saes.yaml).
 
 Any command that takes an SAE also takes RELEASE/SAE_ID; its files come from the Hugging

@@ -15,7 +15,6 @@ from saetool.errors import SaetoolError
 # rich tables load when the command runs.
 
 
-
 def select(
     set_a: Optional[Path] = typer.Argument(None, metavar="[A]", help="Activations artifact of set a (omit with --completions)."),
     set_b: Optional[Path] = typer.Argument(None, metavar="[B]", help="Activations artifact of set b (omit with --completions)."),

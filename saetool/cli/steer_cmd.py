@@ -15,7 +15,6 @@ from saetool.errors import SaetoolError
 # Deferred imports: loaded by `saetool --help`; the steer and vector APIs, the model and SAE loaders (torch), artifact
 # helpers and rich tables load when the command runs.
 
-
 MODEL = typer.Option("smollm2-135m", "--model", "-m", help="Embedded model name, local HF folder, or hub id (online).")
 CHAT = typer.Option(True, "--chat/--no-chat", help="Wrap prompts in the model's chat template (assistant turn opened).")
 SYSTEM = typer.Option(None, "--system", help="System message for the chat template (default: the template's own).")

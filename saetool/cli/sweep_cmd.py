@@ -16,7 +16,6 @@ from saetool.errors import SaetoolError
 # Deferred imports: loaded by `saetool --help`; the sweep API and rich tables load when the command runs.
 
 
-
 def sweep(
     config: Path = typer.Argument(..., help="Sweep config (YAML); see examples/configs/."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Folder that holds runs (default: the config's output_dir, artifacts/runs)."),

@@ -15,7 +15,6 @@ from saetool.errors import SaetoolError
 # runs.
 
 
-
 def tokens(
     file_a: Optional[Path] = typer.Argument(None, metavar="[A]", help="Texts of set a: .txt (one per line), .jsonl or .json (omit with --completions)."),
     file_b: Optional[Path] = typer.Argument(None, metavar="[B]", help="Texts of set b (omit with --completions)."),

@@ -14,7 +14,6 @@ from saetool.errors import SaetoolError
 # Deferred imports: loaded by `saetool --help`; the track API and artifact helpers load when the command runs.
 
 
-
 def track(
     saes: Optional[List[Path]] = typer.Argument(None, help="SAE artifacts one per layer, an sae-set, or one crosscoder; default: the manifests piped in."),
     acts: Optional[Path] = typer.Option(None, "--acts", "-a", help="Activations holding every SAE's hook (same tokens): links by activation correlation too (default: the file the SAEs were trained on, if it has every hook)."),

@@ -16,8 +16,6 @@ from saetool.train.config import SampleSettings, Targets, TrainConfig
 # Deferred imports: loaded by `saetool --help`; the train API (torch), artifact helpers and the distributed rank load
 # when the command runs.
 
-
-
 TRAIN_OPTIONS = (
     Group(TrainConfig, flags={"sparsity_coeff": "--l1-coeff"}, short={"arch": "-a", "batch_size": "-b", "num_tokens": "-n"}, skip={"target_l0", "normalize_inputs", "samples", "targets", "options"}),
     Group(SampleSettings, name="samples", flags={"per_feature": "--samples-per-feature"} | {f: f"--sample-{f}" for f in ("every", "context", "threshold", "features")}),

@@ -15,7 +15,6 @@ from saetool.console import is_quiet, log, stderr
 # the command runs.
 
 
-
 def transitions(
     sae: Path = typer.Option(..., "--sae", help="SAE (artifact or SAE folder (SAELens, sparsify, Gemma/Llama Scope, dictionary_learning) or pretrained RELEASE/SAE_ID) whose hook the activations are read at."),
     texts: Optional[Path] = typer.Option(None, "--texts", help="Ready texts: .txt (one per line), .jsonl ({\"text\": ...}) or .json."),
