@@ -131,7 +131,8 @@ def register_probe_datasets(register: Register) -> None:
     """Add labelled text sets for ``bench``'s ``probing`` eval: ``register(dataset)``.
 
     A :class:`saetool.bench.probe_data.ProbeDataset` yields ``(text, class)``
-    pairs; the eval probes each class against the others. Built-in: ``bbc-news``.
+    pairs; the eval probes each class against the others. Built-ins: ``bbc-news``, and five
+    tasks of the ``sae-probes`` package (``sae-probes-spam-is``, ...; :mod:`saetool.bench.sae_probes_data`).
     """
 
 

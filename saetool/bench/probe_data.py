@@ -3,7 +3,8 @@
 A :class:`ProbeDataset` gives ``(text, class)`` pairs; the eval builds one
 balanced binary task per class (that class against the others). Built-in:
 ``bbc-news`` (2,225 BBC News articles in 5 categories, shipped with saetool's
-default corpus).
+default corpus), and binary tasks of the ``sae-probes`` package
+(:mod:`saetool.bench.sae_probes_data`).
 """
 
 from __future__ import annotations

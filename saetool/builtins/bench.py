@@ -25,8 +25,11 @@ def register_bench_evals(register):
 @hookimpl
 def register_probe_datasets(register):
     from saetool.bench.probe_data import BbcNewsTopics
+    from saetool.bench.sae_probes_data import builtin_tasks
 
     register(BbcNewsTopics())
+    for task in builtin_tasks():
+        register(task)
 
 
 @hookimpl
