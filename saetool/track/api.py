@@ -46,7 +46,8 @@ from saetool.track.view import write_view
 if TYPE_CHECKING:
     from saetool.sae.model import SAE
 
-# Deferred imports: saetool.track.plot (matplotlib, several seconds to import on a loaded 2-core machine) loads only when --plot asks for the flow plot.
+# Deferred imports: saetool.track.plot (matplotlib, seconds to import on a loaded 2-core machine) loads only when
+# --plot asks for the flow plot.
 
 
 @dataclass

@@ -16,7 +16,8 @@ from saetool.errors import ArtifactError
 if TYPE_CHECKING:
     import pandas as pd
 
-# Deferred imports: pandas loads only in read_tracks; validate_tracks_file runs inside `saetool inspect` and `audit` of any tracks file, which need no pandas.
+# Deferred imports: pandas loads only in read_tracks; validate_tracks_file runs inside `saetool inspect` and `audit` of
+# any tracks file, which need no pandas.
 
 KIND = "tracks"
 SCHEMA_VERSION = 1
