@@ -100,7 +100,7 @@ def pair_figures(a, b, acts: Path, num_tokens: int) -> dict:
     from saetool.track.link import choose_links, code_chunks, code_stats, decoder_cosine
     from saetool.track.tracker import build_tracks
 
-    cfg = TrackConfig()
+    cfg = TrackConfig(num_tokens=num_tokens)
     with ActivationsFile(acts) as f:
         stats = code_stats(code_chunks(f, [a, b], num_tokens, cfg.chunk_rows), [a.cfg.d_sae, b.cfg.d_sae])
     la, lb = (live_features(stats.fires[i], stats.sums[i], min_active=cfg.min_active, min_strength=cfg.min_strength) for i in (0, 1))
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace, argv: list[str], folder: Path) -> int:
         paths = [r.path for r in result.results]
         log(f"trained {hooks} on {n_train} tokens in {time.perf_counter() - t0:.0f} s")
         quality = [evaluate(p, heldout, args.heldout_tokens) for p in paths]
-        track = run_track(TrackConfig(), paths, activations=heldout, output=folder / f"tracks-{n_train}.h5").summary["layers"]
+        track = run_track(TrackConfig(num_tokens=args.heldout_tokens), paths, activations=heldout, output=folder / f"tracks-{n_train}.h5").summary["layers"]
         saes = [load_sae(p) for p in paths]
         fig = pair_figures(saes[0], saes[1], heldout, args.heldout_tokens)
         assert fig["live"] == track[0]["n_live"] and abs(fig["continue"] - track[0]["continue_fraction"]) < 1e-9, (fig, track[0])
