@@ -302,15 +302,17 @@ def test_autointerp_scores_live_features_with_intervals(tiny_sae, tiny_acts, tmp
 
 # -- real model -----------------------------------------------------------------------------
 def test_trained_sae_beats_the_random_floor_on_smollm2(smollm2, smollm2_acts, smollm2_sae, tmp_path):
-    """Every eval on real SmolLM2 activations, at small sizes: the trained SAE above its random floor
-    on core, stability, probing and absorption. autointerp: above chance, but not asserted above the
-    floor: at layer 3 random latents are token detectors too, and the tokens labeler scores them as
-    well (docs/bench.md, autointerp's card)."""
+    """Every eval on real SmolLM2 activations (layer 3), the trained SAE above its random floor:
+    core, stability, probing at every k (40 texts per class of 32 tokens, massive tokens left out
+    of the pooling), absorption's main-latent F1 and autointerp's detection and fuzzing means (30
+    latents). At these sizes the probing and autointerp margins are a few points (0.57 vs 0.52 at
+    k = 1, detection 0.69 vs 0.66): with 10 texts per class or 10 latents the floor came out ahead
+    on some of them, so the sizes here are the smallest that separate (about 20 CPU-s of bench)."""
     from tests.conftest import _train
 
     other = _train(smollm2_acts, 512, 16, tmp_path)  # the same recipe again: a partner for stability
-    options = {"core": {"num_tokens": "256"}, "probing": {"per_class": "10", "context": "32"},
-               "absorption": {"words": "800", "icl": "0", "test_fraction": "0.4", "min_probe_f1": "0.3"}, "autointerp": {"features": "10"}}
+    options = {"core": {"num_tokens": "256"}, "probing": {"per_class": "40", "context": "32"},
+               "absorption": {"words": "800", "icl": "0", "test_fraction": "0.4", "min_probe_f1": "0.3"}, "autointerp": {"features": "30"}}
     config = BenchConfig(num_tokens=2048, context_size=64, options=options)
     res = run_bench([smollm2_sae, other], config, tmp_path / "b.h5", acts=smollm2_acts, progress=False)
     assert res.evals == ["core", "stability", "probing", "absorption", "autointerp"]
@@ -321,10 +323,12 @@ def test_trained_sae_beats_the_random_floor_on_smollm2(smollm2, smollm2_acts, sm
 
     assert v("core", "fvu") < v("core", "fvu", floor) and v("core", "ce_loss_recovered") > v("core", "ce_loss_recovered", floor)
     assert v("stability", "mmcs") > v("stability", "mmcs", floor)
-    mean_k = lambda name: sum(v("probing", f"top_{k}_accuracy", name) for k in (1, 2, 5, 20)) / 4  # noqa: E731
-    assert mean_k(trained) > mean_k(floor)
+    for k in (1, 2, 5, 20):
+        assert v("probing", f"top_{k}_accuracy") > v("probing", f"top_{k}_accuracy", floor), k
     assert v("absorption", "main_latent_f1") > v("absorption", "main_latent_f1", floor)
-    assert v("autointerp", "detection_ci_low") > 0.5 and v("autointerp", "scored") >= 8
+    for name in ("detection", "fuzzing"):
+        assert v("autointerp", name) > v("autointerp", name, floor), name
+    assert v("autointerp", "detection_ci_low") > 0.5 and v("autointerp", "scored") >= 25
 
 
 # -- agreement with sae-bench (runs where sae-bench and scikit-learn are installed) ----------
