@@ -8,7 +8,8 @@ from typing import Any
 
 from saetool.bench.store import BenchResults
 
-# Deferred imports: matplotlib (seconds to import on a loaded 2-core machine) loads only when plots are drawn, and selects its Agg backend only then.
+# Deferred imports: matplotlib (seconds to import on a loaded 2-core machine) loads only when plots are drawn, and
+# selects its Agg backend only then.
 
 
 def write_plots(results: BenchResults, folder: str | Path) -> list[Path]:
