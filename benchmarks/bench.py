@@ -170,13 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.output_md:
         rows = [(ev, f"{s:.1f}") for ev, s in per_eval.items()] + [("**whole suite (wall, incl. loading)**", f"**{wall:.1f}**"),
                                                                    ("**whole suite (process CPU time)**", f"**{cpu:.1f}**")]
+        import torch
+
         cores = os.cpu_count() or 2
+        threads = max(1, min(torch.get_num_threads(), cores))
         body = [
             f"The whole `saetool bench` suite on one SAE (`{args.sae}`, with its random floor) and `{args.acts}`, "
             f"`--num-tokens {args.num_tokens}{''.join(' -O ' + o for o in args.option)}`; "
             f"goal: under 10 minutes (600 s) for a 135M model on 2 CPU cores: {wall:.0f} s of wall time "
             f"({'meets it' if wall < 600 else 'misses it'}) and {cpu:.0f} s of process CPU time "
-            f"({cpu / cores:.0f} s if the process had all {cores} cores to itself: {'meets it' if cpu / cores < 600 else 'misses it'}). "
+            f"over {threads} compute thread{'s' if threads > 1 else ''} ({cpu / threads:.0f} s each: about the wall time with {threads} idle core{'s' if threads > 1 else ''}, "
+            f"{'meets it' if cpu / threads < 600 else 'misses it'}; spinning OpenMP threads inflate the CPU time when other processes hold the cores). "
             f"Load average (1 min) {load_start[0]:.1f} at the start and {load_end[0]:.1f} at the end on {cores} cores: "
             + ("other processes competed for the cores, so the wall time overstates the suite's own cost." if max(load_start[0], load_end[0]) > cores else "the machine was quiet enough for the wall time to stand."),
             "",
