@@ -133,6 +133,39 @@ def upward(edges: dict[str, set[str]]) -> list[str]:
     return sorted(bad)
 
 
+DEFERRED_MARKER = "# Deferred imports:"
+
+
+def deferred_problem(source: str) -> str | None:
+    """Why ``source`` breaks the rule for imports inside functions, or None.
+
+    Imports live at module level; a module that defers some (start-up time of
+    ``saetool --help``, an expensive optional library) says why in one comment
+    starting with :data:`DEFERRED_MARKER`, and a module without deferred imports
+    carries no such comment."""
+    tree = ast.parse(source)
+    deferred = [
+        inner.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for inner in ast.walk(node)
+        if isinstance(inner, (ast.Import, ast.ImportFrom))
+    ]
+    comments = [line for line in source.splitlines() if line.lstrip().startswith(DEFERRED_MARKER)]
+    if deferred and not comments:
+        return f"imports inside functions (line {min(deferred)}) without a '{DEFERRED_MARKER} <why>' comment: move them to the top or say why"
+    if len(comments) > 1:
+        return f"{len(comments)} '{DEFERRED_MARKER}' comments: one per module"
+    if comments and not deferred:
+        return f"a '{DEFERRED_MARKER}' comment but no import inside a function: remove the comment"
+    return None
+
+
+def test_deferred_imports_say_why():
+    problems = {name: why for name, path in modules().items() if (why := deferred_problem(path.read_text()))}
+    assert not problems, "\n".join(f"{name}: {why}" for name, why in sorted(problems.items()))
+
+
 def test_every_module_has_a_layer():
     missing = sorted({unit(m) for m in modules()} - set(RANK))
     assert not missing, f"put these in a layer of LAYERS (and docs/architecture.md): {missing}"
@@ -179,3 +212,18 @@ def test_imports_are_read_from_every_kind_of_statement(tmp_path):
     )
     known = {"saetool.sub.other", "saetool.errors", "saetool.console", "saetool.paths", "saetool.sub.m"}
     assert imports("saetool.sub.m", mod, known) == known - {"saetool.sub.m"}
+
+
+@pytest.mark.parametrize(
+    ("source", "ok"),
+    [
+        ("import os\n\ndef f():\n    return os.sep\n", True),
+        ("def f():\n    import torch\n", False),
+        ("# Deferred imports: torch is slow to load.\ndef f():\n    import torch\n", True),
+        ("# Deferred imports: none any more.\nimport os\n", False),
+        ("# Deferred imports: a.\n# Deferred imports: b.\ndef f():\n    import torch\n", False),
+        ("class C:\n    async def f(self):\n        from torch import nn\n", False),
+    ],
+)
+def test_deferred_rule(source, ok):
+    assert (deferred_problem(source) is None) is ok

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from saetool.errors import SaetoolError
+from saetool.plugins import host
 
 
 class ProbeDataset:
@@ -30,8 +31,6 @@ class BbcNewsTopics(ProbeDataset):
     description = "BBC News topic: business, entertainment, politics, sport, tech (2,225 articles)"
 
     def examples(self) -> Iterator[tuple[str, str]]:
-        from saetool.plugins import host
-
         source = host().get("corpus_sources", "bbc-news")
         for category in source.categories():
             for text in source.documents(category):
@@ -40,8 +39,6 @@ class BbcNewsTopics(ProbeDataset):
 
 def probe_datasets(names: list[str]) -> list[ProbeDataset]:
     """The registered datasets ``names`` (one-line error on an unknown one)."""
-    from saetool.plugins import host
-
     known = host().collect("probe_datasets")
     out = []
     for name in names:

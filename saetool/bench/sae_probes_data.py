@@ -19,6 +19,9 @@ from typing import Iterator
 from saetool.bench.probe_data import ProbeDataset
 from saetool.errors import SaetoolError
 
+# Deferred imports: pandas (about 1 s) only when a task's rows are read; registering the tasks (every `bench`
+# run) reads nothing.
+
 PACKAGE = "sae_probes"
 INSTALL = "pip install --no-deps sae-probes==0.4.2"
 
@@ -41,7 +44,7 @@ def read_task(stem: str, folder: Path | None = None) -> list[tuple[str, int]]:
     """``(prompt, 0 or 1)`` rows of ``<stem>.csv.zst`` in file order, each prompt once (targets mapped to
     0/1: 1 is ``1``, ``True`` or the later of two sorted string labels). A prompt repeated in the file
     is kept once, so a text cannot land in both train and test; one listed under both targets is dropped."""
-    import pandas as pd  # deferred: registering the tasks (every `bench` run) reads nothing
+    import pandas as pd
 
     path = (folder or data_folder()) / f"{stem}.csv.zst"
     if not path.is_file():
