@@ -132,35 +132,31 @@ def transfer(a, acts: Path, hook_next: str, num_tokens: int) -> dict:
     import torch
 
     from saetool.artifacts.activations import ActivationsFile
+    from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, row_norms
     from saetool.track.api import TrackConfig, live_features
+    from saetool.track.link import code_stats
 
     cfg = TrackConfig()
-    d = a.cfg.d_sae
-    m = {k: torch.zeros(d, dtype=torch.float64) for k in ("x", "y", "xx", "yy", "xy")}
-    fires = np.zeros(d)
-    err, tot = [0.0, 0.0], []
+    err = [0.0, 0.0]
     with ActivationsFile(acts) as f, torch.inference_mode():
         n = min(f.n_tokens, num_tokens)
         xs = [f.read(h, 0, n, dtype=torch.float32) for h in (a.cfg.hook, hook_next)]
-        norms = xs[0].norm(dim=1)
-        ordinary = norms <= 10 * norms.median()  # explained variance without the massive-activation rows, as evaluate reports it
+        norms = row_norms(xs[0])
+        ordinary = NormFilter.from_norms(norms.numpy(), DEFAULT_MAX_NORM_RATIO).keep(norms)  # as evaluate reports explained variance
         xs = [x[ordinary] for x in xs]
-        n = int(ordinary.sum())
-        for x in xs:
-            tot.append(float(((x - x.mean(0)) ** 2).sum()))
-        for start in range(0, n, cfg.chunk_rows):
-            fx = [a.encode(x[start : start + cfg.chunk_rows]) for x in xs]
-            for i, x in enumerate(xs):
-                err[i] += float(((x[start : start + cfg.chunk_rows] - a.decode(fx[i])) ** 2).sum())
-            u, v = fx[0].double(), fx[1].double()
-            for key, val in (("x", u), ("y", v), ("xx", u * u), ("yy", v * v), ("xy", u * v)):
-                m[key] += val.sum(0)
-            fires += (fx[0] > 0).sum(0).numpy()
-    live = live_features(fires, m["x"].numpy(), min_active=cfg.min_active, min_strength=cfg.min_strength)
-    mx, my = m["x"] / n, m["y"] / n
-    cov = m["xy"] / n - mx * my
-    den = ((m["xx"] / n - mx * mx).clamp(min=0) * (m["yy"] / n - my * my).clamp(min=0)).sqrt()
-    r = torch.where(den > 0, cov / den.clamp(min=1e-300), torch.zeros_like(den)).numpy()[live]
+        tot = [float(((x - x.mean(0)) ** 2).sum()) for x in xs]
+
+        def chunks():
+            for start in range(0, xs[0].shape[0], cfg.chunk_rows):
+                rows = [x[start : start + cfg.chunk_rows] for x in xs]
+                codes = [a.encode(x) for x in rows]
+                for i, (x, c) in enumerate(zip(rows, codes)):
+                    err[i] += float(((x - a.decode(c)) ** 2).sum())
+                yield codes
+
+        stats = code_stats(chunks(), [a.cfg.d_sae, a.cfg.d_sae])  # the same features at L and at L+1
+    live = live_features(stats.fires[0], stats.sums[0], min_active=cfg.min_active, min_strength=cfg.min_strength)
+    r = np.diag(stats.correlation(0))[live]
     return {"ev_own": 1 - err[0] / tot[0], "ev_next": 1 - err[1] / tot[1], "self_correlation_median": float(np.median(r)), "self_correlation_0.4": float((r >= 0.4).mean())}
 
 
