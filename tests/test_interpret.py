@@ -157,6 +157,32 @@ def test_logit_effects_against_the_model_weights(result, smollm2):
         np.testing.assert_allclose([v for _, v in r.logits_negative], (-bottom.values).numpy(), rtol=1e-4)
 
 
+def test_logit_effects_of_layernorm_and_rmsnorm_models_against_their_formulas():
+    """Through a LayerNorm (GPT-2's ln_f, with a bias) the decoder row is centred before the
+    scale, W_U (g * (d - mean d)) as TransformerLens's fold_ln has it; through an RMSNorm
+    (Llama's g, Gemma's 1 + w) it is only scaled. Rows with a large mean tell the two apart."""
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from saetool.interpret.logits import directions_to_logits
+
+    gen = torch.Generator().manual_seed(0)
+    d_model, vocab = 48, 300
+    W_U = torch.randn(vocab, d_model, generator=gen)
+    d = torch.randn(4, d_model, generator=gen) + torch.tensor([0.0, 0.4, 2.0, -3.0])[:, None]
+    layer_norm, llama, gemma = torch.nn.LayerNorm(d_model), LlamaRMSNorm(d_model), Gemma3RMSNorm(d_model)
+    with torch.no_grad():
+        for p in (layer_norm.weight, layer_norm.bias, llama.weight, gemma.weight):
+            p.copy_(torch.rand(d_model, generator=gen) * 2 - 0.5)
+    for norm, scaled in (
+        (layer_norm, (d - d.mean(-1, keepdim=True)) * layer_norm.weight.detach()),
+        (llama, d * llama.weight.detach()),
+        (gemma, d * (1 + gemma.weight.detach())),
+    ):
+        got = directions_to_logits(d, norm, W_U)
+        torch.testing.assert_close(got, scaled @ W_U.T, rtol=1e-4, atol=1e-4)
+
+
 def _sae_of(features_path):
     from saetool.interpret.store import FeaturesFile
 

@@ -1,13 +1,18 @@
 """Logit effects of SAE features: which tokens a feature's decoder direction promotes and suppresses.
 
 As on Neuronpedia and SAEDashboard pages: the decoder row ``d = W_dec[f]``
-is taken through the final norm's elementwise scale ``g`` and the
-unembedding, ``W_U (g * d)``, ignoring the norm's division by the residual's
-size (which scales every token alike) and the unembedding bias. The scale is
-read from the model's own final-norm module, not from its class: applied to
-``±d / rms(d)``, half the difference of the outputs is ``g * d / rms(d)``
-(any bias cancels; a LayerNorm also centres ``d``), which is multiplied back
-by ``rms(d)``. The values are the logit change per unit of activation.
+is taken through the final norm's linear part and the unembedding,
+``W_U (g * P d)``, where ``g`` is the norm's elementwise scale and ``P`` the
+identity for an RMSNorm or the centring of a LayerNorm (TransformerLens's
+``fold_ln`` convention), ignoring the norm's division by the residual's size
+(which scales every token alike) and its bias and the unembedding's. ``g * P``
+is read from the model's own final-norm module, not from its class: for an
+``x`` the norm does not rescale (``P x = x`` with unit rms), half the
+difference of the outputs at ``x`` and ``-x`` is ``g * P x`` (the biases
+cancel). Splitting ``d = c + mean(d) * 1`` with ``c`` centred (``P c = c``
+for both kinds), ``g * P d = rms(c) * half(c / rms(c)) + mean(d) * half(1)``,
+where ``half(1)`` is ``g`` for an RMSNorm and 0 for a LayerNorm. The values
+are the logit change per unit of activation.
 """
 
 from __future__ import annotations
@@ -41,13 +46,20 @@ def final_norm(model: Any) -> Any:
 
 
 def directions_to_logits(directions: "Any", norm: Any, unembedding: "Any") -> "Any":
-    """``W_U (g * d)`` for each row ``d`` of ``directions`` ``[F, d_model]`` -> ``[F, vocab]``."""
+    """``W_U (g * P d)`` for each row ``d`` of ``directions`` ``[F, d_model]`` -> ``[F, vocab]``."""
     with torch.no_grad():
         d = directions.to(unembedding.dtype)
-        rms = d.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
-        x = d / rms
-        scaled = (norm(x) - norm(-x)) / 2 * rms
+        mean = d.mean(-1, keepdim=True)
+        c = d - mean
+        rms = c.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
+        ones = torch.ones_like(d[:1])
+        scaled = _half_difference(norm, c / rms) * rms + mean * _half_difference(norm, ones)
         return scaled @ unembedding.T
+
+
+def _half_difference(norm: Any, x: "Any") -> "Any":
+    """``(norm(x) - norm(-x)) / 2``: the norm's linear part at ``x`` when it does not rescale ``x``."""
+    return (norm(x) - norm(-x)) / 2
 
 
 def logit_effects(sae: "SAE", features: Sequence[int], model_name: str | None, n: int, *, device: str = "cpu", block: int = 256, model: Any = None) -> dict[str, "np.ndarray"] | None:
