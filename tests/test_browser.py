@@ -17,7 +17,7 @@ from test_report import sample_records
 
 from saetool.errors import SaetoolError
 from saetool.interpret.browser import browser_data, embed_json, render_browser, write_browser
-from saetool.interpret.records import FeatureRecord, Label
+from saetool.interpret.records import Example, FeatureRecord, Label
 
 try:
     from playwright.sync_api import sync_playwright
@@ -276,3 +276,26 @@ def test_dead_unlabelled_and_overview(page):
     pg.click("#view h2")
     pg.keyboard.press("/")
     assert pg.evaluate("document.activeElement.id") == "search"
+
+
+@pytest.mark.slow  # drives Chromium
+@needs_browser
+def test_activating_token_is_one_box_at_any_width(browser, tmp_path):
+    """The marked token's leading space never ends a line apart from its word (an empty box
+    at the line's end, the word boxed again on the next line): one box at every width."""
+    words = (" the move which propelled it into the global top three of drinks firms and the changing world order" * 2).split(" ")[1:]
+    tokens = [" " + w for w in words]
+    hits = [i for i, t in enumerate(tokens) if t in (" global", " world", " order")]
+    record = FeatureRecord(index=1, density=0.01, max_activation=5.0, mean_activation=1.0, histogram_edges=[0.0, 5.0], histogram_counts=[3],
+                           top_examples=[Example(activation=5.0, token_ids=list(range(len(tokens))), tokens=tokens, position=i, values=[5.0 if j in hits else 0.0 for j in range(len(tokens))]) for i in hits])
+    url = write_browser([record], tmp_path / "wrap.html", title="wrap").as_uri() + "#feature-1"
+    context = browser.new_context(viewport={"width": 700, "height": 900})
+    pg = context.new_page()
+    pg.goto(url)
+    pg.wait_for_selector(".tok.hit")
+    boxes = []
+    for width in range(520, 1000, 6):  # every position of the line end over the window's tokens
+        pg.set_viewport_size({"width": width, "height": 900})
+        boxes.append(pg.eval_on_selector_all(".tok.hit", "els => els.map(e => e.getClientRects().length)"))
+    context.close()
+    assert len(boxes[0]) == len(hits) and all(n == 1 for row in boxes for n in row)
