@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from saetool.interpret.labelers import TokensLabeler
-from saetool.interpret.records import Example, FeatureRecord, LabelContext
+from saetool.interpret.records import Example, FeatureRecord, Label, LabelContext
 from saetool.interpret.scoring import FuzzingScorer, balanced_accuracy_ci, fuzz_marks, mean_ci
-from saetool.interpret.selection import band_edges, density_summary, select_features
+from saetool.interpret.selection import band_edges, density_summary, report_order, select_features
 
 TEXTS = [
     "India and Pakistan agreed to resume talks in Delhi next month.",
@@ -304,3 +304,24 @@ def test_selection_samples_across_density_bands_and_lists_dense_and_dead():
     assert select_features(all_dense, all_dense * 1.0, n_tokens, top=2, order="bands").tolist() == [3, 2]
     with pytest.raises(Exception, match="--order"):
         select_features(count, count, n_tokens, top=5, order="loudest")
+
+
+def test_each_order_selects_and_sorts_as_documented():
+    count = np.array([0, 50, 7, 900, 7, 3, 0, 90])
+    max_act = np.array([0.0, 2.0, 9.0, 1.0, 5.0, 9.0, 0.0, 4.0])
+    n_tokens = 1000  # feature 3 is dense (90%), 0 and 6 are dead
+
+    def pick(order, top=4, seed=0):
+        return select_features(count, max_act, n_tokens, top=top, order=order, dense_threshold=0.1, seed=seed).tolist()
+
+    assert pick("density") == [3, 7, 1, 2]  # dense ones included, ties by max activation
+    assert pick("max") == [2, 5, 4, 7]  # ties by id
+    assert pick("index") == [1, 2, 3, 4]  # live ones only
+    assert pick("random", top=6) == pick("random", top=6) and sorted(pick("random", top=6)) == [1, 2, 3, 4, 5, 7]
+    assert pick("random", top=6, seed=1) != pick("random", top=6)
+    assert pick("bands", top=None) == pick("score", top=None) == [7, 1, 2, 4, 5]  # no dense, no dead; densest first
+    scored = [FeatureRecord(index=i, density=0.1, max_activation=1.0, mean_activation=1.0) for i in (7, 1, 2, 4, 5)]
+    for r, score in zip(scored, (0.6, None, 0.9, 0.6, "unlabelled")):
+        r.label = None if score == "unlabelled" else Label(text=f"f{r.index}", labeler="tokens", score=score)
+    assert [r.index for r in report_order(scored, "score")] == [2, 4, 7, 1, 5]  # best first, ties by id, unscored last
+    assert [r.index for r in report_order(scored, "bands")] == [7, 1, 2, 4, 5]

@@ -118,7 +118,7 @@ def interpret(
         result = run(config, acts_path, sae_path, output, overwrite=overwrite, resume=resume)
     model_name, hook, summary = _model_of(result.path)
     meta = {"sae": str(sae_path), "activations": str(acts_path), "model": model_name, "hook": hook, "d_sae": result.d_sae, "n_tokens": result.n_tokens, "dead": result.dead, "labeler": result.labeler, "features": str(result.path)}
-    records = ordered(result.records, order)
+    records = result.records
     print_summary(records, result.d_sae, result.dead, show, summary)
     written = _write_views(records, report, html, meta, summary, json_dir, result.path)
     log_line(f"[green]wrote[/green] {result.path}: {len(result.records)} features of {result.d_sae} ({result.dead} dead) over {result.n_tokens} tokens" + "".join(f"; {w}" for w in written))
@@ -198,21 +198,15 @@ def _model_of(path: Path) -> tuple[Optional[str], str, Any]:
         return ff.model, ff.hook, ff.summary()
 
 
-def ordered(records: list, order: str) -> list:
-    """``--order score``: best detection score first (unscored last); otherwise as selected."""
-    if order != "score":
-        return list(records)
-    return sorted(records, key=lambda r: (r.label is None or r.label.score is None, -(r.label.score or 0) if r.label else 0, r.index))
-
-
 def _rerender(path: Path, sae_path: Optional[str], report: Optional[Path], html: Optional[Path], show: int, json_dir: Optional[Path] = None) -> None:
     from saetool.artifacts.manifest import emit_manifest
+    from saetool.interpret.selection import report_order
     from saetool.interpret.store import FeaturesFile
 
     with FeaturesFile(path) as ff:
         if sae_path is not None:
             ff.check_sae(sae_path)
-        records = ordered(ff.records(), str(ff.settings.get("order", "bands")))
+        records = report_order(ff.records(), str(ff.settings.get("order", "bands")))
         summary = ff.summary()
         stats = ff.stats()
         dead = int((stats["count"] == 0).sum())

@@ -33,7 +33,7 @@ from saetool.interpret.collect import CollectSettings, FeatureCollector
 from saetool.interpret.logits import logit_effects
 from saetool.interpret.records import FeatureRecord, Label, LabelContext
 from saetool.interpret.scoring import parse_scorers
-from saetool.interpret.selection import check_order, density_summary, select_features
+from saetool.interpret.selection import check_order, density_summary, report_order, select_features
 from saetool.interpret.store import KIND, ExampleArrays, records_from_h5, write_features, write_labels
 from saetool.models.registry import tokenizer_or_none
 from saetool.plugins import host
@@ -210,7 +210,7 @@ def interpret(
             if CHECKPOINT in fh:
                 del fh[CHECKPOINT]
         dead = int((all_stats.count == 0).sum())
-        return InterpretResult(path=out, records=records, d_sae=d_sae, n_tokens=acts.n_tokens, dead=dead, labeler=used)
+        return InterpretResult(path=out, records=report_order(records, config.order), d_sae=d_sae, n_tokens=acts.n_tokens, dead=dead, labeler=used)
 
 
 def check_labeler(name: str, options: dict[str, str]) -> None:

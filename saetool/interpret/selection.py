@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from saetool.errors import SaetoolError
+from saetool.interpret.records import FeatureRecord
 
 ORDERS = ("bands", "density", "max", "score", "index", "random")
 #: A feature active on more than this fraction of tokens is dense (listed apart from the sample).
@@ -65,6 +66,19 @@ def select_features(count: "np.ndarray", max_act: "np.ndarray", n_tokens: int, *
         live = ranked[count[ranked] > 0]
         ranked = (live if len(live) else ranked)[:top]
     return ranked
+
+
+def report_order(records: Sequence[FeatureRecord], order: str) -> list[FeatureRecord]:
+    """``records`` in report order: for ``score``, best label score first (unscored and unlabelled
+    last, ties by id); for any other order, as selected."""
+    if check_order(order) != "score":
+        return list(records)
+
+    def key(r: FeatureRecord) -> tuple[bool, float, int]:
+        score = r.label.score if r.label is not None else None
+        return score is None, -(score or 0.0), r.index
+
+    return sorted(records, key=key)
 
 
 def band_edges(n_tokens: int, dense_threshold: float) -> list[float]:
