@@ -54,6 +54,15 @@ def _link(name: str, target: str) -> Callable[[Path], None]:
     return lambda d: (d / name).symlink_to(target)
 
 
+def _file(name: str) -> Callable[[Path], None]:
+    """A file ``name`` (its folder made) planted in the folder beforehand."""
+    def make(d: Path) -> None:
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text("{}")
+
+    return make
+
+
 def _plugin(body: str) -> Callable[[Path], None]:
     """An installed third-party plugin named ``bad`` (a dist-info entry point) in ``d/site``."""
 
@@ -173,6 +182,7 @@ CASES: list[Case] = [
     Case("report-is-input", "a --report path that is the input activations", "interpret acts.h5 --sae sae.h5 --report acts.h5 --overwrite", ("--report acts.h5 is also an input",)),
     Case("html-is-output", "--html and -o naming the same file", "interpret acts.h5 --sae sae.h5 --html f.h5 -o f.h5", ("name the same file",)),
     Case("report-exists", "a --report file that exists (without --overwrite)", "interpret acts.h5 --sae sae.h5 --report p.txt", ("already exists", "--report")),
+    Case("json-dir-exists", "a --json-dir whose interpretations file exists (without --overwrite)", "interpret acts.h5 --sae sae.h5 --json-dir jdir", ("jdir/layer_1_interpretations.json already exists", "--json-dir"), setup=_file("jdir/layer_1_interpretations.json")),
     Case("export-holds-input", "an export folder that holds the input SAE (with --overwrite)", "export sae.h5 -o . --overwrite", ("holds the input",)),
     Case("resume-nothing", "--resume with nothing to resume", "train acts.h5 --resume -o out.h5", ("nothing to resume",)),
     # usage

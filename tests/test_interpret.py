@@ -435,3 +435,21 @@ def test_json_dir_writes_seed_002_interpretations(result, tmp_path):
     assert feat["common_tokens"] == [[t, c] for t, c in r.top_tokens]
     (tmp_path / "file").write_text("x")
     assert_clean_error(run_cli("interpret", str(result.path), "--json-dir", str(tmp_path / "file")), "is not a folder")
+
+
+def test_json_dir_never_replaces_an_input_or_an_existing_file(tiny_result, tmp_path):
+    """--json-dir's file is an output like -o and --report: checked before anything is written (issue 16, class 4)."""
+    jdir = tmp_path / "j"
+    jdir.mkdir()
+    target = jdir / "layer_1_interpretations.json"
+    target.write_text("precious")
+    proc = run_cli("interpret", str(tiny_result.path), "--json-dir", str(jdir), "--report", str(tmp_path / "r.md"), "--show", "0")
+    assert assert_clean_error(proc, "already exists") == f"error: output {target} already exists; pass --overwrite to replace it, or choose another --json-dir"
+    assert target.read_text() == "precious" and not (tmp_path / "r.md").exists()
+    target.write_bytes(tiny_result.path.read_bytes())  # the features artifact itself, named as --json-dir would name its file
+    proc = run_cli("interpret", str(target), "--json-dir", str(jdir), "--overwrite", "--show", "0")
+    assert_clean_error(proc, f"--json-dir {target} is also an input")
+    assert target.read_bytes() == tiny_result.path.read_bytes()
+    proc = run_cli("interpret", str(tiny_result.path), "--json-dir", str(jdir), "--overwrite", "--show", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(target.read_text())["hook"] == "blocks.1.hook_resid_post"

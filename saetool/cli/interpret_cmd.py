@@ -81,9 +81,10 @@ def interpret(
     from saetool.interpret.api import default_output
 
     main_out = None if kind == "features" else (output or (default_output(sae_path) if sae_path else None))
-    check_outputs({"--output": main_out, "--report": report, "--html": html}, [acts_path, sae_path], overwrite=overwrite)
+    json_out = _json_output(json_dir, _known_hook(kind, acts_path, sae_path))
+    check_outputs({"--output": main_out, "--report": report, "--html": html, "--json-dir": json_out}, [acts_path, sae_path], overwrite=overwrite)
     if kind == "features":
-        _rerender(acts_path, sae_path, report, html, show, json_dir)
+        _rerender(acts_path, sae_path, report, html, show, json_dir, overwrite=overwrite)
         return
     if sae_path is None:
         raise SaetoolError("no SAE given", hint="pass --sae SAE, or pipe saetool train into interpret")
@@ -120,7 +121,7 @@ def interpret(
     meta = {"sae": str(sae_path), "activations": str(acts_path), "model": model_name, "hook": hook, "d_sae": result.d_sae, "n_tokens": result.n_tokens, "dead": result.dead, "labeler": result.labeler, "features": str(result.path)}
     records = result.records
     print_summary(records, result.d_sae, result.dead, show, summary)
-    written = _write_views(records, report, html, meta, summary, json_dir, result.path)
+    written = _write_views(records, report, html, meta, summary, json_dir, result.path, inputs=(acts_path, sae_path), overwrite=overwrite)
     log_line(f"[green]wrote[/green] {result.path}: {len(result.records)} features of {result.d_sae} ({result.dead} dead) over {result.n_tokens} tokens" + "".join(f"; {w}" for w in written))
     emit_manifest(result.path, "features", d_sae=result.d_sae, n_features=len(result.records), dead=result.dead, labeler=result.labeler, scores=_score_means(records), report=str(report) if report else None, html=str(html) if html else None)
 
@@ -198,7 +199,7 @@ def _model_of(path: Path) -> tuple[Optional[str], str, Any]:
         return ff.model, ff.hook, ff.summary()
 
 
-def _rerender(path: Path, sae_path: Optional[str], report: Optional[Path], html: Optional[Path], show: int, json_dir: Optional[Path] = None) -> None:
+def _rerender(path: Path, sae_path: Optional[str], report: Optional[Path], html: Optional[Path], show: int, json_dir: Optional[Path] = None, *, overwrite: bool = False) -> None:
     from saetool.artifacts.manifest import emit_manifest
     from saetool.interpret.selection import report_order
     from saetool.interpret.store import FeaturesFile
@@ -213,12 +214,43 @@ def _rerender(path: Path, sae_path: Optional[str], report: Optional[Path], html:
         meta = {"sae": (ff.provenance.get("parents") or [{}])[-1].get("path"), "model": ff.model, "hook": ff.hook, "d_sae": ff.d_sae, "n_tokens": ff.n_tokens, "dead": dead, "labeler": ff.labeler, "features": str(path)}
         d_sae = ff.d_sae
     print_summary(records, d_sae, dead, show, summary)
-    written = _write_views(records, report, html, meta, summary, json_dir, path)
+    written = _write_views(records, report, html, meta, summary, json_dir, path, inputs=(path, sae_path), overwrite=overwrite)
     log_line(f"{path}: {len(records)} features" + "".join(f"; {w}" for w in written))
     emit_manifest(path, "features", d_sae=d_sae, n_features=len(records), dead=dead, report=str(report) if report else None, html=str(html) if html else None)
 
 
-def _write_views(records: list, report: Optional[Path], html: Optional[Path], meta: dict[str, Any], summary: Any = None, json_dir: Optional[Path] = None, features_path: Optional[Path] = None) -> list[str]:
+def _json_output(json_dir: Optional[Path], hook: Optional[str]) -> Optional[Path]:
+    """The file ``--json-dir`` writes for an SAE at ``hook`` (None when either is unknown)."""
+    from saetool.interpret.seed_json import interpretations_path
+
+    return interpretations_path(json_dir, hook) if json_dir is not None and hook else None
+
+
+def _known_hook(kind: str, acts_path: Optional[Path], sae_path: Optional[str]) -> Optional[str]:
+    """The SAE's hook, when a features or ``sae`` artifact says it without loading anything (else None:
+    ``--json-dir``'s file is then checked once the features are known, still before anything is written)."""
+    import json
+
+    import h5py
+
+    path = acts_path if kind == "features" else sae_path
+    try:
+        if path is None or not Path(path).is_file() or not h5py.is_hdf5(path):
+            return None
+        with h5py.File(path, "r") as fh:
+            hook = fh.attrs["hook"] if kind == "features" else json.loads(fh.attrs["config"]).get("hook")
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):  # a folder, a pretrained name, a malformed file (refused when opened)
+        return None
+    hook = hook.decode() if isinstance(hook, bytes) else hook
+    return hook if isinstance(hook, str) else None
+
+
+def _write_views(records: list, report: Optional[Path], html: Optional[Path], meta: dict[str, Any], summary: Any = None, json_dir: Optional[Path] = None,
+                 features_path: Optional[Path] = None, *, inputs: tuple = (), overwrite: bool = False) -> list[str]:
+    from saetool.artifacts.outputs import check_outputs
+
+    json_out = _json_output(json_dir, meta.get("hook")) if features_path is not None else None
+    check_outputs({"--report": report, "--html": html, "--json-dir": json_out}, [*inputs, features_path], overwrite=overwrite)  # before any is written
     written = []
     title = f"saetool features: {Path(str(meta.get('sae') or 'SAE')).name}"
     if report is not None:

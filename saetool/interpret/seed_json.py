@@ -64,13 +64,19 @@ def interpretations(features_path: str | Path) -> tuple[str, dict[str, Any]]:
     return layer, data
 
 
+def interpretations_path(out_dir: str | Path, hook: str) -> Path:
+    """Where ``--json-dir OUT_DIR`` puts the file for an SAE at ``hook``."""
+    return Path(out_dir) / f"layer_{layer_of(hook)}_interpretations.json"
+
+
 def write_interpretations_json(features_path: str | Path, out_dir: str | Path) -> Path:
-    """Write ``out_dir/layer_{L}_interpretations.json`` (atomically); returns its path."""
+    """Write ``out_dir/layer_{L}_interpretations.json`` (atomically); returns its path.
+    The caller checks the path first (:func:`saetool.artifacts.outputs.check_outputs`)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SaetoolError(f"{out_dir} is not a folder", hint="give --json-dir a folder")
-    layer, data = interpretations(features_path)
-    return write_text_atomic(out_dir / f"layer_{layer}_interpretations.json", json.dumps(data, indent=1, default=_null))
+    _, data = interpretations(features_path)
+    return write_text_atomic(interpretations_path(out_dir, data["hook"]), json.dumps(data, indent=1, default=_null))
 
 
 def _null(value: Any) -> Any:
