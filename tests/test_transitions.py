@@ -297,14 +297,14 @@ def test_cli_generated_texts_prefer_the_bridge_and_join_cleanly(tiny, tiny_gpt2_
 
     from saetool.analysis.transitions import read_transitions
 
-    bases = ["I tried hard but failed and", "It rained all day but"]
+    bases = ["I tried hard but failed and", "It rained all day but", "However hard I tried, it failed and"]  # the last: the bridge's word before it
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(bases) + "\n")
     out = tmp_path / "t.h5"
     proc = run_cli("transitions", "--sae", str(tiny["sae"]), "--prompts", str(prompts), "--bridge", " However,", "--max-new-tokens", "5", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     data = read_transitions(out)
-    assert data["token"] == [" However", " However"]
+    assert data["token"] == [" However"] * 3
     # independent: greedy continuation with plain transformers, decoded without stripping
     tok = AutoTokenizer.from_pretrained(str(tiny_gpt2_dir))
     lm = AutoModelForCausalLM.from_pretrained(str(tiny_gpt2_dir))
@@ -316,4 +316,6 @@ def test_cli_generated_texts_prefer_the_bridge_and_join_cleanly(tiny, tiny_gpt2_
         head = base + (first[: ends[-1] + 1] if ends else first.rstrip().rstrip(",;:-–— "))
         assert text.startswith(head), (text, head)
         assert re.match(r"^[.!?]?\"? However,", text[len(head):]), text
+    for text, position in zip(data["texts"], data["position"]):  # the bridge's own token: [BOS] + the tokens before it
+        assert position == 1 + len(tok(text[: text.index(" However,")])["input_ids"]), (text, position)
     assert read_transitions(out)["settings"]["labeler_options"] == {"prefer": "however"}

@@ -6,7 +6,9 @@
 2. **Labels.** A position labeler (``register_position_labelers`` hook; built-ins in :mod:`saetool.analysis.transitions_labelers`)
    names the transition token of each text, as an index into the model
    tokenizer's tokens (``[BOS] + tokens``); ``offset`` shifts it (-1: the token
-   before). Texts without one are skipped.
+   before). Texts without one are skipped. In generated texts the labeler
+   reads from the bridge on (the turn is there by construction), so a
+   transition word in the base prompt or the first continuation never wins.
 3. **Features.** The activation at the SAE's hook at each labeled token goes
    through the SAE: reconstruction quality there (MSE, explained variance,
    cosine, L0; and the same over every token of the texts, for comparison) and
@@ -116,10 +118,11 @@ def get_position_labeler(name: str) -> Any:
     return regs[name].obj
 
 
-def generate_texts(model: "HookedModel", prompts: Sequence[str], config: TransitionsConfig) -> list[str]:
-    """Negative-to-positive texts: prompt + continuation (cut after its last whole
-    sentence; ended with a full stop when it has none, so the bridge starts a
-    sentence) + bridge + continuation (raw text, no chat template).
+def generate_texts(model: "HookedModel", prompts: Sequence[str], config: TransitionsConfig) -> tuple[list[str], list[int] | None]:
+    """``(texts, where each text's bridge starts)``: negative-to-positive texts, prompt +
+    continuation (cut after its last whole sentence; ended with a full stop when it
+    has none, so the bridge starts a sentence) + bridge + continuation (raw text, no
+    chat template); the bridge offsets (characters) are ``None`` without a bridge.
 
     Continuations are joined exactly as generated (their own leading space, if
     any), so a continuation "'m sad" gives "I'm sad", never "I 'm sad"."""
@@ -127,10 +130,24 @@ def generate_texts(model: "HookedModel", prompts: Sequence[str], config: Transit
                                   do_sample=config.do_sample, temperature=config.temperature, seed=config.seed)
     first = generate_completions(model, prompts, chat=False, settings=settings, strip=False)
     if not config.bridge:
-        return [(p + c).rstrip() for p, c in zip(prompts, first)]
+        return [(p + c).rstrip() for p, c in zip(prompts, first)], None
     stems = [end_sentence(p + _whole_sentences(c)) + config.bridge for p, c in zip(prompts, first)]
     second = generate_completions(model, stems, chat=False, settings=settings, seed=config.seed + 10_007, strip=False)
-    return [(s + c).rstrip() for s, c in zip(stems, second)]
+    return [(s + c).rstrip() for s, c in zip(stems, second)], [len(s) - len(config.bridge) for s in stems]
+
+
+def bridge_starts(tokenizer: Any, texts: Sequence[str], offsets: Sequence[int], rows: Sequence[Sequence[int]], context_size: int) -> list[int]:
+    """Per row, the index of the token where the bridge starts: the number of tokens
+    it shares with the text before the bridge (so a merge across the boundary
+    starts the search one token early, never late)."""
+    heads = rows_from_texts(tokenizer, [t[:o] for t, o in zip(texts, offsets)], context_size)
+    starts = []
+    for row, head in zip(rows, heads):
+        n = 0
+        while n < min(len(row), len(head)) and int(row[n]) == int(head[n]):
+            n += 1
+        starts.append(n)
+    return starts
 
 
 def _whole_sentences(text: str) -> str:
@@ -147,19 +164,22 @@ def end_sentence(text: str) -> str:
     return text.rstrip(",;:-–— ") + "."
 
 
-def label_positions(labeler: Any, texts: Sequence[str], rows: Sequence[Sequence[int]], tokenizer: Any, options: Mapping[str, str], offset: int) -> list[int | None]:
+def label_positions(labeler: Any, texts: Sequence[str], rows: Sequence[Sequence[int]], tokenizer: Any, options: Mapping[str, str], offset: int,
+                    starts: Sequence[int] | None = None) -> list[int | None]:
     """The labeler's positions shifted by ``offset``; ``None`` where there is none or it
-    falls off the text or on a special token."""
-    found = labeler.locate(list(texts), [list(r) for r in rows], tokenizer, dict(options))
+    falls off the text or on a special token. With ``starts`` the labeler sees each
+    row from that token on (the bridge of a generated text)."""
+    starts = list(starts) if starts is not None else [0] * len(rows)
+    found = labeler.locate(list(texts), [list(r[s:]) for r, s in zip(rows, starts)], tokenizer, dict(options))
     if len(found) != len(texts):
         raise SaetoolError(f"labeler {getattr(labeler, 'name', '?')!r} returned {len(found)} positions for {len(texts)} texts")
     special = special_ids(tokenizer)
     out: list[int | None] = []
-    for pos, row in zip(found, rows):
+    for pos, row, start in zip(found, rows, starts):
         if pos is None:
             out.append(None)
             continue
-        p = int(pos) + offset
+        p = int(pos) + start + offset
         out.append(p if 0 <= p < len(row) and int(row[p]) not in special else None)
     return out
 
@@ -372,14 +392,16 @@ def run_transitions(
         sae = sae.to(model.device)
 
     start = time.perf_counter()
+    offsets = None
     if prompts_file is not None:
         log(f"[dim]generating {len(inputs)} transition text(s) with {model.model_id}...[/dim]")
-        texts = generate_texts(model, inputs, config)
+        texts, offsets = generate_texts(model, inputs, config)
     else:
         texts = inputs
     rows = rows_from_texts(model.tokenizer, texts, config.context_size)
     check_rows(rows, model.tokenizer, source=str(source))
-    positions = label_positions(labeler, texts, rows, model.tokenizer, config.labeler_options, config.offset)
+    starts = bridge_starts(model.tokenizer, texts, offsets, rows, config.context_size) if offsets is not None else None
+    positions = label_positions(labeler, texts, rows, model.tokenizer, config.labeler_options, config.offset, starts)
     n_found = sum(p is not None for p in positions)
     if n_found == 0:
         raise SaetoolError(

@@ -125,7 +125,8 @@ def _prefer(options: Mapping[str, str]) -> list[str]:
 class TransitionWords(PositionLabeler):
     """The first transition word on the model's tokens, preferred words first:
     ``prefer`` (default "however"; ``transitions --prompts`` uses the bridge's
-    word) wins wherever it is, so a "but" inside the negative part does not."""
+    word, and reads generated texts from the bridge on) wins wherever it is, so a
+    "but" inside the negative part does not."""
 
     name = "transition-words"
     description = "The first transition word (however first, then but, yet, fortunately, ...) matched on the model tokenizer's tokens"

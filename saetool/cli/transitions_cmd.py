@@ -24,7 +24,7 @@ def transitions(
     labeler_option: Optional[List[str]] = typer.Option(None, "--labeler-option", help="KEY=VALUE for the labeler (repeatable), e.g. words=but,however, prefer=however (looked for first; default: the bridge word) or occurrence=last."),
     offset: int = typer.Option(0, "--offset", help="Read the token this far from the labeled one (-1: the token before it)."),
     top: int = typer.Option(20, "--top", help="Common features to report."),
-    bridge: str = typer.Option(" However,", "--bridge", help="Text appended after the first continuation when generating (empty: one continuation)."),
+    bridge: str = typer.Option(" However,", "--bridge", help="Text appended after the first continuation when generating (empty: one continuation); the labeler reads each text from it on."),
     max_new_tokens: int = typer.Option(24, "--max-new-tokens", "-t", help="Tokens per continuation when generating."),
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (with --seed) instead of greedy decoding."),
     temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature."),
