@@ -160,9 +160,13 @@ def test_stored_samples_are_the_final_sae_activations_and_round_trip_through_fea
         rec = json.loads(proc.stdout)
         valid = ~np.isnan(a["values"][0])
         assert [e["activation"] for e in rec["top_examples"]] == pytest.approx(a["values"][0][valid].tolist(), rel=1e-6)
+    n_stored = int((~np.isnan(a["values"][0])).sum())
+    note = f"the histogram and std over the {n_stored} stored top samples"  # not the feature's whole distribution
+    proc = run_cli("features", "report", str(out), "--feature", str(first))
+    assert proc.returncode == 0 and note in proc.stderr and "sample values from the final SAE" in proc.stderr
     png = tmp_path / "dist.png"
     proc = run_cli("features", "distribution", str(out), str(first), "--png", str(png))
-    assert proc.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert proc.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and note in proc.stderr
     proc = run_cli("features", "compare", str(out), str(first), str(int(a["feature_idx"][1])), "--json")
     W = result.sae.W_dec.detach().float()
     want = float(torch.nn.functional.cosine_similarity(W[first], W[int(a["feature_idx"][1])], dim=0))

@@ -60,6 +60,13 @@ def _open(path: Path, sae: Optional[str]) -> Any:
     return ff
 
 
+def _note(ff: Any, record: Any) -> Optional[str]:
+    """A samples source's note on where a record's numbers come from (``None`` for a features artifact)."""
+    from saetool.interpret.samples_view import SamplesSource
+
+    return ff.note(record) if isinstance(ff, SamplesSource) else None
+
+
 def _directions(ff: Any, features: list, sae: Optional[str]) -> Any:
     from saetool.interpret.samples_view import SamplesSource
 
@@ -82,13 +89,14 @@ def report(
     """
     with _open(features, sae) as ff:
         (record,) = ff.records([feature])
+        note = _note(ff, record)
     record.top_examples = record.top_examples[:examples]
     if as_json:
         _emit(record.to_json())
         return
     from saetool.interpret.report import feature_report_text
 
-    _say(feature_report_text(record, examples=examples))
+    _say(feature_report_text(record, examples=examples, note=note))
 
 
 @app.command("compare")
@@ -182,6 +190,7 @@ def distribution(
         stats = ff.stats()
         n_tokens = ff.n_tokens
         from_samples = isinstance(ff, SamplesSource)
+        note = _note(ff, record)
     data = {
         "feature": feature,
         "n_tokens": n_tokens,
@@ -205,6 +214,8 @@ def distribution(
     lines = [
         f"feature {feature}: active on {data['count']} of {n_tokens} tokens (density {data['density']:.4f}); max {data['max']:.4g}, mean {data['mean']:.4g}, std {data['std']:.4g}",
     ]
+    if note:
+        lines.append(f"  {note}")
     if data["count"] == 0:
         lines.append("  dead: never active")
     if png is not None:

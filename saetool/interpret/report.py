@@ -315,13 +315,16 @@ def write_report(
 
 
 # -- terminal text ------------------------------------------------------------------------------------
-def feature_report_text(record: FeatureRecord, *, examples: int | None = None, tokens: int = 10) -> str:
+def feature_report_text(record: FeatureRecord, *, examples: int | None = None, tokens: int = 10, note: str | None = None) -> str:
     """A plain-text report of one feature for the terminal (seed 004's ``print_feature_report``);
-    ``examples`` caps the top and held-out examples shown (default: all the record holds)."""
+    ``examples`` caps the top and held-out examples shown (default: all the record holds);
+    ``note`` says where the statistics come from, under the label."""
     r = record
     out = [RULE, f"FEATURE {r.index}" + (" (dead)" if r.dead else ""), RULE, ""]
     label = _label_line(r)
     out.append(f"Label: {visible(label[0])}" + (f" ({visible(label[1])})" if label[1] else "") if label else "Label: none")
+    if note:
+        out.append(f"Note: {note}")
     out += [
         "",
         "Statistics:",

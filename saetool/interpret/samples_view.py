@@ -151,6 +151,14 @@ class SamplesSource:
             out["std"][r.index] = float(np.std(vals)) if vals else np.nan
         return out
 
+    def note(self, record: FeatureRecord) -> str:
+        """Where a record's numbers come from (the terminal views print it with them)."""
+        return (
+            f"from samples collected during training: density and mean over the {self.n_tokens} tokens of the collection steps; "
+            f"the histogram and std over the {len(record.top_examples)} stored top samples; "
+            f"sample values from the {self.summary.get('values_from') or 'collection steps'}"
+        )
+
     def check_sae(self, sae_path: str | Path) -> None:
         return None
 
