@@ -305,6 +305,8 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     picked = summary[(summary["split"] == "harm_test") & (summary["alpha"] == 4)].sort_values("is_refusal_mean", ascending=False)
     assert list(picked[["layer", "is_refusal_mean", "is_helpful_mean"]].columns) == ["layer", "is_refusal_mean", "is_helpful_mean"]
     assert summary["layer"].dtype.kind == "i" and (summary["is_refusal_mean"] == summary["refusal_rate"]).all()
+    seed_names = [c for c in summary if c.startswith("is_") and c.endswith("_mean")]  # the seed's is_*_mean are rates of 0/1 flags
+    assert seed_names == ["is_refusal_mean", "is_helpful_mean"] and all(summary[c].dropna().between(0, 1).all() for c in seed_names)
     layers = pd.read_csv(runs / "level2" / "completions.csv", dtype=str, keep_default_na=False)["layer"]
     assert set(layers) == {"", "0", "1"}  # baselines have none; never "1.0"
     # level 3 names the layer by reference

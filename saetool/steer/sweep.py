@@ -64,9 +64,9 @@ if TYPE_CHECKING:
 # when cells run, pandas and the statistics (scipy) when the summary is built.
 
 SUMMARY = "summary.csv"
-#: summary.csv repeats these columns under seed 001's names, so its pandas snippets run unchanged.
-SEED_COLUMNS = {"intervention": "intervention_type", "refusal_rate": "is_refusal_mean", "helpfulness_rate": "is_helpful_mean",
-                "coherence_mean": "is_coherent_mean"}
+#: summary.csv repeats these columns under seed 001's names, so its pandas snippets run unchanged. The seed's
+#: ``is_*_mean`` columns are rates of 0/1 flags; coherence here is a loss in nats, so it gets no such name.
+SEED_COLUMNS = {"intervention": "intervention_type", "refusal_rate": "is_refusal_mean", "helpfulness_rate": "is_helpful_mean"}
 COMPLETIONS_CSV = "completions.csv"
 RUN_JSON = "run.json"
 
