@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 import socket
 import threading
@@ -19,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from saetool.errors import SaetoolError
-from saetool.interpret.labelers import LLMLabeler, TokensLabeler, clean_explanation, show_token, snippet, token_patterns
+from saetool.interpret.labelers import LLMLabeler, TokensLabeler, clean_explanation, mark_token, marked_window, show_token, snippet, token_patterns
 from saetool.models.chat import DEFAULT_KEY_ENV, EndpointChatLM, LocalChatLM, chat_lm, parse_yes_no, safe_url
 from saetool.interpret.records import Example, FeatureRecord, LabelContext
 from saetool.interpret.scoring import auroc, balanced_accuracy, detection_score
@@ -232,6 +233,11 @@ def test_snippet_marks_the_activating_token(tokenizer):
     (ex,) = windows(tokenizer, ["Shares gained 12 percent on Monday."], lambda t, i: t[i] == " percent")
     assert snippet(ex, before=4, after=2, mark=True) == "gained 12 <<percent>> on Monday"  # digits are single tokens
     assert snippet(ex, before=4, after=2, mark=False) == "gained 12 percent on Monday"
+    # a whitespace-only token (SmolLM2 splits " 2004" into " " and digits) is named, never an empty <<>>
+    (year,) = windows(tokenizer, ["Profits rose in 2004."], lambda t, i: t[i] == " ")
+    assert snippet(year, before=2, after=2, mark=True) == "rose in <<[space]>>20"
+    assert marked_window(year, [year.position, year.position + 1]) == "Profits rose in <<[space]>><<2>>004."
+    assert mark_token("\n") == "\n<<[newline]>>" and mark_token(" cat") == " <<cat>>"
 
 
 def test_clean_explanation_and_yes_no():
@@ -322,6 +328,9 @@ class ChatHandler(BaseHTTPRequestHandler):
         user = body["messages"][-1]["content"]
         if user.startswith("Snippets:"):
             answer = "Answer: numbers and amounts."
+        elif "Do all the tokens marked" in user:  # fuzzing: are the marked tokens numbers?
+            marked = re.findall(r"<<(.*?)>>", user.split("Snippet: ", 1)[1].split("\n")[0])
+            answer = "Yes." if marked and all(m.strip().isdigit() for m in marked) else "No."
         elif "Snippet: " in user:
             text = user.split("Snippet: ", 1)[1].split("\n")[0]
             answer = "Yes." if any(ch.isdigit() for ch in text) else "No."
@@ -367,6 +376,28 @@ def test_llm_labeler_with_an_endpoint(endpoint, tokenizer, capsys):
     out = capsys.readouterr()
     for text in (repr(label), json.dumps(asdict(label)), out.out, out.err, repr(chat_lm(options)), repr(vars(chat_lm(options)))):
         assert endpoint["key"] not in text
+
+
+def test_llm_fuzzing_through_an_endpoint_asks_about_the_marked_tokens(endpoint, tokenizer):
+    """Windows with per-token values (as interpret makes them) are also scored by fuzzing: each
+    held-out window once with its activating tokens marked and once with as many others."""
+    feature = digit_feature(tokenizer)
+    for ex in feature.top_examples + feature.held_out:
+        ex.values = [1.0 if t.strip().isdigit() else 0.0 for t in ex.tokens]
+    options = {"url": endpoint["url"] + "/v1", "model": "test-model", "n_examples": "4"}
+    (label,) = LLMLabeler().label([feature], LabelContext(options=options))
+    fuzz = label.details["fuzzing"]
+    assert (fuzz["n_positive"], fuzz["n_negative"], fuzz["score"], fuzz["chance"]) == (4, 4, 1.0, 0.5)
+    assert fuzz["ci95"][0] > 0.5 and label.details["detection"]["score"] == 1.0
+    asked = [r["body"]["messages"][-1]["content"] for r in endpoint["handler"].requests if "Do all the tokens marked" in r["body"]["messages"][-1]["content"]]
+    asked = [q.split("Snippet: ", 1)[1].split("\n")[0] for q in asked]
+    assert len(asked) == 8
+    right, wrong = asked[:4], asked[4:]
+    for ex, r, w in zip(feature.held_out, right, wrong):
+        digits = sum(t.strip().isdigit() for t in ex.tokens)
+        assert r.count("<<") == w.count("<<") == digits  # as many marks either way
+        assert all(m.strip().isdigit() for m in re.findall(r"<<(.*?)>>", r))
+        assert not any(m.strip().isdigit() for m in re.findall(r"<<(.*?)>>", w)) and "<<>>" not in w  # a lone space is named
 
 
 def test_endpoint_errors_are_one_line_and_never_show_the_key(endpoint, monkeypatch):

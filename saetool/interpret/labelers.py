@@ -402,9 +402,18 @@ def snippet(example: Example, *, before: int, after: int, mark: bool) -> str:
     token = example.tokens[pos]
     right = "".join(example.tokens[pos + 1 : pos + 1 + after])
     if mark:
-        stripped = token.lstrip()
-        token = token[: len(token) - len(stripped)] + f"<<{stripped}>>"
+        token = mark_token(token)
     return " ".join((left + token + right).split())
+
+
+def mark_token(token: str) -> str:
+    """``token`` marked for a chat model: ``" cat"`` -> ``" <<cat>>"`` (the leading space
+    outside); a token of whitespace only is named after it, ``" <<[space]>>"`` (or
+    ``[newline]``, ``[tab]``), since an empty ``<<>>`` would show the model nothing to judge."""
+    stripped = token.lstrip()
+    if not stripped:
+        return token + f"<<[{'newline' if chr(10) in token else 'tab' if chr(9) in token else 'space'}]>>"
+    return token[: len(token) - len(stripped)] + f"<<{stripped}>>"
 
 
 def marked_window(example: Example, marks: Sequence[int]) -> str:
@@ -413,8 +422,7 @@ def marked_window(example: Example, marks: Sequence[int]) -> str:
     parts = []
     for i, token in enumerate(example.tokens):
         if i in chosen:
-            stripped = token.lstrip()
-            token = token[: len(token) - len(stripped)] + f"<<{stripped}>>"
+            token = mark_token(token)
         parts.append(token)
     return " ".join("".join(parts).split())
 
