@@ -291,6 +291,19 @@ def test_local_yes_probability_is_batch_independent(one_thread):
     assert isinstance(lm.complete(questions[0], max_new_tokens=4), str)
 
 
+@pytest.mark.slow  # loads SmolLM2 a second time (about 4 CPU-seconds)
+def test_local_chat_model_given_by_path(one_thread):
+    """``--labeler-option model=FOLDER``: a transformers chat model from a local folder answers as
+    the same model named (the embedded SmolLM2's converted folder)."""
+    from saetool.models.embedded import SMOLLM2
+
+    folder = str(SMOLLM2.ensure_cached())
+    by_path = chat_lm({"model": folder})
+    assert isinstance(by_path, LocalChatLM) and by_path is not chat_lm({})
+    question = [[{"role": "user", "content": "Is Paris in France? Answer Yes or No."}]]
+    assert by_path.yes_probabilities(question) == pytest.approx(chat_lm({}).yes_probabilities(question), abs=1e-5)
+
+
 # -- llm labeler: an OpenAI-compatible endpoint ---------------------------------------------------------
 class ChatHandler(BaseHTTPRequestHandler):
     key = ""
