@@ -196,6 +196,7 @@ def test_cli_per_line_is_one_padded_window_per_prompt(tmp_path, tiny_gpt2_dir):
                    "--num-tokens", "1000", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "cut to the window of 12 tokens" in " ".join(proc.stderr.split())  # the long line
+    assert "ran out" not in proc.stderr and "left out" not in proc.stderr  # the lines ending first is the normal end
     model = load_model(str(tiny_gpt2_dir))
     tok = model.tokenizer
     ids = [tok(t, add_special_tokens=False)["input_ids"][:11] for t in lines]
@@ -208,6 +209,13 @@ def test_cli_per_line_is_one_padded_window_per_prompt(tmp_path, tiny_gpt2_dir):
         stored = acts.read(hook)
     alone = torch.cat([model.run_with_cache(torch.tensor([[tok.bos_token_id, *i]]), [hook])[hook][0, 1:] for i in ids])
     assert torch.allclose(stored, alone, atol=1e-5)
+    # a --num-tokens that ends inside the second line keeps the first line only, whole, and says so
+    short = run_cli("extract", "--model", str(tiny_gpt2_dir), "--corpus", f"files:{prompts}", "--per-line", "--layers", "1", "--context-size", "12",
+                    "--num-tokens", str(len(ids[0]) + len(ids[1]) - 1), "-o", str(tmp_path / "short.h5"))
+    assert short.returncode == 0, short.stderr
+    assert "reached after 1 line(s)" in " ".join(short.stderr.split()) and "raise --num-tokens" in short.stderr
+    with ActivationsFile(tmp_path / "short.h5") as acts:
+        assert acts.sequences().shape[0] == 1 and list(acts.token_ids()) == ids[0]
     packed = run_cli("extract", "--model", str(tiny_gpt2_dir), "--corpus", f"files:{prompts}", "--layers", "1", "--context-size", "12",
                      "--num-tokens", "1000", "-o", str(tmp_path / "packed.h5"))
     assert packed.returncode == 0, packed.stderr

@@ -19,7 +19,8 @@ import numpy as np
 from saetool.console import warn
 from saetool.errors import CorpusError, SaetoolError
 
-__all__ = ["pack_windows", "line_windows", "prompt_lines", "first_window", "special_token_mask", "stored_positions", "batched", "bos_id", "separator_id"]
+__all__ = ["pack_windows", "line_windows", "prompt_lines", "first_window", "special_token_mask", "stored_positions",
+           "whole_window_positions", "batched", "bos_id", "separator_id"]
 
 
 def bos_id(tokenizer: Any) -> int | None:
@@ -260,6 +261,16 @@ def stored_positions(batch: np.ndarray, special_ids: Iterable[int] | None, limit
         return np.arange(min(max(limit, 0), flat.size))
     special = np.asarray(sorted(set(int(i) for i in special_ids)), dtype=np.int64)
     return np.flatnonzero(~np.isin(flat, special))[: max(limit, 0)]
+
+
+def whole_window_positions(batch: np.ndarray, special_ids: Iterable[int] | None, limit: int) -> np.ndarray:
+    """:func:`stored_positions` of the leading windows whose tokens all fit in ``limit``
+    (``extract --per-line``: a line is stored whole or not at all)."""
+    batch = np.asarray(batch)
+    every = stored_positions(batch, special_ids, batch.size)
+    window = every // batch.shape[1]
+    ends = np.cumsum(np.bincount(window, minlength=batch.shape[0]))
+    return every[window < int(np.searchsorted(ends, max(limit, 0), side="right"))]
 
 
 def batched(windows: Iterable[np.ndarray], batch_size: int, *, drop_last: bool = False) -> Iterator[np.ndarray]:

@@ -61,7 +61,7 @@ class ExtractConfig:
     device_map: str | None = None
     """Spread a model too large for one device over all of them: auto (needs accelerate); `device` is then ignored."""
     per_line: bool = False
-    """One window per line (a prompt file: blank and # comment lines skipped), padded to `context_size` instead of packed."""
+    """One window per line (a prompt file: blank and # comment lines skipped), padded to `context_size` instead of packed; each line is stored whole, and `num_tokens` stops before a line that does not fit."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings stored with the run (no built-in reads them)."""
 

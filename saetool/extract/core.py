@@ -16,7 +16,7 @@ from saetool.artifacts.arrays import append_rows, create_rows_dataset, to_storag
 from saetool.artifacts.norms import row_norms
 from saetool.artifacts.resume import check_resumable
 from saetool.console import warn
-from saetool.corpus.packing import batched, line_windows, pack_windows, prompt_lines, stored_positions
+from saetool.corpus.packing import batched, line_windows, pack_windows, prompt_lines, stored_positions, whole_window_positions
 from saetool.corpus.resolve import iter_documents
 from saetool.errors import SaetoolError
 from saetool.extract.config import RESUME_KEYS, ExtractConfig
@@ -102,6 +102,28 @@ def reopen(writer: "ArtifactWriter", settings: dict[str, Any]) -> tuple[int, int
     return done_seq, done_tok
 
 
+def batch_positions(batch: "np.ndarray", special: Any, remaining: int, per_line: bool) -> tuple["np.ndarray", bool]:
+    """What extract stores of ``batch`` with ``remaining`` tokens of budget left: the flat
+    positions, and whether lines are left out there (``--per-line`` stores whole lines
+    only and stops at the first that does not fit)."""
+    if remaining <= 0:
+        return np.zeros(0, dtype=np.int64), per_line
+    if not per_line:
+        return stored_positions(batch, special, remaining), False
+    flat = whole_window_positions(batch, special, remaining)
+    return flat, flat.size == 0 or int(flat[-1] // batch.shape[1]) + 1 < batch.shape[0]
+
+
+def warn_short(config: ExtractConfig, tokens: int, lines: int, lines_left: bool) -> None:
+    """The end-of-corpus warnings: ``--per-line`` lines left out by ``--num-tokens``, or a
+    packed corpus that ran out first (running out of lines is ``--per-line``'s normal end)."""
+    if lines_left:
+        warn(f"--num-tokens {config.num_tokens} was reached after {lines} line(s) ({tokens} tokens); the lines after them are left out "
+             "(each line is stored whole or not at all): raise --num-tokens to keep every line")
+    elif tokens < config.num_tokens and not config.per_line:
+        warn(f"corpus {config.corpus!r} ran out after {tokens} tokens ({config.num_tokens} asked for)")
+
+
 def write_batches(
     writer: "ArtifactWriter",
     model: "HookedModel",
@@ -112,17 +134,18 @@ def write_batches(
     done_tok: int,
     show_progress: bool,
     seq_offset: int = 0,
+    warn_end: bool = True,
 ) -> None:
     fh = writer.file
     assert fh is not None
     special = json.loads(fh.attrs["special_token_ids"]) if config.exclude_special else None
     ctx = config.context_size
+    lines_left = False
     with token_progress("extract", total=config.num_tokens, completed=done_tok, enabled=show_progress) as advance:
         for batch in batched(windows, config.batch_size):
-            remaining = config.num_tokens - done_tok
-            if remaining <= 0:
+            flat, lines_left = batch_positions(batch, special, config.num_tokens - done_tok, config.per_line)
+            if done_tok >= config.num_tokens or (lines_left and flat.size == 0):
                 break
-            flat = stored_positions(batch, special, remaining)
             if flat.size == 0:
                 continue
             ids = torch.from_numpy(batch.astype(np.int64)).to(model.device)
@@ -146,8 +169,10 @@ def write_batches(
             fh.attrs["n_tokens"] = done_tok
             writer.flush()
             advance(int(flat.size))
-    if done_tok < config.num_tokens:
-        warn(f"corpus {config.corpus!r} ran out after {done_tok} tokens ({config.num_tokens} asked for)")
+            if lines_left:
+                break
+    if warn_end:
+        warn_short(config, done_tok, done_seq, lines_left)
     if done_tok == 0:
         raise SaetoolError(f"corpus {config.corpus!r} produced no tokens to store", hint="use a larger corpus or --include-special")
 

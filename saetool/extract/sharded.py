@@ -37,13 +37,13 @@ import numpy as np
 from saetool.artifacts.provenance import build_provenance, file_sha256
 from saetool.artifacts.resume import changed_settings
 from saetool.artifacts.store import ArtifactWriter, check_output_path, partial_path
-from saetool.console import log, warn
-from saetool.corpus.packing import batched, stored_positions
+from saetool.console import log
+from saetool.corpus.packing import batched
 from saetool.corpus.resolve import describe_corpus, iter_documents, resolve_corpus
 from saetool.distributed import local_device, rank_info, session
 from saetool.errors import SaetoolError
 from saetool.extract.config import KIND, RESUME_KEYS, ExtractConfig, default_output, extract_settings
-from saetool.extract.core import check_context_size, create_layout, make_windows, reopen, resolve_hooks, write_batches
+from saetool.extract.core import batch_positions, check_context_size, create_layout, make_windows, reopen, resolve_hooks, warn_short, write_batches
 from saetool.models import registry  # the module, so tests can stub registry.load_model
 
 if TYPE_CHECKING:
@@ -85,23 +85,27 @@ class Share:
     cumulative: tuple[int, ...]  # rows stored after each of its batches (0 first)
 
 
-def plan_batches(config: "ExtractConfig", model: "HookedModel") -> list[BatchPlan]:
-    """What a single-process extract would run and store, batch by batch (tokenises, runs no model)."""
+def plan_batches(config: "ExtractConfig", model: "HookedModel") -> tuple[list[BatchPlan], bool]:
+    """What a single-process extract would run and store, batch by batch (tokenises, runs no
+    model), and whether ``--per-line`` leaves lines out (see :func:`batch_positions`)."""
     tok = model.tokenizer
     special = tok.all_special_ids if config.exclude_special else None
     windows = make_windows(config, tok)
     plan: list[BatchPlan] = []
     remaining = config.num_tokens
+    lines_left = False
     for batch in batched(windows, config.batch_size):
-        if remaining <= 0:
+        flat, lines_left = batch_positions(batch, special, remaining, config.per_line)
+        if remaining <= 0 or (lines_left and flat.size == 0):
             break
-        flat = stored_positions(batch, special, remaining)
         if flat.size == 0:
             plan.append(BatchPlan(len(batch), 0, 0))
             continue
         plan.append(BatchPlan(len(batch), int(flat[-1] // config.context_size) + 1, int(flat.size)))
         remaining -= int(flat.size)
-    return plan
+        if lines_left:
+            break
+    return plan, lines_left
 
 
 def split_plan(plan: list[BatchPlan], world_size: int) -> list[Share]:
@@ -147,13 +151,12 @@ def extract_distributed(
         assert group is not None
         if model is None:
             model = registry.load_model(config.model, backend=config.backend, device=config.device, dtype=config.dtype)
-        plan = group.broadcast_object(plan_batches(config, model) if group.is_main else None)
+        plan, lines_left = group.broadcast_object(plan_batches(config, model) if group.is_main else None)
         if not plan or sum(p.tokens for p in plan) == 0:
             raise SaetoolError(f"corpus {config.corpus!r} produced no tokens to store", hint="use a larger corpus or --include-special")
         stored = sum(p.tokens for p in plan)
         if group.is_main:
-            if stored < config.num_tokens:
-                warn(f"corpus {config.corpus!r} runs out after {stored} tokens ({config.num_tokens} asked for)")
+            warn_short(config, stored, sum(p.sequences for p in plan), lines_left)
             if not resume:
                 _clear_shards(shards)
             shards.mkdir(parents=True, exist_ok=True)
@@ -227,7 +230,8 @@ def _write_shard(config: "ExtractConfig", model: "HookedModel", path: Path, shar
                 windows = make_windows(config, model.tokenizer)
                 start = share.first_window + done_batches * config.batch_size
                 mine = itertools.islice(windows, start, share.stop_window)
-                write_batches(writer, model, hooks, mine, replace(config, num_tokens=share.tokens), done_seq, done_tok, progress, seq_offset=share.seq_offset)
+                write_batches(writer, model, hooks, mine, replace(config, num_tokens=share.tokens), done_seq, done_tok, progress, seq_offset=share.seq_offset,
+                              warn_end=False)
     with h5py.File(path, "r") as fh:
         dims = {hook: int(fh[f"activations/{hook}"].shape[1]) for hook in hooks}
         n_tokens, n_seq = int(fh.attrs["n_tokens"]), int(fh.attrs["n_sequences"])
