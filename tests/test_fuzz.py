@@ -28,7 +28,7 @@ from saetool.artifacts.store import partial_path
 from saetool.errors import SaetoolError
 
 EXAMPLES = {"tensors": 200, "integers": 100, "provenance": 200, "completions": 150, "cli": 600, "manifests": 300, "write-failures": 80, "outputs": 300,
-            "lying-activations": 250, "lying-saes": 150}
+            "lying-activations": 250, "lying-saes": 150, "lying-features": 150, "lying-selections": 100}
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 FLOAT_DTYPES = ["float32", "float16", "bfloat16"]
@@ -537,6 +537,83 @@ def test_lying_saes_are_refused_or_load(tmp_path):
 
     check()
     assert seen["refused"], seen
+
+
+FEATURE_ATTRS = ["d_sae", "n_tokens", "hook", "settings", "summary", "model", "sae_sha256", "schema_version", "provenance"]
+FEATURE_DATASETS = ["features/index", "stats/count", "stats/density", "histogram/edges", "histogram/counts", "common/top_token_ids", "neighbours/index",
+                    "neighbours/cosine", "decoder/directions", "examples/top/values", "examples/top/row", "examples/top/position", "examples/held_out/token_ids",
+                    "examples/intervals/edges", "examples/negatives/token_values", "labels/score", "labels/text", "vocab/ids", "vocab/text"]
+
+
+def _read_features(path) -> None:
+    from saetool.interpret.store import FeaturesFile
+
+    with FeaturesFile(path) as ff:
+        records = ff.records()
+        assert [r.index for r in records] == ff.index.tolist()
+        assert len(ff.stats()["count"]) == ff.d_sae and ff.summary().d_sae >= 0
+        assert ff.directions(ff.index.tolist()[:2]).ndim == 2
+
+
+@pytest.mark.slow  # interprets the tiny model's activations first (about 4 s)
+def test_lying_features_are_refused_or_read_within_the_data(tiny_acts, tiny_sae, tmp_path):
+    """A ``features`` artifact with attributes set to anything, datasets of any shape and dtype
+    (dropped too), links or NaN: reading every record either works or stops with one line."""
+    from saetool.interpret.api import InterpretConfig, interpret
+
+    good = tmp_path / "good.h5"
+    config = InterpretConfig(top=6, examples=4, held_out=2, negatives=2, context=6, bins=4, neighbours=3, labeler=None, logit_tokens=0)
+    interpret(config, tiny_acts, tiny_sae, good, progress=False)
+    seen = {"read": 0, "refused": 0}
+
+    @settings(max_examples=EXAMPLES["lying-features"], **FAST)
+    @given(changes=mutations(FEATURE_ATTRS, FEATURE_DATASETS), drop=st.sampled_from([None, *FEATURE_DATASETS]))
+    def check(changes, drop):
+        path = tmp_path / "x.h5"
+        path.write_bytes(good.read_bytes())
+        mutate(path, changes)
+        if drop is not None:
+            with h5py.File(path, "r+") as fh:
+                fh.pop(drop, None)
+        seen[expect_clean(_read_features, path, (changes, drop))] += 1
+
+    check()
+    assert seen["refused"] and seen["read"], seen
+
+
+@pytest.mark.slow  # 100 hypothesis examples (about 2.5 s)
+def test_lying_selections_are_refused_or_read_within_the_data(tmp_path):
+    """A ``selection`` table whose columns disagree in length or type, or are links: read whole or refused in one line."""
+    import pandas as pd
+
+    from saetool.analysis.select import COLUMNS, read_selection, write_selection
+
+    good = tmp_path / "good.h5"
+    n = 5
+    table = pd.DataFrame({"name": [f"L1-{i}" for i in range(n)], **{c: np.arange(n, dtype=np.float64) for c in COLUMNS[1:]}})
+    write_selection(good, table, attrs={"unit": "token", "layers": "[1]", "saes": "[]", "d_sae": 8}, provenance={})
+    seen = {"read": 0, "refused": 0}
+
+    @settings(max_examples=EXAMPLES["lying-selections"], **FAST)
+    @given(changes=mutations(["unit", "layers", "saes", "d_sae", "schema_version"], list(COLUMNS)))
+    def check(changes):
+        path = tmp_path / "x.h5"
+        path.write_bytes(good.read_bytes())
+        mutate(path, changes)
+        seen[expect_clean(lambda p: len(read_selection(p)), path, changes)] += 1
+
+    check()
+    assert seen["refused"] and seen["read"], seen
+
+
+def test_the_table_kinds_check_the_columns_their_writers_write():
+    """builtins.analysis lists the selection and token-association columns without importing
+    their (torch-loading) modules; the lists must stay those modules' COLUMNS."""
+    from saetool.analysis import select, token_stats
+    from saetool.artifacts.kinds import get_kind
+
+    assert set(get_kind("selection").datasets) == set(select.COLUMNS)
+    assert set(get_kind("token-associations").datasets) == set(token_stats.COLUMNS)
 
 
 def test_docs_record_the_numbers_of_cases():

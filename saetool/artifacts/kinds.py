@@ -16,13 +16,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Rows:
-    """A dataset of ``rows`` rows (an attribute name, e.g. ``n_tokens``), ``ndim``
-    dimensions (None: any; the others at least 1 wide), of ``dtype`` ``float``,
-    ``int``, ``number`` or ``any``."""
+    """A dataset of ``rows`` rows (an attribute name, e.g. ``n_tokens``, or another
+    dataset whose length it shares, e.g. ``features/index``), ``ndim``
+    dimensions (None: any; the others at least ``min_width`` wide), of ``dtype``
+    ``float``, ``int``, ``number``, ``text`` or ``any``."""
 
     rows: str | None = None
     ndim: int | None = 1
     dtype: str = "any"
+    min_width: int = 1
 
 
 @dataclass(frozen=True)

@@ -149,8 +149,9 @@ def check_dataset(fh: "h5py.File", path: Path, name: str, rule: "Rows", counts: 
     ds = fh.get(name)
     if not isinstance(ds, h5py.Dataset):
         raise bad(path, f"{name} is a group, not a dataset")
-    if rule.ndim is not None and (ds.ndim != rule.ndim or any(n < 1 for n in ds.shape[1:])):
-        raise bad(path, f"dataset {name} has shape {list(ds.shape)}, expected {rule.ndim} dimension(s)" + (" of width at least 1" if rule.ndim > 1 else ""))
+    if rule.ndim is not None and (ds.ndim != rule.ndim or any(n < rule.min_width for n in ds.shape[1:])):
+        wide = f" of width at least {rule.min_width}" if rule.ndim > 1 and rule.min_width else ""
+        raise bad(path, f"dataset {name} has shape {list(ds.shape)}, expected {rule.ndim} dimension(s){wide}")
     kind = ds.dtype.kind
     if rule.dtype == "float" and not (kind == "f" or (kind == "u" and text(ds.attrs.get("saetool_dtype")) == "bfloat16")):
         raise bad(path, f"dataset {name} holds {ds.dtype} values, not floating-point numbers")
@@ -158,8 +159,11 @@ def check_dataset(fh: "h5py.File", path: Path, name: str, rule: "Rows", counts: 
         raise bad(path, f"dataset {name} holds {ds.dtype} values, not integers")
     if rule.dtype == "number" and kind not in "biuf":
         raise bad(path, f"dataset {name} holds {ds.dtype} values, not numbers")
-    if rule.rows is not None and rule.rows in counts and ds.shape[0] != counts[rule.rows]:
-        raise bad(path, f"attribute {rule.rows!r} says {counts[rule.rows]} rows but dataset {name} has {ds.shape[0]}")
+    if rule.dtype == "text" and h5py.check_string_dtype(ds.dtype) is None:
+        raise bad(path, f"dataset {name} holds {ds.dtype} values, not text")
+    if rule.rows is not None and rule.rows in counts and rule.rows != name and (not ds.ndim or ds.shape[0] != counts[rule.rows]):
+        says = f"attribute {rule.rows!r} says" if rule.rows in fh.attrs else f"dataset {rule.rows} has"
+        raise bad(path, f"{says} {counts[rule.rows]} rows but dataset {name} has {ds.shape[0] if ds.ndim else 'none (a scalar)'}")
     if not ds.is_virtual and ds.size and not _all_stored(ds):
         raise bad(path, f"dataset {name} declares {ds.shape[0]} rows but stores data for fewer")
 
@@ -173,12 +177,17 @@ def _all_stored(ds: "h5py.Dataset") -> bool:
 
 
 def _expand(fh: "h5py.File", pattern: str) -> list[str]:
-    """``pattern`` with a ``{...}`` placeholder as the matching members of its group."""
-    if "{" not in pattern:
+    """``pattern`` with each ``{...}`` placeholder as the members of the group it stands in
+    (``examples/{group}/values``: that dataset in every member of ``examples``)."""
+    parts = pattern.split("/")
+    at = next((i for i, part in enumerate(parts) if part.startswith("{")), None)
+    if at is None:
         return [pattern]
-    group, _, _ = pattern.partition("/{")
-    members = fh.get(group)
-    return [f"{group}/{m}" for m in members] if members is not None and hasattr(members, "keys") else []
+    prefix = "/".join(parts[:at])
+    members = fh.get(prefix) if prefix else fh
+    if members is None or not hasattr(members, "keys"):
+        return []
+    return [name for m in members for name in _expand(fh, "/".join([*parts[:at], m, *parts[at + 1:]]))]
 
 
 # -- the whole file ---------------------------------------------------------------------
@@ -197,6 +206,9 @@ def validate(fh: "h5py.File", path: Path, spec: "ArtifactKind") -> None:
     for name, rule in spec.attrs.items():
         if name in fh.attrs and isinstance(value := check_attr(fh, path, name, rule), int):
             counts[name] = value
+    for rule in spec.datasets.values():  # a row count given by another dataset's length (``features/index``)
+        if rule.rows is not None and rule.rows not in counts and isinstance(ds := fh.get(rule.rows), h5py.Dataset) and ds.ndim:
+            counts[rule.rows] = ds.shape[0]
     for pattern, rule in spec.datasets.items():
         for name in _expand(fh, pattern):
             if name in fh:

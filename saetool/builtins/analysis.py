@@ -9,7 +9,11 @@ from saetool.hookspecs import hookimpl
 
 @hookimpl
 def register_artifact_kinds(register):
-    from saetool.artifacts.kinds import ArtifactKind
+    from saetool.artifacts.kinds import ArtifactKind, Rows
+
+    # the tables' columns (analysis.select.COLUMNS, analysis.token_stats.COLUMNS; not imported: they load torch)
+    selection = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b")
+    tokens = ("token_id", "token", "piece", "count_a", "count_b", "log_odds", "z", "chi2", "p", "q", "significant")
 
     register(
         ArtifactKind(
@@ -18,6 +22,7 @@ def register_artifact_kinds(register):
             description="SAE features ranked by Cohen's d between two sets of activations, top N per layer",
             required_datasets=("name", "layer", "feature", "d", "mean_a", "mean_b", "n_a", "n_b"),
             required_attrs=("unit", "layers", "saes", "d_sae"),
+            datasets={"name": Rows(None, 1, "text"), **{c: Rows("name", 1, "number") for c in selection[1:]}},  # one row per selected feature
         )
     )
     register(
@@ -27,6 +32,7 @@ def register_artifact_kinds(register):
             description="Tokens over-represented in one of two text sets: counts, smoothed log-odds, chi-square and BH q-values",
             required_datasets=("token_id", "token", "count_a", "count_b", "log_odds", "z", "p", "q"),
             required_attrs=("labels", "n_tokens_a", "n_tokens_b", "prior", "alpha", "min_count"),
+            datasets={c: Rows(None if c == "token_id" else "token_id", 1, "text" if c in ("token", "piece") else "number") for c in tokens},  # one row per token
         )
     )
 

@@ -30,7 +30,14 @@ from saetool.interpret.selection import DENSE_THRESHOLD, DensitySummary, density
 KIND = "features"
 SCHEMA_VERSION = 1
 EXAMPLE_GROUPS = ("top", "held_out", "negatives", "intervals")
-REQUIRED_DATASETS = ("stats/density", "stats/max", "stats/mean", "features/index", "examples/top/values", "vocab/ids", "vocab/text")
+REQUIRED_DATASETS = (
+    "stats/count", "stats/density", "stats/max", "stats/mean", "features/index", "histogram/edges", "histogram/counts",
+    "common/top_token_ids", "common/top_token_counts", "common/context_token_ids", "common/context_token_counts",
+    "neighbours/index", "neighbours/cosine", "decoder/directions", "examples/top/values", "vocab/ids", "vocab/text",
+)
+#: The datasets every ``examples/{group}`` holds (``token_values`` and the intervals' ``edges`` are optional).
+EXAMPLE_FIELDS = ("values", "row", "seq_index", "token_position", "token_ids", "position")
+F = "features/index"  # the per-feature datasets have one row per stored feature
 
 
 @dataclass
@@ -253,11 +260,33 @@ def _text(value: Any) -> Any:
 
 
 def _validate(fh: "h5py.File", path: Path) -> None:
-    """The ``features`` kind's own check: every feature in ``features/index`` is one of the SAE's ``d_sae``."""
+    """The ``features`` kind's own checks (after the per-dataset rules of :func:`artifact_kind`):
+    every feature in ``features/index`` is one of the SAE's ``d_sae``, each example group holds
+    all its fields with one shape, and the ``summary`` attribute reads as a density summary."""
     index = fh["features/index"][()]
     d_sae = int(fh.attrs["d_sae"])
     if index.size and (int(index.min()) < 0 or int(index.max()) >= d_sae):
         raise bad(path, f"features/index holds feature ids outside 0-{d_sae - 1} (attribute 'd_sae' is {d_sae})")
+    for g in EXAMPLE_GROUPS:
+        group = fh.get(f"examples/{g}")
+        if group is None:
+            continue
+        missing = [f for f in EXAMPLE_FIELDS if f not in group]
+        if missing:
+            raise bad(path, f"it has no dataset examples/{g}/{missing[0]}")
+        shape = group["values"].shape
+        for name in (*EXAMPLE_FIELDS, "token_values"):
+            if name in group and group[name].shape[:2] != shape:
+                raise bad(path, f"dataset examples/{g}/{name} has shape {list(group[name].shape)}, but examples/{g}/values has {list(shape)}")
+        if "token_values" in group and group["token_values"].shape != group["token_ids"].shape:
+            raise bad(path, f"dataset examples/{g}/token_values has shape {list(group['token_values'].shape)}, but examples/{g}/token_ids has {list(group['token_ids'].shape)}")
+    if "labels" in fh and (missing := [n for n in ("text", "labeler", "score", "details") if n not in fh["labels"]]):
+        raise bad(path, f"it has no dataset labels/{missing[0]}")
+    if fh.attrs.get("summary"):
+        try:
+            DensitySummary.from_json(json.loads(_text(fh.attrs["summary"])))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise bad(path, f"attribute 'summary' is not a density summary ({str(_text(fh.attrs['summary']))[:40]!r})") from None
 
 
 def artifact_kind() -> Any:
@@ -267,7 +296,26 @@ def artifact_kind() -> Any:
         description="Per-feature statistics, examples, histograms, neighbours and labels of an SAE (saetool interpret)",
         required_datasets=REQUIRED_DATASETS,
         required_attrs=("d_sae", "n_tokens", "hook", "settings", "sae_sha256"),
-        attrs={"d_sae": "positive", "n_tokens": "count", "hook": "text", "settings": "json-object"},
-        datasets={"stats/{name}": Rows("d_sae", 1, "number"), "features/index": Rows(None, 1, "int")},
+        attrs={"d_sae": "positive", "n_tokens": "count", "hook": "text", "settings": "json-object", "summary": "text", "model": "text", "sae_sha256": "text"},
+        datasets={
+            "stats/{name}": Rows("d_sae", 1, "number"),
+            F: Rows(None, 1, "int"),
+            "histogram/edges": Rows(F, 2, "float"),
+            "histogram/counts": Rows(F, 2, "int"),
+            "common/{name}": Rows(F, 2, "int", min_width=0),
+            "neighbours/index": Rows(F, 2, "int", min_width=0),
+            "neighbours/cosine": Rows(F, 2, "float", min_width=0),
+            "decoder/directions": Rows(F, 2, "float"),
+            **{f"examples/{{group}}/{name}": Rows(F, 2, "int", min_width=0) for name in ("row", "seq_index", "token_position", "position")},
+            "examples/{group}/values": Rows(F, 2, "float", min_width=0),
+            "examples/{group}/token_ids": Rows(F, 3, "int", min_width=0),
+            "examples/{group}/token_values": Rows(F, 3, "float", min_width=0),
+            "examples/intervals/edges": Rows(F, 2, "float"),
+            "logits/{name}": Rows(F, 2, "number", min_width=0),
+            "labels/score": Rows(F, 1, "float"),
+            **{f"labels/{name}": Rows(F, 1) for name in ("text", "labeler", "details")},
+            "vocab/ids": Rows(None, 1, "int"),
+            "vocab/text": Rows("vocab/ids", 1),
+        },
         validate=_validate,
     )
