@@ -139,11 +139,13 @@ def test_stored_samples_are_the_final_sae_activations_and_round_trip_through_fea
     settings = SampleSettings(every=1, per_feature=4, context=8, threshold=0.05, features=6)
     cfg = TrainConfig(arch="topk", d_sae=32, k=3, lr=3e-2, batch_size=100, steps=20, shuffle_buffer=400, val_fraction=0.1, samples=settings)
     result = train_sae(cfg, [path], tmp_path / "sae.h5", progress=False)
-    a = read_samples(tmp_path / "sae.h5").arrays
+    stored = read_samples(tmp_path / "sae.h5")
+    a = stored.arrays
     with torch.no_grad():
         final = result.sae.encode(x).numpy()
     for i, feat in enumerate(a["feature_idx"].tolist()):
         valid = ~np.isnan(a["values"][i])
+        assert valid.any() and (a["values"][i][valid] > 0.05).all() and (a["row"][i][~valid] == -1).all()
         np.testing.assert_allclose(a["values"][i][valid], final[a["row"][i][valid], feat], rtol=1e-5)
         assert list(a["values"][i][valid]) == sorted(a["values"][i][valid], reverse=True)
         assert a["max_activation"][i] == pytest.approx(np.nanmax(a["values"][i]))
@@ -172,3 +174,45 @@ def test_stored_samples_are_the_final_sae_activations_and_round_trip_through_fea
     want = float(torch.nn.functional.cosine_similarity(W[first], W[int(a["feature_idx"][1])], dim=0))
     assert json.loads(proc.stdout)["cosine"] == pytest.approx(want, abs=1e-5)
     assert_clean_error(run_cli("features", "report", str(tmp_path), "--feature", "0"), "without collection_summary.json")
+
+
+def test_samples_where_the_final_sae_is_silent_are_dropped(tmp_path):
+    """A token collected with an earlier SAE where the final SAE's activation is at or below the
+    threshold is no sample of the feature: dropped, and a feature left with none with it."""
+    import copy
+
+    import h5py
+
+    from saetool.train.samples import write_samples
+
+    x, _ = sparse_dictionary_data(1500, 12, 24, active=3, seed=6)
+    path = write_activations(tmp_path / "acts.h5", {HOOK: x}, context_size=25, token_ids=np.arange(1500) % 997 + 3)
+    settings = SampleSettings(every=1, per_feature=4, context=8, threshold=0.05, features=6)
+    cfg = TrainConfig(arch="relu", d_sae=32, lr=0.0, batch_size=100, steps=6, shuffle_buffer=400, val_fraction=0.1, samples=settings)
+    result = train_sae(cfg, [path], tmp_path / "sae.h5", progress=False)
+    collector = result.samples
+    chosen = collector.chosen_features().tolist()
+    final = copy.deepcopy(result.sae)  # the "final" SAE: the first chosen feature silenced, the second weakened
+    with torch.no_grad():
+        final.b_enc[chosen[0]] -= 1e4
+        sample_values = collector.values[chosen[1]][collector.rows[chosen[1]] >= 0]
+        final.b_enc[chosen[1]] -= float(sample_values.median())
+        acts = final.encode(x).numpy()
+    with ActivationSource([path], batch_size=100, shuffle_buffer=400, val_fraction=0.1, seed=0) as src, h5py.File(tmp_path / "s.h5", "w") as fh:
+        write_samples(fh, collector, src, sae=final)
+        g = fh["samples"]
+        stored = {int(f): (g["row"][i], g["values"][i]) for i, f in enumerate(g["feature_idx"][()])}
+        dropped_samples, dropped_features = int(g.attrs["dropped_samples"]), int(g.attrs["dropped_features"])
+    want_dropped = 0
+    for f in chosen:
+        rows = [int(r) for r in collector.rows[f].tolist() if r >= 0]
+        keep = [r for r in rows if acts[r, f] > 0.05]
+        want_dropped += len(rows) - len(keep)
+        if not keep:
+            assert f not in stored
+            continue
+        got_rows, got_values = stored[f]
+        assert sorted(got_rows[got_rows >= 0].tolist()) == sorted(keep)
+        np.testing.assert_allclose(got_values[got_rows >= 0], acts[got_rows[got_rows >= 0], f], rtol=1e-5)
+    assert chosen[0] not in stored and 0 < len(stored[chosen[1]][0][stored[chosen[1]][0] >= 0]) < 4
+    assert (dropped_samples, dropped_features) == (want_dropped, 1)

@@ -114,7 +114,7 @@ class SamplesSource:
             self._decode = (lambda ids: tok.decode(ids, skip_special_tokens=False)) if tok is not None else None
             self._raw = {rec["statistics"]["feature_idx"]: rec for rec in stored_samples.features(self._decode)}
             stored = list(self._raw)
-            self.summary = {"values_from": stored_samples.settings.get("values_from")}
+            self.summary = {k: stored_samples.settings.get(k) for k in ("values_from", "dropped_samples", "dropped_features")}
         self.index = __import__("numpy").asarray(stored, dtype="int64")
         self._stored = set(stored)
 
@@ -190,9 +190,19 @@ def write_samples_report(folder: str | Path, *, examples: int = 10) -> Path:
         "features stored": f"{len(records)} of {src.d_sae}",
         "tokens seen at collection steps": src.n_tokens,
         "sample values": src.summary.get("values_from") or "collection steps",
+        "dropped": _dropped_text(src.summary),
         "statistics (count, mean, density)": "collection steps during training",
     }
     return write_report(records, Path(folder) / REPORT, title="Interpretability report: samples collected during training", meta=meta, examples=examples)
+
+
+def _dropped_text(summary: dict[str, Any]) -> str | None:
+    """What recomputing with the final SAE removed, in words (``None`` when nothing)."""
+    samples, features = int(summary.get("dropped_samples") or 0), int(summary.get("dropped_features") or 0)
+    if not samples:
+        return None
+    return (f"{samples} collected samples where the final SAE's activation is at or below the threshold"
+            + (f", and {features} features left without samples" if features else ""))
 
 
 def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, tokenizer: Any = None) -> Path:
@@ -222,6 +232,8 @@ def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, token
         "sample_activation_threshold": s.get("threshold"),
         "collections": stored.collections,
         "values_from": stored.settings.get("values_from"),
+        "dropped_samples": stored.settings.get("dropped_samples", 0),
+        "dropped_features": stored.settings.get("dropped_features", 0),
         "tokens_seen": stored.tokens_seen,
         "sources": stored.sources,
         "features": [rec["statistics"] for rec in records],

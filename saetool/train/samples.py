@@ -26,7 +26,9 @@ dataset                    shape            meaning
 =========================  ===============  ==============================================
 
 Attributes: ``settings`` (JSON), ``sources`` (JSON list of paths), ``model``,
-``d_sae``, ``collections``, ``tokens_seen``. Activations are in the saved
+``d_sae``, ``collections``, ``tokens_seen``, ``values_from``,
+``statistics_from``, ``dropped_samples``, ``dropped_features`` (see
+:func:`write_samples`). Activations are in the saved
 SAE's units (raw activations in, ``sae.encode`` out).
 :func:`saetool.interpret.samples_view.export_samples_dir` writes the seed's folder layout
 (``collection_summary.json`` + ``feature_XXXXX_samples.json``).
@@ -137,7 +139,10 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
 
     With the final ``sae``, each stored token's value is recomputed with it (the
     collector saw the SAE of the step it collected at) and the samples re-sorted;
-    ``values_from`` says which. Counts and means stay those of the collection steps."""
+    ``values_from`` says which. A token where the final SAE's activation is at or
+    below the threshold is no longer a sample of the feature and is dropped, and a
+    feature left without samples with it (``dropped_samples``/``dropped_features``
+    count them). Counts and means stay those of the collection steps."""
     feats = collector.chosen_features()
     m, ctx = collector.settings.per_feature, collector.settings.context
     values = collector.values[feats].cpu().numpy().astype(np.float32)
@@ -145,8 +150,15 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
     valid = rows >= 0
     values[~valid] = np.nan
     values *= scale
+    dropped_samples = dropped_features = 0
     if sae is not None:
         values = final_values(sae, source, feats, rows)
+        silent = valid & ~(values > float(collector.settings.threshold))
+        dropped_samples = int(silent.sum())
+        values[silent], rows[silent] = np.nan, -1
+        keep = (rows >= 0).any(1)
+        dropped_features = int((~keep).sum())
+        feats, values, rows = feats[keep], values[keep], rows[keep]
         order = np.argsort(np.where(np.isnan(values), np.inf, -values), axis=1, kind="stable")
         values, rows = np.take_along_axis(values, order, 1), np.take_along_axis(rows, order, 1)
         valid = rows >= 0
@@ -181,6 +193,8 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
     g.attrs["tokens_seen"] = collector.tokens_seen
     g.attrs["values_from"] = "final SAE" if sae is not None else "collection steps"
     g.attrs["statistics_from"] = "collection steps"
+    g.attrs["dropped_samples"] = dropped_samples
+    g.attrs["dropped_features"] = dropped_features
     _dataset(g, "feature_idx", np.asarray(feats, np.int64))
     _dataset(g, "activation_count", count.astype(np.int64))
     _dataset(g, "mean_activation", (np.where(count > 0, total / np.maximum(count, 1), 0.0) * scale).astype(np.float32))
@@ -255,7 +269,8 @@ def read_samples(path: str | Path) -> StoredSamples:
         g = art.file[GROUP]
         arrays = {name: g[name][()] for name in g}
         return StoredSamples(
-            settings={**json.loads(_text(g.attrs.get("settings")) or "{}"), "values_from": _text(g.attrs.get("values_from")) or "collection steps"},
+            settings={**json.loads(_text(g.attrs.get("settings")) or "{}"), "values_from": _text(g.attrs.get("values_from")) or "collection steps",
+                      "dropped_samples": int(g.attrs.get("dropped_samples", 0)), "dropped_features": int(g.attrs.get("dropped_features", 0))},
             sources=json.loads(_text(g.attrs.get("sources")) or "[]"),
             model=_text(g.attrs.get("model")) or "",
             d_sae=int(g.attrs.get("d_sae", 0)),
