@@ -205,3 +205,19 @@ def test_write_report_replaces_atomically(tmp_path):
     write_report(sample_records()[:1], path, title="t", meta=None)
     assert path.read_text(encoding="utf-8").startswith("# t\n")
     assert [p.name for p in tmp_path.iterdir()] == ["r.md"]
+
+
+def test_dense_features_are_listed_in_the_report_and_the_terminal_summary(tmp_path, capsys):
+    from saetool.cli.interpret_cmd import print_summary
+    from saetool.interpret.report import dense_list
+    from saetool.interpret.selection import density_summary
+
+    summary = density_summary([0, 0, 1, 5, 40, 300, 900, 1500, 250], 2048, 0.1)  # 7, 6, 5, 8 above 10%
+    assert dense_list(summary) == "7 (73.2%), 6 (43.9%), 5 (14.6%), 8 (12.2%)"
+    assert dense_list(summary, 2) == "7 (73.2%), 6 (43.9%) and 2 more"
+    md = write_report(sample_records(), tmp_path / "r.md", summary=summary).read_text(encoding="utf-8")
+    assert "**Dense features** (active on more than 10% of tokens; not sampled for this report): 7 (73.2%), 6 (43.9%), 5 (14.6%), 8 (12.2%)" in md
+    print_summary(sample_records(), 9, 2, 5, summary)
+    err = capsys.readouterr().err
+    assert "9 features over 2048 tokens: 7 live, 2 dead (never active), 4 dense" in err
+    assert "dense features: 7 (73.2%), 6 (43.9%), 5 (14.6%), 8 (12.2%)" in err

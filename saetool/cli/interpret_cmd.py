@@ -276,12 +276,13 @@ def print_summary(records: list, d_sae: int, dead: int, show: int, summary: Any 
     from rich.markup import escape
     from rich.table import Table
 
-    from saetool.interpret.report import density_histogram_lines, mean_scores_text, summary_lines
+    from saetool.interpret.report import dense_list, density_histogram_lines, mean_scores_text, summary_lines
 
     if is_quiet() or show <= 0:
         return
     if summary is not None:
-        lines = summary_lines(summary) + ["feature density (log10 of the fraction of tokens active):"] + ["  " + x for x in density_histogram_lines(summary, width=30)]
+        lines = summary_lines(summary) + ([f"dense features: {dense_list(summary, 20)}"] if summary.dense else [])
+        lines += ["feature density (log10 of the fraction of tokens active):"] + ["  " + x for x in density_histogram_lines(summary, width=30)]
         stderr().print(escape("\n".join(lines)), highlight=False)
     for line in mean_scores_text(records):
         stderr().print(escape(line), highlight=False)

@@ -135,6 +135,13 @@ def summary_lines(summary: Any) -> list[str]:
     ]
 
 
+def dense_list(summary: Any, limit: int = 50) -> str:
+    """The dense features of a :class:`~saetool.interpret.selection.DensitySummary`, densest first:
+    ``91 (13.3%), 1776 (13.1%) and 3 more``."""
+    shown = ", ".join(f"{f} ({fmt_density(d)})" for f, d in summary.dense[:limit])
+    return shown + (f" and {len(summary.dense) - limit} more" if len(summary.dense) > limit else "")
+
+
 def _logit_list(pairs: Sequence[tuple[str, float]], *, markdown: bool, limit: int = 10) -> str:
     quote = (lambda t: md_escape(token_repr(t))) if markdown else token_repr
     return ", ".join(f"{quote(t)} ({v:+.3g})" for t, v in pairs[:limit]) if pairs else "none"
@@ -236,9 +243,7 @@ def report_markdown(
     if dead:
         out += ["**Dead features** (never active): " + ", ".join(str(r.index) for r in dead), ""]
     if summary is not None and summary.dense:
-        shown = ", ".join(f"{f} ({fmt_density(d)})" for f, d in summary.dense[:50])
-        more = f" and {len(summary.dense) - 50} more" if len(summary.dense) > 50 else ""
-        out += [f"**Dense features** (active on more than {fmt_density(summary.dense_threshold)} of tokens; not sampled for this report): {shown}{more}", ""]
+        out += [f"**Dense features** (active on more than {fmt_density(summary.dense_threshold)} of tokens; not sampled for this report): {dense_list(summary)}", ""]
     if summary is not None and summary.dead and not dead:
         shown = ", ".join(str(f) for f in summary.dead[:50])
         more = f" and {len(summary.dead) - 50} more" if len(summary.dead) > 50 else ""
