@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 import re
 
 import pytest
@@ -221,3 +222,13 @@ def test_dense_features_are_listed_in_the_report_and_the_terminal_summary(tmp_pa
     err = capsys.readouterr().err
     assert "9 features over 2048 tokens: 7 live, 2 dead (never active), 4 dense" in err
     assert "dense features: 7 (73.2%), 6 (43.9%), 5 (14.6%), 8 (12.2%)" in err
+
+
+def test_report_without_labels_has_no_empty_label_columns():
+    """A samples folder or --labeler none: no Label/Detection/Fuzzing columns of dashes."""
+    records = [replace(r, label=None) for r in sample_records()]
+    md = report_markdown(records)
+    assert "| Feature | Density | Max | Mean | Top tokens |\n|---:|---:|---:|---:|---|\n" in md
+    assert "| [3](#feature-3) | 1.23% | 4.512 | 1.25 | ' cat' (12), ' chat' (3), '猫' (2) |" in md and "| 99 | 0% | 0 | 0 |  |" in md
+    table = render(md).split("</table>")[0]  # the summary table
+    assert len(re.findall(r"<th[ >]", table)) == 5 and "<td>0.81</td>" not in table and table.count("<tr>") == 6

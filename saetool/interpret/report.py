@@ -223,11 +223,10 @@ def report_markdown(
     out += [f"{len(records)} features: {len(live)} live, {len(dead)} dead; {labelled} labelled."]
     scores = mean_scores_text(records)
     out += ([""] + [f"**{line[0].upper() + line[1:]}.**" for line in scores]) if scores else []
-    out += [
-        "",
-        "| Feature | Label | Detection | Fuzzing | Density | Max | Mean | Top tokens |",
-        "|---:|---|---:|---:|---:|---:|---:|---|",
-    ]
+    # without a single label (--labeler none, a samples folder) the label and score columns would be empty
+    label_cols = ("Label", "Detection", "Fuzzing") if labelled else ()
+    out += ["", "| " + " | ".join(("Feature", *label_cols, "Density", "Max", "Mean", "Top tokens")) + " |",
+            "|---:|" + "---|---:|---:|" * bool(labelled) + "---:|---:|---:|---|"]
     for r in records:
         link = f"[{r.index}](#feature-{r.index})" if not r.dead else str(r.index)
         label = "*dead*" if r.dead and r.label is None else (md_escape(r.label.text) if r.label else "")
@@ -235,10 +234,8 @@ def report_markdown(
         fuzz = fmt_score(((r.label.details or {}).get("fuzzing") or {}).get("score")) if r.label else "–"
         top = _token_list(r.top_tokens, markdown=True, limit=3) if r.top_tokens else ""
         dense = " (dense)" if r.index in dense_ids else ""
-        out.append(
-            f"| {link} | {label} | {det} | {fuzz} | {fmt_density(r.density)}{dense} | {fmt_num(r.max_activation)} "
-            f"| {fmt_num(r.mean_activation)} | {top} |"
-        )
+        labels = f" {label} | {det} | {fuzz} |" if labelled else ""
+        out.append(f"| {link} |{labels} {fmt_density(r.density)}{dense} | {fmt_num(r.max_activation)} | {fmt_num(r.mean_activation)} | {top} |")
     out.append("")
     if dead:
         out += ["**Dead features** (never active): " + ", ".join(str(r.index) for r in dead), ""]
