@@ -299,3 +299,28 @@ def test_activating_token_is_one_box_at_any_width(browser, tmp_path):
         boxes.append(pg.eval_on_selector_all(".tok.hit", "els => els.map(e => e.getClientRects().length)"))
     context.close()
     assert len(boxes[0]) == len(hits) and all(n == 1 for row in boxes for n in row)
+
+
+@pytest.mark.slow  # drives Chromium
+@needs_browser
+def test_interval_examples_say_their_interval(browser, tmp_path):
+    """Each interval example shows which interval of (0, max] it was drawn from, named as in the
+    markdown report (weak activations are read knowing they are weak)."""
+    from saetool.interpret.report import interval_name
+
+    tokens = [" a", " b", " c"]
+    examples = [Example(activation=v, token_ids=[1, 2, 3], tokens=tokens, position=1, values=[0.0, v, 0.0]) for v in (0.5, 1.2, 4.9, 10.0)]
+    record = FeatureRecord(index=5, density=0.01, max_activation=10.0, mean_activation=2.0, histogram_edges=[0.0, 10.0], histogram_counts=[9],
+                           top_examples=[examples[-1]], interval_examples=examples, interval_edges=[0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
+    want = ["0–20% of max", "0–20% of max", "40–60% of max", "80–100% of max"]
+    assert [interval_name(record, e) for e in examples] == want
+    url = write_browser([record], tmp_path / "iv.html", title="iv").as_uri() + "#feature-5"
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    pg.goto(url)
+    pg.wait_for_selector(".act .iv")
+    lists = pg.locator("ol.examples")
+    got = lists.nth(1).locator(".act .iv").all_text_contents()
+    top = lists.nth(0).locator(".act").all_text_contents()
+    context.close()
+    assert got == want and top == ["10"]  # the top examples carry no interval

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from saetool import __version__
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
-from saetool.interpret.report import mean_scores, write_text_atomic
+from saetool.interpret.report import interval_name, mean_scores, write_text_atomic
 
 SCHEMA = 1
 _JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -84,7 +84,9 @@ def _example(e: Example) -> dict[str, Any]:
 def _feature(r: FeatureRecord) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(r):
-        if f.name in _EXAMPLE_FIELDS:
+        if f.name == "interval_examples":  # each with the interval it was drawn from, named as in the report
+            out[f.name] = [{**_example(e), "interval": interval_name(r, e)} for e in r.interval_examples]
+        elif f.name in _EXAMPLE_FIELDS:
             out[f.name] = [_example(e) for e in getattr(r, f.name)]
         elif f.name not in _LEFT_OUT:
             out[f.name] = _plain(getattr(r, f.name))

@@ -147,7 +147,9 @@ def _logit_list(pairs: Sequence[tuple[str, float]], *, markdown: bool, limit: in
     return ", ".join(f"{quote(t)} ({v:+.3g})" for t, v in pairs[:limit]) if pairs else "none"
 
 
-def _interval_name(r: FeatureRecord, ex: Example) -> str:
+def interval_name(r: FeatureRecord, ex: Example) -> str:
+    """Which equal interval of ``(0, max]`` an interval example was drawn from: ``"20–40% of max"``
+    (``""`` without the record's interval edges)."""
     edges = r.interval_edges
     if len(edges) < 2 or not edges[-1] > 0:
         return ""
@@ -286,7 +288,7 @@ def _feature_markdown(r: FeatureRecord, sections: set[int], *, examples: int, to
     if r.interval_examples:
         out += ["**Examples by activation interval** (random activating tokens, weakest first)", "", "| Interval | Activation | Context |", "|---|---:|---|"]
         for ex in r.interval_examples:
-            out.append(f"| {_interval_name(r, ex)} | {fmt_num(ex.activation)} | {marked_context(ex, markdown=True)} |")
+            out.append(f"| {interval_name(r, ex)} | {fmt_num(ex.activation)} | {marked_context(ex, markdown=True)} |")
         out.append("")
     if r.held_out:
         out += ["**Held-out examples**", "", "| Activation | Context |", "|---:|---|"]
@@ -350,7 +352,7 @@ def feature_report_text(record: FeatureRecord, *, examples: int | None = None, t
         shown = exs[:n]
         out += ["", heading.format(n=len(shown)) + ":", THIN_RULE]
         for i, ex in enumerate(shown, 1):
-            where_in = f" ({_interval_name(r, ex)})" if exs is r.interval_examples else ""
+            where_in = f" ({interval_name(r, ex)})" if exs is r.interval_examples else ""
             out += ["", f"[Example {i}] Activation: {fmt_num(ex.activation)}{where_in}", f"  Activating text: {token_repr(ex.token)}", f"  Context: {marked_context(ex)}"]
             if ex.token_position >= 0:
                 where = f"  Position in sequence: {ex.token_position}"

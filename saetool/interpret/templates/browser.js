@@ -145,7 +145,9 @@
 
   function example(ex, scale) {
     var li = el("li");
-    li.appendChild(el("span", "act", num(ex.activation)));
+    var act = el("span", "act", num(ex.activation));
+    if (ex.interval) act.appendChild(el("span", "iv", ex.interval));
+    li.appendChild(act);
     var line = el("span", "tokens");
     ex.tokens.forEach(function (tok, i) {
       var span = el("span", "tok", shown(tok));
