@@ -172,6 +172,29 @@ def test_resume_with_another_number_of_processes_is_a_clean_error(extracted, tin
     assert_clean_error(proc, "nothing to resume")
 
 
+def test_a_link_planted_at_the_shard_folder_is_refused(tmp_path, monkeypatch):
+    """OUT.shards is a folder saetool clears and writes (issue 16, class 2): a symbolic link there is refused before any work."""
+    from saetool.errors import ArtifactError
+    from saetool.extract.config import ExtractConfig
+    from saetool.extract import sharded
+    from saetool.extract.sharded import extract_distributed
+
+    def no_session(device):
+        raise AssertionError("went on to start the process group")
+
+    monkeypatch.setattr(sharded, "session", no_session)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "rank00000-of-00002.h5").write_text("precious")
+    (tmp_path / "dist.h5.shards").symlink_to(victim)
+    for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(key, value)
+    for resume in (False, True):
+        with pytest.raises(ArtifactError, match="dist.h5.shards is a symbolic link where saetool keeps its shard folder"):
+            extract_distributed(ExtractConfig(corpus="kjv", num_tokens=32), tmp_path / "dist.h5", resume=resume)
+    assert (victim / "rank00000-of-00002.h5").read_text() == "precious" and sorted(p.name for p in tmp_path.iterdir()) == ["dist.h5.shards", "victim"]
+
+
 # -- models too large for one device --------------------------------------------------------
 def test_device_map_reaches_from_pretrained(tiny_gpt2_dir, tmp_path, monkeypatch):
     """``--device-map`` is handed to transformers' ``from_pretrained`` (the real one,

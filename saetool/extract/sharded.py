@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
+from saetool.artifacts.files import refuse_link
 from saetool.artifacts.provenance import build_provenance, file_sha256
 from saetool.artifacts.resume import changed_settings
 from saetool.artifacts.store import ArtifactWriter, check_output_path, partial_path
@@ -140,7 +141,7 @@ def extract_distributed(
     if config.device_map and config.device_map != "cpu":
         raise SaetoolError("--device-map cannot be combined with torchrun yet (each rank would claim every GPU)", hint="use --device cuda under torchrun, or one process with --device-map auto")
     out = check_output_path(output or default_output(config), overwrite=overwrite)
-    shards = shard_dir_for(out)
+    shards = refuse_link(shard_dir_for(out), what="shard folder")  # its files are cleared and written
     _check_shard_folder(shards, info.world_size, resume)
     resolve_corpus(config.corpus)
     if next(iter(iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)), None) is None:
