@@ -310,9 +310,10 @@ def test_interval_examples_say_their_interval(browser, tmp_path):
 
     tokens = [" a", " b", " c"]
     examples = [Example(activation=v, token_ids=[1, 2, 3], tokens=tokens, position=1, values=[0.0, v, 0.0]) for v in (0.5, 1.2, 4.9, 10.0)]
-    record = FeatureRecord(index=5, density=0.01, max_activation=10.0, mean_activation=2.0, histogram_edges=[0.0, 10.0], histogram_counts=[9],
-                           top_examples=[examples[-1]], interval_examples=examples, interval_edges=[0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
-    want = ["0–20% of max", "0–20% of max", "40–60% of max", "80–100% of max"]
+    record = FeatureRecord(index=5, density=0.01, max_activation=10.0, mean_activation=2.0, histogram_edges=[float(i) for i in range(11)],
+                           histogram_counts=[12, 4, 2, 1, 1, 0, 0, 0, 0, 0], top_examples=[examples[-1]], interval_examples=examples,
+                           interval_edges=[0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
+    want = ["0–20% of max, 80% of activations", "0–20% of max, 80% of activations", "40–60% of max, 5% of activations", "80–100% of max, 0% of activations"]
     assert [interval_name(record, e) for e in examples] == want
     url = write_browser([record], tmp_path / "iv.html", title="iv").as_uri() + "#feature-5"
     context = browser.new_context(viewport={"width": 1200, "height": 900})

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from saetool.interpret.report import interval_shares
 from tests.helpers import assert_clean_error, run_cli
 
 K = 8
@@ -33,7 +34,7 @@ def _dense(acts_path, sae_path, hook):
 def _interpret(acts_path, sae_path, folder):
     from saetool.interpret.api import InterpretConfig, interpret
 
-    config = InterpretConfig(examples=K, held_out=5, negatives=4, context=12, bins=16, neighbours=6, labeler=None, chunk_rows=300)
+    config = InterpretConfig(examples=K, held_out=5, negatives=4, context=12, bins=16, intervals=4, neighbours=6, labeler=None, chunk_rows=300)
     return interpret(config, acts_path, sae_path, folder / "features.h5", progress=False)
 
 
@@ -223,6 +224,10 @@ def test_histogram_and_common_tokens(model, request):
             ref, _ = np.histogram(vals, bins=16, range=(0, r.max_activation))
             assert np.abs(ref - np.array(r.histogram_counts)).sum() <= 2  # float rounding at bin edges only
             assert r.histogram_edges[-1] == pytest.approx(r.max_activation)
+            # each interval's share of the activations (16 bins split the 4 intervals evenly: exact)
+            shares, exact = interval_shares(r)
+            quarter = np.minimum((vals / r.max_activation * 4).astype(int), 3)
+            assert exact and np.abs(np.array(shares) - np.bincount(quarter, minlength=4) / len(vals)).max() <= 2 / len(vals)
             counts: dict[str, int] = {}
             for e in r.top_examples:
                 counts[e.token] = counts.get(e.token, 0) + 1

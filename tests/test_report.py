@@ -232,3 +232,22 @@ def test_report_without_labels_has_no_empty_label_columns():
     assert "| [3](#feature-3) | 1.23% | 4.512 | 1.25 | ' cat' (12), ' chat' (3), '猫' (2) |" in md and "| 99 | 0% | 0 | 0 |  |" in md
     table = render(md).split("</table>")[0]  # the summary table
     assert len(re.findall(r"<th[ >]", table)) == 5 and "<td>0.81</td>" not in table and table.count("<tr>") == 6
+
+
+def test_interval_shares_are_read_off_the_histogram():
+    """Each interval's share of all activations: exact when the bins split the intervals evenly,
+    marked ≈ otherwise (a bin counted in the interval holding its centre)."""
+    from saetool.interpret.report import interval_name, interval_shares
+
+    weak, strong = ex([" a"], 0, 0.7), ex([" b"], 0, 9.5)
+    aligned = FeatureRecord(index=1, density=0.1, max_activation=10.0, mean_activation=1.0, histogram_edges=[float(i) for i in range(11)],
+                            histogram_counts=[30, 20, 10, 10, 5, 5, 5, 5, 5, 5], interval_edges=[0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
+    shares, exact = interval_shares(aligned)
+    assert exact and shares == pytest.approx([0.5, 0.2, 0.1, 0.1, 0.1])
+    assert interval_name(aligned, weak) == "0–20% of max, 50% of activations"
+    assert interval_name(aligned, strong) == "80–100% of max, 10% of activations"
+    coarse = replace(aligned, histogram_edges=[0.0, 2.5, 5.0, 7.5, 10.0], histogram_counts=[60, 20, 10, 10])  # centres 1.25, 3.75, 6.25, 8.75
+    shares, exact = interval_shares(coarse)
+    assert not exact and shares == pytest.approx([0.6, 0.2, 0.0, 0.1, 0.1])
+    assert interval_name(coarse, weak) == "0–20% of max, ≈60% of activations"
+    assert interval_shares(replace(aligned, interval_edges=[])) == ([], False) and interval_name(replace(aligned, interval_edges=[]), weak) == ""

@@ -37,7 +37,7 @@ def interpret(
     held_out: int = typer.Option(10, "--held-out", help="Random activating examples (not among the top) kept per feature, for scoring labels."),
     negatives: int = typer.Option(10, "--negatives", help="Random windows where the feature is 0, kept per feature."),
     context: int = typer.Option(24, "--context", help="Tokens in each example window (the activating token sits at 3/4)."),
-    bins: int = typer.Option(32, "--bins", help="Histogram bins over (0, max]."),
+    bins: int = typer.Option(40, "--bins", help="Histogram bins over (0, max]; a multiple of --intervals makes each interval's share of the activations exact."),
     n_neighbours: int = typer.Option(10, "--neighbours", help="Nearest features by decoder cosine kept per feature."),
     labeler: str = typer.Option("tokens", "--labeler", help="Labeler: tokens, llm or a plugin's; 'none' for no labels."),
     labeler_option: Optional[List[str]] = typer.Option(None, "--labeler-option", help="KEY=VALUE passed to the labeler (repeatable)."),

@@ -67,7 +67,7 @@ class InterpretConfig:
     held_out: int = 10
     negatives: int = 10
     context: int = 24
-    bins: int = 32
+    bins: int = 40
     neighbours: int = 10
     common_tokens: int = 10
     labeler: str | None = "tokens"

@@ -43,7 +43,7 @@ class CollectSettings:
     examples: int = 20
     held_out: int = 10
     negatives: int = 10
-    bins: int = 32
+    bins: int = 40
     seed: int = 0
     intervals: int = 5
     per_interval: int = 2

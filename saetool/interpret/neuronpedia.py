@@ -42,6 +42,7 @@ import saetool
 from saetool.artifacts.store import read_header
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
+from saetool.interpret.report import interval_index, interval_shares
 from saetool.interpret.store import FeaturesFile
 from saetool.models.hooks import layer_of_hook
 from saetool.sae.format_api import ExportSettings, SAEExporter
@@ -64,30 +65,19 @@ def _window(example: Example) -> tuple[list[str], list[float]]:
     return [example.tokens[i] for i in keep], _round([values[i] for i in keep])
 
 
-def _share(record: FeatureRecord, lo: float, hi: float) -> float:
-    """The share of the feature's active tokens with an activation in ``(lo, hi]``, from its histogram."""
-    edges, counts = record.histogram_edges, record.histogram_counts
-    total = sum(counts)
-    if not total or len(edges) != len(counts) + 1:
-        return 0.0
-    inside = sum(c for c, a, b in zip(counts, edges[:-1], edges[1:]) if lo <= (a + b) / 2 <= hi)
-    return round(inside / total, 4)
-
-
 def _activations(record: FeatureRecord) -> list[dict[str, Any]]:
     out = []
     for ex in record.top_examples:
         tokens, values = _window(ex)
         out.append({"bin_min": -1, "bin_max": round(record.max_activation, 3), "bin_contains": -1, "tokens": tokens, "values": values})
     edges = record.interval_edges
+    shares, _ = interval_shares(record)
     for ex in record.interval_examples:
         tokens, values = _window(ex)
-        lo = hi = 0.0
-        for a, b in zip(edges[:-1], edges[1:]):
-            if a < ex.activation <= b or (a == 0 and ex.activation == b):
-                lo, hi = a, b
-                break
-        out.append({"bin_min": round(lo, 3), "bin_max": round(hi, 3), "bin_contains": _share(record, lo, hi), "tokens": tokens, "values": values})
+        i = interval_index(record, ex.activation)
+        lo, hi = (edges[i], edges[i + 1]) if i is not None else (0.0, 0.0)
+        share = round(shares[i], 4) if i is not None and shares else 0.0
+        out.append({"bin_min": round(lo, 3), "bin_max": round(hi, 3), "bin_contains": share, "tokens": tokens, "values": values})
     return out
 
 

@@ -147,15 +147,44 @@ def _logit_list(pairs: Sequence[tuple[str, float]], *, markdown: bool, limit: in
     return ", ".join(f"{quote(t)} ({v:+.3g})" for t, v in pairs[:limit]) if pairs else "none"
 
 
-def interval_name(r: FeatureRecord, ex: Example) -> str:
-    """Which equal interval of ``(0, max]`` an interval example was drawn from: ``"20–40% of max"``
-    (``""`` without the record's interval edges)."""
+def interval_index(r: FeatureRecord, activation: float) -> int | None:
+    """Which of the record's equal intervals of ``(0, max]`` holds ``activation`` (as the collector
+    assigns them), or ``None`` without interval edges."""
     edges = r.interval_edges
     if len(edges) < 2 or not edges[-1] > 0:
-        return ""
+        return None
     n = len(edges) - 1
-    i = min(n - 1, max(0, int(ex.activation / edges[-1] * n)))
-    return f"{i * 100 // n}–{(i + 1) * 100 // n}% of max"
+    return min(n - 1, max(0, int(activation / edges[-1] * n)))
+
+
+def interval_shares(r: FeatureRecord) -> tuple[list[float], bool]:
+    """``(shares, exact)``: the fraction of the feature's activations in each of its intervals, read
+    off its histogram (each bin counted in the interval holding its centre); ``exact`` when the
+    histogram's bins split every interval evenly (the defaults: 40 bins, 5 intervals).
+    ``([], False)`` without a histogram or intervals."""
+    edges, counts, iv = r.histogram_edges, r.histogram_counts, r.interval_edges
+    total = sum(counts)
+    if not total or len(edges) != len(counts) + 1 or len(iv) < 2 or not iv[-1] > 0:
+        return [], False
+    n = len(iv) - 1
+    shares = [0.0] * n
+    for c, a, b in zip(counts, edges[:-1], edges[1:]):
+        shares[interval_index(r, (a + b) / 2)] += c / total  # type: ignore[index]
+    exact = len(counts) % n == 0 and math.isclose(edges[-1], iv[-1], rel_tol=1e-6)
+    return shares, exact
+
+
+def interval_name(r: FeatureRecord, ex: Example) -> str:
+    """Which equal interval of ``(0, max]`` an interval example was drawn from, and that interval's
+    share of all the feature's activations: ``"20–40% of max, 12% of activations"`` (``≈`` when the
+    share is approximate; ``""`` without the record's interval edges)."""
+    i = interval_index(r, ex.activation)
+    if i is None:
+        return ""
+    n = len(r.interval_edges) - 1
+    name = f"{i * 100 // n}–{(i + 1) * 100 // n}% of max"
+    shares, exact = interval_shares(r)
+    return name + (f", {'' if exact else '≈'}{shares[i]:.0%} of activations" if shares else "")
 
 
 def sparkline(counts: Sequence[int]) -> str:
