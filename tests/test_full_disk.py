@@ -132,6 +132,31 @@ def test_interpret_on_a_full_disk(small_fs, acts, tmp_path):
     assert files_in(disk) == []
 
 
+@pytest.fixture(scope="module")
+def big_sae(tmp_path_factory):
+    """A 1 MB topk SAE (2,048 features over d 64), trained two steps."""
+    from saetool.train import TrainConfig, train_sae
+    from saetool.train.synthetic import sparse_dictionary_data, write_activations
+
+    d = tmp_path_factory.mktemp("big_sae")
+    x, _ = sparse_dictionary_data(600, 64, 128, active=4, seed=0)
+    acts = write_activations(d / "acts.h5", {HOOK: x}, context_size=20)
+    train_sae(TrainConfig(arch="topk", d_sae=2048, k=4, batch_size=64, steps=2), [acts], d / "sae.h5", progress=False)
+    return d / "sae.h5"
+
+
+@pytest.mark.slow  # trains a 1 MB SAE, then three CLI runs (about 6 s)
+@pytest.mark.parametrize("fmt", ["saelens", "sparsify", "dictionary-learning"])
+def test_export_on_a_full_disk_names_the_output(fmt, small_fs, big_sae):
+    """Every export format on a real full disk: one line naming the folder the user gave (not the
+    staging folder inside it), exit 2, nothing left. torch.save (dictionary-learning's ae.pt) loses
+    the errno of a failed write, so saetool saves into memory and writes the bytes itself."""
+    disk = small_fs("256k")
+    out = disk / "exported"
+    assert_full_disk(run_cli("export", str(big_sae), "--format", fmt, "-o", str(out)), out)
+    assert files_in(disk) == []
+
+
 # -- the root mechanism, with injected errors --------------------------------------------------------
 def enospc(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -1,19 +1,31 @@
-"""Reading PyTorch ``.pt`` files without running code: the one rule every ``torch.load`` follows.
+"""PyTorch ``.pt`` files: the one rule every ``torch.load`` and ``torch.save`` follows.
 
 A ``.pt`` file is a pickle; unpickling an arbitrary one can run code. saetool only ever
 loads them with ``torch.load(weights_only=True)`` (tensors, plain containers and numbers),
 and turns the refusal of anything else into a one-line error naming the file.
+``torch.save`` loses the errno of a failed write ("unexpected pos 1152 vs 1108" on a
+full disk), so saetool saves into memory and writes the bytes through
+:func:`saetool.artifacts.files.write_atomic`, where a full disk is one line.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from saetool.artifacts.files import write_atomic
 from saetool.errors import ArtifactError, SaetoolError
+
+
+def save_torch_file(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically, a failed write (a full disk) as one line naming ``path``."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return write_atomic(path, buf.getvalue())
 
 
 def load_torch_file(path: str | Path, *, what: str = "file", hint: str = "save plain tensors with torch.save, or as .safetensors") -> Any:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from saetool.artifacts.files import write_atomic
+from saetool.artifacts.torchfiles import save_torch_file
 from saetool.errors import SaetoolError
 from saetool.models.hooks import hook_name, layer_of_hook
 from saetool.models.registry import model_specs
@@ -131,12 +132,12 @@ def export_vectors(vectors: Sequence["SteeringVector"], out: str | Path, fmt: st
     if len(vectors) > 1:
         raise SaetoolError(f"--format {fmt} holds one vector, and {len(vectors)} were given", hint="export them one at a time, or use --format gguf for several layers")
     vec = vectors[0].vector.detach().float().cpu().contiguous()
-    buf = io.BytesIO()
     if fmt == "npy":
+        buf = io.BytesIO()
         np.save(buf, vec.numpy(), allow_pickle=False)
+        write_atomic(out, buf.getvalue())
     else:
-        torch.save(vec.clone(), buf)
-    write_atomic(out, buf.getvalue())
+        save_torch_file(vec.clone(), out)
     return f"{fmt} vector, d={vec.shape[0]}, from {vectors[0].hook}"
 
 

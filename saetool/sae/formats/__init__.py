@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from saetool.artifacts.files import write_errors_as_one_line
+from saetool.artifacts.files import is_write_failure, write_error, write_errors_as_one_line
 from saetool.artifacts.outputs import check_outputs
 from saetool.artifacts.store import check_name_length, ensure_writable_parent
 from saetool.errors import ArtifactError
@@ -45,8 +45,13 @@ def atomic_output_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     work = staging / target.name
     try:
-        with write_errors_as_one_line(target):
-            yield work
+        try:
+            with write_errors_as_one_line(target):
+                yield work
+        except ArtifactError as exc:  # a writer inside named its file in the staging folder: name the output
+            if is_write_failure(exc) and str(staging) in str(exc):
+                raise write_error(exc.__cause__, target) from exc.__cause__  # type: ignore[arg-type]
+            raise
         if not work.is_dir():
             raise ArtifactError(f"nothing was written for {target}")
         work.chmod(0o755)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from saetool.artifacts.torchfiles import load_tensor_dict
+from saetool.artifacts.torchfiles import load_tensor_dict, save_torch_file
 from saetool.console import warn
 from saetool.devices import dtype_name
 from saetool.errors import ArtifactError, SaetoolError
@@ -194,7 +194,7 @@ def export_dictionary_learning(sae: "SAE", work: Path, *, model_name: str | None
     if cfg.k is not None:
         trainer["k"] = int(cfg.k)
     work.mkdir()
-    torch.save(state, work / WEIGHTS_FILENAME)
+    save_torch_file(state, work / WEIGHTS_FILENAME)
     (work / CFG_FILENAME).write_text(json.dumps({"trainer": trainer, "buffer": {}}, indent=2) + "\n")
     return cls
 
