@@ -414,3 +414,18 @@ def test_gemma3_270m_runs_with_cache():
     assert acts["blocks.5.attn.hook_z"].shape == (2, enc.input_ids.shape[1], gemma.hook_dim("blocks.5.attn.hook_z"))
     for hook in hooks:
         assert torch.isfinite(acts[hook]).all(), hook
+
+
+@pytest.mark.parametrize("backend", ["transformers", "transformer-lens"])
+def test_sequences_past_the_models_positions_are_refused_before_running(backend, tiny_gpt2, tiny_gpt2_tl):
+    """Issue 16, class 8, at its root: each backend knows its position limit and checks every
+    sequence it is given (run, logits, generate) with one line instead of an IndexError midway."""
+    model = tiny_gpt2 if backend == "transformers" else tiny_gpt2_tl
+    assert model.max_positions == 256
+    ok, long = torch.zeros(1, 256, dtype=torch.long), torch.zeros(1, 257, dtype=torch.long)
+    assert model.run_with_cache(ok, ["blocks.0.hook_resid_post"])["blocks.0.hook_resid_post"].shape[1] == 256
+    for call in (lambda: model.run_with_cache(long, ["blocks.0.hook_resid_post"]), lambda: model.logits(long),
+                 lambda: model.generate(torch.zeros(1, 250, dtype=torch.long), max_new_tokens=7)):
+        with pytest.raises(ModelError, match=r"needs 257 positions but the model takes at most 256") as exc:
+            call()
+        assert "\n" not in exc.value.one_line()
