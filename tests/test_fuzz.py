@@ -28,7 +28,7 @@ from saetool.artifacts.store import partial_path
 from saetool.errors import SaetoolError
 
 EXAMPLES = {"tensors": 200, "integers": 100, "provenance": 200, "completions": 150, "cli": 600, "manifests": 300, "write-failures": 80, "outputs": 300,
-            "lying-activations": 250, "lying-saes": 150, "lying-features": 150, "lying-selections": 100}
+            "lying-activations": 250, "lying-saes": 150, "lying-features": 150, "lying-selections": 100, "lying-vectors": 100}
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 FLOAT_DTYPES = ["float32", "float16", "bfloat16"]
@@ -601,6 +601,28 @@ def test_lying_selections_are_refused_or_read_within_the_data(tmp_path):
         path.write_bytes(good.read_bytes())
         mutate(path, changes)
         seen[expect_clean(lambda p: len(read_selection(p)), path, changes)] += 1
+
+    check()
+    assert seen["refused"] and seen["read"], seen
+
+
+@pytest.mark.slow  # 100 hypothesis examples (about 1.2 s)
+def test_lying_vectors_are_refused_or_read_within_the_data(tmp_path):
+    """A steering ``vector`` whose attributes (``d``, ``layer``, ``norm``, ``resid_norm_mean``, ...) are anything
+    or whose datasets are of any shape, links or NaN: ``read_vector`` and its description work or stop with one line."""
+    from saetool.steer.vectors import SteeringVector, read_vector, write_vector
+
+    good = tmp_path / "good.h5"
+    write_vector(good, SteeringVector(torch.randn(6), HOOK, model="m", resid_norm_mean=3.0, positive_mean=torch.randn(6), negative_mean=torch.randn(6)), provenance={})
+    seen = {"read": 0, "refused": 0}
+
+    @settings(max_examples=EXAMPLES["lying-vectors"], **FAST)
+    @given(changes=mutations(["d", "layer", "norm", "resid_norm_mean", "hook", "model", "method", "details", "schema_version"], ["vector", "means/positive", "means/negative"]))
+    def check(changes):
+        path = tmp_path / "x.h5"
+        path.write_bytes(good.read_bytes())
+        mutate(path, changes)
+        seen[expect_clean(lambda p: read_vector(p).describe(), path, changes)] += 1
 
     check()
     assert seen["refused"] and seen["read"], seen

@@ -33,8 +33,8 @@ class ArtifactKind:
 
     ``required_datasets`` are HDF5 paths every file of this kind holds (a
     ``{hook}`` placeholder matches any member of that group); ``attrs`` maps
-    attribute names to a rule (``count``, ``positive``, ``text``, ``json-object``,
-    ``json-list``, ``json-text-list``); ``datasets`` maps dataset paths (``{hook}``
+    attribute names to a rule (``count``, ``positive``, ``integer``, ``number``, ``text``,
+    ``json-object``, ``json-list``, ``json-text-list``); ``datasets`` maps dataset paths (``{hook}``
     as above) to a :class:`Rows` shape rule; ``validate(file, path)`` checks the
     rest, raising :class:`~saetool.errors.ArtifactError`. All run when a file
     is opened, so readers can trust what they read.

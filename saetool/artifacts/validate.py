@@ -81,6 +81,13 @@ def check_attr(fh: "h5py.File", path: Path, name: str, rule: str) -> Any:
         return integer(value, path, name, minimum=0)
     if rule == "positive":
         return integer(value, path, name, minimum=1)
+    if rule == "integer":
+        return integer(value, path, name)
+    if rule == "number":  # a real number; NaN allowed (it stands for "not measured")
+        value = value[()] if isinstance(value, np.ndarray) and value.shape == () else value
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+            raise bad(path, f"attribute {name!r} is {_show(text(value))}, not a number")
+        return float(value)
     if rule == "text":
         if not isinstance(text(value), str):
             raise bad(path, f"attribute {name!r} is {_show(value)}, not text")

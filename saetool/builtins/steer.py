@@ -34,7 +34,7 @@ def register_artifact_kinds(register):
             description="A steering vector at one hook, with how it was made and the activation norm there",
             required_datasets=("vector",),
             required_attrs=("hook", "method", "d"),
-            attrs={"d": "positive", "hook": "text", "method": "text", "details": "json-object"},
+            attrs={"d": "positive", "hook": "text", "method": "text", "details": "json-object", "model": "text", "layer": "integer", "norm": "number", "resid_norm_mean": "number"},
             datasets={"vector": Rows("d", 1, "float"), "means/{which}": Rows("d", 1, "float")},
         )
     )
