@@ -5,10 +5,14 @@
 # coherence with Wilson CIs and Fisher tests, plots. Level 2 (layer test)
 # compares layers 10/15/20 and picks the best cell by a stated rule
 # (best.json); the seed's pandas snippet reads its summary.csv unchanged.
-# Level 3 (alpha sweep, `layers: best`) is planned with --dry-run on that layer.
+# Level 3 (alpha sweep, add vs ablate) runs on that layer (`layers: best`) and
+# writes its own best.json, the seed's best (layer, alpha, intervention); at
+# SIZE=ci it is only planned (--dry-run).
 #
-#   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (about 3 min on 2 CPU cores; estimated)
-#   SIZE=small 20 prompts per split, 5 at level 2             (about 8 min; estimated)    <- default
+#   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (about 3 min on 2 idle CPU cores, estimated; measured
+#              27 min wall, 10.5 min of CPU on 2 cores shared at load ~7: 48 completions, each sweep loading the model)
+#   SIZE=small 20 prompts per split, 5 at levels 2 and 3      (about 15 min on idle cores; estimated from the
+#              layer_test config's measured rate: 360 completions)    <- default
 #   SIZE=full  the configs' own sizes; levels 2-4 take hours on a CPU
 set -euo pipefail
 SIZE=${SIZE:-small}
@@ -17,9 +21,9 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 SAETOOL=${SAETOOL:-saetool}
 PYTHON=${PYTHON:-python3}
 case "$SIZE" in
-  ci) N=(--max-prompts 2); N2=(--max-prompts 1) ;;
-  small) N=(--max-prompts 20); N2=(--max-prompts 5) ;;
-  full) N=(); N2=() ;;
+  ci) N=(--max-prompts 2); N2=(--max-prompts 1); LEVEL3=(--dry-run) ;;
+  small) N=(--max-prompts 20); N2=(--max-prompts 5); LEVEL3=(--overwrite) ;;
+  full) N=(); N2=(); LEVEL3=(--overwrite) ;;
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;
 esac
 
@@ -36,6 +40,7 @@ best = summary[(summary['split'] == 'harm_test') & (summary['alpha'] == 1)].sort
 print("Best layer:")
 print(best[['layer', 'is_refusal_mean', 'is_helpful_mean']].head(1))
 PY
-# level 3 reads that layer (layers: best, best_from: layer_comparison); planned here
-$SAETOOL sweep "$HERE/configs/alpha_sweep.yaml" --output-dir "$OUT" --dry-run
-echo "summaries: $OUT/smoke_test/summary.csv, $OUT/layer_comparison/summary.csv and best.json; plots beside them" >&2
+# level 3 reads that layer (layers: best, best_from: layer_comparison) and picks the best
+# (layer, alpha, intervention) into alpha_sweep/best.json
+$SAETOOL sweep "$HERE/configs/alpha_sweep.yaml" --output-dir "$OUT" "${N2[@]}" "${LEVEL3[@]}" > /dev/null
+echo "summary.csv, best.json and plots in $OUT/smoke_test, $OUT/layer_comparison and $OUT/alpha_sweep (level 3 only planned at SIZE=ci)" >&2

@@ -15,7 +15,7 @@ SAETOOL=${SAETOOL:-saetool}
 PYTHON=${PYTHON:-python3}
 PROMPTS=$(cd "$(dirname "$0")/../prompts" && pwd)
 case "$SIZE" in
-  ci) TOKENS=2048; DSAE=512; STEPS=30; TEXTS=2; PROMPTS_N=3; NEW=6 ;;
+  ci) TOKENS=2048; DSAE=512; STEPS=30; TEXTS=2; PROMPTS_N=2; NEW=6 ;;
   small) TOKENS=8192; DSAE=2304; STEPS=200; TEXTS=16; PROMPTS_N=10; NEW=24 ;;
   full) TOKENS=200000; DSAE=4608; STEPS=2000; TEXTS=128; PROMPTS_N=50; NEW=48 ;;
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;
@@ -38,7 +38,7 @@ TOP=$($PYTHON -c "import json,sys; print(next(r['feature'] for r in json.load(op
 
 # steer with the top layer-12 feature (vector from-sae records the SAE and feature), then
 # check that everything joins up, selected features to the steered one included (step 0)
-head -n "$PROMPTS_N" "$PROMPTS/harm_test.txt" > "$OUT/prompts.txt"
+grep -v '^#' "$PROMPTS/harm_test.txt" | head -n "$PROMPTS_N" > "$OUT/prompts.txt"
 $SAETOOL vector from-sae "$OUT/sae-L12.h5" --feature "$TOP" -o "$OUT/vector.h5" --overwrite > /dev/null
 $SAETOOL steer "$OUT/vector.h5" --prompts "$OUT/prompts.txt" --alpha 8 --max-new-tokens "$NEW" -o "$OUT/steer.h5" --overwrite > /dev/null
 $SAETOOL audit "$OUT/selection.h5" "$OUT/sae-L6.h5" "$OUT/sae-L12.h5" "$OUT/steer.h5" -o "$OUT/audit.json" --overwrite > /dev/null
