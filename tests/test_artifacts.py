@@ -280,3 +280,13 @@ def test_resume_check_names_what_changed_and_compares_as_stored():
     with pytest.raises(SaetoolError, match=r"cannot resume run\.h5: it was made with different lr, steps") as info:
         check_resumable(before, {**before, "lr": 0.1}, "run.h5", keys=["lr", "seed"], also_changed=["steps"], hint="do this")
     assert info.value.hint == "do this"
+
+
+def test_a_complete_attribute_that_is_not_true_or_false_is_refused(tmp_path):
+    """Every kind's ``complete`` flag is checked when a file is opened (issue 16, class 5): an array there
+    made `audit` raise "truth value of an array ... is ambiguous" (an internal error)."""
+    path = write_activations(tmp_path / "a.h5", {"blocks.0.hook_resid_post": torch.randn(8, 4)}, context_size=4)
+    with h5py.File(path, "r+") as fh:
+        fh.attrs["complete"] = np.array([1, 2])
+    with pytest.raises(ArtifactError, match=r"attribute 'complete' is array\(\[1, 2\]\), not true or false"):
+        open_artifact(path).close()

@@ -406,7 +406,7 @@ def test_outputs_never_name_an_input_or_each_other(alias_dir, outs, ins):
 
 
 HOOK = "blocks.1.hook_resid_post"
-ACT_ATTRS = ["n_tokens", "n_sequences", "context_size", "hooks", "config", "provenance", "schema_version", "saetool_kind"]
+ACT_ATTRS = ["n_tokens", "n_sequences", "context_size", "hooks", "config", "provenance", "schema_version", "saetool_kind", "complete"]
 ACT_DATASETS = ["tokens/token_ids", "tokens/seq_index", "tokens/position", "sequences/token_ids", f"activations/{HOOK}"]
 attr_values = (
     st.integers(-(2**63), 2**63 - 1)

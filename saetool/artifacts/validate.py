@@ -202,6 +202,8 @@ def validate(fh: "h5py.File", path: Path, spec: "ArtifactKind") -> None:
     """Check ``fh`` (an artifact of kind ``spec``) as described in the module docstring."""
     check_links(fh, path)
     json_attr(fh.attrs.get("provenance", "{}"), path, "provenance", dict)
+    if "complete" in fh.attrs and not isinstance(fh.attrs["complete"], (bool, np.bool_)):
+        raise bad(path, f"attribute 'complete' is {_show(text(fh.attrs['complete']))}, not true or false")
     check_stored_dtypes(fh, path)
     for ds in spec.required_datasets:
         if "{" not in ds and ds not in fh:
