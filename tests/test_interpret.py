@@ -442,19 +442,26 @@ def test_json_dir_writes_seed_002_interpretations(result, tmp_path):
     assert_clean_error(run_cli("interpret", str(result.path), "--json-dir", str(tmp_path / "file")), "is not a folder")
 
 
-def test_json_dir_never_replaces_an_input_or_an_existing_file(tiny_result, tmp_path):
-    """--json-dir's file is an output like -o and --report: checked before anything is written (issue 16, class 4)."""
+def test_json_dir_never_replaces_an_input_or_an_existing_file(tiny_result, tmp_path, capsys):
+    """--json-dir's file is an output like -o and --report: checked before anything is written (issue 16, class 4).
+    Run in-process (the check is the command's, before any work)."""
+    from saetool.cli.main import main
+
+    def cli(*args: str) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--show", "0"])
+        return exc.value.code, capsys.readouterr().err.strip()
+
     jdir = tmp_path / "j"
     jdir.mkdir()
     target = jdir / "layer_1_interpretations.json"
     target.write_text("precious")
-    proc = run_cli("interpret", str(tiny_result.path), "--json-dir", str(jdir), "--report", str(tmp_path / "r.md"), "--show", "0")
-    assert assert_clean_error(proc, "already exists") == f"error: output {target} already exists; pass --overwrite to replace it, or choose another --json-dir"
+    assert cli("interpret", str(tiny_result.path), "--json-dir", str(jdir), "--report", str(tmp_path / "r.md")) == (
+        2, f"error: output {target} already exists; pass --overwrite to replace it, or choose another --json-dir")
     assert target.read_text() == "precious" and not (tmp_path / "r.md").exists()
     target.write_bytes(tiny_result.path.read_bytes())  # the features artifact itself, named as --json-dir would name its file
-    proc = run_cli("interpret", str(target), "--json-dir", str(jdir), "--overwrite", "--show", "0")
-    assert_clean_error(proc, f"--json-dir {target} is also an input")
+    code, err = cli("interpret", str(target), "--json-dir", str(jdir), "--overwrite")
+    assert code == 2 and err.startswith(f"error: --json-dir {target} is also an input")
     assert target.read_bytes() == tiny_result.path.read_bytes()
-    proc = run_cli("interpret", str(tiny_result.path), "--json-dir", str(jdir), "--overwrite", "--show", "0")
-    assert proc.returncode == 0, proc.stderr
+    assert cli("interpret", str(tiny_result.path), "--json-dir", str(jdir), "--overwrite")[0] == 0
     assert json.loads(target.read_text())["hook"] == "blocks.1.hook_resid_post"
