@@ -82,11 +82,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ttq-lens-max-steps", type=int, default=100000, help="time to quality: sae-lens's step limit (default: %(default)s)")
     p.add_argument("--ttq-start-steps", type=int, default=16, help="time to quality: saetool's first budget (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=16, help="time to quality: steps between held-out evaluations (default: %(default)s)")
+    p.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a TrainConfig setting for every run of the grid, the defaults' run included (repeatable; e.g. aux_coeff=0.25)")
     p.add_argument("--skip", default="", help="comma list of parts to leave out: real,synthetic,ttq")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file whose section is rewritten; '' to skip (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the raw numbers as JSON to PATH")
     p.add_argument("--tmp-dir", default=None, help="where extracted activations go (default: the system temp folder)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.options = train_options(args.train_option, p)
+    return args
+
+
+def train_options(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as TrainConfig settings (values read as JSON, else kept as text)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            parser.error(f"--train-option {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def ints(text: str) -> list[int]:
@@ -179,7 +197,7 @@ def grid_configs(args) -> list[tuple[str, float | None, str | None]]:
     return out
 
 
-def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None):
+def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None, options: dict[str, Any] | None = None):
     from saetool.train.architectures import get_architecture
     from saetool.train import TrainConfig, train_on_batches
     from saetool.train.schedules import default_lr, short_run_max_factor
@@ -190,7 +208,7 @@ def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multipli
         kw["lr"] = multiplier * default_lr(arch.default_lr, d_sae, steps, short_run_max_factor(d_sae, int(x_train.shape[1]), arch.short_run_lr_factor))
     if schedule is not None:
         kw["lr_schedule"] = schedule
-    config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **kw)
+    config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **{**(options or {}), **kw})
     started = time.perf_counter()
     result = train_on_batches(batches(x_train, batch_size), config, steps=steps)
     return result, time.perf_counter() - started
@@ -203,7 +221,7 @@ def run_grid(name: str, x_train, held, widths: list[int], args, *, k: int, batch
         for steps in ints(args.budgets):
             cell = []
             for label, m, schedule in grid_configs(args):
-                result, seconds = train_one(x_train, d_sae, k, steps, batch_size, m, schedule)
+                result, seconds = train_one(x_train, d_sae, k, steps, batch_size, m, schedule, args.options)
                 sae = result.sae
                 scores = heldout_scores(sae.encode, sae.decode, held, d_sae)
                 if dictionary is not None:
@@ -371,6 +389,8 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
                           f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
         lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd, lr = the topk reference 1e-3 x sqrt(2^14 / d_sae) x the short-run factor "
                       f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in))))]); 'Nx lr' multiplies that learning rate. A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+        if args.options:
+            lines[-1] += " Every run of this grid, 'defaults' included, also sets " + ", ".join(f"`{k}={v}`" for k, v in args.options.items()) + " (`--train-option`): not saetool's defaults."
         lines.append("")
         headers = ["data", "d_sae", "steps"] + configs + ["best", "defaults ÷ best", "pass"]
         table = []
