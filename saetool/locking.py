@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from saetool.errors import SaetoolError
+from saetool.output_options import link_refused
 
 
 class FileLock:
@@ -64,10 +65,7 @@ class FileLock:
             fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
             if exc.errno == errno.ELOOP or self.path.is_symlink():
-                raise SaetoolError(
-                    f"{self.path} is a symbolic link where saetool keeps its lock file; saetool will not write through it",
-                    hint="remove the link, or choose another --output",
-                ) from None
+                raise link_refused(self.path, "lock file") from None
             raise
         return os.fdopen(fd, "r+")
 

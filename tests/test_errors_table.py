@@ -184,6 +184,8 @@ CASES: list[Case] = [
     Case("report-exists", "a --report file that exists (without --overwrite)", "interpret acts.h5 --sae sae.h5 --report p.txt", ("already exists", "--report")),
     Case("json-dir-exists", "a --json-dir whose interpretations file exists (without --overwrite)", "interpret acts.h5 --sae sae.h5 --json-dir jdir", ("jdir/layer_1_interpretations.json already exists", "--json-dir"), setup=_file("jdir/layer_1_interpretations.json")),
     Case("export-holds-input", "an export folder that holds the input SAE (with --overwrite)", "export sae.h5 -o . --overwrite", ("holds the input",)),
+    Case("sweep-best-from-itself", "a sweep whose `best_from` names its own run (it would replace the best.json it reads)", "sweep sweep.yaml --output-dir runs", ("best_from runs/tiny/best.json", "another best_from"),
+         setup=lambda d: (_sweep(TINY.replace("layers: [15]", "layers: best\nbest_from: tiny"))(d), _file("runs/tiny/best.json")(d))),
     Case("resume-nothing", "--resume with nothing to resume", "train acts.h5 --resume -o out.h5", ("nothing to resume",)),
     # usage
     Case("unknown-option", "an unknown option", "train acts.h5 --stpes 5", ("no such option: --stpes", "--steps")),

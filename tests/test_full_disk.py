@@ -309,6 +309,29 @@ def test_claim_temporary_refuses_a_link_and_clears_a_stale_file(tmp_path):
     assert not (tmp_path / "b.partial").exists() and victim.read_text() == "precious"
 
 
+def test_link_refusal_names_the_option_that_named_the_output(tmp_path):
+    """The hint names the option the output came from (--report, --html), not always --output;
+    a path no option named gets "choose another path"."""
+    from saetool.artifacts.outputs import check_outputs
+    from saetool.locking import FileLock
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    check_outputs({"--report": tmp_path / "r.txt", "--html": tmp_path / "p.html"}, overwrite=True)
+    for name in ("r.txt.partial", "p.html.lock", "free.txt.partial"):
+        (tmp_path / name).symlink_to(victim)
+    with pytest.raises(ArtifactError) as report:
+        write_atomic(tmp_path / "r.txt", "x")
+    with pytest.raises(ArtifactError) as html:
+        FileLock(tmp_path / "p.html.lock", lambda: ArtifactError("busy")).acquire()
+    with pytest.raises(ArtifactError) as free:
+        write_atomic(tmp_path / "free.txt", "x")
+    assert str(report.value).endswith("saetool will not write through it; remove the link, or choose another --report")
+    assert str(html.value).endswith("keeps its lock file; saetool will not write through it; remove the link, or choose another --html")
+    assert str(free.value).endswith("remove the link, or choose another path")
+    assert victim.read_text() == "precious"
+
+
 def test_hdf5_partial_link_is_refused(tmp_path):
     victim = tmp_path / "victim.h5"
     with h5py.File(victim, "w") as fh:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent / "saetool"
 #: Lowest first. Names are saetool's top-level modules and packages ("" is saetool/__init__.py).
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors and version", {"", "errors"}),
-    ("terminal and paths", {"console", "paths"}),
+    ("terminal and paths", {"console", "paths", "output_options"}),
     ("services", {"devices", "locking", "progress", "hub", "distributed", "hookspecs", "fielddocs"}),
     ("plugin host", {"plugins"}),
     ("artifacts, corpora, models", {"artifacts", "corpus", "models"}),

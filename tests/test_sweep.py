@@ -321,6 +321,21 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     assert_clean_error(run_cli("sweep", str(missing), "--output-dir", str(runs)), "does not exist", "first")
 
 
+def test_best_from_the_run_itself_is_refused_before_any_work(tmp_path):
+    """best_from naming the run's own folder: its best.json is an input the run would replace (issue 16)."""
+    from saetool.steer.sweep import run_sweep
+
+    path = tiny_config(tmp_path, TINY.replace("layers: [15]", "layers: best\nbest_from: tiny"))
+    best = tmp_path / "runs" / "tiny" / "best.json"
+    best.parent.mkdir(parents=True)
+    best.write_text('{"best": {"layer": 1}}')
+    with pytest.raises(SaetoolError) as info:
+        run_sweep(path, output_dir=tmp_path / "runs", dry_run=True)
+    assert str(info.value) == (f"--output-dir {best} is also an input (best_from {best}); writing it would destroy that input; "
+                               "choose another --output-dir, or another best_from")
+    assert best.read_text() == '{"best": {"layer": 1}}' and sorted(p.name for p in best.parent.iterdir()) == ["best.json"]
+
+
 def test_yaml_1_2_floats_and_repeated_keys(tmp_path):
     """``1e300`` and ``1e-3`` are numbers (PyYAML alone reads them as text); a key given twice is refused."""
     cfg = load_sweep_config(tiny_config(tmp_path, TINY.replace("alphas: [0, 1.0, 1.0e+39]", "alphas: [0, 1e-3, 1e300]")))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from saetool.errors import ArtifactError, SaetoolError
+from saetool.output_options import link_refused
 
 #: Errors that mean "this write did not reach the disk".
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
@@ -167,10 +168,7 @@ def refuse_link(path: str | Path, *, what: str) -> Path:
     """One-line error when ``path``, a name saetool makes for its own use (``what``), is a symbolic link."""
     p = Path(path)
     if p.is_symlink():
-        raise ArtifactError(
-            f"{p} is a symbolic link where saetool keeps its {what}; saetool will not write through it",
-            hint="remove the link, or choose another --output",
-        )
+        raise link_refused(p, what)
     return p
 
 

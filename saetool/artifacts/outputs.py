@@ -5,7 +5,8 @@
 input it reads and with the other outputs, after resolving links and ``..``
 (``os.path.realpath``, and ``os.path.samefile`` for hard links). An output
 never replaces an input, even with ``--overwrite``; an existing output file is
-replaced only with ``--overwrite``.
+replaced only with ``--overwrite``. Each output's option is remembered
+(:mod:`saetool.output_options`) for later errors about files made beside it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from typing import Iterable, Mapping
 
 from saetool.errors import ArtifactError
+from saetool.output_options import remember
 
 PathLike = str | os.PathLike | None
 
@@ -39,7 +41,7 @@ def _inside(path: str, folder: str) -> bool:
 
 def check_outputs(
     outputs: Mapping[str, PathLike] | Iterable[tuple[str, PathLike]],
-    inputs: Iterable[PathLike] = (),
+    inputs: Iterable[PathLike | tuple[str, PathLike]] = (),
     *,
     overwrite: bool = False,
     folders: Iterable[str] = (),
@@ -51,20 +53,27 @@ def check_outputs(
     ``outputs`` maps the option (``"--report"``) to its path (None: not given;
     pairs allow an option given twice);
     ``inputs`` are paths read (names that are not existing paths, such as a
-    corpus or model name, are ignored).
+    corpus or model name, are ignored), or ``(source, path)`` pairs for an input
+    a setting names (``("best_from", path)``): the error then names the setting
+    and offers to change it too.
     """
-    ins = [(p, r) for p in inputs if (r := _real(p)) is not None and os.path.exists(r)]
+    named = [(None, p) if not isinstance(p, tuple) else p for p in inputs]
+    ins = [(source, p, r) for source, p in named if (r := _real(p)) is not None and os.path.exists(r)]
+    pairs = list(outputs.items() if isinstance(outputs, Mapping) else outputs)
+    for option, path in pairs:
+        if _real(path) is not None:
+            remember(option, path)
     seen: list[tuple[str, PathLike, str]] = []
-    for option, path in (outputs.items() if isinstance(outputs, Mapping) else outputs):
+    for option, path in pairs:
         real = _real(path)
         if real is None:
             continue
-        for given, inp in ins:
+        for source, given, inp in ins:
             if _same(real, inp) or (option in folders and _inside(inp, real)):
                 what = "holds the input" if option in folders and not _same(real, inp) else "is also an input"
                 raise ArtifactError(
-                    f"{option} {path} {what} ({given}); writing it would destroy that input",
-                    hint=f"choose another {option}",
+                    f"{option} {path} {what} ({source + ' ' if source else ''}{given}); writing it would destroy that input",
+                    hint=f"choose another {option}" + (f", or another {source}" if source else ""),
                 )
         for other, other_path, other_real in seen:
             if _same(real, other_real):

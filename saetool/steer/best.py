@@ -115,6 +115,15 @@ def describe_best(data: dict[str, Any]) -> str:
             f"(refusal {b['refusal_rate']:.2f} on {data['target_split']}, {sig}); rule: {data['rule']}")
 
 
+def find_best_json(cfg: "SweepConfig", output_dir: Path) -> Path | None:
+    """The existing ``best.json`` that ``layers: best`` reads (``best_from``: a run name
+    under ``output_dir``, a run folder or a best.json file), or None."""
+    if not (cfg.layers_best and cfg.best_from):
+        return None
+    places = [Path(cfg.best_from).expanduser(), output_dir / cfg.best_from, cfg.resolve_path(cfg.best_from)]
+    return next((p for q in places for p in (q, q / BEST_JSON) if p.is_file()), None)
+
+
 def resolve_best_layers(cfg: "SweepConfig", output_dir: Path, *, dry_run: bool = False) -> None:
     """Fill ``cfg.layers`` for ``layers: best`` from the ``best.json`` of ``best_from``
     (a run name under ``output_dir``, a run folder or a best.json file)."""
@@ -122,9 +131,7 @@ def resolve_best_layers(cfg: "SweepConfig", output_dir: Path, *, dry_run: bool =
         return
     if not cfg.best_from:
         raise SaetoolError(f"{cfg.name}: layers: best needs best_from: RUN (the earlier sweep whose best.json names the layer)")
-    ref = Path(cfg.best_from).expanduser()
-    places = [ref, output_dir / cfg.best_from, cfg.resolve_path(cfg.best_from)]
-    path = next((p for q in places for p in (q, q / BEST_JSON) if p.is_file()), None)
+    path = find_best_json(cfg, output_dir)
     if path is None:
         if dry_run:
             log(f"[dim]layers: best: {output_dir / cfg.best_from / BEST_JSON} does not exist yet; the plan counts one layer[/dim]")

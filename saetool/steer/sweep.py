@@ -32,7 +32,7 @@ from saetool.models import registry  # the module, so tests can stub registry.lo
 from saetool.models.hooks import hook_name, layer_of_hook, parse_hooks
 from saetool.plugins import host
 from saetool.progress import token_progress
-from saetool.steer.best import resolve_best_layers, write_best
+from saetool.steer.best import BEST_JSON, find_best_json, resolve_best_layers, write_best
 from saetool.steer.completions import read_completions, write_completions
 from saetool.steer.generation import generate_completions
 from saetool.steer.interventions import NonFiniteActivations, get_intervention
@@ -69,6 +69,7 @@ SUMMARY = "summary.csv"
 SEED_COLUMNS = {"intervention": "intervention_type", "refusal_rate": "is_refusal_mean", "helpfulness_rate": "is_helpful_mean"}
 COMPLETIONS_CSV = "completions.csv"
 RUN_JSON = "run.json"
+LOCK = ".sweep.lock"  # held while the run writes (saetool.locking)
 
 
 @dataclass(frozen=True)
@@ -269,18 +270,19 @@ def run_sweep(
     are skipped; the summary, ``completions.csv`` and plots are rebuilt.
     """
     cfg = config if isinstance(config, SweepConfig) else load_sweep_config(config)
-    resolve_best_layers(cfg, Path(output_dir or cfg.output_dir), dry_run=dry_run)
+    out_dir = Path(output_dir or cfg.output_dir)
+    run_dir = out_dir / cfg.name
+    _check_inputs_outside(cfg, run_dir, out_dir)
+    resolve_best_layers(cfg, out_dir, dry_run=dry_run)
     sets = load_prompt_sets(cfg)
     splits = list(sets.eval)
     clamp_saes = _load_clamp_saes(cfg)
     clamp_layers = {key: _layer_of(sae.cfg.hook) for key, sae in clamp_saes.items()}
     cells, grid = build_plan(cfg, splits, clamp_layers)
-    run_dir = Path(output_dir or cfg.output_dir) / cfg.name
     fp = fingerprint(cfg, sets)
     result = SweepResult(run_dir, cells)
     if run_dir.exists() and not run_dir.is_dir():
         raise SaetoolError(f"{run_dir} exists and is not a folder")
-    _check_inputs_outside(cfg, run_dir)
     if not overwrite and run_dir.exists():
         _check_run_json(run_dir, fp)
     pending = [c for c in cells if overwrite or not (run_dir / c.relpath).exists()]
@@ -296,11 +298,11 @@ def run_sweep(
 
     for sub in ("cells", "vectors", "plots"):  # folders the run writes into (and --overwrite deletes)
         refuse_link(run_dir / sub, what="sweep results")
-    with locked(run_dir / ".sweep.lock", lambda: SaetoolError(f"another sweep is running in {run_dir}", hint="wait for it, or use another name")):
+    with locked(run_dir / LOCK, lambda: SaetoolError(f"another sweep is running in {run_dir}", hint="wait for it, or use another name")):
         if overwrite:
             for sub in ("cells", "vectors", "plots"):
                 shutil.rmtree(run_dir / sub, ignore_errors=True)
-            for name in (SUMMARY, COMPLETIONS_CSV, RUN_JSON, "best.json"):
+            for name in (SUMMARY, COMPLETIONS_CSV, RUN_JSON, BEST_JSON):
                 (run_dir / name).unlink(missing_ok=True)
         write_atomic(
             run_dir / RUN_JSON,
@@ -333,12 +335,13 @@ def _load_clamp_saes(cfg: SweepConfig) -> dict[str, Any]:
     return out
 
 
-def _check_inputs_outside(cfg: SweepConfig, run_dir: Path) -> None:
-    """No input (the config, prompt files, vectors, SAEs) is among what the run writes or replaces."""
+def _check_inputs_outside(cfg: SweepConfig, run_dir: Path, output_dir: Path) -> None:
+    """No input (the config, prompt files, vectors, SAEs, best_from's best.json) is among
+    what the run writes or replaces."""
     named = list(cfg.prompts.values()) if isinstance(cfg.prompts, dict) else [cfg.prompts]
     named += [v for spec in (cfg.vector, *cfg.interventions) for v in (getattr(spec, "file", None), getattr(spec, "sae", None)) if isinstance(v, str)]
-    inputs = [cfg.path, *(cfg.resolve_path(p) for p in named)]
-    written = [run_dir / name for name in (RUN_JSON, SUMMARY, COMPLETIONS_CSV, "cells", "vectors", "plots")]
+    inputs: list[Any] = [cfg.path, *(cfg.resolve_path(p) for p in named), ("best_from", find_best_json(cfg, output_dir))]
+    written = [run_dir / name for name in (RUN_JSON, SUMMARY, COMPLETIONS_CSV, BEST_JSON, LOCK, "cells", "vectors", "plots")]
     check_outputs([("--output-dir", p) for p in written], inputs, overwrite=True, folders=["--output-dir"])
 
 
