@@ -332,6 +332,24 @@ def test_link_refusal_names_the_option_that_named_the_output(tmp_path):
     assert victim.read_text() == "precious"
 
 
+def test_links_at_any_outputs_partial_or_lock_file_are_refused_before_work(tmp_path):
+    """check_outputs runs before a command writes anything: a link planted at the partial or
+    lock file of its second output (interpret's --report after -o) stops it there, so the first
+    output is never written either."""
+    from saetool.artifacts.outputs import check_outputs
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    outputs = {"-o": tmp_path / "f.h5", "--report": tmp_path / "r.md"}
+    check_outputs(outputs)  # nothing planted: fine
+    for planted, what in (("r.md.partial", "partial output"), ("r.md.lock", "lock file")):
+        (tmp_path / planted).symlink_to(victim)
+        with pytest.raises(ArtifactError, match=f"r.md.{planted.rsplit('.', 1)[1]} is a symbolic link where saetool keeps its {what}.*another --report"):
+            check_outputs(outputs)
+        (tmp_path / planted).unlink()
+    assert victim.read_text() == "precious" and sorted(p.name for p in tmp_path.iterdir()) == ["victim"]
+
+
 def test_hdf5_partial_link_is_refused(tmp_path):
     victim = tmp_path / "victim.h5"
     with h5py.File(victim, "w") as fh:

@@ -39,6 +39,7 @@ _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # h5py ("errno = 28"), safetensors/Rust ("code: 28", "os error 28"), Python ("[Errno 28]")
 _ERRNO_IN_TEXT = re.compile(r"errno = (\d+)|code: (\d+)|os error (\d+)|\[Errno (\d+)\]")
 PARTIAL_SUFFIX = ".partial"
+LOCK_SUFFIX = ".lock"  # beside an output while a stage writes it (saetool.locking)
 
 
 def write_errno(exc: BaseException) -> int | None:

@@ -5,7 +5,9 @@
 input it reads and with the other outputs, after resolving links and ``..``
 (``os.path.realpath``, and ``os.path.samefile`` for hard links). An output
 never replaces an input, even with ``--overwrite``; an existing output file is
-replaced only with ``--overwrite``. Each output's option is remembered
+replaced only with ``--overwrite``; a symbolic link planted where saetool will
+make an output's partial or lock file (``X.partial``, ``X.lock``) is refused
+here too, before any output is written. Each output's option is remembered
 (:mod:`saetool.output_options`) for later errors about files made beside it.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Mapping
 
+from saetool.artifacts.files import LOCK_SUFFIX, PARTIAL_SUFFIX, refuse_link
 from saetool.errors import ArtifactError
 from saetool.output_options import remember
 
@@ -79,5 +82,8 @@ def check_outputs(
             if _same(real, other_real):
                 raise ArtifactError(f"{other} {other_path} and {option} {path} name the same file", hint="give each output its own name")
         seen.append((option, path, real))
+        if option not in folders:
+            for suffix, what in ((PARTIAL_SUFFIX, "partial output"), (LOCK_SUFFIX, "lock file")):
+                refuse_link(os.fspath(path) + suffix, what=what)
         if option not in folders and os.path.isfile(real) and not overwrite:
             raise ArtifactError(f"output {path} already exists", hint=f"pass --overwrite to replace it, or choose another {option}")

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 import h5py
 
 from saetool.artifacts.files import (
+    LOCK_SUFFIX,
     PARTIAL_SUFFIX,
     DeferredErrors,
     abandon,
@@ -27,7 +28,6 @@ from saetool.console import log
 from saetool.errors import ArtifactError, SaetoolError
 from saetool.locking import FileLock
 
-LOCK_SUFFIX = ".lock"
 
 
 def partial_path(path: str | Path) -> Path:
