@@ -253,7 +253,7 @@ def test_corpus_text_shows_as_text(page):
 def test_dead_unlabelled_and_overview(page):
     pg = page
     overview = dict(zip(texts(pg, ".summary th"), texts(pg, ".summary td")))
-    assert overview == {"features": "5", "live": "4", "dead": "1", "labelled": "3"}
+    assert overview == {"features reported": "5", "of them live": "4", "of them dead": "1", "of them labelled": "3"}
     # the density histogram of all the SAE's features: one bar per bin, dense bins marked
     bars = pg.eval_on_selector_all("svg.density rect.bar", "els => els.map(e => [e.getAttribute('class'), parseFloat(e.getAttribute('height'))])")
     # log10(1 / 2048) = -3.31: bins of 0.25 from -3.5 to 0

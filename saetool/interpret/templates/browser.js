@@ -310,7 +310,7 @@
     var labelled = FEATURES.filter(function (f) { return f.label; }).length;
     view.appendChild(el("h2", null, "Overview"));
     var table = el("table", "summary");
-    [["features", FEATURES.length], ["live", FEATURES.length - dead], ["dead", dead], ["labelled", labelled]].forEach(function (r) {
+    [["features reported", FEATURES.length], ["of them live", FEATURES.length - dead], ["of them dead", dead], ["of them labelled", labelled]].forEach(function (r) {
       var tr = el("tr");
       tr.appendChild(el("th", null, r[0]));
       tr.appendChild(el("td", null, r[1]));
