@@ -27,9 +27,12 @@ def _key(path: str | os.PathLike) -> str:
 
 
 def remember(option: str, path: str | os.PathLike) -> None:
-    """Note that ``option`` (``"--report"``) names the output ``path``."""
-    if option.startswith("-"):
-        _OPTIONS[_key(path)] = option
+    """Note that ``option`` (``"--report"``) names the output ``path``; a file a
+    command writes inside an output folder already named (a sweep's cells inside
+    its ``--output-dir``) keeps that folder's option."""
+    p = _key(path)
+    if option.startswith("-") and (p in _OPTIONS or not any(p.startswith(out + os.sep) for out in _OPTIONS)):
+        _OPTIONS[p] = option
 
 
 def option_for(path: str | os.PathLike) -> str | None:
@@ -39,9 +42,9 @@ def option_for(path: str | os.PathLike) -> str | None:
     return _OPTIONS[max(owners, key=len)] if owners else None
 
 
-def another(path: str | os.PathLike) -> str:
-    """``"choose another --report"``, or ``"choose another path"`` when no option named ``path``."""
-    return f"choose another {option_for(path) or 'path'}"
+def another(path: str | os.PathLike, fallback: str = "path") -> str:
+    """``"choose another --report"``, or ``"choose another " + fallback`` when no option named ``path``."""
+    return f"choose another {option_for(path) or fallback}"
 
 
 def link_refused(path: str | os.PathLike, what: str) -> ArtifactError:

@@ -192,6 +192,18 @@ def test_atomic_file_on_a_full_disk(small_fs):
     assert files_in(disk) == []
 
 
+def test_a_full_disk_names_the_option_of_the_output_it_hit(tmp_path):
+    """A failed write inside a sweep's --output-dir or at a --report says which option to change;
+    a path no command named keeps --output."""
+    from saetool.artifacts.outputs import check_outputs
+
+    check_outputs({"--output-dir": tmp_path / "runs", "--report": tmp_path / "r.md"}, folders=["--output-dir"])
+    check_outputs({"--output": tmp_path / "runs" / "tiny" / "cells" / "c.h5"})  # the cell's own writer checks it too
+    full = OSError(errno.ENOSPC, "No space left on device")
+    for path, option in ((tmp_path / "runs" / "tiny" / "cells" / "c.h5", "--output-dir"), (tmp_path / "r.md", "--report"), (tmp_path / "other.h5", "--output")):
+        assert write_error(full, path).one_line() == f"no space left on device writing {path}; free space or choose another {option}"
+
+
 def test_an_artifact_whose_close_fails_is_never_committed(tmp_path, monkeypatch):
     """A late write error (here at fsync, after HDF5 closed the file) leaves nothing marked complete."""
     import saetool.artifacts.store as store

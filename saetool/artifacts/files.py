@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from saetool.errors import ArtifactError, SaetoolError
-from saetool.output_options import link_refused
+from saetool.output_options import another, link_refused
 
 #: Errors that mean "this write did not reach the disk".
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
@@ -57,11 +57,12 @@ def write_errno(exc: BaseException) -> int | None:
 
 def write_error(exc: BaseException, path: str | Path) -> ArtifactError | None:
     """``error: no space left on device writing PATH; free space or choose another
-    --output`` (or the like) when ``exc`` is a failed write, else None."""
+    --output`` (or the like; the option that named the output) when ``exc`` is a failed write, else None."""
     code = write_errno(exc)
     if code is None:
         return None
-    hint = "free space or choose another --output" if code in _FULL else "check the disk, or choose another --output"
+    choose = another(path, "--output")  # the option that named the output (--report, --output-dir, ...)
+    hint = f"free space or {choose}" if code in _FULL else f"check the disk, or {choose}"
     return ArtifactError(f"{os.strerror(code).lower()} writing {path}", hint=hint)
 
 
@@ -135,7 +136,7 @@ class DeferredErrors:
             return
         first = self.errors[0]
         err = write_error(first, self.path) or ArtifactError(
-            f"writing {self.path} failed ({' '.join(str(first).split())[:160]})", hint="check the disk, or choose another --output"
+            f"writing {self.path} failed ({' '.join(str(first).split())[:160]})", hint=f"check the disk, or {another(self.path, '--output')}"
         )
         raise err from first
 
