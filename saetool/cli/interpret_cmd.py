@@ -81,7 +81,7 @@ def interpret(
     from saetool.interpret.api import default_output
 
     main_out = None if kind == "features" else (output or (default_output(sae_path) if sae_path else None))
-    json_out = _json_output(json_dir, _known_hook(kind, acts_path, sae_path))
+    json_out = _json_output(json_dir, _known_hook(kind, acts_path, sae_path)) if json_dir is not None else None
     check_outputs({"--output": main_out, "--report": report, "--html": html, "--json-dir": json_out}, [acts_path, sae_path], overwrite=overwrite)
     if kind == "features":
         _rerender(acts_path, sae_path, report, html, show, json_dir, overwrite=overwrite)
@@ -227,22 +227,19 @@ def _json_output(json_dir: Optional[Path], hook: Optional[str]) -> Optional[Path
 
 
 def _known_hook(kind: str, acts_path: Optional[Path], sae_path: Optional[str]) -> Optional[str]:
-    """The SAE's hook, when a features or ``sae`` artifact says it without loading anything (else None:
-    ``--json-dir``'s file is then checked once the features are known, still before anything is written)."""
-    import json
+    """The SAE's hook, read through the artifact readers from a features or ``sae`` artifact
+    (None for an SAE folder or a pretrained name: ``--json-dir``'s file is then checked once the
+    features are known, still before anything is written)."""
+    from saetool.interpret.store import FeaturesFile
+    from saetool.sae.io import is_sae_artifact, read_sae_artifact
 
-    import h5py
-
-    path = acts_path if kind == "features" else sae_path
-    try:
-        if path is None or not Path(path).is_file() or not h5py.is_hdf5(path):
-            return None
-        with h5py.File(path, "r") as fh:
-            hook = fh.attrs["hook"] if kind == "features" else json.loads(fh.attrs["config"]).get("hook")
-    except (OSError, KeyError, ValueError, TypeError, AttributeError):  # a folder, a pretrained name, a malformed file (refused when opened)
-        return None
-    hook = hook.decode() if isinstance(hook, bytes) else hook
-    return hook if isinstance(hook, str) else None
+    if kind == "features" and acts_path is not None:
+        with FeaturesFile(acts_path) as ff:
+            return ff.hook
+    if kind != "features" and sae_path is not None and is_sae_artifact(Path(sae_path)):
+        with read_sae_artifact(sae_path) as art:
+            return art.config.hook
+    return None
 
 
 def _write_views(records: list, report: Optional[Path], html: Optional[Path], meta: dict[str, Any], summary: Any = None, json_dir: Optional[Path] = None,
