@@ -85,6 +85,23 @@ def test_resume_refuses_changed_settings_and_missing_checkpoints(tmp_path, acts)
     assert (checkpoint_dir_for(out) / "step_000010").is_dir()  # a refused resume leaves the checkpoints alone
 
 
+def test_a_checkpoint_from_before_the_auxk_window_setting_keeps_its_window(tmp_path, acts):
+    """Checkpoints written before ``aux_dead_tokens`` existed trained AuxK on the
+    reports' window (``dead_tokens``); a resumed run goes on with it."""
+    cfg = config("topk", steps=400, checkpoint_every=100, dead_tokens=None, samples=SampleSettings(features=0))
+    out = tmp_path / "old.h5"
+    with pytest.raises(Crash):
+        train_sae(cfg, [acts], out, progress=False, on_step=crash_at(150))
+    fresh = train_sae(cfg, [acts], tmp_path / "fresh.h5", progress=False).training
+    assert (fresh["dead_tokens"], fresh["aux_dead_tokens"]) == (12800, 4096)  # a quarter / a sixteenth (at least 4,096) of 51,200 tokens
+    meta_path = checkpoint_dir_for(out) / "step_000100" / "state.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["train_config"]["aux_dead_tokens"]
+    meta_path.write_text(json.dumps(meta))
+    resumed = train_sae(cfg, [acts], out, resume=True, progress=False).training
+    assert (resumed["dead_tokens"], resumed["aux_dead_tokens"]) == (12800, 12800)
+
+
 def test_checkpoints_are_safetensors_and_json(tmp_path, acts):
     out = tmp_path / "c.h5"
     train_sae(config("topk"), [acts], out, progress=False)

@@ -139,10 +139,12 @@ class TrainConfig:
     """Scale the inputs by a constant estimated from the data before training."""
     dead_tokens: int | None = None
     """Tokens without firing after which a feature counts as dead (default: min(1M, a quarter of training))."""
+    aux_dead_tokens: int | None = None
+    """Tokens without firing after which the AuxK loss trains a feature (default: a sixteenth of training, 4,096 to 1M, at most `dead_tokens`)."""
     aux_k: int | None = None
     """Dead features used by the AuxK loss (default: d_in/2)."""
-    aux_coeff: float = 1 / 32
-    """Weight of the AuxK loss (TopK family)."""
+    aux_coeff: float = 0.25
+    """Weight of the AuxK loss that revives dead features (TopK family; OpenAI's and sparsify's 1/32 leaves more dead in short runs: docs/benchmarks.md)."""
     max_norm_ratio: float | None = None
     """Leave out massive-activation tokens: norm above this x the median norm (counted on stderr and in the artifact; see docs/tutorial.md). Default: keep every token."""
     val_fraction: float = 0.05
@@ -176,7 +178,7 @@ class TrainConfig:
         for name, value in positive.items():
             if value is None or value < 1:
                 raise ConfigError(f"`{name}` must be at least 1 (got {value})")
-        for name in ("d_sae", "k", "num_tokens", "steps", "aux_k", "dead_tokens"):
+        for name in ("d_sae", "k", "num_tokens", "steps", "aux_k", "dead_tokens", "aux_dead_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"`{name}` must be at least 1 (got {value})")

@@ -240,7 +240,7 @@ class TopKObjective(Objective):
 
     uses_dead_mask = True
 
-    def __init__(self, k: int, *, aux_k: int = 256, aux_coeff: float = 1 / 32, dense: bool = False) -> None:
+    def __init__(self, k: int, *, aux_k: int = 256, aux_coeff: float = 0.25, dense: bool = False) -> None:
         super().__init__()
         self.k = int(k)
         self.aux_k = int(aux_k)

@@ -44,7 +44,7 @@ from saetool.train.convergence import convergence_warning
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import L0Controller, default_lr, lr_at, short_run_max_factor, sparsity_at
+from saetool.train.schedules import L0Controller, default_aux_dead_tokens, default_dead_tokens, default_lr, lr_at, short_run_max_factor, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
@@ -62,7 +62,7 @@ FINAL_METRICS = ("fvu", "explained_variance", "mse", "l0", "dead_fraction")
 RESUME_KEYS = (
     "arch", "d_sae", "expansion_factor", "k", "target_l0", "hook", "hook_out", "lr", "lr_schedule", "decay_fraction", "batch_size", "sparsity_coeff",
     "warmup_steps", "sparsity_warmup_steps", "grad_clip", "init_b_dec", "normalize_inputs", "dead_tokens",
-    "aux_k", "aux_coeff", "max_norm_ratio", "val_fraction", "val_tokens", "shuffle_buffer", "seed", "dtype", "samples", "init_from", "options",
+    "aux_dead_tokens", "aux_k", "aux_coeff", "max_norm_ratio", "val_fraction", "val_tokens", "shuffle_buffer", "seed", "dtype", "samples", "init_from", "options",
 )
 #: History columns, in order.
 HISTORY = ("step", "tokens", "loss", "scaled_mse", "explained_variance", "l0", "dead_fraction_train", "lr", "sparsity_coeff", "aux_loss", "val_loss", "val_scaled_mse", "val_explained_variance", "val_l0")
@@ -133,7 +133,8 @@ class Trainer:
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
         self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
         batch = config.batch_size * self.world  # tokens per step over all ranks
-        self.dead_tokens = config.dead_tokens or min(1_000_000, max(batch, (self.total_steps * batch) // 4))
+        self.dead_tokens = config.dead_tokens or default_dead_tokens(self.total_steps * batch, batch)
+        self.aux_dead_tokens = config.aux_dead_tokens or default_aux_dead_tokens(self.total_steps * batch, batch, self.dead_tokens)
         self.controller = self._controller()
         self.short_run: str | None = None  # the convergence warning, if any
         # state filled by _start or _restore
@@ -304,6 +305,8 @@ class Trainer:
         tensors, meta = load_checkpoint(path)
         try:
             self._check_resumable(meta, path)
+            if "aux_dead_tokens" not in meta["train_config"]:  # a checkpoint from before the AuxK window had its own setting
+                self.aux_dead_tokens = self.dead_tokens
             self.cfg = SAEConfig.from_dict(meta["sae_config"])
             sae = SAE(self.cfg)
             sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
@@ -446,7 +449,7 @@ class Trainer:
         lr = lr_at(step, total=self.total_steps, lr=self.lr, warmup=self.warmup, schedule=self.config.lr_schedule, decay_fraction=self.config.decay_fraction)
         self.optimizer.lr = lr
         coeff = self.controller.coeff if self.controller is not None else sparsity_at(step, coeff=self.coeff, warmup=self.sparsity_warmup)
-        dead = self.since_fired >= self.dead_tokens if self.objective.uses_dead_mask else None
+        dead = self.since_fired >= self.aux_dead_tokens if self.objective.uses_dead_mask else None
         with narrow_threads(self.device, getattr(self.objective, "narrow_threads", False)):  # sparse TopK: small ops on one CPU thread, big ones on all
             with self._autocast():
                 out = self.objective(self.sae, x, y, sparsity_coeff=coeff, dead=dead)
@@ -638,6 +641,7 @@ class Trainer:
             "warmup_steps": self.warmup,
             "sparsity_warmup_steps": self.sparsity_warmup,
             "dead_tokens": self.dead_tokens,
+            "aux_dead_tokens": self.aux_dead_tokens,
             "steps": self.step,
             "total_steps": self.total_steps,
             "tokens": self.tokens,
