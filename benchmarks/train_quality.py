@@ -408,8 +408,9 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
             )
         syn = out.get("synthetic")
         if syn:
+            sizes = " and ".join(f"{d:,} ({d // syn['d']}x d)" for d in syn["d_sae"])
             lines[-1] += (f"Synthetic: {syn['features']} random unit directions in d={syn['d']}, about {syn['active']:g} active per token "
-                          f"(`saetool.train.synthetic`), d_sae {' and '.join(f'{d:,}' for d in syn['d_sae'])} ({' and '.join(f'{d // syn['d']}x' for d in syn['d_sae'])} d), k {syn['k']}, {args.syn_batch_size:,} rows per step, "
+                          f"(`saetool.train.synthetic`), d_sae {sizes}, k {syn['k']}, {args.syn_batch_size:,} rows per step, "
                           f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
         lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd, lr = the topk reference 1e-3 x sqrt(2^14 / d_sae) x the short-run factor "
                       f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in))))]); 'Nx lr' multiplies that learning rate. A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
