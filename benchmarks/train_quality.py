@@ -403,7 +403,7 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
                 f"`{data['hook']}` of `{data['model']}`: trained on the first {args.train_rows:,} rows of `saetool extract --layers 15 -n {data['rows']}` "
                 f"(BBC News), scored on the last {args.heldout_rows:,} rows (other sequences of the corpus, never trained on) without their "
                 f"{massive} massive-activation row{'s' if massive != 1 else ''} (norm above {DEFAULT_MAX_NORM_RATIO:g}x the median, the rule of `evaluate`'s "
-                f"\"without massive\" column: they hold much of the variance, so FVU over all rows mostly measures them; all rows in the second table); k {args.k}, "
+                f"\"without massive\" column: a few such rows can hold much of the variance, so FVU over all rows can measure them more than the SAE; all rows in the second table); k {args.k}, "
                 f"{args.batch_size:,} rows per step, every other setting saetool's default (training keeps every row). "
             )
         syn = out.get("synthetic")
@@ -457,7 +457,7 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
         tried = ", ".join(f"{t['steps']} steps: EV {t['ev']:.3f} in {t['seconds']:.1f} s" for t in ours["tried"])
         lines += [
             f"**Time to quality**: wall seconds of training until held-out explained variance over all held-out rows (the massive ones included, as issue 14 set "
-            f"the goal; the EV without them at that point in brackets) reaches {args.ev_goal:g}, TopK d_sae {ttq['d_sae']:,}, k {args.k}, "
+            f"the goal; the EV without them at that point beside it) reaches {args.ev_goal:g}, TopK d_sae {ttq['d_sae']:,}, k {args.k}, "
             f"{args.batch_size:,} rows per step, the same shuffled batches for both. saetool: default settings at the shortest budget whose final SAE "
             f"reaches the goal (budgets doubling from {args.ttq_start_steps}; tried {tried}; its times include start-up and finalisation, sae-lens's only its steps). sae-lens {info['packages'].get('sae-lens') or ''}: `TopKTrainingSAE` + `SAETrainer` "
             f"with their defaults (lr 3e-4, constant, no warmup, no input normalisation), held-out EV measured every {args.eval_every} steps (not timed), "
