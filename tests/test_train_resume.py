@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
@@ -96,9 +97,15 @@ def test_a_checkpoint_from_before_the_auxk_window_setting_keeps_its_window(tmp_p
     assert (fresh["dead_tokens"], fresh["aux_dead_tokens"]) == (12800, 4096)  # a quarter / a sixteenth (at least 4,096) of 51,200 tokens
     meta_path = checkpoint_dir_for(out) / "step_000100" / "state.json"
     meta = json.loads(meta_path.read_text())
-    del meta["train_config"]["aux_dead_tokens"]
+    del meta["train_config"]["aux_dead_tokens"], meta["aux_dead_tokens"]
+    meta["train_config"]["aux_coeff"] = 1 / 32  # the former default
     meta_path.write_text(json.dumps(meta))
-    resumed = train_sae(cfg, [acts], out, resume=True, progress=False).training
+    with pytest.raises(SaetoolError, match="made with different aux_coeff"):
+        train_sae(cfg, [acts], out, resume=True, progress=False)
+    old = dataclasses.replace(cfg, aux_coeff=1 / 32)
+    with pytest.raises(Crash):  # interrupted again: the checkpoints it writes carry the window on
+        train_sae(old, [acts], out, resume=True, progress=False, on_step=crash_at(250))
+    resumed = train_sae(old, [acts], out, resume=True, progress=False).training
     assert (resumed["dead_tokens"], resumed["aux_dead_tokens"]) == (12800, 12800)
 
 

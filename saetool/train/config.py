@@ -140,7 +140,7 @@ class TrainConfig:
     dead_tokens: int | None = None
     """Tokens without firing after which a feature counts as dead (default: min(1M, a quarter of training))."""
     aux_dead_tokens: int | None = None
-    """Tokens without firing after which the AuxK loss trains a feature (default: a sixteenth of training, 4,096 to 1M, at most `dead_tokens`)."""
+    """Tokens without firing after which the AuxK loss trains a feature (default: a sixteenth of training, 4,096 to 1M, at most `dead_tokens`, at least one batch)."""
     aux_k: int | None = None
     """Dead features used by the AuxK loss (default: d_in/2)."""
     aux_coeff: float = 0.25

@@ -77,7 +77,7 @@ class Objective(nn.Module):
     """The loss of one architecture. Subclasses implement :meth:`forward`.
 
     ``uses_dead_mask``: the trainer passes ``dead`` (``[d_sae]`` bool, features
-    that have not fired for ``dead_tokens`` tokens) for auxiliary losses.
+    that have not fired for the trainer's ``aux_dead_tokens`` tokens) for auxiliary losses.
     """
 
     uses_dead_mask = False

@@ -283,6 +283,7 @@ class Trainer:
             "sae_config": self.cfg.to_dict(),
             "train_config": self.config.to_dict(),
             "world_size": self.world,
+            "aux_dead_tokens": self.aux_dead_tokens,
             "log_sparsity_coeff": self.controller.log_coeff if self.controller is not None else None,
         }
         return tensors, meta
@@ -305,8 +306,8 @@ class Trainer:
         tensors, meta = load_checkpoint(path)
         try:
             self._check_resumable(meta, path)
-            if "aux_dead_tokens" not in meta["train_config"]:  # a checkpoint from before the AuxK window had its own setting
-                self.aux_dead_tokens = self.dead_tokens
+            # the window the run trained AuxK with; checkpoints from before it had its own setting used dead_tokens
+            self.aux_dead_tokens = int(meta.get("aux_dead_tokens") or (self.aux_dead_tokens if "aux_dead_tokens" in meta["train_config"] else self.dead_tokens))
             self.cfg = SAEConfig.from_dict(meta["sae_config"])
             sae = SAE(self.cfg)
             sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
