@@ -226,7 +226,8 @@ def gpu_worker(out: str, argv: list[str]) -> int:
 
     def saetool_run(_state: Any) -> list[float]:
         stamps: list[float] = []
-        cfg = TrainConfig(arch="topk", d_sae=a.d_sae, k=a.k, batch_size=a.batch_size, lr=a.lr, seed=0, device="cuda")
+        window = 1000 * a.batch_size  # sae-lens's default dead_feature_window (steps), as benchmarks/train.py sets it
+        cfg = TrainConfig(arch="topk", d_sae=a.d_sae, k=a.k, batch_size=a.batch_size, lr=a.lr, seed=0, device="cuda", dead_tokens=window, aux_dead_tokens=window)
         train_on_batches(batches, cfg, steps=a.steps, on_step=lambda info: stamps.append(stamp()))
         return stamps
 

@@ -130,10 +130,12 @@ def saetool_case(name: str, batches, args, d_sae: int, dense: bool) -> Case:
 
     def run(_state):
         stamps: list[float] = []
-        # a feature counts as dead after sae-lens's default window (1000 steps) in both trainers, so
-        # neither computes the AuxK loss in a short run (saetool's default, a quarter of the run, would)
+        # a feature counts as dead (and AuxK trains it) after sae-lens's default window (1000 steps) in both
+        # trainers, so neither computes the AuxK loss in a short run (saetool's defaults, a quarter and a
+        # sixteenth of the run, would)
+        window = SAE_LENS_DEAD_WINDOW * args.batch_size
         config = TrainConfig(arch="topk", d_sae=d_sae, k=args.k, batch_size=args.batch_size, lr=args.lr, seed=0,
-                             dead_tokens=SAE_LENS_DEAD_WINDOW * args.batch_size, options={"dense": True} if dense else {})
+                             dead_tokens=window, aux_dead_tokens=window, options={"dense": True} if dense else {})
         result = train_on_batches(batches[: args.steps], config, steps=args.steps, on_step=lambda info: stamps.append(stamp()))
         return stamps, result.training
 
@@ -423,7 +425,7 @@ def summarise(args, argv, info, data_info, d_in, cases, timings, rss) -> dict[st
     lines.append("")
     lines.append(
         f"- **saetool train_on_batches**: `saetool.train.train_on_batches(batches, TrainConfig(arch='topk', d_sae=..., k={args.k}, "
-        f"batch_size={B}, lr={args.lr:g}, dead_tokens={SAE_LENS_DEAD_WINDOW} · {B}), steps={args.steps}, on_step=...)`: the real training loop (objective with the TopK sparse "
+        f"batch_size={B}, lr={args.lr:g}, dead_tokens=aux_dead_tokens={SAE_LENS_DEAD_WINDOW} · {B}), steps={args.steps}, on_step=...)`: the real training loop (objective with the TopK sparse "
         f"encode/decode and sparse backward, AuxK machinery, gradient clipping, Adam, decoder-norm constraint, dead-feature counters, "
         f"history). Input normalisation and b_dec geometric-median initialisation happen at start-up and are excluded. "
         f"The dense reference row sets `options={{'dense': True}}`."
@@ -436,8 +438,8 @@ def summarise(args, argv, info, data_info, d_in, cases, timings, rss) -> dict[st
             f"`trainer.n_training_steps += 1` per batch: what its `fit()` runs per step without logging, checkpoints and the "
             f"progress bar (forward, AuxK loss, backward, `clip_grad_norm_(…, 1.0)`, Adam, LR and coefficient schedulers, "
             f"feature-firing statistics). Its other settings are sae-lens's defaults (e.g. `rescale_acts_by_decoder_norm=True`, "
-            f"`use_sparse_activations=False`, `dead_feature_window=1000`). saetool's `dead_tokens` is set to the same window "
-            f"(1000 steps x {B} tokens; its default would be a quarter of the run), so no feature is dead within {args.steps} steps "
+            f"`use_sparse_activations=False`, `dead_feature_window=1000`). saetool's `dead_tokens` and `aux_dead_tokens` are set to the same window "
+            f"(1000 steps x {B} tokens; its defaults would be a quarter and a sixteenth of the run), so no feature is dead within {args.steps} steps "
             f"in either trainer and neither computes the AuxK loss here."
         )
     lines.append(f"- **matmul**: `torch.mm(a, b, out=c)` with random float32 operands, {args.matmuls} times per measurement; GFLOP/s = 2 · B · d_in · d_sae · {args.matmuls} / seconds.")

@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ttq-start-steps", type=int, default=16, help="time to quality: saetool's first budget (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=16, help="time to quality: steps between held-out evaluations (default: %(default)s)")
     p.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a TrainConfig setting for every run of the grid, the defaults' run included (repeatable; e.g. aux_coeff=0.25)")
+                   help="a TrainConfig setting for every run of the grid, the defaults' run included (repeatable; e.g. aux_coeff=0.03125)")
     p.add_argument("--skip", default="", help="comma list of parts to leave out: real,synthetic,ttq")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file whose section is rewritten; '' to skip (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the raw numbers as JSON to PATH")
