@@ -166,9 +166,10 @@ def heldout_scores(encode: Callable[[Any], Any], decode: Callable[[Any], Any], h
     such rows hold most of a held-out set's variance, so the FVU of all rows
     mostly measures them (docs/tutorial.md)."""
     import torch
-    from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, row_norms
+    from saetool.artifacts.norms import NormFilter, row_norms
 
-    keep = NormFilter.from_norms(row_norms(held).numpy(), DEFAULT_MAX_NORM_RATIO).keep(row_norms(held))
+    norms = row_norms(held)
+    keep = NormFilter.from_norms(norms.numpy(), DEFAULT_MAX_NORM_RATIO).keep(norms)
     means = {"all": held.double().mean(0), "ordinary": held[keep].double().mean(0)}
     sq = {"all": 0.0, "ordinary": 0.0}
     var = {"all": 0.0, "ordinary": 0.0}

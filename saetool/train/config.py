@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from saetool.errors import ConfigError, SaetoolError
-from saetool.train.schedules import LR_SCHEDULES
+from saetool.train.schedules import AUX_COEFF, LR_SCHEDULES
 
 B_DEC_INITS = ("geometric-median", "mean", "zeros")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -143,7 +143,7 @@ class TrainConfig:
     """Tokens without firing after which the AuxK loss trains a feature (default: a sixteenth of training, 4,096 to 1M, at most `dead_tokens`, at least one batch)."""
     aux_k: int | None = None
     """Dead features used by the AuxK loss (default: d_in/2)."""
-    aux_coeff: float = 0.25
+    aux_coeff: float = AUX_COEFF
     """Weight of the AuxK loss that revives dead features (TopK family; OpenAI's and sparsify's 1/32 leaves more dead in short runs: docs/benchmarks.md)."""
     max_norm_ratio: float | None = None
     """Leave out massive-activation tokens: norm above this x the median norm (counted on stderr and in the artifact; see docs/tutorial.md). Default: keep every token."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import nn
 
+from saetool.train.schedules import AUX_COEFF
 from saetool.train.sparse import ColumnOrder, SparseCodes, column_order, gather_preacts, sparse_decode, topk_codes, wide_threads
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class TopKObjective(Objective):
 
     uses_dead_mask = True
 
-    def __init__(self, k: int, *, aux_k: int = 256, aux_coeff: float = 0.25, dense: bool = False) -> None:
+    def __init__(self, k: int, *, aux_k: int = 256, aux_coeff: float = AUX_COEFF, dense: bool = False) -> None:
         super().__init__()
         self.k = int(k)
         self.aux_k = int(aux_k)

@@ -14,6 +14,7 @@ LR_SCHEDULES = ("wsd", "cosine", "constant")
 REFERENCE_WIDTH = 1 << 14  # d_sae at which an architecture's ``default_lr`` applies
 LONG_RUN_STEPS = 256  # runs this long or longer get the reference rate; shorter ones more (see budget_lr_factor)
 SHORT_RUN_WIDTH = 4  # d_sae / d_in up to which short runs keep the reference rate (see short_run_max_factor)
+AUX_COEFF = 0.25  # the AuxK loss's default weight (see default_aux_dead_tokens; OpenAI's and sparsify's is 1/32)
 DEAD_WINDOW_MAX = 1_000_000  # tokens: the longest default dead window (see default_dead_tokens)
 DEAD_WINDOW_MIN = 4096  # tokens: the shortest default AuxK window (see default_aux_dead_tokens)
 DEAD_WINDOW_SHARE = 16  # the default AuxK window is this fraction (1/N) of the run, within the bounds

@@ -306,8 +306,10 @@ class Trainer:
         tensors, meta = load_checkpoint(path)
         try:
             self._check_resumable(meta, path)
-            # the window the run trained AuxK with; checkpoints from before it had its own setting used dead_tokens
-            self.aux_dead_tokens = int(meta.get("aux_dead_tokens") or (self.aux_dead_tokens if "aux_dead_tokens" in meta["train_config"] else self.dead_tokens))
+            if "aux_dead_tokens" in meta:  # the window the run trained AuxK with
+                self.aux_dead_tokens = int(meta["aux_dead_tokens"])
+            elif "aux_dead_tokens" not in meta["train_config"]:  # written before AuxK had its own window: it used dead_tokens
+                self.aux_dead_tokens = self.dead_tokens
             self.cfg = SAEConfig.from_dict(meta["sae_config"])
             sae = SAE(self.cfg)
             sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
