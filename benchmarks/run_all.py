@@ -229,7 +229,7 @@ def gpu_worker(out: str, argv: list[str]) -> int:
         from train import SAE_LENS_DEAD_WINDOW
 
         window = SAE_LENS_DEAD_WINDOW * a.batch_size  # as benchmarks/train.py sets it for the CPU comparison
-        cfg = TrainConfig(arch="topk", d_sae=a.d_sae, k=a.k, batch_size=a.batch_size, lr=a.lr, seed=0, device="cuda", dead_tokens=window, aux_dead_tokens=window)
+        cfg = TrainConfig(arch="topk", d_sae=a.d_sae, k=a.k, batch_size=a.batch_size, lr=a.lr, encoder_lr_ratio=1.0, seed=0, device="cuda", dead_tokens=window, aux_dead_tokens=window)
         train_on_batches(batches, cfg, steps=a.steps, on_step=lambda info: stamps.append(stamp()))
         return stamps
 

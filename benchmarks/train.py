@@ -132,9 +132,9 @@ def saetool_case(name: str, batches, args, d_sae: int, dense: bool) -> Case:
         stamps: list[float] = []
         # a feature counts as dead (and AuxK trains it) after sae-lens's default window (1000 steps) in both
         # trainers, so neither computes the AuxK loss in a short run (saetool's defaults, a quarter and a
-        # sixteenth of the run, would)
+        # sixteenth of the run, would); one learning rate for encoder and decoder, as sae-lens has
         window = SAE_LENS_DEAD_WINDOW * args.batch_size
-        config = TrainConfig(arch="topk", d_sae=d_sae, k=args.k, batch_size=args.batch_size, lr=args.lr, seed=0,
+        config = TrainConfig(arch="topk", d_sae=d_sae, k=args.k, batch_size=args.batch_size, lr=args.lr, encoder_lr_ratio=1.0, seed=0,
                              dead_tokens=window, aux_dead_tokens=window, options={"dense": True} if dense else {})
         result = train_on_batches(batches[: args.steps], config, steps=args.steps, on_step=lambda info: stamps.append(stamp()))
         return stamps, result.training

@@ -57,6 +57,7 @@ from common import command_line, log, machine_info, machine_line, markdown_table
 
 SECTION = "## train quality"
 DEFAULT = "defaults"
+ONE_RATE = "former: one rate"  # saetool's defaults before the encoder had its own rate: one rate for both, reference 1e-3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -202,16 +203,20 @@ def mean_max_cosine(W_dec, dictionary) -> float:
 # -- the grid -------------------------------------------------------------------------
 
 
-def grid_configs(args) -> list[tuple[str, float | None, str | None]]:
-    """(label, lr multiplier or None, schedule or None) for every run of a cell; the
-    defaults first. Every multiplier with every schedule (``--full-grid``), or every
-    multiplier with wsd plus every other schedule at 1x."""
-    out: list[tuple[str, float | None, str | None]] = [(DEFAULT, None, None)]
+def grid_configs(args) -> list[tuple[str, float | None, str | None, dict[str, Any]]]:
+    """(label, lr multiplier or None, schedule or None, other settings) for every run of
+    a cell; the defaults first. Every multiplier with every schedule (``--full-grid``),
+    or every multiplier with wsd plus every other schedule at 1x; then saetool's former
+    defaults (one rate for encoder and decoder, the reference 1e-3 instead of 1.5e-3)."""
+    out: list[tuple[str, float | None, str | None, dict[str, Any]]] = [(DEFAULT, None, None, {})]
     for schedule in args.schedules.split(","):
         for m in floats(args.lr_multipliers):
             if (m == 1 and schedule == "wsd") or not (args.full_grid or schedule == "wsd" or m == 1):
                 continue
-            out.append((f"{m:g}x lr, {schedule}", m, schedule))
+            out.append((f"{m:g}x lr, {schedule}", m, schedule, {}))
+    from saetool.train.schedules import FORMER_TOPK_LR, TOPK_LR
+
+    out.append((ONE_RATE, FORMER_TOPK_LR / TOPK_LR, None, {"encoder_lr_ratio": 1.0}))
     return out
 
 
@@ -238,8 +243,8 @@ def run_grid(name: str, x_train, held, widths: list[int], args, *, k: int, batch
     for d_sae in widths:
         for steps in ints(args.budgets):
             cell = []
-            for label, m, schedule in grid_configs(args):
-                result, seconds = train_one(x_train, d_sae, k, steps, batch_size, m, schedule, args.options)
+            for label, m, schedule, settings in grid_configs(args):
+                result, seconds = train_one(x_train, d_sae, k, steps, batch_size, m, schedule, {**args.options, **settings})
                 sae = result.sae
                 scores = heldout_scores(sae.encode, sae.decode, held, d_sae)
                 if dictionary is not None:
@@ -394,7 +399,7 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
     ]
     grid = out["grid"]
     if grid:
-        configs = [label for label, _, _ in grid_configs(args)]
+        configs = [label for label, *_ in grid_configs(args)]
         data = out.get("data") if "real" not in args.skip.split(",") else None
         massive = next((r["default"]["massive"] for r in grid if r["data"] != "synthetic"), 0)
         lines.append("")
@@ -413,8 +418,8 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
             lines[-1] += (f"Synthetic: {syn['features']} random unit directions in d={syn['d']}, about {syn['active']:g} active per token "
                           f"(`saetool.train.synthetic`), d_sae {sizes}, k {syn['k']}, {args.syn_batch_size:,} rows per step, "
                           f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
-        lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd, lr = the topk reference 1e-3 x sqrt(2^14 / d_sae) x the short-run factor "
-                      f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in))))]); 'Nx lr' multiplies that learning rate. A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+        lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd; the decoder's lr = the topk reference 1.5e-3 x sqrt(2^14 / d_sae) x the short-run factor "
+                      f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in)))), the encoder's a third of it); 'Nx lr' multiplies both rates. 'former: one rate' is saetool's defaults before the encoder had its own rate: one rate for encoder and decoder, the reference 1e-3 (`encoder_lr_ratio` 1 and 2/3 of the decoder's rate). A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
         if args.options:
             lines[-1] += " Every run of this grid, 'defaults' included, also sets " + ", ".join(f"`{k}={v}`" for k, v in args.options.items()) + " (`--train-option`): not saetool's defaults."
         lines.append("")
@@ -433,10 +438,11 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
         lines += [markdown_table(headers, table, "lrr" + "r" * len(configs) + "lrl"), ""]
         default_rows = [[row["data"], f"{row['d_sae']:,}", row["steps"], f"{row['default']['lr']:.2e}", f"{1 - row['default']['fvu']:.3f}",
                          f"{1 - row['default']['fvu_all']:.3f}", f"{row['default']['l0']:.1f}", f"{row['default']['never_fired']:.1%}",
+                         f"{next(r for r in row['runs'] if r['label'] == ONE_RATE)['never_fired']:.1%}",
                          f"{row['default']['seconds']:.1f}"] for row in grid]
         lines += ["The default runs (held-out EV without and with the massive rows; L0 and never-fired features on all held-out rows; "
-                  "seconds of training, not the score):", "",
-                  markdown_table(["data", "d_sae", "steps", "default lr", "held-out EV", "EV, all rows", "L0", "never fired", "train s"], default_rows, "lrrrrrrrr"), ""]
+                  "seconds of training, not the score; 'former': the former defaults' run):", "",
+                  markdown_table(["data", "d_sae", "steps", "default lr", "held-out EV", "EV, all rows", "L0", "never fired", "never fired, former", "train s"], default_rows, "lrrrrrrrrr"), ""]
         passed = sum(r["passed"] for r in grid)
         lines.append(f"Defaults within {args.tolerance:.0%} of the best: **{passed} of {len(grid)} cells**.")
         lines.append("")

@@ -64,11 +64,15 @@ def test_library_errors_name_fields_and_the_cli_names_flags(tmp_path):
         TrainConfig(samples=SampleSettings(every=0)).validate()
     with pytest.raises(ConfigError, match="`aux_dead_tokens` must be at least 1"):
         TrainConfig(aux_dead_tokens=0).validate()
+    with pytest.raises(ConfigError, match="`encoder_lr_ratio` must be a non-negative number"):
+        TrainConfig(encoder_lr_ratio=-0.5).validate()
     result = run_cli("train", "missing.h5", "--l1-coeff", "-1", cwd=tmp_path)
     assert result.returncode == 2
     assert "error: --l1-coeff must be a non-negative number (got -1.0)" in result.stderr
     result = run_cli("train", "missing.h5", "--collect-samples", "--sample-every", "0", cwd=tmp_path)
     assert "error: --sample-every must be at least 1 (got 0)" in result.stderr
+    result = run_cli("train", "missing.h5", "--encoder-lr-ratio", "-1", cwd=tmp_path)
+    assert result.returncode == 2 and "error: --encoder-lr-ratio must be a non-negative number (got -1.0)" in result.stderr
     result = run_cli("train", "missing.h5", "--aux-dead-tokens", "0", cwd=tmp_path)
     assert result.returncode == 2 and "error: --aux-dead-tokens must be at least 1 (got 0)" in result.stderr
     result = run_cli("extract", "--per-line", "--include-special", cwd=tmp_path)

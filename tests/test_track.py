@@ -48,7 +48,8 @@ def planted(tmp_path_factory):
     acts = write_activations(folder / "acts.h5", dict(zip(HOOKS, layers)))
     saes = []
     for hook in HOOKS:
-        cfg = TrainConfig(arch="topk", d_sae=24, k=2, hook=hook, batch_size=256, steps=300, lr=3e-3, dead_tokens=512,
+        # one rate for encoder and decoder: planted, noise-free features want a fast encoder (docs/benchmarks.md, "train quality")
+        cfg = TrainConfig(arch="topk", d_sae=24, k=2, hook=hook, batch_size=256, steps=300, lr=3e-3, encoder_lr_ratio=1.0, dead_tokens=512,
                           checkpoint_every=100000, log_every=1000, val_fraction=0.05, seed=0)
         saes.append(train_sae(cfg, [acts], folder / f"sae-{hook}.h5", progress=False).path)
     return folder, acts, saes, truth

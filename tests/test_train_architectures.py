@@ -46,21 +46,23 @@ def l0(sae, x: torch.Tensor) -> float:
 def test_trains_from_a_plain_generator_of_tensors(data):
     x, _ = data
     cfg = TrainConfig(arch="topk", d_sae=128, k=5, log_every=20)  # the default lr and schedule
-    result = train_on_batches(batches(x[:20000]), cfg, steps=300, val=x[20000:])
+    # 600 steps: this noise-free dictionary wants a faster encoder than real activations (docs/benchmarks.md, "train quality")
+    result = train_on_batches(batches(x[:20000]), cfg, steps=600, val=x[20000:])
     h = result.history
     assert h["scaled_mse"][-1] < 0.4 * h["scaled_mse"][0]
     assert np.allclose(h["l0"], 5, atol=0.05)  # TopK: every token uses k features
     assert l0(result.sae, x[20000:]) == pytest.approx(5, abs=0.05)
     assert explained_variance(result.sae, x[20000:]) > 0.8
     assert result.sae.cfg.activation == "topk" and result.sae.cfg.k == 5
-    assert h["val_loss"][-1] == pytest.approx(result.training["best_val_loss"]) or result.training["best_step"] < 300
+    assert h["val_loss"][-1] == pytest.approx(result.training["best_val_loss"]) or result.training["best_step"] < 600
 
 
 @pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_every_architecture_reduces_mse(arch, data):
     x, _ = data
     cfg = TrainConfig(arch=arch, d_sae=96, k=6, lr=3e-3, log_every=25, sparsity_coeff={"relu": 1.0, "jumprelu": 0.3}.get(arch))
-    result = train_on_batches(batches(x[:20000]), cfg, steps=300, val=x[20000:])
+    # 600 steps: this noise-free dictionary wants a faster encoder than real activations (docs/benchmarks.md, "train quality")
+    result = train_on_batches(batches(x[:20000]), cfg, steps=600, val=x[20000:])
     h = result.history
     assert h["scaled_mse"][-1] < 0.5 * h["scaled_mse"][0], (arch, h["scaled_mse"])
     assert explained_variance(result.sae, x[20000:]) > 0.6, arch

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from saetool.errors import SaetoolError
 from saetool.plugins import host
 from saetool.train.arch_options import convert_options, read_options
+from saetool.train.schedules import ENCODER_LR_RATIO, TOPK_LR
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +65,9 @@ class SAEArchitecture:
       ``short_run_lr_factor``: the most a run shorter than 256 steps raises it,
       reached from 16x d_in (:func:`saetool.train.schedules.budget_lr_factor`,
       :func:`~saetool.train.schedules.short_run_max_factor`; 1: not at all);
-      ``default_sparsity_coeff`` (``None``: no sparsity
+      ``encoder_lr_ratio``: the encoder's rate (``W_enc``, ``b_enc``) as a
+      fraction of the decoder's (``W_dec``, ``b_dec``), which ``default_lr`` and
+      ``--lr`` give; ``default_sparsity_coeff`` (``None``: no sparsity
       coefficient); ``sparsity_warmup_fraction`` of steps for the coefficient.
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
     * ``param_lr_scales``: learning-rate multipliers for single SAE parameters
@@ -83,6 +86,7 @@ class SAEArchitecture:
     unit_norm_decoder: bool = True
     default_lr: float = 1e-3  # measured: benchmarks/train_quality.py (docs/benchmarks.md)
     short_run_lr_factor: float = 2.0  # measured on TopK: x2 at <= 64 steps and 16x d_in, x1 at 4x or from 256 steps (same benchmark)
+    encoder_lr_ratio: float = 1.0
     default_sparsity_coeff: float | None = None
     sparsity_warmup_fraction: float = 0.0
     decoder_init_norm: float = 1.0
@@ -235,6 +239,8 @@ class TopKArchitecture(SAEArchitecture):
     description = "TopK SAE: k largest pre-activations per token, AuxK loss for dead features (Gao et al. 2024)"
     activation = "topk"
     needs_k = True
+    default_lr = TOPK_LR
+    encoder_lr_ratio = ENCODER_LR_RATIO
     options_class = TopKOptions
 
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
@@ -248,6 +254,8 @@ class BatchTopKArchitecture(SAEArchitecture):
     description = "BatchTopK SAE: batch*k largest activations per batch; a learned threshold at inference (Bussmann et al. 2024)"
     activation = "topk"
     needs_k = True
+    default_lr = TOPK_LR
+    encoder_lr_ratio = ENCODER_LR_RATIO
     options_class: type = BatchTopKOptions
 
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
@@ -316,6 +324,8 @@ class JumpReLUArchitecture(SAEArchitecture):
 
 class TranscoderArchitecture(TopKArchitecture):
     name = "transcoder"
+    default_lr = 1e-3  # not measured with a slower encoder (its encoder is not the decoder's transpose): one rate, as before
+    encoder_lr_ratio = 1.0
     description = "TopK transcoder: reads one hook (e.g. hook_resid_mid) and reconstructs another (e.g. hook_mlp_out)"
     transcoder = True
 

@@ -114,7 +114,9 @@ class TrainConfig:
     hook_out: str | None = None
     """Hook to reconstruct (a transcoder), e.g. blocks.3.hook_mlp_out."""
     lr: float | None = None
-    """Adam learning rate (default: 1e-3 x sqrt(16384 / d_sae) for the TopK family, e.g. 2.7e-3 at 2,304 features; runs shorter than 256 steps of SAEs wider than 4x d_in x sqrt(256 / steps), at most x sqrt(d_sae / 4 d_in), at most x2; relu 1e-4, jumprelu 3e-4 at 16384, at every budget)."""
+    """Adam learning rate of the decoder (default: 1.5e-3 x sqrt(16384 / d_sae) for topk, batchtopk and matryoshka, e.g. 4e-3 at 2,304 features, 1e-3 x sqrt(16384 / d_sae) for transcoder; runs shorter than 256 steps of SAEs wider than 4x d_in x sqrt(256 / steps), at most x sqrt(d_sae / 4 d_in), at most x2; relu 1e-4, jumprelu 3e-4 at 16384, at every budget)."""
+    encoder_lr_ratio: float | None = None
+    """The encoder's learning rate as a fraction of `lr` (default: 1/3 for topk, batchtopk and matryoshka, which leaves fewer features dead: docs/benchmarks.md; 1 for the others)."""
     lr_schedule: str = "wsd"
     """wsd (warmup, constant, linear decay to 0 over the last `decay_fraction`), cosine (warmup, cosine decay to 0) or constant."""
     decay_fraction: float = 0.2
@@ -194,6 +196,8 @@ class TrainConfig:
             raise ConfigError(f"`expansion_factor` must be positive (got {self.expansion_factor})")
         if self.lr is not None and not (self.lr >= 0 and math.isfinite(self.lr)):
             raise ConfigError(f"`lr` must be a non-negative number (got {self.lr})")
+        if self.encoder_lr_ratio is not None and not (self.encoder_lr_ratio >= 0 and math.isfinite(self.encoder_lr_ratio)):
+            raise ConfigError(f"`encoder_lr_ratio` must be a non-negative number (got {self.encoder_lr_ratio})")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown `lr_schedule` {self.lr_schedule!r}", hint="choose one of: " + ", ".join(LR_SCHEDULES))
         if not 0 <= self.decay_fraction <= 1:

@@ -44,7 +44,7 @@ from saetool.train.convergence import convergence_warning
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import L0Controller, default_aux_dead_tokens, default_dead_tokens, default_lr, lr_at, short_run_max_factor, sparsity_at
+from saetool.train.schedules import FORMER_TOPK_LR, L0Controller, default_aux_dead_tokens, default_dead_tokens, default_lr, lr_at, short_run_max_factor, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
@@ -60,10 +60,12 @@ FINAL_METRICS = ("fvu", "explained_variance", "mse", "l0", "dead_fraction")
 
 #: Settings a resumed run must share with the checkpoint it continues.
 RESUME_KEYS = (
-    "arch", "d_sae", "expansion_factor", "k", "target_l0", "hook", "hook_out", "lr", "lr_schedule", "decay_fraction", "batch_size", "sparsity_coeff",
+    "arch", "d_sae", "expansion_factor", "k", "target_l0", "hook", "hook_out", "lr", "encoder_lr_ratio", "lr_schedule", "decay_fraction", "batch_size", "sparsity_coeff",
     "warmup_steps", "sparsity_warmup_steps", "grad_clip", "init_b_dec", "normalize_inputs", "dead_tokens",
     "aux_dead_tokens", "aux_k", "aux_coeff", "max_norm_ratio", "val_fraction", "val_tokens", "shuffle_buffer", "seed", "dtype", "samples", "init_from", "options",
 )
+#: The encoder's parameters, which step at ``encoder_lr_ratio`` times the learning rate.
+ENCODER_PARAMS = frozenset({"W_enc", "b_enc"})
 #: History columns, in order.
 HISTORY = ("step", "tokens", "loss", "scaled_mse", "explained_variance", "l0", "dead_fraction_train", "lr", "sparsity_coeff", "aux_loss", "val_loss", "val_scaled_mse", "val_explained_variance", "val_l0")
 _ACC = ("loss", "scaled_mse", "explained_variance", "l0", "aux_loss")
@@ -129,6 +131,7 @@ class Trainer:
         self.arch.validate(self.cfg)
         self.transcoder = self.cfg.is_transcoder
         self.lr = config.lr if config.lr is not None else default_lr(self.arch.default_lr, self.cfg.d_sae, self.total_steps, short_run_max_factor(self.cfg.d_sae, self.cfg.d_in, self.arch.short_run_lr_factor))
+        self.encoder_lr_ratio = config.encoder_lr_ratio if config.encoder_lr_ratio is not None else self.arch.encoder_lr_ratio
         self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
         self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
@@ -257,7 +260,7 @@ class Trainer:
         return list(self.sae.parameters()) + list(self.objective.parameters())
 
     def _make_optimizer(self) -> Adam:
-        scales = [self.arch.param_lr_scales.get(name, 1.0) for name, _ in self.sae.named_parameters()]
+        scales = [self.arch.param_lr_scales.get(name, 1.0) * (self.encoder_lr_ratio if name in ENCODER_PARAMS else 1.0) for name, _ in self.sae.named_parameters()]
         scales += [1.0] * len(list(self.objective.parameters()))
         return Adam(self._params(), lr=self.lr, betas=(0.9, 0.999), lr_scales=scales)
 
@@ -284,6 +287,8 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "world_size": self.world,
             "aux_dead_tokens": self.aux_dead_tokens,
+            "lr": self.lr,
+            "encoder_lr_ratio": self.encoder_lr_ratio,
             "log_sparsity_coeff": self.controller.log_coeff if self.controller is not None else None,
         }
         return tensors, meta
@@ -310,6 +315,7 @@ class Trainer:
                 self.aux_dead_tokens = int(meta["aux_dead_tokens"])
             elif "aux_dead_tokens" not in meta["train_config"]:  # written before AuxK had its own window: it used dead_tokens
                 self.aux_dead_tokens = self.dead_tokens
+            self._restore_rates(meta)
             self.cfg = SAEConfig.from_dict(meta["sae_config"])
             sae = SAE(self.cfg)
             sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
@@ -334,6 +340,17 @@ class Trainer:
             raise
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})", hint="delete the folder and run without --resume") from None
+
+    def _restore_rates(self, meta: dict[str, Any]) -> None:
+        """The learning rates the checkpoint trained with, whatever today's defaults.
+        Checkpoints written before the encoder had its own rate stepped both at one
+        rate, and the TopK family's default reference was :data:`FORMER_TOPK_LR`."""
+        if "encoder_lr_ratio" in meta:
+            self.lr, self.encoder_lr_ratio = float(meta["lr"]), float(meta["encoder_lr_ratio"])
+            return
+        self.encoder_lr_ratio = 1.0
+        if self.config.lr is None and self.arch.encoder_lr_ratio != 1.0:
+            self.lr = default_lr(FORMER_TOPK_LR, self.cfg.d_sae, self.total_steps, short_run_max_factor(self.cfg.d_sae, self.cfg.d_in, self.arch.short_run_lr_factor))
 
     def _check_resumable(self, meta: dict[str, Any], path: Path) -> None:
         saved = SAEConfig.from_dict(meta["sae_config"])
@@ -639,6 +656,7 @@ class Trainer:
             "d_sae": self.cfg.d_sae,
             "k": self.cfg.k,
             "lr": self.lr,
+            "encoder_lr_ratio": self.encoder_lr_ratio,
             "init_seed": init_seed(self.config.seed, self.cfg.hook, self.cfg.hook_out),
             "sparsity_coeff": self.controller.coeff if self.controller is not None else self.coeff,
             "warmup_steps": self.warmup,
