@@ -425,7 +425,7 @@ def summarise(args, argv, info, data_info, d_in, cases, timings, rss) -> dict[st
     lines.append("")
     lines.append(
         f"- **saetool train_on_batches**: `saetool.train.train_on_batches(batches, TrainConfig(arch='topk', d_sae=..., k={args.k}, "
-        f"batch_size={B}, lr={args.lr:g}, dead_tokens=aux_dead_tokens={SAE_LENS_DEAD_WINDOW} · {B}), steps={args.steps}, on_step=...)`: the real training loop (objective with the TopK sparse "
+        f"batch_size={B}, lr={args.lr:g}, encoder_lr_ratio=1, dead_tokens=aux_dead_tokens={SAE_LENS_DEAD_WINDOW} · {B}), steps={args.steps}, on_step=...)`: the real training loop (objective with the TopK sparse "
         f"encode/decode and sparse backward, AuxK machinery, gradient clipping, Adam, decoder-norm constraint, dead-feature counters, "
         f"history). Input normalisation and b_dec geometric-median initialisation happen at start-up and are excluded. "
         f"The dense reference row sets `options={{'dense': True}}`."

@@ -9,7 +9,8 @@ Three parts, in one run:
    x d_model and budgets ``--budgets`` steps of ``--batch-size`` rows, trained
    with ``saetool.train.train_on_batches`` at every learning rate in
    ``--lr-multipliers`` x saetool's default learning rate for that width and
-   budget (the budget factor included) and every schedule in ``--schedules`` (other settings: saetool's defaults). Each SAE is
+   budget (the budget factor included) and every schedule in ``--schedules`` (other settings: saetool's defaults),
+   and once with saetool's former defaults (one rate for encoder and decoder, reference 1e-3). Each SAE is
    scored on held-out rows: the last ``--heldout-rows`` rows of the activation
    file, whole sequences the SAE never trained on (it trains on the first
    ``--train-rows`` rows). FVU = squared error / total variance around the
@@ -419,7 +420,7 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
                           f"(`saetool.train.synthetic`), d_sae {sizes}, k {syn['k']}, {args.syn_batch_size:,} rows per step, "
                           f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
         lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd; the decoder's lr = the topk reference 1.5e-3 x sqrt(2^14 / d_sae) x the short-run factor "
-                      f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in)))), the encoder's a third of it); 'Nx lr' multiplies both rates. 'former: one rate' is saetool's defaults before the encoder had its own rate: one rate for encoder and decoder, the reference 1e-3 (`encoder_lr_ratio` 1 and 2/3 of the decoder's rate). A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+                      f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in))))], the encoder's a third of it); 'Nx lr' multiplies both rates. 'former: one rate' is saetool's defaults before the encoder had its own rate: one rate for encoder and decoder, the reference 1e-3 (`encoder_lr_ratio` 1 and 2/3 of the decoder's rate). A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
         if args.options:
             lines[-1] += " Every run of this grid, 'defaults' included, also sets " + ", ".join(f"`{k}={v}`" for k, v in args.options.items()) + " (`--train-option`): not saetool's defaults."
         lines.append("")

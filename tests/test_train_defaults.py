@@ -132,13 +132,16 @@ def test_train_cli_checklist_presets_and_schedule_options(tmp_path):
 
 
 def _first_step(arch: str, **options) -> tuple[float, float]:
-    """The largest change of ``b_enc`` and of ``b_dec`` in one Adam step (constant rate 1e-2,
-    no warmup): Adam's first step moves every parameter with a gradient by its rate."""
+    """The largest change of the encoder (``W_enc`` and ``b_enc``, which must agree) and of
+    ``b_dec`` in one Adam step (constant rate 1e-2, no warmup): Adam's first step moves
+    every parameter with a gradient by its rate."""
     x = torch.randn(512, 16) + 3.0
     base = dict(arch=arch, d_sae=32, k=4, batch_size=64, seed=0, lr_schedule="constant", warmup_steps=0, normalize_inputs=False, val_fraction=0, **options)
     before = train_on_batches(_batches(x, 64, 1), TrainConfig(**base, lr=0.0), steps=1).sae
     after = train_on_batches(_batches(x, 64, 1), TrainConfig(**base, lr=1e-2), steps=1).sae
-    return float((after.b_enc - before.b_enc).detach().abs().max()), float((after.b_dec - before.b_dec).detach().abs().max())
+    w_enc, b_enc = ((after.W_enc - before.W_enc).detach().abs().max(), (after.b_enc - before.b_enc).detach().abs().max())
+    assert float(w_enc) == pytest.approx(float(b_enc), rel=1e-3)
+    return float(b_enc), float((after.b_dec - before.b_dec).detach().abs().max())
 
 
 def test_the_topk_family_steps_its_encoder_at_a_third_of_the_decoder_rate():
@@ -198,8 +201,9 @@ def test_default_auxk_leaves_fewer_features_never_firing_on_real_activations(smo
 
 @pytest.mark.slow  # trains two 1,536-feature SAEs on SmolLM2 activations (about 15 s)
 def test_a_slower_encoder_leaves_fewer_features_never_firing_on_real_activations(smollm2_acts):
-    """SmolLM2 layer 3, 128 steps of 256 tokens: the TopK default (the encoder at a
-    third of the decoder's rate) against one rate for both, at no cost in FVU."""
+    """SmolLM2 layer 3, 128 steps of 256 tokens: the TopK defaults (the encoder at a
+    third of the decoder's rate) against the former ones (one rate, reference 1e-3),
+    at no cost in FVU."""
     import h5py
 
     with h5py.File(smollm2_acts, "r") as fh:
@@ -213,5 +217,7 @@ def test_a_slower_encoder_leaves_fewer_features_never_firing_on_real_activations
             fvu = float(((sae.decode(codes) - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
             return float((codes == 0).all(0).float().mean()), fvu
 
-    (dead, fvu), (dead_one, fvu_one) = scores(), scores(encoder_lr_ratio=1.0)
+    from saetool.train.schedules import FORMER_TOPK_LR
+
+    (dead, fvu), (dead_one, fvu_one) = scores(), scores(encoder_lr_ratio=1.0, lr=default_lr(FORMER_TOPK_LR, 1536))  # 2.7x d_in: no short-run factor
     assert dead < 0.75 * dead_one and fvu < 1.05 * fvu_one, (dead, dead_one, fvu, fvu_one)

@@ -129,6 +129,20 @@ def test_a_checkpoint_from_before_the_encoder_rate_keeps_one_rate_and_the_former
     assert json.loads((checkpoint_dir_for(out) / "step_000040" / "state.json").read_text())["encoder_lr_ratio"] == 1.0
 
 
+def test_a_checkpoint_keeps_its_rates_when_the_defaults_change(tmp_path, acts, monkeypatch):
+    from saetool.train.architectures import TopKArchitecture
+
+    cfg = config("topk", lr=None, steps=40, samples=SampleSettings(features=0))
+    out = tmp_path / "c.h5"
+    with pytest.raises(Crash):
+        train_sae(cfg, [acts], out, progress=False, on_step=crash_at(25))
+    monkeypatch.setattr(TopKArchitecture, "default_lr", 9e-3)
+    monkeypatch.setattr(TopKArchitecture, "encoder_lr_ratio", 0.5)
+    resumed = train_sae(cfg, [acts], out, resume=True, progress=False).training
+    assert resumed["lr"] == pytest.approx(1.5e-3 * 16) and resumed["encoder_lr_ratio"] == pytest.approx(1 / 3)
+    assert train_sae(cfg, [acts], tmp_path / "new.h5", progress=False).training["encoder_lr_ratio"] == 0.5  # the patch took
+
+
 def test_checkpoints_are_safetensors_and_json(tmp_path, acts):
     out = tmp_path / "c.h5"
     train_sae(config("topk"), [acts], out, progress=False)

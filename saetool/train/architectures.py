@@ -67,7 +67,8 @@ class SAEArchitecture:
       :func:`~saetool.train.schedules.short_run_max_factor`; 1: not at all);
       ``encoder_lr_ratio``: the encoder's rate (``W_enc``, ``b_enc``) as a
       fraction of the decoder's (``W_dec``, ``b_dec``), which ``default_lr`` and
-      ``--lr`` give; ``default_sparsity_coeff`` (``None``: no sparsity
+      ``--lr`` give (a subclass of the TopK or BatchTopK architecture inherits
+      their 1.5e-3 and 1/3); ``default_sparsity_coeff`` (``None``: no sparsity
       coefficient); ``sparsity_warmup_fraction`` of steps for the coefficient.
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
     * ``param_lr_scales``: learning-rate multipliers for single SAE parameters
@@ -84,7 +85,7 @@ class SAEArchitecture:
     activation: str = "relu"
     needs_k: bool = False
     unit_norm_decoder: bool = True
-    default_lr: float = 1e-3  # measured: benchmarks/train_quality.py (docs/benchmarks.md)
+    default_lr: float = 1e-3  # plugins' default (the built-ins set their own)
     short_run_lr_factor: float = 2.0  # measured on TopK: x2 at <= 64 steps and 16x d_in, x1 at 4x or from 256 steps (same benchmark)
     encoder_lr_ratio: float = 1.0
     default_sparsity_coeff: float | None = None

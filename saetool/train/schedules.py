@@ -18,9 +18,9 @@ AUX_COEFF = 0.25  # the AuxK loss's default weight (see default_aux_dead_tokens;
 DEAD_WINDOW_MAX = 1_000_000  # tokens: the longest default dead window (see default_dead_tokens)
 DEAD_WINDOW_MIN = 4096  # tokens: the shortest default AuxK window (see default_aux_dead_tokens)
 DEAD_WINDOW_SHARE = 16  # the default AuxK window is this fraction (1/N) of the run, within the bounds
-TOPK_LR = 1.5e-3  # the TopK family's decoder rate at d_sae 2**14 (see ENCODER_LR_RATIO)
+TOPK_LR = 1.5e-3  # topk, batchtopk, matryoshka: the decoder's rate at d_sae 2**14 (see ENCODER_LR_RATIO)
 FORMER_TOPK_LR = 1e-3  # its one rate for both before ENCODER_LR_RATIO (checkpoints from then resume with it)
-ENCODER_LR_RATIO = 1 / 3  # the TopK family's encoder rate / decoder rate: measured on SmolLM2 (docs/benchmarks.md, "train quality")
+ENCODER_LR_RATIO = 1 / 3  # topk, batchtopk, matryoshka: encoder rate / decoder rate, measured on SmolLM2 (docs/benchmarks.md, "train quality")
 
 
 def budget_lr_factor(steps: int | None, max_factor: float = 2.0) -> float:

@@ -44,7 +44,7 @@ from saetool.train.convergence import convergence_warning
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import FORMER_TOPK_LR, L0Controller, default_aux_dead_tokens, default_dead_tokens, default_lr, lr_at, short_run_max_factor, sparsity_at
+from saetool.train.schedules import FORMER_TOPK_LR, TOPK_LR, L0Controller, default_aux_dead_tokens, default_dead_tokens, default_lr, lr_at, short_run_max_factor, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
@@ -344,12 +344,13 @@ class Trainer:
     def _restore_rates(self, meta: dict[str, Any]) -> None:
         """The learning rates the checkpoint trained with, whatever today's defaults.
         Checkpoints written before the encoder had its own rate stepped both at one
-        rate, and the TopK family's default reference was :data:`FORMER_TOPK_LR`."""
+        rate, and the default reference of topk, batchtopk, matryoshka (and plugins
+        inheriting their rate) was :data:`FORMER_TOPK_LR`."""
         if "encoder_lr_ratio" in meta:
             self.lr, self.encoder_lr_ratio = float(meta["lr"]), float(meta["encoder_lr_ratio"])
             return
         self.encoder_lr_ratio = 1.0
-        if self.config.lr is None and self.arch.encoder_lr_ratio != 1.0:
+        if self.config.lr is None and self.arch.default_lr == TOPK_LR:
             self.lr = default_lr(FORMER_TOPK_LR, self.cfg.d_sae, self.total_steps, short_run_max_factor(self.cfg.d_sae, self.cfg.d_in, self.arch.short_run_lr_factor))
 
     def _check_resumable(self, meta: dict[str, Any], path: Path) -> None:
