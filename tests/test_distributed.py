@@ -277,7 +277,7 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("dist_train")
     x, _ = sparse_dictionary_data(16384, 32, 128, active=4, seed=123)
     write_activations(d / "syn.h5", {"h": x}, context_size=32)
-    proc = ok(torchrun("-m", "saetool", "train", "syn.h5", *train_cli_args(batch_size=128), "-o", "dist.h5", cwd=d))
+    proc = ok(torchrun("-m", "saetool", "train", "syn.h5", *train_cli_args(batch_size=128), "--dead-steps", "100", "-o", "dist.h5", cwd=d))
     return d, proc
 
 
@@ -303,7 +303,7 @@ def test_distributed_training_matches_single_process_loss(trained):
     from saetool.train.config import TrainConfig
 
     d, proc = trained
-    single = train_sae(TrainConfig(batch_size=256, **TRAIN), [d / "syn.h5"], d / "single.h5", progress=False)
+    single = train_sae(TrainConfig(batch_size=256, dead_tokens=100 * 256, **TRAIN), [d / "syn.h5"], d / "single.h5", progress=False)
     h1, h2 = history(d / "single.h5"), history(d / "dist.h5")
     assert np.array_equal(h1["tokens"], h2["tokens"]) and h2["tokens"][-1] == 300 * 256  # the same effective batch
     v1, v2 = h1["val_loss"][-1], h2["val_loss"][-1]
@@ -313,6 +313,7 @@ def test_distributed_training_matches_single_process_loss(trained):
         training = json.loads(fh.attrs["training"])
     assert training["distributed"] == {"world_size": 2, "backend": "gloo", "batch_size_per_rank": 128, "effective_batch_size": 256}
     assert training["tokens"] == 300 * 256
+    assert training["dead_tokens"] == 100 * 256  # --dead-steps 100: a step reads 128 rows in each of the 2 processes
     assert len([line for line in proc.stdout.splitlines() if line.strip()]) == 1  # one manifest, from rank 0
     assert sorted(p.name for p in (d / "dist.h5.checkpoints").iterdir()) == ["best", "final", "step_000100", "step_000200"]
     assert single.metrics["explained_variance"] > 0.8

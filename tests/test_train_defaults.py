@@ -165,6 +165,9 @@ def test_dead_windows_a_quarter_of_the_run_for_reports_a_sixteenth_for_auxk():
     assert default_aux_dead_tokens(2048, 128, 512) == 512  # never longer than the reports' window
     assert default_aux_dead_tokens(8192, 8192, 8192) == 8192  # nor shorter than a batch
     assert default_aux_dead_tokens(10**9, 4096, 10**6) == 10**6 and default_dead_tokens(10**9, 4096) == 10**6  # long runs: 1M both
+    from saetool.train.schedules import dead_tokens_from_steps
+
+    assert dead_tokens_from_steps(100, 128) == 12800 and dead_tokens_from_steps(100, 128, world_size=2) == 25600  # --dead-steps
 
 
 def test_auxk_trains_on_its_own_window_while_reports_count_dead_by_dead_tokens():

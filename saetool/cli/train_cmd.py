@@ -29,7 +29,7 @@ def train(
     hooks: Optional[str] = typer.Option(None, "--hooks", help="Train one SAE per hook in one pass over the data: `all` (every hook of the file) or a comma-separated list; -o names the folder that gets sae-ARCH-HOOK.h5 per hook and the sae-set.h5 index (default sae-ARCH-set/). Instead of --hook. With --arch crosscoder: one crosscoder over those hooks (one sae artifact)."),
     options: Optional[List[str]] = typer.Option(None, "--arch-option", help="KEY=VALUE for the architecture (repeatable), e.g. prefixes=256,1024,4608 or threshold_lr=0.05; `saetool plugins` lists each architecture's options."),
     prefixes: Optional[str] = typer.Option(None, "--prefixes", help="Matryoshka prefix widths, e.g. 256,1024,4608 (default: d_sae/16, /8, /4, /2, all); the same as --arch-option prefixes=..."),
-    dead_steps: Optional[int] = typer.Option(None, "--dead-steps", help="The same in steps (x `batch_size` tokens)."),
+    dead_steps: Optional[int] = typer.Option(None, "--dead-steps", help="The same in steps (x `batch_size` tokens, x the number of processes under torchrun)."),
     collect_samples: bool = typer.Option(False, "--collect-samples", help="Keep the top-activating tokens of each feature (stored in the SAE artifact)."),
     checklist: str = typer.Option("default", "--checklist", help="Checklist targets: default (FVU < 0.35, L0 5-200, dead < 10%) or seed002 (MSE on scaled inputs < 0.01, L0 50-100, dead < 10%)."),
     target_l0: Optional[str] = typer.Option(None, "--target-l0", help="Active features per token: N steers training to N (the sparsity coefficient and JumpReLU thresholds; k for topk/batchtopk/matryoshka/transcoder) and the checklist expects N +-20% on the held-out rows; MIN-MAX only sets the checklist range (default: the `checklist`'s)."),
@@ -64,7 +64,10 @@ def train(
     if config["dead_tokens"] is not None and dead_steps is not None:
         raise SaetoolError("give --dead-tokens or --dead-steps, not both")
     if dead_steps is not None:
-        config["dead_tokens"] = dead_steps * config["batch_size"]
+        from saetool.distributed import rank_info
+        from saetool.train.schedules import dead_tokens_from_steps
+
+        config["dead_tokens"] = dead_tokens_from_steps(dead_steps, config["batch_size"], rank_info().world_size)
     chosen = Targets.preset(checklist)
     if target_l0 is not None:
         chosen.l0_min, chosen.l0_max = Targets.parse_l0(target_l0)

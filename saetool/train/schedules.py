@@ -57,6 +57,12 @@ def default_dead_tokens(total_tokens: int, batch: int) -> int:
     return max(int(batch), min(DEAD_WINDOW_MAX, int(total_tokens) // 4))
 
 
+def dead_tokens_from_steps(steps: int, batch_size: int, world_size: int = 1) -> int:
+    """``--dead-steps``: a window of ``steps`` steps in tokens. A step reads
+    ``batch_size`` tokens in each of the ``world_size`` processes (torchrun)."""
+    return int(steps) * int(batch_size) * max(1, int(world_size))
+
+
 def default_aux_dead_tokens(total_tokens: int, batch: int, dead_tokens: int) -> int:
     """Tokens without firing after which the AuxK loss starts training a feature:
     a sixteenth of the run, at least 4,096 tokens, at most 1M and at most
