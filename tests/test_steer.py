@@ -193,6 +193,7 @@ def test_cli_bad_inputs_fail_fast(tmp_path):
     assert_clean_error(run_cli("steer", str(tmp_path / "missing.h5"), "--prompts", str(prompts), "-o", str(out)), "does not exist")
     assert_clean_error(run_cli("steer", str(tmp_path / "v.h5"), "--prompts", str(prompts), "--scale", "huge", "-o", str(out)), "scale")
     assert_clean_error(run_cli("vector", "import", str(tmp_path / "v.h5")), "--layer")
+    assert_clean_error(run_cli("vector", "import", "--hook", "", str(tmp_path / "v.h5")), "unknown hook ''")  # found by test_fuzz: an internal error
     assert not out.exists()
 
 

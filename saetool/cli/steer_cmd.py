@@ -365,7 +365,7 @@ def import_(
     else:
         if hook is None and layer is None:
             raise SaetoolError("say where the vector belongs", hint="pass --layer N (or --hook NAME)")
-        name = HookPoint.parse(hook).name if hook else hook_name(layer, site)
+        name = HookPoint.parse(hook).name if hook is not None else hook_name(layer, site)
         check_output_path(output or Path(default), overwrite=overwrite)
         sv = import_vector(file, name, model=model)
     _finish_vector(sv, output, default, overwrite, [], {"source": str(file.resolve())})
