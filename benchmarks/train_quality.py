@@ -224,12 +224,10 @@ def grid_configs(args) -> list[tuple[str, float | None, str | None, dict[str, An
 def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None, options: dict[str, Any] | None = None):
     from saetool.train.architectures import get_architecture
     from saetool.train import TrainConfig, train_on_batches
-    from saetool.train.schedules import default_lr, short_run_max_factor
 
     kw: dict[str, Any] = {}
     if multiplier is not None:
-        arch = get_architecture("topk")
-        kw["lr"] = multiplier * default_lr(arch.default_lr, d_sae, steps, short_run_max_factor(d_sae, int(x_train.shape[1]), arch.short_run_lr_factor))
+        kw["lr"] = multiplier * get_architecture("topk").lr_for(d_sae, int(x_train.shape[1]), steps)
     if schedule is not None:
         kw["lr_schedule"] = schedule
     config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **{**(options or {}), **kw})
@@ -384,6 +382,8 @@ def run(args: argparse.Namespace, argv: list[str], tmp: Path) -> int:
 
 
 def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
+    from saetool.train.schedules import ENCODER_LR_RATIO, FORMER_TOPK_LR, TOPK_LR
+
     info = out["info"]
     load = lambda la: ", ".join(f"{v:.2f}" for v in la) if la else "?"  # noqa: E731
     lines = [
@@ -419,8 +419,8 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
             lines[-1] += (f"Synthetic: {syn['features']} random unit directions in d={syn['d']}, about {syn['active']:g} active per token "
                           f"(`saetool.train.synthetic`), d_sae {sizes}, k {syn['k']}, {args.syn_batch_size:,} rows per step, "
                           f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
-        lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd; the decoder's lr = the topk reference 1.5e-3 x sqrt(2^14 / d_sae) x the short-run factor "
-                      f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in))))], the encoder's a third of it); 'Nx lr' multiplies both rates. 'former: one rate' is saetool's defaults before the encoder had its own rate: one rate for encoder and decoder, the reference 1e-3 (`encoder_lr_ratio` 1 and 2/3 of the decoder's rate). A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+        lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd; the decoder's lr = the topk reference {TOPK_LR:g} x sqrt(2^14 / d_sae) x the short-run factor "
+                      f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in))))], the encoder's {ENCODER_LR_RATIO:.3g} x it); 'Nx lr' multiplies both rates. '{ONE_RATE}' is saetool's defaults before the encoder had its own rate: one rate for encoder and decoder, the reference {FORMER_TOPK_LR:g} (`encoder_lr_ratio` 1 and {FORMER_TOPK_LR / TOPK_LR:.3g} x the decoder's rate). A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
         if args.options:
             lines[-1] += " Every run of this grid, 'defaults' included, also sets " + ", ".join(f"`{k}={v}`" for k, v in args.options.items()) + " (`--train-option`): not saetool's defaults."
         lines.append("")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from saetool.errors import SaetoolError
 from saetool.plugins import host
 from saetool.train.arch_options import convert_options, read_options
-from saetool.train.schedules import ENCODER_LR_RATIO, TOPK_LR
+from saetool.train.schedules import ENCODER_LR_RATIO, TOPK_LR, default_lr, short_run_max_factor
 
 if TYPE_CHECKING:
     import torch
@@ -95,6 +95,13 @@ class SAEArchitecture:
     multi_hook: bool = False
     param_lr_scales: dict[str, float] = {}
     options_class: type | None = None
+
+    # -- learning rate ------------------------------------------------------------
+    def lr_for(self, d_sae: int, d_in: int, steps: int | None, reference: float | None = None) -> float:
+        """The default learning rate (the decoder's) of a ``steps``-step run of ``d_sae``
+        features on ``d_in`` inputs: ``reference`` (default :attr:`default_lr`) scaled by
+        width and budget (:func:`~saetool.train.schedules.default_lr`)."""
+        return default_lr(self.default_lr if reference is None else reference, d_sae, steps, short_run_max_factor(d_sae, d_in, self.short_run_lr_factor))
 
     # -- configuration ------------------------------------------------------------
     def options(self, settings: "TrainConfig", d_sae: int) -> dict[str, Any]:  # noqa: ARG002

@@ -44,7 +44,7 @@ from saetool.train.convergence import convergence_warning
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import FORMER_TOPK_LR, TOPK_LR, L0Controller, default_aux_dead_tokens, default_dead_tokens, default_lr, lr_at, short_run_max_factor, sparsity_at
+from saetool.train.schedules import FORMER_TOPK_LR, TOPK_LR, L0Controller, default_aux_dead_tokens, default_dead_tokens, lr_at, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
@@ -130,7 +130,7 @@ class Trainer:
         self.cfg = self._sae_config(d_in, d_out, hook, hook_out, model)
         self.arch.validate(self.cfg)
         self.transcoder = self.cfg.is_transcoder
-        self.lr = config.lr if config.lr is not None else default_lr(self.arch.default_lr, self.cfg.d_sae, self.total_steps, short_run_max_factor(self.cfg.d_sae, self.cfg.d_in, self.arch.short_run_lr_factor))
+        self.lr = config.lr if config.lr is not None else self.arch.lr_for(self.cfg.d_sae, self.cfg.d_in, self.total_steps)
         self.encoder_lr_ratio = config.encoder_lr_ratio if config.encoder_lr_ratio is not None else self.arch.encoder_lr_ratio
         self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
@@ -311,11 +311,7 @@ class Trainer:
         tensors, meta = load_checkpoint(path)
         try:
             self._check_resumable(meta, path)
-            if "aux_dead_tokens" in meta:  # the window the run trained AuxK with
-                self.aux_dead_tokens = int(meta["aux_dead_tokens"])
-            elif "aux_dead_tokens" not in meta["train_config"]:  # written before AuxK had its own window: it used dead_tokens
-                self.aux_dead_tokens = self.dead_tokens
-            self._restore_rates(meta)
+            self._restore_derived(meta)
             self.cfg = SAEConfig.from_dict(meta["sae_config"])
             sae = SAE(self.cfg)
             sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
@@ -341,17 +337,23 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})", hint="delete the folder and run without --resume") from None
 
-    def _restore_rates(self, meta: dict[str, Any]) -> None:
-        """The learning rates the checkpoint trained with, whatever today's defaults.
-        Checkpoints written before the encoder had its own rate stepped both at one
-        rate, and the default reference of topk, batchtopk, matryoshka (and plugins
-        inheriting their rate) was :data:`FORMER_TOPK_LR`."""
+    def _restore_derived(self, meta: dict[str, Any]) -> None:
+        """The settings derived from defaults that the checkpoint trained with (AuxK
+        window, learning rates), whatever today's defaults. Checkpoints written before
+        AuxK had its own window used ``dead_tokens``; before the encoder had its own
+        rate they stepped both at one rate, and the default reference of topk,
+        batchtopk, matryoshka (and plugins inheriting their rate) was
+        :data:`FORMER_TOPK_LR`."""
+        if "aux_dead_tokens" in meta:
+            self.aux_dead_tokens = int(meta["aux_dead_tokens"])
+        elif "aux_dead_tokens" not in meta["train_config"]:
+            self.aux_dead_tokens = self.dead_tokens
         if "encoder_lr_ratio" in meta:
             self.lr, self.encoder_lr_ratio = float(meta["lr"]), float(meta["encoder_lr_ratio"])
             return
         self.encoder_lr_ratio = 1.0
         if self.config.lr is None and self.arch.default_lr == TOPK_LR:
-            self.lr = default_lr(FORMER_TOPK_LR, self.cfg.d_sae, self.total_steps, short_run_max_factor(self.cfg.d_sae, self.cfg.d_in, self.arch.short_run_lr_factor))
+            self.lr = self.arch.lr_for(self.cfg.d_sae, self.cfg.d_in, self.total_steps, reference=FORMER_TOPK_LR)
 
     def _check_resumable(self, meta: dict[str, Any], path: Path) -> None:
         saved = SAEConfig.from_dict(meta["sae_config"])
