@@ -145,3 +145,22 @@ def test_init_from_checks_d_in_before_any_work(tmp_path, small_file):
 
     a, b = load_sae(pretrained), load_sae(out)
     assert torch.allclose(a.W_dec, b.W_dec, atol=1e-5) and torch.allclose(a.W_enc, b.W_enc, rtol=1e-4, atol=1e-5)
+
+
+def test_init_from_keeps_the_pretrained_function_centred_or_not(tmp_path, small_file):
+    """``--init-from`` continues the pretrained SAE's function whether the run subtracts
+    ``b_dec`` from the input or not (``b_enc`` absorbs the difference)."""
+    from saetool.sae.io import load_sae
+
+    x = torch.randn(64, 16) * 3 + 5
+    for pretrained_centred in (True, False):
+        pretrained = tmp_path / f"pre-{pretrained_centred}.h5"
+        train_sae(TrainConfig(arch="topk", d_sae=32, k=3, batch_size=64, steps=10, apply_b_dec_to_input=pretrained_centred), [small_file], pretrained, progress=False)
+        out = tmp_path / f"sae-{pretrained_centred}.h5"
+        flag = "--no-apply-b-dec-to-input" if pretrained_centred else "--apply-b-dec-to-input"
+        ok = run_cli("train", str(small_file), "--init-from", str(pretrained), "--k", "3", "--batch-size", "64", "--steps", "5", "--lr", "0", flag, "-o", str(out))
+        assert ok.returncode == 0, ok.stderr
+        a, b = load_sae(pretrained), load_sae(out)
+        assert (a.cfg.apply_b_dec_to_input, b.cfg.apply_b_dec_to_input) == (pretrained_centred, not pretrained_centred)
+        with torch.no_grad():
+            assert torch.allclose(a.encode(x), b.encode(x), rtol=1e-4, atol=1e-4)

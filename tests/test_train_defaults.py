@@ -172,7 +172,8 @@ def test_dead_windows_a_quarter_of_the_run_for_reports_a_sixteenth_for_auxk():
 
 def test_auxk_trains_on_its_own_window_while_reports_count_dead_by_dead_tokens():
     x, _ = sparse_dictionary_data(4096, 16, 32, active=3, seed=0)
-    base = dict(arch="topk", d_sae=64, k=3, batch_size=128, lr=3e-3, log_every=1, seed=0, val_fraction=0)
+    # 256 latents, one active per token: at most 256 of them fire in two batches of 128 rows, so some are silent
+    base = dict(arch="topk", d_sae=256, k=1, batch_size=128, lr=3e-3, log_every=1, seed=0, val_fraction=0)
     # nothing counts as dead for the reports; AuxK sees latents silent for 2 batches
     result = train_on_batches(_batches(x, 128, 40), TrainConfig(**base, dead_tokens=10**9, aux_dead_tokens=256), steps=40)
     assert result.training["dead_tokens"] == 10**9 and result.training["aux_dead_tokens"] == 256
@@ -224,3 +225,38 @@ def test_a_slower_encoder_leaves_fewer_features_never_firing_on_real_activations
 
     (dead, fvu), (dead_one, fvu_one) = scores(), scores(encoder_lr_ratio=1.0, lr=default_lr(FORMER_TOPK_LR, 1536))  # 2.7x d_in: no short-run factor
     assert dead < 0.75 * dead_one and fvu < 1.05 * fvu_one, (dead, dead_one, fvu, fvu_one)
+
+
+def _held_out_scores(sae, held: torch.Tensor) -> tuple[float, float]:
+    """(FVU, fraction of features never active) on ``held``."""
+    with torch.no_grad():
+        f = sae.encode(held)
+        fvu = float((sae.decode(f) - held).pow(2).sum() / (held - held.mean(0)).pow(2).sum())
+    return fvu, float(((f != 0).sum(0) == 0).float().mean())
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "matryoshka"])
+def test_a_large_mean_kills_features_unless_the_input_is_centred(arch):
+    """Activations with a large mean (Gemma 3's residual stream): an encoder that reads
+    them uncentred starts every feature's pre-activation at its alignment with the
+    mean, so the features pointing away from it never fire. Centred (the default:
+    ``b_dec``, at the data's centre, subtracted first) they train as without the mean."""
+    x, _ = sparse_dictionary_data(6144, 32, 128, active=4, seed=0)
+    mean = torch.zeros(32)
+    mean[0] = 30.0
+    kw = dict(arch=arch, d_sae=128, k=4, batch_size=128, seed=0, val_fraction=0)
+    runs = {}
+    for name, data, centred in (("plain", x, True), ("centred", x + mean, True), ("uncentred", x + mean, False)):
+        result = train_on_batches(_batches(data[:4096], 128, 100), TrainConfig(**kw, apply_b_dec_to_input=centred), steps=100)
+        assert result.sae.cfg.apply_b_dec_to_input is centred  # the saved SAE encodes as it trained
+        runs[name] = _held_out_scores(result.sae, data[4096:])
+    (fvu_plain, _), (fvu_centred, never_centred), (fvu_uncentred, never_uncentred) = runs["plain"], runs["centred"], runs["uncentred"]
+    assert abs(fvu_centred - fvu_plain) < 0.05 and fvu_uncentred > fvu_centred + 0.1
+    assert never_centred < 0.1 and never_uncentred > 0.3  # away from the mean: never in the top k (measured: 0-9% vs 68-88%)
+
+
+def test_transcoders_never_subtract_b_dec():
+    x, _ = sparse_dictionary_data(1024, 16, 32, active=3, seed=1)
+    y = x @ torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    result = train_on_batches([(x[i : i + 128], y[i : i + 128]) for i in range(0, 1024, 128)], TrainConfig(arch="transcoder", d_sae=32, k=3, batch_size=128, val_fraction=0), steps=8, hook_out="out")
+    assert result.sae.cfg.is_transcoder and result.sae.cfg.apply_b_dec_to_input is False

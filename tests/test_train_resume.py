@@ -179,3 +179,26 @@ def test_a_checkpoint_folder_loads_as_its_sae(tmp_path, acts):
         assert torch.equal(final.state_dict()[name], tensor), name
     best = load_sae(checkpoint_dir_for(out) / "best")
     assert best.cfg.d_sae == 64 and result.training["best_step"] in (10, 20, 30, 40)
+
+
+def test_a_checkpoint_from_before_centring_resumes_uncentred(tmp_path, acts):
+    """Checkpoints written before ``apply_b_dec_to_input`` trained SAEs that read the
+    input uncentred; a resumed run goes on (and saves) as its checkpoint's SAE did,
+    and a new checkpoint refuses a resume with the setting changed."""
+    cfg = config("topk", samples=SampleSettings(features=0))
+    out = tmp_path / "old.h5"
+    with pytest.raises(Crash):
+        train_sae(cfg, [acts], out, progress=False, on_step=crash_at(25))
+    with pytest.raises(SaetoolError, match="made with different apply_b_dec_to_input"):
+        train_sae(dataclasses.replace(cfg, apply_b_dec_to_input=False), [acts], out, resume=True, progress=False)
+    states = sorted(checkpoint_dir_for(out).glob("step_*/state.json"))
+    assert states
+    for path in states:
+        meta = json.loads(path.read_text())
+        assert meta["sae_config"]["apply_b_dec_to_input"] is True and meta["train_config"]["apply_b_dec_to_input"] is True
+        del meta["train_config"]["apply_b_dec_to_input"]
+        meta["sae_config"]["apply_b_dec_to_input"] = False
+        path.write_text(json.dumps(meta))
+    resumed = train_sae(cfg, [acts], out, resume=True, progress=False)
+    assert resumed.sae.cfg.apply_b_dec_to_input is False
+    assert train_sae(cfg, [acts], tmp_path / "new.h5", progress=False).sae.cfg.apply_b_dec_to_input is True

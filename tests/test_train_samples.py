@@ -195,8 +195,8 @@ def test_samples_where_the_final_sae_is_silent_are_dropped(tmp_path):
     final = copy.deepcopy(result.sae)  # the "final" SAE: the first chosen feature silenced, the second weakened
     with torch.no_grad():
         final.b_enc[chosen[0]] -= 1e4
-        sample_values = collector.values[chosen[1]][collector.rows[chosen[1]] >= 0]
-        final.b_enc[chosen[1]] -= float(sample_values.median())
+        top = collector.values[chosen[1]][collector.rows[chosen[1]] >= 0].sort(descending=True).values
+        final.b_enc[chosen[1]] -= float(top[0] + top[1]) / 2 - settings.threshold  # only its strongest sample stays above the threshold
         acts = final.encode(x).numpy()
     with ActivationSource([path], batch_size=100, shuffle_buffer=400, val_fraction=0.1, seed=0) as src, h5py.File(tmp_path / "s.h5", "w") as fh:
         write_samples(fh, collector, src, sae=final)

@@ -17,7 +17,7 @@ from saetool.train.config import SampleSettings, Targets, TrainConfig
 # when the command runs.
 
 TRAIN_OPTIONS = (
-    Group(TrainConfig, flags={"sparsity_coeff": "--l1-coeff"}, short={"arch": "-a", "batch_size": "-b", "num_tokens": "-n"}, skip={"target_l0", "normalize_inputs", "samples", "targets", "options"}),
+    Group(TrainConfig, flags={"sparsity_coeff": "--l1-coeff", "apply_b_dec_to_input": "--apply-b-dec-to-input/--no-apply-b-dec-to-input"}, short={"arch": "-a", "batch_size": "-b", "num_tokens": "-n"}, skip={"target_l0", "normalize_inputs", "samples", "targets", "options"}),
     Group(SampleSettings, name="samples", flags={"per_feature": "--samples-per-feature"} | {f: f"--sample-{f}" for f in ("every", "context", "threshold", "features")}),
     Group(Targets, name="targets", flags={"fvu": "--target-fvu", "scaled_mse": "--target-mse", "dead": "--target-dead"}, skip={"l0_min", "l0_max"}, optional=True, help="Checklist: {help} (default: the `checklist`'s)."),
 )

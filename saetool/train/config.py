@@ -139,6 +139,8 @@ class TrainConfig:
     """Initial decoder bias: geometric-median, mean or zeros."""
     normalize_inputs: bool = True
     """Scale the inputs by a constant estimated from the data before training."""
+    apply_b_dec_to_input: bool = True
+    """Subtract the decoder bias (initialised at the data's centre) from the input before encoding, so features start centred on the data: without it a large mean (Gemma 3's residual stream) leaves the features pointing away from it dead (docs/benchmarks.md). Transcoders never do."""
     dead_tokens: int | None = None
     """Tokens without firing after which a feature counts as dead (default: min(1M, a quarter of training))."""
     aux_dead_tokens: int | None = None

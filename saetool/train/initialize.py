@@ -57,7 +57,9 @@ def init_b_dec(sae: "SAE", targets: "torch.Tensor", method: str) -> None:
 def from_pretrained(pretrained: "SAE", cfg: "SAEConfig", arch: "SAEArchitecture") -> "SAE":
     """An SAE of config ``cfg`` holding ``pretrained``'s weights, ready to train.
 
-    ``b_dec`` subtraction from the input is folded into ``b_enc``; with a
+    Whether ``b_dec`` is subtracted from the input follows ``cfg`` (the run's
+    ``apply_b_dec_to_input``); ``b_enc`` absorbs the difference, so the
+    pre-activations are the pretrained SAE's. With a
     unit-norm decoder each row's norm moves into the encoder column (the same
     function for ReLU SAEs). The caller then converts to training units.
     """
@@ -66,14 +68,16 @@ def from_pretrained(pretrained: "SAE", cfg: "SAEConfig", arch: "SAEArchitecture"
         raise SaetoolError("the --init-from SAE has a skip connection (W_skip), which training does not continue", hint="start from an SAE or transcoder without one")
     if p.d_sae != cfg.d_sae or (p.d_out or p.d_in) != (cfg.d_out or cfg.d_in):
         raise SaetoolError(f"--init-from SAE has d_sae={p.d_sae}, d_out={p.d_out} but this run needs d_sae={cfg.d_sae}, d_out={cfg.d_out}")
-    sae = SAE(replace(cfg, apply_b_dec_to_input=False))
+    sae = SAE(cfg)
     with torch.no_grad():
         W_enc = pretrained.W_enc.detach().float().clone()
         b_enc = pretrained.b_enc.detach().float().clone()
         W_dec = pretrained.W_dec.detach().float().clone()
         b_dec = pretrained.b_dec.detach().float().clone()
-        if p.apply_b_dec_to_input and not p.is_transcoder:
-            b_enc = b_enc - b_dec @ W_enc
+        subtracts = p.apply_b_dec_to_input and not p.is_transcoder
+        centred = cfg.apply_b_dec_to_input and not cfg.is_transcoder
+        if subtracts != centred:  # the same pre-activations with or without b_dec subtracted
+            b_enc = b_enc + (b_dec @ W_enc if centred else -(b_dec @ W_enc))
         threshold = pretrained.threshold.detach().float().clone() if hasattr(pretrained, "threshold") else None
         if arch.unit_norm_decoder:
             norms = W_dec.norm(dim=1).clamp_min(1e-12)

@@ -194,7 +194,7 @@ class Trainer:
         return SAEConfig(
             arch=arch.name, d_in=d_in, d_sae=d_sae, hook=hook, activation=arch.activation,
             hook_out=hook_out if transcoder else None, d_out=d_out if transcoder else None,
-            k=k, model=model, dtype=config.dtype, options=options,
+            k=k, model=model, dtype=config.dtype, options=options, apply_b_dec_to_input=config.apply_b_dec_to_input and not transcoder,
         )
 
     # -- setup ----------------------------------------------------------------------------
@@ -368,6 +368,8 @@ class Trainer:
             changed.append("steps")
         if int(meta.get("world_size", 1)) != self.world:
             changed.append(f"number of processes ({meta.get('world_size', 1)}, now {self.world})")
+        if "apply_b_dec_to_input" in before and before["apply_b_dec_to_input"] != now["apply_b_dec_to_input"]:
+            changed.append("apply_b_dec_to_input")  # checkpoints from before the setting keep their SAE's (uncentred)
         check_resumable(before, now, f"from {path}", keys=RESUME_KEYS, also_changed=changed)
 
     # -- the loop -------------------------------------------------------------------------
