@@ -10,7 +10,7 @@ Three parts, in one run:
    with ``saetool.train.train_on_batches`` at every learning rate in
    ``--lr-multipliers`` x saetool's default learning rate for that width and
    budget (the budget factor included) and every schedule in ``--schedules`` (other settings: saetool's defaults),
-   and once with saetool's former defaults (one rate for encoder and decoder, reference 1e-3). Each SAE is
+   and once with saetool's former defaults (the input not centred: ``apply_b_dec_to_input=False``). Each SAE is
    scored on held-out rows: the last ``--heldout-rows`` rows of the activation
    file, whole sequences the SAE never trained on (it trains on the first
    ``--train-rows`` rows). FVU = squared error / total variance around the
@@ -58,7 +58,9 @@ from common import command_line, log, machine_info, machine_line, markdown_table
 
 SECTION = "## train quality"
 DEFAULT = "defaults"
-ONE_RATE = "former: one rate"  # saetool's defaults before the encoder had its own rate: one rate for both, reference 1e-3
+DATA_LABELS = {"smollm2-135m": "SmolLM2", "gemma3-270m": "Gemma 3"}  # the grid's 'data' column for the embedded models (others: the model's name)
+SAE_LENS = "sae-lens defaults"  # the optional reference column (--sae-lens-column)
+FORMER = "former: uncentred"  # saetool's defaults before the encoder subtracted b_dec from its input
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -90,6 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=16, help="time to quality: steps between held-out evaluations (default: %(default)s)")
     p.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a TrainConfig setting for every run of the grid, the defaults' run included (repeatable; e.g. aux_coeff=0.03125)")
+    p.add_argument("--sae-lens-column", action="store_true", help="the grid: also train sae-lens's TopK with its defaults in every cell (a column, not a candidate for 'best')")
     p.add_argument("--skip", default="", help="comma list of parts to leave out: real,synthetic,ttq")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file whose section is rewritten; '' to skip (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the raw numbers as JSON to PATH")
@@ -143,8 +146,10 @@ def load_real(args, tmp: Path) -> tuple[Any, Any, dict[str, Any]]:
             raise SystemExit(f"{path} has {n} rows; need --train-rows + --heldout-rows = {args.train_rows + args.heldout_rows}")
         train = torch.from_numpy(ds[: args.train_rows].astype("float32"))
         held = torch.from_numpy(ds[n - args.heldout_rows :].astype("float32"))
+        settings = json.loads(fh.attrs.get("config", "{}"))
         info = {"kind": "real", "path": str(path), "model": str(fh.attrs.get("model", "?")), "hook": hooks[0], "rows": n,
-                "context_size": int(fh.attrs.get("context_size", 0))}
+                "context_size": int(fh.attrs.get("context_size", 0)), "corpus": str(settings.get("corpus", "?"))}
+    info["label"] = DATA_LABELS.get(info["model"], info["model"])
     return train, held, info
 
 
@@ -208,16 +213,14 @@ def grid_configs(args) -> list[tuple[str, float | None, str | None, dict[str, An
     """(label, lr multiplier or None, schedule or None, other settings) for every run of
     a cell; the defaults first. Every multiplier with every schedule (``--full-grid``),
     or every multiplier with wsd plus every other schedule at 1x; then saetool's former
-    defaults (one rate for encoder and decoder, the reference 1e-3 instead of 1.5e-3)."""
+    defaults (the encoder's input not centred: ``apply_b_dec_to_input=False``)."""
     out: list[tuple[str, float | None, str | None, dict[str, Any]]] = [(DEFAULT, None, None, {})]
     for schedule in args.schedules.split(","):
         for m in floats(args.lr_multipliers):
             if (m == 1 and schedule == "wsd") or not (args.full_grid or schedule == "wsd" or m == 1):
                 continue
             out.append((f"{m:g}x lr, {schedule}", m, schedule, {}))
-    from saetool.train.schedules import FORMER_TOPK_LR, TOPK_LR
-
-    out.append((ONE_RATE, FORMER_TOPK_LR / TOPK_LR, None, {"encoder_lr_ratio": 1.0}))
+    out.append((FORMER, None, None, {"apply_b_dec_to_input": False}))
     return out
 
 
@@ -250,6 +253,12 @@ def run_grid(name: str, x_train, held, widths: list[int], args, *, k: int, batch
                     scores["mmcs"] = mean_max_cosine(sae.W_dec, dictionary)
                 cell.append({"label": label, "lr": result.training["lr"], "schedule": result.config.lr_schedule, "seconds": seconds, **scores})
             best = min(cell, key=lambda r: r["fvu"])
+            if args.sae_lens_column:  # after 'best': a reference, not one of saetool's settings
+                lens, seconds = train_sae_lens(x_train, d_sae, k, steps, batch_size)
+                scores = heldout_scores(lens.encode, lens.decode, held, d_sae)
+                if dictionary is not None:
+                    scores["mmcs"] = mean_max_cosine(lens.W_dec, dictionary)
+                cell.append({"label": SAE_LENS, "lr": 3e-4, "schedule": "constant", "seconds": seconds, **scores})
             default = cell[0]
             row = {"data": name, "d_sae": d_sae, "width": d_sae / d_in, "steps": steps, "runs": cell, "best": best, "default": default,
                    "ratio": default["fvu"] / best["fvu"], "passed": default["fvu"] <= best["fvu"] * (1 + args.tolerance)}
@@ -291,23 +300,42 @@ def time_to_quality_saetool(x_train, held, d_sae: int, args) -> dict[str, Any]:
     return {"reached": False, "steps": None, "seconds": None, "tried": tried}
 
 
-def time_to_quality_sae_lens(x_train, held, d_sae: int, args, cap_seconds: float | None) -> dict[str, Any]:
-    """sae-lens's TopK SAE and trainer with their defaults (constant lr 3e-4), the
-    same batches; held-out EV every --eval-every steps (not timed); stopped once
-    its training time passes ``cap_seconds`` (or --ttq-lens-max-steps steps)."""
+def sae_lens_trainer(d_in: int, d_sae: int, k: int, steps: int, batch_size: int) -> tuple[Any, Any]:
+    """sae-lens's ``TopKTrainingSAE`` and ``SAETrainer`` with their default settings
+    (lr 3e-4 constant, no warmup, no input normalisation) for a ``steps``-step run;
+    the caller feeds it batches with ``trainer.step``."""
     import torch
     from sae_lens.config import SAETrainerConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
     torch.manual_seed(0)
-    d_in = int(x_train.shape[1])
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=args.k, dtype="float32", device="cpu"))
-    defaults = SAETrainerConfig.__dataclass_fields__
-    lr = defaults["lr"].default  # 3e-4, constant; lr_end as sae-lens's runner config sets it (unused by a constant schedule)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, dtype="float32", device="cpu"))
+    lr = SAETrainerConfig.__dataclass_fields__["lr"].default  # 3e-4, constant; lr_end as sae-lens's runner config sets it (unused by a constant schedule)
+    cfg = SAETrainerConfig(total_training_samples=batch_size * steps, train_batch_size_samples=batch_size, lr_end=lr / 10, device="cpu", autocast=False)
+    return sae, SAETrainer(cfg, sae, data_provider=iter(()))
+
+
+def train_sae_lens(x_train, d_sae: int, k: int, steps: int, batch_size: int):
+    """(sae-lens's SAE after ``steps`` steps of the grid's batches with its defaults, seconds)."""
+    import torch
+
+    sae, trainer = sae_lens_trainer(int(x_train.shape[1]), d_sae, k, steps, batch_size)
+    stream = batches(x_train, batch_size)
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(next(stream))
+        trainer.n_training_steps += 1
+    sae.eval()
+    return sae, time.perf_counter() - started
+
+
+def time_to_quality_sae_lens(x_train, held, d_sae: int, args, cap_seconds: float | None) -> dict[str, Any]:
+    """sae-lens's TopK SAE and trainer with their defaults (constant lr 3e-4), the
+    same batches; held-out EV every --eval-every steps (not timed); stopped once
+    its training time passes ``cap_seconds`` (or --ttq-lens-max-steps steps)."""
     max_steps = args.ttq_lens_max_steps
-    cfg = SAETrainerConfig(total_training_samples=args.batch_size * max_steps, train_batch_size_samples=args.batch_size, lr_end=lr / 10, device="cpu", autocast=False)
-    trainer = SAETrainer(cfg, sae, data_provider=iter(()))
+    sae, trainer = sae_lens_trainer(int(x_train.shape[1]), d_sae, args.k, max_steps, args.batch_size)
     stream = batches(x_train, args.batch_size)
     seconds, curve = 0.0, []
     for step in range(1, max_steps + 1):
@@ -351,7 +379,7 @@ def run(args: argparse.Namespace, argv: list[str], tmp: Path) -> int:
         d_in = int(x_train.shape[1])
         log(f"real activations: {data['hook']} of {data['model']}, train on the first {len(x_train):,} rows, held out the last {len(held):,}")
         if "real" not in skip:
-            out["grid"] += run_grid("SmolLM2", x_train, held, [w * d_in for w in ints(args.widths)], args, k=args.k, batch_size=args.batch_size)
+            out["grid"] += run_grid(data["label"], x_train, held, [w * d_in for w in ints(args.widths)], args, k=args.k, batch_size=args.batch_size)
         if "ttq" not in skip:
             d_sae = args.ttq_width * d_in
             load_before = os.getloadavg()
@@ -382,7 +410,7 @@ def run(args: argparse.Namespace, argv: list[str], tmp: Path) -> int:
 
 
 def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
-    from saetool.train.schedules import ENCODER_LR_RATIO, FORMER_TOPK_LR, TOPK_LR
+    from saetool.train.schedules import ENCODER_LR_RATIO, TOPK_LR
 
     info = out["info"]
     load = lambda la: ", ".join(f"{v:.2f}" for v in la) if la else "?"  # noqa: E731
@@ -400,15 +428,15 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
     ]
     grid = out["grid"]
     if grid:
-        configs = [label for label, *_ in grid_configs(args)]
+        configs = [label for label, *_ in grid_configs(args)] + ([SAE_LENS] if args.sae_lens_column else [])
         data = out.get("data") if "real" not in args.skip.split(",") else None
         massive = next((r["default"]["massive"] for r in grid if r["data"] != "synthetic"), 0)
         lines.append("")
         if data:
             lines[-1] = (
                 f"**Held-out FVU** (squared error / variance around the mean, = 1 - explained variance; lower is better) of TopK SAEs on "
-                f"`{data['hook']}` of `{data['model']}`: trained on the first {args.train_rows:,} rows of `saetool extract --layers 15 -n {data['rows']}` "
-                f"(BBC News), scored on the last {args.heldout_rows:,} rows (other sequences of the corpus, never trained on) without their "
+                f"`{data['hook']}` of `{data['model']}`: trained on the first {args.train_rows:,} rows of "
+                f"`saetool extract --model {data['model']} --hooks {data['hook']} -n {data['rows']}` (corpus `{data['corpus']}`), scored on the last {args.heldout_rows:,} rows (other sequences of the corpus, never trained on) without their "
                 f"{massive} massive-activation row{'s' if massive != 1 else ''} (norm above {DEFAULT_MAX_NORM_RATIO:g}x the median, the rule of `evaluate`'s "
                 f"\"without massive\" column: a few such rows can hold much of the variance, so FVU over all rows can measure them more than the SAE; all rows in the second table); k {args.k}, "
                 f"{args.batch_size:,} rows per step, every other setting saetool's default (training keeps every row). "
@@ -420,7 +448,10 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
                           f"(`saetool.train.synthetic`), d_sae {sizes}, k {syn['k']}, {args.syn_batch_size:,} rows per step, "
                           f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
         lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd; the decoder's lr = the topk reference {TOPK_LR:g} x sqrt(2^14 / d_sae) x the short-run factor "
-                      f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in))))], the encoder's {ENCODER_LR_RATIO:.3g} x it); 'Nx lr' multiplies both rates. '{ONE_RATE}' is saetool's defaults before the encoder had its own rate: one rate for encoder and decoder, the reference {FORMER_TOPK_LR:g} (`encoder_lr_ratio` 1 and {FORMER_TOPK_LR / TOPK_LR:.3g} x the decoder's rate). A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+                      f"sqrt(256 / steps) clamped to [1, min(2, max(1, sqrt(d_sae / (4 d_in))))], the encoder's {ENCODER_LR_RATIO:.3g} x it); 'Nx lr' multiplies both rates. Every run but one centres the encoder's input (subtracts `b_dec`, initialised at the geometric median of the data); '{FORMER}' is saetool's defaults before it did (`apply_b_dec_to_input=False`, the rates as 'defaults'). A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+        if args.sae_lens_column:
+            lines[-1] += (f" '{SAE_LENS}': sae-lens {info['packages'].get('sae-lens') or ''}'s `TopKTrainingSAE` + `SAETrainer` with their defaults (lr 3e-4 constant, no warmup, "
+                          "no input normalisation) on the same batches, for reference: not a candidate for 'best'.")
         if args.options:
             lines[-1] += " Every run of this grid, 'defaults' included, also sets " + ", ".join(f"`{k}={v}`" for k, v in args.options.items()) + " (`--train-option`): not saetool's defaults."
         lines.append("")
@@ -437,13 +468,15 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
                 cells.append(f"**{text}**" if r is row["best"] else text)
             table.append([row["data"], f"{row['d_sae']:,} ({row['width']:g}x)", row["steps"], *cells, row["best"]["label"], f"{row['ratio']:.3f}", "yes" if row["passed"] else "**no**"])
         lines += [markdown_table(headers, table, "lrr" + "r" * len(configs) + "lrl"), ""]
+        never = [FORMER] + ([SAE_LENS] if args.sae_lens_column else [])
         default_rows = [[row["data"], f"{row['d_sae']:,}", row["steps"], f"{row['default']['lr']:.2e}", f"{1 - row['default']['fvu']:.3f}",
                          f"{1 - row['default']['fvu_all']:.3f}", f"{row['default']['l0']:.1f}", f"{row['default']['never_fired']:.1%}",
-                         f"{next(r for r in row['runs'] if r['label'] == ONE_RATE)['never_fired']:.1%}",
+                         *(f"{next(r for r in row['runs'] if r['label'] == label)['never_fired']:.1%}" for label in never),
                          f"{row['default']['seconds']:.1f}"] for row in grid]
         lines += ["The default runs (held-out EV without and with the massive rows; L0 and never-fired features on all held-out rows; "
-                  "seconds of training, not the score; 'former': the former defaults' run):", "",
-                  markdown_table(["data", "d_sae", "steps", "default lr", "held-out EV", "EV, all rows", "L0", "never fired", "never fired, former", "train s"], default_rows, "lrrrrrrrrr"), ""]
+                  "seconds of training, not the score; 'former': the former defaults' run" + (", 'sae-lens': sae-lens's defaults' run" if args.sae_lens_column else "") + "):", "",
+                  markdown_table(["data", "d_sae", "steps", "default lr", "held-out EV", "EV, all rows", "L0", "never fired", "never fired, former"]
+                                 + (["never fired, sae-lens"] if args.sae_lens_column else []) + ["train s"], default_rows, "lrr" + "r" * (6 + len(never))), ""]
         passed = sum(r["passed"] for r in grid)
         lines.append(f"Defaults within {args.tolerance:.0%} of the best: **{passed} of {len(grid)} cells**.")
         lines.append("")
