@@ -303,7 +303,7 @@ def test_dictionary_learning_refuses_anything_but_a_tensor_dict(tmp_path):
 
 
 # -- export: dictionary_learning ---------------------------------------------------------------
-@pytest.mark.parametrize(("activation", "apply_b_dec"), [("relu", True), ("relu", False), ("topk", False), ("jumprelu", True), ("jumprelu", False)])
+@pytest.mark.parametrize(("activation", "apply_b_dec"), [("relu", True), ("relu", False), ("topk", True), ("topk", False), ("jumprelu", True), ("jumprelu", False)])
 def test_dictionary_learning_export_round_trip(tmp_path, activation, apply_b_dec):
     from test_sae_io import make_sae
 

@@ -199,6 +199,10 @@ def test_a_checkpoint_from_before_centring_resumes_uncentred(tmp_path, acts):
         del meta["train_config"]["apply_b_dec_to_input"]
         meta["sae_config"]["apply_b_dec_to_input"] = False
         path.write_text(json.dumps(meta))
-    resumed = train_sae(cfg, [acts], out, resume=True, progress=False)
-    assert resumed.sae.cfg.apply_b_dec_to_input is False
+    with pytest.raises(Crash):  # interrupted again: the checkpoints it writes record the setting it trains with
+        train_sae(cfg, [acts], out, resume=True, progress=False, on_step=crash_at(35))
+    newest = json.loads(sorted(checkpoint_dir_for(out).glob("step_*/state.json"))[-1].read_text())
+    assert newest["step"] > 20 and newest["train_config"]["apply_b_dec_to_input"] is False
+    resumed = train_sae(dataclasses.replace(cfg, apply_b_dec_to_input=False), [acts], out, resume=True, progress=False)
+    assert resumed.sae.cfg.apply_b_dec_to_input is False and resumed.training["apply_b_dec_to_input"] is False
     assert train_sae(cfg, [acts], tmp_path / "new.h5", progress=False).sae.cfg.apply_b_dec_to_input is True

@@ -4,7 +4,6 @@ turning a pretrained SAE (``--init-from``) into a starting point."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch

@@ -18,7 +18,7 @@ import math
 import time
 from array import array
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
@@ -313,6 +313,8 @@ class Trainer:
             self._check_resumable(meta, path)
             self._restore_derived(meta)
             self.cfg = SAEConfig.from_dict(meta["sae_config"])
+            if "apply_b_dec_to_input" not in meta["train_config"] and not self.transcoder:  # before the setting: as its SAE encoded
+                self.config = replace(self.config, apply_b_dec_to_input=self.cfg.apply_b_dec_to_input)
             sae = SAE(self.cfg)
             sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}, strict=True)
             self.sae = sae.to(device=self.device, dtype=torch.float32)
@@ -662,6 +664,7 @@ class Trainer:
             "k": self.cfg.k,
             "lr": self.lr,
             "encoder_lr_ratio": self.encoder_lr_ratio,
+            "apply_b_dec_to_input": self.cfg.apply_b_dec_to_input,
             "init_seed": init_seed(self.config.seed, self.cfg.hook, self.cfg.hook_out),
             "sparsity_coeff": self.controller.coeff if self.controller is not None else self.coeff,
             "warmup_steps": self.warmup,
