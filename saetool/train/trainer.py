@@ -370,7 +370,7 @@ class Trainer:
             changed.append("steps")
         if int(meta.get("world_size", 1)) != self.world:
             changed.append(f"number of processes ({meta.get('world_size', 1)}, now {self.world})")
-        if "apply_b_dec_to_input" in before and before["apply_b_dec_to_input"] != now["apply_b_dec_to_input"]:
+        if not self.transcoder and "apply_b_dec_to_input" in before and before["apply_b_dec_to_input"] != now["apply_b_dec_to_input"]:  # transcoders never subtract
             changed.append("apply_b_dec_to_input")  # checkpoints from before the setting keep their SAE's (uncentred)
         check_resumable(before, now, f"from {path}", keys=RESUME_KEYS, also_changed=changed)
 
