@@ -96,6 +96,11 @@ class SAEConfig:
     def is_transcoder(self) -> bool:
         return self.hook_out != self.hook
 
+    @property
+    def subtracts_b_dec(self) -> bool:
+        """Whether the encoder reads ``x - b_dec`` (``apply_b_dec_to_input``; never a transcoder)."""
+        return bool(self.apply_b_dec_to_input) and not self.is_transcoder
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict; ``skip`` only when set, so SAEs without one keep their former config."""
         data = asdict(self)

@@ -45,7 +45,7 @@ class SAE(nn.Module):
     # -- inference -------------------------------------------------------------
     def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-activations ``[..., d_sae]``."""
-        if self.cfg.apply_b_dec_to_input and not self.cfg.is_transcoder:
+        if self.cfg.subtracts_b_dec:
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc
 

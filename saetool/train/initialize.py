@@ -73,10 +73,8 @@ def from_pretrained(pretrained: "SAE", cfg: "SAEConfig", arch: "SAEArchitecture"
         b_enc = pretrained.b_enc.detach().float().clone()
         W_dec = pretrained.W_dec.detach().float().clone()
         b_dec = pretrained.b_dec.detach().float().clone()
-        subtracts = p.apply_b_dec_to_input and not p.is_transcoder
-        centred = cfg.apply_b_dec_to_input and not cfg.is_transcoder
-        if subtracts != centred:  # the same pre-activations with or without b_dec subtracted
-            b_enc = b_enc + (b_dec @ W_enc if centred else -(b_dec @ W_enc))
+        if p.subtracts_b_dec != cfg.subtracts_b_dec:  # the same pre-activations with or without b_dec subtracted
+            b_enc = b_enc + (b_dec @ W_enc if cfg.subtracts_b_dec else -(b_dec @ W_enc))
         threshold = pretrained.threshold.detach().float().clone() if hasattr(pretrained, "threshold") else None
         if arch.unit_norm_decoder:
             norms = W_dec.norm(dim=1).clamp_min(1e-12)

@@ -294,7 +294,7 @@ class TopKObjective(Objective):
 
     # the step -----------------------------------------------------------------------
     def forward(self, sae: "SAE", x: torch.Tensor, target: torch.Tensor, *, sparsity_coeff: float = 1.0, dead: torch.Tensor | None = None) -> StepOutput:  # noqa: ARG002
-        subtract = sae.cfg.apply_b_dec_to_input and not sae.cfg.is_transcoder
+        subtract = sae.cfg.subtracts_b_dec
         pre_full = shift = None
         if self.dense:
             x_in = x - sae.b_dec if subtract else x
@@ -419,7 +419,7 @@ class BatchTopKObjective(TopKObjective):
 
     def calibrate(self, sae: "SAE", x: torch.Tensor) -> None:
         with torch.no_grad():
-            subtract = sae.cfg.apply_b_dec_to_input and not sae.cfg.is_transcoder
+            subtract = sae.cfg.subtracts_b_dec
             pre = (x - sae.b_dec if subtract else x) @ sae.W_enc + sae.b_enc
             codes = batch_topk_entries(pre, self.k)
             values = pre[codes.rows, codes.cols]

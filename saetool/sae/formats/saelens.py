@@ -127,7 +127,7 @@ def saelens_config(sae: "SAE", *, model_name: str | None = None, metadata: dict[
         "d_sae": cfg.d_sae,
         "dtype": dtype_name(sae.dtype),
         "device": "cpu",
-        "apply_b_dec_to_input": bool(cfg.apply_b_dec_to_input) and not transcoder,
+        "apply_b_dec_to_input": cfg.subtracts_b_dec,
         "normalize_activations": "none",
         "reshape_activations": "hook_z" if cfg.hook.endswith("hook_z") else "none",
         "metadata": meta,
