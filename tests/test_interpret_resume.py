@@ -29,9 +29,10 @@ def _cli_args(acts, sae, out) -> list[str]:
     ]
 
 
-def _start(args: list[str]) -> tuple[subprocess.Popen, threading.Event, list[str]]:
-    """Start the CLI; the event is set once it is working (partial created or resumed)."""
-    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+def _start(args: list[str], tmpdir=None) -> tuple[subprocess.Popen, threading.Event, list[str]]:
+    """Start the CLI (with ``TMPDIR`` set to ``tmpdir`` if given); the event is set once
+    it is working (partial created or resumed)."""
+    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **({"TMPDIR": str(tmpdir)} if tmpdir else {})}
     proc = subprocess.Popen([sys.executable, "-m", "saetool", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     started, lines = threading.Event(), []
 
@@ -63,9 +64,11 @@ def test_resume_after_sigkills_equals_uninterrupted_run(smollm2_acts, smollm2_sa
     args = _cli_args(smollm2_acts, smollm2_sae, out)
     rng = random.Random(20261122)
     kills = launches = 0
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
     while kills < 5 and not out.exists():
         resume = partial.exists()
-        proc, started, lines = _start(args + (["--resume"] if resume else []))
+        proc, started, lines = _start(args + (["--resume"] if resume else []), tmpdir)
         launches += 1
         assert started.wait(120), "".join(lines)
         # the first run: wait for the partial file; afterwards the "resuming" line marks the start
@@ -78,6 +81,7 @@ def test_resume_after_sigkills_equals_uninterrupted_run(smollm2_acts, smollm2_sa
             proc.wait()
             kills += 1
             assert not out.exists() and partial.exists()
+            assert list(tmpdir.iterdir()) == []  # interpret of an activations file makes no temporary folder a kill could leave
         else:
             assert proc.returncode == 0, "".join(lines)
     assert kills == 5, f"the run finished after {kills} kills"

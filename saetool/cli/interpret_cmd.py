@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -110,10 +111,11 @@ def interpret(
         chunk_rows=chunk_rows,
         checkpoint_every=checkpoint_every,
     )
-    with tempfile.TemporaryDirectory(prefix="saetool-interpret-") as tmp:
-        if acts_path is None:
+    with contextlib.ExitStack() as stack:
+        if acts_path is None:  # the temporary folder only when there is something to put in it (a killed run cannot remove it)
             if not (model and corpus):
                 raise SaetoolError("--model and --corpus go together", hint="give both, or pass an activations artifact")
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="saetool-interpret-"))
             log_line(f"running {model} over {corpus} ({num_tokens} tokens) for the SAE's hook")
             acts_path = extract_for_sae(sae_path, model, corpus, num_tokens, context_size, Path(tmp) / "activations.h5", device=device)
         result = run(config, acts_path, sae_path, output, overwrite=overwrite, resume=resume)
