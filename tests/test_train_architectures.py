@@ -243,11 +243,13 @@ def test_jumprelu_l0_follows_the_coefficient_at_default_lr(wide_data):
 
 
 @pytest.mark.slow  # trains to convergence (many seconds on 2 cores)
-@pytest.mark.parametrize("target", [8, 40])
+@pytest.mark.parametrize("target", [8, 40, None])
 def test_jumprelu_target_l0_is_reached(target, wide_data):
+    """--target-l0 N steers to N; with neither a target nor a coefficient, to 32."""
     cfg = TrainConfig(arch="jumprelu", d_sae=256, batch_size=512, target_l0=target, log_every=10)
     result = train_on_batches(batches(wide_data[:15000], 512), cfg, steps=200)
-    assert l0(result.sae, wide_data[15000:]) == pytest.approx(target, rel=0.2)
+    assert l0(result.sae, wide_data[15000:]) == pytest.approx(target or 32, rel=0.2)
+    assert result.training["target_l0"] == (target or 32)
     assert result.training["sparsity_coeff"] != pytest.approx(1.0)  # the coefficient was steered
     assert result.training["convergence_warning"] is None or "target" not in result.training["convergence_warning"]
 
@@ -275,7 +277,7 @@ def test_convergence_warning_flags_curves_still_falling():
     moving_l0 = list(100 * np.exp(-steps / 100))
     assert "L0 still moved" in convergence_warning(settled, moving_l0, learned_l0=True)
     assert convergence_warning(settled, moving_l0, learned_l0=False) is None  # TopK: L0 is k by construction
-    assert "--target-l0 40" in convergence_warning(settled, flat_l0, learned_l0=True, target_l0=40)
+    assert "target L0 40" in convergence_warning(settled, flat_l0, learned_l0=True, target_l0=40)
     assert convergence_warning(settled, flat_l0, learned_l0=True, target_l0=33) is None
     assert "only 5 steps" in convergence_warning(settled[:5], flat_l0[:5], learned_l0=False)
     assert "explains only -0.04" in convergence_warning([1.04] * 60, flat_l0[:60], learned_l0=False)  # flat, but not learning

@@ -206,3 +206,27 @@ def test_a_checkpoint_from_before_centring_resumes_uncentred(tmp_path, acts):
     resumed = train_sae(dataclasses.replace(cfg, apply_b_dec_to_input=False), [acts], out, resume=True, progress=False)
     assert resumed.sae.cfg.apply_b_dec_to_input is False and resumed.training["apply_b_dec_to_input"] is False
     assert train_sae(cfg, [acts], tmp_path / "new.h5", progress=False).sae.cfg.apply_b_dec_to_input is True
+
+
+def test_a_jumprelu_checkpoint_from_before_the_default_target_keeps_its_coefficient(tmp_path, acts):
+    """JumpReLU without a coefficient or target steers to L0 32 now; a checkpoint written
+    before that trained at the fixed default coefficient and resumes at it, while a new
+    checkpoint resumes steering."""
+    cfg = config("jumprelu", k=None, samples=SampleSettings(features=0))
+    out = tmp_path / "old.h5"
+    with pytest.raises(Crash):
+        train_sae(cfg, [acts], out, progress=False, on_step=crash_at(25))
+    states = sorted(checkpoint_dir_for(out).glob("step_*/state.json"))
+    assert states
+    for path in states:
+        meta = json.loads(path.read_text())
+        assert meta["train_config"]["target_l0"] == 32 and meta["log_sparsity_coeff"] is not None
+        meta["train_config"]["target_l0"] = None  # what a checkpoint from before the default wrote
+        meta["log_sparsity_coeff"] = None
+        path.write_text(json.dumps(meta))
+    resumed = train_sae(cfg, [acts], out, resume=True, progress=False)
+    assert resumed.training["target_l0"] is None and resumed.training["sparsity_coeff"] == 1.0
+    fresh = train_sae(cfg, [acts], tmp_path / "new.h5", progress=False)
+    assert fresh.training["target_l0"] == 32 and fresh.training["sparsity_coeff"] != pytest.approx(1.0)
+    given = train_sae(dataclasses.replace(cfg, sparsity_coeff=1.0), [acts], tmp_path / "fixed.h5", progress=False)
+    assert given.training["target_l0"] is None and given.training["sparsity_coeff"] == 1.0

@@ -69,7 +69,10 @@ class SAEArchitecture:
       fraction of the decoder's (``W_dec``, ``b_dec``), which ``default_lr`` and
       ``--lr`` give (a subclass of the TopK or BatchTopK architecture inherits
       their 1.5e-3 and 1/3); ``default_sparsity_coeff`` (``None``: no sparsity
-      coefficient); ``sparsity_warmup_fraction`` of steps for the coefficient.
+      coefficient); ``sparsity_warmup_fraction`` of steps for the coefficient;
+      ``default_target_l0``: the L0 a run from scratch steers the coefficient
+      to when neither ``--l1-coeff`` nor ``--target-l0`` is given (``None``:
+      the coefficient stays at ``default_sparsity_coeff``).
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
     * ``param_lr_scales``: learning-rate multipliers for single SAE parameters
       (by name, e.g. ``{"threshold": 30.0}``).
@@ -89,6 +92,7 @@ class SAEArchitecture:
     short_run_lr_factor: float = 2.0  # measured on TopK: x2 at <= 64 steps and 16x d_in, x1 at 4x or from 256 steps (same benchmark)
     encoder_lr_ratio: float = 1.0
     default_sparsity_coeff: float | None = None
+    default_target_l0: float | None = None
     sparsity_warmup_fraction: float = 0.0
     decoder_init_norm: float = 1.0
     transcoder: bool = False
@@ -310,6 +314,9 @@ class JumpReLUArchitecture(SAEArchitecture):
     default_lr = 3e-4  # not measured by benchmarks/train_quality.py (TopK only): the former flat rate, now at d_sae 2**14
     short_run_lr_factor = 1.0  # not measured (the L0 controller and threshold rate were tuned at the reference rate)
     default_sparsity_coeff = 1.0
+    # the TopK family's default k: a fixed coefficient's L0 depends on the data (docs/benchmarks.md,
+    # "JumpReLU and ReLU": L0 15 on SmolLM2, 2 on Gemma 3 with 94% of the features never firing)
+    default_target_l0 = 32.0
     sparsity_warmup_fraction = 0.05
     param_lr_scales = {"threshold": JUMPRELU_THRESHOLD_LR_SCALE}
     options_class = JumpReLUOptions

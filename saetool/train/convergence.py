@@ -56,7 +56,7 @@ def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0
     if target_l0 is not None and l0:
         final = _window_mean(l0, 0.95, 1.0)
         if abs(final / target_l0 - 1) > TARGET_TOLERANCE:
-            reasons.append(f"L0 ended at {final:.0f}, not within {100 * TARGET_TOLERANCE:.0f}% of --target-l0 {target_l0:g}")
+            reasons.append(f"L0 ended at {final:.0f}, not within {100 * TARGET_TOLERANCE:.0f}% of the target L0 {target_l0:g}")
     if not reasons:
         return None
     return "this run looks too short to converge (" + "; ".join(reasons) + "); train longer: more --num-tokens (or --steps)"

@@ -117,8 +117,12 @@ class Trainer:
         config.validate()
         if total_steps < 1:
             raise SaetoolError(f"nothing to train: {total_steps} steps", hint="give --steps or --num-tokens, or more data")
-        self.config = config
         self.arch: SAEArchitecture = get_architecture(config.arch)
+        # no coefficient and no target: a run from scratch steers to the architecture's default L0 (JumpReLU: 32)
+        self.default_target = config.target_l0 is None and config.sparsity_coeff is None and init_sae is None and self.arch.default_target_l0 is not None
+        if self.default_target:
+            config = replace(config, target_l0=self.arch.default_target_l0)
+        self.config = config
         self.total_steps = int(total_steps)
         self.device = resolve_device(config.device)
         self.dtype = torch_dtype(config.dtype)  # compute dtype (autocast); weights and Adam stay float32
@@ -310,6 +314,9 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path)
         try:
+            if self.default_target and meta["train_config"].get("target_l0") is None:  # from before the default target: its coefficient, as it trained
+                self.config = replace(self.config, target_l0=None)
+                self.controller = None
             self._check_resumable(meta, path)
             self._restore_derived(meta)
             self.cfg = SAEConfig.from_dict(meta["sae_config"])
