@@ -281,3 +281,22 @@ def test_convergence_warning_flags_curves_still_falling():
     assert convergence_warning(settled, flat_l0, learned_l0=True, target_l0=33) is None
     assert "only 5 steps" in convergence_warning(settled[:5], flat_l0[:5], learned_l0=False)
     assert "explains only -0.04" in convergence_warning([1.04] * 60, flat_l0[:60], learned_l0=False)  # flat, but not learning
+
+
+def test_jumprelu_default_target_respects_the_checklist_range(data):
+    """Without a coefficient or target JumpReLU steers to 32, or to the geometric middle
+    of the checklist's L0 range when that excludes 32; a coefficient or --init-from keeps
+    the fixed coefficient."""
+    from saetool.train.config import Targets
+
+    x, _ = data
+    def record(**kw):
+        return train_on_batches(batches(x[:4096]), TrainConfig(arch="jumprelu", d_sae=96, **kw), steps=3).training
+    assert record()["target_l0"] == 32
+    assert record(targets=Targets(l0_min=50, l0_max=100))["target_l0"] == pytest.approx(70.7)
+    assert record(targets=Targets(l0_min=2, l0_max=8))["target_l0"] == pytest.approx(4.0)
+    fixed = record(sparsity_coeff=2.0)
+    assert fixed["target_l0"] is None and fixed["sparsity_coeff"] == 2.0
+    pretrained = train_on_batches(batches(x[:4096]), TrainConfig(arch="jumprelu", d_sae=96), steps=3).sae
+    continued = train_on_batches(batches(x[:4096]), TrainConfig(arch="jumprelu", d_sae=96), steps=3, init_sae=pretrained).training
+    assert continued["target_l0"] is None and continued["sparsity_coeff"] == 1.0

@@ -108,7 +108,7 @@ class TrainConfig:
     k: int | None = None
     """Active features per token for topk/batchtopk/matryoshka/transcoder (default 32)."""
     target_l0: float | None = None
-    """Steer the sparsity coefficient (or set k) to reach this L0 (default for jumprelu trained from scratch without `sparsity_coeff`: 32)."""
+    """Steer the sparsity coefficient (or set k) to reach this L0 (default for jumprelu trained from scratch without `sparsity_coeff`: 32, or the geometric middle of the checklist's L0 range when that excludes 32)."""
     hook: str | None = None
     """Hook to read (default: the file's first hook)."""
     hook_out: str | None = None
@@ -128,7 +128,7 @@ class TrainConfig:
     steps: int | None = None
     """Training steps (instead of `num_tokens`)."""
     sparsity_coeff: float | None = None
-    """Sparsity coefficient: L1 (relu) or L0 (jumprelu) penalty weight, fixed (default: relu 5; jumprelu starts at 1 and is steered to L0 32 unless this or `target_l0` is given)."""
+    """Sparsity coefficient: L1 (relu) or L0 (jumprelu) penalty weight, fixed (default: relu 5; jumprelu starts at 1 and is steered to `target_l0`'s default unless this or `target_l0` is given)."""
     warmup_steps: int | None = None
     """Linear LR warmup steps (default: 5% of steps, at most 1000)."""
     sparsity_warmup_steps: int | None = None

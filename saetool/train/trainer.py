@@ -98,6 +98,15 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def default_target_l0(default: float, low: float, high: float) -> float:
+    """The L0 a run without a coefficient or target steers to: the architecture's
+    ``default``, or the geometric middle of the checklist's L0 range ``[low, high]``
+    when that excludes it (``--checklist seed002``'s 50-100: 71)."""
+    if low <= default <= high:
+        return default
+    return round(math.sqrt(max(low, 1.0) * high), 1)
+
+
 class Trainer:
     """Trains one SAE. Construct, then call :meth:`fit` with a batch iterator."""
 
@@ -121,7 +130,7 @@ class Trainer:
         # no coefficient and no target: a run from scratch steers to the architecture's default L0 (JumpReLU: 32)
         self.default_target = config.target_l0 is None and config.sparsity_coeff is None and init_sae is None and self.arch.default_target_l0 is not None
         if self.default_target:
-            config = replace(config, target_l0=self.arch.default_target_l0)
+            config = replace(config, target_l0=default_target_l0(self.arch.default_target_l0, config.targets.l0_min, config.targets.l0_max))
         self.config = config
         self.total_steps = int(total_steps)
         self.device = resolve_device(config.device)
