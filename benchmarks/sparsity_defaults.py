@@ -24,7 +24,6 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -104,8 +103,10 @@ def summarise(args, argv: list[str], rows: list, info: dict[str, Any], seconds: 
         "lllllrrrr",
     )
     return "\n".join([
+        f"_Written by `benchmarks/sparsity_defaults.py` on {info['date']} in {seconds / 60:.0f} min; rerun it to refresh this section._",
+        "",
         f"{args.width}x d_model features, {args.batch_size} rows per step, trained on each file's first {args.train_rows:,} rows and scored on its "
-        f"last {args.heldout_rows:,} (the \"train quality\" grid's split and scoring). Machine: {machine_line(info)}; {seconds:.0f} s in all.",
+        f"last {args.heldout_rows:,} (the \"train quality\" grid's split and scoring). Machine: {machine_line(info)}.",
         "",
         "```bash",
         command_line(__file__, argv),

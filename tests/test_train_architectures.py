@@ -291,10 +291,12 @@ def test_jumprelu_default_target_respects_the_checklist_range(data):
 
     x, _ = data
     def record(**kw):
-        return train_on_batches(batches(x[:4096]), TrainConfig(arch="jumprelu", d_sae=96, **kw), steps=3).training
+        return train_on_batches(batches(x[:4096]), TrainConfig(arch="jumprelu", d_sae=256, **kw), steps=3).training
     assert record()["target_l0"] == 32
     assert record(targets=Targets(l0_min=50, l0_max=100))["target_l0"] == pytest.approx(70.7)
     assert record(targets=Targets(l0_min=2, l0_max=8))["target_l0"] == pytest.approx(4.0)
+    small = train_on_batches(batches(x[:4096]), TrainConfig(arch="jumprelu", d_sae=16), steps=3).training
+    assert small["target_l0"] == 8  # at most half the features
     fixed = record(sparsity_coeff=2.0)
     assert fixed["target_l0"] is None and fixed["sparsity_coeff"] == 2.0
     pretrained = train_on_batches(batches(x[:4096]), TrainConfig(arch="jumprelu", d_sae=96), steps=3).sae

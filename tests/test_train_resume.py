@@ -210,8 +210,8 @@ def test_a_checkpoint_from_before_centring_resumes_uncentred(tmp_path, acts):
 
 def test_a_jumprelu_checkpoint_from_before_the_default_target_keeps_its_coefficient(tmp_path, acts):
     """JumpReLU without a coefficient or target steers to L0 32 now; a checkpoint written
-    before that trained at the fixed default coefficient and resumes at it, while a new
-    checkpoint resumes steering."""
+    before that trained at the fixed default coefficient and resumes at it. (A new
+    checkpoint resumes steering: test_resume_after_a_crash_equals_an_uninterrupted_run.)"""
     cfg = config("jumprelu", k=None, samples=SampleSettings(features=0))
     out = tmp_path / "old.h5"
     with pytest.raises(Crash):
@@ -230,3 +230,18 @@ def test_a_jumprelu_checkpoint_from_before_the_default_target_keeps_its_coeffici
     assert fresh.training["target_l0"] == 32 and fresh.training["sparsity_coeff"] != pytest.approx(1.0)
     given = train_sae(dataclasses.replace(cfg, sparsity_coeff=1.0), [acts], tmp_path / "fixed.h5", progress=False)
     assert given.training["target_l0"] is None and given.training["sparsity_coeff"] == 1.0
+
+
+def test_a_resumed_jumprelu_run_keeps_the_default_target_its_checkpoint_chose(tmp_path, acts):
+    """The default target follows the checklist's L0 range; resuming under another
+    checklist keeps the checkpoint's target instead of refusing a target_l0 never given."""
+    from saetool.train.config import Targets
+
+    cfg = config("jumprelu", k=None, samples=SampleSettings(features=0))
+    out = tmp_path / "sae.h5"
+    with pytest.raises(Crash):
+        train_sae(cfg, [acts], out, progress=False, on_step=crash_at(25))
+    resumed = train_sae(dataclasses.replace(cfg, targets=Targets(l0_min=40, l0_max=60)), [acts], out, resume=True, progress=False)
+    assert resumed.training["target_l0"] == 32 and resumed.training["steps"] == 40
+    fresh = train_sae(dataclasses.replace(cfg, targets=Targets(l0_min=10, l0_max=20)), [acts], tmp_path / "other.h5", progress=False)
+    assert fresh.training["target_l0"] == pytest.approx(14.1)

@@ -32,7 +32,7 @@ def train(
     dead_steps: Optional[int] = typer.Option(None, "--dead-steps", help="The same in steps (x `batch_size` tokens, x the number of processes under torchrun)."),
     collect_samples: bool = typer.Option(False, "--collect-samples", help="Keep the top-activating tokens of each feature (stored in the SAE artifact)."),
     checklist: str = typer.Option("default", "--checklist", help="Checklist targets: default (FVU < 0.35, L0 5-200, dead < 10%) or seed002 (MSE on scaled inputs < 0.01, L0 50-100, dead < 10%)."),
-    target_l0: Optional[str] = typer.Option(None, "--target-l0", help="Active features per token: N steers training to N (the sparsity coefficient and JumpReLU thresholds; k for topk/batchtopk/matryoshka/transcoder) and the checklist expects N +-20% on the held-out rows; MIN-MAX only sets the checklist range (default: the `checklist`'s; jumprelu without --l1-coeff steers to 32, or to the middle of a MIN-MAX that excludes 32)."),
+    target_l0: Optional[str] = typer.Option(None, "--target-l0", help="Active features per token: N steers training to N (the sparsity coefficient and JumpReLU thresholds; k for topk/batchtopk/matryoshka/transcoder) and the checklist expects N +-20% on the held-out rows; MIN-MAX sets the checklist range (default: the `checklist`'s), and jumprelu without --l1-coeff steers to 32, or to the range's geometric middle when it excludes 32."),
     output: Optional[Path] = OUTPUT,
     overwrite: bool = OVERWRITE,
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its newest checkpoint (same settings: same final weights)."),

@@ -128,6 +128,8 @@ def train_sae(
                 + f" ({n_train} training tokens in {len(source.files)} file(s))"
                 + (f", data parallel on {group.world_size} processes ({group.backend}): {config.batch_size * group.world_size} tokens per step in all" if group is not None else "")
             )
+            if trainer.target_defaulted and not resume:
+                log(f"[dim]steering the sparsity coefficient to L0 {trainer.config.target_l0:g} (no --l1-coeff or --target-l0 given)[/dim]")
             _log_norm_filter(source)
             if group is not None:
                 group.barrier()  # rank 0 has cleared old checkpoints

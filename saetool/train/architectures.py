@@ -230,7 +230,7 @@ class JumpReLUOptions:
     init_threshold: float = 0.01
     """Initial threshold of every feature (before init_l0 sets them from the data)."""
     init_l0: float = JUMPRELU_INIT_L0
-    """Set the thresholds from the first batch so that about this many features fire per token (0: keep init_threshold; target_l0 wins)."""
+    """Set the thresholds from the first batch so that about this many features fire per token (0: keep init_threshold); a target L0, given or the default one, wins."""
 
 
 class ReLUArchitecture(SAEArchitecture):

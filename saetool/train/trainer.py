@@ -98,13 +98,13 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def default_target_l0(default: float, low: float, high: float) -> float:
+def default_target_l0(default: float, low: float, high: float, d_sae: int) -> float:
     """The L0 a run without a coefficient or target steers to: the architecture's
     ``default``, or the geometric middle of the checklist's L0 range ``[low, high]``
-    when that excludes it (``--checklist seed002``'s 50-100: 71)."""
-    if low <= default <= high:
-        return default
-    return round(math.sqrt(max(low, 1.0) * high), 1)
+    when that excludes it (``--checklist seed002``'s 50-100: 70.7); at most half
+    the ``d_sae`` features."""
+    target = default if low <= default <= high else round(math.sqrt(max(low, 1.0) * high), 1)
+    return min(target, d_sae / 2)
 
 
 class Trainer:
@@ -127,10 +127,6 @@ class Trainer:
         if total_steps < 1:
             raise SaetoolError(f"nothing to train: {total_steps} steps", hint="give --steps or --num-tokens, or more data")
         self.arch: SAEArchitecture = get_architecture(config.arch)
-        # no coefficient and no target: a run from scratch steers to the architecture's default L0 (JumpReLU: 32)
-        self.default_target = config.target_l0 is None and config.sparsity_coeff is None and init_sae is None and self.arch.default_target_l0 is not None
-        if self.default_target:
-            config = replace(config, target_l0=default_target_l0(self.arch.default_target_l0, config.targets.l0_min, config.targets.l0_max))
         self.config = config
         self.total_steps = int(total_steps)
         self.device = resolve_device(config.device)
@@ -142,6 +138,10 @@ class Trainer:
         self.world = self.dp.world_size if self.dp is not None else 1
         self.cfg = self._sae_config(d_in, d_out, hook, hook_out, model)
         self.arch.validate(self.cfg)
+        # no coefficient and no target: a run from scratch steers to the architecture's default L0 (JumpReLU: 32)
+        self.target_defaulted = config.target_l0 is None and config.sparsity_coeff is None and init_sae is None and self.arch.default_target_l0 is not None
+        if self.target_defaulted:
+            self.config = config = replace(config, target_l0=default_target_l0(self.arch.default_target_l0, config.targets.l0_min, config.targets.l0_max, self.cfg.d_sae))
         self.transcoder = self.cfg.is_transcoder
         self.lr = config.lr if config.lr is not None else self.arch.lr_for(self.cfg.d_sae, self.cfg.d_in, self.total_steps)
         self.encoder_lr_ratio = config.encoder_lr_ratio if config.encoder_lr_ratio is not None else self.arch.encoder_lr_ratio
@@ -303,6 +303,7 @@ class Trainer:
             "lr": self.lr,
             "encoder_lr_ratio": self.encoder_lr_ratio,
             "log_sparsity_coeff": self.controller.log_coeff if self.controller is not None else None,
+            "target_defaulted": self.target_defaulted,
         }
         return tensors, meta
 
@@ -323,9 +324,10 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path)
         try:
-            if self.default_target and meta["train_config"].get("target_l0") is None:  # from before the default target: its coefficient, as it trained
-                self.config = replace(self.config, target_l0=None)
-                self.controller = None
+            if self.target_defaulted and (meta.get("target_defaulted") or meta["train_config"].get("target_l0") is None):
+                # the target the checkpoint's run chose (None: from before the default target, a fixed coefficient), whatever the checklist now
+                self.config = replace(self.config, target_l0=meta["train_config"].get("target_l0"))
+                self.controller = self._controller()
             self._check_resumable(meta, path)
             self._restore_derived(meta)
             self.cfg = SAEConfig.from_dict(meta["sae_config"])
@@ -617,7 +619,7 @@ class Trainer:
                 for batch in (val[self.dp.rank :: self.world] if self.dp is not None else val):
                     x, y = self._prepare(batch)
                     with self._autocast():
-                        out = self.objective(self.sae, x, y, sparsity_coeff=self.coeff)
+                        out = self.objective(self.sae, x, y, sparsity_coeff=self.controller.coeff if self.controller is not None else self.coeff)
                     n = x.shape[0]
                     loss += float(out.loss) * n
                     sq += float((out.recon - y).double().pow(2).sum())
