@@ -13,8 +13,9 @@ of features that never fire on the held-out rows. Settings per architecture:
 
 * JumpReLU: the defaults (the coefficient steered to L0 32), the former
   defaults (a fixed coefficient 1), and the defaults with the input uncentred.
-* ReLU: the defaults (a fixed L1 coefficient 5), the defaults uncentred, and
-  steered to L0 32 (``target_l0``).
+* ReLU: the defaults (a fixed L1 coefficient 5, rate 4e-4 at 2**14 features),
+  the former defaults (rate 1e-4), the defaults uncentred, and steered to L0 32
+  (``target_l0``).
 
 Run from the repository root:
 
@@ -34,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, log, machine_info, machine_line, markdown_table, set_offline_env, update_section  # noqa: E402
 
 SECTION = "## train quality: JumpReLU and ReLU"
-SETTINGS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+SETTINGS: dict[str, list[tuple[str, dict[str, Any]]]] = {  # a value "FORMER_RELU_LR" is that reference rate scaled to the width
     "jumprelu": [("defaults (target L0 32)", {}), ("former: coefficient 1", {"sparsity_coeff": 1.0}), ("uncentred", {"apply_b_dec_to_input": False})],
-    "relu": [("defaults (coefficient 5)", {}), ("uncentred", {"apply_b_dec_to_input": False}), ("target L0 32", {"target_l0": 32.0})],
+    "relu": [("defaults (coefficient 5)", {}), ("former: rate 1e-4", {"lr": "FORMER_RELU_LR"}), ("uncentred", {"apply_b_dec_to_input": False}),
+             ("target L0 32", {"target_l0": 32.0})],
 }
 
 
@@ -58,7 +60,10 @@ def train_and_score(x_train, held, arch: str, d_sae: int, steps: int, batch_size
     import train_quality as tq
 
     from saetool.train import TrainConfig, train_on_batches
+    from saetool.train.schedules import FORMER_RELU_LR, default_lr
 
+    if options.get("lr") == "FORMER_RELU_LR":
+        options = {**options, "lr": default_lr(FORMER_RELU_LR, d_sae)}
     config = TrainConfig(arch=arch, d_sae=d_sae, batch_size=batch_size, seed=0, **options)
     started = time.perf_counter()
     result = train_on_batches(tq.batches(x_train, batch_size), config, steps=steps)

@@ -109,15 +109,16 @@ def test_a_checkpoint_from_before_the_auxk_window_setting_keeps_its_window(tmp_p
     assert (resumed["dead_tokens"], resumed["aux_dead_tokens"]) == (12800, 12800)
 
 
-def test_a_checkpoint_from_before_the_encoder_rate_keeps_one_rate_and_the_former_default(tmp_path, acts):
+@pytest.mark.parametrize(("arch", "former", "now"), [("topk", 1e-3, 1.5e-3), ("relu", 1e-4, 4e-4)])
+def test_a_checkpoint_from_before_the_encoder_rate_keeps_one_rate_and_the_former_default(tmp_path, acts, arch, former, now):
     """Checkpoints written before ``encoder_lr_ratio`` stepped encoder and decoder at one
-    rate, the TopK family's default reference then 1e-3; a resumed run goes on with both."""
-    cfg = config("topk", lr=None, steps=60, checkpoint_every=20, samples=SampleSettings(features=0))
+    rate, the TopK family's default reference then 1e-3 (relu's 1e-4); a resumed run goes on with both."""
+    cfg = config(arch, lr=None, steps=60, checkpoint_every=20, samples=SampleSettings(features=0))
     out = tmp_path / "old.h5"
     with pytest.raises(Crash):
         train_sae(cfg, [acts], out, progress=False, on_step=crash_at(30))
     fresh = train_sae(cfg, [acts], tmp_path / "fresh.h5", progress=False).training
-    assert fresh["encoder_lr_ratio"] == pytest.approx(1 / 3) and fresh["lr"] == pytest.approx(1.5e-3 * 16)  # 1.5e-3 x sqrt(2**14 / 64)
+    assert fresh["encoder_lr_ratio"] == pytest.approx(1 / 3 if arch == "topk" else 1.0) and fresh["lr"] == pytest.approx(now * 16)  # x sqrt(2**14 / 64)
     meta_path = checkpoint_dir_for(out) / "step_000020" / "state.json"
     meta = json.loads(meta_path.read_text())
     del meta["train_config"]["encoder_lr_ratio"], meta["encoder_lr_ratio"], meta["lr"]
@@ -125,7 +126,7 @@ def test_a_checkpoint_from_before_the_encoder_rate_keeps_one_rate_and_the_former
     with pytest.raises(Crash):  # interrupted again: the checkpoints it writes carry the rates on
         train_sae(cfg, [acts], out, resume=True, progress=False, on_step=crash_at(50))
     resumed = train_sae(cfg, [acts], out, resume=True, progress=False).training
-    assert resumed["encoder_lr_ratio"] == 1.0 and resumed["lr"] == pytest.approx(1e-3 * 16)
+    assert resumed["encoder_lr_ratio"] == 1.0 and resumed["lr"] == pytest.approx(former * 16)
     assert json.loads((checkpoint_dir_for(out) / "step_000040" / "state.json").read_text())["encoder_lr_ratio"] == 1.0
 
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from saetool.errors import SaetoolError
 from saetool.plugins import host
 from saetool.train.arch_options import convert_options, read_options
-from saetool.train.schedules import ENCODER_LR_RATIO, TOPK_LR, default_lr, short_run_max_factor
+from saetool.train.schedules import ENCODER_LR_RATIO, RELU_LR, TOPK_LR, default_lr, short_run_max_factor
 
 if TYPE_CHECKING:
     import torch
@@ -238,8 +238,8 @@ class ReLUArchitecture(SAEArchitecture):
     description = "ReLU SAE with an L1 penalty weighted by decoder norm (Anthropic, April 2024)"
     activation = "relu"
     unit_norm_decoder = False
-    default_lr = 1e-4
-    short_run_lr_factor = 1.0  # not measured for an L1 penalty: the reference rate at every budget
+    default_lr = RELU_LR
+    short_run_lr_factor = 1.0  # the reference rate at every budget (the L1 penalty sparsifies faster at a faster rate)
     default_sparsity_coeff = 5.0
     sparsity_warmup_fraction = 0.05
     decoder_init_norm = 0.1

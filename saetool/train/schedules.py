@@ -20,6 +20,8 @@ DEAD_WINDOW_MIN = 4096  # tokens: the shortest default AuxK window (see default_
 DEAD_WINDOW_SHARE = 16  # the default AuxK window is this fraction (1/N) of the run, within the bounds
 TOPK_LR = 1.5e-3  # topk, batchtopk, matryoshka: the decoder's rate at d_sae 2**14 (see ENCODER_LR_RATIO)
 FORMER_TOPK_LR = 1e-3  # its one rate for both before ENCODER_LR_RATIO (checkpoints from then resume with it)
+RELU_LR = 4e-4  # relu at d_sae 2**14: measured on SmolLM2 and Gemma 3 (docs/benchmarks.md, "train quality: JumpReLU and ReLU")
+FORMER_RELU_LR = 1e-4  # its rate before RELU_LR (checkpoints from before the encoder's own rate resume with it)
 ENCODER_LR_RATIO = 1 / 3  # topk, batchtopk, matryoshka: encoder rate / decoder rate, measured on SmolLM2 (docs/benchmarks.md, "train quality")
 
 

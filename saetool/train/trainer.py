@@ -44,7 +44,7 @@ from saetool.train.convergence import convergence_warning
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import FORMER_TOPK_LR, TOPK_LR, L0Controller, default_aux_dead_tokens, default_dead_tokens, lr_at, sparsity_at
+from saetool.train.schedules import FORMER_RELU_LR, FORMER_TOPK_LR, RELU_LR, TOPK_LR, L0Controller, default_aux_dead_tokens, default_dead_tokens, lr_at, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
@@ -363,7 +363,7 @@ class Trainer:
         AuxK had its own window used ``dead_tokens``; before the encoder had its own
         rate they stepped both at one rate, and the default reference of topk,
         batchtopk, matryoshka (and plugins inheriting their rate) was
-        :data:`FORMER_TOPK_LR`."""
+        :data:`FORMER_TOPK_LR`, relu's :data:`FORMER_RELU_LR`."""
         if "aux_dead_tokens" in meta:
             self.aux_dead_tokens = int(meta["aux_dead_tokens"])
         elif "aux_dead_tokens" not in meta["train_config"]:
@@ -372,8 +372,9 @@ class Trainer:
             self.lr, self.encoder_lr_ratio = float(meta["lr"]), float(meta["encoder_lr_ratio"])
             return
         self.encoder_lr_ratio = 1.0
-        if self.config.lr is None and self.arch.default_lr == TOPK_LR:
-            self.lr = self.arch.lr_for(self.cfg.d_sae, self.cfg.d_in, self.total_steps, reference=FORMER_TOPK_LR)
+        former = {TOPK_LR: FORMER_TOPK_LR, RELU_LR: FORMER_RELU_LR}.get(self.arch.default_lr)
+        if self.config.lr is None and former is not None:
+            self.lr = self.arch.lr_for(self.cfg.d_sae, self.cfg.d_in, self.total_steps, reference=former)
 
     def _check_resumable(self, meta: dict[str, Any], path: Path) -> None:
         saved = SAEConfig.from_dict(meta["sae_config"])
