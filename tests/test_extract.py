@@ -224,3 +224,28 @@ def test_cli_per_line_is_one_padded_window_per_prompt(tmp_path, tiny_gpt2_dir):
         assert list(acts.token_ids()[: len(comment)]) == comment  # packing reads the file as text, comments included
     assert_clean_error(run_cli("extract", "--model", str(tiny_gpt2_dir), "--corpus", f"files:{prompts}", "--per-line", "--include-special",
                                "-o", str(tmp_path / "x.h5")), "--per-line", "--exclude-special")
+
+
+@pytest.mark.parametrize("per_line", [False, True])
+def test_skip_tokens_starts_after_the_windows_of_an_extract_of_that_many(tmp_path, smollm2, corpus_dir, per_line):
+    """``--skip-tokens N`` holds the windows after those an extract of N tokens stores
+    rows of (a held-out set of other text), with the same activations as one long extract."""
+    corpus = corpus_dir
+    if per_line:
+        corpus = tmp_path / "lines.txt"
+        corpus.write_text("\n".join(f"Line {i}: " + TEXT.split(".")[i % 3] for i in range(40)))
+    kw = dict(context_size=32, per_line=per_line)
+    first = extract_activations(small_config(corpus, num_tokens=150, **kw), tmp_path / "first.h5", model=smollm2, progress=False)
+    whole = extract_activations(small_config(corpus, num_tokens=450, **kw), tmp_path / "whole.h5", model=smollm2, progress=False)
+    held = extract_activations(small_config(corpus, num_tokens=200, skip_tokens=150, **kw), tmp_path / "held.h5", model=smollm2, progress=False)
+    with ActivationsFile(first) as f, ActivationsFile(whole) as w, ActivationsFile(held) as h:
+        windows = int(f.seq_index()[-1]) + 1  # windows the first extract stores rows of
+        start = int(np.flatnonzero(w.seq_index() == windows)[0])  # the long extract's first row after them
+        n = h.n_tokens  # 200, or the whole lines that fit in it
+        assert (n == 200 or per_line and 150 < n < 200) and start >= 150 and start + n <= w.n_tokens
+        assert np.array_equal(h.sequences()[0], w.sequences()[windows])
+        assert np.array_equal(h.token_ids(), w.token_ids()[start : start + n])
+        hook = h.hooks[0]
+        np.testing.assert_allclose(h.read(hook, 0, n).numpy(), w.read(hook, start, start + n).numpy(), rtol=1e-5, atol=1e-5)
+        assert json.loads(h.artifact.file.attrs["config"])["skip_tokens"] == 150
+        assert "skip_tokens" not in json.loads(w.artifact.file.attrs["config"])

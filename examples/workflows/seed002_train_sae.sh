@@ -21,10 +21,12 @@ esac
 mkdir -p "$OUT"
 
 $SAETOOL extract --layers 15 --num-tokens "$TOKENS" --device "$DEVICE" -o "$OUT/acts.h5" --overwrite > /dev/null
+# held-out text: the corpus after the windows the SAEs train on
+$SAETOOL extract --layers 15 --skip-tokens "$TOKENS" --num-tokens "$EVAL" --device "$DEVICE" -o "$OUT/heldout.h5" --overwrite > /dev/null
 $SAETOOL train "$OUT/acts.h5" --arch topk --d-sae "$DSAE" --k 32 --batch-size "$BATCH" --target-l0 16-64 --device "$DEVICE" -o "$OUT/topk.h5" --overwrite > /dev/null
 $SAETOOL train "$OUT/acts.h5" --arch jumprelu --d-sae "$DSAE" --batch-size "$BATCH" --target-l0 5-200 --device "$DEVICE" -o "$OUT/jumprelu.h5" --overwrite > /dev/null
 for sae in topk jumprelu; do
-  $SAETOOL evaluate "$OUT/$sae.h5" "$OUT/acts.h5" --num-tokens "$EVAL" --json > "$OUT/$sae.eval.json"
+  $SAETOOL evaluate "$OUT/$sae.h5" "$OUT/heldout.h5" --num-tokens "$EVAL" --json > "$OUT/$sae.eval.json"
 done
 $SAETOOL export "$OUT/topk.h5" --format saelens -o "$OUT/topk-saelens" --overwrite > /dev/null
 echo "SAEs in $OUT (topk.h5, jumprelu.h5, topk-saelens/), evaluations in $OUT/*.eval.json" >&2

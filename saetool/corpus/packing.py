@@ -286,3 +286,18 @@ def batched(windows: Iterable[np.ndarray], batch_size: int, *, drop_last: bool =
         if not rows or (drop_last and len(rows) < batch_size):
             return
         yield np.stack(rows)
+
+
+def skip_stored(windows: Iterator[np.ndarray], tokens: int, special_ids: Iterable[int] | None, *, whole: bool = False) -> Iterator[np.ndarray]:
+    """The windows after those an extract of ``tokens`` tokens stores rows of
+    (:func:`stored_positions`; ``whole``: it stores whole windows only and stops at
+    the first that does not fit, as ``--per-line`` does)."""
+    done = 0
+    rest = iter(windows)
+    for window in rest:
+        n = int(stored_positions(window[None], special_ids, window.size).size)
+        if done >= tokens or (whole and done + n > tokens):
+            yield window
+            yield from rest
+            return
+        done += n

@@ -17,7 +17,7 @@ KIND = "activations"
 #: Settings that must match for ``--resume`` to continue a partial file.
 RESUME_KEYS = (
     "model", "backend", "corpus", "hooks", "context_size", "batch_size", "dtype", "storage_dtype",
-    "prepend_bos", "exclude_special", "text_column", "encoding", "per_line",
+    "prepend_bos", "exclude_special", "text_column", "encoding", "per_line", "skip_tokens",
 )
 
 
@@ -40,6 +40,8 @@ class ExtractConfig:
     """Hook site used with `layers`: hook_resid_pre|mid|post, hook_mlp_out, attn.hook_z."""
     num_tokens: int = 8192
     """Activation rows to store."""
+    skip_tokens: int = 0
+    """Start after the corpus's first N tokens: leave out the windows an extract of `--num-tokens N` with the same settings stores rows of, so the two hold different text (a held-out set)."""
     context_size: int = 128
     """Tokens per window (including BOS)."""
     batch_size: int = 8
@@ -68,6 +70,8 @@ class ExtractConfig:
     def validate(self) -> None:
         if self.num_tokens <= 0:
             raise ConfigError(f"`num_tokens` must be positive (got {self.num_tokens})")
+        if self.skip_tokens < 0:
+            raise ConfigError(f"`skip_tokens` must be 0 or more (got {self.skip_tokens})")
         if self.context_size < 2:
             raise ConfigError(f"`context_size` must be at least 2 (got {self.context_size})")
         if self.batch_size < 1:
@@ -91,10 +95,12 @@ def default_output(config: ExtractConfig) -> Path:
 
 
 def extract_settings(config: ExtractConfig, hooks: list[str]) -> dict[str, Any]:
-    """The settings recorded in the file (``device_map`` only when one was used)."""
+    """The settings recorded in the file (``device_map`` and ``skip_tokens`` only when used)."""
     settings = {**asdict(config), "hooks": hooks}
     settings.pop("extra", None)
     settings["storage_dtype"] = config.storage_dtype or config.dtype
     if settings.get("device_map") is None:
         settings.pop("device_map", None)
+    if not settings.get("skip_tokens"):  # files from before the setting compare equal on --resume
+        settings.pop("skip_tokens", None)
     return settings

@@ -16,7 +16,7 @@ from saetool.artifacts.arrays import append_rows, create_rows_dataset, to_storag
 from saetool.artifacts.norms import row_norms
 from saetool.artifacts.resume import check_resumable
 from saetool.console import warn
-from saetool.corpus.packing import batched, line_windows, pack_windows, prompt_lines, stored_positions, whole_window_positions
+from saetool.corpus.packing import batched, line_windows, pack_windows, prompt_lines, skip_stored, stored_positions, whole_window_positions
 from saetool.corpus.resolve import iter_documents
 from saetool.errors import SaetoolError
 from saetool.extract.config import RESUME_KEYS, ExtractConfig
@@ -29,11 +29,16 @@ if TYPE_CHECKING:
 
 
 def make_windows(config: ExtractConfig, tokenizer: Any) -> Iterator["np.ndarray"]:
-    """The corpus as windows: packed (default) or one per line (``per_line``)."""
+    """The corpus as windows: packed (default) or one per line (``per_line``), after
+    those of its first ``skip_tokens`` stored tokens."""
     docs = iter_documents(config.corpus, text_column=config.text_column, encoding=config.encoding)
     if config.per_line:
-        return line_windows(prompt_lines(docs), tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
-    return pack_windows(docs, tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
+        windows = line_windows(prompt_lines(docs), tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
+    else:
+        windows = pack_windows(docs, tokenizer, config.context_size, prepend_bos=config.prepend_bos, corpus_name=config.corpus)
+    if config.skip_tokens:
+        windows = skip_stored(windows, config.skip_tokens, tokenizer.all_special_ids if config.exclude_special else None, whole=config.per_line)
+    return windows
 
 
 def resolve_hooks(config: ExtractConfig, model: "HookedModel") -> list[str]:
