@@ -548,3 +548,57 @@ def test_installed_csv_plugin_through_the_cli(installed_plugin, tmp_path, saetoo
 
     with ActivationsFile(out) as acts:
         assert acts.provenance["corpus"].startswith("csv:")
+
+
+def _windows_stored(windows: list[np.ndarray], special: list[int], tokens: int, per_line: bool, batch_size: int) -> int:
+    """How many leading windows reach the last one an extract of ``tokens`` tokens stores
+    rows of (its own rule: ``batch_positions`` per batch, stopping where ``write_batches`` stops)."""
+    from saetool.extract.core import batch_positions
+
+    done = offset = last = 0
+    for batch in batched(iter(windows), batch_size):
+        flat, lines_left = batch_positions(batch, special, tokens - done, per_line)
+        if done >= tokens or (lines_left and flat.size == 0):
+            break
+        if flat.size:
+            last = offset + int(flat[-1] // batch.shape[1]) + 1
+        done += int(flat.size)
+        offset += batch.shape[0]
+        if lines_left:
+            break
+    return last
+
+
+def _first_with_rows(windows: list[np.ndarray], special: list[int]) -> np.ndarray | None:
+    return next((w for w in windows if stored_positions(w[None], special, w.size).size), None)
+
+
+@pytest.mark.parametrize("per_line", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_skip_stored_starts_where_an_extract_of_that_many_tokens_stops(per_line, batch_size):
+    """--skip-tokens N holds the text right after what an extract of N tokens stores: its
+    first window with rows to store is the first such window after the extract's last,
+    with special tokens (and windows made only of them) among the windows."""
+    from saetool.corpus.packing import skip_stored
+
+    rng = np.random.default_rng(0)
+    special = [0, 1]
+    for case in range(300):
+        windows = [rng.integers(0, 6, size=8) for _ in range(12)]
+        for i in rng.integers(12, size=case % 3):
+            windows[i][:] = 1  # windows with nothing to store
+        counts = [int(stored_positions(w[None], special, 8).size) for w in windows]
+        tokens = int(rng.integers(1, max(2, sum(counts[:-2]))))
+        last = _windows_stored(windows, special, tokens, per_line, batch_size)
+        if last == 0:
+            continue  # the extract stores nothing (it fails), nothing to compare
+        rest = list(skip_stored(iter(windows), tokens, special, whole=per_line))
+        assert _first_with_rows(rest, special) is _first_with_rows(windows[last:], special), (case, tokens, last)
+
+
+def test_skip_stored_says_when_the_corpus_ends_first():
+    from saetool.corpus.packing import skip_stored
+
+    windows = [np.array([1, 2, 3, 4])] * 3
+    with pytest.raises(CorpusError, match="--skip-tokens"):
+        next(skip_stored(iter(windows), 9, [1]))

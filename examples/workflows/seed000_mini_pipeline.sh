@@ -14,7 +14,7 @@
 #            FIX ISSUES FIRST (exit 1 is a verdict here), a reason per criterion
 #
 #   SIZE=ci    2,048 tokens, 2 openings, 5 transitions     (about 5 min on 2 CPU cores: 9 saetool
-#              runs, each loading torch and the model; measured 4 min 40 s wall, 4 min 56 s CPU)
+#              runs, each loading torch and the model; 4 min 40 s wall with the 8 before the held-out extract)
 #   SIZE=small 16,384 tokens, 10 openings, 10 transitions  (about 10 min; estimated)    <- default
 #   SIZE=full  131,072 tokens, 20 openings, 50 transitions (about an hour on a CPU)
 set -euo pipefail
@@ -23,16 +23,17 @@ OUT=${OUT:-runs/seed000}
 SAETOOL=${SAETOOL:-saetool}
 PROMPTS=$(cd "$(dirname "$0")/../prompts" && pwd)
 case "$SIZE" in
-  ci) TOKENS=2048; HELD=1024; STEPS=40; N=2; NEW=8; REPEAT=1 ;;
-  small) TOKENS=16384; HELD=4096; STEPS=300; N=10; NEW=24; REPEAT=2 ;;
-  full) TOKENS=131072; HELD=16384; STEPS=2000; N=20; NEW=40; REPEAT=10 ;;
+  ci) TOKENS=2048; HELD=2048; STEPS=40; N=2; NEW=8; REPEAT=1 ;;
+  small) TOKENS=16384; HELD=16384; STEPS=300; N=10; NEW=24; REPEAT=2 ;;
+  full) TOKENS=131072; HELD=131072; STEPS=2000; N=20; NEW=40; REPEAT=10 ;;
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
 
 # phase 1.1: an SAE for layer 15, and whether it fits the model
 $SAETOOL extract --layers 15 --num-tokens "$TOKENS" -o "$OUT/acts.h5" --overwrite > /dev/null
-# held-out text for the check: the corpus after the windows of acts.h5
+# held-out text for the check (as many tokens: the check's feature base rates come from it too),
+# the corpus after the windows of acts.h5
 $SAETOOL extract --layers 15 --skip-tokens "$TOKENS" --num-tokens "$HELD" -o "$OUT/heldout.h5" --overwrite > /dev/null
 if [ -z "${SAE:-}" ]; then
   $SAETOOL train "$OUT/acts.h5" --arch topk --d-sae 2304 --k 32 --batch-size 512 --steps "$STEPS" --target-l0 16-64 -o "$OUT/sae.h5" --overwrite > /dev/null

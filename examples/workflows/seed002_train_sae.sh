@@ -4,8 +4,8 @@
 # printed at the end of each), evaluate both on held-out tokens with the model
 # spliced, and export the TopK SAE in SAELens format.
 #
-#   SIZE=ci    2,048 tokens               (about 30 s on 2 CPU cores)
-#   SIZE=small 32,768 tokens, 8 x d_in    (about 5 min)    <- default
+#   SIZE=ci    2,048 tokens               (about 40 s on 2 CPU cores)
+#   SIZE=small 32,768 tokens, 8 x d_in    (about 2 min)    <- default
 #   SIZE=full  1M tokens                  (hours on a CPU; minutes on a GPU: add DEVICE=cuda)
 set -euo pipefail
 SIZE=${SIZE:-small}

@@ -263,14 +263,16 @@ def stored_positions(batch: np.ndarray, special_ids: Iterable[int] | None, limit
     return np.flatnonzero(~np.isin(flat, special))[: max(limit, 0)]
 
 
-def whole_window_positions(batch: np.ndarray, special_ids: Iterable[int] | None, limit: int) -> np.ndarray:
+def whole_window_positions(batch: np.ndarray, special_ids: Iterable[int] | None, limit: int) -> tuple[np.ndarray, int]:
     """:func:`stored_positions` of the leading windows whose tokens all fit in ``limit``
-    (``extract --per-line``: a line is stored whole or not at all)."""
+    (``extract --per-line``: a line is stored whole or not at all), and how many
+    windows that is (a window with nothing to store always fits)."""
     batch = np.asarray(batch)
     every = stored_positions(batch, special_ids, batch.size)
     window = every // batch.shape[1]
     ends = np.cumsum(np.bincount(window, minlength=batch.shape[0]))
-    return every[window < int(np.searchsorted(ends, max(limit, 0), side="right"))]
+    fits = int(np.searchsorted(ends, max(limit, 0), side="right"))
+    return every[window < fits], fits
 
 
 def batched(windows: Iterable[np.ndarray], batch_size: int, *, drop_last: bool = False) -> Iterator[np.ndarray]:
@@ -301,3 +303,4 @@ def skip_stored(windows: Iterator[np.ndarray], tokens: int, special_ids: Iterabl
             yield from rest
             return
         done += n
+    raise CorpusError(f"the corpus ends within the {tokens} tokens --skip-tokens leaves out ({done} in all)", hint="lower --skip-tokens, or use a larger corpus")

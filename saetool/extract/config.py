@@ -41,7 +41,7 @@ class ExtractConfig:
     num_tokens: int = 8192
     """Activation rows to store."""
     skip_tokens: int = 0
-    """Start after the corpus's first N tokens: leave out the windows an extract of `--num-tokens N` with the same settings stores rows of, so the two hold different text (a held-out set)."""
+    """Start after the corpus's first N stored tokens (BOS and special tokens not counted), rounded up to the end of their window: leave out the windows an extract with `num_tokens` N and the same settings stores rows of, so the two hold different text (a held-out set)."""
     context_size: int = 128
     """Tokens per window (including BOS)."""
     batch_size: int = 8

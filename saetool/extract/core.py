@@ -115,8 +115,8 @@ def batch_positions(batch: "np.ndarray", special: Any, remaining: int, per_line:
         return np.zeros(0, dtype=np.int64), per_line
     if not per_line:
         return stored_positions(batch, special, remaining), False
-    flat = whole_window_positions(batch, special, remaining)
-    return flat, flat.size == 0 or int(flat[-1] // batch.shape[1]) + 1 < batch.shape[0]
+    flat, fits = whole_window_positions(batch, special, remaining)
+    return flat, fits < batch.shape[0]
 
 
 def warn_short(config: ExtractConfig, tokens: int, lines: int, lines_left: bool) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from saetool.errors import SaetoolError
 from saetool.plugins import host
 from saetool.train.arch_options import convert_options, read_options
-from saetool.train.schedules import ENCODER_LR_RATIO, RELU_LR, TOPK_LR, default_lr, short_run_max_factor
+from saetool.train.schedules import ENCODER_LR_RATIO, FORMER_RELU_LR, RELU_LR, TOPK_LR, default_lr, short_run_max_factor
 
 if TYPE_CHECKING:
     import torch
@@ -363,6 +363,7 @@ class CrosscoderArchitecture(ReLUArchitecture):
     name = "crosscoder"
     description = "Acausal crosscoder over several hooks (train --hooks): one ReLU dictionary whose decoder writes every hook, L1 weighted by the sum of per-hook decoder norms (Lindsey et al. 2024)"
     multi_hook = True
+    default_lr = FORMER_RELU_LR  # not measured at ReLU's faster rate: the rate it had
     options_class = CrosscoderOptions
 
     def validate(self, cfg: "SAEConfig") -> None:
