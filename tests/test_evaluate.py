@@ -237,6 +237,8 @@ def test_bad_input_one_line_errors(smollm2_sae, smollm2_acts, tiny_gpt2_dir, tmp
     # the model does not have the SAE's layer / width
     assert_clean_error(run_cli("evaluate", str(smollm2_sae), "--model", str(tiny_gpt2_dir), "-n", "64"), "does not exist")
     assert_clean_error(run_cli("evaluate", str(smollm2_sae), "--num-tokens", "0"), "--num-tokens")
+    assert_clean_error(run_cli("evaluate", str(smollm2_sae), "--skip-tokens", "-1"), "--skip-tokens must be 0 or more")
+    assert_clean_error(run_cli("evaluate", str(smollm2_sae), str(smollm2_acts), "--skip-tokens", "64", "--no-model"), "--skip-tokens picks text of --corpus")
 
 
 def _tiny_sae_artifact(path, *, d_in: int, hook: str) -> None:

@@ -248,4 +248,8 @@ def test_skip_tokens_starts_after_the_windows_of_an_extract_of_that_many(tmp_pat
         hook = h.hooks[0]
         np.testing.assert_allclose(h.read(hook, 0, n).numpy(), w.read(hook, start, start + n).numpy(), rtol=1e-5, atol=1e-5)
         assert json.loads(h.artifact.file.attrs["config"])["skip_tokens"] == 150
+        if not per_line:  # evaluate --corpus --skip-tokens reads the same windows
+            from saetool.evaluate.api import corpus_windows
+
+            assert np.array_equal(corpus_windows(str(corpus), smollm2.tokenizer, 32, 3, skip_tokens=150), h.sequences()[:3])
         assert "skip_tokens" not in json.loads(w.artifact.file.attrs["config"])

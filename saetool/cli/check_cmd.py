@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from saetool.cli.evaluate_cmd import ACTS_ARG, BATCH_SIZE, CONTEXT, CORPUS, DEAD, DENSE, MODEL, NO_MODEL, NUM_TOKENS, SAE_ARG, eval_config
+from saetool.cli.evaluate_cmd import ACTS_ARG, BATCH_SIZE, CONTEXT, CORPUS, DEAD, DENSE, MODEL, NO_MODEL, NUM_TOKENS, SAE_ARG, SKIP_TOKENS, eval_config
 from saetool.cli.options import BACKEND, DEVICE, JSON, TRUST_REMOTE_CODE
 from saetool.errors import SaetoolError
 
@@ -33,6 +33,7 @@ def check(
     min_share: float = typer.Option(0.5, "--min-share", help="seed000: a common feature fires in at least this share of the transition samples."),
     min_lift: float = typer.Option(2.0, "--min-lift", help="seed000: ... and at least this many times as often as on ordinary text (ACTIVATIONS)."),
     num_tokens: int = NUM_TOKENS,
+    skip_tokens: int = SKIP_TOKENS,
     batch_size: int = BATCH_SIZE,
     context_size: int = CONTEXT,
     backend: str = BACKEND,
@@ -80,7 +81,7 @@ def check(
         if p is not None and not p.exists():
             raise SaetoolError(f"{what} {p} does not exist")
     config = eval_config(model=model, corpus=corpus, num_tokens=num_tokens, batch_size=batch_size, context_size=context_size, backend=backend,
-                         device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, no_model=no_model)
+                         device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, no_model=no_model, skip_tokens=skip_tokens)
     path = resolve_input(sae, what="SAE")
     ev = evaluate_sae(path, activations, config)
     if criteria == "seed000":

@@ -18,6 +18,7 @@ ACTS_ARG = typer.Argument(None, help="Activations artifact with the SAE's hook (
 MODEL = typer.Option(None, "--model", "-m", help="Model for CE loss / KL (default: the SAE's model).")
 CORPUS = typer.Option("bbc-news", "--corpus", "-c", help="Corpus for the model metrics when no activations are given.")
 NUM_TOKENS = typer.Option(4096, "--num-tokens", "-n", help="Tokens evaluated (activation rows; windows covering this many tokens for the model).")
+SKIP_TOKENS = typer.Option(0, "--skip-tokens", help="With --corpus: start after the windows of its first N stored tokens, as extract --skip-tokens does (text an SAE trained on an N-token extract did not see).")
 BATCH_SIZE = typer.Option(8, "--batch-size", "-b", help="Windows per forward pass (bounds memory).")
 CONTEXT = typer.Option(128, "--context-size", help="Window length when tokens come from --corpus.")
 DEAD = typer.Option(0.0, "--dead-threshold", help="A feature is dead when it fires on at most this fraction of tokens.")
@@ -26,10 +27,11 @@ NO_MODEL = typer.Option(False, "--no-model", help="Skip the model metrics (CE lo
 
 
 def eval_config(*, model: str | None, corpus: str, num_tokens: int, batch_size: int, context_size: int, backend: str, device: str,
-                dead_threshold: float, dense_threshold: float, no_model: bool, metrics: list[str] | None = None, max_norm_ratio: float | None = None) -> Any:
+                dead_threshold: float, dense_threshold: float, no_model: bool, metrics: list[str] | None = None, max_norm_ratio: float | None = None,
+                skip_tokens: int = 0) -> Any:
     from saetool.evaluate.api import EvalConfig
 
-    config = EvalConfig(model=model, backend=backend, corpus=corpus, context_size=context_size, num_tokens=num_tokens, batch_size=batch_size,
+    config = EvalConfig(model=model, backend=backend, corpus=corpus, context_size=context_size, num_tokens=num_tokens, skip_tokens=skip_tokens, batch_size=batch_size,
                         device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, use_model=not no_model, metrics=metrics)
     if max_norm_ratio is not None:
         config.max_norm_ratio = max_norm_ratio
@@ -43,6 +45,7 @@ def evaluate(
     model: Optional[str] = MODEL,
     corpus: str = CORPUS,
     num_tokens: int = NUM_TOKENS,
+    skip_tokens: int = SKIP_TOKENS,
     batch_size: int = BATCH_SIZE,
     context_size: int = CONTEXT,
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="Only these SAE metrics (repeatable; default: all registered)."),
@@ -60,7 +63,7 @@ def evaluate(
     clean / SAE spliced in / hook zero-ablated, CE loss recovered and KL.
 
     Tokens come from ACTIVATIONS (rows and their stored windows) or, without
-    it, from --corpus. BOS positions are left out of CE/KL and not spliced.
+    it, from --corpus (after its first --skip-tokens). BOS positions are left out of CE/KL and not spliced.
     With ACTIVATIONS the reconstruction metrics are also shown without the
     massive-activation rows (norm above --max-norm-ratio x the median; see
     docs/tutorial.md). The table goes to stderr; --json prints the numbers to stdout.
@@ -74,7 +77,7 @@ def evaluate(
 
     config = eval_config(model=model, corpus=corpus, num_tokens=num_tokens, batch_size=batch_size, context_size=context_size, backend=backend,
                          device=device, dead_threshold=dead_threshold, dense_threshold=dense_threshold, no_model=no_model, metrics=metric or None,
-                         max_norm_ratio=max_norm_ratio)
+                         max_norm_ratio=max_norm_ratio, skip_tokens=skip_tokens)
     path = resolve_input(sae, what="SAE")
     ev = evaluate_sae(path, activations, config)
     print_evaluation(ev)

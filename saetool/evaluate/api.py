@@ -40,7 +40,7 @@ from rich.table import Table
 from saetool.artifacts.activations import ActivationsFile
 from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, file_norms, row_norms
 from saetool.console import is_quiet, log, stderr, warn
-from saetool.corpus.packing import bos_id, pack_windows, special_token_mask
+from saetool.corpus.packing import bos_id, pack_windows, skip_stored, special_token_mask
 from saetool.corpus.resolve import iter_documents, resolve_corpus
 from saetool.errors import ModelError, SaetoolError
 from saetool.evaluate.metrics import EvalContext, LMBatch, ReconBatch, sae_metrics
@@ -64,6 +64,7 @@ class EvalConfig:
     corpus: str = "bbc-news"
     context_size: int = 128
     num_tokens: int = 4096
+    skip_tokens: int = 0  # with a corpus: start after the windows of its first N stored tokens (extract --skip-tokens)
     batch_size: int = 8
     device: str = "cpu"
     dtype: str = "float32"
@@ -76,6 +77,8 @@ class EvalConfig:
     def validate(self) -> None:
         if self.num_tokens < 1:
             raise SaetoolError(f"--num-tokens must be positive (got {self.num_tokens})")
+        if self.skip_tokens < 0:
+            raise SaetoolError(f"--skip-tokens must be 0 or more (got {self.skip_tokens})")
         if self.batch_size < 1:
             raise SaetoolError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.context_size < 2:
@@ -279,10 +282,14 @@ def lm_batch(
     return batch, baseline.rows
 
 
-def corpus_windows(corpus: str, tokenizer: Any, context_size: int, n_windows: int) -> "np.ndarray":
-    """The first ``n_windows`` windows of ``corpus``, packed as ``extract`` packs them (BOS first)."""
+def corpus_windows(corpus: str, tokenizer: Any, context_size: int, n_windows: int, skip_tokens: int = 0) -> "np.ndarray":
+    """The first ``n_windows`` windows of ``corpus``, packed as ``extract`` packs them (BOS
+    first), after those of its first ``skip_tokens`` stored tokens (as ``extract --skip-tokens``)."""
     resolve_corpus(corpus)
-    windows = list(itertools.islice(pack_windows(iter_documents(corpus), tokenizer, context_size, prepend_bos=True, corpus_name=corpus), n_windows))
+    packed = pack_windows(iter_documents(corpus), tokenizer, context_size, prepend_bos=True, corpus_name=corpus)
+    if skip_tokens:
+        packed = skip_stored(packed, skip_tokens, tokenizer.all_special_ids)
+    windows = list(itertools.islice(packed, n_windows))
     if not windows:
         raise SaetoolError(f"corpus {corpus!r} gave no {context_size}-token windows", hint="use a larger corpus or a smaller --context-size")
     return np.stack(windows)
@@ -329,6 +336,8 @@ def evaluate_saes(
     if len({(s.cfg.hook, s.cfg.hook_out, tuple(crosscoder_hooks(s.cfg) or ())) for s in saes.values()}) > 1:
         raise SaetoolError("the SAEs evaluated together read or write different hooks", hint="evaluate SAEs of one hook together")
     multi = crosscoder_hooks(cfg)
+    if config.skip_tokens and activations is not None:
+        raise SaetoolError("--skip-tokens picks text of --corpus; an activations file already holds its own", hint="drop --skip-tokens, or the activations file")
     if multi and activations is None:
         raise SaetoolError(f"a crosscoder over {len(multi)} hooks is evaluated on stored activations", hint="pass an activations artifact with its hooks (" + ",".join(multi) + ")")
     acts = ActivationsFile(activations).require_tokens() if activations is not None else None
@@ -384,7 +393,7 @@ def evaluate_saes(
             if acts is not None:
                 windows = acts.artifact.file["sequences/token_ids"][:n_windows]
             else:
-                windows = corpus_windows(config.corpus, model.tokenizer, context, n_windows)
+                windows = corpus_windows(config.corpus, model.tokenizer, context, n_windows, config.skip_tokens)
             bos = bos_id(model.tokenizer)
             log(f"evaluating with {model.model_id}: {len(windows)} windows of {windows.shape[1]} tokens" + (f", {len(runs)} SAEs" if len(runs) > 1 else ""))
             for start in range(0, len(windows), config.batch_size):
