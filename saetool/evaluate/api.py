@@ -40,10 +40,12 @@ from rich.table import Table
 from saetool.artifacts.activations import ActivationsFile
 from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, file_norms, row_norms
 from saetool.console import is_quiet, log, stderr, warn
-from saetool.corpus.packing import bos_id, pack_windows, skip_stored, special_token_mask
-from saetool.corpus.resolve import iter_documents, resolve_corpus
+from saetool.corpus.packing import bos_id, special_token_mask
+from saetool.corpus.resolve import resolve_corpus
 from saetool.errors import ModelError, SaetoolError
 from saetool.evaluate.metrics import EvalContext, LMBatch, ReconBatch, sae_metrics
+from saetool.extract.config import ExtractConfig
+from saetool.extract.core import make_windows
 from saetool.models import registry  # the module, so tests can stub registry.load_model
 from saetool.models.hooks import parse_hooks
 from saetool.sae.crosscoder import check_crosscoder_file, crosscoder_hooks, read_inputs
@@ -286,10 +288,7 @@ def corpus_windows(corpus: str, tokenizer: Any, context_size: int, n_windows: in
     """The first ``n_windows`` windows of ``corpus``, packed as ``extract`` packs them (BOS
     first), after those of its first ``skip_tokens`` stored tokens (as ``extract --skip-tokens``)."""
     resolve_corpus(corpus)
-    packed = pack_windows(iter_documents(corpus), tokenizer, context_size, prepend_bos=True, corpus_name=corpus)
-    if skip_tokens:
-        packed = skip_stored(packed, skip_tokens, tokenizer.all_special_ids)
-    windows = list(itertools.islice(packed, n_windows))
+    windows = list(itertools.islice(make_windows(ExtractConfig(corpus=corpus, context_size=context_size, skip_tokens=skip_tokens), tokenizer), n_windows))
     if not windows:
         raise SaetoolError(f"corpus {corpus!r} gave no {context_size}-token windows", hint="use a larger corpus or a smaller --context-size")
     return np.stack(windows)

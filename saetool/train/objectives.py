@@ -419,8 +419,7 @@ class BatchTopKObjective(TopKObjective):
 
     def calibrate(self, sae: "SAE", x: torch.Tensor) -> None:
         with torch.no_grad():
-            subtract = sae.cfg.subtracts_b_dec
-            pre = (x - sae.b_dec if subtract else x) @ sae.W_enc + sae.b_enc
+            pre = sae.encode_pre(x)
             codes = batch_topk_entries(pre, self.k)
             values = pre[codes.rows, codes.cols]
             positive = values[values > 0]

@@ -172,6 +172,11 @@ class Trainer:
         self._lr = self._coeff = 0.0  # of the latest step, for the history
         self.threads: int | None = None  # CPU threads of a step (threads_for)
 
+    @property
+    def full_coeff(self) -> float:
+        """The sparsity coefficient after its warmup: the steered one under a target L0."""
+        return self.controller.coeff if self.controller is not None else self.coeff
+
     def _controller(self) -> L0Controller | None:
         """``--target-l0`` steers the sparsity coefficient (architectures without ``k``)."""
         target = self.config.target_l0
@@ -620,7 +625,7 @@ class Trainer:
                 for batch in (val[self.dp.rank :: self.world] if self.dp is not None else val):
                     x, y = self._prepare(batch)
                     with self._autocast():
-                        out = self.objective(self.sae, x, y, sparsity_coeff=self.controller.coeff if self.controller is not None else self.coeff)
+                        out = self.objective(self.sae, x, y, sparsity_coeff=self.full_coeff)
                     n = x.shape[0]
                     loss += float(out.loss) * n
                     sq += float((out.recon - y).double().pow(2).sum())
@@ -685,7 +690,7 @@ class Trainer:
             "encoder_lr_ratio": self.encoder_lr_ratio,
             "apply_b_dec_to_input": self.cfg.apply_b_dec_to_input,
             "init_seed": init_seed(self.config.seed, self.cfg.hook, self.cfg.hook_out),
-            "sparsity_coeff": self.controller.coeff if self.controller is not None else self.coeff,
+            "sparsity_coeff": self.full_coeff,
             "warmup_steps": self.warmup,
             "sparsity_warmup_steps": self.sparsity_warmup,
             "dead_tokens": self.dead_tokens,
