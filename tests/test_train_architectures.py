@@ -281,6 +281,10 @@ def test_convergence_warning_flags_curves_still_falling():
     assert convergence_warning(settled, flat_l0, learned_l0=True, target_l0=33) is None
     assert "only 5 steps" in convergence_warning(settled[:5], flat_l0[:5], learned_l0=False)
     assert "explains only -0.04" in convergence_warning([1.04] * 60, flat_l0[:60], learned_l0=False)  # flat, but not learning
+    dying = list(np.clip((steps - 40) / 200, 0, None))  # the dead share climbs 10 points per tenth of the run
+    assert "dead features still went from 45% to 55%" in convergence_warning(settled, flat_l0, learned_l0=False, dead=dying)
+    assert convergence_warning(settled, flat_l0, learned_l0=False, dead=[0.3] * 200) is None  # many dead, but settled
+    assert convergence_warning(settled, flat_l0, learned_l0=False, dead=list(0.3 + 0.0002 * steps)) is None  # drifting by 0.4 points
 
 
 def test_jumprelu_default_target_respects_the_checklist_range(data):

@@ -8,6 +8,9 @@ whatever its state. A run is flagged when, over that tenth of its steps,
 - the FVU still fell by more than :data:`FVU_DROP` of its value, or
 - L0 still moved by more than :data:`L0_MOVE` (architectures whose L0 is
   learned: ReLU, JumpReLU), or
+- the share of dead features (silent for the checklist's window) still moved
+  by more than :data:`DEAD_MOVE` of all features (e.g. a short JumpReLU run
+  whose thresholds are still switching features off), or
 - the final L0 is more than :data:`TARGET_TOLERANCE` away from ``--target-l0``, or
 - the SAE still explains less than :data:`MIN_EV` of the training variance at
   the end (a curve that has not started to fall: e.g. a transcoder after 60 steps).
@@ -22,6 +25,7 @@ from typing import Sequence
 
 FVU_DROP = 0.05
 L0_MOVE = 0.10
+DEAD_MOVE = 0.05
 TARGET_TOLERANCE = 0.20
 MIN_EV = 0.10
 MIN_STEPS = 20  # fewer: too few steps to judge a trend; always flagged
@@ -34,8 +38,9 @@ def _window_mean(values: Sequence[float], lo: float, hi: float) -> float:
     return sum(part) / len(part)
 
 
-def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0: bool, target_l0: float | None = None) -> str | None:
-    """The warning text for per-step curves ``fvu`` and ``l0``, or ``None`` when the run looks converged."""
+def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0: bool, target_l0: float | None = None,
+                        dead: Sequence[float] = ()) -> str | None:
+    """The warning text for per-step curves ``fvu``, ``l0`` and (optionally) ``dead``, or ``None`` when the run looks converged."""
     n = len(fvu)
     if n == 0:
         return None
@@ -50,6 +55,10 @@ def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0
             l_before, l_after = _window_mean(l0, 0.6, 0.7), _window_mean(l0, 0.7, 0.8)
             if l_before > 0 and abs(l_after - l_before) / l_before > L0_MOVE:
                 reasons.append(f"L0 still moved {100 * abs(l_after - l_before) / l_before:.0f}% ({l_before:.0f} -> {l_after:.0f})")
+        if len(dead) == n:
+            d_before, d_after = _window_mean(dead, 0.6, 0.7), _window_mean(dead, 0.7, 0.8)
+            if abs(d_after - d_before) > DEAD_MOVE:
+                reasons.append(f"the dead features still went from {100 * d_before:.0f}% to {100 * d_after:.0f}%")
     final_fvu = _window_mean(fvu, 0.9, 1.0)
     if 1 - final_fvu < MIN_EV:
         reasons.append(f"it explains only {1 - final_fvu:.2f} of the training variance")

@@ -168,7 +168,7 @@ class Trainer:
         self.since_fired = torch.zeros(self.cfg.d_sae, dtype=torch.long, device=self.device)
         self.collector = SampleCollector(self.cfg.d_sae, config.samples, self.device) if config.samples else None
         self.last_batch: Batch | None = None
-        self.curves: tuple[array, array] = (array("d"), array("d"))  # per-step training FVU and L0 (this process, not checkpointed)
+        self.curves: tuple[array, array, array] = (array("d"), array("d"), array("d"))  # per-step training FVU, L0 and dead fraction (this process, not checkpointed)
         self._lr = self._coeff = 0.0  # of the latest step, for the history
         self.threads: int | None = None  # CPU threads of a step (threads_for)
 
@@ -534,16 +534,18 @@ class Trainer:
             err = per_token.double() * n
             flat = y.reshape(-1).double() if y.dtype != torch.float32 else y.reshape(-1)
             var = torch.dot(flat, flat).double() - y.sum(0).double().pow(2).sum() / n
-            values = torch.stack([out.loss.detach().double(), err / y.numel(), 1 - err / var.clamp_min(1e-12), out.l0.double(), out.aux.double()])
+            dead_now = (self.since_fired >= self.dead_tokens).double().mean()
+            values = torch.stack([out.loss.detach().double(), err / y.numel(), 1 - err / var.clamp_min(1e-12), out.l0.double(), out.aux.double(), dead_now])
         values = values.cpu()
         self.curves[0].append(1.0 - float(values[2]))
         self.curves[1].append(float(values[3]))
+        self.curves[2].append(float(values[5]))
         if self.controller is not None:
             factor = self.controller.update(float(values[3]))  # this rank's L0 (under torchrun: the thresholds are averaged below)
             self.objective.steer_l0(self.sae, factor)
             if self.dp is not None and hasattr(self.sae, "threshold"):
                 self.dp.average_([self.sae.threshold.data])
-        self.acc[: len(_ACC)] += values
+        self.acc[: len(_ACC)] += values[: len(_ACC)]
         self.acc[-1] += 1
         self.step += 1
         self.tokens += n * self.world
@@ -553,10 +555,10 @@ class Trainer:
         self._lr, self._coeff = lr, coeff
 
     def _warn_if_short(self) -> None:
-        fvu, l0 = self.curves
+        fvu, l0, dead = self.curves
         if len(fvu) < self.total_steps:  # resumed: the curves before the checkpoint are gone
             return
-        message = convergence_warning(fvu, l0, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None)
+        message = convergence_warning(fvu, l0, dead=dead, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None)
         if message:
             warn(message)
             self.short_run = message
