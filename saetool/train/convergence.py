@@ -1,6 +1,6 @@
 """Is a finished run too short to have converged? One warning line, with the fix.
 
-Judged on the per-step training curves (FVU = 1 - explained variance, and L0)
+Judged on the per-step training curves (FVU = 1 - explained variance, L0 and the dead share)
 at 60-70% and 70-80% of the run: before the last fifth, where a decaying
 learning rate flattens (or, for warmup-stable-decay, steepens) every curve
 whatever its state. A run is flagged when, over that tenth of its steps,
