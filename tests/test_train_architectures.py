@@ -285,6 +285,13 @@ def test_convergence_warning_flags_curves_still_falling():
     assert "dead features still went from 45% to 55%" in convergence_warning(settled, flat_l0, learned_l0=False, dead=dying)
     assert convergence_warning(settled, flat_l0, learned_l0=False, dead=[0.3] * 200) is None  # many dead, but settled
     assert convergence_warning(settled, flat_l0, learned_l0=False, dead=list(0.3 + 0.0002 * steps)) is None  # drifting by 0.4 points
+    just_over = list(np.where(steps < 140, 0.1, 0.16))  # windows 120-139 and 140-159: 6 points apart
+    just_under = list(np.where(steps < 140, 0.1, 0.14))  # 4 points
+    assert "from 10% to 16%" in convergence_warning(settled, flat_l0, learned_l0=False, dead=just_over)
+    assert convergence_warning(settled, flat_l0, learned_l0=False, dead=just_under) is None
+    # a window of 70% of the run: the share is 0 until then, and jumps once features never fired count
+    jump = list(np.where(steps < 140, 0.0, 0.1))
+    assert convergence_warning(settled, flat_l0, learned_l0=False, dead=jump, dead_window=0.7) is None
 
 
 def test_jumprelu_default_target_respects_the_checklist_range(data):

@@ -8,9 +8,13 @@ whatever its state. A run is flagged when, over that tenth of its steps,
 - the FVU still fell by more than :data:`FVU_DROP` of its value, or
 - L0 still moved by more than :data:`L0_MOVE` (architectures whose L0 is
   learned: ReLU, JumpReLU), or
-- the share of dead features (silent for the checklist's window) still moved
-  by more than :data:`DEAD_MOVE` of all features (e.g. a short JumpReLU run
-  whose thresholds are still switching features off), or
+- the share of dead features (silent for the trainer's ``dead_tokens``
+  window, the checklist's "dead in training") still moved by more than
+  :data:`DEAD_MOVE` of all features (e.g. a short JumpReLU run whose
+  thresholds are still switching features off). The share lags by that
+  window (a quarter of the run by default) and is 0 until one window has
+  passed, so it is judged only when the window is at most
+  :data:`MAX_DEAD_WINDOW` of the run; or
 - the final L0 is more than :data:`TARGET_TOLERANCE` away from ``--target-l0``, or
 - the SAE still explains less than :data:`MIN_EV` of the training variance at
   the end (a curve that has not started to fall: e.g. a transcoder after 60 steps).
@@ -26,6 +30,7 @@ from typing import Sequence
 FVU_DROP = 0.05
 L0_MOVE = 0.10
 DEAD_MOVE = 0.05
+MAX_DEAD_WINDOW = 0.5  # the dead share is judged from 60% of the run: its window must have passed by then
 TARGET_TOLERANCE = 0.20
 MIN_EV = 0.10
 MIN_STEPS = 20  # fewer: too few steps to judge a trend; always flagged
@@ -39,8 +44,10 @@ def _window_mean(values: Sequence[float], lo: float, hi: float) -> float:
 
 
 def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0: bool, target_l0: float | None = None,
-                        dead: Sequence[float] = ()) -> str | None:
-    """The warning text for per-step curves ``fvu``, ``l0`` and (optionally) ``dead``, or ``None`` when the run looks converged."""
+                        dead: Sequence[float] = (), dead_window: float = 0.25) -> str | None:
+    """The warning text for per-step curves ``fvu``, ``l0`` and (optionally) ``dead``, or ``None`` when the run looks converged.
+
+    ``dead_window``: the dead share's window as a fraction of the run."""
     n = len(fvu)
     if n == 0:
         return None
@@ -55,7 +62,7 @@ def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0
             l_before, l_after = _window_mean(l0, 0.6, 0.7), _window_mean(l0, 0.7, 0.8)
             if l_before > 0 and abs(l_after - l_before) / l_before > L0_MOVE:
                 reasons.append(f"L0 still moved {100 * abs(l_after - l_before) / l_before:.0f}% ({l_before:.0f} -> {l_after:.0f})")
-        if len(dead) == n:
+        if len(dead) == n and dead_window <= MAX_DEAD_WINDOW:
             d_before, d_after = _window_mean(dead, 0.6, 0.7), _window_mean(dead, 0.7, 0.8)
             if abs(d_after - d_before) > DEAD_MOVE:
                 reasons.append(f"the dead features still went from {100 * d_before:.0f}% to {100 * d_after:.0f}%")

@@ -558,7 +558,8 @@ class Trainer:
         fvu, l0, dead = self.curves
         if len(fvu) < self.total_steps:  # resumed: the curves before the checkpoint are gone
             return
-        message = convergence_warning(fvu, l0, dead=dead, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None)
+        run_tokens = self.total_steps * self.config.batch_size * self.world
+        message = convergence_warning(fvu, l0, dead=dead, dead_window=self.dead_tokens / run_tokens, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None)
         if message:
             warn(message)
             self.short_run = message
