@@ -221,6 +221,11 @@ JUMPRELU_INIT_L0 = 64
 JUMPRELU_THRESHOLD_LR_SCALE = 100.0
 
 
+def jumprelu_encoder_init_scale(d_in: int, d_sae: int) -> float:
+    """The initial encoder's scale relative to the decoder's transpose: 1 up to 4x d_in, 4 d_in / d_sae wider."""
+    return min(1.0, 4.0 * d_in / d_sae)
+
+
 @dataclass
 class JumpReLUOptions:
     """Options of JumpReLU."""
@@ -327,6 +332,10 @@ class JumpReLUArchitecture(SAEArchitecture):
         sae = super().init(cfg, generator)
         with torch.no_grad():
             sae.threshold.fill_(float(self.settings(cfg).init_threshold))
+            # wider than 4x: a smaller encoder, or the many features the first batch's
+            # thresholds let fire make the reconstruction many times the input (16x on
+            # Gemma 3: held-out FVU 4.3 after 64 steps; docs/benchmarks.md, "16x d_model")
+            sae.W_enc.mul_(jumprelu_encoder_init_scale(cfg.d_in, cfg.d_sae))
         return sae
 
     def objective(self, cfg: "SAEConfig", settings: "TrainConfig") -> "Objective":
