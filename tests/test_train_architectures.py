@@ -313,3 +313,16 @@ def test_jumprelu_default_target_respects_the_checklist_range(data):
     pretrained = train_on_batches(batches(x[:4096]), TrainConfig(arch="jumprelu", d_sae=96), steps=3).sae
     continued = train_on_batches(batches(x[:4096]), TrainConfig(arch="jumprelu", d_sae=96), steps=3, init_sae=pretrained).training
     assert continued["target_l0"] is None and continued["sparsity_coeff"] == 1.0
+
+
+def test_wide_jumprelu_starts_with_a_smaller_encoder():
+    """Up to 4x d_in the encoder starts as the decoder's transpose; wider, times 4 d_in / d_sae
+    (a 16x JumpReLU SAE on Gemma 3 otherwise reconstructed many times its input early on)."""
+    from saetool.sae.config import SAEConfig
+    from saetool.train.architectures import JumpReLUArchitecture
+
+    arch = JumpReLUArchitecture()
+    for d_sae, scale in ((64, 1.0), (256, 1.0), (1024, 0.25)):
+        sae = arch.init(SAEConfig(arch="jumprelu", d_in=64, d_sae=d_sae, hook="h", activation="jumprelu"), torch.Generator().manual_seed(0))
+        assert torch.allclose(sae.W_enc, scale * sae.W_dec.t())
+        assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(d_sae))
