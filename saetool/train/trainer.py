@@ -149,8 +149,9 @@ class Trainer:
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
         self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
         batch = config.batch_size * self.world  # tokens per step over all ranks
-        self.dead_tokens = config.dead_tokens or default_dead_tokens(self.total_steps * batch, batch)
-        self.aux_dead_tokens = config.aux_dead_tokens or default_aux_dead_tokens(self.total_steps * batch, batch, self.dead_tokens)
+        self.run_tokens = self.total_steps * batch
+        self.dead_tokens = config.dead_tokens or default_dead_tokens(self.run_tokens, batch)
+        self.aux_dead_tokens = config.aux_dead_tokens or default_aux_dead_tokens(self.run_tokens, batch, self.dead_tokens)
         self.controller = self._controller()
         self.short_run: str | None = None  # the convergence warning, if any
         # state filled by _start or _restore
@@ -558,8 +559,7 @@ class Trainer:
         fvu, l0, dead = self.curves
         if len(fvu) < self.total_steps:  # resumed: the curves before the checkpoint are gone
             return
-        run_tokens = self.total_steps * self.config.batch_size * self.world
-        message = convergence_warning(fvu, l0, dead=dead, dead_window=self.dead_tokens / run_tokens, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None)
+        message = convergence_warning(fvu, l0, dead=dead, dead_window=self.dead_tokens / self.run_tokens, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None)
         if message:
             warn(message)
             self.short_run = message
