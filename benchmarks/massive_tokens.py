@@ -2,8 +2,8 @@
 """Massive-activation tokens: train with and without ``--max-norm-ratio``, evaluate both.
 
 Trains the README quick start's SAE (TopK, d_sae 2304, k 32, 64 steps of 1024
-tokens) on TRAIN twice -- every token, and without tokens above R x the median
-norm -- and evaluates both on HELDOUT (activations the SAEs did not see): FVU on
+tokens) on TRAIN twice -- every token, and without tokens farther than R x the
+median distance from the median row -- and evaluates both on HELDOUT (activations the SAEs did not see): FVU on
 every row and on the ordinary rows, and CE loss recovered with the SAE spliced
 in at every position but BOS (``saetool evaluate``). It also reports how the
 held-out variance splits between massive and ordinary tokens. Writes the
@@ -37,8 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def variance_share(path: Path, ratio: float, n: int) -> tuple[int, int, float, float, float]:
-    """(massive rows, rows, their share of the variance, median norm, largest norm) of the first n rows."""
+def variance_share(path: Path, ratio: float, n: int) -> tuple[int, int, float, float, float, float]:
+    """(massive rows, rows, their share of the variance, median norm, largest norm, median distance from the median row) of the first n rows."""
     import torch
 
     from saetool.artifacts.activations import ActivationsFile
@@ -46,11 +46,11 @@ def variance_share(path: Path, ratio: float, n: int) -> tuple[int, int, float, f
 
     with ActivationsFile(path) as f:
         x = f.read(f.hooks[0], 0, n, dtype=torch.float64)
-    norms = row_norms(x)
-    rule = NormFilter.from_norms(norms.numpy(), ratio)
-    massive = ~rule.keep(norms)
+    rule = NormFilter.from_rows(x, ratio)
+    massive = ~rule.keep(x)
     dev = (x - x.mean(0)).pow(2).sum(1)
-    return int(massive.sum()), len(x), float(dev[massive].sum() / dev.sum()), rule.median, float(norms.max())
+    norms = row_norms(x)
+    return int(massive.sum()), len(x), float(dev[massive].sum() / dev.sum()), float(norms.median()), float(norms.max()), rule.median
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([label, excluded, f"{1 - m['explained_variance']:.3f}", f"{1 - mo['explained_variance']:.3f}", f"{m['ce_loss_recovered']:.3f}",
                          f"{m['ce_loss_sae'] - m['ce_loss_clean']:.3f}", f"{m['l0']:.1f}"])
             log(str(rows[-1]))
-    n_massive, n, share, median, largest = variance_share(args.heldout, args.ratio, args.eval_tokens)
+    n_massive, n, share, median, largest, distance = variance_share(args.heldout, args.ratio, args.eval_tokens)
     table = markdown_table(["training tokens", "left out", "held-out FVU, all rows", f"FVU without the {n_massive} massive", "CE loss recovered", "CE increase (nats)", "L0"], rows)
     body = (
-        f"Held-out set: {n} rows, median norm {median:.0f}, largest {largest:.0f}; {n_massive} rows above {args.ratio:g} x the median hold "
+        f"Held-out set: {n} rows, median norm {median:.0f}, largest {largest:.0f}; {n_massive} rows farther than {args.ratio:g} x the median distance "
+        f"({distance:.0f}) from the median row hold "
         f"{100 * share:.0f}% of its variance. TopK SAE (d_sae 2304, k 32) trained on {args.num_tokens} tokens; CE loss recovered with the SAE "
         f"spliced in at every position but BOS.\n\n{table}\n\n{machine_line(machine_info())}\n\n```\n{command_line(__file__, argv if argv is not None else sys.argv[1:])}\n```\n"
     )

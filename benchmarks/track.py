@@ -132,7 +132,7 @@ def transfer(a, acts: Path, hook_next: str, num_tokens: int) -> dict:
     import torch
 
     from saetool.artifacts.activations import ActivationsFile
-    from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, row_norms
+    from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter
     from saetool.track.api import TrackConfig, live_features
     from saetool.track.link import code_stats
 
@@ -141,8 +141,7 @@ def transfer(a, acts: Path, hook_next: str, num_tokens: int) -> dict:
     with ActivationsFile(acts) as f, torch.inference_mode():
         n = min(f.n_tokens, num_tokens)
         xs = [f.read(h, 0, n, dtype=torch.float32) for h in (a.cfg.hook, hook_next)]
-        norms = row_norms(xs[0])
-        ordinary = NormFilter.from_norms(norms.numpy(), DEFAULT_MAX_NORM_RATIO).keep(norms)  # as evaluate reports explained variance
+        ordinary = NormFilter.from_rows(xs[0], DEFAULT_MAX_NORM_RATIO).keep(xs[0])  # as evaluate reports explained variance
         xs = [x[ordinary] for x in xs]
         tot = [float(((x - x.mean(0)) ** 2).sum()) for x in xs]
 
@@ -164,7 +163,7 @@ def evaluate(path: Path, acts: Path, num_tokens: int) -> dict:
     from saetool.evaluate.api import EvalConfig, evaluate_sae
 
     ev = evaluate_sae(path, acts, EvalConfig(use_model=False, num_tokens=num_tokens))
-    # Without the massive-activation rows (norm above 10x the median), as docs/tutorial.md advises quoting.
+    # Without the massive-activation rows (farther than 10x the median distance from the median row), as docs/tutorial.md advises quoting.
     return {"ev": ev.metrics_ordinary.get("explained_variance", ev.metrics["explained_variance"]), "ev_all_rows": ev.metrics["explained_variance"], "l0": ev.metrics["l0"]}
 
 

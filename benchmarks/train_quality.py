@@ -168,15 +168,15 @@ def heldout_scores(encode: Callable[[Any], Any], decode: Callable[[Any], Any], h
     """FVU on the ordinary held-out rows (``fvu``: the figure the grid judges),
     on all of them (``fvu_all``), how many rows are massive, L0 and the fraction
     of features never active on the held-out rows. A row is massive when its
-    norm exceeds saetool's default ``--max-norm-ratio`` x the median held-out
-    norm (the rule ``evaluate`` reports "without massive" by): SmolLM2's few
-    such rows hold most of a held-out set's variance, so the FVU of all rows
-    mostly measures them (docs/tutorial.md)."""
+    distance from the median held-out row exceeds saetool's default
+    ``--max-norm-ratio`` x the median distance (the rule ``evaluate`` reports
+    "without massive" by): the few such rows of SmolLM2 and Gemma 3 hold most
+    of a held-out set's variance, so the FVU of all rows mostly measures them
+    (docs/tutorial.md)."""
     import torch
-    from saetool.artifacts.norms import NormFilter, row_norms
+    from saetool.artifacts.norms import NormFilter
 
-    norms = row_norms(held)
-    keep = NormFilter.from_norms(norms.numpy(), DEFAULT_MAX_NORM_RATIO).keep(norms)
+    keep = NormFilter.from_rows(held, DEFAULT_MAX_NORM_RATIO).keep(held)
     means = {"all": held.double().mean(0), "ordinary": held[keep].double().mean(0)}
     sq = {"all": 0.0, "ordinary": 0.0}
     var = {"all": 0.0, "ordinary": 0.0}
@@ -437,7 +437,7 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
                 f"**Held-out FVU** (squared error / variance around the mean, = 1 - explained variance; lower is better) of TopK SAEs on "
                 f"`{data['hook']}` of `{data['model']}`: trained on the first {args.train_rows:,} rows of "
                 f"`saetool extract --model {data['model']} --hooks {data['hook']} -n {data['rows']}` (corpus `{data['corpus']}`), scored on the last {args.heldout_rows:,} rows (other sequences of the corpus, never trained on) without their "
-                f"{massive} massive-activation row{'s' if massive != 1 else ''} (norm above {DEFAULT_MAX_NORM_RATIO:g}x the median, the rule of `evaluate`'s "
+                f"{massive} massive-activation row{'s' if massive != 1 else ''} (farther than {DEFAULT_MAX_NORM_RATIO:g}x the median distance from the median row, the rule of `evaluate`'s "
                 f"\"without massive\" column: a few such rows can hold much of the variance, so FVU over all rows can measure them more than the SAE; all rows in the second table); k {args.k}, "
                 f"{args.batch_size:,} rows per step, every other setting saetool's default (training keeps every row). "
             )

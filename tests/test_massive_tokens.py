@@ -1,6 +1,7 @@
 """Massive-activation tokens (issue 14): extract stores per-token norms, `train
---max-norm-ratio` leaves out exactly the rows above R x the median norm and says
-how many, `evaluate` reports the reconstruction metrics with and without them."""
+--max-norm-ratio` leaves out exactly the rows farther than R x the median distance
+from the median row and says how many, `evaluate` reports the reconstruction
+metrics with and without them."""
 
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ def test_train_leaves_out_exactly_the_massive_rows(massive_file, tmp_path):
     with read_sae_artifact(out) as art:
         record = art.training["norm_filter"]
     assert record["excluded_tokens"] == expected
-    median = float(x.norm(dim=1).median())
-    assert record["median_norm"] == pytest.approx(median, rel=1e-3) and record["norm_cutoff"] == pytest.approx(10 * median, rel=1e-3)
+    median = float((x - x.median(dim=0).values).norm(dim=1).median())  # distance from the median row
+    assert record["median_distance"] == pytest.approx(median, rel=1e-3) and record["distance_cutoff"] == pytest.approx(10 * median, rel=1e-3)
 
 
 def test_train_without_the_option_keeps_every_row(massive_file, tmp_path):
@@ -92,3 +93,29 @@ def test_evaluate_reports_metrics_with_and_without_massive_rows(massive_file, tm
     assert out["norm_filter"]["massive_rows"] == len(MASSIVE_ROWS)
     assert out["metrics_ordinary"]["explained_variance"] == pytest.approx(ev.metrics_ordinary["explained_variance"], rel=1e-6)
     assert f"without {len(MASSIVE_ROWS)} massive" in proc.stderr
+
+
+def test_the_rule_finds_outliers_under_a_large_mean(tmp_path):
+    """Gemma 3's residual stream has a mean as large as its spread: its outliers sit at
+    9.5x the median norm (under a norm rule's 10x) but 40x the median distance."""
+    from saetool.artifacts.norms import NormFilter, sample_rows
+    from saetool.evaluate.api import EvalConfig, evaluate_sae
+    from saetool.train import TrainConfig, train_sae
+
+    x, _ = sparse_dictionary_data(4000, 16, 32, active=4, seed=5)
+    x = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    spread = float(x.norm(dim=1).median())
+    x[MASSIVE_ROWS] *= 40 * spread / x[MASSIVE_ROWS].norm(dim=1, keepdim=True)
+    x[:, 0] += 30 * spread  # a large mean in one dimension
+    norms = x.norm(dim=1)
+    assert float(norms.max()) < 10 * float(norms.median())  # a rule on norms would keep every row
+    rule = NormFilter.from_rows(x, 10)
+    assert torch.equal(torch.nonzero(~rule.keep(x)).flatten(), torch.from_numpy(MASSIVE_ROWS))
+    # a sample in evenly spaced blocks gives about the same rule as every row
+    sampled = NormFilter.from_rows(sample_rows(lambda a, b: x[a:b], len(x), max_rows=1024), 10)
+    assert sampled.median == pytest.approx(rule.median, rel=0.05)
+
+    path = write_activations(tmp_path / "offset.h5", {HOOK: x}, context_size=CONTEXT)
+    train_sae(TrainConfig(arch="topk", d_sae=32, k=4, batch_size=256, steps=20, val_fraction=0.1), [path], tmp_path / "sae.h5", progress=False)
+    ev = evaluate_sae(tmp_path / "sae.h5", path, EvalConfig(use_model=False, num_tokens=4000))
+    assert ev.norm_filter["massive_rows"] == len(MASSIVE_ROWS)

@@ -1,10 +1,14 @@
 """Per-token activation norms and the massive-activation rule.
 
-Some models put a few tokens (in SmolLM2 often the first after BOS) at norms
-tens of times the median; they hold most of a sample's variance, so a
-variance-normalised metric (FVU) measures them rather than the SAE. The rule,
-used by ``train --max-norm-ratio`` and ``evaluate``: a token is *massive* when
-its norm exceeds ``ratio`` times the median norm of the rows considered.
+Some models put a few tokens (in SmolLM2 often the first after BOS, in Gemma 3
+270M some apostrophes late in a window) far from every other token; they hold
+most of a sample's variance, so a variance-normalised metric (FVU) measures
+them rather than the SAE. The rule, used by ``train --max-norm-ratio``,
+``evaluate`` and the benchmarks: a token is *massive* when its distance from
+the median row (the coordinate-wise median of the rows considered) exceeds
+``ratio`` times the median of those distances. Distances, not norms: Gemma 3's
+residual stream has a mean as large as its spread (one dimension near 6,200),
+so its outliers sit at 9.5x the median norm but 40x the median distance.
 ``extract`` stores every row's norm as ``norms/{hook}`` (float32); for files
 made before that, :func:`file_norms` computes them from the activations.
 """
@@ -12,7 +16,7 @@ made before that, :func:`file_norms` computes them from the activations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -41,23 +45,48 @@ def file_norms(acts: "ActivationsFile", hook: str) -> "np.ndarray":
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
+#: Rows the median row and the median distance are computed from, at most (in evenly spaced blocks).
+SAMPLE_ROWS = 65536
+SAMPLE_BLOCKS = 16
+
+
+def sample_rows(read: Callable[[int, int], "torch.Tensor"], n_rows: int, max_rows: int = SAMPLE_ROWS) -> "torch.Tensor":
+    """Rows ``0:n_rows`` through ``read(start, stop)``: all of them, or ``max_rows`` in evenly spaced blocks."""
+    if n_rows <= max_rows:
+        return read(0, n_rows)
+    size = max_rows // SAMPLE_BLOCKS
+    starts = sorted({round(i * (n_rows - size) / (SAMPLE_BLOCKS - 1)) for i in range(SAMPLE_BLOCKS)})
+    return torch.cat([read(s, s + size) for s in starts])
+
+
 @dataclass
 class NormFilter:
-    """Tokens with a norm above ``cutoff = ratio * median`` are left out."""
+    """Rows farther than ``cutoff = ratio * median`` from ``centre`` (the median row) are left out;
+    ``median`` is the median distance of the rows the rule was made from."""
 
     ratio: float
+    centre: "torch.Tensor"
     median: float
     cutoff: float
 
     @classmethod
-    def from_norms(cls, norms: "np.ndarray", ratio: float) -> "NormFilter":
-        finite = norms[np.isfinite(norms)]
-        median = float(np.median(finite)) if finite.size else 0.0
-        return cls(float(ratio), median, float(ratio) * median)
+    def from_rows(cls, x: "torch.Tensor", ratio: float) -> "NormFilter":
+        """The rule over rows ``x`` ``[n, d]`` (non-finite rows ignored)."""
+        x = x.detach().float()
+        x = x[torch.isfinite(x).all(dim=1)]
+        if not x.shape[0]:
+            return cls(float(ratio), torch.zeros(x.shape[1]), 0.0, 0.0)
+        centre = x.median(dim=0).values
+        median = float(row_norms(x - centre).median())
+        return cls(float(ratio), centre, median, float(ratio) * median)
 
-    def keep(self, norms: "np.ndarray | torch.Tensor") -> Any:
-        """Boolean mask of the ordinary rows (norm at most the cutoff)."""
-        return norms <= self.cutoff
+    def distances(self, x: "torch.Tensor") -> "torch.Tensor":
+        """Each row's distance from the median row (float32, on ``x``'s device)."""
+        return row_norms(x.float() - self.centre.to(x.device))
+
+    def keep(self, x: "torch.Tensor") -> "torch.Tensor":
+        """Boolean mask of the ordinary rows of ``x`` (distance at most the cutoff)."""
+        return self.distances(x) <= self.cutoff
 
     def to_dict(self) -> dict[str, float]:
-        return {"max_norm_ratio": self.ratio, "median_norm": self.median, "norm_cutoff": self.cutoff}
+        return {"max_norm_ratio": self.ratio, "median_distance": self.median, "distance_cutoff": self.cutoff}

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import torch
 
 from saetool.bench.base import BenchContext, BenchEval, EvalResult, MetricCard, SAEEntry
-from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, row_norms
+from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter
 from saetool.bench.linear import fit_logistic
 from saetool.bench.probe_data import probe_datasets
 from saetool.console import log
@@ -115,17 +115,18 @@ def model_activations(model: Any, hook: str, texts: Sequence[str], context: int,
 
 
 def ordinary_tokens(acts: Sequence[torch.Tensor], ratio: float) -> list[torch.Tensor]:
-    """Each text's rows without its massive-activation tokens: norm above ``ratio`` x the median
-    norm over every token of the set (:class:`saetool.artifacts.norms.NormFilter`; SmolLM2's first
-    token after BOS sits at ~70x). A text keeps at least its smallest-norm row; ``ratio`` 0 keeps all."""
+    """Each text's rows without its massive-activation tokens: farther from the median row than
+    ``ratio`` x the median distance over every token of the set (:class:`saetool.artifacts.norms.NormFilter`;
+    SmolLM2's first token after BOS sits at ~70x). A text keeps at least its row nearest the median row;
+    ``ratio`` 0 keeps all."""
     if ratio <= 0 or not acts:
         return list(acts)
-    norms = [row_norms(a) for a in acts]
-    rule = NormFilter.from_norms(torch.cat(norms).numpy(), ratio)
+    rule = NormFilter.from_rows(torch.cat(list(acts)), ratio)
     out = []
-    for a, n in zip(acts, norms):
-        keep = rule.keep(n)
-        out.append(a[keep] if bool(keep.any()) else a[n.argmin()].unsqueeze(0))
+    for a in acts:
+        dist = rule.distances(a)
+        keep = dist <= rule.cutoff
+        out.append(a[keep] if bool(keep.any()) else a[dist.argmin()].unsqueeze(0))
     return out
 
 

@@ -54,7 +54,7 @@ def evaluate(
     dead_threshold: float = DEAD,
     dense_threshold: float = DENSE,
     no_model: bool = NO_MODEL,
-    max_norm_ratio: Optional[float] = typer.Option(None, "--max-norm-ratio", help="Also report the reconstruction metrics without massive-activation rows: norm above this x the median (default 10)."),
+    max_norm_ratio: Optional[float] = typer.Option(None, "--max-norm-ratio", help="Also report the reconstruction metrics without massive-activation rows: farther from the median row than this x the median distance (default 10)."),
     as_json: bool = JSON,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
@@ -65,7 +65,8 @@ def evaluate(
     Tokens come from ACTIVATIONS (rows and their stored windows) or, without
     it, from --corpus (after its first --skip-tokens). BOS positions are left out of CE/KL and not spliced.
     With ACTIVATIONS the reconstruction metrics are also shown without the
-    massive-activation rows (norm above --max-norm-ratio x the median; see
+    massive-activation rows (farther from the median row than --max-norm-ratio
+    x the median distance; see
     docs/tutorial.md). The table goes to stderr; --json prints the numbers to stdout.
 
     Example:

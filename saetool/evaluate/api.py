@@ -38,7 +38,7 @@ import torch
 from rich.table import Table
 
 from saetool.artifacts.activations import ActivationsFile
-from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, file_norms, row_norms
+from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, sample_rows
 from saetool.console import is_quiet, log, stderr, warn
 from saetool.corpus.packing import bos_id, special_token_mask
 from saetool.corpus.resolve import resolve_corpus
@@ -53,6 +53,7 @@ from saetool.sae.io import check_sae_matches, load_sae
 
 if TYPE_CHECKING:
     from saetool.models.base import HookedModel
+    from saetool.sae.config import SAEConfig
     from saetool.sae.model import SAE
 
 
@@ -74,7 +75,7 @@ class EvalConfig:
     dense_threshold: float = 0.1
     use_model: bool = True
     metrics: list[str] | None = None
-    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO  # reconstruction metrics are also reported without rows above this x the median norm
+    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO  # reconstruction metrics are also reported without rows farther than this x the median distance from the median row
 
     def validate(self) -> None:
         if self.num_tokens < 1:
@@ -108,8 +109,8 @@ class Evaluation:
     n_rows: int = 0
     n_positions: int = 0
     descriptions: dict[str, str] = field(default_factory=dict)
-    #: the reconstruction metrics again without the massive-activation rows (norm above
-    #: ``norm_filter["norm_cutoff"]``; ``norm_filter["massive_rows"]`` of them), from an activations file
+    #: the reconstruction metrics again without the massive-activation rows (farther than
+    #: ``norm_filter["distance_cutoff"]`` from the median row; ``norm_filter["massive_rows"]`` of them), from an activations file
     metrics_ordinary: dict[str, float] = field(default_factory=dict)
     norm_filter: dict[str, float] | None = None
 
@@ -161,6 +162,12 @@ def _row_chunk(d_sae: int) -> int:
     return max(1, min(4096, (1 << 24) // max(d_sae, 1)))
 
 
+def _read_input(acts: "ActivationsFile", cfg: "SAEConfig", start: int, stop: int) -> "torch.Tensor":
+    """Rows ``start:stop`` of the SAE's input (a crosscoder's hooks side by side)."""
+    hooks = crosscoder_hooks(cfg)
+    return read_inputs(acts, hooks, start, stop) if hooks else acts.read_finite(cfg.hook, start, stop)
+
+
 def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int) -> Iterator["Any"]:
     """:class:`ReconBatch` es over the first ``num_rows`` rows of the file."""
     cfg = sae.cfg
@@ -169,8 +176,7 @@ def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int) 
     with torch.no_grad():
         for start in range(0, stop, step):
             end = min(start + step, stop)
-            hooks = crosscoder_hooks(cfg)
-            x = (read_inputs(acts, hooks, start, end) if hooks else acts.read_finite(cfg.hook, start, end)).to(device=sae.device, dtype=sae.dtype)
+            x = _read_input(acts, cfg, start, end).to(device=sae.device, dtype=sae.dtype)
             target = acts.read_finite(cfg.hook_out, start, end).to(sae.device) if cfg.is_transcoder else x
             codes = sae.encode(x)
             yield ReconBatch(x=x, target=target, recon=sae.decode(codes) + sae.skip_term(x), codes=codes)
@@ -370,14 +376,13 @@ def evaluate_saes(
         runs = {key: _SAERun(sae, metrics, config) for key, sae in saes.items()}
 
         if acts is not None and recon:
-            norms = np.sqrt(sum(file_norms(acts, h).astype(np.float64) ** 2 for h in multi)).astype(np.float32) if multi else file_norms(acts, cfg.hook)  # a crosscoder's input: the hooks side by side
-            rule = NormFilter.from_norms(norms[: config.num_tokens], config.max_norm_ratio)
+            rule = NormFilter.from_rows(sample_rows(lambda a, b: _read_input(acts, cfg, a, b), min(config.num_tokens, acts.n_tokens)), config.max_norm_ratio)
             for run in runs.values():
                 run.ordinary = {k: m.init(run.ctx) for k, m in recon.items()}
                 massive = 0
                 for batch in recon_batches_from_file(run.sae, acts, config.num_tokens):
                     run.n_rows += batch.x.shape[0]
-                    keep = rule.keep(row_norms(batch.x))
+                    keep = rule.keep(batch.x)
                     massive += int((~keep).sum())
                     kept = ReconBatch(batch.x[keep], batch.target[keep], batch.recon[keep], batch.codes[keep])
                     for k, m in recon.items():
@@ -466,7 +471,7 @@ def print_evaluation(ev: Evaluation, *, title: str = "SAE evaluation") -> None:
         table.add_row(*cells, ev.descriptions.get(name, ""))
     stderr().print(table)
     if nf is not None:
-        stderr().print(f"massive: rows with a norm above {nf['norm_cutoff']:.4g} ({nf['max_norm_ratio']:g} x the median {nf['median_norm']:.4g}; --max-norm-ratio)")
+        stderr().print(f"massive: rows farther than {nf['distance_cutoff']:.4g} from the median row ({nf['max_norm_ratio']:g} x the median distance {nf['median_distance']:.4g}; --max-norm-ratio)")
 
 
 def _fmt(value: float) -> str:

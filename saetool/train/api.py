@@ -167,7 +167,7 @@ def _log_norm_filter(source: "ActivationSource") -> None:
     n_train = source.count_train_tokens() + ex["train"]
     log(
         f"--max-norm-ratio {rule.ratio:g}: leaving out {ex['train']} of {n_train} training tokens ({100 * ex['train'] / max(n_train, 1):.2f}%)"
-        f" and {ex['validation']} validation tokens with a norm above {rule.cutoff:.4g} ({rule.ratio:g} x the median {rule.median:.4g})"
+        f" and {ex['validation']} validation tokens farther than {rule.cutoff:.4g} from the median row ({rule.ratio:g} x the median distance {rule.median:.4g})"
     )
 
 

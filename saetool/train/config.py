@@ -150,7 +150,7 @@ class TrainConfig:
     aux_coeff: float = AUX_COEFF
     """Weight of the AuxK loss that revives dead features (TopK family; OpenAI's and sparsify's 1/32 leaves more dead in short runs: docs/benchmarks.md)."""
     max_norm_ratio: float | None = None
-    """Leave out massive-activation tokens: norm above this x the median norm (counted on stderr and in the artifact; see docs/tutorial.md). Default: keep every token."""
+    """Leave out massive-activation tokens: farther from the median row than this x the median distance (counted on stderr and in the artifact; see docs/tutorial.md). Default: keep every token."""
     val_fraction: float = 0.05
     """Fraction of sequences held out for validation."""
     val_tokens: int = 16384

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from saetool.artifacts.activations import ActivationsFile
-from saetool.artifacts.norms import NormFilter, file_norms
+from saetool.artifacts.norms import SAMPLE_ROWS, NormFilter, sample_rows
 from saetool.console import warn
 from saetool.errors import SaetoolError
 
@@ -174,15 +174,24 @@ class ActivationSource:
         return val
 
     def _norm_filter(self, ratio: float | None) -> tuple[Any, list["np.ndarray"] | None]:
-        """``--max-norm-ratio``: the rule (median over every file's rows) and, per file, which rows are kept."""
+        """``--max-norm-ratio``: the rule (median row and distance over every file's rows, sampled
+        in proportion to each file's size) and, per file, which rows are kept (one pass over the files)."""
         if ratio is None:
             return None, None
 
         if not ratio > 0:
             raise SaetoolError(f"--max-norm-ratio must be positive (got {ratio})")
-        norms = [file_norms(f, self.hook) for f in self.files]
-        rule = NormFilter.from_norms(np.concatenate(norms), ratio)
-        return rule, [rule.keep(n) for n in norms]
+        total = max(1, sum(f.n_tokens for f in self.files))
+        sample = [
+            sample_rows(lambda a, b, i=i: self._read_checked(i, self.hook, a, b), f.n_tokens, max(1, SAMPLE_ROWS * f.n_tokens // total))
+            for i, f in enumerate(self.files)
+        ]
+        rule = NormFilter.from_rows(torch.cat(sample), ratio)
+        keep = []
+        for i, f in enumerate(self.files):
+            parts = [rule.keep(self._read_checked(i, self.hook, s, min(s + self.chunk_rows, f.n_tokens))).numpy() for s in range(0, f.n_tokens, self.chunk_rows)]
+            keep.append(np.concatenate(parts) if parts else np.zeros(0, bool))
+        return rule, keep
 
     def excluded_tokens(self) -> dict[str, int]:
         """How many training and validation tokens ``--max-norm-ratio`` leaves out."""
