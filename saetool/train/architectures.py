@@ -332,9 +332,10 @@ class JumpReLUArchitecture(SAEArchitecture):
         sae = super().init(cfg, generator)
         with torch.no_grad():
             sae.threshold.fill_(float(self.settings(cfg).init_threshold))
-            # wider than 4x: a smaller encoder, or the many features the first batch's
-            # thresholds let fire make the reconstruction many times the input (16x on
-            # Gemma 3: held-out FVU 4.3 after 64 steps; docs/benchmarks.md, "16x d_model")
+            # wider than 4x: a smaller encoder, or the reconstruction is many times the input
+            # early on (16x on Gemma 3: held-out FVU 4.3 after 64 steps, the outlier tokens
+            # firing thousands of features; thresholds set for L0 32 from the first batch
+            # did not help; docs/benchmarks.md, "16x d_model")
             sae.W_enc.mul_(jumprelu_encoder_init_scale(cfg.d_in, cfg.d_sae))
         return sae
 
