@@ -116,6 +116,7 @@ def test_the_rule_finds_outliers_under_a_large_mean(tmp_path):
     assert sampled.median == pytest.approx(rule.median, rel=0.05)
 
     path = write_activations(tmp_path / "offset.h5", {HOOK: x}, context_size=CONTEXT)
-    train_sae(TrainConfig(arch="topk", d_sae=32, k=4, batch_size=256, steps=20, val_fraction=0.1), [path], tmp_path / "sae.h5", progress=False)
+    result = train_sae(TrainConfig(arch="topk", d_sae=32, k=4, batch_size=256, steps=20, val_fraction=0.1, max_norm_ratio=10), [path], tmp_path / "sae.h5", progress=False)
+    assert sum(result.training["norm_filter"]["excluded_tokens"].values()) == len(MASSIVE_ROWS)
     ev = evaluate_sae(tmp_path / "sae.h5", path, EvalConfig(use_model=False, num_tokens=4000))
     assert ev.norm_filter["massive_rows"] == len(MASSIVE_ROWS)
