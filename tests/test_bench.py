@@ -211,8 +211,8 @@ def test_planted_class_latents_probe_perfectly_at_k1():
 
 def test_massive_tokens_are_left_out_of_the_pooling():
     """A massive first token (SmolLM2's position after BOS) with a class-blind direction would swamp
-    the mean; ordinary_tokens drops rows above 10x the set's median norm, keeps the rest, and a text
-    made only of massive rows keeps its smallest one; ratio 0 keeps everything."""
+    the mean; ordinary_tokens drops rows farther than 10x the median distance from the set's median
+    row, keeps the rest, and a text made only of massive rows keeps its nearest one; ratio 0 keeps everything."""
     from saetool.bench.probing import ordinary_tokens
 
     gen = torch.Generator().manual_seed(0)

@@ -120,3 +120,15 @@ def test_the_rule_finds_outliers_under_a_large_mean(tmp_path):
     assert sum(result.training["norm_filter"]["excluded_tokens"].values()) == len(MASSIVE_ROWS)
     ev = evaluate_sae(tmp_path / "sae.h5", path, EvalConfig(use_model=False, num_tokens=4000))
     assert ev.norm_filter["massive_rows"] == len(MASSIVE_ROWS)
+
+
+def test_the_rule_samples_wide_or_small_inputs_and_keeps_rows_without_spread():
+    from saetool.artifacts.norms import SAMPLE_BYTES, SAMPLE_ROWS, NormFilter, sample_budget, sample_rows
+
+    x = torch.arange(1000.0).unsqueeze(1).repeat(1, 3)
+    assert sample_rows(lambda a, b: x[a:b], 1000, max_rows=10).shape[0] == 10  # fewer rows than blocks: one row per block
+    assert sample_rows(lambda a, b: x[a:b], 1000, max_rows=100).shape[0] == 96  # 16 blocks of 6
+    assert sample_budget(576) == SAMPLE_ROWS and sample_budget(26 * 2304) * 26 * 2304 * 4 <= SAMPLE_BYTES  # a crosscoder's wide rows
+    same = torch.zeros(100, 4)
+    same[:40] = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))  # most rows identical: no spread
+    assert bool(NormFilter.from_rows(same, 10).keep(same).all())

@@ -15,6 +15,7 @@ made before that, :func:`file_norms` computes them from the activations.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -48,14 +49,22 @@ def file_norms(acts: "ActivationsFile", hook: str) -> "np.ndarray":
 #: Rows the median row and the median distance are computed from, at most (in evenly spaced blocks).
 SAMPLE_ROWS = 65536
 SAMPLE_BLOCKS = 16
+#: ... and at most this many bytes of float32 rows (a crosscoder's rows are every hook side by side).
+SAMPLE_BYTES = 1 << 28
+
+
+def sample_budget(width: int) -> int:
+    """How many rows of ``width`` values the rule samples: ``SAMPLE_ROWS``, fewer for wide rows."""
+    return max(SAMPLE_BLOCKS, min(SAMPLE_ROWS, SAMPLE_BYTES // (4 * max(1, int(width)))))
 
 
 def sample_rows(read: Callable[[int, int], "torch.Tensor"], n_rows: int, max_rows: int = SAMPLE_ROWS) -> "torch.Tensor":
-    """Rows ``0:n_rows`` through ``read(start, stop)``: all of them, or ``max_rows`` in evenly spaced blocks."""
+    """Rows ``0:n_rows`` through ``read(start, stop)``: all of them, or about ``max_rows`` in evenly spaced blocks."""
     if n_rows <= max_rows:
         return read(0, n_rows)
-    size = max_rows // SAMPLE_BLOCKS
-    starts = sorted({round(i * (n_rows - size) / (SAMPLE_BLOCKS - 1)) for i in range(SAMPLE_BLOCKS)})
+    blocks = max(1, min(SAMPLE_BLOCKS, max_rows))
+    size = max(1, max_rows // blocks)
+    starts = sorted({round(i * (n_rows - size) / max(1, blocks - 1)) for i in range(blocks)})
     return torch.cat([read(s, s + size) for s in starts])
 
 
@@ -71,14 +80,17 @@ class NormFilter:
 
     @classmethod
     def from_rows(cls, x: "torch.Tensor", ratio: float) -> "NormFilter":
-        """The rule over rows ``x`` ``[n, d]`` (non-finite rows ignored)."""
+        """The rule over rows ``x`` ``[n, d]`` (non-finite rows ignored). With no spread (a
+        median distance of 0: most rows identical, or no rows) every row is kept."""
         x = x.detach().float()
-        x = x[torch.isfinite(x).all(dim=1)]
+        finite = torch.isfinite(x).all(dim=1)
+        if not bool(finite.all()):
+            x = x[finite]
         if not x.shape[0]:
-            return cls(float(ratio), torch.zeros(x.shape[1]), 0.0, 0.0)
+            return cls(float(ratio), torch.zeros(x.shape[-1]), 0.0, math.inf)
         centre = x.median(dim=0).values
         median = float(row_norms(x - centre).median())
-        return cls(float(ratio), centre, median, float(ratio) * median)
+        return cls(float(ratio), centre, median, float(ratio) * median if median > 0 else math.inf)
 
     def distances(self, x: "torch.Tensor") -> "torch.Tensor":
         """Each row's distance from the median row (float32, on ``x``'s device)."""

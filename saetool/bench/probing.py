@@ -5,8 +5,9 @@ balanced binary task: ``per_class`` texts of the class against as many drawn
 from the other classes, split into train and test by text. Each text's first
 ``context`` tokens go through the model; activations at the SAE's hook are
 mean-pooled over the tokens, and so are the SAE's latents. BOS is left out, and
-so are massive-activation tokens (norm above ``max_norm_ratio`` x the set's
-median: :func:`ordinary_tokens`), which would otherwise dominate the means.
+so are massive-activation tokens (farther from the set's median row than
+``max_norm_ratio`` x the median distance: :func:`ordinary_tokens`), which would
+otherwise dominate the means.
 
 - ``llm_accuracy``: a logistic probe on the pooled activations (all ``d_in``
   dimensions): the ceiling for what the hook holds about the labels;

@@ -38,7 +38,7 @@ import torch
 from rich.table import Table
 
 from saetool.artifacts.activations import ActivationsFile
-from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, sample_rows
+from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, sample_budget, sample_rows
 from saetool.console import is_quiet, log, stderr, warn
 from saetool.corpus.packing import bos_id, special_token_mask
 from saetool.corpus.resolve import resolve_corpus
@@ -376,7 +376,7 @@ def evaluate_saes(
         runs = {key: _SAERun(sae, metrics, config) for key, sae in saes.items()}
 
         if acts is not None and recon:
-            rule = NormFilter.from_rows(sample_rows(lambda a, b: _read_input(acts, cfg, a, b), min(config.num_tokens, acts.n_tokens)), config.max_norm_ratio)
+            rule = NormFilter.from_rows(sample_rows(lambda a, b: _read_input(acts, cfg, a, b), min(config.num_tokens, acts.n_tokens), sample_budget(cfg.d_in)), config.max_norm_ratio)
             for run in runs.values():
                 run.ordinary = {k: m.init(run.ctx) for k, m in recon.items()}
                 massive = 0

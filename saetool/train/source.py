@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from saetool.artifacts.activations import ActivationsFile
-from saetool.artifacts.norms import SAMPLE_ROWS, NormFilter, sample_rows
+from saetool.artifacts.norms import NormFilter, sample_budget, sample_rows
 from saetool.console import warn
 from saetool.errors import SaetoolError
 
@@ -174,8 +174,9 @@ class ActivationSource:
         return val
 
     def _norm_filter(self, ratio: float | None) -> tuple[Any, list["np.ndarray"] | None]:
-        """``--max-norm-ratio``: the rule (median row and distance over every file's rows, sampled
-        in proportion to each file's size) and, per file, which rows are kept (one pass over the files)."""
+        """``--max-norm-ratio``: the rule (median row and distance over a sample of every file's
+        rows, in proportion to each file's size) and, per file, which rows are kept: a pass over
+        every file's rows, on every rank of a data-parallel run."""
         if ratio is None:
             return None, None
 
@@ -183,7 +184,7 @@ class ActivationSource:
             raise SaetoolError(f"--max-norm-ratio must be positive (got {ratio})")
         total = max(1, sum(f.n_tokens for f in self.files))
         sample = [
-            sample_rows(lambda a, b, i=i: self._read_checked(i, self.hook, a, b), f.n_tokens, max(1, SAMPLE_ROWS * f.n_tokens // total))
+            sample_rows(lambda a, b, i=i: self._read_checked(i, self.hook, a, b), f.n_tokens, max(1, sample_budget(self.d_in) * f.n_tokens // total))
             for i, f in enumerate(self.files)
         ]
         rule = NormFilter.from_rows(torch.cat(sample), ratio)
