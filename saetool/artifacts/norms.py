@@ -15,7 +15,6 @@ made before that, :func:`file_norms` computes them from the activations.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -51,6 +50,8 @@ SAMPLE_ROWS = 65536
 SAMPLE_BLOCKS = 16
 #: ... and at most this many bytes of float32 rows (a crosscoder's rows are every hook side by side).
 SAMPLE_BYTES = 1 << 28
+#: The cutoff that keeps every row (finite, so the records stay plain JSON).
+NO_CUTOFF = float(torch.finfo(torch.float32).max)
 
 
 def sample_budget(width: int) -> int:
@@ -87,10 +88,10 @@ class NormFilter:
         if not bool(finite.all()):
             x = x[finite]
         if not x.shape[0]:
-            return cls(float(ratio), torch.zeros(x.shape[-1]), 0.0, math.inf)
+            return cls(float(ratio), torch.zeros(x.shape[-1]), 0.0, NO_CUTOFF)
         centre = x.median(dim=0).values
         median = float(row_norms(x - centre).median())
-        return cls(float(ratio), centre, median, float(ratio) * median if median > 0 else math.inf)
+        return cls(float(ratio), centre, median, float(ratio) * median if median > 0 else NO_CUTOFF)
 
     def distances(self, x: "torch.Tensor") -> "torch.Tensor":
         """Each row's distance from the median row (float32, on ``x``'s device)."""
