@@ -12,7 +12,7 @@ from helpers import assert_clean_error, run_cli
 from saetool.train.architectures import get_architecture
 from saetool.train import TrainConfig, train_on_batches
 from saetool.train.initialize import init_seed
-from saetool.train.schedules import budget_lr_factor, default_lr, short_run_max_factor
+from saetool.train.schedules import budget_lr_factor, default_lr, former_short_run_max_factor
 from saetool.train.synthetic import sparse_dictionary_data, write_activations
 
 HOOK = "blocks.3.hook_resid_post"
@@ -50,13 +50,18 @@ def test_budget_factor_doubles_short_runs_and_fades_to_one_by_256_steps():
     assert budget_lr_factor(None) == 1.0  # budget unknown: the long-run rate
 
 
-def test_short_runs_raise_the_rate_only_of_saes_wider_than_4x():
-    assert [short_run_max_factor(w * 576, 576) for w in (1, 4, 8, 16, 64)] == pytest.approx([1, 1, 2**0.5, 2, 2])
-    assert short_run_max_factor(16 * 576, 576, limit=1.0) == 1.0
-    # SmolLM2 (d_in 576), reference 1e-3: 4x at 64 steps keeps 2.67e-3; 16x at 64 steps gets twice its 1.33e-3, at 1024 steps not
-    assert default_lr(1e-3, 2304, 64, short_run_max_factor(2304, 576)) == pytest.approx(1e-3 * (16384 / 2304) ** 0.5)
-    assert default_lr(1e-3, 9216, 64, short_run_max_factor(9216, 576)) == pytest.approx(2 * 1e-3 * (16384 / 9216) ** 0.5)
-    assert default_lr(1e-3, 9216, 1024, short_run_max_factor(9216, 576)) == pytest.approx(1e-3 * (16384 / 9216) ** 0.5)
+def test_short_runs_raise_the_rate_at_every_width():
+    topk = get_architecture("topk")
+    # SmolLM2 (d_in 576), reference 1.5e-3: 4x and 16x at 64 steps get twice their width-scaled rate, at 1024 steps not
+    assert topk.lr_for(2304, 64) == pytest.approx(2 * 1.5e-3 * (16384 / 2304) ** 0.5) == pytest.approx(8e-3)
+    assert topk.lr_for(9216, 64) == pytest.approx(2 * 1.5e-3 * (16384 / 9216) ** 0.5)
+    assert topk.lr_for(9216, 1024) == topk.lr_for(2304 * 4, None) == pytest.approx(1.5e-3 * (16384 / 9216) ** 0.5)
+    assert topk.lr_for(2304, 64, max_factor=1.0) == pytest.approx(4e-3)
+
+
+def test_checkpoints_from_before_resume_with_the_former_width_rule():
+    assert [former_short_run_max_factor(w * 576, 576) for w in (1, 4, 8, 16, 64)] == pytest.approx([1, 1, 2**0.5, 2, 2])
+    assert former_short_run_max_factor(16 * 576, 576, limit=1.0) == 1.0
 
 
 def test_only_the_topk_family_raises_the_rate_of_short_runs():
@@ -73,9 +78,10 @@ def test_defaults_use_the_width_scaled_lr_and_the_wsd_schedule():
     x, _ = sparse_dictionary_data(2048, 16, 32, active=3, seed=2)
     config = TrainConfig(arch="topk", d_sae=64, k=4, batch_size=64, log_every=1)
     result = train_on_batches(_batches(x, 64, 40), config, steps=40)
-    expected = default_lr(get_architecture("topk").default_lr, 64)  # 4x d_in: no short-run factor even at 40 steps
+    expected = default_lr(get_architecture("topk").default_lr, 64, 40, 2.0)  # 4x d_in, 40 steps: the short-run factor's 2
     assert result.training["lr"] == pytest.approx(expected) and result.config.lr_schedule == "wsd"
     lrs = result.history["lr"]
+    assert expected == pytest.approx(2 * default_lr(get_architecture("topk").default_lr, 64))
     assert lrs[0] == pytest.approx(expected / 2)  # 2 warmup steps (5% of 40)
     assert list(lrs[2:32]) == pytest.approx([expected] * 30)  # stable (steps 2-31) ...
     assert lrs[32] == pytest.approx(expected) and lrs[33] < expected and lrs[-1] == pytest.approx(expected / 8)  # ... then down over the last 8 steps (20%)
@@ -206,9 +212,9 @@ def test_default_auxk_leaves_fewer_features_never_firing_on_real_activations(smo
 
 @pytest.mark.slow  # trains two 1,536-feature SAEs on SmolLM2 activations (about 15 s)
 def test_a_slower_encoder_leaves_fewer_features_never_firing_on_real_activations(smollm2_acts):
-    """SmolLM2 layer 3, 128 steps of 256 tokens: the TopK defaults (the encoder at a
-    third of the decoder's rate) against the former ones (one rate, reference 1e-3),
-    at no cost in FVU."""
+    """SmolLM2 layer 3, 128 steps of 256 tokens: the TopK defaults' rates (the encoder
+    at a third of the decoder's, reference 1.5e-3) against the former ones (one rate,
+    reference 1e-3), both without the short-run factor, at no cost in FVU."""
     import h5py
 
     with h5py.File(smollm2_acts, "r") as fh:
@@ -222,9 +228,9 @@ def test_a_slower_encoder_leaves_fewer_features_never_firing_on_real_activations
             fvu = float(((sae.decode(codes) - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
             return float((codes == 0).all(0).float().mean()), fvu
 
-    from saetool.train.schedules import FORMER_TOPK_LR
+    from saetool.train.schedules import FORMER_TOPK_LR, TOPK_LR
 
-    (dead, fvu), (dead_one, fvu_one) = scores(), scores(encoder_lr_ratio=1.0, lr=default_lr(FORMER_TOPK_LR, 1536))  # 2.7x d_in: no short-run factor
+    (dead, fvu), (dead_one, fvu_one) = scores(lr=default_lr(TOPK_LR, 1536)), scores(encoder_lr_ratio=1.0, lr=default_lr(FORMER_TOPK_LR, 1536))
     assert dead < 0.75 * dead_one and fvu < 1.05 * fvu_one, (dead, dead_one, fvu, fvu_one)
 
 

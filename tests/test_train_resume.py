@@ -118,7 +118,7 @@ def test_a_checkpoint_from_before_the_encoder_rate_keeps_one_rate_and_the_former
     with pytest.raises(Crash):
         train_sae(cfg, [acts], out, progress=False, on_step=crash_at(30))
     fresh = train_sae(cfg, [acts], tmp_path / "fresh.h5", progress=False).training
-    assert fresh["encoder_lr_ratio"] == pytest.approx(1 / 3 if arch == "topk" else 1.0) and fresh["lr"] == pytest.approx(now * 16)  # x sqrt(2**14 / 64)
+    assert fresh["encoder_lr_ratio"] == pytest.approx(1 / 3 if arch == "topk" else 1.0) and fresh["lr"] == pytest.approx(now * 16 * (2 if arch == "topk" else 1))  # x sqrt(2**14 / 64), topk's 60 steps x2
     meta_path = checkpoint_dir_for(out) / "step_000020" / "state.json"
     meta = json.loads(meta_path.read_text())
     del meta["train_config"]["encoder_lr_ratio"], meta["encoder_lr_ratio"], meta["lr"]
@@ -126,7 +126,7 @@ def test_a_checkpoint_from_before_the_encoder_rate_keeps_one_rate_and_the_former
     with pytest.raises(Crash):  # interrupted again: the checkpoints it writes carry the rates on
         train_sae(cfg, [acts], out, resume=True, progress=False, on_step=crash_at(50))
     resumed = train_sae(cfg, [acts], out, resume=True, progress=False).training
-    assert resumed["encoder_lr_ratio"] == 1.0 and resumed["lr"] == pytest.approx(former * 16)
+    assert resumed["encoder_lr_ratio"] == 1.0 and resumed["lr"] == pytest.approx(former * 16)  # 4x d_in: the former rule gave no short-run factor
     assert json.loads((checkpoint_dir_for(out) / "step_000040" / "state.json").read_text())["encoder_lr_ratio"] == 1.0
 
 
@@ -140,7 +140,7 @@ def test_a_checkpoint_keeps_its_rates_when_the_defaults_change(tmp_path, acts, m
     monkeypatch.setattr(TopKArchitecture, "default_lr", 9e-3)
     monkeypatch.setattr(TopKArchitecture, "encoder_lr_ratio", 0.5)
     resumed = train_sae(cfg, [acts], out, resume=True, progress=False).training
-    assert resumed["lr"] == pytest.approx(1.5e-3 * 16) and resumed["encoder_lr_ratio"] == pytest.approx(1 / 3)
+    assert resumed["lr"] == pytest.approx(1.5e-3 * 16 * 2) and resumed["encoder_lr_ratio"] == pytest.approx(1 / 3)
     assert train_sae(cfg, [acts], tmp_path / "new.h5", progress=False).training["encoder_lr_ratio"] == 0.5  # the patch took
 
 

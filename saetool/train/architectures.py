@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from saetool.errors import SaetoolError
 from saetool.plugins import host
 from saetool.train.arch_options import convert_options, read_options
-from saetool.train.schedules import ENCODER_LR_RATIO, FORMER_RELU_LR, RELU_LR, TOPK_LR, default_lr, short_run_max_factor
+from saetool.train.schedules import ENCODER_LR_RATIO, FORMER_RELU_LR, RELU_LR, TOPK_LR, default_lr
 
 if TYPE_CHECKING:
     import torch
@@ -62,9 +62,8 @@ class SAEArchitecture:
       (gradient component along each row removed, rows renormalised each step).
     * ``default_lr``: the learning rate at ``d_sae = 2**14``; the trainer scales it
       by ``sqrt(2**14 / d_sae)`` (:func:`saetool.train.schedules.default_lr`);
-      ``short_run_lr_factor``: the most a run shorter than 256 steps raises it,
-      reached from 16x d_in (:func:`saetool.train.schedules.budget_lr_factor`,
-      :func:`~saetool.train.schedules.short_run_max_factor`; 1: not at all);
+      ``short_run_lr_factor``: the most a run shorter than 256 steps raises it
+      (:func:`saetool.train.schedules.budget_lr_factor`; 1: not at all);
       ``encoder_lr_ratio``: the encoder's rate (``W_enc``, ``b_enc``) as a
       fraction of the decoder's (``W_dec``, ``b_dec``), which ``default_lr`` and
       ``--lr`` give (a subclass of the TopK or BatchTopK architecture inherits
@@ -89,7 +88,7 @@ class SAEArchitecture:
     needs_k: bool = False
     unit_norm_decoder: bool = True
     default_lr: float = 1e-3  # plugins' default (the built-ins set their own)
-    short_run_lr_factor: float = 2.0  # measured on TopK: x2 at <= 64 steps and 16x d_in, x1 at 4x or from 256 steps (same benchmark)
+    short_run_lr_factor: float = 2.0  # measured on TopK at 4x and 16x d_in: x2 at <= 64 steps, x1 from 256 steps (docs/benchmarks.md, "train quality")
     encoder_lr_ratio: float = 1.0
     default_sparsity_coeff: float | None = None
     default_target_l0: float | None = None
@@ -101,11 +100,13 @@ class SAEArchitecture:
     options_class: type | None = None
 
     # -- learning rate ------------------------------------------------------------
-    def lr_for(self, d_sae: int, d_in: int, steps: int | None, reference: float | None = None) -> float:
+    def lr_for(self, d_sae: int, steps: int | None, reference: float | None = None, max_factor: float | None = None) -> float:
         """The default learning rate (the decoder's) of a ``steps``-step run of ``d_sae``
-        features on ``d_in`` inputs: ``reference`` (default :attr:`default_lr`) scaled by
-        width and budget (:func:`~saetool.train.schedules.default_lr`)."""
-        return default_lr(self.default_lr if reference is None else reference, d_sae, steps, short_run_max_factor(d_sae, d_in, self.short_run_lr_factor))
+        features: ``reference`` (default :attr:`default_lr`) scaled by width and budget,
+        a short run's factor at most ``max_factor`` (default :attr:`short_run_lr_factor`;
+        :func:`~saetool.train.schedules.default_lr`)."""
+        reference = self.default_lr if reference is None else reference
+        return default_lr(reference, d_sae, steps, self.short_run_lr_factor if max_factor is None else max_factor)
 
     # -- configuration ------------------------------------------------------------
     def options(self, settings: "TrainConfig", d_sae: int) -> dict[str, Any]:  # noqa: ARG002

@@ -13,7 +13,7 @@ import math
 LR_SCHEDULES = ("wsd", "cosine", "constant")
 REFERENCE_WIDTH = 1 << 14  # d_sae at which an architecture's ``default_lr`` applies
 LONG_RUN_STEPS = 256  # runs this long or longer get the reference rate; shorter ones more (see budget_lr_factor)
-SHORT_RUN_WIDTH = 4  # d_sae / d_in up to which short runs keep the reference rate (see short_run_max_factor)
+FORMER_SHORT_RUN_WIDTH = 4  # d_sae / d_in up to which short runs kept the reference rate before every width got the factor (see former_short_run_max_factor)
 AUX_COEFF = 0.25  # the AuxK loss's default weight (see default_aux_dead_tokens; OpenAI's and sparsify's is 1/32)
 DEAD_WINDOW_MAX = 1_000_000  # tokens: the longest default dead window (see default_dead_tokens)
 DEAD_WINDOW_MIN = 4096  # tokens: the shortest default AuxK window (see default_aux_dead_tokens)
@@ -34,15 +34,14 @@ def budget_lr_factor(steps: int | None, max_factor: float = 2.0) -> float:
     return min(max_factor, max(1.0, math.sqrt(LONG_RUN_STEPS / steps)))
 
 
-def short_run_max_factor(d_sae: int, d_in: int, limit: float = 2.0) -> float:
-    """The most a short run raises the rate of an SAE ``d_sae / d_in`` times wider
-    than its input: ``sqrt(d_sae / (4 d_in))`` clamped to ``[1, limit]`` (1 at 4x,
-    2 from 16x). Measured on SmolLM2 at 64 steps (benchmarks/train_quality.py,
-    docs/benchmarks.md): at 16x twice the width-scaled rate gives a 6% lower
-    held-out FVU; at 4x it gives none and three times the never-active features."""
+def former_short_run_max_factor(d_sae: int, d_in: int, limit: float = 2.0) -> float:
+    """The most a short run raised the rate of an SAE ``d_sae / d_in`` times wider
+    than its input before every width got :func:`budget_lr_factor`'s full factor:
+    ``sqrt(d_sae / (4 d_in))`` clamped to ``[1, limit]`` (1 at 4x, 2 from 16x). Only
+    checkpoints from then, which did not store their rate, resume with it."""
     if limit <= 1 or d_in < 1:
         return 1.0
-    return min(limit, max(1.0, math.sqrt(d_sae / (SHORT_RUN_WIDTH * d_in))))
+    return min(limit, max(1.0, math.sqrt(d_sae / (FORMER_SHORT_RUN_WIDTH * d_in))))
 
 
 def default_lr(reference: float, d_sae: int, steps: int | None = None, max_factor: float = 1.0) -> float:

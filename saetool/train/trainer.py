@@ -44,7 +44,7 @@ from saetool.train.convergence import convergence_warning
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import FORMER_RELU_LR, FORMER_TOPK_LR, RELU_LR, TOPK_LR, L0Controller, default_aux_dead_tokens, default_dead_tokens, lr_at, sparsity_at
+from saetool.train.schedules import FORMER_RELU_LR, FORMER_TOPK_LR, RELU_LR, TOPK_LR, L0Controller, default_aux_dead_tokens, former_short_run_max_factor, default_dead_tokens, lr_at, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
@@ -143,7 +143,7 @@ class Trainer:
         if self.target_defaulted:
             self.config = config = replace(config, target_l0=default_target_l0(self.arch.default_target_l0, config.targets.l0_min, config.targets.l0_max, self.cfg.d_sae))
         self.transcoder = self.cfg.is_transcoder
-        self.lr = config.lr if config.lr is not None else self.arch.lr_for(self.cfg.d_sae, self.cfg.d_in, self.total_steps)
+        self.lr = config.lr if config.lr is not None else self.arch.lr_for(self.cfg.d_sae, self.total_steps)
         self.encoder_lr_ratio = config.encoder_lr_ratio if config.encoder_lr_ratio is not None else self.arch.encoder_lr_ratio
         self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
@@ -367,9 +367,10 @@ class Trainer:
         """The settings derived from defaults that the checkpoint trained with (AuxK
         window, learning rates), whatever today's defaults. Checkpoints written before
         AuxK had its own window used ``dead_tokens``; before the encoder had its own
-        rate they stepped both at one rate, and the default reference of topk,
+        rate they stepped both at one rate, the default reference of topk,
         batchtopk, matryoshka (and plugins inheriting their rate) was
-        :data:`FORMER_TOPK_LR`, relu's :data:`FORMER_RELU_LR`."""
+        :data:`FORMER_TOPK_LR`, relu's :data:`FORMER_RELU_LR`, and short runs
+        raised it only for SAEs wider than 4x d_in."""
         if "aux_dead_tokens" in meta:
             self.aux_dead_tokens = int(meta["aux_dead_tokens"])
         elif "aux_dead_tokens" not in meta["train_config"]:
@@ -380,7 +381,8 @@ class Trainer:
         self.encoder_lr_ratio = 1.0
         former = {TOPK_LR: FORMER_TOPK_LR, RELU_LR: FORMER_RELU_LR}.get(self.arch.default_lr)
         if self.config.lr is None and former is not None:
-            self.lr = self.arch.lr_for(self.cfg.d_sae, self.cfg.d_in, self.total_steps, reference=former)
+            factor = former_short_run_max_factor(self.cfg.d_sae, self.cfg.d_in, self.arch.short_run_lr_factor)
+            self.lr = self.arch.lr_for(self.cfg.d_sae, self.total_steps, reference=former, max_factor=factor)
 
     def _check_resumable(self, meta: dict[str, Any], path: Path) -> None:
         saved = SAEConfig.from_dict(meta["sae_config"])
