@@ -122,6 +122,30 @@ def test_the_rule_finds_outliers_under_a_large_mean(tmp_path):
     assert ev.norm_filter["massive_rows"] == len(MASSIVE_ROWS)
 
 
+def test_evaluate_judges_massive_rows_as_stored_not_in_the_saes_dtype(tmp_path):
+    """bfloat16 keeps a large mean to about 1 part in 256, enough to move rows that lie
+    0.4% beyond the cutoff inside it: the rule reads the rows before the cast."""
+    from saetool.artifacts.norms import NormFilter
+    from saetool.evaluate.api import EvalConfig, evaluate_sae
+    from saetool.train import TrainConfig, train_sae
+
+    x, _ = sparse_dictionary_data(4000, 16, 32, active=4, seed=5)
+    x = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    x[:, 0] += 300.0
+    first = NormFilter.from_rows(x, 10)
+    for j, row in enumerate(range(5, 4000, 97)):  # rows along dimension 0, either side of the centre, 0.4% beyond the cutoff
+        x[row] = first.centre
+        x[row, 0] += (1 if j % 2 else -1) * first.cutoff * 1.004
+    rule = NormFilter.from_rows(x, 10)
+    massive = int((~rule.keep(x)).sum())
+    assert massive > 10 and int((~rule.keep(x.bfloat16())).sum()) < massive // 2  # the cast moves most of them inside
+
+    path = write_activations(tmp_path / "mean.h5", {HOOK: x}, context_size=CONTEXT)
+    train_sae(TrainConfig(arch="topk", d_sae=32, k=4, batch_size=256, steps=5, dtype="bfloat16"), [path], tmp_path / "sae.h5", progress=False)
+    ev = evaluate_sae(tmp_path / "sae.h5", path, EvalConfig(use_model=False, num_tokens=4000))
+    assert ev.norm_filter["massive_rows"] == massive
+
+
 def test_the_rule_samples_wide_or_small_inputs_and_keeps_rows_without_spread():
     from saetool.artifacts.norms import SAMPLE_BYTES, SAMPLE_ROWS, NormFilter, sample_budget, sample_rows
 

@@ -168,18 +168,22 @@ def _read_input(acts: "ActivationsFile", cfg: "SAEConfig", start: int, stop: int
     return read_inputs(acts, hooks, start, stop) if hooks else acts.read_finite(cfg.hook, start, stop)
 
 
-def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int) -> Iterator["Any"]:
-    """:class:`ReconBatch` es over the first ``num_rows`` rows of the file."""
+def recon_batches_from_file(sae: "SAE", acts: "ActivationsFile", num_rows: int, rule: NormFilter) -> Iterator[tuple["Any", "torch.Tensor"]]:
+    """:class:`ReconBatch` es over the first ``num_rows`` rows of the file, each with the
+    mask of the rows ``rule`` keeps, judged on the rows as stored (before the cast to
+    the SAE's dtype, which can move a row across the cutoff)."""
     cfg = sae.cfg
     stop = min(num_rows, acts.n_tokens)
     step = _row_chunk(cfg.d_sae)
     with torch.no_grad():
         for start in range(0, stop, step):
             end = min(start + step, stop)
-            x = _read_input(acts, cfg, start, end).to(device=sae.device, dtype=sae.dtype)
+            raw = _read_input(acts, cfg, start, end)
+            keep = rule.keep(raw).to(sae.device)
+            x = raw.to(device=sae.device, dtype=sae.dtype)
             target = acts.read_finite(cfg.hook_out, start, end).to(sae.device) if cfg.is_transcoder else x
             codes = sae.encode(x)
-            yield ReconBatch(x=x, target=target, recon=sae.decode(codes) + sae.skip_term(x), codes=codes)
+            yield ReconBatch(x=x, target=target, recon=sae.decode(codes) + sae.skip_term(x), codes=codes), keep
 
 
 def recon_batches_from_rows(sae: "SAE", x: "torch.Tensor", target: "torch.Tensor") -> Iterator["Any"]:
@@ -380,9 +384,8 @@ def evaluate_saes(
             for run in runs.values():
                 run.ordinary = {k: m.init(run.ctx) for k, m in recon.items()}
                 massive = 0
-                for batch in recon_batches_from_file(run.sae, acts, config.num_tokens):
+                for batch, keep in recon_batches_from_file(run.sae, acts, config.num_tokens, rule):
                     run.n_rows += batch.x.shape[0]
-                    keep = rule.keep(batch.x)
                     massive += int((~keep).sum())
                     kept = ReconBatch(batch.x[keep], batch.target[keep], batch.recon[keep], batch.codes[keep])
                     for k, m in recon.items():
