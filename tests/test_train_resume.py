@@ -109,16 +109,25 @@ def test_a_checkpoint_from_before_the_auxk_window_setting_keeps_its_window(tmp_p
     assert (resumed["dead_tokens"], resumed["aux_dead_tokens"]) == (12800, 12800)
 
 
-@pytest.mark.parametrize(("arch", "former", "now"), [("topk", 1e-3, 1.5e-3), ("relu", 1e-4, 4e-4)])
-def test_a_checkpoint_from_before_the_encoder_rate_keeps_one_rate_and_the_former_default(tmp_path, acts, arch, former, now):
+@pytest.mark.parametrize(("arch", "d_sae", "former", "now"), [("topk", 64, 1e-3, 1.5e-3), ("relu", 64, 1e-4, 4e-4), ("transcoder", 64, 1e-3, 1e-3), ("topk", 256, 1e-3, 1.5e-3)])
+def test_a_checkpoint_from_before_the_encoder_rate_keeps_one_rate_and_the_former_default(tmp_path, acts, arch, d_sae, former, now):
     """Checkpoints written before ``encoder_lr_ratio`` stepped encoder and decoder at one
-    rate, the TopK family's default reference then 1e-3 (relu's 1e-4); a resumed run goes on with both."""
-    cfg = config(arch, lr=None, steps=60, checkpoint_every=20, samples=SampleSettings(features=0))
+    rate, the TopK family's default reference then 1e-3 (relu's 1e-4), and short runs
+    raised it only above 4x d_in (16x: x2); a resumed run goes on with both."""
+    extra = {}
+    if arch == "transcoder":  # reads one hook, reconstructs another
+        x, _ = sparse_dictionary_data(6000, 16, 48, active=4, seed=2)
+        acts = write_activations(tmp_path / "two.h5", {HOOK: x, "blocks.0.hook_mlp_out": 0.5 * x.flip(1)}, context_size=20)
+        extra = {"hook": HOOK, "hook_out": "blocks.0.hook_mlp_out"}
+    cfg = config(arch, lr=None, steps=60, checkpoint_every=20, d_sae=d_sae, samples=SampleSettings(features=0), **extra)
+    scale = (16384 / d_sae) ** 0.5  # the width scaling
+    short = 1 if arch == "relu" else 2  # 60 steps: the short-run factor, now at every width
+    former_short = 2 if (arch != "relu" and d_sae == 256) else 1  # then only above 4x d_in (d_in 16)
     out = tmp_path / "old.h5"
     with pytest.raises(Crash):
         train_sae(cfg, [acts], out, progress=False, on_step=crash_at(30))
     fresh = train_sae(cfg, [acts], tmp_path / "fresh.h5", progress=False).training
-    assert fresh["encoder_lr_ratio"] == pytest.approx(1 / 3 if arch == "topk" else 1.0) and fresh["lr"] == pytest.approx(now * 16 * (2 if arch == "topk" else 1))  # x sqrt(2**14 / 64), topk's 60 steps x2
+    assert fresh["encoder_lr_ratio"] == pytest.approx(1 / 3 if arch == "topk" else 1.0) and fresh["lr"] == pytest.approx(now * scale * short)
     meta_path = checkpoint_dir_for(out) / "step_000020" / "state.json"
     meta = json.loads(meta_path.read_text())
     del meta["train_config"]["encoder_lr_ratio"], meta["encoder_lr_ratio"], meta["lr"]
@@ -126,7 +135,7 @@ def test_a_checkpoint_from_before_the_encoder_rate_keeps_one_rate_and_the_former
     with pytest.raises(Crash):  # interrupted again: the checkpoints it writes carry the rates on
         train_sae(cfg, [acts], out, resume=True, progress=False, on_step=crash_at(50))
     resumed = train_sae(cfg, [acts], out, resume=True, progress=False).training
-    assert resumed["encoder_lr_ratio"] == 1.0 and resumed["lr"] == pytest.approx(former * 16)  # 4x d_in: the former rule gave no short-run factor
+    assert resumed["encoder_lr_ratio"] == 1.0 and resumed["lr"] == pytest.approx(former * scale * former_short)
     assert json.loads((checkpoint_dir_for(out) / "step_000040" / "state.json").read_text())["encoder_lr_ratio"] == 1.0
 
 

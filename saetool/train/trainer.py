@@ -379,8 +379,8 @@ class Trainer:
             self.lr, self.encoder_lr_ratio = float(meta["lr"]), float(meta["encoder_lr_ratio"])
             return
         self.encoder_lr_ratio = 1.0
-        former = {TOPK_LR: FORMER_TOPK_LR, RELU_LR: FORMER_RELU_LR}.get(self.arch.default_lr)
-        if self.config.lr is None and former is not None:
+        if self.config.lr is None:
+            former = {TOPK_LR: FORMER_TOPK_LR, RELU_LR: FORMER_RELU_LR}.get(self.arch.default_lr, self.arch.default_lr)
             factor = former_short_run_max_factor(self.cfg.d_sae, self.cfg.d_in, self.arch.short_run_lr_factor)
             self.lr = self.arch.lr_for(self.cfg.d_sae, self.total_steps, reference=former, max_factor=factor)
 
