@@ -44,7 +44,7 @@ from saetool.train.convergence import convergence_warning
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
-from saetool.train.schedules import FORMER_RELU_LR, FORMER_TOPK_LR, RELU_LR, TOPK_LR, L0Controller, default_aux_dead_tokens, former_short_run_max_factor, default_dead_tokens, lr_at, sparsity_at
+from saetool.train.schedules import FORMER_RELU_LR, FORMER_TOPK_LR, RELU_LR, TOPK_LR, L0Controller, default_aux_dead_tokens, default_dead_tokens, former_short_run_max_factor, lr_at, sparsity_at
 from saetool.train.source import Batch, as_batch
 from saetool.train.sparse import narrow_threads
 
