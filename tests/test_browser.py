@@ -153,6 +153,12 @@ def alpha(css_color: str) -> float:
     return parts[3] if len(parts) == 4 else 1.0
 
 
+def shown(pg, index: int) -> None:
+    """Wait until the browser shows feature ``index``: the hash changes before the
+    hashchange handler renders the feature, which sets the title last."""
+    pg.wait_for_function(f"document.title.startsWith('Feature {index} ')")
+
+
 @pytest.mark.slow  # drives Chromium
 @needs_browser
 def test_search_and_feature_view(page, tmp_path):
@@ -175,7 +181,7 @@ def test_search_and_feature_view(page, tmp_path):
     assert texts(pg, "#list .fid") == [] and pg.text_content("#count") == "0 of 5 features"
     pg.fill("#search", "cat")
     pg.press("#search", "Enter")
-    pg.wait_for_function("location.hash === '#feature-3'")
+    shown(pg, 3)
     assert pg.text_content("#view h2") == "Feature 3"
     assert pg.text_content("#view .label") == "the word cat and other pets"
     assert pg.text_content("#view .label-info") == "tokens labeler · detection score 0.81"
@@ -219,13 +225,13 @@ def test_search_and_feature_view(page, tmp_path):
     assert pg.get_attribute(".chip a.missing", "title") == "not in this file"
     pg.fill("#search", "")
     pg.click(".chip a:text('Feature 7')")
-    pg.wait_for_function("location.hash === '#feature-7'")
+    shown(pg, 7)
     assert pg.text_content("#view h2") == "Feature 7"
     assert pg.get_attribute("#list a[aria-current=page]", "data-index") == "7"
     pg.go_back()
-    pg.wait_for_function("location.hash === '#feature-3'")
+    shown(pg, 3)
     pg.click(".chip a.missing")
-    pg.wait_for_function("location.hash === '#feature-9999'")
+    pg.wait_for_selector("text=Feature 9999 is not in this file.")
     assert "Feature 9999 is not in this file." in pg.text_content("#view")
 
 
@@ -262,14 +268,14 @@ def test_dead_unlabelled_and_overview(page):
     assert texts(pg, ".chip a")[:2] == ["Feature 7", "Feature 6"]  # the dense ones, densest first
     assert "Dead features0, 1" in pg.text_content("#view")
     pg.click("#list a[data-index='99']")
-    pg.wait_for_function("location.hash === '#feature-99'")
+    shown(pg, 99)
     assert pg.text_content("#view h2") == "Feature 99dead"
     assert texts(pg, ".stat .v") == ["0%", "0", "0", "dead"]
     body = pg.text_content("#view")
     assert "No activations recorded." in body and "No examples." in body and "No held-out examples." in body
     assert pg.locator("svg.hist").count() == 0
     pg.click("#list a[data-index='120']")
-    pg.wait_for_function("location.hash === '#feature-120'")
+    shown(pg, 120)
     assert pg.text_content("#view .label") == "No label."
     assert pg.locator(".tok.hit").all_text_contents() == [" b"]
     # "/" focuses the search box
