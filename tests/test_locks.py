@@ -36,11 +36,12 @@ def holds_lock(pid: int, lock: Path) -> bool:
     return False
 
 
-def start_and_pause_when(args: list[str], lock: Path, timeout: float = 300) -> CliProcess:
-    """Start ``saetool ARGS`` and SIGSTOP it as soon as it holds ``lock``."""
+def start_and_pause_when(args: list[str], lock: Path, timeout: float = 300, written: Path | None = None) -> CliProcess:
+    """Start ``saetool ARGS`` and SIGSTOP it as soon as it holds ``lock`` (and, with
+    ``written``, once that file exists: a run takes its lock before it creates its output)."""
     proc = CliProcess(args)
     deadline = time.monotonic() + timeout
-    while not holds_lock(proc.pid, lock):
+    while not (holds_lock(proc.pid, lock) and (written is None or written.exists())):
         assert proc.poll() is None, f"the first run ended before taking its lock: {proc.communicate()[1]}"
         assert time.monotonic() < deadline
         time.sleep(0.002)
@@ -69,7 +70,7 @@ def paused():
 def test_second_extract_is_refused_and_the_first_is_intact(tmp_path, tiny_gpt2_dir, paused):
     args = ["extract", "--model", str(tiny_gpt2_dir), "--corpus", "bbc-news:tech", "--layers", "1", "-n", "6000", "--context-size", "32", "-b", "1"]
     out = tmp_path / "acts.h5"
-    first = start_and_pause_when([*args, "-o", str(out)], out.with_name("acts.h5.lock"))
+    first = start_and_pause_when([*args, "-o", str(out)], out.with_name("acts.h5.lock"), written=partial_path(out))
     paused.append(first)
     second = run_cli(*args, "-o", str(out))
     line = assert_clean_error(second, "another saetool process is writing", "acts.h5.lock", "choose another --output")
