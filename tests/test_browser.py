@@ -20,7 +20,7 @@ from saetool.interpret.browser import browser_data, embed_json, render_browser, 
 from saetool.interpret.records import Example, FeatureRecord, Label
 
 try:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
@@ -155,8 +155,10 @@ def alpha(css_color: str) -> float:
 
 def shown(pg, index: int) -> None:
     """Wait until the browser shows feature ``index``: the hash changes before the
-    hashchange handler renders the feature, which sets the title last."""
-    pg.wait_for_function(f"document.title.startsWith('Feature {index} ')")
+    hashchange handler renders the feature, which sets the title last. ``expect`` polls
+    from Playwright's own script; ``wait_for_function`` would poll by evaluating a string
+    in the page, which the page's Content-Security-Policy forbids (no 'unsafe-eval')."""
+    expect(pg).to_have_title(re.compile(rf"^Feature {index} "))
 
 
 @pytest.mark.slow  # drives Chromium
