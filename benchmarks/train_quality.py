@@ -230,7 +230,7 @@ def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multipli
 
     kw: dict[str, Any] = {}
     if multiplier is not None:
-        kw["lr"] = multiplier * get_architecture("topk").lr_for(d_sae, steps)
+        kw["lr"] = multiplier * get_architecture("topk").lr_for(d_sae, steps, int(x_train.shape[1]))
     if schedule is not None:
         kw["lr_schedule"] = schedule
     config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **{**(options or {}), **kw})
@@ -448,7 +448,7 @@ def summarise(args, argv: list[str], out: dict[str, Any]) -> str:
                           f"(`saetool.train.synthetic`), d_sae {sizes}, k {syn['k']}, {args.syn_batch_size:,} rows per step, "
                           f"trained on {syn['rows']:,} rows, scored on 8,192 others; MMCS = mean over the true directions of the best cosine to a decoder row. ")
         lines[-1] += (f"'defaults' is a run without `lr` or `lr_schedule` (wsd; the decoder's lr = the topk reference {TOPK_LR:g} x sqrt(2^14 / d_sae) x the short-run factor "
-                      f"sqrt(256 / steps) clamped to [1, 2], the encoder's {ENCODER_LR_RATIO:.3g} x it); 'Nx lr' multiplies both rates. Every run but one centres the encoder's input (subtracts `b_dec`, initialised at the geometric median of the data); '{FORMER}' is saetool's defaults before it did (`apply_b_dec_to_input=False`, the rates as 'defaults'). A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
+                      f"sqrt(256 / steps x max(1, d_sae / (4 d_in))) clamped to [1, 2], the encoder's {ENCODER_LR_RATIO:.3g} x it); 'Nx lr' multiplies both rates. Every run but one centres the encoder's input (subtracts `b_dec`, initialised at the geometric median of the data); '{FORMER}' is saetool's defaults before it did (`apply_b_dec_to_input=False`, the rates as 'defaults'). A cell passes when the defaults are within {args.tolerance:.0%} of its best FVU.")
         if args.sae_lens_column:
             lines[-1] += (f" '{SAE_LENS}': sae-lens {info['packages'].get('sae-lens') or ''}'s `TopKTrainingSAE` + `SAETrainer` with their defaults (lr 3e-4 constant, no warmup, "
                           "no input normalisation) on the same batches, for reference: not a candidate for 'best'.")

@@ -14,6 +14,7 @@ from saetool.train import TrainConfig, train_on_batches
 from saetool.train.initialize import init_seed
 from saetool.train.schedules import budget_lr_factor, default_lr, former_short_run_max_factor
 from saetool.train.synthetic import sparse_dictionary_data, write_activations
+from saetool.train.trainer import Trainer
 
 HOOK = "blocks.3.hook_resid_post"
 
@@ -50,13 +51,23 @@ def test_budget_factor_doubles_short_runs_and_fades_to_one_by_256_steps():
     assert budget_lr_factor(None) == 1.0  # budget unknown: the long-run rate
 
 
+def test_wide_saes_runs_count_as_short_for_longer():
+    steps = [64, 256, 512, 1024, 4096]
+    assert [budget_lr_factor(s, width=16) for s in steps] == pytest.approx([2, 2, 2**0.5, 1, 1])  # 16x: x2 up to 256 steps
+    assert [budget_lr_factor(s, width=8) for s in steps] == pytest.approx([2, 2**0.5, 1, 1, 1])
+    assert [budget_lr_factor(s, width=w) for s in steps for w in (0.5, 1, 4)] == [budget_lr_factor(s) for s in steps for _ in range(3)]  # up to 4x: the steps alone
+    assert budget_lr_factor(256, max_factor=1.0, width=16) == 1.0
+
+
 def test_short_runs_raise_the_rate_at_every_width():
     topk = get_architecture("topk")
     # SmolLM2 (d_in 576), reference 1.5e-3: 4x and 16x at 64 steps get twice their width-scaled rate, at 1024 steps not
-    assert topk.lr_for(2304, 64) == pytest.approx(2 * 1.5e-3 * (16384 / 2304) ** 0.5) == pytest.approx(8e-3)
-    assert topk.lr_for(9216, 64) == pytest.approx(2 * 1.5e-3 * (16384 / 9216) ** 0.5)
-    assert topk.lr_for(9216, 1024) == topk.lr_for(2304 * 4, None) == pytest.approx(1.5e-3 * (16384 / 9216) ** 0.5)
-    assert topk.lr_for(2304, 64, max_factor=1.0) == pytest.approx(4e-3)
+    assert topk.lr_for(2304, 64, 576) == pytest.approx(2 * 1.5e-3 * (16384 / 2304) ** 0.5) == pytest.approx(8e-3)
+    assert topk.lr_for(9216, 64, 576) == pytest.approx(2 * 1.5e-3 * (16384 / 9216) ** 0.5) == pytest.approx(4e-3)
+    assert topk.lr_for(2304, 256, 576) == pytest.approx(4e-3)  # 4x: long from 256 steps ...
+    assert topk.lr_for(9216, 256, 576) == pytest.approx(4e-3)  # ... 16x: still twice its rate
+    assert topk.lr_for(9216, 1024, 576) == topk.lr_for(9216, None, 576) == topk.lr_for(9216, 256) == pytest.approx(1.5e-3 * (16384 / 9216) ** 0.5)
+    assert topk.lr_for(2304, 64, 576, max_factor=1.0) == pytest.approx(4e-3)
 
 
 def test_checkpoints_from_before_resume_with_the_former_width_rule():
@@ -72,6 +83,9 @@ def test_only_the_topk_family_raises_the_rate_of_short_runs():
     assert jump.training["lr"] == pytest.approx(default_lr(3e-4, 256))  # 16x, 8 steps: still jumprelu's reference rate
     topk = train_on_batches(_batches(x, 64, 8), TrainConfig(arch="topk", d_sae=256, k=4, batch_size=64), steps=8)
     assert topk.training["lr"] == pytest.approx(2 * default_lr(1.5e-3, 256))  # the same run as TopK: twice its rate
+    # the trainer passes the width: 16x d_in at 512 steps still gets sqrt(2), 4x none
+    wide, narrow = (Trainer(TrainConfig(arch="topk", d_sae=256, k=4, batch_size=64), d_in=d_in, total_steps=512) for d_in in (16, 64))
+    assert wide.lr == pytest.approx(2**0.5 * default_lr(1.5e-3, 256)) and narrow.lr == pytest.approx(default_lr(1.5e-3, 256))
 
 
 def test_defaults_use_the_width_scaled_lr_and_the_wsd_schedule():

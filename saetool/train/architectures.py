@@ -62,8 +62,9 @@ class SAEArchitecture:
       (gradient component along each row removed, rows renormalised each step).
     * ``default_lr``: the learning rate at ``d_sae = 2**14``; the trainer scales it
       by ``sqrt(2**14 / d_sae)`` (:func:`saetool.train.schedules.default_lr`);
-      ``short_run_lr_factor``: the most a run shorter than 256 steps raises it
-      (:func:`saetool.train.schedules.budget_lr_factor`; 1: not at all);
+      ``short_run_lr_factor``: the most a short run raises it (shorter than 256
+      steps up to 4x d_in, longer for wider SAEs:
+      :func:`saetool.train.schedules.budget_lr_factor`; 1: not at all);
       ``encoder_lr_ratio``: the encoder's rate (``W_enc``, ``b_enc``) as a
       fraction of the decoder's (``W_dec``, ``b_dec``), which ``default_lr`` and
       ``--lr`` give (a subclass of the TopK or BatchTopK architecture inherits
@@ -88,7 +89,7 @@ class SAEArchitecture:
     needs_k: bool = False
     unit_norm_decoder: bool = True
     default_lr: float = 1e-3  # plugins' default (the built-ins set their own)
-    short_run_lr_factor: float = 2.0  # measured on TopK at 4x and 16x d_in: x2 at <= 64 steps, x1 from 256 steps (docs/benchmarks.md, "train quality")
+    short_run_lr_factor: float = 2.0  # measured on TopK at 4x, 8x and 16x d_in: x2 at <= 64 steps (16x: <= 256), x1 from 256 steps (16x: 1024) (docs/benchmarks.md, "train quality")
     encoder_lr_ratio: float = 1.0
     default_sparsity_coeff: float | None = None
     default_target_l0: float | None = None
@@ -100,13 +101,13 @@ class SAEArchitecture:
     options_class: type | None = None
 
     # -- learning rate ------------------------------------------------------------
-    def lr_for(self, d_sae: int, steps: int | None, reference: float | None = None, max_factor: float | None = None) -> float:
+    def lr_for(self, d_sae: int, steps: int | None, d_in: int | None = None, reference: float | None = None, max_factor: float | None = None) -> float:
         """The default learning rate (the decoder's) of a ``steps``-step run of ``d_sae``
-        features: ``reference`` (default :attr:`default_lr`) scaled by width and budget,
-        a short run's factor at most ``max_factor`` (default :attr:`short_run_lr_factor`;
-        :func:`~saetool.train.schedules.default_lr`)."""
+        features on ``d_in``-dimensional input: ``reference`` (default :attr:`default_lr`)
+        scaled by width and budget, a short run's factor at most ``max_factor`` (default
+        :attr:`short_run_lr_factor`; :func:`~saetool.train.schedules.default_lr`)."""
         reference = self.default_lr if reference is None else reference
-        return default_lr(reference, d_sae, steps, self.short_run_lr_factor if max_factor is None else max_factor)
+        return default_lr(reference, d_sae, steps, self.short_run_lr_factor if max_factor is None else max_factor, d_in)
 
     # -- configuration ------------------------------------------------------------
     def options(self, settings: "TrainConfig", d_sae: int) -> dict[str, Any]:  # noqa: ARG002

@@ -12,8 +12,8 @@ import math
 
 LR_SCHEDULES = ("wsd", "cosine", "constant")
 REFERENCE_WIDTH = 1 << 14  # d_sae at which an architecture's ``default_lr`` applies
-LONG_RUN_STEPS = 256  # runs this long or longer get the reference rate; shorter ones more (see budget_lr_factor)
-FORMER_SHORT_RUN_WIDTH = 4  # d_sae / d_in up to which short runs kept the reference rate before every width got the factor (see former_short_run_max_factor)
+LONG_RUN_STEPS = 256  # SAEs up to SHORT_RUN_WIDTH x d_in this long or longer get the reference rate; shorter ones more (see budget_lr_factor)
+SHORT_RUN_WIDTH = 4  # d_sae / d_in: a wider SAE's run counts as long only at LONG_RUN_STEPS x (d_sae / d_in) / 4 steps (see budget_lr_factor)
 AUX_COEFF = 0.25  # the AuxK loss's default weight (see default_aux_dead_tokens; OpenAI's and sparsify's is 1/32)
 DEAD_WINDOW_MAX = 1_000_000  # tokens: the longest default dead window (see default_dead_tokens)
 DEAD_WINDOW_MIN = 4096  # tokens: the shortest default AuxK window (see default_aux_dead_tokens)
@@ -25,30 +25,37 @@ FORMER_RELU_LR = 1e-4  # its rate before RELU_LR (checkpoints from before the en
 ENCODER_LR_RATIO = 1 / 3  # topk, batchtopk, matryoshka: encoder rate / decoder rate, measured on SmolLM2 (docs/benchmarks.md, "train quality")
 
 
-def budget_lr_factor(steps: int | None, max_factor: float = 2.0) -> float:
-    """How much a run of ``steps`` steps raises the default learning rate:
-    ``sqrt(256 / steps)`` clamped to ``[1, max_factor]`` (at most 2 at 64 steps or
-    fewer, 1.41 at 128, 1 from 256 on)."""
+def budget_lr_factor(steps: int | None, max_factor: float = 2.0, width: float = 1.0) -> float:
+    """How much a run of ``steps`` steps raises the default learning rate of an SAE
+    ``width`` = d_sae / d_in times wider than its input: ``sqrt(256 / steps x
+    max(1, width / 4))`` clamped to ``[1, max_factor]``. Up to 4x d_in: at most 2
+    at 64 steps or fewer, 1.41 at 128, 1 from 256 on; a wider SAE's features each
+    see fewer tokens, so its run counts as short for longer (16x: 2 up to 256
+    steps, 1.41 at 512, 1 from 1024). Measured on TopK, SmolLM2 and Gemma 3
+    (docs/benchmarks.md, "train quality")."""
     if steps is None or steps < 1 or max_factor <= 1:
         return 1.0
-    return min(max_factor, max(1.0, math.sqrt(LONG_RUN_STEPS / steps)))
+    return min(max_factor, max(1.0, math.sqrt(LONG_RUN_STEPS / steps * max(1.0, width / SHORT_RUN_WIDTH))))
 
 
 def former_short_run_max_factor(d_sae: int, d_in: int, limit: float = 2.0) -> float:
     """The most a short run raised the rate of an SAE ``d_sae / d_in`` times wider
-    than its input before every width got :func:`budget_lr_factor`'s full factor:
-    ``sqrt(d_sae / (4 d_in))`` clamped to ``[1, limit]`` (1 at 4x, 2 from 16x). Only
-    checkpoints from then, which did not store their rate, resume with it."""
+    than its input before every width got :func:`budget_lr_factor`'s factor:
+    ``sqrt(d_sae / (4 d_in))`` clamped to ``[1, limit]`` (1 at 4x, 2 from 16x),
+    of the factor for 4x d_in. Only checkpoints from then, which did not store
+    their rate, resume with it."""
     if limit <= 1 or d_in < 1:
         return 1.0
-    return min(limit, max(1.0, math.sqrt(d_sae / (FORMER_SHORT_RUN_WIDTH * d_in))))
+    return min(limit, max(1.0, math.sqrt(d_sae / (SHORT_RUN_WIDTH * d_in))))
 
 
-def default_lr(reference: float, d_sae: int, steps: int | None = None, max_factor: float = 1.0) -> float:
+def default_lr(reference: float, d_sae: int, steps: int | None = None, max_factor: float = 1.0, d_in: int | None = None) -> float:
     """The default learning rate: ``reference`` at ``d_sae = 2**14``, scaled by
     ``1 / sqrt(d_sae / 2**14)`` (wider SAEs take smaller steps), times
-    :func:`budget_lr_factor` of the run's ``steps`` (at most ``max_factor``; 1: none)."""
-    return reference / math.sqrt(max(1, d_sae) / REFERENCE_WIDTH) * budget_lr_factor(steps, max_factor)
+    :func:`budget_lr_factor` of the run's ``steps`` and width ``d_sae / d_in``
+    (at most ``max_factor``; 1: none; ``d_in`` None: the factor of 4x d_in or narrower)."""
+    width = d_sae / d_in if d_in else 1.0
+    return reference / math.sqrt(max(1, d_sae) / REFERENCE_WIDTH) * budget_lr_factor(steps, max_factor, width)
 
 
 def default_dead_tokens(total_tokens: int, batch: int) -> int:
