@@ -230,7 +230,7 @@ def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multipli
 
     kw: dict[str, Any] = {}
     if multiplier is not None:
-        kw["lr"] = multiplier * get_architecture("topk").lr_for(d_sae, steps, int(x_train.shape[1]))
+        kw["lr"] = multiplier * get_architecture("topk").lr_for(d_sae, steps, d_in=int(x_train.shape[1]))
     if schedule is not None:
         kw["lr_schedule"] = schedule
     config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **{**(options or {}), **kw})

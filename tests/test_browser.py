@@ -158,7 +158,7 @@ def shown(pg, index: int) -> None:
     hashchange handler renders the feature, which sets the title last. ``expect`` polls
     from Playwright's own script; ``wait_for_function`` would poll by evaluating a string
     in the page, which the page's Content-Security-Policy forbids (no 'unsafe-eval')."""
-    expect(pg).to_have_title(re.compile(rf"^Feature {index} "))
+    expect(pg).to_have_title(re.compile(rf"^Feature {index} "), timeout=30_000)  # wait_for_function's 30 s, not expect's 5
 
 
 @pytest.mark.slow  # drives Chromium

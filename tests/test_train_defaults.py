@@ -44,7 +44,7 @@ def test_two_hooks_start_from_different_weights_and_one_hook_from_the_same():
     assert float(same_index.mean()) < 0.3  # independent random rows in 16 dimensions: ~0.2 on average
 
 
-def test_budget_factor_doubles_short_runs_and_fades_to_one_by_256_steps():
+def test_budget_factor_doubles_short_runs_and_fades_to_one_by_256_steps_up_to_4x():
     steps = [1, 32, 64, 100, 128, 256, 1024]
     assert [budget_lr_factor(s) for s in steps] == pytest.approx([2, 2, 2, 1.6, 2**0.5, 1, 1])
     assert [budget_lr_factor(s, max_factor=1.0) for s in steps] == [1.0] * len(steps)
@@ -62,17 +62,27 @@ def test_wide_saes_runs_count_as_short_for_longer():
 def test_short_runs_raise_the_rate_at_every_width():
     topk = get_architecture("topk")
     # SmolLM2 (d_in 576), reference 1.5e-3: 4x and 16x at 64 steps get twice their width-scaled rate, at 1024 steps not
-    assert topk.lr_for(2304, 64, 576) == pytest.approx(2 * 1.5e-3 * (16384 / 2304) ** 0.5) == pytest.approx(8e-3)
-    assert topk.lr_for(9216, 64, 576) == pytest.approx(2 * 1.5e-3 * (16384 / 9216) ** 0.5) == pytest.approx(4e-3)
-    assert topk.lr_for(2304, 256, 576) == pytest.approx(4e-3)  # 4x: long from 256 steps ...
-    assert topk.lr_for(9216, 256, 576) == pytest.approx(4e-3)  # ... 16x: still twice its rate
-    assert topk.lr_for(9216, 1024, 576) == topk.lr_for(9216, None, 576) == topk.lr_for(9216, 256) == pytest.approx(1.5e-3 * (16384 / 9216) ** 0.5)
-    assert topk.lr_for(2304, 64, 576, max_factor=1.0) == pytest.approx(4e-3)
+    assert topk.lr_for(2304, 64, d_in=576) == pytest.approx(2 * 1.5e-3 * (16384 / 2304) ** 0.5) == pytest.approx(8e-3)
+    assert topk.lr_for(9216, 64, d_in=576) == pytest.approx(2 * 1.5e-3 * (16384 / 9216) ** 0.5) == pytest.approx(4e-3)
+    assert topk.lr_for(2304, 256, d_in=576) == pytest.approx(4e-3)  # 4x: long from 256 steps ...
+    assert topk.lr_for(9216, 256, d_in=576) == pytest.approx(4e-3)  # ... 16x: still twice its rate
+    assert topk.lr_for(9216, 1024, d_in=576) == topk.lr_for(9216, None, d_in=576) == topk.lr_for(9216, 256) == pytest.approx(1.5e-3 * (16384 / 9216) ** 0.5)
+    assert topk.lr_for(2304, 64, d_in=576, max_factor=1.0) == pytest.approx(4e-3)
 
 
 def test_checkpoints_from_before_resume_with_the_former_width_rule():
     assert [former_short_run_max_factor(w * 576, 576) for w in (1, 4, 8, 16, 64)] == pytest.approx([1, 1, 2**0.5, 2, 2])
     assert former_short_run_max_factor(16 * 576, 576, limit=1.0) == 1.0
+
+
+@pytest.mark.parametrize(("d_in", "steps", "factor"), [(16, 512, 1.0), (16, 128, 2**0.5), (64, 128, 1.0), (32, 64, 2**0.5)])
+def test_a_checkpoint_without_its_rate_resumes_with_the_former_rule(d_in, steps, factor):
+    """A checkpoint from before the encoder had its own rate stored no rate: it resumes
+    with the former reference and sqrt(256 / steps) capped by the former width rule,
+    where today's rule differs (16x at 512 steps: x1.41 today, x1 then)."""
+    trainer = Trainer(TrainConfig(arch="topk", d_sae=256, k=4, batch_size=64), d_in=d_in, total_steps=steps)
+    trainer._restore_derived({"train_config": {}})
+    assert trainer.encoder_lr_ratio == 1.0 and trainer.lr == pytest.approx(factor * default_lr(1e-3, 256))
 
 
 def test_only_the_topk_family_raises_the_rate_of_short_runs():

@@ -63,7 +63,8 @@ class SAEArchitecture:
     * ``default_lr``: the learning rate at ``d_sae = 2**14``; the trainer scales it
       by ``sqrt(2**14 / d_sae)`` (:func:`saetool.train.schedules.default_lr`);
       ``short_run_lr_factor``: the most a short run raises it (shorter than 256
-      steps up to 4x d_in, longer for wider SAEs:
+      steps up to 4x d_in, longer for wider SAEs, the width being ``d_sae / d_in``
+      with ``d_in`` summed over a multi-hook SAE's hooks:
       :func:`saetool.train.schedules.budget_lr_factor`; 1: not at all);
       ``encoder_lr_ratio``: the encoder's rate (``W_enc``, ``b_enc``) as a
       fraction of the decoder's (``W_dec``, ``b_dec``), which ``default_lr`` and
@@ -89,7 +90,7 @@ class SAEArchitecture:
     needs_k: bool = False
     unit_norm_decoder: bool = True
     default_lr: float = 1e-3  # plugins' default (the built-ins set their own)
-    short_run_lr_factor: float = 2.0  # measured on TopK at 4x, 8x and 16x d_in: x2 at <= 64 steps (16x: <= 256), x1 from 256 steps (16x: 1024) (docs/benchmarks.md, "train quality")
+    short_run_lr_factor: float = 2.0  # measured on TopK at 4x, 8x and 16x d_in: x2 up to 64 / 128 / 256 steps, x1 from 256 / 512 / 1024 (docs/benchmarks.md, "train quality")
     encoder_lr_ratio: float = 1.0
     default_sparsity_coeff: float | None = None
     default_target_l0: float | None = None
@@ -101,13 +102,13 @@ class SAEArchitecture:
     options_class: type | None = None
 
     # -- learning rate ------------------------------------------------------------
-    def lr_for(self, d_sae: int, steps: int | None, d_in: int | None = None, reference: float | None = None, max_factor: float | None = None) -> float:
+    def lr_for(self, d_sae: int, steps: int | None, *, d_in: int | None = None, reference: float | None = None, max_factor: float | None = None) -> float:
         """The default learning rate (the decoder's) of a ``steps``-step run of ``d_sae``
         features on ``d_in``-dimensional input: ``reference`` (default :attr:`default_lr`)
         scaled by width and budget, a short run's factor at most ``max_factor`` (default
         :attr:`short_run_lr_factor`; :func:`~saetool.train.schedules.default_lr`)."""
         reference = self.default_lr if reference is None else reference
-        return default_lr(reference, d_sae, steps, self.short_run_lr_factor if max_factor is None else max_factor, d_in)
+        return default_lr(reference, d_sae, steps, self.short_run_lr_factor if max_factor is None else max_factor, d_in=d_in)
 
     # -- configuration ------------------------------------------------------------
     def options(self, settings: "TrainConfig", d_sae: int) -> dict[str, Any]:  # noqa: ARG002

@@ -31,8 +31,8 @@ def budget_lr_factor(steps: int | None, max_factor: float = 2.0, width: float = 
     max(1, width / 4))`` clamped to ``[1, max_factor]``. Up to 4x d_in: at most 2
     at 64 steps or fewer, 1.41 at 128, 1 from 256 on; a wider SAE's features each
     see fewer tokens, so its run counts as short for longer (16x: 2 up to 256
-    steps, 1.41 at 512, 1 from 1024). Measured on TopK, SmolLM2 and Gemma 3
-    (docs/benchmarks.md, "train quality")."""
+    steps, 1.41 at 512, 1 from 1024). Measured on TopK, SmolLM2 and Gemma 3, up
+    to 16x (docs/benchmarks.md, "train quality")."""
     if steps is None or steps < 1 or max_factor <= 1:
         return 1.0
     return min(max_factor, max(1.0, math.sqrt(LONG_RUN_STEPS / steps * max(1.0, width / SHORT_RUN_WIDTH))))
@@ -41,15 +41,15 @@ def budget_lr_factor(steps: int | None, max_factor: float = 2.0, width: float = 
 def former_short_run_max_factor(d_sae: int, d_in: int, limit: float = 2.0) -> float:
     """The most a short run raised the rate of an SAE ``d_sae / d_in`` times wider
     than its input before every width got :func:`budget_lr_factor`'s factor:
-    ``sqrt(d_sae / (4 d_in))`` clamped to ``[1, limit]`` (1 at 4x, 2 from 16x),
-    of the factor for 4x d_in. Only checkpoints from then, which did not store
-    their rate, resume with it."""
+    ``sqrt(d_sae / (4 d_in))`` clamped to ``[1, limit]`` (1 at 4x, 2 from 16x), a
+    cap on the factor ``sqrt(256 / steps)`` of 4x and narrower SAEs. Only
+    checkpoints from then, which did not store their rate, resume with it."""
     if limit <= 1 or d_in < 1:
         return 1.0
     return min(limit, max(1.0, math.sqrt(d_sae / (SHORT_RUN_WIDTH * d_in))))
 
 
-def default_lr(reference: float, d_sae: int, steps: int | None = None, max_factor: float = 1.0, d_in: int | None = None) -> float:
+def default_lr(reference: float, d_sae: int, steps: int | None = None, max_factor: float = 1.0, *, d_in: int | None = None) -> float:
     """The default learning rate: ``reference`` at ``d_sae = 2**14``, scaled by
     ``1 / sqrt(d_sae / 2**14)`` (wider SAEs take smaller steps), times
     :func:`budget_lr_factor` of the run's ``steps`` and width ``d_sae / d_in``

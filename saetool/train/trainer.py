@@ -143,7 +143,7 @@ class Trainer:
         if self.target_defaulted:
             self.config = config = replace(config, target_l0=default_target_l0(self.arch.default_target_l0, config.targets.l0_min, config.targets.l0_max, self.cfg.d_sae))
         self.transcoder = self.cfg.is_transcoder
-        self.lr = config.lr if config.lr is not None else self.arch.lr_for(self.cfg.d_sae, self.total_steps, self.cfg.d_in)
+        self.lr = config.lr if config.lr is not None else self.arch.lr_for(self.cfg.d_sae, self.total_steps, d_in=self.cfg.d_in)
         self.encoder_lr_ratio = config.encoder_lr_ratio if config.encoder_lr_ratio is not None else self.arch.encoder_lr_ratio
         self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
