@@ -55,6 +55,7 @@ def test_wide_saes_runs_count_as_short_for_longer():
     steps = [64, 256, 512, 1024, 4096]
     assert [budget_lr_factor(s, width=16) for s in steps] == pytest.approx([2, 2, 2**0.5, 1, 1])  # 16x: x2 up to 256 steps
     assert [budget_lr_factor(s, width=8) for s in steps] == pytest.approx([2, 2**0.5, 1, 1, 1])
+    assert [budget_lr_factor(s, width=w) for s in steps for w in (32, 128)] == [budget_lr_factor(s, width=16) for s in steps for _ in range(2)]  # wider than measured: as 16x
     assert [budget_lr_factor(s, width=w) for s in steps for w in (0.5, 1, 4)] == [budget_lr_factor(s) for s in steps for _ in range(3)]  # up to 4x: the steps alone
     assert budget_lr_factor(256, max_factor=1.0, width=16) == 1.0
 
