@@ -53,8 +53,9 @@ def test_budget_factor_doubles_short_runs_and_fades_to_one_by_256_steps_up_to_4x
 
 def test_wide_saes_runs_count_as_short_for_longer():
     steps = [64, 256, 512, 1024, 4096]
-    assert [budget_lr_factor(s, width=16) for s in steps] == pytest.approx([2, 2, 2**0.5, 1, 1])  # 16x: x2 up to 256 steps
-    assert [budget_lr_factor(s, width=8) for s in steps] == pytest.approx([2, 2**0.5, 1, 1, 1])
+    assert [budget_lr_factor(s, width=16) for s in steps] == pytest.approx([2, 2**0.5, 1, 1, 1])  # 16x: long from 512 steps
+    assert budget_lr_factor(128, width=16) == 2 and budget_lr_factor(128, width=8) == pytest.approx(2**0.75)
+    assert [budget_lr_factor(s, width=8) for s in steps] == pytest.approx([2, 2**0.25, 1, 1, 1])
     assert [budget_lr_factor(s, width=w) for s in steps for w in (32, 128)] == [budget_lr_factor(s, width=16) for s in steps for _ in range(2)]  # wider than measured: as 16x
     assert [budget_lr_factor(s, width=w) for s in steps for w in (0.5, 1, 4)] == [budget_lr_factor(s) for s in steps for _ in range(3)]  # up to 4x: the steps alone
     assert budget_lr_factor(256, max_factor=1.0, width=16) == 1.0
@@ -66,7 +67,7 @@ def test_short_runs_raise_the_rate_at_every_width():
     assert topk.lr_for(2304, 64, d_in=576) == pytest.approx(2 * 1.5e-3 * (16384 / 2304) ** 0.5) == pytest.approx(8e-3)
     assert topk.lr_for(9216, 64, d_in=576) == pytest.approx(2 * 1.5e-3 * (16384 / 9216) ** 0.5) == pytest.approx(4e-3)
     assert topk.lr_for(2304, 256, d_in=576) == pytest.approx(4e-3)  # 4x: long from 256 steps ...
-    assert topk.lr_for(9216, 256, d_in=576) == pytest.approx(4e-3)  # ... 16x: still twice its rate
+    assert topk.lr_for(9216, 256, d_in=576) == pytest.approx(2**0.5 * 2e-3)  # ... 16x: still x1.41
     assert topk.lr_for(9216, 1024, d_in=576) == topk.lr_for(9216, None, d_in=576) == topk.lr_for(9216, 256) == pytest.approx(1.5e-3 * (16384 / 9216) ** 0.5)
     assert topk.lr_for(2304, 64, d_in=576, max_factor=1.0) == pytest.approx(4e-3)
 
@@ -76,11 +77,11 @@ def test_checkpoints_from_before_resume_with_the_former_width_rule():
     assert former_short_run_max_factor(16 * 576, 576, limit=1.0) == 1.0
 
 
-@pytest.mark.parametrize(("d_in", "steps", "factor"), [(16, 512, 1.0), (16, 128, 2**0.5), (64, 128, 1.0), (32, 64, 2**0.5)])
+@pytest.mark.parametrize(("d_in", "steps", "factor"), [(16, 256, 1.0), (16, 128, 2**0.5), (64, 128, 1.0), (32, 64, 2**0.5)])
 def test_a_checkpoint_without_its_rate_resumes_with_the_former_rule(d_in, steps, factor):
     """A checkpoint from before the encoder had its own rate stored no rate: it resumes
     with the former reference and sqrt(256 / steps) capped by the former width rule,
-    where today's rule differs (16x at 512 steps: x1.41 today, x1 then)."""
+    where today's rule differs (16x at 256 steps: x1.41 today, x1 then)."""
     trainer = Trainer(TrainConfig(arch="topk", d_sae=256, k=4, batch_size=64), d_in=d_in, total_steps=steps)
     trainer._restore_derived({"train_config": {}})
     assert trainer.encoder_lr_ratio == 1.0 and trainer.lr == pytest.approx(factor * default_lr(1e-3, 256))
@@ -94,8 +95,8 @@ def test_only_the_topk_family_raises_the_rate_of_short_runs():
     assert jump.training["lr"] == pytest.approx(default_lr(3e-4, 256))  # 16x, 8 steps: still jumprelu's reference rate
     topk = train_on_batches(_batches(x, 64, 8), TrainConfig(arch="topk", d_sae=256, k=4, batch_size=64), steps=8)
     assert topk.training["lr"] == pytest.approx(2 * default_lr(1.5e-3, 256))  # the same run as TopK: twice its rate
-    # the trainer passes the width: 16x d_in at 512 steps still gets sqrt(2), 4x none
-    wide, narrow = (Trainer(TrainConfig(arch="topk", d_sae=256, k=4, batch_size=64), d_in=d_in, total_steps=512) for d_in in (16, 64))
+    # the trainer passes the width: 16x d_in at 256 steps still gets sqrt(2), 4x none
+    wide, narrow = (Trainer(TrainConfig(arch="topk", d_sae=256, k=4, batch_size=64), d_in=d_in, total_steps=256) for d_in in (16, 64))
     assert wide.lr == pytest.approx(2**0.5 * default_lr(1.5e-3, 256)) and narrow.lr == pytest.approx(default_lr(1.5e-3, 256))
 
 

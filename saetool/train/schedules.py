@@ -13,7 +13,7 @@ import math
 LR_SCHEDULES = ("wsd", "cosine", "constant")
 REFERENCE_WIDTH = 1 << 14  # d_sae at which an architecture's ``default_lr`` applies
 LONG_RUN_STEPS = 256  # SAEs up to SHORT_RUN_WIDTH x d_in this long or longer get the reference rate; shorter ones more (see budget_lr_factor)
-SHORT_RUN_WIDTH = 4  # d_sae / d_in: a wider SAE's run counts as long only at LONG_RUN_STEPS x (d_sae / d_in) / 4 steps (see budget_lr_factor) ...
+SHORT_RUN_WIDTH = 4  # d_sae / d_in: a wider SAE's run counts as long only at LONG_RUN_STEPS x sqrt((d_sae / d_in) / 4) steps (see budget_lr_factor) ...
 SHORT_RUN_WIDTH_MAX = 16  # ... counting widths up to this one, the widest measured (wider SAEs: as 16x)
 AUX_COEFF = 0.25  # the AuxK loss's default weight (see default_aux_dead_tokens; OpenAI's and sparsify's is 1/32)
 DEAD_WINDOW_MAX = 1_000_000  # tokens: the longest default dead window (see default_dead_tokens)
@@ -29,15 +29,15 @@ ENCODER_LR_RATIO = 1 / 3  # topk, batchtopk, matryoshka: encoder rate / decoder 
 def budget_lr_factor(steps: int | None, max_factor: float = 2.0, width: float = 1.0) -> float:
     """How much a run of ``steps`` steps raises the default learning rate of an SAE
     ``width`` = d_sae / d_in times wider than its input: ``sqrt(256 / steps x
-    min(4, max(1, width / 4)))`` clamped to ``[1, max_factor]``. Up to 4x d_in:
-    at most 2 at 64 steps or fewer, 1.41 at 128, 1 from 256 on; a wider SAE's
-    features each see fewer tokens, so its run counts as short for longer (16x:
-    2 up to 256 steps, 1.41 at 512, 1 from 1024). Measured on TopK, SmolLM2 and
-    Gemma 3 up to 16x, so wider SAEs count as 16x (docs/benchmarks.md, "train
-    quality")."""
+    s)`` clamped to ``[1, max_factor]``, ``s = sqrt(width / 4)`` within ``[1, 2]``.
+    Up to 4x d_in: at most 2 at 64 steps or fewer, 1.41 at 128, 1 from 256 on; a
+    wider SAE's features each see fewer tokens, so its run counts as short for
+    longer (8x: 1.68 at 128 steps, 1.19 at 256, 1 from 362; 16x: 2 up to 128,
+    1.41 at 256, 1 from 512). Measured on TopK, SmolLM2 and Gemma 3 up to 16x,
+    so wider SAEs count as 16x (docs/benchmarks.md, "train quality")."""
     if steps is None or steps < 1 or max_factor <= 1:
         return 1.0
-    stretch = min(SHORT_RUN_WIDTH_MAX, max(SHORT_RUN_WIDTH, width)) / SHORT_RUN_WIDTH
+    stretch = math.sqrt(min(SHORT_RUN_WIDTH_MAX, max(SHORT_RUN_WIDTH, width)) / SHORT_RUN_WIDTH)
     return min(max_factor, max(1.0, math.sqrt(LONG_RUN_STEPS / steps * stretch)))
 
 
