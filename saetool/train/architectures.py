@@ -90,7 +90,7 @@ class SAEArchitecture:
     needs_k: bool = False
     unit_norm_decoder: bool = True
     default_lr: float = 1e-3  # plugins' default (the built-ins set their own)
-    short_run_lr_factor: float = 2.0  # measured on TopK at 4x, 8x and 16x d_in: x2 up to 64 / 128 / 256 steps, x1 from 256 / 512 / 1024 (docs/benchmarks.md, "train quality")
+    short_run_lr_factor: float = 2.0  # measured on TopK at 4x, 8x and 16x d_in: x2 up to 64 / 90 / 128 steps, x1 from 256 / 362 / 512 (docs/benchmarks.md, "train quality")
     encoder_lr_ratio: float = 1.0
     default_sparsity_coeff: float | None = None
     default_target_l0: float | None = None

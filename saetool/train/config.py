@@ -114,7 +114,7 @@ class TrainConfig:
     hook_out: str | None = None
     """Hook to reconstruct (a transcoder), e.g. blocks.3.hook_mlp_out."""
     lr: float | None = None
-    """Adam learning rate of the decoder (default: 1.5e-3 x sqrt(16384 / d_sae) for topk, batchtopk and matryoshka, e.g. 4e-3 at 2,304 features, 1e-3 x sqrt(16384 / d_sae) for transcoder; their short runs x sqrt(256 / steps), or for SAEs wider than 4x d_in: x sqrt(256 / steps x min(4, d_sae / (4 d_in))), at most x2, e.g. on SmolLM2's 576 dimensions 8e-3 at 2,304 features and 64 steps, 4e-3 at 9,216 features and 256 steps; relu 4e-4, jumprelu 3e-4, crosscoder 1e-4 at 16384, at every budget)."""
+    """Adam learning rate of the decoder (default: 1.5e-3 x sqrt(16384 / d_sae) for topk, batchtopk and matryoshka, e.g. 4e-3 at 2,304 features, 1e-3 x sqrt(16384 / d_sae) for transcoder; their short runs x sqrt(256 / steps), at most x2, where a run of an SAE wider than 4x d_in counts as long only from 256 x sqrt(d_sae / (4 d_in)) steps (512 at 16x and wider), e.g. on SmolLM2's 576 dimensions 8e-3 at 2,304 features and 64 steps, 2.8e-3 at 9,216 features and 256 steps; relu 4e-4, jumprelu 3e-4, crosscoder 1e-4 at 16384, at every budget)."""
     encoder_lr_ratio: float | None = None
     """The encoder's learning rate as a fraction of `lr` (default: 1/3 for topk, batchtopk and matryoshka, which leaves fewer features dead: docs/benchmarks.md; 1 for the others)."""
     lr_schedule: str = "wsd"
