@@ -225,8 +225,9 @@ JUMPRELU_THRESHOLD_LR_SCALE = 100.0
 
 
 def jumprelu_encoder_init_scale(d_in: int, d_sae: int) -> float:
-    """The initial encoder's scale relative to the decoder's transpose: 1 up to 4x d_in, 4 d_in / d_sae wider."""
-    return min(1.0, 4.0 * d_in / d_sae)
+    """The initial encoder's scale relative to the decoder's transpose: 1 up to 4x d_in,
+    sqrt(4 d_in / d_sae) wider (0.5 at 16x; docs/benchmarks.md, "JumpReLU, 16x d_model")."""
+    return min(1.0, (4.0 * d_in / d_sae) ** 0.5)
 
 
 @dataclass
@@ -338,7 +339,7 @@ class JumpReLUArchitecture(SAEArchitecture):
             # wider than 4x: a smaller encoder, or the reconstruction is many times the input
             # early on (16x on Gemma 3: held-out FVU 4.3 after 64 steps, the outlier tokens
             # firing thousands of features; thresholds set for L0 32 from the first batch
-            # did not help; docs/benchmarks.md, "16x d_model")
+            # did not help; docs/benchmarks.md, "JumpReLU, 16x d_model")
             sae.W_enc.mul_(jumprelu_encoder_init_scale(cfg.d_in, cfg.d_sae))
         return sae
 
