@@ -316,14 +316,15 @@ def test_jumprelu_default_target_respects_the_checklist_range(data):
 
 
 def test_wide_jumprelu_starts_with_a_smaller_encoder():
-    """Up to 4x d_in the encoder starts as the decoder's transpose; wider, times sqrt(4 d_in / d_sae)
-    (a 16x JumpReLU SAE on Gemma 3 otherwise reconstructed many times its input early on, and
-    4 d_in / d_sae left half its features never firing after long runs)."""
+    """Up to 4x d_in the encoder starts as the decoder's transpose; wider, times 4 d_in / d_sae
+    down to 0.5 (8x), 0.5 up to 16x and sqrt(4 d_in / d_sae) beyond (a 16x JumpReLU SAE on
+    Gemma 3 otherwise reconstructed many times its input early on, and 0.25 at 16x left half
+    its features never firing after long runs)."""
     from saetool.sae.config import SAEConfig
     from saetool.train.architectures import JumpReLUArchitecture
 
     arch = JumpReLUArchitecture()
-    for d_sae, scale in ((64, 1.0), (256, 1.0), (512, 2**-0.5), (1024, 0.5), (2048, 2**-1.5)):
+    for d_sae, scale in ((64, 1.0), (256, 1.0), (384, 2 / 3), (512, 0.5), (768, 0.5), (1024, 0.5), (2048, 2**-1.5), (4096, 0.25)):
         sae = arch.init(SAEConfig(arch="jumprelu", d_in=64, d_sae=d_sae, hook="h", activation="jumprelu"), torch.Generator().manual_seed(0))
         assert torch.allclose(sae.W_enc, scale * sae.W_dec.t())
         assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(d_sae))

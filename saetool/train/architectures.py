@@ -226,8 +226,10 @@ JUMPRELU_THRESHOLD_LR_SCALE = 100.0
 
 def jumprelu_encoder_init_scale(d_in: int, d_sae: int) -> float:
     """The initial encoder's scale relative to the decoder's transpose: 1 up to 4x d_in,
-    sqrt(4 d_in / d_sae) wider (0.5 at 16x; docs/benchmarks.md, "JumpReLU, 16x d_model")."""
-    return min(1.0, (4.0 * d_in / d_sae) ** 0.5)
+    then 4 d_in / d_sae but at least 0.5 up to 16x and sqrt(4 d_in / d_sae) wider
+    (measured at 8x, 16x and 32x; docs/benchmarks.md, "JumpReLU, 16x d_model")."""
+    ratio = 4.0 * d_in / d_sae
+    return max(min(1.0, ratio), min(0.5, ratio**0.5))
 
 
 @dataclass
