@@ -227,7 +227,7 @@ JUMPRELU_THRESHOLD_LR_SCALE = 100.0
 def jumprelu_encoder_init_scale(d_in: int, d_sae: int) -> float:
     """The initial encoder's scale relative to the decoder's transpose: 1 up to 4x d_in,
     then 4 d_in / d_sae but at least 0.5 up to 16x and sqrt(4 d_in / d_sae) wider
-    (measured at 8x, 16x and 32x; docs/benchmarks.md, "JumpReLU, 16x d_model")."""
+    (measured at 8x, 16x and 32x: docs/benchmarks.md, "train quality", the JumpReLU paragraphs)."""
     ratio = 4.0 * d_in / d_sae
     return max(min(1.0, ratio), min(0.5, ratio**0.5))
 
