@@ -14,6 +14,7 @@ from saetool.train import TrainConfig, train_on_batches
 from saetool.train.initialize import init_seed
 from saetool.train.schedules import budget_lr_factor, default_lr, former_short_run_max_factor
 from saetool.train.synthetic import sparse_dictionary_data, write_activations
+from saetool.train.source import Batch
 from saetool.train.trainer import Trainer
 
 HOOK = "blocks.3.hook_resid_post"
@@ -85,6 +86,28 @@ def test_a_checkpoint_without_its_rate_resumes_with_the_former_rule(d_in, steps,
     trainer = Trainer(TrainConfig(arch="topk", d_sae=256, k=4, batch_size=64), d_in=d_in, total_steps=steps)
     trainer._restore_derived({"train_config": {}})
     assert trainer.encoder_lr_ratio == 1.0 and trainer.lr == pytest.approx(factor * default_lr(1e-3, 256))
+
+
+def _threshold_scale(trainer) -> float:
+    names = [name for name, _ in trainer.sae.named_parameters()]
+    return trainer.optimizer.lr_scales[names.index("threshold")]
+
+
+def test_jumprelu_thresholds_step_at_30x_and_old_checkpoints_keep_100x():
+    """Thresholds learn 30x faster than the weights (100x left up to half the features never
+    firing); a checkpoint from before the trainer recorded the scale resumes at 100x, a
+    newer one at its own."""
+    x, _ = sparse_dictionary_data(1024, 16, 32, active=3, seed=2)
+    result = train_on_batches(_batches(x, 64, 4), TrainConfig(arch="jumprelu", d_sae=64, batch_size=64), steps=4)
+    assert result.training["param_lr_scales"] == {"threshold": 30.0}
+    for meta, scale in (({"train_config": {}}, 100.0), ({"train_config": {}, "param_lr_scales": {"threshold": 30.0}}, 30.0)):
+        trainer = Trainer(TrainConfig(arch="jumprelu", d_sae=64, batch_size=64), d_in=16, total_steps=4)
+        trainer._restore_derived(meta)
+        trainer.start([Batch(x=_batches(x, 64, 1)[0])])
+        assert _threshold_scale(trainer) == scale
+    topk = Trainer(TrainConfig(arch="topk", d_sae=64, k=4, batch_size=64), d_in=16, total_steps=4)
+    topk._restore_derived({"train_config": {}})
+    assert topk.param_lr_scales == {}
 
 
 def test_only_the_topk_family_raises_the_rate_of_short_runs():

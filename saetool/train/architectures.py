@@ -220,8 +220,11 @@ class MatryoshkaOptions(BatchTopKOptions):
 
 #: JumpReLU thresholds start where about this many features fire per token (or at --target-l0).
 JUMPRELU_INIT_L0 = 64
-#: JumpReLU thresholds learn this many times faster than the weights (see the tutorial's measurements).
-JUMPRELU_THRESHOLD_LR_SCALE = 100.0
+#: JumpReLU thresholds learn this many times faster than the weights (docs/benchmarks.md,
+#: "train quality", the JumpReLU paragraphs: at 100x they left up to half the features never firing).
+JUMPRELU_THRESHOLD_LR_SCALE = 30.0
+#: The threshold rate of checkpoints written before the trainer recorded its rate scales.
+FORMER_JUMPRELU_THRESHOLD_LR_SCALE = 100.0
 
 
 def jumprelu_encoder_init_scale(d_in: int, d_sae: int) -> float:

@@ -36,7 +36,7 @@ from saetool.progress import token_progress
 from saetool.sae.config import SAEConfig
 from saetool.sae.model import SAE
 from saetool.train.adam import Adam
-from saetool.train.architectures import SAEArchitecture, get_architecture
+from saetool.train.architectures import FORMER_JUMPRELU_THRESHOLD_LR_SCALE, JUMPRELU_THRESHOLD_LR_SCALE, SAEArchitecture, get_architecture
 from saetool.train.checklist import CheckItem, build_checklist
 from saetool.train.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
 from saetool.train.config import TrainConfig
@@ -145,6 +145,7 @@ class Trainer:
         self.transcoder = self.cfg.is_transcoder
         self.lr = config.lr if config.lr is not None else self.arch.lr_for(self.cfg.d_sae, self.total_steps, d_in=self.cfg.d_in)
         self.encoder_lr_ratio = config.encoder_lr_ratio if config.encoder_lr_ratio is not None else self.arch.encoder_lr_ratio
+        self.param_lr_scales = {name: float(scale) for name, scale in self.arch.param_lr_scales.items()}
         self.coeff = config.sparsity_coeff if config.sparsity_coeff is not None else (self.arch.default_sparsity_coeff or 0.0)
         self.warmup = config.warmup_steps if config.warmup_steps is not None else min(1000, self.total_steps // 20)
         self.sparsity_warmup = config.sparsity_warmup_steps if config.sparsity_warmup_steps is not None else int(self.total_steps * self.arch.sparsity_warmup_fraction)
@@ -279,7 +280,7 @@ class Trainer:
         return list(self.sae.parameters()) + list(self.objective.parameters())
 
     def _make_optimizer(self) -> Adam:
-        scales = [self.arch.param_lr_scales.get(name, 1.0) * (self.encoder_lr_ratio if name in ENCODER_PARAMS else 1.0) for name, _ in self.sae.named_parameters()]
+        scales = [self.param_lr_scales.get(name, 1.0) * (self.encoder_lr_ratio if name in ENCODER_PARAMS else 1.0) for name, _ in self.sae.named_parameters()]
         scales += [1.0] * len(list(self.objective.parameters()))
         return Adam(self._params(), lr=self.lr, betas=(0.9, 0.999), lr_scales=scales)
 
@@ -308,6 +309,7 @@ class Trainer:
             "aux_dead_tokens": self.aux_dead_tokens,
             "lr": self.lr,
             "encoder_lr_ratio": self.encoder_lr_ratio,
+            "param_lr_scales": self.param_lr_scales,
             "log_sparsity_coeff": self.controller.log_coeff if self.controller is not None else None,
             "target_defaulted": self.target_defaulted,
         }
@@ -370,7 +372,13 @@ class Trainer:
         rate they stepped both at one rate, the default reference of topk,
         batchtopk, matryoshka (and plugins inheriting their rate) was
         :data:`FORMER_TOPK_LR`, relu's :data:`FORMER_RELU_LR`, and short runs
-        raised it only for SAEs wider than 4x d_in."""
+        raised it only for SAEs wider than 4x d_in; before the trainer recorded its
+        per-parameter rate scales, JumpReLU's thresholds stepped at
+        :data:`FORMER_JUMPRELU_THRESHOLD_LR_SCALE` times the rate."""
+        if "param_lr_scales" in meta:
+            self.param_lr_scales = {name: float(scale) for name, scale in meta["param_lr_scales"].items()}
+        elif self.param_lr_scales.get("threshold") == JUMPRELU_THRESHOLD_LR_SCALE:
+            self.param_lr_scales["threshold"] = FORMER_JUMPRELU_THRESHOLD_LR_SCALE
         if "aux_dead_tokens" in meta:
             self.aux_dead_tokens = int(meta["aux_dead_tokens"])
         elif "aux_dead_tokens" not in meta["train_config"]:
@@ -693,6 +701,7 @@ class Trainer:
             "k": self.cfg.k,
             "lr": self.lr,
             "encoder_lr_ratio": self.encoder_lr_ratio,
+            "param_lr_scales": self.param_lr_scales,
             "apply_b_dec_to_input": self.cfg.apply_b_dec_to_input,
             "init_seed": init_seed(self.config.seed, self.cfg.hook, self.cfg.hook_out),
             "sparsity_coeff": self.full_coeff,
