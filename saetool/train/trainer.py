@@ -36,7 +36,7 @@ from saetool.progress import token_progress
 from saetool.sae.config import SAEConfig
 from saetool.sae.model import SAE
 from saetool.train.adam import Adam
-from saetool.train.architectures import FORMER_JUMPRELU_THRESHOLD_LR_SCALE, JUMPRELU_THRESHOLD_LR_SCALE, SAEArchitecture, get_architecture
+from saetool.train.architectures import FORMER_JUMPRELU_THRESHOLD_LR_SCALE, JumpReLUArchitecture, SAEArchitecture, get_architecture
 from saetool.train.checklist import CheckItem, build_checklist
 from saetool.train.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
 from saetool.train.config import TrainConfig
@@ -377,7 +377,7 @@ class Trainer:
         :data:`FORMER_JUMPRELU_THRESHOLD_LR_SCALE` times the rate."""
         if "param_lr_scales" in meta:
             self.param_lr_scales = {name: float(scale) for name, scale in meta["param_lr_scales"].items()}
-        elif self.param_lr_scales.get("threshold") == JUMPRELU_THRESHOLD_LR_SCALE:
+        elif self.arch.param_lr_scales is JumpReLUArchitecture.param_lr_scales:  # JumpReLU's own or inherited
             self.param_lr_scales["threshold"] = FORMER_JUMPRELU_THRESHOLD_LR_SCALE
         if "aux_dead_tokens" in meta:
             self.aux_dead_tokens = int(meta["aux_dead_tokens"])
