@@ -13,8 +13,8 @@ from saetool.train.architectures import get_architecture
 from saetool.train import TrainConfig, train_on_batches
 from saetool.train.initialize import init_seed
 from saetool.train.schedules import budget_lr_factor, default_lr, former_short_run_max_factor
-from saetool.train.synthetic import sparse_dictionary_data, write_activations
 from saetool.train.source import Batch
+from saetool.train.synthetic import sparse_dictionary_data, write_activations
 from saetool.train.trainer import Trainer
 
 HOOK = "blocks.3.hook_resid_post"
