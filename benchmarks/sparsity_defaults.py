@@ -8,8 +8,9 @@ For each activations file (``--activations``, repeatable) and budget
 features train on the file's first ``--train-rows`` rows with
 ``saetool.train.train_on_batches`` and are scored on its last
 ``--heldout-rows`` rows (other sequences) with ``train_quality.py``'s scoring:
-FVU without the massive-activation rows (and over all rows), L0, and the share
-of features that never fire on the held-out rows. Settings per architecture:
+FVU without the massive-activation rows (and over all rows), L0 (and the
+training batches' L0 over the last 5% of the steps, what a target L0 steers),
+and the share of features that never fire on the held-out rows. Settings per architecture:
 
 * JumpReLU: the defaults (the coefficient steered to L0 32), the former
   defaults (a fixed coefficient 1), and the defaults with the input uncentred.
@@ -56,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def train_and_score(x_train, held, arch: str, d_sae: int, steps: int, batch_size: int, options: dict[str, Any]) -> dict[str, Any]:
+def train_sae(x_train, arch: str, d_sae: int, steps: int, batch_size: int, options: dict[str, Any]) -> tuple[Any, float]:
+    """(the finished run, seconds of training): ``steps`` batches of ``x_train``'s rows, seed 0."""
     import train_quality as tq
 
     from saetool.train import TrainConfig, train_on_batches
@@ -67,9 +69,21 @@ def train_and_score(x_train, held, arch: str, d_sae: int, steps: int, batch_size
     config = TrainConfig(arch=arch, d_sae=d_sae, batch_size=batch_size, seed=0, **options)
     started = time.perf_counter()
     result = train_on_batches(tq.batches(x_train, batch_size), config, steps=steps)
-    seconds = time.perf_counter() - started
+    return result, time.perf_counter() - started
+
+
+def training_l0(result) -> float:
+    """The training batches' L0 over the last 5% of the steps: what a target L0 steers."""
+    l0 = result.history["l0"]
+    return float(l0[-max(1, len(l0) // 20):].mean())
+
+
+def train_and_score(x_train, held, arch: str, d_sae: int, steps: int, batch_size: int, options: dict[str, Any]) -> dict[str, Any]:
+    import train_quality as tq
+
+    result, seconds = train_sae(x_train, arch, d_sae, steps, batch_size, options)
     scores = tq.heldout_scores(result.sae.encode, result.sae.decode, held, d_sae)
-    return {**scores, "seconds": seconds, "sparsity_coeff": result.training.get("sparsity_coeff")}
+    return {**scores, "seconds": seconds, "train_l0": training_l0(result), "sparsity_coeff": result.training.get("sparsity_coeff")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarise(args, argv: list[str], rows: list, info: dict[str, Any], seconds: float) -> str:
     table = markdown_table(
-        ["data", "arch", "steps", "settings", "held-out FVU (ordinary rows)", "FVU (all rows)", "L0", "never fire", "final coefficient"],
-        [(data, arch, steps, label, f"{r['fvu']:.3f}", f"{r['fvu_all']:.3f}", f"{r['l0']:.1f}", f"{r['never_fired']:.1%}",
+        ["data", "arch", "steps", "settings", "held-out FVU (ordinary rows)", "FVU (all rows)", "L0", "L0 in training", "never fire", "final coefficient"],
+        [(data, arch, steps, label, f"{r['fvu']:.3f}", f"{r['fvu_all']:.3f}", f"{r['l0']:.1f}", f"{r['train_l0']:.1f}", f"{r['never_fired']:.1%}",
           f"{r['sparsity_coeff']:.3g}" if r.get("sparsity_coeff") is not None else "") for data, arch, steps, label, r in rows],
-        "lllllrrrr",
+        "lllllrrrrr",
     )
     return "\n".join([
         f"_Written by `benchmarks/sparsity_defaults.py` on {info['date']} in {seconds / 60:.0f} min; rerun it to refresh this section._",
