@@ -8,9 +8,10 @@ default target L0, and TopK at the same k as the comparison whose L0 cannot
 move) train for ``--steps`` steps of ``--batch-size`` rows on the file's first
 ``--train-rows`` rows with ``saetool.train.train_on_batches``, as
 ``sparsity_defaults.py`` does. Each is then scored on consecutive slices of
-``--slice-rows`` rows and on the file's last ``--slice-rows`` (the "train
-quality" grids' held-out rows) with ``train_quality.py``'s scoring: L0, and
-FVU without the massive-activation rows. A JumpReLU SAE's L0 follows the
+``--slice-rows`` rows and on the file's last ``--slice-rows`` (for
+``acts.h5``, the "train quality" grids' held-out rows) with
+``train_quality.py``'s scoring: L0 over all rows, and FVU without the
+massive-activation rows. A JumpReLU SAE's L0 follows the
 text: the table shows whether it differs from the training L0 on seen rows,
 on the unseen rows next to them, and on text further along the corpus.
 
@@ -47,7 +48,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--archs", default="jumprelu,topk", help="(default: %(default)s)")
     p.add_argument("--section", default=SECTION, help="the markdown section to rewrite (default: %(default)s)")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file whose section is rewritten; '' to skip (default: %(default)s)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("train_rows", "slice_rows", "batch_size", "steps", "width"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.train_rows < args.batch_size:
+        p.error("--train-rows must be at least --batch-size")
+    args.archs = list(dict.fromkeys(a.strip() for a in args.archs.split(",") if a.strip()))
+    if not args.archs:
+        p.error("--archs names no architecture")
+    return args
 
 
 def slice_starts(rows: int, slice_rows: int) -> list[int]:
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         slices = {s: torch.from_numpy(ds[s : s + args.slice_rows].astype("float32")) for s in slice_starts(rows, args.slice_rows)}
     d_sae = args.width * int(x_train.shape[1])
     results: dict[str, dict[str, Any]] = {}
-    for arch in args.archs.split(","):
+    for arch in args.archs:
         result, _ = train_sae(x_train, arch, d_sae, args.steps, args.batch_size, {})
         scores = {s: tq.heldout_scores(result.sae.encode, result.sae.decode, x, d_sae) for s, x in slices.items()}
         results[arch] = {"train_l0": training_l0(result), "target_l0": result.config.target_l0, "slices": scores}
@@ -96,20 +106,22 @@ def summarise(args, argv: list[str], rows: int, results: dict[str, dict[str, Any
     archs = list(results)
     starts = list(next(iter(results.values()))["slices"])
     table = markdown_table(
-        ["rows", "seen in training"] + [f"{a} {m}" for a in archs for m in ("L0", "FVU")],
+        ["rows", "in the training rows"] + [f"{a} {m}" for a in archs for m in ("L0", "FVU")],
         [(f"{s:,}-{s + args.slice_rows - 1:,}" + (" (last)" if s == rows - args.slice_rows else ""),
           "yes" if s + args.slice_rows <= args.train_rows else ("partly" if s < args.train_rows else "no"))
          + tuple(v for a in archs for v in (f"{results[a]['slices'][s]['l0']:.1f}", f"{results[a]['slices'][s]['fvu']:.3f}"))
          for s in starts],
         "ll" + "r" * (2 * len(archs)),
     )
+    passes = args.steps * args.batch_size / args.train_rows
     trained = "; ".join(f"{a} {results[a]['train_l0']:.1f}" + (f" (target {results[a]['target_l0']:g})" if results[a].get("target_l0") else "")
                         for a in archs)
     return "\n".join([
         f"_Written by `benchmarks/l0_across_text.py` on {info['date']} in {seconds / 60:.0f} min; rerun it to refresh this section._",
         "",
         f"{args.width}x d_model features, {args.steps} steps of {args.batch_size} rows on the first {args.train_rows:,} of "
-        f"`{Path(args.activations).name}`'s {rows:,} rows, then L0 and FVU (ordinary rows) on each slice of {args.slice_rows:,} rows. "
+        f"`{Path(args.activations).name}`'s {rows:,} rows ({passes:.3g} pass{'' if passes == 1 else 'es'}), then L0 (all rows) "
+        f"and FVU (ordinary rows) on each slice of {args.slice_rows:,} rows. "
         f"Training L0 (the training batches', last 5% of the steps): {trained}. Machine: {machine_line(info)}.",
         "",
         "```bash",

@@ -66,6 +66,7 @@ def train_sae(x_train, arch: str, d_sae: int, steps: int, batch_size: int, optio
 
     if options.get("lr") == "FORMER_RELU_LR":
         options = {**options, "lr": default_lr(FORMER_RELU_LR, d_sae)}
+    options = {"log_every": 1, **options}  # a history row per step, for training_l0; training itself is unchanged
     config = TrainConfig(arch=arch, d_sae=d_sae, batch_size=batch_size, seed=0, **options)
     started = time.perf_counter()
     result = train_on_batches(tq.batches(x_train, batch_size), config, steps=steps)
@@ -73,9 +74,14 @@ def train_sae(x_train, arch: str, d_sae: int, steps: int, batch_size: int, optio
 
 
 def training_l0(result) -> float:
-    """The training batches' L0 over the last 5% of the steps: what a target L0 steers."""
-    l0 = result.history["l0"]
-    return float(l0[-max(1, len(l0) // 20):].mean())
+    """The training batches' L0 over the last 5% of the steps (at least the last one): what a target L0 steers.
+    Each history row holds the mean over the steps since the row before, so rows are weighted by those steps."""
+    import numpy as np
+
+    steps = np.asarray(result.history["step"], dtype=float)
+    covered = np.diff(steps, prepend=0.0)
+    last = steps > steps[-1] - max(1.0, 0.05 * steps[-1])
+    return float(np.average(np.asarray(result.history["l0"], dtype=float)[last], weights=covered[last]))
 
 
 def train_and_score(x_train, held, arch: str, d_sae: int, steps: int, batch_size: int, options: dict[str, Any]) -> dict[str, Any]:
