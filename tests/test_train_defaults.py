@@ -108,6 +108,16 @@ def test_jumprelu_thresholds_step_at_30x_and_old_checkpoints_keep_100x():
     topk = Trainer(TrainConfig(arch="topk", d_sae=64, k=4, batch_size=64), d_in=16, total_steps=4)
     topk._restore_derived({"train_config": {}})
     assert topk.param_lr_scales == {}
+    from saetool.train.architectures import JumpReLUArchitecture
+
+    class Inherits(JumpReLUArchitecture):
+        pass
+
+    class OwnScales(JumpReLUArchitecture):
+        param_lr_scales = {"threshold": 30.0}
+
+    assert Inherits().former_param_lr_scales() == {"threshold": 100.0}
+    assert OwnScales().former_param_lr_scales() == {"threshold": 30.0}
 
 
 def test_only_the_topk_family_raises_the_rate_of_short_runs():

@@ -76,7 +76,8 @@ class SAEArchitecture:
       the coefficient stays at ``default_sparsity_coeff``).
     * ``decoder_init_norm``: norm of the randomly initialised decoder rows.
     * ``param_lr_scales``: learning-rate multipliers for single SAE parameters
-      (by name, e.g. ``{"threshold": 30.0}``).
+      (by name, e.g. ``{"threshold": 30.0}``); :meth:`former_param_lr_scales`
+      those a checkpoint that did not record them stepped at.
     * ``multi_hook``: reads several hooks at once (``train --hooks`` trains one
       of it over all of them, not one per hook; a crosscoder).
     * ``options_class``: a dataclass of the architecture's own settings
@@ -102,6 +103,11 @@ class SAEArchitecture:
     options_class: type | None = None
 
     # -- learning rate ------------------------------------------------------------
+    def former_param_lr_scales(self) -> dict[str, float]:
+        """The :attr:`param_lr_scales` of checkpoints written before the trainer recorded
+        them (resume only): the current ones unless the architecture changed them since."""
+        return self.param_lr_scales
+
     def lr_for(self, d_sae: int, steps: int | None, *, d_in: int | None = None, reference: float | None = None, max_factor: float | None = None) -> float:
         """The default learning rate (the decoder's) of a ``steps``-step run of ``d_sae``
         features on ``d_in``-dimensional input: ``reference`` (default :attr:`default_lr`)
@@ -335,6 +341,13 @@ class JumpReLUArchitecture(SAEArchitecture):
     sparsity_warmup_fraction = 0.05
     param_lr_scales = {"threshold": JUMPRELU_THRESHOLD_LR_SCALE}
     options_class = JumpReLUOptions
+
+    def former_param_lr_scales(self) -> dict[str, float]:
+        """The thresholds stepped at 100x before these scales were recorded; a plugin that
+        set its own scales stepped at those (hence the identity check, not equality)."""
+        if self.param_lr_scales is JumpReLUArchitecture.param_lr_scales:
+            return {**self.param_lr_scales, "threshold": FORMER_JUMPRELU_THRESHOLD_LR_SCALE}
+        return self.param_lr_scales
 
     def init(self, cfg: "SAEConfig", generator: "torch.Generator") -> "SAE":
         import torch

@@ -36,7 +36,7 @@ from saetool.progress import token_progress
 from saetool.sae.config import SAEConfig
 from saetool.sae.model import SAE
 from saetool.train.adam import Adam
-from saetool.train.architectures import FORMER_JUMPRELU_THRESHOLD_LR_SCALE, JumpReLUArchitecture, SAEArchitecture, get_architecture
+from saetool.train.architectures import SAEArchitecture, get_architecture
 from saetool.train.checklist import CheckItem, build_checklist
 from saetool.train.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
 from saetool.train.config import TrainConfig
@@ -373,12 +373,10 @@ class Trainer:
         batchtopk, matryoshka (and plugins inheriting their rate) was
         :data:`FORMER_TOPK_LR`, relu's :data:`FORMER_RELU_LR`, and short runs
         raised it only for SAEs wider than 4x d_in; before the trainer recorded its
-        per-parameter rate scales, JumpReLU's thresholds stepped at
-        :data:`FORMER_JUMPRELU_THRESHOLD_LR_SCALE` times the rate."""
-        if "param_lr_scales" in meta:
-            self.param_lr_scales = {name: float(scale) for name, scale in meta["param_lr_scales"].items()}
-        elif self.arch.param_lr_scales is JumpReLUArchitecture.param_lr_scales:  # JumpReLU's own or inherited
-            self.param_lr_scales["threshold"] = FORMER_JUMPRELU_THRESHOLD_LR_SCALE
+        per-parameter rate scales, they stepped at the architecture's
+        ``former_param_lr_scales()`` (JumpReLU's thresholds at 100x the rate)."""
+        scales = meta["param_lr_scales"] if "param_lr_scales" in meta else self.arch.former_param_lr_scales()
+        self.param_lr_scales = {name: float(scale) for name, scale in scales.items()}
         if "aux_dead_tokens" in meta:
             self.aux_dead_tokens = int(meta["aux_dead_tokens"])
         elif "aux_dead_tokens" not in meta["train_config"]:
