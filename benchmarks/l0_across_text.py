@@ -86,14 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         if rows < args.train_rows + args.slice_rows:
             raise SystemExit(f"{args.activations} has {rows} rows; need --train-rows + --slice-rows = {args.train_rows + args.slice_rows}")
         x_train = torch.from_numpy(ds[: args.train_rows].astype("float32"))
-        slices = {s: torch.from_numpy(ds[s : s + args.slice_rows].astype("float32")) for s in slice_starts(rows, args.slice_rows)}
-    d_sae = args.width * int(x_train.shape[1])
+        d_sae = args.width * int(x_train.shape[1])
+        trained = {arch: train_sae(x_train, arch, d_sae, args.steps, args.batch_size, {})[0] for arch in args.archs}
+        del x_train
+        scores: dict[str, dict[int, dict[str, float]]] = {arch: {} for arch in args.archs}
+        for s in slice_starts(rows, args.slice_rows):  # one slice in memory at a time, scored by every SAE
+            x = torch.from_numpy(ds[s : s + args.slice_rows].astype("float32"))
+            for arch, result in trained.items():
+                scores[arch][s] = tq.heldout_scores(result.sae.encode, result.sae.decode, x, d_sae)
     results: dict[str, dict[str, Any]] = {}
-    for arch in args.archs:
-        result, _ = train_sae(x_train, arch, d_sae, args.steps, args.batch_size, {})
-        scores = {s: tq.heldout_scores(result.sae.encode, result.sae.decode, x, d_sae) for s, x in slices.items()}
-        results[arch] = {"train_l0": training_l0(result), "target_l0": result.config.target_l0, "slices": scores}
-        log(f"{arch}: training L0 {results[arch]['train_l0']:.1f}; " + ", ".join(f"{s}: {r['l0']:.1f}" for s, r in scores.items()))
+    for arch, result in trained.items():
+        results[arch] = {"train_l0": training_l0(result), "target_l0": result.config.target_l0, "slices": scores[arch]}
+        log(f"{arch}: training L0 {results[arch]['train_l0']:.1f}; " + ", ".join(f"{s}: {r['l0']:.1f}" for s, r in scores[arch].items()))
     markdown = summarise(args, argv, rows, results, info, time.perf_counter() - started)
     print(markdown)
     if args.output_md:
