@@ -226,10 +226,15 @@ def test_a_malformed_upstream_manifest_is_one_clear_error(tmp_path, line, why):
 
 
 def test_command_line_redacts_secrets():
-    line = command_line(["/usr/bin/saetool", "interpret", "--api-key", "sk-123", "--token=abc", "--layers", "3"])
-    assert "sk-123" not in line and "abc" not in line
+    line = command_line(["/usr/bin/saetool", "interpret", "--api-key", "sk-123", "--token=abc", "--hf_token", "hf_x", "--layers", "3"])
+    assert "sk-123" not in line and "abc" not in line and "hf_x" not in line
     assert line.startswith("saetool interpret --api-key '***'")
     assert "--layers 3" in line
+
+
+def test_command_line_keeps_token_counts_so_it_reruns():
+    argv = ["saetool", "extract", "--num-tokens", "8192", "--skip-tokens=4096", "--max-new-tokens", "16", "--token-ids", "ids.npy", "--dead-tokens", "100"]
+    assert command_line(argv) == " ".join(argv)
 
 
 def test_command_line_redacts_credentials_in_urls_and_key_value_options():

@@ -30,7 +30,8 @@ def command_line(argv: list[str] | None = None) -> str:
     return " ".join(shlex.quote(a) for a in _redact(argv))
 
 
-_SECRET_WORDS = ("key", "token", "secret", "password")
+_SECRET_WORDS = frozenset({"secret", "password", "passwd", "credential", "credentials", "apikey", "auth", "authorization", "bearer"})
+_SECRET_LAST_WORDS = frozenset({"key", "token"})  # --api-key, --hf-token (not --num-tokens, --token-ids)
 _NAME = re.compile(r"[A-Za-z_][\w.-]*")
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 
@@ -51,9 +52,18 @@ def redact_urls(text: str) -> str:
     return _URL.sub(clean, text)
 
 
+def is_secret_name(name: str) -> bool:
+    """Whether an option or setting called ``name`` (``--api-key``, ``hf_token``) holds a
+    secret: a word of it is one of :data:`_SECRET_WORDS`, or its last word is ``key`` or
+    ``token``. Counts such as ``--num-tokens`` and ``--skip-tokens`` are kept, so that
+    the stored command reruns."""
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    return bool(words) and (words[-1] in _SECRET_LAST_WORDS or any(w in _SECRET_WORDS for w in words))
+
+
 def redact_value(name: str, value: str) -> str:
     """A ``NAME=VALUE`` setting made safe to store: secret-looking names blanked, URLs cleaned."""
-    return "***" if any(word in name.lower() for word in _SECRET_WORDS) else redact_urls(value)
+    return "***" if is_secret_name(name) else redact_urls(value)
 
 
 def _redact(argv: list[str]) -> list[str]:
@@ -65,8 +75,7 @@ def _redact(argv: list[str]) -> list[str]:
             out.append("***")
             hide_next = False
             continue
-        lowered = arg.lower()
-        if lowered.startswith("--") and any(word in lowered for word in _SECRET_WORDS):
+        if arg.startswith("--") and is_secret_name(arg.split("=", 1)[0]):
             if "=" in arg:
                 out.append(arg.split("=", 1)[0] + "=***")
             else:
