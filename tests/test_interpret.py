@@ -204,6 +204,8 @@ def test_held_out_and_negatives(model, request):
         small = n_active < K + 5  # too few for both: a random half held out, the rest the top examples
         assert len(held_rows) == (min(5, n_active // 2) if small else min(5, max(0, n_active - len(top_rows))))
         assert len(set(held_rows)) == len(held_rows) and not set(held_rows) & top_rows
+        if n_active:  # the top examples start at the feature's maximum, small features too
+            assert r.top_examples[0].activation == pytest.approx(f[:, r.index].max().item(), rel=1e-5)
         for e, row in zip(r.held_out, held_rows):
             assert e.activation == pytest.approx(f[row, r.index].item(), rel=1e-5) and e.activation > 0
         neg_rows = [where[(e.seq_index, e.token_position)] for e in r.negatives]

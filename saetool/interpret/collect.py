@@ -169,7 +169,8 @@ class FeatureCollector:
         """``(held_out rows, top rows, top values)``. A feature with fewer active tokens than
         ``examples + held_out`` would have no held-out examples left to score its label on:
         a random half of its active tokens (at most ``held_out``) is held out and removed from
-        its top examples instead, so labels are never scored on the windows they came from."""
+        its top examples instead, so labels are never scored on the windows they came from.
+        Its strongest activation is never among them: the top examples start at its maximum."""
         s = self.settings
         held_r, _ = self.held_out()
         top_v, top_r = self.top_v.clone(), self.top_r.clone()
@@ -178,7 +179,8 @@ class FeatureCollector:
         if not len(small) or not s.held_out or not s.examples:
             return held_r, top_r, top_v
         n_h = torch.clamp(count[small] // 2, max=s.held_out)
-        pr = torch.where(self.rnd_r[small] >= 0, self.rnd_v[small], NEG_INF)
+        strongest = top_r[small, :1]
+        pr = torch.where((self.rnd_r[small] >= 0) & (self.rnd_r[small] != strongest), self.rnd_v[small], NEG_INF)
         v, i = pr.topk(s.held_out, dim=1)
         rows = torch.where((v > NEG_INF) & (torch.arange(s.held_out)[None, :] < n_h[:, None]), self.rnd_r[small].gather(1, i), -1)
         held_r = held_r.clone()
