@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from helpers import REPO
-from test_report import sample_records
+from test_report import sample_records, scored_records
 
 from saetool.errors import SaetoolError
 from saetool.interpret.browser import browser_data, embed_json, render_browser, write_browser
@@ -333,3 +333,33 @@ def test_interval_examples_say_their_interval(browser, tmp_path):
     top = lists.nth(0).locator(".act").all_text_contents()
     context.close()
     assert got == want and top == ["10"]  # the top examples carry no interval
+
+
+@pytest.mark.slow  # drives Chromium
+@needs_browser
+def test_labels_no_better_than_chance_are_marked(browser, tmp_path):
+    """A label whose score's interval reaches chance says so on its page and is muted in the
+    list; the overview says how many labels beat chance and what the rates were."""
+    url = write_browser(scored_records(), tmp_path / "chance.html", title="chance").as_uri()
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(url)
+    pg.wait_for_selector("#list a")
+    overview = texts(pg, ".mean-score")
+    muted = texts(pg, "#list .flabel.muted")
+    pg.click("#list a[data-index='7']")
+    shown(pg, 7)
+    guess = texts(pg, ".scores .score.at-chance")
+    pg.click("#list a[data-index='3']")
+    shown(pg, 3)
+    good = texts(pg, ".scores .score")
+    flagged = pg.locator(".scores .score.at-chance").count()
+    context.close()
+    assert errors == []
+    assert overview[0] == "Mean detection score 0.72 (95% CI 0.00–1.00, chance 0.50) over 2 features; 1 above chance (95% interval above it); true-positive rate 0.45, true-negative rate 1.00"
+    assert muted == ["Reserve, bank"]
+    assert guess == ["detection 0.50 [0.39, 0.61] · chance 0.50 · on 10 activating + 10 other windows · not significantly above chance",
+                     "fuzzing 0.50 [0.39, 0.61] · chance 0.50 · on 10 activating + 10 other windows · not significantly above chance"]
+    assert good[0] == "detection 0.95 [0.74, 1.00] · chance 0.50 · on 10 activating + 10 other windows" and flagged == 0

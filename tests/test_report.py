@@ -251,3 +251,30 @@ def test_interval_shares_are_read_off_the_histogram():
     assert not exact and shares == pytest.approx([0.6, 0.2, 0.0, 0.1, 0.1])
     assert interval_name(coarse, weak) == "0–20% of max, ≈60% of activations"
     assert interval_shares(replace(aligned, interval_edges=[])) == ([], False) and interval_name(replace(aligned, interval_edges=[]), weak) == ""
+
+
+def scored_records() -> list[FeatureRecord]:
+    """Two labelled features scored as ``interpret`` scores them: one label catches 9 of 10
+    held-out activations, the other none (a balanced accuracy of 0.50, chance)."""
+    from saetool.interpret.scoring import Detection
+
+    def label(text: str, tpr: float) -> Label:
+        details = {name: Detection((tpr + 1.0) / 2, None, 10, 10, tpr, 1.0, name=name).details() for name in ("detection", "fuzzing")}
+        return Label(text=text, labeler="tokens", score=details["detection"]["score"], details=details)
+
+    cat, german = sample_records()[:2]
+    return [replace(cat, label=label("cat", 0.9)), replace(german, label=label("Reserve, bank", 0.0))]
+
+
+def test_labels_no_better_than_chance_are_marked():
+    from saetool.interpret.report import at_chance, mean_scores_text, score_breakdown
+
+    good, guess = scored_records()
+    assert not at_chance(good.label) and at_chance(guess.label) and not at_chance(sample_records()[0].label)  # no interval: no verdict
+    assert score_breakdown([good, guess], "detection") == {"n": 2, "above_chance": 1, "true_positive_rate": 0.45, "true_negative_rate": 1.0}
+    assert mean_scores_text([good, guess])[0] == "mean detection score 0.72 (95% CI 0.00–1.00, chance 0.50) over 2 features; 1 above chance; true-positive rate 0.45, true-negative rate 1.00"
+    md = report_markdown([good, guess])
+    assert "| [3](#feature-3) | cat | 0.95 | 0.95 |" in md and "| [7](#feature-7) | Reserve, bank | 0.50 (n.s.) | 0.50 (n.s.) |" in md
+    section = md.split("## Feature 7\n")[1]
+    assert "**Label:** Reserve, bank (tokens, detection 0.50 \\[0.39, 0.61\\], chance 0.50; not significantly above chance, fuzzing 0.50" in section
+    assert "; not significantly above chance" not in md.split("## Feature 3\n")[1].split("## Feature 7\n")[0]

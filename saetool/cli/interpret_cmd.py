@@ -125,14 +125,9 @@ def interpret(
     print_summary(records, result.d_sae, result.dead, show, summary)
     written = _write_views(records, report, html, meta, summary, json_dir, result.path, inputs=(acts_path, sae_path), overwrite=overwrite)
     log_line(f"[green]wrote[/green] {result.path}: {len(result.records)} features of {result.d_sae} ({result.dead} dead) over {result.n_tokens} tokens" + "".join(f"; {w}" for w in written))
-    emit_manifest(result.path, "features", d_sae=result.d_sae, n_features=len(result.records), dead=result.dead, labeler=result.labeler, scores=_score_means(records), report=str(report) if report else None, html=str(html) if html else None)
+    from saetool.interpret.report import score_summaries
 
-
-def _score_means(records: list) -> dict[str, Any]:
-    """Each scorer's mean over the reported labels, its 95% interval and count (for the manifest)."""
-    from saetool.interpret.report import mean_scores
-
-    return {name: {"mean": m, "ci95": list(ci) if ci else None, "n": n, "chance": 0.5} for name, (m, ci, n) in mean_scores(records).items() if m is not None}
+    emit_manifest(result.path, "features", d_sae=result.d_sae, n_features=len(result.records), dead=result.dead, labeler=result.labeler, scores=score_summaries(records), report=str(report) if report else None, html=str(html) if html else None)
 
 
 def log_line(message: str) -> None:
@@ -275,7 +270,7 @@ def print_summary(records: list, d_sae: int, dead: int, show: int, summary: Any 
     from rich.markup import escape
     from rich.table import Table
 
-    from saetool.interpret.report import dense_list, density_histogram_lines, mean_scores_text, summary_lines
+    from saetool.interpret.report import dense_list, density_histogram_lines, mean_scores_text, score_cell, summary_lines
 
     if is_quiet() or show <= 0:
         return
@@ -285,12 +280,14 @@ def print_summary(records: list, d_sae: int, dead: int, show: int, summary: Any 
         stderr().print(escape("\n".join(lines)), highlight=False)
     for line in mean_scores_text(records):
         stderr().print(escape(line), highlight=False)
-    table = Table(title=f"{len(records)} features reported, {dead} of {d_sae} dead", title_justify="left")
-    for col, just in (("feature", "right"), ("density", "right"), ("max", "right"), ("mean", "right"), ("label", "left"), ("score", "right"), ("top tokens", "left")):
+    shown = f"; the first {show} shown (--show)" if len(records) > show else ""
+    table = Table(title=f"{len(records)} features reported, {dead} of {d_sae} dead{shown}", title_justify="left")
+    for col, just in (("feature", "right"), ("density", "right"), ("max", "right"), ("mean", "right"), ("label", "left"), ("detection", "right"), ("top tokens", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in records[:show]:
         label = r.label.text if r.label else ""
-        score = f"{r.label.score:.2f}" if r.label and r.label.score is not None else ""
+        label = label if len(label) <= 40 else label[:39] + "…"
+        score = score_cell(r.label, "detection") if r.label and r.label.score is not None else ""
         toks = ", ".join(repr(t) for t, _ in r.top_tokens[:4])
-        table.add_row(str(r.index), f"{r.density:.4f}", f"{r.max_activation:.3g}", f"{r.mean_activation:.3g}", escape(label[:40]), score, escape(toks))
+        table.add_row(str(r.index), f"{r.density:.4f}", f"{r.max_activation:.3g}", f"{r.mean_activation:.3g}", escape(label), score, escape(toks))
     stderr().print(table)

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from saetool import __version__
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
-from saetool.interpret.report import interval_name, mean_scores, write_text_atomic
+from saetool.interpret.report import interval_name, score_summaries, write_text_atomic
 
 SCHEMA = 1
 _JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -105,7 +105,7 @@ def browser_data(records: Sequence[FeatureRecord], *, title: str, meta: dict[str
             raise SaetoolError(f"feature {r.index} appears twice in the records", hint="pass each feature once")
         seen.add(r.index)
 
-    scores = {name: {"mean": m, "ci95": ci, "n": n, "chance": 0.5} for name, (m, ci, n) in mean_scores(records).items() if m is not None}
+    scores = score_summaries(records)
     out = {"schema": SCHEMA, "title": str(title), "meta": _plain(dict(meta or {})), "features": [_feature(r) for r in records], "scores": _plain(scores)}
     if summary is not None:
         out["summary"] = _plain(summary.to_json())

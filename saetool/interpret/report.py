@@ -88,17 +88,53 @@ def marked_context(ex: Example, *, markdown: bool = False) -> str:
     return "".join(parts)
 
 
-def score_text(label: Any, name: str) -> str:
-    """``detection 0.85 [0.70, 0.95], chance 0.50`` from a label's details ('' when absent)."""
+SCORERS = ("detection", "fuzzing")
+SCORES_NOTE = (
+    "Above chance: the label's score has its 95% interval above 0.50; n.s. in the table: not significantly above chance "
+    "(the interval reaches 0.50), the label cannot be told from a guess on held-out windows. True-positive rate: the share "
+    "of held-out activating windows (not those the label was made from) the label picked out; true-negative rate: the share "
+    "of random non-activating windows it left out."
+)
+
+
+def _scored(label: Any, name: str) -> dict[str, Any] | None:
     d = (label.details or {}).get(name) if label is not None else None
-    if not isinstance(d, dict) or d.get("score") is None:
+    return d if isinstance(d, dict) and d.get("score") is not None else None
+
+
+def _reaches_chance(d: dict[str, Any]) -> bool:
+    ci = d.get("ci95")
+    return bool(ci) and ci[0] <= d.get("chance", 0.5)
+
+
+def at_chance(label: Any, name: str = "detection") -> bool:
+    """Whether the label's ``name`` score is not significantly above chance: its 95% interval reaches
+    the chance level (False when it was not scored or has no interval)."""
+    d = _scored(label, name)
+    return d is not None and _reaches_chance(d)
+
+
+def score_text(label: Any, name: str) -> str:
+    """``detection 0.85 [0.70, 0.95], chance 0.50`` from a label's details ('' when absent),
+    ``; not significantly above chance`` added when the interval reaches it."""
+    d = _scored(label, name)
+    if d is None:
         return ""
     ci = d.get("ci95")
     interval = f" [{fmt_score(ci[0])}, {fmt_score(ci[1])}]" if ci else ""
-    return f"{name} {fmt_score(d['score'])}{interval}, chance {fmt_score(d.get('chance', 0.5))}"
+    verdict = "; not significantly above chance" if at_chance(label, name) else ""
+    return f"{name} {fmt_score(d['score'])}{interval}, chance {fmt_score(d.get('chance', 0.5))}{verdict}"
 
 
-def mean_scores(records: Sequence[FeatureRecord], names: Sequence[str] = ("detection", "fuzzing")) -> dict[str, tuple[float | None, tuple[float, float] | None, int]]:
+def score_cell(label: Any, name: str) -> str:
+    """A score for a table: ``0.85``, ``0.50 (n.s.)`` when not significantly above chance, ``–``."""
+    d = _scored(label, name)
+    if d is None:
+        return "–"
+    return fmt_score(d["score"]) + (" (n.s.)" if at_chance(label, name) else "")
+
+
+def mean_scores(records: Sequence[FeatureRecord], names: Sequence[str] = SCORERS) -> dict[str, tuple[float | None, tuple[float, float] | None, int]]:
     """Per scorer, the mean score over the records' labels with its 95% interval and count."""
     out = {}
     for name in names:
@@ -107,14 +143,38 @@ def mean_scores(records: Sequence[FeatureRecord], names: Sequence[str] = ("detec
     return out
 
 
+def score_breakdown(records: Sequence[FeatureRecord], name: str) -> dict[str, Any]:
+    """What a scorer's mean is made of: how many scored labels beat chance (their 95% interval
+    above it), and the mean true-positive and true-negative rates (the share of held-out
+    activating windows the labels caught, and of the other windows they rejected)."""
+    scored = [d for d in (_scored(r.label, name) for r in records) if d is not None]
+    rates = {key: [d[key] for d in scored if d.get(key) is not None] for key in ("true_positive_rate", "true_negative_rate")}
+    above = sum(1 for d in scored if d.get("ci95") and not _reaches_chance(d))
+    return {"n": len(scored), "above_chance": above, **{key: (sum(v) / len(v) if v else None) for key, v in rates.items()}}
+
+
+def score_summaries(records: Sequence[FeatureRecord]) -> dict[str, dict[str, Any]]:
+    """Per scorer with any score: its mean, 95% interval, count and chance level, with
+    :func:`score_breakdown`'s figures (the manifest's and the browser's ``scores``)."""
+    out = {}
+    for name, (mean, ci, n) in mean_scores(records).items():
+        if mean is not None:
+            parts = {k: v for k, v in score_breakdown(records, name).items() if k != "n"}
+            out[name] = {"mean": mean, "ci95": list(ci) if ci else None, "n": n, "chance": 0.5, **parts}
+    return out
+
+
 def mean_scores_text(records: Sequence[FeatureRecord]) -> list[str]:
-    """One line per scorer: ``mean detection score 0.71 (95% CI 0.66-0.76, chance 0.50) over 40 features``."""
+    """One line per scorer: ``mean detection score 0.71 (95% CI 0.66-0.76, chance 0.50) over 40
+    features; 31 above chance; true-positive rate 0.45, true-negative rate 0.97``."""
     lines = []
     for name, (mean, ci, n) in mean_scores(records).items():
         if mean is None:
             continue
         interval = f"95% CI {fmt_score(ci[0])}–{fmt_score(ci[1])}, " if ci else ""
-        lines.append(f"mean {name} score {fmt_score(mean)} ({interval}chance 0.50) over {n} features")
+        parts = score_breakdown(records, name)
+        rates = f"; true-positive rate {fmt_score(parts['true_positive_rate'])}, true-negative rate {fmt_score(parts['true_negative_rate'])}" if parts["true_positive_rate"] is not None and parts["true_negative_rate"] is not None else ""
+        lines.append(f"mean {name} score {fmt_score(mean)} ({interval}chance 0.50) over {n} features; {parts['above_chance']} above chance{rates}")
     return lines
 
 
@@ -208,7 +268,7 @@ def _label_line(record: FeatureRecord) -> tuple[str, str] | None:
     if record.label is None:
         return None
     extra = [record.label.labeler] if record.label.labeler else []
-    scored = [t for t in (score_text(record.label, n) for n in ("detection", "fuzzing")) if t]
+    scored = [t for t in (score_text(record.label, n) for n in SCORERS) if t]
     if scored:
         extra += scored
     elif record.label.score is not None:
@@ -253,7 +313,7 @@ def report_markdown(
     dense_ids = {f for f, _ in summary.dense} if summary is not None else set()
     out += [f"{len(records)} features: {len(live)} live, {len(dead)} dead; {labelled} labelled."]
     scores = mean_scores_text(records)
-    out += ([""] + [f"**{line[0].upper() + line[1:]}.**" for line in scores]) if scores else []
+    out += ([""] + [f"**{line[0].upper() + line[1:]}.**" for line in scores] + ["", SCORES_NOTE]) if scores else []
     # without a single label (--labeler none, a samples folder) the label and score columns would be empty
     label_cols = ("Label", "Detection", "Fuzzing") if labelled else ()
     out += ["", "| " + " | ".join(("Feature", *label_cols, "Density", "Max", "Mean", "Top tokens")) + " |",
@@ -261,8 +321,8 @@ def report_markdown(
     for r in records:
         link = f"[{r.index}](#feature-{r.index})" if not r.dead else str(r.index)
         label = "*dead*" if r.dead and r.label is None else (md_escape(r.label.text) if r.label else "")
-        det = fmt_score(r.label.score) if r.label else "–"
-        fuzz = fmt_score(((r.label.details or {}).get("fuzzing") or {}).get("score")) if r.label else "–"
+        det = (score_cell(r.label, "detection") if _scored(r.label, "detection") else fmt_score(r.label.score)) if r.label else "–"
+        fuzz = score_cell(r.label, "fuzzing") if r.label else "–"
         top = _token_list(r.top_tokens, markdown=True, limit=3) if r.top_tokens else ""
         dense = " (dense)" if r.index in dense_ids else ""
         labels = f" {label} | {det} | {fuzz} |" if labelled else ""

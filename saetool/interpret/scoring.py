@@ -98,7 +98,8 @@ def balanced_accuracy_ci(tpr: float, n_pos: int, tnr: float, n_neg: int, z: floa
 
 def mean_ci(values: Sequence[float | None], z: float = Z95) -> tuple[float | None, tuple[float, float] | None, int]:
     """``(mean, 95% interval, n)`` of the scores that are not ``None`` (Student t when scipy is
-    there, else normal; no interval below two scores)."""
+    there, else normal; no interval below two scores). Scores lie in [0, 1], and so does the
+    interval: a few scattered scores give a wide one, clipped there."""
     xs = [float(v) for v in values if v is not None and math.isfinite(v)]
     n = len(xs)
     if not n:
@@ -114,7 +115,7 @@ def mean_ci(values: Sequence[float | None], z: float = Z95) -> tuple[float | Non
     except ImportError:  # pragma: no cover - scipy ships with the test and default installs
         q = z
     half = q * sd / math.sqrt(n)
-    return mean, (mean - half, mean + half), n
+    return mean, (max(0.0, mean - half), min(1.0, mean + half)), n
 
 
 def _round(value: float | None) -> float | None:

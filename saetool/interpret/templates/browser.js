@@ -82,7 +82,10 @@
       a.dataset.index = f.index;
       if (f.index === state.current) a.setAttribute("aria-current", "page");
       a.appendChild(el("span", "fid", f.index));
-      a.appendChild(el("span", "flabel" + (f.label ? "" : " muted"), f.label ? f.label.text : f.dead ? "dead" : "no label"));
+      var guess = atChance(f.label);
+      var item = el("span", "flabel" + (f.label && !guess ? "" : " muted"), f.label ? f.label.text : f.dead ? "dead" : "no label");
+      if (guess) item.title = "detection not significantly above chance";
+      a.appendChild(item);
       a.appendChild(el("span", "fdens", pct(f.density)));
       li.appendChild(a);
       list.appendChild(li);
@@ -238,6 +241,11 @@
     parent.appendChild(box);
   }
 
+  function atChance(label) {
+    var d = label && label.details && label.details.detection;
+    return !!(d && d.ci95 && d.ci95[0] <= (d.chance === undefined ? 0.5 : d.chance));
+  }
+
   function renderFeature(f) {
     var view = $("view");
     view.textContent = "";
@@ -254,7 +262,9 @@
         var d = f.label.details && f.label.details[name];
         if (!d || d.score === null || d.score === undefined) return;
         var ci = d.ci95 ? " [" + d.ci95[0].toFixed(2) + ", " + d.ci95[1].toFixed(2) + "]" : "";
-        scored.appendChild(el("span", "score", name + " " + Number(d.score).toFixed(2) + ci + " · chance " + Number(d.chance === undefined ? 0.5 : d.chance).toFixed(2) + " · n " + d.n_positive + "+" + d.n_negative));
+        var chance = d.chance === undefined ? 0.5 : d.chance;
+        var guess = !!(d.ci95 && d.ci95[0] <= chance);
+        scored.appendChild(el("span", guess ? "score at-chance" : "score", name + " " + Number(d.score).toFixed(2) + ci + " · chance " + Number(chance).toFixed(2) + " · on " + d.n_positive + " activating + " + d.n_negative + " other windows" + (guess ? " · not significantly above chance" : "")));
       });
       if (scored.childNodes.length) view.appendChild(scored);
     } else {
@@ -320,7 +330,8 @@
     Object.keys(DATA.scores || {}).forEach(function (name) {
       var sc = DATA.scores[name];
       var ci = sc.ci95 ? " (95% CI " + sc.ci95[0].toFixed(2) + "–" + sc.ci95[1].toFixed(2) + ", chance " + Number(sc.chance).toFixed(2) + ")" : "";
-      view.appendChild(el("p", "mean-score", "Mean " + name + " score " + Number(sc.mean).toFixed(2) + ci + " over " + sc.n + " features"));
+      var parts = sc.above_chance === undefined ? "" : "; " + sc.above_chance + " above chance (95% interval above it)" + (sc.true_positive_rate === null || sc.true_positive_rate === undefined ? "" : "; true-positive rate " + Number(sc.true_positive_rate).toFixed(2) + ", true-negative rate " + Number(sc.true_negative_rate).toFixed(2));
+      view.appendChild(el("p", "mean-score", "Mean " + name + " score " + Number(sc.mean).toFixed(2) + ci + " over " + sc.n + " features" + parts));
     });
     var s = DATA.summary;
     if (s) {
