@@ -138,3 +138,40 @@ def test_welch_matches_scipy():
     a, b = [0.1, 0.5, -0.2, 0.3], [-0.4, -0.6, 0.0, -0.5, -0.1]
     assert welch_p(a, b) == pytest.approx(ttest_ind(a, b, equal_var=False).pvalue)
     assert math.isnan(welch_p([1.0], b))
+
+
+def test_paired_tests_by_hand():
+    from saetool.steer.stats import mcnemar_exact_p, paired_t_p
+
+    # 8 prompts: 3 turn into refusals, none the other way: two-sided exact binomial on 3 discordant pairs = 2 * 0.5**3
+    base, steered = [0, 0, 0, 0, 0, 1, 0, 0], [1, 1, 1, 0, 0, 1, 0, 0]
+    assert mcnemar_exact_p(base, steered) == pytest.approx(0.25)
+    assert mcnemar_exact_p(base, base) == 1.0 and math.isnan(mcnemar_exact_p([], []))
+    assert mcnemar_exact_p([0, math.nan, 1], [1, 1, math.nan]) == pytest.approx(1.0)  # only the first pair counts: 1 discordant
+    # paired t on the differences d = (1, 2, 3, 6): mean 3, sd sqrt(14/3), t = 3 / (sd / 2), 3 degrees of freedom
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 10.0]
+    t_stat = 3 / (math.sqrt(14 / 3) / 2)
+    from scipy.stats import t as student
+
+    assert paired_t_p(a, b) == pytest.approx(2 * student.sf(t_stat, 3))
+    assert paired_t_p(a, [x + 1 for x in a]) == 0.0 and paired_t_p(a, a) == 1.0 and math.isnan(paired_t_p([1.0], [2.0]))
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_t_p([1.0], [1.0, 2.0])
+
+
+def test_steer_metrics_table_shows_n_intervals_and_paired_p():
+    from rich.console import Console
+
+    from saetool.cli.steer_cmd import metrics_table
+    from saetool.steer.completions import Completions
+
+    comp = Completions(prompts=[f"p{i}" for i in range(8)], splits=["harm"] * 8, texts={"baseline": ["x"] * 8, "steered": ["y"] * 8},
+                       metrics={"baseline": {"refusal": [0, 0, 0, 0, 0, 1, 0, 0], "coherence": [1.0, 2.0, 3.0, 4.0, 1, 1, 1, 1]},
+                                "steered": {"refusal": [1, 1, 1, 0, 0, 1, 0, 0], "coherence": [2.0, 4.0, 6.0, 10.0, 1, 1, 1, 1]}})
+    console = Console(width=200, record=True)
+    console.print(metrics_table(comp, ["baseline", "steered"], ["coherence", "refusal"]))
+    text = console.export_text()
+    assert "metrics over 8 prompts: rate or mean [95% CI]; p: paired test against baseline" in " ".join(text.split())
+    lo, hi = wilson_ci(4, 8)
+    assert f"0.12 [{wilson_ci(1, 8)[0]:.2f}, {wilson_ci(1, 8)[1]:.2f}]" in text and f"0.50 [{lo:.2f}, {hi:.2f}]" in text
+    assert "0.25" in text.split("refusal")[1]  # exact McNemar, 3 discordant pairs

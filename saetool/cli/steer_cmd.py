@@ -142,17 +142,45 @@ def show_table(comp: Any, rows: int) -> None:
         stderr().print(table)
     names = sorted({m for c in conds for m in comp.metrics.get(c, {})})
     if names:
-        summary = Table(title="metrics (mean over prompts)", title_justify="left")
-        summary.add_column("metric")
+        stderr().print(metrics_table(comp, conds, names))
+
+
+def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
+    """Per metric and condition: the rate with its Wilson 95% interval (0/1 metrics) or the mean
+    with its t interval, over n prompts; each later condition against the first by a paired
+    test on the same prompts (exact McNemar for 0/1 metrics, paired t otherwise)."""
+    from rich.table import Table
+
+    from saetool.steer.stats import mcnemar_exact_p, mean_ci, paired_t_p, wilson_ci
+
+    n = comp.n
+    table = Table(title=f"metrics over {n} prompts: rate or mean [95% CI]; p: paired test against {conds[0]}", title_justify="left")
+    table.add_column("metric")
+    for c in conds:
+        table.add_column(c, justify="right")
+    for c in conds[1:]:
+        table.add_column(f"p {c}", justify="right")
+    for m in names:
+        series = {c: list(comp.metrics.get(c, {}).get(m, [])) for c in conds}
+        binary = all(v in (0, 1) for xs in series.values() for v in xs if not math.isnan(v))
+        cells, pvals = [], []
         for c in conds:
-            summary.add_column(c, justify="right")
-        for m in names:
-            vals = []
-            for c in conds:
-                xs = [v for v in comp.metrics.get(c, {}).get(m, []) if not math.isnan(v)]
-                vals.append(f"{sum(xs) / len(xs):.3f}" if xs else "-")
-            summary.add_row(m, *vals)
-        stderr().print(summary)
+            xs = [v for v in series[c] if not math.isnan(v)]
+            if not xs:
+                cells.append("-")
+            elif binary:
+                lo, hi = wilson_ci(int(sum(xs)), len(xs))
+                cells.append(f"{sum(xs) / len(xs):.2f} [{lo:.2f}, {hi:.2f}]" + ("" if len(xs) == n else f" (n {len(xs)})"))
+            else:
+                mean, lo, hi = mean_ci(xs)
+                interval = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else ""
+                cells.append(f"{mean:.3g}{interval}" + ("" if len(xs) == n else f" (n {len(xs)})"))
+        for c in conds[1:]:
+            a, b = series[conds[0]], series[c]
+            p = (mcnemar_exact_p if binary else paired_t_p)(a, b) if len(a) == len(b) and a else math.nan
+            pvals.append("-" if math.isnan(p) else f"{p:.2g}")
+        table.add_row(m, *cells, *pvals)
+    return table
 
 
 def _clip(text: str, n: int) -> str:

@@ -1,4 +1,4 @@
-"""Statistics for steering results: Wilson intervals, Fisher's exact test, multiple-comparison corrections.
+"""Statistics for steering results: Wilson intervals, Fisher's exact test, paired tests, multiple-comparison corrections.
 
 Wilson intervals, Fisher's test and Benjamini-Hochberg are scipy's; Holm is a
 few lines here. ``tests/test_sweep_stats.py`` checks them against independent formulas.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from scipy.stats import binomtest, false_discovery_control, fisher_exact, t, ttest_ind
+from scipy.stats import binomtest, false_discovery_control, fisher_exact, t, ttest_ind, ttest_rel
 
 #: The two-sided 95% normal quantile.
 Z95 = 1.959963984540054
@@ -102,3 +102,34 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
         return 1.0 if xs[0] == ys[0] else 0.0
 
     return float(ttest_ind(xs, ys, equal_var=False).pvalue)
+
+
+def _pairs(a: Sequence[float], b: Sequence[float]) -> list[tuple[float, float]]:
+    """The (a[i], b[i]) pairs where both are finite (the same prompt in two conditions)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
+    return [(float(x), float(y)) for x, y in zip(a, b) if x is not None and y is not None and math.isfinite(float(x)) and math.isfinite(float(y))]
+
+
+def mcnemar_exact_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Exact McNemar test of paired 0/1 outcomes (the same prompts in two conditions): a
+    two-sided binomial test of the discordant pairs (``scipy.stats.binomtest``); 1 when no
+    pair differs, NaN without pairs."""
+    pairs = _pairs(a, b)
+    if not pairs:
+        return math.nan
+    up = sum(1 for x, y in pairs if y > x)
+    down = sum(1 for x, y in pairs if y < x)
+    return 1.0 if up + down == 0 else float(binomtest(up, up + down, 0.5).pvalue)
+
+
+def paired_t_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Paired t-test p-value (two-sided, ``scipy.stats.ttest_rel``) on the pairs where both are
+    finite; NaN below two pairs, 1 or 0 when every difference is the same constant."""
+    pairs = _pairs(a, b)
+    if len(pairs) < 2:
+        return math.nan
+    diffs = {y - x for x, y in pairs}
+    if len(diffs) == 1:
+        return 1.0 if diffs == {0.0} else 0.0
+    return float(ttest_rel([y for _, y in pairs], [x for x, _ in pairs]).pvalue)
