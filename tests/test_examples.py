@@ -92,8 +92,10 @@ def test_seed001_steering_ladder(ran):
     rows = json.loads((folder / "out.summary.json").read_text())
     assert {r["alpha"] for r in rows} == {0, 1.0} and all(r["n"] == 2 for r in rows)
     best = json.loads((folder / "out" / "layer_comparison" / "best.json").read_text())
-    assert best["best"]["layer"] in (10, 15, 20) and "Best layer:" in proc.stderr
-    assert f"layers: best -> layer {best['best']['layer']}" in proc.stderr
+    # one prompt per cell: no refusal rise can be significant, so no best layer; level 3 is only planned, on the leading one
+    assert best["best"] is None and best["leading"]["layer"] in (10, 15, 20) and "Best layer:" in proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "level 2 found no layer whose refusal rise is significant" in err and "picked no best cell" in err
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)

@@ -123,6 +123,14 @@ def test_shipped_configs_validate_and_plan():
     assert smoke.layers == [15] and smoke.alphas == [0, 1.0] and smoke.max_prompts == 20
 
 
+def test_a_capped_plan_does_not_pass_the_configs_time_as_its_own(tmp_path):
+    smoke = str(REPO / "examples" / "configs" / "smoke.yaml")
+    capped = " ".join(run_cli("sweep", smoke, "--output-dir", str(tmp_path), "--dry-run", "--max-prompts", "1").stderr.split())
+    assert "6 completion(s) to generate" in capped and "expected time at the config's own size: 1 to 3 minutes" in capped
+    whole = " ".join(run_cli("sweep", smoke, "--output-dir", str(tmp_path), "--dry-run").stderr.split())
+    assert "expected time: 1 to 3 minutes" in whole and not (tmp_path / "smoke_test").exists()
+
+
 def test_shipped_prompt_splits_do_not_overlap():
     from saetool.steer.prompts import read_prompts
 
@@ -259,7 +267,7 @@ metrics: [refusal, helpfulness, coherence]
 def test_pick_best_follows_the_stated_rule():
     import pandas as pd
 
-    from saetool.steer.best import pick_best
+    from saetool.steer.best import describe_best, pick_best
 
     def row(split, layer, alpha, refusal, r_delta=0.0, r_p=1.0, h_delta=0.0, h_p=1.0):
         return {"split": split, "layer": layer, "intervention": "add", "alpha": alpha, "is_baseline": alpha == 0, "status": "ok", "n": 50,
@@ -277,9 +285,19 @@ def test_pick_best_follows_the_stated_rule():
     assert data["target_split"] == "harm_test" and data["side_effect_split"] == "benign"
     assert data["candidates"] == 5 and data["eligible"] == 3
     assert (data["best"]["layer"], data["best"]["alpha"]) == (16, 1.0) and data["best"]["significant"] is True
-    assert "not significant" in data["rule"] and "smaller |alpha|" in data["rule"]
+    assert "is significant" in data["rule"] and "smaller |alpha|" in data["rule"] and "no significant cell: no best cell" in data["rule"]
     none = pick_best(summary[summary["layer"] == 8], 0.05)
     assert none["best"] is None and "side effect" in none["reason"]
+    # a higher refusal rate that is not significant does not win; without any significant cell there is no best
+    noisy = pd.concat([summary, pd.DataFrame([row("harm_test", 20, 1, 0.8, 0.7, 0.2), row("benign", 20, 1, 0.0)])])
+    assert (pick_best(noisy, 0.05)["best"]["layer"], pick_best(noisy, 0.05)["significant"]) == (16, 3)
+    flat = pick_best(noisy[noisy["layer"].isin([0, 8, 20])], 0.05)
+    assert flat["best"] is None and flat["leading"]["layer"] == 20 and flat["leading"]["significant"] is False
+    assert flat["reason"] == "no steered cell raised refusal on harm_test significantly (corrected p < 0.05; n 50 per cell) without a significant side effect on benign"
+    assert describe_best(flat).endswith("; leading cell layer 20, add, alpha 1 (refusal 0.80, +0.70 vs alpha 0, not significant)")
+    # the chosen cell's rate on the other harmful split: does the choice hold on prompts it was not chosen on?
+    train = pd.concat([summary, pd.DataFrame([row("harm_train", 16, 1, 0.3, 0.2, 0.3)])])
+    assert {k: v for k, v in pick_best(train, 0.05)["best"].items() if k.startswith("harm_train")} == {"harm_train_refusal_rate": 0.3, "harm_train_refusal_delta": 0.2, "harm_train_refusal_p_adj": 0.3}
 
 
 @pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)
@@ -291,7 +309,9 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     proc = run_cli("sweep", str(cfg), "--output-dir", str(runs))
     assert proc.returncode == 0, proc.stderr
     best = json.loads((runs / "level2" / "best.json").read_text())
-    assert "best cell: layer" in " ".join(proc.stderr.split()) and "best.json" in proc.stderr
+    # two prompts per cell on a random model: no refusal rise is significant, so no best cell, only a leading one
+    assert best["best"] is None and best["significant"] == 0 and "no steered cell raised refusal on harm_test significantly" in best["reason"]
+    assert "best cell: none (" in " ".join(proc.stderr.split()) and "best.json" in proc.stderr
     # the rule recomputed from summary.csv with pandas: eligible harm_test cells, highest refusal, then smaller alpha, ...
     summary = pd.read_csv(runs / "level2" / "summary.csv")
     steered = summary[~summary["is_baseline"]]
@@ -300,7 +320,8 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     side = ((merged["refusal_delta_benign"] > 0) & (merged["refusal_p_adj_benign"] < 0.05)) | ((merged["helpfulness_delta_benign"] < 0) & (merged["helpfulness_p_adj_benign"] < 0.05))
     ok = merged[~side].assign(abs_alpha=lambda d: d["alpha"].abs())
     top = ok.sort_values(["is_refusal_mean_harm", "abs_alpha", "is_refusal_mean_benign", "layer"], ascending=[False, True, True, True]).iloc[0]
-    assert (best["best"]["layer"], best["best"]["alpha"]) == (int(top["layer"]), float(top["alpha"]))
+    assert not ((ok["refusal_delta_harm"] > 0) & (ok["refusal_p_adj_harm"] < 0.05)).any()
+    assert (best["leading"]["layer"], best["leading"]["alpha"]) == (int(top["layer"]), float(top["alpha"]))
     # seed 001's snippets run unchanged; the layer is an integer in both tables
     picked = summary[(summary["split"] == "harm_test") & (summary["alpha"] == 4)].sort_values("is_refusal_mean", ascending=False)
     assert list(picked[["layer", "is_refusal_mean", "is_helpful_mean"]].columns) == ["layer", "is_refusal_mean", "is_helpful_mean"]
@@ -309,15 +330,24 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     assert seed_names == ["is_refusal_mean", "is_helpful_mean"] and all(summary[c].dropna().between(0, 1).all() for c in seed_names)
     layers = pd.read_csv(runs / "level2" / "completions.csv", dtype=str, keep_default_na=False)["layer"]
     assert set(layers) == {"", "0", "1"}  # baselines have none; never "1.0"
-    # level 3 names the layer by reference
+    # level 3 names the layer by reference: refused while level 2 has no best cell (a plan still counts the leading layer) ...
     level3 = tmp_path / "level3.yaml"
     level3.write_text(cfg.read_text().replace("name: level2", "name: level3\nbest_from: level2").replace("layers: [0, 1]", "layers: best").replace("alphas: [0, 1.0, 4.0]", "alphas: [0, 2.0]"))
+    lead = best["leading"]["layer"]
+    assert_clean_error(run_cli("sweep", str(level3), "--output-dir", str(runs)), "picked no best cell (no steered cell raised refusal", f"list it (layers: [{lead}])")
+    assert not (runs / "level3").exists()
+    proc = run_cli("sweep", str(level3), "--output-dir", str(runs), "--dry-run")
+    assert proc.returncode == 0 and "picked no best cell" in " ".join(proc.stderr.split()), proc.stderr
+    # ... and follows a best.json that names a significant cell
+    (runs / "chosen").mkdir()
+    (runs / "chosen" / "best.json").write_text(json.dumps({"best": {"layer": 1 - lead}}))
+    level3.write_text(level3.read_text().replace("best_from: level2", "best_from: chosen"))
     proc = run_cli("sweep", str(level3), "--output-dir", str(runs), "--json")
     assert proc.returncode == 0, proc.stderr
-    assert {r["layer"] for r in json.loads(proc.stdout)} == {best["best"]["layer"]}
-    assert f"layers: best -> layer {best['best']['layer']}" in proc.stderr
+    assert {r["layer"] for r in json.loads(proc.stdout)} == {1 - lead}
+    assert f"layers: best -> layer {1 - lead}" in proc.stderr
     missing = tmp_path / "level3b.yaml"
-    missing.write_text(level3.read_text().replace("best_from: level2", "best_from: nope"))
+    missing.write_text(level3.read_text().replace("best_from: chosen", "best_from: nope"))
     assert_clean_error(run_cli("sweep", str(missing), "--output-dir", str(runs)), "does not exist", "first")
 
 

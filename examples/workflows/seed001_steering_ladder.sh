@@ -7,10 +7,12 @@
 # (best.json); the seed's pandas snippet reads its summary.csv unchanged.
 # Level 3 (alpha sweep, add vs ablate) runs on that layer (`layers: best`) and
 # writes its own best.json, the seed's best (layer, alpha, intervention); at
-# SIZE=ci it is only planned (--dry-run).
+# SIZE=ci it is only planned (--dry-run), and so it is when level 2 found no
+# layer whose refusal rise is significant (best.json then names no best cell,
+# only the leading one: a few prompts per cell rarely show a significant rise).
 #
-#   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (about 3 min on 2 idle CPU cores, estimated; measured
-#              27 min wall, 10.5 min of CPU on 2 cores shared at load ~7: 48 completions, each sweep loading the model)
+#   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (measured 4 min wall on 2 CPU cores, 2026-12-06:
+#              48 completions, each sweep loading the model)
 #   SIZE=small 20 prompts per split, 5 at levels 2 and 3      (about 15 min on idle cores; estimated from the
 #              layer_test config's measured rate: 360 completions)    <- default
 #   SIZE=full  the configs' own sizes; levels 2-4 take hours on a CPU
@@ -41,6 +43,10 @@ print("Best layer:")
 print(best[['layer', 'is_refusal_mean', 'is_helpful_mean']].head(1))
 PY
 # level 3 reads that layer (layers: best, best_from: layer_comparison) and picks the best
-# (layer, alpha, intervention) into alpha_sweep/best.json
+# (layer, alpha, intervention) into alpha_sweep/best.json; without a significant layer it is only planned
+if ! $PYTHON -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["best"] is None)' "$OUT/layer_comparison/best.json"; then
+  echo "level 2 found no layer whose refusal rise is significant (see $OUT/layer_comparison/best.json); level 3 is only planned" >&2
+  LEVEL3=(--dry-run)
+fi
 $SAETOOL sweep "$HERE/configs/alpha_sweep.yaml" --output-dir "$OUT" "${N2[@]}" "${LEVEL3[@]}" > /dev/null
-echo "summary.csv, best.json and plots in $OUT/smoke_test, $OUT/layer_comparison and $OUT/alpha_sweep (level 3 only planned at SIZE=ci)" >&2
+echo "summary.csv, best.json and plots in $OUT/smoke_test, $OUT/layer_comparison and $OUT/alpha_sweep (level 3 only planned at SIZE=ci or without a significant layer)" >&2

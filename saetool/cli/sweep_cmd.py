@@ -34,8 +34,9 @@ def sweep(
     Holm or BH correction; also under seed 001's column names such as
     is_refusal_mean and intervention_type), `completions.csv`, PNG plots and
     `best.json`: the best layer × intervention × alpha by a stated rule (highest
-    harm_test refusal without a significant benign helpfulness drop or refusal
-    rise), which a later config uses with `layers: best` and `best_from: NAME`.
+    harm_test refusal among cells that raise it significantly without a
+    significant benign helpfulness drop or refusal rise; none when no rise is
+    significant), which a later config uses with `layers: best` and `best_from: NAME`.
     Rerunning skips finished cells, so a killed sweep resumes where it stopped.
 
     Example:
@@ -63,8 +64,8 @@ def sweep(
             f"{cfg.name}: {n_cells} cell(s) ({len(cfg.layers)} layer(s) × {len(cfg.alphas)} alpha(s) × {len(cfg.interventions)} intervention(s) "
             f"over splits, baselines shared); {result.skipped} done, {result.n_completions_pending} completion(s) to generate -> {result.run_dir}"
         )
-        if cfg.expected_time:
-            log(f"expected time: {cfg.expected_time}")
+        if cfg.expected_time:  # the config's own words, about its own sizes: not this capped plan's
+            log(f"expected time at the config's own size: {cfg.expected_time}" if max_prompts is not None else f"expected time: {cfg.expected_time}")
         return
     summary = result.summary
     for cell, msg in result.failed:

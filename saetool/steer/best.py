@@ -4,12 +4,16 @@ and ``layers: best`` in the next level's config.
 The rule (also written into ``best.json``): among the steered cells (not
 alpha 0, status ok) on the *target* split (``harm_test``, else the first split
 whose name starts with ``harm``, else the first split), keep those whose
-*side-effect* split (``benign``, else the first split starting with
-``benign``) shows neither a significant helpfulness drop nor a significant
-refusal rise (corrected p below the config's statistics.level, in the harmful
-direction); of those, the highest refusal rate on the target split wins; ties go
-to the smaller |alpha|, then the lower refusal rate on the side-effect split,
-then the lower layer.
+refusal rise over alpha 0 is significant there and whose *side-effect* split
+(``benign``, else the first split starting with ``benign``) shows neither a
+significant helpfulness drop nor a significant refusal rise (corrected p below
+the config's statistics.level, in the harmful direction); of those, the highest
+refusal rate on the target split wins; ties go to the smaller |alpha|, then the
+lower refusal rate on the side-effect split, then the lower layer. Without a
+significant cell there is no best cell (``layers: best`` then refuses): the
+cell that would lead is recorded as ``leading``, marked not significant. The
+chosen cell's rate on the other harmful split (``harm_train``), when there is
+one, shows whether the choice holds on prompts it was not chosen on.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ if TYPE_CHECKING:
 
 BEST_JSON = "best.json"
 RULE = (
-    "highest refusal rate on {target} among steered cells whose {side} helpfulness drop and {side} refusal rise "
-    "are not significant (corrected p >= {level:g}); ties: smaller |alpha|, then lower {side} refusal, then lower layer"
+    "highest refusal rate on {target} among steered cells whose refusal rise there is significant (corrected p < {level:g}) "
+    "and whose {side} helpfulness drop and {side} refusal rise are not; ties: smaller |alpha|, then lower {side} refusal, "
+    "then lower layer; no significant cell: no best cell"
 )
 
 
@@ -92,9 +97,23 @@ def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
         side_rate = e.get(f"{side}_refusal_rate") if side else None
         return (-(e["refusal_rate"] or 0.0), abs(e["alpha"]), side_rate if side_rate is not None else 0.0, e["layer"])
 
-    best = min(eligible, key=key)
-    best["significant"] = best["refusal_p_adj"] is not None and best["refusal_p_adj"] < level and (best["refusal_delta"] or 0) > 0
-    out["best"] = best
+    for e in eligible:
+        e["significant"] = e["refusal_p_adj"] is not None and e["refusal_p_adj"] < level and (e["refusal_delta"] or 0) > 0
+    winners = [e for e in eligible if e["significant"]]
+    out["significant"] = len(winners)
+    chosen = min(winners or eligible, key=key)
+    other = next((s for s in splits if s.startswith("harm") and s not in (target, side)), None)
+    if other is not None:
+        match = steered[(steered["split"] == other) & (steered["layer"] == chosen["layer"]) & (steered["intervention"] == chosen["intervention"]) & (steered["alpha"] == chosen["alpha"])]
+        if not match.empty:
+            orow = match.iloc[0]
+            chosen.update({f"{other}_refusal_rate": _num(orow["refusal_rate"]), f"{other}_refusal_delta": _num(orow.get("refusal_delta")), f"{other}_refusal_p_adj": _num(orow.get("refusal_p_adj"))})
+    if winners:
+        out["best"] = chosen
+    else:
+        out["leading"] = chosen
+        out["reason"] = (f"no steered cell raised refusal on {target} significantly (corrected p < {level:g}; n {chosen['n']} per cell) "
+                         f"without a significant side effect on {side}" if side else f"no steered cell raised refusal on {target} significantly (corrected p < {level:g}; n {chosen['n']} per cell)")
     return out
 
 
@@ -109,10 +128,12 @@ def describe_best(data: dict[str, Any]) -> str:
     """One line for stderr."""
     b = data.get("best")
     if b is None:
-        return f"best cell: none ({data.get('reason', '')})"
-    sig = "significant" if b.get("significant") else "not significant vs alpha 0"
+        lead = data.get("leading")
+        led = (f"; leading cell layer {lead['layer']}, {lead['intervention']}, alpha {lead['alpha']:g} (refusal {lead['refusal_rate']:.2f}, "
+               f"{lead['refusal_delta']:+.2f} vs alpha 0, not significant)") if lead and lead.get("refusal_rate") is not None and lead.get("refusal_delta") is not None else ""
+        return f"best cell: none ({data.get('reason', '')}){led}"
     return (f"best cell: layer {b['layer']}, {b['intervention']}, alpha {b['alpha']:g} "
-            f"(refusal {b['refusal_rate']:.2f} on {data['target_split']}, {sig}); rule: {data['rule']}")
+            f"(refusal {b['refusal_rate']:.2f} on {data['target_split']}, significant vs alpha 0); rule: {data['rule']}")
 
 
 def find_best_json(cfg: "SweepConfig", output_dir: Path) -> Path | None:
@@ -140,11 +161,21 @@ def resolve_best_layers(cfg: "SweepConfig", output_dir: Path, *, dry_run: bool =
         raise SaetoolError(f"{cfg.name}: layers: best but {output_dir / cfg.best_from / BEST_JSON} does not exist",
                            hint=f"run the sweep {cfg.best_from!r} first (it writes best.json), or list the layers")
     try:
-        best = json.loads(path.read_text(encoding="utf-8")).get("best")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        best = data.get("best")
         layer = int(best["layer"]) if isinstance(best, dict) else None
+        lead = data.get("leading")
+        lead_layer = int(lead["layer"]) if isinstance(lead, dict) else None
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         raise SaetoolError(f"{path} is not a best.json written by saetool sweep", hint="rerun that sweep") from None
     if layer is None:
-        raise SaetoolError(f"{path} picked no best cell, so layers: best has no layer", hint="see its reason, or list the layers")
+        reason = str(data.get("reason") or "no cell qualified")
+        if dry_run:
+            log(f"[yellow]layers: best: {path} picked no best cell ({reason}); the plan counts one layer[/yellow]")
+            cfg.layers = [lead_layer if lead_layer is not None else 0]
+            return
+        hint = (f"its leading cell, layer {lead_layer}, is not significant: list it (layers: [{lead_layer}]) to go on with it anyway, or rerun that sweep with more prompts"
+                if lead_layer is not None else "see its reason, or list the layers")
+        raise SaetoolError(f"{path} picked no best cell ({reason}), so layers: best has no layer", hint=hint)
     cfg.layers = [layer]
     log(f"layers: best -> layer {layer} (from {path})")
