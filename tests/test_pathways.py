@@ -151,6 +151,14 @@ def test_the_wired_source_ranks_first_and_the_replay_confirms_it(wired, tmp_path
     assert result.correlation["pearson"] == pytest.approx(r) and r > 0.99
     assert result.correlation["spearman"] == pytest.approx(rho)
     assert result.correlation["n_edges"] == len(edges) == 12
+    # per edge: does the sign agree; per target: its own edges' r and share of agreeing signs (scipy's on its rows)
+    assert list(edges.sign_agrees) == list((np.sign(edges.predicted) == np.sign(edges.actual)).astype(int))
+    assert result.correlation["sign_agreement"] == pytest.approx(edges.sign_agrees.mean())
+    for name, row in result.targets.set_index("name").iterrows():
+        mine = edges[edges.target == name]
+        assert row.pearson == pytest.approx(stats.pearsonr(mine.predicted, mine.actual).statistic)
+        assert row.sign_agreement == pytest.approx(mine.sign_agrees.mean())
+    assert result.targets.set_index("name").loc["L1-2", "pearson"] > 0.99
     # the target activation recorded is the clean summed activation
     tgt = result.targets.set_index("name")
     ids, mask, pos = _counted(wired.model, TEXTS)
@@ -186,7 +194,7 @@ def test_cli_writes_the_artifact_a_json_export_and_a_manifest(wired, tmp_path):
     manifest = json.loads(proc.stdout)
     assert manifest["kind"] == "pathways" and manifest["path"] == str(out.resolve()) and manifest["n_edges"] == 6
     assert manifest["pearson"] > 0.99
-    assert "L0-3" in proc.stderr and "Pearson" in proc.stderr
+    assert "L0-3" in proc.stderr and "Pearson" in proc.stderr and "per target, over its own edges" in proc.stderr
     edges, targets, attrs = read_pathways(out)
     data = json.loads(export.read_text())
     assert [e["source"] for e in data["edges"]] == list(edges.source)

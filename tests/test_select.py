@@ -156,6 +156,29 @@ def test_select_per_sequence_matches_scipy(two_sets, smollm2_sae, tmp_path):
     np.testing.assert_allclose(table["d"].to_numpy()[ok], ref[ok], rtol=1e-6, atol=1e-9)
 
 
+def test_select_per_sequence_max_matches_scipy(two_sets, smollm2_sae, tmp_path):
+    """Each sequence's largest activation is its sample; chunks that split a sequence join it."""
+    a, b = ActivationsArtifactSet(two_sets["news"], "a"), ActivationsArtifactSet(two_sets["kjv"], "b")
+    result = select_features(a, b, [smollm2_sae], tmp_path / "max.h5", config=SelectConfig(top=512, unit="sequence-max", chunk_rows=50))
+    table = result.table.set_index("feature").sort_index()
+    maxima = []
+    for name in ("news", "kjv"):
+        x, seq = _features(two_sets[name], HOOK3, smollm2_sae)
+        maxima.append(pd.DataFrame(x).groupby(seq).max().to_numpy())
+    ref = _reference_d(*maxima)
+    ok = np.isfinite(ref)
+    assert ok.sum() > 400
+    np.testing.assert_allclose(table["d"].to_numpy()[ok], ref[ok], rtol=1e-6, atol=1e-9)
+
+
+def test_per_sequence_means_warn_when_the_sets_differ_in_length():
+    from saetool.analysis.select import length_warning
+
+    assert length_warning([10, 12], [11, 11]) is None
+    message = length_warning([14, 13], [8, 8.4], ("harm", "benign"))
+    assert message.startswith("set harm's sequences have 13.5 tokens on average, set benign's 8.2:") and "--per sequence-max" in message
+
+
 def test_cli_top_n_exports_and_manifest(two_sets, smollm2_sae, tmp_path):
     out, csv, js = tmp_path / "sel.h5", tmp_path / "top.csv", tmp_path / "top.json"
     proc = run_cli("select", str(two_sets["news"]), str(two_sets["kjv"]), "--sae", str(smollm2_sae), "--top", "7", "-e", str(csv), "-e", str(js), "-o", str(out))

@@ -29,18 +29,23 @@ for L in 6 12; do
 done
 
 # step 1: features that separate harmful from benign prompts, one sequence per prompt
-# (--per-line: padded, # comment lines skipped), Cohen's d over prompts (--per sequence)
+# (--per-line: padded, # comment lines skipped), Cohen's d over prompts of each prompt's
+# largest activation (--per sequence-max: harmful prompts are longer, and a per-prompt mean
+# would dilute a feature by the prompt's length, so that d partly measured length)
 $SAETOOL extract --corpus "files:$PROMPTS/harm_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/harm.h5" --overwrite > /dev/null
 $SAETOOL extract --corpus "files:$PROMPTS/benign_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/benign.h5" --overwrite > /dev/null
-$SAETOOL select "$OUT/harm.h5" "$OUT/benign.h5" --per sequence --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --top 5 --export "$OUT/selection.json" -o "$OUT/selection.h5" --overwrite > /dev/null
-# the strongest layer-12 feature steers
-TOP=$($PYTHON -c "import json,sys; print(next(r['feature'] for r in json.load(open(sys.argv[1]))['rows'] if r['layer']==12))" "$OUT/selection.json")
+$SAETOOL select "$OUT/harm.h5" "$OUT/benign.h5" --per sequence-max --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --top 5 --export "$OUT/selection.json" -o "$OUT/selection.h5" --overwrite > /dev/null
+# the strongest layer-12 feature more active on harmful prompts (d > 0) steers, so that adding it
+# pushes towards "harmful" (a feature with d < 0 would push the other way); the strongest of any sign without one
+TOP=$($PYTHON -c "import json,sys; rows=[r for r in json.load(open(sys.argv[1]))['rows'] if r['layer']==12]; print(next((r['feature'] for r in rows if r['d'] > 0), rows[0]['feature']))" "$OUT/selection.json")
 
-# steer with the top layer-12 feature (vector from-sae records the SAE and feature), then
+# steer with it at half the residual stream's mean norm (--scale relative: a unit-norm push of
+# a fixed size such as 8 is a few percent of a norm of about 140 here, too weak to change a
+# completion; vector from-sae records the SAE and feature), then
 # check that everything joins up, selected features to the steered one included (step 0)
 grep -v '^#' "$PROMPTS/harm_test.txt" | head -n "$PROMPTS_N" > "$OUT/prompts.txt"
 $SAETOOL vector from-sae "$OUT/sae-L12.h5" --feature "$TOP" -o "$OUT/vector.h5" --overwrite > /dev/null
-$SAETOOL steer "$OUT/vector.h5" --prompts "$OUT/prompts.txt" --alpha 8 --max-new-tokens "$NEW" -o "$OUT/steer.h5" --overwrite > /dev/null
+$SAETOOL steer "$OUT/vector.h5" --prompts "$OUT/prompts.txt" --scale relative --alpha 0.5 --max-new-tokens "$NEW" -o "$OUT/steer.h5" --overwrite > /dev/null
 $SAETOOL audit "$OUT/selection.h5" "$OUT/sae-L6.h5" "$OUT/sae-L12.h5" "$OUT/steer.h5" -o "$OUT/audit.json" --overwrite > /dev/null
 
 # steps 2-3: upstream features driving the selected features, validated by patching

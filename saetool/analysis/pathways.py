@@ -17,7 +17,10 @@ For targets ``L{layer}-{id}`` and SAEs at several layers of one model:
    error term) and once per distinct source with that feature scaled at the
    counted tokens, every error term held at its clean value, and measures the
    actual change of each target's ``A``. Predicted and actual are compared per
-   edge and by Pearson and Spearman correlation (scipy).
+   edge (does the sign agree), per target (Pearson r over its edges, the share
+   of its edges whose sign agrees) and over all edges (Pearson and Spearman,
+   scipy): a pooled r mostly measures how the targets' scales differ, so a
+   target whose own edges do not follow the prediction shows only in its row.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ KIND = "pathways"
 SCHEMA_VERSION = 1
 EDGE_COLUMNS = (
     "source", "target", "source_layer", "source_feature", "target_layer", "target_feature",
-    "rank", "attribution", "predicted", "actual",
+    "rank", "attribution", "predicted", "actual", "sign_agrees",
 )
 
 
@@ -293,12 +296,15 @@ def replay(
 
 
 def correlation(predicted: Sequence[float], actual: Sequence[float]) -> dict[str, Any]:
-    """Pearson and Spearman correlation of predicted vs actual changes (NaN when undefined)."""
+    """Pearson and Spearman correlation of predicted vs actual changes, and the share of
+    edges whose predicted and actual change have the same sign (NaN when undefined)."""
     p = np.asarray(predicted, dtype=float)
     a = np.asarray(actual, dtype=float)
-    out: dict[str, Any] = {"n_edges": int(len(p)), "pearson": math.nan, "pearson_p": math.nan, "spearman": math.nan, "spearman_p": math.nan}
+    out: dict[str, Any] = {"n_edges": int(len(p)), "pearson": math.nan, "pearson_p": math.nan, "spearman": math.nan, "spearman_p": math.nan, "sign_agreement": math.nan}
     ok = np.isfinite(p) & np.isfinite(a)
     p, a = p[ok], a[ok]
+    if len(p):
+        out["sign_agreement"] = float(np.mean(np.sign(p) == np.sign(a)))
     if len(p) >= 3 and np.ptp(p) > 0 and np.ptp(a) > 0:
         r = stats.pearsonr(p, a)
         s = stats.spearmanr(p, a)
@@ -440,10 +446,13 @@ def run_pathways(
     table = pd.DataFrame([{k: v for k, v in e.items() if not k.startswith("_")} for e in edges])
     table["predicted"] = predicted
     table["actual"] = list(actual)
+    table["sign_agrees"] = (np.sign(table["predicted"]) == np.sign(table["actual"])).astype(np.int64) if config.replay else -1
     table = table[list(EDGE_COLUMNS)]
+    per_target = [correlation(table.loc[table["target"] == t.name, "predicted"], table.loc[table["target"] == t.name, "actual"]) if config.replay else correlation([], []) for t in targets]
     tgt = pd.DataFrame({
         "name": [t.name for t in targets], "layer": [t.layer for t in targets], "feature": [t.feature for t in targets],
         "activation": list(clean), "n_edges": [int((table["target"] == t.name).sum()) for t in targets],
+        "pearson": [c["pearson"] for c in per_target], "sign_agreement": [c["sign_agreement"] for c in per_target],
     })
     corr = correlation(table["predicted"], table["actual"]) if config.replay else correlation([], [])
     settings = {**config.to_dict(), "texts": str(Path(texts_file).resolve()) if texts_file else None, "corpus": corpus,

@@ -38,14 +38,16 @@ if TYPE_CHECKING:
 
 KIND = "selection"
 SCHEMA_VERSION = 1
-UNITS = ("token", "sequence")
+UNITS = ("token", "sequence", "sequence-max")
+LENGTH_RATIO = 1.2  # --per sequence: sets whose mean sequence lengths differ more than this get a warning
 COLUMNS = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b")
 
 
 @dataclass
 class SelectConfig:
     """``top`` features per layer by |d|; ``unit`` ``token`` (every token is a
-    sample) or ``sequence`` (each sequence's mean activation is a sample);
+    sample), ``sequence`` (each sequence's mean activation is a sample) or
+    ``sequence-max`` (each sequence's largest activation: not diluted by length);
     ``features`` restricts the candidates (``L{layer}-{id}`` names)."""
 
     top: int = 50
@@ -59,7 +61,7 @@ class SelectConfig:
         if self.top < 1:
             raise SaetoolError(f"--top must be at least 1 (got {self.top})")
         if self.unit not in UNITS:
-            raise SaetoolError(f"unknown --per {self.unit!r}", hint="choose token or sequence")
+            raise SaetoolError(f"unknown --per {self.unit!r}", hint="choose token, sequence or sequence-max")
         if self.chunk_rows < 1:
             raise SaetoolError(f"the chunk size must be at least 1 (got {self.chunk_rows})")
 
@@ -253,46 +255,68 @@ def check_inputs(sets: Sequence[ActivationSet], saes: Sequence[LayerSAE]) -> Non
 
 
 # -- the statistic -----------------------------------------------------------------------------------
-class _SequenceMeans:
-    """Per-sequence mean activations fed into :class:`Moments` as sequences
-    complete (rows arrive grouped by sequence, as extract writes them)."""
+class _SequenceStat:
+    """Each sequence's mean (``reduce`` ``mean``) or largest (``max``) activation, fed into
+    :class:`Moments` as sequences complete (rows arrive grouped by sequence, as extract
+    writes them); the sequences' lengths are kept for :func:`length_warning`."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, reduce: str = "mean") -> None:
         self.moments = Moments.empty(width)
+        self.reduce = reduce
+        self.lengths: list[int] = []
         self._id: int | None = None
-        self._sum = np.zeros(width)
+        self._acc = np.zeros(width)
         self._n = 0
+
+    def _emit(self, acc: "np.ndarray", n: "np.ndarray") -> None:
+        self.moments.update(acc / n[:, None] if self.reduce == "mean" else acc)
+        self.lengths += [int(v) for v in n]
 
     def update(self, f: "np.ndarray", seq: "np.ndarray") -> None:
         if len(seq) == 0:
             return
         starts = np.r_[0, np.flatnonzero(np.diff(seq)) + 1]
-        sums = np.add.reduceat(f.astype(np.float64), starts, axis=0)
+        combine = np.add if self.reduce == "mean" else np.maximum
+        accs = combine.reduceat(f.astype(np.float64), starts, axis=0)
         counts = np.diff(np.r_[starts, len(seq)]).astype(np.float64)
         ids = seq[starts]
         if self._id is not None:
             if ids[0] == self._id:
-                sums[0] += self._sum
+                accs[0] = combine(accs[0], self._acc)
                 counts[0] += self._n
             else:
-                self.moments.update((self._sum / self._n)[None, :])
+                self._emit(self._acc[None, :], np.array([float(self._n)]))
         if len(ids) > 1:
-            self.moments.update(sums[:-1] / counts[:-1, None])
-        self._id, self._sum, self._n = int(ids[-1]), sums[-1], int(counts[-1])
+            self._emit(accs[:-1], counts[:-1])
+        self._id, self._acc, self._n = int(ids[-1]), accs[-1], int(counts[-1])
 
     def finish(self) -> Moments:
         if self._id is not None:
-            self.moments.update((self._sum / self._n)[None, :])
+            self._emit(self._acc[None, :], np.array([float(self._n)]))
             self._id = None
         return self.moments
 
 
-def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None) -> dict[int, Moments]:
-    """Moments of every feature of every SAE over one set (tokens or sequence means)."""
+def length_warning(lengths_a: Sequence[int], lengths_b: Sequence[int], labels: Sequence[str] = ("a", "b")) -> str | None:
+    """``--per sequence``: the warning when the two sets' mean sequence lengths differ by more
+    than :data:`LENGTH_RATIO` (a per-sequence mean divides a feature that fires once per
+    sequence by the length, so its d then partly measures length), else ``None``."""
+    if not len(lengths_a) or not len(lengths_b):
+        return None
+    la, lb = float(np.mean(lengths_a)), float(np.mean(lengths_b))
+    if max(la, lb) <= LENGTH_RATIO * min(la, lb):
+        return None
+    return (f"set {labels[0]}'s sequences have {la:.1f} tokens on average, set {labels[1]}'s {lb:.1f}: a per-sequence mean "
+            f"dilutes a feature by its sequence's length, so d partly measures length (use --per sequence-max, or sets of matched length)")
+
+
+def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None) -> tuple[dict[int, Moments], list[int] | None]:
+    """Moments of every feature of every SAE over one set (tokens, or sequence means or
+    maxima), and the sequences' lengths (``None`` per token)."""
     hooks = sorted({x.hook for x in saes})
     accs: dict[int, Any] = {}
     for x in saes:
-        accs[x.layer] = Moments.empty(x.sae.cfg.d_sae) if config.unit == "token" else _SequenceMeans(x.sae.cfg.d_sae)
+        accs[x.layer] = Moments.empty(x.sae.cfg.d_sae) if config.unit == "token" else _SequenceStat(x.sae.cfg.d_sae, "max" if config.unit == "sequence-max" else "mean")
     with torch.no_grad():
         for acts, seq in source.chunks(hooks, config.chunk_rows):
             for x in saes:
@@ -303,7 +327,9 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
                     accs[x.layer].update(f, seq)
             if progress is not None:
                 progress(len(seq))
-    return {layer: acc if isinstance(acc, Moments) else acc.finish() for layer, acc in accs.items()}
+    out = {layer: acc if isinstance(acc, Moments) else acc.finish() for layer, acc in accs.items()}
+    lengths = next((acc.lengths for acc in accs.values() if isinstance(acc, _SequenceStat)), None)  # the same sequences at every layer
+    return out, lengths
 
 
 def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[LayerSAE], config: SelectConfig) -> "pd.DataFrame":
@@ -423,10 +449,16 @@ def select_features(
     restrict_features(config.features, saes)
     check_inputs((set_a, set_b), saes)
 
-    moments = []
+    moments, lengths = [], []
     for s in (set_a, set_b):
         with token_progress(f"select {s.label}", total=int(getattr(s, "n_tokens", 0) or 0), enabled=progress) as advance:
-            moments.append(feature_moments(s, saes, config, progress=advance))
+            m, n = feature_moments(s, saes, config, progress=advance)
+        moments.append(m)
+        lengths.append(n)
+    if config.unit == "sequence":
+        message = length_warning(lengths[0], lengths[1], config.labels)
+        if message:
+            warn(message)
     table = rank_features(moments[0], moments[1], saes, config)
     infinite = int(sum(1 for v in table["d"] if not math.isfinite(v)))
     if infinite:
@@ -447,6 +479,8 @@ def select_features(
         "n_b": {str(k): v.n for k, v in moments[1].items()},
         "features_filter": list(config.features or []),
     }
+    if lengths[0] is not None and lengths[1] is not None and len(lengths[0]) and len(lengths[1]):
+        attrs["mean_length"] = {config.labels[0]: float(np.mean(lengths[0])), config.labels[1]: float(np.mean(lengths[1]))}
     parents = [*set_a.parents, *set_b.parents, *[x.path for x in saes if Path(x.path).is_file()]]
     provenance = build_provenance(model=model, hooks=[x.hook for x in saes], parents=parents, select={**attrs, "chunk_rows": config.chunk_rows})
     write_selection(out, table, attrs=attrs, provenance=provenance, overwrite=overwrite)

@@ -91,15 +91,25 @@ def show_table(result: Any, rows: int) -> None:
         return
     if rows > 0:
         table = Table(title="pathways (change of the target's summed activation)", title_justify="left")
-        for col in ("target", "rank", "source", "attribution", "predicted", "actual"):
+        for col in ("target", "rank", "source", "attribution", "predicted", "actual", "sign"):
             table.add_column(col, justify="left" if col in ("target", "source") else "right")
         for rec in result.edges.head(rows).to_dict(orient="records"):
-            table.add_row(rec["target"], str(rec["rank"]), rec["source"], f"{rec['attribution']:.4g}", f"{rec['predicted']:.4g}", f"{rec['actual']:.4g}")
+            sign = {1: "agrees", 0: "[red]differs[/red]"}.get(int(rec.get("sign_agrees", -1)), "-")
+            table.add_row(rec["target"], str(rec["rank"]), rec["source"], f"{rec['attribution']:.4g}", f"{rec['predicted']:.4g}", f"{rec['actual']:.4g}", sign)
         stderr().print(table)
+    if "pearson" in result.targets and result.correlation.get("n_edges"):
+        per = Table(title="per target, over its own edges", title_justify="left")
+        for col in ("target", "edges", "Pearson r", "signs agree"):
+            per.add_column(col, justify="left" if col == "target" else "right")
+        for rec in result.targets.to_dict(orient="records"):
+            r, agree = _num(rec.get("pearson")), _num(rec.get("sign_agreement"))
+            per.add_row(rec["name"], str(rec["n_edges"]), "-" if r is None else f"{r:.3f}", "-" if agree is None else f"{agree:.0%}")
+        stderr().print(per)
     corr = result.correlation
     if corr.get("n_edges"):
-        pearson, spearman = _num(corr.get("pearson")), _num(corr.get("spearman"))
+        pearson, spearman, agree = _num(corr.get("pearson")), _num(corr.get("spearman")), _num(corr.get("sign_agreement"))
         stderr().print(
             f"predicted vs actual over {corr['n_edges']} edges: Pearson r = {'-' if pearson is None else f'{pearson:.3f}'}, "
-            f"Spearman rho = {'-' if spearman is None else f'{spearman:.3f}'}"
+            f"Spearman rho = {'-' if spearman is None else f'{spearman:.3f}'}; signs agree on {'-' if agree is None else f'{agree:.0%}'} "
+            "(pooled over targets of different scales: read the per-target rows)"
         )
