@@ -7,9 +7,9 @@ Fails on any console error or request leaving the file, like tests/test_browser.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
-import sys
 from pathlib import Path
 
 
@@ -34,4 +34,9 @@ def main(html: str, feature: int, out: str, width: int = 1200, height: int = 150
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    parser = argparse.ArgumentParser(description="Screenshot one feature page of a saetool interpret --html browser.")
+    parser.add_argument("html", help="the browser file (saetool interpret --html)")
+    parser.add_argument("feature", type=int, help="the feature to show")
+    parser.add_argument("out", nargs="?", default=None, help="the PNG to write (default: feature-N.png next to the browser file)")
+    args = parser.parse_args()
+    main(args.html, args.feature, args.out or str(Path(args.html).with_name(f"feature-{args.feature}.png")))
