@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import h5py
@@ -50,6 +51,8 @@ def test_topk_recovers_the_true_dictionary_from_a_pipe(tmp_path, dictionary_file
     assert record["kind"] == "sae" and record["path"] == str(out.resolve()) and record["d_sae"] == 96
     assert record["checklist_passed"] is True
     assert "validation checklist" in proc.stderr and "pass" in proc.stderr
+    said = re.search(r"\((\d+) training tokens in 1 file\(s\); ([\d.]+) passes over them: more distinct tokens", " ".join(proc.stderr.split()))
+    assert said and float(said.group(2)) == pytest.approx(1200 * 256 / int(said.group(1)), abs=0.05)
 
     from saetool.sae.io import read_sae_artifact
 
@@ -164,3 +167,10 @@ def test_init_from_keeps_the_pretrained_function_centred_or_not(tmp_path, small_
         assert (a.cfg.apply_b_dec_to_input, b.cfg.apply_b_dec_to_input) == (pretrained_centred, not pretrained_centred)
         with torch.no_grad():
             assert torch.allclose(a.encode(x), b.encode(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_run_that_repeats_its_tokens_says_how_often():
+    from saetool.train.api import passes_note
+
+    assert passes_note(65536, 7940) == "; 8.3 passes over them: more distinct tokens (a longer extract) train further than more passes"
+    assert passes_note(8000, 7940) == "" and passes_note(100, 0) == ""

@@ -125,7 +125,7 @@ def train_sae(
                 + (f", k={trainer.cfg.k}" if trainer.cfg.k else "")
                 + f", {total_steps} steps x {config.batch_size} tokens on {source.hook if names is None else f'{len(names)} hooks ({names[0]} ... {names[-1]}), each scaled to a common norm'}"
                 + (f" -> {source.hook_out}" if source.hook_out else "")
-                + f" ({n_train} training tokens in {len(source.files)} file(s))"
+                + f" ({n_train} training tokens in {len(source.files)} file(s){passes_note(total_steps * config.batch_size * (group.world_size if group is not None else 1), n_train)})"
                 + (f", data parallel on {group.world_size} processes ({group.backend}): {config.batch_size * group.world_size} tokens per step in all" if group is not None else "")
             )
             if trainer.target_defaulted and not resume:
@@ -252,6 +252,14 @@ def _open_source(config: TrainConfig, inputs: Sequence[str | Path], *, hooks: Se
     source.close()
     log(f"transcoder: reconstructing {guess} from {hook}")
     return open_with(guess)
+
+
+def passes_note(tokens: int, n_train: int) -> str:
+    """``; 8.3 passes over them`` when a run of ``tokens`` reads its ``n_train`` training
+    tokens more than once ('' otherwise): repeated tokens train less than new ones."""
+    if n_train <= 0 or tokens <= n_train * 1.05:
+        return ""
+    return f"; {tokens / n_train:.1f} passes over them: more distinct tokens (a longer extract) train further than more passes"
 
 
 def _total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:

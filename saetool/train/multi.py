@@ -32,7 +32,7 @@ from saetool.errors import SaetoolError
 from saetool.models.hooks import layer_of_hook
 from saetool.progress import token_progress
 from saetool.sae.sets import INDEX_NAME, SetMember, member_file_name, write_sae_set
-from saetool.train.api import _check_set_config, _open_source, _total_steps, _write, history_csv_path, resolve_hooks
+from saetool.train.api import _check_set_config, _open_source, _total_steps, _write, history_csv_path, passes_note, resolve_hooks
 from saetool.train.architectures import get_architecture
 from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
 from saetool.train.config import TrainConfig
@@ -188,7 +188,7 @@ def _train_set(config: TrainConfig, inputs: Sequence[str | Path], source: "Activ
         log(
             f"training {n} {t0.arch.name} SAEs in one pass (one per hook): d_sae={t0.cfg.d_sae}" + (f", k={t0.cfg.k}" if t0.cfg.k else "")
             + f", {total_steps} steps x {config.batch_size} tokens on {', '.join(source.hooks[:3])}{', ...' if n > 3 else ''}"
-            + f" ({n_train} training tokens in {len(source.files)} file(s)); writing {folder}/"
+            + f" ({n_train} training tokens in {len(source.files)} file(s){passes_note(total_steps * config.batch_size * (group.world_size if group is not None else 1), n_train)}); writing {folder}/"
         )
         if group is not None:
             group.barrier()
