@@ -254,3 +254,15 @@ def _tiny_sae_artifact(path, *, d_in: int, hook: str) -> None:
         sae.W_enc.normal_()
         sae.W_dec.normal_()
     write_sae_artifact(path, sae, provenance=build_provenance(model="smollm2-135m", hooks=[hook]))
+
+
+def test_corpus_text_the_sae_trained_on_is_named_as_such(smollm2_sae, tmp_path):
+    """evaluate --corpus without --skip-tokens reads the SAE's own training text: said, with the fix."""
+    from saetool.evaluate.overlap import overlap_warning, training_ranges
+
+    (corpus, first, stop), = training_ranges(smollm2_sae)
+    assert (corpus, first, stop) == ("bbc-news", 0, 2048)
+    message = overlap_warning(smollm2_sae, "bbc-news", 0, 1024)
+    assert message.endswith("the figures are on its training text, not held out (--skip-tokens 2048 evaluates text it did not see)")
+    assert overlap_warning(smollm2_sae, "bbc-news", 2048, 1024) is None and overlap_warning(smollm2_sae, "kjv", 0, 1024) is None
+    assert training_ranges(tmp_path) == [] and training_ranges(tmp_path / "nothing.h5") == []

@@ -44,6 +44,7 @@ from saetool.corpus.packing import bos_id, special_token_mask
 from saetool.corpus.resolve import resolve_corpus
 from saetool.errors import ModelError, SaetoolError
 from saetool.evaluate.metrics import EvalContext, LMBatch, ReconBatch, sae_metrics
+from saetool.evaluate.overlap import overlap_warning
 from saetool.extract.config import ExtractConfig
 from saetool.extract.core import make_windows
 from saetool.models import registry  # the module, so tests can stub registry.load_model
@@ -401,6 +402,10 @@ def evaluate_saes(
                 windows = acts.artifact.file["sequences/token_ids"][:n_windows]
             else:
                 windows = corpus_windows(config.corpus, model.tokenizer, context, n_windows, config.skip_tokens)
+                for key in runs:
+                    message = overlap_warning(key, config.corpus, config.skip_tokens, config.num_tokens)
+                    if message:
+                        warn(message)
             bos = bos_id(model.tokenizer)
             log(f"evaluating with {model.model_id}: {len(windows)} windows of {windows.shape[1]} tokens" + (f", {len(runs)} SAEs" if len(runs) > 1 else ""))
             for start in range(0, len(windows), config.batch_size):
