@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -467,3 +468,13 @@ def test_json_dir_never_replaces_an_input_or_an_existing_file(tiny_result, tmp_p
     assert target.read_bytes() == tiny_result.path.read_bytes()
     assert cli("interpret", str(tiny_result.path), "--json-dir", str(jdir), "--overwrite")[0] == 0
     assert json.loads(target.read_text())["hook"] == "blocks.1.hook_resid_post"
+
+def test_an_sae_alone_is_interpreted_on_the_activations_it_trained_on(smollm2_acts, smollm2_sae, tmp_path):
+    """interpret --sae SAE without ACTS or a pipe reads the activations the SAE's provenance names."""
+    from saetool.artifacts.store import read_header
+
+    out = tmp_path / "f.h5"
+    proc = run_cli("interpret", "--sae", str(smollm2_sae), "--top", "5", "--labeler", "none", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    parents = {p["kind"]: p["path"] for p in read_header(out)["provenance"]["parents"]}
+    assert Path(parents["activations"]).resolve() == Path(smollm2_acts).resolve()

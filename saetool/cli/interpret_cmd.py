@@ -150,10 +150,15 @@ def _resolve_inputs(acts: Optional[Path], sae: Optional[str], *, from_model: boo
         return acts, sae, kind
     if from_model:
         return None, sae, "activations"
+    own = sae is not None and Path(sae).is_file() and _kind(Path(sae)) == "sae"  # --sae alone: the activations it trained on
     if sys.stdin is None or sys.stdin.isatty():
+        if own:
+            return _acts_of_sae(Path(sae)), sae, "activations"
         raise SaetoolError("no activations given", hint="pass ACTS and --sae, or pipe saetool extract | saetool train into this")
     records = read_manifests(sys.stdin)
     if not records:
+        if own:
+            return _acts_of_sae(Path(sae)), sae, "activations"
         raise SaetoolError("no activations given and stdin was empty", hint="pass ACTS and --sae, or pipe a saetool stage into this")
     last = records[-1]
     path = Path(last["path"])
