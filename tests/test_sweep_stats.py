@@ -175,3 +175,12 @@ def test_steer_metrics_table_shows_n_intervals_and_paired_p():
     lo, hi = wilson_ci(4, 8)
     assert f"0.12 [{wilson_ci(1, 8)[0]:.2f}, {wilson_ci(1, 8)[1]:.2f}]" in text and f"0.50 [{lo:.2f}, {hi:.2f}]" in text
     assert "0.25" in text.split("refusal")[1]  # exact McNemar, 3 discordant pairs
+
+
+def test_a_mean_interval_stays_inside_the_values_a_metric_can_take():
+    from saetool.steer.metrics import get_metric
+
+    mean, lo, hi = mean_ci([0.1, 2.0], bounds=get_metric("coherence").bounds)  # n = 2: a t interval of about +-12
+    assert mean == pytest.approx(1.05) and lo == 0.0 and hi > 10
+    assert mean_ci([-0.9, 0.9], bounds=get_metric("sentiment").bounds)[1:] == (-1.0, 1.0)
+    assert mean_ci([0.1, 2.0])[1] < 0  # unbounded by default

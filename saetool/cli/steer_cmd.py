@@ -172,7 +172,7 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
                 lo, hi = wilson_ci(int(sum(xs)), len(xs))
                 cells.append(f"{sum(xs) / len(xs):.2f} [{lo:.2f}, {hi:.2f}]" + ("" if len(xs) == n else f" (n {len(xs)})"))
             else:
-                mean, lo, hi = mean_ci(xs)
+                mean, lo, hi = mean_ci(xs, bounds=_bounds(m))
                 interval = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else ""
                 cells.append(f"{mean:.3g}{interval}" + ("" if len(xs) == n else f" (n {len(xs)})"))
         for c in conds[1:]:
@@ -181,6 +181,17 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
             pvals.append("-" if math.isnan(p) else f"{p:.2g}")
         table.add_row(m, *cells, *pvals)
     return table
+
+
+def _bounds(metric: str) -> tuple[float, float]:
+    """The values the metric ``metric`` can take (unbounded when it is not registered)."""
+    from saetool.errors import SaetoolError
+    from saetool.steer.metrics import get_metric
+
+    try:
+        return getattr(get_metric(metric), "bounds", (-math.inf, math.inf))
+    except SaetoolError:
+        return (-math.inf, math.inf)
 
 
 def _clip(text: str, n: int) -> str:

@@ -105,7 +105,7 @@ def _print_summary(summary, metrics) -> None:
             col = f"{m}_rate" if f"{m}_rate" in summary else f"{m}_mean"
             if r["status"] != "ok":
                 cells.append(str(r["status"]))
-            elif m in ("refusal", "sentiment", "helpfulness"):
+            elif f"{m}_ci_low" in summary:
                 cells.append(f"{f(r[col])} [{f(r[f'{m}_ci_low'])}, {f(r[f'{m}_ci_high'])}]")
             else:
                 cells.append(f(r[col]))

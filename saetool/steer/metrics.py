@@ -133,6 +133,7 @@ class Metric:
     kind: str = "rate"  # "rate" (0/1 per item) or "mean"
     needs_model: bool = False
     higher_is_better: bool | None = None
+    bounds: tuple[float, float] = (-math.inf, math.inf)  # the values a score can take: a mean's interval is clipped to them
 
     def score(self, items: Sequence[CompletionItem], ctx: MetricContext) -> list[float]:
         raise NotImplementedError
@@ -211,6 +212,7 @@ class Sentiment(Metric):
     description = "VADER compound sentiment (vaderSentiment lexicon and rules) in [-1, 1]"
     kind = "mean"
     higher_is_better = None
+    bounds = (-1.0, 1.0)
 
     def score(self, items, ctx):
         return [sentiment_score(it.completion) for it in items]
@@ -224,6 +226,7 @@ class Coherence(Metric):
     kind = "mean"
     needs_model = True
     higher_is_better = False
+    bounds = (0.0, math.inf)  # a loss
 
     def score(self, items, ctx):
         import torch

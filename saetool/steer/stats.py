@@ -77,8 +77,9 @@ def adjust(pvalues: Sequence[float], method: str) -> list[float]:
     return CORRECTIONS[method](pvalues)
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and a t-based confidence interval of the finite values (NaNs when there are none)."""
+def mean_ci(values: Sequence[float], level: float = 0.95, bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
+    """Mean and a t-based confidence interval of the finite values (NaNs when there are none),
+    the interval clipped to ``bounds``, the values a score can take (a loss is never negative)."""
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     n = len(xs)
     if n == 0:
@@ -89,7 +90,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
 
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
     half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return (mean, mean - half, mean + half)
+    return (mean, max(bounds[0], mean - half), min(bounds[1], mean + half))
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float:

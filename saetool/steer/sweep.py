@@ -567,7 +567,7 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
                 row[f"{name}_delta"] = (k / n - bk / bn) if n and bn else math.nan
                 row[f"{name}_p"] = math.nan if cell.is_baseline else fisher_exact_p(k, n, bk, bn)
             else:
-                m, lo, hi = mean_ci(finite)
+                m, lo, hi = mean_ci(finite, bounds=metric.bounds)
                 bm = mean_ci(bfinite)[0]
                 row[f"{name}_mean"], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = m, lo, hi
                 row[f"{name}_delta"] = m - bm if finite and bfinite else math.nan
