@@ -100,3 +100,17 @@ def test_plugins_json_lists_builtins():
     assert rows["saetool.builtins.commands"]["registered"]["commands"] == ["extract", "inspect", "models", "plugins", "doctor"]
     assert "bbc-news" in rows["saetool.builtins.corpora"]["registered"]["corpus_sources"]
     assert all(r["builtin"] for r in rows.values())
+
+
+def test_help_read_from_a_pipe_keeps_whole_option_names():
+    """Without a terminal or COLUMNS, rich would lay help out in 80 columns and cut long
+    option names (--sparsity-warmup…); help then takes 120 columns."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-m", "saetool", "train", "--help"], capture_output=True, text=True, env=env, timeout=120).stdout
+    names = re.findall(r"│ (--[\w-]+…?)", out)
+    assert "--sparsity-warmup-steps" in names and "--apply-b-dec-to-input" in names and not [n for n in names if n.endswith("…")]
+    assert max(len(line) for line in out.splitlines()) == 120

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -71,12 +72,17 @@ def build_app(plugin_host: Optional["PluginHost"] = None) -> typer.Typer:
     return app
 
 
+HELP_WIDTH = 120  # columns of --help when stdout is not a terminal and COLUMNS is unset
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point: run the CLI and turn errors into exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:  # accept --debug anywhere, not only before the command
         args.remove("--debug")
         configure(debug=True)
+    if {"--help", "-h"} & set(args) and not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        os.environ["COLUMNS"] = str(HELP_WIDTH)  # help read from a pipe or file: rich's 80 columns would cut long option names
     command = typer.main.get_command(build_app())
     try:
         code: Any = command.main(args=args, prog_name="saetool", standalone_mode=False)
