@@ -363,3 +363,22 @@ def test_labels_no_better_than_chance_are_marked(browser, tmp_path):
     assert guess == ["detection 0.50 [0.39, 0.61] · chance 0.50 · on 10 activating + 10 other windows · not significantly above chance",
                      "fuzzing 0.50 [0.39, 0.61] · chance 0.50 · on 10 activating + 10 other windows · not significantly above chance"]
     assert good[0] == "detection 0.95 [0.74, 1.00] · chance 0.50 · on 10 activating + 10 other windows" and flagged == 0
+
+
+@pytest.mark.slow  # drives Chromium
+@needs_browser
+def test_a_feature_of_the_window_start_is_noted_on_its_page(browser, tmp_path):
+    cat = sample_records()[0]
+    start = replace(cat, top_examples=[replace(e, token_position=1) for e in cat.top_examples])
+    url = write_browser([start, replace(sample_records()[1], label=None)], tmp_path / "start.html", title="start").as_uri()
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    pg.goto(url + "#feature-3")
+    shown(pg, 3)
+    noted = texts(pg, "#view .note")
+    pg.click("#list a[data-index='7']")
+    shown(pg, 7)
+    other = pg.locator("#view .note").count()
+    context.close()
+    assert noted == ["3 of its 3 top examples are the first token of their window, where massive-activation tokens sit: the feature may mark that position rather than the text."]
+    assert other == 0

@@ -278,3 +278,16 @@ def test_labels_no_better_than_chance_are_marked():
     section = md.split("## Feature 7\n")[1]
     assert "**Label:** Reserve, bank (tokens, detection 0.50 \\[0.39, 0.61\\], chance 0.50; not significantly above chance, fuzzing 0.50" in section
     assert "; not significantly above chance" not in md.split("## Feature 3\n")[1].split("## Feature 7\n")[0]
+
+
+def test_a_feature_of_the_window_start_is_noted():
+    """Top examples mostly at position 1 (after BOS, where massive activations sit) get a note."""
+    from saetool.interpret.report import window_start_note
+
+    cat = sample_records()[0]  # token positions 17, 2, 30: no note
+    assert window_start_note(cat) is None and "**Note:**" not in report_markdown([cat])
+    start = replace(cat, top_examples=[replace(e, token_position=1) for e in cat.top_examples[:2]] + cat.top_examples[2:])
+    assert window_start_note(start) == ("2 of its 3 top examples are the first token of their window, where massive-activation tokens sit: "
+                                        "the feature may mark that position rather than the text")
+    assert "**Note:** 2 of its 3 top examples are the first token of their window" in report_markdown([start])
+    assert window_start_note(replace(cat, top_examples=[replace(e, token_position=-1) for e in cat.top_examples])) is None  # not located

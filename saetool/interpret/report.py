@@ -342,6 +342,18 @@ def report_markdown(
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+def window_start_note(record: FeatureRecord) -> str | None:
+    """A note when at least half of the record's located top examples are the first token of
+    their window (position 1, after BOS), where massive-activation tokens sit: the feature
+    may mark that position rather than the text (``None`` otherwise)."""
+    located = [e for e in record.top_examples if e.token_position >= 0]
+    first = sum(1 for e in located if e.token_position <= 1)
+    if not located or 2 * first < len(located):
+        return None
+    return (f"{first} of its {len(located)} top examples are the first token of their window, where massive-activation tokens sit: "
+            "the feature may mark that position rather than the text")
+
+
 def _feature_markdown(r: FeatureRecord, sections: set[int], *, examples: int, tokens: int) -> list[str]:
     out = [f"## Feature {r.index}", ""]
     label = _label_line(r)
@@ -350,6 +362,9 @@ def _feature_markdown(r: FeatureRecord, sections: set[int], *, examples: int, to
         out += [f"**Label:** {md_escape(text)}" + (f" ({md_escape(extra)})" if extra else ""), ""]
     else:
         out += ["**Label:** none", ""]
+    note = window_start_note(r)
+    if note:
+        out += [f"**Note:** {md_escape(note)}.", ""]
     out += [
         "| Statistic | Value |",
         "|---|---:|",

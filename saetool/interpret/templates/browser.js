@@ -270,6 +270,11 @@
     } else {
       view.appendChild(el("div", "label muted", "No label."));
     }
+    var located = (f.top_examples || []).filter(function (e) { return e.token_position >= 0; });
+    var first = located.filter(function (e) { return e.token_position <= 1; }).length;
+    if (located.length && 2 * first >= located.length) {
+      view.appendChild(el("div", "note", first + " of its " + located.length + " top examples are the first token of their window, where massive-activation tokens sit: the feature may mark that position rather than the text."));
+    }
     var stats = el("div", "stats");
     stat(stats, "density", pct(f.density));
     stat(stats, "max activation", num(f.max_activation));
