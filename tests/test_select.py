@@ -159,8 +159,11 @@ def test_select_per_sequence_matches_scipy(two_sets, smollm2_sae, tmp_path):
 def test_select_per_sequence_max_matches_scipy(two_sets, smollm2_sae, tmp_path):
     """Each sequence's largest activation is its sample; chunks that split a sequence join it."""
     a, b = ActivationsArtifactSet(two_sets["news"], "a"), ActivationsArtifactSet(two_sets["kjv"], "b")
-    result = select_features(a, b, [smollm2_sae], tmp_path / "max.h5", config=SelectConfig(top=512, unit="sequence-max", chunk_rows=50))
+    result = select_features(a, b, [smollm2_sae], tmp_path / "max.h5", config=SelectConfig(top=512, unit="sequence-max", chunk_rows=50, permutations=20))
     table = result.table.set_index("feature").sort_index()
+    with h5py.File(result.path, "r") as fh:  # the chance level of the largest |d|, from the label shuffles
+        chance, shuffles = json.loads(fh.attrs["chance_max_abs_d"]), int(fh.attrs["permutations"])
+    assert list(chance) == ["3"] and 0 < chance["3"] < np.abs(table["d"]).max() and shuffles == 20
     maxima = []
     for name in ("news", "kjv"):
         x, seq = _features(two_sets[name], HOOK3, smollm2_sae)
@@ -281,3 +284,21 @@ def test_more_bad_input(two_sets, smollm2_acts, smollm2_sae, tmp_path):
     proc = run_cli("select", str(empty), str(two_sets["kjv"]), "--sae", str(smollm2_sae), "-o", str(tmp_path / "y.h5"))
     assert_clean_error(proc, "not an HDF5 file")
     assert not (tmp_path / "y.h5").exists()
+
+
+def test_the_chance_level_of_the_largest_d_is_a_permutation_quantile():
+    from saetool.analysis.stats import permutation_max_abs_d
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(20, 300)), rng.normal(size=(30, 300))
+    null = permutation_max_abs_d(a, b, permutations=50, seed=1)
+    # by hand: the same shuffles, d of every feature by the formula, the largest
+    x, order = np.concatenate([a, b]), np.random.default_rng(1)
+    for got in null[:5]:
+        idx = order.permutation(50)
+        pa, pb = x[idx[:20]], x[idx[20:]]
+        want = np.abs(_reference_d(pa, pb)).max()
+        assert got == pytest.approx(want, rel=1e-9)
+    assert 0.6 < np.quantile(null, 0.95) < 1.5  # 300 null features, 20 vs 30 samples
+    only = permutation_max_abs_d(a, b, permutations=5, seed=1, columns=np.array([0, 1]))
+    assert (only <= null[:5] + 1e-12).all()

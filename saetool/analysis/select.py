@@ -20,13 +20,13 @@ import pandas as pd
 import torch
 
 from saetool.analysis.names import feature_name, parse_feature_name, require_layer
-from saetool.analysis.stats import Moments, cohens_d
+from saetool.analysis.stats import Moments, cohens_d, permutation_max_abs_d
 from saetool.artifacts.activations import ActivationsFile
 from saetool.artifacts.files import write_atomic
 from saetool.artifacts.outputs import check_outputs
 from saetool.artifacts.provenance import build_provenance
 from saetool.artifacts.store import ArtifactWriter, attr_value, check_output_path, open_artifact
-from saetool.console import warn
+from saetool.console import log, warn
 from saetool.errors import SaetoolError
 from saetool.progress import token_progress
 from saetool.sae.io import check_sae_matches, load_sae, same_model
@@ -40,6 +40,7 @@ KIND = "selection"
 SCHEMA_VERSION = 1
 UNITS = ("token", "sequence", "sequence-max")
 LENGTH_RATIO = 1.2  # --per sequence: sets whose mean sequence lengths differ more than this get a warning
+ROW_BUDGET = 20_000_000  # per-sequence values kept per layer and set for the permutation test (80 MB as float32)
 COLUMNS = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b")
 
 
@@ -56,6 +57,7 @@ class SelectConfig:
     chunk_rows: int = 1024
     device: str = "cpu"
     labels: tuple[str, str] = ("a", "b")
+    permutations: int = 200  # per-sequence units: label permutations for the chance level of the largest |d| (0: none)
 
     def validate(self) -> None:
         if self.top < 1:
@@ -64,6 +66,8 @@ class SelectConfig:
             raise SaetoolError(f"unknown --per {self.unit!r}", hint="choose token, sequence or sequence-max")
         if self.chunk_rows < 1:
             raise SaetoolError(f"the chunk size must be at least 1 (got {self.chunk_rows})")
+        if self.permutations < 0:
+            raise SaetoolError(f"--permutations must be 0 or more (got {self.permutations})")
 
 
 @dataclass
@@ -260,17 +264,29 @@ class _SequenceStat:
     :class:`Moments` as sequences complete (rows arrive grouped by sequence, as extract
     writes them); the sequences' lengths are kept for :func:`length_warning`."""
 
-    def __init__(self, width: int, reduce: str = "mean") -> None:
+    def __init__(self, width: int, reduce: str = "mean", *, keep_rows: bool = False) -> None:
         self.moments = Moments.empty(width)
         self.reduce = reduce
         self.lengths: list[int] = []
+        self.rows: list[np.ndarray] | None = [] if keep_rows else None  # the samples, while within ROW_BUDGET
+        self._width = width
         self._id: int | None = None
         self._acc = np.zeros(width)
         self._n = 0
 
     def _emit(self, acc: "np.ndarray", n: "np.ndarray") -> None:
-        self.moments.update(acc / n[:, None] if self.reduce == "mean" else acc)
+        samples = acc / n[:, None] if self.reduce == "mean" else acc
+        self.moments.update(samples)
         self.lengths += [int(v) for v in n]
+        if self.rows is not None:
+            if len(self.lengths) * self._width <= ROW_BUDGET:
+                self.rows.append(samples.astype(np.float32))
+            else:
+                self.rows = None
+
+    def samples(self) -> np.ndarray | None:
+        """The per-sequence samples ``[sequences, width]``, or None when not kept (over budget)."""
+        return np.concatenate(self.rows) if self.rows else None
 
     def update(self, f: "np.ndarray", seq: "np.ndarray") -> None:
         if len(seq) == 0:
@@ -310,13 +326,14 @@ def length_warning(lengths_a: Sequence[int], lengths_b: Sequence[int], labels: S
             f"dilutes a feature by its sequence's length, so d partly measures length (use --per sequence-max, or sets of matched length)")
 
 
-def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None) -> tuple[dict[int, Moments], list[int] | None]:
+def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None) -> tuple[dict[int, Moments], dict[int, "_SequenceStat"]]:
     """Moments of every feature of every SAE over one set (tokens, or sequence means or
-    maxima), and the sequences' lengths (``None`` per token)."""
+    maxima), and per layer the per-sequence accumulators (lengths, kept samples; empty per token)."""
     hooks = sorted({x.hook for x in saes})
     accs: dict[int, Any] = {}
     for x in saes:
-        accs[x.layer] = Moments.empty(x.sae.cfg.d_sae) if config.unit == "token" else _SequenceStat(x.sae.cfg.d_sae, "max" if config.unit == "sequence-max" else "mean")
+        accs[x.layer] = (Moments.empty(x.sae.cfg.d_sae) if config.unit == "token"
+                         else _SequenceStat(x.sae.cfg.d_sae, "max" if config.unit == "sequence-max" else "mean", keep_rows=config.permutations > 0))
     with torch.no_grad():
         for acts, seq in source.chunks(hooks, config.chunk_rows):
             for x in saes:
@@ -328,8 +345,34 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
             if progress is not None:
                 progress(len(seq))
     out = {layer: acc if isinstance(acc, Moments) else acc.finish() for layer, acc in accs.items()}
-    lengths = next((acc.lengths for acc in accs.values() if isinstance(acc, _SequenceStat)), None)  # the same sequences at every layer
-    return out, lengths
+    per_sequence = {layer: acc for layer, acc in accs.items() if isinstance(acc, _SequenceStat)}
+    return out, per_sequence
+
+
+def chance_levels(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], saes: Sequence[LayerSAE], config: SelectConfig, table: "pd.DataFrame") -> dict[int, float]:
+    """Per layer, the |d| that the largest of its candidate features exceeds by chance in only
+    5% of ``config.permutations`` shufflings of the set labels (per-sequence units only: tokens
+    of one sequence are not independent samples); logged with how many selected features
+    exceed it. Layers whose samples were over :data:`ROW_BUDGET` are skipped with a note."""
+    if config.permutations <= 0 or not a or not b:
+        return {}
+    allowed = restrict_features(config.features, saes)
+    out: dict[int, float] = {}
+    for x in saes:
+        xa, xb = a[x.layer].samples(), b[x.layer].samples()
+        if xa is None or xb is None:
+            log(f"[dim]layer {x.layer}: too many sequences for the permutation test (over {ROW_BUDGET:,} values per set); no chance level[/dim]")
+            continue
+        columns = None if allowed is None else allowed.get(x.layer, np.zeros(0, dtype=np.int64))
+        if columns is not None and len(columns) == 0:
+            continue
+        null = permutation_max_abs_d(xa, xb, permutations=config.permutations, seed=0, columns=columns)
+        out[x.layer] = level = float(np.quantile(null, 0.95))
+        picked = table[table["layer"] == x.layer]["d"].abs()
+        log(f"layer {x.layer}: by chance (set labels shuffled {config.permutations} times) the largest |d| of its "
+            f"{xa.shape[1] if columns is None else len(columns)} candidate features stays below {level:.2f} in 95% of shufflings; "
+            f"{int((picked > level).sum())} of the {len(picked)} selected exceed it")
+    return out
 
 
 def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[LayerSAE], config: SelectConfig) -> "pd.DataFrame":
@@ -449,17 +492,19 @@ def select_features(
     restrict_features(config.features, saes)
     check_inputs((set_a, set_b), saes)
 
-    moments, lengths = [], []
+    moments, seqs = [], []
     for s in (set_a, set_b):
         with token_progress(f"select {s.label}", total=int(getattr(s, "n_tokens", 0) or 0), enabled=progress) as advance:
-            m, n = feature_moments(s, saes, config, progress=advance)
+            m, q = feature_moments(s, saes, config, progress=advance)
         moments.append(m)
-        lengths.append(n)
+        seqs.append(q)
+    lengths = [next((acc.lengths for acc in q.values()), None) for q in seqs]  # the same sequences at every layer
     if config.unit == "sequence":
         message = length_warning(lengths[0], lengths[1], config.labels)
         if message:
             warn(message)
     table = rank_features(moments[0], moments[1], saes, config)
+    chance = chance_levels(seqs[0], seqs[1], saes, config, table)
     infinite = int(sum(1 for v in table["d"] if not math.isfinite(v)))
     if infinite:
         warn(f"{infinite} selected feature(s) have zero variance in both sets but different means (d = ±inf)")
@@ -479,6 +524,9 @@ def select_features(
         "n_b": {str(k): v.n for k, v in moments[1].items()},
         "features_filter": list(config.features or []),
     }
+    if chance:
+        attrs["chance_max_abs_d"] = {str(k): v for k, v in chance.items()}
+        attrs["permutations"] = config.permutations
     if lengths[0] is not None and lengths[1] is not None and len(lengths[0]) and len(lengths[1]):
         attrs["mean_length"] = {config.labels[0]: float(np.mean(lengths[0])), config.labels[1]: float(np.mean(lengths[1]))}
     parents = [*set_a.parents, *set_b.parents, *[x.path for x in saes if Path(x.path).is_file()]]

@@ -69,6 +69,33 @@ def cohens_d(a: Moments, b: Moments) -> np.ndarray:
     return d
 
 
+def permutation_max_abs_d(a: np.ndarray, b: np.ndarray, *, permutations: int = 200, seed: int = 0, columns: np.ndarray | None = None) -> np.ndarray:
+    """The largest finite |Cohen's d| over ``columns`` (default all) of the rows ``a`` and
+    ``b`` [samples, features] with the set labels shuffled, once per permutation: the null
+    distribution of the best |d| a selection can reach by chance among that many features."""
+    x = np.concatenate([a, b]).astype(np.float64)
+    if columns is not None:
+        x = x[:, columns]
+    n, na = x.shape[0], a.shape[0]
+    nb = n - na
+    if na < 1 or nb < 1 or n < 3 or x.shape[1] == 0:
+        raise ValueError(f"a permutation test needs samples in both sets and three in all (got {na} and {nb})")
+    total, total_sq = x.sum(0), (x * x).sum(0)
+    rng = np.random.default_rng(seed)
+    out = np.empty(permutations)
+    for i in range(permutations):
+        pick = x[rng.permutation(n)[:na]]
+        sa, qa = pick.sum(0), (pick * pick).sum(0)
+        sb, qb = total - sa, total_sq - qa
+        m2 = np.clip(qa - sa * sa / na, 0, None) + np.clip(qb - sb * sb / nb, 0, None)
+        pooled = np.sqrt(m2 / (n - 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.abs(sa / na - sb / nb) / pooled
+        d = d[np.isfinite(d)]
+        out[i] = d.max() if d.size else 0.0
+    return out
+
+
 def log_odds_dirichlet(count_a: np.ndarray, count_b: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed log-odds ratio of each token in a vs b and its z-score
     (Monroe, Colaresi & Quinn 2008, "Fightin' Words", eq. 16-22).

@@ -21,6 +21,7 @@ def select(
     sae: List[Path] = typer.Option(..., "--sae", "-s", help="SAE (artifact, SAE folder or pretrained RELEASE/SAE_ID), one per layer; repeat for several layers; an sae-set (saetool train --hooks) gives all of its SAEs."),
     top: int = typer.Option(50, "--top", "-k", help="Features to keep per layer, by |Cohen's d|."),
     per: str = typer.Option("token", "--per", help="Sample unit for Cohen's d: token (every token), sequence (each sequence's mean activation; warns when the sets' lengths differ) or sequence-max (each sequence's largest activation, not diluted by length)."),
+    permutations: int = typer.Option(200, "--permutations", help="With --per sequence or sequence-max: shuffle the set labels this many times for the |d| the best feature reaches by chance (0: skip)."),
     features: Optional[str] = typer.Option(None, "--features", "-f", help="Only rank these features: comma-separated L{layer}-{id} names."),
     completions: Optional[Path] = typer.Option(None, "--completions", "-c", help="A steer `completions` artifact: compare two of its conditions, re-run through the model."),
     cond_a: str = typer.Option("baseline", "--a", help="With --completions: the condition of set a."),
@@ -61,7 +62,7 @@ def select(
         if set_a is None or set_b is None:
             raise SaetoolError("select needs two activations artifacts A B", hint="or --completions FILE --a baseline --b steered")
         labels = ("a", "b")
-    config = SelectConfig(top=top, unit=per, features=names, device=device, labels=labels)
+    config = SelectConfig(top=top, unit=per, features=names, device=device, labels=labels, permutations=permutations)
     config.validate()
     if completions is not None:
         from saetool.analysis.select import load_layer_saes, restrict_features
