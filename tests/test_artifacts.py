@@ -232,8 +232,18 @@ def test_command_line_redacts_secrets():
     assert "--layers 3" in line
 
 
+@pytest.mark.parametrize("name", ["--api-key", "--api-keys", "--token", "--hf-token", "--access-tokens", "--hfToken", "--accesstoken", "accessToken", "OPENAI_API_KEY", "--password", "--auth-header"])
+def test_secret_names(name):
+    from saetool.artifacts.provenance import command_line, is_secret_name
+
+    assert is_secret_name(name)
+    assert "s3cr3t" not in command_line(["saetool", "interpret", "--labeler-option", f"{name.lstrip('-')}=s3cr3t"])
+    if name.startswith("--"):
+        assert "s3cr3t" not in command_line(["saetool", "interpret", name, "s3cr3t"]) + command_line(["saetool", "interpret", f"{name}=s3cr3t"])
+
+
 def test_command_line_keeps_token_counts_so_it_reruns():
-    argv = ["saetool", "extract", "--num-tokens", "8192", "--skip-tokens=4096", "--max-new-tokens", "16", "--token-ids", "ids.npy", "--dead-tokens", "100"]
+    argv = ["saetool", "extract", "--num-tokens", "8192", "--skip-tokens=4096", "--max-new-tokens", "16", "--token-ids", "ids.npy", "--dead-tokens", "100", "--exclude-tokens", "1,2"]
     assert command_line(argv) == " ".join(argv)
 
 

@@ -30,8 +30,9 @@ def command_line(argv: list[str] | None = None) -> str:
     return " ".join(shlex.quote(a) for a in _redact(argv))
 
 
-_SECRET_WORDS = frozenset({"secret", "password", "passwd", "credential", "credentials", "apikey", "auth", "authorization", "bearer"})
-_SECRET_LAST_WORDS = frozenset({"key", "token"})  # --api-key, --hf-token (not --num-tokens, --token-ids)
+_SECRET_WORDS = frozenset({"secret", "secrets", "password", "passwd", "credential", "credentials", "auth", "authorization", "bearer"})
+_SECRET_ENDINGS = ("key", "keys", "token", "tokens")  # --api-key, --hf-token, --access-tokens, apikey, hfToken
+_COUNT_WORDS = frozenset({"n", "num", "skip", "max", "min", "new", "dead", "aux", "total", "exclude", "special", "context", "per", "extra"})  # --num-tokens, --skip-tokens
 _NAME = re.compile(r"[A-Za-z_][\w.-]*")
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 
@@ -53,12 +54,18 @@ def redact_urls(text: str) -> str:
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether an option or setting called ``name`` (``--api-key``, ``hf_token``) holds a
-    secret: a word of it is one of :data:`_SECRET_WORDS`, or its last word is ``key`` or
-    ``token``. Counts such as ``--num-tokens`` and ``--skip-tokens`` are kept, so that
-    the stored command reruns."""
-    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
-    return bool(words) and (words[-1] in _SECRET_LAST_WORDS or any(w in _SECRET_WORDS for w in words))
+    """Whether an option or setting called ``name`` (``--api-key``, ``hf_token``,
+    ``accessToken``) holds a secret: a word of it names one (:data:`_SECRET_WORDS`), or its
+    last word ends in key(s) or token(s) and no word makes it a count or a list of token ids
+    (``--num-tokens``, ``--skip-tokens``, ``--max-new-tokens``, ``--exclude-tokens``), which
+    are kept so that the stored command reruns."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)  # camelCase: words too
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    if not words:
+        return False
+    if any(w in _SECRET_WORDS for w in words):
+        return True
+    return words[-1].endswith(_SECRET_ENDINGS) and not any(w in _COUNT_WORDS for w in words[:-1])
 
 
 def redact_value(name: str, value: str) -> str:
