@@ -71,8 +71,13 @@ def test_page_is_self_contained_and_carries_the_records():
     assert hostile["top_examples"][0]["tokens"] == records[2].top_examples[0].tokens
     assert hostile["label"]["text"] == HOSTILE_LABEL and data["features"][4]["dead"] is True
     assert "negatives" not in data["features"][0]
-    # the page's records are FeatureRecord.to_json less negatives and token ids (floats to 6 digits)
+    # the page's records are FeatureRecord.to_json less negatives and token ids (floats to 6 digits), with the
+    # report's notes (the hostile record's top examples: one of two at its window's start)
+    from saetool.interpret.report import window_start_note
+
     for page_record, record in zip(data["features"], records):
+        note = window_start_note(record)
+        assert page_record.pop("notes") == ([note + "."] if note else []) and bool(note) == (record.index == 42)
         full = record.to_json()
         del full["negatives"]
         for key in ("top_examples", "held_out"):
@@ -361,7 +366,7 @@ def test_labels_no_better_than_chance_are_marked(browser, tmp_path):
     assert overview[0] == "Mean detection score 0.72 (95% CI 0.00–1.00, chance 0.50) over 2 features; 1 above chance (95% interval above it); true-positive rate 0.45, true-negative rate 1.00"
     assert muted == ["Reserve, bank"]
     assert guess == ["detection 0.50 [0.39, 0.61] · chance 0.50 · on 10 activating + 10 other windows · not significantly above chance",
-                     "fuzzing 0.50 [0.39, 0.61] · chance 0.50 · on 10 activating + 10 other windows · not significantly above chance"]
+                     "fuzzing 0.50 [0.39, 0.61] · chance 0.50 · on 10 correctly marked + 10 wrongly marked windows · not significantly above chance"]
     assert good[0] == "detection 0.95 [0.74, 1.00] · chance 0.50 · on 10 activating + 10 other windows" and flagged == 0
 
 

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from saetool import __version__
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
-from saetool.interpret.report import interval_name, score_summaries, write_text_atomic
+from saetool.interpret.report import SCORERS, at_chance, interval_name, samples_text, score_summaries, window_start_note, write_text_atomic
 
 SCHEMA = 1
 _JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -91,6 +91,13 @@ def _feature(r: FeatureRecord) -> dict[str, Any]:
         elif f.name not in _LEFT_OUT:
             out[f.name] = _plain(getattr(r, f.name))
     out["dead"] = bool(r.dead)
+    details = (out.get("label") or {}).get("details")
+    if isinstance(details, dict):  # the report's verdicts, so that the page states them and does not recompute them
+        for name in SCORERS:
+            if isinstance(details.get(name), dict) and details[name].get("score") is not None:
+                details[name] = {**details[name], "at_chance": at_chance(r.label, name), "samples": samples_text(name, details[name])}
+    note = window_start_note(r)
+    out["notes"] = [note + "."] if note else []
     return out
 
 

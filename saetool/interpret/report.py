@@ -92,9 +92,18 @@ SCORERS = ("detection", "fuzzing")
 SCORES_NOTE = (
     "Above chance: the label's score has its 95% interval above 0.50; n.s. in the table: not significantly above chance "
     "(the interval reaches 0.50), the label cannot be told from a guess on held-out windows. True-positive rate: the share "
-    "of held-out activating windows (not those the label was made from) the label picked out; true-negative rate: the share "
-    "of random non-activating windows it left out."
+    "of held-out activating windows (not those the label was made from) the label picked out (detection), or of those windows "
+    "with their activating tokens marked that it accepted (fuzzing); true-negative rate: the share of random non-activating "
+    "windows it left out (detection), or of the same windows with other tokens marked that it rejected (fuzzing)."
 )
+#: What each scorer's positives and negatives are, for "on 10 activating + 10 other windows".
+SCORE_SAMPLES = {"detection": ("activating", "other"), "fuzzing": ("correctly marked", "wrongly marked")}
+
+
+def samples_text(name: str, details: dict[str, Any]) -> str:
+    """``on 10 activating + 10 other windows`` (the scorer's positives and negatives)."""
+    pos, neg = SCORE_SAMPLES.get(name, ("positive", "negative"))
+    return f"on {details.get('n_positive', 0)} {pos} + {details.get('n_negative', 0)} {neg} windows"
 
 
 def _scored(label: Any, name: str) -> dict[str, Any] | None:
@@ -343,9 +352,10 @@ def report_markdown(
 
 
 def window_start_note(record: FeatureRecord) -> str | None:
-    """A note when at least half of the record's located top examples are the first token of
-    their window (position 1, after BOS), where massive-activation tokens sit: the feature
-    may mark that position rather than the text (``None`` otherwise)."""
+    """A note when at least half of the record's located top examples are at the start of
+    their window (sequence position 0 or 1: the first token, after BOS where there is one),
+    where massive-activation tokens sit: the feature may mark that position rather than the
+    text (``None`` otherwise)."""
     located = [e for e in record.top_examples if e.token_position >= 0]
     first = sum(1 for e in located if e.token_position <= 1)
     if not located or 2 * first < len(located):

@@ -243,7 +243,7 @@
 
   function atChance(label) {
     var d = label && label.details && label.details.detection;
-    return !!(d && d.ci95 && d.ci95[0] <= (d.chance === undefined ? 0.5 : d.chance));
+    return !!(d && d.at_chance);
   }
 
   function renderFeature(f) {
@@ -263,18 +263,14 @@
         if (!d || d.score === null || d.score === undefined) return;
         var ci = d.ci95 ? " [" + d.ci95[0].toFixed(2) + ", " + d.ci95[1].toFixed(2) + "]" : "";
         var chance = d.chance === undefined ? 0.5 : d.chance;
-        var guess = !!(d.ci95 && d.ci95[0] <= chance);
-        scored.appendChild(el("span", guess ? "score at-chance" : "score", name + " " + Number(d.score).toFixed(2) + ci + " · chance " + Number(chance).toFixed(2) + " · on " + d.n_positive + " activating + " + d.n_negative + " other windows" + (guess ? " · not significantly above chance" : "")));
+        var guess = !!d.at_chance;
+        scored.appendChild(el("span", guess ? "score at-chance" : "score", name + " " + Number(d.score).toFixed(2) + ci + " · chance " + Number(chance).toFixed(2) + (d.samples ? " · " + d.samples : "") + (guess ? " · not significantly above chance" : "")));
       });
       if (scored.childNodes.length) view.appendChild(scored);
     } else {
       view.appendChild(el("div", "label muted", "No label."));
     }
-    var located = (f.top_examples || []).filter(function (e) { return e.token_position >= 0; });
-    var first = located.filter(function (e) { return e.token_position <= 1; }).length;
-    if (located.length && 2 * first >= located.length) {
-      view.appendChild(el("div", "note", first + " of its " + located.length + " top examples are the first token of their window, where massive-activation tokens sit: the feature may mark that position rather than the text."));
-    }
+    (f.notes || []).forEach(function (text) { view.appendChild(el("div", "note", text)); });
     var stats = el("div", "stats");
     stat(stats, "density", pct(f.density));
     stat(stats, "max activation", num(f.max_activation));
