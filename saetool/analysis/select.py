@@ -40,7 +40,7 @@ KIND = "selection"
 SCHEMA_VERSION = 1
 UNITS = ("token", "sequence", "sequence-max")
 LENGTH_RATIO = 1.2  # --per sequence: sets whose mean sequence lengths differ more than this get a warning
-ROW_BUDGET = 20_000_000  # per-sequence values kept per layer and set for the permutation test (80 MB as float32)
+ROW_BUDGET = 20_000_000  # per-sequence values kept per set, shared by the layers, for the permutation test (80 MB as float32)
 COLUMNS = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b")
 
 
@@ -48,7 +48,8 @@ COLUMNS = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a",
 class SelectConfig:
     """``top`` features per layer by |d|; ``unit`` ``token`` (every token is a
     sample), ``sequence`` (each sequence's mean activation is a sample) or
-    ``sequence-max`` (each sequence's largest activation: not diluted by length);
+    ``sequence-max`` (each sequence's largest activation: not diluted by length, though
+    it grows with it);
     ``features`` restricts the candidates (``L{layer}-{id}`` names)."""
 
     top: int = 50
@@ -264,12 +265,13 @@ class _SequenceStat:
     :class:`Moments` as sequences complete (rows arrive grouped by sequence, as extract
     writes them); the sequences' lengths are kept for :func:`length_warning`."""
 
-    def __init__(self, width: int, reduce: str = "mean", *, keep_rows: bool = False) -> None:
+    def __init__(self, width: int, reduce: str = "mean", *, keep_rows: bool = False, budget: int = 0) -> None:
         self.moments = Moments.empty(width)
         self.reduce = reduce
         self.lengths: list[int] = []
         self.rows: list[np.ndarray] | None = [] if keep_rows else None  # the samples, while within ROW_BUDGET
         self._width = width
+        self._budget = budget or ROW_BUDGET
         self._id: int | None = None
         self._acc = np.zeros(width)
         self._n = 0
@@ -279,7 +281,7 @@ class _SequenceStat:
         self.moments.update(samples)
         self.lengths += [int(v) for v in n]
         if self.rows is not None:
-            if len(self.lengths) * self._width <= ROW_BUDGET:
+            if len(self.lengths) * self._width <= self._budget:
                 self.rows.append(samples.astype(np.float32))
             else:
                 self.rows = None
@@ -313,17 +315,20 @@ class _SequenceStat:
         return self.moments
 
 
-def length_warning(lengths_a: Sequence[int], lengths_b: Sequence[int], labels: Sequence[str] = ("a", "b")) -> str | None:
-    """``--per sequence``: the warning when the two sets' mean sequence lengths differ by more
-    than :data:`LENGTH_RATIO` (a per-sequence mean divides a feature that fires once per
-    sequence by the length, so its d then partly measures length), else ``None``."""
+def length_warning(lengths_a: Sequence[int], lengths_b: Sequence[int], labels: Sequence[str] = ("a", "b"), unit: str = "sequence") -> str | None:
+    """The warning when the two sets' mean sequence lengths differ by more than
+    :data:`LENGTH_RATIO`, else ``None``: a per-sequence mean divides a feature that fires
+    once per sequence by the length, and a per-sequence maximum grows with the number of
+    tokens it is taken over, so either way d then partly measures length."""
     if not len(lengths_a) or not len(lengths_b):
         return None
     la, lb = float(np.mean(lengths_a)), float(np.mean(lengths_b))
     if max(la, lb) <= LENGTH_RATIO * min(la, lb):
         return None
-    return (f"set {labels[0]}'s sequences have {la:.1f} tokens on average, set {labels[1]}'s {lb:.1f}: a per-sequence mean "
-            f"dilutes a feature by its sequence's length, so d partly measures length (use --per sequence-max, or sets of matched length)")
+    how = ("a per-sequence maximum grows with the tokens it is taken over" if unit == "sequence-max"
+           else "a per-sequence mean dilutes a feature that fires once per sequence by the length (--per sequence-max does not)")
+    return (f"set {labels[0]}'s sequences have {la:.1f} tokens on average, set {labels[1]}'s {lb:.1f}: {how}, "
+            "so d partly measures length; sets of matched length compare the text alone")
 
 
 def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None) -> tuple[dict[int, Moments], dict[int, "_SequenceStat"]]:
@@ -333,7 +338,8 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
     accs: dict[int, Any] = {}
     for x in saes:
         accs[x.layer] = (Moments.empty(x.sae.cfg.d_sae) if config.unit == "token"
-                         else _SequenceStat(x.sae.cfg.d_sae, "max" if config.unit == "sequence-max" else "mean", keep_rows=config.permutations > 0))
+                         else _SequenceStat(x.sae.cfg.d_sae, "max" if config.unit == "sequence-max" else "mean",
+                                            keep_rows=config.permutations > 0, budget=ROW_BUDGET // len(saes)))
     with torch.no_grad():
         for acts, seq in source.chunks(hooks, config.chunk_rows):
             for x in saes:
@@ -361,7 +367,7 @@ def chance_levels(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], 
     for x in saes:
         xa, xb = a[x.layer].samples(), b[x.layer].samples()
         if xa is None or xb is None:
-            log(f"[dim]layer {x.layer}: too many sequences for the permutation test (over {ROW_BUDGET:,} values per set); no chance level[/dim]")
+            log(f"[dim]layer {x.layer}: too many sequences for the permutation test (over {ROW_BUDGET // len(saes):,} values per set at this layer); no chance level[/dim]")
             continue
         columns = None if allowed is None else allowed.get(x.layer, np.zeros(0, dtype=np.int64))
         if columns is not None and len(columns) == 0:
@@ -499,8 +505,8 @@ def select_features(
         moments.append(m)
         seqs.append(q)
     lengths = [next((acc.lengths for acc in q.values()), None) for q in seqs]  # the same sequences at every layer
-    if config.unit == "sequence":
-        message = length_warning(lengths[0], lengths[1], config.labels)
+    if config.unit != "token":
+        message = length_warning(lengths[0], lengths[1], config.labels, config.unit)
         if message:
             warn(message)
     table = rank_features(moments[0], moments[1], saes, config)

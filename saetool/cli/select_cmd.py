@@ -20,7 +20,7 @@ def select(
     set_b: Optional[Path] = typer.Argument(None, metavar="[B]", help="Activations artifact of set b (omit with --completions)."),
     sae: List[Path] = typer.Option(..., "--sae", "-s", help="SAE (artifact, SAE folder or pretrained RELEASE/SAE_ID), one per layer; repeat for several layers; an sae-set (saetool train --hooks) gives all of its SAEs."),
     top: int = typer.Option(50, "--top", "-k", help="Features to keep per layer, by |Cohen's d|."),
-    per: str = typer.Option("token", "--per", help="Sample unit for Cohen's d: token (every token), sequence (each sequence's mean activation; warns when the sets' lengths differ) or sequence-max (each sequence's largest activation, not diluted by length)."),
+    per: str = typer.Option("token", "--per", help="Sample unit for Cohen's d: token (every token), sequence (each sequence's mean activation; warns when the sets' lengths differ) or sequence-max (each sequence's largest activation: not diluted by length, though it grows with it; both warn when the sets' lengths differ)."),
     permutations: int = typer.Option(200, "--permutations", help="With --per sequence or sequence-max: shuffle the set labels this many times for the |d| the best feature reaches by chance (0: skip)."),
     features: Optional[str] = typer.Option(None, "--features", "-f", help="Only rank these features: comma-separated L{layer}-{id} names."),
     completions: Optional[Path] = typer.Option(None, "--completions", "-c", help="A steer `completions` artifact: compare two of its conditions, re-run through the model."),
