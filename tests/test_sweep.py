@@ -290,7 +290,7 @@ def test_pick_best_follows_the_stated_rule():
     assert none["best"] is None and "side effect" in none["reason"]
     # a higher refusal rate that is not significant does not win; without any significant cell there is no best
     noisy = pd.concat([summary, pd.DataFrame([row("harm_test", 20, 1, 0.8, 0.7, 0.2), row("benign", 20, 1, 0.0)])])
-    assert (pick_best(noisy, 0.05)["best"]["layer"], pick_best(noisy, 0.05)["significant"]) == (16, 3)
+    assert (pick_best(noisy, 0.05)["best"]["layer"], pick_best(noisy, 0.05)["n_significant"]) == (16, 3)
     flat = pick_best(noisy[noisy["layer"].isin([0, 8, 20])], 0.05)
     assert flat["best"] is None and flat["leading"]["layer"] == 20 and flat["leading"]["significant"] is False
     assert flat["reason"] == "no steered cell raised refusal on harm_test significantly (corrected p < 0.05; n 50 per cell) without a significant side effect on benign"
@@ -310,7 +310,7 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     assert proc.returncode == 0, proc.stderr
     best = json.loads((runs / "level2" / "best.json").read_text())
     # two prompts per cell on a random model: no refusal rise is significant, so no best cell, only a leading one
-    assert best["best"] is None and best["significant"] == 0 and "no steered cell raised refusal on harm_test significantly" in best["reason"]
+    assert best["best"] is None and best["n_significant"] == 0 and "no steered cell raised refusal on harm_test significantly" in best["reason"]
     assert "best cell: none (" in " ".join(proc.stderr.split()) and "best.json" in proc.stderr
     # the rule recomputed from summary.csv with pandas: eligible harm_test cells, highest refusal, then smaller alpha, ...
     summary = pd.read_csv(runs / "level2" / "summary.csv")
@@ -346,6 +346,9 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     assert proc.returncode == 0, proc.stderr
     assert {r["layer"] for r in json.loads(proc.stdout)} == {1 - lead}
     assert f"layers: best -> layer {1 - lead}" in proc.stderr
+    # a best.json from before best cells had to be significant, naming one that is not: refused too
+    (runs / "chosen" / "best.json").write_text(json.dumps({"best": {"layer": 1 - lead, "significant": False}}))
+    assert_clean_error(run_cli("sweep", str(level3), "--output-dir", str(runs)), "picked no best cell (its best cell is not significant)")
     missing = tmp_path / "level3b.yaml"
     missing.write_text(level3.read_text().replace("best_from: chosen", "best_from: nope"))
     assert_clean_error(run_cli("sweep", str(missing), "--output-dir", str(runs)), "does not exist", "first")

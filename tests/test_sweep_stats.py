@@ -171,7 +171,7 @@ def test_steer_metrics_table_shows_n_intervals_and_paired_p():
     console = Console(width=200, record=True)
     console.print(metrics_table(comp, ["baseline", "steered"], ["coherence", "refusal"]))
     text = console.export_text()
-    assert "metrics over 8 prompts: rate or mean [95% CI]; p: paired test against baseline" in " ".join(text.split())
+    assert "metrics over 8 prompts: rate or mean [95% CI]; p: paired test against baseline, uncorrected" in " ".join(text.split())
     lo, hi = wilson_ci(4, 8)
     assert f"0.12 [{wilson_ci(1, 8)[0]:.2f}, {wilson_ci(1, 8)[1]:.2f}]" in text and f"0.50 [{lo:.2f}, {hi:.2f}]" in text
     assert "0.25" in text.split("refusal")[1]  # exact McNemar, 3 discordant pairs

@@ -446,7 +446,9 @@ def run_pathways(
     table = pd.DataFrame([{k: v for k, v in e.items() if not k.startswith("_")} for e in edges])
     table["predicted"] = predicted
     table["actual"] = list(actual)
-    table["sign_agrees"] = (np.sign(table["predicted"]) == np.sign(table["actual"])).astype(np.int64) if config.replay else -1
+    pred, act = table["predicted"].to_numpy(dtype=float), table["actual"].to_numpy(dtype=float)
+    # 1 agrees, 0 differs, -1 unknown (no replay, or a change that is not a finite number: left out of the correlations too)
+    table["sign_agrees"] = np.where(np.isfinite(pred) & np.isfinite(act), (np.sign(pred) == np.sign(act)).astype(np.int64), -1)
     table = table[list(EDGE_COLUMNS)]
     per_target = [correlation(table.loc[table["target"] == t.name, "predicted"], table.loc[table["target"] == t.name, "actual"]) if config.replay else correlation([], []) for t in targets]
     tgt = pd.DataFrame({

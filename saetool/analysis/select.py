@@ -1,9 +1,10 @@
 """``saetool select``: the features that tell two sets of activations apart.
 
 For every SAE (one per layer) and every feature, Cohen's d between the
-feature's activations on set a and on set b (per token, or per sequence mean),
-then the top N features per layer by |d|, named ``L{layer}-{id}``, in a
-``selection`` artifact (layout in docs/artifacts.md).
+feature's activations on set a and on set b (per token, or per sequence: its mean
+or its maximum), then the top N features per layer by |d|, named ``L{layer}-{id}``,
+in a ``selection`` artifact (layout in docs/artifacts.md); per sequence, the |d| the
+best feature of a layer reaches by chance (label shuffles).
 """
 
 from __future__ import annotations
@@ -390,7 +391,7 @@ def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[L
         for label, m in zip(config.labels, (ma, mb)):
             if m.n < 2:
                 raise SaetoolError(
-                    f"set {label} has {m.n} {config.unit}(s) at layer {x.layer}; Cohen's d needs at least 2 per set",
+                    f"set {label} has {m.n} {'token' if config.unit == 'token' else 'sequence'}(s) at layer {x.layer}; Cohen's d needs at least 2 per set",
                     hint="use more text" + (", or --per token" if config.unit == "sequence" else ""),
                 )
         d = cohens_d(ma, mb)

@@ -81,8 +81,18 @@ def main(argv: Optional[list[str]] = None) -> None:
     if "--debug" in args:  # accept --debug anywhere, not only before the command
         args.remove("--debug")
         configure(debug=True)
-    if {"--help", "-h"} & set(args) and not sys.stdout.isatty() and "COLUMNS" not in os.environ:
-        os.environ["COLUMNS"] = str(HELP_WIDTH)  # help read from a pipe or file: rich's 80 columns would cut long option names
+    widened = {"--help", "-h"} & set(args) and not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    if widened:  # help read from a pipe or file: rich's 80 columns would cut long option names
+        os.environ["COLUMNS"] = str(HELP_WIDTH)
+    try:
+        _run(args)
+    finally:
+        if widened:
+            os.environ.pop("COLUMNS", None)  # main() also runs in-process (tests): leave the environment as it was
+
+
+def _run(args: list[str]) -> None:
+    """Run the command line ``args``; errors become one line and an exit code."""
     command = typer.main.get_command(build_app())
     try:
         code: Any = command.main(args=args, prog_name="saetool", standalone_mode=False)

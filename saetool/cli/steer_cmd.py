@@ -154,7 +154,7 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
     from saetool.steer.stats import mcnemar_exact_p, mean_ci, paired_t_p, wilson_ci
 
     n = comp.n
-    table = Table(title=f"metrics over {n} prompts: rate or mean [95% CI]; p: paired test against {conds[0]}", title_justify="left")
+    table = Table(title=f"metrics over {n} prompts: rate or mean [95% CI]; p: paired test against {conds[0]}, uncorrected", title_justify="left")
     table.add_column("metric")
     for c in conds:
         table.add_column(c, justify="right")
@@ -162,7 +162,10 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
         table.add_column(f"p {c}", justify="right")
     for m in names:
         series = {c: list(comp.metrics.get(c, {}).get(m, [])) for c in conds}
-        binary = all(v in (0, 1) for xs in series.values() for v in xs if not math.isnan(v))
+        metric = _registered(m)
+        bounds = getattr(metric, "bounds", (-math.inf, math.inf))
+        # a rate metric (0/1 per completion) as sweep counts it; an unregistered one by its values
+        binary = metric.kind == "rate" if metric is not None else all(v in (0, 1) for xs in series.values() for v in xs if not math.isnan(v))
         cells, pvals = [], []
         for c in conds:
             xs = [v for v in series[c] if not math.isnan(v)]
@@ -172,7 +175,7 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
                 lo, hi = wilson_ci(int(sum(xs)), len(xs))
                 cells.append(f"{sum(xs) / len(xs):.2f} [{lo:.2f}, {hi:.2f}]" + ("" if len(xs) == n else f" (n {len(xs)})"))
             else:
-                mean, lo, hi = mean_ci(xs, bounds=_bounds(m))
+                mean, lo, hi = mean_ci(xs, bounds=bounds)
                 interval = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else ""
                 cells.append(f"{mean:.3g}{interval}" + ("" if len(xs) == n else f" (n {len(xs)})"))
         for c in conds[1:]:
@@ -183,15 +186,15 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
     return table
 
 
-def _bounds(metric: str) -> tuple[float, float]:
-    """The values the metric ``metric`` can take (unbounded when it is not registered)."""
+def _registered(metric: str) -> Any:
+    """The registered completion metric ``metric``, or None (a metric stored by a plugin not loaded now)."""
     from saetool.errors import SaetoolError
     from saetool.steer.metrics import get_metric
 
     try:
-        return getattr(get_metric(metric), "bounds", (-math.inf, math.inf))
+        return get_metric(metric)
     except SaetoolError:
-        return (-math.inf, math.inf)
+        return None
 
 
 def _clip(text: str, n: int) -> str:

@@ -100,7 +100,7 @@ def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
     for e in eligible:
         e["significant"] = e["refusal_p_adj"] is not None and e["refusal_p_adj"] < level and (e["refusal_delta"] or 0) > 0
     winners = [e for e in eligible if e["significant"]]
-    out["significant"] = len(winners)
+    out["n_significant"] = len(winners)
     chosen = min(winners or eligible, key=key)
     other = next((s for s in splits if s.startswith("harm") and s not in (target, side)), None)
     if other is not None:
@@ -163,6 +163,9 @@ def resolve_best_layers(cfg: "SweepConfig", output_dir: Path, *, dry_run: bool =
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         best = data.get("best")
+        if isinstance(best, dict) and best.get("significant") is False:  # written before best cells had to be significant
+            data = {**data, "best": None, "leading": best, "reason": data.get("reason") or "its best cell is not significant"}
+            best = None
         layer = int(best["layer"]) if isinstance(best, dict) else None
         lead = data.get("leading")
         lead_layer = int(lead["layer"]) if isinstance(lead, dict) else None
@@ -171,7 +174,8 @@ def resolve_best_layers(cfg: "SweepConfig", output_dir: Path, *, dry_run: bool =
     if layer is None:
         reason = str(data.get("reason") or "no cell qualified")
         if dry_run:
-            log(f"[yellow]layers: best: {path} picked no best cell ({reason}); the plan counts one layer[/yellow]")
+            which = "the leading cell's" if lead_layer is not None else "layer 0, a stand-in"
+            log(f"[yellow]layers: best: {path} picked no best cell ({reason}); the plan counts one layer ({which})[/yellow]")
             cfg.layers = [lead_layer if lead_layer is not None else 0]
             return
         hint = (f"its leading cell, layer {lead_layer}, is not significant: list it (layers: [{lead_layer}]) to go on with it anyway, or rerun that sweep with more prompts"
