@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,3 +267,13 @@ def test_corpus_text_the_sae_trained_on_is_named_as_such(smollm2_sae, tmp_path):
     assert message.endswith("the figures are on its training text, not held out (--skip-tokens 2048 evaluates text it did not see)")
     assert overlap_warning(smollm2_sae, "bbc-news", 2048, 1024) is None and overlap_warning(smollm2_sae, "kjv", 0, 1024) is None
     assert training_ranges(tmp_path) == [] and training_ranges(tmp_path / "nothing.h5") == []
+
+
+def test_evaluating_on_the_training_file_is_named_as_such(smollm2_sae, smollm2_acts, tmp_path):
+    proc = run_cli("evaluate", str(smollm2_sae), str(smollm2_acts), "--no-model", "-n", "256")
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert f"{Path(smollm2_acts).name} is the activations file {Path(smollm2_sae).name} trained on: the figures are on its training text" in said
+    from saetool.evaluate.overlap import training_file_warning
+
+    assert training_file_warning(smollm2_sae, tmp_path / "other.h5") is None

@@ -44,7 +44,7 @@ from saetool.corpus.packing import bos_id, special_token_mask
 from saetool.corpus.resolve import resolve_corpus
 from saetool.errors import ModelError, SaetoolError
 from saetool.evaluate.metrics import EvalContext, LMBatch, ReconBatch, sae_metrics
-from saetool.evaluate.overlap import overlap_warning
+from saetool.evaluate.overlap import overlap_warning, training_file_warning
 from saetool.extract.config import ExtractConfig
 from saetool.extract.core import make_windows
 from saetool.models import registry  # the module, so tests can stub registry.load_model
@@ -353,8 +353,11 @@ def evaluate_saes(
     acts = ActivationsFile(activations).require_tokens() if activations is not None else None
     try:
         if acts is not None:
-            for sae in saes.values():
+            for key, sae in saes.items():
                 check_activations(sae, acts)
+                message = training_file_warning(key, activations)
+                if message:
+                    warn(message)
         wants_model = config.use_model and any(m.source == "model" for m in metrics.values())
         if multi and wants_model:
             log("a crosscoder writes several hooks and the model metrics splice one: reconstruction metrics only (over every hook's rows side by side)")
