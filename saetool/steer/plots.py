@@ -78,19 +78,26 @@ def plot_tradeoff(summary: "pd.DataFrame", path: Path, *, title: str = "") -> Pa
         return None
     plt = _plt()
     df = summary[summary["status"] == "ok"]
-    harm = df[df["split"] == "harm_test"][["layer", "intervention", "alpha", "refusal_rate"]]
-    ben = df[df["split"] == "benign"][["layer", "intervention", "alpha", "helpfulness_drop"]]
+    bars = {"refusal_ci_low", "refusal_ci_high", "helpfulness_ci_low", "helpfulness_ci_high"} <= set(df.columns)
+    harm = df[df["split"] == "harm_test"][["layer", "intervention", "alpha", "refusal_rate", *(["refusal_ci_low", "refusal_ci_high"] if bars else [])]]
+    ben = df[df["split"] == "benign"][["layer", "intervention", "alpha", "helpfulness_drop", *(["helpfulness_rate", "helpfulness_ci_low", "helpfulness_ci_high"] if bars else [])]]
     merged = harm.merge(ben, on=["layer", "intervention", "alpha"])
     if merged.empty:
         return None
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     for label, g in _series(merged):
-        ax.plot(g["helpfulness_drop"], g["refusal_rate"], marker="o", ms=4, label=label)
+        if bars:  # each cell's own 95% Wilson intervals (the drop's interval holds alpha 0's rate fixed)
+            yerr = [np.clip(g["refusal_rate"] - g["refusal_ci_low"], 0, None), np.clip(g["refusal_ci_high"] - g["refusal_rate"], 0, None)]
+            xerr = [np.clip(g["helpfulness_ci_high"] - g["helpfulness_rate"], 0, None), np.clip(g["helpfulness_rate"] - g["helpfulness_ci_low"], 0, None)]
+            ax.errorbar(g["helpfulness_drop"], g["refusal_rate"], xerr=xerr, yerr=yerr, marker="o", ms=4, capsize=2, elinewidth=0.8, label=label)
+        else:
+            ax.plot(g["helpfulness_drop"], g["refusal_rate"], marker="o", ms=4, label=label)
         for _, r in g.iterrows():
             ax.annotate(f"{r['alpha']:g}", (r["helpfulness_drop"], r["refusal_rate"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("benign helpfulness drop (vs alpha 0)")
     ax.set_ylabel("harm_test refusal rate")
-    ax.set_title(f"{title}: trade-off (labels: alpha)" if title else "trade-off (labels: alpha)", fontsize=10)
+    what = "labels: alpha; bars: 95% CIs" if bars else "labels: alpha"
+    ax.set_title(f"{title}: trade-off ({what})" if title else f"trade-off ({what})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
