@@ -98,14 +98,14 @@ def _print_summary(summary, metrics) -> None:
     title = "rates and means with 95% CIs" + ("; refusal p vs alpha 0 (corrected, * significant)" if "refusal_p_adj" in summary else "")
     table = Table(title=title, title_justify="left")
     for col in ("split", "layer", "intervention", "alpha", "n", *shown, *(["refusal p adj"] if "refusal_p_adj" in summary else [])):
-        table.add_column(col, justify="left" if col in ("split", "intervention") else "right")
+        table.add_column(col, justify="left" if col in ("split", "intervention") else "right", no_wrap=col == "split")  # harm_train and harm_test must stay apart
     for _, r in summary.iterrows():
         cells = []
         for m in shown:
             col = f"{m}_rate" if f"{m}_rate" in summary else f"{m}_mean"
             if r["status"] != "ok":
                 cells.append(str(r["status"]))
-            elif f"{m}_ci_low" in summary:
+            elif f"{m}_ci_low" in summary and f(r[f"{m}_ci_low"]) != "-":
                 cells.append(f"{f(r[col])} [{f(r[f'{m}_ci_low'])}, {f(r[f'{m}_ci_high'])}]")
             else:
                 cells.append(f(r[col]))
