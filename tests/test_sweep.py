@@ -375,3 +375,28 @@ def test_yaml_1_2_floats_and_repeated_keys(tmp_path):
     assert cfg.alphas == [0, 0.001, 1e300]
     with pytest.raises(SaetoolError, match=r"key 'layers' appears twice \(first on line 10\)"):
         load_sweep_config(tiny_config(tmp_path, TINY + "layers: [3]\n"))
+
+
+@pytest.mark.slow  # runs the CLI end to end on the tiny model
+def test_paired_statistics_pair_each_prompt_with_its_baseline(tiny_gpt2_dir, tmp_path):
+    """statistics.test: paired compares each steered cell with alpha 0 prompt by prompt (exact
+    McNemar for rates, paired t for means), recomputed here from completions.csv."""
+    import pandas as pd
+
+    from saetool.steer.stats import mcnemar_exact_p, paired_t_p
+
+    cfg = tiny_config(tmp_path, TINY_GPT2.format(model=tiny_gpt2_dir) + "statistics: {test: paired, correction: none}\n")
+    runs = tmp_path / "runs"
+    proc = run_cli("sweep", str(cfg), "--output-dir", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(runs / "level2" / "summary.csv")
+    rows = pd.read_csv(runs / "level2" / "completions.csv", keep_default_na=False)
+    checked = 0
+    for _, cell in summary[~summary["is_baseline"]].iterrows():
+        mine = rows[(rows["split"] == cell["split"]) & (rows["layer"].astype(str) == str(cell["layer"])) & (rows["alpha"] == cell["alpha"])]
+        base = rows[(rows["split"] == cell["split"]) & (rows["alpha"] == 0)]
+        assert list(mine["prompt"]) == list(base["prompt"])
+        assert cell["coherence_p"] == pytest.approx(paired_t_p(list(base["coherence"]), list(mine["coherence"])), nan_ok=True)
+        assert cell["refusal_p"] == pytest.approx(mcnemar_exact_p(list(base["refusal"]), list(mine["refusal"])))
+        checked += 1
+    assert checked == 8

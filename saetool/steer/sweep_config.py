@@ -66,6 +66,9 @@ class InterventionSpec:
         return self.name if self.feature is None else f"{self.name}-f{self.feature}"
 
 
+TESTS = ("fisher", "paired")  # each steered cell against alpha 0: independent samples (Fisher, Welch) or the same prompts paired (McNemar, paired t)
+
+
 @dataclass
 class StatisticsSpec:
     test: str = "fisher"
@@ -211,7 +214,7 @@ class _Generation(BaseModel):
 
 class _Statistics(BaseModel):
     model_config = _FORBID
-    test: Annotated[Any, _choice("statistics.test", ("fisher",))] = "fisher"
+    test: Annotated[Any, _choice("statistics.test", TESTS)] = "fisher"
     correction: Annotated[Any, _choice("statistics.correction", CORRECTIONS)] = "holm"
     level: Number = 0.05
 
