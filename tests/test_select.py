@@ -303,3 +303,23 @@ def test_the_chance_level_of_the_largest_d_is_a_permutation_quantile():
     assert 0.6 < np.quantile(null, 0.95) < 1.5  # 300 null features, 20 vs 30 samples
     only = permutation_max_abs_d(a, b, permutations=5, seed=1, columns=np.array([0, 1]))
     assert (only <= null[:5] + 1e-12).all()
+
+
+def test_per_sequence_samples_keep_only_the_candidate_features():
+    from saetool.analysis.select import _SequenceStat
+
+    rng = np.random.default_rng(0)
+    f, seq = rng.random((12, 5)), np.repeat([0, 1, 2], 4)
+    acc = _SequenceStat(5, "max", keep_rows=True, columns=np.array([1, 3]))
+    acc.update(f[:6], seq[:6])  # a sequence split across chunks
+    acc.update(f[6:], seq[6:])
+    acc.finish()
+    want = pd.DataFrame(f).groupby(seq).max().to_numpy()
+    np.testing.assert_allclose(acc.samples(), want[:, [1, 3]], rtol=1e-6)  # kept as float32
+    np.testing.assert_allclose(acc.moments.mean, want.mean(0))  # the moments still cover every feature
+    small = _SequenceStat(5, "max", keep_rows=True, budget=4, columns=np.array([1, 3]))  # two sequences of two features fit, not three
+    small.update(f[:8], seq[:8])
+    assert small.samples() is not None and small.samples().shape == (1, 2)  # the second sequence is still open
+    small.update(f[8:], seq[8:])
+    small.finish()
+    assert small.samples() is None

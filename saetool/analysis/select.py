@@ -266,12 +266,13 @@ class _SequenceStat:
     :class:`Moments` as sequences complete (rows arrive grouped by sequence, as extract
     writes them); the sequences' lengths are kept for :func:`length_warning`."""
 
-    def __init__(self, width: int, reduce: str = "mean", *, keep_rows: bool = False, budget: int = 0) -> None:
+    def __init__(self, width: int, reduce: str = "mean", *, keep_rows: bool = False, budget: int = 0, columns: "np.ndarray | None" = None) -> None:
         self.moments = Moments.empty(width)
         self.reduce = reduce
         self.lengths: list[int] = []
-        self.rows: list[np.ndarray] | None = [] if keep_rows else None  # the samples, while within ROW_BUDGET
-        self._width = width
+        self.rows: list[np.ndarray] | None = [] if keep_rows else None  # the samples (of ``columns``), while within the budget
+        self.columns = columns  # the candidate features whose samples are kept (None: all)
+        self._width = width if columns is None else len(columns)
         self._budget = budget or ROW_BUDGET
         self._id: int | None = None
         self._acc = np.zeros(width)
@@ -283,12 +284,12 @@ class _SequenceStat:
         self.lengths += [int(v) for v in n]
         if self.rows is not None:
             if len(self.lengths) * self._width <= self._budget:
-                self.rows.append(samples.astype(np.float32))
+                self.rows.append((samples if self.columns is None else samples[:, self.columns]).astype(np.float32))
             else:
                 self.rows = None
 
     def samples(self) -> np.ndarray | None:
-        """The per-sequence samples ``[sequences, width]``, or None when not kept (over budget)."""
+        """The per-sequence samples ``[sequences, candidate features]``, or None when not kept (over budget)."""
         return np.concatenate(self.rows) if self.rows else None
 
     def update(self, f: "np.ndarray", seq: "np.ndarray") -> None:
@@ -336,11 +337,13 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
     """Moments of every feature of every SAE over one set (tokens, or sequence means or
     maxima), and per layer the per-sequence accumulators (lengths, kept samples; empty per token)."""
     hooks = sorted({x.hook for x in saes})
+    allowed = restrict_features(config.features, saes)
     accs: dict[int, Any] = {}
     for x in saes:
+        columns = None if allowed is None else allowed.get(x.layer, np.zeros(0, dtype=np.int64))
         accs[x.layer] = (Moments.empty(x.sae.cfg.d_sae) if config.unit == "token"
                          else _SequenceStat(x.sae.cfg.d_sae, "max" if config.unit == "sequence-max" else "mean",
-                                            keep_rows=config.permutations > 0, budget=ROW_BUDGET // len(saes)))
+                                            keep_rows=config.permutations > 0, budget=ROW_BUDGET // len(saes), columns=columns))
     with torch.no_grad():
         for acts, seq in source.chunks(hooks, config.chunk_rows):
             for x in saes:
@@ -363,21 +366,19 @@ def chance_levels(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], 
     exceed it. Layers whose samples were over :data:`ROW_BUDGET` are skipped with a note."""
     if config.permutations <= 0 or not a or not b:
         return {}
-    allowed = restrict_features(config.features, saes)
     out: dict[int, float] = {}
     for x in saes:
         xa, xb = a[x.layer].samples(), b[x.layer].samples()
         if xa is None or xb is None:
             log(f"[dim]layer {x.layer}: too many sequences for the permutation test (over {ROW_BUDGET // len(saes):,} values per set at this layer); no chance level[/dim]")
             continue
-        columns = None if allowed is None else allowed.get(x.layer, np.zeros(0, dtype=np.int64))
-        if columns is not None and len(columns) == 0:
+        if xa.shape[1] == 0:  # no candidate feature at this layer (--features)
             continue
-        null = permutation_max_abs_d(xa, xb, permutations=config.permutations, seed=0, columns=columns)
+        null = permutation_max_abs_d(xa, xb, permutations=config.permutations, seed=0)  # the samples hold the candidates only
         out[x.layer] = level = float(np.quantile(null, 0.95))
         picked = table[table["layer"] == x.layer]["d"].abs()
         log(f"layer {x.layer}: by chance (set labels shuffled {config.permutations} times) the largest |d| of its "
-            f"{xa.shape[1] if columns is None else len(columns)} candidate features stays below {level:.2f} in 95% of shufflings; "
+            f"{xa.shape[1]} candidate features stays below {level:.2f} in 95% of shufflings; "
             f"{int((picked > level).sum())} of the {len(picked)} selected exceed it")
     return out
 
