@@ -360,7 +360,7 @@ def window_start_note(record: FeatureRecord) -> str | None:
     first = sum(1 for e in located if e.token_position <= 1)
     if not located or 2 * first < len(located):
         return None
-    return (f"{first} of its {len(located)} top examples are the first token of their window, where massive-activation tokens sit: "
+    return (f"{first} of its {len(located)} top examples open their window (its first token, after BOS where there is one), where massive-activation tokens sit: "
             "the feature may mark that position rather than the text")
 
 
