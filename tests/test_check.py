@@ -163,8 +163,9 @@ def test_cli_seed000_criteria_each_with_a_reason(seed000_set, tmp_path):
     common = rows["common features at the transition"]
     assert common["value"] == specific and common["passed"] == (specific >= 2) and "specific to the transition" in common["reason"]
     steering = rows["steering effectiveness"]
-    p = stats.ttest_ind([0.5, 0.6, 0.4, 0.55, 0.7, 0.5], [-0.5, -0.4, -0.6, -0.5, -0.3, -0.45], equal_var=False).pvalue
-    assert steering["passed"] is True and f"p {p:.3g}" in steering["reason"] and "sentiment +1.000" in steering["reason"]
+    p = stats.ttest_rel([0.5, 0.6, 0.4, 0.55, 0.7, 0.5], [-0.5, -0.4, -0.6, -0.5, -0.3, -0.45]).pvalue  # the same prompts: paired, as steer tests
+    assert steering["passed"] is True and f"paired p {p:.3g}, n 6)" in steering["reason"] and "sentiment +1.000" in steering["reason"]
+    assert "(over the " in cosine_row["reason"] and " activation rows: " in cosine_row["reason"]  # the larger sample's cosine beside it
     assert rows["pipeline completeness"]["passed"] is True and rows["pipeline completeness"]["reason"].startswith("6 transition text(s), 6 labeled")
     four = [rows[k]["passed"] for k in ("SAE reconstruction (cosine)", "common features at the transition", "steering effectiveness", "pipeline completeness")]
     assert report["verdict"] == ("SCALE UP" if all(four) else "FIX ISSUES FIRST") and proc.returncode == (0 if all(four) else 1)
@@ -176,7 +177,11 @@ def test_cli_seed000_criteria_each_with_a_reason(seed000_set, tmp_path):
     proc = run_cli(*base, "--transitions", str(s["transitions"]), "--steering", str(flat), "--min-lift", "1e9")
     rows = {r["check"]: r for r in json.loads(proc.stdout)["checks"]}
     assert proc.returncode == 1 and rows["common features at the transition"]["value"] == 0
-    assert rows["steering effectiveness"]["passed"] is False and rows["steering effectiveness"]["value"] == "no effect"
+    assert rows["steering effectiveness"]["passed"] is False and rows["steering effectiveness"]["value"] == "not shown"
+    # two prompts cannot show an effect: inconclusive, not "no effect"
+    tiny = _steer_result(tmp_path / "tiny.h5", [-0.5, -0.4], [0.5, 0.6])
+    row = {r["check"]: r for r in json.loads(run_cli(*base, "--steering", str(tiny)).stdout)["checks"]}["steering effectiveness"]
+    assert row["value"] == "inconclusive" and "n 2: too few prompts for any result to reach p < 0.05" in row["reason"] and "steer more prompts" in row["fix"]
     # without the optional inputs the criteria are not measured, each saying what to pass
     proc = run_cli(*base)
     report = json.loads(proc.stdout)

@@ -165,7 +165,9 @@ def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
-    from saetool.steer.stats import fisher_exact_p, welch_p
+    """Each condition against the baseline on the same prompts, paired as ``saetool steer``'s
+    table tests it (exact McNemar for a rate, paired t for a mean)."""
+    from saetool.steer.stats import mcnemar_exact_p, paired_t_p
 
     comp = read_completions(p)
     base = comp.metrics.get("baseline", {})
@@ -174,23 +176,25 @@ def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any
         raise SaetoolError(f"{p} has no baseline with a sentiment or refusal score", hint="steer with --baseline and --metrics sentiment (or refusal)")
     alpha = comp.settings.get("alpha")
     sign = 1 if (alpha is None or float(alpha) >= 0 or comp.settings.get("intervention") != "add") else -1
-    b = [v for v in base[metric] if not math.isnan(v)]
+    rate = get_metric(metric).kind == "rate"
     results = []
     for cond in [c for c in comp.metrics if c != "baseline"]:
-        v = [x for x in comp.metrics[cond].get(metric, []) if not math.isnan(x)]
-        if not v or not b:
+        raw = comp.metrics[cond].get(metric, [])
+        pairs = [(x, y) for x, y in zip(base[metric], raw) if not math.isnan(x) and not math.isnan(y)]
+        if not pairs or len(raw) != len(base[metric]):
             continue
+        b, v = [x for x, _ in pairs], [y for _, y in pairs]
         delta = sum(v) / len(v) - sum(b) / len(b)
-        if get_metric(metric).kind == "rate":
-            pv = fisher_exact_p(int(round(sum(v))), len(v), int(round(sum(b))), len(b))
-        else:
-            pv = welch_p(v, b)
-        results.append({"condition": cond, "metric": metric, "delta": delta, "p": pv, "n": len(v),
-                        "works": bool(delta * sign > 0 and not math.isnan(pv) and pv < level)})
+        pv = mcnemar_exact_p(b, v) if rate else paired_t_p(b, v)
+        # the smallest p the test can give on n pairs: every pair changing one way (McNemar), or fewer than 3 pairs (t)
+        can_show = (2 * 0.5 ** len(pairs) < level) if rate else len(pairs) >= 3
+        results.append({"condition": cond, "metric": metric, "delta": delta, "p": pv, "n": len(pairs), "can_show": can_show,
+                        "works": bool(can_show and delta * sign > 0 and not math.isnan(pv) and pv < level)})
     if not results:
-        raise SaetoolError(f"{p} has no condition to compare with its baseline")
-    text = "; ".join(f"{r['condition']} {r['metric']} {r['delta']:+.3f} vs baseline (p {r['p']:.3g}, n {r['n']})" for r in results)
-    return any(r["works"] for r in results), text, {"metric": metric, "alpha": alpha, "conditions": results}
+        raise SaetoolError(f"{p} has no condition to compare with its baseline on the same prompts")
+    text = "; ".join(f"{r['condition']} {r['metric']} {r['delta']:+.3f} vs baseline (paired p {r['p']:.3g}, n {r['n']}"
+                     + ("" if r["can_show"] else f": too few prompts for any result to reach p < {level:g}") + ")" for r in results)
+    return any(r["works"] for r in results), text, {"metric": metric, "alpha": alpha, "conditions": results, "can_show": any(r["can_show"] for r in results)}
 
 
 # -- the rows ----------------------------------------------------------------------------------------
@@ -208,6 +212,9 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
     if x is not None and len(x):
         cos = _cosine(sae, x, f)
         where = f"at {len(x)} transition token(s)"
+        overall = ev.metrics.get("cosine_similarity", math.nan)
+        if not math.isnan(overall):  # a few transition tokens are a small sample: the activation rows' figure beside it
+            where += f" (over the {ev.n_rows} activation rows: {overall:.3f})"
     else:
         cos, where = ev.metrics.get("cosine_similarity", math.nan), f"over {ev.n_rows} activation rows (no --transitions)"
     if math.isnan(cos):
@@ -231,7 +238,8 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
         ok = len(found) >= th.min_common
         shown = ", ".join(f"{r['name']} ({r['share']:.0%} vs {r['density']:.1%})" for r in found[:3])
         rows.append(CheckRow("common features at the transition", len(found), target, ok, "" if ok else "improve transition quality or labeling, or use more samples",
-                             reason=f"{len(found)} of {n_common} common feature(s) are specific to the transition (share vs density on {Path(ev.activations).name})"
+                             reason=f"{len(found)} of {n_common} common feature(s) are specific to the transition (share vs density on {Path(ev.activations).name}; "
+                             "the transition's bridge words are the same in every text, so features of those words pass too: a control run on neutral prompts with the same bridge tells them apart)"
                              + (f": {shown}" if shown else "")))
 
     # 3. steering
@@ -241,8 +249,10 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
     else:
         works, reason, info = steering_effect(steering, th.level)
         details["steering"] = info
-        rows.append(CheckRow("steering effectiveness", "works" if works else "no effect", target, works,
-                             "" if works else "develop better steering vectors (layer, alpha, more prompts)", reason=reason))
+        verdict = "works" if works else ("inconclusive" if info.get("can_show") is False else "not shown")
+        fix = "" if works else ("steer more prompts: at this n no effect can be significant" if verdict == "inconclusive"
+                                else "develop better steering vectors (layer, alpha, more prompts)")
+        rows.append(CheckRow("steering effectiveness", verdict, target, works, fix, reason=reason))
 
     # 4. pipeline completeness
     target = f">= {MIN_TEXTS} transitions, >= {MIN_SAMPLES} labeled, a steering result"

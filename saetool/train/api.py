@@ -129,7 +129,7 @@ def train_sae(
                 + (f", data parallel on {group.world_size} processes ({group.backend}): {config.batch_size * group.world_size} tokens per step in all" if group is not None else "")
             )
             if trainer.target_defaulted and not resume:
-                log(f"[dim]steering the sparsity coefficient to L0 {trainer.config.target_l0:g} (no --l1-coeff or --target-l0 given)[/dim]")
+                log(f"[dim]steering the sparsity coefficient to L0 {trainer.config.target_l0:g} (no --l1-coeff and no single-number --target-l0 given; a MIN-MAX range only sets the checklist's)[/dim]")
             _log_norm_filter(source)
             if group is not None:
                 group.barrier()  # rank 0 has cleared old checkpoints
