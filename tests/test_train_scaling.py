@@ -118,6 +118,12 @@ def test_checklist_marks_pass_and_fail():
     assert Targets.steering_l0("64") == 64.0 and Targets.steering_l0("20-40") is None
     with pytest.raises(SaetoolError, match="--checklist"):
         Targets.preset("seed003")
+    # a TopK L0 is the k it was given; too few rows for the features to all fire sets a floor on "never active"
+    topk = {i.key: i for i in build_checklist({**base, "l0": 32.0, "rows": 19.0}, Targets(), d_sae=2304, fixed_k=32)}
+    assert topk["l0"].target.endswith("(= k 32: set, not learned)") and topk["l0"].passed is True
+    assert topk["dead_fraction"].name == "never active on these rows (fraction); at least 0.74 with 19 rows"  # 1 - 19 * 32 / 2304
+    plenty = {i.key: i for i in build_checklist({**base, "rows": 8192.0}, Targets(), d_sae=2304)}
+    assert plenty["dead_fraction"].name == "never active on these rows (fraction)" and plenty["l0"].target == "5-200"
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -26,11 +26,14 @@ class CheckItem:
         return asdict(self)
 
 
-def build_checklist(metrics: dict[str, float], targets: Targets) -> list[CheckItem]:
+def build_checklist(metrics: dict[str, float], targets: Targets, *, d_sae: int | None = None, fixed_k: int | None = None) -> list[CheckItem]:
     """``metrics``: ``fvu``, ``explained_variance``, ``l0``, ``dead_fraction`` (never
     active on the evaluated rows) as ``saetool evaluate`` computes them,
-    ``dead_fraction_train`` (no firing over the trainer's dead window) and
-    ``scaled_mse`` (per-element MSE on the trainer's scaled inputs)."""
+    ``dead_fraction_train`` (no firing over the trainer's dead window), ``scaled_mse``
+    (per-element MSE on the trainer's scaled inputs) and ``rows`` (evaluated rows).
+    ``fixed_k``: an SAE whose inference keeps exactly k features (TopK): its L0 row says that
+    L0 is the k it was given, not something training reached. ``d_sae``: with it, the
+    never-active row says the least it can be when the rows hold fewer activations than features."""
     items: list[CheckItem] = []
 
     def add(key: str, name: str, target: str = "", passed: bool | None = None) -> None:
@@ -45,9 +48,12 @@ def build_checklist(metrics: dict[str, float], targets: Targets) -> list[CheckIt
     add("explained_variance", "explained variance")
     if targets.scaled_mse is not None:
         add("scaled_mse", "MSE on scaled inputs (reconstruction loss)", f"< {targets.scaled_mse:g}", bool(metrics["scaled_mse"] < targets.scaled_mse))
-    add("l0", "active features per token (L0)", f"{targets.l0_min:g}-{targets.l0_max:g}", bool(targets.l0_min <= l0 <= targets.l0_max))
+    by_k = f" (= k {fixed_k}: set, not learned)" if fixed_k is not None else ""
+    add("l0", "active features per token (L0)", f"{targets.l0_min:g}-{targets.l0_max:g}{by_k}", bool(targets.l0_min <= l0 <= targets.l0_max))
     add("dead_fraction_train", "dead in training (fraction)", f"< {targets.dead:g}", bool(dead < targets.dead))
-    add("dead_fraction", "never active on these rows (fraction)")
+    rows = metrics.get("rows")
+    floor = 1 - rows * l0 / d_sae if d_sae and rows and rows * l0 < d_sae else None
+    add("dead_fraction", "never active on these rows (fraction)" + (f"; at least {floor:.2f} with {rows:.0f} rows" if floor is not None else ""))
     return items
 
 

@@ -688,7 +688,7 @@ class Trainer:
     def _result(self, val: list[Batch], elapsed: float, steps_run: int) -> TrainResult:
         sae = self.inference_sae()
         metrics = self.final_metrics(sae, val)
-        checklist = build_checklist(metrics, self.config.targets)
+        checklist = build_checklist(metrics, self.config.targets, d_sae=self.cfg.d_sae, fixed_k=self.cfg.k if sae.cfg.activation == "topk" else None)
         history = {name: np.array([row[name] for row in self.history], dtype=np.float64) for name in HISTORY}
         history["step"] = history["step"].astype(np.int64)
         history["tokens"] = history["tokens"].astype(np.int64)
