@@ -163,7 +163,7 @@ def test_stored_samples_are_the_final_sae_activations_and_round_trip_through_fea
         valid = ~np.isnan(a["values"][0])
         assert [e["activation"] for e in rec["top_examples"]] == pytest.approx(a["values"][0][valid].tolist(), rel=1e-6)
     n_stored = int((~np.isnan(a["values"][0])).sum())
-    note = f"the histogram and std over the {n_stored} stored top samples"  # not the feature's whole distribution
+    note = f"the max, histogram and std over the {n_stored} stored top samples"  # not the feature's whole distribution
     proc = run_cli("features", "report", str(out), "--feature", str(first))
     assert proc.returncode == 0 and note in proc.stderr and "sample values from the final SAE" in proc.stderr
     png = tmp_path / "dist.png"

@@ -34,7 +34,7 @@ $SAETOOL features distribution "$OUT/samples" "$SAMPLED" --png "$OUT/samples/fea
 
 $SAETOOL interpret "$OUT/acts.h5" --sae "$OUT/sae.h5" --top 50 --examples 10 \
   --report "$OUT/interpretability_report.md" --html "$OUT/features.html" -o "$OUT/features.h5" --overwrite > /dev/null
-# the two most frequently active stored features, read with the Python API
+# the two most frequently active features among those interpret stored (its --top 50, sampled across densities), read with the Python API
 read -r FIRST SECOND < <($PYTHON -c "
 import sys
 from saetool.interpret.store import FeaturesFile

@@ -155,8 +155,10 @@ class SamplesSource:
         """Where a record's numbers come from (the terminal views print it with them)."""
         return (
             f"from samples collected during training: density and mean over the {self.n_tokens} tokens of the collection steps; "
-            f"the histogram and std over the {len(record.top_examples)} stored top samples; "
-            f"sample values from the {self.summary.get('values_from') or 'collection steps'}"
+            f"the max, histogram and std over the {len(record.top_examples)} stored top samples; "
+            f"sample values from the {self.summary.get('values_from') or 'collection steps'} "
+            "(the samples were ranked by the SAE as it was while collecting, so the final SAE's strongest activations "
+            "over all the tokens can lie elsewhere: saetool interpret finds those)"
         )
 
     def check_sae(self, sae_path: str | Path) -> None:
