@@ -292,7 +292,7 @@ def print_summary(records: list, d_sae: int, dead: int, show: int, summary: Any 
     for r in records[:show]:
         label = r.label.text if r.label else ""
         label = label if len(label) <= 40 else label[:39] + "…"
-        score = "" if not r.label or r.label.score is None else (score_cell(r.label, "detection") if (r.label.details or {}).get("detection") else f"{r.label.score:.2f}")
+        score = "" if not r.label or r.label.score is None else score_cell(r.label, "detection")
         toks = ", ".join(repr(t) for t, _ in r.top_tokens[:4])
         table.add_row(str(r.index), f"{r.density:.4f}", f"{r.max_activation:.3g}", f"{r.mean_activation:.3g}", escape(label), score, escape(toks))
     stderr().print(table)

@@ -136,10 +136,12 @@ def score_text(label: Any, name: str) -> str:
 
 
 def score_cell(label: Any, name: str) -> str:
-    """A score for a table: ``0.85``, ``0.50 (n.s.)`` when not significantly above chance, ``–``."""
+    """A score for a table: ``0.85``, ``0.50 (n.s.)`` when not significantly above chance, ``–``.
+    A label without detection details (a plugin labeler's, an older artifact's) shows its bare
+    ``score`` under detection, the first scorer's."""
     d = _scored(label, name)
     if d is None:
-        return "–"
+        return fmt_score(label.score) if name == "detection" and label is not None else "–"
     return fmt_score(d["score"]) + (" (n.s.)" if at_chance(label, name) else "")
 
 
@@ -177,13 +179,12 @@ def mean_scores_text(records: Sequence[FeatureRecord]) -> list[str]:
     """One line per scorer: ``mean detection score 0.71 (95% CI 0.66-0.76, chance 0.50) over 40
     features; 31 above chance; true-positive rate 0.45, true-negative rate 0.97``."""
     lines = []
-    for name, (mean, ci, n) in mean_scores(records).items():
-        if mean is None:
-            continue
+    for name, sc in score_summaries(records).items():
+        ci = sc["ci95"]
         interval = f"95% CI {fmt_score(ci[0])}–{fmt_score(ci[1])}, " if ci else ""
-        parts = score_breakdown(records, name)
-        rates = f"; true-positive rate {fmt_score(parts['true_positive_rate'])}, true-negative rate {fmt_score(parts['true_negative_rate'])}" if parts["true_positive_rate"] is not None and parts["true_negative_rate"] is not None else ""
-        lines.append(f"mean {name} score {fmt_score(mean)} ({interval}chance 0.50) over {n} features; {parts['above_chance']} above chance{rates}")
+        tpr, tnr = sc["true_positive_rate"], sc["true_negative_rate"]
+        rates = f"; true-positive rate {fmt_score(tpr)}, true-negative rate {fmt_score(tnr)}" if tpr is not None and tnr is not None else ""
+        lines.append(f"mean {name} score {fmt_score(sc['mean'])} ({interval}chance 0.50) over {sc['n']} features; {sc['above_chance']} above chance{rates}")
     return lines
 
 
@@ -330,8 +331,7 @@ def report_markdown(
     for r in records:
         link = f"[{r.index}](#feature-{r.index})" if not r.dead else str(r.index)
         label = "*dead*" if r.dead and r.label is None else (md_escape(r.label.text) if r.label else "")
-        det = (score_cell(r.label, "detection") if _scored(r.label, "detection") else fmt_score(r.label.score)) if r.label else "–"
-        fuzz = score_cell(r.label, "fuzzing") if r.label else "–"
+        det, fuzz = (score_cell(r.label, name) for name in SCORERS)
         top = _token_list(r.top_tokens, markdown=True, limit=3) if r.top_tokens else ""
         dense = " (dense)" if r.index in dense_ids else ""
         labels = f" {label} | {det} | {fuzz} |" if labelled else ""
