@@ -151,7 +151,7 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
     test on the same prompts (exact McNemar for 0/1 metrics, paired t otherwise)."""
     from rich.table import Table
 
-    from saetool.steer.stats import mcnemar_exact_p, mean_ci, paired_t_p, wilson_ci
+    from saetool.steer.stats import mean_ci, paired_p, wilson_ci
 
     n = comp.n
     table = Table(title=f"metrics over {n} prompts: rate or mean [95% CI]; p: paired test against {conds[0]}, uncorrected", title_justify="left")
@@ -180,7 +180,7 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
                 cells.append(f"{mean:.3g}{interval}" + ("" if len(xs) == n else f" (n {len(xs)})"))
         for c in conds[1:]:
             a, b = series[conds[0]], series[c]
-            p = (mcnemar_exact_p if binary else paired_t_p)(a, b) if len(a) == len(b) and a else math.nan
+            p = paired_p(a, b, rate=binary) if len(a) == len(b) and a else math.nan
             pvals.append("-" if math.isnan(p) else f"{p:.2g}")
         table.add_row(m, *cells, *pvals)
     return table

@@ -167,7 +167,7 @@ def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
 def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
     """Each condition against the baseline on the same prompts, paired as ``saetool steer``'s
     table tests it (exact McNemar for a rate, paired t for a mean)."""
-    from saetool.steer.stats import mcnemar_exact_p, paired_t_p
+    from saetool.steer.stats import paired_p
 
     comp = read_completions(p)
     base = comp.metrics.get("baseline", {})
@@ -185,7 +185,7 @@ def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any
             continue
         b, v = [x for x, _ in pairs], [y for _, y in pairs]
         delta = sum(v) / len(v) - sum(b) / len(b)
-        pv = mcnemar_exact_p(b, v) if rate else paired_t_p(b, v)
+        pv = paired_p(b, v, rate=rate)
         # the smallest p the test can give on n pairs: every pair changing one way (McNemar), or fewer than 3 pairs (t)
         can_show = (2 * 0.5 ** len(pairs) < level) if rate else len(pairs) >= 3
         results.append({"condition": cond, "metric": metric, "delta": delta, "p": pv, "n": len(pairs), "can_show": can_show,

@@ -134,3 +134,9 @@ def paired_t_p(a: Sequence[float], b: Sequence[float]) -> float:
     if len(diffs) == 1:
         return 1.0 if diffs == {0.0} else 0.0
     return float(ttest_rel([y for _, y in pairs], [x for x, _ in pairs]).pvalue)
+
+
+def paired_p(baseline: Sequence[float], other: Sequence[float], *, rate: bool) -> float:
+    """The paired test of ``other`` against ``baseline`` on the same prompts: exact McNemar for
+    a rate metric (0/1 per completion), the paired t-test for a mean one."""
+    return mcnemar_exact_p(baseline, other) if rate else paired_t_p(baseline, other)

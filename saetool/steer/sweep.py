@@ -522,7 +522,7 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
     """One row per split × layer × intervention × alpha with rates, intervals and tests."""
     import pandas as pd
 
-    from saetool.steer.stats import adjust, fisher_exact_p, mcnemar_exact_p, mean_ci, paired_t_p, welch_p, wilson_ci
+    from saetool.steer.stats import adjust, fisher_exact_p, mean_ci, paired_p, welch_p, wilson_ci
 
     loaded: dict[Cell, Completions | None] = {}
 
@@ -557,6 +557,7 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
         for name, metric in metrics.items():
             vals = _values(comp, name)
             bvals = _values(base, name)
+            pair = paired and len(vals) == len(bvals)
             finite = [v for v in vals if not math.isnan(v)]
             bfinite = [v for v in bvals if not math.isnan(v)]
             if metric.kind == "rate":
@@ -567,13 +568,13 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
                 row[f"{name}_ci_low"], row[f"{name}_ci_high"] = lo, hi
                 row[f"{name}_k"] = k
                 row[f"{name}_delta"] = (k / n - bk / bn) if n and bn else math.nan
-                row[f"{name}_p"] = math.nan if cell.is_baseline else (mcnemar_exact_p(bvals, vals) if paired and len(vals) == len(bvals) else fisher_exact_p(k, n, bk, bn))
+                row[f"{name}_p"] = math.nan if cell.is_baseline else (paired_p(bvals, vals, rate=True) if pair else fisher_exact_p(k, n, bk, bn))
             else:
                 m, lo, hi = mean_ci(finite, bounds=metric.bounds)
                 bm = mean_ci(bfinite)[0]
                 row[f"{name}_mean"], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = m, lo, hi
                 row[f"{name}_delta"] = m - bm if finite and bfinite else math.nan
-                row[f"{name}_p"] = math.nan if cell.is_baseline else (paired_t_p(bvals, vals) if paired and len(vals) == len(bvals) else welch_p(finite, bfinite))
+                row[f"{name}_p"] = math.nan if cell.is_baseline else (paired_p(bvals, vals, rate=False) if pair else welch_p(finite, bfinite))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
