@@ -295,16 +295,24 @@ def replay(
     return actual, clean_total
 
 
+def sign_agreement(predicted: Sequence[float], actual: Sequence[float]) -> np.ndarray:
+    """Per edge: 1 when the predicted and actual change have the same sign, 0 when they differ,
+    -1 when either is not a finite number (no replay)."""
+    p, a = np.asarray(predicted, dtype=float), np.asarray(actual, dtype=float)
+    return np.where(np.isfinite(p) & np.isfinite(a), (np.sign(p) == np.sign(a)).astype(np.int64), -1)
+
+
 def correlation(predicted: Sequence[float], actual: Sequence[float]) -> dict[str, Any]:
     """Pearson and Spearman correlation of predicted vs actual changes, and the share of
     edges whose predicted and actual change have the same sign (NaN when undefined)."""
     p = np.asarray(predicted, dtype=float)
     a = np.asarray(actual, dtype=float)
     out: dict[str, Any] = {"n_edges": int(len(p)), "pearson": math.nan, "pearson_p": math.nan, "spearman": math.nan, "spearman_p": math.nan, "sign_agreement": math.nan}
-    ok = np.isfinite(p) & np.isfinite(a)
+    signs = sign_agreement(p, a)
+    ok = signs >= 0
     p, a = p[ok], a[ok]
     if len(p):
-        out["sign_agreement"] = float(np.mean(np.sign(p) == np.sign(a)))
+        out["sign_agreement"] = float(signs[ok].mean())
     if len(p) >= 3 and np.ptp(p) > 0 and np.ptp(a) > 0:
         r = stats.pearsonr(p, a)
         s = stats.spearmanr(p, a)
@@ -446,9 +454,7 @@ def run_pathways(
     table = pd.DataFrame([{k: v for k, v in e.items() if not k.startswith("_")} for e in edges])
     table["predicted"] = predicted
     table["actual"] = list(actual)
-    pred, act = table["predicted"].to_numpy(dtype=float), table["actual"].to_numpy(dtype=float)
-    # 1 agrees, 0 differs, -1 unknown (no replay, or a change that is not a finite number: left out of the correlations too)
-    table["sign_agrees"] = np.where(np.isfinite(pred) & np.isfinite(act), (np.sign(pred) == np.sign(act)).astype(np.int64), -1)
+    table["sign_agrees"] = sign_agreement(table["predicted"], table["actual"])  # -1 where unknown, left out of the correlations too
     table = table[list(EDGE_COLUMNS)]
     per_target = [correlation(table.loc[table["target"] == t.name, "predicted"], table.loc[table["target"] == t.name, "actual"]) if config.replay else correlation([], []) for t in targets]
     tgt = pd.DataFrame({

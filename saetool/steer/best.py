@@ -112,8 +112,8 @@ def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
         out["best"] = chosen
     else:
         out["leading"] = chosen
-        out["reason"] = (f"no steered cell raised refusal on {target} significantly (corrected p < {level:g}; n {chosen['n']} per cell) "
-                         f"without a significant side effect on {side}" if side else f"no steered cell raised refusal on {target} significantly (corrected p < {level:g}; n {chosen['n']} per cell)")
+        out["reason"] = (f"no steered cell raised refusal on {target} significantly (corrected p < {level:g}; n {chosen['n']} per cell)"
+                         + (f" without a significant side effect on {side}" if side else ""))
     return out
 
 
