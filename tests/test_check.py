@@ -120,6 +120,68 @@ def seed000_set(tiny_gpt2_dir, tmp_path_factory):
     return {"acts": acts, "sae": sae, "transitions": trans, "folder": folder}
 
 
+NEUTRAL_TEXTS = [
+    "The train leaves at nine. However, the bus is faster.",
+    "We moved the meeting to Tuesday. However, the room is the same.",
+    "The report has ten pages. However, the summary has one.",
+    "The shop opens at eight. However, the bakery opens at seven.",
+]
+
+
+@pytest.mark.slow  # the CLI end to end on the tiny model
+def test_cli_seed000_specific_features_against_a_control(seed000_set, tmp_path):
+    """With a control in the transitions (the same bridge after neutral text), a common
+    feature must also be min_lift times as common at the transition as at the control's
+    tokens: against a control that is the transitions themselves none is; against neutral
+    text the count matches an independent computation, with each feature's Fisher p."""
+    import torch
+    from scipy import stats
+
+    from saetool.analysis.transitions import read_transitions
+    from saetool.artifacts.activations import ActivationsFile
+    from saetool.sae.io import load_sae
+
+    s = seed000_set
+    base = ["check", str(s["sae"]), str(s["acts"]), "--no-model", "--criteria", "seed000", "--num-tokens", "2048", "--json", "--min-lift", "1.5"]
+    same, neutral = tmp_path / "same.txt", tmp_path / "neutral.txt"
+    same.write_text("\n".join(TRANSITION_TEXTS) + "\n")
+    neutral.write_text("\n".join(NEUTRAL_TEXTS) + "\n")
+    for control, out in ((same, tmp_path / "t_same.h5"), (neutral, tmp_path / "t_neutral.h5")):
+        proc = run_cli("transitions", "--sae", str(s["sae"]), "--texts", str(s["folder"] / "texts.txt"), "--control", str(control), "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+    plain = {r["check"]: r for r in json.loads(run_cli(*base, "--transitions", str(s["transitions"])).stdout)["checks"]}["common features at the transition"]
+    row = {r["check"]: r for r in json.loads(run_cli(*base, "--transitions", str(tmp_path / "t_same.h5")).stdout)["checks"]}["common features at the transition"]
+    assert row["value"] == 0 and not row["passed"] and "vs share at the 6 control token(s)" in row["reason"]
+    assert "the features at the transition are those of its words" in row["fix"]
+    assert "no control" in plain["reason"] and "transitions --control" in plain["reason"]
+
+    sae = load_sae(s["sae"])
+    data = read_transitions(tmp_path / "t_neutral.h5")
+    with torch.no_grad():
+        on = (sae.encode(torch.from_numpy(data["activations"])) > 0).double()
+        on_c = (sae.encode(torch.from_numpy(data["control"]["activations"])) > 0).double()
+        with ActivationsFile(s["acts"]) as acts:
+            density = (sae.encode(acts.read("blocks.1.hook_resid_post")) > 0).double().mean(0)
+    share, share_c, count = on.mean(0), on_c.mean(0), on.sum(0)
+    n, n_c = len(on), len(on_c)
+    fisher = torch.tensor([stats.fisher_exact([[int(count[i]), n - int(count[i])], [int(on_c[:, i].sum()), n_c - int(on_c[:, i].sum())]],
+                                              alternative="greater")[1] for i in range(on.shape[1])])
+    # 1.0 and level 1: every common feature at least as common as at the control, so the list is not empty
+    for lift, level in ((1.5, 0.05), (1.0, 1.0)):
+        args = [a if a != "1.5" else str(lift) for a in base]
+        report = json.loads(run_cli(*args, "--level", str(level), "--transitions", str(tmp_path / "t_neutral.h5")).stdout)
+        row = {r["check"]: r for r in report["checks"]}["common features at the transition"]
+        keep = (share >= 0.5) & (count >= 2) & (share >= lift * density) & (share >= lift * share_c) & (fisher < level)
+        assert row["value"] == int(keep.sum()) and row["value"] <= plain["value"]
+        found = report["details"]["specific_features"]
+        assert {r["feature"] for r in found} == set(torch.nonzero(keep).flatten().tolist()) and (found or lift > 1)
+        assert [r["control_p"] for r in found] == sorted(r["control_p"] for r in found)
+        for r in found:
+            i = r["feature"]
+            assert r["control_count"] == int(on_c[:, i].sum()) and r["control_p"] == pytest.approx(float(fisher[i]))
+            assert f"{r['name']} ({r['share']:.0%} vs {r['control_share']:.0%} at the control" in row["reason"] or found.index(r) >= 3
+
+
 def _steer_result(path, baseline, steered):
     from saetool.artifacts.provenance import build_provenance
     from saetool.steer.completions import write_completions
@@ -206,3 +268,4 @@ def test_cli_seed000_criteria_each_with_a_reason(seed000_set, tmp_path):
     assert row["passed"] is True and "best cell layer 15 add alpha 1" in row["reason"]
     assert_clean_error(run_cli("check", str(s["sae"]), str(s["acts"]), "--no-model", "--criteria", "seed001"), "unknown --criteria")
     assert_clean_error(run_cli("check", str(s["sae"]), str(s["acts"]), "--no-model", "--steering", str(works)), "--criteria seed000")
+    assert_clean_error(run_cli(*base, "--level", "0"), "--level must be a probability")

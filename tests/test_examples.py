@@ -83,6 +83,8 @@ def test_seed000_mini_pipeline(ran):
     from saetool.artifacts.store import read_header
 
     assert read_header(out / "transitions.h5")["saetool_kind"] == "transitions"
+    # the neutral control (the same bridge after neutral openings) is judged against, so the bridge word's features do not pass
+    assert "control token(s)" in rows["common features at the transition"]["reason"]
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)

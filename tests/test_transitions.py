@@ -204,6 +204,65 @@ def test_features_at_the_transition_tokens_match_an_independent_computation(tiny
     assert data["labeler"] == "transition-words" and data["n_texts"] == 4
 
 
+CONTROL_TEXTS = [
+    "The train leaves at nine. However, the bus is faster.",
+    "We moved the meeting to Tuesday. However, the room is the same.",
+    "The report has ten pages, but the summary has one.",
+]
+
+
+def test_control_shares_and_lift_match_an_independent_computation(tiny, tmp_path):
+    """--control (the same labeling on neutral inputs): each common feature's share at the
+    control's tokens and its lift, recomputed from the control's activations; the artifact
+    keeps the control's texts, tokens and activations."""
+    from saetool.analysis.transitions import TransitionsConfig, read_transitions, run_transitions
+    from saetool.sae.io import load_sae
+
+    control = tmp_path / "control.txt"
+    control.write_text("\n".join(CONTROL_TEXTS) + "\n")
+    out = tmp_path / "t.h5"
+    result = run_transitions(TransitionsConfig(top=48), tiny["sae"], texts_file=tiny["texts"], control_file=control, output=out, model=tiny["model"])
+    assert result.control is not None and result.control.n_samples == 3
+    assert result.control.tokens == [" However", " However", " but"]
+    data = read_transitions(out)
+    c = data["control"]
+    assert c["texts"] == CONTROL_TEXTS and list(c["token"]) == result.control.tokens and list(c["sample_text"]) == [0, 1, 2]
+    model, hook = tiny["model"], "blocks.1.hook_resid_post"
+    rows = _rows(model.tokenizer, CONTROL_TEXTS)
+    expected = torch.stack([model.run_with_cache(torch.tensor([r]), [hook])[hook][0, p] for r, p in zip(rows, result.control.positions)])
+    assert np.allclose(c["activations"], expected.numpy(), atol=1e-5)
+    sae = load_sae(tiny["sae"])
+    share_c = (sae.encode(expected) > 0).double().mean(0).numpy()
+    share = (sae.encode(torch.from_numpy(data["activations"])) > 0).double().mean(0).numpy()
+    common = data["common"]
+    assert len(common) == int((share > 0).sum())
+    for fid, cs, lift in zip(common["feature"], common["control_share"], common["lift"]):
+        assert cs == pytest.approx(share_c[fid])
+        assert lift == (pytest.approx(share[fid] / share_c[fid]) if share_c[fid] > 0 else np.inf)
+    assert data["n_control_samples"] == 3 and data["control_metrics"]["n"] == 3
+    assert data["settings"]["control_file"] == str(control.resolve())
+    # without a control the artifact has none, and no control columns
+    plain = read_transitions(run_transitions(TransitionsConfig(), tiny["sae"], texts_file=tiny["texts"], output=tmp_path / "p.h5", model=tiny["model"]).path)
+    assert plain["control"] is None and "lift" not in plain["common"]
+
+
+def test_cli_control_columns_and_a_control_without_transitions(tiny, tmp_path):
+    control = tmp_path / "control.txt"
+    control.write_text("\n".join(CONTROL_TEXTS) + "\n")
+    out = tmp_path / "t.h5"
+    proc = run_cli("transitions", "--sae", str(tiny["sae"]), "--texts", str(tiny["texts"]), "--control", str(control), "--top", "4", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["n_control_samples"] == 3
+    assert "control share" in proc.stderr and "lift" in proc.stderr and "control tokens: ' However' x2, ' but' x1" in proc.stderr
+    # a control in which the labeler finds nothing: one line, exit 2, nothing written
+    calm = tmp_path / "calm.txt"
+    calm.write_text("A calm and ordinary afternoon.\nNothing happened at all.\n")
+    bad = tmp_path / "bad.h5"
+    proc = run_cli("transitions", "--sae", str(tiny["sae"]), "--texts", str(tiny["texts"]), "--control", str(calm), "-o", str(bad))
+    assert_clean_error(proc, "in any of the 2 control text(s)")
+    assert not bad.exists()
+
+
 def test_offset_reads_the_token_before(tiny, tmp_path):
     from saetool.analysis.transitions import TransitionsConfig, run_transitions
 

@@ -6,11 +6,12 @@
 #            seed's prompting variant "(thinking positively)" beside it
 #   phase 2  negative->positive transition texts generated from the seed's five
 #            base prompts with the bridge " However,", the transition token
-#            labeled, activations there through the SAE
+#            labeled, activations there through the SAE; the same for five
+#            neutral openings (examples/prompts/neutral.txt) as the control
 #   phase 3  the SAE's top features interpreted (report + HTML browser)
 #   phase 5  the go/no-go on the seed's own criteria (check --criteria seed000:
 #            cosine > 0.9 at the transitions, >= 2 transition-specific common
-#            features, steering works, pipeline complete): SCALE UP or
+#            features (twice as common as on ordinary text and as at the control), steering works, pipeline complete): SCALE UP or
 #            FIX ISSUES FIRST (exit 1 is a verdict here), a reason per criterion
 #
 #   SIZE=ci    2,048 tokens, 2 openings, 5 transitions     (about 5 min on 2 CPU cores: 9 saetool
@@ -49,11 +50,14 @@ $SAETOOL steer "$OUT/emotion.h5" --no-chat --alpha 8 --prompts "$OUT/openings.tx
 
 # phase 2: transitions from the seed's five negative base prompts (sampled REPEAT times each
 # beyond SIZE=ci), the bridge " However," labeled, activations there through the SAE
+# with a control: the same bridge after five neutral openings shaped like them, so that features of
+# the word " However" (common at every transition) are told from features of the turn
 grep -v '^#' "$PROMPTS/emotion.txt" | sed -n 2,6p > "$OUT/base_prompts.txt"
 for _ in $(seq "$REPEAT"); do cat "$OUT/base_prompts.txt"; done > "$OUT/transition_prompts.txt"
+for _ in $(seq "$REPEAT"); do grep -v '^#' "$PROMPTS/neutral.txt"; done > "$OUT/control_prompts.txt"
 SAMPLE=(); [ "$REPEAT" -gt 1 ] && SAMPLE=(--sample --temperature 0.8)
-$SAETOOL transitions --sae "$SAE" --prompts "$OUT/transition_prompts.txt" --bridge " However," --max-new-tokens "$NEW" "${SAMPLE[@]}" \
-  -o "$OUT/transitions.h5" --overwrite > /dev/null
+$SAETOOL transitions --sae "$SAE" --prompts "$OUT/transition_prompts.txt" --control "$OUT/control_prompts.txt" --bridge " However," \
+  --max-new-tokens "$NEW" "${SAMPLE[@]}" -o "$OUT/transitions.h5" --overwrite > /dev/null
 
 # phase 3: what the SAE's features respond to (20 sampled across density bands)
 $SAETOOL interpret "$OUT/acts.h5" --sae "$SAE" --top 20 --report "$OUT/report.md" --html "$OUT/features.html" -o "$OUT/features.h5" --overwrite > /dev/null

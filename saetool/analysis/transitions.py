@@ -17,6 +17,12 @@
    activation over every token of the texts (the samples are often one
    token, " However", whose own spread is tiny); ``explained_variance_within``
    uses the samples' own mean.
+4. **Control** (optional). Inputs of the same kind that do not turn from
+   negative to positive (neutral texts, or neutral base prompts continued
+   through the same bridge) are labeled the same way. A feature of the bridge
+   word fires at both; one of the turn fires more at the transition. The
+   common-features table then gives each feature's share at the control's
+   tokens and its lift (share at the transition / share at the control).
 """
 
 from __future__ import annotations
@@ -100,6 +106,27 @@ class TransitionsResult:
     baseline: dict[str, float]
     common: "pd.DataFrame"
     seconds: float = 0.0
+    control: "Sampled | None" = None
+
+    @property
+    def n_samples(self) -> int:
+        return sum(p is not None for p in self.positions)
+
+
+@dataclass
+class Sampled:
+    """One set of texts with its labeled tokens: the rows, the activations there and (once encoded)
+    their codes and the SAE's reconstruction metrics at them."""
+
+    texts: list[str]
+    rows: list[list[int]]
+    positions: list[int | None]
+    tokens: list[str]
+    x: "torch.Tensor"
+    which: "torch.Tensor"
+    totals: "_Totals"
+    f: "torch.Tensor | None" = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_samples(self) -> int:
@@ -279,68 +306,102 @@ def reconstruction(sae: "SAE", x: "torch.Tensor", reference: Any = None) -> tupl
     return totals.finish(reference), f
 
 
-def common_features(f: "torch.Tensor", top: int, layer: int | None) -> "pd.DataFrame":
-    """Features active (> 0) in the most samples: count, share of samples, mean activation when active."""
+def common_features(f: "torch.Tensor", top: int, layer: int | None, control: "torch.Tensor | None" = None) -> "pd.DataFrame":
+    """Features active (> 0) in the most samples: count, share of samples, mean activation when active;
+    with the ``control`` samples' codes, their count and share there and the lift (share / control share)."""
     n = f.shape[0]
     active = f > 0
     count = active.sum(0)
     mean = torch.where(count > 0, (f * active).sum(0) / count.clamp(min=1), torch.zeros_like(count, dtype=f.dtype))
     order = sorted((i for i in range(f.shape[1]) if int(count[i]) > 0), key=lambda i: (-int(count[i]), -float(mean[i]), i))[:top]
-    return pd.DataFrame({
+    share = [int(count[i]) / n if n else math.nan for i in order]
+    table = {
         "feature": [int(i) for i in order],
         "name": [feature_name(layer, i) if layer is not None else str(i) for i in order],
         "count": [int(count[i]) for i in order],
-        "share": [int(count[i]) / n if n else math.nan for i in order],
+        "share": share,
         "mean_activation": [float(mean[i]) for i in order],
-    })
+    }
+    if control is not None:
+        c_count = (control > 0).sum(0)
+        c_share = [int(c_count[i]) / control.shape[0] if control.shape[0] else math.nan for i in order]
+        table |= {"control_count": [int(c_count[i]) for i in order], "control_share": c_share,
+                  "lift": [lift_of(a, b) for a, b in zip(share, c_share)]}
+    return pd.DataFrame(table)
+
+
+def lift_of(share: float, base: float) -> float:
+    """``share / base``: infinite when the feature never fires at the base (and does here), NaN without a base."""
+    if math.isnan(base):
+        return math.nan
+    return share / base if base > 0 else (math.inf if share > 0 else math.nan)
 
 
 # -- the artifact --------------------------------------------------------------------------------------
 def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequence[Sequence[int]], x: "torch.Tensor", f: "torch.Tensor", which: "torch.Tensor",
                       *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False, top_codes: int = 32) -> Path:
     strings = h5py.string_dtype("utf-8")
-
-    def put(group: Any, name: str, arr: np.ndarray) -> None:
-        ds = group.create_dataset(name, data=arr)
-        ds.attrs["saetool_dtype"] = str(arr.dtype)
-
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
-        fh.create_dataset("texts", data=text_array(result.texts), dtype=strings)
-        fh.create_dataset("token", data=text_array(result.tokens), dtype=strings)
-        put(fh, "position", np.array([-1 if p is None else p for p in result.positions], dtype=np.int64))
-        put(fh, "token_ids", np.array([t for r in rows for t in r], dtype=np.int32))
-        put(fh, "token_offsets", np.cumsum([0] + [len(r) for r in rows]).astype(np.int64))
-        put(fh, "sample_text", which.numpy().astype(np.int64))
-        put(fh, "activations", x.float().cpu().numpy())
-        k = min(top_codes, f.shape[1])
-        vals, idx = torch.topk(f.float().cpu(), k, dim=-1) if f.shape[0] else (torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long))
-        codes = fh.create_group("codes")
-        put(codes, "index", idx.numpy().astype(np.int64))
-        put(codes, "value", vals.numpy().astype(np.float32))
+        _write_set(fh, result.texts, result.tokens, result.positions, rows, which, x, f, top_codes)
+        if result.control is not None:
+            c = result.control
+            _write_set(fh.create_group("control"), c.texts, c.tokens, c.positions, c.rows, c.which, c.x, c.f, top_codes)
         common = fh.create_group("common")
         for col in result.common.columns:
             values = result.common[col].to_numpy()
             if values.dtype == object:
                 common.create_dataset(col, data=text_array(values), dtype=strings)
             else:
-                put(common, col, values.astype(np.int64 if values.dtype.kind in "iu" else np.float64))
+                _put(common, col, values.astype(np.int64 if values.dtype.kind in "iu" else np.float64))
         for key, value in attrs.items():
             fh.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value, sort_keys=True)
     return Path(path)
 
 
+def _put(group: Any, name: str, arr: np.ndarray) -> None:
+    ds = group.create_dataset(name, data=arr)
+    ds.attrs["saetool_dtype"] = str(arr.dtype)
+
+
+def _write_set(group: Any, texts: Sequence[str], tokens: Sequence[str], positions: Sequence[int | None], rows: Sequence[Sequence[int]],
+               which: "torch.Tensor", x: "torch.Tensor", f: "torch.Tensor", top_codes: int) -> None:
+    """One set's texts, labeled tokens, activations there and their top codes, as datasets of ``group``."""
+    strings = h5py.string_dtype("utf-8")
+    group.create_dataset("texts", data=text_array(list(texts)), dtype=strings)
+    group.create_dataset("token", data=text_array(list(tokens)), dtype=strings)
+    _put(group, "position", np.array([-1 if p is None else p for p in positions], dtype=np.int64))
+    _put(group, "token_ids", np.array([t for r in rows for t in r], dtype=np.int32))
+    _put(group, "token_offsets", np.cumsum([0] + [len(r) for r in rows]).astype(np.int64))
+    _put(group, "sample_text", which.numpy().astype(np.int64))
+    _put(group, "activations", x.float().cpu().numpy())
+    k = min(top_codes, f.shape[1])
+    vals, idx = torch.topk(f.float().cpu(), k, dim=-1) if f.shape[0] else (torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long))
+    codes = group.create_group("codes")
+    _put(codes, "index", idx.numpy().astype(np.int64))
+    _put(codes, "value", vals.numpy().astype(np.float32))
+
+
+SET_DATASETS = ("position", "token_ids", "token_offsets", "sample_text", "activations")
+
+
+def _read_set(group: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"texts": list(group["texts"].asstr()[()]), "token": list(group["token"].asstr()[()])}
+    for name in SET_DATASETS:
+        out[name] = group[name][()]
+    out["codes"] = {k: group["codes"][k][()] for k in group["codes"]}
+    return out
+
+
 def read_transitions(path: str | Path) -> dict[str, Any]:
-    """The datasets and (decoded) attributes of a ``transitions`` artifact, as plain Python/numpy."""
+    """The datasets and (decoded) attributes of a ``transitions`` artifact, as plain Python/numpy;
+    ``control`` holds the control set's datasets (``None`` without one)."""
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
         out: dict[str, Any] = {k: attr_value(v) for k, v in fh.attrs.items() if k != "provenance"}
-        out["texts"] = list(fh["texts"].asstr()[()])
-        out["token"] = list(fh["token"].asstr()[()])
-        for name in ("position", "token_ids", "token_offsets", "sample_text", "activations"):
-            out[name] = fh[name][()]
-        out["codes"] = {k: fh["codes"][k][()] for k in fh["codes"]}
+        out |= _read_set(fh)
+        out["control"] = _read_set(fh["control"]) if "control" in fh else None
         out["common"] = pd.DataFrame({k: (fh["common"][k].asstr()[()] if fh["common"][k].dtype.kind == "O" else fh["common"][k][()]) for k in fh["common"]})
     return out
 
@@ -356,6 +417,7 @@ def run_transitions(
     *,
     texts_file: str | Path | None = None,
     prompts_file: str | Path | None = None,
+    control_file: str | Path | None = None,
     max_texts: int | None = None,
     output: str | Path | None = None,
     overwrite: bool = False,
@@ -365,7 +427,8 @@ def run_transitions(
     dtype: str = "float32",
     model: "HookedModel | None" = None,
 ) -> TransitionsResult:
-    """Texts -> labeled transition tokens -> SAE features there; writes a ``transitions`` artifact."""
+    """Texts -> labeled transition tokens -> SAE features there; writes a ``transitions`` artifact.
+    ``control_file``: control inputs of the same kind as the others (texts, or base prompts)."""
     config.validate()
     if (texts_file is None) == (prompts_file is None):
         raise SaetoolError("give either --texts FILE (ready texts) or --prompts FILE (base prompts to generate from)")
@@ -374,8 +437,10 @@ def run_transitions(
         # generated texts: the bridge is the transition, so it wins over a " but" in the negative part
         config.labeler_options = {**config.labeler_options, "prefer": ",".join(_words_of(config.bridge))}
     source = texts_file if texts_file is not None else prompts_file
-    inputs = read_texts(source, what="text file" if texts_file is not None else "prompt file", max_texts=max_texts)
-    out = check_output_path(output or default_output(), overwrite=overwrite, inputs=[source, sae_path])
+    kind = "text file" if texts_file is not None else "prompt file"
+    inputs = read_texts(source, what=kind, max_texts=max_texts)
+    control_inputs = read_texts(control_file, what=f"control {kind}", max_texts=max_texts) if control_file is not None else []
+    out = check_output_path(output or default_output(), overwrite=overwrite, inputs=[source, sae_path] + ([control_file] if control_file is not None else []))
     sae = load_sae(sae_path, device)
     if sae.cfg.is_transcoder:
         raise SaetoolError(f"the SAE {sae_path} is a transcoder", hint="pass an SAE that reconstructs its own hook")
@@ -392,12 +457,42 @@ def run_transitions(
         sae = sae.to(model.device)
 
     start = time.perf_counter()
+    main = sample_set(model, sae, labeler, config, inputs, generated=prompts_file is not None, source=source)
+    control = None
+    if control_file is not None:
+        control = sample_set(model, sae, labeler, config, control_inputs, generated=prompts_file is not None, source=control_file, what="control ")
+    baseline = main.totals.finish()
+    metrics, f = reconstruction(sae, main.x, reference=main.totals.mean())
+    if control is not None:
+        control.metrics, control.f = reconstruction(sae, control.x, reference=main.totals.mean())
+    layer = layer_of_hook(sae.cfg.hook)
+    common = common_features(f, config.top, layer, control=control.f if control is not None else None)
+    seconds = time.perf_counter() - start
+    result = TransitionsResult(out, main.texts, main.positions, main.tokens, metrics, baseline, common, seconds, control=control)
+    settings = {**config.to_dict(), "texts_file": str(Path(texts_file).resolve()) if texts_file else None,
+                "prompts_file": str(Path(prompts_file).resolve()) if prompts_file else None, "generated": prompts_file is not None,
+                "control_file": str(Path(control_file).resolve()) if control_file else None, "model": model.model_id, "seconds": round(seconds, 2)}
+    attrs = {"settings": settings, "metrics": metrics, "baseline": baseline, "hook": str(sae.cfg.hook), "labeler": labeler.name,
+             "n_texts": len(main.texts), "n_samples": main.n_samples, "model": model.model_id, "d_sae": sae.cfg.d_sae,
+             "sae": str(Path(sae_path).resolve())}
+    if control is not None:
+        attrs |= {"n_control_texts": len(control.texts), "n_control_samples": control.n_samples, "control_metrics": control.metrics}
+    parents = [sae_path] if Path(sae_path).is_file() else []
+    prov = build_provenance(model=model.model_id, backend=model.backend_name, hooks=[str(sae.cfg.hook)], parents=parents, transitions=settings)
+    write_transitions(out, result, main.rows, main.x, f, main.which, attrs=attrs, provenance=prov, overwrite=overwrite)
+    return result
+
+
+def sample_set(model: "HookedModel", sae: "SAE", labeler: Any, config: TransitionsConfig, inputs: Sequence[str], *, generated: bool,
+               source: str | Path, what: str = "") -> Sampled:
+    """Texts (generated from ``inputs`` as base prompts, or ``inputs`` themselves) with their
+    transition tokens labeled, and the activations there (``what``: "control " names the set in messages)."""
     offsets = None
-    if prompts_file is not None:
-        log(f"[dim]generating {len(inputs)} transition text(s) with {model.model_id}...[/dim]")
+    if generated:
+        log(f"[dim]generating {len(inputs)} {what}transition text(s) with {model.model_id}...[/dim]")
         texts, offsets = generate_texts(model, inputs, config)
     else:
-        texts = inputs
+        texts = list(inputs)
     rows = rows_from_texts(model.tokenizer, texts, config.context_size)
     check_rows(rows, model.tokenizer, source=str(source))
     starts = bridge_starts(model.tokenizer, texts, offsets, rows, config.context_size) if offsets is not None else None
@@ -405,26 +500,11 @@ def run_transitions(
     n_found = sum(p is not None for p in positions)
     if n_found == 0:
         raise SaetoolError(
-            f"the {labeler.name} labeler found no transition token in any of the {len(texts)} text(s)",
+            f"the {labeler.name} labeler found no transition token in any of the {len(texts)} {what}text(s)",
             hint="check the texts, or choose another --labeler / --labeler-option words=...",
         )
     if n_found < len(texts):
-        warn(f"no transition token in {len(texts) - n_found} of {len(texts)} text(s); they are left out")
-    x, which, all_tokens = collect(model, sae, rows, positions, config.batch_size)
-    baseline = all_tokens.finish()
-    metrics, f = reconstruction(sae, x, reference=all_tokens.mean())
-    layer = layer_of_hook(sae.cfg.hook)
-    common = common_features(f, config.top, layer)
+        warn(f"no transition token in {len(texts) - n_found} of {len(texts)} {what}text(s); they are left out")
+    x, which, totals = collect(model, sae, rows, positions, config.batch_size)
     tokens = [model.tokenizer.decode([int(r[p])]) if p is not None else "" for r, p in zip(rows, positions)]
-    seconds = time.perf_counter() - start
-    result = TransitionsResult(out, list(texts), positions, tokens, metrics, baseline, common, seconds)
-    settings = {**config.to_dict(), "texts_file": str(Path(texts_file).resolve()) if texts_file else None,
-                "prompts_file": str(Path(prompts_file).resolve()) if prompts_file else None, "generated": prompts_file is not None,
-                "model": model.model_id, "seconds": round(seconds, 2)}
-    attrs = {"settings": settings, "metrics": metrics, "baseline": baseline, "hook": str(sae.cfg.hook), "labeler": labeler.name,
-             "n_texts": len(texts), "n_samples": n_found, "model": model.model_id, "d_sae": sae.cfg.d_sae,
-             "sae": str(Path(sae_path).resolve())}
-    parents = [sae_path] if Path(sae_path).is_file() else []
-    prov = build_provenance(model=model.model_id, backend=model.backend_name, hooks=[str(sae.cfg.hook)], parents=parents, transitions=settings)
-    write_transitions(out, result, rows, x, f, which, attrs=attrs, provenance=prov, overwrite=overwrite)
-    return result
+    return Sampled(list(texts), [list(r) for r in rows], positions, tokens, x, which, totals)

@@ -31,7 +31,8 @@ def check(
     min_cosine: float = typer.Option(0.9, "--min-cosine", help="seed000: pass when the reconstruction cosine is above this."),
     min_common: int = typer.Option(2, "--min-common", help="seed000: pass with at least this many transition-specific common features."),
     min_share: float = typer.Option(0.5, "--min-share", help="seed000: a common feature fires in at least this share of the transition samples."),
-    min_lift: float = typer.Option(2.0, "--min-lift", help="seed000: ... and at least this many times as often as on ordinary text (ACTIVATIONS)."),
+    min_lift: float = typer.Option(2.0, "--min-lift", help="seed000: ... and at least this many times as often as on ordinary text (ACTIVATIONS) and, when the transitions hold a control (transitions --control), as at its tokens."),
+    level: float = typer.Option(0.05, "--level", help="seed000: significance level of the steering test and of each feature's test against the control."),
     num_tokens: int = NUM_TOKENS,
     skip_tokens: int = SKIP_TOKENS,
     batch_size: int = BATCH_SIZE,
@@ -54,8 +55,9 @@ def check(
     With --criteria seed000 the verdict follows seed 000's own four criteria,
     each with its reason: reconstruction cosine > 0.9 at the transition tokens
     (--transitions), at least 2 common features at the transition that are
-    specific to it (share of samples vs density on ACTIVATIONS), steering that
-    works (--steering: significant vs baseline), and a complete pipeline. A
+    specific to it (share of samples vs density on ACTIVATIONS, and vs the
+    transitions' control when they hold one), steering that works
+    (--steering: significant vs baseline), and a complete pipeline. A
     criterion without its input is not measured and does not pass.
 
     Example:
@@ -75,7 +77,7 @@ def check(
     lo, hi = parse_range(l0)
     thresholds = Thresholds(min_ev=min_ev, min_ce_recovered=min_ce_recovered, l0_min=lo, l0_max=hi, max_dead=max_dead)
     thresholds.validate()
-    seed_th = Seed000Thresholds(min_cosine=min_cosine, min_common=min_common, min_share=min_share, min_lift=min_lift)
+    seed_th = Seed000Thresholds(min_cosine=min_cosine, min_common=min_common, min_share=min_share, min_lift=min_lift, level=level)
     seed_th.validate()
     for p, what in ((transitions, "--transitions"), (steering, "--steering")):
         if p is not None and not p.exists():

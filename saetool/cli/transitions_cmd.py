@@ -19,7 +19,8 @@ def transitions(
     sae: Path = typer.Option(..., "--sae", help="SAE (artifact or SAE folder (SAELens, sparsify, Gemma/Llama Scope, dictionary_learning) or pretrained RELEASE/SAE_ID) whose hook the activations are read at."),
     texts: Optional[Path] = typer.Option(None, "--texts", help="Ready texts: .txt (one per line), .jsonl ({\"text\": ...}) or .json."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="Or base prompts: each is continued, the --bridge appended, and continued again."),
-    max_texts: Optional[int] = typer.Option(None, "--max-texts", "-n", help="At most this many texts/prompts."),
+    control: Optional[Path] = typer.Option(None, "--control", help="Control inputs of the same kind (neutral texts, or neutral base prompts continued through the same --bridge), labeled the same way: a feature of the bridge word fires there too, one of the turn does not."),
+    max_texts: Optional[int] = typer.Option(None, "--max-texts", "-n", help="At most this many texts/prompts (and control inputs)."),
     labeler: str = typer.Option("transition-words", "--labeler", help="Position labeler: transition-words or llm-transition (or a plugin's)."),
     labeler_option: Optional[List[str]] = typer.Option(None, "--labeler-option", help="KEY=VALUE for the labeler (repeatable), e.g. words=but,however, prefer=however (looked for first; default: the bridge word) or occurrence=last."),
     offset: int = typer.Option(0, "--offset", help="Read the token this far from the labeled one (-1: the token before it)."),
@@ -45,11 +46,12 @@ def transitions(
     position labeler finds each text's transition token on the model's tokens;
     the activations there go through the SAE. Reports reconstruction quality at
     those tokens (and over all tokens, for comparison) and the features active
-    in most samples (count and share).
+    in most samples (count and share). With --control, each feature's share
+    at the control's tokens and its lift (share here / share there).
 
     Example:
 
-        saetool transitions --sae sae-L15.h5 --prompts negative_starts.txt --bridge " However," -o transitions.h5
+        saetool transitions --sae sae-L15.h5 --prompts negative_starts.txt --control neutral_starts.txt --bridge " However," -o transitions.h5
     """
     from saetool.analysis.transitions import KIND, TransitionsConfig, run_transitions
     from saetool.artifacts.manifest import emit_manifest
@@ -58,11 +60,15 @@ def transitions(
         labeler=labeler, labeler_options=key_values(labeler_option or [], "--labeler-option", example="words=but,however"), offset=offset, top=top, batch_size=batch_size,
         context_size=context_size, bridge=bridge, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed,
     )
-    result = run_transitions(config, sae, texts_file=texts, prompts_file=prompts, max_texts=max_texts, output=output,
+    result = run_transitions(config, sae, texts_file=texts, prompts_file=prompts, control_file=control, max_texts=max_texts, output=output,
                              overwrite=overwrite, model_name=model, backend=backend, device=device, dtype=dtype)
     show_table(result)
-    log(f"[green]wrote[/green] {result.path} ({result.n_samples} of {len(result.texts)} texts labeled)")
-    emit_manifest(result.path, KIND, n_texts=len(result.texts), n_samples=result.n_samples,
+    labeled = f"{result.n_samples} of {len(result.texts)} texts labeled"
+    if result.control is not None:
+        labeled += f"; control: {result.control.n_samples} of {len(result.control.texts)}"
+    log(f"[green]wrote[/green] {result.path} ({labeled})")
+    extra = {"n_control_samples": result.control.n_samples} if result.control is not None else {}
+    emit_manifest(result.path, KIND, n_texts=len(result.texts), n_samples=result.n_samples, **extra,
                   explained_variance=_num(result.metrics.get("explained_variance")), cosine=_num(result.metrics.get("cosine")))
 
 
@@ -80,7 +86,10 @@ def show_table(result: Any) -> None:
     quality.add_column("tokens")
     for col in ("n", "MSE", "explained var.", "cosine", "L0"):
         quality.add_column(col, justify="right")
-    for label, m in (("transition tokens", result.metrics), ("all tokens", result.baseline)):
+    sets = [("transition tokens", result.metrics), ("all tokens", result.baseline)]
+    if result.control is not None:
+        sets.insert(1, ("control tokens", result.control.metrics))
+    for label, m in sets:
         quality.add_row(label, str(m["n"]), *(("-" if _num(m[k]) is None else f"{m[k]:.4g}") for k in ("mse", "explained_variance", "cosine", "l0")))
     stderr().print(quality)
     labeled = Table(title="labeled transition tokens (first 10 texts)", title_justify="left")
@@ -91,14 +100,35 @@ def show_table(result: Any) -> None:
         clipped = clipped if len(clipped) <= 100 else clipped[:99] + "…"
         labeled.add_row(str(i), "-" if pos is None else str(pos), escape(repr(tok)) if pos is not None else "-", escape(clipped))
     stderr().print(labeled)
-    tokens: dict[str, int] = {}
-    for t, p in zip(result.tokens, result.positions):
-        if p is not None:
-            tokens[t] = tokens.get(t, 0) + 1
-    stderr().print("transition tokens: " + ", ".join(f"{escape(repr(t))} x{n}" for t, n in sorted(tokens.items(), key=lambda kv: -kv[1])[:10]))
-    table = Table(title=f"features common at the transition ({result.n_samples} samples)", title_justify="left")
-    for col in ("feature", "count", "share", "mean act."):
+    stderr().print("transition tokens: " + _token_counts(result.tokens, result.positions))
+    if result.control is not None:
+        stderr().print("control tokens: " + _token_counts(result.control.tokens, result.control.positions))
+    control = result.control
+    title = f"features common at the transition ({result.n_samples} samples" + (f"; control: {control.n_samples})" if control is not None else ")")
+    table = Table(title=title, title_justify="left")
+    cols = ("feature", "count", "share", "mean act.") + (("control share", "lift") if control is not None else ())
+    for col in cols:
         table.add_column(col, justify="right" if col != "feature" else "left")
     for rec in result.common.to_dict(orient="records"):
-        table.add_row(rec["name"], str(rec["count"]), f"{rec['share']:.0%}", f"{rec['mean_activation']:.3g}")
+        cells = [rec["name"], str(rec["count"]), f"{rec['share']:.0%}", f"{rec['mean_activation']:.3g}"]
+        if control is not None:
+            cells += [f"{rec['control_share']:.0%}", _lift_text(rec["lift"])]
+        table.add_row(*cells)
     stderr().print(table)
+    if control is not None:
+        stderr().print("[dim]lift: share at the transition / share at the control's tokens; a feature of the bridge word has a lift near 1[/dim]")
+
+
+def _token_counts(tokens: Any, positions: Any) -> str:
+    """The labeled tokens and how often each, most frequent first (at most 10)."""
+    from rich.markup import escape
+
+    counts: dict[str, int] = {}
+    for t, p in zip(tokens, positions):
+        if p is not None:
+            counts[t] = counts.get(t, 0) + 1
+    return ", ".join(f"{escape(repr(t))} x{n}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1])[:10])
+
+
+def _lift_text(lift: float) -> str:
+    return "-" if math.isnan(lift) else ("inf" if math.isinf(lift) else f"{lift:.2g}")

@@ -9,10 +9,16 @@
    the labeled samples (and in two or more) and at least ``min_lift`` times as
    often there as on ordinary text (their density over the activations given
    to ``check``). A feature that fires everywhere is common but says nothing.
+   When the artifact holds a control (``transitions --control``: the same
+   bridge after neutral inputs), also ``min_lift`` times as often as at the
+   control's tokens, significantly (one-sided Fisher's exact test below
+   ``level``): the bridge is the same word in every text, so features of
+   that word are common and pass against ordinary text alone.
 3. **Steering effectiveness**: a ``completions`` artifact (``steer``): the
    steered condition (and any ``prompted`` one) against ``baseline`` on
-   ``sentiment`` (else ``refusal``), Welch's t-test (Fisher's exact test for a
-   rate) below ``level`` in the direction of alpha; or a sweep (its folder,
+   ``sentiment`` (else ``refusal``), paired over the prompts as ``steer``
+   tests (paired t; exact McNemar for a rate) below ``level`` in the
+   direction of alpha; or a sweep (its folder,
    ``summary.csv`` or ``best.json``): its best cell beats alpha 0
    significantly (see :mod:`saetool.steer.best`).
 4. **Pipeline completeness**: at least 5 transition texts, at least 3 of them
@@ -69,6 +75,8 @@ class Seed000Thresholds:
             raise SaetoolError(f"--min-lift must be at least 1 (got {self.min_lift})")
         if self.min_common < 1:
             raise SaetoolError(f"--min-common must be at least 1 (got {self.min_common})")
+        if not 0 < self.level <= 1:
+            raise SaetoolError(f"--level must be a probability in (0, 1] (got {self.level})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,20 +97,23 @@ def feature_density(sae: "SAE", activations: str | Path, max_rows: int) -> "torc
     return counts / max(seen, 1)
 
 
-def transition_codes(sae: "SAE", path: str | Path) -> tuple[dict[str, Any], "torch.Tensor", "torch.Tensor"]:
-    """``(transitions data, activations at the labeled tokens, their codes under this SAE)``."""
+def transition_codes(sae: "SAE", path: str | Path) -> tuple[dict[str, Any], "torch.Tensor", "torch.Tensor", "torch.Tensor | None"]:
+    """``(transitions data, activations at the labeled tokens, their codes under this SAE, the control's codes or None)``."""
     from saetool.analysis.transitions import read_transitions
 
     data = read_transitions(path)
     if data.get("hook") != str(sae.cfg.hook):
         raise SaetoolError(f"the transitions in {path} were read at {data.get('hook')} but the SAE reads {sae.cfg.hook}",
                            hint="run saetool transitions with this SAE")
-    if data["activations"].ndim != 2 or (len(data["activations"]) and data["activations"].shape[1] != sae.cfg.d_in):
-        raise SaetoolError(f"the transitions in {path} hold activations of width {data['activations'].shape[-1]}, the SAE reads d_in={sae.cfg.d_in}",
-                           hint="run saetool transitions with this SAE")
-    x = torch.from_numpy(data["activations"]).to(device=sae.device, dtype=sae.dtype)
+    sets = [data["activations"]] + ([data["control"]["activations"]] if data.get("control") is not None else [])
+    for acts in sets:
+        if acts.ndim != 2 or (len(acts) and acts.shape[1] != sae.cfg.d_in):
+            raise SaetoolError(f"the transitions in {path} hold activations of width {acts.shape[-1]}, the SAE reads d_in={sae.cfg.d_in}",
+                               hint="run saetool transitions with this SAE")
     with torch.no_grad():
-        return data, x, sae.encode(x)
+        codes = [sae.encode(torch.from_numpy(a).to(device=sae.device, dtype=sae.dtype)) for a in sets]
+    x = torch.from_numpy(data["activations"]).to(device=sae.device, dtype=sae.dtype)
+    return data, x, codes[0], (codes[1] if len(codes) > 1 else None)
 
 
 def _cosine(sae: "SAE", x: "torch.Tensor", f: "torch.Tensor") -> float:
@@ -110,10 +121,18 @@ def _cosine(sae: "SAE", x: "torch.Tensor", f: "torch.Tensor") -> float:
         return float(torch.nn.functional.cosine_similarity(x.double(), (sae.decode(f) + sae.skip_term(x)).double(), dim=-1).mean())
 
 
-def specific_features(f: "torch.Tensor", density: "torch.Tensor", th: Seed000Thresholds, layer: int | None) -> list[dict[str, Any]]:
-    """Features common at the transition and specific to it, strongest lift first."""
+def specific_features(f: "torch.Tensor", density: "torch.Tensor", th: Seed000Thresholds, layer: int | None,
+                      control: "torch.Tensor | None" = None) -> list[dict[str, Any]]:
+    """Features common at the transition and specific to it: ``min_lift`` times as often there
+    as on ordinary text (``density``) and, with the ``control`` samples' codes, as at the
+    control's tokens (``control_lift``) with a one-sided Fisher's exact ``control_p`` below
+    ``level`` (each feature on its own, uncorrected); smallest p (else strongest lift) first."""
+    from saetool.analysis.transitions import lift_of
+
     n = f.shape[0]
     count = (f > 0).sum(0).cpu()
+    c_count = (control > 0).sum(0).cpu() if control is not None else None
+    n_c = control.shape[0] if control is not None else 0
     out = []
     for i in range(f.shape[1]):
         c = int(count[i])
@@ -122,10 +141,24 @@ def specific_features(f: "torch.Tensor", density: "torch.Tensor", th: Seed000Thr
             continue
         base = float(density[i])
         lift = share / base if base > 0 else math.inf
-        if lift >= th.min_lift:
-            out.append({"feature": i, "name": feature_name(layer, i) if layer is not None else str(i), "count": c, "share": share,
-                        "density": base, "lift": lift})
-    return sorted(out, key=lambda r: (-r["lift"], -r["share"], r["feature"]))
+        if lift < th.min_lift:
+            continue
+        rec = {"feature": i, "name": feature_name(layer, i) if layer is not None else str(i), "count": c, "share": share, "density": base, "lift": lift}
+        if c_count is not None:
+            cc = int(c_count[i])
+            rec |= {"control_count": cc, "control_share": cc / n_c if n_c else math.nan, "control_lift": lift_of(share, cc / n_c if n_c else math.nan)}
+            rec["control_p"] = _fisher_greater(c, n, cc, n_c)
+            if not (rec["control_lift"] >= th.min_lift and rec["control_p"] < th.level):
+                continue
+        out.append(rec)
+    return sorted(out, key=lambda r: (r.get("control_p", 0.0), -r.get("control_lift", r["lift"]), -r["lift"], -r["share"], r["feature"]))
+
+
+def _fisher_greater(c: int, n: int, cc: int, n_c: int) -> float:
+    """One-sided Fisher's exact p that the feature is active in more of the transition samples than of the control's."""
+    from scipy.stats import fisher_exact
+
+    return float(fisher_exact([[c, n - c], [cc, n_c - cc]], alternative="greater")[1])
 
 
 def steering_effect(path: str | Path, level: float) -> tuple[bool, str, dict[str, Any]]:
@@ -203,9 +236,9 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
     """The four criteria as check rows (``passed`` False when not measured), and their details."""
     rows: list[CheckRow] = []
     details: dict[str, Any] = {}
-    data = x = f = None
+    data = x = f = fc = None
     if transitions is not None:
-        data, x, f = transition_codes(sae, transitions)
+        data, x, f, fc = transition_codes(sae, transitions)
 
     # 1. reconstruction
     target = f"> {th.min_cosine:g}"
@@ -232,15 +265,22 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
         rows.append(CheckRow("common features at the transition", math.nan, target, False, reason="not measured: the base rate needs ACTIVATIONS of ordinary text"))
     else:
         density = feature_density(sae, ev.activations, max_rows)
-        found = specific_features(f, density, th, layer_of_hook(str(sae.cfg.hook)))
+        found = specific_features(f, density, th, layer_of_hook(str(sae.cfg.hook)), control=fc)
         n_common = int(((f > 0).sum(0) >= max(2, math.ceil(th.min_share * len(f)))).sum())
         details["specific_features"] = found[:20]
         ok = len(found) >= th.min_common
-        shown = ", ".join(f"{r['name']} ({r['share']:.0%} vs {r['density']:.1%})" for r in found[:3])
-        rows.append(CheckRow("common features at the transition", len(found), target, ok, "" if ok else "improve transition quality or labeling, or use more samples",
-                             reason=f"{len(found)} of {n_common} common feature(s) are specific to the transition (share vs density on {Path(ev.activations).name}; "
-                             "the transition's bridge words are the same in every text, so features of those words pass too: a control run on neutral prompts with the same bridge tells them apart)"
-                             + (f": {shown}" if shown else "")))
+        if fc is None:
+            against = (f"share vs density on {Path(ev.activations).name}; no control: the transition's bridge words are the same in every text, "
+                       "so features of those words pass too (saetool transitions --control tells them apart)")
+            shown = ", ".join(f"{r['name']} ({r['share']:.0%} vs {r['density']:.1%})" for r in found[:3])
+        else:
+            against = (f"share vs density on {Path(ev.activations).name} and vs share at the {len(fc)} control token(s) "
+                       f"(the same bridge after neutral inputs; one-sided Fisher p < {th.level:g} for each feature, uncorrected)")
+            shown = ", ".join(f"{r['name']} ({r['share']:.0%} vs {r['control_share']:.0%} at the control, Fisher p {r['control_p']:.2g})" for r in found[:3])
+        fix = "" if ok else ("improve transition quality or labeling, or use more samples" if fc is None
+                             else "the features at the transition are those of its words: improve the transitions, label another token (--offset), or use more samples")
+        rows.append(CheckRow("common features at the transition", len(found), target, ok, fix,
+                             reason=f"{len(found)} of {n_common} common feature(s) are specific to the transition ({against})" + (f": {shown}" if shown else "")))
 
     # 3. steering
     target = f"significant (p < {th.level:g}) in the steered direction"
