@@ -152,7 +152,11 @@ def test_stored_samples_are_the_final_sae_activations_and_round_trip_through_fea
     out = export_samples_dir(tmp_path / "sae.h5", tmp_path / "samples", tokenizer=None)
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["collection_summary.json", "interpretability_report.md"] + [f"feature_{f:05d}_samples.json" for f in a["feature_idx"].tolist()])
-    assert json.loads((out / "collection_summary.json").read_text())["values_from"] == "final SAE"
+    summary = json.loads((out / "collection_summary.json").read_text())
+    assert summary["values_from"] == "final SAE" and summary["statistics_from"] == "collection steps"
+    # each provenance field says what it means, in the file itself
+    assert set(summary["notes"]) == {"values_from", "statistics_from", "dropped_samples", "dropped_features"}
+    assert "sample_activation_threshold" in summary["notes"]["dropped_samples"]
     report = (out / "interpretability_report.md").read_text()
     first = int(a["feature_idx"][0])
     assert f"## Feature {first}" in report and "final SAE" in report
@@ -176,7 +180,7 @@ def test_stored_samples_are_the_final_sae_activations_and_round_trip_through_fea
     assert_clean_error(run_cli("features", "report", str(tmp_path), "--feature", "0"), "without collection_summary.json")
 
 
-def test_samples_where_the_final_sae_is_silent_are_dropped(tmp_path):
+def test_samples_where_the_final_sae_is_silent_are_dropped(tmp_path, capsys):
     """A token collected with an earlier SAE where the final SAE's activation is at or below the
     threshold is no sample of the feature: dropped, and a feature left with none with it."""
     import copy
@@ -216,3 +220,6 @@ def test_samples_where_the_final_sae_is_silent_are_dropped(tmp_path):
         np.testing.assert_allclose(got_values[got_rows >= 0], acts[got_rows[got_rows >= 0], f], rtol=1e-5)
     assert chosen[0] not in stored and 0 < len(stored[chosen[1]][0][stored[chosen[1]][0] >= 0]) < 4
     assert (dropped_samples, dropped_features) == (want_dropped, 1)
+    collected = int((collector.rows[chosen] >= 0).sum())
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{want_dropped} of {collected} collected tokens fell to or below the threshold 0.05 and were left out, and 1 features with them" in err

@@ -25,7 +25,7 @@ from saetool.interpret.report import write_report
 from saetool.models.registry import tokenizer_or_none
 from saetool.sae.format_api import ExportSettings, SAEExporter
 from saetool.sae.io import is_sae_artifact, load_sae
-from saetool.train.samples import read_samples
+from saetool.train.samples import SUMMARY_NOTES, read_samples
 
 SUMMARY = "collection_summary.json"
 REPORT = "interpretability_report.md"
@@ -236,6 +236,8 @@ def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, token
         "values_from": stored.settings.get("values_from"),
         "dropped_samples": stored.settings.get("dropped_samples", 0),
         "dropped_features": stored.settings.get("dropped_features", 0),
+        "statistics_from": stored.settings.get("statistics_from"),
+        "notes": SUMMARY_NOTES,
         "tokens_seen": stored.tokens_seen,
         "sources": stored.sources,
         "features": [rec["statistics"] for rec in records],

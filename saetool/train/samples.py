@@ -46,6 +46,7 @@ import torch
 
 from saetool.artifacts.activations import token_contexts
 from saetool.artifacts.store import open_artifact
+from saetool.console import log
 from saetool.errors import SaetoolError
 from saetool.sae.features import batch_topk, merge_topk, values_at
 from saetool.train.sparse import SparseCodes
@@ -134,6 +135,16 @@ def final_values(sae: Any, source: "ActivationSource", feats: "np.ndarray", rows
     return out
 
 
+#: What the summary's provenance fields mean, for readers of ``collection_summary.json``.
+SUMMARY_NOTES = {
+    "values_from": "'final SAE': the tokens were chosen at the collection steps, and their values recomputed with the saved SAE",
+    "statistics_from": "activation counts and means are those of the SAEs of the collection steps",
+    "dropped_samples": "collected tokens where the saved SAE's activation is at or below sample_activation_threshold: "
+                       "no longer samples of their feature, so left out (the SAE changed after collecting them)",
+    "dropped_features": "features left without any sample by that, and so not saved",
+}
+
+
 def write_samples(fh: "h5py.File", collector: SampleCollector, source: "ActivationSource", *, scale: float = 1.0, model: str | None = None, sae: Any = None) -> None:
     """Store the collector's chosen features, with contexts, as ``fh['samples']``.
 
@@ -159,6 +170,10 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
         keep = (rows >= 0).any(1)
         dropped_features = int((~keep).sum())
         feats, values, rows = feats[keep], values[keep], rows[keep]
+        if dropped_samples:
+            log(f"samples: recomputed with the final SAE, {dropped_samples} of {int(valid.sum())} collected tokens fell to or below the threshold "
+                f"{float(collector.settings.threshold):g} and were left out" + (f", and {dropped_features} features with them" if dropped_features else "")
+                + " (the SAE changed after it collected them)")
         order = np.argsort(np.where(np.isnan(values), np.inf, -values), axis=1, kind="stable")
         values, rows = np.take_along_axis(values, order, 1), np.take_along_axis(rows, order, 1)
         valid = rows >= 0
@@ -270,6 +285,7 @@ def read_samples(path: str | Path) -> StoredSamples:
         arrays = {name: g[name][()] for name in g}
         return StoredSamples(
             settings={**json.loads(_text(g.attrs.get("settings")) or "{}"), "values_from": _text(g.attrs.get("values_from")) or "collection steps",
+                      "statistics_from": _text(g.attrs.get("statistics_from")) or "collection steps",
                       "dropped_samples": int(g.attrs.get("dropped_samples", 0)), "dropped_features": int(g.attrs.get("dropped_features", 0))},
             sources=json.loads(_text(g.attrs.get("sources")) or "[]"),
             model=_text(g.attrs.get("model")) or "",
