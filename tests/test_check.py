@@ -134,6 +134,9 @@ def test_cli_seed000_specific_features_against_a_control(seed000_set, tmp_path):
     feature must also be min_lift times as common at the transition as at the control's
     tokens: against a control that is the transitions themselves none is; against neutral
     text the count matches an independent computation, with each feature's Fisher p."""
+    import shutil
+
+    import h5py
     import torch
     from scipy import stats
 
@@ -162,24 +165,70 @@ def test_cli_seed000_specific_features_against_a_control(seed000_set, tmp_path):
         on_c = (sae.encode(torch.from_numpy(data["control"]["activations"])) > 0).double()
         with ActivationsFile(s["acts"]) as acts:
             density = (sae.encode(acts.read("blocks.1.hook_resid_post")) > 0).double().mean(0)
-    share, share_c, count = on.mean(0), on_c.mean(0), on.sum(0)
-    n, n_c = len(on), len(on_c)
-    fisher = torch.tensor([stats.fisher_exact([[int(count[i]), n - int(count[i])], [int(on_c[:, i].sum()), n_c - int(on_c[:, i].sum())]],
-                                              alternative="greater")[1] for i in range(on.shape[1])])
-    # 1.0 and level 1: every common feature at least as common as at the control, so the list is not empty
-    for lift, level in ((1.5, 0.05), (1.0, 1.0)):
-        args = [a if a != "1.5" else str(lift) for a in base]
-        report = json.loads(run_cli(*args, "--level", str(level), "--transitions", str(tmp_path / "t_neutral.h5")).stdout)
+    share, count = on.mean(0), on.sum(0)
+    n = len(on)
+    # a control whose activations are zeroed: the candidates the SAE leaves silent there pass with an infinite lift
+    silent = tmp_path / "t_silent.h5"
+    shutil.copy(tmp_path / "t_neutral.h5", silent)
+    with h5py.File(silent, "r+") as fh:
+        fh["control/activations"][...] = 0.0
+    for name in ("t_neutral.h5", "t_silent.h5"):
+        with torch.no_grad():
+            on_c = (sae.encode(torch.from_numpy(read_transitions(tmp_path / name)["control"]["activations"])) > 0).double()
+        share_c, n_c = on_c.mean(0), len(on_c)
+        report = json.loads(run_cli(*base, "--transitions", str(tmp_path / name)).stdout, parse_constant=_no_constant)  # strict JSON
         row = {r["check"]: r for r in report["checks"]}["common features at the transition"]
-        keep = (share >= 0.5) & (count >= 2) & (share >= lift * density) & (share >= lift * share_c) & (fisher < level)
-        assert row["value"] == int(keep.sum()) and row["value"] <= plain["value"]
+        candidates = torch.nonzero((share >= 0.5) & (count >= 2) & (share >= 1.5 * density)).flatten().tolist()
+        p = [stats.fisher_exact([[int(count[i]), n - int(count[i])], [int(on_c[:, i].sum()), n_c - int(on_c[:, i].sum())]], alternative="greater")[1]
+             for i in candidates]
+        q = stats.false_discovery_control(p, method="bh") if p else []
+        keep = {i for i, qi in zip(candidates, q) if qi < 0.05 and share[i] >= 1.5 * share_c[i]}
         found = report["details"]["specific_features"]
-        assert {r["feature"] for r in found} == set(torch.nonzero(keep).flatten().tolist()) and (found or lift > 1)
-        assert [r["control_p"] for r in found] == sorted(r["control_p"] for r in found)
+        assert {r["feature"] for r in found} == keep
+        if name == "t_silent.h5":  # never active at the control: an infinite lift, null in the JSON
+            assert found and any(r["control_count"] == 0 and r["control_lift"] is None for r in found)
+        assert row["value"] in (len(keep), "inconclusive") and f"over the {len(candidates)} feature(s) tested" in row["reason"]
+        assert [r["control_q"] for r in found] == sorted(r["control_q"] for r in found)
         for r in found:
             i = r["feature"]
-            assert r["control_count"] == int(on_c[:, i].sum()) and r["control_p"] == pytest.approx(float(fisher[i]))
+            assert r["control_count"] == int(on_c[:, i].sum()) and r["control_q"] == pytest.approx(q[candidates.index(i)])
             assert f"{r['name']} ({r['share']:.0%} vs {r['control_share']:.0%} at the control" in row["reason"] or found.index(r) >= 3
+
+
+def _no_constant(name):
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def test_seed000_features_against_the_control_on_known_codes():
+    """against_control on hand-made codes: Fisher's one-sided p per feature, Benjamini-Hochberg
+    over the candidates, the lift, an infinite lift as null in the JSON, and too few samples
+    to show anything."""
+    import torch
+    from scipy import stats
+
+    from saetool.artifacts.jsonable import finite
+    from saetool.evaluate.criteria import Seed000Thresholds, against_control, specific_features
+
+    def codes(active_counts, n):  # feature j active in the first active_counts[j] of n samples
+        return torch.tensor([[1.0 if s < c else 0.0 for c in active_counts] for s in range(n)])
+
+    th = Seed000Thresholds(min_share=0.5, min_lift=2.0, level=0.05)
+    # features: 0 specific (10/10 vs 0/10), 1 the bridge word (10/10 vs 10/10), 2 lift 2 but weak (6/10 vs 3/10),
+    # 3 rare on ordinary text but never at the transition, 4 common everywhere (fails against the density)
+    f, fc = codes([10, 10, 6, 0, 10], 10), codes([0, 10, 3, 0, 10], 10)
+    density = torch.tensor([0.01, 0.01, 0.01, 0.001, 0.9])
+    candidates = specific_features(f, density, th, 15)
+    assert [r["feature"] for r in candidates] == [0, 1, 2]
+    test = against_control(candidates, f, fc, th)
+    p = [stats.fisher_exact(t, alternative="greater")[1] for t in ([[10, 0], [0, 10]], [[10, 0], [10, 0]], [[6, 4], [3, 7]])]
+    q = stats.false_discovery_control(p, method="bh")
+    assert [r["feature"] for r in test.found] == [0] and test.tested == 3 and test.uncorrected == 1
+    assert test.found[0]["control_p"] == pytest.approx(p[0]) and test.found[0]["control_q"] == pytest.approx(q[0])
+    assert test.found[0]["control_lift"] == float("inf") and finite(test.found)[0]["control_lift"] is None
+    assert test.min_p == pytest.approx(p[0])
+    # three samples each: the smallest p is 1/20 = 0.05, not below 0.05
+    small = against_control(specific_features(codes([3], 3), torch.tensor([0.01]), th, 15), codes([3], 3), codes([0], 3), th)
+    assert small.found == [] and small.min_p == pytest.approx(0.05) and small.tested == 1
 
 
 def _steer_result(path, baseline, steered):

@@ -222,4 +222,4 @@ def test_samples_where_the_final_sae_is_silent_are_dropped(tmp_path, capsys):
     assert (dropped_samples, dropped_features) == (want_dropped, 1)
     collected = int((collector.rows[chosen] >= 0).sum())
     err = " ".join(capsys.readouterr().err.split())
-    assert f"{want_dropped} of {collected} collected tokens fell to or below the threshold 0.05 and were left out, and 1 features with them" in err
+    assert f"{want_dropped} of {collected} collected tokens fell to or below the threshold 0.05 and were left out, and 1 feature with them" in err

@@ -254,6 +254,8 @@ def test_cli_control_columns_and_a_control_without_transitions(tiny, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n_control_samples"] == 3
     assert "control share" in proc.stderr and "lift" in proc.stderr and "control tokens: ' However' x2, ' but' x1" in proc.stderr
+    # the transitions also label " luck": the control is not like for like, and says so
+    assert "are not the transitions'" in " ".join(proc.stderr.split())
     # a control in which the labeler finds nothing: one line, exit 2, nothing written
     calm = tmp_path / "calm.txt"
     calm.write_text("A calm and ordinary afternoon.\nNothing happened at all.\n")

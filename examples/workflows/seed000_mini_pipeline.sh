@@ -16,8 +16,10 @@
 #
 #   SIZE=ci    2,048 tokens, 2 openings, 5 transitions     (about 5 min on 2 CPU cores: 9 saetool
 #              runs, each loading torch and the model; 4 min 40 s wall with the 8 before the held-out extract)
-#   SIZE=small 16,384 tokens, 10 openings, 10 transitions  (about 10 min; estimated)    <- default
-#   SIZE=full  131,072 tokens, 20 openings, 50 transitions (about an hour on a CPU)
+#   SIZE=small 16,384 tokens, 10 openings, 50 transitions  (about 5 min)    <- default
+#   SIZE=full  131,072 tokens, 20 openings, 100 transitions (about an hour on a CPU)
+#   (as many controls as transitions; seed 000 asks for 50 transitions: fewer cannot show a feature
+#   specific to the turn once the test is corrected for the ~25 features it tries)
 set -euo pipefail
 SIZE=${SIZE:-small}
 OUT=${OUT:-runs/seed000}
@@ -25,8 +27,8 @@ SAETOOL=${SAETOOL:-saetool}
 PROMPTS=$(cd "$(dirname "$0")/../prompts" && pwd)
 case "$SIZE" in
   ci) TOKENS=2048; HELD=2048; STEPS=40; N=2; NEW=8; REPEAT=1 ;;
-  small) TOKENS=16384; HELD=16384; STEPS=300; N=10; NEW=24; REPEAT=2 ;;
-  full) TOKENS=131072; HELD=131072; STEPS=2000; N=20; NEW=40; REPEAT=10 ;;
+  small) TOKENS=16384; HELD=16384; STEPS=300; N=10; NEW=24; REPEAT=10 ;;
+  full) TOKENS=131072; HELD=131072; STEPS=2000; N=20; NEW=40; REPEAT=20 ;;
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"

@@ -461,6 +461,10 @@ def run_transitions(
     control = None
     if control_file is not None:
         control = sample_set(model, sae, labeler, config, control_inputs, generated=prompts_file is not None, source=control_file, what="control ")
+        words, control_words = sorted({t for t in main.tokens if t}), sorted({t for t in control.tokens if t})
+        if words != control_words:
+            warn(f"the control's labeled tokens ({', '.join(map(repr, control_words))}) are not the transitions' ({', '.join(map(repr, words))}): "
+                 "a feature of one word then looks specific to the transition; give both the same transition word")
     baseline = main.totals.finish()
     metrics, f = reconstruction(sae, main.x, reference=main.totals.mean())
     if control is not None:

@@ -12,11 +12,11 @@ cards); one group ``results/{i}/{eval}`` per finished SAE x eval, its
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from saetool.artifacts.jsonable import finite
 from saetool.artifacts.kinds import ArtifactKind
 from saetool.artifacts.store import open_artifact
 from saetool.artifacts.validate import bad, json_attr
@@ -57,27 +57,11 @@ class BenchResults:
             "cards": self.cards,
             "results": [{"sae": s, "eval": e, **r.to_dict()} for (s, e), r in self.results.items()],
         }
-        return _finite(out)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return finite(out)
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(_finite(value), sort_keys=True, default=_plain)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON: {type(value).__name__}")
+    return json.dumps(finite(value), sort_keys=True)
 
 
 def write_header(fh: "h5py.File", results: BenchResults) -> None:

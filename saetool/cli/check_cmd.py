@@ -32,7 +32,7 @@ def check(
     min_common: int = typer.Option(2, "--min-common", help="seed000: pass with at least this many transition-specific common features."),
     min_share: float = typer.Option(0.5, "--min-share", help="seed000: a common feature fires in at least this share of the transition samples."),
     min_lift: float = typer.Option(2.0, "--min-lift", help="seed000: ... and at least this many times as often as on ordinary text (ACTIVATIONS) and, when the transitions hold a control (transitions --control), as at its tokens."),
-    level: float = typer.Option(0.05, "--level", help="seed000: significance level of the steering test and of each feature's test against the control."),
+    level: float = typer.Option(0.05, "--level", help="seed000: significance level of the steering test on a completions artifact (a sweep's best cell keeps its own) and of the features' test against the control (Benjamini-Hochberg q)."),
     num_tokens: int = NUM_TOKENS,
     skip_tokens: int = SKIP_TOKENS,
     batch_size: int = BATCH_SIZE,
@@ -92,5 +92,5 @@ def check(
         report = build_check(ev, thresholds)
     print_check(report)
     if as_json:
-        typer.echo(json.dumps(report.to_dict()))
+        typer.echo(json.dumps(report.to_dict(), allow_nan=False))
     raise typer.Exit(report.exit_code)

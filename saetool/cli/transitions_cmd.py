@@ -131,4 +131,4 @@ def _token_counts(tokens: Any, positions: Any) -> str:
 
 
 def _lift_text(lift: float) -> str:
-    return "-" if math.isnan(lift) else ("inf" if math.isinf(lift) else f"{lift:.2g}")
+    return "-" if math.isnan(lift) else ("inf" if math.isinf(lift) else f"{lift:.1f}")

@@ -20,7 +20,6 @@ comes with the usual fixes.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from saetool.artifacts.jsonable import finite
 from saetool.console import is_quiet, stderr
 from saetool.errors import SaetoolError
 from saetool.evaluate.api import Evaluation
@@ -104,14 +104,8 @@ class CheckReport:
             rows.append(d)
         out = {"verdict": self.verdict, "criteria": self.criteria, "checks": rows, "thresholds": asdict(self.thresholds), "evaluation": self.evaluation.to_dict()}
         if self.details:
-            out["details"] = json.loads(json.dumps(self.details, default=_plain))
-        return out
-
-
-def _plain(v: Any) -> Any:
-    """JSON for numpy scalars and infinities in the details."""
-    v = v.item() if hasattr(v, "item") else v
-    return None if isinstance(v, float) and not math.isfinite(v) else v
+            out["details"] = self.details
+        return finite(out)  # strict JSON: an infinite lift (a feature never active at the base) is null
 
 
 def measured(value: float | None) -> bool:

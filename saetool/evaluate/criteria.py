@@ -11,9 +11,11 @@
    to ``check``). A feature that fires everywhere is common but says nothing.
    When the artifact holds a control (``transitions --control``: the same
    bridge after neutral inputs), also ``min_lift`` times as often as at the
-   control's tokens, significantly (one-sided Fisher's exact test below
-   ``level``): the bridge is the same word in every text, so features of
-   that word are common and pass against ordinary text alone.
+   control's tokens, significantly (one-sided Fisher's exact test,
+   Benjamini-Hochberg over the features tested, q below ``level``): the
+   bridge is the same word in every text, so features of that word are
+   common and pass against ordinary text alone. "inconclusive" when the
+   samples are too few for any feature to reach significance.
 3. **Steering effectiveness**: a ``completions`` artifact (``steer``): the
    steered condition (and any ``prompted`` one) against ``baseline`` on
    ``sentiment`` (else ``refusal``), paired over the prompts as ``steer``
@@ -105,6 +107,8 @@ def transition_codes(sae: "SAE", path: str | Path) -> tuple[dict[str, Any], "tor
     if data.get("hook") != str(sae.cfg.hook):
         raise SaetoolError(f"the transitions in {path} were read at {data.get('hook')} but the SAE reads {sae.cfg.hook}",
                            hint="run saetool transitions with this SAE")
+    if data.get("control") is not None and not len(data["control"]["activations"]):
+        raise SaetoolError(f"the control in {path} has no labeled token", hint="rerun saetool transitions with a --control whose texts hold the transition word")
     sets = [data["activations"]] + ([data["control"]["activations"]] if data.get("control") is not None else [])
     for acts in sets:
         if acts.ndim != 2 or (len(acts) and acts.shape[1] != sae.cfg.d_in):
@@ -121,18 +125,11 @@ def _cosine(sae: "SAE", x: "torch.Tensor", f: "torch.Tensor") -> float:
         return float(torch.nn.functional.cosine_similarity(x.double(), (sae.decode(f) + sae.skip_term(x)).double(), dim=-1).mean())
 
 
-def specific_features(f: "torch.Tensor", density: "torch.Tensor", th: Seed000Thresholds, layer: int | None,
-                      control: "torch.Tensor | None" = None) -> list[dict[str, Any]]:
-    """Features common at the transition and specific to it: ``min_lift`` times as often there
-    as on ordinary text (``density``) and, with the ``control`` samples' codes, as at the
-    control's tokens (``control_lift``) with a one-sided Fisher's exact ``control_p`` below
-    ``level`` (each feature on its own, uncorrected); smallest p (else strongest lift) first."""
-    from saetool.analysis.transitions import lift_of
-
+def specific_features(f: "torch.Tensor", density: "torch.Tensor", th: Seed000Thresholds, layer: int | None) -> list[dict[str, Any]]:
+    """Features common at the transition (``min_share`` of the samples, two or more) and
+    ``min_lift`` times as common there as on ordinary text (``density``), strongest lift first."""
     n = f.shape[0]
     count = (f > 0).sum(0).cpu()
-    c_count = (control > 0).sum(0).cpu() if control is not None else None
-    n_c = control.shape[0] if control is not None else 0
     out = []
     for i in range(f.shape[1]):
         c = int(count[i])
@@ -141,24 +138,49 @@ def specific_features(f: "torch.Tensor", density: "torch.Tensor", th: Seed000Thr
             continue
         base = float(density[i])
         lift = share / base if base > 0 else math.inf
-        if lift < th.min_lift:
-            continue
-        rec = {"feature": i, "name": feature_name(layer, i) if layer is not None else str(i), "count": c, "share": share, "density": base, "lift": lift}
-        if c_count is not None:
-            cc = int(c_count[i])
-            rec |= {"control_count": cc, "control_share": cc / n_c if n_c else math.nan, "control_lift": lift_of(share, cc / n_c if n_c else math.nan)}
-            rec["control_p"] = _fisher_greater(c, n, cc, n_c)
-            if not (rec["control_lift"] >= th.min_lift and rec["control_p"] < th.level):
-                continue
-        out.append(rec)
-    return sorted(out, key=lambda r: (r.get("control_p", 0.0), -r.get("control_lift", r["lift"]), -r["lift"], -r["share"], r["feature"]))
+        if lift >= th.min_lift:
+            out.append({"feature": i, "name": feature_name(layer, i) if layer is not None else str(i), "count": c, "share": share, "density": base, "lift": lift})
+    return sorted(out, key=lambda r: (-r["lift"], -r["share"], r["feature"]))
 
 
-def _fisher_greater(c: int, n: int, cc: int, n_c: int) -> float:
-    """One-sided Fisher's exact p that the feature is active in more of the transition samples than of the control's."""
-    from scipy.stats import fisher_exact
+@dataclass
+class ControlTest:
+    """The features that pass against the control, how many were tested, the sample sizes,
+    the smallest p those sizes allow, and how many pass before the correction."""
 
-    return float(fisher_exact([[c, n - c], [cc, n_c - cc]], alternative="greater")[1])
+    found: list[dict[str, Any]]
+    tested: int
+    n: int
+    n_control: int
+    min_p: float
+    uncorrected: int
+
+
+def against_control(candidates: list[dict[str, Any]], f: "torch.Tensor", control: "torch.Tensor", th: Seed000Thresholds) -> ControlTest:
+    """Each candidate's share at the control's tokens, its lift over it and a one-sided Fisher's
+    exact p (more common at the transition), Benjamini-Hochberg adjusted over the candidates
+    (``control_q``). A feature passes with a lift of at least ``min_lift`` and q below ``level``;
+    those that pass, smallest q first."""
+    from scipy.stats import false_discovery_control, fisher_exact
+
+    from saetool.analysis.transitions import lift_of
+
+    n, n_c = f.shape[0], control.shape[0]
+    c_count = (control > 0).sum(0).cpu()
+    recs = []
+    for r in candidates:
+        cc = int(c_count[r["feature"]])
+        p = float(fisher_exact([[r["count"], n - r["count"]], [cc, n_c - cc]], alternative="greater")[1])
+        recs.append({**r, "control_count": cc, "control_share": cc / n_c, "control_lift": lift_of(r["share"], cc / n_c), "control_p": p})
+    qs = false_discovery_control([r["control_p"] for r in recs], method="bh") if recs else []
+    for r, q in zip(recs, qs):
+        r["control_q"] = float(q)
+    found = [r for r in recs if r["control_lift"] >= th.min_lift and r["control_q"] < th.level]
+    found.sort(key=lambda r: (r["control_q"], r["control_p"], -r["control_lift"], r["feature"]))
+    # the smallest p the test can give: active in every transition sample and in no control sample
+    min_p = float(fisher_exact([[n, 0], [0, n_c]], alternative="greater")[1]) if n and n_c else 1.0
+    uncorrected = sum(1 for r in recs if r["control_lift"] >= th.min_lift and r["control_p"] < th.level)
+    return ControlTest(found, len(recs), n, n_c, min_p, uncorrected)
 
 
 def steering_effect(path: str | Path, level: float) -> tuple[bool, str, dict[str, Any]]:
@@ -265,21 +287,37 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
         rows.append(CheckRow("common features at the transition", math.nan, target, False, reason="not measured: the base rate needs ACTIVATIONS of ordinary text"))
     else:
         density = feature_density(sae, ev.activations, max_rows)
-        found = specific_features(f, density, th, layer_of_hook(str(sae.cfg.hook)), control=fc)
+        candidates = specific_features(f, density, th, layer_of_hook(str(sae.cfg.hook)))
         n_common = int(((f > 0).sum(0) >= max(2, math.ceil(th.min_share * len(f)))).sum())
-        details["specific_features"] = found[:20]
-        ok = len(found) >= th.min_common
+        value: Any
         if fc is None:
+            found = candidates
+            value, ok = len(found), len(found) >= th.min_common
             against = (f"share vs density on {Path(ev.activations).name}; no control: the transition's bridge words are the same in every text, "
                        "so features of those words pass too (saetool transitions --control tells them apart)")
             shown = ", ".join(f"{r['name']} ({r['share']:.0%} vs {r['density']:.1%})" for r in found[:3])
+            fix = "" if ok else "improve transition quality or labeling, or use more samples"
         else:
-            against = (f"share vs density on {Path(ev.activations).name} and vs share at the {len(fc)} control token(s) "
-                       f"(the same bridge after neutral inputs; one-sided Fisher p < {th.level:g} for each feature, uncorrected)")
-            shown = ", ".join(f"{r['name']} ({r['share']:.0%} vs {r['control_share']:.0%} at the control, Fisher p {r['control_p']:.2g})" for r in found[:3])
-        fix = "" if ok else ("improve transition quality or labeling, or use more samples" if fc is None
-                             else "the features at the transition are those of its words: improve the transitions, label another token (--offset), or use more samples")
-        rows.append(CheckRow("common features at the transition", len(found), target, ok, fix,
+            test = against_control(candidates, f, fc, th)
+            found = test.found
+            value, ok = len(found), len(found) >= th.min_common
+            against = (f"share vs density on {Path(ev.activations).name}, then vs share at the {test.n_control} control token(s) "
+                       f"(the same bridge after neutral inputs): one-sided Fisher's exact test, Benjamini-Hochberg q < {th.level:g} "
+                       f"over the {test.tested} feature(s) tested")
+            shown = ", ".join(f"{r['name']} ({r['share']:.0%} vs {r['control_share']:.0%} at the control, q {r['control_q']:.2g})" for r in found[:3])
+            if ok:
+                fix = ""
+            elif test.tested and not test.min_p < th.level:
+                value = "inconclusive"
+                against += f"; with {test.n} transition and {test.n_control} control samples no feature can reach p < {th.level:g}"
+                fix = "generate more transitions and control texts: at these sizes no feature can be significant"
+            elif test.uncorrected > len(found):
+                against += f"; {test.uncorrected} reach p < {th.level:g} before the correction"
+                fix = "generate more transitions and control texts to tell whether those features are specific"
+            else:
+                fix = "the features at the transition are those of its words: improve the transitions, label another token (--offset), or use more samples"
+        details["specific_features"] = found[:20]
+        rows.append(CheckRow("common features at the transition", value, target, ok, fix,
                              reason=f"{len(found)} of {n_common} common feature(s) are specific to the transition ({against})" + (f": {shown}" if shown else "")))
 
     # 3. steering

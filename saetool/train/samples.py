@@ -137,7 +137,8 @@ def final_values(sae: Any, source: "ActivationSource", feats: "np.ndarray", rows
 
 #: What the summary's provenance fields mean, for readers of ``collection_summary.json``.
 SUMMARY_NOTES = {
-    "values_from": "'final SAE': the tokens were chosen at the collection steps, and their values recomputed with the saved SAE",
+    "values_from": "'final SAE': the tokens were chosen at the collection steps, and their values recomputed with the saved SAE; "
+                   "'collection steps': the values are those the SAE of each collection step gave",
     "statistics_from": "activation counts and means are those of the SAEs of the collection steps",
     "dropped_samples": "collected tokens where the saved SAE's activation is at or below sample_activation_threshold: "
                        "no longer samples of their feature, so left out (the SAE changed after collecting them)",
@@ -172,7 +173,7 @@ def write_samples(fh: "h5py.File", collector: SampleCollector, source: "Activati
         feats, values, rows = feats[keep], values[keep], rows[keep]
         if dropped_samples:
             log(f"samples: recomputed with the final SAE, {dropped_samples} of {int(valid.sum())} collected tokens fell to or below the threshold "
-                f"{float(collector.settings.threshold):g} and were left out" + (f", and {dropped_features} features with them" if dropped_features else "")
+                f"{float(collector.settings.threshold):g} and were left out" + (f", and {dropped_features} feature{'s' if dropped_features != 1 else ''} with them" if dropped_features else "")
                 + " (the SAE changed after it collected them)")
         order = np.argsort(np.where(np.isnan(values), np.inf, -values), axis=1, kind="stable")
         values, rows = np.take_along_axis(values, order, 1), np.take_along_axis(rows, order, 1)
