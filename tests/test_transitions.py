@@ -256,13 +256,16 @@ def test_cli_control_columns_and_a_control_without_transitions(tiny, tmp_path):
     assert "control share" in proc.stderr and "lift" in proc.stderr and "control tokens: ' However' x2, ' but' x1" in proc.stderr
     # the transitions also label " luck": the control is not like for like, and says so
     assert "are not the transitions'" in " ".join(proc.stderr.split())
-    # a control in which the labeler finds nothing: one line, exit 2, nothing written
+    # a control in which the labeler finds nothing: a SaetoolError (one line, exit 2 on the CLI), nothing written
+    from saetool.analysis.transitions import TransitionsConfig, run_transitions
+    from saetool.errors import SaetoolError
+
     calm = tmp_path / "calm.txt"
     calm.write_text("A calm and ordinary afternoon.\nNothing happened at all.\n")
     bad = tmp_path / "bad.h5"
-    proc = run_cli("transitions", "--sae", str(tiny["sae"]), "--texts", str(tiny["texts"]), "--control", str(calm), "-o", str(bad))
-    assert_clean_error(proc, "in any of the 2 control text(s)")
-    assert not bad.exists()
+    with pytest.raises(SaetoolError, match=r"in any of the 2 control text\(s\)"):
+        run_transitions(TransitionsConfig(), tiny["sae"], texts_file=tiny["texts"], control_file=calm, output=bad, model=tiny["model"])
+    assert not bad.exists() and not Path(str(bad) + ".partial").exists()
 
 
 def test_offset_reads_the_token_before(tiny, tmp_path):
