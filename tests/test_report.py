@@ -287,7 +287,7 @@ def test_a_feature_of_the_window_start_is_noted():
     cat = sample_records()[0]  # token positions 17, 2, 30: no note
     assert window_start_note(cat) is None and "**Note:**" not in report_markdown([cat])
     start = replace(cat, top_examples=[replace(e, token_position=1) for e in cat.top_examples[:2]] + cat.top_examples[2:])
-    assert window_start_note(start) == ("2 of its 3 top examples open their window (its first token, after BOS where there is one), where massive-activation tokens sit: "
+    assert window_start_note(start) == ("2 of its 3 top examples are at one of the first two positions of their window (BOS where there is one, then the first token), where massive-activation tokens sit: "
                                         "the feature may mark that position rather than the text")
-    assert "**Note:** 2 of its 3 top examples open their window (its first token, after BOS where there is one)" in report_markdown([start])
+    assert "**Note:** 2 of its 3 top examples are at one of the first two positions of their window (BOS where there is one, then the first token)" in report_markdown([start])
     assert window_start_note(replace(cat, top_examples=[replace(e, token_position=-1) for e in cat.top_examples])) is None  # not located

@@ -353,14 +353,14 @@ def report_markdown(
 
 def window_start_note(record: FeatureRecord) -> str | None:
     """A note when at least half of the record's located top examples are at the start of
-    their window (sequence position 0 or 1: the first token, after BOS where there is one),
-    where massive-activation tokens sit: the feature may mark that position rather than the
-    text (``None`` otherwise)."""
+    their window (sequence position 0 or 1: BOS and the first token, or the first two tokens
+    of a window without BOS), where massive-activation tokens sit: the feature may mark that
+    position rather than the text (``None`` otherwise)."""
     located = [e for e in record.top_examples if e.token_position >= 0]
     first = sum(1 for e in located if e.token_position <= 1)
     if not located or 2 * first < len(located):
         return None
-    return (f"{first} of its {len(located)} top examples open their window (its first token, after BOS where there is one), where massive-activation tokens sit: "
+    return (f"{first} of its {len(located)} top examples are at one of the first two positions of their window (BOS where there is one, then the first token), where massive-activation tokens sit: "
             "the feature may mark that position rather than the text")
 
 
