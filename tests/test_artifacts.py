@@ -198,6 +198,11 @@ def test_manifest_roundtrip_and_resolve_input(tmp_path, capsys):
         resolve_input(None, stream=io.StringIO("garbage\n"))
     with pytest.raises(SaetoolError, match="stdin was empty"):
         resolve_input(None, stream=io.StringIO(""))
+    # the manifest is strict JSON: a figure that is NaN or infinite is null (json.dumps would write NaN / Infinity)
+    emit_manifest(tmp_path / "a.h5", "activations", force=True, fvu=float("nan"), lift=[float("inf"), 2.0])
+    line = capsys.readouterr().out
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}")) == {
+        "path": str((tmp_path / "a.h5").resolve()), "kind": "activations", "fvu": None, "lift": [None, 2.0]}
 
 
 @pytest.mark.parametrize(

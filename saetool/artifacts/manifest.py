@@ -9,6 +9,7 @@ from typing import Any
 
 import h5py
 
+from saetool.artifacts.jsonable import finite
 from saetool.errors import SaetoolError
 
 
@@ -18,9 +19,9 @@ def emit_manifest(path: str | Path, kind: str, *, force: bool = False, **extra: 
     Written when stdout is not a terminal (a pipe or a file) or when ``force``
     is set; returns the manifest either way.
     """
-    record = {"path": str(Path(path).resolve()), "kind": kind, **extra}
+    record = finite({"path": str(Path(path).resolve()), "kind": kind, **extra})  # strict JSON: NaN and inf are null
     if force or not sys.stdout.isatty():
-        sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
         sys.stdout.flush()
     return record
 

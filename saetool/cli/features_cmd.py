@@ -33,7 +33,9 @@ SAE_OPT = typer.Option(None, "--sae", help="The SAE the artifact came from (chec
 
 
 def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, sort_keys=True, default=str) + "\n")
+    from saetool.artifacts.jsonable import finite
+
+    sys.stdout.write(json.dumps(finite(data), sort_keys=True, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

@@ -38,6 +38,7 @@ import torch
 from rich.table import Table
 
 from saetool.artifacts.activations import ActivationsFile
+from saetool.artifacts.jsonable import finite
 from saetool.artifacts.norms import DEFAULT_MAX_NORM_RATIO, NormFilter, sample_budget, sample_rows
 from saetool.console import is_quiet, log, stderr, warn
 from saetool.corpus.packing import bos_id, special_token_mask
@@ -118,9 +119,7 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("descriptions")
-        for key in ("metrics", "metrics_ordinary"):
-            out[key] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out[key].items()}
-        return out
+        return finite(out)  # a metric not measured (NaN) is null
 
 
 # -- setup -----------------------------------------------------------------------------
