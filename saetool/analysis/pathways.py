@@ -44,6 +44,7 @@ from saetool.analysis.pathways_splice import Patch, Splice, forward_with_grad, f
 from saetool.analysis.select import load_layer_saes, read_selection
 from saetool.artifacts.arrays import text_array
 from saetool.artifacts.files import write_atomic
+from saetool.artifacts.jsonable import finite
 from saetool.artifacts.outputs import check_outputs
 from saetool.artifacts.provenance import build_provenance
 from saetool.artifacts.store import ArtifactWriter, attr_value, check_output_path, open_artifact
@@ -371,7 +372,7 @@ def export_json(path: str | Path, result: PathwaysResult, meta: dict[str, Any]) 
         "targets": [{k: clean(v) for k, v in r.items()} for r in result.targets.to_dict(orient="records")],
         "edges": [{k: clean(v) for k, v in r.items()} for r in result.edges.to_dict(orient="records")],
     }
-    write_atomic(p, json.dumps(data, indent=2) + "\n")
+    write_atomic(p, json.dumps(finite(data), indent=2, allow_nan=False) + "\n")
     return p
 
 

@@ -24,6 +24,7 @@ from saetool.analysis.names import feature_name, parse_feature_name, require_lay
 from saetool.analysis.stats import Moments, cohens_d, permutation_max_abs_d
 from saetool.artifacts.activations import ActivationsFile
 from saetool.artifacts.files import write_atomic
+from saetool.artifacts.jsonable import finite
 from saetool.artifacts.outputs import check_outputs
 from saetool.artifacts.provenance import build_provenance
 from saetool.artifacts.store import ArtifactWriter, attr_value, check_output_path, open_artifact
@@ -462,7 +463,7 @@ def export_table(table: "pd.DataFrame", path: str | Path, *, meta: dict[str, Any
     rows = []
     for rec in table.to_dict(orient="records"):
         rows.append({k: (None if isinstance(v, float) and not math.isfinite(v) else _plain(v)) for k, v in rec.items()})
-    write_atomic(p, json.dumps({**(meta or {}), "rows": rows}, indent=2) + "\n")
+    write_atomic(p, json.dumps(finite({**(meta or {}), "rows": rows}), indent=2, allow_nan=False) + "\n")
     return p
 
 

@@ -81,8 +81,9 @@ def sweep(
         log(describe_best(result.best) + f" -> {result.run_dir / BEST_JSON}")
     if as_json and summary is not None:
         rows = summary.to_dict(orient="records")
-        clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
-        typer.echo(json.dumps(clean, default=str))
+        from saetool.artifacts.jsonable import finite
+
+        typer.echo(json.dumps(finite(rows), default=str, allow_nan=False))
 
 
 def _print_summary(summary, metrics) -> None:

@@ -39,6 +39,7 @@ import h5py
 import numpy as np
 
 import saetool
+from saetool.artifacts.jsonable import finite
 from saetool.artifacts.store import read_header
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
@@ -166,17 +167,17 @@ def export_neuronpedia(features: str | Path, out: Path, *, model_id: str | None 
             break
         feats = [feature_dashboard(r, None if directions is None else directions[b + i], n_prompts=n_prompts, context=context, dataset=dataset) for i, r in enumerate(chunk)]
         batch = {"model_id": model, "layer": layer, "sae_set": sae_set, "features": feats}
-        (out / f"batch-{b // per_batch}.json").write_text(json.dumps(batch))
+        (out / f"batch-{b // per_batch}.json").write_text(json.dumps(finite(batch), allow_nan=False))
     reported = {r.index for r in records}
     (out / "skipped_indexes.json").write_text(json.dumps({"model_id": model, "layer": str(layer), "sae_set": sae_set, "skipped_indexes": [i for i in range(d_sae) if i not in reported]}))
     explanations = [{"index": r.index, "description": r.label.text, "typeName": r.label.labeler, "score": r.label.score} for r in records if r.label is not None]
-    (out / "explanations.json").write_text(json.dumps({"model_id": model, "layer": str(layer), "sae_set": sae_set, "explanations": explanations}))
+    (out / "explanations.json").write_text(json.dumps(finite({"model_id": model, "layer": str(layer), "sae_set": sae_set, "explanations": explanations}), allow_nan=False))
     run = {
         "model_id": model, "layer": layer, "sae_set": sae_set, "hook": hook, "d_sae": d_sae, "n_features": len(records),
         "n_features_per_batch": per_batch, "n_prompts_total": n_prompts, "n_tokens_in_prompt": context, "dataset": dataset,
         "source": str(Path(features).resolve()), "saetool_version": saetool.__version__,
     }
-    (out / "run_settings.json").write_text(json.dumps(run, indent=2) + "\n")
+    (out / "run_settings.json").write_text(json.dumps(finite(run), indent=2, allow_nan=False) + "\n")
     return run
 
 

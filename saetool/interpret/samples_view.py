@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from saetool.artifacts.files import write_atomic
+from saetool.artifacts.jsonable import finite
 from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord
 from saetool.interpret.report import write_report
@@ -221,7 +222,7 @@ def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, token
     records = stored.features(decode)
     for rec in records:
         feat = rec["statistics"]["feature_idx"]
-        write_atomic(out / f"feature_{feat:05d}_samples.json", json.dumps(rec, indent=2))
+        write_atomic(out / f"feature_{feat:05d}_samples.json", json.dumps(finite(rec), indent=2, allow_nan=False))
     s = stored.settings
     summary = {
         "sae": str(Path(sae_artifact_path).resolve()),
@@ -242,7 +243,7 @@ def export_samples_dir(sae_artifact_path: str | Path, out_dir: str | Path, token
         "sources": stored.sources,
         "features": [rec["statistics"] for rec in records],
     }
-    write_atomic(out / "collection_summary.json", json.dumps(summary, indent=2))
+    write_atomic(out / "collection_summary.json", json.dumps(finite(summary), indent=2, allow_nan=False))
     write_samples_report(out)
     return out
 

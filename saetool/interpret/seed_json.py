@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from saetool.artifacts.jsonable import finite
 from saetool.errors import SaetoolError
 from saetool.interpret.report import write_text_atomic
 from saetool.interpret.store import FeaturesFile
@@ -76,7 +77,7 @@ def write_interpretations_json(features_path: str | Path, out_dir: str | Path) -
     if out_dir.exists() and not out_dir.is_dir():
         raise SaetoolError(f"{out_dir} is not a folder", hint="give --json-dir a folder")
     _, data = interpretations(features_path)
-    return write_text_atomic(interpretations_path(out_dir, data["hook"]), json.dumps(data, indent=1, default=_null))
+    return write_text_atomic(interpretations_path(out_dir, data["hook"]), json.dumps(finite(data), indent=1, default=_null, allow_nan=False))
 
 
 def _null(value: Any) -> Any:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saetool.artifacts.files import write_atomic
+from saetool.artifacts.jsonable import finite
 from saetool.console import log
 from saetool.errors import SaetoolError
 
@@ -120,7 +121,7 @@ def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
 def write_best(run_dir: Path, summary: "pd.DataFrame", level: float) -> dict[str, Any]:
     """Pick the best cell and write ``RUN/best.json`` (atomically)."""
     data = {"run": run_dir.name, **pick_best(summary, level)}
-    write_atomic(run_dir / BEST_JSON, json.dumps(data, indent=2, sort_keys=True))
+    write_atomic(run_dir / BEST_JSON, json.dumps(finite(data), indent=2, sort_keys=True, allow_nan=False))
     return data
 
 
