@@ -231,6 +231,33 @@ def test_seed000_features_against_the_control_on_known_codes():
     assert small.found == [] and small.min_p == pytest.approx(0.05) and small.tested == 1
 
 
+def test_seed000_steering_names_the_condition_and_corrects_for_two(tmp_path):
+    """With a steered and a prompted condition, either may show the effect: each paired p is
+    Holm-adjusted over the two, and the row says which condition worked (a prompt suffix is not
+    the steering vector)."""
+    from scipy import stats
+
+    from saetool.artifacts.provenance import build_provenance
+    from saetool.evaluate.criteria import steering_effect
+    from saetool.steer.completions import write_completions
+
+    base = [-0.5, -0.4, -0.6, -0.5, -0.3, -0.45]
+    steered = [-0.45, -0.5, -0.5, -0.45, -0.35, -0.4]  # no effect
+    prompted = [0.5, 0.6, 0.4, 0.55, 0.7, 0.5]
+    n = len(base)
+    path = write_completions(tmp_path / "two.h5", prompts=[f"p{i}" for i in range(n)], splits=[""] * n,
+                             texts={c: ["x"] * n for c in ("baseline", "steered", "prompted")},
+                             metrics={"baseline": {"sentiment": base}, "steered": {"sentiment": steered}, "prompted": {"sentiment": prompted}},
+                             settings={"alpha": 8.0, "intervention": "add"}, provenance=build_provenance())
+    works, reason, info = steering_effect(path, 0.05)
+    p_s, p_p = stats.ttest_rel(steered, base).pvalue, stats.ttest_rel(prompted, base).pvalue
+    holm_p = sorted([min(1, 2 * min(p_s, p_p)), min(1, max(2 * min(p_s, p_p), max(p_s, p_p)))])
+    cond = {c["condition"]: c for c in info["conditions"]}
+    assert works and cond["prompted"]["works"] and not cond["steered"]["works"]
+    assert sorted([cond["steered"]["p_holm"], cond["prompted"]["p_holm"]]) == pytest.approx(holm_p)
+    assert f"prompted sentiment +{sum(prompted) / n - sum(base) / n:.3f} vs baseline (paired p {p_p:.3g}, Holm {cond['prompted']['p_holm']:.3g} over 2 conditions, n 6)" in reason
+
+
 def _steer_result(path, baseline, steered):
     from saetool.artifacts.provenance import build_provenance
     from saetool.steer.completions import write_completions
@@ -276,6 +303,7 @@ def test_cli_seed000_criteria_each_with_a_reason(seed000_set, tmp_path):
     steering = rows["steering effectiveness"]
     p = stats.ttest_rel([0.5, 0.6, 0.4, 0.55, 0.7, 0.5], [-0.5, -0.4, -0.6, -0.5, -0.3, -0.45]).pvalue  # the same prompts: paired, as steer tests
     assert steering["passed"] is True and f"paired p {p:.3g}, n 6)" in steering["reason"] and "sentiment +1.000" in steering["reason"]
+    assert steering["value"] == "works (steered)"  # which condition showed it
     assert "(over the " in cosine_row["reason"] and " activation rows: " in cosine_row["reason"]  # the larger sample's cosine beside it
     assert rows["pipeline completeness"]["passed"] is True and rows["pipeline completeness"]["reason"].startswith("6 transition text(s), 6 labeled")
     four = [rows[k]["passed"] for k in ("SAE reconstruction (cosine)", "common features at the transition", "steering effectiveness", "pipeline completeness")]

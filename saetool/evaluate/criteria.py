@@ -19,8 +19,10 @@
 3. **Steering effectiveness**: a ``completions`` artifact (``steer``): the
    steered condition (and any ``prompted`` one) against ``baseline`` on
    ``sentiment`` (else ``refusal``), paired over the prompts as ``steer``
-   tests (paired t; exact McNemar for a rate) below ``level`` in the
-   direction of alpha; or a sweep (its folder,
+   tests (paired t; exact McNemar for a rate), Holm-adjusted over the
+   conditions, below ``level`` in the direction of alpha (the row names the
+   conditions that showed it: the seed's prompting variant is not the
+   vector); or a sweep (its folder,
    ``summary.csv`` or ``best.json``): its best cell beats alpha 0
    significantly (see :mod:`saetool.steer.best`).
 4. **Pipeline completeness**: at least 5 transition texts, at least 3 of them
@@ -161,9 +163,10 @@ def against_control(candidates: list[dict[str, Any]], f: "torch.Tensor", control
     exact p (more common at the transition), Benjamini-Hochberg adjusted over the candidates
     (``control_q``). A feature passes with a lift of at least ``min_lift`` and q below ``level``;
     those that pass, smallest q first."""
-    from scipy.stats import false_discovery_control, fisher_exact
+    from scipy.stats import fisher_exact
 
     from saetool.analysis.transitions import lift_of
+    from saetool.steer.stats import benjamini_hochberg
 
     n, n_c = f.shape[0], control.shape[0]
     c_count = (control > 0).sum(0).cpu()
@@ -172,7 +175,7 @@ def against_control(candidates: list[dict[str, Any]], f: "torch.Tensor", control
         cc = int(c_count[r["feature"]])
         p = float(fisher_exact([[r["count"], n - r["count"]], [cc, n_c - cc]], alternative="greater")[1])
         recs.append({**r, "control_count": cc, "control_share": cc / n_c, "control_lift": lift_of(r["share"], cc / n_c), "control_p": p})
-    qs = false_discovery_control([r["control_p"] for r in recs], method="bh") if recs else []
+    qs = benjamini_hochberg([r["control_p"] for r in recs])
     for r, q in zip(recs, qs):
         r["control_q"] = float(q)
     found = [r for r in recs if r["control_lift"] >= th.min_lift and r["control_q"] < th.level]
@@ -222,7 +225,7 @@ def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
 def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
     """Each condition against the baseline on the same prompts, paired as ``saetool steer``'s
     table tests it (exact McNemar for a rate, paired t for a mean)."""
-    from saetool.steer.stats import paired_p
+    from saetool.steer.stats import holm, paired_p
 
     comp = read_completions(p)
     base = comp.metrics.get("baseline", {})
@@ -243,11 +246,16 @@ def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any
         pv = paired_p(b, v, rate=rate)
         # the smallest p the test can give on n pairs: every pair changing one way (McNemar), or fewer than 3 pairs (t)
         can_show = (2 * 0.5 ** len(pairs) < level) if rate else len(pairs) >= 3
-        results.append({"condition": cond, "metric": metric, "delta": delta, "p": pv, "n": len(pairs), "can_show": can_show,
-                        "works": bool(can_show and delta * sign > 0 and not math.isnan(pv) and pv < level)})
+        results.append({"condition": cond, "metric": metric, "delta": delta, "p": pv, "n": len(pairs), "can_show": can_show})
     if not results:
         raise SaetoolError(f"{p} has no condition to compare with its baseline on the same prompts")
-    text = "; ".join(f"{r['condition']} {r['metric']} {r['delta']:+.3f} vs baseline (paired p {r['p']:.3g}, n {r['n']}"
+    # any of the conditions may show the effect: Holm over them keeps the family-wise error at level
+    for r, adj in zip(results, holm([r["p"] for r in results])):
+        r["p_holm"] = adj
+        r["works"] = bool(r["can_show"] and r["delta"] * sign > 0 and not math.isnan(adj) and adj < level)
+    many = len(results) > 1
+    text = "; ".join(f"{r['condition']} {r['metric']} {r['delta']:+.3f} vs baseline (paired p {r['p']:.3g}"
+                     + (f", Holm {r['p_holm']:.3g} over {len(results)} conditions" if many else "") + f", n {r['n']}"
                      + ("" if r["can_show"] else f": too few prompts for any result to reach p < {level:g}") + ")" for r in results)
     return any(r["works"] for r in results), text, {"metric": metric, "alpha": alpha, "conditions": results, "can_show": any(r["can_show"] for r in results)}
 
@@ -318,7 +326,8 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
                 fix = "the features at the transition are those of its words: improve the transitions, label another token (--offset), or use more samples"
         details["specific_features"] = found[:20]
         rows.append(CheckRow("common features at the transition", value, target, ok, fix,
-                             reason=f"{len(found)} of {n_common} common feature(s) are specific to the transition ({against})" + (f": {shown}" if shown else "")))
+                             reason=f"{len(found)} of {n_common} common feature(s) are specific to the transition ({against})" + (f": {shown}" if shown else "")
+                             + (f", and {len(found) - 3} more (details.specific_features in --json)" if len(found) > 3 else "")))
 
     # 3. steering
     target = f"significant (p < {th.level:g}) in the steered direction"
@@ -328,6 +337,8 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
         works, reason, info = steering_effect(steering, th.level)
         details["steering"] = info
         verdict = "works" if works else ("inconclusive" if info.get("can_show") is False else "not shown")
+        if works and info.get("conditions"):  # which condition showed it: the seed's prompting variant is not the vector
+            verdict += " (" + ", ".join(c["condition"] for c in info["conditions"] if c["works"]) + ")"
         fix = "" if works else ("steer more prompts: at this n no effect can be significant" if verdict == "inconclusive"
                                 else "develop better steering vectors (layer, alpha, more prompts)")
         rows.append(CheckRow("steering effectiveness", verdict, target, works, fix, reason=reason))
