@@ -241,9 +241,31 @@ def test_control_shares_and_lift_match_an_independent_computation(tiny, tmp_path
         assert lift == (pytest.approx(share[fid] / share_c[fid]) if share_c[fid] > 0 else np.inf)
     assert data["n_control_samples"] == 3 and data["control_metrics"]["n"] == 3
     assert data["settings"]["control_file"] == str(control.resolve())
+    # the second table: features in at least half the samples (two or more), largest lift over the control first
+    specific = data["specific"]
+    n = len(data["activations"])
+    count = (sae.encode(torch.from_numpy(data["activations"])) > 0).sum(0).numpy()
+    want = [i for i in range(48) if count[i] >= 2 and count[i] >= 0.5 * n]
+    assert sorted(specific["feature"]) == sorted(want)
+    lifts = [share[i] / share_c[i] if share_c[i] > 0 else np.inf for i in specific["feature"]]
+    assert lifts == sorted(lifts, reverse=True) and list(specific["lift"]) == pytest.approx(lifts)
+    # VADER's sentiment before the labeled token and from it on, and the texts that turn negative -> positive
+    from saetool.steer.metrics import sentiment_score
+
+    rows_t = _rows(model.tokenizer, TEXTS)
+    for i, pos in enumerate(result.positions):
+        if pos is None:
+            assert np.isnan(data["sentiment"][i]).all()
+            continue
+        before = sentiment_score(model.tokenizer.decode(rows_t[i][:pos], skip_special_tokens=True))
+        after = sentiment_score(model.tokenizer.decode(rows_t[i][pos:], skip_special_tokens=True))
+        assert list(data["sentiment"][i]) == pytest.approx([before, after])
+    s_ = data["sentiment"]
+    assert data["n_turning"] == int(((s_[:, 0] < 0) & (s_[:, 1] > 0)).sum()) >= 1  # "I lost my job and felt awful. However, a friend helped..."
+    assert data["control"]["sentiment"].shape == (3, 2)
     # without a control the artifact has none, and no control columns
     plain = read_transitions(run_transitions(TransitionsConfig(), tiny["sae"], texts_file=tiny["texts"], output=tmp_path / "p.h5", model=tiny["model"]).path)
-    assert plain["control"] is None and "lift" not in plain["common"]
+    assert plain["control"] is None and "lift" not in plain["common"] and plain["specific"] is None
 
 
 def test_cli_control_columns_and_a_control_without_transitions(tiny, tmp_path):
@@ -254,6 +276,9 @@ def test_cli_control_columns_and_a_control_without_transitions(tiny, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n_control_samples"] == 3
     assert "control share" in proc.stderr and "lift" in proc.stderr and "control tokens: ' However' x2, ' but' x1" in proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "features most specific to the transition" in err and "texts that turn from negative to positive" in err
+    assert "⟦ However⟧, a friend helped me" in err  # the labeled token shown in its context
     # the transitions also label " luck": the control is not like for like, and says so
     assert "are not the transitions'" in " ".join(proc.stderr.split())
     # a control in which the labeler finds nothing: a SaetoolError (one line, exit 2 on the CLI), nothing written

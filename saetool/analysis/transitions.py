@@ -22,7 +22,13 @@
    through the same bridge) are labeled the same way. A feature of the bridge
    word fires at both; one of the turn fires more at the transition. The
    common-features table then gives each feature's share at the control's
-   tokens and its lift (share at the transition / share at the control).
+   tokens and its lift (share at the transition / share at the control), and
+   a second table (``specific``) the features active in at least half the
+   samples with the largest lift.
+5. **Does the text turn?** VADER's sentiment of each text before its labeled
+   token and from it on: a generated continuation need not turn positive
+   after the bridge, so the count of texts that do (negative before,
+   positive after) is reported, for the control too.
 """
 
 from __future__ import annotations
@@ -107,6 +113,9 @@ class TransitionsResult:
     common: "pd.DataFrame"
     seconds: float = 0.0
     control: "Sampled | None" = None
+    specific: "pd.DataFrame | None" = None
+    sentiment: "np.ndarray | None" = None
+    contexts: list[str] = field(default_factory=list)
 
     @property
     def n_samples(self) -> int:
@@ -116,7 +125,7 @@ class TransitionsResult:
 @dataclass
 class Sampled:
     """One set of texts with its labeled tokens: the rows, the activations there and (once encoded)
-    their codes and the SAE's reconstruction metrics at them."""
+    their codes, the SAE's reconstruction metrics at them and the texts' sentiment around them."""
 
     texts: list[str]
     rows: list[list[int]]
@@ -127,6 +136,7 @@ class Sampled:
     totals: "_Totals"
     f: "torch.Tensor | None" = None
     metrics: dict[str, float] = field(default_factory=dict)
+    sentiment: "np.ndarray | None" = None
 
     @property
     def n_samples(self) -> int:
@@ -306,14 +316,23 @@ def reconstruction(sae: "SAE", x: "torch.Tensor", reference: Any = None) -> tupl
     return totals.finish(reference), f
 
 
-def common_features(f: "torch.Tensor", top: int, layer: int | None, control: "torch.Tensor | None" = None) -> "pd.DataFrame":
+def common_features(f: "torch.Tensor", top: int, layer: int | None, control: "torch.Tensor | None" = None, *,
+                    by_lift: bool = False, min_share: float = 0.0) -> "pd.DataFrame":
     """Features active (> 0) in the most samples: count, share of samples, mean activation when active;
-    with the ``control`` samples' codes, their count and share there and the lift (share / control share)."""
+    with the ``control`` samples' codes, their count and share there and the lift (share / control share).
+    ``by_lift`` (with a control): the features active in at least ``min_share`` of the samples (and
+    two or more), the largest lift first, instead of the most frequently active."""
     n = f.shape[0]
     active = f > 0
     count = active.sum(0)
     mean = torch.where(count > 0, (f * active).sum(0) / count.clamp(min=1), torch.zeros_like(count, dtype=f.dtype))
-    order = sorted((i for i in range(f.shape[1]) if int(count[i]) > 0), key=lambda i: (-int(count[i]), -float(mean[i]), i))[:top]
+    live = [i for i in range(f.shape[1]) if int(count[i]) > 0]
+    if by_lift and control is not None:
+        c_share = (control > 0).double().mean(0) if control.shape[0] else torch.full((f.shape[1],), math.nan)
+        live = [i for i in live if int(count[i]) >= 2 and int(count[i]) >= min_share * n]
+        order = sorted(live, key=lambda i: (-lift_of(int(count[i]) / n, float(c_share[i])), -int(count[i]), i))[:top]
+    else:
+        order = sorted(live, key=lambda i: (-int(count[i]), -float(mean[i]), i))[:top]
     share = [int(count[i]) / n if n else math.nan for i in order]
     table = {
         "feature": [int(i) for i in order],
@@ -337,6 +356,36 @@ def lift_of(share: float, base: float) -> float:
     return share / base if base > 0 else (math.inf if share > 0 else math.nan)
 
 
+def turn_sentiment(tokenizer: Any, rows: Sequence[Sequence[int]], positions: Sequence[int | None]) -> np.ndarray:
+    """``[N, 2]``: VADER's compound sentiment of each text before its labeled token and from it on
+    (NaN where none is labeled): whether the text does turn from negative to positive there."""
+    from saetool.steer.metrics import sentiment_score
+
+    out = np.full((len(rows), 2), np.nan)
+    for i, (row, p) in enumerate(zip(rows, positions)):
+        if p is not None:
+            out[i] = [sentiment_score(tokenizer.decode(list(row[:p]), skip_special_tokens=True)),
+                      sentiment_score(tokenizer.decode(list(row[p:]), skip_special_tokens=True))]
+    return out
+
+
+def token_context(tokenizer: Any, row: Sequence[int], p: int | None, before: int = 12, after: int = 8) -> str:
+    """The text around a labeled token, the token in ⟦ ⟧ (the whole text up to ``before`` tokens
+    before it and ``after`` after it; empty where none is labeled)."""
+    if p is None:
+        return ""
+    dec = lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True)  # noqa: E731
+    start = max(0, p - before)
+    return ("…" if start > 1 else "") + dec(row[start:p]) + "⟦" + dec(row[p : p + 1]) + "⟧" + dec(row[p + 1 : p + 1 + after]) + ("…" if p + 1 + after < len(row) else "")
+
+
+def n_turning(sentiment: "np.ndarray | None") -> int:
+    """Texts negative before their labeled token and positive from it on."""
+    if sentiment is None or not len(sentiment):
+        return 0
+    return int(((sentiment[:, 0] < 0) & (sentiment[:, 1] > 0)).sum())
+
+
 # -- the artifact --------------------------------------------------------------------------------------
 def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequence[Sequence[int]], x: "torch.Tensor", f: "torch.Tensor", which: "torch.Tensor",
                       *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False, top_codes: int = 32) -> Path:
@@ -344,17 +393,20 @@ def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequenc
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
-        _write_set(fh, result.texts, result.tokens, result.positions, rows, which, x, f, top_codes)
+        _write_set(fh, result.texts, result.tokens, result.positions, rows, which, x, f, top_codes, result.sentiment)
         if result.control is not None:
             c = result.control
-            _write_set(fh.create_group("control"), c.texts, c.tokens, c.positions, c.rows, c.which, c.x, c.f, top_codes)
-        common = fh.create_group("common")
-        for col in result.common.columns:
-            values = result.common[col].to_numpy()
-            if values.dtype == object:
-                common.create_dataset(col, data=text_array(values), dtype=strings)
-            else:
-                _put(common, col, values.astype(np.int64 if values.dtype.kind in "iu" else np.float64))
+            _write_set(fh.create_group("control"), c.texts, c.tokens, c.positions, c.rows, c.which, c.x, c.f, top_codes, c.sentiment)
+        for name, table in (("common", result.common), ("specific", result.specific)):
+            if table is None:
+                continue
+            group = fh.create_group(name)
+            for col in table.columns:
+                values = table[col].to_numpy()
+                if values.dtype == object:
+                    group.create_dataset(col, data=text_array(values), dtype=strings)
+                else:
+                    _put(group, col, values.astype(np.int64 if values.dtype.kind in "iu" else np.float64))
         for key, value in attrs.items():
             fh.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value, sort_keys=True)
     return Path(path)
@@ -366,7 +418,7 @@ def _put(group: Any, name: str, arr: np.ndarray) -> None:
 
 
 def _write_set(group: Any, texts: Sequence[str], tokens: Sequence[str], positions: Sequence[int | None], rows: Sequence[Sequence[int]],
-               which: "torch.Tensor", x: "torch.Tensor", f: "torch.Tensor", top_codes: int) -> None:
+               which: "torch.Tensor", x: "torch.Tensor", f: "torch.Tensor", top_codes: int, sentiment: "np.ndarray | None" = None) -> None:
     """One set's texts, labeled tokens, activations there and their top codes, as datasets of ``group``."""
     strings = h5py.string_dtype("utf-8")
     group.create_dataset("texts", data=text_array(list(texts)), dtype=strings)
@@ -381,6 +433,9 @@ def _write_set(group: Any, texts: Sequence[str], tokens: Sequence[str], position
     codes = group.create_group("codes")
     _put(codes, "index", idx.numpy().astype(np.int64))
     _put(codes, "value", vals.numpy().astype(np.float32))
+    if sentiment is not None:
+        _put(group, "sentiment_before", sentiment[:, 0].astype(np.float64))
+        _put(group, "sentiment_after", sentiment[:, 1].astype(np.float64))
 
 
 SET_DATASETS = ("position", "token_ids", "token_offsets", "sample_text", "activations")
@@ -391,6 +446,7 @@ def _read_set(group: Any) -> dict[str, Any]:
     for name in SET_DATASETS:
         out[name] = group[name][()]
     out["codes"] = {k: group["codes"][k][()] for k in group["codes"]}
+    out["sentiment"] = np.stack([group["sentiment_before"][()], group["sentiment_after"][()]], 1) if "sentiment_before" in group else None
     return out
 
 
@@ -402,7 +458,9 @@ def read_transitions(path: str | Path) -> dict[str, Any]:
         out: dict[str, Any] = {k: attr_value(v) for k, v in fh.attrs.items() if k != "provenance"}
         out |= _read_set(fh)
         out["control"] = _read_set(fh["control"]) if "control" in fh else None
-        out["common"] = pd.DataFrame({k: (fh["common"][k].asstr()[()] if fh["common"][k].dtype.kind == "O" else fh["common"][k][()]) for k in fh["common"]})
+        for name in ("common", "specific"):
+            g = fh[name] if name in fh else None
+            out[name] = None if g is None else pd.DataFrame({k: (g[k].asstr()[()] if g[k].dtype.kind == "O" else g[k][()]) for k in g})
     return out
 
 
@@ -471,16 +529,22 @@ def run_transitions(
         control.metrics, control.f = reconstruction(sae, control.x, reference=main.totals.mean())
     layer = layer_of_hook(sae.cfg.hook)
     common = common_features(f, config.top, layer, control=control.f if control is not None else None)
+    specific = common_features(f, config.top, layer, control=control.f, by_lift=True, min_share=0.5) if control is not None else None
+    main.sentiment = turn_sentiment(model.tokenizer, main.rows, main.positions)
+    if control is not None:
+        control.sentiment = turn_sentiment(model.tokenizer, control.rows, control.positions)
     seconds = time.perf_counter() - start
-    result = TransitionsResult(out, main.texts, main.positions, main.tokens, metrics, baseline, common, seconds, control=control)
+    result = TransitionsResult(out, main.texts, main.positions, main.tokens, metrics, baseline, common, seconds, control=control, specific=specific,
+                               sentiment=main.sentiment, contexts=[token_context(model.tokenizer, r, p) for r, p in zip(main.rows, main.positions)])
     settings = {**config.to_dict(), "texts_file": str(Path(texts_file).resolve()) if texts_file else None,
                 "prompts_file": str(Path(prompts_file).resolve()) if prompts_file else None, "generated": prompts_file is not None,
                 "control_file": str(Path(control_file).resolve()) if control_file else None, "model": model.model_id, "seconds": round(seconds, 2)}
     attrs = {"settings": settings, "metrics": metrics, "baseline": baseline, "hook": str(sae.cfg.hook), "labeler": labeler.name,
-             "n_texts": len(main.texts), "n_samples": main.n_samples, "model": model.model_id, "d_sae": sae.cfg.d_sae,
-             "sae": str(Path(sae_path).resolve())}
+             "n_texts": len(main.texts), "n_samples": main.n_samples, "n_turning": n_turning(main.sentiment), "model": model.model_id,
+             "d_sae": sae.cfg.d_sae, "sae": str(Path(sae_path).resolve())}
     if control is not None:
-        attrs |= {"n_control_texts": len(control.texts), "n_control_samples": control.n_samples, "control_metrics": control.metrics}
+        attrs |= {"n_control_texts": len(control.texts), "n_control_samples": control.n_samples, "n_control_turning": n_turning(control.sentiment),
+                  "control_metrics": control.metrics}
     parents = [sae_path] if Path(sae_path).is_file() else []
     prov = build_provenance(model=model.model_id, backend=model.backend_name, hooks=[str(sae.cfg.hook)], parents=parents, transitions=settings)
     write_transitions(out, result, main.rows, main.x, f, main.which, attrs=attrs, provenance=prov, overwrite=overwrite)

@@ -80,30 +80,39 @@ def show_table(result: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from saetool.analysis.transitions import n_turning
+
     if is_quiet():
         return
     quality = Table(title="SAE reconstruction", title_justify="left")
     quality.add_column("tokens")
     for col in ("n", "MSE", "explained var.", "cosine", "L0"):
         quality.add_column(col, justify="right")
-    sets = [("transition tokens", result.metrics), ("all tokens", result.baseline)]
+    sets = [("transition tokens", result.metrics), ("all tokens of the texts", result.baseline)]
     if result.control is not None:
         sets.insert(1, ("control tokens", result.control.metrics))
     for label, m in sets:
         quality.add_row(label, str(m["n"]), *(("-" if _num(m[k]) is None else f"{m[k]:.4g}") for k in ("mse", "explained_variance", "cosine", "l0")))
     stderr().print(quality)
-    labeled = Table(title="labeled transition tokens (first 10 texts)", title_justify="left")
-    for col in ("#", "index", "token", "text"):
-        labeled.add_column(col, justify="right" if col in ("#", "index") else "left", overflow="fold")
-    for i, (text, pos, tok) in enumerate(list(zip(result.texts, result.positions, result.tokens))[:10]):
-        clipped = " ".join(text.split())
-        clipped = clipped if len(clipped) <= 100 else clipped[:99] + "…"
-        labeled.add_row(str(i), "-" if pos is None else str(pos), escape(repr(tok)) if pos is not None else "-", escape(clipped))
+    labeled = Table(title="labeled transition tokens (first 10 texts; position: the token's index, BOS = 0)", title_justify="left")
+    for col in ("#", "position", "sentiment before / after", "around the token"):
+        labeled.add_column(col, justify="right" if col in ("#", "position") else "left", overflow="fold")
+    sentiment = result.sentiment if result.sentiment is not None else [[math.nan, math.nan]] * len(result.texts)
+    contexts = result.contexts or [" ".join(t.split())[:100] for t in result.texts]
+    for i, (pos, mood, around) in enumerate(list(zip(result.positions, sentiment, contexts))[:10]):
+        mood_text = "-" if pos is None or math.isnan(mood[0]) else f"{mood[0]:+.2f} / {mood[1]:+.2f}"
+        labeled.add_row(str(i), "-" if pos is None else str(pos), mood_text, escape(" ".join(around.split())) if pos is not None else "-")
     stderr().print(labeled)
     stderr().print("transition tokens: " + _token_counts(result.tokens, result.positions))
-    if result.control is not None:
-        stderr().print("control tokens: " + _token_counts(result.control.tokens, result.control.positions))
     control = result.control
+    if control is not None:
+        stderr().print("control tokens: " + _token_counts(control.tokens, control.positions))
+    if result.sentiment is not None:
+        line = (f"texts that turn from negative to positive at the labeled token (VADER compound < 0 before it, > 0 from it on): "
+                f"{n_turning(result.sentiment)} of {result.n_samples}")
+        if control is not None and control.sentiment is not None:
+            line += f"; control: {n_turning(control.sentiment)} of {control.n_samples}"
+        stderr().print(line)
     title = f"features common at the transition ({result.n_samples} samples" + (f"; control: {control.n_samples})" if control is not None else ")")
     table = Table(title=title, title_justify="left")
     cols = ("feature", "count", "share", "mean act.") + (("control share", "lift") if control is not None else ())
@@ -115,8 +124,17 @@ def show_table(result: Any) -> None:
             cells += [f"{rec['control_share']:.0%}", _lift_text(rec["lift"])]
         table.add_row(*cells)
     stderr().print(table)
-    if control is not None:
-        stderr().print("[dim]lift: share at the transition / share at the control's tokens; a feature of the bridge word has a lift near 1[/dim]")
+    if control is not None and result.specific is not None:
+        table = Table(title="features most specific to the transition (active in at least half the samples, largest lift over the control first)",
+                      title_justify="left")
+        for col in ("feature", "count", "share", "mean act.", "control share", "lift"):
+            table.add_column(col, justify="right" if col != "feature" else "left")
+        for rec in result.specific.to_dict(orient="records")[:10]:
+            table.add_row(rec["name"], str(rec["count"]), f"{rec['share']:.0%}", f"{rec['mean_activation']:.3g}", f"{rec['control_share']:.0%}",
+                          _lift_text(rec["lift"]))
+        stderr().print(table)
+        stderr().print("[dim]lift: share at the transition / share at the control's tokens; a feature of the bridge word has a lift near 1. "
+                       "saetool check --criteria seed000 tests these against ordinary text and the control, corrected for the number tested[/dim]")
 
 
 def _token_counts(tokens: Any, positions: Any) -> str:

@@ -349,7 +349,10 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
     n_samples = int(data["n_samples"]) if data is not None else 0
     missing = [m for m, bad in (("--transitions", data is None), ("--steering", steering is None)) if bad]
     ok = not missing and n_texts >= MIN_TEXTS and n_samples >= MIN_SAMPLES
-    reason = f"{n_texts} transition text(s), {n_samples} labeled" + (", steering result given" if steering is not None else "")
+    reason = f"{n_texts} transition text(s), {n_samples} labeled"
+    if data is not None and "n_turning" in data:  # a manipulation check: a generated text need not turn where the bridge was put
+        reason += f" ({int(data['n_turning'])} turn from negative to positive there by VADER sentiment)"
+    reason += ", steering result given" if steering is not None else ""
     if missing:
         reason += "; missing " + " and ".join(missing)
     fix = "" if ok else f"generate at least {MIN_TEXTS} transitions with {MIN_SAMPLES}+ labeled, and steer"
