@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -42,12 +41,12 @@ from saetool.analysis.names import feature_name, parse_feature_name
 from saetool.analysis.pathways_inputs import batch, batches, check_rows, read_texts, rows_from_corpus, rows_from_texts, special_ids
 from saetool.analysis.pathways_splice import Patch, Splice, forward_with_grad, frozen, torch_module
 from saetool.analysis.select import load_layer_saes, read_selection
-from saetool.artifacts.arrays import text_array
 from saetool.artifacts.files import write_atomic
 from saetool.artifacts.jsonable import finite
 from saetool.artifacts.outputs import check_outputs
 from saetool.artifacts.provenance import build_provenance
 from saetool.artifacts.store import ArtifactWriter, attr_value, check_output_path, open_artifact
+from saetool.artifacts.tables import read_table, write_table
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
 from saetool.models import registry  # the module, so tests can stub registry.load_model
@@ -323,20 +322,11 @@ def correlation(predicted: Sequence[float], actual: Sequence[float]) -> dict[str
 
 # -- the artifact --------------------------------------------------------------------------------------
 def write_pathways(path: str | Path, edges: "pd.DataFrame", targets: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
-    strings = h5py.string_dtype("utf-8")
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
         for group, table in (("edges", edges), ("targets", targets)):
-            g = fh.create_group(group)
-            for col in table.columns:
-                values = table[col].to_numpy()
-                if values.dtype == object:
-                    g.create_dataset(col, data=text_array(values), dtype=strings)
-                else:
-                    arr = values.astype(np.int64 if values.dtype.kind in "iu" else np.float64)
-                    ds = g.create_dataset(col, data=arr)
-                    ds.attrs["saetool_dtype"] = str(arr.dtype)
+            write_table(fh.create_group(group), table)
         for key, value in attrs.items():
             fh.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value, sort_keys=True)
     return Path(path)
@@ -344,12 +334,9 @@ def write_pathways(path: str | Path, edges: "pd.DataFrame", targets: "pd.DataFra
 
 def read_pathways(path: str | Path) -> tuple["pd.DataFrame", "pd.DataFrame", dict[str, Any]]:
     """``(edges, targets, attrs)`` of a ``pathways`` artifact (JSON attributes decoded)."""
-    def table(group: Any) -> pd.DataFrame:
-        return pd.DataFrame({k: (group[k].asstr()[()] if group[k].dtype.kind == "O" else group[k][()]) for k in group})
-
     with open_artifact(path, kind=KIND) as art:
-        edges = table(art.file["edges"])
-        targets = table(art.file["targets"])
+        edges = read_table(art.file["edges"])
+        targets = read_table(art.file["targets"])
         attrs = {k: attr_value(v) for k, v in art.file.attrs.items() if k not in ("provenance",)}
     cols = [c for c in EDGE_COLUMNS if c in edges.columns]
     return edges[cols], targets, attrs

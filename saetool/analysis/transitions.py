@@ -51,6 +51,7 @@ from saetool.analysis.pathways_inputs import batch, check_rows, read_texts, rows
 from saetool.artifacts.arrays import text_array
 from saetool.artifacts.provenance import build_provenance
 from saetool.artifacts.store import ArtifactWriter, attr_value, check_output_path, open_artifact
+from saetool.artifacts.tables import read_table, write_table
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
 from saetool.models import registry  # the module, so tests can stub registry.load_model
@@ -389,7 +390,6 @@ def n_turning(sentiment: "np.ndarray | None") -> int:
 # -- the artifact --------------------------------------------------------------------------------------
 def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequence[Sequence[int]], x: "torch.Tensor", f: "torch.Tensor", which: "torch.Tensor",
                       *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False, top_codes: int = 32) -> Path:
-    strings = h5py.string_dtype("utf-8")
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
@@ -398,15 +398,8 @@ def write_transitions(path: str | Path, result: TransitionsResult, rows: Sequenc
             c = result.control
             _write_set(fh.create_group("control"), c.texts, c.tokens, c.positions, c.rows, c.which, c.x, c.f, top_codes, c.sentiment)
         for name, table in (("common", result.common), ("specific", result.specific)):
-            if table is None:
-                continue
-            group = fh.create_group(name)
-            for col in table.columns:
-                values = table[col].to_numpy()
-                if values.dtype == object:
-                    group.create_dataset(col, data=text_array(values), dtype=strings)
-                else:
-                    _put(group, col, values.astype(np.int64 if values.dtype.kind in "iu" else np.float64))
+            if table is not None:
+                write_table(fh.create_group(name), table)
         for key, value in attrs.items():
             fh.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value, sort_keys=True)
     return Path(path)
@@ -459,8 +452,7 @@ def read_transitions(path: str | Path) -> dict[str, Any]:
         out |= _read_set(fh)
         out["control"] = _read_set(fh["control"]) if "control" in fh else None
         for name in ("common", "specific"):
-            g = fh[name] if name in fh else None
-            out[name] = None if g is None else pd.DataFrame({k: (g[k].asstr()[()] if g[k].dtype.kind == "O" else g[k][()]) for k in g})
+            out[name] = read_table(fh[name]) if name in fh else None
     return out
 
 
