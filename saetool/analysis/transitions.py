@@ -60,6 +60,7 @@ from saetool.models.registry import DEFAULT_MODEL
 from saetool.plugins import host
 from saetool.sae.io import check_sae_matches, load_sae
 from saetool.steer.generation import GenerationSettings, generate_completions
+from saetool.steer.metrics import sentiment_score
 from saetool.steer.prompts import pad_id_of
 
 if TYPE_CHECKING:
@@ -360,8 +361,6 @@ def lift_of(share: float, base: float) -> float:
 def turn_sentiment(tokenizer: Any, rows: Sequence[Sequence[int]], positions: Sequence[int | None]) -> np.ndarray:
     """``[N, 2]``: VADER's compound sentiment of each text before its labeled token and from it on
     (NaN where none is labeled): whether the text does turn from negative to positive there."""
-    from saetool.steer.metrics import sentiment_score
-
     out = np.full((len(rows), 2), np.nan)
     for i, (row, p) in enumerate(zip(rows, positions)):
         if p is not None:

@@ -12,6 +12,8 @@ from saetool.artifacts.arrays import text_array
 if TYPE_CHECKING:
     import pandas as pd
 
+# Deferred imports: pandas only to read a table back (writers are handed a DataFrame), so importing this module stays light.
+
 
 def write_table(group: "h5py.Group", table: "pd.DataFrame") -> None:
     """Each column of ``table`` as a dataset of ``group``: text as UTF-8 strings, integers as
