@@ -251,6 +251,7 @@ def test_cli_prompt_suffix_condition_and_vader_sentiment(tiny_gpt2_dir, tmp_path
     comp = read_completions(out)
     assert list(comp.texts) == ["baseline", "steered", "prompted"]
     assert comp.settings["prompt_suffixes"] == {"prompted": " (thinking positively)"}
+    assert "prompted (prompt + ' (thinking positively)')" in " ".join(proc.stderr.replace("│", " ").split())  # the table's header names the suffix
     suffixed = tmp_path / "q.txt"
     suffixed.write_text("\n".join(o + " (thinking positively)" for o in openings) + "\n")
     again = run_cli("steer", str(vec), "--prompts", str(suffixed), "--alpha", "4", *common, "-o", str(tmp_path / "t.h5"))

@@ -126,8 +126,9 @@ def show_table(comp: Any, rows: int) -> None:
         table = Table(show_lines=True, title="completions", title_justify="left")
         table.add_column("#", justify="right", style="dim")
         table.add_column("prompt", ratio=2, overflow="fold")
-        for cond in conds:
-            table.add_column(cond, ratio=3, overflow="fold")
+        suffixes = comp.settings.get("prompt_suffixes") or {}
+        for cond in conds:  # a prompted condition continues prompt + its suffix: the header says which
+            table.add_column(_escape(f"{cond} (prompt + {suffixes[cond]!r})") if cond in suffixes else cond, ratio=3, overflow="fold")
         refusal = {c: comp.metrics.get(c, {}).get("refusal") for c in conds}
         for i in range(min(rows, comp.n)):
             cells = []
