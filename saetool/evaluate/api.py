@@ -466,7 +466,7 @@ def print_evaluation(ev: Evaluation, *, title: str = "SAE evaluation") -> None:
     """The metrics as a table on stderr (not under ``--quiet``)."""
     if is_quiet():
         return
-    on = [f"{ev.n_rows} activation rows"] + ([f"{ev.n_positions} positions through {ev.model}"] if ev.n_positions else [])
+    on = [f"{ev.n_rows} activation rows"] + ([f"{ev.n_positions} next-token predictions scored through {ev.model}"] if ev.n_positions else [])
     table = Table(title=f"{title} ({', '.join(on)})", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")

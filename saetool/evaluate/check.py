@@ -144,7 +144,7 @@ def print_check(report: CheckReport) -> None:
     if is_quiet():
         return
     ev = report.evaluation
-    on = f"{ev.n_rows} activation rows" + (f", {ev.n_positions} positions through {ev.model}" if ev.n_positions else "")
+    on = f"{ev.n_rows} activation rows" + (f", {ev.n_positions} next-token predictions scored through {ev.model}" if ev.n_positions else "")
     table = Table(title=f"SAE check ({report.criteria} criteria): {ev.sae} ({on})", title_justify="left")
     reasons = any(r.reason for r in report.rows)
     for col, just in (("check", "left"), ("value", "right"), ("target", "right"), ("result", "left"), *((("reason", "left"),) if reasons else ())):
