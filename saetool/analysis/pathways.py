@@ -349,17 +349,8 @@ def export_json(path: str | Path, result: PathwaysResult, meta: dict[str, Any]) 
         write_atomic(p, result.edges.to_csv(index=False))
         return p
 
-    def clean(v: Any) -> Any:
-        v = v.item() if hasattr(v, "item") else v
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-
-    data = {
-        **meta,
-        "correlation": {k: clean(v) for k, v in result.correlation.items()},
-        "targets": [{k: clean(v) for k, v in r.items()} for r in result.targets.to_dict(orient="records")],
-        "edges": [{k: clean(v) for k, v in r.items()} for r in result.edges.to_dict(orient="records")],
-    }
-    write_atomic(p, json.dumps(finite(data), indent=2, allow_nan=False) + "\n")
+    data = {**meta, "correlation": result.correlation, "targets": result.targets.to_dict(orient="records"), "edges": result.edges.to_dict(orient="records")}
+    write_atomic(p, json.dumps(finite(data), indent=2, allow_nan=False) + "\n")  # numpy values as Python, NaN and inf as null
     return p
 
 

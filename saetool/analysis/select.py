@@ -460,15 +460,8 @@ def export_table(table: "pd.DataFrame", path: str | Path, *, meta: dict[str, Any
     if p.suffix.lower() == ".csv":
         write_atomic(p, table.to_csv(index=False))
         return p
-    rows = []
-    for rec in table.to_dict(orient="records"):
-        rows.append({k: (None if isinstance(v, float) and not math.isfinite(v) else _plain(v)) for k, v in rec.items()})
-    write_atomic(p, json.dumps(finite({**(meta or {}), "rows": rows}), indent=2, allow_nan=False) + "\n")
+    write_atomic(p, json.dumps(finite({**(meta or {}), "rows": table.to_dict(orient="records")}), indent=2, allow_nan=False) + "\n")
     return p
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
 
 
 # -- the API -----------------------------------------------------------------------------------------

@@ -329,10 +329,14 @@ def common_features(f: "torch.Tensor", top: int, layer: int | None, control: "to
     count = active.sum(0)
     mean = torch.where(count > 0, (f * active).sum(0) / count.clamp(min=1), torch.zeros_like(count, dtype=f.dtype))
     live = [i for i in range(f.shape[1]) if int(count[i]) > 0]
+    c_count = (control > 0).sum(0) if control is not None else None
+
+    def c_share(i: int) -> float:
+        return int(c_count[i]) / control.shape[0] if control is not None and control.shape[0] else math.nan
+
     if by_lift and control is not None:
-        c_share = (control > 0).double().mean(0) if control.shape[0] else torch.full((f.shape[1],), math.nan)
         live = [i for i in live if int(count[i]) >= 2 and int(count[i]) >= min_share * n]
-        order = sorted(live, key=lambda i: (-lift_of(int(count[i]) / n, float(c_share[i])), -int(count[i]), i))[:top]
+        order = sorted(live, key=lambda i: (-lift_of(int(count[i]) / n, c_share(i)), -int(count[i]), i))[:top]
     else:
         order = sorted(live, key=lambda i: (-int(count[i]), -float(mean[i]), i))[:top]
     share = [int(count[i]) / n if n else math.nan for i in order]
@@ -343,11 +347,10 @@ def common_features(f: "torch.Tensor", top: int, layer: int | None, control: "to
         "share": share,
         "mean_activation": [float(mean[i]) for i in order],
     }
-    if control is not None:
-        c_count = (control > 0).sum(0)
-        c_share = [int(c_count[i]) / control.shape[0] if control.shape[0] else math.nan for i in order]
-        table |= {"control_count": [int(c_count[i]) for i in order], "control_share": c_share,
-                  "lift": [lift_of(a, b) for a, b in zip(share, c_share)]}
+    if c_count is not None:
+        shares = [c_share(i) for i in order]
+        table |= {"control_count": [int(c_count[i]) for i in order], "control_share": shares,
+                  "lift": [lift_of(a, b) for a, b in zip(share, shares)]}
     return pd.DataFrame(table)
 
 

@@ -32,7 +32,7 @@ from saetool.errors import SaetoolError
 from saetool.interpret.records import Example, FeatureRecord, Label
 from saetool.plugins import host
 
-# Deferred imports: scipy (about 1 s) only for mean_ci's t quantile, with a normal fallback; `saetool plugins` loads the
+# Deferred imports: scipy (about 1 s, through saetool.steer.stats) only for mean_ci's t quantile; `saetool plugins` loads the
 # scorers without it.
 
 Predictor = Callable[[Example], "bool | float"]
@@ -96,26 +96,17 @@ def balanced_accuracy_ci(tpr: float, n_pos: int, tnr: float, n_neg: int, z: floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def mean_ci(values: Sequence[float | None], z: float = Z95) -> tuple[float | None, tuple[float, float] | None, int]:
-    """``(mean, 95% interval, n)`` of the scores that are not ``None`` (Student t when scipy is
-    there, else normal; no interval below two scores). Scores lie in [0, 1], and so does the
-    interval: a few scattered scores give a wide one, clipped there."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
-    n = len(xs)
-    if not n:
-        return None, None, 0
-    mean = sum(xs) / n
-    if n < 2:
-        return mean, None, n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    try:
-        from scipy.stats import t
+def mean_ci(values: Sequence[float | None]) -> tuple[float | None, tuple[float, float] | None, int]:
+    """``(mean, 95% interval, n)`` of the scores that are not ``None``: the Student t interval of
+    :func:`saetool.steer.stats.mean_ci`, none below two scores. Scores lie in [0, 1], and so does
+    the interval: a few scattered scores give a wide one, clipped there."""
+    from saetool.steer.stats import mean_ci as t_interval
 
-        q = float(t.ppf(0.975, n - 1))
-    except ImportError:  # pragma: no cover - scipy ships with the test and default installs
-        q = z
-    half = q * sd / math.sqrt(n)
-    return mean, (max(0.0, mean - half), min(1.0, mean + half)), n
+    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not xs:
+        return None, None, 0
+    mean, lo, hi = t_interval(xs, bounds=(0.0, 1.0))
+    return mean, (None if math.isnan(lo) else (lo, hi)), len(xs)
 
 
 def _round(value: float | None) -> float | None:
