@@ -310,6 +310,15 @@ def test_cli_seed000_criteria_each_with_a_reason(seed000_set, tmp_path):
     assert report["verdict"] == ("SCALE UP" if all(four) else "FIX ISSUES FIRST") and proc.returncode == (0 if all(four) else 1)
     assert "explained variance" in rows and rows["explained variance"]["passed"] is None  # the default profile's numbers, as information
     assert "reason" in proc.stderr and "seed000 criteria" in proc.stderr
+    # --only-turning: the samples are the texts that turn by VADER, and the completeness row says so
+    turning = tmp_path / "turning.h5"
+    proc = run_cli("transitions", "--sae", str(s["sae"]), "--texts", str(s["folder"] / "texts.txt"), "--only-turning", "-o", str(turning))
+    assert proc.returncode == 0, proc.stderr
+    kept = read_transitions(turning)
+    n_turn = int(((kept["sentiment"][:, 0] < 0) & (kept["sentiment"][:, 1] > 0)).sum())
+    assert kept["n_samples"] == n_turn < 6 and f"{n_turn} of 6 (the {n_turn} kept: --only-turning)" in " ".join(proc.stderr.split())
+    row = {r["check"]: r for r in json.loads(run_cli(*base, "--transitions", str(turning)).stdout)["checks"]}["pipeline completeness"]
+    assert row["reason"].startswith(f"6 transition text(s), {n_turn} labeled (--only-turning: the labeled texts that turn")
 
     # "common" that fires everywhere is not specific: an impossible lift leaves none; no steering effect fails
     flat = _steer_result(tmp_path / "flat.h5", [0.1, -0.1, 0.0, 0.2, -0.2, 0.0], [0.0, 0.1, -0.1, 0.1, -0.1, 0.05])

@@ -293,6 +293,33 @@ def test_cli_control_columns_and_a_control_without_transitions(tiny, tmp_path):
     assert not bad.exists() and not Path(str(bad) + ".partial").exists()
 
 
+def test_only_turning_keeps_the_texts_that_turn(tiny, tmp_path, capsys):
+    """--only-turning: the samples are the labeled texts VADER finds negative before the token and
+    positive from it on, with the same activations as without the option; the other texts keep their
+    sentiment but no sample; a set in which none turns is a one-line error, nothing written."""
+    from saetool.analysis.transitions import TransitionsConfig, n_labeled, read_transitions, run_transitions
+    from saetool.errors import SaetoolError
+
+    every = run_transitions(TransitionsConfig(), tiny["sae"], texts_file=tiny["texts"], output=tmp_path / "all.h5", model=tiny["model"])
+    turns = [i for i, (b, a) in enumerate(every.sentiment) if b < 0 and a > 0]
+    assert 1 <= len(turns) < every.n_samples  # the fixture has labeled texts that do not turn
+    kept = run_transitions(TransitionsConfig(only_turning=True), tiny["sae"], texts_file=tiny["texts"], output=tmp_path / "turn.h5", model=tiny["model"])
+    assert [i for i, p in enumerate(kept.positions) if p is not None] == turns
+    data, full = read_transitions(kept.path), read_transitions(every.path)
+    assert list(data["sample_text"]) == turns and data["n_samples"] == data["n_turning"] == len(turns)
+    rows = [list(full["sample_text"]).index(i) for i in turns]
+    assert np.allclose(data["activations"], full["activations"][rows])
+    assert np.array_equal(np.isnan(data["sentiment"]), np.isnan(full["sentiment"])) and n_labeled(data["sentiment"]) == every.n_samples
+    assert data["settings"]["only_turning"] is True
+    assert f"{every.n_samples - len(turns)} of {every.n_samples} labeled text(s) do not turn" in " ".join(capsys.readouterr().err.split())
+    flat = tmp_path / "flat.txt"
+    flat.write_text("\n".join(CONTROL_TEXTS) + "\n")
+    bad = tmp_path / "bad.h5"
+    with pytest.raises(SaetoolError, match="none of the 3 labeled text"):
+        run_transitions(TransitionsConfig(only_turning=True), tiny["sae"], texts_file=flat, output=bad, model=tiny["model"])
+    assert not bad.exists() and not Path(str(bad) + ".partial").exists()
+
+
 def test_offset_reads_the_token_before(tiny, tmp_path):
     from saetool.analysis.transitions import TransitionsConfig, run_transitions
 

@@ -28,7 +28,8 @@
 5. **Does the text turn?** VADER's sentiment of each text before its labeled
    token and from it on: a generated continuation need not turn positive
    after the bridge, so the count of texts that do (negative before,
-   positive after) is reported, for the control too.
+   positive after) is reported, for the control too. ``only_turning`` keeps
+   only the texts that do (the control keeps all of its own).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class TransitionsConfig:
     do_sample: bool = False
     temperature: float = 1.0
     seed: int = 0
+    only_turning: bool = False
 
     def validate(self) -> None:
         if self.top < 1:
@@ -382,11 +384,21 @@ def token_context(tokenizer: Any, row: Sequence[int], p: int | None, before: int
     return ("…" if start > 1 else "") + dec(row[start:p]) + "⟦" + dec(row[p : p + 1]) + "⟧" + dec(row[p + 1 : p + 1 + after]) + ("…" if p + 1 + after < len(row) else "")
 
 
+def n_labeled(sentiment: "np.ndarray | None") -> int:
+    """Texts with a labeled token (a sentiment before it)."""
+    return 0 if sentiment is None else int(np.isfinite(sentiment[:, 0]).sum())
+
+
+def turns(sentiment: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: the texts negative before their labeled token and positive from it on."""
+    return (sentiment[:, 0] < 0) & (sentiment[:, 1] > 0)
+
+
 def n_turning(sentiment: "np.ndarray | None") -> int:
-    """Texts negative before their labeled token and positive from it on."""
+    """How many texts :func:`turns` finds."""
     if sentiment is None or not len(sentiment):
         return 0
-    return int(((sentiment[:, 0] < 0) & (sentiment[:, 1] > 0)).sum())
+    return int(turns(sentiment).sum())
 
 
 # -- the artifact --------------------------------------------------------------------------------------
@@ -509,7 +521,7 @@ def run_transitions(
         sae = sae.to(model.device)
 
     start = time.perf_counter()
-    main = sample_set(model, sae, labeler, config, inputs, generated=prompts_file is not None, source=source)
+    main = sample_set(model, sae, labeler, config, inputs, generated=prompts_file is not None, source=source, only_turning=config.only_turning)
     control = None
     if control_file is not None:
         control = sample_set(model, sae, labeler, config, control_inputs, generated=prompts_file is not None, source=control_file, what="control ")
@@ -524,7 +536,8 @@ def run_transitions(
     layer = layer_of_hook(sae.cfg.hook)
     common = common_features(f, config.top, layer, control=control.f if control is not None else None)
     specific = common_features(f, config.top, layer, control=control.f, by_lift=True, min_share=0.5) if control is not None else None
-    main.sentiment = turn_sentiment(model.tokenizer, main.rows, main.positions)
+    if main.sentiment is None:
+        main.sentiment = turn_sentiment(model.tokenizer, main.rows, main.positions)
     if control is not None:
         control.sentiment = turn_sentiment(model.tokenizer, control.rows, control.positions)
     seconds = time.perf_counter() - start
@@ -546,9 +559,11 @@ def run_transitions(
 
 
 def sample_set(model: "HookedModel", sae: "SAE", labeler: Any, config: TransitionsConfig, inputs: Sequence[str], *, generated: bool,
-               source: str | Path, what: str = "") -> Sampled:
+               source: str | Path, what: str = "", only_turning: bool = False) -> Sampled:
     """Texts (generated from ``inputs`` as base prompts, or ``inputs`` themselves) with their
-    transition tokens labeled, and the activations there (``what``: "control " names the set in messages)."""
+    transition tokens labeled, and the activations there (``what``: "control " names the set in messages).
+    ``only_turning``: texts that do not turn from negative to positive at their labeled token
+    (by VADER, as :func:`turn_sentiment`) are left out like unlabeled ones; their sentiment is kept."""
     offsets = None
     if generated:
         log(f"[dim]generating {len(inputs)} {what}transition text(s) with {model.model_id}...[/dim]")
@@ -567,6 +582,17 @@ def sample_set(model: "HookedModel", sae: "SAE", labeler: Any, config: Transitio
         )
     if n_found < len(texts):
         warn(f"no transition token in {len(texts) - n_found} of {len(texts)} {what}text(s); they are left out")
+    sentiment = None
+    if only_turning:
+        sentiment = turn_sentiment(model.tokenizer, rows, positions)
+        positions = [p if turn else None for p, turn in zip(positions, turns(sentiment))]
+        n_turn = sum(p is not None for p in positions)
+        if n_turn == 0:
+            raise SaetoolError(f"none of the {n_found} labeled {what}text(s) turns from negative to positive at its labeled token (by VADER sentiment)",
+                               hint="generate more texts (more --prompts, or --sample), or leave out --only-turning")
+        if n_turn < n_found:
+            warn(f"{n_found - n_turn} of {n_found} labeled {what}text(s) do not turn from negative to positive at the labeled token (by VADER sentiment); "
+                 "they are left out (--only-turning)")
     x, which, totals = collect(model, sae, rows, positions, config.batch_size)
     tokens = [model.tokenizer.decode([int(r[p])]) if p is not None else "" for r, p in zip(rows, positions)]
-    return Sampled(list(texts), [list(r) for r in rows], positions, tokens, x, which, totals)
+    return Sampled(list(texts), [list(r) for r in rows], positions, tokens, x, which, totals, sentiment=sentiment)

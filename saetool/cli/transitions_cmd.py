@@ -30,6 +30,7 @@ def transitions(
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (with --seed) instead of greedy decoding."),
     temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature."),
     seed: int = typer.Option(0, "--seed", help="Random seed for sampling."),
+    only_turning: bool = typer.Option(False, "--only-turning", help="Keep only the texts that turn from negative to positive at the labeled token (VADER sentiment before < 0, from it on > 0); the control keeps all of its own."),
     context_size: int = typer.Option(256, "--context-size", help="Tokens per text (BOS included); longer texts are cut."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Texts per forward pass / generate call."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the one the SAE records)."),
@@ -59,6 +60,7 @@ def transitions(
     config = TransitionsConfig(
         labeler=labeler, labeler_options=key_values(labeler_option or [], "--labeler-option", example="words=but,however"), offset=offset, top=top, batch_size=batch_size,
         context_size=context_size, bridge=bridge, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed,
+        only_turning=only_turning,
     )
     result = run_transitions(config, sae, texts_file=texts, prompts_file=prompts, control_file=control, max_texts=max_texts, output=output,
                              overwrite=overwrite, model_name=model, backend=backend, device=device, dtype=dtype)
@@ -80,7 +82,7 @@ def show_table(result: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from saetool.analysis.transitions import n_turning
+    from saetool.analysis.transitions import n_labeled, n_turning
 
     if is_quiet():
         return
@@ -109,7 +111,9 @@ def show_table(result: Any) -> None:
         stderr().print("control tokens: " + _token_counts(control.tokens, control.positions))
     if result.sentiment is not None:
         line = (f"texts that turn from negative to positive at the labeled token (VADER compound < 0 before it, > 0 from it on): "
-                f"{n_turning(result.sentiment)} of {result.n_samples}")
+                f"{n_turning(result.sentiment)} of {n_labeled(result.sentiment)}")
+        if result.n_samples < n_labeled(result.sentiment):
+            line += f" (the {result.n_samples} kept: --only-turning)"
         if control is not None and control.sentiment is not None:
             line += f"; control: {n_turning(control.sentiment)} of {control.n_samples}"
         stderr().print(line)

@@ -350,7 +350,9 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
     missing = [m for m, bad in (("--transitions", data is None), ("--steering", steering is None)) if bad]
     ok = not missing and n_texts >= MIN_TEXTS and n_samples >= MIN_SAMPLES
     reason = f"{n_texts} transition text(s), {n_samples} labeled"
-    if data is not None and "n_turning" in data:  # a manipulation check: a generated text need not turn where the bridge was put
+    if data is not None and (data.get("settings") or {}).get("only_turning"):
+        reason += " (--only-turning: the labeled texts that turn from negative to positive there by VADER sentiment)"
+    elif data is not None and "n_turning" in data:  # a manipulation check: a generated text need not turn where the bridge was put
         reason += f" ({int(data['n_turning'])} turn from negative to positive there by VADER sentiment)"
     reason += ", steering result given" if steering is not None else ""
     if missing:
