@@ -317,8 +317,17 @@ def test_cli_seed000_criteria_each_with_a_reason(seed000_set, tmp_path):
     kept = read_transitions(turning)
     n_turn = int(((kept["sentiment"][:, 0] < 0) & (kept["sentiment"][:, 1] > 0)).sum())
     assert kept["n_samples"] == n_turn < 6 and f"{n_turn} of 6 (the {n_turn} kept: --only-turning)" in " ".join(proc.stderr.split())
-    row = {r["check"]: r for r in json.loads(run_cli(*base, "--transitions", str(turning)).stdout)["checks"]}["pipeline completeness"]
-    assert row["reason"].startswith(f"6 transition text(s), {n_turn} labeled (--only-turning: the labeled texts that turn")
+    filtered = {r["check"]: r for r in json.loads(run_cli(*base, "--transitions", str(turning)).stdout)["checks"]}
+    row = filtered["pipeline completeness"]
+    assert row["value"] == f"6 texts, {n_turn} turning" and row["passed"] is (n_turn >= 5)  # the 5 transitions asked for count the texts that turn
+    assert row["reason"].startswith(f"6 transition text(s), 6 labeled, {n_turn} kept: those that turn from negative to positive")
+    # check --only-turning on the unfiltered transitions: the same samples, without generating again
+    same = {r["check"]: r for r in json.loads(run_cli(*base, "--transitions", str(s["transitions"]), "--only-turning").stdout)["checks"]}
+    for name in ("SAE reconstruction (cosine)", "common features at the transition", "pipeline completeness"):
+        assert same[name]["value"] == filtered[name]["value"], name
+    assert same["SAE reconstruction (cosine)"]["reason"].startswith(f"cosine {filtered['SAE reconstruction (cosine)']['value']:.3f} at {n_turn} transition token(s)")
+    proc = run_cli("check", str(s["sae"]), str(s["acts"]), "--no-model", "--only-turning")
+    assert proc.returncode == 2 and "belong to --criteria seed000" in proc.stderr
 
     # "common" that fires everywhere is not specific: an impossible lift leaves none; no steering effect fails
     flat = _steer_result(tmp_path / "flat.h5", [0.1, -0.1, 0.0, 0.2, -0.2, 0.0], [0.0, 0.1, -0.1, 0.1, -0.1, 0.05])

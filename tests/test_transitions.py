@@ -310,8 +310,22 @@ def test_only_turning_keeps_the_texts_that_turn(tiny, tmp_path, capsys):
     rows = [list(full["sample_text"]).index(i) for i in turns]
     assert np.allclose(data["activations"], full["activations"][rows])
     assert np.array_equal(np.isnan(data["sentiment"]), np.isnan(full["sentiment"])) and n_labeled(data["sentiment"]) == every.n_samples
-    assert data["settings"]["only_turning"] is True
+    assert data["settings"]["only_turning"] is True and data["n_labeled"] == every.n_samples
     assert f"{every.n_samples - len(turns)} of {every.n_samples} labeled text(s) do not turn" in " ".join(capsys.readouterr().err.split())
+    # the control is not filtered
+    control = tmp_path / "control.txt"
+    control.write_text("\n".join(CONTROL_TEXTS) + "\n")
+    runs = [read_transitions(run_transitions(TransitionsConfig(only_turning=flag), tiny["sae"], texts_file=tiny["texts"], control_file=control,
+                                             output=tmp_path / f"c{flag}.h5", model=tiny["model"]).path) for flag in (False, True)]
+    assert runs[1]["n_samples"] == len(turns) and runs[1]["control"]["texts"] == CONTROL_TEXTS
+    assert np.array_equal(runs[0]["control"]["activations"], runs[1]["control"]["activations"]) and runs[1]["n_control_samples"] == 3
+    # the terminal: the count of those that turn out of the labeled ones, the left-out texts marked, the kept count
+    proc = run_cli("transitions", "--sae", str(tiny["sae"]), "--texts", str(tiny["texts"]), "--only-turning", "-o", str(tmp_path / "cli.h5"))
+    assert proc.returncode == 0, proc.stderr
+    err = " ".join(proc.stderr.split())
+    n = every.n_samples
+    assert f"{len(turns)} of {n} (the {len(turns)} kept: --only-turning)" in err and "left out: does not turn" in err
+    assert f"{n} of {len(TEXTS)} texts labeled, {len(turns)} kept: --only-turning" in err
     flat = tmp_path / "flat.txt"
     flat.write_text("\n".join(CONTROL_TEXTS) + "\n")
     bad = tmp_path / "bad.h5"

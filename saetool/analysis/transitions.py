@@ -29,7 +29,9 @@
    token and from it on: a generated continuation need not turn positive
    after the bridge, so the count of texts that do (negative before,
    positive after) is reported, for the control too. ``only_turning`` keeps
-   only the texts that do (the control keeps all of its own).
+   only the texts that do (the control keeps all of its own); the texts left
+   out keep their sentiment, and still count in the reconstruction over all
+   tokens of the texts and in its mean.
 """
 
 from __future__ import annotations
@@ -547,7 +549,8 @@ def run_transitions(
                 "prompts_file": str(Path(prompts_file).resolve()) if prompts_file else None, "generated": prompts_file is not None,
                 "control_file": str(Path(control_file).resolve()) if control_file else None, "model": model.model_id, "seconds": round(seconds, 2)}
     attrs = {"settings": settings, "metrics": metrics, "baseline": baseline, "hook": str(sae.cfg.hook), "labeler": labeler.name,
-             "n_texts": len(main.texts), "n_samples": main.n_samples, "n_turning": n_turning(main.sentiment), "model": model.model_id,
+             "n_texts": len(main.texts), "n_labeled": n_labeled(main.sentiment), "n_samples": main.n_samples, "n_turning": n_turning(main.sentiment),
+             "model": model.model_id,
              "d_sae": sae.cfg.d_sae, "sae": str(Path(sae_path).resolve())}
     if control is not None:
         attrs |= {"n_control_texts": len(control.texts), "n_control_samples": control.n_samples, "n_control_turning": n_turning(control.sentiment),

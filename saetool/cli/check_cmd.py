@@ -33,6 +33,7 @@ def check(
     min_share: float = typer.Option(0.5, "--min-share", help="seed000: a common feature fires in at least this share of the transition samples."),
     min_lift: float = typer.Option(2.0, "--min-lift", help="seed000: ... and at least this many times as often as on ordinary text (ACTIVATIONS) and, when the transitions hold a control (transitions --control), as at its tokens."),
     level: float = typer.Option(0.05, "--level", help="seed000: significance level of the steering test on a completions artifact (a sweep's best cell keeps its own) and of the features' test against the control (Benjamini-Hochberg q)."),
+    only_turning: bool = typer.Option(False, "--only-turning", help="seed000: judge the transitions by the texts that turn from negative to positive at the labeled token only (the transitions artifact's VADER sentiment; as transitions --only-turning, without generating again)."),
     num_tokens: int = NUM_TOKENS,
     skip_tokens: int = SKIP_TOKENS,
     batch_size: int = BATCH_SIZE,
@@ -72,12 +73,12 @@ def check(
 
     if criteria not in PROFILES:
         raise SaetoolError(f"unknown --criteria {criteria!r}", hint="choose one of: " + ", ".join(PROFILES))
-    if criteria != "seed000" and (transitions is not None or steering is not None):
-        raise SaetoolError("--transitions and --steering belong to --criteria seed000", hint="add --criteria seed000")
+    if criteria != "seed000" and (transitions is not None or steering is not None or only_turning):
+        raise SaetoolError("--transitions, --steering and --only-turning belong to --criteria seed000", hint="add --criteria seed000")
     lo, hi = parse_range(l0)
     thresholds = Thresholds(min_ev=min_ev, min_ce_recovered=min_ce_recovered, l0_min=lo, l0_max=hi, max_dead=max_dead)
     thresholds.validate()
-    seed_th = Seed000Thresholds(min_cosine=min_cosine, min_common=min_common, min_share=min_share, min_lift=min_lift, level=level)
+    seed_th = Seed000Thresholds(min_cosine=min_cosine, min_common=min_common, min_share=min_share, min_lift=min_lift, level=level, only_turning=only_turning)
     seed_th.validate()
     for p, what in ((transitions, "--transitions"), (steering, "--steering")):
         if p is not None and not p.exists():

@@ -65,7 +65,11 @@ def transitions(
     result = run_transitions(config, sae, texts_file=texts, prompts_file=prompts, control_file=control, max_texts=max_texts, output=output,
                              overwrite=overwrite, model_name=model, backend=backend, device=device, dtype=dtype)
     show_table(result)
+    from saetool.analysis.transitions import n_labeled
+
     labeled = f"{result.n_samples} of {len(result.texts)} texts labeled"
+    if config.only_turning:
+        labeled = f"{n_labeled(result.sentiment)} of {len(result.texts)} texts labeled, {result.n_samples} kept: --only-turning"
     if result.control is not None:
         labeled += f"; control: {result.control.n_samples} of {len(result.control.texts)}"
     log(f"[green]wrote[/green] {result.path} ({labeled})")
@@ -102,8 +106,10 @@ def show_table(result: Any) -> None:
     sentiment = result.sentiment if result.sentiment is not None else [[math.nan, math.nan]] * len(result.texts)
     contexts = result.contexts or [" ".join(t.split())[:100] for t in result.texts]
     for i, (pos, mood, around) in enumerate(list(zip(result.positions, sentiment, contexts))[:10]):
-        mood_text = "-" if pos is None or math.isnan(mood[0]) else f"{mood[0]:+.2f} / {mood[1]:+.2f}"
-        labeled.add_row(str(i), "-" if pos is None else str(pos), mood_text, escape(" ".join(around.split())) if pos is not None else "-")
+        mood_text = "-" if math.isnan(mood[0]) else f"{mood[0]:+.2f} / {mood[1]:+.2f}"
+        left_out = pos is None and not math.isnan(mood[0])  # labeled, but --only-turning left it out
+        labeled.add_row(str(i), "-" if pos is None else str(pos), mood_text,
+                        escape(" ".join(around.split())) if pos is not None else ("left out: does not turn (--only-turning)" if left_out else "-"))
     stderr().print(labeled)
     stderr().print("transition tokens: " + _token_counts(result.tokens, result.positions))
     control = result.control

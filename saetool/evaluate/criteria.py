@@ -71,6 +71,7 @@ class Seed000Thresholds:
     min_share: float = 0.5
     min_lift: float = 2.0
     level: float = 0.05
+    only_turning: bool = False  # judge the transitions that turn from negative to positive (by their stored VADER sentiment) only
 
     def validate(self) -> None:
         if not 0 < self.min_share <= 1:
@@ -101,11 +102,15 @@ def feature_density(sae: "SAE", activations: str | Path, max_rows: int) -> "torc
     return counts / max(seen, 1)
 
 
-def transition_codes(sae: "SAE", path: str | Path) -> tuple[dict[str, Any], "torch.Tensor", "torch.Tensor", "torch.Tensor | None"]:
-    """``(transitions data, activations at the labeled tokens, their codes under this SAE, the control's codes or None)``."""
+def transition_codes(sae: "SAE", path: str | Path, *, only_turning: bool = False) -> tuple[dict[str, Any], "torch.Tensor", "torch.Tensor", "torch.Tensor | None"]:
+    """``(transitions data, activations at the labeled tokens, their codes under this SAE, the control's codes or None)``;
+    ``only_turning`` keeps the samples whose text turns from negative to positive there (the stored sentiment;
+    ``data["only_turning"]`` is then True)."""
     from saetool.analysis.transitions import read_transitions
 
     data = read_transitions(path)
+    if only_turning:
+        data = turning_samples(data, path)
     if data.get("hook") != str(sae.cfg.hook):
         raise SaetoolError(f"the transitions in {path} were read at {data.get('hook')} but the SAE reads {sae.cfg.hook}",
                            hint="run saetool transitions with this SAE")
@@ -120,6 +125,21 @@ def transition_codes(sae: "SAE", path: str | Path) -> tuple[dict[str, Any], "tor
         codes = [sae.encode(torch.from_numpy(a).to(device=sae.device, dtype=sae.dtype)) for a in sets]
     x = torch.from_numpy(data["activations"]).to(device=sae.device, dtype=sae.dtype)
     return data, x, codes[0], (codes[1] if len(codes) > 1 else None)
+
+
+def turning_samples(data: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """``data`` (as read by ``read_transitions``) with only the samples whose text turns from
+    negative to positive at the labeled token, by the stored VADER sentiment."""
+    from saetool.analysis.transitions import turns
+
+    if data.get("sentiment") is None:
+        raise SaetoolError(f"the transitions in {path} hold no sentiment (written by an older saetool)", hint="rerun saetool transitions, or leave out --only-turning")
+    keep = turns(data["sentiment"])[data["sample_text"]]
+    if not keep.any():
+        raise SaetoolError(f"none of the {len(keep)} labeled transition text(s) in {path} turns from negative to positive at its labeled token (by VADER sentiment)",
+                           hint="generate more transitions, or leave out --only-turning")
+    return {**data, "activations": data["activations"][keep], "sample_text": data["sample_text"][keep],
+            "codes": {k: v[keep] for k, v in data["codes"].items()}, "only_turning": True}
 
 
 def _cosine(sae: "SAE", x: "torch.Tensor", f: "torch.Tensor") -> float:
@@ -268,7 +288,7 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
     details: dict[str, Any] = {}
     data = x = f = fc = None
     if transitions is not None:
-        data, x, f, fc = transition_codes(sae, transitions)
+        data, x, f, fc = transition_codes(sae, transitions, only_turning=th.only_turning)
 
     # 1. reconstruction
     target = f"> {th.min_cosine:g}"
@@ -346,19 +366,27 @@ def seed000_rows(ev: "Evaluation", sae: "SAE", th: Seed000Thresholds, *, transit
     # 4. pipeline completeness
     target = f">= {MIN_TEXTS} transitions, >= {MIN_SAMPLES} labeled, a steering result"
     n_texts = int(data["n_texts"]) if data is not None else 0
-    n_samples = int(data["n_samples"]) if data is not None else 0
+    n_samples = len(data["activations"]) if data is not None else 0
     missing = [m for m, bad in (("--transitions", data is None), ("--steering", steering is None)) if bad]
-    ok = not missing and n_texts >= MIN_TEXTS and n_samples >= MIN_SAMPLES
-    reason = f"{n_texts} transition text(s), {n_samples} labeled"
-    if data is not None and (data.get("settings") or {}).get("only_turning"):
-        reason += " (--only-turning: the labeled texts that turn from negative to positive there by VADER sentiment)"
-    elif data is not None and "n_turning" in data:  # a manipulation check: a generated text need not turn where the bridge was put
-        reason += f" ({int(data['n_turning'])} turn from negative to positive there by VADER sentiment)"
+    filtered = data is not None and (data.get("only_turning") or (data.get("settings") or {}).get("only_turning"))
+    if filtered:  # the transitions are the texts that turn: they must be as many as the seed asks of transitions
+        from saetool.analysis.transitions import n_labeled
+
+        ok = not missing and n_samples >= max(MIN_TEXTS, MIN_SAMPLES)
+        value = f"{n_texts} texts, {n_samples} turning"
+        reason = (f"{n_texts} transition text(s), {n_labeled(data['sentiment'])} labeled, {n_samples} kept: those that turn from negative to positive "
+                  f"there by VADER sentiment (--only-turning; the {MIN_TEXTS} transitions asked for count these)")
+    else:
+        ok = not missing and n_texts >= MIN_TEXTS and n_samples >= MIN_SAMPLES
+        value = f"{n_texts} texts, {n_samples} labeled"
+        reason = f"{n_texts} transition text(s), {n_samples} labeled"
+        if data is not None and "n_turning" in data:  # a manipulation check: a generated text need not turn where the bridge was put
+            reason += f" ({int(data['n_turning'])} turn from negative to positive there by VADER sentiment)"
     reason += ", steering result given" if steering is not None else ""
     if missing:
         reason += "; missing " + " and ".join(missing)
     fix = "" if ok else f"generate at least {MIN_TEXTS} transitions with {MIN_SAMPLES}+ labeled, and steer"
-    rows.append(CheckRow("pipeline completeness", f"{n_texts} texts, {n_samples} labeled", target, ok, fix, reason=reason))
+    rows.append(CheckRow("pipeline completeness", value, target, ok, fix, reason=reason))
     return rows, details
 
 
