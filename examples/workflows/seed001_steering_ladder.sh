@@ -29,9 +29,9 @@ case "$SIZE" in
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;
 esac
 
-$SAETOOL sweep "$HERE/configs/smoke.yaml" --output-dir "$OUT" "${N[@]}" --overwrite --json > "$OUT.summary.json"
+$SAETOOL sweep "$HERE/configs/smoke.yaml" --output-dir "$OUT" ${N[@]+"${N[@]}"} --overwrite --json > "$OUT.summary.json"
 # level 2: which layer? best.json records the decision ("pick best layer for Level 3")
-$SAETOOL sweep "$HERE/configs/layer_test.yaml" --output-dir "$OUT" "${N2[@]}" --overwrite > /dev/null
+$SAETOOL sweep "$HERE/configs/layer_test.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} --overwrite > /dev/null
 $PYTHON - "$OUT/layer_comparison/summary.csv" <<'PY' >&2
 import sys
 
@@ -48,5 +48,5 @@ if ! $PYTHON -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["best"]
   echo "level 2 found no layer whose refusal rise is significant (see $OUT/layer_comparison/best.json); level 3 is only planned" >&2
   LEVEL3=(--dry-run)
 fi
-$SAETOOL sweep "$HERE/configs/alpha_sweep.yaml" --output-dir "$OUT" "${N2[@]}" "${LEVEL3[@]}" > /dev/null
+$SAETOOL sweep "$HERE/configs/alpha_sweep.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} ${LEVEL3[@]+"${LEVEL3[@]}"} > /dev/null
 echo "summary.csv, best.json and plots in $OUT/smoke_test, $OUT/layer_comparison and $OUT/alpha_sweep (level 3 only planned at SIZE=ci or without a significant layer)" >&2
