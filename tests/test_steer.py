@@ -180,6 +180,18 @@ def test_cli_vector_from_sae(tmp_path):
     sv = read_vector(tmp_path / "f5.h5")
     assert torch.allclose(sv.vector, sae.W_dec[5].detach())
     assert sv.details["feature"] == 5
+    # vector random --like: a seeded random direction of that vector's norm at its hook, for the same model
+    rnd = [tmp_path / name for name in ("r0.h5", "r0-again.h5", "r1.h5")]
+    for out, seed in zip(rnd, (0, 0, 1)):
+        proc = run_cli("vector", "random", "--like", str(tmp_path / "f5.h5"), "--seed", str(seed), "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["method"] == "random"
+    a, b, c = (read_vector(p) for p in rnd)
+    assert a.norm == pytest.approx(sv.norm, rel=1e-5) and a.hook == sv.hook and a.model == sv.model and a.method == "random"
+    assert torch.equal(a.vector, b.vector) and not torch.allclose(a.vector, c.vector)  # seeded
+    assert abs(float(torch.nn.functional.cosine_similarity(a.vector, sv.vector, dim=0))) < 0.9
+    assert a.details["seed"] == 0 and a.details["like"] == str((tmp_path / "f5.h5").resolve())
+    assert_clean_error(run_cli("vector", "random", "--like", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "x.h5")), "does not exist")
 
 
 def test_cli_bad_inputs_fail_fast(tmp_path):
@@ -265,3 +277,20 @@ def test_cli_prompt_suffix_condition_and_vader_sentiment(tiny_gpt2_dir, tmp_path
     assert two.returncode == 0, two.stderr
     assert list(read_completions(tmp_path / "u.h5").texts) == ["steered", "prompted-1", "prompted-2"]
     assert_clean_error(run_cli("steer", str(vec), "--prompts", str(prompts), "--prompt-suffix", " ", *common, "-o", str(tmp_path / "w.h5")), "--prompt-suffix is empty")
+
+
+def test_metrics_table_names_each_metrics_direction():
+    """The metrics table says which way is better where a metric knows: coherence is a loss."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from saetool.cli.steer_cmd import metrics_table
+
+    values = {"coherence": [1.0, 2.0, 1.5], "helpfulness": [1, 0, 1], "sentiment": [0.1, -0.2, 0.3]}
+    comp = SimpleNamespace(n=3, metrics={"baseline": values, "steered": values})
+    console = Console(width=250, record=True)
+    console.print(metrics_table(comp, ["baseline", "steered"], sorted(values)))
+    text = console.export_text()
+    assert "coherence (lower is better)" in text and "helpfulness (higher is better)" in text
+    assert "sentiment " in text and "sentiment (" not in text  # no direction: neither

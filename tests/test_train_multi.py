@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 
@@ -93,6 +94,10 @@ def test_cli_pipes_one_manifest_for_the_set(acts, tmp_path):
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert record["kind"] == "sae-set" and record["hooks"] == HOOKS[:2]
+    err = " ".join(proc.stderr.split())
+    for h in HOOKS[:2]:  # 6 steps: each SAE's short-run warning names its hook; the summary says what its figures are over
+        assert f"{h}: this run looks too short to converge" in err
+        assert re.search(re.escape(h) + r": FVU [0-9.]+, L0 [0-9.]+ \(on the [0-9,]+ held-out rows\), never active there [0-9.]+%, dead in training [0-9.]+%", err)
     assert [json.loads(json.dumps(p)) for p in record["saes"]] == [str(tmp_path / "set" / f"sae-topk-{h}.h5") for h in HOOKS[:2]]
     assert_clean_error(run_cli("train", str(acts), "--hooks", "blocks.9.hook_resid_post", "-o", str(tmp_path / "x")), "no hook 'blocks.9.hook_resid_post'")
 

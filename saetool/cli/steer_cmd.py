@@ -183,7 +183,9 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
             a, b = series[conds[0]], series[c]
             p = paired_p(a, b, rate=binary) if len(a) == len(b) and a else math.nan
             pvals.append("-" if math.isnan(p) else f"{p:.2g}")
-        table.add_row(m, *cells, *pvals)
+        direction = getattr(metric, "higher_is_better", None)
+        label = m + {True: " (higher is better)", False: " (lower is better)"}.get(direction, "") if metric is not None else m
+        table.add_row(label, *cells, *pvals)
     return table
 
 
@@ -369,6 +371,33 @@ def words(
         batch_size=batch_size, method="words", details={"positive_words": pos, "negative_words": neg, "template": template},
     )
     _finish_vector(sv, output, default, overwrite, [], {"positive_words": pos, "negative_words": neg, "template": template})
+
+
+@vector_app.command("random")
+def random_(
+    like: Path = typer.Option(..., "--like", help="A vector artifact: the random direction gets its norm, hook and model."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the direction."),
+    output: Optional[Path] = OUTPUT,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """A random direction of another vector's norm at its hook: the control for a steering result.
+
+    Steer with both on the same prompts and settings; an effect the random
+    direction shows too is the push's size, not the direction's meaning.
+
+    Example:
+
+        saetool vector random --like f123.h5 --seed 0 -o random-f123.h5
+    """
+    from saetool.artifacts.store import check_output_path
+    from saetool.steer.vectors import random_like, read_vector
+
+    if not like.exists():
+        raise SaetoolError(f"--like {like} does not exist", hint="pass a vector artifact (saetool vector ...)")
+    default = f"vector-random-{like.stem}-s{seed}.h5"
+    check_output_path(output or Path(default), overwrite=overwrite, inputs=[like])
+    sv = random_like(read_vector(like), seed=seed, source=str(like.resolve()))
+    _finish_vector(sv, output, default, overwrite, [like], {"like": str(like.resolve()), "seed": seed})
 
 
 @vector_app.command("import")

@@ -134,7 +134,9 @@ def _train_set(settings: TrainConfig, paths: List[Path], hooks: str, output: Opt
     for hook, r in zip(done.hooks, done.results):
         m = r.metrics
         passed = all(item.passed for item in r.checklist if item.passed is not None)
-        log(f"{hook}: FVU {m.get('fvu', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, dead {100 * m.get('dead_fraction', 0):.1f}%  " + ("[green]checklist passed[/green]" if passed else "[yellow]checklist not passed[/yellow]"))
+        where = f"the {int(m.get('rows', 0)):,} held-out rows" if m.get("heldout") else "the last training batch"
+        log(f"{hook}: FVU {m.get('fvu', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f} (on {where}), never active there {100 * m.get('dead_fraction', 0):.1f}%, "
+            f"dead in training {100 * m.get('dead_fraction_train', 0):.2f}%  " + ("[green]checklist passed[/green]" if passed else "[yellow]checklist not passed[/yellow]"))
     assert done.index is not None
     c = done.results[0].sae.cfg
     log(f"[green]wrote[/green] {done.index.parent}/: {len(done.results)} {c.arch} SAEs (d_sae={c.d_sae}) and the index {done.index.name}")

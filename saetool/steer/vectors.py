@@ -5,7 +5,7 @@ A ``vector`` artifact (HDF5, schema 1) holds:
 - ``vector`` ``[d]`` float32: the steering vector;
 - attributes ``hook`` (where it was made, e.g. ``blocks.15.hook_resid_post``),
   ``layer``, ``model``, ``method`` (``from-sae``, ``diff-means``,
-  ``words``, ``import``), ``d``, ``norm`` (its L2 norm),
+  ``words``, ``import``, ``random``), ``d``, ``norm`` (its L2 norm),
   ``resid_norm_mean`` (mean activation norm at the hook over the prompts it
   was made from, leaving out each prompt's first token, whose norm is an
   outlier; NaN if unknown; ``--scale relative`` uses it) and ``details``
@@ -43,6 +43,7 @@ KIND = "vector"
 SCHEMA_VERSION = 1
 #: ``method`` of a vector made from an SAE feature (the command's name; files written before 0.x say "sae-feature").
 FROM_SAE = "from-sae"
+RANDOM = "random"
 
 #: The seed's mini steering test (seed 000) word lists, used when none are given.
 DEFAULT_POSITIVE_WORDS = ("happy", "joy", "optimistic", "hopeful", "grateful")
@@ -148,6 +149,18 @@ def vector_from_sae(sae: "SAE", feature: int, *, source: str | None = None) -> S
         method=FROM_SAE,
         details={"sae": source, "feature": int(feature), "arch": cfg.arch, "d_sae": cfg.d_sae},
     )
+
+
+def random_like(sv: SteeringVector, *, seed: int, source: str | None = None) -> SteeringVector:
+    """A random direction (standard normal, seeded) with ``sv``'s norm, hook and model: the control
+    that tells a direction's steering effect from any push of that size."""
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed))
+    vec = torch.randn(sv.d, generator=g, dtype=torch.float64)
+    vec = (vec * (sv.norm / float(vec.norm()))).float()
+    return SteeringVector(vector=vec, hook=sv.hook, model=sv.model, method=RANDOM, details={"like": source, "like_method": sv.method, "seed": int(seed)},
+                          resid_norm_mean=sv.resid_norm_mean)
 
 
 # -- from activations -----------------------------------------------------------------------

@@ -165,6 +165,8 @@ def _train_set(config: TrainConfig, inputs: Sequence[str | Path], source: "Activ
         Trainer(replace(config, hook=h), d_in=d, total_steps=total_steps, hook=h, model=source.model, checkpoints=CheckpointDir(checkpoint_dir_for(o)))
         for h, d, o in zip(source.hooks, source.widths, outs)
     ]
+    for t in trainers:
+        t.name_hook = len(trainers) > 1
     peak = check_memory(config, source.widths, [t.cfg.d_sae for t in trainers], config.device)
     folder.mkdir(parents=True, exist_ok=True)
     index = check_output_path(folder / INDEX_NAME, overwrite=overwrite, inputs=inputs)

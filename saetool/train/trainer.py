@@ -155,6 +155,7 @@ class Trainer:
         self.aux_dead_tokens = config.aux_dead_tokens or default_aux_dead_tokens(self.run_tokens, batch, self.dead_tokens)
         self.controller = self._controller()
         self.short_run: str | None = None  # the convergence warning, if any
+        self.name_hook = False  # warnings name the hook (set when several SAEs train at once)
         # state filled by _start or _restore
         self.sae: SAE
         self.objective: Objective
@@ -569,7 +570,7 @@ class Trainer:
             return
         message = convergence_warning(fvu, l0, dead=dead, dead_window=self.dead_tokens / self.run_tokens, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None)
         if message:
-            warn(message)
+            warn(f"{self.cfg.hook}: {message}" if self.name_hook else message)
             self.short_run = message
 
     def _calibrate(self) -> None:
