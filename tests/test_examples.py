@@ -137,6 +137,7 @@ def test_seed003_pathways(ran):
     edges = json.loads((out / "pathways.json").read_text())["edges"]
     assert edges and all(e["target"].startswith("L12-") and e["source"].startswith("L6-") for e in edges)
     assert (out / "tokens.csv").read_text().startswith("token")
+    assert (out / "steer-random.h5").exists()  # the random direction of the same norm, the control
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)

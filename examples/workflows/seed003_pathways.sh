@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Seed 003: feature pathways. SAEs at two layers; features that separate
 # harmful from benign prompts by Cohen's d (select); steering with the top
-# one; an audit that the artifacts join up; which upstream features drive the
+# one, beside a random direction of the same norm (the control); an audit that the artifacts join up; which upstream features drive the
 # selected ones, validated by patching (pathways); and which tokens the
 # steering made more or less frequent (tokens).
 #
-#   SIZE=ci    tiny SAEs, 2 texts          (about 3 min on 2 CPU cores; measured 3 min 6 s of CPU)
-#   SIZE=small 8,192 tokens per layer      (about 6 min)    <- default
+#   SIZE=ci    tiny SAEs, 2 texts          (about 1 min on 2 idle CPU cores; 55 s measured)
+#   SIZE=small 8,192 tokens per layer      (about 2 min; 1 min 16 s measured)    <- default
 #   SIZE=full  bigger SAEs and more texts  (an hour or more on a CPU)
 set -euo pipefail
 SIZE=${SIZE:-small}
@@ -32,7 +32,8 @@ done
 # (--per-line: padded, # comment lines skipped), Cohen's d over prompts of each prompt's
 # largest activation (--per sequence-max: harmful prompts are longer, and a per-prompt mean
 # would dilute a feature by the prompt's length, so that d partly measured length; a maximum
-# grows a little with length instead, and select still warns: matched lengths would be cleaner)
+# grows with length instead, and select warns: the selected features are candidates until
+# prompt sets of matched length confirm them, see docs/tutorial.md)
 $SAETOOL extract --corpus "files:$PROMPTS/harm_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/harm.h5" --overwrite > /dev/null
 $SAETOOL extract --corpus "files:$PROMPTS/benign_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/benign.h5" --overwrite > /dev/null
 $SAETOOL select "$OUT/harm.h5" "$OUT/benign.h5" --per sequence-max --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --top 5 --export "$OUT/selection.json" -o "$OUT/selection.h5" --overwrite > /dev/null
@@ -47,6 +48,10 @@ TOP=$($PYTHON -c "import json,sys; rows=[r for r in json.load(open(sys.argv[1]))
 grep -v '^#' "$PROMPTS/harm_test.txt" | head -n "$PROMPTS_N" > "$OUT/prompts.txt"
 $SAETOOL vector from-sae "$OUT/sae-L12.h5" --feature "$TOP" -o "$OUT/vector.h5" --overwrite > /dev/null
 $SAETOOL steer "$OUT/vector.h5" --prompts "$OUT/prompts.txt" --scale relative --alpha 0.5 --max-new-tokens "$NEW" -o "$OUT/steer.h5" --overwrite > /dev/null
+# the control: a random direction of the same norm at the same hook, steered on the same prompts with
+# the same settings; an effect it shows too comes from the push's size, not from the feature
+$SAETOOL vector random --like "$OUT/vector.h5" --seed 0 -o "$OUT/vector-random.h5" --overwrite > /dev/null
+$SAETOOL steer "$OUT/vector-random.h5" --prompts "$OUT/prompts.txt" --scale relative --alpha 0.5 --max-new-tokens "$NEW" -o "$OUT/steer-random.h5" --overwrite > /dev/null
 $SAETOOL audit "$OUT/selection.h5" "$OUT/sae-L6.h5" "$OUT/sae-L12.h5" "$OUT/steer.h5" -o "$OUT/audit.json" --overwrite > /dev/null
 
 # steps 2-3: upstream features driving the selected features, validated by patching
@@ -56,4 +61,4 @@ $SAETOOL pathways --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --selection "$O
 # step 4: tokens the steering made more or less frequent; --a steered --b baseline gives the
 # seed's sign (log-odds > 0: more frequent in the steered text)
 $SAETOOL tokens --completions "$OUT/steer.h5" --a steered --b baseline --min-count 2 --export "$OUT/tokens.csv" -o "$OUT/tokens.h5" --overwrite > /dev/null
-echo "results in $OUT: selection.json, audit.json, pathways.json, tokens.csv" >&2
+echo "results in $OUT: selection.json, audit.json, pathways.json, tokens.csv; steer.h5 beside steer-random.h5 (a random direction, the control)" >&2
