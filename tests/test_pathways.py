@@ -195,6 +195,10 @@ def test_cli_writes_the_artifact_a_json_export_and_a_manifest(wired, tmp_path):
     assert manifest["kind"] == "pathways" and manifest["path"] == str(out.resolve()) and manifest["n_edges"] == 6
     assert manifest["pearson"] > 0.99
     assert "L0-3" in proc.stderr and "Pearson" in proc.stderr and "per target, over its own edges" in proc.stderr
+    assert "(--show)" not in proc.stderr  # all 6 edges shown
+    short = run_cli("pathways", "--sae", str(wired.up), "--sae", str(wired.down), "--target", "L1-2", "-t", "L1-0",
+                    "--texts", str(wired.texts), "-k", "3", "-b", "2", "--show", "4", "-o", str(tmp_path / "short.h5"))
+    assert short.returncode == 0 and "the first 4 of 6 edges (--show)" in " ".join(short.stderr.split())
     edges, targets, attrs = read_pathways(out)
     data = json.loads(export.read_text())
     assert [e["source"] for e in data["edges"]] == list(edges.source)

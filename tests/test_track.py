@@ -106,7 +106,12 @@ def test_track_command_and_errors(planted, tmp_path):
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert record["kind"] == "tracks" and record["layers"] == [0, 1, 2] and record["events"]["split"] >= 2
     assert (tmp_path / "flow.png").read_bytes()[:4] == b"\x89PNG"
-    assert 'href="features-L1.html#feature-' in (tmp_path / "t.html").read_text()
+    page = " ".join((tmp_path / "t.html").read_text().split())
+    assert 'href="features-L1.html#feature-' in page
+    assert "The pages of 3 of 3 layers are not beside this page yet (layers 0, 1, 2)" in page  # none written: said, not silently broken
+    (tmp_path / "features-L1.html").write_text("<html></html>")
+    assert run_cli("track", *map(str, saes), "-o", str(tmp_path / "t2.h5"), "--html", str(tmp_path / "t2.html")).returncode == 0
+    assert "The pages of 2 of 3 layers are not beside this page yet (layers 0, 2)" in " ".join((tmp_path / "t2.html").read_text().split())
     assert "layer 0:" in proc.stderr  # the summary, found the training activations by itself
     assert_clean_error(run_cli("track", str(saes[0]), "-o", str(tmp_path / "x.h5")), "two or more layers")
     assert_clean_error(run_cli("track", *map(str, saes), "--min-ratio", "2", "-o", str(tmp_path / "x.h5")), "--min-ratio")

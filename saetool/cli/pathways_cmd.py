@@ -90,7 +90,9 @@ def show_table(result: Any, rows: int) -> None:
     if is_quiet():
         return
     if rows > 0:
-        table = Table(title="pathways (change of the target's summed activation)", title_justify="left")
+        more = len(result.edges) - rows
+        title = "pathways (change of the target's summed activation)" + (f"; the first {rows} of {len(result.edges)} edges (--show)" if more > 0 else "")
+        table = Table(title=title, title_justify="left")
         for col in ("target", "rank", "source", "attribution", "predicted", "actual", "sign"):
             table.add_column(col, justify="left" if col in ("target", "source") else "right")
         for rec in result.edges.head(rows).to_dict(orient="records"):
