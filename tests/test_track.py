@@ -156,6 +156,25 @@ def test_text_mode_tracks_per_token_and_compare(tiny_gpt2, tiny_layer_saes, tmp_
     assert len(result.lines) == 2 + len(MEASURES)
 
 
+def test_compare_sets_calls_a_constant_measure_not_testable():
+    """A measure with one value on every prompt of both sets has no test (not p = 1), and the
+    adjustment runs over the measures tested."""
+    import pandas as pd
+
+    from saetool.steer.stats import adjust, welch_p
+    from saetool.track.text import MEASURES, compare_sets
+
+    rng = np.random.default_rng(0)
+    rows = [{"set": lab, "prompt": i, **{m: float(rng.normal(1 if lab == "a" else 0)) for m in MEASURES}, "competing": 16.0}
+            for lab in ("a", "b") for i in range(8)]
+    table = compare_sets(pd.DataFrame(rows), ["a", "b"], "holm").set_index("measure")
+    assert not table.loc["competing", "testable"] and np.isnan(table.loc["competing", "p"]) and np.isnan(table.loc["competing", "p_adjusted"])
+    others = [m for m in MEASURES if m != "competing"]
+    frame = pd.DataFrame(rows)
+    ps = [welch_p(list(frame[frame.set == "a"][m]), list(frame[frame.set == "b"][m])) for m in others]
+    assert list(table.loc[others, "p_adjusted"]) == pytest.approx(adjust(ps, "holm"))  # Holm over the five tested, not six
+
+
 def test_crosscoder_decoder_norms_are_tracks(tmp_path):
     """A hand-built crosscoder over three layers: one feature everywhere, one born at 1, one dying after 1, one with a gap."""
     import torch

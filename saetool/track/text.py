@@ -165,16 +165,24 @@ def prompt_set_tables(
 
 
 def compare_sets(prompts: pd.DataFrame, labels: Sequence[str], correction: str) -> pd.DataFrame:
-    """Per measure: mean and 95% t-interval of the prompts of each set, the difference, Welch's p and its adjustment."""
+    """Per measure: mean and 95% t-interval of the prompts of each set, the difference, Welch's p and its
+    adjustment over the measures tested. A measure with one value on every prompt of both sets is not
+    testable (``testable`` False, p NaN) and is left out of the adjustment."""
     a, b = (prompts[prompts["set"] == lab] for lab in labels)
     rows = []
     for m in MEASURES:
         ma, la, ha = mean_ci(list(a[m]))
         mb, lb, hb = mean_ci(list(b[m]))
+        values = {float(v) for v in list(a[m]) + list(b[m]) if math.isfinite(float(v))}
+        testable = len(values) > 1
         rows.append({"measure": m, "mean_a": ma, "low_a": la, "high_a": ha, "mean_b": mb, "low_b": lb, "high_b": hb,
-                     "difference": ma - mb, "p": welch_p(list(a[m]), list(b[m]))})
+                     "difference": ma - mb, "p": welch_p(list(a[m]), list(b[m])) if testable else math.nan, "testable": testable})
     table = pd.DataFrame(rows)
-    table["p_adjusted"] = adjust(list(table["p"]), correction)
+    tested = [i for i, r in enumerate(rows) if r["testable"] and math.isfinite(r["p"])]
+    adjusted = adjust([rows[i]["p"] for i in tested], correction) if tested else []
+    table["p_adjusted"] = math.nan
+    for i, q in zip(tested, adjusted):
+        table.loc[i, "p_adjusted"] = q
     return table
 
 
@@ -229,6 +237,9 @@ def run_text_track(
     if len(sets) == 2:
         tables["compare"] = compare_sets(tables["prompts"], labels, config.correction)
         for r in tables["compare"].to_dict(orient="records"):
+            if not r["testable"]:
+                lines.append(f"{r['measure']}: {r['mean_a']:.3g} on every prompt of both sets: not testable")
+                continue
             lines.append(f"{r['measure']}: {labels[0]} {r['mean_a']:.3g} vs {labels[1]} {r['mean_b']:.3g} (p = {r['p']:.3g}, {config.correction} {r['p_adjusted']:.3g})")
     summary = {"n_prompts": len(tables["prompts"]), "n_tracks": len(tables["tracks"]), "sets": labels,
                "means": {lab: {m: _nan_none(tables["prompts"][tables["prompts"]["set"] == lab][m].mean()) for m in MEASURES} for lab in labels}}
