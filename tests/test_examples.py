@@ -138,6 +138,11 @@ def test_seed003_pathways(ran):
     assert edges and all(e["target"].startswith("L12-") and e["source"].startswith("L6-") for e in edges)
     assert (out / "tokens.csv").read_text().startswith("token")
     assert (out / "steer-random.h5").exists()  # the random direction of the same norm, the control
+    import h5py
+
+    with h5py.File(out / "selection.h5", "r") as fh:  # harmful prompts are longer: the chance level within one length too
+        plain, same = (json.loads(fh.attrs[k]) for k in ("chance_max_abs_d", "chance_max_abs_d_same_length"))
+    assert set(same) <= set(plain) == {"6", "12"} and all(v > 0 for v in same.values())
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)

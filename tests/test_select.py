@@ -305,6 +305,41 @@ def test_the_chance_level_of_the_largest_d_is_a_permutation_quantile():
     assert (only <= null[:5] + 1e-12).all()
 
 
+def test_same_length_shuffles_keep_what_length_explains():
+    """Labels shuffled only among rows of one stratum: each shuffle keeps every stratum's count of
+    set-a rows, so a feature that is the length itself keeps its |d| in the null, where plain
+    shuffles would call it far above chance; with every row in one stratum it is a plain shuffle."""
+    from saetool.analysis.select import _labels_by_stratum
+    from saetool.analysis.stats import permutation_max_abs_d
+
+    rng = np.random.default_rng(0)
+    la, lb = rng.integers(10, 18, size=40), rng.integers(6, 12, size=40)  # set a longer, overlapping lengths
+    a = np.column_stack([la + rng.normal(0, 0.1, 40), rng.normal(size=(40, 50))])  # feature 0 = length
+    b = np.column_stack([lb + rng.normal(0, 0.1, 40), rng.normal(size=(40, 50))])
+    observed = abs(_reference_d(a[:, :1], b[:, :1])[0])
+    plain = permutation_max_abs_d(a, b, permutations=100, seed=1)
+    strata = np.concatenate([la, lb])
+    same = permutation_max_abs_d(a, b, permutations=100, seed=1, strata=strata)
+    assert observed > np.quantile(plain, 0.95) + 1  # by plain shuffles, length looks like a strong effect
+    assert np.quantile(same, 0.95) > 0.8 * observed  # within lengths, it is what chance gives
+    # each shuffle keeps each stratum's set-a count (checked by replaying the shuffles)
+    order, is_a = np.random.default_rng(1), np.arange(80) < 40
+    groups = [np.flatnonzero(strata == v) for v in np.unique(strata)]
+    for got in same[:3]:
+        labels = is_a.copy()
+        for g in groups:
+            labels[g] = order.permutation(is_a[g])
+        x = np.concatenate([a, b])
+        assert [labels[g].sum() for g in groups] == [is_a[g].sum() for g in groups]
+        assert got == pytest.approx(np.abs(_reference_d(x[labels], x[~labels])).max(), rel=1e-5)
+    one = permutation_max_abs_d(a, b, permutations=20, seed=1, strata=np.zeros(80))
+    assert np.quantile(one, 0.95) < observed / 2  # one stratum: plain shuffles
+    assert [sorted(g) for g in _labels_by_stratum(np.array([5, 7, 5, 7]), 2)] == [[False, True], [False, True]]
+    assert _labels_by_stratum(np.array([5, 5, 7, 7]), 2) == [[True, True], [False, False]]  # no length holds both sets
+    with pytest.raises(ValueError, match="one value per row"):
+        permutation_max_abs_d(a, b, permutations=1, strata=np.zeros(3))
+
+
 def test_per_sequence_samples_keep_only_the_candidate_features():
     from saetool.analysis.select import _SequenceStat
 

@@ -360,11 +360,15 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
     return out, per_sequence
 
 
-def chance_levels(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], saes: Sequence[LayerSAE], config: SelectConfig, table: "pd.DataFrame") -> dict[int, float]:
+def chance_levels(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], saes: Sequence[LayerSAE], config: SelectConfig, table: "pd.DataFrame",
+                  *, same_length: bool = False) -> dict[int, float]:
     """Per layer, the |d| that the largest of its candidate features exceeds by chance in only
     5% of ``config.permutations`` shufflings of the set labels (per-sequence units only: tokens
     of one sequence are not independent samples); logged with how many selected features
-    exceed it. Layers whose samples were over :data:`ROW_BUDGET` are skipped with a note."""
+    exceed it. Layers whose samples were over :data:`ROW_BUDGET` are skipped with a note.
+    ``same_length``: the labels are shuffled only among sequences of the same length, so a |d|
+    that length alone gives stays in the null (a layer is left out when no length holds
+    sequences of both sets)."""
     if config.permutations <= 0 or not a or not b:
         return {}
     out: dict[int, float] = {}
@@ -375,13 +379,29 @@ def chance_levels(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], 
             continue
         if xa.shape[1] == 0:  # no candidate feature at this layer (--features)
             continue
-        null = permutation_max_abs_d(xa, xb, permutations=config.permutations, seed=0)  # the samples hold the candidates only
+        strata = None
+        if same_length:
+            strata = np.concatenate([a[x.layer].lengths, b[x.layer].lengths])
+            mixed = sum(len(set(lab)) == 2 for lab in _labels_by_stratum(strata, len(xa)))
+            if mixed == 0:
+                log(f"layer {x.layer}: no sequence length holds sequences of both sets, so length and set cannot be told apart; no same-length chance level")
+                continue
+        null = permutation_max_abs_d(xa, xb, permutations=config.permutations, seed=0, strata=strata)  # the samples hold the candidates only
         out[x.layer] = level = float(np.quantile(null, 0.95))
         picked = table[table["layer"] == x.layer]["d"].abs()
-        log(f"layer {x.layer}: by chance (set labels shuffled {config.permutations} times) the largest |d| of its "
+        how = ("set labels shuffled only among sequences of the same length" if same_length else "set labels shuffled")
+        log(f"layer {x.layer}: by chance ({how}, {config.permutations} times) the largest |d| of its "
             f"{xa.shape[1]} candidate features stays below {level:.2f} in 95% of shufflings; "
             f"{int((picked > level).sum())} of the {len(picked)} selected exceed it")
     return out
+
+
+def _labels_by_stratum(strata: "np.ndarray", na: int) -> list[list[bool]]:
+    """Per stratum value, the set labels (True: set a, the first ``na`` rows) of its rows."""
+    out: dict[Any, list[bool]] = {}
+    for i, v in enumerate(strata.tolist()):
+        out.setdefault(v, []).append(i < na)
+    return list(out.values())
 
 
 def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[LayerSAE], config: SelectConfig) -> "pd.DataFrame":
@@ -501,12 +521,13 @@ def select_features(
         moments.append(m)
         seqs.append(q)
     lengths = [next((acc.lengths for acc in q.values()), None) for q in seqs]  # the same sequences at every layer
-    if config.unit != "token":
-        message = length_warning(lengths[0], lengths[1], config.labels, config.unit)
-        if message:
-            warn(message)
+    message = length_warning(lengths[0], lengths[1], config.labels, config.unit) if config.unit != "token" else None
+    if message:
+        warn(message)
     table = rank_features(moments[0], moments[1], saes, config)
     chance = chance_levels(seqs[0], seqs[1], saes, config, table)
+    # lengths differ: also the chance level with the labels shuffled among sequences of one length, where length explains nothing
+    chance_same_length = chance_levels(seqs[0], seqs[1], saes, config, table, same_length=True) if message else {}
     infinite = int(sum(1 for v in table["d"] if not math.isfinite(v)))
     if infinite:
         warn(f"{infinite} selected feature(s) have zero variance in both sets but different means (d = ±inf)")
@@ -529,6 +550,8 @@ def select_features(
     if chance:
         attrs["chance_max_abs_d"] = {str(k): v for k, v in chance.items()}
         attrs["permutations"] = config.permutations
+    if chance_same_length:
+        attrs["chance_max_abs_d_same_length"] = {str(k): v for k, v in chance_same_length.items()}
     if lengths[0] is not None and lengths[1] is not None and len(lengths[0]) and len(lengths[1]):
         attrs["mean_length"] = {config.labels[0]: float(np.mean(lengths[0])), config.labels[1]: float(np.mean(lengths[1]))}
     parents = [*set_a.parents, *set_b.parents, *[x.path for x in saes if Path(x.path).is_file()]]

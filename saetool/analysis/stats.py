@@ -69,10 +69,13 @@ def cohens_d(a: Moments, b: Moments) -> np.ndarray:
     return d
 
 
-def permutation_max_abs_d(a: np.ndarray, b: np.ndarray, *, permutations: int = 200, seed: int = 0, columns: np.ndarray | None = None) -> np.ndarray:
+def permutation_max_abs_d(a: np.ndarray, b: np.ndarray, *, permutations: int = 200, seed: int = 0, columns: np.ndarray | None = None,
+                          strata: np.ndarray | None = None) -> np.ndarray:
     """The largest finite |Cohen's d| over ``columns`` (default all) of the rows ``a`` and
     ``b`` [samples, features] with the set labels shuffled, once per permutation: the null
-    distribution of the best |d| a selection can reach by chance among that many features."""
+    distribution of the best |d| a selection can reach by chance among that many features.
+    ``strata`` (one value per row of ``a`` then ``b``): the labels are shuffled only among rows
+    of the same value (e.g. the same sequence length), so what the strata explain stays in the null."""
     x = np.concatenate([a, b]).astype(np.float32, copy=False)  # float32 samples, float64 sums: half the memory
     if columns is not None:
         x = x[:, columns]
@@ -82,9 +85,22 @@ def permutation_max_abs_d(a: np.ndarray, b: np.ndarray, *, permutations: int = 2
         raise ValueError(f"a permutation test needs samples in both sets and three in all (got {na} and {nb})")
     total, total_sq = x.sum(0, dtype=np.float64), np.einsum("ij,ij->j", x, x, dtype=np.float64)
     rng = np.random.default_rng(seed)
+    groups = None
+    if strata is not None:
+        strata = np.asarray(strata)
+        if strata.shape != (n,):
+            raise ValueError(f"strata: one value per row ({n}), got shape {strata.shape}")
+        groups = [np.flatnonzero(strata == v) for v in np.unique(strata)]
+    is_a = np.arange(n) < na
     out = np.empty(permutations)
     for i in range(permutations):
-        pick = x[rng.permutation(n)[:na]]
+        if groups is None:
+            pick = x[rng.permutation(n)[:na]]
+        else:
+            labels = is_a.copy()
+            for g in groups:
+                labels[g] = rng.permutation(is_a[g])
+            pick = x[labels]
         sa, qa = pick.sum(0, dtype=np.float64), np.einsum("ij,ij->j", pick, pick, dtype=np.float64)
         sb, qb = total - sa, total_sq - qa
         m2 = np.clip(qa - sa * sa / na, 0, None) + np.clip(qb - sb * sb / nb, 0, None)
