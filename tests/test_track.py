@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import h5py
+import shutil
 
 import numpy as np
 import pytest
@@ -113,6 +115,17 @@ def test_track_command_and_errors(planted, tmp_path):
     assert run_cli("track", *map(str, saes), "-o", str(tmp_path / "t2.h5"), "--html", str(tmp_path / "t2.html")).returncode == 0
     assert "The pages of 2 of 3 layers are not beside this page yet (layers 0, 2)" in " ".join((tmp_path / "t2.html").read_text().split())
     assert "layer 0:" in proc.stderr  # the summary, found the training activations by itself
+    assert "reconstruction target" not in proc.stderr  # these SAEs met theirs (k 2 misses the default L0 range: a choice, not noise)
+    # an SAE whose training checklist failed: track says so before linking
+    bad = tmp_path / "bad-sae.h5"
+    shutil.copy(saes[1], bad)
+    with h5py.File(bad, "r+") as fh:
+        training = json.loads(fh.attrs["training"])
+        training["checklist"] = [{**item, "value": 0.61, "target": "< 0.3", "passed": False} if item.get("key") == "fvu" else item for item in training["checklist"]]
+        fh.attrs["training"] = json.dumps(training)
+    failed = run_cli("track", str(saes[0]), str(bad), str(saes[2]), "-o", str(tmp_path / "t3.h5"))
+    assert failed.returncode == 0, failed.stderr
+    assert "1 of 3 SAEs missed their training checklist's reconstruction target (layer 1: FVU 0.61 for < 0.3)" in " ".join(failed.stderr.split())
     assert_clean_error(run_cli("track", str(saes[0]), "-o", str(tmp_path / "x.h5")), "two or more layers")
     assert_clean_error(run_cli("track", *map(str, saes), "--min-ratio", "2", "-o", str(tmp_path / "x.h5")), "--min-ratio")
 

@@ -33,10 +33,10 @@ from saetool.artifacts.files import write_atomic
 from saetool.artifacts.outputs import check_outputs
 from saetool.artifacts.provenance import build_provenance
 from saetool.artifacts.store import check_output_path
-from saetool.console import log
+from saetool.console import log, warn
 from saetool.errors import SaetoolError
 from saetool.sae.crosscoder import crosscoder_hooks
-from saetool.sae.io import load_sae
+from saetool.sae.io import is_sae_artifact, load_sae, read_sae_artifact
 from saetool.track.crosscoder import crosscoder_graph
 from saetool.track.link import choose_links, code_chunks, code_stats, decoder_cosine
 from saetool.track.store import KIND, write_tracks
@@ -271,6 +271,8 @@ def run_track(
     for opt, p in extra:
         check_output_path(p, overwrite=overwrite, inputs=ins, option=opt)
     start = time.perf_counter()
+    if crosscoder is None:
+        _warn_failed_checklists(saes)
     if crosscoder is not None:
         graph = crosscoder_graph(crosscoder, str(sae_paths[0]), min_share=config.min_share)
     else:
@@ -299,6 +301,31 @@ def run_track(
         result.exports.append(write_view(html, tables, sae_info, browser=browser))
     log(f"[dim]track: {len(graph.layers)} layers, {len(graph.tracks)} tracks, {len(graph.events)} events, {seconds:.1f}s[/dim]")
     return result
+
+
+RECONSTRUCTION_CHECKS = ("fvu", "scaled_mse")  # training-checklist rows whose failure makes a dictionary's links noise (L0 and dead targets are choices)
+
+
+def failed_reconstruction(saes: Sequence[LayerSAE]) -> dict[int, list[dict[str, Any]]]:
+    """Per layer whose SAE is a saetool artifact that missed its training checklist's
+    reconstruction target (FVU, or MSE on scaled inputs), those checklist rows."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for s in saes:
+        if not (Path(s.path).is_file() and is_sae_artifact(Path(s.path))):
+            continue
+        with read_sae_artifact(s.path) as art:
+            failed = [item for item in art.training.get("checklist", []) if item.get("key") in RECONSTRUCTION_CHECKS and item.get("passed") is False]
+        if failed:
+            out[s.layer] = failed
+    return out
+
+
+def _warn_failed_checklists(saes: Sequence[LayerSAE]) -> None:
+    bad = failed_reconstruction(saes)
+    if bad:
+        shown = ", ".join(f"{layer}: {item['name'].split(' (')[0]} {float(item['value']):.3g} for {item['target']}" for layer, items in sorted(bad.items()) for item in items[:1])
+        warn(f"{len(bad)} of {len(saes)} SAEs missed their training checklist's reconstruction target (layer {shown}): "
+             "links between poorly trained dictionaries are mostly noise; train them longer (saetool train --steps / --num-tokens) before reading the tracks")
 
 
 def is_crosscoder(paths: Sequence[str | Path]) -> bool:
