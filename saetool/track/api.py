@@ -323,7 +323,8 @@ def failed_reconstruction(saes: Sequence[LayerSAE]) -> dict[int, list[dict[str, 
 def _warn_failed_checklists(saes: Sequence[LayerSAE]) -> None:
     bad = failed_reconstruction(saes)
     if bad:
-        shown = ", ".join(f"{layer}: {item['name'].split(' (')[0]} {float(item['value']):.3g} for {item['target']}" for layer, items in sorted(bad.items()) for item in items[:1])
+        parts = [f"{layer}: {items[0]['name'].split(' (')[0]} {float(items[0]['value']):.3g} for {items[0]['target']}" for layer, items in sorted(bad.items())]
+        shown = ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "")
         warn(f"{len(bad)} of {len(saes)} SAEs missed their training checklist's reconstruction target (layer {shown}): "
              "links between poorly trained dictionaries are mostly noise; train them longer (saetool train --steps / --num-tokens) before reading the tracks")
 
