@@ -309,7 +309,6 @@ def test_same_length_shuffles_keep_what_length_explains():
     """Labels shuffled only among rows of one stratum: each shuffle keeps every stratum's count of
     set-a rows, so a feature that is the length itself keeps its |d| in the null, where plain
     shuffles would call it far above chance; with every row in one stratum it is a plain shuffle."""
-    from saetool.analysis.select import _labels_by_stratum
     from saetool.analysis.stats import permutation_max_abs_d
 
     rng = np.random.default_rng(0)
@@ -334,10 +333,41 @@ def test_same_length_shuffles_keep_what_length_explains():
         assert got == pytest.approx(np.abs(_reference_d(x[labels], x[~labels])).max(), rel=1e-5)
     one = permutation_max_abs_d(a, b, permutations=20, seed=1, strata=np.zeros(80))
     assert np.quantile(one, 0.95) < observed / 2  # one stratum: plain shuffles
-    assert [sorted(g) for g in _labels_by_stratum(np.array([5, 7, 5, 7]), 2)] == [[False, True], [False, True]]
-    assert _labels_by_stratum(np.array([5, 5, 7, 7]), 2) == [[True, True], [False, False]]  # no length holds both sets
     with pytest.raises(ValueError, match="one value per row"):
         permutation_max_abs_d(a, b, permutations=1, strata=np.zeros(3))
+
+
+def test_same_length_check_keeps_the_sequences_both_sets_share():
+    """Only sequences of a length both sets hold: a feature that is the length loses its d there,
+    one with a real set effect keeps it; the sequences used are counted; the candidates' columns
+    map to the table's features."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from saetool.analysis.select import SameLength, SelectConfig, same_length_check
+
+    rng = np.random.default_rng(0)
+    la, lb = rng.integers(8, 20, size=60), rng.integers(4, 14, size=60)  # set a longer; lengths 8-13 shared
+    def sample(lengths, effect):
+        return np.column_stack([lengths + rng.normal(0, 0.5, len(lengths)), effect + rng.normal(size=len(lengths)), rng.normal(size=(len(lengths), 30))]).astype(np.float32)
+    xa, xb = sample(la, 1.0), sample(lb, 0.0)  # feature 0: length; feature 1: a real difference (d about 1)
+    acc = lambda x, lengths: SimpleNamespace(samples=lambda: x, lengths=list(lengths), columns=None)  # noqa: E731
+    table = pd.DataFrame({"layer": [3, 3], "feature": [0, 1], "d": [2.0, 1.0]})
+    got = same_length_check({3: acc(xa, la)}, {3: acc(xb, lb)}, [SimpleNamespace(layer=3)], SelectConfig(permutations=50), table)
+    shared = (np.isin(la, lb).sum(), np.isin(lb, la).sum())
+    assert got.rows == {3: shared} and 0 < got.level[3] < 1.5
+    assert abs(got.d[0]) < 0.6 and got.d[1] > 0.7  # length explained the first, not the second
+    ya, yb = xa[np.isin(la, lb)], xb[np.isin(lb, la)]
+    assert got.d[1] == pytest.approx(_reference_d(ya[:, 1:2], yb[:, 1:2])[0], rel=1e-4)
+    # candidates restricted (--features): the samples hold those columns only
+    sub = same_length_check({3: SimpleNamespace(samples=lambda: xa[:, [1]], lengths=list(la), columns=np.array([1]))},
+                            {3: SimpleNamespace(samples=lambda: xb[:, [1]], lengths=list(lb), columns=np.array([1]))},
+                            [SimpleNamespace(layer=3)], SelectConfig(permutations=10), table.iloc[[1]].reset_index(drop=True))
+    assert sub.d[0] == pytest.approx(got.d[1], rel=1e-6)
+    # no length held by both sets: nothing measured
+    none = same_length_check({3: acc(xa, la + 100)}, {3: acc(xb, lb)}, [SimpleNamespace(layer=3)], SelectConfig(permutations=10), table)
+    assert none.level == {} and np.isnan(none.d).all() and isinstance(none, SameLength)
 
 
 def test_per_sequence_samples_keep_only_the_candidate_features():

@@ -32,8 +32,8 @@ done
 # (--per-line: padded, # comment lines skipped), Cohen's d over prompts of each prompt's
 # largest activation (--per sequence-max: harmful prompts are longer, and a per-prompt mean
 # would dilute a feature by the prompt's length, so that d partly measured length; a maximum
-# grows with length instead: select warns, and logs a second chance level with the labels shuffled
-# only among prompts of one length; features below it are what length explains, see docs/tutorial.md)
+# grows with length instead: select warns, and also scores the features on the prompts of a length
+# both sets hold, against a chance level shuffled within lengths (d_same_length), see docs/tutorial.md)
 $SAETOOL extract --corpus "files:$PROMPTS/harm_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/harm.h5" --overwrite > /dev/null
 $SAETOOL extract --corpus "files:$PROMPTS/benign_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/benign.h5" --overwrite > /dev/null
 $SAETOOL select "$OUT/harm.h5" "$OUT/benign.h5" --per sequence-max --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --top 5 --export "$OUT/selection.json" -o "$OUT/selection.h5" --overwrite > /dev/null

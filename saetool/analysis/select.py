@@ -44,6 +44,7 @@ UNITS = ("token", "sequence", "sequence-max")
 LENGTH_RATIO = 1.2  # --per sequence: sets whose mean sequence lengths differ more than this get a warning
 ROW_BUDGET = 20_000_000  # per-sequence values kept per set, shared by the layers, for the permutation test (80 MB as float32)
 COLUMNS = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b")
+OPTIONAL_COLUMNS = ("d_same_length",)  # when the sets' lengths differ: d on the sequences of a length both sets hold
 
 
 @dataclass
@@ -360,15 +361,11 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
     return out, per_sequence
 
 
-def chance_levels(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], saes: Sequence[LayerSAE], config: SelectConfig, table: "pd.DataFrame",
-                  *, same_length: bool = False) -> dict[int, float]:
+def chance_levels(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], saes: Sequence[LayerSAE], config: SelectConfig, table: "pd.DataFrame") -> dict[int, float]:
     """Per layer, the |d| that the largest of its candidate features exceeds by chance in only
     5% of ``config.permutations`` shufflings of the set labels (per-sequence units only: tokens
     of one sequence are not independent samples); logged with how many selected features
-    exceed it. Layers whose samples were over :data:`ROW_BUDGET` are skipped with a note.
-    ``same_length``: the labels are shuffled only among sequences of the same length, so a |d|
-    that length alone gives stays in the null (a layer is left out when no length holds
-    sequences of both sets)."""
+    exceed it. Layers whose samples were over :data:`ROW_BUDGET` are skipped with a note."""
     if config.permutations <= 0 or not a or not b:
         return {}
     out: dict[int, float] = {}
@@ -379,29 +376,61 @@ def chance_levels(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], 
             continue
         if xa.shape[1] == 0:  # no candidate feature at this layer (--features)
             continue
-        strata = None
-        if same_length:
-            strata = np.concatenate([a[x.layer].lengths, b[x.layer].lengths])
-            mixed = sum(len(set(lab)) == 2 for lab in _labels_by_stratum(strata, len(xa)))
-            if mixed == 0:
-                log(f"layer {x.layer}: no sequence length holds sequences of both sets, so length and set cannot be told apart; no same-length chance level")
-                continue
-        null = permutation_max_abs_d(xa, xb, permutations=config.permutations, seed=0, strata=strata)  # the samples hold the candidates only
+        null = permutation_max_abs_d(xa, xb, permutations=config.permutations, seed=0)  # the samples hold the candidates only
         out[x.layer] = level = float(np.quantile(null, 0.95))
         picked = table[table["layer"] == x.layer]["d"].abs()
-        how = ("set labels shuffled only among sequences of the same length" if same_length else "set labels shuffled")
-        log(f"layer {x.layer}: by chance ({how}, {config.permutations} times) the largest |d| of its "
+        log(f"layer {x.layer}: by chance (set labels shuffled {config.permutations} times) the largest |d| of its "
             f"{xa.shape[1]} candidate features stays below {level:.2f} in 95% of shufflings; "
             f"{int((picked > level).sum())} of the {len(picked)} selected exceed it")
     return out
 
 
-def _labels_by_stratum(strata: "np.ndarray", na: int) -> list[list[bool]]:
-    """Per stratum value, the set labels (True: set a, the first ``na`` rows) of its rows."""
-    out: dict[Any, list[bool]] = {}
-    for i, v in enumerate(strata.tolist()):
-        out.setdefault(v, []).append(i < na)
-    return list(out.values())
+@dataclass
+class SameLength:
+    """The length-matched check of a selection (per-sequence units, sets of different mean length)."""
+
+    level: dict[int, float] = field(default_factory=dict)  # per layer: the chance level of the largest |d|
+    rows: dict[int, tuple[int, int]] = field(default_factory=dict)  # per layer: sequences of set a and b used
+    d: "np.ndarray | None" = None  # per selected feature (the table's rows): d on those sequences (NaN where not measured)
+
+
+def same_length_check(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], saes: Sequence[LayerSAE], config: SelectConfig,
+                      table: "pd.DataFrame") -> SameLength:
+    """Length taken out: only the sequences whose length both sets hold (the others, whose set
+    their length alone tells, are left out), each selected feature's d on them, and the chance
+    level of the largest |d| over the candidates with the set labels shuffled among sequences of
+    one length. Logged per layer with how many selected features exceed it."""
+    out = SameLength(d=np.full(len(table), np.nan))
+    if config.permutations <= 0 or not a or not b:
+        return out
+    for x in saes:
+        acc_a, acc_b = a[x.layer], b[x.layer]
+        xa, xb = acc_a.samples(), acc_b.samples()
+        if xa is None or xb is None or xa.shape[1] == 0:  # over the budget (chance_levels said so) or no candidates
+            continue
+        la, lb = np.asarray(acc_a.lengths), np.asarray(acc_b.lengths)
+        shared = np.intersect1d(la, lb)
+        keep_a, keep_b = np.isin(la, shared), np.isin(lb, shared)
+        na, nb = int(keep_a.sum()), int(keep_b.sum())
+        if na < 2 or nb < 2:
+            log(f"layer {x.layer}: too few sequences of a length both sets hold ({na} and {nb}) to tell the sets apart beyond length")
+            continue
+        ya, yb = xa[keep_a], xb[keep_b]
+        null = permutation_max_abs_d(ya, yb, permutations=config.permutations, seed=0, strata=np.concatenate([la[keep_a], lb[keep_b]]))
+        out.level[x.layer] = level = float(np.quantile(null, 0.95))
+        out.rows[x.layer] = (na, nb)
+        rows = np.flatnonzero(table["layer"].to_numpy() == x.layer)
+        features = table["feature"].to_numpy()[rows]
+        cols = features if acc_a.columns is None else np.searchsorted(acc_a.columns, features)
+        ma, mb = Moments.empty(len(rows)), Moments.empty(len(rows))
+        ma.update(ya[:, cols].astype(np.float64))
+        mb.update(yb[:, cols].astype(np.float64))
+        out.d[rows] = cohens_d(ma, mb)
+        above = int((np.abs(out.d[rows]) > level).sum())
+        log(f"layer {x.layer}: on the {na} and {nb} sequences of a length both sets hold (set labels shuffled among those of one length, "
+            f"{config.permutations} times) the largest |d| of the {xa.shape[1]} candidate features stays below {level:.2f} in 95% of shufflings; "
+            f"{above} of the {len(rows)} selected exceed it by their d on those sequences (column d_same_length)")
+    return out
 
 
 def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[LayerSAE], config: SelectConfig) -> "pd.DataFrame":
@@ -449,7 +478,7 @@ def write_selection(path: str | Path, table: "pd.DataFrame", *, attrs: dict[str,
         fh = writer.file
         assert fh is not None
         fh.create_dataset("name", data=np.array(list(table["name"]), dtype=object), dtype=h5py.string_dtype("utf-8"))
-        for col in COLUMNS[1:]:
+        for col in COLUMNS[1:] + tuple(c for c in OPTIONAL_COLUMNS if c in table):
             arr = np.asarray(table[col])
             ds = fh.create_dataset(col, data=arr)
             ds.attrs["saetool_dtype"] = str(arr.dtype)
@@ -465,7 +494,7 @@ def read_selection(path: str | Path) -> "pd.DataFrame":
     with open_artifact(path, kind=KIND) as art:
         fh = art.file
         data = {"name": list(fh["name"].asstr()[()])}
-        for col in COLUMNS[1:]:
+        for col in COLUMNS[1:] + OPTIONAL_COLUMNS:
             if col in fh:
                 data[col] = fh[col][()]
         table = pd.DataFrame(data)
@@ -526,8 +555,9 @@ def select_features(
         warn(message)
     table = rank_features(moments[0], moments[1], saes, config)
     chance = chance_levels(seqs[0], seqs[1], saes, config, table)
-    # lengths differ: also the chance level with the labels shuffled among sequences of one length, where length explains nothing
-    chance_same_length = chance_levels(seqs[0], seqs[1], saes, config, table, same_length=True) if message else {}
+    same = same_length_check(seqs[0], seqs[1], saes, config, table) if message else SameLength()  # lengths differ: length taken out too
+    if same.level:
+        table["d_same_length"] = same.d
     infinite = int(sum(1 for v in table["d"] if not math.isfinite(v)))
     if infinite:
         warn(f"{infinite} selected feature(s) have zero variance in both sets but different means (d = ±inf)")
@@ -550,8 +580,9 @@ def select_features(
     if chance:
         attrs["chance_max_abs_d"] = {str(k): v for k, v in chance.items()}
         attrs["permutations"] = config.permutations
-    if chance_same_length:
-        attrs["chance_max_abs_d_same_length"] = {str(k): v for k, v in chance_same_length.items()}
+    if same.level:
+        attrs["chance_max_abs_d_same_length"] = {str(k): v for k, v in same.level.items()}
+        attrs["same_length_sequences"] = {str(k): list(v) for k, v in same.rows.items()}
     if lengths[0] is not None and lengths[1] is not None and len(lengths[0]) and len(lengths[1]):
         attrs["mean_length"] = {config.labels[0]: float(np.mean(lengths[0])), config.labels[1]: float(np.mean(lengths[1]))}
     parents = [*set_a.parents, *set_b.parents, *[x.path for x in saes if Path(x.path).is_file()]]
