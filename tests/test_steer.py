@@ -192,6 +192,10 @@ def test_cli_vector_from_sae(tmp_path):
     assert abs(float(torch.nn.functional.cosine_similarity(a.vector, sv.vector, dim=0))) < 0.9
     assert a.details["seed"] == 0 and a.details["like"] == str((tmp_path / "f5.h5").resolve())
     assert_clean_error(run_cli("vector", "random", "--like", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "x.h5")), "does not exist")
+    np.save(tmp_path / "zero.npy", np.zeros(8, dtype=np.float32))
+    assert run_cli("vector", "import", str(tmp_path / "zero.npy"), "--layer", "1", "-o", str(tmp_path / "zero.h5")).returncode == 0
+    assert_clean_error(run_cli("vector", "random", "--like", str(tmp_path / "zero.h5"), "-o", str(tmp_path / "z.h5")), "has norm 0")
+    assert not (tmp_path / "z.h5").exists()
 
 
 def test_cli_bad_inputs_fail_fast(tmp_path):

@@ -114,6 +114,8 @@ def test_track_command_and_errors(planted, tmp_path):
     (tmp_path / "features-L1.html").write_text("<html></html>")
     assert run_cli("track", *map(str, saes), "-o", str(tmp_path / "t2.h5"), "--html", str(tmp_path / "t2.html")).returncode == 0
     assert "The pages of 2 of 3 layers are not beside this page yet (layers 0, 2)" in " ".join((tmp_path / "t2.html").read_text().split())
+    url = run_cli("track", *map(str, saes), "-o", str(tmp_path / "t4.h5"), "--html", str(tmp_path / "t4.html"), "--browser", "https://example.org/L{layer}.html")
+    assert url.returncode == 0 and "not beside this page" not in (tmp_path / "t4.html").read_text()  # a URL is not checked on disk
     assert "layer 0:" in proc.stderr  # the summary, found the training activations by itself
     assert "reconstruction target" not in proc.stderr  # these SAEs met theirs (k 2 misses the default L0 range: a choice, not noise)
     # an SAE whose training checklist failed: track says so before linking
@@ -181,7 +183,7 @@ def test_compare_sets_calls_a_constant_measure_not_testable():
     rows = [{"set": lab, "prompt": i, **{m: float(rng.normal(1 if lab == "a" else 0)) for m in MEASURES}, "competing": 16.0}
             for lab in ("a", "b") for i in range(8)]
     table = compare_sets(pd.DataFrame(rows), ["a", "b"], "holm").set_index("measure")
-    assert not table.loc["competing", "testable"] and np.isnan(table.loc["competing", "p"]) and np.isnan(table.loc["competing", "p_adjusted"])
+    assert table.loc["competing", "testable"] == 0 and np.isnan(table.loc["competing", "p"]) and np.isnan(table.loc["competing", "p_adjusted"])
     others = [m for m in MEASURES if m != "competing"]
     frame = pd.DataFrame(rows)
     ps = [welch_p(list(frame[frame.set == "a"][m]), list(frame[frame.set == "b"][m])) for m in others]

@@ -156,6 +156,8 @@ def random_like(sv: SteeringVector, *, seed: int, source: str | None = None) -> 
     that tells a direction's steering effect from any push of that size."""
     import torch
 
+    if not (math.isfinite(sv.norm) and sv.norm > 0):
+        raise SaetoolError(f"the vector {source or ''} has norm {sv.norm:g}: a random direction of that size steers nothing", hint="pass the vector you steered with")
     g = torch.Generator().manual_seed(int(seed))
     vec = torch.randn(sv.d, generator=g, dtype=torch.float64)
     vec = (vec * (sv.norm / float(vec.norm()))).float()

@@ -314,7 +314,8 @@ def failed_reconstruction(saes: Sequence[LayerSAE]) -> dict[int, list[dict[str, 
         if not (Path(s.path).is_file() and is_sae_artifact(Path(s.path))):
             continue
         with read_sae_artifact(s.path) as art:
-            failed = [item for item in art.training.get("checklist", []) if item.get("key") in RECONSTRUCTION_CHECKS and item.get("passed") is False]
+            failed = [item for item in (art.training.get("checklist") or []) if isinstance(item, dict)
+                      and item.get("key") in RECONSTRUCTION_CHECKS and item.get("passed") is False]
         if failed:
             out[s.layer] = failed
     return out
@@ -323,9 +324,10 @@ def failed_reconstruction(saes: Sequence[LayerSAE]) -> dict[int, list[dict[str, 
 def _warn_failed_checklists(saes: Sequence[LayerSAE]) -> None:
     bad = failed_reconstruction(saes)
     if bad:
-        parts = [f"{layer}: {items[0]['name'].split(' (')[0]} {float(items[0]['value']):.3g} for {items[0]['target']}" for layer, items in sorted(bad.items())]
-        shown = ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "")
-        warn(f"{len(bad)} of {len(saes)} SAEs missed their training checklist's reconstruction target (layer {shown}): "
+        parts = [f"layer {layer}: {str(items[0].get('name', '')).split(' (')[0]} {float(items[0].get('value', math.nan)):.3g} for {items[0].get('target', '?')}"
+                 for layer, items in sorted(bad.items())]
+        shown = "; ".join(parts[:4]) + (f"; and {len(parts) - 4} more" if len(parts) > 4 else "")
+        warn(f"{len(bad)} of {len(saes)} SAEs missed their training checklist's reconstruction target ({shown}): "
              "links between poorly trained dictionaries are mostly noise; train them longer (saetool train --steps / --num-tokens) before reading the tracks")
 
 

@@ -176,7 +176,7 @@ def compare_sets(prompts: pd.DataFrame, labels: Sequence[str], correction: str) 
         values = {float(v) for v in list(a[m]) + list(b[m]) if math.isfinite(float(v))}
         testable = len(values) > 1
         rows.append({"measure": m, "mean_a": ma, "low_a": la, "high_a": ha, "mean_b": mb, "low_b": lb, "high_b": hb,
-                     "difference": ma - mb, "p": welch_p(list(a[m]), list(b[m])) if testable else math.nan, "testable": testable})
+                     "difference": ma - mb, "p": welch_p(list(a[m]), list(b[m])) if testable else math.nan, "testable": int(testable)})
     table = pd.DataFrame(rows)
     tested = [i for i, r in enumerate(rows) if r["testable"] and math.isfinite(r["p"])]
     adjusted = adjust([rows[i]["p"] for i in tested], correction) if tested else []
@@ -238,7 +238,11 @@ def run_text_track(
         tables["compare"] = compare_sets(tables["prompts"], labels, config.correction)
         for r in tables["compare"].to_dict(orient="records"):
             if not r["testable"]:
-                lines.append(f"{r['measure']}: {r['mean_a']:.3g} on every prompt of both sets: not testable")
+                both = math.isfinite(r["mean_a"]) and math.isfinite(r["mean_b"])
+                why = (f"{r['mean_a']:.3g} on every prompt of both sets" if both
+                       else "no value on any prompt" if not (math.isfinite(r["mean_a"]) or math.isfinite(r["mean_b"]))
+                       else f"values in one set only ({labels[0] if math.isfinite(r['mean_a']) else labels[1]})")
+                lines.append(f"{r['measure']}: {why}: not testable")
                 continue
             lines.append(f"{r['measure']}: {labels[0]} {r['mean_a']:.3g} vs {labels[1]} {r['mean_b']:.3g} (p = {r['p']:.3g}, {config.correction} {r['p_adjusted']:.3g})")
     summary = {"n_prompts": len(tables["prompts"]), "n_tracks": len(tables["tracks"]), "sets": labels,

@@ -55,6 +55,8 @@ def render_view(tables: Mapping[str, "pd.DataFrame"], saes: Sequence[Mapping[str
 
 
 def write_view(path: str | Path, tables: Mapping[str, "pd.DataFrame"], saes: Sequence[Mapping[str, Any]], *, browser: str = DEFAULT_BROWSER) -> Path:
-    folder = Path(path).parent
-    present = {int(s["layer"]) for s in saes if (folder / browser.format(layer=int(s["layer"]))).exists()}
+    present = None
+    if "://" not in browser:  # a local browser: say which pages are missing (a URL is not checked)
+        folder = Path(path).parent
+        present = {int(s["layer"]) for s in saes if (folder / browser.format(layer=int(s["layer"]))).exists()}
     return write_atomic(path, render_view(tables, saes, browser=browser, present=present))
