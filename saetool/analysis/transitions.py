@@ -538,10 +538,6 @@ def run_transitions(
     layer = layer_of_hook(sae.cfg.hook)
     common = common_features(f, config.top, layer, control=control.f if control is not None else None)
     specific = common_features(f, config.top, layer, control=control.f, by_lift=True, min_share=0.5) if control is not None else None
-    if main.sentiment is None:
-        main.sentiment = turn_sentiment(model.tokenizer, main.rows, main.positions)
-    if control is not None:
-        control.sentiment = turn_sentiment(model.tokenizer, control.rows, control.positions)
     seconds = time.perf_counter() - start
     result = TransitionsResult(out, main.texts, main.positions, main.tokens, metrics, baseline, common, seconds, control=control, specific=specific,
                                sentiment=main.sentiment, contexts=[token_context(model.tokenizer, r, p) for r, p in zip(main.rows, main.positions)])
@@ -565,8 +561,8 @@ def sample_set(model: "HookedModel", sae: "SAE", labeler: Any, config: Transitio
                source: str | Path, what: str = "", only_turning: bool = False) -> Sampled:
     """Texts (generated from ``inputs`` as base prompts, or ``inputs`` themselves) with their
     transition tokens labeled, and the activations there (``what``: "control " names the set in messages).
-    ``only_turning``: texts that do not turn from negative to positive at their labeled token
-    (by VADER, as :func:`turn_sentiment`) are left out like unlabeled ones; their sentiment is kept."""
+    Each labeled text's sentiment around its token (:func:`turn_sentiment`); with ``only_turning``,
+    texts that do not turn from negative to positive there are left out like unlabeled ones."""
     offsets = None
     if generated:
         log(f"[dim]generating {len(inputs)} {what}transition text(s) with {model.model_id}...[/dim]")
@@ -585,9 +581,8 @@ def sample_set(model: "HookedModel", sae: "SAE", labeler: Any, config: Transitio
         )
     if n_found < len(texts):
         warn(f"no transition token in {len(texts) - n_found} of {len(texts)} {what}text(s); they are left out")
-    sentiment = None
+    sentiment = turn_sentiment(model.tokenizer, rows, positions)  # of every labeled text, kept for those --only-turning leaves out
     if only_turning:
-        sentiment = turn_sentiment(model.tokenizer, rows, positions)
         positions = [p if turn else None for p, turn in zip(positions, turns(sentiment))]
         n_turn = sum(p is not None for p in positions)
         if n_turn == 0:

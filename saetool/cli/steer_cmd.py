@@ -183,9 +183,8 @@ def metrics_table(comp: Any, conds: list[str], names: list[str]) -> Any:
             a, b = series[conds[0]], series[c]
             p = paired_p(a, b, rate=binary) if len(a) == len(b) and a else math.nan
             pvals.append("-" if math.isnan(p) else f"{p:.2g}")
-        direction = getattr(metric, "higher_is_better", None)
-        label = m + {True: " (higher is better)", False: " (lower is better)"}.get(direction, "") if metric is not None else m
-        table.add_row(label, *cells, *pvals)
+        better = {True: " (higher is better)", False: " (lower is better)"}.get(getattr(metric, "higher_is_better", None), "")  # None: unregistered or no direction
+        table.add_row(m + better, *cells, *pvals)
     return table
 
 
