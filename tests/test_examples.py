@@ -124,6 +124,10 @@ def test_seed002_phase3(ran):
     assert (out / "flow.png").read_bytes()[:4] == b"\x89PNG" and "features-L0.html#feature-" in (out / "tracks.html").read_text()
     tables, attrs = read_tracks(out / "compare.h5")
     assert attrs["mode"] == "text" and len(tables["compare"]) == 6 and set(tables["prompts"]["set"]) == {"truthful", "hallucinated"}
+    # paired by line, each answer scored from where it differs from its pair (never the shared question)
+    assert attrs["summary"]["pairing"] == {"paired": True, "tokens": "differing", "left_out": []} and set(tables["compare"]["test"]) == {"paired t"}
+    prompts = tables["prompts"]
+    assert len(prompts) == 80 and (prompts["first_scored"] > 8).all() and (prompts["n_scored"] < prompts["n_tokens"] / 2).all()
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)

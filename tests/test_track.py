@@ -11,6 +11,7 @@ import pytest
 
 from tests.helpers import assert_clean_error, run_cli
 
+from saetool.errors import SaetoolError
 from saetool.track.tracker import Link, build_tracks, find_events
 
 HOOKS = [f"blocks.{i}.hook_resid_post" for i in range(3)]
@@ -154,7 +155,7 @@ def test_text_mode_tracks_per_token_and_compare(tiny_gpt2, tiny_layer_saes, tmp_
     a.write_text("The cat sat on the mat.\nStocks fell sharply on Monday.\nThe match ended in a draw.\n")
     b = tmp_path / "b.txt"
     b.write_text(a.read_text())
-    result = run_text_track(TextConfig(top_features=4), tiny_layer_saes, [a, b], output=tmp_path / "t.h5", model=tiny_gpt2)
+    result = run_text_track(TextConfig(top_features=4, tokens="all"), tiny_layer_saes, [a, b], output=tmp_path / "t.h5", model=tiny_gpt2)
     tables, attrs = read_tracks(result.path)
     assert attrs["mode"] == "text" and attrs["layers"] == [0, 1]
     tokens, tracks, members = tables["tokens"], tables["tracks"], tables["members"]
@@ -168,7 +169,65 @@ def test_text_mode_tracks_per_token_and_compare(tiny_gpt2, tiny_layer_saes, tmp_
     assert list(cmp.index) == list(MEASURES)
     # the same prompts twice: no difference, nothing significant
     assert np.allclose(cmp["difference"].dropna(), 0.0) and (cmp["p_adjusted"].dropna() == 1.0).all()
-    assert len(result.lines) == 2 + len(MEASURES)
+    assert set(cmp["test"]) == {"paired t"} and (cmp["n"] == 3).all() and attrs["summary"]["pairing"] == {"paired": True, "tokens": "all", "left_out": []}
+    assert len(result.lines) == 3 + len(MEASURES)
+
+
+def test_compare_pairs_by_line_and_scores_the_tokens_that_differ(tiny_gpt2, tiny_layer_saes, tmp_path):
+    """Files of equal length pair line by line; each prompt is scored from the first token where it
+    differs from its pair (the answer, not the shared question), and the test is paired."""
+    from saetool.analysis.pathways_inputs import rows_from_texts
+    from saetool.steer.stats import paired_t_p, welch_p
+    from saetool.track.store import read_tracks
+    from saetool.track.text import MEASURES, TextConfig, first_difference, run_text_track
+
+    true = ["Q: What is the capital of France? A: Paris.", "Q: How many legs does a spider have? A: Eight.",
+            "Q: Which planet is the largest? A: Jupiter.", "Q: What colour is the sky on a clear day? A: Blue.",
+            "Q: What is frozen water called? A: Ice."]
+    false = ["Q: What is the capital of France? A: Lyon.", "Q: How many legs does a spider have? A: Six.",
+             "Q: Which planet is the largest? A: Saturn.", "Q: What colour is the sky on a clear day? A: Green.",
+             "Q: What is frozen water called? A: Ice."]  # the last pair is identical: left out
+    a, b = tmp_path / "true.txt", tmp_path / "false.txt"
+    a.write_text("\n".join(true) + "\n")
+    b.write_text("\n".join(false) + "\n")
+    result = run_text_track(TextConfig(top_features=4), tiny_layer_saes, [a, b], output=tmp_path / "t.h5", model=tiny_gpt2)
+    tables, attrs = read_tracks(result.path)
+    prompts, tokens, cmp = tables["prompts"], tables["tokens"], tables["compare"].set_index("measure")
+    rows = [rows_from_texts(tiny_gpt2.tokenizer, t, 64) for t in (true, false)]
+    starts = [first_difference(x, y) for x, y in zip(*rows)]
+    assert 1 < starts[0] < len(rows[0][0]) - 1 and starts[4] == len(rows[0][4])
+    for lab in ("true", "false"):
+        mine = prompts[prompts["set"] == lab].sort_values("prompt")
+        assert list(mine["first_scored"]) == starts
+        for i, s in enumerate(starts):  # a prompt's measure is the mean over its tokens from the first differing one
+            toks = tokens[(tokens["set"] == lab) & (tokens["prompt"] == i)]
+            assert list(toks["scored"]) == [int(p >= s) for p in toks["position"]]
+            assert mine["n_scored"].iloc[i] == int((toks["position"] >= s).sum())
+            want = toks[toks["position"] >= s]["n_tracks"].mean() if i < 4 else np.nan
+            assert mine["n_tracks"].iloc[i] == pytest.approx(want, nan_ok=True)
+    assert attrs["summary"]["pairing"] == {"paired": True, "tokens": "differing", "left_out": [4]}
+    assert any("1 pair(s) left out" in line and "line 5" in line for line in result.lines)
+    ta, tb = (prompts[prompts["set"] == lab].sort_values("prompt")["n_tracks"].tolist() for lab in ("true", "false"))
+    assert cmp.loc["n_tracks", "n"] == 4 and cmp.loc["n_tracks", "test"] == "paired t"
+    assert cmp.loc["n_tracks", "difference"] == pytest.approx(np.mean(np.array(ta[:4]) - np.array(tb[:4])))
+    assert cmp.loc["n_tracks", "testable"] == 1 and cmp.loc["n_tracks", "p"] == pytest.approx(paired_t_p(ta[:4], tb[:4]))
+    assert cmp.loc["n_tracks", "low_difference"] < cmp.loc["n_tracks", "difference"] < cmp.loc["n_tracks", "high_difference"]
+    # unpaired: every token scored, Welch's test
+    un = run_text_track(TextConfig(top_features=4, pairing="unpaired"), tiny_layer_saes, [a, b], output=tmp_path / "u.h5", model=tiny_gpt2)
+    ut, uattrs = read_tracks(un.path)
+    assert (ut["tokens"]["scored"] == 1).all() and (ut["prompts"]["first_scored"] == 0).all()
+    ucmp = ut["compare"].set_index("measure")
+    ua, ub = (ut["prompts"][ut["prompts"]["set"] == lab]["n_tracks"].tolist() for lab in ("true", "false"))
+    assert set(ucmp["test"]) == {"Welch"} and ucmp.loc["n_tracks", "p"] == pytest.approx(welch_p(ua, ub), nan_ok=True)
+    assert uattrs["summary"]["pairing"]["paired"] is False and len(ucmp) == len(MEASURES)
+    # sets of different sizes cannot pair
+    c = tmp_path / "short.txt"
+    c.write_text("\n".join(false[:3]) + "\n")
+    auto = run_text_track(TextConfig(top_features=4), tiny_layer_saes, [a, c], output=tmp_path / "v.h5", model=tiny_gpt2)
+    assert any("compared unpaired (5 and 3 prompts)" in line for line in auto.lines)
+    with pytest.raises(SaetoolError, match="--pairing paired needs two sets of equal size"):
+        run_text_track(TextConfig(top_features=4, pairing="paired"), tiny_layer_saes, [a, c], output=tmp_path / "w.h5", model=tiny_gpt2)
+    assert not (tmp_path / "w.h5").exists()
 
 
 def test_compare_sets_calls_a_constant_measure_not_testable():

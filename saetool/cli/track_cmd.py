@@ -30,6 +30,8 @@ def track(
     top_features: int = typer.Option(16, "--top-features", help="Text mode: the most active features per token and layer that can start or continue a track."),
     context_size: int = typer.Option(64, "--context-size", help="Text mode: tokens per prompt (BOS included); longer prompts are cut."),
     correction: str = typer.Option("holm", "--correction", help="Text mode, --compare: p-value adjustment over the measures (holm, bh, none)."),
+    pairing: str = typer.Option("auto", "--pairing", help="Text mode, --compare: pair the two files line by line (paired), or not (unpaired); auto pairs files of equal length."),
+    score_tokens: str = typer.Option("differing", "--tokens", help="Text mode, --compare, paired: score each prompt from the first token where it differs from its pair (differing), or every token (all)."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the tracks as CSV (one row per track member)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write the flow plot (PNG)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML page of the tracks, linked to feature browsers."),
@@ -51,7 +53,9 @@ def track(
     correlation; chains of one-to-one links are tracks. Text mode (--texts or
     --compare): per token of each prompt, the active features of each layer
     are linked into hypothesis tracks scored by activation; --compare A B tests
-    how the two prompt sets differ (Welch's t-test, adjusted p-values).
+    how the two prompt sets differ: files of equal length pair line by line,
+    each prompt scored from the first token where it differs from its pair
+    (paired t-test), others on every token (Welch's t-test); adjusted p-values.
 
     Examples:
 
@@ -73,7 +77,8 @@ def track(
             raise SaetoolError("give --texts or --compare, not both")
         if compare and len(compare) != 2:
             raise SaetoolError(f"--compare takes two prompt files (got {len(compare)})", hint="--compare A.txt --compare B.txt")
-        tconfig = TextConfig(min_cosine=min_cosine, min_ratio=min_ratio, top_features=top_features, context_size=context_size, correction=correction)
+        tconfig = TextConfig(min_cosine=min_cosine, min_ratio=min_ratio, top_features=top_features, context_size=context_size, correction=correction,
+                             pairing=pairing, tokens=score_tokens)
         sets = [texts] if texts is not None else list(compare or [])
         result = run_text_track(tconfig, paths, sets, output=output, overwrite=overwrite, csv=csv, model_name=model, backend=backend, device=device, dtype=dtype)
         for line in result.lines:

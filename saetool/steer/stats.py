@@ -105,6 +105,17 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
     return float(ttest_ind(xs, ys, equal_var=False).pvalue)
 
 
+def welch_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Welch's interval of ``mean(a) - mean(b)`` on the finite values (scipy's, Welch-Satterthwaite
+    degrees of freedom); NaNs if either has fewer than 2 or both are constant."""
+    xs = [float(v) for v in a if v is not None and math.isfinite(float(v))]
+    ys = [float(v) for v in b if v is not None and math.isfinite(float(v))]
+    if len(xs) < 2 or len(ys) < 2 or (len(set(xs)) == 1 and len(set(ys)) == 1):
+        return (math.nan, math.nan)
+    ci = ttest_ind(xs, ys, equal_var=False).confidence_interval(level)
+    return (float(ci.low), float(ci.high))
+
+
 def _pairs(a: Sequence[float], b: Sequence[float]) -> list[tuple[float, float]]:
     """The (a[i], b[i]) pairs where both are finite (the same prompt in two conditions)."""
     if len(a) != len(b):

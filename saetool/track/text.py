@@ -12,10 +12,16 @@ counting the first layer) and die, and the top track's share of the competing
 tracks' score. Per prompt: the mean over its tokens.
 
 With two prompt sets (``--compare A B``) each measure is compared across
-prompts as the sweep compares rates: mean and t-interval per set
-(:func:`saetool.steer.stats.mean_ci`), Welch's t-test
-(:func:`saetool.steer.stats.welch_p`) and Holm (or BH) adjustment over the
-measures.
+prompts. Sets of equal size are **paired by line** (``pairing`` ``auto``; the
+same question with a true and a false answer): each prompt is scored on its
+tokens **from the first one where it differs from its pair** (``tokens``
+``differing``; the answer, not the shared question), and the test is the paired
+t-test on the per-pair differences (:func:`saetool.steer.stats.paired_t_p`)
+with a t-interval of the mean difference. Unpaired sets are scored on all their
+tokens and compared by Welch's t-test (:func:`saetool.steer.stats.welch_p`),
+with Welch's interval of the difference. Mean and t-interval per set
+(:func:`saetool.steer.stats.mean_ci`), and Holm (or BH) adjustment over the
+measures tested.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from saetool.console import log
 from saetool.errors import SaetoolError
 from saetool.models.registry import load_model
 from saetool.steer.prompts import pad_id_of
-from saetool.steer.stats import CORRECTIONS, adjust, mean_ci, welch_p
+from saetool.steer.stats import CORRECTIONS, adjust, mean_ci, paired_t_p, welch_ci, welch_p
 from saetool.track.link import choose_links, decoder_cosine
 from saetool.track.store import write_tracks
 from saetool.track.tracker import Link, Track, build_tracks
@@ -50,6 +56,8 @@ if TYPE_CHECKING:
     from saetool.models.base import HookedModel
 
 MEASURES = ("n_tracks", "competing", "mean_length", "birth_layer", "death_layer", "top_share")
+PAIRINGS = ("auto", "paired", "unpaired")
+TOKEN_CHOICES = ("differing", "all")
 
 
 @dataclass
@@ -62,6 +70,8 @@ class TextConfig:
     context_size: int = 64
     batch_size: int = 8
     correction: str = "holm"
+    pairing: str = "auto"
+    tokens: str = "differing"
 
     def validate(self) -> None:
         if not (math.isfinite(self.min_cosine) and -1 <= self.min_cosine <= 1):
@@ -74,6 +84,10 @@ class TextConfig:
             raise SaetoolError(f"--context-size must be at least 2 (got {self.context_size})")
         if self.correction not in CORRECTIONS:
             raise SaetoolError(f"unknown --correction {self.correction!r}", hint="choose one of: " + ", ".join(CORRECTIONS))
+        if self.pairing not in PAIRINGS:
+            raise SaetoolError(f"unknown --pairing {self.pairing!r}", hint="choose one of: " + ", ".join(PAIRINGS))
+        if self.tokens not in TOKEN_CHOICES:
+            raise SaetoolError(f"unknown --tokens {self.tokens!r}", hint="choose one of: " + ", ".join(TOKEN_CHOICES))
 
 
 @dataclass
@@ -119,13 +133,50 @@ def token_measures(tracks: Sequence[Track], n_layers: int, layers: Sequence[int]
     }
 
 
+def first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    """The first position where two token rows differ (the shorter one's length when one is a prefix of the other)."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+@dataclass
+class Pairing:
+    """How two prompt sets are compared: ``paired`` by line or not, and per prompt (the
+    same for both prompts of a pair) the first position scored."""
+
+    paired: bool
+    starts: list[list[int]]
+    note: str
+
+
+def choose_pairing(rows: Sequence[Sequence[Sequence[int]]], labels: Sequence[str], config: TextConfig) -> Pairing:
+    """Pair two sets by line when ``config.pairing`` says so (``auto``: when they hold as many
+    prompts), and then score each pair from its first differing token (``config.tokens``)."""
+    if len(rows) != 2:
+        return Pairing(False, [[0] * len(r) for r in rows], "")
+    same = len(rows[0]) == len(rows[1])
+    if config.pairing == "paired" and not same:
+        raise SaetoolError(f"--pairing paired needs two sets of equal size, one prompt per line of each (got {len(rows[0])} and {len(rows[1])})",
+                           hint="pair the files line by line, or use --pairing unpaired")
+    if config.pairing == "unpaired" or not same:
+        why = "--pairing unpaired" if config.pairing == "unpaired" else f"{len(rows[0])} and {len(rows[1])} prompts"
+        return Pairing(False, [[0] * len(r) for r in rows], f"compared unpaired ({why}): every token scored, Welch's t-test")
+    if config.tokens == "all":
+        return Pairing(True, [[0] * len(r) for r in rows], f"paired by line: {len(rows[0])} pairs, every token scored, paired t-test")
+    starts = [first_difference(x, y) for x, y in zip(*rows)]
+    return Pairing(True, [starts, starts], f"paired by line: {len(rows[0])} pairs, each scored from the first token where it differs "
+                   f"from its pair ({labels[0]} vs {labels[1]}), paired t-test")
+
+
 def prompt_set_tables(
-    model: "HookedModel", saes: Sequence[LayerSAE], texts: Sequence[str], label: str, config: TextConfig, cosines: Sequence[np.ndarray], start_id: int,
+    model: "HookedModel", saes: Sequence[LayerSAE], texts: Sequence[str], rows: Sequence[Sequence[int]], starts: Sequence[int],
+    label: str, config: TextConfig, cosines: Sequence[np.ndarray], start_id: int,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Rows of the ``tracks``, ``members``, ``events``, ``tokens`` and ``prompts`` tables for one prompt set."""
+    """Rows of the ``tracks``, ``members``, ``events``, ``tokens`` and ``prompts`` tables for one prompt set;
+    a prompt's measures are the means over its tokens scored (from ``starts[prompt]`` on)."""
     tok = model.tokenizer
-    rows = rows_from_texts(tok, texts, config.context_size)
-    check_rows(rows, tok, source=label)
     special, pad = special_ids(tok), pad_id_of(tok)
     layers = [s.layer for s in saes]
     hooks = [s.hook for s in saes]
@@ -138,13 +189,15 @@ def prompt_set_tables(
             acts = model.run_with_cache(ids.to(model.device), hooks, attention_mask=mask.to(model.device))
             codes = [s.sae.encode(acts[s.hook].to(s.sae.device, s.sae.dtype)).float().cpu() for s in saes]
         for b in range(ids.shape[0]):
-            per_token = []
+            per_token, scored = [], []
             for t in np.nonzero(pos[b].numpy())[0]:
                 tracks, events = token_tracks([c[b, t] for c in codes], cosines, config)
                 m = token_measures(tracks, len(saes), layers)
                 per_token.append(m)
+                if t >= starts[prompt]:
+                    scored.append(m)
                 token = tok.decode([int(ids[b, t])])
-                out["tokens"].append({"set": label, "prompt": prompt, "position": int(t), "token": token, **m})
+                out["tokens"].append({"set": label, "prompt": prompt, "position": int(t), "token": token, "scored": int(t >= starts[prompt]), **m})
                 for tr in tracks:
                     tid = next_id + tr.id
                     out["tracks"].append({
@@ -158,25 +211,40 @@ def prompt_set_tables(
                     out["events"].append({"set": label, "prompt": prompt, "position": int(t), "kind": e.kind, "layer_from": layers[e.step],
                                           "layer_to": layers[e.step + 1], "sources": " ".join(map(str, e.sources)), "targets": " ".join(map(str, e.targets))})
                 next_id += len(tracks)
-            means = {k: float(np.nanmean([m[k] for m in per_token])) if any(math.isfinite(m[k]) for m in per_token) else math.nan for k in MEASURES}
-            out["prompts"].append({"set": label, "prompt": prompt, "text": texts[prompt], "n_tokens": len(per_token), **means})
+            means = {k: float(np.nanmean([m[k] for m in scored])) if any(math.isfinite(m[k]) for m in scored) else math.nan for k in MEASURES}
+            out["prompts"].append({"set": label, "prompt": prompt, "text": texts[prompt], "n_tokens": len(per_token), "first_scored": int(starts[prompt]),
+                                   "n_scored": len(scored), **means})
             prompt += 1
     return out
 
 
-def compare_sets(prompts: pd.DataFrame, labels: Sequence[str], correction: str) -> pd.DataFrame:
-    """Per measure: mean and 95% t-interval of the prompts of each set, the difference, Welch's p and its
-    adjustment over the measures tested. A measure with one value on every prompt of both sets is not
-    testable (``testable`` False, p NaN) and is left out of the adjustment."""
-    a, b = (prompts[prompts["set"] == lab] for lab in labels)
+def compare_sets(prompts: pd.DataFrame, labels: Sequence[str], correction: str, *, paired: bool = False) -> pd.DataFrame:
+    """Per measure: mean and 95% t-interval of each set, the difference ``a - b`` with its 95%
+    interval, the p-value and its adjustment over the measures tested. ``paired``: the prompts
+    of the two sets pair in order; means, difference and paired t-test over the pairs where both
+    are finite (``n``). Otherwise Welch's test and interval over every finite value. A measure with
+    one value on every prompt of both sets is not testable (``testable`` 0, p NaN) and is left out
+    of the adjustment."""
+    a, b = (prompts[prompts["set"] == lab].sort_values("prompt") for lab in labels)
     rows = []
     for m in MEASURES:
-        ma, la, ha = mean_ci(list(a[m]))
-        mb, lb, hb = mean_ci(list(b[m]))
-        values = {float(v) for v in list(a[m]) + list(b[m]) if math.isfinite(float(v))}
+        va, vb = [float(v) for v in a[m]], [float(v) for v in b[m]]
+        if paired:
+            pairs = [(x, y) for x, y in zip(va, vb) if math.isfinite(x) and math.isfinite(y)]
+            va, vb = [x for x, _ in pairs], [y for _, y in pairs]
+            diff, low, high = mean_ci([x - y for x, y in pairs])
+            n = len(pairs)
+        else:
+            low, high = welch_ci(va, vb)
+            n = sum(math.isfinite(v) for v in va + vb)
+        ma, la, ha = mean_ci(va)
+        mb, lb, hb = mean_ci(vb)
+        values = {v for v in va + vb if math.isfinite(v)}
         testable = len(values) > 1
-        rows.append({"measure": m, "mean_a": ma, "low_a": la, "high_a": ha, "mean_b": mb, "low_b": lb, "high_b": hb,
-                     "difference": ma - mb, "p": welch_p(list(a[m]), list(b[m])) if testable else math.nan, "testable": int(testable)})
+        p = (paired_t_p(va, vb) if paired else welch_p(va, vb)) if testable else math.nan
+        rows.append({"measure": m, "n": n, "mean_a": ma, "low_a": la, "high_a": ha, "mean_b": mb, "low_b": lb, "high_b": hb,
+                     "difference": diff if paired else ma - mb, "low_difference": low, "high_difference": high,
+                     "test": "paired t" if paired else "Welch", "p": p, "testable": int(testable)})
     table = pd.DataFrame(rows)
     tested = [i for i, r in enumerate(rows) if r["testable"] and math.isfinite(r["p"])]
     adjusted = adjust([rows[i]["p"] for i in tested], correction) if tested else []
@@ -221,9 +289,13 @@ def run_text_track(
     for s in saes:
         s.sae.to(model.device)
     cosines = [decoder_cosine(saes[i].sae, saes[i + 1].sae) for i in range(len(saes) - 1)]
+    token_rows = [rows_from_texts(model.tokenizer, texts, config.context_size) for texts in sets]
+    for r, label in zip(token_rows, labels):
+        check_rows(r, model.tokenizer, source=label)
+    pairing = choose_pairing(token_rows, labels, config)
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("tracks", "members", "events", "tokens", "prompts")}
-    for texts, label in zip(sets, labels):
-        part = prompt_set_tables(model, saes, texts, label, config, cosines, start_id=len(rows["tracks"]))
+    for texts, r, starts, label in zip(sets, token_rows, pairing.starts, labels):
+        part = prompt_set_tables(model, saes, texts, r, starts, label, config, cosines, start_id=len(rows["tracks"]))
         for k in rows:
             rows[k] += part[k]
     tables = {k: pd.DataFrame(v) for k, v in rows.items()}
@@ -234,8 +306,20 @@ def run_text_track(
                            "deaths": int(((ev["kind"] == "death") & (ev["layer_from"] == s.layer)).sum())})
     tables["layers"] = pd.DataFrame(layer_rows)
     lines = [f"{lab}: {len(tables['prompts'][tables['prompts']['set'] == lab])} prompts" for lab in labels]
+    pairing_info: dict[str, Any] = {}
     if len(sets) == 2:
-        tables["compare"] = compare_sets(tables["prompts"], labels, config.correction)
+        prompts = tables["prompts"]
+        unscored = sorted(set(prompts.loc[prompts["n_scored"] == 0, "prompt"])) if pairing.paired else []
+        lines.append(pairing.note)
+        if pairing.paired and config.tokens == "differing":
+            scored = prompts[~prompts["prompt"].isin(unscored)]
+            lines.append(f"scored tokens per prompt: {scored['n_scored'].mean():.1f} of {scored['n_tokens'].mean():.1f} on average" if len(scored) else
+                         "no pair differs: nothing to compare")
+        if unscored:
+            shown = ", ".join(str(i + 1) for i in unscored[:10]) + (" ..." if len(unscored) > 10 else "")
+            lines.append(f"{len(unscored)} pair(s) left out, no token differs within --context-size {config.context_size} (line {shown})")
+        pairing_info = {"paired": pairing.paired, "tokens": config.tokens if pairing.paired else "all", "left_out": [int(i) for i in unscored]}
+        tables["compare"] = compare_sets(prompts, labels, config.correction, paired=pairing.paired)
         for r in tables["compare"].to_dict(orient="records"):
             if not r["testable"]:
                 both = math.isfinite(r["mean_a"]) and math.isfinite(r["mean_b"])
@@ -244,8 +328,9 @@ def run_text_track(
                        else f"values in one set only ({labels[0] if math.isfinite(r['mean_a']) else labels[1]})")
                 lines.append(f"{r['measure']}: {why}: not testable")
                 continue
-            lines.append(f"{r['measure']}: {labels[0]} {r['mean_a']:.3g} vs {labels[1]} {r['mean_b']:.3g} (p = {r['p']:.3g}, {config.correction} {r['p_adjusted']:.3g})")
-    summary = {"n_prompts": len(tables["prompts"]), "n_tracks": len(tables["tracks"]), "sets": labels,
+            lines.append(f"{r['measure']}: {labels[0]} {r['mean_a']:.3g} vs {labels[1]} {r['mean_b']:.3g}, difference {r['difference']:+.3g} "
+                         f"[{r['low_difference']:.3g}, {r['high_difference']:.3g}] ({r['test']} p = {r['p']:.3g}, {config.correction} {r['p_adjusted']:.3g}; n {r['n']})")
+    summary = {"n_prompts": len(tables["prompts"]), "n_tracks": len(tables["tracks"]), "sets": labels, **({"pairing": pairing_info} if pairing_info else {}),
                "means": {lab: {m: _nan_none(tables["prompts"][tables["prompts"]["set"] == lab][m].mean()) for m in MEASURES} for lab in labels}}
     settings = {**asdict(config), "prompts": [str(Path(p).resolve()) for p in prompt_files], "model": model.model_id}
     sae_info = [{"layer": s.layer, "hook": s.hook, "path": str(Path(s.path).resolve()), "d_sae": s.sae.cfg.d_sae} for s in saes]
