@@ -138,8 +138,12 @@ def test_seed003_pathways(ran):
     assert audit["ok"] is True
     steered = next(j for j in audit["joins"] if j["name"] == "selected features -> steered features")
     assert steered["joinable"] == 1  # the steered feature is one of the selected ones
-    edges = json.loads((out / "pathways.json").read_text())["edges"]
+    data = json.loads((out / "pathways.json").read_text())
+    edges, controls = data["edges"], data["controls"]
     assert edges and all(e["target"].startswith("L12-") and e["source"].startswith("L6-") for e in edges)
+    # per target, as many random other sources as edges (--top-k 5), replayed as the baseline
+    assert all(t["n_control"] == 5 and t["control_mean_abs_actual"] is not None for t in data["targets"]) and len(controls) == 5 * len(data["targets"])
+    assert all(c["rank"] > 5 for c in controls)
     assert (out / "tokens.csv").read_text().startswith("token")
     assert (out / "steer-random.h5").exists()  # the random direction of the same norm, the control
     import h5py

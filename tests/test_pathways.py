@@ -166,6 +166,40 @@ def test_the_wired_source_ranks_first_and_the_replay_confirms_it(wired, tmp_path
     assert tgt.loc["L1-2", "activation"] == pytest.approx(torch.relu(x1 @ wired.u + BIAS).sum().item(), rel=1e-5)
 
 
+def test_control_edges_are_random_other_sources_and_the_wired_edges_beat_them(wired, tmp_path):
+    """Per target, --control-edges sources drawn at random (seeded) from the features with a non-zero
+    attribution outside its top edges, replayed the same way; the top edges' |actual| is tested
+    against theirs (one-sided Mann-Whitney, scipy's on the tables)."""
+    from saetool.analysis.pathways import read_controls
+
+    result = _run(wired, tmp_path / "p.h5", targets=["L1-2"], top_k=2, control_edges=5, seed=3)
+    edges, controls = result.edges, result.controls
+    assert list(edges.source) == ["L0-3", "L0-5"] and len(controls) == 5
+    assert not set(controls.source) & set(edges.source) and (controls.attribution != 0).all()
+    assert (controls["rank"] > 2).all() and controls["rank"].is_unique
+    # the rank is the source's place by |attribution| among every upstream feature
+    everything = _run(wired, tmp_path / "all.h5", targets=["L1-2"], top_k=16, control_edges=0).edges.set_index("source")
+    assert list(everything.loc[controls.source, "rank"]) == list(controls["rank"])
+    assert np.allclose(everything.loc[controls.source, "actual"], controls.actual, rtol=1e-4, atol=1e-5)  # the same replay
+    assert (controls.predicted == -controls.attribution).all()
+    row = result.targets.set_index("name").loc["L1-2"]
+    assert row.n_control == 5 and row.mean_abs_actual == pytest.approx(edges.actual.abs().mean())
+    assert row.control_mean_abs_actual == pytest.approx(controls.actual.abs().mean()) and row.control_mean_abs_actual < 0.1 * row.mean_abs_actual
+    assert row.control_p == pytest.approx(stats.mannwhitneyu(edges.actual.abs(), controls.actual.abs(), alternative="greater").pvalue)
+    assert row.control_p < 0.05
+    stored = read_controls(result.path)
+    assert list(stored.source) == list(controls.source) and np.allclose(stored.actual, controls.actual)
+    # seeded: the same draw again, another with another seed; none with 0 or without the replay
+    again = _run(wired, tmp_path / "q.h5", targets=["L1-2"], top_k=2, control_edges=5, seed=3).controls
+    other = _run(wired, tmp_path / "r.h5", targets=["L1-2"], top_k=2, control_edges=5, seed=4).controls
+    assert list(again.source) == list(controls.source) and list(other.source) != list(controls.source)
+    assert len(_run(wired, tmp_path / "s.h5", targets=["L1-2"], top_k=2, control_edges=0).controls) == 0
+    off = _run(wired, tmp_path / "t.h5", targets=["L1-2"], top_k=2, replay=False)
+    assert len(off.controls) == 0 and np.isnan(off.targets["control_p"].iloc[0])
+    # the default draws as many as --top-k
+    assert len(_run(wired, tmp_path / "u.h5", targets=["L1-2"], top_k=3).controls) == 3
+
+
 def test_batching_and_padding_do_not_change_the_numbers(wired, tmp_path):
     one = _run(wired, tmp_path / "a.h5", batch_size=1, top_k=3).edges
     five = _run(wired, tmp_path / "b.h5", batch_size=5, top_k=3).edges
@@ -195,6 +229,7 @@ def test_cli_writes_the_artifact_a_json_export_and_a_manifest(wired, tmp_path):
     assert manifest["kind"] == "pathways" and manifest["path"] == str(out.resolve()) and manifest["n_edges"] == 6
     assert manifest["pearson"] > 0.99
     assert "L0-3" in proc.stderr and "Pearson" in proc.stderr and "per target, over its own edges" in proc.stderr
+    assert "control |actual|" in proc.stderr and "(n 3)" in proc.stderr
     assert "(--show)" not in proc.stderr  # all 6 edges shown
     short = run_cli("pathways", "--sae", str(wired.up), "--sae", str(wired.down), "--target", "L1-2", "-t", "L1-0",
                     "--texts", str(wired.texts), "-k", "3", "-b", "2", "--show", "4", "-o", str(tmp_path / "short.h5"))
@@ -202,6 +237,7 @@ def test_cli_writes_the_artifact_a_json_export_and_a_manifest(wired, tmp_path):
     edges, targets, attrs = read_pathways(out)
     data = json.loads(export.read_text())
     assert [e["source"] for e in data["edges"]] == list(edges.source)
+    assert len(data["controls"]) == 6 and not {e["source"] for e in data["controls"] if e["target"] == "L1-2"} & set(edges[edges.target == "L1-2"].source)
     assert np.allclose([e["actual"] for e in data["edges"]], edges.actual)
     assert edges[edges.target == "L1-2"].iloc[0].source == "L0-3"
     assert attrs["settings"]["top_k"] == 3 and [s["layer"] for s in attrs["saes"]] == [0, 1]

@@ -21,6 +21,12 @@ For targets ``L{layer}-{id}`` and SAEs at several layers of one model:
    of its edges whose sign agrees) and over all edges (Pearson and Spearman,
    scipy): a pooled r mostly measures how the targets' scales differ, so a
    target whose own edges do not follow the prediction shows only in its row.
+4. **Control.** That the top edges' predictions come true does not show that
+   attribution found the features that matter: the same replay runs on
+   ``control_edges`` sources per target drawn at random (seeded) from the other
+   upstream features with a non-zero attribution. Per target: the mean
+   ``|actual|`` change of its top edges and of its controls, and a one-sided
+   Mann-Whitney U test (scipy) that the top edges change it more.
 """
 
 from __future__ import annotations
@@ -77,10 +83,21 @@ class PathwaysConfig:
     batch_size: int = 8
     context_size: int = 64
     replay: bool = True
+    control_edges: int | None = None  # per target; None: as many as top_k
+    seed: int = 0
+
+    @property
+    def n_control(self) -> int:
+        """Control sources per target (none without the replay)."""
+        if not self.replay:
+            return 0
+        return self.top_k if self.control_edges is None else self.control_edges
 
     def validate(self) -> None:
         if self.top_k < 1:
             raise SaetoolError(f"--top-k must be at least 1 (got {self.top_k})")
+        if self.control_edges is not None and self.control_edges < 0:
+            raise SaetoolError(f"--control-edges must be 0 or more (got {self.control_edges})")
         if not (math.isfinite(self.threshold) and self.threshold >= 0):
             raise SaetoolError(f"--threshold must be a finite number >= 0 (got {self.threshold})")
         if not math.isfinite(self.factor) or self.factor == 1.0:
@@ -113,6 +130,7 @@ class PathwaysResult:
     seconds: float = 0.0
     exports: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # selected targets at the lowest SAE layer, left out
+    controls: "pd.DataFrame" = field(default_factory=lambda: pd.DataFrame(columns=list(EDGE_COLUMNS)))
 
 
 # -- inputs ------------------------------------------------------------------------------------------
@@ -247,6 +265,40 @@ def choose_edges(attr: Sequence[Sequence["torch.Tensor | None"]], saes: Sequence
     return edges
 
 
+def choose_controls(attr: Sequence[Sequence["torch.Tensor | None"]], saes: Sequence["LayerSAE"], targets: Sequence[Target],
+                    edges: Sequence[dict[str, Any]], *, n: int, seed: int) -> list[dict[str, Any]]:
+    """Per target, ``n`` sources drawn at random (seeded) from its upstream features with a
+    non-zero attribution that are not among its edges; ``rank`` is their rank by ``|attribution|``."""
+    rng = np.random.default_rng(seed)
+    chosen = {(e["_target"], e["_sae"], e["source_feature"]) for e in edges}
+    out: list[dict[str, Any]] = []
+    for ti, t in enumerate(targets):
+        cands = [(float(v), i, j) for i, vec in enumerate(attr[ti]) if vec is not None
+                 for j, v in zip(torch.nonzero(vec).flatten().tolist(), vec[vec != 0].tolist())]
+        cands.sort(key=lambda c: (-abs(c[0]), c[1], c[2]))
+        pool = [(rank, c) for rank, c in enumerate(cands, 1) if (ti, c[1], c[2]) not in chosen]
+        if n == 0 or not pool:
+            continue
+        for k in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False).tolist()):
+            rank, (a, i, j) = pool[k]
+            out.append({"source": feature_name(saes[i].layer, j), "target": t.name, "source_layer": saes[i].layer, "source_feature": j,
+                        "target_layer": t.layer, "target_feature": t.feature, "rank": rank, "attribution": a, "_sae": i, "_target": ti})
+    return out
+
+
+def control_test(top_actual: Sequence[float], control_actual: Sequence[float]) -> dict[str, float]:
+    """Mean ``|actual|`` of a target's top edges and of its controls, and the one-sided Mann-Whitney
+    U p-value that the top edges' ``|actual|`` is larger (NaN without both)."""
+    top = np.abs(np.asarray(top_actual, float))
+    ctl = np.abs(np.asarray(control_actual, float))
+    top, ctl = top[np.isfinite(top)], ctl[np.isfinite(ctl)]
+    out = {"mean_abs_actual": float(top.mean()) if len(top) else math.nan,
+           "control_mean_abs_actual": float(ctl.mean()) if len(ctl) else math.nan, "n_control": int(len(ctl)), "control_p": math.nan}
+    if len(top) and len(ctl):
+        out["control_p"] = float(stats.mannwhitneyu(top, ctl, alternative="greater").pvalue)
+    return out
+
+
 def replay(
     model: "HookedModel",
     saes: Sequence["LayerSAE"],
@@ -320,12 +372,23 @@ def correlation(predicted: Sequence[float], actual: Sequence[float]) -> dict[str
     return out
 
 
+def edge_table(edges: Sequence[dict[str, Any]], actual: Sequence[float], factor: float) -> "pd.DataFrame":
+    """The edges (or controls) as a table of :data:`EDGE_COLUMNS`: predicted ``(factor - 1) x attribution``,
+    the replay's actual change and whether their signs agree."""
+    table = pd.DataFrame([{k: v for k, v in e.items() if not k.startswith("_")} for e in edges], columns=list(EDGE_COLUMNS[:8]))
+    table["predicted"] = [(factor - 1.0) * float(a) for a in table["attribution"]]
+    table["actual"] = list(actual)
+    table["sign_agrees"] = sign_agreement(table["predicted"], table["actual"])  # -1 where unknown, left out of the correlations too
+    return table[list(EDGE_COLUMNS)]
+
+
 # -- the artifact --------------------------------------------------------------------------------------
-def write_pathways(path: str | Path, edges: "pd.DataFrame", targets: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
+def write_pathways(path: str | Path, edges: "pd.DataFrame", targets: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False,
+                   controls: "pd.DataFrame | None" = None) -> Path:
     with ArtifactWriter(path, KIND, provenance, overwrite=overwrite) as writer:
         fh = writer.file
         assert fh is not None
-        for group, table in (("edges", edges), ("targets", targets)):
+        for group, table in (("edges", edges), ("targets", targets), *((("controls", controls),) if controls is not None else ())):
             write_table(fh.create_group(group), table)
         for key, value in attrs.items():
             fh.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value, sort_keys=True)
@@ -342,6 +405,12 @@ def read_pathways(path: str | Path) -> tuple["pd.DataFrame", "pd.DataFrame", dic
     return edges[cols], targets, attrs
 
 
+def read_controls(path: str | Path) -> "pd.DataFrame":
+    """The control edges of a ``pathways`` artifact (empty for files written before there were any)."""
+    with open_artifact(path, kind=KIND) as art:
+        return read_table(art.file["controls"]) if "controls" in art.file else pd.DataFrame(columns=list(EDGE_COLUMNS))
+
+
 def export_json(path: str | Path, result: PathwaysResult, meta: dict[str, Any]) -> Path:
     """Edges, targets, correlation and settings as JSON (or the edges as CSV for ``.csv``)."""
     p = Path(path)
@@ -349,7 +418,8 @@ def export_json(path: str | Path, result: PathwaysResult, meta: dict[str, Any]) 
         write_atomic(p, result.edges.to_csv(index=False))
         return p
 
-    data = {**meta, "correlation": result.correlation, "targets": result.targets.to_dict(orient="records"), "edges": result.edges.to_dict(orient="records")}
+    data = {**meta, "correlation": result.correlation, "targets": result.targets.to_dict(orient="records"), "edges": result.edges.to_dict(orient="records"),
+            "controls": result.controls.to_dict(orient="records")}
     write_atomic(p, json.dumps(finite(data), indent=2, allow_nan=False) + "\n")  # numpy values as Python, NaN and inf as null
     return p
 
@@ -424,27 +494,26 @@ def run_pathways(
                 "no upstream feature has a non-zero attribution to any target above the threshold",
                 hint="check that the targets are active on these texts (targets/activation), or lower --threshold",
             )
-        predicted = [(config.factor - 1.0) * e["attribution"] for e in edges]
+        controls = choose_controls(attr, saes, targets, edges, n=config.n_control, seed=config.seed)
         if config.replay:
-            actual, _ = replay(model, saes, targets, rows, edges, factor=config.factor, batch_size=config.batch_size, advance=advance)
+            actual, _ = replay(model, saes, targets, rows, [*edges, *controls], factor=config.factor, batch_size=config.batch_size, advance=advance)
         else:
             actual = np.full(len(edges), math.nan)
     seconds = time.perf_counter() - start
-    table = pd.DataFrame([{k: v for k, v in e.items() if not k.startswith("_")} for e in edges])
-    table["predicted"] = predicted
-    table["actual"] = list(actual)
-    table["sign_agrees"] = sign_agreement(table["predicted"], table["actual"])  # -1 where unknown, left out of the correlations too
-    table = table[list(EDGE_COLUMNS)]
+    table = edge_table(edges, actual[: len(edges)], config.factor)
+    control_table = edge_table(controls, actual[len(edges):], config.factor)
     per_target = [correlation(table.loc[table["target"] == t.name, "predicted"], table.loc[table["target"] == t.name, "actual"]) if config.replay else correlation([], []) for t in targets]
+    checks = [control_test(table.loc[table["target"] == t.name, "actual"], control_table.loc[control_table["target"] == t.name, "actual"]) for t in targets]
     tgt = pd.DataFrame({
         "name": [t.name for t in targets], "layer": [t.layer for t in targets], "feature": [t.feature for t in targets],
         "activation": list(clean), "n_edges": [int((table["target"] == t.name).sum()) for t in targets],
         "pearson": [c["pearson"] for c in per_target], "sign_agreement": [c["sign_agreement"] for c in per_target],
+        **{k: [c[k] for c in checks] for k in ("mean_abs_actual", "n_control", "control_mean_abs_actual", "control_p")},
     })
     corr = correlation(table["predicted"], table["actual"]) if config.replay else correlation([], [])
     settings = {**config.to_dict(), "texts": str(Path(texts_file).resolve()) if texts_file else None, "corpus": corpus,
                 "num_texts": len(rows), "model": model.model_id, "seconds": round(seconds, 2)}
-    result = PathwaysResult(out, table, tgt, corr, len(rows), n_tokens, seconds, skipped=skipped)
+    result = PathwaysResult(out, table, tgt, corr, len(rows), n_tokens, seconds, skipped=skipped, controls=control_table)
     sae_info = [{"layer": s.layer, "hook": s.sae.cfg.hook, "path": str(Path(s.path).resolve()), "d_sae": s.sae.cfg.d_sae} for s in saes]
     attrs = {"settings": settings, "correlation": corr, "saes": sae_info, "n_texts": len(rows), "n_tokens": n_tokens,
              "n_edges": len(table), "model": model.model_id, "skipped_targets": skipped}
@@ -454,7 +523,7 @@ def run_pathways(
     sae_parents = [s.path for s in saes if Path(s.path).is_file()]
     prov = build_provenance(model=model.model_id, backend=model.backend_name, hooks=[s.sae.cfg.hook for s in saes],
                             corpus=corpus, parents=[*sae_parents, *parents], pathways=settings)
-    write_pathways(out, table, tgt, attrs=attrs, provenance=prov, overwrite=overwrite)
+    write_pathways(out, table, tgt, attrs=attrs, provenance=prov, overwrite=overwrite, controls=control_table)
     for e in export:
         result.exports.append(export_json(e, result, {"kind": KIND, "model": model.model_id, "settings": settings, "saes": sae_info,
                                                            "n_texts": len(rows), "n_tokens": n_tokens}))

@@ -28,6 +28,8 @@ def pathways(
     threshold: float = typer.Option(0.0, "--threshold", help="Keep only sources with |attribution| above this."),
     factor: float = typer.Option(0.0, "--factor", help="Replay patch: scale the source feature by this (0 ablates it)."),
     replay: bool = typer.Option(True, "--replay/--no-replay", help="Validate each edge by patching the source and rerunning."),
+    control_edges: Optional[int] = typer.Option(None, "--control-edges", help="Per target, also replay this many sources drawn at random from the other upstream features with a non-zero attribution, the baseline the top edges' changes are tested against (default: --top-k; 0: none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the control edges' draw."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Texts per forward pass."),
     export: List[Path] = typer.Option([], "--export", "-e", help="Also write the edges, targets and correlation as JSON (.json) or the edges as CSV (.csv) (repeatable)."),
     show: int = typer.Option(20, "--show", help="Edge rows in the table on stderr (0: none)."),
@@ -46,7 +48,9 @@ def pathways(
     target's activation (summed over tokens and texts); the top --top-k per
     target are then replayed: the source is scaled by --factor (0 ablates) and
     the target's actual change is measured. Predicted and actual changes and
-    their Pearson/Spearman correlation are reported.
+    their Pearson/Spearman correlation are reported, and per target the top
+    edges' mean |change| against that of randomly drawn other sources
+    (--control-edges), with a one-sided Mann-Whitney test.
 
     Example:
 
@@ -65,7 +69,8 @@ def pathways(
         parents.append(selection)
     if not names:
         raise SaetoolError("no target features given", hint="pass --target L{layer}-{id} (repeatable) or --selection FILE")
-    config = PathwaysConfig(top_k=top_k, threshold=threshold, factor=factor, batch_size=batch_size, context_size=context_size, replay=replay)
+    config = PathwaysConfig(top_k=top_k, threshold=threshold, factor=factor, batch_size=batch_size, context_size=context_size, replay=replay,
+                             control_edges=control_edges, seed=seed)
     result = run_pathways(
         config, [str(p) for p in expand_sae_paths(sae)], names, texts_file=texts, corpus=corpus, num_texts=num_texts, output=output,
         overwrite=overwrite, export=export, model_name=model, backend=backend, device=device, dtype=dtype, parents=parents,
@@ -100,12 +105,14 @@ def show_table(result: Any, rows: int) -> None:
             table.add_row(rec["target"], str(rec["rank"]), rec["source"], f"{rec['attribution']:.4g}", f"{rec['predicted']:.4g}", f"{rec['actual']:.4g}", sign)
         stderr().print(table)
     if "pearson" in result.targets and result.correlation.get("n_edges"):
-        per = Table(title="per target, over its own edges", title_justify="left")
-        for col in ("target", "edges", "Pearson r", "signs agree"):
+        per = Table(title="per target, over its own edges; control: as many other sources drawn at random (--control-edges)", title_justify="left")
+        for col in ("target", "edges", "Pearson r", "signs agree", "mean |actual|", "control |actual|", "p (top > control)"):
             per.add_column(col, justify="left" if col == "target" else "right")
         for rec in result.targets.to_dict(orient="records"):
             r, agree = _num(rec.get("pearson")), _num(rec.get("sign_agreement"))
-            per.add_row(rec["name"], str(rec["n_edges"]), "-" if r is None else f"{r:.3f}", "-" if agree is None else f"{agree:.0%}")
+            top, ctl, p = _num(rec.get("mean_abs_actual")), _num(rec.get("control_mean_abs_actual")), _num(rec.get("control_p"))
+            per.add_row(rec["name"], str(rec["n_edges"]), "-" if r is None else f"{r:.3f}", "-" if agree is None else f"{agree:.0%}",
+                        "-" if top is None else f"{top:.4g}", "-" if ctl is None else f"{ctl:.4g} (n {rec.get('n_control', 0)})", "-" if p is None else f"{p:.3g}")
         stderr().print(per)
     corr = result.correlation
     if corr.get("n_edges"):
