@@ -171,6 +171,17 @@ def test_text_mode_tracks_per_token_and_compare(tiny_gpt2, tiny_layer_saes, tmp_
     assert np.allclose(cmp["difference"].dropna(), 0.0) and (cmp["p_adjusted"].dropna() == 1.0).all()
     assert set(cmp["test"]) == {"paired t"} and (cmp["n"] == 3).all() and attrs["summary"]["pairing"] == {"paired": True, "tokens": "all", "left_out": []}
     assert len(result.lines) == 3 + len(MEASURES)
+    # text mode, too, says when an SAE missed its training checklist's reconstruction target
+    bad = tmp_path / "bad.h5"
+    shutil.copy(tiny_layer_saes[1], bad)
+    with h5py.File(bad, "r+") as fh:
+        training = json.loads(fh.attrs["training"])
+        training["checklist"] = [{"key": "fvu", "name": "FVU (held-out)", "value": 0.72, "target": "< 0.3", "passed": False}]
+        fh.attrs["training"] = json.dumps(training)
+    proc = run_cli("track", str(tiny_layer_saes[0]), str(bad), "--texts", str(a), "--top-features", "4", "-o", str(tmp_path / "bad-t.h5"))
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stderr.split())  # the 40-step SAE at layer 0 misses its own target too
+    assert "2 of 2 SAEs missed their training checklist's reconstruction target (layer 0: FVU" in said and "layer 1: FVU 0.72 for < 0.3" in said
 
 
 def test_compare_pairs_by_line_and_scores_the_tokens_that_differ(tiny_gpt2, tiny_layer_saes, tmp_path):

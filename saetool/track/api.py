@@ -36,7 +36,8 @@ from saetool.artifacts.store import check_output_path
 from saetool.console import log, warn
 from saetool.errors import SaetoolError
 from saetool.sae.crosscoder import crosscoder_hooks
-from saetool.sae.io import is_sae_artifact, load_sae, read_sae_artifact
+from saetool.sae.io import load_sae
+from saetool.track.checklist import warn_failed_checklists
 from saetool.track.crosscoder import crosscoder_graph
 from saetool.track.link import choose_links, code_chunks, code_stats, decoder_cosine
 from saetool.track.store import KIND, write_tracks
@@ -272,7 +273,7 @@ def run_track(
         check_output_path(p, overwrite=overwrite, inputs=ins, option=opt)
     start = time.perf_counter()
     if crosscoder is None:
-        _warn_failed_checklists(saes)
+        warn_failed_checklists(saes)
     if crosscoder is not None:
         graph = crosscoder_graph(crosscoder, str(sae_paths[0]), min_share=config.min_share)
     else:
@@ -301,34 +302,6 @@ def run_track(
         result.exports.append(write_view(html, tables, sae_info, browser=browser))
     log(f"[dim]track: {len(graph.layers)} layers, {len(graph.tracks)} tracks, {len(graph.events)} events, {seconds:.1f}s[/dim]")
     return result
-
-
-RECONSTRUCTION_CHECKS = ("fvu", "scaled_mse")  # training-checklist rows whose failure makes a dictionary's links noise (L0 and dead targets are choices)
-
-
-def failed_reconstruction(saes: Sequence[LayerSAE]) -> dict[int, list[dict[str, Any]]]:
-    """Per layer whose SAE is a saetool artifact that missed its training checklist's
-    reconstruction target (FVU, or MSE on scaled inputs), those checklist rows."""
-    out: dict[int, list[dict[str, Any]]] = {}
-    for s in saes:
-        if not (Path(s.path).is_file() and is_sae_artifact(Path(s.path))):
-            continue
-        with read_sae_artifact(s.path) as art:
-            failed = [item for item in (art.training.get("checklist") or []) if isinstance(item, dict)
-                      and item.get("key") in RECONSTRUCTION_CHECKS and item.get("passed") is False]
-        if failed:
-            out[s.layer] = failed
-    return out
-
-
-def _warn_failed_checklists(saes: Sequence[LayerSAE]) -> None:
-    bad = failed_reconstruction(saes)
-    if bad:
-        parts = [f"layer {layer}: {str(items[0].get('name', '')).split(' (')[0]} {float(items[0].get('value', math.nan)):.3g} for {items[0].get('target', '?')}"
-                 for layer, items in sorted(bad.items())]
-        shown = "; ".join(parts[:4]) + (f"; and {len(parts) - 4} more" if len(parts) > 4 else "")
-        warn(f"{len(bad)} of {len(saes)} SAEs missed their training checklist's reconstruction target ({shown}): "
-             "links between poorly trained dictionaries are mostly noise; train them longer (saetool train --steps / --num-tokens) before reading the tracks")
 
 
 def is_crosscoder(paths: Sequence[str | Path]) -> bool:

@@ -48,6 +48,7 @@ from saetool.errors import SaetoolError
 from saetool.models.registry import load_model
 from saetool.steer.prompts import pad_id_of
 from saetool.steer.stats import CORRECTIONS, adjust, mean_ci, paired_t_p, welch_ci, welch_p
+from saetool.track.checklist import warn_failed_checklists
 from saetool.track.link import choose_links, decoder_cosine
 from saetool.track.store import write_tracks
 from saetool.track.tracker import Link, Track, build_tracks
@@ -273,6 +274,7 @@ def run_text_track(
     saes = load_layer_saes([str(p) for p in sae_paths], device)
     if len(saes) < 2:
         raise SaetoolError("track needs SAEs at two or more layers", hint="pass SAE files, one per layer (or an sae-set)")
+    warn_failed_checklists(saes)
     sets = [read_texts(p, what="prompt file") for p in prompt_files]
     labels = [Path(p).stem for p in prompt_files]
     if len(labels) == 2 and labels[0] == labels[1]:
