@@ -132,13 +132,41 @@ def test_cli_counts_pvalues_and_q_against_independent_computation(tokenizer, tmp
     exported = pd.read_csv(csv, keep_default_na=False)
     assert list(exported["token_id"]) == list(table["token_id"])
     assert "' cannot'*" in proc.stderr  # the stderr table marks significant tokens
+    # over texts: how many texts of each set hold the token, Fisher's exact test (scipy), BH
+    held_a, held_b = (Counter(t for text in texts for t in set(tokenizer.encode(text, add_special_tokens=False))) for texts in (REFUSALS, ANSWERS))
+    nt_a, nt_b = len(REFUSALS), len(ANSWERS)
+    pt_ref = [stats.fisher_exact([[held_a[t], nt_a - held_a[t]], [held_b[t], nt_b - held_b[t]]]).pvalue for t in tested]
+    assert list(by_id.loc[tested, "texts_a"]) == [held_a[t] for t in tested] and list(by_id.loc[tested, "texts_b"]) == [held_b[t] for t in tested]
+    np.testing.assert_allclose(by_id.loc[tested, "p_texts"], pt_ref, rtol=1e-9)
+    np.testing.assert_allclose(by_id.loc[tested, "q_texts"], stats.false_discovery_control(np.array(pt_ref)), rtol=1e-9)
+    assert row["texts_a"] == 24 and row["texts_b"] == 0 and row["significant_texts"]
+
+
+def test_a_token_repeated_within_one_text_is_significant_over_tokens_but_not_over_texts(tmp_path):
+    """One degenerate text saying a word forty times: the chi-square over tokens counts each
+    occurrence as evidence; over texts it is one text of twenty."""
+    fa, fb = tmp_path / "a.txt", tmp_path / "b.txt"
+    fa.write_text("\n".join(["The river was calm today."] * 19 + ["banana " * 40]) + "\n")
+    fb.write_text("\n".join(["The river was calm today."] * 20) + "\n")
+    out = tmp_path / "t.h5"
+    proc = run_cli("tokens", str(fa), str(fb), "--min-count", "3", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = read_associations(out)
+    banana = table[table["token"].str.strip() == "banana"].iloc[0]
+    assert banana["count_a"] >= 39 and banana["significant"] and banana["q"] < 1e-6
+    assert banana["texts_a"] == 1 and banana["texts_b"] == 0 and not banana["significant_texts"] and banana["p_texts"] == pytest.approx(1.0)
+    assert table.attrs["n_significant_texts_a"] == 0 and table.attrs["n_significant_a"] >= 1
+    assert "over texts" in " ".join(proc.stderr.split())
 
 
 def test_dirichlet_prior_shrinks_towards_zero(tokenizer):
     ca = Counter({1: 8, 2: 1, 3: 20})
     cb = Counter({1: 0, 2: 9, 3: 20})
-    weak = associations(ca, cb, TokensConfig(min_count=1, prior_strength=1.0)).set_index("token_id")
-    strong = associations(ca, cb, TokensConfig(min_count=1, prior_strength=500.0)).set_index("token_id")
+    from saetool.analysis.token_stats import TokenCounts
+
+    sa, sb = (TokenCounts(c, sum(c.values()), Counter({t: min(n, 1) for t, n in c.items()}), 1) for c in (ca, cb))
+    weak = associations(sa, sb, TokensConfig(min_count=1, prior_strength=1.0)).set_index("token_id")
+    strong = associations(sa, sb, TokensConfig(min_count=1, prior_strength=500.0)).set_index("token_id")
     assert weak.loc[1, "log_odds"] > strong.loc[1, "log_odds"] > 0
     assert weak.loc[2, "log_odds"] < strong.loc[2, "log_odds"] < 0
     # the prior does not move the chi-square test

@@ -5,7 +5,12 @@ neither added nor counted).
 Per token: counts, the smoothed log-odds ratio with an informative Dirichlet
 prior (Monroe et al. 2008) or add-alpha smoothing and its z-score, a 2x2
 chi-square test (token vs every other token, set a vs set b),
-Benjamini-Hochberg q-values over the tested tokens. Layout of the
+Benjamini-Hochberg q-values over the tested tokens. The chi-square counts
+every occurrence as independent evidence, which a text that repeats a token
+(a degenerate steered completion saying "I cannot" ten times) inflates; so
+each token is also tested **over texts**: how many texts of each set hold it,
+Fisher's exact test (scipy), BH q-values (``texts_a``, ``texts_b``,
+``p_texts``, ``q_texts``, ``significant_texts``). Layout of the
 ``token-associations`` artifact: docs/artifacts.md.
 """
 
@@ -32,6 +37,7 @@ from saetool.models.registry import resolve_model
 from saetool.models.source import first_line
 from saetool.steer.completions import read_completions
 from saetool.steer.prompts import read_text_file
+from saetool.steer.stats import fisher_exact_p
 
 KIND = "token-associations"
 SCHEMA_VERSION = 1
@@ -39,7 +45,8 @@ PRIORS = ("dirichlet", "add")
 #: Default prior strength: dirichlet, a fraction of the tokens in both sets; add, a pseudo-count per token.
 DEFAULT_DIRICHLET_FRACTION = 0.1
 DEFAULT_ADD = 0.5
-COLUMNS = ("token_id", "token", "piece", "count_a", "count_b", "log_odds", "z", "chi2", "p", "q", "significant")
+COLUMNS = ("token_id", "token", "piece", "count_a", "count_b", "log_odds", "z", "chi2", "p", "q", "significant",
+           "texts_a", "texts_b", "p_texts", "q_texts", "significant_texts")
 
 
 @dataclass
@@ -177,24 +184,38 @@ def load_tokenizer(model: str):
         raise ModelError(f"cannot load the tokenizer of {model!r}: {first_line(exc)}", hint="pass an embedded model, a local folder, or a cached hub id") from exc
 
 
-def count_tokens(tokenizer: Any, texts: Sequence[str], *, what: str) -> tuple[Counter, int]:
-    """Token-id counts over ``texts`` and the total. No special tokens are
-    added, and special tokens written in the text (``<|endoftext|>``...) are
-    markup, not words: they are not counted."""
+@dataclass
+class TokenCounts:
+    """Token-id counts over a set of texts, ``total`` tokens, and per token the number of texts holding it."""
+
+    counts: Counter
+    total: int
+    texts: Counter
+    n_texts: int
+
+
+def count_tokens(tokenizer: Any, texts: Sequence[str], *, what: str) -> TokenCounts:
+    """Token-id counts over ``texts``. No special tokens are added, and special
+    tokens written in the text (``<|endoftext|>``...) are markup, not words:
+    they are not counted."""
     special = {int(i) for i in getattr(tokenizer, "all_special_ids", [])}
     counts: Counter = Counter()
+    holding: Counter = Counter()
     for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
-        counts.update(int(i) for i in ids if int(i) not in special)
+        mine = [int(i) for i in ids if int(i) not in special]
+        counts.update(mine)
+        holding.update(set(mine))
     total = sum(counts.values())
     if total == 0:
         raise SaetoolError(f"the texts of {what} tokenise to nothing (no tokens besides special ones)", hint="check that it holds text the model's tokenizer reads")
-    return counts, total
+    return TokenCounts(counts, total, holding, len(texts))
 
 
 # -- the statistics ----------------------------------------------------------------------------------
-def associations(counts_a: Counter, counts_b: Counter, config: TokensConfig, tokenizer: Any = None) -> "pd.DataFrame":
+def associations(set_a: TokenCounts, set_b: TokenCounts, config: TokensConfig, tokenizer: Any = None) -> "pd.DataFrame":
     """One row per tested token (seen at least ``min_count`` times in all),
     sorted by z (most typical of a first, of b last)."""
+    counts_a, counts_b = set_a.counts, set_b.counts
     vocab = np.array(sorted(set(counts_a) | set(counts_b)), dtype=np.int64)
     ya = np.array([counts_a.get(int(t), 0) for t in vocab], dtype=np.int64)
     yb = np.array([counts_b.get(int(t), 0) for t in vocab], dtype=np.int64)
@@ -209,6 +230,10 @@ def associations(counts_a: Counter, counts_b: Counter, config: TokensConfig, tok
     stat, p = chi2_2x2(ya[tested], yb[tested], n_a, n_b, yates=config.yates)
     q = benjamini_hochberg(p)
     ids = vocab[tested]
+    ta = np.array([set_a.texts.get(int(t), 0) for t in ids], dtype=np.int64)
+    tb = np.array([set_b.texts.get(int(t), 0) for t in ids], dtype=np.int64)
+    p_texts = np.array([fisher_exact_p(int(x), set_a.n_texts, int(y), set_b.n_texts) for x, y in zip(ta, tb)], dtype=np.float64)
+    q_texts = benjamini_hochberg(p_texts)
     table = pd.DataFrame(
         {
             "token_id": ids,
@@ -222,6 +247,11 @@ def associations(counts_a: Counter, counts_b: Counter, config: TokensConfig, tok
             "p": p,
             "q": q,
             "significant": q <= config.alpha,
+            "texts_a": ta,
+            "texts_b": tb,
+            "p_texts": p_texts,
+            "q_texts": q_texts,
+            "significant_texts": q_texts <= config.alpha,
         }
     )
     return table.sort_values(["z", "token_id"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
@@ -238,7 +268,7 @@ def write_associations(path: str | Path, table: "pd.DataFrame", *, attrs: dict[s
                 fh.create_dataset(col, data=text_array(table[col]), dtype=str_dt)
                 continue
             arr = np.asarray(table[col])
-            if col == "significant":
+            if col in ("significant", "significant_texts"):
                 arr = arr.astype("int8")
             ds = fh.create_dataset(col, data=arr)
             ds.attrs["saetool_dtype"] = str(arr.dtype)
@@ -253,8 +283,9 @@ def read_associations(path: str | Path) -> "pd.DataFrame":
         fh = art.file
         data = {c: (list(fh[c].asstr()[()]) if c in ("token", "piece") else fh[c][()]) for c in COLUMNS if c in fh}
         table = pd.DataFrame(data)
-        if "significant" in table:
-            table["significant"] = table["significant"].astype(bool)
+        for col in ("significant", "significant_texts"):
+            if col in table:
+                table[col] = table[col].astype(bool)
         table.attrs.update({k: attr_value(v) for k, v in fh.attrs.items() if k != "provenance"})
     return table
 
@@ -289,10 +320,12 @@ def token_associations(
     export_paths = [check_output_path(e, overwrite=overwrite, inputs=ins, option="--export") for e in exports]
     check_outputs([("--output", out), *(("--export", e) for e in export_paths)], overwrite=True)
     tokenizer = load_tokenizer(model)
-    counts_a, n_a = count_tokens(tokenizer, set_a.texts, what=f"set {set_a.label} ({set_a.source})")
-    counts_b, n_b = count_tokens(tokenizer, set_b.texts, what=f"set {set_b.label} ({set_b.source})")
-    table = associations(counts_a, counts_b, config, tokenizer)
+    counted_a = count_tokens(tokenizer, set_a.texts, what=f"set {set_a.label} ({set_a.source})")
+    counted_b = count_tokens(tokenizer, set_b.texts, what=f"set {set_b.label} ({set_b.source})")
+    counts_a, n_a, counts_b, n_b = counted_a.counts, counted_a.total, counted_b.counts, counted_b.total
+    table = associations(counted_a, counted_b, config, tokenizer)
     sig = table[table["significant"]]
+    sig_texts = table[table["significant_texts"]]
     attrs = {
         "labels": [set_a.label, set_b.label],
         "sources": {set_a.label: set_a.source, set_b.label: set_b.source},
@@ -305,12 +338,15 @@ def token_associations(
         "n_tested": len(table),
         "n_significant_a": int((sig["log_odds"] > 0).sum()),
         "n_significant_b": int((sig["log_odds"] < 0).sum()),
+        "n_significant_texts_a": int((sig_texts["log_odds"] > 0).sum()),
+        "n_significant_texts_b": int((sig_texts["log_odds"] < 0).sum()),
         "prior": config.prior,
         "prior_strength": config.strength(n_a + n_b),
         "min_count": config.min_count,
         "alpha": config.alpha,
         "yates": config.yates,
         "test": "chi2 2x2 (token vs other tokens, a vs b)" + (" with Yates correction" if config.yates else "") + "; Benjamini-Hochberg q",
+        "test_texts": "Fisher's exact test of the texts holding the token (a vs b), two-sided; Benjamini-Hochberg q",
         "log_odds_sign": sign_convention(set_a.label, set_b.label),
     }
     parents = [*set_a.parents, *set_b.parents]

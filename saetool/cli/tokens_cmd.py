@@ -38,7 +38,9 @@ def tokens(
 
     Counts with the model's tokenizer; smoothed log-odds ratio and z-score
     (informative Dirichlet prior, Monroe et al. 2008); chi-square p-values on
-    each token's 2x2 table; Benjamini-Hochberg q-values. Sign: log-odds > 0
+    each token's 2x2 table; Benjamini-Hochberg q-values. A text that
+    repeats a token inflates that test, so each token is also tested over
+    texts (Fisher's test of how many texts of each set hold it). Sign: log-odds > 0
     means more frequent in A (--a) than in B (--b); seed 003's
     log((patched+1)/(baseline+1)) is the reverse with --a baseline --b steered.
 
@@ -68,8 +70,11 @@ def tokens(
     a = result.attrs
     log(
         f"[green]wrote[/green] {result.path} ({a['n_tested']} tokens tested of {a['n_types']}; "
-        f"significant at q≤{alpha:g}: {a['n_significant_a']} for {set_a.label}, {a['n_significant_b']} for {set_b.label})"
+        f"significant at q≤{alpha:g}: {a['n_significant_a']} for {set_a.label}, {a['n_significant_b']} for {set_b.label} over tokens, "
+        f"{a['n_significant_texts_a']} and {a['n_significant_texts_b']} over texts)"
     )
+    log("over tokens: chi-square, every occurrence counted, so a text that repeats a token inflates it; "
+        "over texts: Fisher's test of how many texts hold the token (+ in the table: significant there too)")
     log(a["log_odds_sign"])
     for e in result.exports:
         log(f"[green]wrote[/green] {e}")
@@ -80,7 +85,7 @@ def tokens(
 
 
 def show_tokens(table, rows: int, labels: tuple[str, str]) -> None:
-    """The most over-represented tokens of each side on stderr (* = significant)."""
+    """The most over-represented tokens of each side on stderr (* significant over tokens, + over texts)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -88,10 +93,11 @@ def show_tokens(table, rows: int, labels: tuple[str, str]) -> None:
         return
     sides = ((labels[0], table[table["log_odds"] > 0].head(rows)), (labels[1], table[table["log_odds"] < 0].iloc[::-1].head(rows)))
     for label, part in sides:
-        out = Table(title=f"tokens over-represented in {label} (* q ≤ alpha)", title_justify="left")
-        for col in ("token", "id", f"n {labels[0]}", f"n {labels[1]}", "log-odds", "z", "p", "q"):
+        out = Table(title=f"tokens over-represented in {label} (* q ≤ alpha over tokens, + over texts)", title_justify="left")
+        for col in ("token", "id", f"n {labels[0]}", f"n {labels[1]}", "log-odds", "z", "q", "texts", "q texts"):
             out.add_column(col, justify="left" if col == "token" else "right")
         for _, r in part.iterrows():
-            mark = "*" if r["significant"] else ""
-            out.add_row(escape(repr(r["token"])) + mark, str(r["token_id"]), str(r["count_a"]), str(r["count_b"]), f"{r['log_odds']:+.2f}", f"{r['z']:+.2f}", f"{r['p']:.2g}", f"{r['q']:.2g}")
+            mark = ("*" if r["significant"] else "") + ("+" if r.get("significant_texts", False) else "")
+            out.add_row(escape(repr(r["token"])) + mark, str(r["token_id"]), str(r["count_a"]), str(r["count_b"]), f"{r['log_odds']:+.2f}", f"{r['z']:+.2f}",
+                        f"{r['q']:.2g}", f"{r['texts_a']}/{r['texts_b']}", f"{r['q_texts']:.2g}")
         stderr().print(out)
