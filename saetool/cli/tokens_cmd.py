@@ -94,10 +94,10 @@ def show_tokens(table, rows: int, labels: tuple[str, str]) -> None:
     sides = ((labels[0], table[table["log_odds"] > 0].head(rows)), (labels[1], table[table["log_odds"] < 0].iloc[::-1].head(rows)))
     for label, part in sides:
         out = Table(title=f"tokens over-represented in {label} (* q ≤ alpha over tokens, + over texts)", title_justify="left")
-        for col in ("token", "id", f"n {labels[0]}", f"n {labels[1]}", "log-odds", "z", "q", "texts", "q texts"):
+        for col in ("token", f"n {labels[0]}", f"n {labels[1]}", "log-odds", "z", "q", "texts", "q texts"):
             out.add_column(col, justify="left" if col == "token" else "right")
         for _, r in part.iterrows():
             mark = ("*" if r["significant"] else "") + ("+" if r.get("significant_texts", False) else "")
-            out.add_row(escape(repr(r["token"])) + mark, str(r["token_id"]), str(r["count_a"]), str(r["count_b"]), f"{r['log_odds']:+.2f}", f"{r['z']:+.2f}",
+            out.add_row(escape(repr(r["token"])) + mark, str(r["count_a"]), str(r["count_b"]), f"{r['log_odds']:+.2f}", f"{r['z']:+.2f}",
                         f"{r['q']:.2g}", f"{r['texts_a']}/{r['texts_b']}", f"{r['q_texts']:.2g}")
         stderr().print(out)
