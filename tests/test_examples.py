@@ -148,9 +148,12 @@ def test_seed003_pathways(ran):
     assert (out / "steer-random.h5").exists()  # the random direction of the same norm, the control
     import h5py
 
-    with h5py.File(out / "selection.h5", "r") as fh:  # harmful prompts are longer: the chance level within one length too
-        plain, same = (json.loads(fh.attrs[k]) for k in ("chance_max_abs_d", "chance_max_abs_d_same_length"))
-    assert set(same) <= set(plain) == {"6", "12"} and all(v > 0 for v in same.values())
+    with h5py.File(out / "selection.h5", "r") as fh:  # benign prompts matched in length to the harmful ones: no length check needed
+        plain, lengths = json.loads(fh.attrs["chance_max_abs_d"]), json.loads(fh.attrs["mean_length"])
+        assert "chance_max_abs_d_same_length" not in fh.attrs
+    with h5py.File(out / "benign.h5", "r") as fh:
+        assert json.loads(fh.attrs["config"])["corpus"].endswith("benign_matched.txt")
+    assert set(plain) == {"6", "12"} and all(v > 0 for v in plain.values()) and abs(lengths["a"] - lengths["b"]) < 0.2
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)

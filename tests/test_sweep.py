@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import REPO, assert_clean_error, run_cli
@@ -135,13 +136,26 @@ def test_shipped_prompt_splits_do_not_overlap():
     from saetool.steer.prompts import read_prompts
 
     d = REPO / "examples" / "prompts"
-    sets = {n: {p.text for p in read_prompts(d / f"{n}.txt")} for n in ("harm_train", "harm_test", "benign", "benign_train")}
+    sets = {n: {p.text for p in read_prompts(d / f"{n}.txt")} for n in ("harm_train", "harm_test", "benign", "benign_train", "benign_matched")}
     assert len(sets["harm_train"]) == len(sets["harm_test"]) == 50
-    assert len(sets["benign"]) == 60 and len(sets["benign_train"]) == 50
+    assert len(sets["benign"]) == 60 and len(sets["benign_train"]) == len(sets["benign_matched"]) == 50
     names = list(sets)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert not sets[a] & sets[b], (a, b)
+
+
+def test_benign_matched_pairs_harm_train_line_by_line_in_length(smollm2):
+    """Seed 003's benign side: line i is harm_train's line i made ordinary, within one token of
+    its length on the embedded model's tokenizer, so length does not separate the sets."""
+    from saetool.steer.prompts import read_prompts
+
+    d = REPO / "examples" / "prompts"
+    harm, matched = ([p.text for p in read_prompts(d / f"{n}.txt")] for n in ("harm_train", "benign_matched"))
+    n_tokens = [[len(smollm2.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts] for texts in (harm, matched)]
+    assert all(abs(a - b) <= 1 for a, b in zip(*n_tokens))
+    assert abs(np.mean(n_tokens[0]) - np.mean(n_tokens[1])) < 0.2
+    assert sum(h.split()[:2] == m.split()[:2] for h, m in zip(harm, matched)) == 50  # the same opening
 
 
 # -- running -----------------------------------------------------------------------------------------

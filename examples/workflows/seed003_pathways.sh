@@ -6,7 +6,7 @@
 # steering made more or less frequent (tokens).
 #
 #   SIZE=ci    tiny SAEs, 2 texts          (about 1 min on 2 idle CPU cores; 55 s measured)
-#   SIZE=small 8,192 tokens per layer      (about 2 min; 1 min 16 s measured)    <- default
+#   SIZE=small 8,192 tokens per layer      (about 2 min; 1 min 46 s measured)    <- default
 #   SIZE=full  bigger SAEs and more texts  (an hour or more on a CPU)
 set -euo pipefail
 SIZE=${SIZE:-small}
@@ -30,12 +30,13 @@ done
 
 # step 1: features that separate harmful from benign prompts, one sequence per prompt
 # (--per-line: padded, # comment lines skipped), Cohen's d over prompts of each prompt's
-# largest activation (--per sequence-max: harmful prompts are longer, and a per-prompt mean
-# would dilute a feature by the prompt's length, so that d partly measured length; a maximum
-# grows with length instead: select warns, and also scores the features on the prompts of a length
-# both sets hold, against a chance level shuffled within lengths (d_same_length), see docs/tutorial.md)
+# largest activation (--per sequence-max: a per-prompt mean would dilute a feature that fires
+# once by the prompt's length). The benign side is benign_matched.txt: each line the harmful
+# line's ordinary counterpart, same opening and form, within one token of its length, so that
+# length and phrasing do not separate the sets (against benign_train.txt, 8.2 tokens to 13.5,
+# they did: see docs/tutorial.md)
 $SAETOOL extract --corpus "files:$PROMPTS/harm_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/harm.h5" --overwrite > /dev/null
-$SAETOOL extract --corpus "files:$PROMPTS/benign_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/benign.h5" --overwrite > /dev/null
+$SAETOOL extract --corpus "files:$PROMPTS/benign_matched.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/benign.h5" --overwrite > /dev/null
 $SAETOOL select "$OUT/harm.h5" "$OUT/benign.h5" --per sequence-max --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --top 5 --export "$OUT/selection.json" -o "$OUT/selection.h5" --overwrite > /dev/null
 # the strongest layer-12 feature more active on harmful prompts (d > 0) steers, so that adding it
 # pushes towards "harmful" (a feature with d < 0 would push the other way); the strongest of any sign without one
