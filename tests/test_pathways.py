@@ -166,38 +166,58 @@ def test_the_wired_source_ranks_first_and_the_replay_confirms_it(wired, tmp_path
     assert tgt.loc["L1-2", "activation"] == pytest.approx(torch.relu(x1 @ wired.u + BIAS).sum().item(), rel=1e-5)
 
 
-def test_control_edges_are_random_other_sources_and_the_wired_edges_beat_them(wired, tmp_path):
-    """Per target, --control-edges sources drawn at random (seeded) from the features with a non-zero
-    attribution outside its top edges, replayed the same way; the top edges' |actual| is tested
-    against theirs (one-sided Mann-Whitney, scipy's on the tables)."""
-    from saetool.analysis.pathways import read_controls
+def test_control_edges_are_other_sources_matched_in_activity_and_the_wired_edges_beat_them(wired, tmp_path):
+    """Per target, --control-edges other sources, each drawn (seeded per target) from the unused active
+    sources nearest its edge's summed activation, replayed the same way; the edges' |actual| is tested
+    against theirs (one-sided Mann-Whitney, scipy's on the tables), Holm over the targets."""
+    from saetool.analysis.pathways import MATCH_POOL, read_controls
+    from saetool.sae.io import load_sae
 
-    result = _run(wired, tmp_path / "p.h5", targets=["L1-2"], top_k=2, control_edges=5, seed=3)
+    result = _run(wired, tmp_path / "p.h5", targets=["L1-2"], top_k=2, control_edges=6, seed=3)
     edges, controls = result.edges, result.controls
-    assert list(edges.source) == ["L0-3", "L0-5"] and len(controls) == 5
-    assert not set(controls.source) & set(edges.source) and (controls.attribution != 0).all()
-    assert (controls["rank"] > 2).all() and controls["rank"].is_unique
+    assert list(edges.source) == ["L0-3", "L0-5"] and len(controls) == 6
+    assert list(controls.matched_to) == ["L0-3", "L0-5"] * 3 and not set(controls.source) & set(edges.source) and controls.source.is_unique
+    # summed activations computed here, from a plain forward pass and the SAE's encoder
+    ids, mask, pos = _counted(wired.model, TEXTS)
+    x0 = wired.model.run_with_cache(ids, [UP], attention_mask=mask)[UP][pos]
+    activity = load_sae(wired.up).encode(x0).sum(0).double().detach().numpy()
+    assert np.allclose(edges.source_activation, activity[edges.source_feature], rtol=1e-4)
+    assert np.allclose(controls.source_activation, activity[controls.source_feature], rtol=1e-4)
+    free = [k for k in range(16) if activity[k] > 0 and k not in (3, 5)]
+    taken: list[int] = []
+    for row in controls.itertuples():  # each from the MATCH_POOL free sources nearest its edge's activity, in turn
+        edge = int(row.matched_to.split("-")[1])
+        pool = sorted((k for k in free if k not in taken), key=lambda k: (abs(np.log(activity[k]) - np.log(activity[edge])), k))[:MATCH_POOL]
+        assert row.source_feature in pool
+        taken.append(row.source_feature)
     # the rank is the source's place by |attribution| among every upstream feature
     everything = _run(wired, tmp_path / "all.h5", targets=["L1-2"], top_k=16, control_edges=0).edges.set_index("source")
     assert list(everything.loc[controls.source, "rank"]) == list(controls["rank"])
     assert np.allclose(everything.loc[controls.source, "actual"], controls.actual, rtol=1e-4, atol=1e-5)  # the same replay
     assert (controls.predicted == -controls.attribution).all()
     row = result.targets.set_index("name").loc["L1-2"]
-    assert row.n_control == 5 and row.mean_abs_actual == pytest.approx(edges.actual.abs().mean())
+    assert row.n_control == 6 and row.mean_abs_actual == pytest.approx(edges.actual.abs().mean())
     assert row.control_mean_abs_actual == pytest.approx(controls.actual.abs().mean()) and row.control_mean_abs_actual < 0.1 * row.mean_abs_actual
     assert row.control_p == pytest.approx(stats.mannwhitneyu(edges.actual.abs(), controls.actual.abs(), alternative="greater").pvalue)
-    assert row.control_p < 0.05
+    assert row.control_p < 0.05 and row.control_p_adjusted == row.control_p  # one target: Holm changes nothing
     stored = read_controls(result.path)
     assert list(stored.source) == list(controls.source) and np.allclose(stored.actual, controls.actual)
-    # seeded: the same draw again, another with another seed; none with 0 or without the replay
-    again = _run(wired, tmp_path / "q.h5", targets=["L1-2"], top_k=2, control_edges=5, seed=3).controls
-    other = _run(wired, tmp_path / "r.h5", targets=["L1-2"], top_k=2, control_edges=5, seed=4).controls
-    assert list(again.source) == list(controls.source) and list(other.source) != list(controls.source)
+    # seeded per target: the same draw again, and with another target beside it; another seed draws others
+    again = _run(wired, tmp_path / "q.h5", targets=["L1-2"], top_k=2, control_edges=6, seed=3).controls
+    both = _run(wired, tmp_path / "b.h5", targets=["L1-2", "L1-0"], top_k=2, control_edges=6, seed=3)
+    other = _run(wired, tmp_path / "r.h5", targets=["L1-2"], top_k=2, control_edges=6, seed=4).controls
+    assert list(again.source) == list(controls.source) == list(both.controls[both.controls.target == "L1-2"].source)
+    assert list(other.source) != list(controls.source)
+    tgt = both.targets.set_index("name")
+    ps = list(tgt["control_p"])
+    from saetool.steer.stats import holm
+
+    assert list(tgt["control_p_adjusted"]) == pytest.approx(holm(ps))
     assert len(_run(wired, tmp_path / "s.h5", targets=["L1-2"], top_k=2, control_edges=0).controls) == 0
     off = _run(wired, tmp_path / "t.h5", targets=["L1-2"], top_k=2, replay=False)
     assert len(off.controls) == 0 and np.isnan(off.targets["control_p"].iloc[0])
-    # the default draws as many as --top-k
-    assert len(_run(wired, tmp_path / "u.h5", targets=["L1-2"], top_k=3).controls) == 3
+    # by default max(--top-k, 10), as many as there are unused active sources (16 features, 3 edges)
+    assert len(_run(wired, tmp_path / "u.h5", targets=["L1-2"], top_k=3).controls) == min(10, len(free) - 1)
 
 
 def test_batching_and_padding_do_not_change_the_numbers(wired, tmp_path):
@@ -229,7 +249,7 @@ def test_cli_writes_the_artifact_a_json_export_and_a_manifest(wired, tmp_path):
     assert manifest["kind"] == "pathways" and manifest["path"] == str(out.resolve()) and manifest["n_edges"] == 6
     assert manifest["pearson"] > 0.99
     assert "L0-3" in proc.stderr and "Pearson" in proc.stderr and "per target, over its own edges" in proc.stderr
-    assert "control |actual|" in proc.stderr and "(n 3)" in proc.stderr
+    assert "control: other sources matched in activity" in " ".join(proc.stderr.split()) and "(n 10)" in proc.stderr
     assert "(--show)" not in proc.stderr  # all 6 edges shown
     short = run_cli("pathways", "--sae", str(wired.up), "--sae", str(wired.down), "--target", "L1-2", "-t", "L1-0",
                     "--texts", str(wired.texts), "-k", "3", "-b", "2", "--show", "4", "-o", str(tmp_path / "short.h5"))
@@ -237,7 +257,7 @@ def test_cli_writes_the_artifact_a_json_export_and_a_manifest(wired, tmp_path):
     edges, targets, attrs = read_pathways(out)
     data = json.loads(export.read_text())
     assert [e["source"] for e in data["edges"]] == list(edges.source)
-    assert len(data["controls"]) == 6 and not {e["source"] for e in data["controls"] if e["target"] == "L1-2"} & set(edges[edges.target == "L1-2"].source)
+    assert len(data["controls"]) == 20 and not {e["source"] for e in data["controls"] if e["target"] == "L1-2"} & set(edges[edges.target == "L1-2"].source)
     assert np.allclose([e["actual"] for e in data["edges"]], edges.actual)
     assert edges[edges.target == "L1-2"].iloc[0].source == "L0-3"
     assert attrs["settings"]["top_k"] == 3 and [s["layer"] for s in attrs["saes"]] == [0, 1]

@@ -159,6 +159,25 @@ def test_a_token_repeated_within_one_text_is_significant_over_tokens_but_not_ove
     assert "over texts" in " ".join(proc.stderr.split())
 
 
+def test_over_texts_the_direction_is_the_share_of_texts_not_the_token_count(tmp_path):
+    """A token in most texts of a, but repeated in two texts of b more often than a uses it all
+    told: over tokens typical of b, over texts of a, and counted there."""
+    fa, fb = tmp_path / "a.txt", tmp_path / "b.txt"
+    fa.write_text("\n".join(["We ate an apple at noon."] * 15 + ["The river was calm today."] * 5) + "\n")
+    fb.write_text("\n".join([" apple" * 30] * 2 + ["The river was calm today."] * 18) + "\n")
+    out = tmp_path / "t.h5"
+    proc = run_cli("tokens", str(fa), str(fb), "--min-count", "3", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = read_associations(out)
+    apple = table[table["token"] == " apple"].iloc[0]
+    assert apple["count_b"] > apple["count_a"] and apple["log_odds"] < 0  # over tokens: b
+    assert apple["texts_a"] == 15 and apple["texts_b"] == 2 and apple["significant_texts"]  # over texts: a
+    sig = table[table["significant_texts"]]
+    assert table.attrs["n_significant_texts_a"] == int((sig["texts_a"] > sig["texts_b"]).sum()) >= 1  # both sets hold 20 texts
+    assert table.attrs["n_significant_texts_b"] == int((sig["texts_a"] < sig["texts_b"]).sum())
+    assert "' apple'*" in proc.stderr and "' apple'*+" not in proc.stderr  # listed on b's side, where over texts it is not typical
+
+
 def test_dirichlet_prior_shrinks_towards_zero(tokenizer):
     ca = Counter({1: 8, 2: 1, 3: 20})
     cb = Counter({1: 0, 2: 9, 3: 20})

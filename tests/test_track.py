@@ -198,6 +198,8 @@ def test_compare_pairs_by_line_and_scores_the_tokens_that_differ(tiny_gpt2, tiny
     false = ["Q: What is the capital of France? A: Lyon.", "Q: How many legs does a spider have? A: Six.",
              "Q: Which planet is the largest? A: Saturn.", "Q: What colour is the sky on a clear day? A: Green.",
              "Q: What is frozen water called? A: Ice."]  # the last pair is identical: left out
+    true.append("Q: What is the capital of Italy? A: Rome")
+    false.append("Q: What is the capital of Italy? A: Rome, surely.")  # one a prefix of the other: left out too
     a, b = tmp_path / "true.txt", tmp_path / "false.txt"
     a.write_text("\n".join(true) + "\n")
     b.write_text("\n".join(false) + "\n")
@@ -206,18 +208,18 @@ def test_compare_pairs_by_line_and_scores_the_tokens_that_differ(tiny_gpt2, tiny
     prompts, tokens, cmp = tables["prompts"], tables["tokens"], tables["compare"].set_index("measure")
     rows = [rows_from_texts(tiny_gpt2.tokenizer, t, 64) for t in (true, false)]
     starts = [first_difference(x, y) for x, y in zip(*rows)]
-    assert 1 < starts[0] < len(rows[0][0]) - 1 and starts[4] == len(rows[0][4])
+    assert 1 < starts[0] < len(rows[0][0]) - 1 and starts[4] == len(rows[0][4]) and starts[5] == len(rows[0][5])
     for lab in ("true", "false"):
         mine = prompts[prompts["set"] == lab].sort_values("prompt")
         assert list(mine["first_scored"]) == starts
-        for i, s in enumerate(starts):  # a prompt's measure is the mean over its tokens from the first differing one
+        for i, s in enumerate(starts[:5]):  # a prompt's measure is the mean over its tokens from the first differing one
             toks = tokens[(tokens["set"] == lab) & (tokens["prompt"] == i)]
             assert list(toks["scored"]) == [int(p >= s) for p in toks["position"]]
             assert mine["n_scored"].iloc[i] == int((toks["position"] >= s).sum())
             want = toks[toks["position"] >= s]["n_tracks"].mean() if i < 4 else np.nan
             assert mine["n_tracks"].iloc[i] == pytest.approx(want, nan_ok=True)
-    assert attrs["summary"]["pairing"] == {"paired": True, "tokens": "differing", "left_out": [4]}
-    assert any("1 pair(s) left out" in line and "line 5" in line for line in result.lines)
+    assert attrs["summary"]["pairing"] == {"paired": True, "tokens": "differing", "left_out": [4, 5]}
+    assert any("2 pair(s) left out" in line and "line 5, 6" in line for line in result.lines)
     ta, tb = (prompts[prompts["set"] == lab].sort_values("prompt")["n_tracks"].tolist() for lab in ("true", "false"))
     assert cmp.loc["n_tracks", "n"] == 4 and cmp.loc["n_tracks", "test"] == "paired t"
     assert cmp.loc["n_tracks", "difference"] == pytest.approx(np.mean(np.array(ta[:4]) - np.array(tb[:4])))
@@ -231,11 +233,18 @@ def test_compare_pairs_by_line_and_scores_the_tokens_that_differ(tiny_gpt2, tiny
     ua, ub = (ut["prompts"][ut["prompts"]["set"] == lab]["n_tracks"].tolist() for lab in ("true", "false"))
     assert set(ucmp["test"]) == {"Welch"} and ucmp.loc["n_tracks", "p"] == pytest.approx(welch_p(ua, ub), nan_ok=True)
     assert uattrs["summary"]["pairing"]["paired"] is False and len(ucmp) == len(MEASURES)
+    # equal lengths but unrelated lines: auto does not pair them (--pairing paired would)
+    d = tmp_path / "other.txt"
+    d.write_text("\n".join(["Stocks fell sharply on Monday.", "The cat sat on the mat.", "Rain is expected later today.",
+                            "She opened the door and smiled.", "A small dog ran across the street.", "We cooked dinner together."]) + "\n")
+    loose = run_text_track(TextConfig(top_features=4), tiny_layer_saes, [a, d], output=tmp_path / "x.h5", model=tiny_gpt2)
+    assert any("compared unpaired (equal length, but 6 of 6 line pairs share fewer than 3 opening tokens" in line for line in loose.lines)
+    assert set(loose.tables["compare"]["test"]) == {"Welch"}
     # sets of different sizes cannot pair
     c = tmp_path / "short.txt"
     c.write_text("\n".join(false[:3]) + "\n")
     auto = run_text_track(TextConfig(top_features=4), tiny_layer_saes, [a, c], output=tmp_path / "v.h5", model=tiny_gpt2)
-    assert any("compared unpaired (5 and 3 prompts)" in line for line in auto.lines)
+    assert any("compared unpaired (6 and 3 prompts)" in line for line in auto.lines)
     with pytest.raises(SaetoolError, match="--pairing paired needs two sets of equal size"):
         run_text_track(TextConfig(top_features=4, pairing="paired"), tiny_layer_saes, [a, c], output=tmp_path / "w.h5", model=tiny_gpt2)
     assert not (tmp_path / "w.h5").exists()
@@ -258,6 +267,40 @@ def test_compare_sets_calls_a_constant_measure_not_testable():
     frame = pd.DataFrame(rows)
     ps = [welch_p(list(frame[frame.set == "a"][m]), list(frame[frame.set == "b"][m])) for m in others]
     assert list(table.loc[others, "p_adjusted"]) == pytest.approx(adjust(ps, "holm"))  # Holm over the five tested, not six
+
+
+def test_compare_sets_paired_and_welch_intervals_and_untestable_spreads():
+    """Paired: the t-interval of the pairs' differences, p from scipy's ttest_rel; one difference on
+    every pair is not testable (not p = 0). Unpaired: Welch's interval by the Welch-Satterthwaite
+    formula, written out here; one value in each set is not testable."""
+    import pandas as pd
+    from scipy import stats
+
+    from saetool.track.text import MEASURES, compare_sets
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(2.0, 1.0, 12)
+    b = a - rng.normal(0.5, 0.3, 12)
+    rows = [{"set": lab, "prompt": i, **{m: float(v[i]) for m in MEASURES}} for lab, v in (("a", a), ("b", b)) for i in range(12)]
+    for r in rows:  # n_tracks: b is a shifted by exactly 1 on every pair
+        r["n_tracks"] = float(a[r["prompt"]] + (0 if r["set"] == "a" else -1))
+    frame = pd.DataFrame(rows)
+    paired = compare_sets(frame, ["a", "b"], "none", paired=True).set_index("measure")
+    d = a - b
+    half = stats.t.ppf(0.975, 11) * d.std(ddof=1) / np.sqrt(12)
+    row = paired.loc["mean_length"]
+    assert row["difference"] == pytest.approx(d.mean()) and row["low_difference"] == pytest.approx(d.mean() - half)
+    assert row["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue) and row["n"] == 12
+    assert paired.loc["n_tracks", "testable"] == 0 and np.isnan(paired.loc["n_tracks", "p"])
+    unpaired = compare_sets(frame, ["a", "b"], "none", paired=False).set_index("measure")
+    va, vb = a.var(ddof=1) / 12, b.var(ddof=1) / 12
+    dof = (va + vb) ** 2 / (va**2 / 11 + vb**2 / 11)
+    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
+    row = unpaired.loc["mean_length"]
+    assert row["low_difference"] == pytest.approx(a.mean() - b.mean() - half) and row["high_difference"] == pytest.approx(a.mean() - b.mean() + half)
+    assert row["p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue) and row["test"] == "Welch"
+    constant = frame.assign(top_share=np.where(frame["set"] == "a", 0.5, 0.25))
+    assert compare_sets(constant, ["a", "b"], "none", paired=False).set_index("measure").loc["top_share", "testable"] == 0
 
 
 def test_crosscoder_decoder_norms_are_tracks(tmp_path):

@@ -5,8 +5,8 @@
 # selected ones, validated by patching (pathways); and which tokens the
 # steering made more or less frequent (tokens).
 #
-#   SIZE=ci    tiny SAEs, 2 texts          (about 1 min on 2 idle CPU cores; 55 s measured)
-#   SIZE=small 8,192 tokens per layer      (about 2 min; 1 min 46 s measured)    <- default
+#   SIZE=ci    tiny SAEs, 2 texts          (about 1 min on 2 idle CPU cores; 65 s measured)
+#   SIZE=small 8,192 tokens per layer      (about 2 min; 1 min 52 s measured)    <- default
 #   SIZE=full  bigger SAEs and more texts  (an hour or more on a CPU)
 set -euo pipefail
 SIZE=${SIZE:-small}

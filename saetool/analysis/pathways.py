@@ -22,11 +22,14 @@ For targets ``L{layer}-{id}`` and SAEs at several layers of one model:
    scipy): a pooled r mostly measures how the targets' scales differ, so a
    target whose own edges do not follow the prediction shows only in its row.
 4. **Control.** That the top edges' predictions come true does not show that
-   attribution found the features that matter: the same replay runs on
-   ``control_edges`` sources per target drawn at random (seeded) from the other
-   upstream features with a non-zero attribution. Per target: the mean
-   ``|actual|`` change of its top edges and of its controls, and a one-sided
-   Mann-Whitney U test (scipy) that the top edges change it more.
+   attribution picked the features that matter rather than the most active
+   ones: the same replay runs on ``control_edges`` other upstream sources per
+   target, **matched in activity** (each edge in turn gets one drawn at random,
+   seeded per target, from the :data:`MATCH_POOL` unused sources whose summed
+   activation on the texts is nearest its own). Per target: the mean
+   ``|actual|`` change of its edges and of its controls, a one-sided
+   Mann-Whitney U test (scipy) that the edges change it more, and Holm's
+   adjustment over the targets.
 """
 
 from __future__ import annotations
@@ -60,17 +63,24 @@ from saetool.models.hooks import parse_hooks
 from saetool.progress import token_progress
 from saetool.sae.io import check_sae_matches, same_model
 from saetool.steer.prompts import pad_id_of
+from saetool.steer.stats import holm
 
 if TYPE_CHECKING:
     from saetool.analysis.select import LayerSAE
     from saetool.models.base import HookedModel
 
 KIND = "pathways"
+#: Default control sources per target, at least: against 5 edges, 10 controls let the one-sided
+#: Mann-Whitney p reach 1/3003 (5 against 5 cannot go below 1/252, 3 against 3 below 0.05).
+MIN_CONTROLS = 10
+#: A control is drawn from this many unused sources nearest its edge's summed activation.
+MATCH_POOL = 5
 SCHEMA_VERSION = 1
 EDGE_COLUMNS = (
     "source", "target", "source_layer", "source_feature", "target_layer", "target_feature",
-    "rank", "attribution", "predicted", "actual", "sign_agrees",
+    "rank", "attribution", "predicted", "actual", "sign_agrees", "source_activation",
 )
+CONTROL_COLUMNS = (*EDGE_COLUMNS, "matched_to")
 
 
 @dataclass
@@ -83,7 +93,7 @@ class PathwaysConfig:
     batch_size: int = 8
     context_size: int = 64
     replay: bool = True
-    control_edges: int | None = None  # per target; None: as many as top_k
+    control_edges: int | None = None  # per target; None: max(top_k, MIN_CONTROLS)
     seed: int = 0
 
     @property
@@ -91,7 +101,7 @@ class PathwaysConfig:
         """Control sources per target (none without the replay)."""
         if not self.replay:
             return 0
-        return self.top_k if self.control_edges is None else self.control_edges
+        return max(self.top_k, MIN_CONTROLS) if self.control_edges is None else self.control_edges
 
     def validate(self) -> None:
         if self.top_k < 1:
@@ -130,7 +140,7 @@ class PathwaysResult:
     seconds: float = 0.0
     exports: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # selected targets at the lowest SAE layer, left out
-    controls: "pd.DataFrame" = field(default_factory=lambda: pd.DataFrame(columns=list(EDGE_COLUMNS)))
+    controls: "pd.DataFrame" = field(default_factory=lambda: pd.DataFrame(columns=list(CONTROL_COLUMNS)))
 
 
 # -- inputs ------------------------------------------------------------------------------------------
@@ -205,9 +215,10 @@ def attribute(
     rows: Sequence[Sequence[int]],
     batch_size: int,
     advance: Callable[[int], None] = lambda n: None,
-) -> tuple[list[list["torch.Tensor | None"]], "np.ndarray", int]:
+) -> tuple[list[list["torch.Tensor | None"]], "np.ndarray", int, list["torch.Tensor"]]:
     """Activation x gradient of every upstream feature for every target, summed over
-    counted tokens and texts: ``(attr[target][sae] -> [d_sae] float64 or None, A_clean[target], n_tokens)``."""
+    counted tokens and texts: ``(attr[target][sae] -> [d_sae] float64 or None, A_clean[target], n_tokens,
+    activity[sae] -> [d_sae] float64)``, the last each spliced SAE's feature activations summed over the same tokens."""
     top = max(t.sae_index for t in targets)
     spliced = [s.sae for s in saes[: top + 1]]
     stop_layer = saes[top].layer
@@ -218,6 +229,7 @@ def attribute(
         for i in range(t.sae_index):
             attr[ti][i] = torch.zeros(saes[i].sae.cfg.d_sae, dtype=torch.float64)
     clean = np.zeros(len(targets))
+    activity = [torch.zeros(s.cfg.d_sae, dtype=torch.float64) for s in spliced]
     n_tokens = 0
     with frozen(torch_module(model), *spliced):
         for chunk in batches(rows, batch_size):
@@ -227,6 +239,8 @@ def attribute(
             forward_with_grad(model, ids.to(model.device), mask.to(model.device), splice.hooks(), stop_layer)
             weight = pos.to(splice.codes[0].dtype)
             n_tokens += int(pos.sum())
+            for i, codes in splice.codes.items():
+                activity[i] += (codes.detach() * weight.unsqueeze(-1)).sum(dim=(0, 1)).double().cpu()
             for ti, t in enumerate(targets):
                 a = (splice.codes[t.sae_index][..., t.feature] * weight).sum()
                 clean[ti] += float(a.detach())
@@ -238,7 +252,7 @@ def attribute(
                         attr[ti][i] += contrib.double().cpu()
             del splice
             advance(len(chunk))
-    return attr, clean, n_tokens
+    return attr, clean, n_tokens, activity
 
 
 def choose_edges(attr: Sequence[Sequence["torch.Tensor | None"]], saes: Sequence["LayerSAE"], targets: Sequence[Target], *, top_k: int, threshold: float) -> list[dict[str, Any]]:
@@ -265,24 +279,41 @@ def choose_edges(attr: Sequence[Sequence["torch.Tensor | None"]], saes: Sequence
     return edges
 
 
-def choose_controls(attr: Sequence[Sequence["torch.Tensor | None"]], saes: Sequence["LayerSAE"], targets: Sequence[Target],
-                    edges: Sequence[dict[str, Any]], *, n: int, seed: int) -> list[dict[str, Any]]:
-    """Per target, ``n`` sources drawn at random (seeded) from its upstream features with a
-    non-zero attribution that are not among its edges; ``rank`` is their rank by ``|attribution|``."""
-    rng = np.random.default_rng(seed)
-    chosen = {(e["_target"], e["_sae"], e["source_feature"]) for e in edges}
+def choose_controls(attr: Sequence[Sequence["torch.Tensor | None"]], activity: Sequence["torch.Tensor"], saes: Sequence["LayerSAE"],
+                    targets: Sequence[Target], edges: Sequence[dict[str, Any]], *, n: int, seed: int) -> list[dict[str, Any]]:
+    """Per target, ``n`` control sources matched in activity to its edges: the edges in turn (by
+    rank, again from the first when ``n`` is larger), each gets one drawn at random from the
+    :data:`MATCH_POOL` unused active sources upstream of the target (not its edges) whose summed
+    activation is nearest its own (on a log scale). Seeded per target (``[seed, target index]``).
+    ``rank`` is the source's rank by ``|attribution|`` among the upstream features."""
     out: list[dict[str, Any]] = []
     for ti, t in enumerate(targets):
-        cands = [(float(v), i, j) for i, vec in enumerate(attr[ti]) if vec is not None
-                 for j, v in zip(torch.nonzero(vec).flatten().tolist(), vec[vec != 0].tolist())]
-        cands.sort(key=lambda c: (-abs(c[0]), c[1], c[2]))
-        pool = [(rank, c) for rank, c in enumerate(cands, 1) if (ti, c[1], c[2]) not in chosen]
-        if n == 0 or not pool:
+        mine = [e for e in edges if e["_target"] == ti]
+        if n == 0 or not mine:
             continue
-        for k in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False).tolist()):
-            rank, (a, i, j) = pool[k]
+        rng = np.random.default_rng([seed, ti])
+        ups = [i for i, vec in enumerate(attr[ti]) if vec is not None]
+        score = torch.cat([attr[ti][i].abs() for i in ups])
+        order = torch.argsort(score, descending=True, stable=True)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(1, len(order) + 1)
+        offsets = np.cumsum([0] + [attr[ti][i].numel() for i in ups])
+        act = torch.cat([activity[i] for i in ups]).numpy()
+        log_act = np.log(np.where(act > 0, act, 1.0))
+        index = [int(offsets[ups.index(e["_sae"])] + e["source_feature"]) for e in mine]  # an edge's source is active: its attribution is not 0
+        free = [k for k in np.flatnonzero(act > 0).tolist() if k not in set(index)]
+        for slot in range(n):
+            if not free:
+                break
+            e, edge_k = mine[slot % len(mine)], index[slot % len(mine)]
+            near = sorted(free, key=lambda k: (abs(log_act[k] - log_act[edge_k]), k))[:MATCH_POOL]
+            k = int(near[rng.integers(len(near))])
+            free.remove(k)
+            si = int(np.searchsorted(offsets, k, side="right") - 1)
+            i, j = ups[si], k - int(offsets[si])
             out.append({"source": feature_name(saes[i].layer, j), "target": t.name, "source_layer": saes[i].layer, "source_feature": j,
-                        "target_layer": t.layer, "target_feature": t.feature, "rank": rank, "attribution": a, "_sae": i, "_target": ti})
+                        "target_layer": t.layer, "target_feature": t.feature, "rank": int(rank[k]), "attribution": float(attr[ti][i][j]),
+                        "source_activation": float(act[k]), "matched_to": e["source"], "_sae": i, "_target": ti})
     return out
 
 
@@ -372,14 +403,15 @@ def correlation(predicted: Sequence[float], actual: Sequence[float]) -> dict[str
     return out
 
 
-def edge_table(edges: Sequence[dict[str, Any]], actual: Sequence[float], factor: float) -> "pd.DataFrame":
-    """The edges (or controls) as a table of :data:`EDGE_COLUMNS`: predicted ``(factor - 1) x attribution``,
+def edge_table(edges: Sequence[dict[str, Any]], actual: Sequence[float], factor: float, columns: Sequence[str] = EDGE_COLUMNS) -> "pd.DataFrame":
+    """The edges (or controls, :data:`CONTROL_COLUMNS`) as a table: predicted ``(factor - 1) x attribution``,
     the replay's actual change and whether their signs agree."""
-    table = pd.DataFrame([{k: v for k, v in e.items() if not k.startswith("_")} for e in edges], columns=list(EDGE_COLUMNS[:8]))
+    table = pd.DataFrame([{k: v for k, v in e.items() if not k.startswith("_")} for e in edges],
+                         columns=[c for c in columns if c not in ("predicted", "actual", "sign_agrees")])
     table["predicted"] = [(factor - 1.0) * float(a) for a in table["attribution"]]
     table["actual"] = list(actual)
     table["sign_agrees"] = sign_agreement(table["predicted"], table["actual"])  # -1 where unknown, left out of the correlations too
-    return table[list(EDGE_COLUMNS)]
+    return table[list(columns)]
 
 
 # -- the artifact --------------------------------------------------------------------------------------
@@ -408,7 +440,7 @@ def read_pathways(path: str | Path) -> tuple["pd.DataFrame", "pd.DataFrame", dic
 def read_controls(path: str | Path) -> "pd.DataFrame":
     """The control edges of a ``pathways`` artifact (empty for files written before there were any)."""
     with open_artifact(path, kind=KIND) as art:
-        return read_table(art.file["controls"]) if "controls" in art.file else pd.DataFrame(columns=list(EDGE_COLUMNS))
+        return read_table(art.file["controls"]) if "controls" in art.file else pd.DataFrame(columns=list(CONTROL_COLUMNS))
 
 
 def export_json(path: str | Path, result: PathwaysResult, meta: dict[str, Any]) -> Path:
@@ -487,21 +519,23 @@ def run_pathways(
     start = time.perf_counter()
     passes = 2 if config.replay else 1
     with token_progress("pathways", total=passes * len(rows), enabled=progress, unit="texts") as advance:
-        attr, clean, n_tokens = attribute(model, saes, targets, rows, config.batch_size, advance)
+        attr, clean, n_tokens, activity = attribute(model, saes, targets, rows, config.batch_size, advance)
         edges = choose_edges(attr, saes, targets, top_k=config.top_k, threshold=config.threshold)
         if not edges:
             raise SaetoolError(
                 "no upstream feature has a non-zero attribution to any target above the threshold",
                 hint="check that the targets are active on these texts (targets/activation), or lower --threshold",
             )
-        controls = choose_controls(attr, saes, targets, edges, n=config.n_control, seed=config.seed)
+        for e in edges:
+            e["source_activation"] = float(activity[e["_sae"]][e["source_feature"]])
+        controls = choose_controls(attr, activity, saes, targets, edges, n=config.n_control, seed=config.seed)
         if config.replay:
             actual, _ = replay(model, saes, targets, rows, [*edges, *controls], factor=config.factor, batch_size=config.batch_size, advance=advance)
         else:
             actual = np.full(len(edges), math.nan)
     seconds = time.perf_counter() - start
     table = edge_table(edges, actual[: len(edges)], config.factor)
-    control_table = edge_table(controls, actual[len(edges):], config.factor)
+    control_table = edge_table(controls, actual[len(edges):], config.factor, CONTROL_COLUMNS)
     per_target = [correlation(table.loc[table["target"] == t.name, "predicted"], table.loc[table["target"] == t.name, "actual"]) if config.replay else correlation([], []) for t in targets]
     checks = [control_test(table.loc[table["target"] == t.name, "actual"], control_table.loc[control_table["target"] == t.name, "actual"]) for t in targets]
     tgt = pd.DataFrame({
@@ -510,6 +544,10 @@ def run_pathways(
         "pearson": [c["pearson"] for c in per_target], "sign_agreement": [c["sign_agreement"] for c in per_target],
         **{k: [c[k] for c in checks] for k in ("mean_abs_actual", "n_control", "control_mean_abs_actual", "control_p")},
     })
+    tested = [i for i, c in enumerate(checks) if math.isfinite(c["control_p"])]
+    tgt["control_p_adjusted"] = math.nan
+    for i, q in zip(tested, holm([checks[i]["control_p"] for i in tested])):
+        tgt.loc[i, "control_p_adjusted"] = q
     corr = correlation(table["predicted"], table["actual"]) if config.replay else correlation([], [])
     settings = {**config.to_dict(), "texts": str(Path(texts_file).resolve()) if texts_file else None, "corpus": corpus,
                 "num_texts": len(rows), "model": model.model_id, "seconds": round(seconds, 2)}

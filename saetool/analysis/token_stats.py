@@ -190,7 +190,7 @@ class TokenCounts:
 
     counts: Counter
     total: int
-    texts: Counter
+    holding: Counter
     n_texts: int
 
 
@@ -230,8 +230,8 @@ def associations(set_a: TokenCounts, set_b: TokenCounts, config: TokensConfig, t
     stat, p = chi2_2x2(ya[tested], yb[tested], n_a, n_b, yates=config.yates)
     q = benjamini_hochberg(p)
     ids = vocab[tested]
-    ta = np.array([set_a.texts.get(int(t), 0) for t in ids], dtype=np.int64)
-    tb = np.array([set_b.texts.get(int(t), 0) for t in ids], dtype=np.int64)
+    ta = np.array([set_a.holding.get(int(t), 0) for t in ids], dtype=np.int64)
+    tb = np.array([set_b.holding.get(int(t), 0) for t in ids], dtype=np.int64)
     p_texts = np.array([fisher_exact_p(int(x), set_a.n_texts, int(y), set_b.n_texts) for x, y in zip(ta, tb)], dtype=np.float64)
     q_texts = benjamini_hochberg(p_texts)
     table = pd.DataFrame(
@@ -325,7 +325,8 @@ def token_associations(
     counts_a, n_a, counts_b, n_b = counted_a.counts, counted_a.total, counted_b.counts, counted_b.total
     table = associations(counted_a, counted_b, config, tokenizer)
     sig = table[table["significant"]]
-    sig_texts = table[table["significant_texts"]]
+    more_texts_a = table["texts_a"] / counted_a.n_texts - table["texts_b"] / counted_b.n_texts  # over texts, the direction is the texts' share
+    sig_texts = more_texts_a[table["significant_texts"]]
     attrs = {
         "labels": [set_a.label, set_b.label],
         "sources": {set_a.label: set_a.source, set_b.label: set_b.source},
@@ -338,8 +339,8 @@ def token_associations(
         "n_tested": len(table),
         "n_significant_a": int((sig["log_odds"] > 0).sum()),
         "n_significant_b": int((sig["log_odds"] < 0).sum()),
-        "n_significant_texts_a": int((sig_texts["log_odds"] > 0).sum()),
-        "n_significant_texts_b": int((sig_texts["log_odds"] < 0).sum()),
+        "n_significant_texts_a": int((sig_texts > 0).sum()),
+        "n_significant_texts_b": int((sig_texts < 0).sum()),
         "prior": config.prior,
         "prior_strength": config.strength(n_a + n_b),
         "min_count": config.min_count,

@@ -13,7 +13,8 @@ def register_artifact_kinds(register):
 
     # the tables' columns (analysis.select.COLUMNS, analysis.token_stats.COLUMNS; not imported: they load torch)
     selection = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b")
-    tokens = ("token_id", "token", "piece", "count_a", "count_b", "log_odds", "z", "chi2", "p", "q", "significant")
+    tokens = ("token_id", "token", "piece", "count_a", "count_b", "log_odds", "z", "chi2", "p", "q", "significant",
+              "texts_a", "texts_b", "p_texts", "q_texts", "significant_texts")
 
     register(
         ArtifactKind(
@@ -29,7 +30,7 @@ def register_artifact_kinds(register):
         ArtifactKind(
             name="token-associations",
             schema_version=1,
-            description="Tokens over-represented in one of two text sets: counts, smoothed log-odds, chi-square and BH q-values",
+            description="Tokens over-represented in one of two text sets: counts, smoothed log-odds, chi-square and BH q-values, and Fisher's test over texts",
             required_datasets=("token_id", "token", "count_a", "count_b", "log_odds", "z", "p", "q"),
             required_attrs=("labels", "n_tokens_a", "n_tokens_b", "prior", "alpha", "min_count"),
             datasets={c: Rows(None if c == "token_id" else "token_id", 1, "text" if c in ("token", "piece") else "number") for c in tokens},  # one row per token

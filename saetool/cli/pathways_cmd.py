@@ -28,8 +28,8 @@ def pathways(
     threshold: float = typer.Option(0.0, "--threshold", help="Keep only sources with |attribution| above this."),
     factor: float = typer.Option(0.0, "--factor", help="Replay patch: scale the source feature by this (0 ablates it)."),
     replay: bool = typer.Option(True, "--replay/--no-replay", help="Validate each edge by patching the source and rerunning."),
-    control_edges: Optional[int] = typer.Option(None, "--control-edges", help="Per target, also replay this many sources drawn at random from the other upstream features with a non-zero attribution, the baseline the top edges' changes are tested against (default: --top-k; 0: none)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the control edges' draw."),
+    control_edges: Optional[int] = typer.Option(None, "--control-edges", help="Per target, also replay this many other upstream sources matched in activity to the edges (each drawn from the 5 unused sources nearest an edge's summed activation), the baseline the edges' changes are tested against (default: the larger of --top-k and 10; 0: none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the control sources' draw (per target)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Texts per forward pass."),
     export: List[Path] = typer.Option([], "--export", "-e", help="Also write the edges, targets and correlation as JSON (.json) or the edges as CSV (.csv) (repeatable)."),
     show: int = typer.Option(20, "--show", help="Edge rows in the table on stderr (0: none)."),
@@ -48,9 +48,10 @@ def pathways(
     target's activation (summed over tokens and texts); the top --top-k per
     target are then replayed: the source is scaled by --factor (0 ablates) and
     the target's actual change is measured. Predicted and actual changes and
-    their Pearson/Spearman correlation are reported, and per target the top
-    edges' mean |change| against that of randomly drawn other sources
-    (--control-edges), with a one-sided Mann-Whitney test.
+    their Pearson/Spearman correlation are reported, and per target the
+    edges' mean |change| against that of other sources as active as they are
+    (--control-edges), with a one-sided Mann-Whitney test, Holm-adjusted over
+    the targets.
 
     Example:
 
@@ -105,12 +106,12 @@ def show_table(result: Any, rows: int) -> None:
             table.add_row(rec["target"], str(rec["rank"]), rec["source"], f"{rec['attribution']:.4g}", f"{rec['predicted']:.4g}", f"{rec['actual']:.4g}", sign)
         stderr().print(table)
     if "pearson" in result.targets and result.correlation.get("n_edges"):
-        per = Table(title="per target, over its own edges; control: as many other sources drawn at random (--control-edges)", title_justify="left")
-        for col in ("target", "edges", "Pearson r", "signs agree", "mean |actual|", "control |actual|", "p (top > control)"):
+        per = Table(title="per target, over its own edges; control: other sources matched in activity (--control-edges); p Holm-adjusted over targets", title_justify="left")
+        for col in ("target", "edges", "Pearson r", "signs agree", "mean |actual|", "control |actual|", "p, edges > control"):
             per.add_column(col, justify="left" if col == "target" else "right")
         for rec in result.targets.to_dict(orient="records"):
             r, agree = _num(rec.get("pearson")), _num(rec.get("sign_agreement"))
-            top, ctl, p = _num(rec.get("mean_abs_actual")), _num(rec.get("control_mean_abs_actual")), _num(rec.get("control_p"))
+            top, ctl, p = _num(rec.get("mean_abs_actual")), _num(rec.get("control_mean_abs_actual")), _num(rec.get("control_p_adjusted"))
             per.add_row(rec["name"], str(rec["n_edges"]), "-" if r is None else f"{r:.3f}", "-" if agree is None else f"{agree:.0%}",
                         "-" if top is None else f"{top:.4g}", "-" if ctl is None else f"{ctl:.4g} (n {rec.get('n_control', 0)})", "-" if p is None else f"{p:.3g}")
         stderr().print(per)

@@ -66,7 +66,7 @@ def tokens(
     config.validate()
     name = model or set_a.model or "smollm2-135m"
     result = token_associations(set_a, set_b, output, model=name, config=config, exports=export, overwrite=overwrite)
-    show_tokens(result.table, show, (set_a.label, set_b.label))
+    show_tokens(result.table, show, (set_a.label, set_b.label), (result.attrs["n_texts_a"], result.attrs["n_texts_b"]))
     a = result.attrs
     log(
         f"[green]wrote[/green] {result.path} ({a['n_tested']} tokens tested of {a['n_types']}; "
@@ -74,7 +74,7 @@ def tokens(
         f"{a['n_significant_texts_a']} and {a['n_significant_texts_b']} over texts)"
     )
     log("over tokens: chi-square, every occurrence counted, so a text that repeats a token inflates it; "
-        "over texts: Fisher's test of how many texts hold the token (+ in the table: significant there too)")
+        "over texts: Fisher's test of how many texts hold the token (+ in the table: significant there too, in more of this side's texts)")
     log(a["log_odds_sign"])
     for e in result.exports:
         log(f"[green]wrote[/green] {e}")
@@ -84,7 +84,7 @@ def tokens(
     )
 
 
-def show_tokens(table, rows: int, labels: tuple[str, str]) -> None:
+def show_tokens(table, rows: int, labels: tuple[str, str], n_texts: tuple[int, int]) -> None:
     """The most over-represented tokens of each side on stderr (* significant over tokens, + over texts)."""
     from rich.markup import escape
     from rich.table import Table
@@ -92,12 +92,13 @@ def show_tokens(table, rows: int, labels: tuple[str, str]) -> None:
     if is_quiet() or rows <= 0 or len(table) == 0:
         return
     sides = ((labels[0], table[table["log_odds"] > 0].head(rows)), (labels[1], table[table["log_odds"] < 0].iloc[::-1].head(rows)))
-    for label, part in sides:
+    for side, (label, part) in enumerate(sides):
         out = Table(title=f"tokens over-represented in {label} (* q ≤ alpha over tokens, + over texts)", title_justify="left")
         for col in ("token", f"n {labels[0]}", f"n {labels[1]}", "log-odds", "z", "q", "texts", "q texts"):
             out.add_column(col, justify="left" if col == "token" else "right")
         for _, r in part.iterrows():
-            mark = ("*" if r["significant"] else "") + ("+" if r.get("significant_texts", False) else "")
+            share = r["texts_a"] / n_texts[0] - r["texts_b"] / n_texts[1]
+            mark = ("*" if r["significant"] else "") + ("+" if r["significant_texts"] and (share > 0 if side == 0 else share < 0) else "")
             out.add_row(escape(repr(r["token"])) + mark, str(r["count_a"]), str(r["count_b"]), f"{r['log_odds']:+.2f}", f"{r['z']:+.2f}",
                         f"{r['q']:.2g}", f"{r['texts_a']}/{r['texts_b']}", f"{r['q_texts']:.2g}")
         stderr().print(out)

@@ -44,6 +44,7 @@ from saetool.artifacts.outputs import check_outputs
 from saetool.artifacts.provenance import build_provenance
 from saetool.artifacts.store import check_output_path
 from saetool.console import log
+from saetool.corpus.packing import bos_id
 from saetool.errors import SaetoolError
 from saetool.models.registry import load_model
 from saetool.steer.prompts import pad_id_of
@@ -152,17 +153,28 @@ class Pairing:
     note: str
 
 
-def choose_pairing(rows: Sequence[Sequence[Sequence[int]]], labels: Sequence[str], config: TextConfig) -> Pairing:
+#: ``--pairing auto`` pairs two files of equal length when at least half of their line pairs share
+#: an opening of this many tokens (after BOS): the same question, not two unrelated lists.
+MIN_SHARED_OPENING = 3
+
+
+def choose_pairing(rows: Sequence[Sequence[Sequence[int]]], labels: Sequence[str], config: TextConfig, *, skip: int = 0) -> Pairing:
     """Pair two sets by line when ``config.pairing`` says so (``auto``: when they hold as many
-    prompts), and then score each pair from its first differing token (``config.tokens``)."""
+    prompts and most pairs share an opening of :data:`MIN_SHARED_OPENING` tokens), and then score
+    each pair from its first differing token (``config.tokens``). ``skip``: leading tokens every
+    row has (BOS), not counted as a shared opening."""
     if len(rows) != 2:
         return Pairing(False, [[0] * len(r) for r in rows], "")
     same = len(rows[0]) == len(rows[1])
     if config.pairing == "paired" and not same:
         raise SaetoolError(f"--pairing paired needs two sets of equal size, one prompt per line of each (got {len(rows[0])} and {len(rows[1])})",
                            hint="pair the files line by line, or use --pairing unpaired")
-    if config.pairing == "unpaired" or not same:
-        why = "--pairing unpaired" if config.pairing == "unpaired" else f"{len(rows[0])} and {len(rows[1])} prompts"
+    shared = [max(0, first_difference(x, y) - skip) for x, y in zip(*rows)] if same else []  # the opening two rows share, past the first `skip` (BOS)
+    opening = bool(shared) and sum(n >= MIN_SHARED_OPENING for n in shared) * 2 >= len(shared)
+    if config.pairing == "unpaired" or not same or (config.pairing == "auto" and not opening):
+        why = ("--pairing unpaired" if config.pairing == "unpaired" else f"{len(rows[0])} and {len(rows[1])} prompts" if not same
+               else f"equal length, but {sum(n < MIN_SHARED_OPENING for n in shared)} of {len(shared)} line pairs share fewer than "
+                    f"{MIN_SHARED_OPENING} opening tokens: not the same questions; --pairing paired pairs them anyway")
         return Pairing(False, [[0] * len(r) for r in rows], f"compared unpaired ({why}): every token scored, Welch's t-test")
     if config.tokens == "all":
         return Pairing(True, [[0] * len(r) for r in rows], f"paired by line: {len(rows[0])} pairs, every token scored, paired t-test")
@@ -224,8 +236,8 @@ def compare_sets(prompts: pd.DataFrame, labels: Sequence[str], correction: str, 
     interval, the p-value and its adjustment over the measures tested. ``paired``: the prompts
     of the two sets pair in order; means, difference and paired t-test over the pairs where both
     are finite (``n``). Otherwise Welch's test and interval over every finite value. A measure with
-    one value on every prompt of both sets is not testable (``testable`` 0, p NaN) and is left out
-    of the adjustment."""
+    no spread to test against (paired: one difference on every pair; unpaired: one value on every
+    prompt of each set) is not testable (``testable`` 0, p NaN) and is left out of the adjustment."""
     a, b = (prompts[prompts["set"] == lab].sort_values("prompt") for lab in labels)
     rows = []
     for m in MEASURES:
@@ -235,16 +247,19 @@ def compare_sets(prompts: pd.DataFrame, labels: Sequence[str], correction: str, 
             va, vb = [x for x, _ in pairs], [y for _, y in pairs]
             diff, low, high = mean_ci([x - y for x, y in pairs])
             n = len(pairs)
+            testable = len({x - y for x, y in pairs}) > 1  # one difference on every pair has no spread to test against
         else:
+            va, vb = [v for v in va if math.isfinite(v)], [v for v in vb if math.isfinite(v)]
             low, high = welch_ci(va, vb)
-            n = sum(math.isfinite(v) for v in va + vb)
+            n = len(va) + len(vb)
+            testable = len(set(va)) > 1 or len(set(vb)) > 1
         ma, la, ha = mean_ci(va)
         mb, lb, hb = mean_ci(vb)
-        values = {v for v in va + vb if math.isfinite(v)}
-        testable = len(values) > 1
+        if not paired:
+            diff = ma - mb
         p = (paired_t_p(va, vb) if paired else welch_p(va, vb)) if testable else math.nan
         rows.append({"measure": m, "n": n, "mean_a": ma, "low_a": la, "high_a": ha, "mean_b": mb, "low_b": lb, "high_b": hb,
-                     "difference": diff if paired else ma - mb, "low_difference": low, "high_difference": high,
+                     "difference": diff, "low_difference": low, "high_difference": high,
                      "test": "paired t" if paired else "Welch", "p": p, "testable": int(testable)})
     table = pd.DataFrame(rows)
     tested = [i for i, r in enumerate(rows) if r["testable"] and math.isfinite(r["p"])]
@@ -294,7 +309,7 @@ def run_text_track(
     token_rows = [rows_from_texts(model.tokenizer, texts, config.context_size) for texts in sets]
     for r, label in zip(token_rows, labels):
         check_rows(r, model.tokenizer, source=label)
-    pairing = choose_pairing(token_rows, labels, config)
+    pairing = choose_pairing(token_rows, labels, config, skip=int(bos_id(model.tokenizer) is not None))
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("tracks", "members", "events", "tokens", "prompts")}
     for texts, r, starts, label in zip(sets, token_rows, pairing.starts, labels):
         part = prompt_set_tables(model, saes, texts, r, starts, label, config, cosines, start_id=len(rows["tracks"]))
@@ -319,15 +334,23 @@ def run_text_track(
                          "no pair differs: nothing to compare")
         if unscored:
             shown = ", ".join(str(i + 1) for i in unscored[:10]) + (" ..." if len(unscored) > 10 else "")
-            lines.append(f"{len(unscored)} pair(s) left out, no token differs within --context-size {config.context_size} (line {shown})")
+            lines.append(f"{len(unscored)} pair(s) left out: a prompt with no token scored (identical lines, one line a prefix of the other, "
+                         f"or the difference past --context-size {config.context_size}; line {shown})")
         pairing_info = {"paired": pairing.paired, "tokens": config.tokens if pairing.paired else "all", "left_out": [int(i) for i in unscored]}
         tables["compare"] = compare_sets(prompts, labels, config.correction, paired=pairing.paired)
         for r in tables["compare"].to_dict(orient="records"):
             if not r["testable"]:
                 both = math.isfinite(r["mean_a"]) and math.isfinite(r["mean_b"])
-                why = (f"{r['mean_a']:.3g} on every prompt of both sets" if both
-                       else "no value on any prompt" if not (math.isfinite(r["mean_a"]) or math.isfinite(r["mean_b"]))
-                       else f"values in one set only ({labels[0] if math.isfinite(r['mean_a']) else labels[1]})")
+                if not (math.isfinite(r["mean_a"]) or math.isfinite(r["mean_b"])):
+                    why = "no value on any prompt"
+                elif not both:
+                    why = f"values in one set only ({labels[0] if math.isfinite(r['mean_a']) else labels[1]})"
+                elif pairing.paired:
+                    why = ("one value in both prompts of every pair" if r["difference"] == 0
+                           else f"the same difference ({r['difference']:+.3g}) on every pair, no spread to test against")
+                else:
+                    why = (f"{r['mean_a']:.3g} on every prompt of both sets" if r["mean_a"] == r["mean_b"]
+                           else f"one value in each set ({r['mean_a']:.3g}, {r['mean_b']:.3g}), no spread to test against")
                 lines.append(f"{r['measure']}: {why}: not testable")
                 continue
             lines.append(f"{r['measure']}: {labels[0]} {r['mean_a']:.3g} vs {labels[1]} {r['mean_b']:.3g}, difference {r['difference']:+.3g} "
