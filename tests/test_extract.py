@@ -165,7 +165,11 @@ CASES = ["unknown model", "hub model offline", "layer out of range", "unknown ho
          "undecodable text", "unknown corpus", "existing output", "bad dtype", "unknown encoding", "hub unreachable", "hub corpus unreachable"]
 
 
-@pytest.mark.parametrize("case", CASES)
+#: Cases that load SmolLM2 in the subprocess before they can fail (many seconds on 2 cores): the slow tier.
+REAL_MODEL_CASES = ("layer out of range", "unknown hook")
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in REAL_MODEL_CASES else c for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, corpus_dir, case):
     args, needle = bad_inputs(tmp_path, corpus_dir)[case]
     out = tmp_path / "out.h5"
