@@ -257,6 +257,12 @@ def associations(set_a: TokenCounts, set_b: TokenCounts, config: TokensConfig, t
     return table.sort_values(["z", "token_id"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
 
 
+def texts_direction(table: "pd.DataFrame", n_texts_a: int, n_texts_b: int) -> "pd.Series":
+    """Per token, the sign of its share of set a's texts minus its share of set b's: over texts, the
+    side a token is typical of (its log-odds, over occurrences, may say the other)."""
+    return np.sign(table["texts_a"] / n_texts_a - table["texts_b"] / n_texts_b)
+
+
 # -- the artifact ------------------------------------------------------------------------------------
 def write_associations(path: str | Path, table: "pd.DataFrame", *, attrs: dict[str, Any], provenance: dict[str, Any], overwrite: bool = False) -> Path:
     str_dt = h5py.string_dtype("utf-8")
@@ -325,8 +331,7 @@ def token_associations(
     counts_a, n_a, counts_b, n_b = counted_a.counts, counted_a.total, counted_b.counts, counted_b.total
     table = associations(counted_a, counted_b, config, tokenizer)
     sig = table[table["significant"]]
-    more_texts_a = table["texts_a"] / counted_a.n_texts - table["texts_b"] / counted_b.n_texts  # over texts, the direction is the texts' share
-    sig_texts = more_texts_a[table["significant_texts"]]
+    sig_texts = texts_direction(table, counted_a.n_texts, counted_b.n_texts)[table["significant_texts"]]
     attrs = {
         "labels": [set_a.label, set_b.label],
         "sources": {set_a.label: set_a.source, set_b.label: set_b.source},

@@ -89,16 +89,18 @@ def show_tokens(table, rows: int, labels: tuple[str, str], n_texts: tuple[int, i
     from rich.markup import escape
     from rich.table import Table
 
+    from saetool.analysis.token_stats import texts_direction
+
     if is_quiet() or rows <= 0 or len(table) == 0:
         return
     sides = ((labels[0], table[table["log_odds"] > 0].head(rows)), (labels[1], table[table["log_odds"] < 0].iloc[::-1].head(rows)))
+    direction = texts_direction(table, *n_texts)
     for side, (label, part) in enumerate(sides):
         out = Table(title=f"tokens over-represented in {label} (* q ≤ alpha over tokens, + over texts)", title_justify="left")
         for col in ("token", f"n {labels[0]}", f"n {labels[1]}", "log-odds", "z", "q", "texts", "q texts"):
             out.add_column(col, justify="left" if col == "token" else "right")
         for _, r in part.iterrows():
-            share = r["texts_a"] / n_texts[0] - r["texts_b"] / n_texts[1]
-            mark = ("*" if r["significant"] else "") + ("+" if r["significant_texts"] and (share > 0 if side == 0 else share < 0) else "")
+            mark = ("*" if r["significant"] else "") + ("+" if r["significant_texts"] and direction[r.name] == (1 if side == 0 else -1) else "")
             out.add_row(escape(repr(r["token"])) + mark, str(r["count_a"]), str(r["count_b"]), f"{r['log_odds']:+.2f}", f"{r['z']:+.2f}",
                         f"{r['q']:.2g}", f"{r['texts_a']}/{r['texts_b']}", f"{r['q_texts']:.2g}")
         stderr().print(out)
