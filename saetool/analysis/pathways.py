@@ -298,10 +298,12 @@ def choose_controls(attr: Sequence[Sequence["torch.Tensor | None"]], activity: S
         rank = torch.empty_like(order)
         rank[order] = torch.arange(1, len(order) + 1)
         offsets = np.cumsum([0] + [attr[ti][i].numel() for i in ups])
+        start = {i: int(o) for i, o in zip(ups, offsets)}  # each upstream SAE's first place in the flat vectors
         act = torch.cat([activity[i] for i in ups]).numpy()
         log_act = np.log(np.where(act > 0, act, 1.0))
-        index = [int(offsets[ups.index(e["_sae"])] + e["source_feature"]) for e in mine]  # an edge's source is active: its attribution is not 0
-        free = [k for k in np.flatnonzero(act > 0).tolist() if k not in set(index)]
+        index = [start[e["_sae"]] + e["source_feature"] for e in mine]  # an edge's source is active: its attribution is not 0
+        taken = set(index)
+        free = [k for k in np.flatnonzero(act > 0).tolist() if k not in taken]
         for slot in range(n):
             if not free:
                 break

@@ -77,10 +77,15 @@ def adjust(pvalues: Sequence[float], method: str) -> list[float]:
     return CORRECTIONS[method](pvalues)
 
 
+def _finite(values: Sequence[float]) -> list[float]:
+    """The values that are numbers (not None, not NaN or infinite), as floats."""
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
 def mean_ci(values: Sequence[float], level: float = 0.95, bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
     """Mean and a t-based confidence interval of the finite values (NaNs when there are none),
     the interval clipped to ``bounds``, the values a score can take (a loss is never negative)."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    xs = _finite(values)
     n = len(xs)
     if n == 0:
         return (math.nan, math.nan, math.nan)
@@ -95,8 +100,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95, bounds: tuple[float, f
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
     """Welch's two-sample t-test p-value (two-sided, unequal variances) on the finite values; NaN if either has fewer than 2."""
-    xs = [float(v) for v in a if v is not None and math.isfinite(float(v))]
-    ys = [float(v) for v in b if v is not None and math.isfinite(float(v))]
+    xs, ys = _finite(a), _finite(b)
     if len(xs) < 2 or len(ys) < 2:
         return math.nan
     if len(set(xs)) == 1 and len(set(ys)) == 1:
@@ -108,8 +112,7 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
 def welch_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float]:
     """Welch's interval of ``mean(a) - mean(b)`` on the finite values (scipy's, Welch-Satterthwaite
     degrees of freedom); NaNs if either has fewer than 2 or both are constant."""
-    xs = [float(v) for v in a if v is not None and math.isfinite(float(v))]
-    ys = [float(v) for v in b if v is not None and math.isfinite(float(v))]
+    xs, ys = _finite(a), _finite(b)
     if len(xs) < 2 or len(ys) < 2 or (len(set(xs)) == 1 and len(set(ys)) == 1):
         return (math.nan, math.nan)
     ci = ttest_ind(xs, ys, equal_var=False).confidence_interval(level)

@@ -272,11 +272,10 @@ def run_track(
     for opt, p in extra:
         check_output_path(p, overwrite=overwrite, inputs=ins, option=opt)
     start = time.perf_counter()
-    if crosscoder is None:
-        warn_failed_checklists(saes)
     if crosscoder is not None:
         graph = crosscoder_graph(crosscoder, str(sae_paths[0]), min_share=config.min_share)
     else:
+        warn_failed_checklists(saes)
         graph = link_layers(config, saes, activations)
     tables = graph_tables(graph)
     summary = summarize(graph, tables)

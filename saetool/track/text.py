@@ -169,7 +169,8 @@ def choose_pairing(rows: Sequence[Sequence[Sequence[int]]], labels: Sequence[str
     if config.pairing == "paired" and not same:
         raise SaetoolError(f"--pairing paired needs two sets of equal size, one prompt per line of each (got {len(rows[0])} and {len(rows[1])})",
                            hint="pair the files line by line, or use --pairing unpaired")
-    shared = [max(0, first_difference(x, y) - skip) for x, y in zip(*rows)] if same else []  # the opening two rows share, past the first `skip` (BOS)
+    firsts = [first_difference(x, y) for x, y in zip(*rows)] if same else []
+    shared = [max(0, f - skip) for f in firsts]  # the opening two rows share, past the first `skip` (BOS)
     opening = bool(shared) and sum(n >= MIN_SHARED_OPENING for n in shared) * 2 >= len(shared)
     if config.pairing == "unpaired" or not same or (config.pairing == "auto" and not opening):
         why = ("--pairing unpaired" if config.pairing == "unpaired" else f"{len(rows[0])} and {len(rows[1])} prompts" if not same
@@ -178,8 +179,7 @@ def choose_pairing(rows: Sequence[Sequence[Sequence[int]]], labels: Sequence[str
         return Pairing(False, [[0] * len(r) for r in rows], f"compared unpaired ({why}): every token scored, Welch's t-test")
     if config.tokens == "all":
         return Pairing(True, [[0] * len(r) for r in rows], f"paired by line: {len(rows[0])} pairs, every token scored, paired t-test")
-    starts = [first_difference(x, y) for x, y in zip(*rows)]
-    return Pairing(True, [starts, starts], f"paired by line: {len(rows[0])} pairs, each scored from the first token where it differs "
+    return Pairing(True, [firsts, firsts], f"paired by line: {len(rows[0])} pairs, each scored from the first token where it differs "
                    f"from its pair ({labels[0]} vs {labels[1]}), paired t-test")
 
 
