@@ -152,11 +152,14 @@ def test_seed003_pathways(ran):
     import h5py
 
     with h5py.File(out / "selection.h5", "r") as fh:  # benign prompts matched in length to the harmful ones: no length check needed
-        plain, lengths = json.loads(fh.attrs["chance_max_abs_d"]), json.loads(fh.attrs["mean_length"])
-        assert "chance_max_abs_d_same_length" not in fh.attrs
+        chance, lengths = json.loads(fh.attrs["chance_max_abs_d_paired"]), json.loads(fh.attrs["mean_length"])
+        pairing = json.loads(fh.attrs["pairing"])
+        assert "chance_max_abs_d_same_length" not in fh.attrs and "d_paired" in fh
     with h5py.File(out / "benign.h5", "r") as fh:
         assert json.loads(fh.attrs["config"])["corpus"].endswith("benign_matched.txt")
-    assert set(plain) == {"6", "12"} and all(v > 0 for v in plain.values()) and abs(lengths["a"] - lengths["b"]) < 0.2
+    # the matched prompts pair line by line with the harmful ones: ranked by the paired d, its chance level from sign flips
+    assert pairing["paired"] is True and pairing["pairs"] > 2
+    assert set(chance) == {"6", "12"} and all(v > 0 for v in chance.values()) and abs(lengths["a"] - lengths["b"]) < 0.2
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)

@@ -638,7 +638,7 @@ def test_the_table_kinds_check_the_columns_their_writers_write():
     from saetool.analysis import select, token_stats
     from saetool.artifacts.kinds import get_kind
 
-    assert set(get_kind("selection").datasets) == set(select.COLUMNS)
+    assert set(get_kind("selection").datasets) == set(select.COLUMNS + select.OPTIONAL_COLUMNS)
     assert set(get_kind("token-associations").datasets) == set(token_stats.COLUMNS)
 
 

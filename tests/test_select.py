@@ -22,7 +22,7 @@ from saetool.analysis.select import (
 )
 from saetool.analysis.stats import Moments, cohens_d
 from saetool.errors import SaetoolError
-from tests.helpers import assert_clean_error, run_cli
+from tests.helpers import REPO, assert_clean_error, run_cli
 
 HOOK3, HOOK4 = "blocks.3.hook_resid_post", "blocks.4.hook_resid_post"
 
@@ -388,3 +388,84 @@ def test_per_sequence_samples_keep_only_the_candidate_features():
     small.update(f[8:], seq[8:])
     small.finish()
     assert small.samples() is None
+
+
+def test_paired_d_and_its_sign_flip_null_match_scipy_and_a_replay():
+    from saetool.analysis.stats import paired_d, sign_flip_max_abs_d
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(25, 40)) * 5  # what a pair shares (the question): large, cancels in the difference
+    a, b = base + rng.normal(size=(25, 40)), base + rng.normal(size=(25, 40))
+    a[:, 0] += 1.5  # feature 0: a real paired effect
+    d = paired_d(a - b)
+    t = stats.ttest_rel(a, b, axis=0).statistic
+    np.testing.assert_allclose(d, t / np.sqrt(25), rtol=1e-10)
+    assert d[0] > 0.5 and abs(_reference_d(a[:, :1], b[:, :1])[0]) < 0.5  # the pairs find what the unpaired d misses
+    same = paired_d(np.array([[1.0, 0.0, -2.0], [1.0, 0.0, -2.0]]))  # every pair differs by the same amount
+    assert same[0] == np.inf and same[1] == 0 and same[2] == -np.inf
+    null = sign_flip_max_abs_d(a - b, permutations=30, seed=3)
+    replay, diff = np.random.default_rng(3), (a - b).astype(np.float32)
+    for got in null[:5]:
+        signs = replay.choice(np.array([-1.0, 1.0], dtype=np.float32), size=25)
+        assert got == pytest.approx(np.abs(paired_d(diff * signs[:, None])).max(), rel=1e-4)
+    assert 0.4 < np.quantile(null, 0.95) < 1.2  # 40 null features, 25 pairs
+    with pytest.raises(ValueError, match="two pairs"):
+        paired_d(np.zeros((1, 3)))
+
+
+@pytest.fixture(scope="module")
+def tiny_prompt_sets(tiny_gpt2, tmp_path_factory):
+    """Seed 003's harmful prompts, their ordinary twins (line by line, the same opening) and the
+    unrelated benign prompts, one sequence per line through the tiny GPT-2 at layer 1."""
+    from saetool.extract.api import ExtractConfig, extract_activations
+
+    folder = tmp_path_factory.mktemp("select_pairs")
+    prompts = REPO / "examples" / "prompts"
+    return {name: extract_activations(ExtractConfig(corpus=f"files:{prompts / name}.txt", hooks=["blocks.1.hook_resid_post"], num_tokens=4096,
+                                                    context_size=32, batch_size=8, per_line=True), folder / f"{name}.h5", progress=False, model=tiny_gpt2)
+            for name in ("harm_train", "benign_matched", "benign_train")}
+
+
+def test_sets_that_pair_line_by_line_rank_by_the_paired_d(tiny_prompt_sets, tiny_sae, tmp_path):
+    hook = "blocks.1.hook_resid_post"
+    harm, matched = ActivationsArtifactSet(tiny_prompt_sets["harm_train"], "a"), ActivationsArtifactSet(tiny_prompt_sets["benign_matched"], "b")
+    result = select_features(harm, matched, [tiny_sae], tmp_path / "p.h5", config=SelectConfig(top=20, unit="sequence-max", permutations=30),
+                             exports=[tmp_path / "p.json"])
+    maxima = []
+    for name in ("harm_train", "benign_matched"):
+        x, seq = _features(tiny_prompt_sets[name], hook, tiny_sae)
+        maxima.append(pd.DataFrame(x).groupby(seq).max().to_numpy())
+    assert len(maxima[0]) == len(maxima[1]) == 50
+    ref = np.nan_to_num(stats.ttest_rel(*maxima, axis=0).statistic / np.sqrt(50))  # NaN: a feature with no difference in any pair
+    table = result.table
+    np.testing.assert_allclose(table["d_paired"], ref[table["feature"]], rtol=1e-5, atol=1e-9)
+    want = np.lexsort((np.arange(len(ref)), -np.abs(ref)))[:20]
+    assert list(table["feature"]) == list(want)  # ranked by the paired d, not by d
+    np.testing.assert_allclose(table["d"], _reference_d(*maxima)[table["feature"]], rtol=1e-6)  # d stays Cohen's d
+    stored = read_selection(result.path)
+    assert stored.attrs["pairing"] == {"paired": True, "pairs": 50, "why": ""}
+    assert list(stored.attrs["chance_max_abs_d_paired"]) == ["1"] and "chance_max_abs_d" not in stored.attrs
+    np.testing.assert_allclose(stored["d_paired"], table["d_paired"])
+    assert json.loads((tmp_path / "p.json").read_text())["pairing"]["paired"] is True
+    # unrelated prompts of the same count: not paired by auto; --pairing paired pairs them anyway
+    other = ActivationsArtifactSet(tiny_prompt_sets["benign_train"], "b")
+    un = select_features(harm, other, [tiny_sae], tmp_path / "u.h5", config=SelectConfig(top=5, unit="sequence-max", permutations=10))
+    attrs = read_selection(un.path).attrs
+    assert attrs["pairing"]["paired"] is False and "share fewer than 3 opening tokens" in attrs["pairing"]["why"]
+    assert "d_paired" not in un.table and "chance_max_abs_d" in attrs
+    forced = select_features(harm, other, [tiny_sae], tmp_path / "f.h5", config=SelectConfig(top=5, unit="sequence-max", permutations=0, pairing="paired"))
+    assert "d_paired" in forced.table and "chance_max_abs_d_paired" not in read_selection(forced.path).attrs
+    off = select_features(harm, matched, [tiny_sae], tmp_path / "o.h5", config=SelectConfig(top=5, unit="sequence-max", permutations=0, pairing="unpaired"))
+    assert "d_paired" not in off.table and read_selection(off.path).attrs["pairing"] == {"paired": False, "pairs": 0, "why": "--pairing unpaired"}
+
+
+def test_pairing_bad_input(tiny_prompt_sets, tiny_two_sets, tiny_sae, tmp_path):
+    harm = ActivationsArtifactSet(tiny_prompt_sets["harm_train"], "a")
+    news = ActivationsArtifactSet(tiny_two_sets["news"], "b")
+    with pytest.raises(SaetoolError, match="--pairing paired needs two sets of equal size"):
+        select_features(harm, news, [tiny_sae], tmp_path / "x.h5", config=SelectConfig(unit="sequence", pairing="paired"))
+    proc = run_cli("select", str(tiny_prompt_sets["harm_train"]), str(tiny_prompt_sets["benign_matched"]), "--sae", str(tiny_sae), "--pairing", "paired", "-o", str(tmp_path / "y.h5"))
+    assert_clean_error(proc, "--pairing paired compares sequences, not tokens")
+    proc = run_cli("select", str(tiny_prompt_sets["harm_train"]), str(tiny_prompt_sets["benign_matched"]), "--sae", str(tiny_sae), "--pairing", "both", "--per", "sequence", "-o", str(tmp_path / "y.h5"))
+    assert_clean_error(proc, "unknown --pairing 'both'")
+    assert not list(tmp_path.glob("*.h5"))

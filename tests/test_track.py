@@ -187,10 +187,11 @@ def test_text_mode_tracks_per_token_and_compare(tiny_gpt2, tiny_layer_saes, tmp_
 def test_compare_pairs_by_line_and_scores_the_tokens_that_differ(tiny_gpt2, tiny_layer_saes, tmp_path):
     """Files of equal length pair line by line; each prompt is scored from the first token where it
     differs from its pair (the answer, not the shared question), and the test is paired."""
+    from saetool.analysis.pairing import first_difference
     from saetool.analysis.pathways_inputs import rows_from_texts
     from saetool.steer.stats import paired_t_p, welch_p
     from saetool.track.store import read_tracks
-    from saetool.track.text import MEASURES, TextConfig, first_difference, run_text_track
+    from saetool.track.text import MEASURES, TextConfig, run_text_track
 
     true = ["Q: What is the capital of France? A: Paris.", "Q: How many legs does a spider have? A: Eight.",
             "Q: Which planet is the largest? A: Jupiter.", "Q: What colour is the sky on a clear day? A: Blue.",

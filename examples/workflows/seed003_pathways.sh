@@ -34,7 +34,8 @@ done
 # once by the prompt's length). The benign side is benign_matched.txt: each line the harmful
 # line's ordinary counterpart, same opening and form, within one token of its length, so that
 # length and phrasing do not separate the sets (against benign_train.txt, 8.2 tokens to 13.5,
-# they did: see docs/tutorial.md)
+# they did: see docs/tutorial.md). The two files pair line by line, so select ranks by the
+# paired d of the per-pair differences (--pairing auto) and flips the pairs' signs for its chance level
 $SAETOOL extract --corpus "files:$PROMPTS/harm_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/harm.h5" --overwrite > /dev/null
 $SAETOOL extract --corpus "files:$PROMPTS/benign_matched.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/benign.h5" --overwrite > /dev/null
 $SAETOOL select "$OUT/harm.h5" "$OUT/benign.h5" --per sequence-max --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --top 5 --export "$OUT/selection.json" -o "$OUT/selection.h5" --overwrite > /dev/null

@@ -5,6 +5,11 @@ feature's activations on set a and on set b (per token, or per sequence: its mea
 or its maximum), then the top N features per layer by |d|, named ``L{layer}-{id}``,
 in a ``selection`` artifact (layout in docs/artifacts.md); per sequence, the |d| the
 best feature of a layer reaches by chance (label shuffles).
+
+Per sequence, two sets that pair line by line (``pairing``, the rule of
+:mod:`saetool.analysis.pairing`; two conditions of one completions artifact pair by
+prompt) are ranked by the paired d_z of each feature (mean over sd of the per-pair
+differences) instead, with its chance level from random sign flips of the pairs.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import pandas as pd
 import torch
 
 from saetool.analysis.names import feature_name, parse_feature_name, require_layer
-from saetool.analysis.stats import Moments, cohens_d, permutation_max_abs_d
+from saetool.analysis.pairing import PairDecision, check_pairing, decide_pairing
+from saetool.analysis.stats import Moments, cohens_d, paired_d, permutation_max_abs_d, sign_flip_max_abs_d
 from saetool.artifacts.activations import ActivationsFile
 from saetool.artifacts.files import write_atomic
 from saetool.artifacts.jsonable import finite
@@ -44,7 +50,10 @@ UNITS = ("token", "sequence", "sequence-max")
 LENGTH_RATIO = 1.2  # --per sequence: sets whose mean sequence lengths differ more than this get a warning
 ROW_BUDGET = 20_000_000  # per-sequence values kept per set, shared by the layers, for the permutation test (80 MB as float32)
 COLUMNS = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b")
-OPTIONAL_COLUMNS = ("d_same_length",)  # when the sets' lengths differ: d on the sequences of a length both sets hold
+OPTIONAL_COLUMNS = (
+    "d_same_length",  # when the sets' lengths differ: d on the sequences of a length both sets hold
+    "d_paired",  # when the sets pair (per sequence): d_z of the per-pair differences, the ranking's statistic
+)
 
 
 @dataclass
@@ -53,7 +62,9 @@ class SelectConfig:
     sample), ``sequence`` (each sequence's mean activation is a sample) or
     ``sequence-max`` (each sequence's largest activation: not diluted by length, though
     it grows with it);
-    ``features`` restricts the candidates (``L{layer}-{id}`` names)."""
+    ``features`` restricts the candidates (``L{layer}-{id}`` names); ``pairing`` (per-sequence
+    units): ``auto`` ranks sets that pair line by line by their paired d, ``paired`` insists,
+    ``unpaired`` never pairs."""
 
     top: int = 50
     unit: str = "token"
@@ -62,6 +73,7 @@ class SelectConfig:
     device: str = "cpu"
     labels: tuple[str, str] = ("a", "b")
     permutations: int = 200  # per-sequence units: label permutations for the chance level of the largest |d| (0: none)
+    pairing: str = "auto"
 
     def validate(self) -> None:
         if self.top < 1:
@@ -72,6 +84,9 @@ class SelectConfig:
             raise SaetoolError(f"the chunk size must be at least 1 (got {self.chunk_rows})")
         if self.permutations < 0:
             raise SaetoolError(f"--permutations must be 0 or more (got {self.permutations})")
+        check_pairing(self.pairing)
+        if self.pairing == "paired" and self.unit == "token":
+            raise SaetoolError("--pairing paired compares sequences, not tokens", hint="add --per sequence or --per sequence-max")
 
 
 @dataclass
@@ -154,6 +169,11 @@ class ActivationSet:
     def chunks(self, hooks: Sequence[str], rows: int) -> Iterator[tuple[dict[str, "torch.Tensor"], "np.ndarray"]]:
         raise NotImplementedError
 
+    def token_rows(self) -> list["np.ndarray"] | None:
+        """Each sequence's tokens, in the order of its id (for the pairing rule); None: the set
+        pairs with another of its kind by construction (the same prompts)."""
+        return None
+
 
 class ActivationsArtifactSet(ActivationSet):
     """An ``activations`` artifact written by ``saetool extract``."""
@@ -181,6 +201,13 @@ class ActivationsArtifactSet(ActivationSet):
             for start in range(0, f.n_tokens, rows):
                 stop = min(start + rows, f.n_tokens)
                 yield {h: f.read_finite(h, start, stop, dtype=torch.float32) for h in hooks}, seq[start:stop]
+
+    def token_rows(self) -> list["np.ndarray"]:
+        with ActivationsFile(self.path) as f:
+            ids, seq = f.token_ids(), f.seq_index()
+        order = np.argsort(seq, kind="stable")
+        ids, seq = ids[order], seq[order]
+        return np.split(ids, np.flatnonzero(np.diff(seq)) + 1) if len(seq) else []
 
 
 class CompletionsSet(ActivationSet):
@@ -272,6 +299,7 @@ class _SequenceStat:
         self.moments = Moments.empty(width)
         self.reduce = reduce
         self.lengths: list[int] = []
+        self.ids: list[int] = []  # each sample's sequence id
         self.rows: list[np.ndarray] | None = [] if keep_rows else None  # the samples (of ``columns``), while within the budget
         self.columns = columns  # the candidate features whose samples are kept (None: all)
         self._width = width if columns is None else len(columns)
@@ -280,10 +308,11 @@ class _SequenceStat:
         self._acc = np.zeros(width)
         self._n = 0
 
-    def _emit(self, acc: "np.ndarray", n: "np.ndarray") -> None:
+    def _emit(self, acc: "np.ndarray", n: "np.ndarray", ids: Sequence[int]) -> None:
         samples = acc / n[:, None] if self.reduce == "mean" else acc
         self.moments.update(samples)
         self.lengths += [int(v) for v in n]
+        self.ids += [int(i) for i in ids]
         if self.rows is not None:
             if len(self.lengths) * self._width <= self._budget:
                 self.rows.append((samples if self.columns is None else samples[:, self.columns]).astype(np.float32))
@@ -307,14 +336,14 @@ class _SequenceStat:
                 accs[0] = combine(accs[0], self._acc)
                 counts[0] += self._n
             else:
-                self._emit(self._acc[None, :], np.array([float(self._n)]))
+                self._emit(self._acc[None, :], np.array([float(self._n)]), [self._id])
         if len(ids) > 1:
-            self._emit(accs[:-1], counts[:-1])
+            self._emit(accs[:-1], counts[:-1], ids[:-1])
         self._id, self._acc, self._n = int(ids[-1]), accs[-1], int(counts[-1])
 
     def finish(self) -> Moments:
         if self._id is not None:
-            self._emit(self._acc[None, :], np.array([float(self._n)]))
+            self._emit(self._acc[None, :], np.array([float(self._n)]), [self._id])
             self._id = None
         return self.moments
 
@@ -345,7 +374,8 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
         columns = None if allowed is None else allowed.get(x.layer, np.zeros(0, dtype=np.int64))
         accs[x.layer] = (Moments.empty(x.sae.cfg.d_sae) if config.unit == "token"
                          else _SequenceStat(x.sae.cfg.d_sae, "max" if config.unit == "sequence-max" else "mean",
-                                            keep_rows=config.permutations > 0, budget=ROW_BUDGET // len(saes), columns=columns))
+                                            keep_rows=config.permutations > 0 or config.pairing != "unpaired",
+                                            budget=ROW_BUDGET // len(saes), columns=columns))
     with torch.no_grad():
         for acts, seq in source.chunks(hooks, config.chunk_rows):
             for x in saes:
@@ -433,8 +463,76 @@ def same_length_check(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat
     return out
 
 
-def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[LayerSAE], config: SelectConfig) -> "pd.DataFrame":
-    """The top ``config.top`` features per layer by |d| (ties: lower id first)."""
+def select_pairing(set_a: ActivationSet, set_b: ActivationSet, config: SelectConfig) -> PairDecision:
+    """Whether the two sets are compared pair by pair (per-sequence units only): two activations
+    artifacts by :func:`saetool.analysis.pairing.decide_pairing` on their sequences' tokens, two
+    conditions of one completions artifact always (the same prompts) unless ``unpaired``."""
+    if config.unit == "token":
+        return PairDecision(False, [], "per token")
+    rows_a, rows_b = set_a.token_rows(), set_b.token_rows()
+    if rows_a is None and rows_b is None:
+        return PairDecision(config.pairing != "unpaired", [], "--pairing unpaired" if config.pairing == "unpaired" else "")
+    if rows_a is None or rows_b is None:
+        if config.pairing == "paired":
+            raise SaetoolError("--pairing paired needs two sets of one kind (two activations artifacts, or two conditions of one completions artifact)")
+        return PairDecision(False, [], "sets of two kinds")
+    return decide_pairing(config.pairing, rows_a, rows_b)
+
+
+@dataclass
+class Paired:
+    """The paired comparison of a selection (per-sequence units, sets that pair)."""
+
+    n_pairs: int = 0
+    d: dict[int, "np.ndarray"] = field(default_factory=dict)  # per layer: d_z of every feature (NaN where not a candidate)
+    level: dict[int, float] = field(default_factory=dict)  # per layer: the sign-flip chance level of the largest |d_z|
+
+
+def paired_differences(acc_a: "_SequenceStat", acc_b: "_SequenceStat") -> "np.ndarray | None":
+    """The per-pair differences ``a - b`` of the kept samples [pairs, candidates], pairs matched by
+    sequence id (the ids both sets hold); None when the samples were over the budget."""
+    xa, xb = acc_a.samples(), acc_b.samples()
+    if xa is None or xb is None:
+        return None
+    ids_a, ids_b = np.asarray(acc_a.ids), np.asarray(acc_b.ids)
+    _, ia, ib = np.intersect1d(ids_a, ids_b, return_indices=True)
+    return xa[ia].astype(np.float64) - xb[ib].astype(np.float64)
+
+
+def paired_comparison(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], saes: Sequence[LayerSAE], config: SelectConfig) -> Paired | None:
+    """Per layer the paired d_z of every candidate feature and, with ``config.permutations``, the
+    |d_z| the largest of them stays below in 95% of random sign flips of the pairs. None (and a
+    warning) when a layer's samples were over :data:`ROW_BUDGET`: the sets are then compared unpaired."""
+    out = Paired()
+    for x in saes:
+        diff = paired_differences(a[x.layer], b[x.layer])
+        if diff is None:
+            warn(f"layer {x.layer}: too many sequences to keep for the paired comparison (over {ROW_BUDGET // len(saes):,} values per set "
+                 "at this layer); the sets are compared unpaired")
+            return None
+        if diff.shape[0] < 2:
+            raise SaetoolError(f"the sets hold {diff.shape[0]} sequence pair(s); a paired d needs at least 2", hint="use more text, or --pairing unpaired")
+        out.n_pairs = diff.shape[0]
+        columns = a[x.layer].columns
+        full = np.full(x.sae.cfg.d_sae, np.nan)
+        full[np.arange(x.sae.cfg.d_sae) if columns is None else columns] = paired_d(diff)
+        out.d[x.layer] = full
+        if config.permutations > 0 and diff.shape[1]:
+            out.level[x.layer] = float(np.quantile(sign_flip_max_abs_d(diff, permutations=config.permutations, seed=0), 0.95))
+    return out
+
+
+def log_paired_levels(paired: Paired, table: "pd.DataFrame", config: SelectConfig) -> None:
+    for layer, level in paired.level.items():
+        picked = table[table["layer"] == layer]["d_paired"].abs()
+        log(f"layer {layer}: by chance (each of the {paired.n_pairs} pairs' sign flipped at random, {config.permutations} times) the largest "
+            f"paired |d| of its candidate features stays below {level:.2f} in 95% of flips; {int((picked > level).sum())} of the {len(picked)} selected exceed it")
+
+
+def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[LayerSAE], config: SelectConfig,
+                  paired: Paired | None = None) -> "pd.DataFrame":
+    """The top ``config.top`` features per layer by |d|, or by the paired |d_z| when ``paired``
+    (ties: lower id first)."""
     allowed = restrict_features(config.features, saes)
     frames = []
     for x in saes:
@@ -449,7 +547,8 @@ def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[L
         ids = np.arange(x.sae.cfg.d_sae) if allowed is None else allowed.get(x.layer, np.zeros(0, dtype=np.int64))
         if len(ids) == 0:
             continue
-        order = ids[np.lexsort((ids, -np.abs(d[ids])))][: config.top]
+        key = d if paired is None else paired.d[x.layer]
+        order = ids[np.lexsort((ids, -np.abs(key[ids])))][: config.top]
         frames.append(
             pd.DataFrame(
                 {
@@ -464,6 +563,7 @@ def rank_features(a: dict[int, Moments], b: dict[int, Moments], saes: Sequence[L
                     "std_b": np.sqrt(mb.var[order]),
                     "n_a": np.full(len(order), ma.n, dtype=np.int64),
                     "n_b": np.full(len(order), mb.n, dtype=np.int64),
+                    **({} if paired is None else {"d_paired": key[order]}),
                 }
             )
         )
@@ -553,8 +653,15 @@ def select_features(
     message = length_warning(lengths[0], lengths[1], config.labels, config.unit) if config.unit != "token" else None
     if message:
         warn(message)
-    table = rank_features(moments[0], moments[1], saes, config)
-    chance = chance_levels(seqs[0], seqs[1], saes, config, table)
+    pairing = select_pairing(set_a, set_b, config)
+    paired = paired_comparison(seqs[0], seqs[1], saes, config) if pairing.paired else None
+    if config.unit != "token":
+        log(f"paired by {'prompt' if not pairing.firsts else 'line'}: {paired.n_pairs} pairs, ranked by the paired d (d_z of the per-pair differences)"
+            if paired else f"compared unpaired ({pairing.why or 'over the budget'})")
+    table = rank_features(moments[0], moments[1], saes, config, paired)
+    if paired:
+        log_paired_levels(paired, table, config)
+    chance = chance_levels(seqs[0], seqs[1], saes, config, table) if paired is None else {}
     same = same_length_check(seqs[0], seqs[1], saes, config, table) if message else SameLength()  # lengths differ: length taken out too
     if same.level:
         table["d_same_length"] = same.d
@@ -577,6 +684,11 @@ def select_features(
         "n_b": {str(k): v.n for k, v in moments[1].items()},
         "features_filter": list(config.features or []),
     }
+    if config.unit != "token":
+        attrs["pairing"] = {"paired": paired is not None, "pairs": paired.n_pairs if paired else 0, "why": "" if paired else (pairing.why or "over the budget")}
+    if paired and paired.level:
+        attrs["chance_max_abs_d_paired"] = {str(k): v for k, v in paired.level.items()}
+        attrs["permutations"] = config.permutations
     if chance:
         attrs["chance_max_abs_d"] = {str(k): v for k, v in chance.items()}
         attrs["permutations"] = config.permutations
@@ -588,6 +700,6 @@ def select_features(
     parents = [*set_a.parents, *set_b.parents, *[x.path for x in saes if Path(x.path).is_file()]]
     provenance = build_provenance(model=model, hooks=[x.hook for x in saes], parents=parents, select={**attrs, "chunk_rows": config.chunk_rows})
     write_selection(out, table, attrs=attrs, provenance=provenance, overwrite=overwrite)
-    meta = {k: attrs[k] for k in ("unit", "top", "model", "layers", "labels", "sets", "n_a", "n_b")}
+    meta = {k: attrs[k] for k in ("unit", "top", "model", "layers", "labels", "sets", "n_a", "n_b", "pairing") if k in attrs}
     done = [export_table(table, e, meta=meta) for e in export_paths]
     return SelectionResult(out, table, attrs["n_a"], attrs["n_b"], infinite, done)

@@ -12,7 +12,7 @@ def register_artifact_kinds(register):
     from saetool.artifacts.kinds import ArtifactKind, Rows
 
     # the tables' columns (analysis.select.COLUMNS, analysis.token_stats.COLUMNS; not imported: they load torch)
-    selection = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b")
+    selection = ("name", "layer", "feature", "rank", "d", "mean_a", "mean_b", "std_a", "std_b", "n_a", "n_b", "d_same_length", "d_paired")
     tokens = ("token_id", "token", "piece", "count_a", "count_b", "log_odds", "z", "chi2", "p", "q", "significant",
               "texts_a", "texts_b", "p_texts", "q_texts", "significant_texts")
 
@@ -20,7 +20,7 @@ def register_artifact_kinds(register):
         ArtifactKind(
             name="selection",
             schema_version=1,
-            description="SAE features ranked by Cohen's d between two sets of activations, top N per layer",
+            description="SAE features ranked by Cohen's d (paired d when the sets pair) between two sets of activations, top N per layer",
             required_datasets=("name", "layer", "feature", "d", "mean_a", "mean_b", "n_a", "n_b"),
             required_attrs=("unit", "layers", "saes", "d_sae"),
             datasets={"name": Rows(None, 1, "text"), **{c: Rows("name", 1, "number") for c in selection[1:]}},  # one row per selected feature

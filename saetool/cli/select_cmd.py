@@ -21,7 +21,8 @@ def select(
     sae: List[Path] = typer.Option(..., "--sae", "-s", help="SAE (artifact, SAE folder or pretrained RELEASE/SAE_ID), one per layer; repeat for several layers; an sae-set (saetool train --hooks) gives all of its SAEs."),
     top: int = typer.Option(50, "--top", "-k", help="Features to keep per layer, by |Cohen's d|."),
     per: str = typer.Option("token", "--per", help="Sample unit for Cohen's d: token (every token), sequence (each sequence's mean activation; warns when the sets' lengths differ) or sequence-max (each sequence's largest activation: not diluted by length, though it grows with it; both warn when the sets' lengths differ)."),
-    permutations: int = typer.Option(200, "--permutations", help="With --per sequence or sequence-max: shuffle the set labels this many times for the |d| the best feature reaches by chance (0: skip)."),
+    pairing: str = typer.Option("auto", "--pairing", help="With --per sequence or sequence-max: rank by the paired d of the per-pair differences (paired: line i of A with line i of B; two --completions conditions pair by prompt), or not (unpaired); auto pairs artifacts of as many sequences whose pairs mostly share their first 3 tokens, and two completions conditions."),
+    permutations: int = typer.Option(200, "--permutations", help="With --per sequence or sequence-max: shuffle the set labels (paired: flip the pairs' signs) this many times for the |d| the best feature reaches by chance (0: skip)."),
     features: Optional[str] = typer.Option(None, "--features", "-f", help="Only rank these features: comma-separated L{layer}-{id} names."),
     completions: Optional[Path] = typer.Option(None, "--completions", "-c", help="A steer `completions` artifact: compare two of its conditions, re-run through the model."),
     cond_a: str = typer.Option("baseline", "--a", help="With --completions: the condition of set a."),
@@ -40,6 +41,8 @@ def select(
 
     d = (mean_a - mean_b) / pooled SD, per feature, over tokens (default) or
     per-sequence means; the top N per layer by |d|, named L{layer}-{id}.
+    Per sequence, sets that pair line by line are ranked by the paired d
+    (mean / SD of the per-pair differences) instead.
 
     Example:
 
@@ -62,7 +65,7 @@ def select(
         if set_a is None or set_b is None:
             raise SaetoolError("select needs two activations artifacts A B", hint="or --completions FILE --a baseline --b steered")
         labels = ("a", "b")
-    config = SelectConfig(top=top, unit=per, features=names, device=device, labels=labels, permutations=permutations)
+    config = SelectConfig(top=top, unit=per, features=names, device=device, labels=labels, permutations=permutations, pairing=pairing)
     config.validate()
     if completions is not None:
         from saetool.analysis.select import load_layer_saes, restrict_features
@@ -95,10 +98,12 @@ def show_selection(table, rows: int, labels: tuple[str, str]) -> None:
 
     if is_quiet() or rows <= 0 or len(table) == 0:
         return
-    out = Table(title="selected features (top |d| per layer)", title_justify="left")
-    for col in ("feature", "d", f"mean {labels[0]}", f"mean {labels[1]}", f"n {labels[0]}", f"n {labels[1]}"):
+    paired = "d_paired" in table
+    out = Table(title=f"selected features (top {'paired ' if paired else ''}|d| per layer)", title_justify="left")
+    for col in ("feature", *(("paired d",) if paired else ()), "d", f"mean {labels[0]}", f"mean {labels[1]}", f"n {labels[0]}", f"n {labels[1]}"):
         out.add_column(col, justify="left" if col == "feature" else "right")
     for _, group in table.groupby("layer", sort=True):
         for _, r in group.head(rows).iterrows():
-            out.add_row(r["name"], f"{r['d']:+.3f}", f"{r['mean_a']:.4g}", f"{r['mean_b']:.4g}", str(r["n_a"]), str(r["n_b"]))
+            out.add_row(r["name"], *((f"{r['d_paired']:+.3f}",) if paired else ()), f"{r['d']:+.3f}", f"{r['mean_a']:.4g}", f"{r['mean_b']:.4g}",
+                        str(r["n_a"]), str(r["n_b"]))
     stderr().print(out)

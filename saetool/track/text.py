@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from saetool.analysis.names import feature_name
+from saetool.analysis.pairing import check_pairing, decide_pairing
 from saetool.analysis.pathways import check_model, check_saes_fit
 from saetool.analysis.pathways_inputs import batch, batches, check_rows, read_texts, rows_from_texts, special_ids
 from saetool.analysis.select import LayerSAE, load_layer_saes
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from saetool.models.base import HookedModel
 
 MEASURES = ("n_tracks", "competing", "mean_length", "birth_layer", "death_layer", "top_share")
-PAIRINGS = ("auto", "paired", "unpaired")
 TOKEN_CHOICES = ("differing", "all")
 
 
@@ -86,8 +86,7 @@ class TextConfig:
             raise SaetoolError(f"--context-size must be at least 2 (got {self.context_size})")
         if self.correction not in CORRECTIONS:
             raise SaetoolError(f"unknown --correction {self.correction!r}", hint="choose one of: " + ", ".join(CORRECTIONS))
-        if self.pairing not in PAIRINGS:
-            raise SaetoolError(f"unknown --pairing {self.pairing!r}", hint="choose one of: " + ", ".join(PAIRINGS))
+        check_pairing(self.pairing)
         if self.tokens not in TOKEN_CHOICES:
             raise SaetoolError(f"unknown --tokens {self.tokens!r}", hint="choose one of: " + ", ".join(TOKEN_CHOICES))
 
@@ -135,14 +134,6 @@ def token_measures(tracks: Sequence[Track], n_layers: int, layers: Sequence[int]
     }
 
 
-def first_difference(a: Sequence[int], b: Sequence[int]) -> int:
-    """The first position where two token rows differ (the shorter one's length when one is a prefix of the other)."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return i
-    return min(len(a), len(b))
-
-
 @dataclass
 class Pairing:
     """How two prompt sets are compared: ``paired`` by line or not, and per prompt (the
@@ -153,32 +144,18 @@ class Pairing:
     note: str
 
 
-#: ``--pairing auto`` pairs two files of equal length when at least half of their line pairs share
-#: an opening of this many tokens (after BOS): the same question, not two unrelated lists.
-MIN_SHARED_OPENING = 3
-
-
 def choose_pairing(rows: Sequence[Sequence[Sequence[int]]], labels: Sequence[str], config: TextConfig, *, skip: int = 0) -> Pairing:
-    """Pair two sets by line when ``config.pairing`` says so (``auto``: when they hold as many
-    prompts and most pairs share an opening of :data:`MIN_SHARED_OPENING` tokens), and then score
-    each pair from its first differing token (``config.tokens``). ``skip``: leading tokens every
-    row has (BOS), not counted as a shared opening."""
+    """Pair two sets by line when ``config.pairing`` says so (:func:`saetool.analysis.pairing.decide_pairing`),
+    and then score each pair from its first differing token (``config.tokens``). ``skip``: leading
+    tokens every row has (BOS), not counted as a shared opening."""
     if len(rows) != 2:
         return Pairing(False, [[0] * len(r) for r in rows], "")
-    same = len(rows[0]) == len(rows[1])
-    if config.pairing == "paired" and not same:
-        raise SaetoolError(f"--pairing paired needs two sets of equal size, one prompt per line of each (got {len(rows[0])} and {len(rows[1])})",
-                           hint="pair the files line by line, or use --pairing unpaired")
-    firsts = [first_difference(x, y) for x, y in zip(*rows)] if same else []
-    shared = [max(0, f - skip) for f in firsts]  # the opening two rows share, past the first `skip` (BOS)
-    opening = bool(shared) and sum(n >= MIN_SHARED_OPENING for n in shared) * 2 >= len(shared)
-    if config.pairing == "unpaired" or not same or (config.pairing == "auto" and not opening):
-        why = ("--pairing unpaired" if config.pairing == "unpaired" else f"{len(rows[0])} and {len(rows[1])} prompts" if not same
-               else f"equal length, but {sum(n < MIN_SHARED_OPENING for n in shared)} of {len(shared)} line pairs share fewer than "
-                    f"{MIN_SHARED_OPENING} opening tokens: not the same questions; --pairing paired pairs them anyway")
-        return Pairing(False, [[0] * len(r) for r in rows], f"compared unpaired ({why}): every token scored, Welch's t-test")
+    decision = decide_pairing(config.pairing, rows[0], rows[1], skip=skip)
+    if not decision.paired:
+        return Pairing(False, [[0] * len(r) for r in rows], f"compared unpaired ({decision.why}): every token scored, Welch's t-test")
     if config.tokens == "all":
         return Pairing(True, [[0] * len(r) for r in rows], f"paired by line: {len(rows[0])} pairs, every token scored, paired t-test")
+    firsts = decision.firsts
     return Pairing(True, [firsts, firsts], f"paired by line: {len(rows[0])} pairs, each scored from the first token where it differs "
                    f"from its pair ({labels[0]} vs {labels[1]}), paired t-test")
 
