@@ -309,9 +309,80 @@ def test_pick_best_follows_the_stated_rule():
     assert flat["best"] is None and flat["leading"]["layer"] == 20 and flat["leading"]["significant"] is False
     assert flat["reason"] == "no steered cell raised refusal on harm_test significantly (corrected p < 0.05; n 50 per cell) without a significant side effect on benign"
     assert describe_best(flat).endswith("; leading cell layer 20, add, alpha 1 (refusal 0.80, +0.70 vs alpha 0, not significant)")
-    # the chosen cell's rate on the other harmful split: does the choice hold on prompts it was not chosen on?
+    # the chosen cell's rate on the other harmful split, the vector's own prompts: the generalisation gap
     train = pd.concat([summary, pd.DataFrame([row("harm_train", 16, 1, 0.3, 0.2, 0.3)])])
     assert {k: v for k, v in pick_best(train, 0.05)["best"].items() if k.startswith("harm_train")} == {"harm_train_refusal_rate": 0.3, "harm_train_refusal_delta": 0.2, "harm_train_refusal_p_adj": 0.3}
+    # the benign split's fluency cost is recorded and said, not screened
+    fluent = summary.assign(coherence_delta=0.0, coherence_p_adj=1.0)
+    fluent.loc[(fluent["split"] == "benign") & (fluent["layer"] == 16) & (fluent["alpha"] == 1), ["coherence_delta", "coherence_p_adj"]] = (0.33, 0.002)
+    costly = pick_best(fluent, 0.05)
+    assert (costly["best"]["layer"], costly["best"]["alpha"]) == (16, 1.0)
+    assert (costly["best"]["benign_coherence_delta"], costly["best"]["benign_coherence_p_adj"]) == (0.33, 0.002)
+    assert "benign coherence loss +0.33 nats (not screened)" in describe_best(costly)
+
+
+def test_the_correction_family_is_one_split_by_default(tmp_path):
+    """Each split's steered cells are corrected together (statistics.family: split); family: run corrects every steered cell of the run."""
+    from saetool.steer.stats import fisher_exact_p, holm
+    from saetool.steer.sweep import build_plan, summarize
+    from saetool.steer.sweep_config import load_sweep_config
+
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text("name: fam\nmodel: gpt2\nprompts: {harm_test: a.txt, benign: b.txt, harm_train: c.txt}\n"
+                        "vector: {method: diff-means, positive: harm_train, negative: benign}\nlayers: [0, 1]\nalphas: [0, 1]\n"
+                        "splits: [harm_test, benign]\nmetrics: [refusal]\n")
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.txt").write_text("\n".join(f"prompt {name} {i}" for i in range(6)) + "\n")
+    cfg = load_sweep_config(cfg_path)
+    assert cfg.statistics.family == "split"
+    _, grid = build_plan(cfg, ["harm_test", "benign"], {})
+    refusals = {("harm_test", None): [0] * 6, ("harm_test", 0): [1] * 4 + [0] * 2, ("harm_test", 1): [1] * 5 + [0],
+                ("benign", None): [0] * 6, ("benign", 0): [1] * 2 + [0] * 4, ("benign", 1): [0] * 6}
+    from saetool.steer.completions import write_completions
+
+    for cell in {g[4] for g in grid}:  # real completions files, refusal flags as given
+        flags = refusals[(cell.split, cell.layer)]
+        (tmp_path / "run" / cell.relpath).parent.mkdir(parents=True, exist_ok=True)
+        write_completions(tmp_path / "run" / cell.relpath, prompts=[f"p{i}" for i in range(6)], splits=[cell.split] * 6, texts={"x": ["t"] * 6},
+                          metrics={"x": {"refusal": [float(f) for f in flags]}}, provenance={})
+    raw = {key: fisher_exact_p(sum(v), 6, 0, 6) for key, v in refusals.items() if key[1] is not None}
+    for family, groups in (("split", [["harm_test"], ["benign"]]), ("run", [["harm_test", "benign"]])):
+        cfg.statistics.family = family
+        df = summarize(cfg, tmp_path / "run", grid)
+        df = df[df["alpha"] == 1].set_index(["split", "layer"])
+        for splits in groups:
+            keys = [k for k in raw if k[0] in splits]
+            for k, want in zip(keys, holm([raw[k] for k in keys])):
+                assert df.loc[k, "refusal_p_adj"] == pytest.approx(want)
+    bad = cfg_path.read_text() + "statistics: {family: cell}\n"
+    cfg_path.write_text(bad)
+    with pytest.raises(SaetoolError, match="statistics.family"):
+        load_sweep_config(cfg_path)
+
+
+def test_a_plan_too_small_for_any_significant_rise_is_said(tmp_path):
+    """The smallest p a refusal rise can reach is Fisher's (or exact McNemar's) at all prompts against none; times the family
+    under Holm. When even that is not below the level, the sweep says so and how many prompts would do."""
+    from scipy.stats import fisher_exact
+
+    from saetool.steer.best import smallest_rise_p, unreachable_decision
+    from saetool.steer.sweep_config import SweepConfig
+
+    for n, nb in ((1, 1), (5, 5), (5, 7), (12, 12)):
+        assert smallest_rise_p(n, nb) == pytest.approx(fisher_exact([[n, 0], [0, nb]]).pvalue, rel=1e-9)
+    assert smallest_rise_p(5, 5, paired=True) == pytest.approx(2 * 0.5**5)
+    cfg = SweepConfig(name="lvl2", prompts={}, layers=[0], alphas=[0, 1], metrics=["refusal"])
+    prompts, steered = {"harm_train": 5, "harm_test": 5, "benign": 5}, {"harm_train": 6, "harm_test": 6, "benign": 6}
+    assert unreachable_decision(cfg, prompts, steered) is None  # 6 x 0.0079 = 0.048
+    cfg.statistics.family = "run"  # 18 x 0.0079 = 0.14: nothing can be significant
+    note = unreachable_decision(cfg, prompts, steered)
+    assert note.startswith("lvl2: at 5 prompt(s) per cell no refusal rise on harm_test can be significant") and "corrected p 0.14 (18 steered cell(s)" in note
+    assert note.endswith("use at least 6 prompts per split (--max-prompts)")  # 18 x 0.0022 = 0.039
+    cfg.statistics.correction = "none"
+    assert unreachable_decision(cfg, prompts, steered) is None
+    cfg.statistics.test = "paired"  # exact McNemar: 2 x 0.5^5 = 0.0625 even uncorrected
+    assert "corrected p 0.062" in unreachable_decision(cfg, prompts, steered)
+    assert unreachable_decision(SweepConfig(name="x", prompts={}, layers=[0], alphas=[0, 1], metrics=["coherence"]), prompts, steered) is None  # no refusal, no decision
 
 
 @pytest.mark.slow  # runs the CLI end to end on the tiny model (many seconds on 2 cores)

@@ -9,12 +9,17 @@
 # writes its own best.json, the seed's best (layer, alpha, intervention); at
 # SIZE=ci it is only planned (--dry-run), and so it is when level 2 found no
 # layer whose refusal rise is significant (best.json then names no best cell,
-# only the leading one: a few prompts per cell rarely show a significant rise).
+# only the leading one). Each level's tests are corrected over its target
+# split's steered cells (statistics.family: split): at 5 prompts per cell
+# even 5 refusals of 5 against none would hardly clear Holm over 6 cells, so
+# levels 2 and 3 use 20 prompts per split at SIZE=small; sweep warns when a
+# plan is too small for any rise to be significant. SIZE=full adds level 4
+# (full.yaml, every prompt) beside levels 2 and 3.
 #
 #   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (measured 4 min wall on 2 CPU cores, 2026-12-06:
 #              48 completions, each sweep loading the model)
-#   SIZE=small 20 prompts per split, 5 at levels 2 and 3      (about 15 min on idle cores; estimated from the
-#              layer_test config's measured rate: 360 completions)    <- default
+#   SIZE=small 20 prompts per split at every level            (measured 9 min 6 s on 2 idle CPU cores, 2026-12-07:
+#              120 + 420 + 540 completions and 80 for the random control)    <- default
 #   SIZE=full  the configs' own sizes; levels 2-4 take hours on a CPU
 set -euo pipefail
 SIZE=${SIZE:-small}
@@ -24,7 +29,7 @@ SAETOOL=${SAETOOL:-saetool}
 PYTHON=${PYTHON:-python3}
 case "$SIZE" in
   ci) N=(--max-prompts 2); N2=(--max-prompts 1); LEVEL3=(--dry-run) ;;
-  small) N=(--max-prompts 20); N2=(--max-prompts 5); LEVEL3=(--overwrite) ;;
+  small) N=(--max-prompts 20); N2=(--max-prompts 20); LEVEL3=(--overwrite) ;;
   full) N=(); N2=(); LEVEL3=(--overwrite) ;;
   *) echo "SIZE must be ci, small or full" >&2; exit 2 ;;
 esac
@@ -49,4 +54,51 @@ if ! $PYTHON -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["best"]
   LEVEL3=(--dry-run)
 fi
 $SAETOOL sweep "$HERE/configs/alpha_sweep.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} ${LEVEL3[@]+"${LEVEL3[@]}"} > /dev/null
-echo "summary.csv, best.json and plots in $OUT/smoke_test, $OUT/layer_comparison and $OUT/alpha_sweep (level 3 only planned at SIZE=ci or without a significant layer)" >&2
+# the control: a random direction of the chosen vector's norm at its layer, steered the same way on
+# harm_test and benign (an effect the random direction shows too is the push's size, not the direction)
+BEST=$OUT/alpha_sweep/best.json
+[ "${LEVEL3[0]}" = --dry-run ] && BEST=$OUT/layer_comparison/best.json
+if CELL=$($PYTHON -c 'import json, sys; b = json.load(open(sys.argv[1]))["best"]; sys.exit(1) if b is None else print(b["layer"], b["alpha"], b["intervention"])' "$BEST" 2> /dev/null); then
+  read -r LAYER ALPHA IV <<< "$CELL"
+  RUN=$(dirname "$BEST")
+  $SAETOOL vector random --like "$(printf '%s/vectors/L%02d.h5' "$RUN" "$LAYER")" --seed 0 -o "$OUT/random-L$LAYER.h5" --overwrite > /dev/null
+  P=$HERE/prompts
+  cat > "$OUT/random_control.yaml" <<YAML
+name: random_control
+description: the chosen cell (layer $LAYER, $IV, alpha $ALPHA) with a random direction of the same norm
+model: smollm2-135m
+chat: true
+prompts: {harm_test: $P/harm_test.txt, benign: $P/benign.txt}
+splits: [harm_test, benign]
+vector: {method: file, file: $OUT/random-L$LAYER.h5}
+layers: [$LAYER]
+alphas: [0, $ALPHA]
+interventions: [$IV]
+scale: raw
+generation: {max_new_tokens: 32, batch_size: 32}
+metrics: [refusal, helpfulness, coherence]
+YAML
+  $SAETOOL sweep "$OUT/random_control.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} --overwrite > /dev/null
+  $PYTHON - "$RUN/summary.csv" "$OUT/random_control/summary.csv" "$LAYER" "$ALPHA" "$IV" <<'PY' >&2
+import sys
+
+import pandas as pd
+
+from saetool.steer.stats import fisher_exact_p
+
+chosen, control = (pd.read_csv(p) for p in sys.argv[1:3])
+layer, alpha, iv = int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+print(f"the chosen cell (layer {layer}, {iv}, alpha {alpha:g}) against a random direction of the same norm:")
+cells = {}
+for name, t in (("chosen vector", chosen), ("random direction", control)):
+    rows = t[(t["layer"] == layer) & (t["alpha"] == alpha) & (t["intervention"] == iv) & t["split"].isin(["harm_test", "benign"])]
+    cells[name] = rows.set_index("split")
+    print(f"  {name}: " + "; ".join(f"{r.split} refusal {r.refusal_k}/{r.n} (vs alpha 0: corrected p {r.refusal_p_adj:.2g}), coherence {r.coherence_mean:.2f}" for r in rows.itertuples()))
+a, b = cells["chosen vector"].loc["harm_test"], cells["random direction"].loc["harm_test"]
+print(f"  harm_test refusal, chosen vector against random direction: Fisher p {fisher_exact_p(int(a.refusal_k), int(a.n), int(b.refusal_k), int(b.n)):.2g}")
+PY
+fi
+if [ "$SIZE" = full ]; then  # level 4: the whole grid on every prompt, to confirm levels 2-3
+  $SAETOOL sweep "$HERE/configs/full.yaml" --output-dir "$OUT" --overwrite > /dev/null
+fi
+echo "summary.csv, best.json and plots in $OUT/smoke_test, $OUT/layer_comparison, $OUT/alpha_sweep$([ "$SIZE" = full ] && echo ", $OUT/full"), and the random control in $OUT/random_control when a best cell was found (level 3 only planned at SIZE=ci or without a significant layer)" >&2

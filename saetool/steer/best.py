@@ -12,8 +12,12 @@ refusal rate on the target split wins; ties go to the smaller |alpha|, then the
 lower refusal rate on the side-effect split, then the lower layer. Without a
 significant cell there is no best cell (``layers: best`` then refuses): the
 cell that would lead is recorded as ``leading``, marked not significant. The
-chosen cell's rate on the other harmful split (``harm_train``), when there is
-one, shows whether the choice holds on prompts it was not chosen on.
+chosen cell's rate on the other harmful split (``harm_train``, the prompts the
+vector was built from), when there is one, shows the generalisation gap; it
+is no independent confirmation (``harm_test`` is the split the cell was chosen
+on, so its rate is optimistic too: confirm on prompts neither touched). The
+side-effect split's coherence change (fluency) is recorded, not screened:
+every cell that moves refusal pays some.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
                 continue
             entry.update({f"{side}_refusal_rate": _num(srow["refusal_rate"]), f"{side}_refusal_delta": _num(srow.get("refusal_delta")),
                           f"{side}_helpfulness_delta": _num(srow.get("helpfulness_delta"))})
+            if "coherence_delta" in srow:
+                entry.update({f"{side}_coherence_delta": _num(srow.get("coherence_delta")), f"{side}_coherence_p_adj": _num(srow.get("coherence_p_adj"))})
         eligible.append(entry)
     out["candidates"], out["eligible"] = len(cands), len(eligible)
     if not eligible:
@@ -118,6 +124,47 @@ def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
     return out
 
 
+def smallest_rise_p(n: int, n_base: int, *, paired: bool = False) -> float:
+    """The smallest two-sided p a rate's rise can reach: all ``n`` against none of ``n_base``
+    (Fisher's exact test, as :func:`saetool.steer.stats.fisher_exact_p` computes it), or, paired,
+    all ``n`` prompts changing one way (exact McNemar: 2 x 0.5^n). In closed form, without scipy,
+    so that ``sweep --dry-run`` can say it."""
+    if n < 1 or n_base < 1:
+        return 1.0
+    if paired:
+        return min(1.0, 2 * 0.5**n)
+    total = n + n_base
+    pmf = [math.comb(n, x) * math.comb(n_base, n - x) / math.comb(total, n) for x in range(max(0, n - n_base), n + 1)]
+    observed = pmf[-1]  # every steered prompt refusing: x = n
+    return min(1.0, sum(q for q in pmf if q <= observed * (1 + 1e-7)))
+
+
+def unreachable_decision(cfg: "SweepConfig", prompts: dict[str, int], steered: dict[str, int]) -> str | None:
+    """The warning when no steered cell can become the best cell at these sizes, else None:
+    with ``prompts[split]`` prompts per cell and ``steered[split]`` steered cells, even every
+    target prompt refusing against none at alpha 0 stays at or above the level once corrected
+    (Holm multiplies the smallest p by the family's size; BH and none can leave it as it is)."""
+    if "refusal" not in cfg.metrics or not prompts:
+        return None
+    target = _pick_split(list(prompts), "harm_test", "harm", True)
+    if target is None or not steered.get(target):
+        return None
+    stats = cfg.statistics
+    family = steered[target] if stats.family == "split" else sum(steered.values())
+    factor = family if stats.correction == "holm" else 1
+
+    def floor(n: int) -> float:
+        return min(1.0, factor * smallest_rise_p(n, n, paired=stats.test == "paired"))
+
+    n = prompts[target]
+    if n and floor(n) < stats.level:
+        return None
+    need = next((k for k in range(max(n, 1), 1001) if floor(k) < stats.level), None)
+    return (f"{cfg.name}: at {n} prompt(s) per cell no refusal rise on {target} can be significant: every prompt refusing against none at "
+            f"alpha 0 gives corrected p {floor(n):.2g} ({family} steered cell(s) corrected together, {stats.correction}), not below {stats.level:g}, "
+            "so best.json can name no best cell" + (f"; use at least {need} prompts per split (--max-prompts)" if need else ""))
+
+
 def write_best(run_dir: Path, summary: "pd.DataFrame", level: float) -> dict[str, Any]:
     """Pick the best cell and write ``RUN/best.json`` (atomically)."""
     data = {"run": run_dir.name, **pick_best(summary, level)}
@@ -133,8 +180,11 @@ def describe_best(data: dict[str, Any]) -> str:
         led = (f"; leading cell layer {lead['layer']}, {lead['intervention']}, alpha {lead['alpha']:g} (refusal {lead['refusal_rate']:.2f}, "
                f"{lead['refusal_delta']:+.2f} vs alpha 0, not significant)") if lead and lead.get("refusal_rate") is not None and lead.get("refusal_delta") is not None else ""
         return f"best cell: none ({data.get('reason', '')}){led}"
+    side = data.get("side_effect_split")
+    fluency = b.get(f"{side}_coherence_delta") if side else None
+    cost = f"; {side} coherence loss {fluency:+.2f} nats (not screened)" if fluency is not None else ""
     return (f"best cell: layer {b['layer']}, {b['intervention']}, alpha {b['alpha']:g} "
-            f"(refusal {b['refusal_rate']:.2f} on {data['target_split']}, significant vs alpha 0); rule: {data['rule']}")
+            f"(refusal {b['refusal_rate']:.2f} on {data['target_split']}, significant vs alpha 0{cost}); rule: {data['rule']}")
 
 
 def find_best_json(cfg: "SweepConfig", output_dir: Path) -> Path | None:

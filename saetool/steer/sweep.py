@@ -32,7 +32,7 @@ from saetool.models import registry  # the module, so tests can stub registry.lo
 from saetool.models.hooks import hook_name, layer_of_hook, parse_hooks
 from saetool.plugins import host
 from saetool.progress import token_progress
-from saetool.steer.best import BEST_JSON, find_best_json, resolve_best_layers, write_best
+from saetool.steer.best import BEST_JSON, find_best_json, resolve_best_layers, unreachable_decision, write_best
 from saetool.steer.completions import read_completions, write_completions
 from saetool.steer.generation import generate_completions
 from saetool.steer.interventions import NonFiniteActivations, get_intervention
@@ -288,6 +288,9 @@ def run_sweep(
     pending = [c for c in cells if overwrite or not (run_dir / c.relpath).exists()]
     result.skipped = len(cells) - len(pending)
     result.n_completions_pending = sum(len(sets.eval[c.split]) for c in pending)
+    steered = {s: sum(1 for c in cells if c.split == s and not c.is_baseline) for s in splits}
+    if (note := unreachable_decision(cfg, {s: len(sets.eval[s]) for s in splits}, steered)) is not None:
+        warn(note)
     if dry_run:
         return result
 
@@ -579,8 +582,11 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
     df = pd.DataFrame(rows)
     if df.empty:
         return df
+    groups = [df.index] if cfg.statistics.family == "run" else [df.index[df["split"] == s] for s in dict.fromkeys(df["split"])]
     for name in metrics:
-        df[f"{name}_p_adj"] = adjust(df[f"{name}_p"].tolist(), cfg.statistics.correction)
+        df[f"{name}_p_adj"] = math.nan
+        for rows in groups:  # one family per split (statistics.family: split) or the whole run
+            df.loc[rows, f"{name}_p_adj"] = adjust(df.loc[rows, f"{name}_p"].tolist(), cfg.statistics.correction)
     if "helpfulness" in metrics:
         df["helpfulness_drop"] = 0.0 - df["helpfulness_delta"] + 0.0
     if "refusal" in metrics:

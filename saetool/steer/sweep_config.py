@@ -67,6 +67,9 @@ class InterventionSpec:
 
 
 TESTS = ("fisher", "paired")  # each steered cell against alpha 0: independent samples (Fisher, Welch) or the same prompts paired (McNemar, paired t)
+#: the p-values corrected together, per metric: one split's steered cells (each split asks its own question: held-out
+#: harmful prompts, the vector's own training prompts, side effects on benign ones) or every steered cell of the run
+FAMILIES = ("split", "run")
 
 
 @dataclass
@@ -74,6 +77,7 @@ class StatisticsSpec:
     test: str = "fisher"
     correction: str = "holm"
     level: float = 0.05
+    family: str = "split"
 
 
 @dataclass
@@ -217,6 +221,7 @@ class _Statistics(BaseModel):
     test: Annotated[Any, _choice("statistics.test", TESTS)] = "fisher"
     correction: Annotated[Any, _choice("statistics.correction", CORRECTIONS)] = "holm"
     level: Number = 0.05
+    family: Annotated[Any, _choice("statistics.family", FAMILIES)] = "split"
 
 
 def _each(key: str, value: Any, kind: Any) -> Any:
