@@ -478,3 +478,32 @@ def test_an_sae_alone_is_interpreted_on_the_activations_it_trained_on(smollm2_ac
     assert proc.returncode == 0, proc.stderr
     parents = {p["kind"]: p["path"] for p in read_header(out)["provenance"]["parents"]}
     assert Path(parents["activations"]).resolve() == Path(smollm2_acts).resolve()
+
+
+def test_reports_on_an_sae_that_missed_its_reconstruction_target_say_so(tiny_acts, tiny_sae, tmp_path):
+    """An SAE whose training checklist missed its FVU target: interpret warns once on stderr and the report
+    and the HTML page lead with the warning; an SAE that met it (or no saetool artifact) gets none."""
+    import shutil
+
+    import h5py
+
+    bad = tmp_path / "bad.h5"
+    shutil.copy(tiny_sae, bad)
+    with h5py.File(bad, "r+") as fh:
+        training = json.loads(fh.attrs["training"])
+        training["checklist"] = [{"key": "fvu", "name": "FVU (held-out)", "value": 0.61, "target": "< 0.3", "passed": False}]
+        fh.attrs["training"] = json.dumps(training)
+    from saetool.sae.quality import quality_warning
+
+    said = "the SAE missed its training checklist's reconstruction target (FVU 0.61 for < 0.3)"
+    assert quality_warning(tiny_sae) is None and quality_warning(tmp_path / "no-such.h5") is None and quality_warning(bad).startswith(said)
+    report, html = tmp_path / "r.md", tmp_path / "r.html"
+    proc = run_cli("interpret", str(tiny_acts), "--sae", str(bad), "--labeler", "none", "--top", "4", "--report", str(report), "--html", str(html),
+                   "-o", str(tmp_path / "features.h5"))
+    assert proc.returncode == 0, proc.stderr
+    assert said in " ".join(proc.stderr.split())
+    lines = report.read_text().splitlines()
+    assert lines[2].startswith("- **warning**: " + said.replace("<", "\\<") + ": the features of a poorly trained dictionary")  # markdown-escaped
+    page = html.read_text()
+    data = json.loads(page.split('<script type="application/json" id="saetool-data">')[1].split("</script>")[0])
+    assert list(data["meta"])[0] == "warning" and data["meta"]["warning"].startswith(said)

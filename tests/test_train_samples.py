@@ -173,6 +173,7 @@ def test_stored_samples_are_the_final_sae_activations_and_round_trip_through_fea
     png = tmp_path / "dist.png"
     proc = run_cli("features", "distribution", str(out), str(first), "--png", str(png))
     assert proc.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and note in proc.stderr
+    assert "std" in proc.stderr and f"over the {n_stored} stored samples, mean" in " ".join(proc.stderr.split())  # the two populations said apart
     proc = run_cli("features", "compare", str(out), str(first), str(int(a["feature_idx"][1])), "--json")
     W = result.sae.W_dec.detach().float()
     want = float(torch.nn.functional.cosine_similarity(W[first], W[int(a["feature_idx"][1])], dim=0))

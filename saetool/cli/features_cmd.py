@@ -213,9 +213,9 @@ def distribution(
         _emit(data)
         return
     peak = max(record.histogram_counts or [0]) or 1
-    lines = [
-        f"feature {feature}: active on {data['count']} of {n_tokens} tokens (density {data['density']:.4f}); max {data['max']:.4g}, mean {data['mean']:.4g}, std {data['std']:.4g}",
-    ]
+    spread = (f"max {data['max']:.4g} and std {data['std']:.4g} over the {len(record.top_examples)} stored samples, mean {data['mean']:.4g} over the active tokens"
+              if from_samples else f"max {data['max']:.4g}, mean {data['mean']:.4g}, std {data['std']:.4g}")  # samples: two populations, said apart
+    lines = [f"feature {feature}: active on {data['count']} of {n_tokens} tokens (density {data['density']:.4f}); {spread}"]
     if note:
         lines.append(f"  {note}")
     if data["count"] == 0:

@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 import typer
 
 from saetool.cli.options import DEVICE, OUTPUT, OVERWRITE, RESUME, TRUST_REMOTE_CODE, key_values
-from saetool.console import is_quiet, log, stderr
+from saetool.console import is_quiet, log, stderr, warn
 from saetool.errors import SaetoolError
 
 # Deferred imports: loaded by `saetool --help`; the interpret API (torch), h5py, artifact helpers and rich tables load
@@ -120,7 +120,8 @@ def interpret(
             acts_path = extract_for_sae(sae_path, model, corpus, num_tokens, context_size, Path(tmp) / "activations.h5", device=device)
         result = run(config, acts_path, sae_path, output, overwrite=overwrite, resume=resume)
     model_name, hook, summary = _model_of(result.path)
-    meta = {"sae": str(sae_path), "activations": str(acts_path), "model": model_name, "hook": hook, "d_sae": result.d_sae, "n_tokens": result.n_tokens, "dead": result.dead, "labeler": result.labeler, "features": str(result.path)}
+    meta = with_quality_warning({"sae": str(sae_path), "activations": str(acts_path), "model": model_name, "hook": hook, "d_sae": result.d_sae,
+                                 "n_tokens": result.n_tokens, "dead": result.dead, "labeler": result.labeler, "features": str(result.path)}, sae_path)
     records = result.records
     print_summary(records, result.d_sae, result.dead, show, summary)
     written = _write_views(records, report, html, meta, summary, json_dir, result.path, inputs=(acts_path, sae_path), overwrite=overwrite)
@@ -132,6 +133,17 @@ def interpret(
 
 def log_line(message: str) -> None:
     log(message)
+
+
+def with_quality_warning(meta: dict[str, Any], sae_path: Any) -> dict[str, Any]:
+    """``meta`` led by a ``warning`` (also printed) when the SAE missed its training checklist's reconstruction target."""
+    from saetool.sae.quality import quality_warning
+
+    note = quality_warning(sae_path) if sae_path else None
+    if note is None:
+        return meta
+    warn(note)
+    return {"warning": note, **meta}
 
 
 def _resolve_inputs(acts: Optional[Path], sae: Optional[str], *, from_model: bool) -> tuple[Optional[Path], Optional[str], str]:
@@ -215,6 +227,7 @@ def _rerender(path: Path, sae_path: Optional[str], report: Optional[Path], html:
         dead = int((stats["count"] == 0).sum())
         meta = {"sae": (ff.provenance.get("parents") or [{}])[-1].get("path"), "model": ff.model, "hook": ff.hook, "d_sae": ff.d_sae, "n_tokens": ff.n_tokens, "dead": dead, "labeler": ff.labeler, "features": str(path)}
         d_sae = ff.d_sae
+    meta = with_quality_warning(meta, sae_path or meta["sae"])
     print_summary(records, d_sae, dead, show, summary)
     written = _write_views(records, report, html, meta, summary, json_dir, path, inputs=(path, sae_path), overwrite=overwrite)
     log_line(f"{path}: {len(records)} features" + "".join(f"; {w}" for w in written))

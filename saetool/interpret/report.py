@@ -125,13 +125,13 @@ def at_chance(label: Any, name: str = "detection") -> bool:
 
 def score_text(label: Any, name: str) -> str:
     """``detection 0.85 [0.70, 0.95], chance 0.50`` from a label's details ('' when absent),
-    ``; not significantly above chance`` added when the interval reaches it."""
+    ``, not significantly above it`` added when the interval reaches the chance level."""
     d = _scored(label, name)
     if d is None:
         return ""
     ci = d.get("ci95")
     interval = f" [{fmt_score(ci[0])}, {fmt_score(ci[1])}]" if ci else ""
-    verdict = "; not significantly above chance" if at_chance(label, name) else ""
+    verdict = ", not significantly above it" if at_chance(label, name) else ""
     return f"{name} {fmt_score(d['score'])}{interval}, chance {fmt_score(d.get('chance', 0.5))}{verdict}"
 
 
@@ -280,7 +280,7 @@ def _label_line(record: FeatureRecord) -> tuple[str, str] | None:
     extra = [record.label.labeler] if record.label.labeler else []
     scored = [t for t in (score_text(record.label, n) for n in SCORERS) if t]
     if scored:
-        extra += scored
+        extra.append("; ".join(scored))  # one clause per scorer, its verdict inside it
     elif record.label.score is not None:
         extra.append(f"detection score {fmt_score(record.label.score)}")
     return record.label.text, ", ".join(extra)

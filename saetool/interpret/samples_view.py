@@ -26,6 +26,7 @@ from saetool.interpret.report import write_report
 from saetool.models.registry import tokenizer_or_none
 from saetool.sae.format_api import ExportSettings, SAEExporter
 from saetool.sae.io import is_sae_artifact, load_sae
+from saetool.sae.quality import quality_warning
 from saetool.train.samples import SUMMARY_NOTES, read_samples
 
 SUMMARY = "collection_summary.json"
@@ -196,6 +197,9 @@ def write_samples_report(folder: str | Path, *, examples: int = 10) -> Path:
         "dropped": _dropped_text(src.summary),
         "statistics (count, mean, density)": "collection steps during training",
     }
+    note = quality_warning(src.summary.get("sae") or "")
+    if note is not None:
+        meta = {"warning": note, **meta}
     return write_report(records, Path(folder) / REPORT, title="Interpretability report: samples collected during training", meta=meta, examples=examples)
 
 

@@ -45,7 +45,7 @@
     Object.keys(DATA.meta || {}).forEach(function (k) {
       var v = DATA.meta[k];
       if (v === null || v === undefined) return;
-      var row = el("div");
+      var row = el("div", k === "warning" ? "warning" : null);
       row.appendChild(el("dt", null, k));
       row.appendChild(el("dd", null, typeof v === "string" ? v : JSON.stringify(v)));
       box.appendChild(row);
