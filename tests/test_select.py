@@ -248,6 +248,11 @@ def test_select_on_completions_conditions_matches_direct_runs(smollm2, smollm2_s
     ref = _reference_d(per_seq["baseline"], per_seq["steered"])
     ok = np.isfinite(ref) & (np.abs(ref) < 1e3)
     np.testing.assert_allclose(table["d"].to_numpy()[ok], ref[ok], rtol=1e-2, atol=1e-3)
+    # the two conditions pair by prompt: the two prompts with a completion in both, the empty one left out
+    assert read_selection(result.path).attrs["pairing"] == {"paired": True, "pairs": 2, "why": ""}
+    want = stats.ttest_rel(per_seq["baseline"][:2], per_seq["steered"], axis=0).statistic / np.sqrt(2)
+    fine = np.isfinite(want) & (np.abs(want) < 1e3)
+    np.testing.assert_allclose(table["d_paired"].to_numpy()[fine], want[fine], rtol=1e-2, atol=1e-3)
 
 
 # -- bad input ---------------------------------------------------------------------------------------
@@ -404,11 +409,18 @@ def test_paired_d_and_its_sign_flip_null_match_scipy_and_a_replay():
     same = paired_d(np.array([[1.0, 0.0, -2.0], [1.0, 0.0, -2.0]]))  # every pair differs by the same amount
     assert same[0] == np.inf and same[1] == 0 and same[2] == -np.inf
     null = sign_flip_max_abs_d(a - b, permutations=30, seed=3)
-    replay, diff = np.random.default_rng(3), (a - b).astype(np.float32)
+    replay = np.random.default_rng(3)
     for got in null[:5]:
-        signs = replay.choice(np.array([-1.0, 1.0], dtype=np.float32), size=25)
-        assert got == pytest.approx(np.abs(paired_d(diff * signs[:, None])).max(), rel=1e-4)
+        signs = replay.choice(np.array([-1.0, 1.0]), size=25)
+        assert got == pytest.approx(np.abs(paired_d((a - b) * signs[:, None])).max(), rel=1e-9)
     assert 0.4 < np.quantile(null, 0.95) < 1.2  # 40 null features, 25 pairs
+    # differences of nearly constant size: a flip's variance is tiny but must not be lost to rounding (float64)
+    steady = np.column_stack([1e4 + rng.normal(0, 1e-3, 25), rng.normal(size=25)])
+    flipped = sign_flip_max_abs_d(steady, permutations=50, seed=0)
+    replay = np.random.default_rng(0)
+    for got in flipped[:5]:
+        signs = replay.choice(np.array([-1.0, 1.0]), size=25)
+        assert got == pytest.approx(np.abs(paired_d(steady * signs[:, None])).max(), rel=1e-6)
     with pytest.raises(ValueError, match="two pairs"):
         paired_d(np.zeros((1, 3)))
 
@@ -469,3 +481,34 @@ def test_pairing_bad_input(tiny_prompt_sets, tiny_two_sets, tiny_sae, tmp_path):
     with pytest.raises(SaetoolError, match="unknown --pairing 'both'"):
         SelectConfig(unit="sequence", pairing="both").validate()
     assert not list(tmp_path.glob("*.h5"))
+
+
+def test_pairs_match_by_position_or_by_prompt_and_fall_back_or_fail():
+    """Two prompt files pair the i-th sequence with the i-th (whatever their ids); two completions
+    conditions pair by prompt id, an empty completion leaving its prompt out. Too few pairs, or
+    samples over the budget: auto compares unpaired (with a warning), paired is a one-line error."""
+    from types import SimpleNamespace
+
+    from saetool.analysis.select import paired_comparison, paired_differences
+
+    xa, xb = np.arange(6.0).reshape(3, 2), np.arange(6.0).reshape(3, 2)[::-1] * 2
+    acc = lambda x, ids: SimpleNamespace(samples=lambda: x, ids=ids, columns=None)  # noqa: E731
+    a, b = acc(xa, [0, 1, 2]), acc(xb, [0, 2, 5])
+    diff, left = paired_differences(a, b, by_id=False)
+    np.testing.assert_array_equal(diff, xa - xb)
+    assert left == 0
+    diff, left = paired_differences(a, b, by_id=True)  # ids 0 and 2 in both
+    np.testing.assert_array_equal(diff, xa[[0, 2]] - xb[[0, 1]])
+    assert left == 2
+    layer = [SimpleNamespace(layer=3, sae=SimpleNamespace(cfg=SimpleNamespace(d_sae=2)))]
+    one = {3: acc(xa[:1], [0])}
+    assert paired_comparison(one, one, layer, SelectConfig(unit="sequence", permutations=0)) is None  # auto: unpaired
+    with pytest.raises(SaetoolError, match="--pairing paired: the sets hold 1 sequence pair"):
+        paired_comparison(one, one, layer, SelectConfig(unit="sequence", permutations=0, pairing="paired"))
+    over = {3: acc(None, [0, 1])}
+    over[3].samples = lambda: None
+    with pytest.raises(SaetoolError, match="too many sequences to keep"):
+        paired_comparison(over, over, layer, SelectConfig(unit="sequence", permutations=0, pairing="paired"))
+    got = paired_comparison({3: a}, {3: acc(xb, [0, 1, 2])}, layer, SelectConfig(unit="sequence", permutations=0))
+    np.testing.assert_allclose(got.d[3], stats.ttest_rel(xa, xb, axis=0).statistic / np.sqrt(3))
+    assert got.n_pairs == 3

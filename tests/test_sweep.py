@@ -397,6 +397,8 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     # two prompts per cell on a random model: no refusal rise is significant, so no best cell, only a leading one
     assert best["best"] is None and best["n_significant"] == 0 and "no steered cell raised refusal on harm_test significantly" in best["reason"]
     assert "best cell: none (" in " ".join(proc.stderr.split()) and "best.json" in proc.stderr
+    assert best["statistics"] == {"test": "fisher", "correction": "holm", "level": 0.05, "family": "split"}  # what it was judged by
+    assert "no refusal rise on harm_test can be significant" in " ".join(proc.stderr.split())  # 2 prompts per cell: said before the run
     # the rule recomputed from summary.csv with pandas: eligible harm_test cells, highest refusal, then smaller alpha, ...
     summary = pd.read_csv(runs / "level2" / "summary.csv")
     steered = summary[~summary["is_baseline"]]

@@ -11,9 +11,10 @@
 # layer whose refusal rise is significant (best.json then names no best cell,
 # only the leading one). Each level's tests are corrected over its target
 # split's steered cells (statistics.family: split): at 5 prompts per cell
-# even 5 refusals of 5 against none would hardly clear Holm over 6 cells, so
-# levels 2 and 3 use 20 prompts per split at SIZE=small; sweep warns when a
-# plan is too small for any rise to be significant. SIZE=full adds level 4
+# 5 refusals of 5 against none barely clears Holm over level 2's 6 cells
+# (0.048) and cannot clear it over level 3's 8 (0.063), so levels 2 and 3
+# use 20 prompts per split at SIZE=small; sweep warns when a plan is too
+# small for any rise to be significant. SIZE=full adds level 4
 # (full.yaml, every prompt) beside levels 2 and 3.
 #
 #   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (measured 4 min wall on 2 CPU cores, 2026-12-06:
@@ -55,47 +56,52 @@ if ! $PYTHON -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["best"]
 fi
 $SAETOOL sweep "$HERE/configs/alpha_sweep.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} ${LEVEL3[@]+"${LEVEL3[@]}"} > /dev/null
 # the control: a random direction of the chosen vector's norm at its layer, steered the same way on
-# harm_test and benign (an effect the random direction shows too is the push's size, not the direction)
+# harm_test and benign (an effect the random direction shows too is the push's size, not the direction).
+# harm_test is the split the cell was chosen on, so the chosen vector's rate there is optimistic.
 BEST=$OUT/alpha_sweep/best.json
 [ "${LEVEL3[0]}" = --dry-run ] && BEST=$OUT/layer_comparison/best.json
-if CELL=$($PYTHON -c 'import json, sys; b = json.load(open(sys.argv[1]))["best"]; sys.exit(1) if b is None else print(b["layer"], b["alpha"], b["intervention"])' "$BEST" 2> /dev/null); then
+CELL=$($PYTHON -c 'import json, sys; b = json.load(open(sys.argv[1]))["best"]; print("" if b is None else " ".join(str(b[k]) for k in ("layer", "alpha", "intervention")))' "$BEST")
+if [ -n "$CELL" ]; then
   read -r LAYER ALPHA IV <<< "$CELL"
   RUN=$(dirname "$BEST")
   $SAETOOL vector random --like "$(printf '%s/vectors/L%02d.h5' "$RUN" "$LAYER")" --seed 0 -o "$OUT/random-L$LAYER.h5" --overwrite > /dev/null
-  P=$HERE/prompts
-  cat > "$OUT/random_control.yaml" <<YAML
-name: random_control
-description: the chosen cell (layer $LAYER, $IV, alpha $ALPHA) with a random direction of the same norm
-model: smollm2-135m
-chat: true
-prompts: {harm_test: $P/harm_test.txt, benign: $P/benign.txt}
-splits: [harm_test, benign]
-vector: {method: file, file: $OUT/random-L$LAYER.h5}
-layers: [$LAYER]
-alphas: [0, $ALPHA]
-interventions: [$IV]
-scale: raw
-generation: {max_new_tokens: 32, batch_size: 32}
-metrics: [refusal, helpfulness, coherence]
-YAML
-  $SAETOOL sweep "$OUT/random_control.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} --overwrite > /dev/null
-  $PYTHON - "$RUN/summary.csv" "$OUT/random_control/summary.csv" "$LAYER" "$ALPHA" "$IV" <<'PY' >&2
+  # the config as JSON (valid YAML), so that no path needs quoting by hand
+  $PYTHON - "$OUT/random_control.yaml" "$HERE/prompts" "$OUT/random-L$LAYER.h5" "$LAYER" "$ALPHA" "$IV" <<'PY'
+import json
 import sys
+
+out, prompts, vector, layer, alpha, iv = sys.argv[1:]
+config = {
+    "name": "random_control", "description": f"the chosen cell (layer {layer}, {iv}, alpha {alpha}) with a random direction of the same norm",
+    "model": "smollm2-135m", "chat": True, "prompts": {"harm_test": f"{prompts}/harm_test.txt", "benign": f"{prompts}/benign.txt"},
+    "splits": ["harm_test", "benign"], "vector": {"method": "file", "file": vector}, "layers": [int(layer)], "alphas": [0, float(alpha)],
+    "interventions": [iv], "scale": "raw", "generation": {"max_new_tokens": 32, "batch_size": 32}, "metrics": ["refusal", "helpfulness", "coherence"],
+}
+open(out, "w").write(json.dumps(config, indent=2) + "\n")
+PY
+  $SAETOOL sweep "$OUT/random_control.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} --overwrite > /dev/null
+  $PYTHON - "$RUN" "$OUT/random_control" "$LAYER" "$ALPHA" "$IV" <<'PY' >&2
+import sys
+from pathlib import Path
 
 import pandas as pd
 
-from saetool.steer.stats import fisher_exact_p
+from saetool.steer.completions import read_completions
+from saetool.steer.stats import mcnemar_exact_p
 
-chosen, control = (pd.read_csv(p) for p in sys.argv[1:3])
+runs = [Path(p) for p in sys.argv[1:3]]
 layer, alpha, iv = int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 print(f"the chosen cell (layer {layer}, {iv}, alpha {alpha:g}) against a random direction of the same norm:")
-cells = {}
-for name, t in (("chosen vector", chosen), ("random direction", control)):
+for name, run in zip(("chosen vector", "random direction"), runs):
+    t = pd.read_csv(run / "summary.csv")
     rows = t[(t["layer"] == layer) & (t["alpha"] == alpha) & (t["intervention"] == iv) & t["split"].isin(["harm_test", "benign"])]
-    cells[name] = rows.set_index("split")
     print(f"  {name}: " + "; ".join(f"{r.split} refusal {r.refusal_k}/{r.n} (vs alpha 0: corrected p {r.refusal_p_adj:.2g}), coherence {r.coherence_mean:.2f}" for r in rows.itertuples()))
-a, b = cells["chosen vector"].loc["harm_test"], cells["random direction"].loc["harm_test"]
-print(f"  harm_test refusal, chosen vector against random direction: Fisher p {fisher_exact_p(int(a.refusal_k), int(a.n), int(b.refusal_k), int(b.n)):.2g}")
+cell = f"cells/harm_test/L{layer:02d}_{iv}_a{alpha:g}.h5"
+chosen, control = (read_completions(run / cell) for run in runs)
+assert list(chosen.prompts) == list(control.prompts)  # the same prompts, in order: a paired test
+p = mcnemar_exact_p(control.metrics["steered"]["refusal"], chosen.metrics["steered"]["refusal"])
+print(f"  harm_test refusal, chosen vector against random direction, prompt by prompt: exact McNemar p {p:.2g} "
+      "(harm_test chose the cell, so the vector's rate there is optimistic; confirm on harmful prompts neither touched)")
 PY
 fi
 if [ "$SIZE" = full ]; then  # level 4: the whole grid on every prompt, to confirm levels 2-3

@@ -39,9 +39,9 @@ done
 $SAETOOL extract --corpus "files:$PROMPTS/harm_train.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/harm.h5" --overwrite > /dev/null
 $SAETOOL extract --corpus "files:$PROMPTS/benign_matched.txt" --per-line --layers 6,12 --context-size 32 --num-tokens 4096 -o "$OUT/benign.h5" --overwrite > /dev/null
 $SAETOOL select "$OUT/harm.h5" "$OUT/benign.h5" --per sequence-max --sae "$OUT/sae-L6.h5" --sae "$OUT/sae-L12.h5" --top 5 --export "$OUT/selection.json" -o "$OUT/selection.h5" --overwrite > /dev/null
-# the strongest layer-12 feature more active on harmful prompts (d > 0) steers, so that adding it
+# the strongest layer-12 feature more active on harmful prompts (d > 0; paired d when ranked by it) steers, so that adding it
 # pushes towards "harmful" (a feature with d < 0 would push the other way); the strongest of any sign without one
-TOP=$($PYTHON -c "import json,sys; rows=[r for r in json.load(open(sys.argv[1]))['rows'] if r['layer']==12]; print(next((r['feature'] for r in rows if r['d'] > 0), rows[0]['feature']))" "$OUT/selection.json")
+TOP=$($PYTHON -c "import json,sys; rows=[r for r in json.load(open(sys.argv[1]))['rows'] if r['layer']==12]; print(next((r['feature'] for r in rows if (r.get('d_paired', r['d']) or 0) > 0), rows[0]['feature']))" "$OUT/selection.json")
 
 # steer with it at half the residual stream's mean norm (--scale relative: a unit-norm push of
 # a fixed size such as 8 is a few percent of a norm of about 140 here, too weak to change a

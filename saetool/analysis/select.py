@@ -364,9 +364,11 @@ def length_warning(lengths_a: Sequence[int], lengths_b: Sequence[int], labels: S
             "so d partly measures length; sets of matched length compare the text alone")
 
 
-def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None) -> tuple[dict[int, Moments], dict[int, "_SequenceStat"]]:
+def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None, *,
+                    keep_rows: bool | None = None) -> tuple[dict[int, Moments], dict[int, "_SequenceStat"]]:
     """Moments of every feature of every SAE over one set (tokens, or sequence means or
-    maxima), and per layer the per-sequence accumulators (lengths, kept samples; empty per token)."""
+    maxima), and per layer the per-sequence accumulators (lengths, kept samples when ``keep_rows``,
+    by default when there are permutations to run; empty per token)."""
     hooks = sorted({x.hook for x in saes})
     allowed = restrict_features(config.features, saes)
     accs: dict[int, Any] = {}
@@ -374,7 +376,7 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
         columns = None if allowed is None else allowed.get(x.layer, np.zeros(0, dtype=np.int64))
         accs[x.layer] = (Moments.empty(x.sae.cfg.d_sae) if config.unit == "token"
                          else _SequenceStat(x.sae.cfg.d_sae, "max" if config.unit == "sequence-max" else "mean",
-                                            keep_rows=config.permutations > 0 or config.pairing != "unpaired",
+                                            keep_rows=config.permutations > 0 if keep_rows is None else keep_rows,
                                             budget=ROW_BUDGET // len(saes), columns=columns))
     with torch.no_grad():
         for acts, seq in source.chunks(hooks, config.chunk_rows):
@@ -465,8 +467,9 @@ def same_length_check(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat
 
 def select_pairing(set_a: ActivationSet, set_b: ActivationSet, config: SelectConfig) -> PairDecision:
     """Whether the two sets are compared pair by pair (per-sequence units only): two activations
-    artifacts by :func:`saetool.analysis.pairing.decide_pairing` on their sequences' tokens, two
-    conditions of one completions artifact always (the same prompts) unless ``unpaired``."""
+    artifacts by :func:`saetool.analysis.pairing.decide_pairing` on their sequences' tokens (the
+    i-th sequence of one with the i-th of the other), two conditions of one completions artifact
+    always (by prompt) unless ``unpaired``. Decided before any activation is computed."""
     if config.unit == "token":
         return PairDecision(False, [], "per token")
     rows_a, rows_b = set_a.token_rows(), set_b.token_rows()
@@ -488,30 +491,46 @@ class Paired:
     level: dict[int, float] = field(default_factory=dict)  # per layer: the sign-flip chance level of the largest |d_z|
 
 
-def paired_differences(acc_a: "_SequenceStat", acc_b: "_SequenceStat") -> "np.ndarray | None":
-    """The per-pair differences ``a - b`` of the kept samples [pairs, candidates], pairs matched by
-    sequence id (the ids both sets hold); None when the samples were over the budget."""
+def paired_differences(acc_a: "_SequenceStat", acc_b: "_SequenceStat", *, by_id: bool) -> "tuple[np.ndarray, int] | None":
+    """The per-pair differences ``a - b`` of the kept samples [pairs, candidates] and how many
+    sequences found no pair; pairs matched by position (the i-th sequence of each set: two prompt
+    files line by line) or ``by_id`` (the same prompt of two completions conditions, of which an
+    empty completion leaves one out). None when the samples were over the budget."""
     xa, xb = acc_a.samples(), acc_b.samples()
     if xa is None or xb is None:
         return None
-    ids_a, ids_b = np.asarray(acc_a.ids), np.asarray(acc_b.ids)
-    _, ia, ib = np.intersect1d(ids_a, ids_b, return_indices=True)
-    return xa[ia].astype(np.float64) - xb[ib].astype(np.float64)
+    if by_id:
+        _, ia, ib = np.intersect1d(np.asarray(acc_a.ids), np.asarray(acc_b.ids), return_indices=True)
+    else:
+        ia = ib = np.arange(min(len(xa), len(xb)))
+    return xa[ia].astype(np.float64) - xb[ib].astype(np.float64), len(xa) + len(xb) - 2 * len(ia)
 
 
-def paired_comparison(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], saes: Sequence[LayerSAE], config: SelectConfig) -> Paired | None:
+def paired_comparison(a: dict[int, "_SequenceStat"], b: dict[int, "_SequenceStat"], saes: Sequence[LayerSAE], config: SelectConfig,
+                      *, by_id: bool = False) -> Paired | None:
     """Per layer the paired d_z of every candidate feature and, with ``config.permutations``, the
     |d_z| the largest of them stays below in 95% of random sign flips of the pairs. None (and a
-    warning) when a layer's samples were over :data:`ROW_BUDGET`: the sets are then compared unpaired."""
+    warning) when the sets cannot be compared pair by pair under ``pairing auto`` (a layer's samples
+    over :data:`ROW_BUDGET`, fewer than 2 pairs): they are then compared unpaired; under ``paired``
+    that is a one-line error."""
     out = Paired()
+
+    def give_up(why: str) -> None:
+        if config.pairing == "paired":
+            raise SaetoolError(f"--pairing paired: {why}", hint="use --pairing unpaired" + (", or fewer candidates (--features)" if "budget" in why else ""))
+        warn(f"{why}; the sets are compared unpaired")
+
     for x in saes:
-        diff = paired_differences(a[x.layer], b[x.layer])
-        if diff is None:
-            warn(f"layer {x.layer}: too many sequences to keep for the paired comparison (over {ROW_BUDGET // len(saes):,} values per set "
-                 "at this layer); the sets are compared unpaired")
+        got = paired_differences(a[x.layer], b[x.layer], by_id=by_id)
+        if got is None:
+            give_up(f"layer {x.layer} has too many sequences to keep for the paired comparison (over the budget of {ROW_BUDGET // len(saes):,} values per set at this layer)")
             return None
+        diff, unpaired = got
         if diff.shape[0] < 2:
-            raise SaetoolError(f"the sets hold {diff.shape[0]} sequence pair(s); a paired d needs at least 2", hint="use more text, or --pairing unpaired")
+            give_up(f"the sets hold {diff.shape[0]} sequence pair(s); a paired d needs at least 2")
+            return None
+        if unpaired:
+            log(f"[dim]layer {x.layer}: {unpaired} sequence(s) without a pair left out of the paired d[/dim]")
         out.n_pairs = diff.shape[0]
         columns = a[x.layer].columns
         full = np.full(x.sae.cfg.d_sae, np.nan)
@@ -643,21 +662,21 @@ def select_features(
     restrict_features(config.features, saes)
     check_inputs((set_a, set_b), saes)
 
+    pairing = select_pairing(set_a, set_b, config)  # before any work: --pairing paired on sets that cannot pair fails here
     moments, seqs = [], []
     for s in (set_a, set_b):
         with token_progress(f"select {s.label}", total=int(getattr(s, "n_tokens", 0) or 0), enabled=progress) as advance:
-            m, q = feature_moments(s, saes, config, progress=advance)
+            m, q = feature_moments(s, saes, config, progress=advance, keep_rows=config.permutations > 0 or pairing.paired)
         moments.append(m)
         seqs.append(q)
     lengths = [next((acc.lengths for acc in q.values()), None) for q in seqs]  # the same sequences at every layer
     message = length_warning(lengths[0], lengths[1], config.labels, config.unit) if config.unit != "token" else None
     if message:
         warn(message)
-    pairing = select_pairing(set_a, set_b, config)
-    paired = paired_comparison(seqs[0], seqs[1], saes, config) if pairing.paired else None
+    paired = paired_comparison(seqs[0], seqs[1], saes, config, by_id=not pairing.firsts) if pairing.paired else None
     if config.unit != "token":
         log(f"paired by {'prompt' if not pairing.firsts else 'line'}: {paired.n_pairs} pairs, ranked by the paired d (d_z of the per-pair differences)"
-            if paired else f"compared unpaired ({pairing.why or 'over the budget'})")
+            if paired else f"compared unpaired ({pairing.why or 'see the warning'})")
     table = rank_features(moments[0], moments[1], saes, config, paired)
     if paired:
         log_paired_levels(paired, table, config)
@@ -685,7 +704,8 @@ def select_features(
         "features_filter": list(config.features or []),
     }
     if config.unit != "token":
-        attrs["pairing"] = {"paired": paired is not None, "pairs": paired.n_pairs if paired else 0, "why": "" if paired else (pairing.why or "over the budget")}
+        attrs["pairing"] = {"paired": paired is not None, "pairs": paired.n_pairs if paired else 0,
+                            "why": "" if paired else (pairing.why or "too few pairs, or over the sample budget")}
     if paired and paired.level:
         attrs["chance_max_abs_d_paired"] = {str(k): v for k, v in paired.level.items()}
         attrs["permutations"] = config.permutations

@@ -131,7 +131,7 @@ def sign_flip_max_abs_d(diff: np.ndarray, *, permutations: int = 200, seed: int 
     features] with each pair's sign flipped at random (which member of the pair is in set a),
     once per permutation: the paired null of the best |d_z| a selection reaches by chance.
     A flip leaves each feature's sum of squares as it is, so only the sums are redrawn."""
-    x = np.asarray(diff, dtype=np.float32)
+    x = np.asarray(diff, dtype=np.float64)  # float64: var = sum of squares - n mean^2 cancels where |differences| hardly vary
     n = x.shape[0]
     if n < 2 or x.shape[1] == 0:
         raise ValueError(f"a sign-flip test needs at least two pairs and one feature (got {x.shape})")
@@ -139,8 +139,8 @@ def sign_flip_max_abs_d(diff: np.ndarray, *, permutations: int = 200, seed: int 
     rng = np.random.default_rng(seed)
     out = np.empty(permutations)
     for i in range(permutations):
-        signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=n)
-        mean = (signs @ x).astype(np.float64) / n
+        signs = rng.choice(np.array([-1.0, 1.0]), size=n)
+        mean = (signs @ x) / n
         var = np.clip(total_sq - n * mean * mean, 0, None) / (n - 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             d = np.abs(mean) / np.sqrt(var)

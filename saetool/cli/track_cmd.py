@@ -30,7 +30,7 @@ def track(
     top_features: int = typer.Option(16, "--top-features", help="Text mode: the most active features per token and layer that can start or continue a track."),
     context_size: int = typer.Option(64, "--context-size", help="Text mode: tokens per prompt (BOS included); longer prompts are cut."),
     correction: str = typer.Option("holm", "--correction", help="Text mode, --compare: p-value adjustment over the measures (holm, bh, none)."),
-    pairing: str = typer.Option("auto", "--pairing", help="Text mode, --compare: pair the two files line by line (paired), or not (unpaired); auto pairs files of equal length whose line pairs mostly share their first 3 tokens."),
+    pairing: str = typer.Option("auto", "--pairing", help="Text mode, --compare: pair the two files line by line (paired), or not (unpaired); auto pairs files of equal length of which at least half of the line pairs share their first 3 tokens."),
     score_tokens: str = typer.Option("differing", "--tokens", help="Text mode, --compare, paired: score each prompt from the first token where it differs from its pair (differing), or every token (all)."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the tracks as CSV (one row per track member)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write the flow plot (PNG)."),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from saetool.errors import SaetoolError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from saetool.steer.sweep_config import SweepConfig
+    from saetool.steer.sweep_config import StatisticsSpec, SweepConfig
 
 BEST_JSON = "best.json"
 RULE = (
@@ -143,14 +144,16 @@ def unreachable_decision(cfg: "SweepConfig", prompts: dict[str, int], steered: d
     """The warning when no steered cell can become the best cell at these sizes, else None:
     with ``prompts[split]`` prompts per cell and ``steered[split]`` steered cells, even every
     target prompt refusing against none at alpha 0 stays at or above the level once corrected
-    (Holm multiplies the smallest p by the family's size; BH and none can leave it as it is)."""
+    (Holm multiplies the smallest p by the family's size; BH and none can leave it as it is). Under
+    ``test: paired`` it assumes the paired test (a cell whose prompts differ from its baseline's falls
+    back to Fisher, whose floor is lower)."""
     if "refusal" not in cfg.metrics or not prompts:
         return None
     target = _pick_split(list(prompts), "harm_test", "harm", True)
     if target is None or not steered.get(target):
         return None
     stats = cfg.statistics
-    family = steered[target] if stats.family == "split" else sum(steered.values())
+    family = sum(steered.get(s, 0) for s in next(f for f in stats.families(list(prompts)) if target in f))
     factor = family if stats.correction == "holm" else 1
 
     def floor(n: int) -> float:
@@ -165,9 +168,9 @@ def unreachable_decision(cfg: "SweepConfig", prompts: dict[str, int], steered: d
             "so best.json can name no best cell" + (f"; use at least {need} prompts per split (--max-prompts)" if need else ""))
 
 
-def write_best(run_dir: Path, summary: "pd.DataFrame", level: float) -> dict[str, Any]:
-    """Pick the best cell and write ``RUN/best.json`` (atomically)."""
-    data = {"run": run_dir.name, **pick_best(summary, level)}
+def write_best(run_dir: Path, summary: "pd.DataFrame", statistics: "StatisticsSpec") -> dict[str, Any]:
+    """Pick the best cell and write ``RUN/best.json`` (atomically), with the statistics it was judged by."""
+    data = {"run": run_dir.name, **pick_best(summary, statistics.level), "statistics": asdict(statistics)}
     write_atomic(run_dir / BEST_JSON, json.dumps(finite(data), indent=2, sort_keys=True, allow_nan=False))
     return data
 

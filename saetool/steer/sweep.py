@@ -319,7 +319,7 @@ def run_sweep(
             runner.run(pending, progress, result)
         result.summary = summarize(cfg, run_dir, grid, model=model)
         result.plots = write_outputs(cfg, run_dir, result.summary, cells)
-        result.best = write_best(run_dir, result.summary, cfg.statistics.level)
+        result.best = write_best(run_dir, result.summary, cfg.statistics)
     return result
 
 
@@ -582,7 +582,7 @@ def summarize(cfg: SweepConfig, run_dir: Path, grid: list[GridRow], *, model: "H
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    groups = [df.index] if cfg.statistics.family == "run" else [df.index[df["split"] == s] for s in dict.fromkeys(df["split"])]
+    groups = [df.index[df["split"].isin(family)] for family in cfg.statistics.families(list(dict.fromkeys(df["split"])))]
     for name in metrics:
         df[f"{name}_p_adj"] = math.nan
         for rows in groups:  # one family per split (statistics.family: split) or the whole run

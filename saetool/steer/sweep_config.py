@@ -79,6 +79,10 @@ class StatisticsSpec:
     level: float = 0.05
     family: str = "split"
 
+    def families(self, splits: Sequence[str]) -> list[list[str]]:
+        """The splits whose steered cells are corrected together: each alone (``family: split``) or all at once (``run``)."""
+        return [list(splits)] if self.family == "run" else [[s] for s in splits]
+
 
 @dataclass
 class SweepConfig:
