@@ -546,10 +546,7 @@ def run_pathways(
         "pearson": [c["pearson"] for c in per_target], "sign_agreement": [c["sign_agreement"] for c in per_target],
         **{k: [c[k] for c in checks] for k in ("mean_abs_actual", "n_control", "control_mean_abs_actual", "control_p")},
     })
-    tested = [i for i, c in enumerate(checks) if math.isfinite(c["control_p"])]
-    tgt["control_p_adjusted"] = math.nan
-    for i, q in zip(tested, holm([checks[i]["control_p"] for i in tested])):
-        tgt.loc[i, "control_p_adjusted"] = q
+    tgt["control_p_adjusted"] = holm([c["control_p"] for c in checks])  # targets without a test (NaN) stay NaN, uncounted
     corr = correlation(table["predicted"], table["actual"]) if config.replay else correlation([], [])
     settings = {**config.to_dict(), "texts": str(Path(texts_file).resolve()) if texts_file else None, "corpus": corpus,
                 "num_texts": len(rows), "model": model.model_id, "seconds": round(seconds, 2)}

@@ -365,10 +365,10 @@ def length_warning(lengths_a: Sequence[int], lengths_b: Sequence[int], labels: S
 
 
 def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: SelectConfig, progress: Any = None, *,
-                    keep_rows: bool | None = None) -> tuple[dict[int, Moments], dict[int, "_SequenceStat"]]:
+                    keep_rows: bool) -> tuple[dict[int, Moments], dict[int, "_SequenceStat"]]:
     """Moments of every feature of every SAE over one set (tokens, or sequence means or
-    maxima), and per layer the per-sequence accumulators (lengths, kept samples when ``keep_rows``,
-    by default when there are permutations to run; empty per token)."""
+    maxima), and per layer the per-sequence accumulators (lengths, and the samples when
+    ``keep_rows``: for permutations or the paired d; empty per token)."""
     hooks = sorted({x.hook for x in saes})
     allowed = restrict_features(config.features, saes)
     accs: dict[int, Any] = {}
@@ -376,7 +376,7 @@ def feature_moments(source: ActivationSet, saes: Sequence[LayerSAE], config: Sel
         columns = None if allowed is None else allowed.get(x.layer, np.zeros(0, dtype=np.int64))
         accs[x.layer] = (Moments.empty(x.sae.cfg.d_sae) if config.unit == "token"
                          else _SequenceStat(x.sae.cfg.d_sae, "max" if config.unit == "sequence-max" else "mean",
-                                            keep_rows=config.permutations > 0 if keep_rows is None else keep_rows,
+                                            keep_rows=keep_rows,
                                             budget=ROW_BUDGET // len(saes), columns=columns))
     with torch.no_grad():
         for acts, seq in source.chunks(hooks, config.chunk_rows):

@@ -26,7 +26,7 @@ def failed_reconstruction(path: str | Path) -> list[dict[str, Any]]:
 
 
 def describe_miss(row: dict[str, Any]) -> str:
-    """``held-out FVU 0.355 for < 0.35``: a missed checklist row in a few words."""
+    """``FVU 0.355 for < 0.35``: a missed checklist row in a few words (its name up to any parenthesis)."""
     value = row.get("value")
     number = f"{float(value):.3g}" if isinstance(value, (int, float)) and math.isfinite(float(value)) else "?"
     return f"{str(row.get('name', '')).split(' (')[0]} {number} for {row.get('target', '?')}"
