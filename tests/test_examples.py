@@ -93,6 +93,8 @@ def test_seed001_steering_ladder(ran):
     proc, _ = example(ran, "seed001_steering_ladder")
     rows = json.loads((folder / "out.summary.json").read_text())
     assert {r["alpha"] for r in rows} == {0, 1.0} and all(r["n"] == 2 for r in rows)
+    # both refusal detectors are scored (refusal_strict: docs/steering.md)
+    assert all(r["refusal_strict_k"] is not None and 0 <= r["refusal_strict_k"] <= r["n"] for r in rows)
     best = json.loads((folder / "out" / "layer_comparison" / "best.json").read_text())
     # one prompt per cell: no refusal rise can be significant, so no best layer; level 3 is only planned, on the leading one
     assert best["best"] is None and best["leading"]["layer"] in (10, 15, 20) and "Best layer:" in proc.stderr

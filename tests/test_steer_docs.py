@@ -52,10 +52,10 @@ def test_commands_in_the_steering_page_parse():
 
 
 def test_the_refusal_phrase_list_is_documented():
-    from saetool.steer.metrics import REFUSAL_PHRASES
+    from saetool.steer.metrics import INABILITY_PHRASES, OFFER_PHRASES, REFUSAL_PHRASES
 
     text = " ".join(PAGE.read_text(encoding="utf-8").split())
-    for phrase in REFUSAL_PHRASES:
+    for phrase in REFUSAL_PHRASES + INABILITY_PHRASES + OFFER_PHRASES:
         assert f'"{phrase}"' in text, phrase
 
 

@@ -75,7 +75,7 @@ config = {
     "name": "random_control", "description": f"the chosen cell (layer {layer}, {iv}, alpha {alpha}) with a random direction of the same norm",
     "model": "smollm2-135m", "chat": True, "prompts": {"harm_test": f"{prompts}/harm_test.txt", "benign": f"{prompts}/benign.txt"},
     "splits": ["harm_test", "benign"], "vector": {"method": "file", "file": vector}, "layers": [int(layer)], "alphas": [0, float(alpha)],
-    "interventions": [iv], "scale": "raw", "generation": {"max_new_tokens": 32, "batch_size": 32}, "metrics": ["refusal", "helpfulness", "coherence"],
+    "interventions": [iv], "scale": "raw", "generation": {"max_new_tokens": 32, "batch_size": 32}, "metrics": ["refusal", "refusal_strict", "helpfulness", "coherence"],
 }
 open(out, "w").write(json.dumps(config, indent=2) + "\n")
 PY
@@ -99,9 +99,13 @@ for name, run in zip(("chosen vector", "random direction"), runs):
 cell = f"cells/harm_test/L{layer:02d}_{iv}_a{alpha:g}.h5"
 chosen, control = (read_completions(run / cell) for run in runs)
 assert list(chosen.prompts) == list(control.prompts)  # the same prompts, in order: a paired test
-p = mcnemar_exact_p(control.metrics["steered"]["refusal"], chosen.metrics["steered"]["refusal"])
-print(f"  harm_test refusal, chosen vector against random direction, prompt by prompt: exact McNemar p {p:.2g} "
-      "(harm_test chose the cell, so the vector's rate there is optimistic; confirm on harmful prompts neither touched)")
+for metric, what in (("refusal", "refusal"), ("refusal_strict", "refusal without apologies that then offer help")):
+    if metric not in chosen.metrics["steered"] or metric not in control.metrics["steered"]:
+        continue  # a level-2/3 run from before the config scored it
+    a, b = chosen.metrics["steered"][metric], control.metrics["steered"][metric]
+    print(f"  harm_test {what}, chosen vector {int(sum(a))}/{len(a)} against random direction {int(sum(b))}/{len(b)}, "
+          f"prompt by prompt: exact McNemar p {mcnemar_exact_p(b, a):.2g}")
+print("  (harm_test chose the cell, so the vector's rate there is optimistic; confirm on harmful prompts neither touched)")
 PY
 fi
 if [ "$SIZE" = full ]; then  # level 4: the whole grid on every prompt, to confirm levels 2-3
