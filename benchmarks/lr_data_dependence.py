@@ -84,25 +84,26 @@ def train_cell(x_train, held, d_sae: int, k: int, steps: int, batch_size: int, d
     return scores
 
 
-def run_data(label: str, x_train, held, args, rates, *, k: int, batch_size: int, dictionary=None) -> list[dict[str, Any]]:
+def run_data(label: str, kind: str, x_train, held, args, rates, *, k: int, batch_size: int, dictionary=None) -> list[dict[str, Any]]:
+    """Every width x budget of one data set at every rate pair; ``kind`` groups the summary's pass counts."""
     rows = []
     d_in = int(x_train.shape[1])
     for width in (int(w) for w in args.widths.split(",")):
         for steps in (int(s) for s in args.budgets.split(",")):
             runs = [train_cell(x_train, held, width * d_in, k, steps, batch_size, dx, ex, dictionary) for dx, ex in rates]
-            rows.append({"data": label, "d_in": d_in, "d_sae": width * d_in, "steps": steps, "batch_size": batch_size, "runs": runs})
+            rows.append({"data": label, "kind": kind, "d_in": d_in, "d_sae": width * d_in, "steps": steps, "batch_size": batch_size, "runs": runs})
             log(f"{label} {width}x {steps} steps of {batch_size}: " + "  ".join(f"{dx:g}:{ex:g} {r['fvu']:.3f}/{r['never_fired']:.0%}" for (dx, ex), r in zip(rates, runs)))
     return rows
 
 
-def load_real(path: str, args) -> tuple[Any, Any, str]:
-    """(train rows, held-out rows, label) of one activations file, as ``train_quality`` reads it."""
+def load_real(path: str, args) -> tuple[Any, Any, str, str]:
+    """(train rows, held-out rows, data label, hook) of one activations file, as ``train_quality`` reads it."""
     from types import SimpleNamespace
 
     import train_quality as tq
 
     train, held, info = tq.load_real(SimpleNamespace(activations=path, train_rows=args.train_rows, heldout_rows=args.heldout_rows), Path("."))
-    return train, held, f"{info['label']} {info['hook']}"
+    return train, held, info["label"], info["hook"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,16 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(packages=("torch",))
     log(f"machine: {machine_line(info)}")
     rates = rate_pairs(args.rates)
+    if not rates or rates[0] != (1.0, 1.0):
+        raise SystemExit("--rates must start with 1:1, the defaults every other pair is judged against")
     rows: list[dict[str, Any]] = []
     for path in args.activations:
-        x_train, held, label = load_real(path, args)
-        rows += run_data(label, x_train, held, args, rates, k=args.k, batch_size=args.batch_size)
+        x_train, held, name, hook = load_real(path, args)
+        rows += run_data(f"{name} {hook}", name, x_train, held, args, rates, k=args.k, batch_size=args.batch_size)
     for d in (int(v) for v in args.syn_d.split(",") if v):
         for batch_size in (int(b) for b in args.syn_batch_sizes.split(",")):
             n_train = 64 * batch_size
             with torch.random.fork_rng():
                 x, dictionary = sparse_dictionary_data(n_train + 8192, d, 4 * d, active=5.0, seed=0)
-            rows += run_data(f"synthetic d={d}", x[:n_train], x[n_train:], args, rates, k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
+            rows += run_data(f"synthetic d={d}", "synthetic", x[:n_train], x[n_train:], args, rates, k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
     markdown = summarise(args, argv, rates, rows, info, time.perf_counter() - started)
     print(markdown)
     if args.output_md:
@@ -145,7 +148,7 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
         runs = row["runs"]
         best = min(range(len(runs)), key=lambda i: runs[i]["fvu"])
         ok = runs[0]["fvu"] <= runs[best]["fvu"] * (1 + args.tolerance)
-        passed.setdefault(row["data"].split(" ")[0], []).append(ok)
+        passed.setdefault(row["kind"], []).append(ok)
         cells = []
         for i, r in enumerate(runs):
             text = f"{r['fvu']:.3f} / {r['never_fired']:.0%}"
