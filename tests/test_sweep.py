@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -319,6 +320,38 @@ def test_pick_best_follows_the_stated_rule():
     assert (costly["best"]["layer"], costly["best"]["alpha"]) == (16, 1.0)
     assert (costly["best"]["benign_coherence_delta"], costly["best"]["benign_coherence_p_adj"]) == (0.33, 0.002)
     assert "benign coherence loss +0.33 nats (not screened)" in describe_best(costly)
+
+
+def test_pick_best_by_another_refusal_metric(tmp_path):
+    """refusal_metric: refusal_strict judges the same rule by that metric's columns; best.json
+    keeps its refusal_* keys and names the metric; the config refuses a metric it does not score."""
+    import pandas as pd
+
+    from saetool.steer.best import describe_best, pick_best
+
+    def row(split, alpha, refusal, strict, p_refusal, p_strict):
+        return {"split": split, "layer": 15, "intervention": "add", "alpha": alpha, "is_baseline": alpha == 0, "status": "ok", "n": 20,
+                "refusal_rate": refusal, "refusal_delta": refusal - 0.1, "refusal_p_adj": p_refusal,
+                "refusal_strict_rate": strict, "refusal_strict_delta": strict - 0.1, "refusal_strict_p_adj": p_strict}
+
+    # seed 001 at SIZE=small: 11/20 under refusal (significant), 10/20 under refusal_strict (not)
+    summary = pd.DataFrame([row("harm_test", 0, 0.1, 0.1, math.nan, math.nan), row("harm_test", 1, 0.55, 0.5, 0.034, 0.083),
+                            row("benign", 0, 0.0, 0.0, math.nan, math.nan), row("benign", 1, 0.05, 0.05, 1.0, 1.0)])
+    assert pick_best(summary, 0.05)["best"]["refusal_rate"] == 0.55 and pick_best(summary, 0.05)["refusal_metric"] == "refusal"
+    strict = pick_best(summary, 0.05, "refusal_strict")
+    assert strict["best"] is None and strict["leading"]["refusal_rate"] == 0.5 and strict["refusal_metric"] == "refusal_strict"
+    assert strict["rule"].startswith("refusal counted by refusal_strict; highest refusal rate on harm_test")
+    assert strict["reason"].startswith("no steered cell raised refusal_strict on harm_test significantly")
+    assert describe_best(strict).endswith("(refusal_strict 0.50, +0.40 vs alpha 0, not significant)")
+    assert pick_best(summary.drop(columns=[c for c in summary if c.startswith("refusal_strict")]), 0.05, "refusal_strict")["reason"] == "the sweep has no refusal_strict metric"
+
+    both = TINY.replace("metrics: [refusal, helpfulness, coherence]", "metrics: [refusal, refusal_strict, helpfulness, coherence]")
+    assert load_sweep_config(tiny_config(tmp_path, both + "refusal_metric: refusal_strict\n")).refusal_metric == "refusal_strict"
+    assert load_sweep_config(tiny_config(tmp_path, TINY)).refusal_metric == "refusal"
+    with pytest.raises(SaetoolError, match=r"refusal_metric 'refusal_strict' is not one of metrics"):
+        load_sweep_config(tiny_config(tmp_path, TINY + "refusal_metric: refusal_strict\n"))
+    with pytest.raises(SaetoolError, match=r"refusal_metric 'coherence' is a mean, not a rate"):
+        load_sweep_config(tiny_config(tmp_path, TINY + "refusal_metric: coherence\n"))
 
 
 def test_the_correction_family_is_one_split_by_default(tmp_path):

@@ -17,7 +17,10 @@ vector was built from), when there is one, shows the generalisation gap; it
 is no independent confirmation (``harm_test`` is the split the cell was chosen
 on, so its rate is optimistic too: confirm on prompts neither touched). The
 side-effect split's coherence change (fluency) is recorded, not screened:
-every cell that moves refusal pays some.
+every cell that moves refusal pays some. Refusal is the ``refusal`` metric's
+unless the config names another rate metric as ``refusal_metric`` (e.g.
+``refusal_strict``); ``best.json`` keeps its ``refusal_*`` keys and records
+the metric as ``refusal_metric``.
 """
 
 from __future__ import annotations
@@ -67,31 +70,33 @@ def _significant(row: Any, metric: str, harmful_sign: int, level: float) -> bool
     return delta is not None and p is not None and delta * harmful_sign > 0 and p < level
 
 
-def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
-    """``best.json``'s content: the rule, the splits, counts and the best cell (or ``None`` and why)."""
+def pick_best(summary: "pd.DataFrame", level: float, metric: str = "refusal") -> dict[str, Any]:
+    """``best.json``'s content: the rule, the splits, counts and the best cell (or ``None`` and why);
+    refusal counted by the rate metric ``metric`` (its summary columns ``{metric}_rate`` etc.)."""
     splits = list(dict.fromkeys(summary["split"])) if not summary.empty else []
     target = _pick_split(splits, "harm_test", "harm", True)
     side = _pick_split([s for s in splits if s != target], "benign", "benign", False)
-    out: dict[str, Any] = {"rule": RULE.format(target=target, side=side or "(no side-effect split)", level=level),
-                           "target_split": target, "side_effect_split": side, "level": level, "best": None}
-    if "refusal_rate" not in summary:
-        out["reason"] = "the sweep has no refusal metric"
+    rule = RULE.format(target=target, side=side or "(no side-effect split)", level=level)
+    out: dict[str, Any] = {"rule": rule if metric == "refusal" else f"refusal counted by {metric}; {rule}",
+                           "target_split": target, "side_effect_split": side, "level": level, "refusal_metric": metric, "best": None}
+    if f"{metric}_rate" not in summary:
+        out["reason"] = f"the sweep has no {metric} metric"
         return out
     steered = summary[(~summary["is_baseline"].astype(bool)) & (summary["status"] == "ok")]
     cands = steered[steered["split"] == target]
     eligible = []
     for _, row in cands.iterrows():
         entry: dict[str, Any] = {"layer": int(row["layer"]), "intervention": str(row["intervention"]), "alpha": float(row["alpha"]),
-                                 "refusal_rate": _num(row["refusal_rate"]), "refusal_delta": _num(row.get("refusal_delta")),
-                                 "refusal_p_adj": _num(row.get("refusal_p_adj")), "n": int(row["n"])}
+                                 "refusal_rate": _num(row[f"{metric}_rate"]), "refusal_delta": _num(row.get(f"{metric}_delta")),
+                                 "refusal_p_adj": _num(row.get(f"{metric}_p_adj")), "n": int(row["n"])}
         if side is not None:
             match = steered[(steered["split"] == side) & (steered["layer"] == row["layer"]) & (steered["intervention"] == row["intervention"]) & (steered["alpha"] == row["alpha"])]
             if match.empty:
                 continue
             srow = match.iloc[0]
-            if _significant(srow, "refusal", +1, level) or ("helpfulness_delta" in srow and _significant(srow, "helpfulness", -1, level)):
+            if _significant(srow, metric, +1, level) or ("helpfulness_delta" in srow and _significant(srow, "helpfulness", -1, level)):
                 continue
-            entry.update({f"{side}_refusal_rate": _num(srow["refusal_rate"]), f"{side}_refusal_delta": _num(srow.get("refusal_delta")),
+            entry.update({f"{side}_refusal_rate": _num(srow[f"{metric}_rate"]), f"{side}_refusal_delta": _num(srow.get(f"{metric}_delta")),
                           f"{side}_helpfulness_delta": _num(srow.get("helpfulness_delta"))})
             if "coherence_delta" in srow:
                 entry.update({f"{side}_coherence_delta": _num(srow.get("coherence_delta")), f"{side}_coherence_p_adj": _num(srow.get("coherence_p_adj"))})
@@ -115,12 +120,13 @@ def pick_best(summary: "pd.DataFrame", level: float) -> dict[str, Any]:
         match = steered[(steered["split"] == other) & (steered["layer"] == chosen["layer"]) & (steered["intervention"] == chosen["intervention"]) & (steered["alpha"] == chosen["alpha"])]
         if not match.empty:
             orow = match.iloc[0]
-            chosen.update({f"{other}_refusal_rate": _num(orow["refusal_rate"]), f"{other}_refusal_delta": _num(orow.get("refusal_delta")), f"{other}_refusal_p_adj": _num(orow.get("refusal_p_adj"))})
+            chosen.update({f"{other}_refusal_rate": _num(orow[f"{metric}_rate"]), f"{other}_refusal_delta": _num(orow.get(f"{metric}_delta")),
+                           f"{other}_refusal_p_adj": _num(orow.get(f"{metric}_p_adj"))})
     if winners:
         out["best"] = chosen
     else:
         out["leading"] = chosen
-        out["reason"] = (f"no steered cell raised refusal on {target} significantly (corrected p < {level:g}; n {chosen['n']} per cell)"
+        out["reason"] = (f"no steered cell raised {metric} on {target} significantly (corrected p < {level:g}; n {chosen['n']} per cell)"
                          + (f" without a significant side effect on {side}" if side else ""))
     return out
 
@@ -147,7 +153,7 @@ def unreachable_decision(cfg: "SweepConfig", prompts: dict[str, int], steered: d
     (Holm multiplies the smallest p by the family's size; BH and none can leave it as it is). Under
     ``test: paired`` it assumes the paired test (a cell whose prompts differ from its baseline's falls
     back to Fisher, whose floor is lower)."""
-    if "refusal" not in cfg.metrics or not prompts:
+    if cfg.refusal_metric not in cfg.metrics or not prompts:
         return None
     target = _pick_split(list(prompts), "harm_test", "harm", True)
     if target is None or not steered.get(target):
@@ -168,9 +174,9 @@ def unreachable_decision(cfg: "SweepConfig", prompts: dict[str, int], steered: d
             "so best.json can name no best cell" + (f"; use at least {need} prompts per split (--max-prompts)" if need else ""))
 
 
-def write_best(run_dir: Path, summary: "pd.DataFrame", statistics: "StatisticsSpec") -> dict[str, Any]:
-    """Pick the best cell and write ``RUN/best.json`` (atomically), with the statistics it was judged by."""
-    data = {"run": run_dir.name, **pick_best(summary, statistics.level), "statistics": asdict(statistics)}
+def write_best(run_dir: Path, summary: "pd.DataFrame", statistics: "StatisticsSpec", metric: str = "refusal") -> dict[str, Any]:
+    """Pick the best cell and write ``RUN/best.json`` (atomically), with the statistics and the refusal metric it was judged by."""
+    data = {"run": run_dir.name, **pick_best(summary, statistics.level, metric), "statistics": asdict(statistics)}
     write_atomic(run_dir / BEST_JSON, json.dumps(finite(data), indent=2, sort_keys=True, allow_nan=False))
     return data
 
@@ -178,16 +184,17 @@ def write_best(run_dir: Path, summary: "pd.DataFrame", statistics: "StatisticsSp
 def describe_best(data: dict[str, Any]) -> str:
     """One line for stderr."""
     b = data.get("best")
+    what = data.get("refusal_metric") or "refusal"
     if b is None:
         lead = data.get("leading")
-        led = (f"; leading cell layer {lead['layer']}, {lead['intervention']}, alpha {lead['alpha']:g} (refusal {lead['refusal_rate']:.2f}, "
+        led = (f"; leading cell layer {lead['layer']}, {lead['intervention']}, alpha {lead['alpha']:g} ({what} {lead['refusal_rate']:.2f}, "
                f"{lead['refusal_delta']:+.2f} vs alpha 0, not significant)") if lead and lead.get("refusal_rate") is not None and lead.get("refusal_delta") is not None else ""
         return f"best cell: none ({data.get('reason', '')}){led}"
     side = data.get("side_effect_split")
     fluency = b.get(f"{side}_coherence_delta") if side else None
     cost = f"; {side} coherence loss {fluency:+.2f} nats (not screened)" if fluency is not None else ""
     return (f"best cell: layer {b['layer']}, {b['intervention']}, alpha {b['alpha']:g} "
-            f"(refusal {b['refusal_rate']:.2f} on {data['target_split']}, significant vs alpha 0{cost}); rule: {data['rule']}")
+            f"({what} {b['refusal_rate']:.2f} on {data['target_split']}, significant vs alpha 0{cost}); rule: {data['rule']}")
 
 
 def find_best_json(cfg: "SweepConfig", output_dir: Path) -> Path | None:

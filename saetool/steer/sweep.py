@@ -319,7 +319,7 @@ def run_sweep(
             runner.run(pending, progress, result)
         result.summary = summarize(cfg, run_dir, grid, model=model)
         result.plots = write_outputs(cfg, run_dir, result.summary, cells)
-        result.best = write_best(run_dir, result.summary, cfg.statistics)
+        result.best = write_best(run_dir, result.summary, cfg.statistics, cfg.refusal_metric)
     return result
 
 

@@ -105,6 +105,7 @@ class SweepConfig:
     system: str | None = None
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     metrics: list[str] = field(default_factory=lambda: ["refusal", "helpfulness", "coherence"])
+    refusal_metric: str = "refusal"  # the rate metric best.json judges refusal by (e.g. refusal_strict); one of metrics
     statistics: StatisticsSpec = field(default_factory=StatisticsSpec)
     output_dir: str = "artifacts/runs"
     description: str = ""
@@ -284,6 +285,7 @@ class _SweepFile(BaseModel):
     positions: Annotated[Any, _lazy_choice("positions", "POSITIONS")] = "all"
     generation: Annotated[_Generation | None, Absent] = None
     metrics: Annotated[list[Text], OneOrMore, Field(min_length=1)] = ["refusal", "helpfulness", "coherence"]
+    refusal_metric: Text = "refusal"
     statistics: Annotated[_Statistics | None, Absent] = None
     output_dir: Text = "artifacts/runs"
     best_from: Text | None = None
@@ -468,6 +470,7 @@ def config_from_dict(data: dict[str, Any], *, path: Path | None = None) -> Sweep
         system=None if raw.system is None else str(raw.system),
         generation=gen,
         metrics=raw.metrics,
+        refusal_metric=raw.refusal_metric,
         statistics=stats,
         output_dir=raw.output_dir,
         description=str(raw.description or ""),
@@ -494,6 +497,10 @@ def _check_plugins(cfg: SweepConfig, where: _Where) -> None:
     for m in cfg.metrics:
         if m not in known_m:
             raise where.err(f"unknown metric {m!r}", hint=did_you_mean(m, known_m) or "choose from: " + ", ".join(sorted(known_m)))
+    if cfg.refusal_metric != "refusal" and cfg.refusal_metric not in cfg.metrics:
+        raise where.err(f"refusal_metric {cfg.refusal_metric!r} is not one of metrics", hint=f"add it to metrics: [{', '.join([*cfg.metrics, cfg.refusal_metric])}]")
+    if cfg.refusal_metric in known_m and getattr(known_m[cfg.refusal_metric].obj, "kind", "rate") != "rate":
+        raise where.err(f"refusal_metric {cfg.refusal_metric!r} is a mean, not a rate", hint="choose a rate metric such as refusal or refusal_strict")
     if isinstance(cfg.prompts, dict):
         for split in cfg.splits or []:
             if split not in cfg.prompts:
