@@ -352,6 +352,9 @@ def test_pick_best_by_another_refusal_metric(tmp_path):
         load_sweep_config(tiny_config(tmp_path, TINY + "refusal_metric: refusal_strict\n"))
     with pytest.raises(SaetoolError, match=r"refusal_metric 'coherence' is a mean, not a rate"):
         load_sweep_config(tiny_config(tmp_path, TINY + "refusal_metric: coherence\n"))
+    with pytest.raises(SaetoolError, match=r"unknown refusal_metric 'refusal_strickt'") as info:
+        load_sweep_config(tiny_config(tmp_path, TINY + "refusal_metric: refusal_strickt\n"))
+    assert "refusal_strict" in (info.value.hint or "")
 
 
 def test_the_correction_family_is_one_split_by_default(tmp_path):
@@ -472,6 +475,18 @@ def test_cli_sweep_writes_best_json_seed_columns_and_layers_best(tiny_gpt2_dir, 
     missing = tmp_path / "level3b.yaml"
     missing.write_text(level3.read_text().replace("best_from: chosen", "best_from: nope"))
     assert_clean_error(run_cli("sweep", str(missing), "--output-dir", str(runs)), "does not exist", "first")
+    # the same run decided by refusal_strict: resumed (every cell done, the new metric scored), best.json names the metric,
+    # the table shows its corrected p, and `check` judges the folder by it too
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(cfg.read_text().replace("metrics: [refusal, helpfulness, coherence]", "metrics: [refusal, refusal_strict, helpfulness, coherence]\nrefusal_metric: refusal_strict"))
+    proc = run_cli("sweep", str(strict), "--output-dir", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    best = json.loads((runs / "level2" / "best.json").read_text())
+    assert best["refusal_metric"] == "refusal_strict" and best["rule"].startswith("refusal counted by refusal_strict; ")
+    assert "refusal_strict p adj" in proc.stderr and "refusal_strict_p_adj" in pd.read_csv(runs / "level2" / "summary.csv")
+    from saetool.evaluate.criteria import _sweep_effect
+
+    assert _sweep_effect(runs / "level2", 0.05)[2]["refusal_metric"] == "refusal_strict"
 
 
 def test_best_from_the_run_itself_is_refused_before_any_work(tmp_path):

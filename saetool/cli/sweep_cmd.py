@@ -72,7 +72,7 @@ def sweep(
         warn(f"cell failed: {cell.label()}: {msg}")
     log(f"[green]done[/green]: {len(result.computed)} cell(s) computed, {result.skipped} skipped; summary in {result.summary_path}")
     if summary is not None and not summary.empty:
-        _print_summary(summary, cfg.metrics)
+        _print_summary(summary, cfg.metrics, cfg.refusal_metric, cfg.statistics.level)
     for p in result.plots:
         log(f"plot: {p}")
     if result.best is not None:
@@ -86,7 +86,7 @@ def sweep(
         typer.echo(json.dumps(finite(rows), default=str, allow_nan=False))
 
 
-def _print_summary(summary, metrics) -> None:
+def _print_summary(summary, metrics, decider: str = "refusal", level: float = 0.05) -> None:
     from rich.table import Table
 
     if is_quiet():
@@ -97,8 +97,11 @@ def _print_summary(summary, metrics) -> None:
 
     shown = [m for m in metrics if f"{m}_rate" in summary or f"{m}_mean" in summary]
     title = "rates and means with 95% CIs" + ("; refusal p vs alpha 0 (corrected, * significant)" if "refusal_p_adj" in summary else "")
+    extra = decider != "refusal" and f"{decider}_p_adj" in summary  # the metric best.json decides by, when not refusal
+    if extra:
+        title += f"; {decider} p (corrected, * below {level:g}): what best.json decides by"
     table = Table(title=title, title_justify="left")
-    for col in ("split", "layer", "intervention", "alpha", "n", *shown, *(["refusal p adj"] if "refusal_p_adj" in summary else [])):
+    for col in ("split", "layer", "intervention", "alpha", "n", *shown, *(["refusal p adj"] if "refusal_p_adj" in summary else []), *([f"{decider} p adj"] if extra else [])):
         table.add_column(col, justify="left" if col in ("split", "intervention") else "right", no_wrap=col == "split")  # harm_train and harm_test must stay apart
     for _, r in summary.iterrows():
         cells = []
@@ -112,5 +115,8 @@ def _print_summary(summary, metrics) -> None:
                 cells.append(f(r[col]))
         if "refusal_p_adj" in summary:
             cells.append(f(r.get("refusal_p_adj"), "{:.3g}") + (" *" if bool(r.get("significant", False)) else ""))
+        if extra:
+            p_adj = r.get(f"{decider}_p_adj")
+            cells.append(f(p_adj, "{:.3g}") + (" *" if p_adj is not None and p_adj == p_adj and p_adj < level else ""))
         table.add_row(str(r["split"]), str(r["layer"]), str(r["intervention"]), f"{r['alpha']:g}", str(r["n"]), *cells)
     stderr().print(table)

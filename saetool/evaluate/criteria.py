@@ -229,17 +229,30 @@ def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
         else:
             import pandas as pd
 
-            data = pick_best(pd.read_csv(p), level)
+            data = pick_best(pd.read_csv(p), level, _refusal_metric_of(p.parent))
     except (OSError, ValueError, KeyError):
         raise SaetoolError(f"{p} is not a sweep's summary.csv or {BEST_JSON}", hint="pass the sweep's run folder") from None
     best = data.get("best")
     if not best:
         return False, f"the sweep has no eligible best cell ({data.get('reason', 'none')})", data
     works = bool(best.get("significant"))
-    where = f"layer {best['layer']} {best['intervention']} alpha {best['alpha']:g}: refusal {best['refusal_rate']:.2f} on {data['target_split']}"
+    what = data.get("refusal_metric") or "refusal"
+    where = f"layer {best['layer']} {best['intervention']} alpha {best['alpha']:g}: {what} {best['refusal_rate']:.2f} on {data['target_split']}"
     p_adj = best.get("refusal_p_adj")
     p_text = f"p_adj {p_adj:.3g}" if isinstance(p_adj, (int, float)) else "p_adj n/a"
     return works, f"best cell {where} ({'significant' if works else 'not significant'} vs alpha 0, {p_text})", data
+
+
+def _refusal_metric_of(run_dir: Path) -> str:
+    """The refusal metric the sweep in ``run_dir`` decides by (its run.json's config; ``refusal`` without one)."""
+    from saetool.steer.sweep import RUN_JSON
+
+    try:
+        config = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8")).get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return "refusal"
+    metric = config.get("refusal_metric") if isinstance(config, dict) else None
+    return metric if isinstance(metric, str) and metric else "refusal"
 
 
 def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:

@@ -29,7 +29,7 @@ def _series(df: "pd.DataFrame"):
         yield f"L{layer} {iv}", g.sort_values("alpha")
 
 
-def plot_metric_vs_alpha(summary: "pd.DataFrame", path: Path, metric: str, *, title: str = "") -> Path:
+def plot_metric_vs_alpha(summary: "pd.DataFrame", path: Path, metric: str, *, title: str = "", level: float = 0.05) -> Path:
     """A metric (rate or mean, with its 95% CI) against alpha: a panel per split, a line per layer × intervention.
 
     For a rate metric with tests, a star marks cells significant after correction."""
@@ -49,7 +49,7 @@ def plot_metric_vs_alpha(summary: "pd.DataFrame", path: Path, metric: str, *, ti
             line = ax.errorbar(g["alpha"], y, yerr=[np.clip(lo, 0, None), np.clip(hi, 0, None)], marker="o", ms=4, capsize=3, label=label)
             if sig_col in g:
                 flags = g[sig_col]
-                flags = flags.fillna(False).astype(bool) if sig_col == "significant" else (flags < 0.05)
+                flags = flags.fillna(False).astype(bool) if sig_col == "significant" else (flags < level)
                 sig = g[flags.to_numpy()]
                 if len(sig):
                     ax.plot(sig["alpha"], sig[col], "*", ms=11, color=line[0].get_color())

@@ -663,7 +663,7 @@ def write_outputs(cfg: SweepConfig, run_dir: Path, summary: "pd.DataFrame", cell
         return out
     for metric in cfg.metrics:
         if f"{metric}_rate" in summary or f"{metric}_mean" in summary:
-            out.append(plot_metric_vs_alpha(summary, plots_dir / f"{metric}_vs_alpha.png", metric, title=cfg.name))
+            out.append(plot_metric_vs_alpha(summary, plots_dir / f"{metric}_vs_alpha.png", metric, title=cfg.name, level=cfg.statistics.level))
     if "refusal_rate" in summary:
         p = plot_tradeoff(summary, plots_dir / "tradeoff.png", title=cfg.name)
         if p is not None:

@@ -497,10 +497,13 @@ def _check_plugins(cfg: SweepConfig, where: _Where) -> None:
     for m in cfg.metrics:
         if m not in known_m:
             raise where.err(f"unknown metric {m!r}", hint=did_you_mean(m, known_m) or "choose from: " + ", ".join(sorted(known_m)))
-    if cfg.refusal_metric != "refusal" and cfg.refusal_metric not in cfg.metrics:
-        raise where.err(f"refusal_metric {cfg.refusal_metric!r} is not one of metrics", hint=f"add it to metrics: [{', '.join([*cfg.metrics, cfg.refusal_metric])}]")
-    if cfg.refusal_metric in known_m and getattr(known_m[cfg.refusal_metric].obj, "kind", "rate") != "rate":
-        raise where.err(f"refusal_metric {cfg.refusal_metric!r} is a mean, not a rate", hint="choose a rate metric such as refusal or refusal_strict")
+    decider = cfg.refusal_metric
+    if decider not in known_m:
+        raise where.err(f"unknown refusal_metric {decider!r}", hint=did_you_mean(decider, known_m) or "choose a refusal detector such as refusal or refusal_strict")
+    if getattr(known_m[decider].obj, "kind", "rate") != "rate":
+        raise where.err(f"refusal_metric {decider!r} is a mean, not a rate", hint="choose a refusal detector such as refusal or refusal_strict")
+    if decider != "refusal" and decider not in cfg.metrics:
+        raise where.err(f"refusal_metric {decider!r} is not one of metrics", hint=f"add it to metrics: [{', '.join([*cfg.metrics, decider])}]")
     if isinstance(cfg.prompts, dict):
         for split in cfg.splits or []:
             if split not in cfg.prompts:
