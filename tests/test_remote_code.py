@@ -70,11 +70,15 @@ def test_a_native_model_type_with_auto_map_loads_with_the_built_in_code(tiny_gpt
 
 
 def test_the_python_api_refuses_too_and_the_flag_is_per_command(tiny_gpt2_dir, tmp_path):
+    from saetool.cli.main import main
     from saetool.errors import ModelError
     from saetool.models.registry import remote_code_trusted, resolve_model
 
     marker = tmp_path / "CODE_RAN"
     folder = evil_folder(tiny_gpt2_dir, tmp_path / "evil", marker)
+    # an in-process command with the flag (it fails on a missing file) leaves the next call untrusted
+    with pytest.raises(SystemExit):
+        main(["extract", "--model", str(folder), "--corpus", "files:" + str(tmp_path / "missing.txt"), "-n", "8", "-o", str(tmp_path / "o.h5"), "--trust-remote-code"])
     assert not remote_code_trusted()
     with pytest.raises(ModelError, match="--trust-remote-code"):
         resolve_model(str(folder)).load_hf()

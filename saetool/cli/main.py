@@ -89,6 +89,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     finally:
         if widened:
             os.environ.pop("COLUMNS", None)  # main() also runs in-process (tests): leave the environment as it was
+        source = sys.modules.get("saetool.models.source")
+        if source is not None:  # --trust-remote-code holds for one command: the next call in this process starts untrusted
+            source.trust_remote_code(False)
 
 
 def _run(args: list[str]) -> None:
