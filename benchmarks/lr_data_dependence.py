@@ -71,13 +71,9 @@ def rate_pairs(text: str) -> list[tuple[float, float]]:
 def train_cell(x_train, held, d_sae: int, k: int, steps: int, batch_size: int, decoder_x: float, encoder_x: float, dictionary=None) -> dict[str, Any]:
     """One SAE at the given rate multipliers, scored on ``held``."""
     import train_quality as tq
-    from saetool.train import TrainConfig, train_on_batches
-    from saetool.train.architectures import get_architecture
     from saetool.train.schedules import ENCODER_LR_RATIO
 
-    lr = decoder_x * get_architecture("topk").lr_for(d_sae, steps, d_in=int(x_train.shape[1]))
-    config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, lr=lr, encoder_lr_ratio=ENCODER_LR_RATIO * encoder_x / decoder_x)
-    result = train_on_batches(tq.batches(x_train, batch_size), config, steps=steps)
+    result, _ = tq.train_one(x_train, d_sae, k, steps, batch_size, decoder_x, None, {"encoder_lr_ratio": ENCODER_LR_RATIO * encoder_x / decoder_x})
     scores = tq.heldout_scores(result.sae.encode, result.sae.decode, held, d_sae)
     if dictionary is not None:
         scores["mmcs"] = tq.mean_max_cosine(result.sae.W_dec, dictionary)

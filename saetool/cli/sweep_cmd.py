@@ -96,12 +96,12 @@ def _print_summary(summary, metrics, decider: str = "refusal", level: float = 0.
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
     shown = [m for m in metrics if f"{m}_rate" in summary or f"{m}_mean" in summary]
-    title = "rates and means with 95% CIs" + ("; refusal p vs alpha 0 (corrected, * significant)" if "refusal_p_adj" in summary else "")
-    extra = decider != "refusal" and f"{decider}_p_adj" in summary  # the metric best.json decides by, when not refusal
-    if extra:
+    tested = [m for m in dict.fromkeys(("refusal", decider)) if f"{m}_p_adj" in summary]  # refusal, and the metric best.json decides by
+    title = "rates and means with 95% CIs" + ("; refusal p vs alpha 0 (corrected, * significant)" if "refusal" in tested else "")
+    if decider in tested and decider != "refusal":
         title += f"; {decider} p (corrected, * below {level:g}): what best.json decides by"
     table = Table(title=title, title_justify="left")
-    for col in ("split", "layer", "intervention", "alpha", "n", *shown, *(["refusal p adj"] if "refusal_p_adj" in summary else []), *([f"{decider} p adj"] if extra else [])):
+    for col in ("split", "layer", "intervention", "alpha", "n", *shown, *(f"{m} p adj" for m in tested)):
         table.add_column(col, justify="left" if col in ("split", "intervention") else "right", no_wrap=col == "split")  # harm_train and harm_test must stay apart
     for _, r in summary.iterrows():
         cells = []
@@ -113,10 +113,8 @@ def _print_summary(summary, metrics, decider: str = "refusal", level: float = 0.
                 cells.append(f"{f(r[col])} [{f(r[f'{m}_ci_low'])}, {f(r[f'{m}_ci_high'])}]")
             else:
                 cells.append(f(r[col]))
-        if "refusal_p_adj" in summary:
-            cells.append(f(r.get("refusal_p_adj"), "{:.3g}") + (" *" if bool(r.get("significant", False)) else ""))
-        if extra:
-            p_adj = r.get(f"{decider}_p_adj")
-            cells.append(f(p_adj, "{:.3g}") + (" *" if p_adj is not None and p_adj == p_adj and p_adj < level else ""))
+        for m in tested:
+            p_adj = r.get(f"{m}_p_adj")
+            cells.append(f(p_adj, "{:.3g}") + (" *" if p_adj is not None and p_adj < level else ""))
         table.add_row(str(r["split"]), str(r["layer"]), str(r["intervention"]), f"{r['alpha']:g}", str(r["n"]), *cells)
     stderr().print(table)

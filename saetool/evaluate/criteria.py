@@ -244,14 +244,14 @@ def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _refusal_metric_of(run_dir: Path) -> str:
-    """The refusal metric the sweep in ``run_dir`` decides by (its run.json's config; ``refusal`` without one)."""
-    from saetool.steer.sweep import RUN_JSON
+    """The refusal metric the sweep in ``run_dir`` decides by, as its best.json records it (``refusal`` without one)."""
+    from saetool.steer.best import BEST_JSON
 
     try:
-        config = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8")).get("config") or {}
-    except (OSError, ValueError, AttributeError):
+        data = json.loads((run_dir / BEST_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return "refusal"
-    metric = config.get("refusal_metric") if isinstance(config, dict) else None
+    metric = data.get("refusal_metric") if isinstance(data, dict) else None
     return metric if isinstance(metric, str) and metric else "refusal"
 
 

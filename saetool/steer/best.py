@@ -70,6 +70,11 @@ def _significant(row: Any, metric: str, harmful_sign: int, level: float) -> bool
     return delta is not None and p is not None and delta * harmful_sign > 0 and p < level
 
 
+def _refusal(row: Any, metric: str, prefix: str = "", parts: tuple[str, ...] = ("rate", "delta", "p_adj")) -> dict[str, Any]:
+    """``row``'s ``{metric}_{part}`` figures under best.json's names ``{prefix}refusal_{part}``, whatever the metric."""
+    return {f"{prefix}refusal_{part}": _num(row.get(f"{metric}_{part}")) for part in parts}
+
+
 def pick_best(summary: "pd.DataFrame", level: float, metric: str = "refusal") -> dict[str, Any]:
     """``best.json``'s content: the rule, the splits, counts and the best cell (or ``None`` and why);
     refusal counted by the rate metric ``metric`` (its summary columns ``{metric}_rate`` etc.)."""
@@ -87,8 +92,7 @@ def pick_best(summary: "pd.DataFrame", level: float, metric: str = "refusal") ->
     eligible = []
     for _, row in cands.iterrows():
         entry: dict[str, Any] = {"layer": int(row["layer"]), "intervention": str(row["intervention"]), "alpha": float(row["alpha"]),
-                                 "refusal_rate": _num(row[f"{metric}_rate"]), "refusal_delta": _num(row.get(f"{metric}_delta")),
-                                 "refusal_p_adj": _num(row.get(f"{metric}_p_adj")), "n": int(row["n"])}
+                                 **_refusal(row, metric), "n": int(row["n"])}
         if side is not None:
             match = steered[(steered["split"] == side) & (steered["layer"] == row["layer"]) & (steered["intervention"] == row["intervention"]) & (steered["alpha"] == row["alpha"])]
             if match.empty:
@@ -96,8 +100,7 @@ def pick_best(summary: "pd.DataFrame", level: float, metric: str = "refusal") ->
             srow = match.iloc[0]
             if _significant(srow, metric, +1, level) or ("helpfulness_delta" in srow and _significant(srow, "helpfulness", -1, level)):
                 continue
-            entry.update({f"{side}_refusal_rate": _num(srow[f"{metric}_rate"]), f"{side}_refusal_delta": _num(srow.get(f"{metric}_delta")),
-                          f"{side}_helpfulness_delta": _num(srow.get("helpfulness_delta"))})
+            entry.update({**_refusal(srow, metric, f"{side}_", ("rate", "delta")), f"{side}_helpfulness_delta": _num(srow.get("helpfulness_delta"))})
             if "coherence_delta" in srow:
                 entry.update({f"{side}_coherence_delta": _num(srow.get("coherence_delta")), f"{side}_coherence_p_adj": _num(srow.get("coherence_p_adj"))})
         eligible.append(entry)
@@ -120,8 +123,7 @@ def pick_best(summary: "pd.DataFrame", level: float, metric: str = "refusal") ->
         match = steered[(steered["split"] == other) & (steered["layer"] == chosen["layer"]) & (steered["intervention"] == chosen["intervention"]) & (steered["alpha"] == chosen["alpha"])]
         if not match.empty:
             orow = match.iloc[0]
-            chosen.update({f"{other}_refusal_rate": _num(orow[f"{metric}_rate"]), f"{other}_refusal_delta": _num(orow.get(f"{metric}_delta")),
-                           f"{other}_refusal_p_adj": _num(orow.get(f"{metric}_p_adj"))})
+            chosen.update(_refusal(orow, metric, f"{other}_"))
     if winners:
         out["best"] = chosen
     else:

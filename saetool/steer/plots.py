@@ -39,7 +39,7 @@ def plot_metric_vs_alpha(summary: "pd.DataFrame", path: Path, metric: str, *, ti
     df = summary[summary["status"] == "ok"]
     splits = list(dict.fromkeys(summary["split"]))
     fig, axes = plt.subplots(1, len(splits), figsize=(max(4.6, 3.6 * len(splits) + 0.6), 3.6), sharey=True, squeeze=False)
-    sig_col = "significant" if metric == "refusal" else f"{metric}_p_adj"
+    sig_col = f"{metric}_p_adj"
     for ax, split in zip(axes[0], splits):
         sub = df[df["split"] == split]
         for label, g in _series(sub):
@@ -48,9 +48,7 @@ def plot_metric_vs_alpha(summary: "pd.DataFrame", path: Path, metric: str, *, ti
             hi = np.nan_to_num(g[f"{metric}_ci_high"].to_numpy(dtype=float) - y, nan=0.0)
             line = ax.errorbar(g["alpha"], y, yerr=[np.clip(lo, 0, None), np.clip(hi, 0, None)], marker="o", ms=4, capsize=3, label=label)
             if sig_col in g:
-                flags = g[sig_col]
-                flags = flags.fillna(False).astype(bool) if sig_col == "significant" else (flags < level)
-                sig = g[flags.to_numpy()]
+                sig = g[(g[sig_col] < level).to_numpy()]
                 if len(sig):
                     ax.plot(sig["alpha"], sig[col], "*", ms=11, color=line[0].get_color())
         ax.set_title(split)
