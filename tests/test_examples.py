@@ -129,7 +129,12 @@ def test_seed002_phase3(ran):
     # paired by line, each answer scored from where it differs from its pair (never the shared question)
     assert attrs["summary"]["pairing"] == {"paired": True, "tokens": "differing", "left_out": []} and set(tables["compare"]["test"]) == {"paired t"}
     prompts = tables["prompts"]
-    assert len(prompts) == 80 and (prompts["first_scored"] > 8).all() and (prompts["n_scored"] < prompts["n_tokens"] / 2).all()
+    assert len(prompts) == 98 and (prompts["first_scored"] > 8).all() and (prompts["n_scored"] < prompts["n_tokens"] / 2).all()
+    assert attrs["summary"]["model_check"]["n"] == 49 and prompts["logprob"].notna().all()
+    # counterbalanced: every answer is true in one pair and false in another, so the sets differ in truth, not in words
+    answers = {name: sorted(line.split(" A: ")[1] for line in (REPO / "examples" / "prompts" / f"{name}.txt").read_text().splitlines()
+                            if line and not line.startswith("#")) for name in ("truthful", "hallucinated")}
+    assert answers["truthful"] == answers["hallucinated"] and len(answers["truthful"]) == 49
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)

@@ -170,7 +170,8 @@ def test_text_mode_tracks_per_token_and_compare(tiny_gpt2, tiny_layer_saes, tmp_
     # the same prompts twice: no difference, nothing significant
     assert np.allclose(cmp["difference"].dropna(), 0.0) and (cmp["p_adjusted"].dropna() == 1.0).all()
     assert set(cmp["test"]) == {"paired t"} and (cmp["n"] == 3).all() and attrs["summary"]["pairing"] == {"paired": True, "tokens": "all", "left_out": []}
-    assert len(result.lines) == 3 + len(MEASURES)
+    assert len(result.lines) == 4 + len(MEASURES)  # the sets, the pairing, the measures and the model check
+    assert attrs["summary"]["model_check"]["difference"] == 0 and attrs["summary"]["model_check"]["higher_a"] == 0
     # text mode, too, says when an SAE missed its training checklist's reconstruction target
     bad = tmp_path / "bad.h5"
     shutil.copy(tiny_layer_saes[1], bad)
@@ -324,3 +325,46 @@ def test_crosscoder_decoder_norms_are_tracks(tmp_path):
     got = sorted((t.features[0], t.start, t.end, t.start_event, t.end_event) for t in result.graph.tracks)
     assert got == [(0, 0, 2, "first", "last"), (1, 1, 2, "birth", "last"), (2, 0, 1, "first", "death"), (3, 0, 0, "first", "death"), (3, 2, 2, "birth", "last")]
     assert result.summary["events"]["split"] == result.summary["events"]["merge"] == 0
+
+
+def test_compare_checks_how_likely_the_model_finds_each_answer(tiny_gpt2, tiny_layer_saes, tmp_path):
+    """A comparison also reports the model's log-probability of each prompt's scored tokens (the
+    answer, given the question), against a plain forward pass of the Hugging Face model, and in how
+    many pairs the first set's answer is the likelier: whether the model tells the sets apart at all."""
+    import torch
+    from saetool.analysis.pairing import first_difference
+    from saetool.analysis.pathways_inputs import rows_from_texts
+    from saetool.steer.stats import paired_t_p
+    from saetool.track.store import read_tracks
+    from saetool.track.text import TextConfig, run_text_track
+
+    true = ["Q: What is the capital of France? A: Paris.", "Q: How many legs does a spider have? A: Eight.",
+            "Q: Which planet is the largest? A: Jupiter.", "Q: What is frozen water called? A: Ice."]
+    false = ["Q: What is the capital of France? A: Berlin, of course.", "Q: How many legs does a spider have? A: Six.",
+             "Q: Which planet is the largest? A: Saturn.", "Q: What is frozen water called? A: Ice."]  # the last pair: left out
+    a, b = tmp_path / "true.txt", tmp_path / "false.txt"
+    a.write_text("\n".join(true) + "\n")
+    b.write_text("\n".join(false) + "\n")
+    result = run_text_track(TextConfig(top_features=4, batch_size=3), tiny_layer_saes, [a, b], output=tmp_path / "t.h5", model=tiny_gpt2)
+    prompts = result.tables["prompts"]
+    rows = [rows_from_texts(tiny_gpt2.tokenizer, t, 64) for t in (true, false)]
+    hf = tiny_gpt2.model
+    want = {}
+    for lab, set_rows in zip(("true", "false"), rows):
+        for i, row in enumerate(set_rows):
+            start = first_difference(rows[0][i], rows[1][i])
+            with torch.no_grad():
+                logp = torch.log_softmax(hf(torch.tensor([row])).logits[0].double(), -1)
+            want[lab, i] = sum(float(logp[t - 1, row[t]]) for t in range(start, len(row))) if start < len(row) else float("nan")
+    got = {(r["set"], r["prompt"]): r["logprob"] for r in prompts.to_dict(orient="records")}
+    assert got == pytest.approx(want, abs=1e-4, nan_ok=True)  # batched and right-padded: the same as one prompt alone
+    assert np.isnan(got["true", 3]) and got["false", 0] < got["false", 1]  # "Berlin, of course." is more tokens to pay for
+    check = read_tracks(result.path)[1]["summary"]["model_check"]
+    ta, fa = [want["true", i] for i in range(3)], [want["false", i] for i in range(3)]
+    assert check["n"] == 3 and check["test"] == "paired t" and check["higher_a"] == sum(x > y for x, y in zip(ta, fa))
+    assert check["difference"] == pytest.approx(np.mean(np.subtract(ta, fa)), abs=1e-4) and check["p"] == pytest.approx(paired_t_p(ta, fa), rel=1e-3)
+    line = next(line for line in result.lines if line.startswith("model check:"))
+    assert f"true the likelier in {check['higher_a']} of 3 pairs" in line and "not adjusted with the measures" in line
+    # one prompt set alone: no comparison, no check
+    single = run_text_track(TextConfig(top_features=4), tiny_layer_saes, [a], output=tmp_path / "s.h5", model=tiny_gpt2)
+    assert "logprob" not in single.tables["prompts"] and not any(line.startswith("model check") for line in single.lines)

@@ -162,10 +162,11 @@ def choose_pairing(rows: Sequence[Sequence[Sequence[int]]], labels: Sequence[str
 
 def prompt_set_tables(
     model: "HookedModel", saes: Sequence[LayerSAE], texts: Sequence[str], rows: Sequence[Sequence[int]], starts: Sequence[int],
-    label: str, config: TextConfig, cosines: Sequence[np.ndarray], start_id: int,
+    label: str, config: TextConfig, cosines: Sequence[np.ndarray], start_id: int, *, logprob: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """Rows of the ``tracks``, ``members``, ``events``, ``tokens`` and ``prompts`` tables for one prompt set;
-    a prompt's measures are the means over its tokens scored (from ``starts[prompt]`` on)."""
+    a prompt's measures are the means over its tokens scored (from ``starts[prompt]`` on). ``logprob``:
+    each prompt also gets the model's log-probability of its scored tokens (:func:`scored_logprob`)."""
     tok = model.tokenizer
     special, pad = special_ids(tok), pad_id_of(tok)
     layers = [s.layer for s in saes]
@@ -178,6 +179,7 @@ def prompt_set_tables(
         with torch.inference_mode():
             acts = model.run_with_cache(ids.to(model.device), hooks, attention_mask=mask.to(model.device))
             codes = [s.sae.encode(acts[s.hook].to(s.sae.device, s.sae.dtype)).float().cpu() for s in saes]
+            logp = torch.log_softmax(model.logits(ids.to(model.device), mask.to(model.device)).float(), -1).cpu() if logprob else None
         for b in range(ids.shape[0]):
             per_token, scored = [], []
             for t in np.nonzero(pos[b].numpy())[0]:
@@ -202,42 +204,77 @@ def prompt_set_tables(
                                           "layer_to": layers[e.step + 1], "sources": " ".join(map(str, e.sources)), "targets": " ".join(map(str, e.targets))})
                 next_id += len(tracks)
             means = {k: float(np.nanmean([m[k] for m in scored])) if any(math.isfinite(m[k]) for m in scored) else math.nan for k in MEASURES}
+            if logp is not None:
+                means["logprob"] = scored_logprob(logp[b], ids[b], pos[b], starts[prompt])
             out["prompts"].append({"set": label, "prompt": prompt, "text": texts[prompt], "n_tokens": len(per_token), "first_scored": int(starts[prompt]),
                                    "n_scored": len(scored), **means})
             prompt += 1
     return out
 
 
+def scored_logprob(logp: torch.Tensor, ids: torch.Tensor, counted: torch.Tensor, start: int) -> float:
+    """The summed log-probability (nats) the model gives a prompt's scored tokens (counted, from
+    ``start`` on, not the first position), each given the tokens before it; NaN when none is scored.
+    ``logp``: ``[pos, vocab]`` log-softmax of the prompt's logits."""
+    positions = [int(t) for t in np.nonzero(counted.numpy())[0] if t >= max(start, 1)]
+    if not positions:
+        return math.nan
+    at = torch.tensor(positions)
+    return float(logp[at - 1, ids[at]].double().sum())
+
+
+def model_check(prompts: pd.DataFrame, labels: Sequence[str], *, paired: bool) -> tuple[dict[str, Any], str]:
+    """How differently the model itself scores the two sets: each set's mean log-probability of its
+    scored tokens and the difference, compared as the measures are (:func:`compare_values`), and,
+    paired, in how many pairs the first set's prompt is the likelier. A check that the sets differ for
+    the model (that it "knows" which answer is true), not one of the measures the adjustment covers."""
+    a, b = ([float(v) for v in prompts[prompts["set"] == lab].sort_values("prompt")["logprob"]] for lab in labels)
+    r = compare_values(a, b, paired=paired)
+    check = {k: _nan_none(v) if isinstance(v, float) else v for k, v in r.items()}
+    if not r["n"] or not (math.isfinite(r["mean_a"]) and math.isfinite(r["mean_b"])):
+        return check, "model check: no prompt has a token scored"
+    line = (f"model check: log-probability of the scored tokens, {labels[0]} {r['mean_a']:.3g} vs {labels[1]} {r['mean_b']:.3g} nats, "
+            f"difference {r['difference']:+.3g} [{r['low_difference']:.3g}, {r['high_difference']:.3g}] ({r['test']} p = {r['p']:.3g}; "
+            "a check, not adjusted with the measures)")
+    if paired:
+        check["higher_a"] = sum(x > y for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y))
+        line += f"; {labels[0]} the likelier in {check['higher_a']} of {r['n']} pairs"
+    return check, line
+
+
+def compare_values(va: Sequence[float], vb: Sequence[float], *, paired: bool) -> dict[str, Any]:
+    """One measure of two sets: mean and 95% t-interval of each, the difference ``a - b`` with its 95%
+    interval and p. ``paired``: ``va[i]`` pairs with ``vb[i]``; means, difference and paired t-test over
+    the pairs where both are finite (``n``). Otherwise Welch's test and interval over every finite
+    value. With no spread to test against (paired: one difference on every pair; unpaired: one value
+    on every prompt of each set) the measure is not testable (``testable`` 0, p NaN)."""
+    va, vb = [float(v) for v in va], [float(v) for v in vb]
+    if paired:
+        pairs = [(x, y) for x, y in zip(va, vb) if math.isfinite(x) and math.isfinite(y)]
+        va, vb = [x for x, _ in pairs], [y for _, y in pairs]
+        diff, low, high = mean_ci([x - y for x, y in pairs])
+        n = len(pairs)
+        testable = len({x - y for x, y in pairs}) > 1  # one difference on every pair has no spread to test against
+    else:
+        va, vb = [v for v in va if math.isfinite(v)], [v for v in vb if math.isfinite(v)]
+        low, high = welch_ci(va, vb)
+        n = len(va) + len(vb)
+        testable = len(set(va)) > 1 or len(set(vb)) > 1
+    ma, la, ha = mean_ci(va)
+    mb, lb, hb = mean_ci(vb)
+    if not paired:
+        diff = ma - mb
+    p = (paired_t_p(va, vb) if paired else welch_p(va, vb)) if testable else math.nan
+    return {"n": n, "mean_a": ma, "low_a": la, "high_a": ha, "mean_b": mb, "low_b": lb, "high_b": hb,
+            "difference": diff, "low_difference": low, "high_difference": high,
+            "test": "paired t" if paired else "Welch", "p": p, "testable": int(testable)}
+
+
 def compare_sets(prompts: pd.DataFrame, labels: Sequence[str], correction: str, *, paired: bool = False) -> pd.DataFrame:
-    """Per measure: mean and 95% t-interval of each set, the difference ``a - b`` with its 95%
-    interval, the p-value and its adjustment over the measures tested. ``paired``: the prompts
-    of the two sets pair in order; means, difference and paired t-test over the pairs where both
-    are finite (``n``). Otherwise Welch's test and interval over every finite value. A measure with
-    no spread to test against (paired: one difference on every pair; unpaired: one value on every
-    prompt of each set) is not testable (``testable`` 0, p NaN) and is left out of the adjustment."""
+    """Per measure, :func:`compare_values` (``paired``: the prompts of the two sets pair in order) and
+    the p-value's adjustment over the measures tested (those not testable are left out of it)."""
     a, b = (prompts[prompts["set"] == lab].sort_values("prompt") for lab in labels)
-    rows = []
-    for m in MEASURES:
-        va, vb = [float(v) for v in a[m]], [float(v) for v in b[m]]
-        if paired:
-            pairs = [(x, y) for x, y in zip(va, vb) if math.isfinite(x) and math.isfinite(y)]
-            va, vb = [x for x, _ in pairs], [y for _, y in pairs]
-            diff, low, high = mean_ci([x - y for x, y in pairs])
-            n = len(pairs)
-            testable = len({x - y for x, y in pairs}) > 1  # one difference on every pair has no spread to test against
-        else:
-            va, vb = [v for v in va if math.isfinite(v)], [v for v in vb if math.isfinite(v)]
-            low, high = welch_ci(va, vb)
-            n = len(va) + len(vb)
-            testable = len(set(va)) > 1 or len(set(vb)) > 1
-        ma, la, ha = mean_ci(va)
-        mb, lb, hb = mean_ci(vb)
-        if not paired:
-            diff = ma - mb
-        p = (paired_t_p(va, vb) if paired else welch_p(va, vb)) if testable else math.nan
-        rows.append({"measure": m, "n": n, "mean_a": ma, "low_a": la, "high_a": ha, "mean_b": mb, "low_b": lb, "high_b": hb,
-                     "difference": diff, "low_difference": low, "high_difference": high,
-                     "test": "paired t" if paired else "Welch", "p": p, "testable": int(testable)})
+    rows = [{"measure": m, **compare_values(a[m], b[m], paired=paired)} for m in MEASURES]
     table = pd.DataFrame(rows)
     tested = [i for i, r in enumerate(rows) if r["testable"] and math.isfinite(r["p"])]
     adjusted = adjust([rows[i]["p"] for i in tested], correction) if tested else []
@@ -289,7 +326,7 @@ def run_text_track(
     pairing = choose_pairing(token_rows, labels, config, skip=int(bos_id(model.tokenizer) is not None))
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("tracks", "members", "events", "tokens", "prompts")}
     for texts, r, starts, label in zip(sets, token_rows, pairing.starts, labels):
-        part = prompt_set_tables(model, saes, texts, r, starts, label, config, cosines, start_id=len(rows["tracks"]))
+        part = prompt_set_tables(model, saes, texts, r, starts, label, config, cosines, start_id=len(rows["tracks"]), logprob=len(sets) == 2)
         for k in rows:
             rows[k] += part[k]
     tables = {k: pd.DataFrame(v) for k, v in rows.items()}
@@ -301,6 +338,7 @@ def run_text_track(
     tables["layers"] = pd.DataFrame(layer_rows)
     lines = [f"{lab}: {len(tables['prompts'][tables['prompts']['set'] == lab])} prompts" for lab in labels]
     pairing_info: dict[str, Any] = {}
+    check: dict[str, Any] = {}
     if len(sets) == 2:
         prompts = tables["prompts"]
         unscored = sorted(set(prompts.loc[prompts["n_scored"] == 0, "prompt"])) if pairing.paired else []
@@ -315,6 +353,7 @@ def run_text_track(
                          f"or the difference past --context-size {config.context_size}; line {shown})")
         pairing_info = {"paired": pairing.paired, "tokens": config.tokens if pairing.paired else "all", "left_out": [int(i) for i in unscored]}
         tables["compare"] = compare_sets(prompts, labels, config.correction, paired=pairing.paired)
+        check, check_line = model_check(prompts[~prompts["prompt"].isin(unscored)], labels, paired=pairing.paired)
         for r in tables["compare"].to_dict(orient="records"):
             if not r["testable"]:
                 both = math.isfinite(r["mean_a"]) and math.isfinite(r["mean_b"])
@@ -332,7 +371,8 @@ def run_text_track(
                 continue
             lines.append(f"{r['measure']}: {labels[0]} {r['mean_a']:.3g} vs {labels[1]} {r['mean_b']:.3g}, difference {r['difference']:+.3g} "
                          f"[{r['low_difference']:.3g}, {r['high_difference']:.3g}] ({r['test']} p = {r['p']:.3g}, {config.correction} {r['p_adjusted']:.3g}; n {r['n']})")
-    summary = {"n_prompts": len(tables["prompts"]), "n_tracks": len(tables["tracks"]), "sets": labels, **({"pairing": pairing_info} if pairing_info else {}),
+        lines.append(check_line)
+    summary = {"n_prompts": len(tables["prompts"]), "n_tracks": len(tables["tracks"]), "sets": labels, **({"pairing": pairing_info, "model_check": check} if pairing_info else {}),
                "means": {lab: {m: _nan_none(tables["prompts"][tables["prompts"]["set"] == lab][m].mean()) for m in MEASURES} for lab in labels}}
     settings = {**asdict(config), "prompts": [str(Path(p).resolve()) for p in prompt_files], "model": model.model_id}
     sae_info = [{"layer": s.layer, "hook": s.hook, "path": str(Path(s.path).resolve()), "d_sae": s.sae.cfg.d_sae} for s in saes]
