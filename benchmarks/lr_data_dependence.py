@@ -18,7 +18,9 @@ included). Real data trains on the first ``--train-rows`` rows of each
 the massive-activation rows (``evaluate``'s rule); synthetic data
 (``saetool.train.synthetic``: 4 x d unit directions in d dimensions, about 5
 active per token, k 8) trains on 64 batches' worth of rows and is scored on
-8,192 others.
+8,192 others. ``--whiten`` and ``--anisotropic`` add each real file PCA-whitened
+and each synthetic dictionary stretched to the first real file's covariance
+spectrum: does the isotropy of the data decide the rate?
 
 Run from the repository root:
 
@@ -56,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--syn-d", default="32,64,256", help="synthetic data: dimensions, one dictionary each (none: '')")
     p.add_argument("--syn-batch-sizes", default="1024,128", help="synthetic data: rows per step")
     p.add_argument("--syn-k", type=int, default=8, help="synthetic data: TopK k")
+    p.add_argument("--whiten", action="store_true", help="also each real file PCA-whitened (massive rows left out): does isotropic real data want the synthetic rates?")
+    p.add_argument("--anisotropic", action="store_true", help="also each synthetic dictionary given the first real file's covariance spectrum (its top d eigenvalues)")
     p.add_argument("--tolerance", type=float, default=0.05, help="the reference passes a cell within this relative margin of its best FVU")
     p.add_argument("--section", default=SECTION, help="the markdown section to rewrite")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
@@ -80,14 +84,62 @@ def train_cell(x_train, held, d_sae: int, k: int, steps: int, batch_size: int, d
     return scores
 
 
+def isotropy(x) -> float:
+    """Participation ratio of the centred covariance over the dimension: (sum of eigenvalues)^2 /
+    sum of their squares / d, 1 for isotropic data, 1/d when one direction holds all the variance."""
+    ev = covariance_spectrum(x)[0]
+    return float(ev.sum() ** 2 / (ev**2).sum() / x.shape[1])
+
+
+def covariance_spectrum(x):
+    """(eigenvalues, eigenvectors) of the centred covariance of ``x``, ascending."""
+    import torch
+
+    xc = x.double() - x.double().mean(0)
+    ev, vec = torch.linalg.eigh(xc.T @ xc / len(xc))
+    return ev.clamp(min=0), vec
+
+
+def ordinary(x):
+    """``x`` without its massive-activation rows (``evaluate``'s rule)."""
+    from saetool.artifacts.norms import NormFilter
+    from train_quality import DEFAULT_MAX_NORM_RATIO
+
+    return x[NormFilter.from_rows(x, DEFAULT_MAX_NORM_RATIO).keep(x)]
+
+
+def whitened(x_train, held):
+    """Both sets without their massive rows, PCA-whitened with the training rows' covariance
+    (eigenvalues floored at 1e-3 of their mean), every direction given the mean variance."""
+    x_train, held = ordinary(x_train), ordinary(held)
+    ev, vec = covariance_spectrum(x_train)
+    ev = ev.clamp(min=float(ev.mean()) * 1e-3)
+    mean = x_train.double().mean(0)
+    scale = (ev.mean() / ev).sqrt()
+    return tuple((((x.double() - mean) @ vec) * scale + mean @ vec).float() for x in (x_train, held))
+
+
+def anisotropic(x, spectrum, seed: int = 1):
+    """``x`` (rows in d dimensions) stretched to the covariance spectrum ``spectrum`` (the largest d
+    eigenvalues of another data set, normalised to mean 1) along random orthogonal directions."""
+    import torch
+
+    d = int(x.shape[1])
+    s = spectrum.flip(0)[:d]
+    s = s / s.mean()
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    return (x.double() @ (torch.diag(s.sqrt()) @ q)).float()
+
+
 def run_data(label: str, kind: str, x_train, held, args, rates, *, k: int, batch_size: int, dictionary=None) -> list[dict[str, Any]]:
     """Every width x budget of one data set at every rate pair; ``kind`` groups the summary's pass counts."""
     rows = []
     d_in = int(x_train.shape[1])
+    pr = isotropy(ordinary(x_train))
     for width in (int(w) for w in args.widths.split(",")):
         for steps in (int(s) for s in args.budgets.split(",")):
             runs = [train_cell(x_train, held, width * d_in, k, steps, batch_size, dx, ex, dictionary) for dx, ex in rates]
-            rows.append({"data": label, "kind": kind, "d_in": d_in, "d_sae": width * d_in, "steps": steps, "batch_size": batch_size, "runs": runs})
+            rows.append({"data": label, "kind": kind, "d_in": d_in, "isotropy": pr, "d_sae": width * d_in, "steps": steps, "batch_size": batch_size, "runs": runs})
             log(f"{label} {width}x {steps} steps of {batch_size}: " + "  ".join(f"{dx:g}:{ex:g} {r['fvu']:.3f}/{r['never_fired']:.0%}" for (dx, ex), r in zip(rates, runs)))
     return rows
 
@@ -116,16 +168,28 @@ def main(argv: list[str] | None = None) -> int:
     rates = rate_pairs(args.rates)
     if not rates or rates[0] != (1.0, 1.0):
         raise SystemExit("--rates must start with 1:1, the defaults every other pair is judged against")
+    if args.anisotropic and not args.activations:
+        raise SystemExit("--anisotropic takes its spectrum from the first --activations file")
     rows: list[dict[str, Any]] = []
+    spectrum = None
     for path in args.activations:
         x_train, held, name, hook = load_real(path, args)
         rows += run_data(f"{name} {hook}", name, x_train, held, args, rates, k=args.k, batch_size=args.batch_size)
+        if args.whiten:
+            rows += run_data(f"{name} {hook}, whitened", f"{name}, whitened", *whitened(x_train, held), args, rates, k=args.k, batch_size=args.batch_size)
+        if spectrum is None:
+            spectrum = covariance_spectrum(ordinary(x_train))[0]
+            spectrum_of = name
     for d in (int(v) for v in args.syn_d.split(",") if v):
         for batch_size in (int(b) for b in args.syn_batch_sizes.split(",")):
             n_train = 64 * batch_size
             with torch.random.fork_rng():
                 x, dictionary = sparse_dictionary_data(n_train + 8192, d, 4 * d, active=5.0, seed=0)
             rows += run_data(f"synthetic d={d}", "synthetic", x[:n_train], x[n_train:], args, rates, k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
+            if args.anisotropic:
+                y = anisotropic(x, spectrum)
+                rows += run_data(f"synthetic d={d}, {spectrum_of}'s spectrum", "synthetic, anisotropic", y[:n_train], y[n_train:], args, rates,
+                                 k=args.syn_k, batch_size=batch_size)
     markdown = summarise(args, argv, rates, rows, info, time.perf_counter() - started)
     print(markdown)
     if args.output_md:
@@ -138,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: dict[str, Any], seconds: float) -> str:
     names = [f"dec {dx:g}x, enc {ex:g}x" for dx, ex in rates]
+    variants = args.whiten or args.anisotropic
     table = []
     passed = {}
     for row in rows:
@@ -149,7 +214,7 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
         for i, r in enumerate(runs):
             text = f"{r['fvu']:.3f} / {r['never_fired']:.0%}"
             cells.append(f"**{text}**" if i == best else text)
-        table.append([row["data"], f"{row['d_sae']:,} ({row['d_sae'] // row['d_in']}x)", row["steps"], f"{row['batch_size']:,}", *cells,
+        table.append([row["data"], *([f"{row['isotropy']:.3f}"] if variants else []), f"{row['d_sae']:,} ({row['d_sae'] // row['d_in']}x)", row["steps"], f"{row['batch_size']:,}", *cells,
                       f"{runs[0]['fvu'] / runs[best]['fvu']:.3f}", "yes" if ok else "**no**"])
     counts = "; ".join(f"{name}: {sum(v)} of {len(v)}" for name, v in passed.items())
     return "\n".join([
@@ -168,9 +233,13 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
         "for the width and budget (the short-run factor included; the first column is the defaults). Real data: the first "
         f"{args.train_rows:,} rows to train, the last {args.heldout_rows:,} held out, k {args.k}. Synthetic: 4 x d random unit "
         f"directions in d dimensions, about 5 active per token, k {args.syn_k}, 64 batches' worth of rows to train, 8,192 others held out. "
-        f"Bold: the cell's best FVU; 'pass': the defaults within {args.tolerance:.0%} of it.",
+        f"Bold: the cell's best FVU; 'pass': the defaults within {args.tolerance:.0%} of it."
+        + (" 'PR/d': the participation ratio of the training rows' centred covariance (massive rows left out) over the dimension (1: isotropic; 1/d: one "
+           "direction holds all the variance). 'whitened': the massive rows left out of both sets, both PCA-whitened with the training "
+           "rows' covariance (eigenvalues floored at 1e-3 of their mean); 'X's spectrum': the synthetic rows stretched to the largest d "
+           "eigenvalues of X's training rows (massive rows left out) along random orthogonal directions." if variants else ""),
         "",
-        markdown_table(["data", "d_sae", "steps", "rows per step", *names, "defaults ÷ best", "pass"], table),
+        markdown_table(["data", *(["PR/d"] if variants else []), "d_sae", "steps", "rows per step", *names, "defaults ÷ best", "pass"], table),
         "",
         f"Defaults within {args.tolerance:.0%} of the best: {counts}.",
     ])
