@@ -186,3 +186,15 @@ def test_pipeline_api_script(ran):
     assert "ce_loss_recovered" in proc.stdout
     for name in ("acts.h5", "sae.h5", "features.h5", "report.md", "steer.h5"):
         assert (folder / "api" / name).is_file(), name
+
+
+def test_harmful_prompt_splits_are_disjoint_and_harm_confirm_stays_unread():
+    """Seed 001 confirms its chosen cell on harm_confirm.txt: prompts that share nothing with the
+    vector's (harm_train) or the choice's (harm_test), and that no ladder config reads."""
+    prompts = REPO / "examples" / "prompts"
+    sets = {name: [line.strip().lower() for line in (prompts / f"{name}.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]
+            for name in ("harm_train", "harm_test", "harm_confirm")}
+    assert all(len(v) == len(set(v)) for v in sets.values()) and len(sets["harm_confirm"]) == 40
+    assert not set(sets["harm_confirm"]) & (set(sets["harm_train"]) | set(sets["harm_test"])) and not set(sets["harm_train"]) & set(sets["harm_test"])
+    assert not [p.name for p in (REPO / "examples" / "configs").glob("*.yaml") if "harm_confirm" in p.read_text()]
+    assert "harm_confirm" in (REPO / "examples" / "workflows" / "seed001_steering_ladder.sh").read_text()

@@ -14,13 +14,15 @@
 # 5 refusals of 5 against none barely clears Holm over level 2's 6 cells
 # (0.048) and cannot clear it over level 3's 8 (0.063), so levels 2 and 3
 # use 20 prompts per split at SIZE=small; sweep warns when a plan is too
-# small for any rise to be significant. SIZE=full adds level 4
-# (full.yaml, every prompt) beside levels 2 and 3.
+# small for any rise to be significant. The chosen cell is then confirmed on
+# harmful prompts no level read (harm_confirm.txt) and against a random
+# direction of its norm. SIZE=full adds level 4 (full.yaml, every prompt)
+# beside levels 2 and 3.
 #
 #   SIZE=ci    2 prompts per split at level 1, 1 at level 2   (measured 4 min wall on 2 CPU cores, 2026-12-06:
 #              48 completions, each sweep loading the model)
-#   SIZE=small 20 prompts per split at every level            (measured 9 min 6 s on 2 idle CPU cores, 2026-12-07:
-#              120 + 420 + 540 completions and 80 for the random control)    <- default
+#   SIZE=small 20 prompts per split at every level            (measured 7 min 49 s on 2 idle CPU cores, 2026-12-07:
+#              120 + 420 + 540 completions, 40 for the confirmation and 120 for the random control)    <- default
 #   SIZE=full  the configs' own sizes; levels 2-4 take hours on a CPU
 set -euo pipefail
 SIZE=${SIZE:-small}
@@ -55,32 +57,44 @@ if ! $PYTHON -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["best"]
   LEVEL3=(--dry-run)
 fi
 $SAETOOL sweep "$HERE/configs/alpha_sweep.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} ${LEVEL3[@]+"${LEVEL3[@]}"} > /dev/null
-# the control: a random direction of the chosen vector's norm at its layer, steered the same way on
-# harm_test and benign (an effect the random direction shows too is the push's size, not the direction).
-# harm_test is the split the cell was chosen on, so the chosen vector's rate there is optimistic.
+# the control and the confirmation: the chosen vector on harmful prompts no level read (harm_confirm),
+# prompt by prompt against alpha 0, and a random direction of its norm at its layer steered the same
+# way on harm_test, harm_confirm and benign (an effect the random direction shows too is the push's
+# size, not the direction). harm_test chose the cell, so the chosen vector's rate there is optimistic;
+# harm_confirm is the unbiased test.
 BEST=$OUT/alpha_sweep/best.json
 [ "${LEVEL3[0]}" = --dry-run ] && BEST=$OUT/layer_comparison/best.json
 CELL=$($PYTHON -c 'import json, sys; b = json.load(open(sys.argv[1]))["best"]; print("" if b is None else " ".join(str(b[k]) for k in ("layer", "alpha", "intervention")))' "$BEST")
 if [ -n "$CELL" ]; then
   read -r LAYER ALPHA IV <<< "$CELL"
   RUN=$(dirname "$BEST")
-  $SAETOOL vector random --like "$(printf '%s/vectors/L%02d.h5' "$RUN" "$LAYER")" --seed 0 -o "$OUT/random-L$LAYER.h5" --overwrite > /dev/null
-  # the config as JSON (valid YAML), so that no path needs quoting by hand
-  $PYTHON - "$OUT/random_control.yaml" "$HERE/prompts" "$OUT/random-L$LAYER.h5" "$LAYER" "$ALPHA" "$IV" <<'PY'
+  VECTOR=$(printf '%s/vectors/L%02d.h5' "$RUN" "$LAYER")
+  $SAETOOL vector random --like "$VECTOR" --seed 0 -o "$OUT/random-L$LAYER.h5" --overwrite > /dev/null
+  # the configs as JSON (valid YAML), so that no path needs quoting by hand
+  $PYTHON - "$OUT" "$HERE/prompts" "$VECTOR" "$OUT/random-L$LAYER.h5" "$LAYER" "$ALPHA" "$IV" <<'PY'
 import json
 import sys
 
-out, prompts, vector, layer, alpha, iv = sys.argv[1:]
-config = {
-    "name": "random_control", "description": f"the chosen cell (layer {layer}, {iv}, alpha {alpha}) with a random direction of the same norm",
-    "model": "smollm2-135m", "chat": True, "prompts": {"harm_test": f"{prompts}/harm_test.txt", "benign": f"{prompts}/benign.txt"},
-    "splits": ["harm_test", "benign"], "vector": {"method": "file", "file": vector}, "layers": [int(layer)], "alphas": [0, float(alpha)],
-    "interventions": [iv], "scale": "raw", "generation": {"max_new_tokens": 32, "batch_size": 32}, "metrics": ["refusal", "refusal_strict", "helpfulness", "coherence"],
+out, prompts, vector, random_vector, layer, alpha, iv = sys.argv[1:]
+cell = f"layer {layer}, {iv}, alpha {alpha}"
+common = {
+    "model": "smollm2-135m", "chat": True, "layers": [int(layer)], "alphas": [0, float(alpha)], "interventions": [iv], "scale": "raw",
+    "generation": {"max_new_tokens": 32, "batch_size": 32}, "metrics": ["refusal", "refusal_strict", "helpfulness", "coherence"],
+    "statistics": {"test": "paired"},
 }
-open(out, "w").write(json.dumps(config, indent=2) + "\n")
+files = {name: f"{prompts}/{name}.txt" for name in ("harm_test", "harm_confirm", "benign")}
+configs = {
+    "confirm": {"description": f"the chosen cell ({cell}) on harmful prompts no level read", "prompts": {"harm_confirm": files["harm_confirm"]},
+                "splits": ["harm_confirm"], "vector": {"method": "file", "file": vector}},
+    "random_control": {"description": f"the chosen cell ({cell}) with a random direction of the same norm", "prompts": files,
+                       "splits": list(files), "vector": {"method": "file", "file": random_vector}},
+}
+for name, config in configs.items():
+    open(f"{out}/{name}.yaml", "w").write(json.dumps({"name": name, **config, **common}, indent=2) + "\n")
 PY
+  $SAETOOL sweep "$OUT/confirm.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} --overwrite > /dev/null
   $SAETOOL sweep "$OUT/random_control.yaml" --output-dir "$OUT" ${N2[@]+"${N2[@]}"} --overwrite > /dev/null
-  $PYTHON - "$RUN" "$OUT/random_control" "$LAYER" "$ALPHA" "$IV" <<'PY' >&2
+  $PYTHON - "$RUN" "$OUT/confirm" "$OUT/random_control" "$LAYER" "$ALPHA" "$IV" <<'PY' >&2
 import sys
 from pathlib import Path
 
@@ -89,26 +103,38 @@ import pandas as pd
 from saetool.steer.completions import read_completions
 from saetool.steer.stats import mcnemar_exact_p
 
-runs = [Path(p) for p in sys.argv[1:3]]
-layer, alpha, iv = int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-print(f"the chosen cell (layer {layer}, {iv}, alpha {alpha:g}) against a random direction of the same norm:")
-for name, run in zip(("chosen vector", "random direction"), runs):
-    t = pd.read_csv(run / "summary.csv")
+run, confirm, control = (Path(p) for p in sys.argv[1:4])
+layer, alpha, iv = int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+METRICS = (("refusal", "refusal"), ("refusal_strict", "refusal without apologies that then offer help"))
+
+
+def cell(path: Path, split: str):
+    return read_completions(path / f"cells/{split}/L{layer:02d}_{iv}_a{alpha:g}.h5")
+
+
+print(f"the chosen cell (layer {layer}, {iv}, alpha {alpha:g}):")
+t = pd.read_csv(confirm / "summary.csv")
+for r in t[(t["split"] == "harm_confirm") & (t["alpha"] == alpha)].itertuples():
+    base = t[(t["split"] == "harm_confirm") & (t["alpha"] == 0)].iloc[0]
+    print(f"  harm_confirm (prompts no level read): refusal {base.refusal_k}/{base.n} at alpha 0 -> {r.refusal_k}/{r.n} "
+          f"(exact McNemar p {r.refusal_p:.2g}); refusal_strict {base.refusal_strict_k}/{base.n} -> {r.refusal_strict_k}/{r.n} (p {r.refusal_strict_p:.2g})")
+for name, path in (("chosen vector", run), ("random direction", control)):
+    t = pd.read_csv(path / "summary.csv")
     rows = t[(t["layer"] == layer) & (t["alpha"] == alpha) & (t["intervention"] == iv) & t["split"].isin(["harm_test", "benign"])]
-    print(f"  {name}: " + "; ".join(f"{r.split} refusal {r.refusal_k}/{r.n} (vs alpha 0: corrected p {r.refusal_p_adj:.2g}), coherence {r.coherence_mean:.2f}" for r in rows.itertuples()))
-cell = f"cells/harm_test/L{layer:02d}_{iv}_a{alpha:g}.h5"
-chosen, control = (read_completions(run / cell) for run in runs)
-assert list(chosen.prompts) == list(control.prompts)  # the same prompts, in order: a paired test
-for metric, what in (("refusal", "refusal"), ("refusal_strict", "refusal without apologies that then offer help")):
-    if metric not in chosen.metrics["steered"] or metric not in control.metrics["steered"]:
-        continue  # a level-2/3 run from before the config scored it
-    a, b = chosen.metrics["steered"][metric], control.metrics["steered"][metric]
-    print(f"  harm_test {what}, chosen vector {int(sum(a))}/{len(a)} against random direction {int(sum(b))}/{len(b)}, "
-          f"prompt by prompt: exact McNemar p {mcnemar_exact_p(b, a):.2g}")
-print("  (harm_test chose the cell, so the vector's rate there is optimistic; confirm on harmful prompts neither touched)")
+    print(f"  {name}: " + "; ".join(f"{r.split} refusal {r.refusal_k}/{r.n}, coherence {r.coherence_mean:.2f}" for r in rows.itertuples()))
+print("  chosen vector against the random direction, prompt by prompt (exact McNemar):")
+for split, chosen_run in (("harm_test", run), ("harm_confirm", confirm)):
+    chosen, random = cell(chosen_run, split), cell(control, split)
+    assert list(chosen.prompts) == list(random.prompts)  # the same prompts, in order: a paired test
+    for metric, what in METRICS:
+        if metric not in chosen.metrics["steered"] or metric not in random.metrics["steered"]:
+            continue  # a level-2/3 run from before the config scored it
+        a, b = chosen.metrics["steered"][metric], random.metrics["steered"][metric]
+        print(f"    {split} {what}: {int(sum(a))}/{len(a)} against {int(sum(b))}/{len(b)}, p {mcnemar_exact_p(b, a):.2g}")
+print("  (harm_test chose the cell, so the vector's rate there is optimistic; harm_confirm is the unbiased test)")
 PY
 fi
 if [ "$SIZE" = full ]; then  # level 4: the whole grid on every prompt, to confirm levels 2-3
   $SAETOOL sweep "$HERE/configs/full.yaml" --output-dir "$OUT" --overwrite > /dev/null
 fi
-echo "summary.csv, best.json and plots in $OUT/smoke_test, $OUT/layer_comparison, $OUT/alpha_sweep$([ "$SIZE" = full ] && echo ", $OUT/full"), and the random control in $OUT/random_control when a best cell was found (level 3 only planned at SIZE=ci or without a significant layer)" >&2
+echo "summary.csv, best.json and plots in $OUT/smoke_test, $OUT/layer_comparison, $OUT/alpha_sweep$([ "$SIZE" = full ] && echo ", $OUT/full"), and the confirmation and random control in $OUT/confirm and $OUT/random_control when a best cell was found (level 3 only planned at SIZE=ci or without a significant layer)" >&2
