@@ -35,9 +35,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+if TYPE_CHECKING:
+    import torch
 
 from common import command_line, log, machine_info, machine_line, markdown_table, set_offline_env, update_section  # noqa: E402
 
@@ -84,14 +87,14 @@ def train_cell(x_train, held, d_sae: int, k: int, steps: int, batch_size: int, d
     return scores
 
 
-def isotropy(x) -> float:
+def isotropy(x: "torch.Tensor") -> float:
     """Participation ratio of the centred covariance over the dimension: (sum of eigenvalues)^2 /
     sum of their squares / d, 1 for isotropic data, 1/d when one direction holds all the variance."""
     ev = covariance_spectrum(x)[0]
     return float(ev.sum() ** 2 / (ev**2).sum() / x.shape[1])
 
 
-def covariance_spectrum(x):
+def covariance_spectrum(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
     """(eigenvalues, eigenvectors) of the centred covariance of ``x``, ascending."""
     import torch
 
@@ -100,7 +103,7 @@ def covariance_spectrum(x):
     return ev.clamp(min=0), vec
 
 
-def ordinary(x):
+def ordinary(x: "torch.Tensor") -> "torch.Tensor":
     """``x`` without its massive-activation rows (``evaluate``'s rule)."""
     from saetool.artifacts.norms import NormFilter
     from train_quality import DEFAULT_MAX_NORM_RATIO
@@ -108,7 +111,7 @@ def ordinary(x):
     return x[NormFilter.from_rows(x, DEFAULT_MAX_NORM_RATIO).keep(x)]
 
 
-def whitened(x_train, held):
+def whitened(x_train: "torch.Tensor", held: "torch.Tensor") -> tuple["torch.Tensor", ...]:
     """Both sets without their massive rows, PCA-whitened with the training rows' covariance
     (eigenvalues floored at 1e-3 of their mean), every direction given the mean variance."""
     x_train, held = ordinary(x_train), ordinary(held)
@@ -119,7 +122,7 @@ def whitened(x_train, held):
     return tuple((((x.double() - mean) @ vec) * scale + mean @ vec).float() for x in (x_train, held))
 
 
-def anisotropic(x, spectrum, seed: int = 1):
+def anisotropic(x: "torch.Tensor", spectrum: "torch.Tensor", seed: int = 1) -> "torch.Tensor":
     """``x`` (rows in d dimensions) stretched to the covariance spectrum ``spectrum`` (the largest d
     eigenvalues of another data set, normalised to mean 1) along random orthogonal directions."""
     import torch

@@ -129,12 +129,12 @@ def test_seed002_phase3(ran):
     # paired by line, each answer scored from where it differs from its pair (never the shared question)
     assert attrs["summary"]["pairing"] == {"paired": True, "tokens": "differing", "left_out": []} and set(tables["compare"]["test"]) == {"paired t"}
     prompts = tables["prompts"]
-    assert len(prompts) == 98 and (prompts["first_scored"] > 8).all() and (prompts["n_scored"] < prompts["n_tokens"] / 2).all()
-    assert attrs["summary"]["model_check"]["n"] == 49 and prompts["logprob"].notna().all()
+    assert len(prompts) == 102 and (prompts["first_scored"] > 8).all() and (prompts["n_scored"] < prompts["n_tokens"] / 2).all()
+    assert attrs["summary"]["model_check"]["n"] == 51 and prompts["logprob"].notna().all()
     # counterbalanced: every answer is true in one pair and false in another, so the sets differ in truth, not in words
     answers = {name: sorted(line.split(" A: ")[1] for line in (REPO / "examples" / "prompts" / f"{name}.txt").read_text().splitlines()
                             if line and not line.startswith("#")) for name in ("truthful", "hallucinated")}
-    assert answers["truthful"] == answers["hallucinated"] and len(answers["truthful"]) == 49
+    assert answers["truthful"] == answers["hallucinated"] and len(answers["truthful"]) == 51
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
@@ -189,7 +189,7 @@ def test_pipeline_api_script(ran):
 
 
 def test_harmful_prompt_splits_are_disjoint_and_harm_confirm_stays_unread():
-    """Seed 001 confirms its chosen cell on harm_confirm.txt: prompts that share nothing with the
+    """Seed 001 confirms its chosen cell on harm_confirm.txt: prompts that repeat none of the
     vector's (harm_train) or the choice's (harm_test), and that no ladder config reads."""
     prompts = REPO / "examples" / "prompts"
     sets = {name: [line.strip().lower() for line in (prompts / f"{name}.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]

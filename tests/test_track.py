@@ -171,7 +171,7 @@ def test_text_mode_tracks_per_token_and_compare(tiny_gpt2, tiny_layer_saes, tmp_
     assert np.allclose(cmp["difference"].dropna(), 0.0) and (cmp["p_adjusted"].dropna() == 1.0).all()
     assert set(cmp["test"]) == {"paired t"} and (cmp["n"] == 3).all() and attrs["summary"]["pairing"] == {"paired": True, "tokens": "all", "left_out": []}
     assert len(result.lines) == 4 + len(MEASURES)  # the sets, the pairing, the measures and the model check
-    assert attrs["summary"]["model_check"]["difference"] == 0 and attrs["summary"]["model_check"]["higher_a"] == 0
+    assert attrs["summary"]["model_check"]["difference"] == 0 and attrs["summary"]["model_check"]["pairs_a_likelier"] == 0
     # text mode, too, says when an SAE missed its training checklist's reconstruction target
     bad = tmp_path / "bad.h5"
     shutil.copy(tiny_layer_saes[1], bad)
@@ -332,6 +332,8 @@ def test_compare_checks_how_likely_the_model_finds_each_answer(tiny_gpt2, tiny_l
     answer, given the question), against a plain forward pass of the Hugging Face model, and in how
     many pairs the first set's answer is the likelier: whether the model tells the sets apart at all."""
     import torch
+    from scipy.stats import binomtest
+
     from saetool.analysis.pairing import first_difference
     from saetool.analysis.pathways_inputs import rows_from_texts
     from saetool.steer.stats import paired_t_p
@@ -361,10 +363,11 @@ def test_compare_checks_how_likely_the_model_finds_each_answer(tiny_gpt2, tiny_l
     assert np.isnan(got["true", 3]) and got["false", 0] < got["false", 1]  # "Berlin, of course." is more tokens to pay for
     check = read_tracks(result.path)[1]["summary"]["model_check"]
     ta, fa = [want["true", i] for i in range(3)], [want["false", i] for i in range(3)]
-    assert check["n"] == 3 and check["test"] == "paired t" and check["higher_a"] == sum(x > y for x, y in zip(ta, fa))
+    assert check["n"] == 3 and check["test"] == "paired t" and check["pairs_a_likelier"] == sum(x > y for x, y in zip(ta, fa))
     assert check["difference"] == pytest.approx(np.mean(np.subtract(ta, fa)), abs=1e-4) and check["p"] == pytest.approx(paired_t_p(ta, fa), rel=1e-3)
     line = next(line for line in result.lines if line.startswith("model check:"))
-    assert f"true the likelier in {check['higher_a']} of 3 pairs" in line and "not adjusted with the measures" in line
+    assert f"true the likelier in {check['pairs_a_likelier']} of 3 pairs" in line and "not adjusted with the measures" in line
+    assert check["sign_p"] == pytest.approx(binomtest(check["pairs_a_likelier"], 3).pvalue)  # no ties among three sums
     # one prompt set alone: no comparison, no check
     single = run_text_track(TextConfig(top_features=4), tiny_layer_saes, [a], output=tmp_path / "s.h5", model=tiny_gpt2)
     assert "logprob" not in single.tables["prompts"] and not any(line.startswith("model check") for line in single.lines)

@@ -133,6 +133,8 @@ for split, chosen_run in (("harm_test", run), ("harm_confirm", confirm)):
         print(f"    {split} {what}: {int(sum(a))}/{len(a)} against {int(sum(b))}/{len(b)}, p {mcnemar_exact_p(b, a):.2g}")
 print("  (harm_test chose the cell, so the vector's rate there is optimistic; harm_confirm is the unbiased test)")
 PY
+else
+  echo "no best cell in $BEST: nothing to confirm on harm_confirm or against a random direction" >&2
 fi
 if [ "$SIZE" = full ]; then  # level 4: the whole grid on every prompt, to confirm levels 2-3
   $SAETOOL sweep "$HERE/configs/full.yaml" --output-dir "$OUT" --overwrite > /dev/null

@@ -4,7 +4,7 @@
 # then follow features across layers: tracks with their continues, splits,
 # merges, births and deaths (summary on stderr, CSV, flow plot, HTML view), and
 # GhostTrack's text mode comparing the hypothesis tracks of true and false
-# answers to the same 49 questions (paired by question, each scored on its
+# answers to the same 51 questions (paired by question, each scored on its
 # answer tokens; paired t-test, Holm-adjusted).
 #
 #   SIZE=ci    1,024 tokens, 30 SAEs of 2 x d_in, 40 steps    (2 min on 2 CPU cores; a smoke test:

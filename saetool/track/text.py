@@ -49,7 +49,7 @@ from saetool.corpus.packing import bos_id
 from saetool.errors import SaetoolError
 from saetool.models.registry import load_model
 from saetool.steer.prompts import pad_id_of
-from saetool.steer.stats import CORRECTIONS, adjust, mean_ci, paired_t_p, welch_ci, welch_p
+from saetool.steer.stats import CORRECTIONS, adjust, mcnemar_exact_p, mean_ci, paired_t_p, welch_ci, welch_p
 from saetool.track.checklist import warn_failed_checklists
 from saetool.track.link import choose_links, decoder_cosine
 from saetool.track.store import write_tracks
@@ -179,7 +179,7 @@ def prompt_set_tables(
         with torch.inference_mode():
             acts = model.run_with_cache(ids.to(model.device), hooks, attention_mask=mask.to(model.device))
             codes = [s.sae.encode(acts[s.hook].to(s.sae.device, s.sae.dtype)).float().cpu() for s in saes]
-            logp = torch.log_softmax(model.logits(ids.to(model.device), mask.to(model.device)).float(), -1).cpu() if logprob else None
+            logp = next_token_logprobs(model, ids, mask) if logprob else None
         for b in range(ids.shape[0]):
             per_token, scored = [], []
             for t in np.nonzero(pos[b].numpy())[0]:
@@ -205,29 +205,36 @@ def prompt_set_tables(
                 next_id += len(tracks)
             means = {k: float(np.nanmean([m[k] for m in scored])) if any(math.isfinite(m[k]) for m in scored) else math.nan for k in MEASURES}
             if logp is not None:
-                means["logprob"] = scored_logprob(logp[b], ids[b], pos[b], starts[prompt])
+                means["logprob"] = scored_logprob(logp[b], pos[b], starts[prompt])
             out["prompts"].append({"set": label, "prompt": prompt, "text": texts[prompt], "n_tokens": len(per_token), "first_scored": int(starts[prompt]),
                                    "n_scored": len(scored), **means})
             prompt += 1
     return out
 
 
-def scored_logprob(logp: torch.Tensor, ids: torch.Tensor, counted: torch.Tensor, start: int) -> float:
-    """The summed log-probability (nats) the model gives a prompt's scored tokens (counted, from
-    ``start`` on, not the first position), each given the tokens before it; NaN when none is scored.
-    ``logp``: ``[pos, vocab]`` log-softmax of the prompt's logits."""
+def next_token_logprobs(model: "HookedModel", ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[batch, pos]``: the log-probability the model gives each token given the tokens before it
+    (position 0, which nothing predicts, is NaN); the vocabulary never leaves the device."""
+    logits = model.logits(ids.to(model.device), mask.to(model.device)).float()
+    picked = torch.log_softmax(logits[:, :-1], -1).gather(2, ids[:, 1:, None].to(logits.device))[..., 0]
+    return torch.cat([torch.full((ids.shape[0], 1), math.nan), picked.cpu()], dim=1)
+
+
+def scored_logprob(logp: torch.Tensor, counted: torch.Tensor, start: int) -> float:
+    """The summed log-probability (nats) of a prompt's scored tokens (counted, from ``start`` on, not
+    the first position), each given the tokens before it; NaN when none is scored. Paired, the
+    difference of two prompts' sums is their log-likelihood ratio (the shared opening cancels).
+    ``logp``: the prompt's row of :func:`next_token_logprobs`."""
     positions = [int(t) for t in np.nonzero(counted.numpy())[0] if t >= max(start, 1)]
-    if not positions:
-        return math.nan
-    at = torch.tensor(positions)
-    return float(logp[at - 1, ids[at]].double().sum())
+    return float(logp[positions].double().sum()) if positions else math.nan
 
 
 def model_check(prompts: pd.DataFrame, labels: Sequence[str], *, paired: bool) -> tuple[dict[str, Any], str]:
     """How differently the model itself scores the two sets: each set's mean log-probability of its
     scored tokens and the difference, compared as the measures are (:func:`compare_values`), and,
-    paired, in how many pairs the first set's prompt is the likelier. A check that the sets differ for
-    the model (that it "knows" which answer is true), not one of the measures the adjustment covers."""
+    paired, in how many pairs the first set's prompt is the likelier (``pairs_a_likelier``, with a
+    two-sided sign test, ``sign_p``). Whether the model prefers one set's answers, not one of the
+    measures the adjustment covers; a longer answer pays for more tokens."""
     a, b = ([float(v) for v in prompts[prompts["set"] == lab].sort_values("prompt")["logprob"]] for lab in labels)
     r = compare_values(a, b, paired=paired)
     check = {k: _nan_none(v) if isinstance(v, float) else v for k, v in r.items()}
@@ -237,8 +244,10 @@ def model_check(prompts: pd.DataFrame, labels: Sequence[str], *, paired: bool) -
             f"difference {r['difference']:+.3g} [{r['low_difference']:.3g}, {r['high_difference']:.3g}] ({r['test']} p = {r['p']:.3g}; "
             "a check, not adjusted with the measures)")
     if paired:
-        check["higher_a"] = sum(x > y for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y))
-        line += f"; {labels[0]} the likelier in {check['higher_a']} of {r['n']} pairs"
+        pairs = [(x, y) for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)]
+        check["pairs_a_likelier"] = sum(x > y for x, y in pairs)
+        check["sign_p"] = _nan_none(mcnemar_exact_p([float(x > y) for x, y in pairs], [float(y > x) for x, y in pairs]))
+        line += f"; {labels[0]} the likelier in {check['pairs_a_likelier']} of {r['n']} pairs (sign test p = {check['sign_p']:.3g})"
     return check, line
 
 
