@@ -9,7 +9,7 @@
 #
 #   SIZE=ci    1,024 tokens, 30 SAEs of 2 x d_in, 40 steps    (2 min on 2 CPU cores; a smoke test:
 #              most of its SAEs miss the FVU target, track says so, and nearly every track spans one layer)
-#   SIZE=small 16,384 tokens, 30 SAEs of 8 x d_in, 400 steps  (about half an hour: 28 min measured)   <- default
+#   SIZE=small 16,384 tokens, 30 SAEs of 8 x d_in, 400 steps  (16 min on 2 idle CPU cores, 2026-12-07; 28 min on busier ones)   <- default
 #   SIZE=full  262,144 tokens, 2,000 steps                     (hours on a CPU; add DEVICE=cuda)
 set -euo pipefail
 SIZE=${SIZE:-small}
