@@ -320,6 +320,10 @@ def test_pick_best_follows_the_stated_rule():
     assert (costly["best"]["layer"], costly["best"]["alpha"]) == (16, 1.0)
     assert (costly["best"]["benign_coherence_delta"], costly["best"]["benign_coherence_p_adj"]) == (0.33, 0.002)
     assert "benign coherence loss +0.33 nats (not screened)" in describe_best(costly)
+    # without benign prompts (a confirmation on harmful prompts alone) nothing is screened, and the rule says so
+    alone = pick_best(summary[summary["split"] == "harm_test"], 0.05)
+    assert alone["side_effect_split"] is None and (alone["best"]["layer"], alone["best"]["alpha"]) == (8, 4.0)
+    assert "no side effect screened" in alone["rule"] and "benign" not in alone["rule"] and "None" not in alone["rule"]
 
 
 def test_pick_best_by_another_refusal_metric(tmp_path):

@@ -47,6 +47,11 @@ RULE = (
     "and whose {side} helpfulness drop and {side} refusal rise are not; ties: smaller |alpha|, then lower {side} refusal, "
     "then lower layer; no significant cell: no best cell"
 )
+#: The rule of a sweep with no side-effect split (no benign prompts): nothing to screen.
+RULE_NO_SIDE = (
+    "highest refusal rate on {target} among steered cells whose refusal rise there is significant (corrected p < {level:g}); "
+    "no side-effect split, so no side effect screened; ties: smaller |alpha|, then lower layer; no significant cell: no best cell"
+)
 
 
 def _pick_split(splits: list[str], preferred: str, prefix: str, fallback: bool) -> str | None:
@@ -81,7 +86,7 @@ def pick_best(summary: "pd.DataFrame", level: float, metric: str = "refusal") ->
     splits = list(dict.fromkeys(summary["split"])) if not summary.empty else []
     target = _pick_split(splits, "harm_test", "harm", True)
     side = _pick_split([s for s in splits if s != target], "benign", "benign", False)
-    rule = RULE.format(target=target, side=side or "(no side-effect split)", level=level)
+    rule = (RULE if side else RULE_NO_SIDE).format(target=target, side=side, level=level)
     out: dict[str, Any] = {"rule": rule if metric == "refusal" else f"refusal counted by {metric}; {rule}",
                            "target_split": target, "side_effect_split": side, "level": level, "refusal_metric": metric, "best": None}
     if f"{metric}_rate" not in summary:
