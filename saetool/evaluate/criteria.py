@@ -217,7 +217,7 @@ def steering_effect(path: str | Path, level: float) -> tuple[bool, str, dict[str
 
 
 def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
-    from saetool.steer.best import BEST_JSON, pick_best
+    from saetool.steer.best import BEST_JSON, pick_best, refusal_metric_of
 
     if p.is_dir():
         p = p / "summary.csv"
@@ -236,7 +236,7 @@ def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
     if not best:
         return False, f"the sweep has no eligible best cell ({data.get('reason', 'none')})", data
     works = bool(best.get("significant"))
-    what = data.get("refusal_metric") or "refusal"
+    what = refusal_metric_of(data)
     where = f"layer {best['layer']} {best['intervention']} alpha {best['alpha']:g}: {what} {best['refusal_rate']:.2f} on {data['target_split']}"
     p_adj = best.get("refusal_p_adj")
     p_text = f"p_adj {p_adj:.3g}" if isinstance(p_adj, (int, float)) else "p_adj n/a"
@@ -245,14 +245,13 @@ def _sweep_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
 
 def _refusal_metric_of(run_dir: Path) -> str:
     """The refusal metric the sweep in ``run_dir`` decides by, as its best.json records it (``refusal`` without one)."""
-    from saetool.steer.best import BEST_JSON
+    from saetool.steer.best import BEST_JSON, refusal_metric_of
 
     try:
         data = json.loads((run_dir / BEST_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "refusal"
-    metric = data.get("refusal_metric") if isinstance(data, dict) else None
-    return metric if isinstance(metric, str) and metric else "refusal"
+    return refusal_metric_of(data)
 
 
 def _completions_effect(p: Path, level: float) -> tuple[bool, str, dict[str, Any]]:
