@@ -20,7 +20,10 @@ the massive-activation rows (``evaluate``'s rule); synthetic data
 active per token, k 8) trains on 64 batches' worth of rows and is scored on
 8,192 others. ``--whiten`` and ``--anisotropic`` add each real file PCA-whitened
 and each synthetic dictionary stretched to the first real file's covariance
-spectrum: does the isotropy of the data decide the rate?
+spectrum: does the isotropy of the data decide the rate? ``--search`` adds what a
+search at the start of a run would choose (every rate pair trained for the first
+quarter of the run, judged on the stream's next rows) and the decoder's gradient
+signal-to-noise ratio at that point of the defaults' run: could either set the rate?
 
 Run from the repository root:
 
@@ -63,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--syn-k", type=int, default=8, help="synthetic data: TopK k")
     p.add_argument("--whiten", action="store_true", help="also each real file PCA-whitened (massive rows left out): does isotropic real data want the synthetic rates?")
     p.add_argument("--anisotropic", action="store_true", help="also each synthetic dictionary given the first real file's covariance spectrum (its top d eigenvalues)")
+    p.add_argument("--search", action="store_true", help="also a start-of-run search: every rate pair trained for --search-fraction of the run, the lowest FVU on the stream's next --search-rows rows picked; and the defaults' gradient SNR there")
+    p.add_argument("--search-fraction", type=float, default=0.25, help="--search: the part of the run each candidate rate trains for (the full run's schedule)")
+    p.add_argument("--search-rows", type=int, default=2048, help="--search: rows of the stream after the search that judge it")
     p.add_argument("--tolerance", type=float, default=0.05, help="the reference passes a cell within this relative margin of its best FVU")
     p.add_argument("--section", default=SECTION, help="the markdown section to rewrite")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
@@ -85,6 +91,42 @@ def train_cell(x_train, held, d_sae: int, k: int, steps: int, batch_size: int, d
     if dictionary is not None:
         scores["mmcs"] = tq.mean_max_cosine(result.sae.W_dec, dictionary)
     return scores
+
+
+def search_probe(x_train, d_sae: int, k: int, steps: int, batch_size: int, decoder_x: float, encoder_x: float, fraction: float, rows: int) -> dict[str, float]:
+    """The first ``fraction`` of a run at the given rate multipliers (the full run's schedule, the
+    same batches as :func:`train_cell`'s), judged on the stream's next ``rows`` rows (FVU without
+    the massive rows; rows of an earlier epoch once the run has passed over the data), with the
+    decoder's gradient signal-to-noise ratio there: Adam's bias-corrected m^2 / v, averaged over
+    the decoder's weights (1: every step's gradient the same; about 0.05 for pure noise)."""
+    import itertools
+
+    import torch
+    import train_quality as tq
+    from saetool.train import TrainConfig
+    from saetool.train.architectures import get_architecture
+    from saetool.train.schedules import ENCODER_LR_RATIO
+    from saetool.train.source import as_batch
+    from saetool.train.trainer import Trainer
+
+    d_in = int(x_train.shape[1])
+    config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, lr=decoder_x * get_architecture("topk").lr_for(d_sae, steps, d_in=d_in),
+                         encoder_lr_ratio=ENCODER_LR_RATIO * encoder_x / decoder_x)
+    trainer = Trainer(config, d_in=d_in, total_steps=steps)
+    stream = (as_batch(b) for b in tq.batches(x_train, batch_size))
+    peek = trainer.peek(stream)
+    trainer.start(peek)
+    stream = itertools.chain(peek, stream)
+    trainer.begin(None)
+    for _ in range(max(1, round(steps * fraction))):
+        trainer.advance(next(stream))
+    judge = torch.cat([next(stream).x for _ in range(max(1, rows // batch_size))]) * trainer.in_scale
+    fvu = tq.heldout_scores(trainer.sae.encode, trainer.sae.decode, judge, d_sae)["fvu"]
+    opt = trainer.optimizer
+    i = [name for name, _ in trainer.sae.named_parameters()].index("W_dec")
+    t = float(opt.steps[i])
+    m, v = opt.exp_avg[i] / (1 - opt.beta1**t), opt.exp_avg_sq[i] / (1 - opt.beta2**t)
+    return {"probe_fvu": fvu, "snr": float((m * m / (v + 1e-30)).mean())}
 
 
 def isotropy(x: "torch.Tensor") -> float:
@@ -142,6 +184,9 @@ def run_data(label: str, kind: str, x_train, held, args, rates, *, k: int, batch
     for width in (int(w) for w in args.widths.split(",")):
         for steps in (int(s) for s in args.budgets.split(",")):
             runs = [train_cell(x_train, held, width * d_in, k, steps, batch_size, dx, ex, dictionary) for dx, ex in rates]
+            if args.search:
+                for run, (dx, ex) in zip(runs, rates):
+                    run.update(search_probe(x_train, width * d_in, k, steps, batch_size, dx, ex, args.search_fraction, args.search_rows))
             rows.append({"data": label, "kind": kind, "d_in": d_in, "isotropy": pr, "d_sae": width * d_in, "steps": steps, "batch_size": batch_size, "runs": runs})
             log(f"{label} {width}x {steps} steps of {batch_size}: " + "  ".join(f"{dx:g}:{ex:g} {r['fvu']:.3f}/{r['never_fired']:.0%}" for (dx, ex), r in zip(rates, runs)))
     return rows
@@ -171,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     rates = rate_pairs(args.rates)
     if not rates or rates[0] != (1.0, 1.0):
         raise SystemExit("--rates must start with 1:1, the defaults every other pair is judged against")
+    if args.search and (args.whiten or args.anisotropic):
+        raise SystemExit("--search reports on the data as it is: give it without --whiten and --anisotropic")
     if args.anisotropic and not args.activations:
         raise SystemExit("--anisotropic takes its spectrum from the first --activations file")
     rows: list[dict[str, Any]] = []
@@ -203,11 +250,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: dict[str, Any], seconds: float) -> str:
-    names = [f"dec {dx:g}x, enc {ex:g}x" for dx, ex in rates]
-    variants = args.whiten or args.anisotropic
+def search_table(args, rates, rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """(table, counts) of ``--search``: each rate's held-out FVU, never-firing share and search
+    score, the search's pick, and whether the defaults and the pick are within the tolerance."""
+    names = [("both" if dx == ex else f"dec {dx:g}x, enc") + f" {ex:g}x" for dx, ex in rates]
+    table, passed, picked_ok, snr = [], {}, {}, {}
+    for row in rows:
+        runs = row["runs"]
+        best = min(range(len(runs)), key=lambda i: runs[i]["fvu"])
+        pick = min(range(len(runs)), key=lambda i: runs[i]["probe_fvu"])
+        passed.setdefault(row["kind"], []).append(runs[0]["fvu"] <= runs[best]["fvu"] * (1 + args.tolerance))
+        picked_ok.setdefault(row["kind"], []).append(runs[pick]["fvu"] <= runs[best]["fvu"] * (1 + args.tolerance))
+        snr.setdefault(row["kind"], []).append(runs[0]["snr"])
+        cells = []
+        for i, r in enumerate(runs):
+            text = f"{r['fvu']:.3f} / {r['never_fired']:.0%} ({r['probe_fvu']:.3f})"
+            cells.append(f"**{text}**" if i == best else text)
+        table.append([row["data"], f"{row['d_sae']:,} ({row['d_sae'] // row['d_in']}x)", row["steps"], f"{row['batch_size']:,}", *cells,
+                      f"{runs[0]['fvu'] / runs[best]['fvu']:.3f}", names[pick], f"{runs[pick]['fvu'] / runs[best]['fvu']:.3f}",
+                      "yes" if picked_ok[row["kind"]][-1] else "**no**", f"{runs[0]['snr']:.3f}"])
+    markdown = markdown_table(["data", "d_sae", "steps", "rows per step", *names, "defaults ÷ best", "search picks", "pick ÷ best", "pick passes", "SNR"], table)
+    counts = ("Within " + f"{args.tolerance:.0%} of the best, the defaults: " + "; ".join(f"{k}: {sum(v)} of {len(v)}" for k, v in passed.items())
+              + "; the search's pick: " + "; ".join(f"{k}: {sum(v)} of {len(v)}" for k, v in picked_ok.items())
+              + ". The defaults' SNR: " + "; ".join(f"{k}: {min(v):.3f}-{max(v):.3f}" for k, v in snr.items()) + ".")
+    return markdown, counts
+
+
+def plain_table(args, rows: list[dict[str, Any]], names: list[str], variants: bool) -> tuple[str, str]:
+    """(table, counts): each rate's held-out FVU and never-firing share, and whether the defaults are within the tolerance."""
     table = []
-    passed = {}
+    passed: dict[str, list[bool]] = {}
     for row in rows:
         runs = row["runs"]
         best = min(range(len(runs)), key=lambda i: runs[i]["fvu"])
@@ -219,7 +291,24 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
             cells.append(f"**{text}**" if i == best else text)
         table.append([row["data"], *([f"{row['isotropy']:.3f}"] if variants else []), f"{row['d_sae']:,} ({row['d_sae'] // row['d_in']}x)", row["steps"], f"{row['batch_size']:,}", *cells,
                       f"{runs[0]['fvu'] / runs[best]['fvu']:.3f}", "yes" if ok else "**no**"])
-    counts = "; ".join(f"{name}: {sum(v)} of {len(v)}" for name, v in passed.items())
+    markdown = markdown_table(["data", *(["PR/d"] if variants else []), "d_sae", "steps", "rows per step", *names, "defaults ÷ best", "pass"], table)
+    counts = f"Defaults within {args.tolerance:.0%} of the best: " + "; ".join(f"{name}: {sum(v)} of {len(v)}" for name, v in passed.items()) + "."
+    return markdown, counts
+
+
+def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: dict[str, Any], seconds: float) -> str:
+    variants = args.whiten or args.anisotropic
+    about = ""
+    if args.search:
+        table, counts = search_table(args, rates, rows)
+        about = (f" In brackets: the FVU after the first {args.search_fraction:.0%} of the run at that rate (the full run's schedule) on the "
+                 f"training stream's next {args.search_rows:,} rows (massive rows left out; once a run has passed over its data, rows it has seen), "
+                 "what a search at the start of the run would judge by; 'search picks': the lowest of them; 'SNR': the decoder's gradient "
+                 "signal-to-noise ratio at that point of the defaults' run (Adam's bias-corrected m^2 / v averaged over the decoder's weights: "
+                 "1 when every step's gradient is the same, about 0.05 for pure noise); 'pick passes': the pick's run within "
+                 f"{args.tolerance:.0%} of the best.")
+    else:
+        table, counts = plain_table(args, rows, [f"dec {dx:g}x, enc {ex:g}x" for dx, ex in rates], variants)
     return "\n".join([
         f"_Written by `benchmarks/lr_data_dependence.py` on {info['date']} in {seconds / 60:.0f} min; rerun it to refresh this section._",
         "",
@@ -236,15 +325,16 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
         "for the width and budget (the short-run factor included; the first column is the defaults). Real data: the first "
         f"{args.train_rows:,} rows to train, the last {args.heldout_rows:,} held out, k {args.k}. Synthetic: 4 x d random unit "
         f"directions in d dimensions, about 5 active per token, k {args.syn_k}, 64 batches' worth of rows to train, 8,192 others held out. "
-        f"Bold: the cell's best FVU; 'pass': the defaults within {args.tolerance:.0%} of it."
+        "Bold: the cell's best FVU" + ("." if args.search else f"; 'pass': the defaults within {args.tolerance:.0%} of it.")
         + (" 'PR/d': the participation ratio of the training rows' centred covariance (massive rows left out) over the dimension (1: isotropic; 1/d: one "
            "direction holds all the variance). 'whitened': the massive rows left out of both sets, both PCA-whitened with the training "
            "rows' covariance (eigenvalues floored at 1e-3 of their mean); 'X's spectrum': the synthetic rows stretched to the largest d "
-           "eigenvalues of X's training rows (massive rows left out) along random orthogonal directions." if variants else ""),
+           "eigenvalues of X's training rows (massive rows left out) along random orthogonal directions." if variants else "")
+        + about,
         "",
-        markdown_table(["data", *(["PR/d"] if variants else []), "d_sae", "steps", "rows per step", *names, "defaults ÷ best", "pass"], table),
+        table,
         "",
-        f"Defaults within {args.tolerance:.0%} of the best: {counts}.",
+        counts,
     ])
 
 
