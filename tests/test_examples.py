@@ -23,10 +23,14 @@ EXAMPLES = {
 }
 
 
+#: name -> extra environment: at SIZE=ci seed 001 chooses no cell (one prompt per cell), so it confirms the leading one, to run that code
+EXAMPLE_ENV = {"seed001_steering_ladder": {"CONFIRM": "leading"}}
+
+
 def _run(command: list[str], cwd: Path, bin_dir: Path) -> subprocess.CompletedProcess:
     cwd.mkdir(parents=True)
     env = {**os.environ, "SIZE": "ci", "OUT": str(cwd / "out"), "SAETOOL": str(bin_dir / "saetool"), "PYTHON": sys.executable,
-           "PATH": f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "COLUMNS": "160"}
+           "PATH": f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "COLUMNS": "160", **EXAMPLE_ENV.get(cwd.name, {})}
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -100,6 +104,24 @@ def test_seed001_steering_ladder(ran):
     assert best["best"] is None and best["leading"]["layer"] in (10, 15, 20) and "Best layer:" in proc.stderr
     err = " ".join(proc.stderr.split())
     assert "level 2 found no layer whose refusal rise is significant" in err and "picked no best cell" in err
+    # CONFIRM=leading: level 2's leading cell on harm_confirm and against a random direction of its norm, prompt by prompt
+    lead = best["leading"]
+    assert f"the leading cell (layer {lead['layer']}, {lead['intervention']}, alpha {lead['alpha']:g}) (CONFIRM=leading" in err
+    assert "harm_confirm (prompts no level read): refusal" in err
+    for split in ("harm_test", "harm_confirm"):
+        for what in ("refusal", "refusal without apologies that then offer help"):
+            assert f"{split} {what}: " in err and " against " in err
+    import pandas as pd
+
+    control = pd.read_csv(folder / "out" / "random_control" / "summary.csv")
+    assert set(control["split"]) == {"harm_test", "harm_confirm", "benign"} and set(control["alpha"]) == {0, lead["alpha"]}
+    assert set(control["layer"]) == {lead["layer"]}
+
+
+def test_seed001_refuses_an_unknown_confirm_setting(tmp_path):
+    env = {**os.environ, "CONFIRM": "chosen", "SIZE": "ci", "OUT": str(tmp_path / "out"), "SAETOOL": "false"}
+    proc = subprocess.run(["bash", str(WORKFLOWS / "seed001_steering_ladder.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip() == "CONFIRM must be best or leading" and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)
