@@ -250,36 +250,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def search_table(args, rates, rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """(table, counts) of ``--search``: each rate's held-out FVU, never-firing share and search
-    score, the search's pick, and whether the defaults and the pick are within the tolerance."""
-    names = [("both" if dx == ex else f"dec {dx:g}x, enc") + f" {ex:g}x" for dx, ex in rates]
-    table, passed, picked_ok, snr = [], {}, {}, {}
-    for row in rows:
-        runs = row["runs"]
-        best = min(range(len(runs)), key=lambda i: runs[i]["fvu"])
-        pick = min(range(len(runs)), key=lambda i: runs[i]["probe_fvu"])
-        passed.setdefault(row["kind"], []).append(runs[0]["fvu"] <= runs[best]["fvu"] * (1 + args.tolerance))
-        picked_ok.setdefault(row["kind"], []).append(runs[pick]["fvu"] <= runs[best]["fvu"] * (1 + args.tolerance))
-        snr.setdefault(row["kind"], []).append(runs[0]["snr"])
-        cells = []
-        for i, r in enumerate(runs):
-            text = f"{r['fvu']:.3f} / {r['never_fired']:.0%} ({r['probe_fvu']:.3f})"
-            cells.append(f"**{text}**" if i == best else text)
-        table.append([row["data"], f"{row['d_sae']:,} ({row['d_sae'] // row['d_in']}x)", row["steps"], f"{row['batch_size']:,}", *cells,
-                      f"{runs[0]['fvu'] / runs[best]['fvu']:.3f}", names[pick], f"{runs[pick]['fvu'] / runs[best]['fvu']:.3f}",
-                      "yes" if picked_ok[row["kind"]][-1] else "**no**", f"{runs[0]['snr']:.3f}"])
-    markdown = markdown_table(["data", "d_sae", "steps", "rows per step", *names, "defaults ÷ best", "search picks", "pick ÷ best", "pick passes", "SNR"], table)
-    counts = ("Within " + f"{args.tolerance:.0%} of the best, the defaults: " + "; ".join(f"{k}: {sum(v)} of {len(v)}" for k, v in passed.items())
-              + "; the search's pick: " + "; ".join(f"{k}: {sum(v)} of {len(v)}" for k, v in picked_ok.items())
-              + ". The defaults' SNR: " + "; ".join(f"{k}: {min(v):.3f}-{max(v):.3f}" for k, v in snr.items()) + ".")
-    return markdown, counts
-
-
-def plain_table(args, rows: list[dict[str, Any]], names: list[str], variants: bool) -> tuple[str, str]:
-    """(table, counts): each rate's held-out FVU and never-firing share, and whether the defaults are within the tolerance."""
+def rate_table(args, rates, rows: list[dict[str, Any]], variants: bool) -> tuple[str, str]:
+    """(table, counts): each rate's held-out FVU and never-firing share and whether the defaults are
+    within the tolerance; with ``--search`` also each rate's search score, the search's pick, whether
+    that is within the tolerance, and the defaults' gradient SNR."""
+    if args.search:
+        names = [("both" if dx == ex else f"dec {dx:g}x, enc") + f" {ex:g}x" for dx, ex in rates]
+    else:
+        names = [f"dec {dx:g}x, enc {ex:g}x" for dx, ex in rates]
     table = []
     passed: dict[str, list[bool]] = {}
+    picked: dict[str, list[bool]] = {}
+    snr: dict[str, list[float]] = {}
     for row in rows:
         runs = row["runs"]
         best = min(range(len(runs)), key=lambda i: runs[i]["fvu"])
@@ -287,28 +269,42 @@ def plain_table(args, rows: list[dict[str, Any]], names: list[str], variants: bo
         passed.setdefault(row["kind"], []).append(ok)
         cells = []
         for i, r in enumerate(runs):
-            text = f"{r['fvu']:.3f} / {r['never_fired']:.0%}"
+            text = f"{r['fvu']:.3f} / {r['never_fired']:.0%}" + (f" ({r['probe_fvu']:.3f})" if args.search else "")
             cells.append(f"**{text}**" if i == best else text)
+        if args.search:
+            pick = min(range(len(runs)), key=lambda i: runs[i]["probe_fvu"])
+            pick_ok = runs[pick]["fvu"] <= runs[best]["fvu"] * (1 + args.tolerance)
+            picked.setdefault(row["kind"], []).append(pick_ok)
+            snr.setdefault(row["kind"], []).append(runs[0]["snr"])
+            tail = [names[pick], f"{runs[pick]['fvu'] / runs[best]['fvu']:.3f}", "yes" if pick_ok else "**no**", f"{runs[0]['snr']:.3f}"]
+        else:
+            tail = ["yes" if ok else "**no**"]
         table.append([row["data"], *([f"{row['isotropy']:.3f}"] if variants else []), f"{row['d_sae']:,} ({row['d_sae'] // row['d_in']}x)", row["steps"], f"{row['batch_size']:,}", *cells,
-                      f"{runs[0]['fvu'] / runs[best]['fvu']:.3f}", "yes" if ok else "**no**"])
-    markdown = markdown_table(["data", *(["PR/d"] if variants else []), "d_sae", "steps", "rows per step", *names, "defaults ÷ best", "pass"], table)
-    counts = f"Defaults within {args.tolerance:.0%} of the best: " + "; ".join(f"{name}: {sum(v)} of {len(v)}" for name, v in passed.items()) + "."
-    return markdown, counts
+                      f"{runs[0]['fvu'] / runs[best]['fvu']:.3f}", *tail])
+    header = ["data", *(["PR/d"] if variants else []), "d_sae", "steps", "rows per step", *names, "defaults ÷ best"]
+    header += ["search picks", "pick ÷ best", "pick passes", "SNR"] if args.search else ["pass"]
+
+    def tally(counts: dict[str, list[bool]]) -> str:
+        return "; ".join(f"{name}: {sum(v)} of {len(v)}" for name, v in counts.items())
+
+    counts = f"Defaults within {args.tolerance:.0%} of the best: {tally(passed)}."
+    if args.search:
+        counts += (f" The search's pick within {args.tolerance:.0%} of the best: {tally(picked)}. The defaults' SNR: "
+                   + "; ".join(f"{name}: {min(v):.3f}-{max(v):.3f}" for name, v in snr.items()) + ".")
+    return markdown_table(header, table), counts
 
 
 def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: dict[str, Any], seconds: float) -> str:
     variants = args.whiten or args.anisotropic
+    table, counts = rate_table(args, rates, rows, variants)
     about = ""
     if args.search:
-        table, counts = search_table(args, rates, rows)
         about = (f" In brackets: the FVU after the first {args.search_fraction:.0%} of the run at that rate (the full run's schedule) on the "
                  f"training stream's next {args.search_rows:,} rows (massive rows left out; once a run has passed over its data, rows it has seen), "
                  "what a search at the start of the run would judge by; 'search picks': the lowest of them; 'SNR': the decoder's gradient "
                  "signal-to-noise ratio at that point of the defaults' run (Adam's bias-corrected m^2 / v averaged over the decoder's weights: "
                  "1 when every step's gradient is the same, about 0.05 for pure noise); 'pick passes': the pick's run within "
                  f"{args.tolerance:.0%} of the best.")
-    else:
-        table, counts = plain_table(args, rows, [f"dec {dx:g}x, enc {ex:g}x" for dx, ex in rates], variants)
     return "\n".join([
         f"_Written by `benchmarks/lr_data_dependence.py` on {info['date']} in {seconds / 60:.0f} min; rerun it to refresh this section._",
         "",
