@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 from common import command_line, log, machine_info, machine_line, markdown_table, set_offline_env, update_section  # noqa: E402
 
 SECTION = "### Encoder and decoder rates, by data"  # under "## train quality: the learning rate depends on the data"
+VARIANTS_SECTION = "### Whitened and anisotropic data"  # --whiten, --anisotropic
+SEARCH_SECTION = "### A search at the start of the run"  # --search
 RATES = "1:1,1:2,2:1,2:2,3:3"  # decoder x : encoder x, the defaults first
 
 
@@ -70,10 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--search-fraction", type=float, default=0.25, help="--search: the part of the run each candidate rate trains for (the full run's schedule)")
     p.add_argument("--search-rows", type=int, default=2048, help="--search: rows of the stream after the search that judge it")
     p.add_argument("--tolerance", type=float, default=0.05, help="the reference passes a cell within this relative margin of its best FVU")
-    p.add_argument("--section", default=SECTION, help="the markdown section to rewrite")
+    p.add_argument("--section", help=f"the markdown section to rewrite (default: '{SECTION}', with --whiten or --anisotropic '{VARIANTS_SECTION}', with --search '{SEARCH_SECTION}')")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.section is None:
+        args.section = SEARCH_SECTION if args.search else VARIANTS_SECTION if (args.whiten or args.anisotropic) else SECTION
+    return args
 
 
 def rate_pairs(text: str) -> list[tuple[float, float]]:
@@ -97,8 +102,9 @@ def search_probe(x_train, d_sae: int, k: int, steps: int, batch_size: int, decod
     """The first ``fraction`` of a run at the given rate multipliers (the full run's schedule, the
     same batches as :func:`train_cell`'s), judged on the stream's next ``rows`` rows (FVU without
     the massive rows; rows of an earlier epoch once the run has passed over the data), with the
-    decoder's gradient signal-to-noise ratio there: Adam's bias-corrected m^2 / v, averaged over
-    the decoder's weights (1: every step's gradient the same; about 0.05 for pure noise)."""
+    decoder's gradient signal-to-noise ratio there: Adam's bias-corrected m^2 / v averaged over
+    the decoder's weights that had a gradient, over what pure noise gives after as many steps
+    (:func:`noise_snr`; 1: noise, 1 / noise_snr: every step's gradient the same)."""
     import itertools
 
     import torch
@@ -118,15 +124,27 @@ def search_probe(x_train, d_sae: int, k: int, steps: int, batch_size: int, decod
     trainer.start(peek)
     stream = itertools.chain(peek, stream)
     trainer.begin(None)
-    for _ in range(max(1, round(steps * fraction))):
-        trainer.advance(next(stream))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(trainer.threads_for(batch_size) or threads)  # as fit() runs the full run's steps
+    try:
+        for _ in range(max(1, round(steps * fraction))):
+            trainer.advance(next(stream))
+    finally:
+        torch.set_num_threads(threads)
     judge = torch.cat([next(stream).x for _ in range(max(1, rows // batch_size))]) * trainer.in_scale
     fvu = tq.heldout_scores(trainer.sae.encode, trainer.sae.decode, judge, d_sae)["fvu"]
     opt = trainer.optimizer
     i = [name for name, _ in trainer.sae.named_parameters()].index("W_dec")
     t = float(opt.steps[i])
     m, v = opt.exp_avg[i] / (1 - opt.beta1**t), opt.exp_avg_sq[i] / (1 - opt.beta2**t)
-    return {"probe_fvu": fvu, "snr": float((m * m / (v + 1e-30)).mean())}
+    had = v > 0  # rows of features never chosen (and never in AuxK) had no gradient
+    return {"probe_fvu": fvu, "snr": float((m[had] ** 2 / v[had]).mean()) / noise_snr(t, opt.beta1)}
+
+
+def noise_snr(t: float, beta1: float) -> float:
+    """E[m_hat^2] / E[v_hat] of Adam after ``t`` steps of pure noise: (1 - b)(1 - b^2t) / ((1 + b)(1 - b^t)^2),
+    0.077 after 16 steps, 0.053 after 64 (b = 0.9)."""
+    return (1 - beta1) * (1 - beta1 ** (2 * t)) / ((1 + beta1) * (1 - beta1**t) ** 2)
 
 
 def isotropy(x: "torch.Tensor") -> float:
@@ -276,21 +294,29 @@ def rate_table(args, rates, rows: list[dict[str, Any]], variants: bool) -> tuple
             pick_ok = runs[pick]["fvu"] <= runs[best]["fvu"] * (1 + args.tolerance)
             picked.setdefault(row["kind"], []).append(pick_ok)
             snr.setdefault(row["kind"], []).append(runs[0]["snr"])
-            tail = [names[pick], f"{runs[pick]['fvu'] / runs[best]['fvu']:.3f}", "yes" if pick_ok else "**no**", f"{runs[0]['snr']:.3f}"]
+            tail = [names[pick], f"{runs[pick]['fvu'] / runs[best]['fvu']:.3f}", "yes" if pick_ok else "**no**", f"{runs[0]['snr']:.2f}"]
         else:
             tail = ["yes" if ok else "**no**"]
         table.append([row["data"], *([f"{row['isotropy']:.3f}"] if variants else []), f"{row['d_sae']:,} ({row['d_sae'] // row['d_in']}x)", row["steps"], f"{row['batch_size']:,}", *cells,
                       f"{runs[0]['fvu'] / runs[best]['fvu']:.3f}", *tail])
     header = ["data", *(["PR/d"] if variants else []), "d_sae", "steps", "rows per step", *names, "defaults ÷ best"]
-    header += ["search picks", "pick ÷ best", "pick passes", "SNR"] if args.search else ["pass"]
+    header += ["search picks", "pick ÷ best", "pick passes", "SNR ÷ noise"] if args.search else ["pass"]
 
     def tally(counts: dict[str, list[bool]]) -> str:
         return "; ".join(f"{name}: {sum(v)} of {len(v)}" for name, v in counts.items())
 
     counts = f"Defaults within {args.tolerance:.0%} of the best: {tally(passed)}."
     if args.search:
+        from scipy.stats import spearmanr
+
+        order = []
+        for steps in sorted({row["steps"] for row in rows}):
+            cells = [row for row in rows if row["steps"] == steps]
+            rho = spearmanr([r["runs"][0]["snr"] for r in cells], [r["runs"][0]["fvu"] / min(x["fvu"] for x in r["runs"]) for r in cells]).statistic
+            order.append(f"{rho:+.2f} over the {len(cells)} cells of {steps} steps")
         counts += (f" The search's pick within {args.tolerance:.0%} of the best: {tally(picked)}. The defaults' SNR: "
-                   + "; ".join(f"{name}: {min(v):.3f}-{max(v):.3f}" for name, v in snr.items()) + ".")
+                   + "; ".join(f"{name}: {min(v):.2f}-{max(v):.2f}" for name, v in snr.items())
+                   + "; its rank correlation with 'defaults ÷ best': " + ", ".join(order) + ".")
     return markdown_table(header, table), counts
 
 
@@ -301,10 +327,11 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
     if args.search:
         about = (f" In brackets: the FVU after the first {args.search_fraction:.0%} of the run at that rate (the full run's schedule) on the "
                  f"training stream's next {args.search_rows:,} rows (massive rows left out; once a run has passed over its data, rows it has seen), "
-                 "what a search at the start of the run would judge by; 'search picks': the lowest of them; 'SNR': the decoder's gradient "
-                 "signal-to-noise ratio at that point of the defaults' run (Adam's bias-corrected m^2 / v averaged over the decoder's weights: "
-                 "1 when every step's gradient is the same, about 0.05 for pure noise); 'pick passes': the pick's run within "
-                 f"{args.tolerance:.0%} of the best.")
+                 "what a search at the start of the run would judge by; 'search picks': the lowest of them; 'pick passes': the pick's run within "
+                 f"{args.tolerance:.0%} of the best of the rates searched; 'SNR ÷ noise': the decoder's gradient signal-to-noise ratio at that "
+                 "point of the defaults' run (Adam's bias-corrected m^2 / v averaged over the decoder weights that had a gradient) over what "
+                 "pure noise gives after as many steps (0.077 after 16 steps, 0.053 after 64): 1 for noise, 13 to 19 when every step's "
+                 "gradient is the same.")
     return "\n".join([
         f"_Written by `benchmarks/lr_data_dependence.py` on {info['date']} in {seconds / 60:.0f} min; rerun it to refresh this section._",
         "",

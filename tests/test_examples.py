@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -107,21 +108,22 @@ def test_seed001_steering_ladder(ran):
     # CONFIRM=leading: level 2's leading cell on harm_confirm and against a random direction of its norm, prompt by prompt
     lead = best["leading"]
     assert f"the leading cell (layer {lead['layer']}, {lead['intervention']}, alpha {lead['alpha']:g}) (CONFIRM=leading" in err
-    assert "harm_confirm (prompts no level read): refusal" in err
+    assert re.search(r"harm_confirm \(prompts no level read\): refusal \d+/1 at alpha 0 -> \d+/1 \(exact McNemar p [\d.e-]+\)", err)
     for split in ("harm_test", "harm_confirm"):
         for what in ("refusal", "refusal without apologies that then offer help"):
-            assert f"{split} {what}: " in err and " against " in err
+            assert re.search(rf"{split} {what}: \d+/1 against \d+/1, p [\d.e-]+", err), (split, what)
     import pandas as pd
 
-    control = pd.read_csv(folder / "out" / "random_control" / "summary.csv")
-    assert set(control["split"]) == {"harm_test", "harm_confirm", "benign"} and set(control["alpha"]) == {0, lead["alpha"]}
-    assert set(control["layer"]) == {lead["layer"]}
+    for name, splits in (("confirm", {"harm_confirm"}), ("random_control", {"harm_test", "harm_confirm", "benign"})):
+        table = pd.read_csv(folder / "out" / name / "summary.csv")
+        assert set(table["split"]) == splits and set(table["alpha"]) == {0, lead["alpha"]}, name
+        assert set(table["layer"]) == {lead["layer"]} and set(table["intervention"]) == {lead["intervention"]}, name
 
 
 def test_seed001_refuses_an_unknown_confirm_setting(tmp_path):
     env = {**os.environ, "CONFIRM": "chosen", "SIZE": "ci", "OUT": str(tmp_path / "out"), "SAETOOL": "false"}
     proc = subprocess.run(["bash", str(WORKFLOWS / "seed001_steering_ladder.sh")], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and proc.stderr.strip() == "CONFIRM must be best or leading" and not (tmp_path / "out").exists()
+    assert proc.returncode == 2 and proc.stderr.strip() == "CONFIRM must be best or leading" and not (tmp_path / "out.summary.json").exists()
 
 
 @pytest.mark.slow  # runs every example script on SmolLM2 (the `ran` fixture)

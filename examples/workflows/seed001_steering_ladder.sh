@@ -120,7 +120,7 @@ def cell(path: Path, split: str):
     return read_completions(path / f"cells/{split}/L{layer:02d}_{iv}_a{alpha:g}.h5")
 
 
-print(f"the {kind} cell (layer {layer}, {iv}, alpha {alpha:g})" + (" (CONFIRM=leading; its rise was not significant):" if kind == "leading" else ":"))
+print(f"the {kind} cell (layer {layer}, {iv}, alpha {alpha:g})" + (" (CONFIRM=leading; not significant where it led):" if kind == "leading" else ":"))
 t = pd.read_csv(confirm / "summary.csv")
 for r in t[(t["split"] == "harm_confirm") & (t["alpha"] == alpha)].itertuples():
     base = t[(t["split"] == "harm_confirm") & (t["alpha"] == 0)].iloc[0]
@@ -142,7 +142,12 @@ for split, chosen_run in (("harm_test", run), ("harm_confirm", confirm)):
 print(f"  (harm_test {'chose' if kind == 'chosen' else 'led to'} the cell, so the vector's rate there is optimistic; harm_confirm is the unbiased test)")
 PY
 else
-  echo "no best cell in $BEST: nothing to confirm on harm_confirm or against a random direction (CONFIRM=leading confirms the leading cell)" >&2
+  rm -rf "$OUT/confirm" "$OUT/random_control"  # an earlier run's, about another cell
+  if [ "$CONFIRM" = leading ]; then
+    echo "no best or leading cell in $BEST ($($PYTHON -c 'import json, sys; print(json.load(open(sys.argv[1])).get("reason", "no reason recorded"))' "$BEST")): nothing to confirm" >&2
+  else
+    echo "no best cell in $BEST: nothing to confirm on harm_confirm or against a random direction (CONFIRM=leading confirms the leading cell)" >&2
+  fi
 fi
 if [ "$SIZE" = full ]; then  # level 4: the whole grid on every prompt, to confirm levels 2-3
   $SAETOOL sweep "$HERE/configs/full.yaml" --output-dir "$OUT" --overwrite > /dev/null
