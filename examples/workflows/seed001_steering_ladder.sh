@@ -142,7 +142,7 @@ for split, chosen_run in (("harm_test", run), ("harm_confirm", confirm)):
 print(f"  (harm_test {'chose' if kind == 'chosen' else 'led to'} the cell, so the vector's rate there is optimistic; harm_confirm is the unbiased test)")
 PY
 else
-  rm -rf "$OUT/confirm" "$OUT/random_control"  # an earlier run's, about another cell
+  rm -rf "$OUT/confirm" "$OUT/random_control" "$OUT/confirm.yaml" "$OUT/random_control.yaml"  # an earlier run's, about another cell
   if [ "$CONFIRM" = leading ]; then
     echo "no best or leading cell in $BEST ($($PYTHON -c 'import json, sys; print(json.load(open(sys.argv[1])).get("reason", "no reason recorded"))' "$BEST")): nothing to confirm" >&2
   else
