@@ -89,13 +89,19 @@ def rate_pairs(text: str) -> list[tuple[float, float]]:
 def train_cell(x_train, held, d_sae: int, k: int, steps: int, batch_size: int, decoder_x: float, encoder_x: float, dictionary=None) -> dict[str, Any]:
     """One SAE at the given rate multipliers, scored on ``held``."""
     import train_quality as tq
-    from saetool.train.schedules import ENCODER_LR_RATIO
 
-    result, _ = tq.train_one(x_train, d_sae, k, steps, batch_size, decoder_x, None, {"encoder_lr_ratio": ENCODER_LR_RATIO * encoder_x / decoder_x})
+    result, _ = tq.train_one(x_train, d_sae, k, steps, batch_size, decoder_x, None, rate_options(decoder_x, encoder_x))
     scores = tq.heldout_scores(result.sae.encode, result.sae.decode, held, d_sae)
     if dictionary is not None:
         scores["mmcs"] = tq.mean_max_cosine(result.sae.W_dec, dictionary)
     return scores
+
+
+def rate_options(decoder_x: float, encoder_x: float) -> dict[str, float]:
+    """The encoder's rate as a ratio to the decoder's (``decoder_x`` x the default) that makes it ``encoder_x`` x its default."""
+    from saetool.train.schedules import ENCODER_LR_RATIO
+
+    return {"encoder_lr_ratio": ENCODER_LR_RATIO * encoder_x / decoder_x}
 
 
 def search_probe(x_train, d_sae: int, k: int, steps: int, batch_size: int, decoder_x: float, encoder_x: float, fraction: float, rows: int) -> dict[str, float]:
@@ -109,28 +115,20 @@ def search_probe(x_train, d_sae: int, k: int, steps: int, batch_size: int, decod
 
     import torch
     import train_quality as tq
-    from saetool.train import TrainConfig
-    from saetool.train.architectures import get_architecture
-    from saetool.train.schedules import ENCODER_LR_RATIO
     from saetool.train.source import as_batch
-    from saetool.train.trainer import Trainer
+    from saetool.train.trainer import Trainer, _cpu_threads
 
     d_in = int(x_train.shape[1])
-    config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, lr=decoder_x * get_architecture("topk").lr_for(d_sae, steps, d_in=d_in),
-                         encoder_lr_ratio=ENCODER_LR_RATIO * encoder_x / decoder_x)
+    config = tq.topk_config(d_in, d_sae, k, steps, batch_size, decoder_x, None, rate_options(decoder_x, encoder_x))  # train_cell's run
     trainer = Trainer(config, d_in=d_in, total_steps=steps)
     stream = (as_batch(b) for b in tq.batches(x_train, batch_size))
     peek = trainer.peek(stream)
     trainer.start(peek)
     stream = itertools.chain(peek, stream)
     trainer.begin(None)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(trainer.threads_for(batch_size) or threads)  # as fit() runs the full run's steps
-    try:
+    with _cpu_threads(trainer.threads_for(batch_size)):  # as fit() runs the full run's steps
         for _ in range(max(1, round(steps * fraction))):
             trainer.advance(next(stream))
-    finally:
-        torch.set_num_threads(threads)
     judge = torch.cat([next(stream).x for _ in range(max(1, rows // batch_size))]) * trainer.in_scale
     fvu = tq.heldout_scores(trainer.sae.encode, trainer.sae.decode, judge, d_sae)["fvu"]
     opt = trainer.optimizer
@@ -280,6 +278,7 @@ def rate_table(args, rates, rows: list[dict[str, Any]], variants: bool) -> tuple
     passed: dict[str, list[bool]] = {}
     picked: dict[str, list[bool]] = {}
     snr: dict[str, list[float]] = {}
+    by_budget: dict[int, list[tuple[float, float]]] = {}  # steps -> (the defaults' SNR, defaults ÷ best) per cell
     for row in rows:
         runs = row["runs"]
         best = min(range(len(runs)), key=lambda i: runs[i]["fvu"])
@@ -294,6 +293,7 @@ def rate_table(args, rates, rows: list[dict[str, Any]], variants: bool) -> tuple
             pick_ok = runs[pick]["fvu"] <= runs[best]["fvu"] * (1 + args.tolerance)
             picked.setdefault(row["kind"], []).append(pick_ok)
             snr.setdefault(row["kind"], []).append(runs[0]["snr"])
+            by_budget.setdefault(row["steps"], []).append((runs[0]["snr"], runs[0]["fvu"] / runs[best]["fvu"]))
             tail = [names[pick], f"{runs[pick]['fvu'] / runs[best]['fvu']:.3f}", "yes" if pick_ok else "**no**", f"{runs[0]['snr']:.2f}"]
         else:
             tail = ["yes" if ok else "**no**"]
@@ -309,11 +309,7 @@ def rate_table(args, rates, rows: list[dict[str, Any]], variants: bool) -> tuple
     if args.search:
         from scipy.stats import spearmanr
 
-        order = []
-        for steps in sorted({row["steps"] for row in rows}):
-            cells = [row for row in rows if row["steps"] == steps]
-            rho = spearmanr([r["runs"][0]["snr"] for r in cells], [r["runs"][0]["fvu"] / min(x["fvu"] for x in r["runs"]) for r in cells]).statistic
-            order.append(f"{rho:+.2f} over the {len(cells)} cells of {steps} steps")
+        order = [f"{spearmanr(*zip(*cells)).statistic:+.2f} over the {len(cells)} cells of {steps} steps" for steps, cells in sorted(by_budget.items())]
         counts += (f" The search's pick within {args.tolerance:.0%} of the best: {tally(picked)}. The defaults' SNR: "
                    + "; ".join(f"{name}: {min(v):.2f}-{max(v):.2f}" for name, v in snr.items())
                    + "; its rank correlation with 'defaults ÷ best': " + ", ".join(order) + ".")

@@ -224,16 +224,24 @@ def grid_configs(args) -> list[tuple[str, float | None, str | None, dict[str, An
     return out
 
 
-def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None, options: dict[str, Any] | None = None):
+def topk_config(d_in: int, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None, options: dict[str, Any] | None = None):
+    """The TrainConfig of one grid run: saetool's TopK defaults but for ``multiplier`` x the default
+    rate for this width and budget, ``schedule`` and ``options`` (``None``: the default)."""
     from saetool.train.architectures import get_architecture
-    from saetool.train import TrainConfig, train_on_batches
+    from saetool.train import TrainConfig
 
     kw: dict[str, Any] = {}
     if multiplier is not None:
-        kw["lr"] = multiplier * get_architecture("topk").lr_for(d_sae, steps, d_in=int(x_train.shape[1]))
+        kw["lr"] = multiplier * get_architecture("topk").lr_for(d_sae, steps, d_in=d_in)
     if schedule is not None:
         kw["lr_schedule"] = schedule
-    config = TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **{**(options or {}), **kw})
+    return TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **{**(options or {}), **kw})
+
+
+def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None, options: dict[str, Any] | None = None):
+    from saetool.train import train_on_batches
+
+    config = topk_config(int(x_train.shape[1]), d_sae, k, steps, batch_size, multiplier, schedule, options)
     started = time.perf_counter()
     result = train_on_batches(batches(x_train, batch_size), config, steps=steps)
     return result, time.perf_counter() - started
