@@ -24,6 +24,11 @@ spectrum: does the isotropy of the data decide the rate? ``--search`` adds what 
 search at the start of a run would choose (every rate pair trained for the first
 quarter of the run, judged on the stream's next rows) and the decoder's gradient
 signal-to-noise ratio at that point of the defaults' run: could either set the rate?
+``--fixed-centre`` adds each data set with the encoder reading the input minus a
+fixed centre (the training rows' mean) instead of minus the trained decoder bias,
+and the encoder bias at ``--bias-rate`` x the encoder's rate, with the bias the
+input gives each pre-activation: do faster rates still cost features, and still
+no FVU, on real data?
 
 Run from the repository root:
 
@@ -50,6 +55,8 @@ from common import command_line, log, machine_info, machine_line, markdown_table
 SECTION = "### Encoder and decoder rates, by data"  # under "## train quality: the learning rate depends on the data"
 VARIANTS_SECTION = "### Whitened and anisotropic data"  # --whiten, --anisotropic
 SEARCH_SECTION = "### A search at the start of the run"  # --search
+FIXED_SECTION = "### A fixed centre and a faster encoder bias"  # --fixed-centre
+FIXED_ARCH = "topk-fixed-centre"  # registered by --fixed-centre
 RATES = "1:1,1:2,2:1,2:2,3:3"  # decoder x : encoder x, the defaults first
 
 
@@ -71,13 +78,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--search", action="store_true", help="also a start-of-run search: every rate pair trained for --search-fraction of the run, the lowest FVU on the stream's next --search-rows rows picked; and the defaults' gradient SNR there")
     p.add_argument("--search-fraction", type=float, default=0.25, help="--search: the part of the run each candidate rate trains for (the full run's schedule)")
     p.add_argument("--search-rows", type=int, default=2048, help="--search: rows of the stream after the search that judge it")
+    p.add_argument("--fixed-centre", action="store_true", help="also each data set centred on its training rows' mean, encoded without subtracting the decoder bias, the encoder bias at --bias-rate x the encoder's rate")
+    p.add_argument("--bias-rate", type=float, default=10.0, help="--fixed-centre: the encoder bias's rate as a multiple of the encoder's")
     p.add_argument("--tolerance", type=float, default=0.05, help="the reference passes a cell within this relative margin of its best FVU")
-    p.add_argument("--section", help=f"the markdown section to rewrite (default: '{SECTION}', with --whiten or --anisotropic '{VARIANTS_SECTION}', with --search '{SEARCH_SECTION}')")
+    p.add_argument("--section", help=f"the markdown section to rewrite (default: '{SECTION}', with --whiten or --anisotropic '{VARIANTS_SECTION}', with --search '{SEARCH_SECTION}', with --fixed-centre '{FIXED_SECTION}')")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     args = p.parse_args(argv)
     if args.section is None:
-        args.section = SEARCH_SECTION if args.search else VARIANTS_SECTION if (args.whiten or args.anisotropic) else SECTION
+        args.section = (SEARCH_SECTION if args.search else VARIANTS_SECTION if (args.whiten or args.anisotropic)
+                        else FIXED_SECTION if args.fixed_centre else SECTION)
     return args
 
 
@@ -86,15 +96,42 @@ def rate_pairs(text: str) -> list[tuple[float, float]]:
     return [(float(a), float(b)) for a, b in (part.split(":") for part in text.split(",") if part)]
 
 
-def train_cell(x_train, held, d_sae: int, k: int, steps: int, batch_size: int, decoder_x: float, encoder_x: float, dictionary=None) -> dict[str, Any]:
-    """One SAE at the given rate multipliers, scored on ``held``."""
+def train_cell(x_train, held, d_sae: int, k: int, steps: int, batch_size: int, decoder_x: float, encoder_x: float, dictionary=None,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One SAE at the given rate multipliers (and training ``options``), scored on ``held``, with
+    the mean pre-activation there split into what the input gives and the encoder bias."""
+    import torch
     import train_quality as tq
 
-    result, _ = tq.train_one(x_train, d_sae, k, steps, batch_size, decoder_x, None, rate_options(decoder_x, encoder_x))
-    scores = tq.heldout_scores(result.sae.encode, result.sae.decode, held, d_sae)
+    result, _ = tq.train_one(x_train, d_sae, k, steps, batch_size, decoder_x, None, {**rate_options(decoder_x, encoder_x), **(options or {})})
+    sae = result.sae
+    scores = tq.heldout_scores(sae.encode, sae.decode, held, d_sae)
     if dictionary is not None:
-        scores["mmcs"] = tq.mean_max_cosine(result.sae.W_dec, dictionary)
+        scores["mmcs"] = tq.mean_max_cosine(sae.W_dec, dictionary)
+    with torch.no_grad():
+        pre = float(sae.encode_pre(ordinary(held)).double().mean())
+        scores["b_enc"] = float(sae.b_enc.double().mean())
+    scores["input_bias"] = pre - scores["b_enc"]
     return scores
+
+
+def register_fixed_centre(bias_rate: float) -> None:
+    """Register :data:`FIXED_ARCH`: saetool's TopK with the encoder bias at ``bias_rate`` x the encoder's rate."""
+    from saetool.hookspecs import hookimpl
+    from saetool.plugins import host
+    from saetool.train.architectures import TopKArchitecture
+
+    class FixedCentreTopK(TopKArchitecture):
+        name = FIXED_ARCH
+        description = "TopK, the encoder bias at a multiple of the encoder's rate (benchmarks/lr_data_dependence.py)"
+        param_lr_scales = {"b_enc": bias_rate}
+
+    class Plugin:
+        @hookimpl
+        def register_sae_architectures(self, register: Any) -> None:
+            register(FixedCentreTopK())
+
+    host().register_plugin(Plugin(), "lr-data-dependence")
 
 
 def rate_options(decoder_x: float, encoder_x: float) -> dict[str, float]:
@@ -192,20 +229,31 @@ def anisotropic(x: "torch.Tensor", spectrum: "torch.Tensor", seed: int = 1) -> "
     return (x.double() @ (torch.diag(s.sqrt()) @ q)).float()
 
 
-def run_data(label: str, kind: str, x_train, held, args, rates, *, k: int, batch_size: int, dictionary=None) -> list[dict[str, Any]]:
-    """Every width x budget of one data set at every rate pair; ``kind`` groups the summary's pass counts."""
+def run_data(label: str, kind: str, x_train, held, args, rates, *, k: int, batch_size: int, dictionary=None,
+             options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every width x budget of one data set at every rate pair (with training ``options``); ``kind`` groups the summary's pass counts."""
     rows = []
     d_in = int(x_train.shape[1])
     pr = isotropy(ordinary(x_train))
     for width in (int(w) for w in args.widths.split(",")):
         for steps in (int(s) for s in args.budgets.split(",")):
-            runs = [train_cell(x_train, held, width * d_in, k, steps, batch_size, dx, ex, dictionary) for dx, ex in rates]
+            runs = [train_cell(x_train, held, width * d_in, k, steps, batch_size, dx, ex, dictionary, options) for dx, ex in rates]
             if args.search:
                 for run, (dx, ex) in zip(runs, rates):
                     run.update(search_probe(x_train, width * d_in, k, steps, batch_size, dx, ex, args.search_fraction, args.search_rows))
             rows.append({"data": label, "kind": kind, "d_in": d_in, "isotropy": pr, "d_sae": width * d_in, "steps": steps, "batch_size": batch_size, "runs": runs})
             log(f"{label} {width}x {steps} steps of {batch_size}: " + "  ".join(f"{dx:g}:{ex:g} {r['fvu']:.3f}/{r['never_fired']:.0%}" for (dx, ex), r in zip(rates, runs)))
     return rows
+
+
+def with_fixed_centre(label: str, kind: str, x_train, held, args, rates, **kw: Any) -> list[dict[str, Any]]:
+    """:func:`run_data` on both sets moved by the training rows' geometric median (where ``b_dec``
+    starts), the encoder reading them as they are (not minus ``b_dec``), its bias faster (:data:`FIXED_ARCH`)."""
+    from saetool.train.initialize import geometric_median
+
+    centre = geometric_median(x_train)
+    options = {"arch": FIXED_ARCH, "apply_b_dec_to_input": False}
+    return run_data(f"{label}, fixed centre", f"{kind}, fixed centre", x_train - centre, held - centre, args, rates, options=options, **kw)
 
 
 def load_real(path: str, args) -> tuple[Any, Any, str, str]:
@@ -234,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--rates must start with 1:1, the defaults every other pair is judged against")
     if args.search and (args.whiten or args.anisotropic):
         raise SystemExit("--search reports on the data as it is: give it without --whiten and --anisotropic")
+    if args.fixed_centre and (args.search or args.whiten or args.anisotropic):
+        raise SystemExit("--fixed-centre is a table of its own: give it without --search, --whiten and --anisotropic")
+    if args.fixed_centre:
+        register_fixed_centre(args.bias_rate)
     if args.anisotropic and not args.activations:
         raise SystemExit("--anisotropic takes its spectrum from the first --activations file")
     rows: list[dict[str, Any]] = []
@@ -241,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.activations:
         x_train, held, name, hook = load_real(path, args)
         rows += run_data(f"{name} {hook}", name, x_train, held, args, rates, k=args.k, batch_size=args.batch_size)
+        if args.fixed_centre:
+            rows += with_fixed_centre(f"{name} {hook}", name, x_train, held, args, rates, k=args.k, batch_size=args.batch_size)
         if args.whiten:
             rows += run_data(f"{name} {hook}, whitened", f"{name}, whitened", *whitened(x_train, held), args, rates, k=args.k, batch_size=args.batch_size)
         if spectrum is None:
@@ -252,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             with torch.random.fork_rng():
                 x, dictionary = sparse_dictionary_data(n_train + 8192, d, 4 * d, active=5.0, seed=0)
             rows += run_data(f"synthetic d={d}", "synthetic", x[:n_train], x[n_train:], args, rates, k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
+            if args.fixed_centre:
+                rows += with_fixed_centre(f"synthetic d={d}", "synthetic", x[:n_train], x[n_train:], args, rates, k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
             if args.anisotropic:
                 y = anisotropic(x, spectrum)
                 rows += run_data(f"synthetic d={d}, {spectrum_of}'s spectrum", "synthetic, anisotropic", y[:n_train], y[n_train:], args, rates,
@@ -316,6 +372,15 @@ def rate_table(args, rates, rows: list[dict[str, Any]], variants: bool) -> tuple
     return markdown_table(header, table), counts
 
 
+def bias_table(rates, rows: list[dict[str, Any]]) -> str:
+    """Each run's mean pre-activation on the held-out rows (massive rows left out), split into what
+    the input gives (``W_enc`` applied to the encoder's input) and the encoder bias."""
+    names = [f"dec {dx:g}x, enc {ex:g}x" for dx, ex in rates]
+    table = [[row["data"], f"{row['d_sae']:,} ({row['d_sae'] // row['d_in']}x)", row["steps"], f"{row['batch_size']:,}",
+              *(f"{r['input_bias']:+.2f} / {r['b_enc']:+.2f}" for r in row["runs"])] for row in rows]
+    return markdown_table(["data", "d_sae", "steps", "rows per step", *names], table)
+
+
 def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: dict[str, Any], seconds: float) -> str:
     variants = args.whiten or args.anisotropic
     table, counts = rate_table(args, rates, rows, variants)
@@ -349,11 +414,17 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
            "direction holds all the variance). 'whitened': the massive rows left out of both sets, both PCA-whitened with the training "
            "rows' covariance (eigenvalues floored at 1e-3 of their mean); 'X's spectrum': the synthetic rows stretched to the largest d "
            "eigenvalues of X's training rows (massive rows left out) along random orthogonal directions." if variants else "")
+        + (" 'fixed centre': both sets moved by the training rows' geometric median (where the decoder bias starts), the encoder "
+           "reading them as they are instead of minus the trained decoder bias, and the encoder bias at "
+           f"{args.bias_rate:g}x the encoder's rate." if args.fixed_centre else "")
         + about,
         "",
         table,
         "",
         counts,
+        *(["", "The mean pre-activation on the held-out rows (massive rows left out) in two parts: what the input gives (the "
+           "encoder's weights applied to its input: minus the decoder bias, or minus the fixed centre) / the encoder bias; "
+           "one mean over the rows and the features.", "", bias_table(rates, rows)] if args.fixed_centre else []),
     ])
 
 

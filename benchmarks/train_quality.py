@@ -226,7 +226,8 @@ def grid_configs(args) -> list[tuple[str, float | None, str | None, dict[str, An
 
 def topk_config(d_in: int, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None, options: dict[str, Any] | None = None):
     """The TrainConfig of one grid run: saetool's TopK defaults but for ``multiplier`` x the default
-    rate for this width and budget, ``schedule`` and ``options`` (``None``: the default)."""
+    rate for this width and budget, ``schedule`` and ``options`` (``None``: the default; ``arch`` in
+    ``options``: a TopK variant a benchmark registered, whose default rates are TopK's)."""
     from saetool.train.architectures import get_architecture
     from saetool.train import TrainConfig
 
@@ -235,7 +236,7 @@ def topk_config(d_in: int, d_sae: int, k: int, steps: int, batch_size: int, mult
         kw["lr"] = multiplier * get_architecture("topk").lr_for(d_sae, steps, d_in=d_in)
     if schedule is not None:
         kw["lr_schedule"] = schedule
-    return TrainConfig(arch="topk", d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **{**(options or {}), **kw})
+    return TrainConfig(**{"arch": "topk", "d_sae": d_sae, "k": k, "batch_size": batch_size, "seed": 0, **(options or {}), **kw})
 
 
 def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None, options: dict[str, Any] | None = None):
