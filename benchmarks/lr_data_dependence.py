@@ -25,10 +25,11 @@ search at the start of a run would choose (every rate pair trained for the first
 quarter of the run, judged on the stream's next rows) and the decoder's gradient
 signal-to-noise ratio at that point of the defaults' run: could either set the rate?
 ``--fixed-centre`` adds each data set with the encoder reading the input minus a
-fixed centre (the training rows' mean) instead of minus the trained decoder bias,
-and the encoder bias at ``--bias-rate`` x the encoder's rate, with the bias the
-input gives each pre-activation: do faster rates still cost features, and still
-no FVU, on real data?
+fixed centre (the training rows' geometric median, where the decoder bias starts)
+instead of minus the trained decoder bias, and the encoder bias at ``--bias-rate`` x
+the encoder's rate (the input scale as for the data as it is), with the mean
+pre-activation split into what the input gives and the encoder bias: do faster rates
+still cost features on real data, and do they then lower its FVU?
 
 Run from the repository root:
 
@@ -78,8 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--search", action="store_true", help="also a start-of-run search: every rate pair trained for --search-fraction of the run, the lowest FVU on the stream's next --search-rows rows picked; and the defaults' gradient SNR there")
     p.add_argument("--search-fraction", type=float, default=0.25, help="--search: the part of the run each candidate rate trains for (the full run's schedule)")
     p.add_argument("--search-rows", type=int, default=2048, help="--search: rows of the stream after the search that judge it")
-    p.add_argument("--fixed-centre", action="store_true", help="also each data set centred on its training rows' mean, encoded without subtracting the decoder bias, the encoder bias at --bias-rate x the encoder's rate")
-    p.add_argument("--bias-rate", type=float, default=10.0, help="--fixed-centre: the encoder bias's rate as a multiple of the encoder's")
+    p.add_argument("--fixed-centre", action="store_true", help="also each data set moved by its training rows' geometric median, encoded without subtracting the decoder bias, the encoder bias at --bias-rate x the encoder's rate")
+    p.add_argument("--bias-rate", type=float, help="--fixed-centre: the encoder bias's rate as a multiple of the encoder's (default 10)")
     p.add_argument("--tolerance", type=float, default=0.05, help="the reference passes a cell within this relative margin of its best FVU")
     p.add_argument("--section", help=f"the markdown section to rewrite (default: '{SECTION}', with --whiten or --anisotropic '{VARIANTS_SECTION}', with --search '{SEARCH_SECTION}', with --fixed-centre '{FIXED_SECTION}')")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
@@ -97,14 +98,19 @@ def rate_pairs(text: str) -> list[tuple[float, float]]:
 
 
 def train_cell(x_train, held, d_sae: int, k: int, steps: int, batch_size: int, decoder_x: float, encoder_x: float, dictionary=None,
-               options: dict[str, Any] | None = None) -> dict[str, Any]:
+               options: dict[str, Any] | None = None, scale: float | None = None) -> dict[str, Any]:
     """One SAE at the given rate multipliers (and training ``options``), scored on ``held``, with
-    the mean pre-activation there split into what the input gives and the encoder bias."""
+    the mean pre-activation there split into what the input gives and the encoder bias. ``scale``:
+    train on ``x_train`` x ``scale`` instead of letting the trainer estimate the input scale."""
     import torch
     import train_quality as tq
+    from saetool.train.scaling import fold_scales
 
-    result, _ = tq.train_one(x_train, d_sae, k, steps, batch_size, decoder_x, None, {**rate_options(decoder_x, encoder_x), **(options or {})})
-    sae = result.sae
+    options = {**rate_options(decoder_x, encoder_x), **(options or {})}
+    if scale is not None:
+        x_train, options = x_train * scale, {**options, "normalize_inputs": False}
+    result, _ = tq.train_one(x_train, d_sae, k, steps, batch_size, decoder_x, None, options)
+    sae = result.sae if scale is None else fold_scales(result.sae, scale, scale)  # an SAE on unscaled rows, as the trainer saves one
     scores = tq.heldout_scores(sae.encode, sae.decode, held, d_sae)
     if dictionary is not None:
         scores["mmcs"] = tq.mean_max_cosine(sae.W_dec, dictionary)
@@ -230,14 +236,16 @@ def anisotropic(x: "torch.Tensor", spectrum: "torch.Tensor", seed: int = 1) -> "
 
 
 def run_data(label: str, kind: str, x_train, held, args, rates, *, k: int, batch_size: int, dictionary=None,
-             options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every width x budget of one data set at every rate pair (with training ``options``); ``kind`` groups the summary's pass counts."""
+             options: dict[str, Any] | None = None, scale_of=None) -> list[dict[str, Any]]:
+    """Every width x budget of one data set at every rate pair (with training ``options``; ``scale_of(steps)``:
+    the input scale to train with); ``kind`` groups the summary's pass counts."""
     rows = []
     d_in = int(x_train.shape[1])
     pr = isotropy(ordinary(x_train))
     for width in (int(w) for w in args.widths.split(",")):
         for steps in (int(s) for s in args.budgets.split(",")):
-            runs = [train_cell(x_train, held, width * d_in, k, steps, batch_size, dx, ex, dictionary, options) for dx, ex in rates]
+            scale = scale_of(steps) if scale_of is not None else None
+            runs = [train_cell(x_train, held, width * d_in, k, steps, batch_size, dx, ex, dictionary, options, scale) for dx, ex in rates]
             if args.search:
                 for run, (dx, ex) in zip(runs, rates):
                     run.update(search_probe(x_train, width * d_in, k, steps, batch_size, dx, ex, args.search_fraction, args.search_rows))
@@ -248,12 +256,27 @@ def run_data(label: str, kind: str, x_train, held, args, rates, *, k: int, batch
 
 def with_fixed_centre(label: str, kind: str, x_train, held, args, rates, **kw: Any) -> list[dict[str, Any]]:
     """:func:`run_data` on both sets moved by the training rows' geometric median (where ``b_dec``
-    starts), the encoder reading them as they are (not minus ``b_dec``), its bias faster (:data:`FIXED_ARCH`)."""
+    starts), the encoder reading them as they are (not minus ``b_dec``), its bias faster (:data:`FIXED_ARCH`),
+    at the input scale the trainer gives the data as it is (moved, the rows' norms shrink and its scale would grow)."""
     from saetool.train.initialize import geometric_median
 
     centre = geometric_median(x_train)
     options = {"arch": FIXED_ARCH, "apply_b_dec_to_input": False}
-    return run_data(f"{label}, fixed centre", f"{kind}, fixed centre", x_train - centre, held - centre, args, rates, options=options, **kw)
+    return run_data(f"{label}, fixed centre", f"{kind}, fixed centre", x_train - centre, held - centre, args, rates, options=options,
+                    scale_of=lambda steps: input_scale(x_train, kw["batch_size"], steps), **kw)
+
+
+def input_scale(x_train, batch_size: int, steps: int) -> float:
+    """The input scale the trainer estimates for a run on ``x_train``: from the first batches of the
+    benchmark's stream, as many as ``Trainer.peek`` takes."""
+    import itertools
+    import math
+
+    import train_quality as tq
+    from saetool.train.scaling import norm_scale
+    from saetool.train.trainer import SCALE_ROWS
+
+    return norm_scale(itertools.islice(tq.batches(x_train, batch_size), min(steps, math.ceil(SCALE_ROWS / batch_size))))
 
 
 def load_real(path: str, args) -> tuple[Any, Any, str, str]:
@@ -284,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--search reports on the data as it is: give it without --whiten and --anisotropic")
     if args.fixed_centre and (args.search or args.whiten or args.anisotropic):
         raise SystemExit("--fixed-centre is a table of its own: give it without --search, --whiten and --anisotropic")
+    if args.bias_rate is not None and not args.fixed_centre:
+        raise SystemExit("--bias-rate sets the encoder bias's rate of --fixed-centre: give it with --fixed-centre")
     if args.fixed_centre:
+        args.bias_rate = 10.0 if args.bias_rate is None else args.bias_rate
         register_fixed_centre(args.bias_rate)
     if args.anisotropic and not args.activations:
         raise SystemExit("--anisotropic takes its spectrum from the first --activations file")
@@ -416,7 +442,8 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
            "eigenvalues of X's training rows (massive rows left out) along random orthogonal directions." if variants else "")
         + (" 'fixed centre': both sets moved by the training rows' geometric median (where the decoder bias starts), the encoder "
            "reading them as they are instead of minus the trained decoder bias, and the encoder bias at "
-           f"{args.bias_rate:g}x the encoder's rate." if args.fixed_centre else "")
+           f"{args.bias_rate:g}x the encoder's rate; the input scale is the one the trainer gives the data as it is (moved, "
+           "the rows' norms shrink and the trainer would scale them up)." if args.fixed_centre else "")
         + about,
         "",
         table,
@@ -424,7 +451,8 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
         counts,
         *(["", "The mean pre-activation on the held-out rows (massive rows left out) in two parts: what the input gives (the "
            "encoder's weights applied to its input: minus the decoder bias, or minus the fixed centre) / the encoder bias; "
-           "one mean over the rows and the features.", "", bias_table(rates, rows)] if args.fixed_centre else []),
+           "one mean over the rows and the features, in the units of the saved SAE's feature activations (on raw activations).",
+           "", bias_table(rates, rows)] if args.fixed_centre else []),
     ])
 
 

@@ -236,7 +236,8 @@ def topk_config(d_in: int, d_sae: int, k: int, steps: int, batch_size: int, mult
         kw["lr"] = multiplier * get_architecture("topk").lr_for(d_sae, steps, d_in=d_in)
     if schedule is not None:
         kw["lr_schedule"] = schedule
-    return TrainConfig(**{"arch": "topk", "d_sae": d_sae, "k": k, "batch_size": batch_size, "seed": 0, **(options or {}), **kw})
+    options = dict(options or {})
+    return TrainConfig(arch=options.pop("arch", "topk"), d_sae=d_sae, k=k, batch_size=batch_size, seed=0, **{**options, **kw})
 
 
 def train_one(x_train, d_sae: int, k: int, steps: int, batch_size: int, multiplier: float | None, schedule: str | None, options: dict[str, Any] | None = None):
