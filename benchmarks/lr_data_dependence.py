@@ -44,7 +44,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -236,7 +236,7 @@ def anisotropic(x: "torch.Tensor", spectrum: "torch.Tensor", seed: int = 1) -> "
 
 
 def run_data(label: str, kind: str, x_train, held, args, rates, *, k: int, batch_size: int, dictionary=None,
-             options: dict[str, Any] | None = None, scale_of=None) -> list[dict[str, Any]]:
+             options: dict[str, Any] | None = None, scale_of: Callable[[int], float] | None = None) -> list[dict[str, Any]]:
     """Every width x budget of one data set at every rate pair (with training ``options``; ``scale_of(steps)``:
     the input scale to train with); ``kind`` groups the summary's pass counts."""
     rows = []
