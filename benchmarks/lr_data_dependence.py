@@ -267,16 +267,16 @@ def with_fixed_centre(label: str, kind: str, x_train, held, args, rates, **kw: A
 
 
 def input_scale(x_train, batch_size: int, steps: int) -> float:
-    """The input scale the trainer estimates for a run on ``x_train``: from the first batches of the
-    benchmark's stream, as many as ``Trainer.peek`` takes."""
-    import itertools
-    import math
-
+    """The input scale the trainer estimates for a run on ``x_train``: from the batches of the
+    benchmark's stream that ``Trainer.peek`` takes, as ``Trainer.start`` does."""
     import train_quality as tq
     from saetool.train.scaling import norm_scale
-    from saetool.train.trainer import SCALE_ROWS
+    from saetool.train.source import as_batch
+    from saetool.train.trainer import Trainer
 
-    return norm_scale(itertools.islice(tq.batches(x_train, batch_size), min(steps, math.ceil(SCALE_ROWS / batch_size))))
+    d_in = int(x_train.shape[1])
+    trainer = Trainer(tq.topk_config(d_in, d_in, 1, steps, batch_size, None, None), d_in=d_in, total_steps=steps)
+    return norm_scale(b.x for b in trainer.peek(as_batch(b) for b in tq.batches(x_train, batch_size)))
 
 
 def load_real(path: str, args) -> tuple[Any, Any, str, str]:
@@ -352,10 +352,7 @@ def rate_table(args, rates, rows: list[dict[str, Any]], variants: bool) -> tuple
     """(table, counts): each rate's held-out FVU and never-firing share and whether the defaults are
     within the tolerance; with ``--search`` also each rate's search score, the search's pick, whether
     that is within the tolerance, and the defaults' gradient SNR."""
-    if args.search:
-        names = [("both" if dx == ex else f"dec {dx:g}x, enc") + f" {ex:g}x" for dx, ex in rates]
-    else:
-        names = [f"dec {dx:g}x, enc {ex:g}x" for dx, ex in rates]
+    names = rate_names(rates, short=args.search)
     table = []
     passed: dict[str, list[bool]] = {}
     picked: dict[str, list[bool]] = {}
@@ -398,10 +395,15 @@ def rate_table(args, rates, rows: list[dict[str, Any]], variants: bool) -> tuple
     return markdown_table(header, table), counts
 
 
+def rate_names(rates, short: bool = False) -> list[str]:
+    """The column name of each rate pair ('dec 2x, enc 2x'; ``short``: 'both 2x' when the two are equal)."""
+    return [("both" if short and dx == ex else f"dec {dx:g}x, enc") + f" {ex:g}x" for dx, ex in rates]
+
+
 def bias_table(rates, rows: list[dict[str, Any]]) -> str:
     """Each run's mean pre-activation on the held-out rows (massive rows left out), split into what
     the input gives (``W_enc`` applied to the encoder's input) and the encoder bias."""
-    names = [f"dec {dx:g}x, enc {ex:g}x" for dx, ex in rates]
+    names = rate_names(rates)
     table = [[row["data"], f"{row['d_sae']:,} ({row['d_sae'] // row['d_in']}x)", row["steps"], f"{row['batch_size']:,}",
               *(f"{r['input_bias']:+.2f} / {r['b_enc']:+.2f}" for r in row["runs"])] for row in rows]
     return markdown_table(["data", "d_sae", "steps", "rows per step", *names], table)
