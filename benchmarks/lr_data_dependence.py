@@ -29,7 +29,11 @@ fixed centre (the training rows' geometric median, where the decoder bias starts
 instead of minus the trained decoder bias, and the encoder bias at ``--bias-rate`` x
 the encoder's rate (the input scale as for the data as it is), with the mean
 pre-activation split into what the input gives and the encoder bias: do faster rates
-still cost features on real data, and do they then lower its FVU?
+still cost features on real data, and do they then lower its FVU? ``--harder`` adds
+each synthetic dictionary with dense Gaussian noise holding a share of the variance
+(``--noise-shares``) and dictionaries of more directions than 4 x d
+(``--feature-multiples``): is it the synthetic data's being easy to recover that
+makes it want faster rates?
 
 Run from the repository root:
 
@@ -57,6 +61,7 @@ SECTION = "### Encoder and decoder rates, by data"  # under "## train quality: t
 VARIANTS_SECTION = "### Whitened and anisotropic data"  # --whiten, --anisotropic
 SEARCH_SECTION = "### A search at the start of the run"  # --search
 FIXED_SECTION = "### A fixed centre and a faster encoder bias"  # --fixed-centre
+HARDER_SECTION = "### Harder synthetic dictionaries"  # --harder
 FIXED_ARCH = "topk-fixed-centre"  # registered by --fixed-centre
 RATES = "1:1,1:2,2:1,2:2,3:3"  # decoder x : encoder x, the defaults first
 
@@ -81,14 +86,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--search-rows", type=int, default=2048, help="--search: rows of the stream after the search that judge it")
     p.add_argument("--fixed-centre", action="store_true", help="also each data set moved by its training rows' geometric median, encoded without subtracting the decoder bias, the encoder bias at --bias-rate x the encoder's rate")
     p.add_argument("--bias-rate", type=float, help="--fixed-centre: the encoder bias's rate as a multiple of the encoder's (default 10)")
+    p.add_argument("--harder", action="store_true", help="also each synthetic dictionary with dense noise (--noise-shares) and with more directions (--feature-multiples)")
+    p.add_argument("--noise-shares", default="0.2,0.5", help="--harder: shares of the variance held by isotropic Gaussian noise added to the rows")
+    p.add_argument("--feature-multiples", default="16", help="--harder: dictionaries of this many x d directions (about 5 active per token)")
     p.add_argument("--tolerance", type=float, default=0.05, help="the reference passes a cell within this relative margin of its best FVU")
-    p.add_argument("--section", help=f"the markdown section to rewrite (default: '{SECTION}', with --whiten or --anisotropic '{VARIANTS_SECTION}', with --search '{SEARCH_SECTION}', with --fixed-centre '{FIXED_SECTION}')")
+    p.add_argument("--section", help=f"the markdown section to rewrite (default: '{SECTION}', with --whiten or --anisotropic '{VARIANTS_SECTION}', with --search '{SEARCH_SECTION}', with --fixed-centre '{FIXED_SECTION}', with --harder '{HARDER_SECTION}')")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     args = p.parse_args(argv)
     if args.section is None:
         args.section = (SEARCH_SECTION if args.search else VARIANTS_SECTION if (args.whiten or args.anisotropic)
-                        else FIXED_SECTION if args.fixed_centre else SECTION)
+                        else FIXED_SECTION if args.fixed_centre else HARDER_SECTION if args.harder else SECTION)
     return args
 
 
@@ -266,6 +274,36 @@ def with_fixed_centre(label: str, kind: str, x_train, held, args, rates, **kw: A
                     scale_of=lambda steps: input_scale(x_train, kw["batch_size"], steps), **kw)
 
 
+def harder_data(d: int, n_train: int, args, rates, batch_size: int) -> list[dict[str, Any]]:
+    """:func:`run_data` on the d-dimensional dictionary with dense noise (each of ``--noise-shares``) and on
+    dictionaries of more directions (each of ``--feature-multiples`` x d), as many rows as the plain one."""
+    import torch
+    from saetool.train.synthetic import sparse_dictionary_data
+
+    rows = []
+    for share in (float(v) for v in args.noise_shares.split(",") if v):
+        with torch.random.fork_rng():
+            x, dictionary = sparse_dictionary_data(n_train + 8192, d, 4 * d, active=5.0, seed=0)
+            x = with_noise(x, share, seed=1)
+        rows += run_data(f"synthetic d={d}, noise {share:.0%}", f"synthetic, noise {share:.0%}", x[:n_train], x[n_train:], args, rates,
+                         k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
+    for multiple in (int(v) for v in args.feature_multiples.split(",") if v):
+        with torch.random.fork_rng():
+            x, dictionary = sparse_dictionary_data(n_train + 8192, d, multiple * d, active=5.0, seed=0)
+        rows += run_data(f"synthetic d={d}, {multiple}x d directions", f"synthetic, {multiple}x d directions", x[:n_train], x[n_train:], args, rates,
+                         k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
+    return rows
+
+
+def with_noise(x: "torch.Tensor", share: float, seed: int) -> "torch.Tensor":
+    """``x`` plus isotropic Gaussian noise that holds ``share`` of the sum's variance."""
+    import torch
+
+    variance = float(x.var(0).sum())
+    sigma = (variance * share / (1 - share) / x.shape[1]) ** 0.5
+    return x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+
+
 def input_scale(x_train, batch_size: int, steps: int) -> float:
     """The input scale the trainer estimates for a run on ``x_train``: from the batches of the
     benchmark's stream that ``Trainer.peek`` takes, as ``Trainer.start`` does."""
@@ -307,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--search reports on the data as it is: give it without --whiten and --anisotropic")
     if args.fixed_centre and (args.search or args.whiten or args.anisotropic):
         raise SystemExit("--fixed-centre is a table of its own: give it without --search, --whiten and --anisotropic")
+    if args.harder and (args.search or args.whiten or args.anisotropic or args.fixed_centre):
+        raise SystemExit("--harder is a table of its own: give it without --search, --whiten, --anisotropic and --fixed-centre")
     if args.bias_rate is not None and not args.fixed_centre:
         raise SystemExit("--bias-rate sets the encoder bias's rate of --fixed-centre: give it with --fixed-centre")
     if args.fixed_centre:
@@ -334,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_data(f"synthetic d={d}", "synthetic", x[:n_train], x[n_train:], args, rates, k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
             if args.fixed_centre:
                 rows += with_fixed_centre(f"synthetic d={d}", "synthetic", x[:n_train], x[n_train:], args, rates, k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
+            if args.harder:
+                rows += harder_data(d, n_train, args, rates, batch_size)
             if args.anisotropic:
                 y = anisotropic(x, spectrum)
                 rows += run_data(f"synthetic d={d}, {spectrum_of}'s spectrum", "synthetic, anisotropic", y[:n_train], y[n_train:], args, rates,
@@ -424,7 +466,7 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
     return "\n".join([
         f"_Written by `benchmarks/lr_data_dependence.py` on {info['date']} in {seconds / 60:.0f} min; rerun it to refresh this section._",
         "",
-        "Reproduce (from the repository root; `acts.h5` and `gemma.h5` as in \"train quality\"):",
+        "Reproduce (from the repository root" + ("; `acts.h5` and `gemma.h5` as in \"train quality\"):" if args.activations else "):"),
         "",
         "```bash",
         command_line(__file__, argv),
@@ -434,8 +476,9 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
         "",
         "Held-out FVU (without the massive-activation rows) / features that never fire on the held-out rows, of TopK SAEs "
         "with saetool's defaults but for the learning rates: the decoder's and the encoder's, each a multiple of its default "
-        "for the width and budget (the short-run factor included; the first column is the defaults). Real data: the first "
-        f"{args.train_rows:,} rows to train, the last {args.heldout_rows:,} held out, k {args.k}. Synthetic: 4 x d random unit "
+        "for the width and budget (the short-run factor included; the first column is the defaults). "
+        + (f"Real data: the first {args.train_rows:,} rows to train, the last {args.heldout_rows:,} held out, k {args.k}. " if args.activations else "")
+        + "Synthetic: 4 x d random unit "
         f"directions in d dimensions, about 5 active per token, k {args.syn_k}, 64 batches' worth of rows to train, 8,192 others held out. "
         "Bold: the cell's best FVU" + ("." if args.search else f"; 'pass': the defaults within {args.tolerance:.0%} of it.")
         + (" 'PR/d': the participation ratio of the training rows' centred covariance (massive rows left out) over the dimension (1: isotropic; 1/d: one "
@@ -446,6 +489,9 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
            "reading them as they are instead of minus the trained decoder bias, and the encoder bias at "
            f"{args.bias_rate:g}x the encoder's rate; the input scale is the one the trainer gives the data as it is (moved, "
            "the rows' norms shrink and the trainer would scale them up)." if args.fixed_centre else "")
+        + (" 'noise N%': the same rows plus isotropic Gaussian noise that holds N% of their variance (the held-out rows "
+           "too); 'M x d directions': a dictionary of M x d directions instead of 4 x d, as many active per token, "
+           "the SAE's width as for the others." if args.harder else "")
         + about,
         "",
         table,
