@@ -87,8 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fixed-centre", action="store_true", help="also each data set moved by its training rows' geometric median, encoded without subtracting the decoder bias, the encoder bias at --bias-rate x the encoder's rate")
     p.add_argument("--bias-rate", type=float, help="--fixed-centre: the encoder bias's rate as a multiple of the encoder's (default 10)")
     p.add_argument("--harder", action="store_true", help="also each synthetic dictionary with dense noise (--noise-shares) and with more directions (--feature-multiples)")
-    p.add_argument("--noise-shares", default="0.2,0.5", help="--harder: shares of the variance held by isotropic Gaussian noise added to the rows")
-    p.add_argument("--feature-multiples", default="16", help="--harder: dictionaries of this many x d directions (about 5 active per token)")
+    p.add_argument("--noise-shares", help="--harder: shares of the variance (each in (0, 1)) held by isotropic Gaussian noise added to the rows (default 0.2,0.5)")
+    p.add_argument("--feature-multiples", help="--harder: dictionaries of this many x d directions, about 5 active per token (default 16)")
     p.add_argument("--tolerance", type=float, default=0.05, help="the reference passes a cell within this relative margin of its best FVU")
     p.add_argument("--section", help=f"the markdown section to rewrite (default: '{SECTION}', with --whiten or --anisotropic '{VARIANTS_SECTION}', with --search '{SEARCH_SECTION}', with --fixed-centre '{FIXED_SECTION}', with --harder '{HARDER_SECTION}')")
     p.add_argument("--output-md", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
@@ -347,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--fixed-centre is a table of its own: give it without --search, --whiten and --anisotropic")
     if args.harder and (args.search or args.whiten or args.anisotropic or args.fixed_centre):
         raise SystemExit("--harder is a table of its own: give it without --search, --whiten, --anisotropic and --fixed-centre")
+    if (args.noise_shares is not None or args.feature_multiples is not None) and not args.harder:
+        raise SystemExit("--noise-shares and --feature-multiples shape the dictionaries of --harder: give them with --harder")
+    if args.harder:
+        args.noise_shares = "0.2,0.5" if args.noise_shares is None else args.noise_shares
+        args.feature_multiples = "16" if args.feature_multiples is None else args.feature_multiples
+        if not all(0 < float(v) < 1 for v in args.noise_shares.split(",") if v):
+            raise SystemExit("--noise-shares: each share of the variance must lie between 0 and 1 (e.g. 0.2,0.5)")
     if args.bias_rate is not None and not args.fixed_centre:
         raise SystemExit("--bias-rate sets the encoder bias's rate of --fixed-centre: give it with --fixed-centre")
     if args.fixed_centre:
@@ -404,10 +411,11 @@ def rate_table(args, rates, rows: list[dict[str, Any]], variants: bool) -> tuple
         runs = row["runs"]
         best = min(range(len(runs)), key=lambda i: runs[i]["fvu"])
         ok = runs[0]["fvu"] <= runs[best]["fvu"] * (1 + args.tolerance)
-        passed.setdefault(row["kind"], []).append(ok)
+        passed.setdefault(row["kind"] + (f", SAE {row['d_sae'] // row['d_in']}x d" if args.harder else ""), []).append(ok)
         cells = []
         for i, r in enumerate(runs):
-            text = f"{r['fvu']:.3f} / {r['never_fired']:.0%}" + (f" ({r['probe_fvu']:.3f})" if args.search else "")
+            text = (f"{r['fvu']:.3f} / {r['never_fired']:.0%}" + (f" / {r['mmcs']:.2f}" if args.harder and "mmcs" in r else "")
+                    + (f" ({r['probe_fvu']:.3f})" if args.search else ""))
             cells.append(f"**{text}**" if i == best else text)
         if args.search:
             pick = min(range(len(runs)), key=lambda i: runs[i]["probe_fvu"])
@@ -490,8 +498,10 @@ def summarise(args, argv: list[str], rates, rows: list[dict[str, Any]], info: di
            f"{args.bias_rate:g}x the encoder's rate; the input scale is the one the trainer gives the data as it is (moved, "
            "the rows' norms shrink and the trainer would scale them up)." if args.fixed_centre else "")
         + (" 'noise N%': the same rows plus isotropic Gaussian noise that holds N% of their variance (the held-out rows "
-           "too); 'M x d directions': a dictionary of M x d directions instead of 4 x d, as many active per token, "
-           "the SAE's width as for the others." if args.harder else "")
+           "too); 'M x d directions': a dictionary of M x d directions instead of 4 x d, as many active per token (so each "
+           "direction is active M / 4 times less often), the SAE's width as for the others. The third figure of each cell: "
+           "MMCS, the mean over the true directions of the best cosine to a decoder row (how much of the dictionary the "
+           "SAE recovered)." if args.harder else "")
         + about,
         "",
         table,
