@@ -32,8 +32,8 @@ pre-activation split into what the input gives and the encoder bias: do faster r
 still cost features on real data, and do they then lower its FVU? ``--harder`` adds
 each synthetic dictionary with dense Gaussian noise holding a share of the variance
 (``--noise-shares``) and dictionaries of more directions than 4 x d
-(``--feature-multiples``): is it the synthetic data's being easy to recover that
-makes it want faster rates?
+(``--feature-multiples``), with MMCS beside the FVU: does the FVU still ask for
+faster rates when the dictionary is harder to recover, and does the recovery?
 
 Run from the repository root:
 
