@@ -274,25 +274,29 @@ def with_fixed_centre(label: str, kind: str, x_train, held, args, rates, **kw: A
                     scale_of=lambda steps: input_scale(x_train, kw["batch_size"], steps), **kw)
 
 
-def harder_data(d: int, n_train: int, args, rates, batch_size: int) -> list[dict[str, Any]]:
-    """:func:`run_data` on the d-dimensional dictionary with dense noise (each of ``--noise-shares``) and on
-    dictionaries of more directions (each of ``--feature-multiples`` x d), as many rows as the plain one."""
+def harder_data(x, dictionary, d: int, n_train: int, args, rates, batch_size: int) -> list[dict[str, Any]]:
+    """:func:`run_data` on the d-dimensional dictionary's rows ``x`` with dense noise (each of ``--noise-shares``)
+    and on dictionaries of more directions (each of ``--feature-multiples`` x d), as many rows as ``x``."""
+    rows = []
+    for share in (float(v) for v in args.noise_shares.split(",") if v):
+        y = with_noise(x, share, seed=1)
+        rows += run_data(f"synthetic d={d}, noise {share:.0%}", f"synthetic, noise {share:.0%}", y[:n_train], y[n_train:], args, rates,
+                         k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
+    for multiple in (int(v) for v in args.feature_multiples.split(",") if v):
+        y, many = synthetic_rows(x.shape[0], d, multiple * d)
+        rows += run_data(f"synthetic d={d}, {multiple}x d directions", f"synthetic, {multiple}x d directions", y[:n_train], y[n_train:], args, rates,
+                         k=args.syn_k, batch_size=batch_size, dictionary=many)
+    return rows
+
+
+def synthetic_rows(n: int, d: int, n_features: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """``n`` rows of a seed-0 dictionary of ``n_features`` directions in ``d`` dimensions (about 5 active
+    per row) and the dictionary, drawn without moving torch's global random state."""
     import torch
     from saetool.train.synthetic import sparse_dictionary_data
 
-    rows = []
-    for share in (float(v) for v in args.noise_shares.split(",") if v):
-        with torch.random.fork_rng():
-            x, dictionary = sparse_dictionary_data(n_train + 8192, d, 4 * d, active=5.0, seed=0)
-            x = with_noise(x, share, seed=1)
-        rows += run_data(f"synthetic d={d}, noise {share:.0%}", f"synthetic, noise {share:.0%}", x[:n_train], x[n_train:], args, rates,
-                         k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
-    for multiple in (int(v) for v in args.feature_multiples.split(",") if v):
-        with torch.random.fork_rng():
-            x, dictionary = sparse_dictionary_data(n_train + 8192, d, multiple * d, active=5.0, seed=0)
-        rows += run_data(f"synthetic d={d}, {multiple}x d directions", f"synthetic, {multiple}x d directions", x[:n_train], x[n_train:], args, rates,
-                         k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
-    return rows
+    with torch.random.fork_rng():
+        return sparse_dictionary_data(n, d, n_features, active=5.0, seed=0)
 
 
 def with_noise(x: "torch.Tensor", share: float, seed: int) -> "torch.Tensor":
@@ -332,8 +336,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_offline_env()
     os.environ.setdefault("TQDM_DISABLE", "1")
-    import torch
-    from saetool.train.synthetic import sparse_dictionary_data
 
     started = time.perf_counter()
     info = machine_info(packages=("torch",))
@@ -376,13 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     for d in (int(v) for v in args.syn_d.split(",") if v):
         for batch_size in (int(b) for b in args.syn_batch_sizes.split(",")):
             n_train = 64 * batch_size
-            with torch.random.fork_rng():
-                x, dictionary = sparse_dictionary_data(n_train + 8192, d, 4 * d, active=5.0, seed=0)
+            x, dictionary = synthetic_rows(n_train + 8192, d, 4 * d)
             rows += run_data(f"synthetic d={d}", "synthetic", x[:n_train], x[n_train:], args, rates, k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
             if args.fixed_centre:
                 rows += with_fixed_centre(f"synthetic d={d}", "synthetic", x[:n_train], x[n_train:], args, rates, k=args.syn_k, batch_size=batch_size, dictionary=dictionary)
             if args.harder:
-                rows += harder_data(d, n_train, args, rates, batch_size)
+                rows += harder_data(x, dictionary, d, n_train, args, rates, batch_size)
             if args.anisotropic:
                 y = anisotropic(x, spectrum)
                 rows += run_data(f"synthetic d={d}, {spectrum_of}'s spectrum", "synthetic, anisotropic", y[:n_train], y[n_train:], args, rates,
