@@ -434,6 +434,22 @@ def command_line(script: str | Path, argv: Sequence[str], python: str = ".venv/b
 # -- docs/benchmarks.md -----------------------------------------------------------
 
 
+def section_intro(script: str | Path, argv: Sequence[str], info: Mapping[str, Any], seconds: float) -> list[str]:
+    """The opening lines of a generated section: who wrote it when, the command that reruns it, the machine."""
+    return [
+        f"_Written by `benchmarks/{Path(script).name}` on {info['date']} in {seconds / 60:.0f} min; rerun it to refresh this section._",
+        "",
+        "Reproduce (from the repository root):",
+        "",
+        "```bash",
+        command_line(script, argv),
+        "```",
+        "",
+        f"Machine: {machine_line(info)}",
+        "",
+    ]
+
+
 def update_section(path: str | Path, heading: str, body: str, *, header: str = DOC_HEADER) -> Path:
     """Replace the ``heading`` section (e.g. ``"## extract"``) of ``path`` with ``body``.
 

@@ -264,6 +264,29 @@ def test_target_l0_is_k_for_the_topk_family(data):
         train_on_batches(batches(x[:20000]), TrainConfig(arch="topk", d_sae=96, k=5, target_l0=7), steps=5)
 
 
+def test_convergence_warning_names_a_smaller_batch_for_few_steps():
+    from saetool.train.convergence import LONGER, convergence_warning, fix_for, smaller_batch
+
+    assert smaller_batch(4096, 2) == 128  # 8,192 tokens: as many steps as 128 rows allow
+    assert smaller_batch(1024, 32) == 128 and smaller_batch(1024, 64) == 256  # 256 steps over the same tokens
+    assert smaller_batch(4096, 244) == 2048  # the largest power of two that reaches 256 steps
+    assert smaller_batch(1024, 256) is None and smaller_batch(128, 64) is None  # enough steps; already the smallest batch
+    assert fix_for(1024, 64) == f"{LONGER}, or more steps over these tokens: --batch-size 256 (256 steps)"
+    assert fix_for(1024, 64, steps_given=True).endswith("--batch-size 256 --steps 256")  # --steps alone would cut the tokens
+    assert fix_for(1024, 300) == LONGER
+    message = convergence_warning([0.9] * 8, [32.0] * 8, learned_l0=False, fix=fix_for(4096, 8))
+    assert message is not None and "only 8 steps" in message and message.endswith("--batch-size 128 (256 steps)")
+
+
+def test_short_run_warning_through_the_trainer_names_the_batch(tmp_path):
+    import torch
+    from saetool.train import TrainConfig, train_on_batches
+
+    x = torch.randn(1024, 16)
+    result = train_on_batches((x[i : i + 512] for i in range(0, 1024, 512)), TrainConfig(arch="topk", d_sae=32, k=4), steps=2)  # config.batch_size 4096: the batches' own 512 count
+    assert result.training["convergence_warning"].endswith("--batch-size 128 (8 steps)")
+
+
 def test_convergence_warning_flags_curves_still_falling():
     from saetool.train.convergence import convergence_warning
 

@@ -21,6 +21,11 @@ whatever its state. A run is flagged when, over that tenth of its steps,
 
 The thresholds come from short SmolLM2 runs (docs/tutorial.md): runs that
 still gained markedly with 4x the tokens are flagged, runs that did not are not.
+
+The fix it names is more tokens and, when the run took fewer than
+:data:`TARGET_STEPS` steps of more than :data:`MIN_BATCH` rows, a smaller
+batch (:func:`smaller_batch`): at a fixed number of tokens more, smaller steps
+train further (docs/benchmarks.md, "train quality: rows per step").
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ MAX_DEAD_WINDOW = 0.5  # the dead share is judged from 60% of the run: its windo
 TARGET_TOLERANCE = 0.20
 MIN_EV = 0.10
 MIN_STEPS = 20  # fewer: too few steps to judge a trend; always flagged
+TARGET_STEPS = 256  # a smaller batch is suggested until a run has this many steps ...
+MIN_BATCH = 128  # ... down to this many rows per step (the train-quality grids' smallest)
+LONGER = "train longer: more --num-tokens (or --steps)"
 
 
 def _window_mean(values: Sequence[float], lo: float, hi: float) -> float:
@@ -43,11 +51,34 @@ def _window_mean(values: Sequence[float], lo: float, hi: float) -> float:
     return sum(part) / len(part)
 
 
+def smaller_batch(batch_size: int, steps: int) -> int | None:
+    """Rows per step that would give a run of ``steps`` steps of ``batch_size`` rows
+    at least :data:`TARGET_STEPS` steps over the same tokens: the largest power of
+    two that does, at least :data:`MIN_BATCH`; ``None`` when it is not smaller."""
+    tokens = batch_size * steps
+    if steps >= TARGET_STEPS or batch_size <= MIN_BATCH:
+        return None
+    size = MIN_BATCH
+    while size * 2 * TARGET_STEPS <= tokens:
+        size *= 2
+    return size if size < batch_size else None
+
+
+def fix_for(batch_size: int, steps: int, *, steps_given: bool = False) -> str:
+    """The warning's fix: more tokens, and a smaller batch where :func:`smaller_batch`
+    finds one (with its ``--steps`` when the run was given ``steps_given``)."""
+    size = smaller_batch(batch_size, steps)
+    if size is None:
+        return LONGER
+    more = batch_size * steps // size
+    return f"{LONGER}, or more steps over these tokens: --batch-size {size}" + (f" --steps {more}" if steps_given else f" ({more} steps)")
+
+
 def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0: bool, target_l0: float | None = None,
-                        dead: Sequence[float] = (), dead_window: float = 0.25) -> str | None:
+                        dead: Sequence[float] = (), dead_window: float = 0.25, fix: str = LONGER) -> str | None:
     """The warning text for per-step curves ``fvu``, ``l0`` and (optionally) ``dead``, or ``None`` when the run looks converged.
 
-    ``dead_window``: the dead share's window as a fraction of the run."""
+    ``dead_window``: the dead share's window as a fraction of the run; ``fix``: what to do (:func:`fix_for`)."""
     n = len(fvu)
     if n == 0:
         return None
@@ -75,4 +106,4 @@ def convergence_warning(fvu: Sequence[float], l0: Sequence[float], *, learned_l0
             reasons.append(f"L0 ended at {final:.0f}, not within {100 * TARGET_TOLERANCE:.0f}% of the target L0 {target_l0:g}")
     if not reasons:
         return None
-    return "this run looks too short to converge (" + "; ".join(reasons) + "); train longer: more --num-tokens (or --steps)"
+    return "this run looks too short to converge (" + "; ".join(reasons) + "); " + fix

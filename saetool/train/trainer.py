@@ -40,7 +40,7 @@ from saetool.train.architectures import SAEArchitecture, get_architecture
 from saetool.train.checklist import CheckItem, build_checklist
 from saetool.train.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
 from saetool.train.config import TrainConfig
-from saetool.train.convergence import convergence_warning
+from saetool.train.convergence import convergence_warning, fix_for
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
@@ -568,10 +568,15 @@ class Trainer:
         fvu, l0, dead = self.curves
         if len(fvu) < self.total_steps:  # resumed: the curves before the checkpoint are gone
             return
-        message = convergence_warning(fvu, l0, dead=dead, dead_window=self.dead_tokens / self.run_tokens, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None)
+        message = convergence_warning(fvu, l0, dead=dead, dead_window=self.dead_tokens / self.run_tokens, learned_l0=self.arch.default_sparsity_coeff is not None, target_l0=self.config.target_l0 if self.controller is not None else None,
+                                      fix=fix_for(self._rows_per_step(), self.total_steps, steps_given=self.config.steps is not None))
         if message:
             warn(f"{self.cfg.hook}: {message}" if self.name_hook else message)
             self.short_run = message
+
+    def _rows_per_step(self) -> int:
+        """Rows each process read per step (the batches' own size: ``train_on_batches`` need not match ``config.batch_size``)."""
+        return self.tokens // (self.step * self.world) if self.step else self.config.batch_size
 
     def _calibrate(self) -> None:
         """Fit the objective's inference-only state (e.g. BatchTopK's threshold) to the final weights."""
