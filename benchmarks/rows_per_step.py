@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(args: argparse.Namespace, argv: list[str], rows: list[dict[str, Any]], info: dict[str, Any], seconds: float) -> str:
+    from saetool.train.convergence import smaller_batch
+
     best = {}
     for r in rows:
         key = (r["data"], r["tokens"])
@@ -113,6 +115,18 @@ def summarise(args: argparse.Namespace, argv: list[str], rows: list[dict[str, An
                           f"training time x{small['seconds'] / large['seconds']:.1f} and x{small['seconds'] / next((r['seconds'] for r in runs if r['batch'] == 1024), large['seconds']):.1f}")
     summary = (f"The smallest batch ({min(args.batches):,} rows) against the largest ({max(args.batches):,}) and against 1,024 rows "
                "(where measured; else the largest again): " + "; ".join(ratios) + ".") if ratios else ""
+    named = []
+    for (data, tokens), runs in groups.items():
+        by_batch = {r["batch"]: r for r in runs}
+        for r in runs:
+            size = smaller_batch(r["batch"], r["steps"]) if r["warned"] else None
+            if size in by_batch:
+                to = by_batch[size]
+                named.append(f"{data}, {tokens:,} tokens, {r['batch']:,} rows: {size:,} rows, FVU x{to['fvu'] / r['fvu']:.2f}, "
+                             f"never firing {to['never_fired']:.1%} (was {r['never_fired']:.1%}), training time x{to['seconds'] / r['seconds']:.1f}")
+    if named:
+        summary += ("\n\nWhat the too-short warning of each warned run names (`--batch-size`, where that batch was measured here) and what it gives: "
+                    + "; ".join(named) + ".")
     return "\n".join([
         *section_intro(__file__, argv, info, seconds),
         f"TopK SAEs (k {args.k}, {args.width}x d_model, saetool's defaults otherwise: the learning rate follows the step count) "

@@ -274,6 +274,8 @@ def test_convergence_warning_names_a_smaller_batch_for_few_steps():
     assert fix_for(1024, 64) == f"{LONGER}, or more steps over these tokens: --batch-size 256 (256 steps)"
     assert fix_for(1024, 64, steps_given=True).endswith("--batch-size 256 --steps 256")  # --steps alone would cut the tokens
     assert fix_for(1024, 300) == LONGER
+    assert fix_for(1000, 2, steps_given=True).endswith("--batch-size 128 --steps 16")  # 2,000 tokens: rounded up, as the trainer does
+    assert smaller_batch(255, 10) is None and fix_for(255, 10) == LONGER and smaller_batch(256, 10) == 128  # named when it at least doubles the steps
     message = convergence_warning([0.9] * 8, [32.0] * 8, learned_l0=False, fix=fix_for(4096, 8))
     assert message is not None and "only 8 steps" in message and message.endswith("--batch-size 128 (256 steps)")
 
@@ -285,6 +287,8 @@ def test_short_run_warning_through_the_trainer_names_the_batch(tmp_path):
     x = torch.randn(1024, 16)
     result = train_on_batches((x[i : i + 512] for i in range(0, 1024, 512)), TrainConfig(arch="topk", d_sae=32, k=4), steps=2)  # config.batch_size 4096: the batches' own 512 count
     assert result.training["convergence_warning"].endswith("--batch-size 128 (8 steps)")
+    given = train_on_batches((x[i : i + 512] for i in range(0, 1024, 512)), TrainConfig(arch="topk", d_sae=32, k=4, steps=2))
+    assert given.training["convergence_warning"].endswith("--batch-size 128 --steps 8")  # --steps alone would read fewer tokens
 
 
 def test_convergence_warning_flags_curves_still_falling():

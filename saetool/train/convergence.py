@@ -23,9 +23,12 @@ The thresholds come from short SmolLM2 runs (docs/tutorial.md): runs that
 still gained markedly with 4x the tokens are flagged, runs that did not are not.
 
 The fix it names is more tokens and, when the run took fewer than
-:data:`TARGET_STEPS` steps of more than :data:`MIN_BATCH` rows, a smaller
-batch (:func:`smaller_batch`): at a fixed number of tokens more, smaller steps
-train further (docs/benchmarks.md, "train quality: rows per step").
+:data:`TARGET_STEPS` steps of more than :data:`MIN_BATCH` rows (per process),
+a smaller batch (:func:`smaller_batch`): at a fixed number of tokens more,
+smaller steps train further, at more CPU time per token (docs/benchmarks.md,
+"train quality: rows per step"). The target of 256 steps is a trade against
+that time (the default learning rate's short-run factor ends there at 4x
+d_in), not a point past which smaller batches stop helping.
 """
 
 from __future__ import annotations
@@ -52,16 +55,22 @@ def _window_mean(values: Sequence[float], lo: float, hi: float) -> float:
 
 
 def smaller_batch(batch_size: int, steps: int) -> int | None:
-    """Rows per step that would give a run of ``steps`` steps of ``batch_size`` rows
-    at least :data:`TARGET_STEPS` steps over the same tokens: the largest power of
-    two that does, at least :data:`MIN_BATCH`; ``None`` when it is not smaller."""
+    """Rows per step for a run of ``steps`` steps of ``batch_size`` rows: the largest
+    power of two that gives the same tokens at least :data:`TARGET_STEPS` steps, or
+    :data:`MIN_BATCH` where none does; ``None`` unless it is at most half the batch
+    (at least twice the steps)."""
     tokens = batch_size * steps
     if steps >= TARGET_STEPS or batch_size <= MIN_BATCH:
         return None
     size = MIN_BATCH
     while size * 2 * TARGET_STEPS <= tokens:
         size *= 2
-    return size if size < batch_size else None
+    return size if 2 * size <= batch_size else None
+
+
+def _steps_of(tokens: int, batch_size: int) -> int:
+    """Steps that read ``tokens`` in batches of ``batch_size`` (the trainer rounds up)."""
+    return -(-tokens // batch_size)
 
 
 def fix_for(batch_size: int, steps: int, *, steps_given: bool = False) -> str:
@@ -70,7 +79,7 @@ def fix_for(batch_size: int, steps: int, *, steps_given: bool = False) -> str:
     size = smaller_batch(batch_size, steps)
     if size is None:
         return LONGER
-    more = batch_size * steps // size
+    more = _steps_of(batch_size * steps, size)
     return f"{LONGER}, or more steps over these tokens: --batch-size {size}" + (f" --steps {more}" if steps_given else f" ({more} steps)")
 
 
