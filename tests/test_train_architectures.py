@@ -280,7 +280,7 @@ def test_convergence_warning_names_a_smaller_batch_for_few_steps():
     assert message is not None and "only 8 steps" in message and message.endswith("--batch-size 128 (256 steps)")
 
 
-def test_short_run_warning_through_the_trainer_names_the_batch(tmp_path):
+def test_short_run_warning_through_the_trainer_names_the_batch():
     import torch
     from saetool.train import TrainConfig, train_on_batches
 
