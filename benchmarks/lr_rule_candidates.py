@@ -38,7 +38,7 @@ LONG_RUN_STEPS = 256  # the rule's k factor acts in full up to here (as the trai
 
 def rule_factor(d_sae: int, steps: int | None, d_in: int | None, args: argparse.Namespace) -> float:
     """What the candidate rule multiplies the trainer's default rate by."""
-    from saetool.train.schedules import budget_lr_factor
+    from saetool.train.schedules import SHORT_RUN_WIDTH, SHORT_RUN_WIDTH_MAX, budget_lr_factor
 
     fade = 1.0
     if args.fade_end and steps:
@@ -46,10 +46,9 @@ def rule_factor(d_sae: int, steps: int | None, d_in: int | None, args: argparse.
     factor = (32.0 / args.k) ** (args.k_exponent * fade)
     width = d_sae / d_in if d_in else 4.0
     factor *= min(args.width_cap, max(1.0, math.sqrt(width / 4)))
-    if args.lift_short_cap and steps:
-        stretch = math.sqrt(min(16.0, max(4.0, width)) / 4)
-        lifted = min(2 * math.sqrt(stretch), max(1.0, math.sqrt(LONG_RUN_STEPS / steps * stretch)))
-        factor *= lifted / budget_lr_factor(steps, 2.0, width)
+    if args.lift_short_cap and steps:  # the trainer's short-run factor with its cap of 2 raised to 2 sqrt(s)
+        stretch = math.sqrt(min(SHORT_RUN_WIDTH_MAX, max(SHORT_RUN_WIDTH, width)) / SHORT_RUN_WIDTH)
+        factor *= budget_lr_factor(steps, 2 * math.sqrt(stretch), width) / budget_lr_factor(steps, 2.0, width)
     return factor
 
 

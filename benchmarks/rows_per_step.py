@@ -30,12 +30,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import log, machine_info, machine_line, markdown_table, section_intro, set_offline_env, update_section  # noqa: E402
+from train_quality import ints  # noqa: E402
 
 SECTION = "## train quality: rows per step"
 
 
-def ints(text: str) -> list[int]:
-    values = [int(v) for v in text.split(",") if v.strip()]
+def positive_ints(text: str) -> list[int]:
+    """``train_quality.py``'s comma list of integers, each at least 1."""
+    values = ints(text)
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers separated by commas (got {text!r})")
     return values
@@ -44,8 +46,8 @@ def ints(text: str) -> list[int]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--activations", action="append", required=True, help="activations artifact (first hook); repeat for several")
-    p.add_argument("--tokens", type=ints, default=[32768, 131072], help="training tokens per run, comma list (default: 32768,131072)")
-    p.add_argument("--batches", type=ints, default=[128, 256, 512, 1024, 4096], help="rows per step, comma list (default: 128,256,512,1024,4096)")
+    p.add_argument("--tokens", type=positive_ints, default=[32768, 131072], help="training tokens per run, comma list (default: 32768,131072)")
+    p.add_argument("--batches", type=positive_ints, default=[128, 256, 512, 1024, 4096], help="rows per step, comma list (default: 128,256,512,1024,4096)")
     p.add_argument("--train-rows", type=int, default=16384, help="training rows: the file's first (default: %(default)s)")
     p.add_argument("--heldout-rows", type=int, default=8192, help="held-out rows: the file's last (default: %(default)s)")
     p.add_argument("--width", type=int, default=4, help="d_sae as a multiple of d_model (default: %(default)s)")
@@ -93,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 def summarise(args: argparse.Namespace, argv: list[str], rows: list[dict[str, Any]], info: dict[str, Any], seconds: float) -> str:
     from saetool.train.convergence import smaller_batch
 
-    best = {}
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in rows:
-        key = (r["data"], r["tokens"])
-        best[key] = min(best.get(key, r["fvu"]), r["fvu"])
+        groups.setdefault((r["data"], r["tokens"]), []).append(r)
+    best = {key: min(r["fvu"] for r in runs) for key, runs in groups.items()}
     table = markdown_table(
         ["data", "d_sae", "tokens", "rows per step", "steps", "default lr", "held-out FVU", "÷ best", "never fired", "warned", "train s"],
         [(r["data"], f"{r['d_sae']:,}", f"{r['tokens']:,}", f"{r['batch']:,}", f"{r['steps']:,}", f"{r['lr']:.2e}",
@@ -104,15 +106,13 @@ def summarise(args: argparse.Namespace, argv: list[str], rows: list[dict[str, An
          for r in rows],
         "llrrrrrrrlr",
     )
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["data"], r["tokens"]), []).append(r)
     ratios = []
     for (data, tokens), runs in groups.items():
         small, large = min(runs, key=lambda r: r["batch"]), max(runs, key=lambda r: r["batch"])
+        ref = next((r for r in runs if r["batch"] == 1024), large)
         if small is not large:
-            ratios.append(f"{data}, {tokens:,} tokens: FVU x{small['fvu'] / large['fvu']:.2f} and x{small['fvu'] / next((r['fvu'] for r in runs if r['batch'] == 1024), large['fvu']):.2f}, "
-                          f"training time x{small['seconds'] / large['seconds']:.1f} and x{small['seconds'] / next((r['seconds'] for r in runs if r['batch'] == 1024), large['seconds']):.1f}")
+            ratios.append(f"{data}, {tokens:,} tokens: FVU x{small['fvu'] / large['fvu']:.2f} and x{small['fvu'] / ref['fvu']:.2f}, "
+                          f"training time x{small['seconds'] / large['seconds']:.1f} and x{small['seconds'] / ref['seconds']:.1f}")
     summary = (f"The smallest batch ({min(args.batches):,} rows) against the largest ({max(args.batches):,}) and against 1,024 rows "
                "(where measured; else the largest again): " + "; ".join(ratios) + ".") if ratios else ""
     named = []
