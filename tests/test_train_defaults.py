@@ -326,3 +326,41 @@ def test_transcoders_never_subtract_b_dec():
     y = x @ torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
     result = train_on_batches([(x[i : i + 128], y[i : i + 128]) for i in range(0, 1024, 128)], TrainConfig(arch="transcoder", d_sae=32, k=3, batch_size=128, val_fraction=0), steps=8, hook_out="out")
     assert result.sae.cfg.is_transcoder and result.sae.cfg.apply_b_dec_to_input is False
+
+
+def test_the_default_batch_gives_short_runs_256_steps_and_long_ones_4096_rows():
+    from saetool.train.convergence import default_batch_size
+
+    tokens = [1_000, 32_768, 65_536, 100_000, 1_048_575, 1_048_576, 10**8]
+    assert [default_batch_size(t) for t in tokens] == [128, 128, 256, 256, 2048, 4096, 4096]
+    assert default_batch_size(None) == 4096  # a run of --steps: its tokens are not given
+
+
+def test_a_default_batch_run_is_the_run_with_that_batch_given(tmp_path):
+    from saetool.train.api import train_sae
+    from saetool.train.multi import train_saes
+
+    x, _ = sparse_dictionary_data(8192, 16, 32, active=3, seed=5)
+    path = write_activations(tmp_path / "acts.h5", {HOOK: x, "blocks.4.hook_resid_post": x.flip(1)}, context_size=32)
+    config = TrainConfig(arch="topk", d_sae=32, k=3, seed=0, hook=HOOK)
+    auto = train_sae(config, [path], tmp_path / "auto.h5", progress=False)
+    assert auto.training["batch_size"] == 128 and auto.training["total_steps"] == 63  # 8,000 training tokens: 128 rows a step
+    given = train_sae(TrainConfig(arch="topk", d_sae=32, k=3, seed=0, hook=HOOK, batch_size=128), [path], tmp_path / "given.h5", progress=False)
+    assert torch.equal(auto.sae.W_dec, given.sae.W_dec) and torch.equal(auto.sae.W_enc, given.sae.W_enc)
+    longer = train_sae(TrainConfig(arch="topk", d_sae=32, k=3, seed=0, hook=HOOK, num_tokens=65_536), [path], tmp_path / "longer.h5", progress=False)
+    assert longer.training["batch_size"] == 256 and longer.training["total_steps"] == 256
+    steps = train_sae(TrainConfig(arch="topk", d_sae=32, k=3, seed=0, hook=HOOK, steps=3), [path], tmp_path / "steps.h5", progress=False)
+    assert steps.training["batch_size"] == 4096  # --steps without --num-tokens: the tokens are steps x batch
+    both = train_saes(TrainConfig(arch="topk", d_sae=32, k=3, seed=0), [path], "all", tmp_path / "set", progress=False)
+    assert [r.training["batch_size"] for r in both.results] == [128, 128]
+    assert torch.equal(both.results[0].sae.W_dec, auto.sae.W_dec)  # one pass over several hooks reads the same batches
+
+
+def test_dead_steps_need_a_batch_size_when_the_batch_follows_the_tokens(tmp_path):
+    x, _ = sparse_dictionary_data(2048, 16, 32, active=3, seed=6)
+    path = write_activations(tmp_path / "acts.h5", {HOOK: x}, context_size=32)
+    bad = run_cli("train", str(path), "--d-sae", "32", "--k", "3", "--dead-steps", "10", "-o", str(tmp_path / "x.h5"))
+    assert_clean_error(bad, "--dead-steps")
+    assert not (tmp_path / "x.h5").exists()
+    ok = run_cli("train", str(path), "--d-sae", "32", "--k", "3", "--dead-steps", "10", "--batch-size", "64", "-o", str(tmp_path / "y.h5"))
+    assert ok.returncode == 0, ok.stderr

@@ -67,7 +67,11 @@ def train(
         from saetool.distributed import rank_info
         from saetool.train.schedules import dead_tokens_from_steps
 
-        config["dead_tokens"] = dead_tokens_from_steps(dead_steps, config["batch_size"], rank_info().world_size)
+        from saetool.train.convergence import default_batch_size
+
+        if config["batch_size"] is None and config["steps"] is None:
+            raise SaetoolError("--dead-steps counts steps of --batch-size tokens, and without --batch-size the batch depends on the run's tokens", hint="give --batch-size too, or the window in tokens with --dead-tokens")
+        config["dead_tokens"] = dead_tokens_from_steps(dead_steps, config["batch_size"] or default_batch_size(None), rank_info().world_size)
     chosen = Targets.preset(checklist)
     if target_l0 is not None:
         chosen.l0_min, chosen.l0_max = Targets.parse_l0(target_l0)

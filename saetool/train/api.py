@@ -21,6 +21,7 @@ from saetool.sae.io import check_sae_matches, load_sae, same_model, write_sae_ar
 from saetool.train.architectures import get_architecture
 from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
 from saetool.train.config import TrainConfig
+from saetool.train.convergence import DEFAULT_BATCH, default_batch_size, steps_of
 from saetool.train.crosscoder import crosscoder_config, fold_hook_scales, scale_vector, scaled
 from saetool.train.samples import write_samples
 from saetool.train.source import ActivationSource
@@ -100,6 +101,7 @@ def train_sae(
         n_train = source.count_train_tokens()
         if n_train == 0:
             raise SaetoolError("no training rows: every sequence is held out for validation", hint="lower --val-fraction")
+        config = with_batch_size(config, source, n_train, group.world_size if group is not None else 1)
         total_steps = _total_steps(config, n_train, group.world_size if group is not None else 1)
         checkpoints = CheckpointDir(checkpoint_dir_for(out))
         trainer = Trainer(
@@ -232,7 +234,7 @@ def _open_source(config: TrainConfig, inputs: Sequence[str | Path], *, hooks: Se
             world_size=group.world_size if group is not None else 1,
             hook=config.hook,
             hook_out=hook_out,
-            batch_size=config.batch_size,
+            batch_size=config.batch_size or DEFAULT_BATCH,  # a default batch is set once the tokens are counted (with_batch_size)
             shuffle_buffer=config.shuffle_buffer,
             val_fraction=config.val_fraction,
             val_tokens=config.val_tokens,
@@ -262,11 +264,25 @@ def passes_note(tokens: int, n_train: int) -> str:
     return f"; {tokens / n_train:.1f} passes over them: more distinct tokens (a longer extract) train further than more passes"
 
 
+def with_batch_size(config: TrainConfig, source: "ActivationSource", n_train: int, world_size: int = 1) -> TrainConfig:
+    """``config`` with its batch size: the one given, or the default for the run's
+    tokens per process (:func:`~saetool.train.convergence.default_batch_size`), which
+    ``source`` then reads in (logged, as it depends on the data)."""
+    if config.batch_size is not None:
+        return config
+    tokens = None if config.steps is not None else (config.num_tokens if config.num_tokens is not None else n_train)
+    size = default_batch_size(None if tokens is None else tokens // max(1, world_size))
+    source.use_batch_size(size)
+    if size != DEFAULT_BATCH:
+        log(f"[dim]{size} tokens per step, the default for a run of {tokens:,} tokens ({steps_of(tokens, size * max(1, world_size))} steps; --batch-size sets it)[/dim]")
+    return replace(config, batch_size=size)
+
+
 def _total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
     if config.steps is not None:
         return int(config.steps)
     tokens = config.num_tokens if config.num_tokens is not None else n_train
-    return max(1, math.ceil(tokens / (config.batch_size * world_size)))
+    return max(1, steps_of(tokens, config.batch_size * world_size))
 
 
 def _load_init(config: TrainConfig) -> "SAE | None":

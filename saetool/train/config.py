@@ -121,8 +121,8 @@ class TrainConfig:
     """wsd (warmup, constant, linear decay to 0 over the last `decay_fraction`), cosine (warmup, cosine decay to 0) or constant."""
     decay_fraction: float = 0.2
     """Share of the steps over which the wsd schedule decays the learning rate to 0."""
-    batch_size: int = 4096
-    """Tokens per step."""
+    batch_size: int | None = None
+    """Tokens per step (per process under torchrun). Default: 4,096, or for a run of fewer than 256 x 4,096 tokens the largest power of two from 128 that still gives it 256 steps (e.g. 256 for 65,536 tokens: smaller steps train further on few tokens, docs/benchmarks.md); 4,096 for a run of `steps` without `num_tokens`."""
     num_tokens: int | None = None
     """Training tokens (default: one pass over the training rows)."""
     steps: int | None = None
@@ -178,11 +178,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Settings errors that need no data (one-line :class:`SaetoolError`)."""
-        positive = {"batch_size": self.batch_size, "checkpoint_every": self.checkpoint_every, "log_every": self.log_every, "shuffle_buffer": self.shuffle_buffer}
+        positive = {"checkpoint_every": self.checkpoint_every, "log_every": self.log_every, "shuffle_buffer": self.shuffle_buffer}
         for name, value in positive.items():
             if value is None or value < 1:
                 raise ConfigError(f"`{name}` must be at least 1 (got {value})")
-        for name in ("d_sae", "k", "num_tokens", "steps", "aux_k", "dead_tokens", "aux_dead_tokens"):
+        for name in ("batch_size", "d_sae", "k", "num_tokens", "steps", "aux_k", "dead_tokens", "aux_dead_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"`{name}` must be at least 1 (got {value})")

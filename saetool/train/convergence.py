@@ -22,6 +22,11 @@ whatever its state. A run is flagged when, over that tenth of its steps,
 The thresholds come from short SmolLM2 runs (docs/tutorial.md): runs that
 still gained markedly with 4x the tokens are flagged, runs that did not are not.
 
+The default batch size follows the same rule (:func:`default_batch_size`): a
+run of fewer than :data:`TARGET_STEPS` x :data:`DEFAULT_BATCH` tokens gets the
+largest power of two from :data:`MIN_BATCH` rows that still gives it
+:data:`TARGET_STEPS` steps.
+
 The fix it names is more tokens and, when the run took fewer than
 :data:`TARGET_STEPS` steps of more than :data:`MIN_BATCH` rows (per process),
 a smaller batch (:func:`smaller_batch`): at a fixed number of tokens more,
@@ -44,6 +49,7 @@ MIN_EV = 0.10
 MIN_STEPS = 20  # fewer: too few steps to judge a trend; always flagged
 TARGET_STEPS = 256  # a smaller batch is suggested until a run has this many steps ...
 MIN_BATCH = 128  # ... down to this many rows per step (the train-quality grids' smallest)
+DEFAULT_BATCH = 4096  # rows per step of a run long enough for TARGET_STEPS of them (1,048,576 tokens and more)
 LONGER = "train longer: more --num-tokens (or --steps)"
 
 
@@ -54,21 +60,37 @@ def _window_mean(values: Sequence[float], lo: float, hi: float) -> float:
     return sum(part) / len(part)
 
 
+def _batch_for(tokens: int) -> int:
+    """The largest power of two from :data:`MIN_BATCH` that reads ``tokens`` in at
+    least :data:`TARGET_STEPS` steps (:data:`MIN_BATCH` where none does)."""
+    size = MIN_BATCH
+    while size * 2 * TARGET_STEPS <= tokens:
+        size *= 2
+    return size
+
+
+def default_batch_size(tokens: int | None) -> int:
+    """Rows per step when ``--batch-size`` is not given, for a run of ``tokens``
+    tokens per process (``None``: unknown, a run of ``--steps``): :data:`DEFAULT_BATCH`,
+    or for a run too short to give it :data:`TARGET_STEPS` steps, :func:`_batch_for`'s
+    smaller batch, so that a small extract trains for hundreds of steps, not a few."""
+    if tokens is None:
+        return DEFAULT_BATCH
+    return min(DEFAULT_BATCH, _batch_for(int(tokens)))
+
+
 def smaller_batch(batch_size: int, steps: int) -> int | None:
     """Rows per step for a run of ``steps`` steps of ``batch_size`` rows: the largest
     power of two that gives the same tokens at least :data:`TARGET_STEPS` steps, or
     :data:`MIN_BATCH` where none does; ``None`` unless it is at most half the batch
     (at least twice the steps)."""
-    tokens = batch_size * steps
     if steps >= TARGET_STEPS or batch_size <= MIN_BATCH:
         return None
-    size = MIN_BATCH
-    while size * 2 * TARGET_STEPS <= tokens:
-        size *= 2
+    size = _batch_for(batch_size * steps)
     return size if 2 * size <= batch_size else None
 
 
-def _steps_of(tokens: int, batch_size: int) -> int:
+def steps_of(tokens: int, batch_size: int) -> int:
     """Steps that read ``tokens`` in batches of ``batch_size`` (the trainer rounds up)."""
     return -(-tokens // batch_size)
 
@@ -79,7 +101,7 @@ def fix_for(batch_size: int, steps: int, *, steps_given: bool = False) -> str:
     size = smaller_batch(batch_size, steps)
     if size is None:
         return LONGER
-    more = _steps_of(batch_size * steps, size)
+    more = steps_of(batch_size * steps, size)
     return f"{LONGER}, or more steps over these tokens: --batch-size {size}" + (f" --steps {more}" if steps_given else f" ({more} steps)")
 
 

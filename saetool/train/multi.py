@@ -32,7 +32,7 @@ from saetool.errors import SaetoolError
 from saetool.models.hooks import layer_of_hook
 from saetool.progress import token_progress
 from saetool.sae.sets import INDEX_NAME, SetMember, member_file_name, write_sae_set
-from saetool.train.api import _check_set_config, _open_source, _total_steps, _write, history_csv_path, passes_note, resolve_hooks
+from saetool.train.api import _check_set_config, _open_source, _total_steps, _write, history_csv_path, passes_note, resolve_hooks, with_batch_size
 from saetool.train.architectures import get_architecture
 from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
 from saetool.train.config import TrainConfig
@@ -160,6 +160,7 @@ def _train_set(config: TrainConfig, inputs: Sequence[str | Path], source: "Activ
     n_train = source.count_train_tokens()
     if n_train == 0:
         raise SaetoolError("no training rows: every sequence is held out for validation", hint="lower --val-fraction")
+    config = with_batch_size(config, source, n_train, group.world_size if group is not None else 1)
     total_steps = _total_steps(config, n_train, group.world_size if group is not None else 1)
     trainers = [
         Trainer(replace(config, hook=h), d_in=d, total_steps=total_steps, hook=h, model=source.model, checkpoints=CheckpointDir(checkpoint_dir_for(o)))

@@ -111,8 +111,9 @@ class ActivationSource:
         self.d_in = sum(self.widths)
         self.d_out = first.d(hook_out) if hook_out else self.d_in
         self.batch_size = int(batch_size)
+        self.shuffle_buffer = int(shuffle_buffer)
         self.chunk_rows = int(min(chunk_rows, max(1, shuffle_buffer)))
-        self.capacity = max(int(shuffle_buffer), 2 * self.batch_size)
+        self.capacity = max(self.shuffle_buffer, 2 * self.batch_size)
         self.val_fraction = float(val_fraction)
         self.val_tokens = int(val_tokens)
         self.seed = int(seed)
@@ -125,6 +126,11 @@ class ActivationSource:
         self._val_seq = self._split()
         self.peak_rows = 0  # most rows ever held in the shuffle buffer
         self.norm_filter, self._ordinary = self._norm_filter(max_norm_ratio)
+
+    def use_batch_size(self, batch_size: int) -> None:
+        """Read batches of ``batch_size`` rows (before the first batch: the shuffle buffer is sized by it)."""
+        self.batch_size = int(batch_size)
+        self.capacity = max(self.shuffle_buffer, 2 * self.batch_size)
 
     # -- files -------------------------------------------------------------------
     def _check_files(self, hook: str | None, hook_out: str | None) -> None:

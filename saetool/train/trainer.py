@@ -40,7 +40,7 @@ from saetool.train.architectures import SAEArchitecture, get_architecture
 from saetool.train.checklist import CheckItem, build_checklist
 from saetool.train.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
 from saetool.train.config import TrainConfig
-from saetool.train.convergence import convergence_warning, fix_for
+from saetool.train.convergence import DEFAULT_BATCH, convergence_warning, fix_for
 from saetool.train.initialize import from_pretrained, init_b_dec, init_seed
 from saetool.train.samples import SampleCollector
 from saetool.train.scaling import fold_scales, norm_scale, unfold_scales
@@ -126,6 +126,8 @@ class Trainer:
         config.validate()
         if total_steps < 1:
             raise SaetoolError(f"nothing to train: {total_steps} steps", hint="give --steps or --num-tokens, or more data")
+        if config.batch_size is None:  # the run's tokens are unknown here: train_sae and train_on_batches set it
+            config = replace(config, batch_size=DEFAULT_BATCH)
         self.arch: SAEArchitecture = get_architecture(config.arch)
         self.config = config
         self.total_steps = int(total_steps)
@@ -800,6 +802,8 @@ def train_on_batches(
     if total is None:
         raise SaetoolError("the number of steps is unknown", hint="pass steps=..., or set config.steps or config.num_tokens")
     d_out = int(first.target.shape[1]) if first.target is not None else None
+    if config.batch_size is None:
+        config = replace(config, batch_size=len(first))
     trainer = Trainer(
         config,
         d_in=int(first.x.shape[1]),
