@@ -65,9 +65,8 @@ def train(
         raise SaetoolError("give --dead-tokens or --dead-steps, not both")
     if dead_steps is not None:
         from saetool.distributed import rank_info
-        from saetool.train.schedules import dead_tokens_from_steps
-
         from saetool.train.convergence import default_batch_size
+        from saetool.train.schedules import dead_tokens_from_steps
 
         if config["batch_size"] is None and config["steps"] is None:
             raise SaetoolError("--dead-steps counts steps of --batch-size tokens, and without --batch-size the batch depends on the run's tokens", hint="give --batch-size too, or the window in tokens with --dead-tokens")
