@@ -32,7 +32,7 @@ Run from the repository root (nice: the machine is shared):
 
     nice -n 10 .venv/bin/python benchmarks/track.py            # updates docs/benchmarks.md
     nice -n 10 .venv/bin/python benchmarks/track.py --train-tokens 131072,262144,524288 --output-md ''
-    nice -n 10 .venv/bin/python benchmarks/track.py --d-sae 0 --batch-size 0   # train's own defaults (4,608 features, 4,096 rows per step)
+    nice -n 10 .venv/bin/python benchmarks/track.py --d-sae 0 --batch-size 0   # train's own defaults (4,608 features; the batch for the run's tokens)
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma list: tokens each SAE is trained on (passes over the training rows), one row of figures each (default: %(default)s)")
     p.add_argument("--d-sae", type=int, default=2304, help="features per SAE (default: %(default)s; 0: train's default, 8 x d_in)")
     p.add_argument("--k", type=int, default=None, help="default: train's (32)")
-    p.add_argument("--batch-size", type=int, default=512, help="rows per step (default: %(default)s; 0: train's default, 4096)")
+    p.add_argument("--batch-size", type=int, default=512, help="rows per step (default: %(default)s; 0: train's default for the run's tokens)")
     p.add_argument("--seed-control", action=argparse.BooleanOptionalAction, default=True, help="also train a second lower-layer SAE with another seed")
     p.add_argument("--output-md", default="docs/benchmarks.md")
     p.add_argument("--tmp-dir", default=None)

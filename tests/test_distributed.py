@@ -281,6 +281,19 @@ def trained(tmp_path_factory):
     return d, proc
 
 
+@pytest.mark.slow  # torchrun with two processes
+def test_each_process_takes_the_default_batch_for_its_share_of_the_tokens(trained):
+    """Without --batch-size the batch follows the tokens per process: 65,536 tokens on 2
+    processes are 32,768 each, 128 rows a step (one process: 256), 256 steps in all."""
+    d, _ = trained
+    args = [a for a in train_cli_args(steps=1) if a not in ("--steps", "1")]
+    proc = ok(torchrun("-m", "saetool", "train", "syn.h5", *args, "--num-tokens", "65536", "-o", "auto.h5", cwd=d))
+    with h5py.File(d / "auto.h5") as fh:
+        training = json.loads(fh.attrs["training"])
+    assert training["distributed"]["batch_size_per_rank"] == 128 and training["total_steps"] == 256
+    assert "128 tokens per step per process, the default for 32,768 tokens per process (256 steps" in " ".join(proc.stderr.split())
+
+
 def history(path: Path) -> dict[str, np.ndarray]:
     import csv
 

@@ -285,7 +285,7 @@ def test_short_run_warning_through_the_trainer_names_the_batch():
     from saetool.train import TrainConfig, train_on_batches
 
     x = torch.randn(1024, 16)
-    result = train_on_batches((x[i : i + 512] for i in range(0, 1024, 512)), TrainConfig(arch="topk", d_sae=32, k=4), steps=2)  # config.batch_size 4096: the batches' own 512 count
+    result = train_on_batches((x[i : i + 512] for i in range(0, 1024, 512)), TrainConfig(arch="topk", d_sae=32, k=4, batch_size=4096), steps=2)  # the batches' own 512 count, not config.batch_size
     assert result.training["convergence_warning"].endswith("--batch-size 128 (8 steps)")
     given = train_on_batches((x[i : i + 512] for i in range(0, 1024, 512)), TrainConfig(arch="topk", d_sae=32, k=4, steps=2))
     assert given.training["convergence_warning"].endswith("--batch-size 128 --steps 8")  # --steps alone would read fewer tokens

@@ -4,6 +4,10 @@ with `saetool evaluate`."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -342,16 +346,16 @@ def test_a_default_batch_run_is_the_run_with_that_batch_given(tmp_path):
 
     x, _ = sparse_dictionary_data(8192, 16, 32, active=3, seed=5)
     path = write_activations(tmp_path / "acts.h5", {HOOK: x, "blocks.4.hook_resid_post": x.flip(1)}, context_size=32)
-    config = TrainConfig(arch="topk", d_sae=32, k=3, seed=0, hook=HOOK)
+    config = TrainConfig(arch="topk", d_sae=32, k=3, seed=0, hook=HOOK, shuffle_buffer=200)  # a buffer under 2 x 4,096 rows: sized by the batch read
     auto = train_sae(config, [path], tmp_path / "auto.h5", progress=False)
     assert auto.training["batch_size"] == 128 and auto.training["total_steps"] == 63  # 8,000 training tokens: 128 rows a step
-    given = train_sae(TrainConfig(arch="topk", d_sae=32, k=3, seed=0, hook=HOOK, batch_size=128), [path], tmp_path / "given.h5", progress=False)
+    given = train_sae(dataclasses.replace(config, batch_size=128), [path], tmp_path / "given.h5", progress=False)
     assert torch.equal(auto.sae.W_dec, given.sae.W_dec) and torch.equal(auto.sae.W_enc, given.sae.W_enc)
     longer = train_sae(TrainConfig(arch="topk", d_sae=32, k=3, seed=0, hook=HOOK, num_tokens=65_536), [path], tmp_path / "longer.h5", progress=False)
     assert longer.training["batch_size"] == 256 and longer.training["total_steps"] == 256
     steps = train_sae(TrainConfig(arch="topk", d_sae=32, k=3, seed=0, hook=HOOK, steps=3), [path], tmp_path / "steps.h5", progress=False)
     assert steps.training["batch_size"] == 4096  # --steps without --num-tokens: the tokens are steps x batch
-    both = train_saes(TrainConfig(arch="topk", d_sae=32, k=3, seed=0), [path], "all", tmp_path / "set", progress=False)
+    both = train_saes(dataclasses.replace(config, hook=None), [path], "all", tmp_path / "set", progress=False)
     assert [r.training["batch_size"] for r in both.results] == [128, 128]
     assert torch.equal(both.results[0].sae.W_dec, auto.sae.W_dec)  # one pass over several hooks reads the same batches
 
@@ -364,3 +368,8 @@ def test_dead_steps_need_a_batch_size_when_the_batch_follows_the_tokens(tmp_path
     assert not (tmp_path / "x.h5").exists()
     ok = run_cli("train", str(path), "--d-sae", "32", "--k", "3", "--dead-steps", "10", "--batch-size", "64", "-o", str(tmp_path / "y.h5"))
     assert ok.returncode == 0, ok.stderr
+    steps = run_cli("train", str(path), "--d-sae", "32", "--k", "3", "--dead-steps", "2", "--steps", "3", "-o", str(tmp_path / "z.h5"))
+    assert steps.returncode == 0, steps.stderr  # a run of --steps: 4,096 rows a step, so the window is 8,192 tokens
+    with h5py.File(tmp_path / "z.h5") as fh:
+        training = json.loads(fh.attrs["training"])
+    assert training["batch_size"] == 4096 and training["dead_tokens"] == 2 * 4096

@@ -191,6 +191,23 @@ def test_a_checkpoint_folder_loads_as_its_sae(tmp_path, acts):
     assert best.cfg.d_sae == 64 and result.training["best_step"] in (10, 20, 30, 40)
 
 
+def test_a_run_checkpointed_with_another_batch_resumes_with_it_when_none_is_given(tmp_path, acts):
+    """Without --batch-size the batch follows the run's tokens (here 128 rows); a run
+    checkpointed with another (the former default of 4,096, or one given) resumes with
+    its own and ends as the uninterrupted run."""
+    given = config("topk", samples=SampleSettings(features=0), steps=None, num_tokens=40 * 256, batch_size=256)
+    whole = train_sae(given, [acts], tmp_path / "whole.h5", progress=False)
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(Crash):
+        train_sae(given, [acts], out, progress=False, on_step=crash_at(27))
+    auto = dataclasses.replace(given, batch_size=None)
+    assert train_sae(auto, [acts], tmp_path / "fresh.h5", progress=False).training["batch_size"] == 128  # 10,240 tokens
+    resumed = train_sae(auto, [acts], out, resume=True, progress=False)
+    assert resumed.training["batch_size"] == 256 and resumed.training["total_steps"] == 40
+    for name, tensor in whole.sae.state_dict().items():
+        assert torch.equal(tensor, resumed.sae.state_dict()[name]), name
+
+
 def test_a_checkpoint_from_before_centring_resumes_uncentred(tmp_path, acts):
     """Checkpoints written before ``apply_b_dec_to_input`` trained SAEs that read the
     input uncentred; a resumed run goes on (and saves) as its checkpoint's SAE did,

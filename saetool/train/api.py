@@ -19,7 +19,7 @@ from saetool.distributed import current, local_device, rank_info, session
 from saetool.errors import SaetoolError
 from saetool.sae.io import check_sae_matches, load_sae, same_model, write_sae_artifact
 from saetool.train.architectures import get_architecture
-from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for
+from saetool.train.checkpoint import CheckpointDir, checkpoint_dir_for, load_meta
 from saetool.train.config import TrainConfig
 from saetool.train.convergence import DEFAULT_BATCH, default_batch_size, steps_of
 from saetool.train.crosscoder import crosscoder_config, fold_hook_scales, scale_vector, scaled
@@ -101,9 +101,9 @@ def train_sae(
         n_train = source.count_train_tokens()
         if n_train == 0:
             raise SaetoolError("no training rows: every sequence is held out for validation", hint="lower --val-fraction")
-        config = with_batch_size(config, source, n_train, group.world_size if group is not None else 1)
-        total_steps = _total_steps(config, n_train, group.world_size if group is not None else 1)
         checkpoints = CheckpointDir(checkpoint_dir_for(out))
+        config = with_batch_size(config, source, n_train, group.world_size if group is not None else 1, resume_from=[checkpoints] if resume else [])
+        total_steps = _total_steps(config, n_train, group.world_size if group is not None else 1)
         trainer = Trainer(
             config,
             d_in=source.d_in,
@@ -264,17 +264,25 @@ def passes_note(tokens: int, n_train: int) -> str:
     return f"; {tokens / n_train:.1f} passes over them: more distinct tokens (a longer extract) train further than more passes"
 
 
-def with_batch_size(config: TrainConfig, source: "ActivationSource", n_train: int, world_size: int = 1) -> TrainConfig:
-    """``config`` with its batch size: the one given, or the default for the run's
-    tokens per process (:func:`~saetool.train.convergence.default_batch_size`), which
-    ``source`` then reads in (logged, as it depends on the data)."""
+def with_batch_size(config: TrainConfig, source: "ActivationSource", n_train: int, world_size: int = 1, *, resume_from: Sequence[CheckpointDir] = ()) -> TrainConfig:
+    """``config`` with its batch size: the one given; resuming, the batch of the
+    first of ``resume_from`` that holds a checkpoint (a run started under another
+    default continues as it began); else the default for the run's tokens per
+    process (:func:`~saetool.train.convergence.default_batch_size`, logged, as it
+    depends on the data). ``source`` then reads batches of that size."""
     if config.batch_size is not None:
         return config
-    tokens = None if config.steps is not None else (config.num_tokens if config.num_tokens is not None else n_train)
-    size = default_batch_size(None if tokens is None else tokens // max(1, world_size))
+    saved = next((c.latest() for c in resume_from if c.exists()), None)
+    if saved is not None:
+        size = int(load_meta(saved)["train_config"]["batch_size"])
+    else:
+        world = max(1, world_size)
+        tokens = None if config.steps is not None else (config.num_tokens if config.num_tokens is not None else n_train)
+        size = default_batch_size(None if tokens is None else tokens // world)
+        if tokens is not None and size != DEFAULT_BATCH:
+            share = f"{tokens // world:,} tokens per process" if world > 1 else f"a run of {tokens:,} tokens"
+            log(f"[dim]{size} tokens per step{' per process' if world > 1 else ''}, the default for {share} ({steps_of(tokens, size * world)} steps; --batch-size sets it)[/dim]")
     source.use_batch_size(size)
-    if size != DEFAULT_BATCH:
-        log(f"[dim]{size} tokens per step, the default for a run of {tokens:,} tokens ({steps_of(tokens, size * max(1, world_size))} steps; --batch-size sets it)[/dim]")
     return replace(config, batch_size=size)
 
 

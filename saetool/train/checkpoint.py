@@ -129,8 +129,8 @@ class CheckpointDir:
         return locked(self.root.with_name(self.root.name + ".lock"), busy)
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
-    """``(tensors, meta)`` of one checkpoint folder, or a one-line :class:`CheckpointError`."""
+def load_meta(path: str | Path) -> dict[str, Any]:
+    """The settings and state record of one checkpoint folder (no tensors), or a one-line :class:`CheckpointError`."""
     p = Path(path)
     meta_path, tensor_path = p / META, p / TENSORS
     if not meta_path.is_file() or not tensor_path.is_file():
@@ -143,6 +143,13 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[s
         raise CheckpointError(f"{p} is not a saetool training checkpoint (foreign {META})", hint="delete the folder and run without --resume")
     if int(meta.get("version", 0)) > VERSION:
         raise CheckpointError(f"checkpoint {p} has version {meta.get('version')}, newer than this saetool reads ({VERSION})", hint="upgrade saetool")
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+    """``(tensors, meta)`` of one checkpoint folder, or a one-line :class:`CheckpointError`."""
+    p = Path(path)
+    meta, tensor_path = load_meta(p), p / TENSORS
     try:
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:

@@ -122,7 +122,7 @@ class TrainConfig:
     decay_fraction: float = 0.2
     """Share of the steps over which the wsd schedule decays the learning rate to 0."""
     batch_size: int | None = None
-    """Tokens per step (per process under torchrun). Default: 4,096, or for a run of fewer than 256 x 4,096 tokens the largest power of two from 128 that still gives it 256 steps (e.g. 256 for 65,536 tokens: smaller steps train further on few tokens, docs/benchmarks.md); 4,096 for a run of `steps` without `num_tokens`."""
+    """Tokens per step (per process under torchrun). Default: 4,096, or for a run of fewer than 256 x 4,096 tokens the largest power of two from 128 that still gives it 256 steps (e.g. 256 for 65,536 tokens: smaller steps train further on few tokens, docs/benchmarks.md); 4,096 for a run given in `steps`. A run resumed from a checkpoint keeps the checkpoint's."""
     num_tokens: int | None = None
     """Training tokens (default: one pass over the training rows)."""
     steps: int | None = None
