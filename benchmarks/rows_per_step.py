@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Held-out quality of TopK SAEs trained on the same number of tokens in
 batches of different sizes: what a smaller ``--batch-size`` buys a run that
-would otherwise take few steps (the fix the trainer's too-short warning names).
+would otherwise take few steps (the fix the trainer's too-short warning names,
+and the batch ``saetool train`` takes without ``--batch-size``, marked 'default').
 
 For each ``--activations`` file and each budget in ``--tokens``, a TopK SAE of
 ``--width`` x d_model features (k ``--k``, every other setting saetool's
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(args: argparse.Namespace, argv: list[str], rows: list[dict[str, Any]], info: dict[str, Any], seconds: float) -> str:
-    from saetool.train.convergence import smaller_batch
+    from saetool.train.convergence import DEFAULT_BATCH, default_batch_size, smaller_batch
 
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in rows:
@@ -101,7 +102,7 @@ def summarise(args: argparse.Namespace, argv: list[str], rows: list[dict[str, An
     best = {key: min(r["fvu"] for r in runs) for key, runs in groups.items()}
     table = markdown_table(
         ["data", "d_sae", "tokens", "rows per step", "steps", "default lr", "held-out FVU", "÷ best", "never fired", "warned", "train s"],
-        [(r["data"], f"{r['d_sae']:,}", f"{r['tokens']:,}", f"{r['batch']:,}", f"{r['steps']:,}", f"{r['lr']:.2e}",
+        [(r["data"], f"{r['d_sae']:,}", f"{r['tokens']:,}", f"{r['batch']:,}" + (" (default)" if r["batch"] == default_batch_size(r["tokens"]) else ""), f"{r['steps']:,}", f"{r['lr']:.2e}",
           f"{r['fvu']:.3f}", f"{r['fvu'] / best[(r['data'], r['tokens'])]:.3f}", f"{r['never_fired']:.1%}", "yes" if r["warned"] else "no", f"{r['seconds']:.1f}")
          for r in rows],
         "llrrrrrrrlr",
@@ -124,6 +125,18 @@ def summarise(args: argparse.Namespace, argv: list[str], rows: list[dict[str, An
                 to = by_batch[size]
                 named.append(f"{data}, {tokens:,} tokens, {r['batch']:,} rows: {size:,} rows, FVU x{to['fvu'] / r['fvu']:.2f}, "
                              f"never firing {to['never_fired']:.1%} (was {r['never_fired']:.1%}), training time x{to['seconds'] / r['seconds']:.1f}")
+    chosen = []
+    for (data, tokens), runs in groups.items():
+        by_batch = {r["batch"]: r for r in runs}
+        size = default_batch_size(tokens)
+        if size in by_batch and DEFAULT_BATCH in by_batch and size != DEFAULT_BATCH:
+            to, former = by_batch[size], by_batch[DEFAULT_BATCH]
+            chosen.append(f"{data}, {tokens:,} tokens: {size:,} rows, FVU x{to['fvu'] / former['fvu']:.2f}, never firing {to['never_fired']:.1%} "
+                          f"(was {former['never_fired']:.1%}), training time x{to['seconds'] / former['seconds']:.1f}")
+    if chosen:
+        summary += (f"\n\nThe batch `saetool train` takes without `--batch-size` (the rows marked 'default': {DEFAULT_BATCH:,} rows from "
+                    f"{DEFAULT_BATCH * 256:,} tokens on, else the largest power of two from 128 that gives 256 steps) against {DEFAULT_BATCH:,} rows, "
+                    "its only default until 2026-12-07: " + "; ".join(chosen) + ".")
     if named:
         summary += ("\n\nWhat the too-short warning of each warned run names (`--batch-size`, where that batch was measured here) and what it gives: "
                     + "; ".join(named) + ".")
