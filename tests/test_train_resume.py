@@ -202,6 +202,16 @@ def test_a_run_checkpointed_with_another_batch_resumes_with_it_when_none_is_give
         train_sae(given, [acts], out, progress=False, on_step=crash_at(27))
     auto = dataclasses.replace(given, batch_size=None)
     assert train_sae(auto, [acts], tmp_path / "fresh.h5", progress=False).training["batch_size"] == 128  # 10,240 tokens
+    states = sorted(checkpoint_dir_for(out).glob("step_*/state.json"))
+    saved = {p: p.read_text() for p in states}
+    for path in states:  # a hand-edited checkpoint without its batch: one line, not a traceback
+        meta = json.loads(path.read_text())
+        del meta["train_config"]["batch_size"]
+        path.write_text(json.dumps(meta))
+    with pytest.raises(SaetoolError, match="batch_size"):
+        train_sae(auto, [acts], out, resume=True, progress=False)
+    for path, text in saved.items():
+        path.write_text(text)
     resumed = train_sae(auto, [acts], out, resume=True, progress=False)
     assert resumed.training["batch_size"] == 256 and resumed.training["total_steps"] == 40
     for name, tensor in whole.sae.state_dict().items():

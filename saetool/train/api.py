@@ -273,9 +273,10 @@ def with_batch_size(config: TrainConfig, source: "ActivationSource", n_train: in
     if config.batch_size is not None:
         return config
     saved = next((c.latest() for c in resume_from if c.exists()), None)
-    if saved is not None:
-        size = int(load_meta(saved)["train_config"]["batch_size"])
-    else:
+    recorded = (load_meta(saved).get("train_config") or {}).get("batch_size") if saved is not None else None
+    if isinstance(recorded, int) and recorded >= 1:
+        size = recorded
+    else:  # a fresh run (or a checkpoint without a usable batch: resuming it then fails on the settings check, one line)
         world = max(1, world_size)
         tokens = None if config.steps is not None else (config.num_tokens if config.num_tokens is not None else n_train)
         size = default_batch_size(None if tokens is None else tokens // world)
