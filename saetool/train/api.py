@@ -272,13 +272,13 @@ def with_batch_size(config: TrainConfig, source: "ActivationSource", n_train: in
     depends on the data). ``source`` then reads batches of that size."""
     if config.batch_size is not None:
         return config
-    saved = next((c.latest() for c in resume_from if c.exists()), None)
+    saved = next(filter(None, (c.latest() for c in resume_from)), None)
     recorded = (load_meta(saved).get("train_config") or {}).get("batch_size") if saved is not None else None
     if isinstance(recorded, int) and recorded >= 1:
         size = recorded
     else:  # a fresh run (or a checkpoint without a usable batch: resuming it then fails on the settings check, one line)
         world = max(1, world_size)
-        tokens = None if config.steps is not None else (config.num_tokens if config.num_tokens is not None else n_train)
+        tokens = _run_tokens(config, n_train)
         size = default_batch_size(None if tokens is None else tokens // world)
         if tokens is not None and size != DEFAULT_BATCH:
             share = f"{tokens // world:,} tokens per process" if world > 1 else f"a run of {tokens:,} tokens"
@@ -287,11 +287,16 @@ def with_batch_size(config: TrainConfig, source: "ActivationSource", n_train: in
     return replace(config, batch_size=size)
 
 
-def _total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
+def _run_tokens(config: TrainConfig, n_train: int) -> int | None:
+    """The tokens a run reads: ``num_tokens``, else one pass over the ``n_train`` training tokens (``None``: a run given in ``steps``)."""
     if config.steps is not None:
-        return int(config.steps)
-    tokens = config.num_tokens if config.num_tokens is not None else n_train
-    return max(1, steps_of(tokens, config.batch_size * world_size))
+        return None
+    return config.num_tokens if config.num_tokens is not None else n_train
+
+
+def _total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
+    tokens = _run_tokens(config, n_train)
+    return int(config.steps or 0) if tokens is None else max(1, steps_of(tokens, config.batch_size * world_size))
 
 
 def _load_init(config: TrainConfig) -> "SAE | None":

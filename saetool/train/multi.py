@@ -160,11 +160,12 @@ def _train_set(config: TrainConfig, inputs: Sequence[str | Path], source: "Activ
     n_train = source.count_train_tokens()
     if n_train == 0:
         raise SaetoolError("no training rows: every sequence is held out for validation", hint="lower --val-fraction")
-    config = with_batch_size(config, source, n_train, group.world_size if group is not None else 1, resume_from=[CheckpointDir(checkpoint_dir_for(o)) for o in outs] if resume else [])
+    dirs = [CheckpointDir(checkpoint_dir_for(o)) for o in outs]
+    config = with_batch_size(config, source, n_train, group.world_size if group is not None else 1, resume_from=dirs if resume else [])
     total_steps = _total_steps(config, n_train, group.world_size if group is not None else 1)
     trainers = [
-        Trainer(replace(config, hook=h), d_in=d, total_steps=total_steps, hook=h, model=source.model, checkpoints=CheckpointDir(checkpoint_dir_for(o)))
-        for h, d, o in zip(source.hooks, source.widths, outs)
+        Trainer(replace(config, hook=h), d_in=d, total_steps=total_steps, hook=h, model=source.model, checkpoints=c)
+        for h, d, c in zip(source.hooks, source.widths, dirs)
     ]
     for t in trainers:
         t.name_hook = len(trainers) > 1

@@ -110,10 +110,9 @@ class ActivationSource:
         self.widths = [first.d(h) for h in self.hooks]
         self.d_in = sum(self.widths)
         self.d_out = first.d(hook_out) if hook_out else self.d_in
-        self.batch_size = int(batch_size)
         self.shuffle_buffer = int(shuffle_buffer)
+        self.use_batch_size(batch_size)
         self.chunk_rows = int(min(chunk_rows, max(1, shuffle_buffer)))
-        self.capacity = max(self.shuffle_buffer, 2 * self.batch_size)
         self.val_fraction = float(val_fraction)
         self.val_tokens = int(val_tokens)
         self.seed = int(seed)
